@@ -1,0 +1,16 @@
+//! What every kube-mlops service shares: settings from the environment, the
+//! server bootstrap (bind, probes, metrics, JSON errors), and graceful shutdown.
+
+pub mod addrs;
+pub mod env;
+pub mod errors;
+pub mod logging;
+pub mod metrics;
+pub mod probes;
+mod server;
+pub mod shutdown;
+
+pub use addrs::ConnAddrs;
+pub use env::ServeEnv;
+pub use errors::ApiError;
+pub use server::{Service, run};

@@ -1,0 +1,152 @@
+//! The command line. Each subcommand's args struct is run by its own module
+//! (`impl DeployArgs { fn run(self, cx) }` lives in `deploy.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::targets::TargetName;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, deploy, test and tear down the kube-mlops services",
+    long_about = "Takes the services in services/ from source to a running, smoke-tested \
+deployment: on this machine (local), in containers (docker), on minikube or kind, \
+or on GKE. Settings come from xtask.toml at the workspace root.",
+    after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask deploy              # build and run locally, smoke-test, print URLs\n  cargo xtask status\n  cargo xtask logs test-api\n  cargo xtask teardown\n  cargo xtask deploy --dry-run   # print the plan, change nothing"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GlobalArgs {
+    /// Settings file (default: xtask.toml at the workspace root; built-in defaults when absent)
+    #[arg(long, global = true, value_name = "FILE", env = "XTASK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print every command and step instead of running it; changes nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Show the output of every command as it runs
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Spinners with live output (auto: only when stderr is a terminal)
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check the tools each target needs: found, version, how to install
+    #[command(after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask doctor --target gke")]
+    Doctor(DoctorArgs),
+    /// Build the service binaries (release, one cargo invocation)
+    #[command(after_help = "Examples:\n  cargo xtask build\n  cargo xtask build test-api")]
+    Build(BuildArgs),
+    /// Build, start, wait for readiness, smoke-test and print URLs
+    #[command(
+        after_help = "Examples:\n  cargo xtask deploy\n  cargo xtask deploy --target local test-api\n  cargo xtask deploy --dry-run"
+    )]
+    Deploy(DeployArgs),
+    /// Show whether each service is running and healthy (exit 1 if any is not)
+    #[command(after_help = "Examples:\n  cargo xtask status")]
+    Status(StatusArgs),
+    /// Show a service's log
+    #[command(
+        after_help = "Examples:\n  cargo xtask logs test-api\n  cargo xtask logs test-api --tail 20 --follow"
+    )]
+    Logs(LogsArgs),
+    /// Stop what deploy started; safe to run again
+    #[command(after_help = "Examples:\n  cargo xtask teardown")]
+    Teardown(TeardownArgs),
+    /// Measure throughput and latency (needs wrk)
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5"
+    )]
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TargetArg {
+    /// Where to run: local, docker, minikube, kind, gke (default: `default_target` in xtask.toml)
+    #[arg(long, short = 't', value_enum)]
+    pub target: Option<TargetName>,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Services to build (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// Services to deploy (default: all)
+    pub services: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// The service whose log to show
+    pub service: String,
+    /// Show only the last N lines
+    #[arg(long, short = 'n', value_name = "N")]
+    pub tail: Option<usize>,
+    /// Keep printing new lines until interrupted
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// What to measure
+    #[arg(value_enum)]
+    pub subject: BenchSubject,
+    /// Seconds per measurement
+    #[arg(long, default_value_t = 10)]
+    pub duration: u32,
+    /// Concurrent connections
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BenchSubject {
+    /// GET /test_api against a minimal axum handler returning the same JSON
+    TestApi,
+}

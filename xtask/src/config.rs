@@ -1,0 +1,289 @@
+//! `xtask.toml`: the settings a user edits. Every key has a default here
+//! (the committed xtask.toml spells them out, and a test keeps the two equal),
+//! so a partial file or none at all works. Unknown keys and wrong types are
+//! errors that name the key, the line and the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::targets::TargetName;
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Target used when `--target` is not given.
+    pub default_target: TargetName,
+    pub registry: Registry,
+    pub services: Services,
+    pub local: Local,
+    pub minikube: Minikube,
+    pub kind: Kind,
+    pub gke: Gke,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registry {
+    /// Registry host images are pushed to, e.g. docker.io or
+    /// us-central1-docker.pkg.dev.
+    pub host: String,
+    /// Account or repository path under the host: images are named
+    /// `<host>/<account>/<image>`.
+    pub account: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    #[serde(rename = "test-api")]
+    pub test_api: ServiceSettings,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Port the service listens on (and is published on, locally).
+    pub port: u16,
+    /// Image name, without registry or tag.
+    pub image: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Local {
+    /// Where pid, state and log files go; relative to the settings file.
+    pub run_dir: PathBuf,
+    /// How long deploy waits for a service to report ready.
+    pub ready_timeout_secs: u64,
+    /// How long teardown waits after SIGTERM before SIGKILL.
+    pub stop_grace_secs: u64,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Minikube {
+    pub profile: String,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kind {
+    pub cluster: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gke {
+    pub project: String,
+    pub zone: String,
+    pub cluster: String,
+    pub machine_type: String,
+    pub num_nodes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_target: TargetName::Local,
+            registry: Registry::default(),
+            services: Services::default(),
+            local: Local::default(),
+            minikube: Minikube::default(),
+            kind: Kind::default(),
+            gke: Gke::default(),
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            host: "docker.io".into(),
+            account: "kube-mlops".into(),
+        }
+    }
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            test_api: ServiceSettings {
+                port: 5000,
+                image: "test-api".into(),
+            },
+        }
+    }
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            run_dir: "target/xtask/local".into(),
+            ready_timeout_secs: 30,
+            stop_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for Minikube {
+    fn default() -> Self {
+        Self {
+            profile: "minikube".into(),
+            memory_mb: 4096,
+            cpus: 2,
+        }
+    }
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Self {
+            cluster: "kube-mlops".into(),
+        }
+    }
+}
+
+impl Default for Gke {
+    fn default() -> Self {
+        Self {
+            project: String::new(),
+            zone: "us-central1-a".into(),
+            cluster: "k8s-test-cluster".into(),
+            machine_type: "e2-standard-2".into(),
+            num_nodes: 3,
+        }
+    }
+}
+
+/// Settings and where they came from.
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, or None for built-in defaults.
+    pub source: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// `explicit` (from `--config`) must exist; otherwise `<root>/xtask.toml`
+    /// is read when present and the defaults are used when not.
+    pub fn load(explicit: Option<&Path>, root: &Path) -> Result<Self> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(root.join("xtask.toml")).filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            let mut config = Config::default();
+            config.local.run_dir = root.join(&config.local.run_dir);
+            return Ok(Self {
+                config,
+                source: None,
+            });
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read settings file {}", path.display()))?;
+        let mut config =
+            parse(&text).with_context(|| format!("invalid settings in {}", path.display()))?;
+        let base = path.parent().unwrap_or(root);
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        config.local.run_dir = base.join(&config.local.run_dir);
+        Ok(Self {
+            config,
+            source: Some(path),
+        })
+    }
+}
+
+/// Parses and checks what serde cannot.
+pub fn parse(text: &str) -> Result<Config> {
+    let config: Config = toml::from_str(text)?;
+    if config.services.test_api.port == 0 {
+        bail!("services.test-api.port must be 1-65535, not 0");
+    }
+    if config.local.ready_timeout_secs == 0 {
+        bail!("local.ready_timeout_secs must be at least 1");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text).expect_err("should be rejected"))
+    }
+
+    #[test]
+    fn committed_file_spells_out_the_defaults() -> Result<()> {
+        let text = include_str!("../../xtask.toml");
+        assert_eq!(parse(text)?, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() -> Result<()> {
+        assert_eq!(parse("")?, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() -> Result<()> {
+        let c = parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"p\"")?;
+        assert_eq!(c.services.test_api.port, 8080);
+        assert_eq!(c.gke.project, "p");
+        assert_eq!(c.gke.zone, Gke::default().zone);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[local]\nrun_dri = \"x\"\n");
+        assert!(e.contains("run_dri"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("[services.test-api]\nport = \"five thousand\"\nimage = \"t\"\n");
+        assert!(e.contains("port"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_target_is_rejected() {
+        let e = err("default_target = \"mars\"\n");
+        assert!(e.contains("mars"), "{e}");
+    }
+
+    #[test]
+    fn zero_port_is_rejected() {
+        let e = err("[services.test-api]\nport = 0\nimage = \"t\"\n");
+        assert!(e.contains("services.test-api.port"), "{e}");
+    }
+
+    #[test]
+    fn relative_run_dir_is_relative_to_the_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("custom.toml");
+        std::fs::write(&file, "[local]\nrun_dir = \"state\"\n")?;
+        let loaded = Loaded::load(Some(&file), Path::new("/nonexistent-root"))?;
+        assert_eq!(loaded.config.local.run_dir, dir.path().join("state"));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Loaded::load(Some(Path::new("/no/such/xtask.toml")), Path::new("/"))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("/no/such/xtask.toml"), "{e}");
+    }
+}
