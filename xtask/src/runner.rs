@@ -483,24 +483,23 @@ mod tests {
     }
 
     #[test]
-    fn missing_tool_names_it_and_how_to_install() {
+    fn missing_tool_names_it_and_what_needs_it() {
         let err = quiet(false)
             .run(&Cmd::new("minikube-not-here", "starting the cluster"))
             .expect_err("tool is missing");
         let msg = format!("{err:#}");
-        assert!(msg.contains("`minikube-not-here` was not found"), "{msg}");
-        assert!(msg.contains("starting the cluster"), "{msg}");
-        assert!(msg.contains("Debian/Ubuntu"), "{msg}");
+        assert!(msg.contains("`minikube-not-here` was not found on PATH"), "{msg}");
+        assert!(msg.contains("needed for starting the cluster"), "{msg}");
+        assert!(msg.contains("cargo xtask doctor"), "{msg}");
+    }
 
-        let err = quiet(false)
-            .run(&Cmd::new("kind", "creating a kind cluster"))
-            .err()
-            .map(|e| format!("{e:#}"));
-        // Only meaningful where kind is absent (it is on our machines).
-        if which::which("kind").is_err() {
-            let msg = err.unwrap_or_default();
-            assert!(msg.contains("brew install kind"), "{msg}");
+    #[test]
+    fn known_tools_have_install_hints_for_both_systems() {
+        for t in tools::TOOLS {
+            let hint = tools::install_hint(t.name);
+            assert!(hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "), "{hint}");
         }
+        assert!(tools::install_hint("minikube").contains("brew install minikube"));
     }
 
     #[test]

@@ -122,12 +122,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = format!("{:#}", env(&[("PORT", "http")]).unwrap_err());
+        let err = format!("{:#}", env(&[("PORT", "http")]).expect_err("rejected"));
         assert!(err.contains("PORT=\"http\""), "{err}");
         assert!(err.contains("port number"), "{err}");
-        let err = format!("{:#}", env(&[("PORT", "70000")]).unwrap_err());
+        let err = format!("{:#}", env(&[("PORT", "70000")]).expect_err("rejected"));
         assert!(err.contains("PORT=\"70000\""), "{err}");
-        let err = format!("{:#}", env(&[("MAX_BODY_BYTES", "0")]).unwrap_err());
+        let err = format!("{:#}", env(&[("MAX_BODY_BYTES", "0")]).expect_err("rejected"));
         assert!(err.contains("MAX_BODY_BYTES"), "{err}");
     }
 }

@@ -1,0 +1,244 @@
+//! The real xtask binary against the local target: deploy on free ports,
+//! call the service, status, logs, teardown (twice), and the error paths.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Sandbox {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let s = Self { dir, port };
+        std::fs::write(
+            s.config(),
+            format!(
+                "[services.test-api]\nport = {port}\nimage = \"test-api\"\n\
+                 [local]\nrun_dir = \"run\"\nready_timeout_secs = 30\nstop_grace_secs = 5\n"
+            ),
+        )?;
+        Ok(s)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("xtask.toml")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn xtask(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(self.config())
+            .arg("--progress=never")
+            .args(args)
+            .output()?)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn pid(&self) -> Result<u32> {
+        let state: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.run_dir().join("test-api.json"))?)?;
+        Ok(u32::try_from(state["pid"].as_u64().ok_or("no pid in state")?)?)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Never leave a service behind, whatever the test did.
+        let _ = self.xtask(&["teardown"]);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("0.0.0.0", 0))?.local_addr()?.port())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: &Output) -> Result<(String, String)> {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("xtask failed ({}):\n{stdout}\n{stderr}", out.status).into());
+    }
+    Ok((stdout, stderr))
+}
+
+fn get(url: &str) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call()?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
+#[test]
+fn deploy_call_status_logs_teardown_twice() -> Result {
+    let sb = Sandbox::new()?;
+    let (stdout, stderr) = ok(&sb.xtask(&["deploy"])?)?;
+    assert!(stdout.contains(&sb.url("")), "URL printed: {stdout}");
+    assert!(stderr.contains("smoke test GET"), "{stderr}");
+
+    let (status, body) = get(&sb.url("/test_api"))?;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(v["message"], "Hello 127.0.0.1, you've reached 127.0.0.1");
+    let pid = sb.pid()?;
+    assert!(alive(pid));
+
+    // Nothing changed: the same process keeps running.
+    let (_, stderr) = ok(&sb.xtask(&["deploy"])?)?;
+    assert!(stderr.contains("already running and healthy"), "{stderr}");
+    assert_eq!(sb.pid()?, pid);
+
+    let (stdout, _) = ok(&sb.xtask(&["status"])?)?;
+    assert!(stdout.contains("running, ready"), "{stdout}");
+    assert!(stdout.contains(&format!("pid {pid}")), "{stdout}");
+
+    let (stdout, _) = ok(&sb.xtask(&["logs", "test-api", "--tail", "50"])?)?;
+    assert!(stdout.contains("\"message\":\"listening\""), "{stdout}");
+
+    let (stdout, stderr) = ok(&sb.xtask(&["teardown"])?)?;
+    assert!(stderr.contains(&format!("stopped test-api (pid {pid})")), "{stderr}");
+    assert!(stdout.contains("Torn down"), "{stdout}");
+    assert!(!alive(pid), "pid {pid} still alive after teardown");
+    assert!(get(&sb.url("/test_api")).is_err(), "port still answers");
+    assert!(!sb.run_dir().join("test-api.json").exists());
+
+    let (_, stderr) = ok(&sb.xtask(&["teardown"])?)?;
+    assert!(stderr.contains("test-api: not running"), "{stderr}");
+
+    let out = sb.xtask(&["status"])?;
+    assert_eq!(out.status.code(), Some(1), "status of a stopped service fails");
+    assert!(text(&out.stdout).contains("stopped"));
+    Ok(())
+}
+
+#[test]
+fn changed_binary_is_restarted() -> Result {
+    let sb = Sandbox::new()?;
+    ok(&sb.xtask(&["deploy"])?)?;
+    let pid = sb.pid()?;
+    // Pretend the recorded binary differs from the one just built.
+    let path = sb.run_dir().join("test-api.json");
+    let mut state: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    state["binary_sha256"] = "0".repeat(64).into();
+    std::fs::write(&path, serde_json::to_vec(&state)?)?;
+
+    let (_, stderr) = ok(&sb.xtask(&["deploy"])?)?;
+    assert!(stderr.contains("binary or port changed; restarting"), "{stderr}");
+    let new_pid = sb.pid()?;
+    assert_ne!(new_pid, pid);
+    assert!(!alive(pid), "old process stopped");
+    assert_eq!(get(&sb.url("/test_api"))?.0, 200);
+    ok(&sb.xtask(&["teardown"])?)?;
+    assert!(!alive(new_pid));
+    Ok(())
+}
+
+#[test]
+fn a_port_in_use_is_named_with_the_setting_to_change() -> Result {
+    let sb = Sandbox::new()?;
+    let _squatter = TcpListener::bind(("0.0.0.0", sb.port))?;
+    let out = sb.xtask(&["deploy"])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("port {} for test-api is not free", sb.port)), "{stderr}");
+    assert!(stderr.contains("[services.test-api]"), "{stderr}");
+    assert!(!sb.run_dir().join("test-api.json").exists(), "no state for a service that never started");
+    Ok(())
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() -> Result {
+    let sb = Sandbox::new()?;
+    let (stdout, _) = ok(&sb.xtask(&["deploy", "--dry-run"])?)?;
+    assert!(stdout.contains("Plan (dry run"), "{stdout}");
+    for step in ["cargo build --release", "test-api", "/readyz", "smoke test"] {
+        assert!(stdout.contains(step), "plan lacks {step}: {stdout}");
+    }
+    assert!(stdout.contains(&format!("PORT={}", sb.port)), "{stdout}");
+    assert!(!sb.run_dir().exists(), "dry run created {}", sb.run_dir().display());
+    assert!(get(&sb.url("/healthz")).is_err(), "dry run started a server");
+    Ok(())
+}
+
+#[test]
+fn targets_not_built_yet_fail_clearly() -> Result {
+    let sb = Sandbox::new()?;
+    let out = sb.xtask(&["deploy", "--target", "minikube"])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: target `minikube` is not yet supported"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_broken_settings_file_names_the_key_and_the_file() -> Result {
+    let sb = Sandbox::new()?;
+    std::fs::write(sb.config(), "[local]\nrun_dri = \"x\"\n")?;
+    let out = sb.xtask(&["status"])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&sb.config().display().to_string()), "{stderr}");
+    assert!(stderr.contains("run_dri"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn unknown_service_is_an_error() -> Result {
+    let sb = Sandbox::new()?;
+    let out = sb.xtask(&["logs", "nope"])?;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("unknown service `nope`; known services: test-api"));
+    Ok(())
+}
+
+#[test]
+fn a_missing_tool_fails_with_its_install_hint() -> Result {
+    let sb = Sandbox::new()?;
+    let empty = tempfile::tempdir()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(sb.config())
+        .args(["--progress=never", "deploy"])
+        .env("PATH", empty.path())
+        .env_remove("CARGO")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`cargo` was not found on PATH; it is needed for building the services"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Debian/Ubuntu: apt-get install rustup"), "{stderr}");
+    Ok(())
+}
