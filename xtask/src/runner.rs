@@ -488,7 +488,10 @@ mod tests {
             .run(&Cmd::new("minikube-not-here", "starting the cluster"))
             .expect_err("tool is missing");
         let msg = format!("{err:#}");
-        assert!(msg.contains("`minikube-not-here` was not found on PATH"), "{msg}");
+        assert!(
+            msg.contains("`minikube-not-here` was not found on PATH"),
+            "{msg}"
+        );
         assert!(msg.contains("needed for starting the cluster"), "{msg}");
         assert!(msg.contains("cargo xtask doctor"), "{msg}");
     }
@@ -497,7 +500,10 @@ mod tests {
     fn known_tools_have_install_hints_for_both_systems() {
         for t in tools::TOOLS {
             let hint = tools::install_hint(t.name);
-            assert!(hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "), "{hint}");
+            assert!(
+                hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "),
+                "{hint}"
+            );
         }
         assert!(tools::install_hint("minikube").contains("brew install minikube"));
     }

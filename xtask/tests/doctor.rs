@@ -38,14 +38,24 @@ fn present_missing_and_broken_tools() -> Result {
         "kubectl",
         r#"case "$1" in config) echo kind-dev;; *) echo 'Client Version: v1.32.4';; esac"#,
     )?;
-    fake(bin.path(), "docker", "echo 'docker: cannot load libc' >&2; exit 2")?;
+    fake(
+        bin.path(),
+        "docker",
+        "echo 'docker: cannot load libc' >&2; exit 2",
+    )?;
 
     let out = doctor(bin.path(), &[])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "local needs only cargo:\n{stdout}");
     assert!(row(&stdout, "cargo").contains("ok"), "{stdout}");
-    assert!(row(&stdout, "cargo").contains("cargo 1.95.0 (fake)"), "{stdout}");
-    assert!(row(&stdout, "kubectl").contains("current context: kind-dev"), "{stdout}");
+    assert!(
+        row(&stdout, "cargo").contains("cargo 1.95.0 (fake)"),
+        "{stdout}"
+    );
+    assert!(
+        row(&stdout, "kubectl").contains("current context: kind-dev"),
+        "{stdout}"
+    );
     let docker = row(&stdout, "docker");
     assert!(docker.contains("broken"), "{stdout}");
     assert!(docker.contains("cannot load libc"), "{stdout}");
@@ -57,7 +67,10 @@ fn present_missing_and_broken_tools() -> Result {
     let out = doctor(bin.path(), &["--target", "minikube"])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("target minikube: NOT ready; missing or broken: minikube"), "{stdout}");
+    assert!(
+        stdout.contains("target minikube: NOT ready; missing or broken: minikube"),
+        "{stdout}"
+    );
 
     let out = doctor(bin.path(), &["--target", "docker"])?;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -52,9 +52,12 @@ impl Sandbox {
     }
 
     fn pid(&self) -> Result<u32> {
-        let state: Value =
-            serde_json::from_str(&std::fs::read_to_string(self.run_dir().join("test-api.json"))?)?;
-        Ok(u32::try_from(state["pid"].as_u64().ok_or("no pid in state")?)?)
+        let state: Value = serde_json::from_str(&std::fs::read_to_string(
+            self.run_dir().join("test-api.json"),
+        )?)?;
+        Ok(u32::try_from(
+            state["pid"].as_u64().ok_or("no pid in state")?,
+        )?)
     }
 }
 
@@ -126,7 +129,10 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     assert!(stdout.contains("\"message\":\"listening\""), "{stdout}");
 
     let (stdout, stderr) = ok(&sb.xtask(&["teardown"])?)?;
-    assert!(stderr.contains(&format!("stopped test-api (pid {pid})")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("stopped test-api (pid {pid})")),
+        "{stderr}"
+    );
     assert!(stdout.contains("Torn down"), "{stdout}");
     assert!(!alive(pid), "pid {pid} still alive after teardown");
     assert!(get(&sb.url("/test_api")).is_err(), "port still answers");
@@ -136,7 +142,11 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     assert!(stderr.contains("test-api: not running"), "{stderr}");
 
     let out = sb.xtask(&["status"])?;
-    assert_eq!(out.status.code(), Some(1), "status of a stopped service fails");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status of a stopped service fails"
+    );
     assert!(text(&out.stdout).contains("stopped"));
     Ok(())
 }
@@ -153,7 +163,10 @@ fn changed_binary_is_restarted() -> Result {
     std::fs::write(&path, serde_json::to_vec(&state)?)?;
 
     let (_, stderr) = ok(&sb.xtask(&["deploy"])?)?;
-    assert!(stderr.contains("binary or port changed; restarting"), "{stderr}");
+    assert!(
+        stderr.contains("binary or port changed; restarting"),
+        "{stderr}"
+    );
     let new_pid = sb.pid()?;
     assert_ne!(new_pid, pid);
     assert!(!alive(pid), "old process stopped");
@@ -170,9 +183,15 @@ fn a_port_in_use_is_named_with_the_setting_to_change() -> Result {
     let out = sb.xtask(&["deploy"])?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("port {} for test-api is not free", sb.port)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {} for test-api is not free", sb.port)),
+        "{stderr}"
+    );
     assert!(stderr.contains("[services.test-api]"), "{stderr}");
-    assert!(!sb.run_dir().join("test-api.json").exists(), "no state for a service that never started");
+    assert!(
+        !sb.run_dir().join("test-api.json").exists(),
+        "no state for a service that never started"
+    );
     Ok(())
 }
 
@@ -185,8 +204,15 @@ fn dry_run_prints_the_plan_and_changes_nothing() -> Result {
         assert!(stdout.contains(step), "plan lacks {step}: {stdout}");
     }
     assert!(stdout.contains(&format!("PORT={}", sb.port)), "{stdout}");
-    assert!(!sb.run_dir().exists(), "dry run created {}", sb.run_dir().display());
-    assert!(get(&sb.url("/healthz")).is_err(), "dry run started a server");
+    assert!(
+        !sb.run_dir().exists(),
+        "dry run created {}",
+        sb.run_dir().display()
+    );
+    assert!(
+        get(&sb.url("/healthz")).is_err(),
+        "dry run started a server"
+    );
     Ok(())
 }
 
@@ -196,7 +222,10 @@ fn targets_not_built_yet_fail_clearly() -> Result {
     let out = sb.xtask(&["deploy", "--target", "minikube"])?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("error: target `minikube` is not yet supported"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: target `minikube` is not yet supported"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     Ok(())
 }
@@ -208,7 +237,10 @@ fn a_broken_settings_file_names_the_key_and_the_file() -> Result {
     let out = sb.xtask(&["status"])?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&sb.config().display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&sb.config().display().to_string()),
+        "{stderr}"
+    );
     assert!(stderr.contains("run_dri"), "{stderr}");
     Ok(())
 }
@@ -239,6 +271,9 @@ fn a_missing_tool_fails_with_its_install_hint() -> Result {
         stderr.contains("`cargo` was not found on PATH; it is needed for building the services"),
         "{stderr}"
     );
-    assert!(stderr.contains("Debian/Ubuntu: apt-get install rustup"), "{stderr}");
+    assert!(
+        stderr.contains("Debian/Ubuntu: apt-get install rustup"),
+        "{stderr}"
+    );
     Ok(())
 }

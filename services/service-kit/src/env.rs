@@ -127,7 +127,10 @@ mod tests {
         assert!(err.contains("port number"), "{err}");
         let err = format!("{:#}", env(&[("PORT", "70000")]).expect_err("rejected"));
         assert!(err.contains("PORT=\"70000\""), "{err}");
-        let err = format!("{:#}", env(&[("MAX_BODY_BYTES", "0")]).expect_err("rejected"));
+        let err = format!(
+            "{:#}",
+            env(&[("MAX_BODY_BYTES", "0")]).expect_err("rejected")
+        );
         assert!(err.contains("MAX_BODY_BYTES"), "{err}");
     }
 }

@@ -9,6 +9,8 @@ pub mod metrics;
 pub mod probes;
 mod server;
 pub mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use addrs::ConnAddrs;
 pub use env::ServeEnv;

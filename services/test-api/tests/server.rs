@@ -1,107 +1,19 @@
 //! The real test-api binary, started as a process on a free port.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+use service_kit::testing::{Result, Server as Spawned, agent, get};
 
-struct Server {
-    child: Child,
-    port: u16,
-    lines: mpsc::Receiver<String>,
-}
+struct Server;
 
 impl Server {
-    fn start(env: &[(&str, &str)]) -> Result<Self> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_test-api"));
-        cmd.env("PORT", "0")
-            .env("LOG_FORMAT", "json")
-            .env_remove("POD_IP")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let line = lines.recv_timeout(Duration::from_secs(10))?;
-            let v: Value = serde_json::from_str(&line)?;
-            if v["message"] == "listening" {
-                let port = v["port"].as_u64().ok_or("listening line without port")?;
-                return Ok(Self {
-                    child,
-                    port: u16::try_from(port)?,
-                    lines,
-                });
-            }
-        }
-        Err("the server never logged `listening`".into())
+    fn start(env: &[(&str, &str)]) -> Result<Spawned> {
+        Spawned::start(env!("CARGO_BIN_EXE_test-api"), env)
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn signal(&self, sig: Signal) -> Result {
-        kill(Pid::from_raw(i32::try_from(self.child.id())?), sig)?;
-        Ok(())
-    }
-
-    /// Waits for the process to exit; None if it outlives `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> Result<Option<(ExitStatus, Duration)>> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(Some((status, start.elapsed())));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(None)
-    }
-
-    /// Log lines printed so far, parsed.
-    fn logs(&self) -> Vec<Value> {
-        self.lines
-            .try_iter()
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn get(url: &str) -> Result<(u16, String)> {
-    let mut resp = agent().get(url).call()?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 
 #[test]
@@ -110,7 +22,10 @@ fn test_api_greets_the_client_from_the_address_it_reached() -> Result {
     let (status, body) = get(&s.url("/test_api"))?;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body)?;
-    assert_eq!(v, serde_json::json!({"message": "Hello 127.0.0.1, you've reached 127.0.0.1"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"message": "Hello 127.0.0.1, you've reached 127.0.0.1"})
+    );
     Ok(())
 }
 
@@ -129,7 +44,13 @@ fn unknown_paths_and_wrong_methods_get_json_errors() -> Result {
     assert_eq!(status, 404);
     let v: Value = serde_json::from_str(&body)?;
     assert_eq!(v["error"]["status"], 404);
-    assert!(v["error"]["reason"].as_str().unwrap_or_default().contains("/nope"), "{body}");
+    assert!(
+        v["error"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/nope"),
+        "{body}"
+    );
 
     let mut resp = agent().post(&s.url("/test_api")).send_empty()?;
     assert_eq!(resp.status().as_u16(), 405);
@@ -142,7 +63,10 @@ fn unknown_paths_and_wrong_methods_get_json_errors() -> Result {
 fn probes_and_metrics() -> Result {
     let s = Server::start(&[])?;
     assert_eq!(get(&s.url("/healthz"))?.0, 200);
-    assert_eq!(get(&s.url("/readyz"))?, (200, r#"{"status":"ready"}"#.to_string()));
+    assert_eq!(
+        get(&s.url("/readyz"))?,
+        (200, r#"{"status":"ready"}"#.to_string())
+    );
     get(&s.url("/test_api"))?;
     get(&s.url("/test_api"))?;
     let (status, metrics) = get(&s.url("/metrics"))?;
@@ -152,7 +76,8 @@ fn probes_and_metrics() -> Result {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"http_request_duration_seconds_count{method="GET",route="/test_api"} 2"#),
+        metrics
+            .contains(r#"http_request_duration_seconds_count{method="GET",route="/test_api"} 2"#),
         "{metrics}"
     );
     Ok(())
@@ -187,11 +112,16 @@ fn sigterm_lets_in_flight_requests_finish() -> Result {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("you've reached"), "{body}");
     }
-    let (status, _) = s.wait_exit(Duration::from_secs(5))?.ok_or("still running 5s after SIGTERM")?;
+    let (status, _) = s
+        .wait_exit(Duration::from_secs(5))?
+        .ok_or("still running 5s after SIGTERM")?;
     assert!(status.success(), "exit status {status}");
     assert!(get(&url).is_err(), "no new connections after shutdown");
     let logs = s.logs();
-    assert!(logs.iter().any(|l| l["message"] == "shutdown requested; draining" && l["signal"] == "SIGTERM"));
+    assert!(
+        logs.iter()
+            .any(|l| l["message"] == "shutdown requested; draining" && l["signal"] == "SIGTERM")
+    );
     assert!(logs.iter().any(|l| l["message"] == "stopped"));
     Ok(())
 }
@@ -204,7 +134,9 @@ fn idle_server_exits_within_a_second_on_sigterm_and_sigint() -> Result {
         let a = agent();
         a.get(&s.url("/test_api")).call()?;
         s.signal(sig)?;
-        let (status, took) = s.wait_exit(Duration::from_secs(1))?.ok_or(format!("{sig} : still running after 1s"))?;
+        let (status, took) = s
+            .wait_exit(Duration::from_secs(1))?
+            .ok_or(format!("{sig} : still running after 1s"))?;
         assert!(status.success(), "{sig}: {status}");
         assert!(took < Duration::from_secs(1), "{sig}: {took:?}");
     }
@@ -220,6 +152,7 @@ fn readiness_turns_false_while_draining() -> Result {
     assert_eq!((status, body.as_str()), (503, r#"{"status":"draining"}"#));
     // Still serving work while a load balancer takes it out of rotation.
     assert_eq!(get(&s.url("/test_api"))?.0, 200);
-    s.wait_exit(Duration::from_secs(5))?.ok_or("did not exit after the drain")?;
+    s.wait_exit(Duration::from_secs(5))?
+        .ok_or("did not exit after the drain")?;
     Ok(())
 }

@@ -1,0 +1,50 @@
+//! A Seldon Core v1 compatible model server: one `Model` chosen at start-up,
+//! served with Seldon's endpoints, request formats and error shape.
+
+pub mod api;
+mod body;
+pub mod errors;
+pub mod model;
+pub mod models;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use service_kit::{ServeEnv, Service};
+
+/// Reads the model and Seldon settings from `lookup` (the environment).
+pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Result<Service> {
+    let model = models::from_env(&lookup)?;
+    tracing::info!(model = model.name(), "model loaded");
+    let metrics = api::ModelMetrics::new();
+    let state = Arc::new(api::AppState {
+        model,
+        unit: api::Unit {
+            id: lookup("PREDICTIVE_UNIT_ID"),
+            image: lookup("PREDICTIVE_UNIT_IMAGE"),
+        },
+        max_body_bytes: env.max_body_bytes,
+        metrics: metrics.clone(),
+    });
+    Ok(Service {
+        name: "model-server",
+        version: env!("CARGO_PKG_VERSION"),
+        routes: api::routes(state),
+        metrics: Box::new(move |r| metrics.register(r)),
+    })
+}
+
+/// The Seldon operator tells a unit its port in
+/// `PREDICTIVE_UNIT_HTTP_SERVICE_PORT`; it wins over `PORT`.
+pub fn serve_env(lookup: impl Fn(&str) -> Option<String>) -> Result<ServeEnv> {
+    let port = service_kit::env::parse::<u16>(
+        &lookup,
+        "PREDICTIVE_UNIT_HTTP_SERVICE_PORT",
+        "a port number 0-65535",
+    )?;
+    let mut env = ServeEnv::from_lookup(&lookup)?;
+    if let Some(p) = port {
+        env.port = p;
+    }
+    Ok(env)
+}

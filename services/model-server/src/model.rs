@@ -1,0 +1,60 @@
+//! What a model is to the server: predict on a batch, optionally name its
+//! outputs and describe itself. Models are chosen at start-up (`MODEL`).
+
+use seldon_protocol::Array;
+use serde_json::Value;
+
+/// A prediction's input or output, one of the SeldonMessage payload kinds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    /// `data.tensor` or `data.ndarray`, with the form it came in.
+    Array(Array),
+    Json(Value),
+    Str(String),
+    Bin(Vec<u8>),
+}
+
+impl Payload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Array(_) => "data",
+            Self::Json(_) => "jsonData",
+            Self::Str(_) => "strData",
+            Self::Bin(_) => "binData",
+        }
+    }
+}
+
+#[derive(thiserror::Error, Debug, PartialEq)]
+pub enum ModelError {
+    /// The caller sent something this model cannot take (a 400).
+    #[error("{0}")]
+    BadInput(String),
+    /// The model itself failed (a 500).
+    #[error("the model failed: {0}")]
+    Internal(String),
+}
+
+pub trait Model: Send + Sync + 'static {
+    /// Short name, for metadata, metrics and logs.
+    fn name(&self) -> &str;
+
+    /// Predicts on a batch. `feature_names` are the request's `data.names`.
+    fn predict(&self, input: Payload, feature_names: &[String]) -> Result<Payload, ModelError>;
+
+    /// Names of the output columns, when the model has them.
+    fn class_names(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// Names of the input columns, when the model has them.
+    fn feature_names(&self) -> Option<&[String]> {
+        None
+    }
+
+    /// An input the model must accept, for `/health/status`.
+    fn probe(&self) -> Payload;
+
+    /// Where the model runs, for `/metadata`.
+    fn platform(&self) -> &str;
+}

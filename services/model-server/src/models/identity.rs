@@ -1,0 +1,25 @@
+//! The tutorial's TestModel: returns its input unchanged.
+
+use seldon_protocol::{Array, Repr};
+
+use crate::model::{Model, ModelError, Payload};
+
+pub struct Identity;
+
+impl Model for Identity {
+    fn name(&self) -> &str {
+        "identity"
+    }
+
+    fn predict(&self, input: Payload, _feature_names: &[String]) -> Result<Payload, ModelError> {
+        Ok(input)
+    }
+
+    fn probe(&self) -> Payload {
+        Payload::Array(Array::matrix(Repr::Ndarray, 1, 1, vec![0.0]))
+    }
+
+    fn platform(&self) -> &str {
+        "rust"
+    }
+}
