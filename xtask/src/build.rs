@@ -43,8 +43,12 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
             "--message-format=json-render-diagnostics",
         ])
         .cwd(&cx.root);
+    let mut seen = Vec::new();
     for s in specs {
-        cmd = cmd.args(["--package", s.name, "--bin", s.bin]);
+        if !seen.contains(&(s.package, s.bin)) {
+            seen.push((s.package, s.bin));
+            cmd = cmd.args(["--package", s.package, "--bin", s.bin]);
+        }
     }
     let out = cx.runner.run(&cmd)?;
     if cx.runner.is_dry_run() {

@@ -72,6 +72,12 @@ pub enum Command {
     /// Stop what deploy started; safe to run again
     #[command(after_help = "Examples:\n  cargo xtask teardown")]
     Teardown(TeardownArgs),
+    /// Send random requests drawn from a Seldon contract.json and check every answer
+    #[command(
+        name = "contract-test",
+        after_help = "Examples:\n  cargo xtask contract-test services/model-server/contract.json --port 5002 -b 5 -n 10\n  cargo xtask contract-test contract.json --tensor -p\n  cargo xtask contract-test contract.json --host 127.0.0.1 --port 8003 --api seldon/seldon-test-model"
+    )]
+    ContractTest(ContractTestArgs),
     /// Measure throughput and latency (needs wrk)
     #[command(
         after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5"
@@ -133,6 +139,48 @@ pub struct TeardownArgs {
 }
 
 #[derive(Args)]
+pub struct ContractTestArgs {
+    /// The contract: features (what to send) and targets (what must come back)
+    pub contract: PathBuf,
+    /// Host of the model server (or of the Seldon ingress, with --api)
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    /// Port (default: services.iris-model.port in xtask.toml)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Which endpoint to call
+    #[arg(long, value_enum, default_value_t = Endpoint::Predict)]
+    pub endpoint: Endpoint,
+    /// Rows per request
+    #[arg(short = 'b', long = "batch-size", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Number of requests
+    #[arg(short = 'n', long = "n-requests", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub n_requests: u32,
+    /// Send data.tensor instead of data.ndarray
+    #[arg(long)]
+    pub tensor: bool,
+    /// Print each request and response
+    #[arg(short = 'p', long)]
+    pub print: bool,
+    /// Call a SeldonDeployment through its ingress: NAMESPACE/DEPLOYMENT
+    #[arg(long, value_name = "NAMESPACE/DEPLOYMENT")]
+    pub api: Option<String>,
+    /// Send the message form-encoded (json=...), as seldon-core-tester does
+    #[arg(long)]
+    pub form: bool,
+    /// Seed for the random inputs, to repeat a run exactly
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Predict,
+    SendFeedback,
+}
+
+#[derive(Args)]
 pub struct BenchArgs {
     /// What to measure
     #[arg(value_enum)]
@@ -149,4 +197,6 @@ pub struct BenchArgs {
 pub enum BenchSubject {
     /// GET /test_api against a minimal axum handler returning the same JSON
     TestApi,
+    /// The tutorial's tensor payload against the identity and iris models
+    ModelServer,
 }

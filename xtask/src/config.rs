@@ -39,6 +39,12 @@ pub struct Registry {
 pub struct Services {
     #[serde(rename = "test-api")]
     pub test_api: ServiceSettings,
+    /// The tutorial's Seldon component: the identity model.
+    #[serde(rename = "model-server")]
+    pub model_server: ModelSettings,
+    /// The same server image running the iris classifier.
+    #[serde(rename = "iris-model")]
+    pub iris_model: ModelSettings,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -48,6 +54,15 @@ pub struct ServiceSettings {
     pub port: u16,
     /// Image name, without registry or tag.
     pub image: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub port: u16,
+    pub image: String,
+    /// MODEL for the server: identity, iris, or onnx (with MODEL_PATH set).
+    pub model: String,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -114,6 +129,16 @@ impl Default for Services {
             test_api: ServiceSettings {
                 port: 5000,
                 image: "test-api".into(),
+            },
+            model_server: ModelSettings {
+                port: 5001,
+                image: "model-server".into(),
+                model: "identity".into(),
+            },
+            iris_model: ModelSettings {
+                port: 5002,
+                image: "model-server".into(),
+                model: "iris".into(),
             },
         }
     }
@@ -203,8 +228,32 @@ impl Loaded {
 /// Parses and checks what serde cannot.
 pub fn parse(text: &str) -> Result<Config> {
     let config: Config = toml::from_str(text)?;
-    if config.services.test_api.port == 0 {
-        bail!("services.test-api.port must be 1-65535, not 0");
+    let s = &config.services;
+    let ports = [
+        ("test-api", s.test_api.port),
+        ("model-server", s.model_server.port),
+        ("iris-model", s.iris_model.port),
+    ];
+    for (i, (name, port)) in ports.iter().enumerate() {
+        if *port == 0 {
+            bail!("services.{name}.port must be 1-65535, not 0");
+        }
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+            bail!(
+                "services.{name}.port and services.{other}.port are both {port}: give each service its own port"
+            );
+        }
+    }
+    for (name, m) in [
+        ("model-server", &s.model_server),
+        ("iris-model", &s.iris_model),
+    ] {
+        if !["identity", "iris", "onnx"].contains(&m.model.as_str()) {
+            bail!(
+                "services.{name}.model = {:?}: expected identity, iris or onnx",
+                m.model
+            );
+        }
     }
     if config.local.ready_timeout_secs == 0 {
         bail!("local.ready_timeout_secs must be at least 1");
@@ -266,6 +315,20 @@ mod tests {
     fn zero_port_is_rejected() {
         let e = err("[services.test-api]\nport = 0\nimage = \"t\"\n");
         assert!(e.contains("services.test-api.port"), "{e}");
+    }
+
+    #[test]
+    fn shared_ports_and_unknown_models_are_refused() {
+        let e = err("[services.iris-model]\nport = 5000\nimage = \"m\"\nmodel = \"iris\"\n");
+        assert!(
+            e.contains("services.iris-model.port and services.test-api.port are both 5000"),
+            "{e}"
+        );
+        let e = err("[services.model-server]\nport = 5001\nimage = \"m\"\nmodel = \"xgboost\"\n");
+        assert!(
+            e.contains("services.model-server.model = \"xgboost\""),
+            "{e}"
+        );
     }
 
     #[test]

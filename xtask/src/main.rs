@@ -6,6 +6,7 @@ mod build;
 mod cli;
 mod config;
 mod context;
+mod contract_test;
 mod deploy;
 mod doctor;
 mod http;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
             cli::Command::Status(a) => a.run(&cx),
             cli::Command::Logs(a) => a.run(&cx),
             cli::Command::Teardown(a) => a.run(&cx),
+            cli::Command::ContractTest(a) => a.run(&cx),
             cli::Command::Bench(a) => a.run(&cx),
         };
         cx.runner.print_plan();

@@ -2,24 +2,61 @@
 
 use anyhow::{Result, bail};
 
-use crate::config::{Config, ServiceSettings};
+use crate::config::{Config, ModelSettings, ServiceSettings};
 
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
-    /// Name used on the command line, in state files and as the Cargo package.
+    /// Name used on the command line, in state files and logs.
     pub name: &'static str,
-    /// The binary target the package builds.
+    /// The Cargo package and binary target that build it.
+    pub package: &'static str,
     pub bin: &'static str,
     pub settings: ServiceSettings,
+    /// Environment the service runs with (beyond PORT).
+    pub env: Vec<(String, String)>,
+    pub smoke: Smoke,
+}
+
+/// How deploy checks a service answers as it should.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Smoke {
+    /// GET /test_api and check the greeting.
+    Greeting,
+    /// POST the tutorial's tensor and expect it back (identity model).
+    Echo,
+    /// Run services/model-server/contract.json against it.
+    Contract,
 }
 
 /// Every deployable service, in deploy order.
 pub fn all(config: &Config) -> Vec<ServiceSpec> {
-    vec![ServiceSpec {
-        name: "test-api",
-        bin: "test-api",
-        settings: config.services.test_api.clone(),
-    }]
+    let s = &config.services;
+    let model = |name, m: &ModelSettings| ServiceSpec {
+        name,
+        package: "model-server",
+        bin: "model-server",
+        settings: ServiceSettings {
+            port: m.port,
+            image: m.image.clone(),
+        },
+        env: vec![("MODEL".into(), m.model.clone())],
+        smoke: match m.model.as_str() {
+            "identity" => Smoke::Echo,
+            _ => Smoke::Contract,
+        },
+    };
+    vec![
+        ServiceSpec {
+            name: "test-api",
+            package: "test-api",
+            bin: "test-api",
+            settings: s.test_api.clone(),
+            env: Vec::new(),
+            smoke: Smoke::Greeting,
+        },
+        model("model-server", &s.model_server),
+        model("iris-model", &s.iris_model),
+    ]
 }
 
 /// The named services, or all of them when `names` is empty.
@@ -48,7 +85,11 @@ mod tests {
     fn unknown_service_lists_known_ones() {
         let err = select(&Config::default(), &["nope".into()]).expect_err("unknown");
         assert!(err.to_string().contains("unknown service `nope`"), "{err}");
-        assert!(err.to_string().contains("test-api"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("test-api, model-server, iris-model"),
+            "{err}"
+        );
     }
 
     #[test]

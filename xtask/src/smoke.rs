@@ -6,16 +6,94 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use seldon_protocol::SeldonMessage;
+
+use crate::cli::Endpoint;
 use crate::context::Ctx;
-use crate::http;
-use crate::services::ServiceSpec;
+use crate::services::{ServiceSpec, Smoke};
+use crate::{contract_test, http};
+
+/// The tutorial's request to the Seldon model.
+pub const TUTORIAL_PAYLOAD: &str =
+    r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}}"#;
 
 /// Calls the service's main route and checks the answer.
 pub fn check(cx: &Ctx, spec: &ServiceSpec, base_url: &str) -> Result<()> {
-    match spec.name {
-        "test-api" => test_api(cx, base_url),
-        other => bail!("no smoke test is defined for `{other}`"),
+    match spec.smoke {
+        Smoke::Greeting => test_api(cx, base_url),
+        Smoke::Echo => echo(cx, spec, base_url),
+        Smoke::Contract => contract(cx, spec, base_url),
     }
+}
+
+/// The identity model must return the tutorial's tensor unchanged.
+fn echo(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
+    let url = format!("{base}/api/v1.0/predictions");
+    if cx.runner.is_dry_run() {
+        cx.runner.step(format!(
+            "smoke test: POST {TUTORIAL_PAYLOAD} to {url} must return the same tensor"
+        ));
+        return Ok(());
+    }
+    let (status, body) = http::post(
+        &url,
+        "application/json",
+        TUTORIAL_PAYLOAD,
+        Duration::from_secs(5),
+    )?;
+    if status != 200 {
+        bail!(
+            "smoke test of {} failed: POST {url} answered {status}: {body}",
+            spec.name
+        );
+    }
+    check_echo(&body).with_context(|| format!("smoke test of {} failed: POST {url}", spec.name))?;
+    eprintln!("  ✓ smoke test POST {url}: {body}");
+    Ok(())
+}
+
+/// The answer carries the tutorial's tensor back, in tensor form.
+pub fn check_echo(body: &str) -> Result<()> {
+    let sent: SeldonMessage = serde_json::from_str(TUTORIAL_PAYLOAD)?;
+    let got: SeldonMessage =
+        seldon_protocol::message::from_json(body).map_err(anyhow::Error::msg)?;
+    let tensor = |m: &SeldonMessage| m.data.as_ref().and_then(|d| d.tensor.clone());
+    if tensor(&got).is_none() || tensor(&got) != tensor(&sent) {
+        bail!("expected the tensor {{shape [2,2], values [0,0,1,1]}} back, got {body}");
+    }
+    Ok(())
+}
+
+/// The shipped contract must hold for the model.
+fn contract(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
+    let path = cx.root.join("services/model-server/contract.json");
+    let url = format!("{base}/predict");
+    if cx.runner.is_dry_run() {
+        cx.runner.step(format!(
+            "smoke test: contract test {} against {url} (3 requests of 5 rows)",
+            path.display()
+        ));
+        return Ok(());
+    }
+    let opts = contract_test::Options {
+        endpoint: Endpoint::Predict,
+        batch_size: 5,
+        requests: 3,
+        tensor: false,
+        print: false,
+        form: false,
+        seed: rand::random(),
+    };
+    let report = contract_test::run(&url, &contract_test::load(&path)?, &opts)?;
+    if !report.passed() {
+        bail!(
+            "smoke test of {} failed:\n{}",
+            spec.name,
+            report.render(&url)
+        );
+    }
+    eprintln!("  ✓ smoke test {}: {}", spec.name, report.render(&url));
+    Ok(())
 }
 
 fn test_api(cx: &Ctx, base: &str) -> Result<()> {
@@ -72,6 +150,16 @@ mod tests {
     fn accepts_the_tutorial_format() -> Result<()> {
         let m = parse_greeting(r#"{"message":"Hello 127.0.0.1, you've reached 10.0.0.7"}"#)?;
         assert_eq!(m, "Hello 127.0.0.1, you've reached 10.0.0.7");
+        Ok(())
+    }
+
+    #[test]
+    fn echo_must_return_the_tensor() -> Result<()> {
+        check_echo(
+            r#"{"meta":{},"data":{"names":["t:0","t:1"],"tensor":{"shape":[2,2],"values":[0.0,0.0,1.0,1.0]}}}"#,
+        )?;
+        assert!(check_echo(r#"{"data":{"ndarray":[[0,0],[1,1]]}}"#).is_err());
+        assert!(check_echo(r#"{"data":{"tensor":{"shape":[4],"values":[0,0,1,1]}}}"#).is_err());
         Ok(())
     }
 

@@ -13,17 +13,26 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 struct Sandbox {
     dir: tempfile::TempDir,
     port: u16,
+    identity_port: u16,
+    iris_port: u16,
 }
 
 impl Sandbox {
     fn new() -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let s = Self { dir, port };
+        let (port, identity_port, iris_port) = (free_port()?, free_port()?, free_port()?);
+        let s = Self {
+            dir,
+            port,
+            identity_port,
+            iris_port,
+        };
         std::fs::write(
             s.config(),
             format!(
                 "[services.test-api]\nport = {port}\nimage = \"test-api\"\n\
+                 [services.model-server]\nport = {identity_port}\nimage = \"m\"\nmodel = \"identity\"\n\
+                 [services.iris-model]\nport = {iris_port}\nimage = \"m\"\nmodel = \"iris\"\n\
                  [local]\nrun_dir = \"run\"\nready_timeout_secs = 30\nstop_grace_secs = 5\n"
             ),
         )?;
@@ -52,9 +61,12 @@ impl Sandbox {
     }
 
     fn pid(&self) -> Result<u32> {
-        let state: Value = serde_json::from_str(&std::fs::read_to_string(
-            self.run_dir().join("test-api.json"),
-        )?)?;
+        self.pid_of("test-api")
+    }
+
+    fn pid_of(&self, service: &str) -> Result<u32> {
+        let path = self.run_dir().join(format!("{service}.json"));
+        let state: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
         Ok(u32::try_from(
             state["pid"].as_u64().ok_or("no pid in state")?,
         )?)
@@ -70,6 +82,26 @@ impl Drop for Sandbox {
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("0.0.0.0", 0))?.local_addr()?.port())
+}
+
+const CONTRACT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../services/model-server/contract.json"
+);
+const TUTORIAL: &str =
+    r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}}"#;
+
+fn post(url: &str, body: &str) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 
 fn text(b: &[u8]) -> String {
@@ -152,9 +184,128 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
 }
 
 #[test]
+fn models_are_deployed_smoke_tested_and_contract_tested() -> Result {
+    let sb = Sandbox::new()?;
+    let (stdout, stderr) = ok(&sb.xtask(&["deploy", "model-server", "iris-model"])?)?;
+    assert!(
+        stdout.contains(&format!(
+            "model-server   http://127.0.0.1:{}",
+            sb.identity_port
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("iris-model     http://127.0.0.1:{}", sb.iris_port)),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("3 of 3 requests satisfied the contract"),
+        "iris smoke test: {stderr}"
+    );
+    assert!(
+        !stdout.contains("test-api"),
+        "only the named services: {stdout}"
+    );
+
+    // The tutorial's call to the identity model.
+    let (status, body) = post(
+        &format!("http://127.0.0.1:{}/api/v0.1/predictions", sb.identity_port),
+        TUTORIAL,
+    )?;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        v["data"]["tensor"]["values"],
+        serde_json::json!([0.0, 0.0, 1.0, 1.0])
+    );
+
+    // The contract passes against iris, batch and tensor forms included.
+    let iris = sb.iris_port.to_string();
+    let (stdout, _) = ok(&sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &iris,
+        "-b",
+        "4",
+        "-n",
+        "5",
+        "--tensor",
+    ])?)?;
+    assert!(
+        stdout.contains("5 of 5 requests satisfied the contract"),
+        "{stdout}"
+    );
+    let (stdout, _) = ok(&sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &iris,
+        "--form",
+        "-p",
+        "--seed",
+        "7",
+    ])?)?;
+    assert!(
+        stdout.contains("request 1: {\"data\":{\"names\":[\"x1\",\"x2\",\"x3\",\"x4\"]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("response 1: HTTP 200"), "{stdout}");
+    let (stdout, _) = ok(&sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &iris,
+        "--endpoint",
+        "send-feedback",
+    ])?)?;
+    assert!(stdout.contains("1 of 1 requests"), "{stdout}");
+
+    // A server that answers wrongly: the identity model returns 4 columns.
+    let out = sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &sb.identity_port.to_string(),
+        "-n",
+        "2",
+        "--seed",
+        "9",
+    ])?;
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("0 of 2 requests satisfied the contract (seed 9)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("4 outputs per row, but the targets expect 3 (class:0, class:1, class:2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rerun the same inputs with --seed 9"),
+        "{stdout}"
+    );
+
+    // Nothing listening: an error that says what to do.
+    let out = sb.xtask(&["contract-test", CONTRACT, "--port", &sb.port.to_string()])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is the model server running?"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let identity_pid = sb.pid_of("model-server")?;
+    ok(&sb.xtask(&["teardown"])?)?;
+    assert!(!alive(identity_pid));
+    Ok(())
+}
+
+#[test]
 fn changed_binary_is_restarted() -> Result {
     let sb = Sandbox::new()?;
-    ok(&sb.xtask(&["deploy"])?)?;
+    ok(&sb.xtask(&["deploy", "test-api"])?)?;
     let pid = sb.pid()?;
     // Pretend the recorded binary differs from the one just built.
     let path = sb.run_dir().join("test-api.json");
@@ -162,9 +313,9 @@ fn changed_binary_is_restarted() -> Result {
     state["binary_sha256"] = "0".repeat(64).into();
     std::fs::write(&path, serde_json::to_vec(&state)?)?;
 
-    let (_, stderr) = ok(&sb.xtask(&["deploy"])?)?;
+    let (_, stderr) = ok(&sb.xtask(&["deploy", "test-api"])?)?;
     assert!(
-        stderr.contains("binary or port changed; restarting"),
+        stderr.contains("binary, port or settings changed; restarting"),
         "{stderr}"
     );
     let new_pid = sb.pid()?;
@@ -180,7 +331,7 @@ fn changed_binary_is_restarted() -> Result {
 fn a_port_in_use_is_named_with_the_setting_to_change() -> Result {
     let sb = Sandbox::new()?;
     let _squatter = TcpListener::bind(("0.0.0.0", sb.port))?;
-    let out = sb.xtask(&["deploy"])?;
+    let out = sb.xtask(&["deploy", "test-api"])?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
@@ -200,7 +351,14 @@ fn dry_run_prints_the_plan_and_changes_nothing() -> Result {
     let sb = Sandbox::new()?;
     let (stdout, _) = ok(&sb.xtask(&["deploy", "--dry-run"])?)?;
     assert!(stdout.contains("Plan (dry run"), "{stdout}");
-    for step in ["cargo build --release", "test-api", "/readyz", "smoke test"] {
+    for step in [
+        "cargo build --release",
+        "--package test-api --bin test-api --package model-server --bin model-server",
+        "MODEL=iris",
+        "/readyz",
+        "smoke test: POST",
+        "contract test",
+    ] {
         assert!(stdout.contains(step), "plan lacks {step}: {stdout}");
     }
     assert!(stdout.contains(&format!("PORT={}", sb.port)), "{stdout}");
@@ -250,7 +408,10 @@ fn unknown_service_is_an_error() -> Result {
     let sb = Sandbox::new()?;
     let out = sb.xtask(&["logs", "nope"])?;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("unknown service `nope`; known services: test-api"));
+    assert!(
+        text(&out.stderr)
+            .contains("unknown service `nope`; known services: test-api, model-server, iris-model")
+    );
     Ok(())
 }
 

@@ -29,6 +29,8 @@ struct State {
     port: u16,
     binary: PathBuf,
     binary_sha256: String,
+    #[serde(default)]
+    env: Vec<(String, String)>,
 }
 
 impl Target for Local {
@@ -253,7 +255,10 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         sha256_file(&b.binary)?
     };
     if let Some(st) = running(cx, spec)? {
-        let same = st.binary == b.binary && st.binary_sha256 == sha && st.port == port;
+        let same = st.binary == b.binary
+            && st.binary_sha256 == sha
+            && st.port == port
+            && st.env == spec.env;
         if same && ready(port) {
             eprintln!(
                 "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
@@ -264,7 +269,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         let why = if same {
             "not healthy"
         } else {
-            "binary or port changed"
+            "binary, port or settings changed"
         };
         cx.runner
             .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
@@ -280,10 +285,13 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
                 .with_context(|| format!("cannot rotate {}", log.display()))?;
         }
     }
-    let cmd = Cmd::new(b.binary.to_string_lossy(), format!("running {}", spec.name))
+    let mut cmd = Cmd::new(b.binary.to_string_lossy(), format!("running {}", spec.name))
         .env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
         .cwd(&cx.root);
+    for (k, v) in &spec.env {
+        cmd = cmd.env(k, v);
+    }
     let Some(pid) = cx.runner.spawn_detached(&cmd, &log_path(cx, spec))? else {
         return Ok(());
     };
@@ -292,6 +300,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         port,
         binary: b.binary.clone(),
         binary_sha256: sha,
+        env: spec.env.clone(),
     };
     let path = state_path(cx, spec);
     std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
