@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::cargo;
+use crate::build;
 use crate::cli::{BenchArgs, BenchSubject};
 use crate::context::Ctx;
 use crate::http;
@@ -43,7 +43,7 @@ struct Case {
 impl BenchArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         cx.runner.locate("wrk", "cargo xtask bench")?;
-        let release = target_dir(cx).join("release");
+        let release = build::release_dir(cx);
         let (build, cases): (&[&str], Vec<Case>) = match self.subject {
             BenchSubject::TestApi => (
                 &[
@@ -91,12 +91,8 @@ impl BenchArgs {
                 ],
             ),
         };
-        cx.runner.run(
-            &Cmd::new(cargo(), "building the benchmark subjects")
-                .args(["build", "--release"])
-                .args(build)
-                .cwd(&cx.root),
-        )?;
+        cx.runner
+            .run(&build::release_command(cx, "building the benchmark subjects").args(build))?;
         let mut results = Vec::new();
         for case in &cases {
             if let Some(f) = measure(cx, case, &self)? {
@@ -183,7 +179,7 @@ fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
 
 /// A wrk script that POSTs `body` as JSON.
 fn lua_script(cx: &Ctx, label: &str, body: &str) -> Result<PathBuf> {
-    let dir = target_dir(cx).join("xtask/bench");
+    let dir = cx.root.join("target/xtask/bench");
     let path = dir.join(format!("{}.lua", label.replace(' ', "-")));
     if cx.runner.is_dry_run() {
         cx.runner
@@ -198,10 +194,6 @@ fn lua_script(cx: &Ctx, label: &str, body: &str) -> Result<PathBuf> {
         ),
     )?;
     Ok(path)
-}
-
-fn target_dir(cx: &Ctx) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into)
 }
 
 fn free_port() -> Result<u16> {

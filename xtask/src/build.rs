@@ -1,6 +1,8 @@
 //! `cargo xtask build`: the service binaries in release mode, in one cargo
 //! invocation, located through cargo's own JSON messages (so a custom
-//! CARGO_TARGET_DIR works).
+//! CARGO_TARGET_DIR works). On Linux they are statically linked
+//! (`--target <host> -C target-feature=+crt-static`), so the very same
+//! binaries run locally and in images built on an empty base.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,14 +37,53 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
-    let mut cmd = Cmd::new(cargo(), "building the services")
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ])
+/// The target triple static binaries are built for, on hosts that can.
+pub fn static_target() -> Option<&'static str> {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => Some("x86_64-unknown-linux-gnu"),
+        ("linux", "aarch64") => Some("aarch64-unknown-linux-gnu"),
+        _ => None,
+    }
+}
+
+/// The OCI name of the architecture binaries are built for.
+pub fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `cargo build --release`, static where the host allows.
+pub fn release_command(cx: &Ctx, purpose: &str) -> Cmd {
+    let cmd = Cmd::new(cargo(), purpose)
+        .args(["build", "--release"])
         .cwd(&cx.root);
+    match static_target() {
+        Some(t) => cmd.args([
+            "--target".to_string(),
+            t.to_string(),
+            "--config".to_string(),
+            format!("target.{t}.rustflags=[\"-C\",\"target-feature=+crt-static\"]"),
+        ]),
+        None => cmd,
+    }
+}
+
+/// Where `release_command` puts its binaries.
+pub fn release_dir(cx: &Ctx) -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into);
+    match static_target() {
+        Some(t) => target.join(t).join("release"),
+        None => target.join("release"),
+    }
+}
+
+pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
+    let mut cmd = release_command(cx, "building the services")
+        .arg("--message-format=json-render-diagnostics");
     let mut seen = Vec::new();
     for s in specs {
         if !seen.contains(&(s.package, s.bin)) {
@@ -53,7 +94,7 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
     let out = cx.runner.run(&cmd)?;
     if cx.runner.is_dry_run() {
         // Nothing was built; name the files a real build produces.
-        let dir = cx.root.join("target/release");
+        let dir = release_dir(cx);
         return Ok(specs
             .iter()
             .map(|s| Built {

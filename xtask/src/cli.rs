@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::image::{Builder, LoadInto};
 use crate::targets::TargetName;
 
 #[derive(Parser)]
@@ -72,6 +73,11 @@ pub enum Command {
     /// Stop what deploy started; safe to run again
     #[command(after_help = "Examples:\n  cargo xtask teardown")]
     Teardown(TeardownArgs),
+    /// Build images from source (no daemon needed), load them, push them
+    #[command(
+        after_help = "Examples:\n  cargo xtask image build\n  cargo xtask image build test-api --builder docker\n  cargo xtask image load --into docker\n  cargo xtask image push --registry 127.0.0.1:5555/me --insecure"
+    )]
+    Image(ImageArgs),
     /// Send random requests drawn from a Seldon contract.json and check every answer
     #[command(
         name = "contract-test",
@@ -136,6 +142,43 @@ pub struct LogsArgs {
 pub struct TeardownArgs {
     #[command(flatten)]
     pub target: TargetArg,
+}
+
+#[derive(Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Build images: tagged <registry>/<name>:<version>-<git sha>, digest printed
+    Build {
+        /// Services whose images to build (default: all)
+        services: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Builder::Native)]
+        builder: Builder,
+    },
+    /// Build, then load the images into docker, minikube or kind
+    Load {
+        services: Vec<String>,
+        #[arg(long, value_enum, default_value_t = LoadInto::Docker)]
+        into: LoadInto,
+        #[arg(long, value_enum, default_value_t = Builder::Native)]
+        builder: Builder,
+    },
+    /// Build, then push the images through the OCI distribution API
+    Push {
+        services: Vec<String>,
+        /// Registry and account to push to, e.g. 127.0.0.1:5555/me (default: [registry] in xtask.toml)
+        #[arg(long)]
+        registry: Option<String>,
+        /// Use plain HTTP (a registry on loopback)
+        #[arg(long)]
+        insecure: bool,
+        #[arg(long, value_enum, default_value_t = Builder::Native)]
+        builder: Builder,
+    },
 }
 
 #[derive(Args)]

@@ -10,6 +10,7 @@ mod contract_test;
 mod deploy;
 mod doctor;
 mod http;
+mod image;
 mod logs;
 mod runner;
 mod services;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             cli::Command::Status(a) => a.run(&cx),
             cli::Command::Logs(a) => a.run(&cx),
             cli::Command::Teardown(a) => a.run(&cx),
+            cli::Command::Image(a) => a.run(&cx),
             cli::Command::ContractTest(a) => a.run(&cx),
             cli::Command::Bench(a) => a.run(&cx),
         };

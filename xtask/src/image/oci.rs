@@ -1,0 +1,422 @@
+//! Daemonless, reproducible image assembly: one layer holding the static
+//! binary, a non-root passwd/group and any model files, on an empty base.
+//! Every tar header and JSON document is fixed by the inputs alone (modes,
+//! owners, timestamps, key order), so the same inputs give the same digest.
+//!
+//! The result is one uncompressed tarball that is both an OCI image layout
+//! (`oci-layout`, `index.json`, `blobs/sha256/...`) and a docker-archive
+//! (`manifest.json`), which docker/podman load, minikube image load, kind load
+//! image-archive and skopeo all read.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use oci_spec::image::{
+    ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, RootFsBuilder, SCHEMA_VERSION,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The unprivileged user images run as (distroless's "nonroot").
+pub const UID: u32 = 65532;
+
+/// What goes into an image.
+pub struct ImageSpec {
+    pub bin_name: String,
+    pub binary: Vec<u8>,
+    /// Extra files: path inside the image (no leading /) and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub exposed_port: u16,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// OCI architecture name: amd64, arm64.
+    pub arch: String,
+    pub created: String,
+    pub epoch: u64,
+}
+
+/// An image's blobs and digests.
+pub struct Assembled {
+    pub config: Vec<u8>,
+    pub layer: Vec<u8>,
+    pub manifest: Vec<u8>,
+    /// `sha256:...` of the manifest: the image digest registries report.
+    pub digest: String,
+    /// `sha256:...` of the config: the image ID docker and podman show.
+    pub config_digest: String,
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// Serializes with sorted keys, whatever maps the value holds.
+fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&serde_json::to_value(value)?)?)
+}
+
+pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
+    let layer = layer(spec)?;
+    let diff_id = sha256(&layer);
+    let mut labels = std::collections::HashMap::new();
+    labels.extend(spec.labels.clone());
+    let config = ImageConfigurationBuilder::default()
+        .architecture(spec.arch.as_str())
+        .os("linux")
+        .created(spec.created.clone())
+        .config(
+            ConfigBuilder::default()
+                .user(format!("{UID}:{UID}"))
+                .exposed_ports(vec![format!("{}/tcp", spec.exposed_port)])
+                .env(spec.env.clone())
+                .entrypoint(vec![format!("/usr/local/bin/{}", spec.bin_name)])
+                .working_dir("/")
+                .labels(labels)
+                .build()?,
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id])
+                .build()?,
+        )
+        .history(vec![
+            HistoryBuilder::default()
+                .created(spec.created.clone())
+                .created_by(format!("cargo xtask image build ({})", spec.bin_name))
+                .build()?,
+        ])
+        .build()?;
+    let config = canonical_json(&config)?;
+    let manifest = manifest_for(&config, std::slice::from_ref(&layer))?;
+    Ok(Assembled {
+        digest: sha256(&manifest),
+        config_digest: sha256(&config),
+        config,
+        layer,
+        manifest,
+    })
+}
+
+/// The OCI manifest for a config and uncompressed layers, canonical JSON.
+pub fn manifest_for(config: &[u8], layers: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let layers = layers
+        .iter()
+        .map(|l| {
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageLayer)
+                .digest(sha256(l).parse::<oci_spec::image::Digest>()?)
+                .size(l.len() as u64)
+                .build()
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageConfig)
+                .digest(sha256(config).parse::<oci_spec::image::Digest>()?)
+                .size(config.len() as u64)
+                .build()?,
+        )
+        .layers(layers)
+        .build()?;
+    canonical_json(&manifest)
+}
+
+/// A tar entry with everything but path, type, mode and contents fixed.
+fn header(path: &str, size: u64, mode: u32, dir: bool, epoch: u64) -> Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .with_context(|| format!("tar path {path}"))?;
+    h.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(epoch);
+    h.set_username("")?;
+    h.set_groupname("")?;
+    h.set_cksum();
+    Ok(h)
+}
+
+fn layer(spec: &ImageSpec) -> Result<Vec<u8>> {
+    let passwd = format!("nonroot:x:{UID}:{UID}:nonroot:/nonexistent:/sbin/nologin\n");
+    let group = format!("nonroot:x:{UID}:\n");
+    let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
+    files.insert("etc/passwd".into(), (passwd.into_bytes(), 0o644));
+    files.insert("etc/group".into(), (group.into_bytes(), 0o644));
+    files.insert(
+        format!("usr/local/bin/{}", spec.bin_name),
+        (spec.binary.clone(), 0o755),
+    );
+    for (path, bytes) in &spec.files {
+        if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
+            bail!("image file path {path:?} must be relative and plain");
+        }
+        files.insert(path.clone(), (bytes.clone(), 0o644));
+    }
+    // Every parent directory, once, before its contents (sorted order does it).
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in files.keys() {
+        let mut acc = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+        {
+            acc.push_str(part);
+            acc.push('/');
+            dirs.insert(acc.clone());
+        }
+    }
+    let mut entries: Vec<(String, Option<&(Vec<u8>, u32)>)> =
+        dirs.into_iter().map(|d| (d, None)).collect();
+    entries.extend(files.iter().map(|(p, f)| (p.clone(), Some(f))));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, file) in entries {
+        match file {
+            None => tar.append(
+                &header(&path, 0, 0o755, true, spec.epoch)?,
+                std::io::empty(),
+            )?,
+            Some((bytes, mode)) => tar.append(
+                &header(&path, bytes.len() as u64, *mode, false, spec.epoch)?,
+                &bytes[..],
+            )?,
+        }
+    }
+    Ok(tar.into_inner()?)
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerArchiveEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+/// Writes the image as one tarball: OCI layout plus docker-archive manifest.
+pub fn write_archive(
+    a: &Assembled,
+    reference: &str,
+    tag: &str,
+    epoch: u64,
+    path: &Path,
+) -> Result<()> {
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(a.digest.parse::<oci_spec::image::Digest>()?)
+                .size(a.manifest.len() as u64)
+                .annotations(std::collections::HashMap::from([
+                    (
+                        "org.opencontainers.image.ref.name".to_string(),
+                        tag.to_string(),
+                    ),
+                    (
+                        "io.containerd.image.name".to_string(),
+                        reference.to_string(),
+                    ),
+                ]))
+                .build()?,
+        ])
+        .build()?;
+    let docker = vec![DockerArchiveEntry {
+        config: blob_path(&a.config_digest),
+        repo_tags: vec![reference.to_string()],
+        layers: vec![blob_path(&sha256(&a.layer))],
+    }];
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert(
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    );
+    files.insert("index.json".into(), canonical_json(&index)?);
+    files.insert("manifest.json".into(), canonical_json(&docker)?);
+    files.insert(blob_path(&a.config_digest), a.config.clone());
+    files.insert(blob_path(&sha256(&a.layer)), a.layer.clone());
+    files.insert(blob_path(&a.digest), a.manifest.clone());
+
+    let tmp = path.with_extension("tar.partial");
+    let out =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+    for dir in ["blobs/", "blobs/sha256/"] {
+        tar.append(&header(dir, 0, 0o755, true, epoch)?, std::io::empty())?;
+    }
+    for (name, bytes) in &files {
+        tar.append(
+            &header(name, bytes.len() as u64, 0o644, false, epoch)?,
+            &bytes[..],
+        )?;
+    }
+    tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The config and layers of an image archive, read through its
+/// docker-archive manifest (ours, or one `docker save` wrote).
+pub struct ArchiveBlobs {
+    pub config: Vec<u8>,
+    pub layers: Vec<Vec<u8>>,
+}
+
+pub fn read_archive(path: &Path) -> Result<ArchiveBlobs> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open image archive {}", path.display()))?;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for entry in tar::Archive::new(file).entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type().is_file() {
+            let name = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            files.insert(name, bytes);
+        }
+    }
+    let manifest = files.get("manifest.json").with_context(|| {
+        format!(
+            "{} has no manifest.json: not an image archive",
+            path.display()
+        )
+    })?;
+    let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(manifest)?;
+    let [entry] = entries.as_slice() else {
+        bail!(
+            "{} holds {} images; expected one",
+            path.display(),
+            entries.len()
+        );
+    };
+    let take = |name: &str| {
+        files
+            .get(name)
+            .cloned()
+            .with_context(|| format!("{} lacks {name}", path.display()))
+    };
+    Ok(ArchiveBlobs {
+        config: take(&entry.config)?,
+        layers: entry
+            .layers
+            .iter()
+            .map(|l| take(l))
+            .collect::<Result<_>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(binary: &[u8]) -> ImageSpec {
+        ImageSpec {
+            bin_name: "svc".into(),
+            binary: binary.to_vec(),
+            files: vec![("models/m.onnx".into(), b"onnx".to_vec())],
+            exposed_port: 5000,
+            env: vec!["PATH=/usr/local/bin".into()],
+            labels: BTreeMap::from([("org.opencontainers.image.version".into(), "1".into())]),
+            arch: "amd64".into(),
+            created: "2023-11-14T22:13:20Z".into(),
+            epoch: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn same_inputs_same_digest_and_different_inputs_differ() -> Result<()> {
+        let a = assemble(&spec(b"binary"))?;
+        let b = assemble(&spec(b"binary"))?;
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.manifest, b.manifest);
+        let c = assemble(&spec(b"binarx"))?;
+        assert_ne!(a.digest, c.digest);
+        Ok(())
+    }
+
+    #[test]
+    fn the_layer_holds_a_non_root_user_and_fixed_metadata() -> Result<()> {
+        let a = assemble(&spec(b"\x7fELF"))?;
+        let mut seen = Vec::new();
+        for e in tar::Archive::new(&a.layer[..]).entries()? {
+            let e = e?;
+            let h = e.header();
+            assert_eq!((h.uid()?, h.gid()?, h.mtime()?), (0, 0, 1_700_000_000));
+            seen.push((e.path()?.to_string_lossy().into_owned(), h.mode()?));
+        }
+        let names: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/group",
+                "etc/passwd",
+                "models/",
+                "models/m.onnx",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
+                "usr/local/bin/svc"
+            ]
+        );
+        assert_eq!(seen.last().map(|s| s.1), Some(0o755));
+        let config: serde_json::Value = serde_json::from_slice(&a.config)?;
+        assert_eq!(config["config"]["User"], "65532:65532");
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/usr/local/bin/svc"])
+        );
+        assert_eq!(config["rootfs"]["diff_ids"][0], sha256(&a.layer));
+        Ok(())
+    }
+
+    #[test]
+    fn archives_round_trip() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let a = assemble(&spec(b"x"))?;
+        let path = dir.path().join("img.tar");
+        write_archive(&a, "reg/acct/svc:1", "1", 1_700_000_000, &path)?;
+        let first = std::fs::read(&path)?;
+        write_archive(&a, "reg/acct/svc:1", "1", 1_700_000_000, &path)?;
+        assert_eq!(first, std::fs::read(&path)?, "byte-identical archives");
+        let blobs = read_archive(&path)?;
+        assert_eq!(blobs.config, a.config);
+        assert_eq!(blobs.layers, vec![a.layer.clone()]);
+        assert_eq!(manifest_for(&blobs.config, &blobs.layers)?, a.manifest);
+        Ok(())
+    }
+
+    #[test]
+    fn escaping_paths_are_refused() {
+        let mut s = spec(b"x");
+        s.files.push(("../etc/shadow".into(), vec![]));
+        assert!(assemble(&s).is_err());
+    }
+}
