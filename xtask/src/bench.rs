@@ -72,7 +72,7 @@ impl BenchArgs {
                 ],
             ),
             BenchSubject::ModelServer => (
-                &["--package", "model-server", "--bin", "model-server"],
+                &[],
                 vec![
                     Case {
                         label: "identity",
@@ -91,8 +91,11 @@ impl BenchArgs {
                 ],
             ),
         };
-        cx.runner
-            .run(&build::release_command(cx, "building the benchmark subjects").args(build))?;
+        cx.runner.run(
+            &build::release_command(cx, "building the benchmark subjects")
+                .args(build::all_packages(cx))
+                .args(build),
+        )?;
         let mut results = Vec::new();
         for case in &cases {
             if let Some(f) = measure(cx, case, &self)? {

@@ -81,16 +81,33 @@ pub fn release_dir(cx: &Ctx) -> PathBuf {
     }
 }
 
+/// `--package P --bin B` for every service binary, deduplicated.
+pub fn all_packages(cx: &Ctx) -> Vec<String> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for s in services::all(&cx.config) {
+        if !seen.contains(&(s.package, s.bin)) {
+            seen.push((s.package, s.bin));
+        }
+    }
+    seen.iter()
+        .flat_map(|(p, b)| {
+            [
+                "--package".to_string(),
+                p.to_string(),
+                "--bin".to_string(),
+                b.to_string(),
+            ]
+        })
+        .collect()
+}
+
 pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
     let mut cmd = release_command(cx, "building the services")
         .arg("--message-format=json-render-diagnostics");
-    let mut seen = Vec::new();
-    for s in specs {
-        if !seen.contains(&(s.package, s.bin)) {
-            seen.push((s.package, s.bin));
-            cmd = cmd.args(["--package", s.package, "--bin", s.bin]);
-        }
-    }
+    // Always the same set of packages: cargo unifies dependency features
+    // across one invocation, so building a subset would give different
+    // binaries (and image digests) for the same sources.
+    cmd = cmd.args(all_packages(cx));
     let out = cx.runner.run(&cmd)?;
     if cx.runner.is_dry_run() {
         // Nothing was built; name the files a real build produces.

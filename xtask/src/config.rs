@@ -18,6 +18,8 @@ pub struct Config {
     pub registry: Registry,
     pub services: Services,
     pub local: Local,
+    pub images: Images,
+    pub docker: Docker,
     pub minikube: Minikube,
     pub kind: Kind,
     pub gke: Gke,
@@ -78,6 +80,39 @@ pub struct Local {
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct Images {
+    /// Where image archives go; relative to the settings file.
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Docker {
+    /// Containers are named `<prefix>-<service>`.
+    pub name_prefix: String,
+    /// Address published ports bind to on this machine.
+    pub publish_address: String,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Self {
+            dir: "target/xtask/images".into(),
+        }
+    }
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Self {
+            name_prefix: "kube-mlops".into(),
+            publish_address: "127.0.0.1".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct Minikube {
     pub profile: String,
     pub memory_mb: u32,
@@ -107,6 +142,8 @@ impl Default for Config {
             registry: Registry::default(),
             services: Services::default(),
             local: Local::default(),
+            images: Images::default(),
+            docker: Docker::default(),
             minikube: Minikube::default(),
             kind: Kind::default(),
             gke: Gke::default(),
@@ -202,6 +239,7 @@ impl Loaded {
         let Some(path) = path else {
             let mut config = Config::default();
             config.local.run_dir = root.join(&config.local.run_dir);
+            config.images.dir = root.join(&config.images.dir);
             return Ok(Self {
                 config,
                 source: None,
@@ -218,6 +256,7 @@ impl Loaded {
             base
         };
         config.local.run_dir = base.join(&config.local.run_dir);
+        config.images.dir = base.join(&config.images.dir);
         Ok(Self {
             config,
             source: Some(path),

@@ -183,6 +183,28 @@ impl Runner {
         self.execute(cmd, &path)
     }
 
+    /// Runs a command with this terminal's stdout and stderr (logs, follow
+    /// mode); fails with the command line when it fails.
+    pub fn run_inherited(&self, cmd: &Cmd) -> Result<()> {
+        if self.dry_run {
+            self.record(cmd);
+            return Ok(());
+        }
+        let path = self.locate(&cmd.program, &cmd.purpose)?;
+        let status = cmd
+            .std_command(&path)
+            .status()
+            .with_context(|| format!("cannot start `{}`", cmd.display()))?;
+        if !status.success() {
+            bail!(
+                "`{}` failed ({status}) while {}",
+                cmd.display(),
+                cmd.purpose
+            );
+        }
+        Ok(())
+    }
+
     /// Runs a read-only command (a version, the current context) even under
     /// `--dry-run`, quietly, killed after `timeout`.
     pub fn probe(&self, cmd: &Cmd, timeout: Duration) -> Result<Probe> {

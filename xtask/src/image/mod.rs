@@ -112,7 +112,7 @@ fn print_images(cx: &Ctx, images: &[Image]) {
 }
 
 fn images_dir(cx: &Ctx) -> PathBuf {
-    cx.root.join("target/xtask/images")
+    cx.config.images.dir.clone()
 }
 
 /// Builds the binaries, then one image per distinct image name.
@@ -132,14 +132,28 @@ pub fn build_images(cx: &Ctx, specs: &[ServiceSpec], builder: Builder) -> Result
         }
     }
     let built = build::build(cx, &unique)?;
+    images_from(cx, &built, builder)
+}
+
+/// One image per distinct image name among already built binaries.
+pub fn images_from(cx: &Ctx, built: &[Built], builder: Builder) -> Result<Vec<Image>> {
+    let mut unique: Vec<&Built> = Vec::new();
+    for b in built {
+        if !unique
+            .iter()
+            .any(|u| u.spec.settings.image == b.spec.settings.image)
+        {
+            unique.push(b);
+        }
+    }
     let prov = Provenance::read(cx)?;
     let dir = images_dir(cx);
     if !cx.runner.is_dry_run() {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    built
-        .iter()
+    unique
+        .into_iter()
         .map(|b| match builder {
             Builder::Native => native(cx, b, &prov, &dir),
             Builder::Docker => with_docker(cx, b, &prov, &dir),

@@ -2,6 +2,7 @@
 //! status, logs, teardown) drive any of them the same way, so adding a target
 //! is one file here.
 
+mod docker;
 mod local;
 
 use std::fmt;
@@ -71,6 +72,7 @@ pub trait Target {
 pub fn for_name(name: TargetName) -> Result<Box<dyn Target>> {
     match name {
         TargetName::Local => Ok(Box::new(local::Local)),
+        TargetName::Docker => Ok(Box::new(docker::Docker::default())),
         other => bail!(
             "target `{other}` is not yet supported by this version of kube-mlops; \
              use `--target local` (see the README's tutorial table for what is done)"

@@ -1,0 +1,449 @@
+//! Images and the docker target against a real container engine (podman's
+//! Docker-compatible API in CI, started by .ci/container-stack.sh) and a real
+//! loopback registry, checked with skopeo independently of our own code.
+//!
+//! Without an engine these tests are skipped with the reason printed; in CI
+//! (CI=true) a missing engine fails them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Whether an engine answers; panics in CI when none does.
+fn engine() -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers {
+        let why = "no container engine answers `docker version` (run `eval \"$(bash .ci/container-stack.sh)\"`)";
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs a container engine: {why}"
+        );
+        eprintln!("SKIPPED: {why}");
+    }
+    answers
+}
+
+fn registry() -> Option<String> {
+    let r = std::env::var("KMLOPS_TEST_REGISTRY").ok();
+    if r.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs KMLOPS_TEST_REGISTRY"
+        );
+        eprintln!(
+            "SKIPPED: KMLOPS_TEST_REGISTRY is not set (run `eval \"$(bash .ci/container-stack.sh)\"`)"
+        );
+    }
+    r
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    prefix: String,
+    ports: [u16; 3],
+}
+
+impl Sandbox {
+    /// `model` for the model-server service (identity, or onnx to crash it).
+    fn new(tag: &str, model: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let prefix = format!("kmlops-test-{tag}-{}", std::process::id());
+        std::fs::write(
+            dir.path().join("xtask.toml"),
+            format!(
+                "[registry]\nhost = \"localhost\"\naccount = \"kmlops-{tag}\"\n\
+                 [services.test-api]\nport = {}\nimage = \"test-api\"\n\
+                 [services.model-server]\nport = {}\nimage = \"model-server\"\nmodel = \"{model}\"\n\
+                 [services.iris-model]\nport = {}\nimage = \"model-server\"\nmodel = \"iris\"\n\
+                 [local]\nrun_dir = \"run\"\n[images]\ndir = \"images\"\n\
+                 [docker]\nname_prefix = \"{prefix}\"\n",
+                ports[0], ports[1], ports[2]
+            ),
+        )?;
+        Ok(Self { dir, prefix, ports })
+    }
+
+    fn xtask(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(self.dir.path().join("xtask.toml"))
+            .arg("--progress=never")
+            .args(args)
+            .output()?)
+    }
+
+    fn images(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    fn containers(&self) -> Result<Vec<String>> {
+        let out = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("name={}", self.prefix))
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.xtask(&["teardown", "--target", "docker"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: Output) -> Result<(String, String)> {
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("failed ({}):\n{o}\n{e}", out.status).into());
+    }
+    Ok((o, e))
+}
+
+fn digest_of(stdout: &str, reference_part: &str) -> Option<String> {
+    let mut lines = stdout.lines();
+    while let Some(l) = lines.next() {
+        if l.contains(reference_part) {
+            return lines.next().and_then(|d| {
+                d.trim()
+                    .strip_prefix("digest")
+                    .map(|d| d.trim().to_string())
+            });
+        }
+    }
+    None
+}
+
+fn skopeo_json(args: &[&str]) -> Result<Value> {
+    let out = Command::new("skopeo").args(args).output()?;
+    if !out.status.success() {
+        return Err(format!("skopeo {args:?}: {}", text(&out.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn native_images_are_reproducible_non_root_and_shell_free() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let sb = Sandbox::new("native", "identity")?;
+    let (first, _) = ok(sb.xtask(&["image", "build"])?)?;
+    let test_api = digest_of(&first, "/test-api:").ok_or(format!("no digest in {first}"))?;
+    let model = digest_of(&first, "/model-server:").ok_or(format!("no digest in {first}"))?;
+
+    // A clean rebuild gives the same digests.
+    std::fs::remove_dir_all(sb.images())?;
+    let (second, stderr) = ok(sb.xtask(&["image", "build"])?)?;
+    assert!(
+        stderr.contains("assembled"),
+        "rebuilt from scratch: {stderr}"
+    );
+    assert_eq!(digest_of(&second, "/test-api:"), Some(test_api.clone()));
+    assert_eq!(digest_of(&second, "/model-server:"), Some(model));
+    // Nothing changed: nothing is rewritten.
+    let (_, stderr) = ok(sb.xtask(&["image", "build", "test-api"])?)?;
+    assert!(stderr.contains("is up to date"), "{stderr}");
+
+    // skopeo reads what we wrote, and agrees on the digest and settings.
+    let archive = sb.images().join("test-api.tar");
+    let oci = format!("oci-archive:{}", archive.display());
+    let inspect = skopeo_json(&["inspect", &oci])?;
+    assert_eq!(inspect["Digest"], test_api.as_str());
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(1));
+    assert!(
+        inspect["Labels"]["org.opencontainers.image.revision"].is_string(),
+        "{inspect}"
+    );
+    let config = skopeo_json(&["inspect", "--config", &oci])?;
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/test-api"])
+    );
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"5000/tcp": {}})
+    );
+    let size = std::fs::metadata(&archive)?.len();
+    assert!(size < 5_000_000, "test-api image is {size} bytes");
+
+    // Loaded into the engine, it runs as non-root and has no shell.
+    ok(sb.xtask(&["image", "load", "test-api", "--into", "docker"])?)?;
+    let reference = first
+        .lines()
+        .find(|l| l.contains("/test-api:"))
+        .ok_or("no reference")?
+        .trim();
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            reference,
+            "-c",
+            "true",
+        ])
+        .output()?;
+    assert!(!out.status.success(), "the image must not contain a shell");
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}",
+            reference,
+        ])
+        .output()?;
+    assert_eq!(text(&out.stdout).trim(), "65532:65532");
+    Ok(())
+}
+
+#[test]
+fn both_builders_serve_the_test_api() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let sb = Sandbox::new("builders", "identity")?;
+    for builder in ["native", "docker"] {
+        let (stdout, _) = ok(sb.xtask(&["image", "build", "test-api", "--builder", builder])?)?;
+        let reference = stdout
+            .lines()
+            .next()
+            .ok_or("no reference")?
+            .trim()
+            .to_string();
+        if builder == "native" {
+            ok(sb.xtask(&["image", "load", "test-api"])?)?;
+        }
+        let port = free_port()?;
+        let name = format!("{}-{builder}", sb.prefix);
+        let run = Command::new("docker")
+            .args(["run", "--detach", "--name", &name, "--publish"])
+            .arg(format!("127.0.0.1:{port}:5000"))
+            .arg(&reference)
+            .output()?;
+        assert!(run.status.success(), "{builder}: {}", text(&run.stderr));
+        let mut body = String::new();
+        for _ in 0..50 {
+            if let Ok(out) = Command::new("curl")
+                .args(["-fsS"])
+                .arg(format!("http://127.0.0.1:{port}/test_api"))
+                .output()
+                && out.status.success()
+            {
+                body = text(&out.stdout);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("docker")
+            .args(["rm", "--force", &name])
+            .output();
+        assert!(
+            body.contains("you've reached"),
+            "{builder} image answered {body:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn push_then_pull_back_by_digest() -> Result {
+    let (true, Some(registry)) = (engine(), registry()) else {
+        return Ok(());
+    };
+    let sb = Sandbox::new("push", "identity")?;
+    let target = format!("{registry}/kmlops-push-{}", std::process::id());
+    let (stdout, stderr) = ok(sb.xtask(&[
+        "image",
+        "push",
+        "test-api",
+        "--registry",
+        &target,
+        "--insecure",
+    ])?)?;
+    let pinned = stdout
+        .lines()
+        .find(|l| l.contains("@sha256:"))
+        .ok_or(format!("no pinned ref: {stdout}"))?
+        .trim()
+        .to_string();
+    assert!(
+        pinned.starts_with(&format!("{target}/test-api@sha256:")),
+        "{pinned}"
+    );
+    assert!(
+        stderr.contains("2 blob(s) uploaded, 0 already there"),
+        "{stderr}"
+    );
+    let (_, stderr) = ok(sb.xtask(&[
+        "image",
+        "push",
+        "test-api",
+        "--registry",
+        &target,
+        "--insecure",
+    ])?)?;
+    assert!(
+        stderr.contains("0 blob(s) uploaded, 2 already there"),
+        "{stderr}"
+    );
+
+    // skopeo pulls it back by digest; the digest is the one we computed.
+    let digest = pinned
+        .split_once('@')
+        .map(|(_, d)| d.to_string())
+        .ok_or("digest")?;
+    let dir = tempfile::tempdir()?;
+    let copy = dir.path().join("pulled.tar");
+    let out = Command::new("skopeo")
+        .args(["copy", "--preserve-digests", "--src-tls-verify=false"])
+        .arg(format!("docker://{pinned}"))
+        .arg(format!("oci-archive:{}", copy.display()))
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pulled = skopeo_json(&["inspect", &format!("oci-archive:{}", copy.display())])?;
+    assert_eq!(pulled["Digest"], digest.as_str());
+    let remote = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{pinned}"),
+    ])?;
+    assert_eq!(remote["Digest"], digest.as_str());
+    // And the engine pulls it by digest, verifying it.
+    let out = Command::new("docker").args(["pull", &pinned]).output()?;
+    assert!(
+        out.status.success(),
+        "docker pull {pinned}: {}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn docker_target_deploys_redeploys_and_tears_down_twice() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let sb = Sandbox::new("deploy", "identity")?;
+    let (stdout, stderr) = ok(sb.xtask(&["deploy", "--target", "docker"])?)?;
+    assert!(stdout.contains("Deployed to docker:"), "{stdout}");
+    assert!(
+        stderr.contains("3 of 3 requests satisfied the contract"),
+        "{stderr}"
+    );
+    assert_eq!(sb.containers()?.len(), 3, "{:?}", sb.containers());
+    let out = Command::new("curl")
+        .arg("-fsS")
+        .arg(format!("http://127.0.0.1:{}/test_api", sb.ports[0]))
+        .output()?;
+    assert!(
+        text(&out.stdout).contains("you've reached"),
+        "{}",
+        text(&out.stdout)
+    );
+    let inspect = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}}",
+        ])
+        .arg(format!("{}-test-api", sb.prefix))
+        .output()?;
+    let facts = text(&inspect.stdout);
+    assert!(facts.starts_with("65532:65532 true"), "{facts}");
+
+    let (_, stderr) = ok(sb.xtask(&["deploy", "--target", "docker"])?)?;
+    assert!(
+        stderr.contains("test-api: already running and healthy"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is up to date"), "{stderr}");
+
+    let (stdout, _) = ok(sb.xtask(&["status", "--target", "docker"])?)?;
+    assert_eq!(stdout.matches("running, ready").count(), 3, "{stdout}");
+    let (stdout, _) =
+        ok(sb.xtask(&["logs", "--target", "docker", "iris-model", "--tail", "5"])?)?;
+    assert!(
+        stdout.contains("listening") || stdout.contains("model loaded"),
+        "{stdout}"
+    );
+
+    ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    assert!(sb.containers()?.is_empty(), "{:?}", sb.containers());
+    let (_, stderr) = ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    assert!(stderr.contains("test-api: no container"), "{stderr}");
+    let out = sb.xtask(&["status", "--target", "docker"])?;
+    assert_eq!(out.status.code(), Some(1));
+    Ok(())
+}
+
+#[test]
+fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    // MODEL=onnx without MODEL_PATH: the server refuses to start.
+    let sb = Sandbox::new("crash", "onnx")?;
+    let out = sb.xtask(&["deploy", "--target", "docker", "model-server"])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "container {}-model-server (model-server) exited with code 1",
+            sb.prefix
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MODEL=onnx needs MODEL_PATH"),
+        "its log is shown: {stderr}"
+    );
+    assert!(stderr.contains("removing container"), "{stderr}");
+    assert!(
+        sb.containers()?.is_empty(),
+        "left behind: {:?}",
+        sb.containers()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_missing_engine_is_explained() -> Result {
+    let sb = Sandbox::new("noengine", "identity")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(sb.dir.path().join("xtask.toml"))
+        .args(["--progress=never", "deploy", "--target", "docker"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no container engine answers the docker CLI"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("podman system service"), "{stderr}");
+    Ok(())
+}
