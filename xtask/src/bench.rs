@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::build;
+use crate::image::{self, Builder};
+use crate::services;
 use crate::cli::{BenchArgs, BenchSubject};
 use crate::context::Ctx;
 use crate::http;
@@ -42,6 +44,9 @@ struct Case {
 
 impl BenchArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        if let BenchSubject::Images = self.subject {
+            return images(cx);
+        }
         cx.runner.locate("wrk", "cargo xtask bench")?;
         let release = build::release_dir(cx);
         let (build, cases): (&[&str], Vec<Case>) = match self.subject {
@@ -71,6 +76,7 @@ impl BenchArgs {
                     },
                 ],
             ),
+            BenchSubject::Images => bail!("images are measured by images()"),
             BenchSubject::ModelServer => (
                 &[],
                 vec![
@@ -147,6 +153,65 @@ impl BenchArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The image issue's figures: sizes, assembly time against the docker
+/// builder, how fast a service stops, and a redeploy with nothing changed.
+fn images(cx: &Ctx) -> Result<ExitCode> {
+    const TEST_API_MAX: u64 = 5_000_000;
+    const MODEL_SERVER_MAX: u64 = 15_000_000;
+    let specs = services::all(&cx.config);
+    let built = build::build(cx, &specs)?;
+    if cx.runner.is_dry_run() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Fresh assembly: forget earlier records so nothing is skipped.
+    let _ = std::fs::remove_dir_all(&cx.config.images.dir);
+    let start = Instant::now();
+    let native = image::images_from(cx, &built, Builder::Native)?;
+    let native_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    image::images_from(cx, &built, Builder::Docker)?;
+    let docker_secs = start.elapsed().as_secs_f64();
+
+    // docker stop of a running service (it handles SIGTERM as PID 1).
+    let test_api = native.iter().find(|i| i.name == cx.config.services.test_api.image).context("no test-api image")?;
+    image::load(cx, test_api, image::LoadInto::Docker)?;
+    let name = format!("{}-bench-stop", cx.config.docker.name_prefix);
+    let _ = cx.runner.probe(&Cmd::new("docker", "bench").args(["rm", "--force", &name]), Duration::from_secs(30));
+    cx.runner.run(&Cmd::new("docker", "bench").args(["run", "--detach", "--name", &name, &test_api.reference]))?;
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    cx.runner.run(&Cmd::new("docker", "bench").args(["stop", &name]))?;
+    let stop_secs = start.elapsed().as_secs_f64();
+    cx.runner.run(&Cmd::new("docker", "bench").args(["rm", "--force", &name]))?;
+
+    // deploy --target docker twice; the second has nothing to do.
+    let me = std::env::current_exe()?.to_string_lossy().into_owned();
+    let deploy = Cmd::new(me.clone(), "bench").args(["--progress=never", "deploy", "--target", "docker"]);
+    cx.runner.run(&deploy)?;
+    let start = Instant::now();
+    cx.runner.run(&deploy)?;
+    let redeploy_secs = start.elapsed().as_secs_f64();
+    cx.runner.run(&Cmd::new(me, "bench").args(["--progress=never", "teardown", "--target", "docker"]))?;
+
+    let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
+    println!("{:<44} {:>12}  TARGET", "FIGURE", "VALUE");
+    for i in &native {
+        let max = if i.name == test_api.name { TEST_API_MAX } else { MODEL_SERVER_MAX };
+        println!(
+            "{:<44} {:>9.1} MB  <= {:.0} MB ({})",
+            format!("{} image, uncompressed", i.name),
+            i.size as f64 / 1e6,
+            max as f64 / 1e6,
+            verdict(i.size <= max)
+        );
+    }
+    println!("{:<44} {:>10.2} s  <= 1 s per image ({})", "native assembly, all images", native_secs, verdict(native_secs / native.len().max(1) as f64 <= 1.0));
+    println!("{:<44} {:>10.2} s  (for comparison)", "docker builder (build + save), all images", docker_secs);
+    println!("{:<44} {:>10.2} s  < 1 s ({})", "docker stop of a running test-api", stop_secs, verdict(stop_secs < 1.0));
+    println!("{:<44} {:>10.2} s  <= 3 s ({})", "deploy --target docker, nothing changed", redeploy_secs, verdict(redeploy_secs <= 3.0));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {

@@ -242,4 +242,6 @@ pub enum BenchSubject {
     TestApi,
     /// The tutorial's tensor payload against the identity and iris models
     ModelServer,
+    /// Image sizes, native vs docker builder time, docker stop, redeploy time
+    Images,
 }
