@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::build;
-use crate::image::{self, Builder};
-use crate::services;
 use crate::cli::{BenchArgs, BenchSubject};
 use crate::context::Ctx;
 use crate::http;
+use crate::image::{self, Builder};
 use crate::runner::{Attached, Cmd};
+use crate::services;
 use crate::smoke::TUTORIAL_PAYLOAD;
 
 /// The bars the figures are held to.
@@ -175,30 +175,54 @@ fn images(cx: &Ctx) -> Result<ExitCode> {
     let docker_secs = start.elapsed().as_secs_f64();
 
     // docker stop of a running service (it handles SIGTERM as PID 1).
-    let test_api = native.iter().find(|i| i.name == cx.config.services.test_api.image).context("no test-api image")?;
+    let test_api = native
+        .iter()
+        .find(|i| i.name == cx.config.services.test_api.image)
+        .context("no test-api image")?;
     image::load(cx, test_api, image::LoadInto::Docker)?;
     let name = format!("{}-bench-stop", cx.config.docker.name_prefix);
-    let _ = cx.runner.probe(&Cmd::new("docker", "bench").args(["rm", "--force", &name]), Duration::from_secs(30));
-    cx.runner.run(&Cmd::new("docker", "bench").args(["run", "--detach", "--name", &name, &test_api.reference]))?;
+    let _ = cx.runner.probe(
+        &Cmd::new("docker", "bench").args(["rm", "--force", &name]),
+        Duration::from_secs(30),
+    );
+    cx.runner.run(&Cmd::new("docker", "bench").args([
+        "run",
+        "--detach",
+        "--name",
+        &name,
+        &test_api.reference,
+    ]))?;
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
-    cx.runner.run(&Cmd::new("docker", "bench").args(["stop", &name]))?;
+    cx.runner
+        .run(&Cmd::new("docker", "bench").args(["stop", &name]))?;
     let stop_secs = start.elapsed().as_secs_f64();
-    cx.runner.run(&Cmd::new("docker", "bench").args(["rm", "--force", &name]))?;
+    cx.runner
+        .run(&Cmd::new("docker", "bench").args(["rm", "--force", &name]))?;
 
     // deploy --target docker twice; the second has nothing to do.
     let me = std::env::current_exe()?.to_string_lossy().into_owned();
-    let deploy = Cmd::new(me.clone(), "bench").args(["--progress=never", "deploy", "--target", "docker"]);
+    let deploy =
+        Cmd::new(me.clone(), "bench").args(["--progress=never", "deploy", "--target", "docker"]);
     cx.runner.run(&deploy)?;
     let start = Instant::now();
     cx.runner.run(&deploy)?;
     let redeploy_secs = start.elapsed().as_secs_f64();
-    cx.runner.run(&Cmd::new(me, "bench").args(["--progress=never", "teardown", "--target", "docker"]))?;
+    cx.runner.run(&Cmd::new(me, "bench").args([
+        "--progress=never",
+        "teardown",
+        "--target",
+        "docker",
+    ]))?;
 
     let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
     println!("{:<44} {:>12}  TARGET", "FIGURE", "VALUE");
     for i in &native {
-        let max = if i.name == test_api.name { TEST_API_MAX } else { MODEL_SERVER_MAX };
+        let max = if i.name == test_api.name {
+            TEST_API_MAX
+        } else {
+            MODEL_SERVER_MAX
+        };
         println!(
             "{:<44} {:>9.1} MB  <= {:.0} MB ({})",
             format!("{} image, uncompressed", i.name),
@@ -207,10 +231,28 @@ fn images(cx: &Ctx) -> Result<ExitCode> {
             verdict(i.size <= max)
         );
     }
-    println!("{:<44} {:>10.2} s  <= 1 s per image ({})", "native assembly, all images", native_secs, verdict(native_secs / native.len().max(1) as f64 <= 1.0));
-    println!("{:<44} {:>10.2} s  (for comparison)", "docker builder (build + save), all images", docker_secs);
-    println!("{:<44} {:>10.2} s  < 1 s ({})", "docker stop of a running test-api", stop_secs, verdict(stop_secs < 1.0));
-    println!("{:<44} {:>10.2} s  <= 3 s ({})", "deploy --target docker, nothing changed", redeploy_secs, verdict(redeploy_secs <= 3.0));
+    println!(
+        "{:<44} {:>10.2} s  <= 1 s per image ({})",
+        "native assembly, all images",
+        native_secs,
+        verdict(native_secs / native.len().max(1) as f64 <= 1.0)
+    );
+    println!(
+        "{:<44} {:>10.2} s  (for comparison)",
+        "docker builder (build + save), all images", docker_secs
+    );
+    println!(
+        "{:<44} {:>10.2} s  < 1 s ({})",
+        "docker stop of a running test-api",
+        stop_secs,
+        verdict(stop_secs < 1.0)
+    );
+    println!(
+        "{:<44} {:>10.2} s  <= 3 s ({})",
+        "deploy --target docker, nothing changed",
+        redeploy_secs,
+        verdict(redeploy_secs <= 3.0)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

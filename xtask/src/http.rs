@@ -1,45 +1,44 @@
-//! Small blocking HTTP helpers for readiness waits and smoke tests.
+//! Small blocking HTTP helpers for readiness waits, smoke and contract tests.
+//! Any status is a result; only a transport failure (refused, timed out) is
+//! an error.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-/// A GET that returns the status and body; any status is a result, only a
-/// transport failure (refused, timed out) is an error.
-pub fn get(url: &str, timeout: Duration) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .build()
-        .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
+        .into()
+}
+
+fn read(mut resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<(u16, String)> {
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .read_to_string()
-        .with_context(|| format!("reading the body of GET {url}"))?;
+        .with_context(|| format!("reading the body of {what}"))?;
     Ok((status, body))
 }
 
-/// A POST of `body` with `content_type`; like [`get`], any status is a result.
+pub fn get(url: &str, timeout: Duration) -> Result<(u16, String)> {
+    let what = format!("GET {url}");
+    let resp = agent(timeout)
+        .get(url)
+        .call()
+        .with_context(|| what.clone())?;
+    read(resp, &what)
+}
+
+/// A POST of `body` with `content_type`.
 pub fn post(url: &str, content_type: &str, body: &str, timeout: Duration) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
+    let what = format!("POST {url}");
+    let resp = agent(timeout)
         .post(url)
         .header("content-type", content_type)
         .send(body)
-        .with_context(|| format!("POST {url}"))?;
-    let status = resp.status().as_u16();
-    let text = resp
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("reading the body of POST {url}"))?;
-    Ok((status, text))
+        .with_context(|| what.clone())?;
+    read(resp, &what)
 }
