@@ -78,6 +78,16 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask image build\n  cargo xtask image build test-api --builder docker\n  cargo xtask image load --into docker\n  cargo xtask image push --registry 127.0.0.1:5555/me --insecure"
     )]
     Image(ImageArgs),
+    /// Start, stop or inspect the cluster of a Kubernetes target
+    #[command(
+        after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"
+    )]
+    Cluster(ClusterArgs),
+    /// List, show or switch kube contexts, with the target each belongs to
+    #[command(
+        after_help = "Examples:\n  cargo xtask context list\n  cargo xtask context use minikube\n  cargo xtask context current\n  cargo xtask context check --target kind"
+    )]
+    Context(ContextArgs),
     /// Send random requests drawn from a Seldon contract.json and check every answer
     #[command(
         name = "contract-test",
@@ -94,7 +104,7 @@ pub enum Command {
 #[derive(Args, Clone, Debug)]
 pub struct TargetArg {
     /// Where to run: local, docker, minikube, kind, gke (default: `default_target` in xtask.toml)
-    #[arg(long, short = 't', value_enum)]
+    #[arg(long, short = 't', value_enum, global = true)]
     pub target: Option<TargetName>,
 }
 
@@ -142,6 +152,52 @@ pub struct LogsArgs {
 pub struct TeardownArgs {
     #[command(flatten)]
     pub target: TargetArg,
+}
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Create or start the cluster, wait for its API server, print cluster-info
+    Up,
+    /// Delete the cluster (GKE asks first, unless --yes)
+    Down {
+        /// Do not ask before deleting a GKE cluster
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The cluster's state and whether its API server answers
+    Status,
+}
+
+#[derive(Args)]
+pub struct ContextArgs {
+    #[command(subcommand)]
+    pub command: ContextCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ContextCommand {
+    /// Every context, the current one marked, with the target it matches
+    List,
+    /// Switch the kubeconfig's current context
+    Use { name: String },
+    /// The current context and its target
+    Current,
+    /// Exit 0 only if the context (current, or --context) is the target's own
+    Check {
+        #[command(flatten)]
+        target: TargetArg,
+        /// Check this context instead of the current one
+        #[arg(long)]
+        context: Option<String>,
+    },
 }
 
 #[derive(Args)]

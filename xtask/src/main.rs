@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod cli;
+mod cluster;
 mod config;
 mod context;
 mod contract_test;
@@ -11,6 +12,7 @@ mod deploy;
 mod doctor;
 mod http;
 mod image;
+mod kubecontext;
 mod logs;
 mod runner;
 mod services;
@@ -35,6 +37,8 @@ fn main() -> ExitCode {
             cli::Command::Logs(a) => a.run(&cx),
             cli::Command::Teardown(a) => a.run(&cx),
             cli::Command::Image(a) => a.run(&cx),
+            cli::Command::Cluster(a) => a.run(&cx),
+            cli::Command::Context(a) => a.run(&cx),
             cli::Command::ContractTest(a) => a.run(&cx),
             cli::Command::Bench(a) => a.run(&cx),
         };

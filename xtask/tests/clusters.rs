@@ -1,0 +1,370 @@
+//! Cluster lifecycle and kube contexts against fake `minikube`, `kind`,
+//! `gcloud` and `kubectl` executables that record their argv: the exact
+//! commands, and a clear error when one fails or a prerequisite is missing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const FAKES: &[(&str, &str)] = &[
+    (
+        "minikube",
+        r#"case "$1" in
+  start) if [ -n "$FAKE_MINIKUBE_FAIL" ]; then echo "X Exiting due to RSRC_INSUFFICIENT_CORES: 1 CPU available" >&2; exit 89; fi ;;
+  status) echo "host: Running"; echo "apiserver: Running" ;;
+esac"#,
+    ),
+    (
+        "kind",
+        r#"case "$1" in get) printf '%s\n' $FAKE_KIND_CLUSTERS ;; esac"#,
+    ),
+    (
+        "gcloud",
+        r#"case "$*" in
+  "config get-value account") echo "${FAKE_GCLOUD_ACCOUNT-dev@example.com}" ;;
+  services*) echo "${FAKE_GCLOUD_API-container.googleapis.com}" ;;
+  *describe*) echo "RUNNING 3 1.32.4-gke.100" ;;
+esac"#,
+    ),
+    (
+        "kubectl",
+        r#"case "$*" in
+  *"get --raw /readyz") echo ok ;;
+  *cluster-info) echo "Kubernetes control plane is running at https://127.0.0.1:6443" ;;
+  "config current-context") [ -n "$FAKE_CONTEXT" ] && echo "$FAKE_CONTEXT" || { echo "error: current-context is not set" >&2; exit 1; } ;;
+  "config get-contexts --output name") printf '%s\n' $FAKE_CONTEXTS ;;
+esac"#,
+    ),
+];
+
+struct Fakes {
+    dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("bin"))?;
+        for (name, body) in FAKES {
+            let path = dir.path().join("bin").join(name);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{name} $*\" >> \"$FAKE_LOG\"\n{body}\n"),
+            )?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::fs::write(
+            dir.path().join("xtask.toml"),
+            "[minikube]\nprofile = \"mlops\"\nmemory_mb = 4096\ncpus = 2\n\
+             [kind]\ncluster = \"dev\"\n\
+             [gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\ncluster = \"k8s-test-cluster\"\n\
+             machine_type = \"e2-standard-2\"\nnum_nodes = 3\n",
+        )?;
+        Ok(Self { dir })
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("argv.log")
+    }
+
+    /// Runs xtask with the fakes first on PATH; returns its output and the argv log.
+    fn xtask(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Output, Vec<String>)> {
+        let _ = std::fs::remove_file(self.log_path());
+        let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(self.dir.path().join("xtask.toml"))
+            .arg("--progress=never")
+            .args(args)
+            .env("PATH", path)
+            .env("FAKE_LOG", self.log_path())
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        Ok((out, log.lines().map(String::from).collect()))
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn acted(log: &[String]) -> Vec<&str> {
+    // Read-only queries aside, what was done.
+    log.iter()
+        .map(String::as_str)
+        .filter(|l| {
+            !l.contains("get --raw /readyz")
+                && !l.starts_with("kubectl config")
+                && !l.contains("get-value")
+                && !l.starts_with("gcloud services")
+                && l != &"kind get clusters"
+        })
+        .collect()
+}
+
+#[test]
+fn minikube_up_status_down() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(&["cluster", "up", "--target", "minikube"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        acted(&log),
+        [
+            "minikube start --profile mlops --memory 4096 --cpus 2",
+            "kubectl --context mlops cluster-info"
+        ]
+    );
+    assert!(
+        log.contains(&"kubectl --context mlops get --raw /readyz".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        text(&out.stdout).contains("Kubernetes control plane is running"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let (out, log) = f.xtask(&["cluster", "status", "--target", "minikube"], &[])?;
+    assert!(out.status.success());
+    assert_eq!(log[0], "minikube status --profile mlops");
+    assert!(text(&out.stdout).contains("context mlops: API server ready"));
+
+    let (out, log) = f.xtask(&["cluster", "down", "--target", "minikube"], &[])?;
+    assert!(out.status.success());
+    assert_eq!(log, ["minikube delete --profile mlops"]);
+    Ok(())
+}
+
+#[test]
+fn a_failing_cluster_tool_is_reported_with_its_stderr() -> Result {
+    let f = Fakes::new()?;
+    let (out, _) = f.xtask(
+        &["cluster", "up", "--target", "minikube"],
+        &[("FAKE_MINIKUBE_FAIL", "1")],
+    )?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "`minikube start --profile mlops --memory 4096 --cpus 2` failed (exit status: 89)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RSRC_INSUFFICIENT_CORES"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn kind_creates_only_a_missing_cluster() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "kind"],
+        &[("FAKE_KIND_CLUSTERS", "other")],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        acted(&log),
+        [
+            "kind create cluster --name dev",
+            "kubectl --context kind-dev cluster-info"
+        ]
+    );
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "kind"],
+        &[("FAKE_KIND_CLUSTERS", "dev")],
+    )?;
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("kind cluster dev exists already"));
+    assert_eq!(acted(&log), ["kubectl --context kind-dev cluster-info"]);
+    let (_, log) = f.xtask(&["cluster", "down", "--target", "kind"], &[])?;
+    assert_eq!(log, ["kind delete cluster --name dev"]);
+    Ok(())
+}
+
+#[test]
+fn gke_creates_three_nodes_and_fetches_credentials() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(&["cluster", "up", "--target", "gke"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        acted(&log),
+        [
+            "gcloud container clusters create k8s-test-cluster --num-nodes 3 --machine-type e2-standard-2 --zone europe-west1-b --project proj-1",
+            "gcloud container clusters get-credentials k8s-test-cluster --zone europe-west1-b --project proj-1",
+            "kubectl --context gke_proj-1_europe-west1-b_k8s-test-cluster cluster-info",
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn gke_preflight_names_what_is_missing() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "gke"],
+        &[("FAKE_GCLOUD_ACCOUNT", "")],
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("gcloud has no active account: run `gcloud auth login`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("clusters create")),
+        "nothing created: {log:?}"
+    );
+
+    let (out, _) = f.xtask(
+        &["cluster", "up", "--target", "gke"],
+        &[("FAKE_GCLOUD_API", "")],
+    )?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("gcloud services enable container.googleapis.com --project proj-1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(f.dir.path().join("xtask.toml"), "[gke]\nproject = \"\"\n")?;
+    let (out, _) = f.xtask(&["cluster", "up", "--target", "gke"], &[])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no Google Cloud project: set `project` under [gke]"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let empty = tempfile::tempdir()?;
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["cluster", "up", "--target", "gke"])
+        .arg("--config")
+        .arg(f.dir.path().join("xtask.toml"))
+        .env("PATH", empty.path())
+        .output()?;
+    assert!(
+        text(&out.stderr).contains("`gcloud` was not found on PATH"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn gke_down_needs_confirmation() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(&["cluster", "down", "--target", "gke"], &[])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("without confirmation: pass --yes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(log.is_empty(), "{log:?}");
+    let (out, log) = f.xtask(&["cluster", "down", "--target", "gke", "--yes"], &[])?;
+    assert!(out.status.success());
+    assert_eq!(
+        log,
+        [
+            "gcloud container clusters delete k8s-test-cluster --zone europe-west1-b --project proj-1 --quiet"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn contexts_are_listed_switched_and_guarded() -> Result {
+    let f = Fakes::new()?;
+    let contexts = (
+        "FAKE_CONTEXTS",
+        "mlops kind-dev gke_proj-1_europe-west1-b_k8s-test-cluster prod",
+    );
+    let (out, _) = f.xtask(
+        &["context", "list"],
+        &[contexts, ("FAKE_CONTEXT", "kind-dev")],
+    )?;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == name))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        line("kind-dev").starts_with('*') && line("kind-dev").ends_with("kind"),
+        "{stdout}"
+    );
+    assert!(line("mlops").ends_with("minikube"), "{stdout}");
+    assert!(
+        line("gke_proj-1_europe-west1-b_k8s-test-cluster").ends_with("gke"),
+        "{stdout}"
+    );
+    assert!(line("prod").ends_with('-'), "{stdout}");
+
+    let (out, log) = f.xtask(&["context", "use", "mlops"], &[contexts])?;
+    assert!(out.status.success());
+    assert!(
+        log.contains(&"kubectl config use-context mlops".to_string()),
+        "{log:?}"
+    );
+    let (out, log) = f.xtask(&["context", "use", "nope"], &[contexts])?;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("there is no kube context `nope`"));
+    assert!(!log.iter().any(|l| l.contains("use-context")), "{log:?}");
+
+    let (out, _) = f.xtask(&["context", "current"], &[("FAKE_CONTEXT", "kind-dev")])?;
+    assert_eq!(text(&out.stdout).trim(), "kind-dev (target kind)");
+
+    // The guard: a GKE context never passes for minikube, and says both names.
+    let (out, _) = f.xtask(
+        &["context", "check", "--target", "minikube"],
+        &[("FAKE_CONTEXT", "gke_proj-1_europe-west1-b_k8s-test-cluster")],
+    )?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("refusing to act on kube context `gke_proj-1_europe-west1-b_k8s-test-cluster`: --target minikube expects `mlops`"),
+        "{stderr}"
+    );
+    let (out, _) = f.xtask(
+        &["context", "check", "--target", "kind"],
+        &[("FAKE_CONTEXT", "kind-dev")],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (out, _) = f.xtask(
+        &["context", "check", "--target", "kind", "--context", "prod"],
+        &[("FAKE_CONTEXT", "kind-dev")],
+    )?;
+    assert!(
+        !out.status.success(),
+        "--context wins over the current context"
+    );
+    let (out, _) = f.xtask(&["context", "check", "--target", "kind"], &[])?;
+    assert!(
+        text(&out.stderr).contains("no kube context is selected"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn dry_run_plans_a_cluster_without_running_anything() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(&["--dry-run", "cluster", "up", "--target", "minikube"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("$ minikube start --profile mlops --memory 4096 --cpus 2"),
+        "{stdout}"
+    );
+    assert!(log.is_empty(), "nothing ran: {log:?}");
+    Ok(())
+}
