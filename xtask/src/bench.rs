@@ -182,23 +182,24 @@ fn images(cx: &Ctx) -> Result<ExitCode> {
     image::load(cx, test_api, image::LoadInto::Docker)?;
     let name = format!("{}-bench-stop", cx.config.docker.name_prefix);
     let _ = cx.runner.probe(
-        &Cmd::new("docker", "bench").args(["rm", "--force", &name]),
+        &Cmd::new(crate::tools::engine_cli(), "bench").args(["rm", "--force", &name]),
         Duration::from_secs(30),
     );
-    cx.runner.run(&Cmd::new("docker", "bench").args([
-        "run",
-        "--detach",
-        "--name",
-        &name,
-        &test_api.reference,
-    ]))?;
+    cx.runner
+        .run(&Cmd::new(crate::tools::engine_cli(), "bench").args([
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            &test_api.reference,
+        ]))?;
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     cx.runner
-        .run(&Cmd::new("docker", "bench").args(["stop", &name]))?;
+        .run(&Cmd::new(crate::tools::engine_cli(), "bench").args(["stop", &name]))?;
     let stop_secs = start.elapsed().as_secs_f64();
     cx.runner
-        .run(&Cmd::new("docker", "bench").args(["rm", "--force", &name]))?;
+        .run(&Cmd::new(crate::tools::engine_cli(), "bench").args(["rm", "--force", &name]))?;
 
     // deploy --target docker twice; the second has nothing to do.
     let me = std::env::current_exe()?.to_string_lossy().into_owned();

@@ -354,7 +354,12 @@ impl Runner {
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut stderr_lines = 0usize;
         for (is_err, line) in rx {
-            if let Some(bar) = &bar {
+            // The live line is stderr's (where tools print progress) once
+            // there is any; machine-readable stdout (cargo's JSON) is not shown.
+            if let Some(bar) = &bar
+                && (is_err || stderr_lines == 0)
+                && !line.trim().is_empty()
+            {
                 bar.set_message(format!(
                     "{}  {}",
                     shorten(&shown, 60),
@@ -439,7 +444,7 @@ impl Drop for Attached {
 
 fn spinner(shown: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}") {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {wide_msg}") {
         bar.set_style(style);
     }
     bar.set_message(shorten(shown, 100));

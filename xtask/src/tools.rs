@@ -111,3 +111,13 @@ pub fn install_hint(name: &str) -> String {
         None => format!("install `{name}` with your package manager"),
     }
 }
+
+/// The container engine's CLI: `docker` when installed, else `podman` (whose
+/// CLI takes the same commands), else `docker` so that errors name it.
+pub fn engine_cli() -> &'static str {
+    if which::which("docker").is_err() && which::which("podman").is_ok() {
+        "podman"
+    } else {
+        "docker"
+    }
+}

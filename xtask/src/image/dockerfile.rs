@@ -45,16 +45,19 @@ pub fn build(
     labels: &[(String, String)],
     archive: PathBuf,
 ) -> Result<PathBuf> {
-    let mut cmd = Cmd::new("docker", "building images with --builder docker")
-        .args(["build", "--file"])
-        .arg(dockerfile)
-        .args(["--tag", reference]);
+    let mut cmd = Cmd::new(
+        crate::tools::engine_cli(),
+        "building images with --builder docker",
+    )
+    .args(["build", "--file"])
+    .arg(dockerfile)
+    .args(["--tag", reference]);
     for (k, v) in labels {
         cmd = cmd.arg("--label").arg(format!("{k}={v}"));
     }
     cx.runner.run(&cmd.arg(context))?;
     cx.runner.run(
-        &Cmd::new("docker", "saving the image")
+        &Cmd::new(crate::tools::engine_cli(), "saving the image")
             .args(["save", "--output"])
             .arg(&archive)
             .arg(reference),

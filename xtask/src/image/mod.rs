@@ -330,7 +330,7 @@ fn placeholder(name: String, reference: String, prov: &Provenance, archive: Path
 pub fn docker_image_id(cx: &Ctx, reference: &str) -> Option<String> {
     cx.runner
         .probe(
-            &Cmd::new("docker", "inspecting images")
+            &Cmd::new(crate::tools::engine_cli(), "inspecting images")
                 .args(["image", "inspect", "--format", "{{.Id}}", reference]),
             Duration::from_secs(30),
         )
@@ -353,7 +353,7 @@ pub fn load(cx: &Ctx, image: &Image, into: LoadInto) -> Result<()> {
             cx.runner
                 .step(format!("load {} into docker", image.reference));
             cx.runner.run(
-                &Cmd::new("docker", "loading images into docker")
+                &Cmd::new(crate::tools::engine_cli(), "loading images into docker")
                     .args(["load", "--input"])
                     .arg(&image.archive),
             )?;

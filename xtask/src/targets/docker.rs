@@ -38,7 +38,7 @@ fn name(cx: &Ctx, spec: &ServiceSpec) -> String {
 }
 
 fn docker(purpose: &str) -> Cmd {
-    Cmd::new("docker", purpose)
+    Cmd::new(crate::tools::engine_cli(), purpose)
 }
 
 /// What `docker run` is given, as one string: a changed one means restart.
