@@ -15,4 +15,4 @@ pub mod testing;
 pub use addrs::ConnAddrs;
 pub use env::ServeEnv;
 pub use errors::ApiError;
-pub use server::{Service, run};
+pub use server::{Service, main, run};

@@ -33,6 +33,7 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
         format!("cannot listen on {addr}: is the port in use? set PORT to another port")
     })?;
     let local = listener.local_addr().context("reading the bound address")?;
+    let signals = shutdown::Signals::install()?;
     let readiness = Readiness::default();
     let app = router(
         service.routes,
@@ -54,7 +55,7 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
         listener,
         app.into_make_service_with_connect_info::<ConnAddrs>(),
     )
-    .with_graceful_shutdown(shutdown::signal(readiness, env.drain))
+    .with_graceful_shutdown(signals.wait(readiness, env.drain))
     .await
     .context("serving")?;
     tracing::info!(service = service.name, "stopped");
@@ -96,4 +97,27 @@ fn router(
         metrics,
         metrics::track,
     ))
+}
+
+/// A service's whole `main`: logging, settings, the runtime, and on failure
+/// the error on stderr (and in the log) with a non-zero exit.
+pub fn main(
+    name: &str,
+    env: impl FnOnce() -> Result<ServeEnv>,
+    service: impl FnOnce(&ServeEnv) -> Result<Service>,
+) -> std::process::ExitCode {
+    crate::logging::init();
+    let result = env().and_then(|env| {
+        let service = service(&env)?;
+        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        rt.block_on(run(service, env))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{name} failed");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

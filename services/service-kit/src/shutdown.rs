@@ -4,39 +4,41 @@
 
 use std::time::Duration;
 
+use anyhow::{Context, Result};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use crate::probes::Readiness;
 
-/// Resolves when the process should stop accepting connections: after a
-/// signal, readiness is turned off and `drain` has passed.
-pub async fn signal(readiness: Readiness, drain: Duration) {
-    let name = wait_for_signal().await;
-    readiness.set(false);
-    tracing::info!(
-        signal = name,
-        drain_secs = drain.as_secs(),
-        "shutdown requested; draining"
-    );
-    if !drain.is_zero() {
-        tokio::time::sleep(drain).await;
-    }
+/// The handlers, installed before the service reports itself listening, so
+/// that a signal arriving right after start-up is never the default action.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            // Without handlers the default action (exit) still applies; keep
-            // serving rather than stop at once.
-            tracing::error!(error = %e, "cannot install signal handlers");
-            return std::future::pending().await;
+impl Signals {
+    pub fn install() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves when the process should stop accepting connections: after a
+    /// signal, readiness is turned off and `drain` has passed.
+    pub async fn wait(mut self, readiness: Readiness, drain: Duration) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        readiness.set(false);
+        tracing::info!(
+            signal = name,
+            drain_secs = drain.as_secs(),
+            "shutdown requested; draining"
+        );
+        if !drain.is_zero() {
+            tokio::time::sleep(drain).await;
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
     }
 }
