@@ -447,3 +447,44 @@ fn a_missing_engine_is_explained() -> Result {
     assert!(stderr.contains("podman system service"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn ctrl_c_midway_leaves_no_container_behind() -> Result {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if !engine() {
+        return Ok(());
+    }
+    let sb = Sandbox::new("ctrlc", "identity")?;
+    // Build and load first, so the interrupt lands while containers start.
+    ok(sb.xtask(&["image", "load"])?)?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(sb.dir.path().join("xtask.toml"))
+        .args(["--progress=never", "deploy", "--target", "docker"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut seen = Vec::new();
+    let mut interrupted = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line?;
+        if !interrupted && line.contains("✓ docker run") {
+            // The first container runs; interrupt before the deploy completes.
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+            interrupted = true;
+        }
+        seen.push(line);
+    }
+    assert!(interrupted, "never saw a container start: {seen:?}");
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(130), "interrupted: {seen:?}");
+    assert!(
+        sb.containers()?.is_empty(),
+        "left behind: {:?}",
+        sb.containers()
+    );
+    Ok(())
+}

@@ -5,7 +5,9 @@
 //! loopback. A failure or Ctrl-C midway removes what this run started.
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,19 @@ const CONTAINER_PORT: u16 = 5000;
 /// Containers this run created, removed again on Ctrl-C or failure.
 static STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static HANDLER: Once = Once::new();
+/// Ctrl-C arrived; and a `docker run` is under way (its container would
+/// appear after a cleanup that ran meanwhile, so the cleanup waits for it).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+static EXITING: Once = Once::new();
+
+/// Removes what this run started and exits 130, once.
+fn cleanup_and_exit() {
+    EXITING.call_once(|| {
+        remove_started(&Runner::new(false, false, Progress::Never));
+        std::process::exit(130);
+    });
+}
 
 #[derive(Default)]
 pub struct Docker {
@@ -105,7 +120,11 @@ fn remove_started(runner: &Runner) {
         .map(|mut v| std::mem::take(&mut *v))
         .unwrap_or_default();
     for n in names {
-        eprintln!("==> removing container {n} started by this run");
+        // Not eprintln!: stderr may be a closed pipe by now (`... | head`).
+        let _ = writeln!(
+            std::io::stderr(),
+            "==> removing container {n} started by this run"
+        );
         let _ = runner.probe(
             &docker("cleaning up").args(["rm", "--force", &n]),
             Duration::from_secs(30),
@@ -134,8 +153,10 @@ impl Target for Docker {
         eprintln!("==> container engine: {}", probe.stdout.trim());
         HANDLER.call_once(|| {
             let _ = ctrlc::set_handler(|| {
-                remove_started(&Runner::new(false, false, Progress::Never));
-                std::process::exit(130);
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                if !IN_FLIGHT.load(Ordering::SeqCst) {
+                    cleanup_and_exit();
+                }
             });
         });
         Ok(())
@@ -314,8 +335,18 @@ impl Docker {
         if let Ok(mut v) = STARTED.lock() {
             v.push(container.clone());
         }
-        cx.runner.run(&run.arg(&image.reference))?;
-        Ok(())
+        // Either the Ctrl-C handler sees IN_FLIGHT and leaves the cleanup to
+        // us, or we see INTERRUPTED and start nothing (both flags SeqCst).
+        IN_FLIGHT.store(true, Ordering::SeqCst);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            cleanup_and_exit();
+        }
+        let result = cx.runner.run(&run.arg(&image.reference));
+        IN_FLIGHT.store(false, Ordering::SeqCst);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            cleanup_and_exit();
+        }
+        result.map(|_| ())
     }
 }
 
