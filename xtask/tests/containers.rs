@@ -76,13 +76,18 @@ impl Sandbox {
         Ok(Self { dir, prefix, ports })
     }
 
-    fn xtask(&self, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--config")
+    /// The xtask binary on this sandbox's settings, ready to run.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.arg("--config")
             .arg(self.dir.path().join("xtask.toml"))
             .arg("--progress=never")
-            .args(args)
-            .output()?)
+            .args(args);
+        cmd
+    }
+
+    fn xtask(&self, args: &[&str]) -> Result<Output> {
+        Ok(self.command(args).output()?)
     }
 
     fn images(&self) -> PathBuf {
@@ -432,10 +437,8 @@ fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
 #[test]
 fn a_missing_engine_is_explained() -> Result {
     let sb = Sandbox::new("noengine", "identity")?;
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--config")
-        .arg(sb.dir.path().join("xtask.toml"))
-        .args(["--progress=never", "deploy", "--target", "docker"])
+    let out = sb
+        .command(&["deploy", "--target", "docker"])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()?;
     assert!(!out.status.success());
@@ -458,10 +461,8 @@ fn ctrl_c_midway_leaves_no_container_behind() -> Result {
     let sb = Sandbox::new("ctrlc", "identity")?;
     // Build and load first, so the interrupt lands while containers start.
     ok(sb.xtask(&["image", "load"])?)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--config")
-        .arg(sb.dir.path().join("xtask.toml"))
-        .args(["--progress=never", "deploy", "--target", "docker"])
+    let mut child = sb
+        .command(&["deploy", "--target", "docker"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;

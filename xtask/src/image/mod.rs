@@ -125,13 +125,8 @@ pub fn build_images(cx: &Ctx, specs: &[ServiceSpec], builder: Builder) -> Result
             std::env::consts::ARCH
         );
     }
-    let mut unique: Vec<ServiceSpec> = Vec::new();
-    for s in specs {
-        if !unique.iter().any(|u| u.settings.image == s.settings.image) {
-            unique.push(s.clone());
-        }
-    }
-    let built = build::build(cx, &unique)?;
+    // images_from keeps one image per image name.
+    let built = build::build(cx, specs)?;
     images_from(cx, &built, builder)
 }
 
@@ -358,27 +353,38 @@ pub fn load(cx: &Ctx, image: &Image, into: LoadInto) -> Result<()> {
                     .arg(&image.archive),
             )?;
         }
-        LoadInto::Minikube => {
-            cx.runner.step(format!(
-                "load {} into minikube profile {}",
-                image.reference, cx.config.minikube.profile
-            ));
+        LoadInto::Minikube | LoadInto::Kind => {
+            let (tool, args, place) = if into == LoadInto::Minikube {
+                let p = &cx.config.minikube.profile;
+                (
+                    "minikube",
+                    vec![
+                        "image".to_string(),
+                        "load".into(),
+                        "--profile".into(),
+                        p.clone(),
+                    ],
+                    format!("minikube profile {p}"),
+                )
+            } else {
+                let c = &cx.config.kind.cluster;
+                (
+                    "kind",
+                    vec![
+                        "load".to_string(),
+                        "image-archive".into(),
+                        "--name".into(),
+                        c.clone(),
+                    ],
+                    format!("kind cluster {c}"),
+                )
+            };
+            cx.runner
+                .step(format!("load {} into {place}", image.reference));
             cx.runner.run(
-                &Cmd::new("minikube", "loading images into minikube")
-                    .args(["image", "load", "--profile", &cx.config.minikube.profile])
+                &Cmd::new(tool, format!("loading images into {tool}"))
+                    .args(args)
                     .arg(&image.archive),
-            )?;
-        }
-        LoadInto::Kind => {
-            cx.runner.step(format!(
-                "load {} into kind cluster {}",
-                image.reference, cx.config.kind.cluster
-            ));
-            cx.runner.run(
-                &Cmd::new("kind", "loading images into kind")
-                    .args(["load", "image-archive"])
-                    .arg(&image.archive)
-                    .args(["--name", &cx.config.kind.cluster]),
             )?;
         }
     }

@@ -47,6 +47,8 @@ pub struct Assembled {
     pub digest: String,
     /// `sha256:...` of the config: the image ID docker and podman show.
     pub config_digest: String,
+    /// `sha256:...` of the (uncompressed) layer, its diff ID too.
+    pub layer_digest: String,
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -80,7 +82,7 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![diff_id])
+                .diff_ids(vec![diff_id.clone()])
                 .build()?,
         )
         .history(vec![
@@ -91,10 +93,15 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
         ])
         .build()?;
     let config = canonical_json(&config)?;
-    let manifest = manifest_for(&config, std::slice::from_ref(&layer))?;
+    let config_digest = sha256(&config);
+    let manifest = manifest_from_digests(
+        (&config_digest, config.len()),
+        &[(diff_id.clone(), layer.len())],
+    )?;
     Ok(Assembled {
         digest: sha256(&manifest),
-        config_digest: sha256(&config),
+        config_digest,
+        layer_digest: diff_id,
         config,
         layer,
         manifest,
@@ -103,13 +110,20 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
 
 /// The OCI manifest for a config and uncompressed layers, canonical JSON.
 pub fn manifest_for(config: &[u8], layers: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let layers: Vec<(String, usize)> = layers.iter().map(|l| (sha256(l), l.len())).collect();
+    manifest_from_digests((&sha256(config), config.len()), &layers)
+}
+
+/// The manifest from digests and sizes already known (hashing tens of MB
+/// once is enough).
+fn manifest_from_digests(config: (&str, usize), layers: &[(String, usize)]) -> Result<Vec<u8>> {
     let layers = layers
         .iter()
-        .map(|l| {
+        .map(|(digest, len)| {
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageLayer)
-                .digest(sha256(l).parse::<oci_spec::image::Digest>()?)
-                .size(l.len() as u64)
+                .digest(digest.parse::<oci_spec::image::Digest>()?)
+                .size(*len as u64)
                 .build()
                 .map_err(anyhow::Error::from)
         })
@@ -120,8 +134,8 @@ pub fn manifest_for(config: &[u8], layers: &[Vec<u8>]) -> Result<Vec<u8>> {
         .config(
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageConfig)
-                .digest(sha256(config).parse::<oci_spec::image::Digest>()?)
-                .size(config.len() as u64)
+                .digest(config.0.parse::<oci_spec::image::Digest>()?)
+                .size(config.1 as u64)
                 .build()?,
         )
         .layers(layers)
@@ -248,7 +262,7 @@ pub fn write_archive(
     let docker = vec![DockerArchiveEntry {
         config: blob_path(&a.config_digest),
         repo_tags: vec![reference.to_string()],
-        layers: vec![blob_path(&sha256(&a.layer))],
+        layers: vec![blob_path(&a.layer_digest)],
     }];
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     files.insert(
@@ -258,7 +272,7 @@ pub fn write_archive(
     files.insert("index.json".into(), canonical_json(&index)?);
     files.insert("manifest.json".into(), canonical_json(&docker)?);
     files.insert(blob_path(&a.config_digest), a.config.clone());
-    files.insert(blob_path(&sha256(&a.layer)), a.layer.clone());
+    files.insert(blob_path(&a.layer_digest), a.layer.clone());
     files.insert(blob_path(&a.digest), a.manifest.clone());
 
     let tmp = path.with_extension("tar.partial");
