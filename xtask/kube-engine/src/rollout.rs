@@ -1,0 +1,285 @@
+//! Wait for applied workloads like `kubectl rollout status`, under one
+//! deadline, with a progress bar; explain failures instead of timing out mutely.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::Value;
+
+use crate::apply::Applied;
+use crate::explain;
+use crate::manifest::kind_of;
+use crate::resolve::Resolver;
+
+/// Something that rolls out: a Deployment, or a SeldonDeployment (whose
+/// operator reports `status.state`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    Deployment,
+    SeldonDeployment,
+}
+
+pub const SELDON_API_VERSION: &str = "machinelearning.seldon.io/v1";
+
+impl Workload {
+    fn label(&self) -> String {
+        match self.kind {
+            WorkloadKind::Deployment => format!("deployment/{}", self.name),
+            WorkloadKind::SeldonDeployment => format!("seldondeployment/{}", self.name),
+        }
+    }
+}
+
+/// The workloads among applied objects.
+pub fn workloads(applied: &[Applied], default_ns: &str) -> Vec<Workload> {
+    applied
+        .iter()
+        .filter_map(|a| {
+            let kind = match kind_of(&a.object) {
+                "Deployment" => WorkloadKind::Deployment,
+                "SeldonDeployment" => WorkloadKind::SeldonDeployment,
+                _ => return None,
+            };
+            Some(Workload {
+                kind,
+                namespace: a
+                    .object
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| default_ns.to_string()),
+                name: a.object.metadata.name.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// One look at a workload.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub ready: bool,
+    pub available: i32,
+    pub desired: i32,
+    /// What it is waiting for, in words.
+    pub waiting_for: String,
+    /// The operator or controller gave up (ProgressDeadlineExceeded, Failed).
+    pub failed: Option<String>,
+    /// Label selector for its pods.
+    pub selector: String,
+}
+
+pub async fn check(resolver: &mut Resolver, w: &Workload) -> Result<Progress> {
+    match w.kind {
+        WorkloadKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(resolver.client().clone(), &w.namespace);
+            Ok(deployment_progress(&api.get(&w.name).await?))
+        }
+        WorkloadKind::SeldonDeployment => {
+            let (ar, _) = resolver
+                .resolve(SELDON_API_VERSION, "SeldonDeployment")
+                .await?;
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(resolver.client().clone(), &w.namespace, &ar);
+            Ok(seldon_progress(&api.get(&w.name).await?))
+        }
+    }
+}
+
+/// The rules of `kubectl rollout status`.
+pub fn deployment_progress(d: &Deployment) -> Progress {
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let selector = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let st = d.status.clone().unwrap_or_default();
+    let (updated, total, available) = (
+        st.updated_replicas.unwrap_or(0),
+        st.replicas.unwrap_or(0),
+        st.available_replicas.unwrap_or(0),
+    );
+    let mut p = Progress {
+        available: available.min(desired),
+        desired,
+        selector,
+        ..Progress::default()
+    };
+    let gave_up = st.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(c) = gave_up {
+        p.failed = Some(format!(
+            "ProgressDeadlineExceeded: {}",
+            c.message.as_deref().unwrap_or("")
+        ));
+    }
+    let generation = d.metadata.generation.unwrap_or(0);
+    p.waiting_for = if st.observed_generation.unwrap_or(0) < generation {
+        "the controller to see the new spec".into()
+    } else if updated < desired {
+        format!("{updated} of {desired} replicas updated")
+    } else if total > updated {
+        format!("{} old replicas to terminate", total - updated)
+    } else if available < updated {
+        format!("{available} of {updated} updated replicas available")
+    } else {
+        p.ready = true;
+        String::new()
+    };
+    p
+}
+
+pub fn seldon_progress(sdep: &DynamicObject) -> Progress {
+    let name = sdep.metadata.name.clone().unwrap_or_default();
+    let status = sdep.data.get("status").cloned().unwrap_or(Value::Null);
+    let state = status.get("state").and_then(Value::as_str).unwrap_or("");
+    let description = status
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let ready = state == "Available";
+    Progress {
+        ready,
+        available: i32::from(ready),
+        desired: 1,
+        waiting_for: if state.is_empty() {
+            "the Seldon operator to pick it up".into()
+        } else {
+            format!("state {state}")
+        },
+        failed: (state == "Failed").then(|| format!("Seldon reports Failed: {description}")),
+        selector: format!("seldon-deployment-id={name}"),
+    }
+}
+
+pub struct WaitOptions {
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+/// Block until every workload is ready; on failure or deadline, the error
+/// explains each unready workload.
+pub async fn wait(
+    resolver: &mut Resolver,
+    workloads: &[Workload],
+    opts: &WaitOptions,
+) -> Result<()> {
+    if workloads.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + opts.timeout;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} rollout [{bar:20}] {pos}/{len} ready {elapsed} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut done = vec![false; workloads.len()];
+    let outcome = loop {
+        let mut total = 0;
+        let mut ready = 0;
+        let mut message = String::new();
+        let mut failure = None;
+        for (w, done) in workloads.iter().zip(done.iter_mut()) {
+            let p = check(resolver, w).await?;
+            total += u64::try_from(p.desired.max(1)).unwrap_or(1);
+            ready += u64::try_from(p.available).unwrap_or(0);
+            if p.ready {
+                if !*done {
+                    bar.println(format!(
+                        "{} ready ({}/{})",
+                        w.label(),
+                        p.available,
+                        p.desired
+                    ));
+                    *done = true;
+                }
+                continue;
+            }
+            if let Some(why) = p.failed.clone() {
+                failure = Some((w, why));
+                break;
+            }
+            if let Some(problem) = hopeless_pod(resolver, w, &p.selector).await {
+                failure = Some((w, format!("a pod is failing: {}", problem.reason)));
+                break;
+            }
+            if message.is_empty() {
+                message = format!("{}: waiting for {}", w.label(), p.waiting_for);
+            }
+        }
+        bar.set_length(total);
+        bar.set_position(ready);
+        bar.set_message(message);
+        if let Some(f) = failure {
+            break Err(f);
+        }
+        if done.iter().all(|d| *d) {
+            break Ok(());
+        }
+        if Instant::now() >= deadline {
+            let w = workloads
+                .iter()
+                .zip(&done)
+                .find(|(_, d)| !**d)
+                .map(|(w, _)| w)
+                .unwrap_or(&workloads[0]);
+            break Err((w, format!("not ready within {}s", opts.timeout.as_secs())));
+        }
+        tokio::time::sleep(opts.poll).await;
+    };
+    bar.finish_and_clear();
+    match outcome {
+        Ok(()) => Ok(()),
+        Err((w, why)) => {
+            let p = check(resolver, w).await?;
+            let report =
+                explain::explain(resolver.client(), &w.namespace, &w.name, &p.selector).await;
+            bail!(
+                "{} in namespace {}: {why} (waiting for {}; {}/{} available)\n{report}",
+                w.label(),
+                w.namespace,
+                p.waiting_for,
+                p.available,
+                p.desired
+            )
+        }
+    }
+}
+
+async fn hopeless_pod(
+    resolver: &Resolver,
+    w: &Workload,
+    selector: &str,
+) -> Option<explain::Problem> {
+    let pods: Api<Pod> = Api::namespaced(resolver.client().clone(), &w.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    list.items
+        .iter()
+        .filter(|p| !explain::is_ready(p))
+        .filter_map(explain::problem)
+        .find(explain::Problem::is_hopeless)
+}

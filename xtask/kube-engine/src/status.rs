@@ -1,0 +1,107 @@
+//! What we deployed, as the cluster sees it.
+
+use anyhow::Result;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, ListParams};
+use serde::Serialize;
+
+use crate::resolve::Resolver;
+use crate::rollout::{SELDON_API_VERSION, deployment_progress, seldon_progress};
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+    pub detail: String,
+}
+
+pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>> {
+    let client = resolver.client().clone();
+    let params = ListParams::default().labels(selector);
+    let mut rows = Vec::new();
+    for d in Api::<Deployment>::all(client.clone())
+        .list(&params)
+        .await?
+        .items
+    {
+        let p = deployment_progress(&d);
+        let image = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        rows.push(row(
+            "deployment",
+            &d.metadata,
+            p.ready,
+            format!("{}/{} available, image {image}", p.available, p.desired),
+        ));
+    }
+    for s in Api::<Service>::all(client.clone())
+        .list(&params)
+        .await?
+        .items
+    {
+        let spec = s.spec.clone().unwrap_or_default();
+        let ports: Vec<String> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.port.to_string())
+            .collect();
+        let ty = spec.type_.unwrap_or_else(|| "ClusterIP".into());
+        let ingress = s
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|i| i.first())
+            .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()));
+        let ready = ty != "LoadBalancer" || ingress.is_some();
+        let external = match (&ty[..], ingress) {
+            ("LoadBalancer", Some(a)) => format!(", external {a}"),
+            ("LoadBalancer", None) => ", external address pending".into(),
+            _ => String::new(),
+        };
+        rows.push(row(
+            "service",
+            &s.metadata,
+            ready,
+            format!("{ty}, port {}{external}", ports.join(",")),
+        ));
+    }
+    if let Some((ar, _)) = resolver
+        .resolve_if_served(SELDON_API_VERSION, "SeldonDeployment")
+        .await?
+    {
+        for sdep in Api::<DynamicObject>::all_with(client, &ar)
+            .list(&params)
+            .await?
+            .items
+        {
+            let p = seldon_progress(&sdep);
+            let detail = if p.ready {
+                "Available".to_string()
+            } else {
+                p.failed.clone().unwrap_or(p.waiting_for.clone())
+            };
+            rows.push(row("seldondeployment", &sdep.metadata, p.ready, detail));
+        }
+    }
+    Ok(rows)
+}
+
+fn row(kind: &str, meta: &kube::api::ObjectMeta, ready: bool, detail: String) -> Row {
+    Row {
+        kind: kind.into(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        ready,
+        detail,
+    }
+}

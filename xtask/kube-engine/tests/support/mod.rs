@@ -1,0 +1,262 @@
+//! A stateful in-memory Kubernetes API for the engine's tests:
+//! kube-fake-client (server-side apply, status subresources, selectors,
+//! custom resources) plus the few endpoints it does not serve, which the
+//! engine needs: discovery, cluster-scoped namespaces, and pod logs.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::ObjectMeta;
+use kube::{Client, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The SeldonDeployment kind, registered with the fake when Seldon Core is "installed".
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SeldonDeployment {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Value>,
+}
+
+impl Resource for SeldonDeployment {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "SeldonDeployment".into()
+    }
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "machinelearning.seldon.io".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "seldondeployments".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+pub struct FakeCluster {
+    pub client: Client,
+    /// Log text per `pod/container`.
+    pub logs: Arc<Mutex<HashMap<String, String>>>,
+    pub namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+}
+
+#[derive(Default)]
+pub struct Setup {
+    pub seldon_installed: bool,
+    pub objects: Vec<Value>,
+    pub namespaces: Vec<Value>,
+}
+
+pub async fn cluster(setup: Setup) -> FakeCluster {
+    let mut builder = kube_fake_client::ClientBuilder::new()
+        .with_status_subresource::<Deployment>()
+        .with_runtime_objects(setup.objects);
+    if setup.seldon_installed {
+        builder = builder
+            .with_resource::<SeldonDeployment>()
+            .with_status_subresource::<SeldonDeployment>();
+    }
+    let inner = builder.build().await.expect("fake client");
+    let logs = Arc::new(Mutex::new(HashMap::new()));
+    let namespaces = Arc::new(Mutex::new(
+        setup
+            .namespaces
+            .into_iter()
+            .map(|ns| {
+                (
+                    ns["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    ns,
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    ));
+    let (l, n, seldon) = (logs.clone(), namespaces.clone(), setup.seldon_installed);
+    let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let (inner, logs, namespaces) = (inner.clone(), l.clone(), n.clone());
+        async move { route(req, inner, logs, namespaces, seldon).await }
+    });
+    FakeCluster {
+        client: Client::new(service, "default"),
+        logs,
+        namespaces,
+    }
+}
+
+async fn route(
+    req: Request<kube::client::Body>,
+    inner: Client,
+    logs: Arc<Mutex<HashMap<String, String>>>,
+    namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    seldon: bool,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_core())),
+        ["apis", "apps", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_apps())),
+        ["apis", "machinelearning.seldon.io", "v1"] if seldon => {
+            return Ok(json_response(StatusCode::OK, &discovery_seldon()));
+        }
+        ["apis", _, _] => {
+            return Ok(not_found(
+                "the server could not find the requested resource",
+            ));
+        }
+        ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {
+            let name = parts.get(3).map(|s| s.to_string());
+            let method = req.method().clone();
+            let body = req.into_body().collect().await?.to_bytes();
+            return Ok(namespace_route(&namespaces, &method, name, &query, &body));
+        }
+        ["api", "v1", "namespaces", _, "pods", pod, "log"] => {
+            let container = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("container="))
+                .unwrap_or_default();
+            let text = logs
+                .lock()
+                .expect("logs")
+                .get(&format!("{pod}/{container}"))
+                .cloned();
+            return Ok(match text {
+                Some(t) => Response::new(Full::new(Bytes::from(t))),
+                None => not_found("no logs"),
+            });
+        }
+        _ => {}
+    }
+    let resp = inner.send(req).await?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+fn namespace_route(
+    store: &Mutex<BTreeMap<String, Value>>,
+    method: &Method,
+    name: Option<String>,
+    query: &str,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let mut store = store.lock().expect("namespaces");
+    match (method.as_str(), name) {
+        ("GET", None) => {
+            let selector = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("labelSelector="))
+                .map(|s| {
+                    s.replace("%3D", "=")
+                        .replace("%2F", "/")
+                        .replace("%2C", ",")
+                })
+                .unwrap_or_default();
+            let items: Vec<Value> = store
+                .values()
+                .filter(|ns| matches(ns, &selector))
+                .cloned()
+                .collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": items}),
+            )
+        }
+        ("GET", Some(n)) => match store.get(&n) {
+            Some(ns) => json_response(StatusCode::OK, ns),
+            None => not_found(&format!("namespaces \"{n}\" not found")),
+        },
+        ("PATCH", Some(n)) => {
+            let patch: Value = serde_json::from_slice(body).unwrap_or_default();
+            let entry = store.entry(n.clone()).or_insert_with(|| {
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "resourceVersion": "1"}})
+            });
+            if let Some(labels) = patch["metadata"].get("labels") {
+                entry["metadata"]["labels"] = labels.clone();
+            }
+            json_response(StatusCode::OK, entry)
+        }
+        ("DELETE", Some(n)) => match store.remove(&n) {
+            Some(ns) => json_response(StatusCode::OK, &ns),
+            None => not_found(&format!("namespaces \"{n}\" not found")),
+        },
+        _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({})),
+    }
+}
+
+/// `k=v,k2=v2` selectors only: what the engine sends.
+fn matches(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        obj["metadata"]["labels"][k].as_str() == Some(v)
+    })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn not_found(message: &str) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": "NotFound", "code": 404}),
+    )
+}
+
+fn resource(name: &str, kind: &str, namespaced: bool) -> Value {
+    json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+           "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+}
+
+fn discovery_core() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+        resource("namespaces", "Namespace", false),
+        resource("pods", "Pod", true),
+        resource("pods/log", "Pod", true),
+        resource("services", "Service", true),
+        resource("events", "Event", true),
+        resource("configmaps", "ConfigMap", true),
+    ]})
+}
+
+fn discovery_apps() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+        resource("deployments", "Deployment", true),
+        resource("deployments/status", "Deployment", true),
+        resource("replicasets", "ReplicaSet", true),
+    ]})
+}
+
+fn discovery_seldon() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "machinelearning.seldon.io/v1", "resources": [
+        resource("seldondeployments", "SeldonDeployment", true),
+        resource("seldondeployments/status", "SeldonDeployment", true),
+    ]})
+}
