@@ -71,7 +71,9 @@ pub enum Command {
     )]
     Logs(LogsArgs),
     /// Stop what deploy started; safe to run again
-    #[command(after_help = "Examples:\n  cargo xtask teardown")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask teardown\n  cargo xtask teardown --target kind --cluster"
+    )]
     Teardown(TeardownArgs),
     /// Build images from source (no daemon needed), load them, push them
     #[command(
@@ -152,6 +154,12 @@ pub struct LogsArgs {
 pub struct TeardownArgs {
     #[command(flatten)]
     pub target: TargetArg,
+    /// Also delete the cluster (`cluster down`; minikube, kind, gke)
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: do not ask before deleting a GKE cluster
+    #[arg(long, requires = "cluster")]
+    pub yes: bool,
 }
 
 #[derive(Args)]

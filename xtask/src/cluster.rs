@@ -219,7 +219,7 @@ fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-fn down(cx: &Ctx, target: TargetName, yes: bool) -> Result<ExitCode> {
+pub fn down(cx: &Ctx, target: TargetName, yes: bool) -> Result<ExitCode> {
     let c = &cx.config;
     match target {
         TargetName::Minikube => {

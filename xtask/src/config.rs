@@ -23,6 +23,8 @@ pub struct Config {
     pub minikube: Minikube,
     pub kind: Kind,
     pub gke: Gke,
+    pub kubernetes: Kubernetes,
+    pub seldon: Seldon,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -147,6 +149,8 @@ impl Default for Config {
             minikube: Minikube::default(),
             kind: Kind::default(),
             gke: Gke::default(),
+            kubernetes: Kubernetes::default(),
+            seldon: Seldon::default(),
         }
     }
 }
@@ -221,6 +225,69 @@ impl Default for Gke {
     }
 }
 
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kubernetes {
+    /// The namespace deploy/base puts everything in.
+    pub namespace: String,
+    /// Seconds deploy waits for the rollout of every Deployment.
+    pub rollout_timeout_secs: u64,
+    /// Seconds deploy waits for a LoadBalancer's external address (GKE).
+    pub address_timeout_secs: u64,
+    /// Rendered manifests and port-forward state; relative to the settings file.
+    pub state_dir: PathBuf,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Self {
+            namespace: "kube-mlops".into(),
+            rollout_timeout_secs: 180,
+            address_timeout_secs: 300,
+            state_dir: "target/xtask/kube".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Seldon {
+    /// Helm chart repository and the pinned seldon-core-operator chart version.
+    pub chart_repo: String,
+    pub chart_version: String,
+    /// Namespace of the operator.
+    pub operator_namespace: String,
+    /// Namespace SeldonDeployments go in.
+    pub namespace: String,
+    /// Ingress in front of the models: ambassador or istio.
+    pub ingress: Ingress,
+    /// Install the ingress too (otherwise it must be there already).
+    pub install_ingress: bool,
+    /// Local port of the port-forward to the ingress (minikube, kind).
+    pub local_port: u16,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Ingress {
+    Ambassador,
+    Istio,
+}
+
+impl Default for Seldon {
+    fn default() -> Self {
+        Self {
+            chart_repo: "https://storage.googleapis.com/seldon-charts".into(),
+            chart_version: "1.18.2".into(),
+            operator_namespace: "seldon-system".into(),
+            namespace: "seldon".into(),
+            ingress: Ingress::Ambassador,
+            install_ingress: true,
+            local_port: 8003,
+        }
+    }
+}
+
 /// Settings and where they came from.
 pub struct Loaded {
     pub config: Config,
@@ -240,6 +307,7 @@ impl Loaded {
             let mut config = Config::default();
             config.local.run_dir = root.join(&config.local.run_dir);
             config.images.dir = root.join(&config.images.dir);
+            config.kubernetes.state_dir = root.join(&config.kubernetes.state_dir);
             return Ok(Self {
                 config,
                 source: None,
@@ -257,6 +325,7 @@ impl Loaded {
         };
         config.local.run_dir = base.join(&config.local.run_dir);
         config.images.dir = base.join(&config.images.dir);
+        config.kubernetes.state_dir = base.join(&config.kubernetes.state_dir);
         Ok(Self {
             config,
             source: Some(path),
@@ -293,6 +362,11 @@ pub fn parse(text: &str) -> Result<Config> {
                 m.model
             );
         }
+    }
+    if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {
+        bail!(
+            "kubernetes.rollout_timeout_secs and kubernetes.address_timeout_secs must be at least 1"
+        );
     }
     if config.local.ready_timeout_secs == 0 {
         bail!("local.ready_timeout_secs must be at least 1");

@@ -10,6 +10,7 @@ mod context;
 mod contract_test;
 mod deploy;
 mod doctor;
+mod engine;
 mod http;
 mod image;
 mod kubecontext;

@@ -18,7 +18,10 @@ esac"#,
     ),
     (
         "kind",
-        r#"case "$1" in get) printf '%s\n' $FAKE_KIND_CLUSTERS ;; esac"#,
+        r#"case "$1" in
+  get) printf '%s\n' $FAKE_KIND_CLUSTERS ;;
+  load) if [ -n "$FAKE_KIND_FAIL" ]; then echo 'ERROR: no nodes found for cluster "dev"' >&2; exit 1; fi ;;
+esac"#,
     ),
     (
         "gcloud",
@@ -366,5 +369,123 @@ fn dry_run_plans_a_cluster_without_running_anything() -> Result {
         "{stdout}"
     );
     assert!(log.is_empty(), "nothing ran: {log:?}");
+    Ok(())
+}
+
+const GKE_CONTEXT: &str = "gke_proj-1_europe-west1-b_k8s-test-cluster";
+
+/// `needles` appear in `haystack`, in this order.
+fn in_order(haystack: &str, needles: &[&str]) {
+    let mut from = 0;
+    for n in needles {
+        match haystack[from..].find(n) {
+            Some(i) => from += i + n.len(),
+            None => panic!("{n:?} missing (or out of order) in:\n{haystack}"),
+        }
+    }
+}
+
+#[test]
+fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
+    let f = Fakes::new()?;
+    let (out, log) = f.xtask(
+        &["--dry-run", "deploy", "--target", "gke"],
+        &[("FAKE_CONTEXT", GKE_CONTEXT)],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let engine = format!("kube-engine --context {GKE_CONTEXT}");
+    in_order(
+        &text(&out.stdout),
+        &[
+            "cargo build --package kube-engine",
+            "cargo build --release",
+            "assemble docker.io/kube-mlops/test-api:",
+            "push ",
+            "to docker.io/kube-mlops/test-api:",
+            "$ kubectl kustomize ",
+            "deploy/overlays/gke",
+            &format!("{engine} apply --filename "),
+            "--namespace kube-mlops --timeout 180",
+            "--image 'test-api=docker.io/kube-mlops/test-api@sha256:",
+            "--image 'model-server=docker.io/kube-mlops/model-server@sha256:",
+            &format!(
+                "{engine} load-balancer --namespace kube-mlops --service test-api --timeout 300"
+            ),
+            "smoke test: GET http://<external IP of test-api>:5000/test_api",
+            "contract test",
+        ],
+    );
+    // Only the context was read; nothing was built, pushed, applied or written.
+    assert_eq!(log, ["kubectl config current-context"]);
+    assert!(!f.dir.path().join("target").exists());
+    Ok(())
+}
+
+#[test]
+fn kubernetes_tasks_refuse_another_clusters_context_before_doing_anything() -> Result {
+    let f = Fakes::new()?;
+    for args in [
+        &["deploy", "--target", "kind"][..],
+        &["status", "--target", "kind"],
+        &["logs", "test-api", "--target", "kind"],
+        &["teardown", "--target", "kind", "--cluster"],
+    ] {
+        let (out, log) = f.xtask(args, &[("FAKE_CONTEXT", "prod")])?;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "refusing to act on kube context `prod`: --target kind expects `kind-dev`"
+            ),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(log, ["kubectl config current-context"], "{args:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> Result {
+    let f = Fakes::new()?;
+    // The real release build needs cargo and rustc from the caller's PATH.
+    let path = format!(
+        "{}:{}",
+        f.dir.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let archive = f.dir.path().join("target/xtask/images/test-api.tar");
+    for (into, expected) in [
+        (
+            "minikube",
+            format!("minikube image load --profile mlops {}", archive.display()),
+        ),
+        (
+            "kind",
+            format!("kind load image-archive --name dev {}", archive.display()),
+        ),
+    ] {
+        let (out, log) = f.xtask(
+            &["image", "load", "test-api", "--into", into],
+            &[("PATH", path.as_str())],
+        )?;
+        assert!(out.status.success(), "{into}: {}", text(&out.stderr));
+        assert_eq!(log, [expected]);
+        assert!(archive.exists());
+    }
+    // A failing delivery names the command and its stderr.
+    let (out, _) = f.xtask(
+        &["image", "load", "test-api", "--into", "kind"],
+        &[("PATH", path.as_str()), ("FAKE_KIND_FAIL", "1")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kind load image-archive --name dev"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ERROR: no nodes found for cluster \"dev\""),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -375,20 +375,6 @@ fn dry_run_prints_the_plan_and_changes_nothing() -> Result {
 }
 
 #[test]
-fn targets_not_built_yet_fail_clearly() -> Result {
-    let sb = Sandbox::new()?;
-    let out = sb.xtask(&["deploy", "--target", "minikube"])?;
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with("error: target `minikube` is not yet supported"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    Ok(())
-}
-
-#[test]
 fn a_broken_settings_file_names_the_key_and_the_file() -> Result {
     let sb = Sandbox::new()?;
     std::fs::write(sb.config(), "[local]\nrun_dri = \"x\"\n")?;

@@ -53,12 +53,12 @@ fn every_overlay_renders_into_typed_objects() -> Result {
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
             kinds.iter().filter(|k| **k == "Deployment").count(),
-            2,
+            3,
             "{overlay}: {kinds:?}"
         );
         assert_eq!(
             kinds.iter().filter(|k| **k == "Service").count(),
-            2,
+            3,
             "{overlay}: {kinds:?}"
         );
         assert_eq!(

@@ -53,6 +53,9 @@ pub struct ApplyArgs {
     /// Set containers using image NAME to REFERENCE (repeatable).
     #[arg(long = "image", value_name = "NAME=REFERENCE")]
     pub images: Vec<ImageOverride>,
+    /// Apply only these services' objects (by app.kubernetes.io/name) and shared ones.
+    #[arg(long = "only", value_name = "SERVICE")]
+    pub only: Vec<String>,
     /// Namespace for namespaced objects that name none.
     #[arg(long, default_value = "default")]
     pub namespace: String,
@@ -171,7 +174,7 @@ impl Cli {
                     std::fs::read_to_string(&a.file)
                         .with_context(|| format!("reading {}", a.file.display()))?
                 };
-                let mut objects = manifest::parse(&text)?;
+                let mut objects = manifest::select(manifest::parse(&text)?, &a.only);
                 manifest::set_images(&mut objects, &a.images)?;
                 let opts = ApplyOptions {
                     field_manager: &a.field_manager,

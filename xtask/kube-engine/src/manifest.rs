@@ -138,6 +138,24 @@ fn visit_containers(value: &mut Value, f: &mut dyn FnMut(&mut Value)) {
     }
 }
 
+/// Only the objects of the named services (by `app.kubernetes.io/name`),
+/// plus shared objects that name no service (the namespace). Empty keeps all.
+pub fn select(objects: Vec<DynamicObject>, names: &[String]) -> Vec<DynamicObject> {
+    if names.is_empty() {
+        return objects;
+    }
+    objects
+        .into_iter()
+        .filter(|o| {
+            o.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app.kubernetes.io/name"))
+                .is_none_or(|n| names.contains(n))
+        })
+        .collect()
+}
+
 /// Apply order: definitions and namespaces before what lives in them.
 pub fn order(objects: &mut [DynamicObject]) {
     objects.sort_by_key(|o| match kind_of(o) {
@@ -154,8 +172,8 @@ pub fn order(objects: &mut [DynamicObject]) {
 mod tests {
     use super::*;
 
-    const YAML: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: test-api}\n---\n\
-        apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: test-api}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: test-api, image: test-api}\n      - {name: side, image: 'reg:5000/x/other:1'}\n---\n\
+    const YAML: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: test-api, labels: {app.kubernetes.io/name: test-api}}\n---\n\
+        apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: test-api, labels: {app.kubernetes.io/name: test-api}}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: test-api, image: test-api}\n      - {name: side, image: 'reg:5000/x/other:1'}\n---\n\
         apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n---\n";
 
     fn overrides(pairs: &[&str]) -> Vec<ImageOverride> {

@@ -3,11 +3,12 @@
 //! is one file here.
 
 mod docker;
+mod kube;
 mod local;
 
 use std::fmt;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::ValueEnum;
 use serde::Deserialize;
 
@@ -73,9 +74,6 @@ pub fn for_name(name: TargetName) -> Result<Box<dyn Target>> {
     match name {
         TargetName::Local => Ok(Box::new(local::Local)),
         TargetName::Docker => Ok(Box::new(docker::Docker::default())),
-        other => bail!(
-            "target `{other}` is not yet supported by this version of kube-mlops; \
-             use `--target local` (see the README's tutorial table for what is done)"
-        ),
+        k8s => Ok(Box::new(kube::Kube::new(k8s))),
     }
 }

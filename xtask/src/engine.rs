@@ -1,0 +1,43 @@
+//! The Kubernetes engine (`xtask/kube-engine`): its own binary, so that the
+//! kube client is compiled only when a Kubernetes target is first used, not
+//! by every `cargo xtask`. Built like the services, then run like any tool.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use anyhow::Result;
+
+use crate::build;
+use crate::context::Ctx;
+use crate::runner::Cmd;
+
+static BUILT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The engine binary, built (or found up to date) once per run.
+pub fn binary(cx: &Ctx) -> Result<PathBuf> {
+    if let Some(path) = BUILT.get() {
+        return Ok(path.clone());
+    }
+    cx.runner
+        .step("build the Kubernetes engine (kube-engine; the first build takes a minute or two)");
+    cx.runner.run(
+        &Cmd::new(build::cargo(), "building the Kubernetes engine")
+            .args(["build", "--package", "kube-engine", "--bin", "kube-engine"])
+            .cwd(&cx.root),
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), PathBuf::from);
+    let path = target.join("debug").join("kube-engine");
+    Ok(BUILT.get_or_init(|| path).clone())
+}
+
+/// `kube-engine --context <context> <args>`: always the context the guard approved.
+pub fn command<I, S>(cx: &Ctx, context: &str, purpose: &str, args: I) -> Result<Cmd>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString>,
+{
+    Ok(Cmd::new(binary(cx)?.to_string_lossy(), purpose)
+        .args(["--context", context])
+        .args(args))
+}

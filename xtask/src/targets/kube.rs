@@ -1,0 +1,367 @@
+//! The Kubernetes targets (minikube, kind, gke): the context guard first,
+//! images delivered the way each cluster takes them, the kustomize overlay
+//! rendered by kubectl and applied by the kube engine (server-side apply,
+//! rollout wait with explanations), then a URL per service.
+
+use std::cell::RefCell;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::{StatusRow, Target, TargetName};
+use crate::build::Built;
+use crate::context::Ctx;
+use crate::image::{self, Builder, LoadInto, naming};
+use crate::runner::Cmd;
+use crate::services::ServiceSpec;
+use crate::{engine, kubecontext};
+
+/// The port every service listens on in its pod and its Service (deploy/base).
+const SERVICE_PORT: u16 = 5000;
+
+pub struct Kube {
+    target: TargetName,
+    /// The context the guard approved, once `ensure` ran.
+    context: RefCell<Option<String>>,
+    /// `image name = reference` to set in the manifests.
+    images: RefCell<Vec<(String, String)>>,
+}
+
+impl Kube {
+    pub fn new(target: TargetName) -> Self {
+        Self {
+            target,
+            context: RefCell::new(None),
+            images: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The approved context; runs the guard when not done yet.
+    fn context(&self, cx: &Ctx) -> Result<String> {
+        if let Some(c) = self.context.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        let c = kubecontext::guard(cx, self.target, None)?;
+        *self.context.borrow_mut() = Some(c.clone());
+        Ok(c)
+    }
+
+    fn engine<I, S>(&self, cx: &Ctx, purpose: &str, args: I) -> Result<Cmd>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString>,
+    {
+        engine::command(cx, &self.context(cx)?, purpose, args)
+    }
+
+    fn state_dir(&self, cx: &Ctx) -> PathBuf {
+        cx.config.kubernetes.state_dir.join(self.target.to_string())
+    }
+
+    fn namespace<'a>(&self, cx: &'a Ctx) -> &'a str {
+        &cx.config.kubernetes.namespace
+    }
+
+    /// kind: the port-forward for a service, kept alive in the background.
+    fn port_forward(&self, cx: &Ctx, spec: &ServiceSpec) -> Result<String> {
+        let port = spec.settings.port;
+        let url = format!("http://127.0.0.1:{port}");
+        let pid_file = self
+            .state_dir(cx)
+            .join(format!("port-forward-{}.pid", spec.name));
+        if !cx.runner.is_dry_run() && forward_alive(&pid_file, port) {
+            return Ok(url);
+        }
+        stop_forward(&pid_file);
+        if !cx.runner.is_dry_run() {
+            let dir = self.state_dir(cx);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let cmd = self.engine(
+            cx,
+            "forwarding a local port to the cluster",
+            [
+                "port-forward".to_string(),
+                "--namespace".into(),
+                self.namespace(cx).into(),
+                "--service".into(),
+                spec.name.into(),
+                "--local".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+        )?;
+        let log = self
+            .state_dir(cx)
+            .join(format!("port-forward-{}.log", spec.name));
+        if let Some(pid) = cx.runner.spawn_detached(&cmd, &log)? {
+            std::fs::write(&pid_file, pid.to_string())
+                .with_context(|| format!("cannot write {}", pid_file.display()))?;
+            wait_listening(port, &log)?;
+        }
+        Ok(url)
+    }
+}
+
+fn forward_alive(pid_file: &PathBuf, port: u16) -> bool {
+    let alive = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+    alive && TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn stop_forward(pid_file: &PathBuf) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
+fn wait_listening(port: u16, log: &PathBuf) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    bail!(
+        "the port-forward to 127.0.0.1:{port} did not start listening within 30s; its log ({}):\n{tail}",
+        log.display()
+    )
+}
+
+/// A row of `kube-engine status --json`.
+#[derive(Deserialize)]
+struct EngineRow {
+    kind: String,
+    name: String,
+    ready: bool,
+    detail: String,
+}
+
+impl Target for Kube {
+    fn ensure(&self, cx: &Ctx) -> Result<()> {
+        let context = self.context(cx)?;
+        eprintln!(
+            "==> kube context {context} (the one --target {} expects)",
+            self.target
+        );
+        cx.runner
+            .locate("kubectl", "rendering the kustomize overlay")?;
+        // Built before any image is pushed, so a build failure changes nothing.
+        engine::binary(cx)?;
+        Ok(())
+    }
+
+    fn deliver(&self, cx: &Ctx, built: &[Built]) -> Result<()> {
+        let images = image::images_from(cx, built, Builder::Native)?;
+        let mut refs = Vec::new();
+        for img in &images {
+            let reference = match self.target {
+                TargetName::Minikube => {
+                    image::load(cx, img, LoadInto::Minikube)?;
+                    img.reference.clone()
+                }
+                TargetName::Kind => {
+                    image::load(cx, img, LoadInto::Kind)?;
+                    img.reference.clone()
+                }
+                _ => {
+                    let r = &cx.config.registry;
+                    let repository = naming::repository(&r.host, &r.account, &img.name);
+                    // Pinned by digest: the cluster runs exactly what was built.
+                    image::push(cx, img, &repository, false)?
+                }
+            };
+            refs.push((img.name.clone(), reference));
+        }
+        *self.images.borrow_mut() = refs;
+        Ok(())
+    }
+
+    fn apply(&self, cx: &Ctx, built: &[Built]) -> Result<()> {
+        let overlay = cx
+            .root
+            .join("deploy/overlays")
+            .join(self.target.to_string());
+        cx.runner.step(format!("render {}", overlay.display()));
+        let rendered = cx.runner.run(
+            &Cmd::new("kubectl", "rendering the kustomize overlay")
+                .arg("kustomize")
+                .arg(&overlay),
+        )?;
+        let dir = self.state_dir(cx);
+        let manifest = dir.join("manifest.yaml");
+        if !cx.runner.is_dry_run() {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&manifest, &rendered.stdout)
+                .with_context(|| format!("cannot write {}", manifest.display()))?;
+        }
+        let mut args = vec![
+            "apply".to_string(),
+            "--filename".into(),
+            manifest.display().to_string(),
+            "--namespace".into(),
+            self.namespace(cx).into(),
+            "--timeout".into(),
+            cx.config.kubernetes.rollout_timeout_secs.to_string(),
+        ];
+        for b in built {
+            args.extend(["--only".into(), b.spec.name.to_string()]);
+        }
+        for (name, reference) in self.images.borrow().iter() {
+            args.extend(["--image".into(), format!("{name}={reference}")]);
+        }
+        cx.runner
+            .step("server-side apply, then wait for every rollout");
+        cx.runner
+            .run_inherited(&self.engine(cx, "applying the manifests", args)?)
+    }
+
+    fn wait(&self, _cx: &Ctx, _specs: &[ServiceSpec]) -> Result<()> {
+        // The engine's apply already waited for every rollout (and explained
+        // a failure); nothing is left to wait for here.
+        Ok(())
+    }
+
+    fn urls(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        let ns = self.namespace(cx).to_string();
+        specs
+            .iter()
+            .map(|spec| match self.target {
+                TargetName::Minikube => {
+                    let cmd = Cmd::new("minikube", "finding the service URL").args([
+                        "service",
+                        "--url",
+                        "--profile",
+                        &cx.config.minikube.profile,
+                        "--namespace",
+                        &ns,
+                        spec.name,
+                    ]);
+                    if cx.runner.is_dry_run() {
+                        cx.runner.run(&cmd)?;
+                        return Ok(format!("http://<minikube ip>:<node port of {}>", spec.name));
+                    }
+                    let p = cx.runner.probe(&cmd, Duration::from_secs(60))?;
+                    let url = p
+                        .stdout
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| l.starts_with("http"));
+                    match url {
+                        Some(u) if p.success => Ok(u.to_string()),
+                        _ => bail!("`{}` gave no URL: {}", cmd.display(), p.stderr.trim()),
+                    }
+                }
+                TargetName::Kind => self.port_forward(cx, spec),
+                _ => {
+                    let out = cx.runner.run(&self.engine(
+                        cx,
+                        "waiting for the LoadBalancer's external IP",
+                        [
+                            "load-balancer".to_string(),
+                            "--namespace".into(),
+                            ns.clone(),
+                            "--service".into(),
+                            spec.name.into(),
+                            "--timeout".into(),
+                            cx.config.kubernetes.address_timeout_secs.to_string(),
+                        ],
+                    )?)?;
+                    let address = out.stdout.trim();
+                    Ok(if address.is_empty() {
+                        format!("http://<external IP of {}>:{SERVICE_PORT}", spec.name)
+                    } else {
+                        format!("http://{address}:{SERVICE_PORT}")
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn status(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
+        let out =
+            cx.runner
+                .run(&self.engine(cx, "reading what is deployed", ["status", "--json"])?)?;
+        let rows: Vec<EngineRow> = if cx.runner.is_dry_run() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&out.stdout).context("reading kube-engine's status")?
+        };
+        Ok(specs
+            .iter()
+            .map(|spec| {
+                let mine = |kind: &str| rows.iter().find(|r| r.kind == kind && r.name == spec.name);
+                match (mine("deployment"), mine("service")) {
+                    (Some(d), svc) => StatusRow {
+                        service: spec.name,
+                        state: match svc {
+                            Some(s) => format!("{}; service {}", d.detail, s.detail),
+                            None => format!("{}; no service", d.detail),
+                        },
+                        healthy: d.ready && svc.is_some_and(|s| s.ready),
+                        url: None,
+                    },
+                    (None, _) => StatusRow {
+                        service: spec.name,
+                        state: "not deployed".into(),
+                        healthy: false,
+                        url: None,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    fn logs(&self, cx: &Ctx, spec: &ServiceSpec, tail: Option<usize>, follow: bool) -> Result<()> {
+        let mut args = vec![
+            "logs".to_string(),
+            "--namespace".into(),
+            self.namespace(cx).into(),
+            "--selector".into(),
+            format!("app.kubernetes.io/name={}", spec.name),
+        ];
+        if let Some(n) = tail {
+            args.extend(["--tail".into(), n.to_string()]);
+        }
+        if follow {
+            args.push("--follow".into());
+        }
+        cx.runner
+            .run_inherited(&self.engine(cx, "reading pod logs", args)?)
+    }
+
+    fn teardown(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
+        if self.target == TargetName::Kind && !cx.runner.is_dry_run() {
+            for spec in specs {
+                stop_forward(
+                    &self
+                        .state_dir(cx)
+                        .join(format!("port-forward-{}.pid", spec.name)),
+                );
+            }
+        }
+        cx.runner.step(
+            "delete everything labelled app.kubernetes.io/managed-by=kube-mlops, wait until gone",
+        );
+        cx.runner.run_inherited(&self.engine(
+            cx,
+            "deleting what kube-mlops deployed",
+            ["teardown"],
+        )?)
+    }
+}
