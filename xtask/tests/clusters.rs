@@ -489,3 +489,42 @@ fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> 
     );
     Ok(())
 }
+
+#[test]
+fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Result {
+    use clap::Parser;
+    let f = Fakes::new()?;
+    let mut checked = 0;
+    for (target, context) in [
+        ("gke", GKE_CONTEXT),
+        ("kind", "kind-dev"),
+        ("minikube", "mlops"),
+    ] {
+        for args in [
+            &["deploy"][..],
+            &["status"],
+            &["logs", "model-server", "--tail", "5", "--follow"],
+            &["teardown"],
+        ] {
+            let mut argv = vec!["--dry-run"];
+            argv.extend_from_slice(args);
+            argv.extend(["--target", target]);
+            let (out, _) = f.xtask(&argv, &[("FAKE_CONTEXT", context)])?;
+            for line in text(&out.stdout).lines() {
+                let Some(at) = line.find("$ ") else { continue };
+                let words = shlex::split(&line[at + 2..]).ok_or("unquotable plan line")?;
+                if !words[0].ends_with("/kube-engine") {
+                    continue;
+                }
+                // Background commands carry a note after two spaces.
+                let words: Vec<&String> = words.iter().take_while(|w| *w != "(in").collect();
+                kube_engine::cli::Cli::try_parse_from(&words)
+                    .map_err(|e| format!("{line}\n{e}"))?;
+                checked += 1;
+            }
+        }
+    }
+    // deploy: apply + a URL step per service on gke; apply on kind and minikube; plus status, logs, teardown.
+    assert!(checked >= 12, "only {checked} engine commands planned");
+    Ok(())
+}
