@@ -197,8 +197,9 @@ fn layer(spec: &ImageSpec) -> Result<Vec<u8>> {
             dirs.insert(acc.clone());
         }
     }
-    let mut entries: Vec<(String, Option<&(Vec<u8>, u32)>)> =
-        dirs.into_iter().map(|d| (d, None)).collect();
+    // A directory (None) or a file's bytes and mode, by path.
+    type Entry<'a> = (String, Option<&'a (Vec<u8>, u32)>);
+    let mut entries: Vec<Entry> = dirs.into_iter().map(|d| (d, None)).collect();
     entries.extend(files.iter().map(|(p, f)| (p.clone(), Some(f))));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 

@@ -207,7 +207,7 @@ fn remove_state(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
 
 /// The recorded state when its process is still alive and is still ours.
 fn running(cx: &Ctx, spec: &ServiceSpec) -> Result<Option<State>> {
-    Ok(read_state(cx, spec)?.filter(|st| is_ours(st)))
+    Ok(read_state(cx, spec)?.filter(is_ours))
 }
 
 /// Alive, not a zombie, and (where /proc exists) running our binary: a pid
