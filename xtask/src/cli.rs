@@ -59,7 +59,7 @@ pub enum Command {
     Build(BuildArgs),
     /// Build, start, wait for readiness, smoke-test and print URLs
     #[command(
-        after_help = "Examples:\n  cargo xtask deploy\n  cargo xtask deploy --target local test-api\n  cargo xtask deploy --dry-run"
+        after_help = "Examples:\n  cargo xtask deploy\n  cargo xtask deploy --target local test-api\n  cargo xtask deploy --target kind\n  cargo xtask deploy --seldon --target minikube\n  cargo xtask deploy --dry-run --target gke"
     )]
     Deploy(DeployArgs),
     /// Show whether each service is running and healthy (exit 1 if any is not)
@@ -85,6 +85,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"
     )]
     Cluster(ClusterArgs),
+    /// Install, check or remove Seldon Core (operator and ingress) with Helm
+    #[command(
+        after_help = "Examples:\n  cargo xtask seldon install --target minikube\n  cargo xtask seldon status --target minikube\n  cargo xtask deploy --seldon --target minikube\n  cargo xtask teardown --seldon --all --target minikube"
+    )]
+    Seldon(SeldonArgs),
     /// List, show or switch kube contexts, with the target each belongs to
     #[command(
         after_help = "Examples:\n  cargo xtask context list\n  cargo xtask context use minikube\n  cargo xtask context current\n  cargo xtask context check --target kind"
@@ -126,6 +131,9 @@ pub struct BuildArgs {
 pub struct DeployArgs {
     #[command(flatten)]
     pub target: TargetArg,
+    /// Deploy the model as SeldonDeployments instead (needs `seldon install`)
+    #[arg(long, conflicts_with = "services")]
+    pub seldon: bool,
     /// Services to deploy (default: all)
     pub services: Vec<String>,
 }
@@ -154,8 +162,14 @@ pub struct LogsArgs {
 pub struct TeardownArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// Also delete the cluster (`cluster down`; minikube, kind, gke)
+    /// Only the SeldonDeployments `deploy --seldon` made
     #[arg(long)]
+    pub seldon: bool,
+    /// With --seldon: also uninstall Seldon Core, its ingress and namespaces
+    #[arg(long, requires = "seldon")]
+    pub all: bool,
+    /// Also delete the cluster (`cluster down`; minikube, kind, gke)
+    #[arg(long, conflicts_with = "seldon")]
     pub cluster: bool,
     /// With --cluster: do not ask before deleting a GKE cluster
     #[arg(long, requires = "cluster")]
@@ -181,6 +195,24 @@ pub enum ClusterCommand {
         yes: bool,
     },
     /// The cluster's state and whether its API server answers
+    Status,
+}
+
+#[derive(Args)]
+pub struct SeldonArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    #[command(subcommand)]
+    pub command: SeldonCommand,
+}
+
+#[derive(Subcommand)]
+pub enum SeldonCommand {
+    /// The RBAC preamble, the ingress, the operator (pinned chart), the models' namespace; idempotent
+    Install,
+    /// Remove the operator, the ingress kube-mlops installed, their namespaces and the RBAC binding
+    Uninstall,
+    /// Operator version and readiness, CRD, ingress, namespace (exit 1 unless all are there)
     Status,
 }
 

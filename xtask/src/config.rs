@@ -263,6 +263,9 @@ pub struct Seldon {
     pub ingress: Ingress,
     /// Install the ingress too (otherwise it must be there already).
     pub install_ingress: bool,
+    /// The Ambassador chart installed when `install_ingress` (ambassador only).
+    pub ambassador_chart_repo: String,
+    pub ambassador_chart_version: String,
     /// Local port of the port-forward to the ingress (minikube, kind).
     pub local_port: u16,
 }
@@ -283,6 +286,8 @@ impl Default for Seldon {
             namespace: "seldon".into(),
             ingress: Ingress::Ambassador,
             install_ingress: true,
+            ambassador_chart_repo: "https://www.getambassador.io".into(),
+            ambassador_chart_version: "6.9.5".into(),
             local_port: 8003,
         }
     }
@@ -366,6 +371,12 @@ pub fn parse(text: &str) -> Result<Config> {
     if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {
         bail!(
             "kubernetes.rollout_timeout_secs and kubernetes.address_timeout_secs must be at least 1"
+        );
+    }
+    if config.seldon.ingress == Ingress::Istio && config.seldon.install_ingress {
+        bail!(
+            "seldon.ingress = \"istio\" needs seldon.install_ingress = false: kube-mlops installs \
+             Ambassador, but requires an Istio you installed (with its seldon-gateway)"
         );
     }
     if config.local.ready_timeout_secs == 0 {

@@ -11,6 +11,9 @@ use crate::{build, services, smoke, targets};
 impl DeployArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
+        if self.seldon {
+            return crate::seldon::deploy(cx, name);
+        }
         let target = targets::for_name(name)?;
         let specs = services::select(&cx.config, &self.services)?;
         target

@@ -16,6 +16,7 @@ mod image;
 mod kubecontext;
 mod logs;
 mod runner;
+mod seldon;
 mod services;
 mod smoke;
 mod status;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
             cli::Command::Image(a) => a.run(&cx),
             cli::Command::Cluster(a) => a.run(&cx),
             cli::Command::Context(a) => a.run(&cx),
+            cli::Command::Seldon(a) => a.run(&cx),
             cli::Command::ContractTest(a) => a.run(&cx),
             cli::Command::Bench(a) => a.run(&cx),
         };

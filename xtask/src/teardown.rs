@@ -13,6 +13,9 @@ use crate::{cluster, services, targets};
 impl TeardownArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
+        if self.seldon {
+            return crate::seldon::teardown(cx, name, self.all);
+        }
         if self.cluster && matches!(name, TargetName::Local | TargetName::Docker) {
             anyhow::bail!(
                 "--cluster: target {name} has no cluster; use it with minikube, kind or gke"

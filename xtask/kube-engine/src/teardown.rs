@@ -130,7 +130,6 @@ async fn foreign_objects(
     namespace: &str,
     selector: &str,
 ) -> Result<Vec<String>> {
-    let (key, value) = selector.split_once('=').unwrap_or((selector, ""));
     let mut foreign = Vec::new();
     for (api_version, kind) in FOREIGN_CHECK {
         let Some((ar, caps)) = resolver.resolve_if_served(api_version, kind).await? else {
@@ -142,12 +141,7 @@ async fn foreign_objects(
         let api: Api<DynamicObject> =
             Api::namespaced_with(resolver.client().clone(), namespace, &ar);
         for obj in api.list(&ListParams::default()).await?.items {
-            let ours = obj
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(key))
-                .is_some_and(|v| v == value);
+            let ours = selected(obj.metadata.labels.as_ref(), selector);
             if !ours && obj.metadata.deletion_timestamp.is_none() {
                 foreign.push(format!(
                     "{}/{}",
@@ -158,6 +152,16 @@ async fn foreign_objects(
         }
     }
     Ok(foreign)
+}
+
+/// Whether labels satisfy a `k=v,k2=v2` selector (the form we use).
+fn selected(labels: Option<&std::collections::BTreeMap<String, String>>, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        labels
+            .and_then(|l| l.get(k.trim()))
+            .is_some_and(|have| have == v.trim())
+    })
 }
 
 async fn wait_gone(doomed: &[Doomed], timeout: Duration) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +21,8 @@ use crate::{engine, kubecontext};
 
 /// The port every service listens on in its pod and its Service (deploy/base).
 const SERVICE_PORT: u16 = 5000;
+/// Everything kube-mlops deploys carries this label.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kube-mlops";
 
 pub struct Kube {
     target: TargetName,
@@ -40,7 +42,7 @@ impl Kube {
     }
 
     /// The approved context; runs the guard when not done yet.
-    fn context(&self, cx: &Ctx) -> Result<String> {
+    pub fn context(&self, cx: &Ctx) -> Result<String> {
         if let Some(c) = self.context.borrow().as_ref() {
             return Ok(c.clone());
         }
@@ -65,14 +67,24 @@ impl Kube {
         &cx.config.kubernetes.namespace
     }
 
-    /// kind: the port-forward for a service, kept alive in the background.
-    fn port_forward(&self, cx: &Ctx, spec: &ServiceSpec) -> Result<String> {
-        let port = spec.settings.port;
-        let url = format!("http://127.0.0.1:{port}");
-        let pid_file = self
-            .state_dir(cx)
-            .join(format!("port-forward-{}.pid", spec.name));
-        if !cx.runner.is_dry_run() && forward_alive(&pid_file, port) {
+    fn pid_file(&self, cx: &Ctx, key: &str) -> PathBuf {
+        self.state_dir(cx).join(format!("port-forward-{key}.pid"))
+    }
+
+    /// A port-forward from 127.0.0.1:`local` to `namespace/service`, kept
+    /// alive in the background (and reused while it answers) under `key`.
+    pub fn forward(
+        &self,
+        cx: &Ctx,
+        key: &str,
+        namespace: &str,
+        service: &str,
+        port: Option<u16>,
+        local: u16,
+    ) -> Result<String> {
+        let url = format!("http://127.0.0.1:{local}");
+        let pid_file = self.pid_file(cx, key);
+        if !cx.runner.is_dry_run() && forward_alive(&pid_file, local) {
             return Ok(url);
         }
         stop_forward(&pid_file);
@@ -81,28 +93,110 @@ impl Kube {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let cmd = self.engine(
-            cx,
-            "forwarding a local port to the cluster",
-            [
-                "port-forward".to_string(),
-                "--namespace".into(),
-                self.namespace(cx).into(),
-                "--service".into(),
-                spec.name.into(),
-                "--local".into(),
-                format!("127.0.0.1:{port}"),
-            ],
-        )?;
-        let log = self
-            .state_dir(cx)
-            .join(format!("port-forward-{}.log", spec.name));
+        let mut args = vec![
+            "port-forward".to_string(),
+            "--namespace".into(),
+            namespace.into(),
+            "--service".into(),
+            service.into(),
+            "--local".into(),
+            format!("127.0.0.1:{local}"),
+        ];
+        if let Some(p) = port {
+            args.extend(["--port".into(), p.to_string()]);
+        }
+        let cmd = self.engine(cx, "forwarding a local port to the cluster", args)?;
+        let log = self.state_dir(cx).join(format!("port-forward-{key}.log"));
         if let Some(pid) = cx.runner.spawn_detached(&cmd, &log)? {
             std::fs::write(&pid_file, pid.to_string())
                 .with_context(|| format!("cannot write {}", pid_file.display()))?;
-            wait_listening(port, &log)?;
+            wait_listening(local, &log)?;
         }
         Ok(url)
+    }
+
+    /// Stops the background port-forward saved under `key`, if any.
+    pub fn stop_forward(&self, cx: &Ctx, key: &str) {
+        if !cx.runner.is_dry_run() {
+            stop_forward(&self.pid_file(cx, key));
+        }
+    }
+
+    /// The external address of a LoadBalancer service, waited for.
+    pub fn load_balancer(
+        &self,
+        cx: &Ctx,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Option<String>> {
+        let out = cx.runner.run(&self.engine(
+            cx,
+            "waiting for the LoadBalancer's external IP",
+            [
+                "load-balancer".to_string(),
+                "--namespace".into(),
+                namespace.into(),
+                "--service".into(),
+                service.into(),
+                "--timeout".into(),
+                cx.config.kubernetes.address_timeout_secs.to_string(),
+            ],
+        )?)?;
+        let address = out.stdout.trim();
+        Ok((!address.is_empty()).then(|| address.to_string()))
+    }
+
+    /// Render the kustomization in `source` and apply it with the delivered
+    /// images, waiting for every rollout. `only` limits it to those services.
+    pub fn apply_dir(&self, cx: &Ctx, source: &Path, namespace: &str, only: &[&str]) -> Result<()> {
+        cx.runner.step(format!("render {}", source.display()));
+        let rendered = cx.runner.run(
+            &Cmd::new("kubectl", "rendering the kustomize overlay")
+                .arg("kustomize")
+                .arg(source),
+        )?;
+        let dir = self.state_dir(cx);
+        let name = source
+            .file_name()
+            .map_or("manifest".into(), |n| n.to_string_lossy());
+        let manifest = dir.join(format!("{name}.yaml"));
+        if !cx.runner.is_dry_run() {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::write(&manifest, &rendered.stdout)
+                .with_context(|| format!("cannot write {}", manifest.display()))?;
+        }
+        let mut args = vec![
+            "apply".to_string(),
+            "--filename".into(),
+            manifest.display().to_string(),
+            "--namespace".into(),
+            namespace.into(),
+            "--timeout".into(),
+            cx.config.kubernetes.rollout_timeout_secs.to_string(),
+        ];
+        for service in only {
+            args.extend(["--only".into(), service.to_string()]);
+        }
+        for (name, reference) in self.images.borrow().iter() {
+            args.extend(["--image".into(), format!("{name}={reference}")]);
+        }
+        cx.runner
+            .step("server-side apply, then wait for every rollout");
+        cx.runner
+            .run_inherited(&self.engine(cx, "applying the manifests", args)?)
+    }
+
+    /// Delete what matches `selector`, waiting until it is gone.
+    pub fn delete_labelled(&self, cx: &Ctx, selector: &str) -> Result<()> {
+        cx.runner.step(format!(
+            "delete everything labelled {selector}, wait until gone"
+        ));
+        cx.runner.run_inherited(&self.engine(
+            cx,
+            "deleting what kube-mlops deployed",
+            ["teardown", "--selector", selector],
+        )?)
     }
 }
 
@@ -196,39 +290,8 @@ impl Target for Kube {
             .root
             .join("deploy/overlays")
             .join(self.target.to_string());
-        cx.runner.step(format!("render {}", overlay.display()));
-        let rendered = cx.runner.run(
-            &Cmd::new("kubectl", "rendering the kustomize overlay")
-                .arg("kustomize")
-                .arg(&overlay),
-        )?;
-        let dir = self.state_dir(cx);
-        let manifest = dir.join("manifest.yaml");
-        if !cx.runner.is_dry_run() {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::write(&manifest, &rendered.stdout)
-                .with_context(|| format!("cannot write {}", manifest.display()))?;
-        }
-        let mut args = vec![
-            "apply".to_string(),
-            "--filename".into(),
-            manifest.display().to_string(),
-            "--namespace".into(),
-            self.namespace(cx).into(),
-            "--timeout".into(),
-            cx.config.kubernetes.rollout_timeout_secs.to_string(),
-        ];
-        for b in built {
-            args.extend(["--only".into(), b.spec.name.to_string()]);
-        }
-        for (name, reference) in self.images.borrow().iter() {
-            args.extend(["--image".into(), format!("{name}={reference}")]);
-        }
-        cx.runner
-            .step("server-side apply, then wait for every rollout");
-        cx.runner
-            .run_inherited(&self.engine(cx, "applying the manifests", args)?)
+        let only: Vec<&str> = built.iter().map(|b| b.spec.name).collect();
+        self.apply_dir(cx, &overlay, self.namespace(cx), &only)
     }
 
     fn wait(&self, _cx: &Ctx, _specs: &[ServiceSpec]) -> Result<()> {
@@ -267,28 +330,13 @@ impl Target for Kube {
                         _ => bail!("`{}` gave no URL: {}", cmd.display(), p.stderr.trim()),
                     }
                 }
-                TargetName::Kind => self.port_forward(cx, spec),
-                _ => {
-                    let out = cx.runner.run(&self.engine(
-                        cx,
-                        "waiting for the LoadBalancer's external IP",
-                        [
-                            "load-balancer".to_string(),
-                            "--namespace".into(),
-                            ns.clone(),
-                            "--service".into(),
-                            spec.name.into(),
-                            "--timeout".into(),
-                            cx.config.kubernetes.address_timeout_secs.to_string(),
-                        ],
-                    )?)?;
-                    let address = out.stdout.trim();
-                    Ok(if address.is_empty() {
-                        format!("http://<external IP of {}>:{SERVICE_PORT}", spec.name)
-                    } else {
-                        format!("http://{address}:{SERVICE_PORT}")
-                    })
+                TargetName::Kind => {
+                    self.forward(cx, spec.name, &ns, spec.name, None, spec.settings.port)
                 }
+                _ => Ok(match self.load_balancer(cx, &ns, spec.name)? {
+                    Some(address) => format!("http://{address}:{SERVICE_PORT}"),
+                    None => format!("http://<external IP of {}>:{SERVICE_PORT}", spec.name),
+                }),
             })
             .collect()
     }
@@ -346,22 +394,11 @@ impl Target for Kube {
     }
 
     fn teardown(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
-        if self.target == TargetName::Kind && !cx.runner.is_dry_run() {
-            for spec in specs {
-                stop_forward(
-                    &self
-                        .state_dir(cx)
-                        .join(format!("port-forward-{}.pid", spec.name)),
-                );
-            }
+        self.context(cx)?;
+        for spec in specs {
+            self.stop_forward(cx, spec.name);
         }
-        cx.runner.step(
-            "delete everything labelled app.kubernetes.io/managed-by=kube-mlops, wait until gone",
-        );
-        cx.runner.run_inherited(&self.engine(
-            cx,
-            "deleting what kube-mlops deployed",
-            ["teardown"],
-        )?)
+        self.stop_forward(cx, crate::seldon::INGRESS_FORWARD);
+        self.delete_labelled(cx, MANAGED_SELECTOR)
     }
 }

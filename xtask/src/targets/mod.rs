@@ -3,7 +3,7 @@
 //! is one file here.
 
 mod docker;
-mod kube;
+pub mod kube;
 mod local;
 
 use std::fmt;

@@ -20,13 +20,28 @@ use serde_json::{Value, json};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The SeldonDeployment kind, registered with the fake when Seldon Core is "installed".
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SeldonDeployment {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
+}
+
+impl Default for SeldonDeployment {
+    fn default() -> Self {
+        Self {
+            api_version: "machinelearning.seldon.io/v1".into(),
+            kind: "SeldonDeployment".into(),
+            metadata: ObjectMeta::default(),
+            spec: Value::Null,
+            status: None,
+        }
+    }
 }
 
 impl Resource for SeldonDeployment {

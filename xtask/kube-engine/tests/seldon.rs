@@ -1,0 +1,230 @@
+//! SeldonDeployments through the engine, against the API fake with the
+//! SeldonDeployment CRD registered (or not).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube_engine::apply::{ApplyOptions, Outcome, apply_all};
+use kube_engine::manifest::{self, ImageOverride};
+use kube_engine::resolve::Resolver;
+use kube_engine::rollout::{self, WaitOptions};
+use kube_engine::teardown;
+use serde_json::{Value, json};
+use support::{SeldonDeployment, Setup, cluster};
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: seldon
+  labels: {app.kubernetes.io/managed-by: kube-mlops, kube-mlops.io/stack: seldon}
+---
+apiVersion: machinelearning.seldon.io/v1
+kind: SeldonDeployment
+metadata:
+  name: seldon-test-model
+  namespace: seldon
+  labels: {app.kubernetes.io/managed-by: kube-mlops, kube-mlops.io/stack: seldon}
+spec:
+  name: seldon-test-model
+  predictors:
+    - name: default
+      graph: {name: seldon-test-model, type: MODEL}
+      componentSpecs:
+        - spec:
+            containers:
+              - {name: seldon-test-model, image: model-server}
+"#;
+
+const OPTS: ApplyOptions<'static> = ApplyOptions {
+    field_manager: "kube-mlops",
+    force_conflicts: false,
+    default_namespace: "default",
+};
+const SELECTOR: &str = "app.kubernetes.io/managed-by=kube-mlops,kube-mlops.io/stack=seldon";
+
+fn objects() -> Vec<kube::api::DynamicObject> {
+    let mut objs = manifest::parse(MANIFEST).expect("manifest");
+    let image = ImageOverride {
+        name: "model-server".into(),
+        reference: "reg/model-server@sha256:cc".into(),
+    };
+    manifest::set_images(&mut objs, &[image]).expect("images");
+    objs
+}
+
+fn sdep() -> rollout::Workload {
+    rollout::Workload {
+        kind: rollout::WorkloadKind::SeldonDeployment,
+        namespace: "seldon".into(),
+        name: "seldon-test-model".into(),
+    }
+}
+
+fn wait_opts(secs: u64) -> WaitOptions {
+    WaitOptions {
+        timeout: Duration::from_secs(secs),
+        poll: Duration::from_millis(100),
+    }
+}
+
+async fn set_state(client: &kube::Client, status: Value) {
+    let api: Api<SeldonDeployment> = Api::namespaced(client.clone(), "seldon");
+    api.patch_status(
+        "seldon-test-model",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .expect("status patch");
+}
+
+#[tokio::test]
+async fn a_seldon_deployment_is_applied_and_waited_for_until_available() {
+    let fake = cluster(Setup {
+        seldon_installed: true,
+        ..Setup::default()
+    })
+    .await;
+    let mut resolver = Resolver::new(fake.client.clone());
+    let applied = apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect("apply");
+    assert_eq!(applied[1].outcome, Outcome::Created);
+    let workloads = rollout::workloads(&applied, "default");
+    assert_eq!(workloads, [sdep()]);
+
+    let stored: Api<SeldonDeployment> = Api::namespaced(fake.client.clone(), "seldon");
+    let spec = stored.get("seldon-test-model").await.expect("get").spec;
+    let container = &spec["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0];
+    assert_eq!(container["image"], "reg/model-server@sha256:cc");
+
+    let client = fake.client.clone();
+    let operator = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        set_state(&client, json!({"state": "Creating"})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        set_state(&client, json!({"state": "Available"})).await;
+    });
+    let start = Instant::now();
+    rollout::wait(&mut resolver, &workloads, &wait_opts(10))
+        .await
+        .expect("available");
+    assert!(start.elapsed() >= Duration::from_millis(450));
+    operator.await.expect("operator");
+
+    let again = apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect("re-apply");
+    assert!(
+        again.iter().all(|a| a.outcome == Outcome::Unchanged),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_seldon_deployment_is_explained_with_its_pods_and_events() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "seldon-test-model-default-0-seldon-test-model-7c9d-x", "namespace": "seldon",
+                     "labels": {"seldon-deployment-id": "seldon-test-model"}},
+        "spec": {"containers": [{"name": "seldon-test-model", "image": "x"}]},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "seldon-test-model", "ready": false, "restartCount": 0,
+            "image": "x", "imageID": "", "state": {"waiting": {"reason": "ErrImageNeverPull",
+            "message": "Container image \"model-server:0.1.0\" is not present with pull policy of Never"}}}]}});
+    let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1", "namespace": "seldon"},
+        "involvedObject": {"kind": "SeldonDeployment", "name": "seldon-test-model", "namespace": "seldon"},
+        "reason": "InternalError", "message": "Deployment seldon-test-model-default-0 failed", "type": "Warning"});
+    let fake = cluster(Setup {
+        seldon_installed: true,
+        objects: vec![pod, event],
+        ..Setup::default()
+    })
+    .await;
+    let mut resolver = Resolver::new(fake.client.clone());
+    apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect("apply");
+    set_state(
+        &fake.client,
+        json!({"state": "Failed", "description": "Deployment seldon-test-model-default-0 failed"}),
+    )
+    .await;
+    let err = rollout::wait(&mut resolver, &[sdep()], &wait_opts(30))
+        .await
+        .expect_err("must fail");
+    let text = format!("{err:#}");
+    for needle in [
+        "seldondeployment/seldon-test-model in namespace seldon: Seldon reports Failed: Deployment seldon-test-model-default-0 failed",
+        "ErrImageNeverPull: Container image \"model-server:0.1.0\" is not present",
+        "Warning InternalError seldondeployment/seldon-test-model",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn without_the_crd_the_error_says_seldon_core_is_not_installed_and_how_to_install_it() {
+    let fake = cluster(Setup::default()).await;
+    let mut resolver = Resolver::new(fake.client.clone());
+    let err = apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect_err("must fail");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("the cluster does not serve SeldonDeployment (machinelearning.seldon.io/v1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Seldon Core is not installed on this cluster: run `cargo xtask seldon install"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn teardown_removes_the_seldon_stack_only() {
+    let fake = cluster(Setup {
+        seldon_installed: true,
+        namespaces: vec![json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "kube-mlops", "labels": {"app.kubernetes.io/managed-by": "kube-mlops"}}})],
+        ..Setup::default()
+    })
+    .await;
+    let mut resolver = Resolver::new(fake.client.clone());
+    apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect("apply");
+    let report = teardown::teardown(&mut resolver, SELECTOR, Duration::from_secs(5))
+        .await
+        .expect("teardown");
+    let mut deleted = report.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            "namespace/seldon",
+            "seldondeployment/seldon/seldon-test-model"
+        ]
+    );
+    let api: Api<SeldonDeployment> = Api::namespaced(fake.client.clone(), "seldon");
+    assert!(
+        api.get_opt("seldon-test-model")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        fake.namespaces
+            .lock()
+            .expect("ns")
+            .contains_key("kube-mlops"),
+        "the other stack's namespace stays"
+    );
+    let again = teardown::teardown(&mut resolver, SELECTOR, Duration::from_secs(5))
+        .await
+        .expect("again");
+    assert!(again.deleted.is_empty(), "{again:?}");
+}
