@@ -2,11 +2,11 @@
 //! `gcloud` and `kubectl` executables that record their argv: the exact
 //! commands, and a clear error when one fails or a prerequisite is missing.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+use std::process::Command;
+
+use support::{Fakes, Result, text};
 
 const FAKES: &[(&str, &str)] = &[
     (
@@ -42,59 +42,6 @@ esac"#,
     ),
 ];
 
-struct Fakes {
-    dir: tempfile::TempDir,
-}
-
-impl Fakes {
-    fn new() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        std::fs::create_dir(dir.path().join("bin"))?;
-        for (name, body) in FAKES {
-            let path = dir.path().join("bin").join(name);
-            std::fs::write(
-                &path,
-                format!("#!/bin/sh\necho \"{name} $*\" >> \"$FAKE_LOG\"\n{body}\n"),
-            )?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        }
-        std::fs::write(
-            dir.path().join("xtask.toml"),
-            "[minikube]\nprofile = \"mlops\"\nmemory_mb = 4096\ncpus = 2\n\
-             [kind]\ncluster = \"dev\"\n\
-             [gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\ncluster = \"k8s-test-cluster\"\n\
-             machine_type = \"e2-standard-2\"\nnum_nodes = 3\n",
-        )?;
-        Ok(Self { dir })
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("argv.log")
-    }
-
-    /// Runs xtask with the fakes first on PATH; returns its output and the argv log.
-    fn xtask(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(Output, Vec<String>)> {
-        let _ = std::fs::remove_file(self.log_path());
-        let path = format!("{}:/usr/bin:/bin", self.dir.path().join("bin").display());
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--config")
-            .arg(self.dir.path().join("xtask.toml"))
-            .arg("--progress=never")
-            .args(args)
-            .env("PATH", path)
-            .env("FAKE_LOG", self.log_path())
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        Ok((out, log.lines().map(String::from).collect()))
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn acted(log: &[String]) -> Vec<&str> {
     // Read-only queries aside, what was done.
     log.iter()
@@ -111,7 +58,7 @@ fn acted(log: &[String]) -> Vec<&str> {
 
 #[test]
 fn minikube_up_status_down() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "up", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -144,7 +91,7 @@ fn minikube_up_status_down() -> Result {
 
 #[test]
 fn a_failing_cluster_tool_is_reported_with_its_stderr() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, _) = f.xtask(
         &["cluster", "up", "--target", "minikube"],
         &[("FAKE_MINIKUBE_FAIL", "1")],
@@ -163,7 +110,7 @@ fn a_failing_cluster_tool_is_reported_with_its_stderr() -> Result {
 
 #[test]
 fn kind_creates_only_a_missing_cluster() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "kind"],
         &[("FAKE_KIND_CLUSTERS", "other")],
@@ -190,7 +137,7 @@ fn kind_creates_only_a_missing_cluster() -> Result {
 
 #[test]
 fn gke_creates_three_nodes_and_fetches_credentials() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "up", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -206,7 +153,7 @@ fn gke_creates_three_nodes_and_fetches_credentials() -> Result {
 
 #[test]
 fn gke_preflight_names_what_is_missing() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "gke"],
         &[("FAKE_GCLOUD_ACCOUNT", "")],
@@ -260,7 +207,7 @@ fn gke_preflight_names_what_is_missing() -> Result {
 
 #[test]
 fn gke_down_needs_confirmation() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "down", "--target", "gke"], &[])?;
     assert!(!out.status.success());
     assert!(
@@ -282,7 +229,7 @@ fn gke_down_needs_confirmation() -> Result {
 
 #[test]
 fn contexts_are_listed_switched_and_guarded() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let contexts = (
         "FAKE_CONTEXTS",
         "mlops kind-dev gke_proj-1_europe-west1-b_k8s-test-cluster prod",
@@ -360,7 +307,7 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
 
 #[test]
 fn dry_run_plans_a_cluster_without_running_anything() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(&["--dry-run", "cluster", "up", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -387,7 +334,7 @@ fn in_order(haystack: &str, needles: &[&str]) {
 
 #[test]
 fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let (out, log) = f.xtask(
         &["--dry-run", "deploy", "--target", "gke"],
         &[("FAKE_CONTEXT", GKE_CONTEXT)],
@@ -423,7 +370,7 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
 
 #[test]
 fn kubernetes_tasks_refuse_another_clusters_context_before_doing_anything() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     for args in [
         &["deploy", "--target", "kind"][..],
         &["status", "--target", "kind"],
@@ -446,7 +393,7 @@ fn kubernetes_tasks_refuse_another_clusters_context_before_doing_anything() -> R
 
 #[test]
 fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> Result {
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     // The real release build needs cargo and rustc from the caller's PATH.
     let path = format!(
         "{}:{}",
@@ -493,7 +440,7 @@ fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> 
 #[test]
 fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Result {
     use clap::Parser;
-    let f = Fakes::new()?;
+    let f = Fakes::new(FAKES)?;
     let mut checked = 0;
     for (target, context) in [
         ("gke", GKE_CONTEXT),
@@ -505,6 +452,8 @@ fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Resu
             &["status"],
             &["logs", "model-server", "--tail", "5", "--follow"],
             &["teardown"],
+            &["deploy", "--seldon"],
+            &["teardown", "--seldon"],
         ] {
             let mut argv = vec!["--dry-run"];
             argv.extend_from_slice(args);

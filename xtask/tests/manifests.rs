@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, PodSpec, Service};
+use kube_engine::manifest::{self, ImageOverride};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -14,11 +15,11 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const OVERLAYS: [&str; 3] = ["minikube", "kind", "gke"];
 
-/// The objects of a rendered overlay, as JSON values.
-fn render(overlay: &str) -> Result<Vec<Value>> {
+/// `kubectl kustomize deploy/<dir>`'s YAML.
+fn kustomize(dir: &str) -> Result<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/overlays")
-        .join(overlay);
+        .join("../deploy")
+        .join(dir);
     let out = Command::new("kubectl")
         .arg("kustomize")
         .arg(&dir)
@@ -31,7 +32,12 @@ fn render(overlay: &str) -> Result<Vec<Value>> {
         )
         .into());
     }
-    let text = String::from_utf8(out.stdout)?;
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The objects of a rendered overlay, as JSON values.
+fn render(overlay: &str) -> Result<Vec<Value>> {
+    let text = kustomize(&format!("overlays/{overlay}"))?;
     let mut docs = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let v = Value::deserialize(doc)?;
@@ -176,5 +182,92 @@ fn check_deployment(overlay: &str, d: &Deployment) -> Result {
             "{overlay}/{name}: the downward API gives POD_IP"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn the_seldon_deployments_have_what_seldon_requires_and_take_the_pinned_image() -> Result {
+    const PINNED: &str = "europe-west1-docker.pkg.dev/p/r/model-server@sha256:0123";
+    // The engine's own parsing and image substitution, as deploy --seldon uses them.
+    let mut objects = manifest::parse(&kustomize("seldon")?)?;
+    let image = ImageOverride {
+        name: "model-server".into(),
+        reference: PINNED.into(),
+    };
+    manifest::set_images(&mut objects, &[image])?;
+    let mut models = Vec::new();
+    for o in &objects {
+        let labels = o.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("kube-mlops")
+        );
+        assert_eq!(
+            labels.get("kube-mlops.io/stack").map(String::as_str),
+            Some("seldon")
+        );
+        match manifest::kind_of(o) {
+            "Namespace" => assert_eq!(o.metadata.name.as_deref(), Some("seldon")),
+            "SeldonDeployment" => {
+                assert_eq!(manifest::api_version_of(o), "machinelearning.seldon.io/v1");
+                assert_eq!(o.metadata.namespace.as_deref(), Some("seldon"));
+                let name = o.metadata.name.clone().ok_or("unnamed")?;
+                let spec = &o.data["spec"];
+                assert_eq!(spec["name"], name.as_str());
+                let predictors = spec["predictors"].as_array().ok_or("no predictors")?;
+                assert_eq!(predictors.len(), 1, "{name}");
+                let p = &predictors[0];
+                assert_eq!(p["name"], "default", "{name}");
+                assert_eq!(p["graph"]["type"], "MODEL", "{name}");
+                assert_eq!(p["graph"]["name"], name.as_str(), "{name}");
+                let pod: PodSpec = serde_json::from_value(p["componentSpecs"][0]["spec"].clone())?;
+                let c = &pod.containers[0];
+                assert_eq!(
+                    c.name, name,
+                    "Seldon matches the graph node to the container by name"
+                );
+                assert_eq!(c.image.as_deref(), Some(PINNED), "{name}");
+                let psc = pod
+                    .security_context
+                    .as_ref()
+                    .ok_or("no pod securityContext")?;
+                assert_eq!(psc.run_as_non_root, Some(true), "{name}");
+                assert_eq!(
+                    psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                    Some("RuntimeDefault")
+                );
+                let sc = c
+                    .security_context
+                    .as_ref()
+                    .ok_or("no container securityContext")?;
+                assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
+                assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
+                let drop = sc
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.drop.clone())
+                    .unwrap_or_default();
+                assert_eq!(drop, ["ALL"], "{name}");
+                let model = c
+                    .env
+                    .iter()
+                    .flatten()
+                    .find(|e| e.name == "MODEL")
+                    .and_then(|e| e.value.clone());
+                models.push((name, model.unwrap_or_default()));
+            }
+            other => panic!("unexpected kind {other} in deploy/seldon"),
+        }
+    }
+    models.sort();
+    assert_eq!(
+        models,
+        [
+            ("seldon-iris-model".to_string(), "iris".to_string()),
+            ("seldon-test-model".to_string(), "identity".to_string())
+        ]
+    );
     Ok(())
 }

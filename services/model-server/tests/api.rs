@@ -121,9 +121,20 @@ fn meta_is_echoed_and_the_operator_environment_is_honoured() -> Result {
     let s = Server::start(
         env!("CARGO_BIN_EXE_model-server"),
         &[
+            // What the Seldon Core v1 operator sets on a MODEL container
+            // (it picks the ports; 9000 is its default for REST).
             ("PREDICTIVE_UNIT_HTTP_SERVICE_PORT", &port.to_string()),
+            ("PREDICTIVE_UNIT_SERVICE_PORT", &port.to_string()),
+            ("PREDICTIVE_UNIT_GRPC_SERVICE_PORT", "9500"),
+            ("PREDICTIVE_UNIT_METRICS_SERVICE_PORT", "6000"),
+            ("PREDICTIVE_UNIT_METRICS_ENDPOINT", "/prometheus"),
             ("PREDICTIVE_UNIT_ID", "seldon-test-model"),
             ("PREDICTIVE_UNIT_IMAGE", "registry/model-server:1"),
+            ("PREDICTOR_ID", "default"),
+            ("PREDICTOR_LABELS", r#"{"version":"default"}"#),
+            ("SELDON_DEPLOYMENT_ID", "seldon-test-model"),
+            ("SELDON_EXECUTOR_ENABLED", "true"),
+            ("MODEL", "identity"),
         ],
     )?;
     assert_eq!(
@@ -139,6 +150,20 @@ fn meta_is_echoed_and_the_operator_environment_is_honoured() -> Result {
     assert_eq!(
         b["meta"]["requestPath"],
         json!({"seldon-test-model":"registry/model-server:1"})
+    );
+    // The tutorial's call, as the executor forwards it.
+    let (status, b) = post_json(
+        &s.url("/api/v1.0/predictions"),
+        r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}}"#,
+    )?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        b["data"]["tensor"],
+        json!({"shape":[2,2],"values":[0.0,0.0,1.0,1.0]})
+    );
+    assert_eq!(
+        b["meta"]["requestPath"]["seldon-test-model"],
+        "registry/model-server:1"
     );
     Ok(())
 }

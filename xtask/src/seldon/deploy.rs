@@ -24,7 +24,6 @@ const ROUTE_DEADLINE: Duration = Duration::from_secs(60);
 pub fn deploy(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
     let target = kubernetes_target(target)?;
     let kube = Kube::new(target);
-    kube.ensure(cx)?;
     let context = kube.context(cx)?;
     // Before anything is built: without the CRD, nothing can be applied.
     let crd = cx.runner.probe(
@@ -37,6 +36,7 @@ pub fn deploy(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
              Install it with `cargo xtask seldon install --target {target}`, then run this again."
         );
     }
+    kube.ensure(cx)?;
     let specs = services::select(&cx.config, &["model-server".to_string()])?;
     let built = build::build(cx, &specs)?;
     kube.deliver(cx, &built)?;
