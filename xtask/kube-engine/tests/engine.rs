@@ -1,8 +1,6 @@
 //! The engine against a stateful API fake: apply, rollout wait and its
 //! explanations, teardown, and the context check.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -12,46 +10,13 @@ use kube_engine::manifest::{self, ImageOverride};
 use kube_engine::resolve::Resolver;
 use kube_engine::rollout::{self, WaitOptions};
 use kube_engine::{MANAGED_SELECTOR, teardown};
+use kube_fake_api::{FakeCluster, Setup, cluster};
 use serde_json::{Value, json};
-use support::{FakeCluster, Setup, cluster};
 
 const NS: &str = "kube-mlops";
 
-const MANIFEST: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: test-api
-  namespace: kube-mlops
-  labels: {app.kubernetes.io/name: test-api, app.kubernetes.io/managed-by: kube-mlops}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app.kubernetes.io/name: test-api}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: test-api}
-    spec:
-      containers:
-        - name: test-api
-          image: test-api
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: test-api
-  namespace: kube-mlops
-  labels: {app.kubernetes.io/name: test-api, app.kubernetes.io/managed-by: kube-mlops}
-spec:
-  selector: {app.kubernetes.io/name: test-api}
-  ports: [{name: http, port: 5000, targetPort: http}]
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: kube-mlops
-  labels: {app.kubernetes.io/managed-by: kube-mlops}
-"#;
+/// A Namespace, a Deployment and a Service, labelled as deploy/base labels them.
+const MANIFEST: &str = include_str!("fixtures/app.yaml");
 
 const OPTS: ApplyOptions<'static> = ApplyOptions {
     field_manager: "kube-mlops",

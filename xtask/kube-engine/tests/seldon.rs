@@ -1,8 +1,6 @@
 //! SeldonDeployments through the engine, against the API fake with the
 //! SeldonDeployment CRD registered (or not).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams};
@@ -11,8 +9,8 @@ use kube_engine::manifest::{self, ImageOverride};
 use kube_engine::resolve::Resolver;
 use kube_engine::rollout::{self, WaitOptions};
 use kube_engine::teardown;
+use kube_fake_api::{SeldonDeployment, Setup, cluster};
 use serde_json::{Value, json};
-use support::{SeldonDeployment, Setup, cluster};
 
 const MANIFEST: &str = r#"
 apiVersion: v1

@@ -1,21 +1,27 @@
-//! A stateful in-memory Kubernetes API for the engine's tests:
+//! A stateful in-memory Kubernetes API for tests:
 //! kube-fake-client (server-side apply, status subresources, selectors,
 //! custom resources) plus the few endpoints it does not serve, which the
-//! engine needs: discovery, cluster-scoped namespaces, and pod logs.
-
-#![allow(dead_code)]
+//! engine needs: discovery, cluster-scoped namespaces, and pod logs. Use it
+//! in-process ([`FakeCluster::client`]) or over HTTP ([`FakeCluster::serve`]),
+//! so the real `kube-engine` binary can talk to it through a kubeconfig; an
+//! optional controller plays the Deployment controller and the Seldon operator.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::ObjectMeta;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -72,6 +78,16 @@ pub struct FakeCluster {
     /// Log text per `pod/container`.
     pub logs: Arc<Mutex<HashMap<String, String>>>,
     pub namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    state: State,
+}
+
+/// What both the in-process client and the HTTP server route through.
+#[derive(Clone)]
+struct State {
+    inner: Client,
+    logs: Arc<Mutex<HashMap<String, String>>>,
+    namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    seldon: bool,
 }
 
 #[derive(Default)]
@@ -107,25 +123,140 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
             })
             .collect::<BTreeMap<_, _>>(),
     ));
-    let (l, n, seldon) = (logs.clone(), namespaces.clone(), setup.seldon_installed);
+    let state = State {
+        inner,
+        logs: logs.clone(),
+        namespaces: namespaces.clone(),
+        seldon: setup.seldon_installed,
+    };
+    let routed = state.clone();
     let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-        let (inner, logs, namespaces) = (inner.clone(), l.clone(), n.clone());
-        async move { route(req, inner, logs, namespaces, seldon).await }
+        let state = routed.clone();
+        async move { route(req, state).await }
     });
     FakeCluster {
         client: Client::new(service, "default"),
         logs,
         namespaces,
+        state,
     }
+}
+
+impl FakeCluster {
+    /// Serve the API over plain HTTP on 127.0.0.1; returns the address.
+    pub async fn serve(&self) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let state = state.clone();
+                        // A concrete error type (none: failures become 500s) keeps
+                        // the connection future provably Send.
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let answer = match body.collect().await {
+                                Ok(c) => {
+                                    route(
+                                        Request::from_parts(
+                                            parts,
+                                            kube::client::Body::from(c.to_bytes()),
+                                        ),
+                                        state,
+                                    )
+                                    .await
+                                }
+                                Err(e) => Err(boxed(e)),
+                            };
+                            Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|e| {
+                                json_response(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    &json!({"kind": "Status", "message": e.to_string()}),
+                                )
+                            }))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Play the controllers: every Deployment becomes fully available and
+    /// every SeldonDeployment `Available`, shortly after it is applied.
+    pub fn start_controller(&self) {
+        let client = self.client.clone();
+        let seldon = self.state.seldon;
+        tokio::spawn(async move {
+            loop {
+                let _ = reconcile(&client, seldon).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+}
+
+async fn reconcile(client: &Client, seldon: bool) -> kube::Result<()> {
+    let all: Api<Deployment> = Api::all(client.clone());
+    for d in all.list(&ListParams::default()).await?.items {
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = json!({"observedGeneration": d.metadata.generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+        if d.status.as_ref().and_then(|s| s.observed_generation) != d.metadata.generation {
+            let ns = d.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            api.patch_status(
+                &d.metadata.name.clone().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        }
+    }
+    if seldon {
+        let all: Api<SeldonDeployment> = Api::all(client.clone());
+        for sd in all.list(&ListParams::default()).await?.items {
+            if sd.status.is_none() {
+                let ns = sd.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<SeldonDeployment> = Api::namespaced(client.clone(), &ns);
+                api.patch_status(
+                    &sd.metadata.name.clone().unwrap_or_default(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"state": "Available"}})),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A kubeconfig with one context, `context`, pointing at the served API.
+pub fn kubeconfig(addr: SocketAddr, context: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: {context}\n\
+         clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
+         users: [{{name: fake, user: {{}}}}]\n\
+         contexts: [{{name: {context}, context: {{cluster: fake, user: fake, namespace: default}}}}]\n"
+    )
 }
 
 async fn route(
     req: Request<kube::client::Body>,
-    inner: Client,
-    logs: Arc<Mutex<HashMap<String, String>>>,
-    namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
-    seldon: bool,
+    state: State,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
+    let State {
+        inner,
+        logs,
+        namespaces,
+        seldon,
+    } = state;
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -143,7 +274,7 @@ async fn route(
         ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {
             let name = parts.get(3).map(|s| s.to_string());
             let method = req.method().clone();
-            let body = req.into_body().collect().await?.to_bytes();
+            let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
             return Ok(namespace_route(&namespaces, &method, name, &query, &body));
         }
         ["api", "v1", "namespaces", _, "pods", pod, "log"] => {
@@ -163,10 +294,16 @@ async fn route(
         }
         _ => {}
     }
-    let resp = inner.send(req).await?;
+    let resp = inner.send(req).await.map_err(boxed)?;
     let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await?.to_bytes();
+    let bytes = body.collect().await.map_err(boxed)?.to_bytes();
     Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+/// Errors as owned text: keeps the routing future `Send` for any caller
+/// (a boxed `dyn Error` with a borrowed lifetime would not be).
+fn boxed(e: impl std::fmt::Display) -> BoxError {
+    BoxError::from(e.to_string())
 }
 
 fn namespace_route(

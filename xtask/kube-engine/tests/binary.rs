@@ -1,0 +1,149 @@
+//! The `kube-engine` binary itself, through a kubeconfig, against the API
+//! fake served over HTTP with its controller playing the Deployment
+//! controller: the same process a user runs, end to end.
+
+use std::process::Output;
+
+use kube_fake_api::{Setup, cluster, kubeconfig};
+use serde_json::Value;
+
+const CONTEXT: &str = "kind-dev";
+
+struct Engine {
+    dir: tempfile::TempDir,
+}
+
+impl Engine {
+    async fn run(&self, args: &[&str]) -> Output {
+        let config = self.dir.path().join("kubeconfig");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_kube-engine"))
+                .arg("--context")
+                .arg(CONTEXT)
+                .args(&args)
+                .env("KUBECONFIG", config)
+                .output()
+                .expect("run kube-engine")
+        })
+        .await
+        .expect("join")
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_status_and_teardown_through_the_binary() {
+    let fake = cluster(Setup::default()).await;
+    let addr = fake.serve().await.expect("serve");
+    fake.start_controller();
+    let engine = Engine {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    std::fs::write(
+        engine.dir.path().join("kubeconfig"),
+        kubeconfig(addr, CONTEXT),
+    )
+    .expect("kubeconfig");
+    let manifest = engine.dir.path().join("app.yaml");
+    std::fs::write(&manifest, include_str!("fixtures/app.yaml")).expect("manifest");
+    let manifest = manifest.to_string_lossy().to_string();
+    let apply = [
+        "apply",
+        "--filename",
+        &manifest,
+        "--image",
+        "test-api=reg/test-api@sha256:aa",
+        "--timeout",
+        "20",
+    ];
+
+    let out = engine.run(&apply).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for line in [
+        "namespace/kube-mlops created",
+        "service/test-api created",
+        "deployment/test-api created",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing in:\n{stdout}");
+    }
+
+    let out = engine.run(&apply).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_eq!(stdout.matches(" unchanged").count(), 3, "{stdout}");
+
+    let out = engine.run(&["status", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json rows");
+    let deployment = rows
+        .iter()
+        .find(|r| r["kind"] == "deployment")
+        .expect("deployment row");
+    assert_eq!(deployment["ready"], true);
+    assert!(
+        deployment["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("1/1 available, image reg/test-api@sha256:aa")),
+        "{deployment}"
+    );
+
+    let out = engine.run(&["teardown"]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("deployment/kube-mlops/test-api deleted"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("namespace/kube-mlops deleted"), "{stdout}");
+
+    let out = engine.run(&["status"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing is deployed any more");
+    assert!(
+        text(&out.stdout)
+            .contains("nothing labelled app.kubernetes.io/managed-by=kube-mlops is deployed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_error_is_reported_with_what_to_fix() {
+    let fake = cluster(Setup::default()).await;
+    let addr = fake.serve().await.expect("serve");
+    let engine = Engine {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    std::fs::write(
+        engine.dir.path().join("kubeconfig"),
+        kubeconfig(addr, CONTEXT),
+    )
+    .expect("kubeconfig");
+    let manifest = engine.dir.path().join("app.yaml");
+    std::fs::write(&manifest, include_str!("fixtures/app.yaml")).expect("manifest");
+    let out = engine
+        .run(&[
+            "apply",
+            "--filename",
+            &manifest.to_string_lossy(),
+            "--image",
+            "tset-api=x",
+        ])
+        .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no container in the manifest uses image tset-api"),
+        "{stderr}"
+    );
+    let out = engine
+        .run(&["apply", "--filename", "/nonexistent.yaml"])
+        .await;
+    assert!(
+        text(&out.stderr).contains("reading /nonexistent.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
