@@ -38,21 +38,18 @@ pub struct Registry {
     pub account: String,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+/// Deserialised key by key: a table that sets only `port` keeps that
+/// service's own default image and model.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Services {
-    #[serde(rename = "test-api")]
     pub test_api: ServiceSettings,
     /// The tutorial's Seldon component: the identity model.
-    #[serde(rename = "model-server")]
     pub model_server: ModelSettings,
     /// The same server image running the iris classifier.
-    #[serde(rename = "iris-model")]
     pub iris_model: ModelSettings,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSettings {
     /// Port the service listens on (and is published on, locally).
     pub port: u16,
@@ -60,8 +57,7 @@ pub struct ServiceSettings {
     pub image: String,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelSettings {
     pub port: u16,
     pub image: String,
@@ -161,6 +157,51 @@ impl Default for Registry {
             host: "docker.io".into(),
             account: "kube-mlops".into(),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct Raw {
+            #[serde(rename = "test-api")]
+            test_api: RawService,
+            #[serde(rename = "model-server")]
+            model_server: RawModel,
+            #[serde(rename = "iris-model")]
+            iris_model: RawModel,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct RawService {
+            port: Option<u16>,
+            image: Option<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct RawModel {
+            port: Option<u16>,
+            image: Option<String>,
+            model: Option<String>,
+        }
+        fn model(raw: RawModel, def: ModelSettings) -> ModelSettings {
+            ModelSettings {
+                port: raw.port.unwrap_or(def.port),
+                image: raw.image.unwrap_or(def.image),
+                model: raw.model.unwrap_or(def.model),
+            }
+        }
+        let raw = Raw::deserialize(d)?;
+        let def = Services::default();
+        Ok(Services {
+            test_api: ServiceSettings {
+                port: raw.test_api.port.unwrap_or(def.test_api.port),
+                image: raw.test_api.image.unwrap_or(def.test_api.image),
+            },
+            model_server: model(raw.model_server, def.model_server),
+            iris_model: model(raw.iris_model, def.iris_model),
+        })
     }
 }
 
@@ -412,6 +453,16 @@ mod tests {
         assert_eq!(c.services.test_api.port, 8080);
         assert_eq!(c.gke.project, "p");
         assert_eq!(c.gke.zone, Gke::default().zone);
+        Ok(())
+    }
+
+    #[test]
+    fn a_service_table_with_only_a_port_keeps_its_other_defaults() -> Result<()> {
+        let c = parse("[services.iris-model]\nport = 6002\n")?;
+        assert_eq!(c.services.iris_model.port, 6002);
+        assert_eq!(c.services.iris_model.model, "iris");
+        assert_eq!(c.services.iris_model.image, "model-server");
+        assert!(parse("[services.test-api]\nmodel = \"iris\"\n").is_err());
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::build;
 use crate::context::Ctx;
@@ -13,10 +13,23 @@ use crate::runner::Cmd;
 
 static BUILT: OnceLock<PathBuf> = OnceLock::new();
 
+/// Use this engine binary instead of building one (a prebuilt or installed engine).
+const OVERRIDE: &str = "KMLOPS_KUBE_ENGINE";
+
 /// The engine binary, built (or found up to date) once per run.
 pub fn binary(cx: &Ctx) -> Result<PathBuf> {
     if let Some(path) = BUILT.get() {
         return Ok(path.clone());
+    }
+    if let Some(path) = std::env::var_os(OVERRIDE).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!(
+                "{OVERRIDE}={} is not a file: unset it to build the engine from xtask/kube-engine",
+                path.display()
+            );
+        }
+        return Ok(BUILT.get_or_init(|| path).clone());
     }
     cx.runner
         .step("build the Kubernetes engine (kube-engine; the first build takes a minute or two)");

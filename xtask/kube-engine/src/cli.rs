@@ -76,7 +76,7 @@ pub struct ApplyArgs {
 pub struct StatusArgs {
     #[arg(long, default_value = MANAGED_SELECTOR)]
     pub selector: String,
-    /// One JSON array of rows instead of a table.
+    /// One JSON array of rows instead of a table (exit 0 whatever they say).
     #[arg(long)]
     pub json: bool,
 }
@@ -207,7 +207,8 @@ impl Cli {
                         );
                     }
                 }
-                Ok(!rows.is_empty() && rows.iter().all(|r| r.ready))
+                // With --json the caller judges the rows; the table's exit code does.
+                Ok(s.json || (!rows.is_empty() && rows.iter().all(|r| r.ready)))
             }
             Command::Logs(l) => {
                 logs::print(&client, &l.namespace, &l.selector, l.tail, l.follow).await?;

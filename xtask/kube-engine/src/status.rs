@@ -62,7 +62,9 @@ pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>
             .and_then(|lb| lb.ingress.as_ref())
             .and_then(|i| i.first())
             .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()));
-        let ready = ty != "LoadBalancer" || ingress.is_some();
+        // A pending external address is normal on minikube and kind (no cloud
+        // load balancer): it is shown, not counted as unready.
+        let ready = true;
         let external = match (&ty[..], ingress) {
             ("LoadBalancer", Some(a)) => format!(", external {a}"),
             ("LoadBalancer", None) => ", external address pending".into(),

@@ -1,0 +1,204 @@
+//! `cargo xtask deploy|status|teardown --target minikube` end to end: the
+//! real xtask and kube-engine binaries and the real `kubectl kustomize`,
+//! against the API fake served over HTTP (its controller completes rollouts)
+//! and a fake `minikube` that records image loads and answers `service --url`
+//! with the services this test runs locally, so the smoke tests call real
+//! servers.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams};
+use kube_fake_api::{Setup, cluster, kubeconfig};
+use support::{Fakes, Result, text};
+
+const MINIKUBE: &str = r#"case "$1" in
+  service) eval "last=\${$#}"; var="FAKE_URL_$(echo "$last" | tr - _)"; eval "echo \$$var" ;;
+esac"#;
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
+    let mut latest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let time = if entry.file_type()?.is_dir() {
+            newest(&entry.path())?
+        } else {
+            entry.metadata()?.modified()?
+        };
+        latest = latest.max(time);
+    }
+    Ok(latest)
+}
+
+/// The engine `cargo test --workspace` built beside the xtask; built now when
+/// missing or older than its sources (`cargo test -p xtask` does not build it).
+fn engine() -> Result<PathBuf> {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("kube-engine");
+    let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kube-engine");
+    let fresh = std::fs::metadata(&built)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| newest(&sources.join("src")).is_ok_and(|s| s <= t));
+    if !fresh {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--package", "kube-engine", "--bin", "kube-engine"])
+                .status()?;
+        if !status.success() {
+            return Err("cargo build --package kube-engine failed".into());
+        }
+    }
+    Ok(built)
+}
+
+#[test]
+fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
+    let rt = tokio::runtime::Runtime::new()?;
+    let fake = rt.block_on(cluster(Setup::default()));
+    let addr = rt.block_on(fake.serve())?;
+    {
+        let _guard = rt.enter();
+        fake.start_controller();
+    }
+
+    let f = Fakes::new(&[("minikube", MINIKUBE)])?;
+    let (p1, p2, p3) = (free_port()?, free_port()?, free_port()?);
+    std::fs::write(
+        f.dir.path().join("xtask.toml"),
+        format!(
+            "[minikube]\nprofile = \"mlops\"\n\
+             [services.test-api]\nport = {p1}\n[services.model-server]\nport = {p2}\n[services.iris-model]\nport = {p3}\n"
+        ),
+    )?;
+    let config = f.dir.path().join("kubeconfig");
+    std::fs::write(&config, kubeconfig(addr, "mlops"))?;
+    let path = format!(
+        "{}:{}",
+        f.dir.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let engine = engine()?;
+    let urls = [
+        format!("http://127.0.0.1:{p1}"),
+        format!("http://127.0.0.1:{p2}"),
+        format!("http://127.0.0.1:{p3}"),
+    ];
+    let env = [
+        ("PATH", path.as_str()),
+        ("KUBECONFIG", config.to_str().ok_or("path")?),
+        ("KMLOPS_KUBE_ENGINE", engine.to_str().ok_or("path")?),
+        ("FAKE_URL_test_api", urls[0].as_str()),
+        ("FAKE_URL_model_server", urls[1].as_str()),
+        ("FAKE_URL_iris_model", urls[2].as_str()),
+    ];
+
+    // The servers the smoke tests reach through `minikube service --url`.
+    let (out, _) = f.xtask(&["deploy", "--target", "local"], &env)?;
+    assert!(out.status.success(), "local deploy: {}", text(&out.stderr));
+
+    let result = (|| -> Result {
+        let (out, log) = f.xtask(&["deploy", "--target", "minikube"], &env)?;
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("namespace/kube-mlops created"), "{stdout}");
+        assert!(stdout.contains("deployment/iris-model created"), "{stdout}");
+        assert!(stdout.contains("Deployed to minikube:"), "{stdout}");
+        let images = f.dir.path().join("target/xtask/images");
+        for image in ["test-api", "model-server"] {
+            let load = format!(
+                "minikube image load --profile mlops {}",
+                images.join(format!("{image}.tar")).display()
+            );
+            assert!(log.contains(&load), "{load:?} not in {log:?}");
+        }
+
+        // What the cluster holds: our three Deployments, each on the image just built.
+        let deployments = rt.block_on(async {
+            Api::<Deployment>::namespaced(fake.client.clone(), "kube-mlops")
+                .list(&ListParams::default())
+                .await
+        })?;
+        let mut images: Vec<(String, String)> = deployments
+            .items
+            .iter()
+            .map(|d| {
+                let image = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|s| s.containers[0].image.clone());
+                (
+                    d.metadata.name.clone().unwrap_or_default(),
+                    image.unwrap_or_default(),
+                )
+            })
+            .collect();
+        images.sort();
+        assert_eq!(images.len(), 3, "{images:?}");
+        assert!(
+            images[0].0 == "iris-model"
+                && images[0]
+                    .1
+                    .starts_with("docker.io/kube-mlops/model-server:0.1.0-"),
+            "{images:?}"
+        );
+        assert!(
+            images[2].0 == "test-api"
+                && images[2]
+                    .1
+                    .starts_with("docker.io/kube-mlops/test-api:0.1.0-"),
+            "{images:?}"
+        );
+
+        // A second deploy changes nothing in the cluster.
+        let (out, _) = f.xtask(&["deploy", "--target", "minikube"], &env)?;
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(
+            !stdout.contains(" created") && !stdout.contains(" configured"),
+            "{stdout}"
+        );
+
+        let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(stdout.contains("1/1 available"), "{stdout}");
+
+        let (out, _) = f.xtask(&["teardown", "--target", "minikube"], &env)?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let left = rt.block_on(async {
+            Api::<Deployment>::all(fake.client.clone())
+                .list(&ListParams::default())
+                .await
+        })?;
+        assert!(
+            left.items.is_empty(),
+            "teardown left {:?}",
+            left.items.len()
+        );
+        assert!(fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
+
+        let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "nothing is deployed: {}",
+            text(&out.stdout)
+        );
+        Ok(())
+    })();
+    let (out, _) = f.xtask(&["teardown", "--target", "local"], &env)?;
+    assert!(
+        out.status.success(),
+        "local teardown: {}",
+        text(&out.stderr)
+    );
+    result
+}
