@@ -17,7 +17,7 @@ use crate::targets::TargetName;
     long_about = "Takes the services in services/ from source to a running, smoke-tested \
 deployment: on this machine (local), in containers (docker), on minikube or kind, \
 or on GKE. Settings come from xtask.toml at the workspace root.",
-    after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask deploy              # build and run locally, smoke-test, print URLs\n  cargo xtask status\n  cargo xtask logs test-api\n  cargo xtask teardown\n  cargo xtask deploy --dry-run   # print the plan, change nothing"
+    after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask deploy              # build and run locally, smoke-test, print URLs\n  cargo xtask status\n  cargo xtask logs test-api\n  cargo xtask teardown\n  cargo xtask deploy --dry-run   # print the plan, change nothing\n  cargo xtask cluster up --target minikube && cargo xtask deploy --target minikube\n  cargo xtask seldon install --target minikube && cargo xtask deploy --seldon --target minikube"
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -66,11 +66,20 @@ pub fn check_echo(body: &str) -> Result<()> {
 
 /// The shipped contract must hold for the model.
 fn contract(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
+    contract_at(
+        cx,
+        &format!("smoke test of {}", spec.name),
+        &format!("{base}/predict"),
+    )
+}
+
+/// The shipped contract.json, 3 requests of 5 rows, against `url`; `what`
+/// names the check in the plan, the failure and the success line.
+pub fn contract_at(cx: &Ctx, what: &str, url: &str) -> Result<()> {
     let path = cx.root.join("services/model-server/contract.json");
-    let url = format!("{base}/predict");
     if cx.runner.is_dry_run() {
         cx.runner.step(format!(
-            "smoke test: contract test {} against {url} (3 requests of 5 rows)",
+            "{what}: contract test {} against {url} (3 requests of 5 rows)",
             path.display()
         ));
         return Ok(());
@@ -84,15 +93,11 @@ fn contract(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
         form: false,
         seed: rand::random(),
     };
-    let report = contract_test::run(&url, &contract_test::load(&path)?, &opts)?;
+    let report = contract_test::run(url, &contract_test::load(&path)?, &opts)?;
     if !report.passed() {
-        bail!(
-            "smoke test of {} failed:\n{}",
-            spec.name,
-            report.render(&url)
-        );
+        bail!("{what} failed:\n{}", report.render(url));
     }
-    eprintln!("  ✓ smoke test {}: {}", spec.name, report.render(&url));
+    eprintln!("  ✓ {what}: {}", report.render(url));
     Ok(())
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{Fakes, Result, text};
+use support::{Fakes, Result, in_order, text};
 
 const FAKES: &[(&str, &str)] = &[
     (
@@ -320,17 +320,6 @@ fn dry_run_plans_a_cluster_without_running_anything() -> Result {
 }
 
 const GKE_CONTEXT: &str = "gke_proj-1_europe-west1-b_k8s-test-cluster";
-
-/// `needles` appear in `haystack`, in this order.
-fn in_order(haystack: &str, needles: &[&str]) {
-    let mut from = 0;
-    for n in needles {
-        match haystack[from..].find(n) {
-            Some(i) => from += i + n.len(),
-            None => panic!("{n:?} missing (or out of order) in:\n{haystack}"),
-        }
-    }
-}
 
 #[test]
 fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {

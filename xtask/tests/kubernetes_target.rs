@@ -202,3 +202,66 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
     );
     result
 }
+
+#[test]
+fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
+    let rt = tokio::runtime::Runtime::new()?;
+    let fake = rt.block_on(cluster(Setup::default()));
+    let addr = rt.block_on(fake.serve())?;
+    {
+        let _guard = rt.enter();
+        fake.start_controller();
+    }
+    let f = Fakes::new(&[("kind", "")])?;
+    // Something else holds the test API's port (another target's server, say).
+    let taken = TcpListener::bind(("127.0.0.1", 0))?;
+    let port = taken.local_addr()?.port();
+    std::fs::write(
+        f.dir.path().join("xtask.toml"),
+        format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
+    )?;
+    let config = f.dir.path().join("kubeconfig");
+    std::fs::write(&config, kubeconfig(addr, "kind-dev"))?;
+    let path = format!(
+        "{}:{}",
+        f.dir.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let engine = engine()?;
+    let env = [
+        ("PATH", path.as_str()),
+        ("KUBECONFIG", config.to_str().ok_or("path")?),
+        ("KMLOPS_KUBE_ENGINE", engine.to_str().ok_or("path")?),
+    ];
+    let (out, log) = f.xtask(&["deploy", "--target", "kind", "test-api"], &env)?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let archive = f.dir.path().join("target/xtask/images/test-api.tar");
+    assert_eq!(
+        log,
+        [format!(
+            "kind load image-archive --name dev {}",
+            archive.display()
+        )]
+    );
+    assert!(
+        stderr.contains(&format!(
+            "port {port} on 127.0.0.1 is in use, so kube-mlops/test-api cannot be forwarded there"
+        )),
+        "{stderr}"
+    );
+    // Only the selected service was applied.
+    let names: Vec<String> = rt
+        .block_on(async {
+            Api::<Deployment>::all(fake.client.clone())
+                .list(&ListParams::default())
+                .await
+        })?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    assert_eq!(names, ["test-api"]);
+    drop(taken);
+    Ok(())
+}

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Fakes, Result, text};
+use support::{Fakes, Result, in_order, text};
 
 const FAKES: &[(&str, &str)] = &[
     (
@@ -314,17 +314,6 @@ fn deploy_seldon_without_the_crd_says_how_to_install_before_building_anything() 
         ]
     );
     Ok(())
-}
-
-/// `needles` appear in `haystack`, in this order.
-fn in_order(haystack: &str, needles: &[&str]) {
-    let mut from = 0;
-    for n in needles {
-        match haystack[from..].find(n) {
-            Some(i) => from += i + n.len(),
-            None => panic!("{n:?} missing (or out of order) in:\n{haystack}"),
-        }
-    }
 }
 
 #[test]

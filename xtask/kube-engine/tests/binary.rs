@@ -14,6 +14,27 @@ struct Engine {
 }
 
 impl Engine {
+    /// A kubeconfig for the served fake and the fixture manifest, in a temporary directory.
+    fn new(addr: std::net::SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig(addr, CONTEXT))
+            .expect("kubeconfig");
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            include_str!("fixtures/app.yaml"),
+        )
+        .expect("manifest");
+        Self { dir }
+    }
+
+    fn manifest(&self) -> String {
+        self.dir
+            .path()
+            .join("app.yaml")
+            .to_string_lossy()
+            .to_string()
+    }
+
     async fn run(&self, args: &[&str]) -> Output {
         let config = self.dir.path().join("kubeconfig");
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
@@ -40,17 +61,8 @@ async fn apply_status_and_teardown_through_the_binary() {
     let fake = cluster(Setup::default()).await;
     let addr = fake.serve().await.expect("serve");
     fake.start_controller();
-    let engine = Engine {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
-    std::fs::write(
-        engine.dir.path().join("kubeconfig"),
-        kubeconfig(addr, CONTEXT),
-    )
-    .expect("kubeconfig");
-    let manifest = engine.dir.path().join("app.yaml");
-    std::fs::write(&manifest, include_str!("fixtures/app.yaml")).expect("manifest");
-    let manifest = manifest.to_string_lossy().to_string();
+    let engine = Engine::new(addr);
+    let manifest = engine.manifest();
     let apply = [
         "apply",
         "--filename",
@@ -113,24 +125,10 @@ async fn apply_status_and_teardown_through_the_binary() {
 async fn a_manifest_error_is_reported_with_what_to_fix() {
     let fake = cluster(Setup::default()).await;
     let addr = fake.serve().await.expect("serve");
-    let engine = Engine {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
-    std::fs::write(
-        engine.dir.path().join("kubeconfig"),
-        kubeconfig(addr, CONTEXT),
-    )
-    .expect("kubeconfig");
-    let manifest = engine.dir.path().join("app.yaml");
-    std::fs::write(&manifest, include_str!("fixtures/app.yaml")).expect("manifest");
+    let engine = Engine::new(addr);
+    let manifest = engine.manifest();
     let out = engine
-        .run(&[
-            "apply",
-            "--filename",
-            &manifest.to_string_lossy(),
-            "--image",
-            "tset-api=x",
-        ])
+        .run(&["apply", "--filename", &manifest, "--image", "tset-api=x"])
         .await;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -1,14 +1,17 @@
 //! The engine against a stateful API fake: apply, rollout wait and its
 //! explanations, teardown, and the context check.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{OPTS, wait_opts};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use kube_engine::apply::{ApplyOptions, Outcome, apply_all};
-use kube_engine::manifest::{self, ImageOverride};
+use kube_engine::apply::{Outcome, apply_all};
+use kube_engine::manifest;
 use kube_engine::resolve::Resolver;
-use kube_engine::rollout::{self, WaitOptions};
+use kube_engine::rollout;
 use kube_engine::{MANAGED_SELECTOR, teardown};
 use kube_fake_api::{FakeCluster, Setup, cluster};
 use serde_json::{Value, json};
@@ -18,20 +21,8 @@ const NS: &str = "kube-mlops";
 /// A Namespace, a Deployment and a Service, labelled as deploy/base labels them.
 const MANIFEST: &str = include_str!("fixtures/app.yaml");
 
-const OPTS: ApplyOptions<'static> = ApplyOptions {
-    field_manager: "kube-mlops",
-    force_conflicts: false,
-    default_namespace: "default",
-};
-
 fn objects(image: &str) -> Vec<kube::api::DynamicObject> {
-    let mut objs = manifest::parse(MANIFEST).expect("manifest");
-    let image = ImageOverride {
-        name: "test-api".into(),
-        reference: image.into(),
-    };
-    manifest::set_images(&mut objs, &[image]).expect("images");
-    objs
+    common::objects(MANIFEST, "test-api", image)
 }
 
 async fn deployed(setup: Setup) -> (FakeCluster, Resolver) {
@@ -41,13 +32,6 @@ async fn deployed(setup: Setup) -> (FakeCluster, Resolver) {
         .await
         .expect("apply");
     (fake, resolver)
-}
-
-fn wait_opts(secs: u64) -> WaitOptions {
-    WaitOptions {
-        timeout: Duration::from_secs(secs),
-        poll: Duration::from_millis(100),
-    }
 }
 
 fn pod(name: &str, status: Value) -> Value {

@@ -1,13 +1,15 @@
 //! SeldonDeployments through the engine, against the API fake with the
 //! SeldonDeployment CRD registered (or not).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{OPTS, wait_opts};
 use kube::api::{Api, Patch, PatchParams};
-use kube_engine::apply::{ApplyOptions, Outcome, apply_all};
-use kube_engine::manifest::{self, ImageOverride};
+use kube_engine::apply::{Outcome, apply_all};
 use kube_engine::resolve::Resolver;
-use kube_engine::rollout::{self, WaitOptions};
+use kube_engine::rollout;
 use kube_engine::teardown;
 use kube_fake_api::{SeldonDeployment, Setup, cluster};
 use serde_json::{Value, json};
@@ -36,21 +38,10 @@ spec:
               - {name: seldon-test-model, image: model-server}
 "#;
 
-const OPTS: ApplyOptions<'static> = ApplyOptions {
-    field_manager: "kube-mlops",
-    force_conflicts: false,
-    default_namespace: "default",
-};
 const SELECTOR: &str = "app.kubernetes.io/managed-by=kube-mlops,kube-mlops.io/stack=seldon";
 
 fn objects() -> Vec<kube::api::DynamicObject> {
-    let mut objs = manifest::parse(MANIFEST).expect("manifest");
-    let image = ImageOverride {
-        name: "model-server".into(),
-        reference: "reg/model-server@sha256:cc".into(),
-    };
-    manifest::set_images(&mut objs, &[image]).expect("images");
-    objs
+    common::objects(MANIFEST, "model-server", "reg/model-server@sha256:cc")
 }
 
 fn sdep() -> rollout::Workload {
@@ -58,13 +49,6 @@ fn sdep() -> rollout::Workload {
         kind: rollout::WorkloadKind::SeldonDeployment,
         namespace: "seldon".into(),
         name: "seldon-test-model".into(),
-    }
-}
-
-fn wait_opts(secs: u64) -> WaitOptions {
-    WaitOptions {
-        timeout: Duration::from_secs(secs),
-        poll: Duration::from_millis(100),
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::{CRD, INGRESS_FORWARD, SELDON_SELECTOR, ingress_service, kubectl, kubernetes_target};
 use crate::cli::Endpoint;
 use crate::context::Ctx;
-use crate::smoke::{TUTORIAL_PAYLOAD, check_echo};
+use crate::smoke::{self, TUTORIAL_PAYLOAD, check_echo};
 use crate::targets::kube::Kube;
 use crate::targets::{Target, TargetName};
 use crate::{build, contract_test, http, services};
@@ -44,21 +44,35 @@ pub fn deploy(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
     kube.apply_dir(cx, &cx.root.join("deploy/seldon"), &s.namespace, &[])?;
 
     let (ns, svc, port) = ingress_service(s);
-    let base = match target {
+    let (host, port) = match target {
         TargetName::Gke => match kube.load_balancer(cx, ns, svc)? {
-            Some(address) => format!("http://{address}:{port}"),
-            None => format!("http://<external IP of {ns}/{svc}>:{port}"),
+            Some(address) => (address, port),
+            None => (format!("<external IP of {ns}/{svc}>"), port),
         },
-        _ => kube.forward(cx, INGRESS_FORWARD, ns, svc, Some(port), s.local_port)?,
+        _ => {
+            kube.forward(cx, INGRESS_FORWARD, ns, svc, Some(port), s.local_port)?;
+            ("127.0.0.1".to_string(), s.local_port)
+        }
     };
-    let predictions =
-        |model: &str| format!("{base}/seldon/{}/{model}/api/v1.0/predictions", s.namespace);
-    call_identity(cx, &predictions(TEST_MODEL))?;
-    contract(cx, &predictions(IRIS_MODEL))?;
+    // The same URLs `cargo xtask contract-test --api <namespace>/<name>` calls.
+    let predictions = |model: &str| {
+        contract_test::endpoint_url(
+            &host,
+            port,
+            Some(&format!("{}/{model}", s.namespace)),
+            Endpoint::Predict,
+        )
+    };
+    call_identity(cx, &predictions(TEST_MODEL)?)?;
+    smoke::contract_at(
+        cx,
+        "the iris model through the ingress",
+        &predictions(IRIS_MODEL)?,
+    )?;
     if !cx.runner.is_dry_run() {
         println!("Deployed to Seldon Core on {target}:");
-        println!("  {TEST_MODEL:<18} {}", predictions(TEST_MODEL));
-        println!("  {IRIS_MODEL:<18} {}", predictions(IRIS_MODEL));
+        println!("  {TEST_MODEL:<18} {}", predictions(TEST_MODEL)?);
+        println!("  {IRIS_MODEL:<18} {}", predictions(IRIS_MODEL)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,36 +110,6 @@ fn call_identity(cx: &Ctx, url: &str) -> Result<()> {
             _ => std::thread::sleep(Duration::from_secs(2)),
         }
     }
-}
-
-/// The shipped contract, through the ingress, against the iris model.
-fn contract(cx: &Ctx, url: &str) -> Result<()> {
-    let path = cx.root.join("services/model-server/contract.json");
-    if cx.runner.is_dry_run() {
-        cx.runner.step(format!(
-            "contract test {} against {url} (3 requests of 5 rows)",
-            path.display()
-        ));
-        return Ok(());
-    }
-    let opts = contract_test::Options {
-        endpoint: Endpoint::Predict,
-        batch_size: 5,
-        requests: 3,
-        tensor: false,
-        print: false,
-        form: false,
-        seed: rand::random(),
-    };
-    let report = contract_test::run(url, &contract_test::load(&path)?, &opts)?;
-    if !report.passed() {
-        bail!(
-            "the iris model failed its contract through the ingress:\n{}",
-            report.render(url)
-        );
-    }
-    eprintln!("  ✓ {}", report.render(url));
-    Ok(())
 }
 
 /// `teardown --seldon [--all]`: the SeldonDeployments (and with `all`, Seldon Core).

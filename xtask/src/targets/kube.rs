@@ -89,6 +89,14 @@ impl Kube {
         }
         stop_forward(&pid_file);
         if !cx.runner.is_dry_run() {
+            // Otherwise the forward would fail to listen while whatever holds
+            // the port answered in its place.
+            if !port_free_within(local, Duration::from_secs(3)) {
+                bail!(
+                    "port {local} on 127.0.0.1 is in use, so {namespace}/{service} cannot be forwarded there: \
+                     stop what uses it (another target? `cargo xtask teardown --target local`) or change the port in xtask.toml"
+                );
+            }
             let dir = self.state_dir(cx);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -219,6 +227,21 @@ fn stop_forward(pid_file: &PathBuf) {
         );
     }
     let _ = std::fs::remove_file(pid_file);
+}
+
+/// Whether 127.0.0.1:`port` can be bound, waiting a little for a stopped
+/// forward to let go of it.
+fn port_free_within(port: u16, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn wait_listening(port: u16, log: &PathBuf) -> Result<()> {

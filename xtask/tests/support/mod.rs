@@ -62,3 +62,14 @@ impl Fakes {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// `needles` appear in `haystack`, in this order.
+pub fn in_order(haystack: &str, needles: &[&str]) {
+    let mut from = 0;
+    for n in needles {
+        match haystack[from..].find(n) {
+            Some(i) => from += i + n.len(),
+            None => panic!("{n:?} missing (or out of order) in:\n{haystack}"),
+        }
+    }
+}
