@@ -58,46 +58,91 @@ fn engine() -> Result<PathBuf> {
     Ok(built)
 }
 
-#[test]
-fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
-    let rt = tokio::runtime::Runtime::new()?;
-    let fake = rt.block_on(cluster(Setup::default()));
-    let addr = rt.block_on(fake.serve())?;
-    {
-        let _guard = rt.enter();
-        fake.start_controller();
+/// The served API fake with its controller, the fake tools, a settings file
+/// and a kubeconfig whose only context is `context`.
+struct Stage {
+    rt: tokio::runtime::Runtime,
+    fake: kube_fake_api::FakeCluster,
+    tools: Fakes,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Stage {
+    fn new(context: &str, tools: &[(&str, &str)], settings: &str) -> Result<Self> {
+        let rt = tokio::runtime::Runtime::new()?;
+        let fake = rt.block_on(cluster(Setup::default()));
+        let addr = rt.block_on(fake.serve())?;
+        {
+            let _guard = rt.enter();
+            fake.start_controller();
+        }
+        let f = Fakes::new(tools)?;
+        std::fs::write(f.dir.path().join("xtask.toml"), settings)?;
+        let config = f.dir.path().join("kubeconfig");
+        std::fs::write(&config, kubeconfig(addr, context))?;
+        let path = format!(
+            "{}:{}",
+            f.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let env = vec![
+            ("PATH", path),
+            ("KUBECONFIG", config.display().to_string()),
+            ("KMLOPS_KUBE_ENGINE", engine()?.display().to_string()),
+        ];
+        Ok(Self {
+            rt,
+            fake,
+            tools: f,
+            env,
+        })
     }
 
-    let f = Fakes::new(&[("minikube", MINIKUBE)])?;
+    /// The xtask with the stage's environment plus `extra`.
+    fn xtask(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<(std::process::Output, Vec<String>)> {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        self.tools.xtask(args, &env)
+    }
+
+    fn deployments(&self) -> Result<Vec<Deployment>> {
+        Ok(self
+            .rt
+            .block_on(async {
+                Api::<Deployment>::all(self.fake.client.clone())
+                    .list(&ListParams::default())
+                    .await
+            })?
+            .items)
+    }
+}
+
+#[test]
+fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
     let (p1, p2, p3) = (free_port()?, free_port()?, free_port()?);
-    std::fs::write(
-        f.dir.path().join("xtask.toml"),
-        format!(
+    let stage = Stage::new(
+        "mlops",
+        &[("minikube", MINIKUBE)],
+        &format!(
             "[minikube]\nprofile = \"mlops\"\n\
              [services.test-api]\nport = {p1}\n[services.model-server]\nport = {p2}\n[services.iris-model]\nport = {p3}\n"
         ),
     )?;
-    let config = f.dir.path().join("kubeconfig");
-    std::fs::write(&config, kubeconfig(addr, "mlops"))?;
-    let path = format!(
-        "{}:{}",
-        f.dir.path().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let engine = engine()?;
     let urls = [
         format!("http://127.0.0.1:{p1}"),
         format!("http://127.0.0.1:{p2}"),
         format!("http://127.0.0.1:{p3}"),
     ];
     let env = [
-        ("PATH", path.as_str()),
-        ("KUBECONFIG", config.to_str().ok_or("path")?),
-        ("KMLOPS_KUBE_ENGINE", engine.to_str().ok_or("path")?),
         ("FAKE_URL_test_api", urls[0].as_str()),
         ("FAKE_URL_model_server", urls[1].as_str()),
         ("FAKE_URL_iris_model", urls[2].as_str()),
     ];
+    let f = &stage;
 
     // The servers the smoke tests reach through `minikube service --url`.
     let (out, _) = f.xtask(&["deploy", "--target", "local"], &env)?;
@@ -110,7 +155,7 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         assert!(stdout.contains("namespace/kube-mlops created"), "{stdout}");
         assert!(stdout.contains("deployment/iris-model created"), "{stdout}");
         assert!(stdout.contains("Deployed to minikube:"), "{stdout}");
-        let images = f.dir.path().join("target/xtask/images");
+        let images = f.tools.dir.path().join("target/xtask/images");
         for image in ["test-api", "model-server"] {
             let load = format!(
                 "minikube image load --profile mlops {}",
@@ -120,13 +165,8 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         }
 
         // What the cluster holds: our three Deployments, each on the image just built.
-        let deployments = rt.block_on(async {
-            Api::<Deployment>::namespaced(fake.client.clone(), "kube-mlops")
-                .list(&ListParams::default())
-                .await
-        })?;
+        let deployments = f.deployments()?;
         let mut images: Vec<(String, String)> = deployments
-            .items
             .iter()
             .map(|d| {
                 let image = d
@@ -173,17 +213,8 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
 
         let (out, _) = f.xtask(&["teardown", "--target", "minikube"], &env)?;
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let left = rt.block_on(async {
-            Api::<Deployment>::all(fake.client.clone())
-                .list(&ListParams::default())
-                .await
-        })?;
-        assert!(
-            left.items.is_empty(),
-            "teardown left {:?}",
-            left.items.len()
-        );
-        assert!(fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
+        assert!(f.deployments()?.is_empty(), "teardown left Deployments");
+        assert!(f.fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
 
         let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
         assert_eq!(
@@ -205,38 +236,18 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
 
 #[test]
 fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
-    let rt = tokio::runtime::Runtime::new()?;
-    let fake = rt.block_on(cluster(Setup::default()));
-    let addr = rt.block_on(fake.serve())?;
-    {
-        let _guard = rt.enter();
-        fake.start_controller();
-    }
-    let f = Fakes::new(&[("kind", "")])?;
     // Something else holds the test API's port (another target's server, say).
     let taken = TcpListener::bind(("127.0.0.1", 0))?;
     let port = taken.local_addr()?.port();
-    std::fs::write(
-        f.dir.path().join("xtask.toml"),
-        format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
+    let f = Stage::new(
+        "kind-dev",
+        &[("kind", "")],
+        &format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
     )?;
-    let config = f.dir.path().join("kubeconfig");
-    std::fs::write(&config, kubeconfig(addr, "kind-dev"))?;
-    let path = format!(
-        "{}:{}",
-        f.dir.path().join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let engine = engine()?;
-    let env = [
-        ("PATH", path.as_str()),
-        ("KUBECONFIG", config.to_str().ok_or("path")?),
-        ("KMLOPS_KUBE_ENGINE", engine.to_str().ok_or("path")?),
-    ];
-    let (out, log) = f.xtask(&["deploy", "--target", "kind", "test-api"], &env)?;
+    let (out, log) = f.xtask(&["deploy", "--target", "kind", "test-api"], &[])?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let archive = f.dir.path().join("target/xtask/images/test-api.tar");
+    let archive = f.tools.dir.path().join("target/xtask/images/test-api.tar");
     assert_eq!(
         log,
         [format!(
@@ -251,13 +262,8 @@ fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
         "{stderr}"
     );
     // Only the selected service was applied.
-    let names: Vec<String> = rt
-        .block_on(async {
-            Api::<Deployment>::all(fake.client.clone())
-                .list(&ListParams::default())
-                .await
-        })?
-        .items
+    let names: Vec<String> = f
+        .deployments()?
         .into_iter()
         .filter_map(|d| d.metadata.name)
         .collect();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{OPTS, wait_opts};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube_engine::apply::{Outcome, apply_all};
 use kube_engine::manifest;
 use kube_engine::resolve::Resolver;
@@ -54,13 +54,7 @@ async fn set_deployment_status(client: &kube::Client, mut status: Value) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let generation = api.get("test-api").await.expect("get").metadata.generation;
     status["observedGeneration"] = json!(generation);
-    api.patch_status(
-        "test-api",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .expect("status patch");
+    common::patch_status::<Deployment>(client, NS, "test-api", status).await;
 }
 
 #[tokio::test]

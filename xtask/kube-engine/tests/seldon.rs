@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{OPTS, wait_opts};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube_engine::apply::{Outcome, apply_all};
 use kube_engine::resolve::Resolver;
 use kube_engine::rollout;
@@ -53,14 +53,7 @@ fn sdep() -> rollout::Workload {
 }
 
 async fn set_state(client: &kube::Client, status: Value) {
-    let api: Api<SeldonDeployment> = Api::namespaced(client.clone(), "seldon");
-    api.patch_status(
-        "seldon-test-model",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .expect("status patch");
+    common::patch_status::<SeldonDeployment>(client, "seldon", "seldon-test-model", status).await;
 }
 
 #[tokio::test]

@@ -4,10 +4,15 @@
 
 use std::time::Duration;
 
-use kube::api::DynamicObject;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube_engine::apply::ApplyOptions;
 use kube_engine::manifest::{self, ImageOverride};
 use kube_engine::rollout::WaitOptions;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 /// Apply as the binary does by default.
 pub const OPTS: ApplyOptions<'static> = ApplyOptions {
@@ -33,4 +38,22 @@ pub fn objects(yaml: &str, image: &str, reference: &str) -> Vec<DynamicObject> {
     };
     manifest::set_images(&mut objs, &[image]).expect("images");
     objs
+}
+
+/// Play a controller: merge `status` into the object's status subresource.
+pub async fn patch_status<K>(client: &kube::Client, namespace: &str, name: &str, status: Value)
+where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .expect("status patch");
 }
