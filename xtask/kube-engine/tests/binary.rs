@@ -145,3 +145,94 @@ async fn a_manifest_error_is_reported_with_what_to_fix() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_relays_a_connection_to_the_pod_behind_the_service() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let fake = cluster(Setup::default()).await;
+    let addr = fake.serve().await.expect("serve");
+    fake.start_controller();
+    let engine = Engine::new(addr);
+    let manifest = engine.manifest();
+    let out = engine
+        .run(&[
+            "apply",
+            "--filename",
+            &manifest,
+            "--image",
+            "test-api=reg/test-api@sha256:aa",
+            "--timeout",
+            "20",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The "pod": an echo server the fake's port-forward leads to.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let echo_addr = echo.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    fake.backends
+        .lock()
+        .expect("backends")
+        .insert("kube-mlops/test-api-0".into(), echo_addr);
+
+    let local = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr");
+    let mut forward = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-engine"))
+        .args([
+            "--context",
+            CONTEXT,
+            "port-forward",
+            "--namespace",
+            "kube-mlops",
+            "--service",
+            "test-api",
+        ])
+        .arg("--local")
+        .arg(local.to_string())
+        .env("KUBECONFIG", engine.dir.path().join("kubeconfig"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start port-forward");
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect(local).await {
+            conn = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut conn = conn.expect("the port-forward listens");
+    conn.write_all(b"ping through the port-forward")
+        .await
+        .expect("write");
+    let mut got = vec![0u8; 29];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_exact(&mut got),
+    )
+    .await
+    .expect("answer in time")
+    .expect("read");
+    assert_eq!(&got, b"ping through the port-forward");
+    let _ = forward.start_kill();
+    let out = forward.wait_with_output().await.expect("output");
+    assert!(
+        text(&out.stdout).contains("-> kube-mlops/test-api (pod test-api-0, port 5000)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,8 @@ pub struct FakeCluster {
     /// Log text per `pod/container`.
     pub logs: Arc<Mutex<HashMap<String, String>>>,
     pub namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// Where a port-forward to a pod really goes: `namespace/pod` → address.
+    pub backends: Arc<Mutex<HashMap<String, SocketAddr>>>,
     state: State,
 }
 
@@ -87,6 +90,7 @@ struct State {
     inner: Client,
     logs: Arc<Mutex<HashMap<String, String>>>,
     namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    backends: Arc<Mutex<HashMap<String, SocketAddr>>>,
     seldon: bool,
 }
 
@@ -123,10 +127,12 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
             })
             .collect::<BTreeMap<_, _>>(),
     ));
+    let backends = Arc::new(Mutex::new(HashMap::new()));
     let state = State {
         inner,
         logs: logs.clone(),
         namespaces: namespaces.clone(),
+        backends: backends.clone(),
         seldon: setup.seldon_installed,
     };
     let routed = state.clone();
@@ -138,6 +144,7 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         client: Client::new(service, "default"),
         logs,
         namespaces,
+        backends,
         state,
     }
 }
@@ -157,6 +164,9 @@ impl FakeCluster {
                         // A concrete error type (none: failures become 500s) keeps
                         // the connection future provably Send.
                         async move {
+                            if let Some(target) = portforward_target(&req, &state) {
+                                return Ok::<_, std::convert::Infallible>(portforward(req, target));
+                            }
                             let (parts, body) = req.into_parts();
                             let answer = match body.collect().await {
                                 Ok(c) => {
@@ -171,7 +181,7 @@ impl FakeCluster {
                                 }
                                 Err(e) => Err(boxed(e)),
                             };
-                            Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|e| {
+                            Ok(answer.unwrap_or_else(|e| {
                                 json_response(
                                     StatusCode::INTERNAL_SERVER_ERROR,
                                     &json!({"kind": "Status", "message": e.to_string()}),
@@ -181,6 +191,7 @@ impl FakeCluster {
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -205,6 +216,7 @@ impl FakeCluster {
 async fn reconcile(client: &Client, seldon: bool) -> kube::Result<()> {
     let all: Api<Deployment> = Api::all(client.clone());
     for d in all.list(&ListParams::default()).await?.items {
+        ensure_pod(client, &d).await?;
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = json!({"observedGeneration": d.metadata.generation, "replicas": replicas,
             "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
@@ -237,6 +249,149 @@ async fn reconcile(client: &Client, seldon: bool) -> kube::Result<()> {
     Ok(())
 }
 
+/// `GET …/namespaces/{ns}/pods/{pod}/portforward?ports=N` asking for a
+/// WebSocket, for a pod with a registered backend: that backend and N.
+fn portforward_target(req: &Request<Incoming>, state: &State) -> Option<(SocketAddr, u16)> {
+    let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    let ["api", "v1", "namespaces", ns, "pods", pod, "portforward"] = parts.as_slice() else {
+        return None;
+    };
+    let port = req
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("ports="))?
+        .parse()
+        .ok()?;
+    let backend = *state.backends.lock().ok()?.get(&format!("{ns}/{pod}"))?;
+    Some((backend, port))
+}
+
+/// Accept the WebSocket (protocol v4.channel.k8s.io) and relay channel 0 of
+/// the one port to a TCP connection to the backend.
+fn portforward(
+    mut req: Request<Incoming>,
+    (backend, port): (SocketAddr, u16),
+) -> Response<Full<Bytes>> {
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(&mut req).await else {
+            return;
+        };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let _ = relay(ws, backend, port).await;
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        ("upgrade", "websocket".to_string()),
+        ("connection", "Upgrade".to_string()),
+        ("sec-websocket-accept", key),
+        ("sec-websocket-protocol", "v4.channel.k8s.io".to_string()),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    resp
+}
+
+async fn relay<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    backend: SocketAddr,
+    port: u16,
+) -> Result<(), BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut sink, mut stream) = ws.split();
+    let [lo, hi] = port.to_le_bytes();
+    // Each channel's first frame names the port: data (0), then error (1).
+    sink.send(Message::binary(vec![0, lo, hi]))
+        .await
+        .map_err(boxed)?;
+    sink.send(Message::binary(vec![1, lo, hi]))
+        .await
+        .map_err(boxed)?;
+    let tcp = tokio::net::TcpStream::connect(backend)
+        .await
+        .map_err(boxed)?;
+    let (mut from_backend, mut to_backend) = tcp.into_split();
+    let upstream = async {
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Binary(bytes) if bytes.first() == Some(&0) => {
+                    if to_backend.write_all(&bytes[1..]).await.is_err() {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = to_backend.shutdown().await;
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from_backend.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut frame = Vec::with_capacity(n + 1);
+                    frame.push(0);
+                    frame.extend_from_slice(&buf[..n]);
+                    if sink.send(Message::binary(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    };
+    tokio::join!(upstream, downstream);
+    Ok(())
+}
+
+/// One ready pod per Deployment, `<name>-0`, with its template's labels and
+/// ports, owned by it.
+async fn ensure_pod(client: &Client, d: &Deployment) -> kube::Result<()> {
+    let ns = d.metadata.namespace.clone().unwrap_or_default();
+    let name = format!("{}-0", d.metadata.name.clone().unwrap_or_default());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    if pods.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": template.metadata.and_then(|m| m.labels),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": d.metadata.name, "uid": d.metadata.uid}]},
+        "spec": template.spec,
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    });
+    let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
+    pods.create(&Default::default(), &pod).await?;
+    Ok(())
+}
+
 /// A kubeconfig with one context, `context`, pointing at the served API.
 pub fn kubeconfig(addr: SocketAddr, context: &str) -> String {
     format!(
@@ -256,6 +411,7 @@ async fn route(
         logs,
         namespaces,
         seldon,
+        ..
     } = state;
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
