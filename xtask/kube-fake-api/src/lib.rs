@@ -333,14 +333,13 @@ where
     let (mut from_backend, mut to_backend) = tcp.into_split();
     let upstream = async {
         while let Some(Ok(msg)) = stream.next().await {
-            match msg {
-                Message::Binary(bytes) if bytes.first() == Some(&0) => {
-                    if to_backend.write_all(&bytes[1..]).await.is_err() {
-                        break;
-                    }
-                }
+            let data = match &msg {
+                Message::Binary(bytes) if bytes.first() == Some(&0) => &bytes[1..],
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if to_backend.write_all(data).await.is_err() {
+                break;
             }
         }
         let _ = to_backend.shutdown().await;
