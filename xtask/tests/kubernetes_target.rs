@@ -271,3 +271,118 @@ fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
     drop(taken);
     Ok(())
 }
+
+/// Service processes that stand in for the pods; killed when dropped.
+struct Pods(Vec<std::process::Child>);
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn deploy_on_kind_reaches_the_pods_through_the_engines_port_forwards() -> Result {
+    let (p1, p2, p3) = (free_port()?, free_port()?, free_port()?);
+    let stage = Stage::new(
+        "kind-dev",
+        &[("kind", "")],
+        &format!(
+            "[kind]\ncluster = \"dev\"\n\
+             [services.test-api]\nport = {p1}\n[services.model-server]\nport = {p2}\n[services.iris-model]\nport = {p3}\n"
+        ),
+    )?;
+    // The release binaries, run as the pods would run them, behind the fake's port-forward.
+    let (out, _) = stage.xtask(&["build"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let built = text(&out.stdout);
+    let binary = |service: &str| -> Result<String> {
+        built
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{service}\t")).map(str::to_string))
+            .ok_or_else(|| format!("no {service} in `xtask build` output: {built}").into())
+    };
+    let mut pods = Pods(Vec::new());
+    for (deployment, service, model) in [
+        ("test-api", "test-api", ""),
+        ("model-server", "model-server", "identity"),
+        ("iris-model", "iris-model", "iris"),
+    ] {
+        let port = free_port()?;
+        let child = std::process::Command::new(binary(service)?)
+            .env("PORT", port.to_string())
+            .env("MODEL", model)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        pods.0.push(child);
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        stage
+            .fake
+            .backends
+            .lock()
+            .map_err(|_| "lock")?
+            .insert(format!("kube-mlops/{deployment}-0"), addr);
+    }
+
+    let result = (|| -> Result {
+        let (out, log) = stage.xtask(&["deploy", "--target", "kind"], &[])?;
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(
+            log.iter()
+                .all(|l| l.starts_with("kind load image-archive --name dev ")),
+            "{log:?}"
+        );
+        for (name, port) in [("test-api", p1), ("model-server", p2), ("iris-model", p3)] {
+            assert!(
+                stdout.contains(&format!("{name:<14} http://127.0.0.1:{port}")),
+                "{stdout}"
+            );
+        }
+        // The forwards outlive the deploy and answer like the pods.
+        let (status, body) = http_get(&format!("http://127.0.0.1:{p1}/test_api"))?;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("you've reached"), "{body}");
+
+        // A second deploy reuses the running forwards.
+        let (out, _) = stage.xtask(&["deploy", "--target", "kind"], &[])?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("started `"),
+            "no new forward: {}",
+            text(&out.stderr)
+        );
+
+        let (out, _) = stage.xtask(&["teardown", "--target", "kind"], &[])?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(stage.deployments()?.is_empty());
+        // The forwards are stopped: their ports are free again.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for port in [p1, p2, p3] {
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "port {port} still held"
+            );
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = stage.xtask(&["teardown", "--target", "kind"], &[]);
+    }
+    result
+}
+
+/// A GET with ureq: status and body, 4xx/5xx included.
+fn http_get(url: &str) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut resp = agent.get(url).call()?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+}
