@@ -69,8 +69,12 @@ struct Stage {
 
 impl Stage {
     fn new(context: &str, tools: &[(&str, &str)], settings: &str) -> Result<Self> {
+        Self::with(Setup::default(), context, tools, settings)
+    }
+
+    fn with(setup: Setup, context: &str, tools: &[(&str, &str)], settings: &str) -> Result<Self> {
         let rt = tokio::runtime::Runtime::new()?;
-        let fake = rt.block_on(cluster(Setup::default()));
+        let fake = rt.block_on(cluster(setup));
         let addr = rt.block_on(fake.serve())?;
         {
             let _guard = rt.enter();
@@ -107,6 +111,16 @@ impl Stage {
         let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         env.extend_from_slice(extra);
         self.tools.xtask(args, &env)
+    }
+
+    /// Where a port-forward to `namespace/pod` leads.
+    fn backend(&self, pod: &str, addr: std::net::SocketAddr) -> Result {
+        self.fake
+            .backends
+            .lock()
+            .map_err(|_| "lock")?
+            .insert(pod.to_string(), addr);
+        Ok(())
     }
 
     fn deployments(&self) -> Result<Vec<Deployment>> {
@@ -275,6 +289,39 @@ fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
 /// Service processes that stand in for the pods; killed when dropped.
 struct Pods(Vec<std::process::Child>);
 
+impl Pods {
+    /// Start `service`'s release binary (built by `xtask build`) on a free port.
+    fn start(&mut self, stage: &Stage, service: &str, model: &str) -> Result<std::net::SocketAddr> {
+        let (out, _) = stage.xtask(&["build"], &[])?;
+        let built = text(&out.stdout);
+        let binary = built
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{service}\t")))
+            .ok_or_else(|| {
+                format!(
+                    "no {service} in `xtask build` output: {built}{}",
+                    text(&out.stderr)
+                )
+            })?;
+        let port = free_port()?;
+        let child = std::process::Command::new(binary)
+            .env("PORT", port.to_string())
+            .env("MODEL", model)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.0.push(child);
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Ok(addr);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(format!("{service} did not listen on {addr}").into())
+    }
+}
+
 impl Drop for Pods {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -296,36 +343,14 @@ fn deploy_on_kind_reaches_the_pods_through_the_engines_port_forwards() -> Result
         ),
     )?;
     // The release binaries, run as the pods would run them, behind the fake's port-forward.
-    let (out, _) = stage.xtask(&["build"], &[])?;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let built = text(&out.stdout);
-    let binary = |service: &str| -> Result<String> {
-        built
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{service}\t")).map(str::to_string))
-            .ok_or_else(|| format!("no {service} in `xtask build` output: {built}").into())
-    };
     let mut pods = Pods(Vec::new());
-    for (deployment, service, model) in [
-        ("test-api", "test-api", ""),
-        ("model-server", "model-server", "identity"),
-        ("iris-model", "iris-model", "iris"),
+    for (deployment, model) in [
+        ("test-api", ""),
+        ("model-server", "identity"),
+        ("iris-model", "iris"),
     ] {
-        let port = free_port()?;
-        let child = std::process::Command::new(binary(service)?)
-            .env("PORT", port.to_string())
-            .env("MODEL", model)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        pods.0.push(child);
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        stage
-            .fake
-            .backends
-            .lock()
-            .map_err(|_| "lock")?
-            .insert(format!("kube-mlops/{deployment}-0"), addr);
+        let addr = pods.start(&stage, deployment, model)?;
+        stage.backend(&format!("kube-mlops/{deployment}-0"), addr)?;
     }
 
     let result = (|| -> Result {
@@ -385,4 +410,166 @@ fn http_get(url: &str) -> Result<(u16, String)> {
         .into();
     let mut resp = agent.get(url).call()?;
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+}
+
+/// kubectl as a real cluster with Seldon Core answers: the CRD is there;
+/// everything else (kustomize, contexts) is the real kubectl.
+const KUBECTL_WITH_SELDON: &str = r#"case "$*" in
+  *"get crd seldondeployments.machinelearning.seldon.io") exit 0 ;;
+  *) exec "$REAL_KUBECTL" "$@" ;;
+esac"#;
+
+/// Ambassador as the fake cluster holds it: a Service and its ready pod.
+fn ambassador() -> Vec<serde_json::Value> {
+    let labels = serde_json::json!({"app.kubernetes.io/name": "ambassador"});
+    vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ambassador", "namespace": "ambassador"},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "ambassador-0", "namespace": "ambassador", "labels": labels},
+            "spec": {"containers": [{"name": "ambassador", "image": "ambassador", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+    ]
+}
+
+/// The ingress's routing: `/seldon/<namespace>/<name>/api/v1.0/…` to the
+/// model behind `<name>`, one request per connection.
+fn ingress(routes: Vec<(String, std::net::SocketAddr)>) -> Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let routes = routes.clone();
+            // The handler's error is dropped: the client sees the connection close.
+            std::thread::spawn(move || {
+                let _ = proxy_one(conn, &routes);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn proxy_one(conn: std::net::TcpStream, routes: &[(String, std::net::SocketAddr)]) -> Result {
+    use std::io::{BufRead, BufReader, Read, Write};
+    {
+        {
+            let mut reader = BufReader::new(conn.try_clone()?);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line)?;
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            let (mut length, mut content_type) = (0usize, String::from("application/json"));
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line)?;
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "content-length" => length = v.trim().parse()?,
+                        "content-type" => content_type = v.trim().to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body)?;
+            let routed = routes.iter().find_map(|(prefix, backend)| {
+                path.strip_prefix(prefix.as_str())
+                    .map(|rest| format!("http://{backend}{rest}"))
+            });
+            let (status, answer) = match routed {
+                Some(url) => {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let mut resp = agent
+                        .post(&url)
+                        .header("content-type", &content_type)
+                        .send(&body[..])?;
+                    (resp.status().as_u16(), resp.body_mut().read_to_string()?)
+                }
+                None => (404, "no route".to_string()),
+            };
+            let mut conn = conn;
+            write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> Result {
+    let local = free_port()?;
+    let stage = Stage::with(
+        Setup {
+            seldon_installed: true,
+            objects: ambassador(),
+            ..Setup::default()
+        },
+        "kind-dev",
+        &[("kind", ""), ("kubectl", KUBECTL_WITH_SELDON)],
+        &format!("[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n"),
+    )?;
+    let real_kubectl = which::which("kubectl")?;
+    let real = ("REAL_KUBECTL", real_kubectl.to_str().ok_or("path")?);
+    let mut pods = Pods(Vec::new());
+    let identity = pods.start(&stage, "model-server", "identity")?;
+    let iris = pods.start(&stage, "iris-model", "iris")?;
+    let ingress = ingress(vec![
+        ("/seldon/seldon/seldon-test-model".into(), identity),
+        ("/seldon/seldon/seldon-iris-model".into(), iris),
+    ])?;
+    stage.backend("ambassador/ambassador-0", ingress)?;
+
+    let result = (|| -> Result {
+        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[real])?;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("seldondeployment/seldon-test-model created"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("seldondeployment/seldon-test-model ready")
+                || stderr.contains("seldondeployment/seldon-test-model ready"),
+            "{stdout}{stderr}"
+        );
+        let url = format!(
+            "http://127.0.0.1:{local}/seldon/seldon/seldon-test-model/api/v1.0/predictions"
+        );
+        assert!(stderr.contains(&format!("✓ POST {url}")), "{stderr}");
+        assert!(
+            stderr.contains("3 of 3 requests satisfied the contract"),
+            "{stderr}"
+        );
+        assert!(stdout.contains(&url), "{stdout}");
+        let (out, _) = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real])?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            stage.fake.namespaces.lock().map_err(|_| "lock")?.is_empty(),
+            "the seldon namespace is gone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            TcpListener::bind(("127.0.0.1", local)).is_ok(),
+            "the ingress forward is stopped"
+        );
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real]);
+    }
+    result
 }

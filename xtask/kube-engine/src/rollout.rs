@@ -206,12 +206,13 @@ pub async fn wait(
             ready += u64::try_from(p.available).unwrap_or(0);
             if p.ready {
                 if !*done {
-                    bar.println(format!(
-                        "{} ready ({}/{})",
-                        w.label(),
-                        p.available,
-                        p.desired
-                    ));
+                    let line = format!("{} ready ({}/{})", w.label(), p.available, p.desired);
+                    // A hidden bar (no terminal: CI logs) would swallow the line.
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
                     *done = true;
                 }
                 continue;
