@@ -14,6 +14,14 @@ struct Engine {
 }
 
 impl Engine {
+    /// The fake served over HTTP with its controller, and an engine pointed at it.
+    async fn served() -> (kube_fake_api::FakeCluster, Self) {
+        let fake = cluster(Setup::default()).await;
+        let addr = fake.serve().await.expect("serve");
+        fake.start_controller();
+        (fake, Self::new(addr))
+    }
+
     /// A kubeconfig for the served fake and the fixture manifest, in a temporary directory.
     fn new(addr: std::net::SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -58,10 +66,7 @@ fn text(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_status_and_teardown_through_the_binary() {
-    let fake = cluster(Setup::default()).await;
-    let addr = fake.serve().await.expect("serve");
-    fake.start_controller();
-    let engine = Engine::new(addr);
+    let (_fake, engine) = Engine::served().await;
     let manifest = engine.manifest();
     let apply = [
         "apply",
@@ -150,10 +155,7 @@ async fn a_manifest_error_is_reported_with_what_to_fix() {
 async fn port_forward_relays_a_connection_to_the_pod_behind_the_service() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let fake = cluster(Setup::default()).await;
-    let addr = fake.serve().await.expect("serve");
-    fake.start_controller();
-    let engine = Engine::new(addr);
+    let (fake, engine) = Engine::served().await;
     let manifest = engine.manifest();
     let out = engine
         .run(&[

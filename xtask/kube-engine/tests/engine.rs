@@ -162,14 +162,15 @@ async fn rollout_wait_explains_image_pull_backoff_at_once() {
         "should fail fast, took {:?}",
         start.elapsed()
     );
-    for needle in [
-        "deployment/test-api",
-        "pod test-api-5d8f-abcde: ImagePullBackOff",
-        "Back-off pulling image",
-        "Failed to pull image \"reg/test-api@sha256:aa\": manifest unknown",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-    }
+    common::assert_contains_all(
+        &text,
+        &[
+            "deployment/test-api",
+            "pod test-api-5d8f-abcde: ImagePullBackOff",
+            "Back-off pulling image",
+            "Failed to pull image \"reg/test-api@sha256:aa\": manifest unknown",
+        ],
+    );
     assert!(!text.contains("someone else's trouble"), "{text}");
 }
 
@@ -200,15 +201,16 @@ async fn rollout_wait_explains_crash_loop_with_the_last_logs() {
         .await
         .expect_err("must fail");
     let text = format!("{err:#}");
-    for needle in [
-        "CrashLoopBackOff",
-        "last run exited with code 2, Error (restarts: 3)",
-        "last log lines of test-api (previous run)",
-        "error: PORT=\"abc\" is not a port number",
-        "Back-off restarting failed container",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-    }
+    common::assert_contains_all(
+        &text,
+        &[
+            "CrashLoopBackOff",
+            "last run exited with code 2, Error (restarts: 3)",
+            "last log lines of test-api (previous run)",
+            "error: PORT=\"abc\" is not a port number",
+            "Back-off restarting failed container",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -229,13 +231,14 @@ async fn rollout_deadline_names_the_unschedulable_pod_not_just_a_timeout() {
         .await
         .expect_err("must time out");
     let text = format!("{err:#}");
-    for needle in [
-        "not ready within 1s",
-        "Unschedulable: 0/3 nodes are available: 3 Insufficient memory.",
-        "0 of 1 updated replicas available",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-    }
+    common::assert_contains_all(
+        &text,
+        &[
+            "not ready within 1s",
+            "Unschedulable: 0/3 nodes are available: 3 Insufficient memory.",
+            "0 of 1 updated replicas available",
+        ],
+    );
 }
 
 fn test_api() -> rollout::Workload {

@@ -130,13 +130,14 @@ async fn a_failed_seldon_deployment_is_explained_with_its_pods_and_events() {
         .await
         .expect_err("must fail");
     let text = format!("{err:#}");
-    for needle in [
-        "seldondeployment/seldon-test-model in namespace seldon: Seldon reports Failed: Deployment seldon-test-model-default-0 failed",
-        "ErrImageNeverPull: Container image \"model-server:0.1.0\" is not present",
-        "Warning InternalError seldondeployment/seldon-test-model",
-    ] {
-        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-    }
+    common::assert_contains_all(
+        &text,
+        &[
+            "seldondeployment/seldon-test-model in namespace seldon: Seldon reports Failed: Deployment seldon-test-model-default-0 failed",
+            "ErrImageNeverPull: Container image \"model-server:0.1.0\" is not present",
+            "Warning InternalError seldondeployment/seldon-test-model",
+        ],
+    );
 }
 
 #[tokio::test]

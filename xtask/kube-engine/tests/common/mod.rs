@@ -57,3 +57,10 @@ where
         .await
         .expect("status patch");
 }
+
+/// Every needle is in the text; the panic shows the whole text.
+pub fn assert_contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
