@@ -71,10 +71,14 @@ pub fn release_command(cx: &Ctx, purpose: &str) -> Cmd {
     }
 }
 
+/// Cargo's target directory (CARGO_TARGET_DIR honoured).
+pub fn target_dir(cx: &Ctx) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into)
+}
+
 /// Where `release_command` puts its binaries.
 pub fn release_dir(cx: &Ctx) -> PathBuf {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into);
+    let target = target_dir(cx);
     match static_target() {
         Some(t) => target.join(t).join("release"),
         None => target.join("release"),

@@ -38,9 +38,7 @@ pub fn binary(cx: &Ctx) -> Result<PathBuf> {
             .args(["build", "--package", "kube-engine", "--bin", "kube-engine"])
             .cwd(&cx.root),
     )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), PathBuf::from);
-    let path = target.join("debug").join("kube-engine");
+    let path = build::target_dir(cx).join("debug").join("kube-engine");
     Ok(BUILT.get_or_init(|| path).clone())
 }
 

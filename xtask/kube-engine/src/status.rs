@@ -62,9 +62,6 @@ pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>
             .and_then(|lb| lb.ingress.as_ref())
             .and_then(|i| i.first())
             .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()));
-        // A pending external address is normal on minikube and kind (no cloud
-        // load balancer): it is shown, not counted as unready.
-        let ready = true;
         let external = match (&ty[..], ingress) {
             ("LoadBalancer", Some(a)) => format!(", external {a}"),
             ("LoadBalancer", None) => ", external address pending".into(),
@@ -73,7 +70,9 @@ pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>
         rows.push(row(
             "service",
             &s.metadata,
-            ready,
+            // A pending external address is normal on minikube and kind (no
+            // cloud load balancer): it is shown, not counted as unready.
+            true,
             format!("{ty}, port {}{external}", ports.join(",")),
         ));
     }

@@ -35,6 +35,21 @@ impl Engine {
         Self { dir }
     }
 
+    /// `apply` of the fixture with the test image pinned.
+    async fn apply(&self) -> Output {
+        let manifest = self.manifest();
+        self.run(&[
+            "apply",
+            "--filename",
+            &manifest,
+            "--image",
+            "test-api=reg/test-api@sha256:aa",
+            "--timeout",
+            "20",
+        ])
+        .await
+    }
+
     fn manifest(&self) -> String {
         self.dir
             .path()
@@ -67,18 +82,8 @@ fn text(b: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_status_and_teardown_through_the_binary() {
     let (_fake, engine) = Engine::served().await;
-    let manifest = engine.manifest();
-    let apply = [
-        "apply",
-        "--filename",
-        &manifest,
-        "--image",
-        "test-api=reg/test-api@sha256:aa",
-        "--timeout",
-        "20",
-    ];
 
-    let out = engine.run(&apply).await;
+    let out = engine.apply().await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     for line in [
@@ -89,7 +94,7 @@ async fn apply_status_and_teardown_through_the_binary() {
         assert!(stdout.contains(line), "{line:?} missing in:\n{stdout}");
     }
 
-    let out = engine.run(&apply).await;
+    let out = engine.apply().await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert_eq!(stdout.matches(" unchanged").count(), 3, "{stdout}");
@@ -156,18 +161,7 @@ async fn port_forward_relays_a_connection_to_the_pod_behind_the_service() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let (fake, engine) = Engine::served().await;
-    let manifest = engine.manifest();
-    let out = engine
-        .run(&[
-            "apply",
-            "--filename",
-            &manifest,
-            "--image",
-            "test-api=reg/test-api@sha256:aa",
-            "--timeout",
-            "20",
-        ])
-        .await;
+    let out = engine.apply().await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // The "pod": an echo server the fake's port-forward leads to.

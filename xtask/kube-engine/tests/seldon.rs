@@ -52,6 +52,20 @@ fn sdep() -> rollout::Workload {
     }
 }
 
+/// Seldon installed, `setup`'s objects, and the manifest applied.
+async fn deployed(setup: Setup) -> (kube_fake_api::FakeCluster, Resolver) {
+    let fake = cluster(Setup {
+        seldon_installed: true,
+        ..setup
+    })
+    .await;
+    let mut resolver = Resolver::new(fake.client.clone());
+    apply_all(&mut resolver, objects(), &OPTS)
+        .await
+        .expect("apply");
+    (fake, resolver)
+}
+
 async fn set_state(client: &kube::Client, status: Value) {
     common::patch_status::<SeldonDeployment>(client, "seldon", "seldon-test-model", status).await;
 }
@@ -111,16 +125,11 @@ async fn a_failed_seldon_deployment_is_explained_with_its_pods_and_events() {
     let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1", "namespace": "seldon"},
         "involvedObject": {"kind": "SeldonDeployment", "name": "seldon-test-model", "namespace": "seldon"},
         "reason": "InternalError", "message": "Deployment seldon-test-model-default-0 failed", "type": "Warning"});
-    let fake = cluster(Setup {
-        seldon_installed: true,
+    let (fake, mut resolver) = deployed(Setup {
         objects: vec![pod, event],
         ..Setup::default()
     })
     .await;
-    let mut resolver = Resolver::new(fake.client.clone());
-    apply_all(&mut resolver, objects(), &OPTS)
-        .await
-        .expect("apply");
     set_state(
         &fake.client,
         json!({"state": "Failed", "description": "Deployment seldon-test-model-default-0 failed"}),
@@ -162,17 +171,12 @@ async fn without_the_crd_the_error_says_seldon_core_is_not_installed_and_how_to_
 
 #[tokio::test]
 async fn teardown_removes_the_seldon_stack_only() {
-    let fake = cluster(Setup {
-        seldon_installed: true,
+    let (fake, mut resolver) = deployed(Setup {
         namespaces: vec![json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "kube-mlops", "labels": {"app.kubernetes.io/managed-by": "kube-mlops"}}})],
         ..Setup::default()
     })
     .await;
-    let mut resolver = Resolver::new(fake.client.clone());
-    apply_all(&mut resolver, objects(), &OPTS)
-        .await
-        .expect("apply");
     let report = teardown::teardown(&mut resolver, SELECTOR, Duration::from_secs(5))
         .await
         .expect("teardown");

@@ -87,11 +87,13 @@ impl Kube {
         if !cx.runner.is_dry_run() && forward_alive(&pid_file, local) {
             return Ok(url);
         }
-        stop_forward(&pid_file);
+        kill_forward(&pid_file);
         if !cx.runner.is_dry_run() {
             // Otherwise the forward would fail to listen while whatever holds
             // the port answered in its place.
-            if !port_free_within(local, Duration::from_secs(3)) {
+            // A forward just stopped may take a moment to let go of the port.
+            let free = || std::net::TcpListener::bind(("127.0.0.1", local)).is_ok();
+            if !within(Duration::from_secs(3), free) {
                 bail!(
                     "port {local} on 127.0.0.1 is in use, so {namespace}/{service} cannot be forwarded there: \
                      stop what uses it (another target? `cargo xtask teardown --target local`) or change the port in xtask.toml"
@@ -126,7 +128,7 @@ impl Kube {
     /// Stops the background port-forward saved under `key`, if any.
     pub fn stop_forward(&self, cx: &Ctx, key: &str) {
         if !cx.runner.is_dry_run() {
-            stop_forward(&self.pid_file(cx, key));
+            kill_forward(&self.pid_file(cx, key));
         }
     }
 
@@ -208,33 +210,33 @@ impl Kube {
     }
 }
 
-fn forward_alive(pid_file: &PathBuf, port: u16) -> bool {
-    let alive = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
-    alive && TcpStream::connect(("127.0.0.1", port)).is_ok()
+/// The pid a port-forward's pid file holds, if any.
+fn read_pid(pid_file: &Path) -> Option<nix::unistd::Pid> {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(nix::unistd::Pid::from_raw(pid))
 }
 
-fn stop_forward(pid_file: &PathBuf) {
-    if let Some(pid) = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+fn forward_alive(pid_file: &Path, port: u16) -> bool {
+    read_pid(pid_file).is_some_and(|pid| nix::sys::signal::kill(pid, None).is_ok())
+        && TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn kill_forward(pid_file: &Path) {
+    if let Some(pid) = read_pid(pid_file) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     }
     let _ = std::fs::remove_file(pid_file);
 }
 
-/// Whether 127.0.0.1:`port` can be bound, waiting a little for a stopped
-/// forward to let go of it.
-fn port_free_within(port: u16, wait: Duration) -> bool {
+/// Whether `done` holds within `wait`, asked every 100 ms.
+fn within(wait: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + wait;
     loop {
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if done() {
             return true;
         }
         if Instant::now() >= deadline {
@@ -244,13 +246,11 @@ fn port_free_within(port: u16, wait: Duration) -> bool {
     }
 }
 
-fn wait_listening(port: u16, log: &PathBuf) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
+fn wait_listening(port: u16, log: &Path) -> Result<()> {
+    if within(Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }) {
+        return Ok(());
     }
     let tail = std::fs::read_to_string(log).unwrap_or_default();
     bail!(
