@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use seldon_protocol::{Array, Feedback, Meta, SeldonMessage};
+use seldon_protocol::{Array, Feedback, Limits, Meta, Names, SeldonMessage};
 use serde_json::{Value, json};
 
 use crate::body;
@@ -31,7 +31,8 @@ pub struct Unit {
 pub struct AppState {
     pub model: Box<dyn Model>,
     pub unit: Unit,
-    pub max_body_bytes: usize,
+    /// Bounds on the arrays a request may describe (from `MAX_BODY_BYTES`).
+    pub limits: Limits,
     pub metrics: ModelMetrics,
 }
 
@@ -109,9 +110,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
 
 async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let result = async {
-        let msg: SeldonMessage = body::read(req, s.max_body_bytes).await?;
-        let reply = run_model(&s, &msg)?;
-        Ok::<_, SeldonError>(reply)
+        let (msg, admission) = body::read::<SeldonMessage>(req).await?;
+        let reply = run_model(&s, msg)?;
+        // The reply is part of the memory the admission bounds, until sent.
+        Ok::<_, SeldonError>(admission.hold_until_sent(json_reply(&reply)))
     }
     .await;
     let outcome = match &result {
@@ -124,7 +126,7 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
         .get_or_create(&OutcomeLabels { outcome })
         .inc();
     match result {
-        Ok(reply) => Json(reply).into_response(),
+        Ok(reply) => reply,
         Err(e) => {
             tracing::debug!(status = e.http.as_u16(), info = %e.info, "prediction refused");
             e.into_response()
@@ -133,8 +135,9 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
-fn run_model(s: &AppState, msg: &SeldonMessage) -> Result<SeldonMessage, SeldonError> {
-    let (input, names) = payload_of(msg)?;
+fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {
+    let (input, names) = payload_of(&mut msg, s.limits)?;
+    // Bounded by the limits, so the counter cannot be pushed to wrap.
     let rows = match &input {
         Payload::Array(a) => a.rows() as u64,
         _ => 1,
@@ -146,7 +149,11 @@ fn run_model(s: &AppState, msg: &SeldonMessage) -> Result<SeldonMessage, SeldonE
     Ok(reply(s, msg.meta.as_ref(), output))
 }
 
-fn payload_of(msg: &SeldonMessage) -> Result<(Payload, Vec<String>), SeldonError> {
+/// The one payload of `msg` (moved out of it), with the request's names.
+fn payload_of(
+    msg: &mut SeldonMessage,
+    limits: Limits,
+) -> Result<(Payload, Vec<String>), SeldonError> {
     let given = [
         msg.data.is_some(),
         msg.json_data.is_some(),
@@ -166,51 +173,110 @@ fn payload_of(msg: &SeldonMessage) -> Result<(Payload, Vec<String>), SeldonError
             ));
         }
     }
-    if let Some(d) = &msg.data {
-        let array = Array::from_data(d).map_err(|e| SeldonError::bad_data(e.to_string()))?;
-        if !d.names.is_empty() && d.names.len() != array.cols() {
-            return Err(SeldonError::bad_data(format!(
-                "data.names has {} names for {} columns",
-                d.names.len(),
-                array.cols()
-            )));
-        }
-        return Ok((Payload::Array(array), d.names.clone()));
+    if let Some(d) = msg.data.take() {
+        // `names` are advisory, as in Seldon: any count is accepted.
+        let names = d.names.to_vec();
+        let array =
+            Array::take_data(d, limits).map_err(|e| SeldonError::bad_data(e.to_string()))?;
+        return Ok((Payload::Array(array), names));
     }
-    if let Some(j) = &msg.json_data {
-        return Ok((Payload::Json(j.clone()), Vec::new()));
+    if let Some(j) = msg.json_data.take() {
+        return Ok((Payload::Json(j), Vec::new()));
     }
-    if let Some(s) = &msg.str_data {
-        return Ok((Payload::Str(s.clone()), Vec::new()));
+    if let Some(s) = msg.str_data.take() {
+        return Ok((Payload::Str(s), Vec::new()));
     }
-    let b64 = msg.bin_data.as_deref().unwrap_or_default();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| SeldonError::bad_data(format!("binData is not valid base64: {e}")))?;
-    Ok((Payload::Bin(bytes), Vec::new()))
+    let b64 = msg.bin_data.take().unwrap_or_default();
+    Ok((Payload::Bin(decode_base64(&b64)?), Vec::new()))
 }
 
-fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMessage {
+/// Standard base64; line breaks and other whitespace are skipped, as
+/// Python's `base64.b64decode` (and so Seldon) skips them: `base64` wraps
+/// its output every 76 characters by default.
+fn decode_base64(text: &str) -> Result<Vec<u8>, SeldonError> {
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| SeldonError::bad_data(format!("binData is not valid base64: {e}")))
+}
+
+/// Column names of an output, as Seldon's `client_class_names`: for two or
+/// more dimensions the model's class names (when they fit) or `t:0`,
+/// `t:1`, ... over the second dimension; none for 0-D and 1-D outputs.
+fn output_names(model: &dyn Model, a: &Array) -> Names {
+    let &[_, width, ..] = a.shape() else {
+        return Names::default();
+    };
+    match model.class_names() {
+        Some(n) if n.len() == width => Names::List(n.to_vec()),
+        _ => Names::Indexed(width),
+    }
+}
+
+/// Serialises a reply into a buffer sized up front: a growing buffer would
+/// hold one and a half times the reply while it doubles.
+fn json_reply(msg: &SeldonMessage) -> Response {
+    let data = msg.data.as_ref().map_or(0, |d| {
+        let array = d
+            .tensor
+            .as_ref()
+            .map(|t| t.values.get().len())
+            .or_else(|| d.ndarray.as_ref().map(|n| n.get().len()))
+            .unwrap_or(0);
+        array + names_text(&d.names)
+    });
+    let mut buf = Vec::with_capacity(data + 256);
+    match serde_json::to_writer(&mut buf, msg) {
+        Ok(()) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            buf,
+        )
+            .into_response(),
+        Err(e) => {
+            SeldonError::from(crate::model::ModelError::Internal(e.to_string())).into_response()
+        }
+    }
+}
+
+/// At least the length of `names` as JSON (`"t:<digits>",` for default names).
+fn names_text(names: &Names) -> usize {
+    match names {
+        Names::List(v) => v.iter().map(|n| n.len() + 3).sum(),
+        Names::Indexed(n) => n * (5 + n.to_string().len()),
+    }
+}
+
+/// The reply's `meta`, as Seldon's `construct_response_json` builds it: the
+/// request's `puid` (when not empty), `tags` and `metrics` echoed, and
+/// `requestPath` with this unit added (the request's entries win).
+fn reply_meta(s: &AppState, request: Option<&Meta>) -> Meta {
     let mut meta = Meta {
-        puid: request_meta.and_then(|m| m.puid.clone()),
-        tags: request_meta.map(|m| m.tags.clone()).unwrap_or_default(),
+        puid: request
+            .and_then(|m| m.puid.clone())
+            .filter(|p| !p.is_empty()),
+        tags: request.map(|m| m.tags.clone()).unwrap_or_default(),
+        metrics: request.map(|m| m.metrics.clone()).unwrap_or_default(),
         ..Meta::default()
     };
     if let Some(id) = &s.unit.id {
         let image = s.unit.image.clone().unwrap_or_default();
         meta.request_path.insert(id.clone(), Value::String(image));
     }
+    if let Some(path) = request.map(|m| &m.request_path) {
+        meta.request_path
+            .extend(path.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    meta
+}
+
+fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMessage {
     let mut msg = SeldonMessage {
-        meta: Some(meta),
+        meta: Some(reply_meta(s, request_meta)),
         ..SeldonMessage::default()
     };
     match output {
         Payload::Array(a) => {
-            let cols = a.cols();
-            let names = match s.model.class_names() {
-                Some(n) if n.len() == cols => n.to_vec(),
-                _ => (0..cols).map(|i| format!("t:{i}")).collect(),
-            };
+            let names = output_names(s.model.as_ref(), &a);
             msg.data = Some(a.to_data(names));
         }
         Payload::Json(j) => msg.json_data = Some(j),
@@ -224,7 +290,7 @@ async fn feedback(
     State(s): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<SeldonMessage>, SeldonError> {
-    let fb: Feedback = body::read(req, s.max_body_bytes).await?;
+    let (fb, _admission) = body::read::<Feedback>(req).await?;
     if fb.request.is_none() && fb.reward.is_none() && fb.truth.is_none() {
         return Err(SeldonError::bad_data(
             "feedback needs at least one of request, reward or truth",
@@ -241,22 +307,21 @@ async fn feedback(
         ("truth", &fb.truth),
     ] {
         if let Some(d) = m.as_ref().and_then(|m| m.data.as_ref()) {
-            Array::from_data(d).map_err(|e| SeldonError::bad_data(format!("{field}: {e}")))?;
+            Array::from_data(d, s.limits)
+                .map_err(|e| SeldonError::bad_data(format!("{field}: {e}")))?;
         }
     }
     s.metrics.feedback.inc();
+    // A sum that would leave f64's finite range is not added to.
     if let Some(r) = fb.reward
         && r > 0.0
+        && (s.metrics.reward.get() + r).is_finite()
     {
         s.metrics.reward.inc_by(r);
     }
     let meta = fb.request.as_ref().and_then(|m| m.meta.as_ref());
     Ok(Json(SeldonMessage {
-        meta: Some(Meta {
-            puid: meta.and_then(|m| m.puid.clone()),
-            tags: meta.map(|m| m.tags.clone()).unwrap_or_default(),
-            ..Meta::default()
-        }),
+        meta: Some(reply_meta(&s, meta)),
         ..SeldonMessage::default()
     }))
 }
@@ -273,11 +338,18 @@ async fn health_status(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Seldon v1 model metadata.
+/// Seldon v1 model metadata (the wrapper's schema, seldon_core/metadata.py);
+/// `custom.datatype` names the element type a model computes in (`FP32`
+/// for ONNX models), so that clients know their float64 inputs are
+/// rounded to float32.
 async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
     let schema = |names: Option<&[String]>| match names {
         Some(n) => json!({"messagetype": "tensor", "schema": {"names": n, "shape": [n.len()]}}),
         None => json!({"messagetype": "ndarray", "schema": {}}),
+    };
+    let custom = match s.model.datatype() {
+        Some(d) => json!({ "datatype": d }),
+        None => json!({}),
     };
     Json(json!({
         "name": s.model.name(),
@@ -285,5 +357,6 @@ async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
         "platform": s.model.platform(),
         "inputs": [schema(s.model.feature_names())],
         "outputs": [schema(s.model.class_names())],
+        "custom": custom,
     }))
 }

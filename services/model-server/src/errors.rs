@@ -25,20 +25,17 @@ impl SeldonError {
         }
     }
 
-    pub fn too_large(limit: usize) -> Self {
+    /// A client-side failure with another status (413, 408, 415, ...).
+    pub fn with_status(http: StatusCode, info: impl Into<String>) -> Self {
         Self {
-            http: StatusCode::PAYLOAD_TOO_LARGE,
+            http,
             reason: "MICROSERVICE_BAD_DATA",
-            info: format!("the request body is larger than {limit} bytes (MAX_BODY_BYTES)"),
+            info: info.into(),
         }
     }
 
     pub fn unsupported_media(info: impl Into<String>) -> Self {
-        Self {
-            http: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            reason: "MICROSERVICE_BAD_DATA",
-            info: info.into(),
-        }
+        Self::with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE, info)
     }
 }
 

@@ -23,7 +23,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
             id: lookup("PREDICTIVE_UNIT_ID"),
             image: lookup("PREDICTIVE_UNIT_IMAGE"),
         },
-        max_body_bytes: env.max_body_bytes,
+        limits: seldon_protocol::Limits::for_body(env.max_body_bytes),
         metrics: metrics.clone(),
     });
     Ok(Service {

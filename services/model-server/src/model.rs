@@ -57,4 +57,11 @@ pub trait Model: Send + Sync + 'static {
 
     /// Where the model runs, for `/metadata`.
     fn platform(&self) -> &str;
+
+    /// The element type the model computes in, as Seldon's metadata names
+    /// tensor types (`FP32`, `FP64`, ...); `None` when it passes values
+    /// through untouched.
+    fn datatype(&self) -> Option<&str> {
+        None
+    }
 }

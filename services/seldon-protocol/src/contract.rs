@@ -10,7 +10,7 @@ use rand_distr::{Distribution, LogNormal, StandardNormal};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::array::{Array, Elements, Repr};
+use crate::array::{Array, Limits, Repr};
 use crate::message::{DefaultData, SeldonMessage};
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -28,9 +28,10 @@ pub struct Feature {
     #[serde(default)]
     pub dtype: Option<Dtype>,
     pub ftype: Ftype,
-    /// `[low, high]`; either may be "-inf"/"inf" (open ranges draw from a
-    /// normal or shifted lognormal distribution, as Seldon does).
-    #[serde(default)]
+    /// `[low, high]`; an end written "inf" (Seldon's notation, on either
+    /// side) or "-inf" is open: open ranges draw from a normal or shifted
+    /// lognormal distribution, as seldon-core-tester does.
+    #[serde(default, deserialize_with = "range")]
     pub range: Option<[Bound; 2]>,
     /// The categories of a categorical feature.
     #[serde(default)]
@@ -58,27 +59,31 @@ pub enum Ftype {
     Categorical,
 }
 
-/// A range end: a number, or an open end written "inf" / "-inf".
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
-#[serde(try_from = "Value")]
+/// A range end: a number, or an open end (infinite).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bound(pub f64);
 
-impl TryFrom<Value> for Bound {
-    type Error = String;
-
-    fn try_from(v: Value) -> Result<Self, String> {
-        match &v {
-            Value::Number(n) => n
-                .as_f64()
-                .map(Bound)
-                .ok_or_else(|| format!("{n} is not a number")),
-            Value::String(s) if s == "inf" || s == "+inf" => Ok(Bound(f64::INFINITY)),
-            Value::String(s) if s == "-inf" => Ok(Bound(f64::NEG_INFINITY)),
-            other => Err(format!(
-                "expected a number, \"inf\" or \"-inf\", got {other}"
-            )),
-        }
-    }
+/// Reads `[low, high]`. seldon-core-tester writes an open end as "inf" on
+/// either side (`["inf", 5]` is everything up to 5); "-inf" and "+inf" are
+/// accepted too.
+fn range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[Bound; 2]>, D::Error> {
+    let Some([lo, hi]) = Option::<[Value; 2]>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let end = |v: &Value, open: f64| match v {
+        Value::Number(n) => n
+            .as_f64()
+            .map(Bound)
+            .ok_or_else(|| format!("{n} is not a number")),
+        Value::String(s) if matches!(s.as_str(), "inf" | "+inf" | "-inf") => Ok(Bound(open)),
+        other => Err(format!(
+            "expected a number, \"inf\" or \"-inf\", got {other}"
+        )),
+    };
+    Ok(Some([
+        end(&lo, f64::NEG_INFINITY).map_err(serde::de::Error::custom)?,
+        end(&hi, f64::INFINITY).map_err(serde::de::Error::custom)?,
+    ]))
 }
 
 /// One column group after `repeat` is expanded.
@@ -133,22 +138,15 @@ impl Contract {
                 }
             }
         }
-        let elements = if cells.iter().all(Value::is_number) {
-            Elements::Numbers(cells.iter().filter_map(Value::as_f64).collect())
-        } else if tensor {
+        if tensor && !cells.iter().all(Value::is_number) {
             return Err(
                 "--tensor needs numeric features; this contract has categorical strings".into(),
             );
-        } else {
-            Elements::Values(cells)
-        };
-        let array = Array {
-            repr: if tensor { Repr::Tensor } else { Repr::Ndarray },
-            shape: vec![rows, width],
-            elements,
-        };
+        }
+        let repr = if tensor { Repr::Tensor } else { Repr::Ndarray };
+        let array = Array::from_values(repr, vec![rows, width], &cells);
         Ok(SeldonMessage {
-            data: Some(array.to_data(columns.into_iter().map(|c| c.name).collect())),
+            data: Some(array.to_data(columns.into_iter().map(|c| c.name).collect::<Vec<_>>())),
             ..SeldonMessage::default()
         })
     }
@@ -170,7 +168,7 @@ impl Contract {
             problems.push("the response has no data".into());
             return problems;
         };
-        let array = match Array::from_data(data) {
+        let array = match Array::from_data(data, Limits::for_body(usize::MAX)) {
             Ok(a) => a,
             Err(e) => {
                 problems.push(format!("response {e}"));
@@ -211,20 +209,20 @@ impl Contract {
         }
         let mut col = 0;
         for c in &columns {
-            if !c.repeated && c.width == 1 && data.names.get(col).is_some_and(|n| *n != c.name) {
+            if let Some(name) = data.names.get(col)
+                && !c.repeated
+                && c.width == 1
+                && *name != *c.name
+            {
                 problems.push(format!(
-                    "output {col} is named {:?}, the target is {:?}",
-                    data.names[col], c.name
+                    "output {col} is named {name:?}, the target is {:?}",
+                    c.name
                 ));
             }
             for k in 0..c.width {
                 for r in 0..array.rows() {
                     let idx = r * width + col + k;
-                    let cell = match &array.elements {
-                        Elements::Numbers(v) => v.get(idx).map(|x| Value::from(*x)),
-                        Elements::Values(v) => v.get(idx).cloned(),
-                    };
-                    if let Some(cell) = cell
+                    if let Some(cell) = array.element(idx).map(|e| e.to_value())
                         && let Err(e) = c.feature.admits(&cell)
                     {
                         problems.push(format!("row {r}, output {} ({}): {e}", col + k, c.name));
@@ -428,20 +426,41 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let m = c.request(50, false, &mut rng)?;
         let data = m.data.ok_or("no data")?;
-        assert_eq!(data.names, ["x1", "x2", "x3", "x4"]);
-        let a = Array::from_data(&data).map_err(|e| e.to_string())?;
-        assert_eq!(a.shape, vec![50, 4]);
-        let Elements::Numbers(v) = a.elements else {
-            return Err("not numeric".into());
-        };
+        assert_eq!(data.names.to_vec(), ["x1", "x2", "x3", "x4"]);
+        let a = Array::from_data(&data, Limits::for_body(1 << 20)).map_err(|e| e.to_string())?;
+        assert_eq!(a.shape(), [50, 4]);
+        assert!(a.is_numeric());
         let ranges = [(4.0, 8.0), (2.0, 5.0), (1.0, 10.0), (0.0, 3.0)];
-        for (i, x) in v.iter().enumerate() {
+        for i in 0..a.len() {
+            let x = a.number(i).ok_or("not a number")?;
             let (lo, hi) = ranges[i % 4];
-            assert!((lo..=hi).contains(x), "{x} outside [{lo},{hi}]");
-            assert_eq!((x * 1000.0).round() / 1000.0, *x, "3 decimals");
+            assert!((lo..=hi).contains(&x), "{x} outside [{lo},{hi}]");
+            assert_eq!((x * 1000.0).round() / 1000.0, x, "3 decimals");
         }
         let t = c.request(2, true, &mut rng)?.data.ok_or("no data")?;
         assert_eq!(t.tensor.map(|t| t.shape), Some(vec![2, 4]));
+        Ok(())
+    }
+
+    #[test]
+    fn seldons_open_range_notation() -> Result<(), String> {
+        // seldon-core-tester writes "inf" for an open end on either side.
+        let c = Contract::parse(
+            r#"{"features":[
+                {"name":"below","dtype":"FLOAT","ftype":"continuous","range":["inf",-10]},
+                {"name":"any","dtype":"FLOAT","ftype":"continuous","range":["inf","inf"]}
+            ]}"#,
+        )?;
+        assert_eq!(
+            c.features[0].range,
+            Some([Bound(f64::NEG_INFINITY), Bound(-10.0)])
+        );
+        let m = c.request(20, true, &mut StdRng::seed_from_u64(3))?;
+        let a = Array::from_data(&m.data.ok_or("no data")?, Limits::for_body(1 << 20))
+            .map_err(|e| e.to_string())?;
+        for r in 0..20 {
+            assert!(a.number(r * 2).is_some_and(|x| x < -10.0));
+        }
         Ok(())
     }
 
@@ -457,6 +476,7 @@ mod tests {
         )?;
         let m = c.request(20, false, &mut StdRng::seed_from_u64(1))?;
         let nd = m.data.and_then(|d| d.ndarray).ok_or("no ndarray")?;
+        let nd: Value = serde_json::from_str(nd.get()).map_err(|e| e.to_string())?;
         for row in nd.as_array().ok_or("rows")? {
             assert!(row[0].as_f64().is_some_and(|x| x > 10.0), "{row}");
             assert!(row[1].as_f64().is_some_and(|x| x < -10.0), "{row}");

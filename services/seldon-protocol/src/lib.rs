@@ -6,5 +6,5 @@ pub mod array;
 pub mod contract;
 pub mod message;
 
-pub use array::{Array, ArrayError, Elements, Repr};
-pub use message::{DefaultData, Feedback, Meta, SeldonMessage, Status, Tensor};
+pub use array::{Array, ArrayError, Element, Limits, Repr};
+pub use message::{DefaultData, Feedback, Meta, Names, SeldonMessage, Status, Tensor};

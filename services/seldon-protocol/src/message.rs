@@ -1,12 +1,17 @@
 //! The JSON shapes of Seldon Core's v1 protocol (SeldonMessage and friends),
-//! as the Python wrapper and the executor read and write them.
+//! as the Python wrapper and the executor read and write them
+//! (seldon-core/proto/prediction.proto; the wrapper's JSON path in
+//! python/seldon_core/utils.py, v1.18).
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A request or response. Exactly one of `data`, `binData`, `strData` or
 /// `jsonData` carries the payload.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SeldonMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,26 +29,90 @@ pub struct SeldonMessage {
     pub json_data: Option<Value>,
 }
 
-/// `data`: column names plus one array form.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+/// `data`: column names plus one array form. The arrays are kept as the
+/// JSON text that was sent, so that no number changes on its way through;
+/// [`crate::Array`] reads them.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct DefaultData {
+    /// Column names. Advisory, as in Seldon: their count need not match.
     #[serde(default)]
-    pub names: Vec<String>,
+    pub names: Names,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensor: Option<Tensor>,
-    /// Nested JSON arrays of numbers or strings.
+    /// Nested JSON lists of numbers or strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ndarray: Option<Value>,
+    pub ndarray: Option<Box<RawValue>>,
     /// TensorFlow's TensorProto in JSON; recognised so that it can be refused clearly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tftensor: Option<Value>,
 }
 
-/// `{"shape": [2, 2], "values": [0, 0, 1, 1]}`: row-major values.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+/// Column names: a list, or Seldon's default names `t:0` .. `t:{n-1}`,
+/// which are written out one at a time, so that a reply with half a
+/// million columns does not hold half a million strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Names {
+    List(Vec<String>),
+    Indexed(usize),
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl From<Vec<String>> for Names {
+    fn from(v: Vec<String>) -> Self {
+        Self::List(v)
+    }
+}
+
+impl Names {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::List(v) => v.len(),
+            Self::Indexed(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<Cow<'_, str>> {
+        match self {
+            Self::List(v) => v.get(i).map(|s| Cow::Borrowed(s.as_str())),
+            Self::Indexed(n) => (i < *n).then(|| Cow::Owned(format!("t:{i}"))),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        (0..self.len())
+            .filter_map(|i| self.get(i).map(Cow::into_owned))
+            .collect()
+    }
+}
+
+impl Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((0..self.len()).filter_map(|i| self.get(i)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(Self::List)
+    }
+}
+
+/// `{"shape": [2, 2], "values": [0, 0, 1, 1]}`: row-major values. One
+/// dimension may be `-1` (inferred, as numpy's reshape does).
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub values: Vec<f64>,
+    pub shape: Vec<i64>,
+    /// The JSON list of numbers, as sent.
+    pub values: Box<RawValue>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -85,7 +154,7 @@ impl Status {
 }
 
 /// `send-feedback`: the request, the response it got, a reward, the truth.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Feedback {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<SeldonMessage>,
@@ -98,10 +167,12 @@ pub struct Feedback {
 }
 
 /// Parses JSON into `T`, naming the path of the offending field on error
-/// (`data.tensor.values[2]: invalid type: string "a", expected f64`).
+/// (`data.tensor.shape[0]: invalid type: string "a", expected i64`).
+/// Anything but whitespace after the value is an error, as in Python's
+/// `json.loads`.
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
@@ -109,7 +180,9 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String
         } else {
             format!("{path}: {inner}")
         }
-    })
+    })?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -121,27 +194,39 @@ mod tests {
         let text = r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}}"#;
         let m: SeldonMessage = from_json(text)?;
         let d = m.data.clone().ok_or("no data")?;
-        assert_eq!(d.names, ["a", "b"]);
-        assert_eq!(
-            d.tensor,
-            Some(Tensor {
-                shape: vec![2, 2],
-                values: vec![0.0, 0.0, 1.0, 1.0]
-            })
-        );
+        assert_eq!(d.names.to_vec(), ["a", "b"]);
+        let t = d.tensor.ok_or("no tensor")?;
+        assert_eq!((t.shape, t.values.get()), (vec![2, 2], "[0,0,1,1]"));
         let back = serde_json::to_string(&m).map_err(|e| e.to_string())?;
-        assert_eq!(
-            back,
-            r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0.0,0.0,1.0,1.0]}}}"#
-        );
+        assert_eq!(back, text);
         Ok(())
     }
 
     #[test]
     fn errors_name_the_field() {
-        let e = from_json::<SeldonMessage>(r#"{"data":{"tensor":{"shape":[2],"values":[1,"x"]}}}"#)
-            .expect_err("string in a tensor");
-        assert!(e.starts_with("data.tensor.values[1]"), "{e}");
+        let e = from_json::<SeldonMessage>(r#"{"data":{"tensor":{"shape":[2,"x"],"values":[1]}}}"#)
+            .expect_err("string in a shape");
+        assert!(e.starts_with("data.tensor.shape[1]"), "{e}");
+    }
+
+    #[test]
+    fn data_after_the_message_is_refused() {
+        let e = from_json::<SeldonMessage>(r#"{"strData":"a"} {"strData":"b"}"#)
+            .expect_err("two values");
+        assert!(e.contains("trailing characters"), "{e}");
+        assert!(from_json::<SeldonMessage>("{\"strData\":\"a\"}\n ").is_ok());
+    }
+
+    #[test]
+    fn default_names_are_written_lazily() -> Result<(), String> {
+        let n = Names::Indexed(3);
+        assert_eq!(
+            serde_json::to_string(&n).map_err(|e| e.to_string())?,
+            r#"["t:0","t:1","t:2"]"#
+        );
+        assert_eq!(n.get(2).as_deref(), Some("t:2"));
+        assert_eq!(n.get(3), None);
+        Ok(())
     }
 
     #[test]

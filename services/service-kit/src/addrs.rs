@@ -2,10 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
-use tokio::net::TcpListener;
-
 /// The client's address and the address it reached us on. The local end is
 /// what the tutorial calls the "server ip": the host as the container or pod
 /// sees it, never the 0.0.0.0 we bound to.
@@ -13,19 +9,6 @@ use tokio::net::TcpListener;
 pub struct ConnAddrs {
     pub remote: SocketAddr,
     pub local: SocketAddr,
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for ConnAddrs {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        let remote = *stream.remote_addr();
-        // A socket that was accepted always has a local address; fall back to
-        // the remote's family unspecified address rather than panic.
-        let local = stream
-            .io()
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
-        Self { remote, local }
-    }
 }
 
 /// Shows an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) as plain IPv4.

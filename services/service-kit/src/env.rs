@@ -21,9 +21,28 @@ pub struct ServeEnv {
     /// `ARTIFICIAL_LATENCY_MS`: delay added to every request, for drills of
     /// probes, timeouts and graceful shutdown. Off (0) by default.
     pub artificial_latency: Duration,
-    /// `MAX_BODY_BYTES`: request bodies above this size get 413.
+    /// `MAX_BODY_BYTES`: request bodies above this size get 413 (also after
+    /// decompression). At most 1 GiB.
     pub max_body_bytes: usize,
+    /// `HEADER_READ_TIMEOUT_SECS`: how long a client may take to send a
+    /// request's headers; also how long an idle keep-alive connection stays
+    /// open. Default 10.
+    pub header_read_timeout: Duration,
+    /// `BODY_READ_TIMEOUT_SECS`: how long a client may take to send a
+    /// request body once its headers are in (408 after). Default 10.
+    pub body_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections at most; further clients wait in
+    /// the listen backlog until one closes. Default 256.
+    pub max_connections: usize,
+    /// `MAX_CONCURRENT_REQUESTS`: requests whose payload is read and
+    /// processed at once (the rest queue, first come first served), which
+    /// bounds memory at about this many times the per-request peak; see
+    /// the README's memory arithmetic. Default 4.
+    pub max_concurrent_requests: usize,
 }
+
+/// The largest `MAX_BODY_BYTES` accepted (array elements are indexed with u32).
+pub const MAX_BODY_BYTES_LIMIT: usize = 1 << 30;
 
 impl Default for ServeEnv {
     fn default() -> Self {
@@ -34,6 +53,10 @@ impl Default for ServeEnv {
             drain: Duration::ZERO,
             artificial_latency: Duration::ZERO,
             max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_concurrent_requests: 4,
         }
     }
 }
@@ -57,11 +80,33 @@ impl ServeEnv {
                 .map_or(d.artificial_latency, Duration::from_millis),
             max_body_bytes: match parse::<usize>(&lookup, "MAX_BODY_BYTES", "a byte count")? {
                 Some(0) => bail!("MAX_BODY_BYTES=0: must be at least 1"),
+                Some(n) if n > MAX_BODY_BYTES_LIMIT => {
+                    bail!("MAX_BODY_BYTES={n}: must be at most {MAX_BODY_BYTES_LIMIT} (1 GiB)")
+                }
                 Some(n) => n,
                 None => d.max_body_bytes,
             },
+            header_read_timeout: positive_secs(&lookup, "HEADER_READ_TIMEOUT_SECS")?
+                .unwrap_or(d.header_read_timeout),
+            body_read_timeout: positive_secs(&lookup, "BODY_READ_TIMEOUT_SECS")?
+                .unwrap_or(d.body_read_timeout),
+            max_connections: positive(&lookup, "MAX_CONNECTIONS")?.unwrap_or(d.max_connections),
+            max_concurrent_requests: positive(&lookup, "MAX_CONCURRENT_REQUESTS")?
+                .unwrap_or(d.max_concurrent_requests),
         })
     }
+}
+
+/// A count that must be at least 1.
+fn positive(lookup: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<usize>> {
+    match parse::<usize>(lookup, key, "a whole number of at least 1")? {
+        Some(0) => bail!("{key}=0: must be at least 1"),
+        n => Ok(n),
+    }
+}
+
+fn positive_secs(lookup: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<Duration>> {
+    Ok(positive(lookup, key)?.map(|s| Duration::from_secs(s as u64)))
 }
 
 /// Parses variable `key` when it is set and not empty.
@@ -132,5 +177,21 @@ mod tests {
             env(&[("MAX_BODY_BYTES", "0")]).expect_err("rejected")
         );
         assert!(err.contains("MAX_BODY_BYTES"), "{err}");
+        let err = format!(
+            "{:#}",
+            env(&[("MAX_BODY_BYTES", "2000000000")]).expect_err("rejected")
+        );
+        assert!(err.contains("at most 1073741824"), "{err}");
+        for key in [
+            "MAX_CONNECTIONS",
+            "MAX_CONCURRENT_REQUESTS",
+            "BODY_READ_TIMEOUT_SECS",
+        ] {
+            let err = format!("{:#}", env(&[(key, "0")]).expect_err("rejected"));
+            assert!(
+                err.contains(&format!("{key}=0: must be at least 1")),
+                "{err}"
+            );
+        }
     }
 }

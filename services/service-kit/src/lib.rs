@@ -1,9 +1,13 @@
 //! What every kube-mlops service shares: settings from the environment, the
-//! server bootstrap (bind, probes, metrics, JSON errors), and graceful shutdown.
+//! server bootstrap (bind, HTTP/1 with bounded connections and timeouts,
+//! probes, metrics, JSON errors, request decompression), bounded payload
+//! reading, and graceful shutdown.
 
 pub mod addrs;
+pub mod body;
 pub mod env;
 pub mod errors;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod probes;

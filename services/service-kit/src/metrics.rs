@@ -14,6 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// The route label of requests no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
@@ -63,6 +66,18 @@ impl Metrics {
         })
     }
 
+    /// Counts a request no route matched (404) under the fixed route label
+    /// `unmatched`, so that scanners cannot add series.
+    pub fn count_unmatched(&self, method: &axum::http::Method, status: axum::http::StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: static_method(method),
+                route: UNMATCHED.to_owned(),
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
     /// The current values in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -79,7 +94,7 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     m.latency

@@ -1,20 +1,35 @@
-//! The bootstrap every service runs: bind, serve with probes, metrics, JSON
-//! errors and a body limit, stop gracefully.
+//! The bootstrap every service runs: bind, serve HTTP/1 with probes,
+//! metrics, JSON errors, request decompression and bounded connections,
+//! then stop gracefully.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::env::ServeEnv;
+use crate::lifecycle::{self, BodyPolicy, Lifecycle};
 use crate::metrics::{self, Metrics};
 use crate::probes::{self, Readiness};
 use crate::{ConnAddrs, errors, shutdown};
+
+/// After the drain, how long clients still sending a request are waited
+/// for before their connections are closed. Requests already being
+/// handled are always finished.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// What a service brings: its name and its routes.
 pub struct Service {
@@ -35,13 +50,15 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
     let signals = shutdown::Signals::install()?;
     let readiness = Readiness::default();
-    let app = router(
-        service.routes,
-        service.name,
-        service.metrics,
-        &env,
+    let life = Lifecycle::new(
         readiness.clone(),
+        BodyPolicy {
+            max_bytes: env.max_body_bytes,
+            read_timeout: env.body_read_timeout,
+        },
+        env.max_concurrent_requests,
     );
+    let app = router(service.routes, service.name, service.metrics, &env, &life);
 
     tracing::info!(
         service = service.name,
@@ -51,15 +68,110 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
         "listening"
     );
     readiness.set(true);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<ConnAddrs>(),
-    )
-    .with_graceful_shutdown(signals.wait(readiness, env.drain))
-    .await
-    .context("serving")?;
+    let stop = signals.wait(readiness, env.drain);
+    serve(listener, app, &env, &life, stop).await;
     tracing::info!(service = service.name, "stopped");
     Ok(())
+}
+
+/// Accepts connections until `stop` resolves, then closes them: idle ones
+/// at once, busy ones after their response; clients still sending get
+/// [`STOP_GRACE`], requests being handled are finished.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    env: &ServeEnv,
+    life: &Arc<Lifecycle>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(env.max_connections));
+    let (close, closing) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        // At the connection limit, stop accepting: the kernel's backlog holds
+        // further clients until a slot frees.
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => s,
+            () = &mut stop => break,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut stop => break,
+        };
+        while conns.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, remote)) => {
+                let conn = connection(stream, remote, app.clone(), env, closing.clone());
+                conns.spawn(async move {
+                    conn.await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, as axum does.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    close.send_replace(true);
+    let all_closed = async { while conns.join_next().await.is_some() {} };
+    let grace_over = tokio::time::timeout(STOP_GRACE, all_closed).await.is_err();
+    if grace_over {
+        life.stop_reading();
+        if life.in_flight() > 0 {
+            life.idle().await;
+            // Let the last responses reach their sockets.
+            let flush = async { while conns.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(Duration::from_millis(200), flush).await;
+        }
+        if !conns.is_empty() {
+            tracing::info!(
+                connections = conns.len(),
+                "closing connections whose clients stopped sending"
+            );
+        }
+        conns.abort_all();
+    }
+}
+
+/// Serves one HTTP/1 connection until it ends or shutdown closes it.
+fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    env: &ServeEnv,
+    mut closing: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let local = stream.local_addr().unwrap_or(remote);
+    let addrs = ConnectInfo(ConnAddrs { remote, local });
+    let _ = stream.set_nodelay(true);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(env.header_read_timeout)
+        .keep_alive(true);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(addrs);
+        app.clone().oneshot(req.map(Body::new))
+    });
+    async move {
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            r = conn.as_mut() => r,
+            () = async { drop(closing.wait_for(|c| *c).await) } => {
+                // Idle: closes now; busy: after the response in progress.
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended");
+        }
+    }
 }
 
 fn router(
@@ -67,17 +179,20 @@ fn router(
     name: &str,
     extra_metrics: Box<dyn FnOnce(&mut Registry) + Send>,
     env: &ServeEnv,
-    readiness: Readiness,
+    life: &Arc<Lifecycle>,
 ) -> Router {
     let metrics = Metrics::new(name, extra_metrics);
+    let unmatched = Arc::clone(&metrics);
     let mut app = routes
         .route("/healthz", get(probes::live))
-        .route("/readyz", get(probes::ready).with_state(readiness))
+        .route(
+            "/readyz",
+            get(probes::ready).with_state(life.readiness.clone()),
+        )
         .route(
             "/metrics",
             get(metrics::serve).with_state(Arc::clone(&metrics)),
         )
-        .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(DefaultBodyLimit::max(env.max_body_bytes));
     if !env.artificial_latency.is_zero() {
@@ -96,6 +211,20 @@ fn router(
     app.route_layer(axum::middleware::from_fn_with_state(
         metrics,
         metrics::track,
+    ))
+    // Fallbacks are not routes: count them here under one fixed label.
+    .fallback(move |req: Request| async move {
+        let method = req.method().clone();
+        let resp = errors::not_found(req.uri().clone()).await;
+        unmatched.count_unmatched(&method, axum::http::StatusCode::NOT_FOUND);
+        resp
+    })
+    // Unknown Content-Encodings pass through, so the body reader can name
+    // them in the service's own error shape.
+    .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
+    .layer(axum::middleware::from_fn_with_state(
+        Arc::clone(life),
+        lifecycle::track,
     ))
 }
 

@@ -61,6 +61,10 @@ impl Server {
         Err("the server never logged `listening`".into())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -98,11 +102,15 @@ impl Drop for Server {
     }
 }
 
-/// A client that returns 4xx/5xx as responses, not errors.
+/// A client that returns 4xx/5xx as responses, not errors (10 s timeout).
 pub fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(10))
+}
+
+pub fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
 }
@@ -118,6 +126,25 @@ pub fn post(url: &str, content_type: &str, body: &[u8]) -> Result<(u16, String)>
         .post(url)
         .header("content-type", content_type)
         .send(body)?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+}
+
+/// POSTs `body` with the given headers.
+pub fn post_with(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String)> {
+    post_with_agent(&agent(), url, headers, body)
+}
+
+pub fn post_with_agent(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String)> {
+    let mut req = agent.post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body)?;
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 

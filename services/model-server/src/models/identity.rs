@@ -16,7 +16,11 @@ impl Model for Identity {
     }
 
     fn probe(&self) -> Payload {
-        Payload::Array(Array::matrix(Repr::Ndarray, 1, 1, vec![0.0]))
+        Payload::Array(Array::from_values(
+            Repr::Ndarray,
+            vec![1, 1],
+            &[serde_json::Value::from(0)],
+        ))
     }
 
     fn platform(&self) -> &str {

@@ -1,11 +1,13 @@
 //! An ONNX classifier or regressor executed in pure Rust by tract: input
 //! float32 `[N, features]`, first output `[N, outputs]`.
 
-use seldon_protocol::{Array, Elements, Repr};
-use serde_json::Value;
+use seldon_protocol::{Array, ArrayError, Element, Repr};
 use tract_onnx::prelude::*;
 
 use crate::model::{Model, ModelError, Payload};
+
+/// Rows per model run; larger batches are split.
+const CHUNK_ROWS: usize = 1024;
 
 pub struct OnnxModel {
     name: String,
@@ -61,28 +63,16 @@ impl OnnxModel {
         })
     }
 
+    /// The input as float32, row-major; every value must be a number that
+    /// float32 can hold (the model computes in float32).
     fn matrix(&self, a: &Array) -> Result<Vec<f32>, ModelError> {
-        let values = match &a.elements {
-            Elements::Numbers(v) => v,
-            Elements::Values(v) => {
-                let (i, bad) = v
-                    .iter()
-                    .enumerate()
-                    .find(|(_, x)| !x.is_number())
-                    .unwrap_or((0, &Value::Null));
-                let cols = a.cols().max(1);
-                return Err(ModelError::BadInput(format!(
-                    "the {} model takes numbers; row {}, column {} is {bad}",
-                    self.name,
-                    i / cols,
-                    i % cols
-                )));
-            }
-        };
-        if a.shape.len() > 2 {
+        if a.shape().len() > 2 {
             return Err(ModelError::BadInput(format!(
                 "the {} model takes rows of {} features ([N, {}]); got shape {:?}",
-                self.name, self.features, self.features, a.shape
+                self.name,
+                self.features,
+                self.features,
+                a.shape()
             )));
         }
         if a.cols() != self.features {
@@ -101,7 +91,34 @@ impl OnnxModel {
         if a.rows() == 0 {
             return Err(ModelError::BadInput("the batch has no rows".into()));
         }
-        Ok(values.iter().map(|x| *x as f32).collect())
+        let cols = a.cols().max(1);
+        a.elements()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = || format!("row {}, column {}", i / cols, i % cols);
+                let lit = match e {
+                    Element::Number(lit) => lit,
+                    Element::String(s) => {
+                        return Err(ModelError::BadInput(format!(
+                            "the {} model takes numbers; {} is {s}",
+                            self.name,
+                            at()
+                        )));
+                    }
+                };
+                let x = lit.parse::<f64>().unwrap_or(f64::INFINITY) as f32;
+                if x.is_finite() {
+                    Ok(x)
+                } else {
+                    Err(ModelError::BadInput(format!(
+                        "{}: {lit} is outside the float32 range the {} model computes in \
+                         (|x| < 3.4e38)",
+                        at(),
+                        self.name
+                    )))
+                }
+            })
+            .collect()
     }
 }
 
@@ -118,23 +135,44 @@ impl Model for OnnxModel {
                 input.kind()
             )));
         };
-        let rows = a.rows();
+        let (rows, repr) = (a.rows(), a.repr);
         let x = self.matrix(&a)?;
-        let tensor = tract_ndarray::Array2::from_shape_vec((rows, self.features), x)
-            .map_err(|e| ModelError::Internal(e.to_string()))?;
-        let out = self
-            .plan
-            .run(tvec!(Tensor::from(tensor).into()))
-            .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
-        let first = out
-            .first()
-            .ok_or_else(|| ModelError::Internal("no output".into()))?;
-        let view = first
-            .to_plain_array_view::<f32>()
-            .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
-        let cols = view.len() / rows.max(1);
-        let values = view.iter().map(|v| f64::from(*v)).collect();
-        Ok(Payload::Array(Array::matrix(a.repr, rows, cols, values)))
+        drop(a);
+        // Run in batches of CHUNK_ROWS: the model's intermediate tensors stay
+        // small whatever the request's batch size, which keeps the heap from
+        // fragmenting under a stream of large requests.
+        let mut values: Vec<f32> = Vec::new();
+        let mut cols = 0;
+        for chunk in x.chunks(CHUNK_ROWS * self.features) {
+            let n = chunk.len() / self.features;
+            let tensor = tract_ndarray::Array2::from_shape_vec((n, self.features), chunk.to_vec())
+                .map_err(|e| ModelError::Internal(e.to_string()))?;
+            let out = self
+                .plan
+                .run(tvec!(Tensor::from(tensor).into()))
+                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+            let first = out
+                .first()
+                .ok_or_else(|| ModelError::Internal("no output".into()))?;
+            let view = first
+                .to_plain_array_view::<f32>()
+                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+            cols = view.len() / n.max(1);
+            if values.capacity() == 0 {
+                values.reserve_exact(rows * cols);
+            }
+            values.extend(view.iter().copied());
+        }
+        let out = Array::from_f32(repr, vec![rows, cols], &values).map_err(|e| match e {
+            ArrayError::NotFinite { index, value } => ModelError::BadInput(format!(
+                "the {} model's output for row {} is {value}, not a finite number: \
+                 the input is outside what the model can compute",
+                self.name,
+                index / cols.max(1)
+            )),
+            other => ModelError::Internal(other.to_string()),
+        })?;
+        Ok(Payload::Array(out))
     }
 
     fn class_names(&self) -> Option<&[String]> {
@@ -146,15 +184,18 @@ impl Model for OnnxModel {
     }
 
     fn probe(&self) -> Payload {
-        Payload::Array(Array::matrix(
+        Payload::Array(Array::from_values(
             Repr::Ndarray,
-            1,
-            self.features,
-            vec![0.0; self.features],
+            vec![1, self.features],
+            &vec![serde_json::Value::from(0); self.features],
         ))
     }
 
     fn platform(&self) -> &str {
         "onnx (tract)"
+    }
+
+    fn datatype(&self) -> Option<&str> {
+        Some("FP32")
     }
 }

@@ -1,0 +1,218 @@
+//! The model server under a burst of maximum-size requests stays under the
+//! memory limit its Kubernetes manifest gives the pod, with the settings
+//! that manifest sets. Peak memory is the process's high-water mark
+//! (`VmHWM` in /proc/<pid>/status).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_yaml_ng::Value as Yaml;
+use std::time::Duration;
+
+use service_kit::testing::{Result, Server, agent_with_timeout, get, post_with_agent};
+
+/// The container of `file`'s Deployment: its memory limit in bytes and its
+/// plain `env` values.
+fn manifest(file: &str) -> Result<(u64, Vec<(String, String)>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/base")
+        .join(file);
+    let text = std::fs::read_to_string(&path)?;
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc: Yaml = serde::Deserialize::deserialize(doc)?;
+        if doc["kind"] != "Deployment" {
+            continue;
+        }
+        let c = &doc["spec"]["template"]["spec"]["containers"][0];
+        let limit = c["resources"]["limits"]["memory"]
+            .as_str()
+            .ok_or("no memory limit")?;
+        let (num, unit) = limit.split_at(
+            limit
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(limit.len()),
+        );
+        let scale = match unit {
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "M" => 1_000_000,
+            "" => 1,
+            other => return Err(format!("memory unit {other} in {limit}").into()),
+        };
+        let env = c["env"]
+            .as_sequence()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e["name"].as_str()?.to_string(),
+                            e["value"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok((num.parse::<u64>()? * scale, env));
+    }
+    Err(format!("no Deployment in {}", path.display()).into())
+}
+
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .ok_or("no VmHWM")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// Headers and body of one request.
+type Request = (Vec<(&'static str, String)>, Vec<u8>);
+
+/// A JSON list of `n` copies of `item`, comma-separated.
+fn list(item: &str, n: usize) -> String {
+    let mut s = String::with_capacity(n * (item.len() + 1) + 2);
+    s.push('[');
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(item);
+    }
+    s.push(']');
+    s
+}
+
+/// Requests just under `max` bytes that cost the server the most: one wide
+/// row (half a million names in the reply), a flat tensor, a long string,
+/// binary data (base64 grows it by a third), and a gzip body that
+/// decompresses to the limit. For a model with `features` inputs, rows of
+/// that width instead.
+fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
+    let json = vec![("content-type", "application/json".to_string())];
+    let elems = (max - 64) / 2;
+    let mut out = Vec::new();
+    match features {
+        None => {
+            out.push((
+                json.clone(),
+                format!(r#"{{"data":{{"ndarray":[{}]}}}}"#, list("0", elems)).into_bytes(),
+            ));
+            out.push((
+                json.clone(),
+                format!(
+                    r#"{{"data":{{"tensor":{{"shape":[1,{elems}],"values":{}}}}}}}"#,
+                    list("0", elems)
+                )
+                .into_bytes(),
+            ));
+            out.push((
+                json.clone(),
+                format!(r#"{{"strData":"{}"}}"#, "x".repeat(max - 64)).into_bytes(),
+            ));
+            let boundary = "B0UNDARY";
+            let mut mp =
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"binData\"\r\n\r\n")
+                    .into_bytes();
+            mp.extend(std::iter::repeat_n(7u8, max - 200));
+            mp.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            out.push((
+                vec![(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )],
+                mp,
+            ));
+        }
+        Some(f) => {
+            let row = list("0", f);
+            let rows = (max - 64) / (row.len() + 1);
+            out.push((
+                json.clone(),
+                format!(r#"{{"data":{{"ndarray":{}}}}}"#, list(&row, rows)).into_bytes(),
+            ));
+        }
+    }
+    let first = out[0].1.clone();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&first)?;
+    let mut headers = json;
+    headers.push(("content-encoding", "gzip".to_string()));
+    out.push((headers, gz.finish()?));
+    Ok(out)
+}
+
+fn burst(file: &str, features: Option<usize>) -> Result {
+    let (limit, env) = manifest(file)?;
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| k != "POD_IP")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let s = Server::start(env!("CARGO_BIN_EXE_model-server"), &env)?;
+    let max = service_kit::ServeEnv::from_lookup(|k| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })?
+    .max_body_bytes;
+    let bodies = worst_bodies(max, features)?;
+    let idle = peak_rss(s.pid())?;
+    // 24 clients at once, each sending every kind of request.
+    let url = s.url("/api/v1.0/predictions");
+    let clients: Vec<_> = (0..24)
+        .map(|i| {
+            let (url, bodies) = (url.clone(), bodies.clone());
+            std::thread::spawn(move || -> std::result::Result<(), String> {
+                for k in 0..bodies.len() {
+                    let (headers, body) = &bodies[(i + k) % bodies.len()];
+                    let h: Vec<(&str, &str)> =
+                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    // Unoptimised test builds of tract are slow: allow time.
+                    let agent = agent_with_timeout(Duration::from_secs(300));
+                    let (status, text) =
+                        post_with_agent(&agent, &url, &h, body).map_err(|e| e.to_string())?;
+                    if status != 200 {
+                        return Err(format!("{status}: {}", &text[..text.len().min(300)]));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().map_err(|_| "client panicked")??;
+    }
+    let peak = peak_rss(s.pid())?;
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    eprintln!(
+        "{file}: peak {:.1} MiB (idle {:.1} MiB) under 24 clients x {} maximum-size requests; limit {:.0} MiB",
+        mib(peak),
+        mib(idle),
+        bodies.len(),
+        mib(limit)
+    );
+    assert!(
+        peak < limit,
+        "{file}: peak {:.1} MiB is over the pod's {:.0} MiB limit",
+        mib(peak),
+        mib(limit)
+    );
+    // And it still answers.
+    assert_eq!(get(&s.url("/health/ping"))?.0, 200);
+    Ok(())
+}
+
+#[test]
+fn identity_stays_under_its_pod_memory_limit() -> Result {
+    burst("model-server.yaml", None)
+}
+
+#[test]
+fn iris_stays_under_its_pod_memory_limit() -> Result {
+    burst("iris-model.yaml", Some(4))
+}

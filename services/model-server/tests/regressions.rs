@@ -1,0 +1,299 @@
+//! Each case that broke the model server or set it apart from Seldon Core
+//! 1.18's Python wrapper (issue 10), replayed against the real binary with
+//! the right answer as the assertion.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+use service_kit::testing::{Result, Server, get, post, post_json, post_with};
+
+mod common;
+use common::{assert_failure, form, identity, iris};
+
+const PREDICT_ROUTES: [&str; 3] = ["/predict", "/api/v1.0/predictions", "/api/v0.1/predictions"];
+
+fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "XKMLOPSBOUNDARYX";
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Sends `message` in every body form Seldon's clients use.
+fn every_form(s: &Server, route: &str, message: &str) -> Result<Vec<(String, u16, Value)>> {
+    let url = s.url(route);
+    let mut out = Vec::new();
+    let parse = |t: &str| serde_json::from_str(t).unwrap_or(Value::String(t.into()));
+    let (st, b) = post(&url, "application/json", message.as_bytes())?;
+    out.push(("json".to_string(), st, parse(&b)));
+    let (st, b) = post(
+        &url,
+        "application/x-www-form-urlencoded",
+        form("json", message).as_bytes(),
+    )?;
+    out.push(("form".to_string(), st, parse(&b)));
+    let (ct, body) = multipart(&[("json", message.as_bytes())]);
+    let (st, b) = post(&url, &ct, &body)?;
+    out.push(("multipart".to_string(), st, parse(&b)));
+    if route == "/predict" {
+        let (st, b) = get(&format!("{url}?{}", form("json", message)))?;
+        out.push(("query".to_string(), st, parse(&b)));
+    }
+    Ok(out)
+}
+
+#[test]
+fn shapes_that_multiply_to_zero_or_wrap_are_refused_on_every_route_and_form() -> Result {
+    let s = identity()?;
+    let attacks = [
+        // 0 beside a huge dimension: nothing to check against the values,
+        // and the reply used to build one name per column.
+        r#"{"data":{"tensor":{"shape":[0,4611686018427387904],"values":[]}}}"#,
+        // 2^32 * 2^32 wraps to 0 in 64 bits.
+        r#"{"data":{"tensor":{"shape":[4294967296,4294967296],"values":[]}}}"#,
+        // Smaller: used to answer 200 with a 119 MB body.
+        r#"{"data":{"tensor":{"shape":[0,10000000],"values":[]}}}"#,
+    ];
+    for attack in attacks {
+        for route in PREDICT_ROUTES {
+            for (how, status, body) in every_form(&s, route, attack)? {
+                assert_failure((status, body.clone()), 400, "elements a request may carry");
+                assert!(body.to_string().len() < 1000, "{how} {route}: {body}");
+            }
+        }
+    }
+    // Still alive, and the rows counter did not wrap.
+    assert_eq!(get(&s.url("/health/ping"))?, (200, "pong".into()));
+    let (_, metrics) = get(&s.url("/metrics"))?;
+    assert!(
+        metrics.contains("model_prediction_rows_total 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"model_predictions_total{outcome="bad_input"} 30"#),
+        "{metrics}"
+    );
+    // The iris model answered 500 to the same input; now 400.
+    let s = iris()?;
+    assert_failure(post_json(&s.url("/predict"), attacks[1])?, 400, "elements");
+    Ok(())
+}
+
+#[test]
+fn identity_returns_every_number_as_it_came() -> Result {
+    let s = identity()?;
+    let url = s.url("/api/v1.0/predictions");
+    let sent = "[0,0,1,1,9007199254740993,7668.0,-0.0,1e-7,123456789012345678901234567890]";
+    let (status, text) = post(
+        &url,
+        "application/json",
+        format!(r#"{{"data":{{"tensor":{{"shape":[9],"values":{sent}}}}}}}"#).as_bytes(),
+    )?;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&format!(r#""values":{sent}"#)), "{text}");
+    let (status, text) = post(
+        &url,
+        "application/json",
+        format!(r#"{{"data":{{"ndarray":[{sent}]}}}}"#).as_bytes(),
+    )?;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(&format!(r#""ndarray":[{sent}]"#)), "{text}");
+    Ok(())
+}
+
+#[test]
+fn names_follow_seldons_rules() -> Result {
+    let s = identity()?;
+    let url = s.url("/predict");
+    // One-dimensional output: no names (Seldon: `names: []`).
+    let (_, b) = post_json(
+        &url,
+        r#"{"data":{"tensor":{"shape":[4],"values":[1,2,3,4]}}}"#,
+    )?;
+    assert_eq!(b["data"]["names"], json!([]));
+    let (_, b) = post_json(&url, r#"{"data":{"ndarray":5}}"#)?;
+    assert_eq!(b["data"]["names"], json!([]));
+    // Three dimensions: one name per entry of the second, as numpy's shape[1].
+    let (_, b) = post_json(&url, r#"{"data":{"ndarray":[[[1],[2]],[[3],[4]]]}}"#)?;
+    assert_eq!(b["data"]["names"], json!(["t:0", "t:1"]));
+    // Names are advisory: a count that does not match is accepted.
+    let (status, b) = post_json(&url, r#"{"data":{"names":["a"],"ndarray":[[1,2]]}}"#)?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["data"]["ndarray"], json!([[1, 2]]));
+    Ok(())
+}
+
+#[test]
+fn a_minus_one_dimension_is_inferred() -> Result {
+    let s = identity()?;
+    let (status, b) = post_json(
+        &s.url("/predict"),
+        r#"{"data":{"tensor":{"shape":[-1,2],"values":[0,0,1,1]}}}"#,
+    )?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(
+        b["data"]["tensor"],
+        json!({"shape":[2,2],"values":[0,0,1,1]})
+    );
+    assert_failure(
+        post_json(
+            &s.url("/predict"),
+            r#"{"data":{"tensor":{"shape":[-1,-1],"values":[0]}}}"#,
+        )?,
+        400,
+        "only one dimension can be inferred",
+    );
+    Ok(())
+}
+
+#[test]
+fn bin_data_with_line_breaks_and_multipart_message_keys() -> Result {
+    let s = identity()?;
+    let url = s.url("/predict");
+    // What `base64` prints for 60 bytes: wrapped at 76 columns.
+    let wrapped =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKiss\nLS4vMDEyMzQ1Njc4OTo7\n";
+    let (status, b) = post_json(&url, &json!({ "binData": wrapped }).to_string())?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["binData"], wrapped.replace('\n', ""));
+
+    let (ct, body) = multipart(&[
+        ("data", br#"{"ndarray":[[1,2.50]]}"#),
+        ("meta", br#"{"puid":"mp-1","tags":{"k":"v"}}"#),
+    ]);
+    let (status, text) = post(&url, &ct, &body)?;
+    assert_eq!(status, 200, "{text}");
+    let b: Value = serde_json::from_str(&text)?;
+    assert!(text.contains(r#""ndarray":[[1,2.50]]"#), "{text}");
+    assert_eq!(b["meta"]["puid"], "mp-1");
+    assert_eq!(b["meta"]["tags"], json!({"k":"v"}));
+    let (ct, body) = multipart(&[("binData", &[0, 159, 146, 150])]);
+    let (_, b) = post(&url, &ct, &body)?;
+    assert!(b.contains(r#""binData":"AJ+Slg==""#), "{b}");
+    Ok(())
+}
+
+#[test]
+fn meta_metrics_and_tags_are_echoed() -> Result {
+    let s = identity()?;
+    let m = json!({"meta":{"puid":"p","tags":{"a":1},
+        "metrics":[{"key":"mycounter","type":"COUNTER","value":1}]},
+        "data":{"ndarray":[[1]]}});
+    let (_, b) = post_json(&s.url("/predict"), &m.to_string())?;
+    assert_eq!(b["meta"], m["meta"]);
+    Ok(())
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data)?;
+    Ok(e.finish()?)
+}
+
+#[test]
+fn compressed_bodies_are_decompressed_and_bounded_after() -> Result {
+    let s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[("MODEL", "identity"), ("MAX_BODY_BYTES", "10000")],
+    )?;
+    let url = s.url("/predict");
+    let msg = br#"{"data":{"ndarray":[[1,2]]}}"#;
+    let (status, b) = post_with(
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        &gzip(msg)?,
+    )?;
+    assert_eq!(status, 200, "{b}");
+    assert!(b.contains(r#""ndarray":[[1,2]]"#), "{b}");
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    deflate.write_all(msg)?;
+    let (status, _) = post_with(
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "deflate"),
+        ],
+        &deflate.finish()?,
+    )?;
+    assert_eq!(status, 200);
+    // 1 MB of spaces compresses to about 1 kB: refused after decompression.
+    let bomb = gzip(format!("{{\"strData\":\"a\"{}}}", " ".repeat(1_000_000)).as_bytes())?;
+    assert!(bomb.len() < 10_000);
+    let (status, b) = post_with(
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        &bomb,
+    )?;
+    assert_eq!(status, 413, "{b}");
+    let (status, b) = post_with(
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("content-encoding", "br"),
+        ],
+        msg,
+    )?;
+    assert_eq!(status, 415, "{b}");
+    assert!(
+        b.contains(r#"Content-Encoding \"br\" is not supported"#),
+        "{b}"
+    );
+    // gzip without its header: say what is probably wrong.
+    let (status, b) = post(&url, "application/json", &gzip(msg)?)?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("needs its Content-Encoding header"), "{b}");
+    Ok(())
+}
+
+#[test]
+fn iris_refuses_features_outside_float32_instead_of_answering_null() -> Result {
+    let s = iris()?;
+    assert_failure(
+        post_json(
+            &s.url("/predict"),
+            r#"{"data":{"ndarray":[[5.1,3.5,1e39,0.2]]}}"#,
+        )?,
+        400,
+        "row 0, column 2: 1e39 is outside the float32 range",
+    );
+    // Inside float32 but too large for the model's arithmetic: no nulls either.
+    let (status, text) = post(
+        &s.url("/predict"),
+        "application/json",
+        br#"{"data":{"ndarray":[[3e38,3e38,3e38,3e38]]}}"#,
+    )?;
+    assert!(!text.contains("null"), "{text}");
+    assert!(status == 200 || status == 400, "{status} {text}");
+    let m: Value = serde_json::from_str(&get(&s.url("/metadata"))?.1)?;
+    assert_eq!(m["custom"]["datatype"], "FP32");
+    Ok(())
+}
+
+#[test]
+fn unknown_paths_are_counted_under_one_label() -> Result {
+    let s = identity()?;
+    for p in ["/a", "/b", "/wp-login.php"] {
+        assert_eq!(get(&s.url(p))?.0, 404);
+    }
+    let (_, metrics) = get(&s.url("/metrics"))?;
+    assert!(
+        metrics.contains(r#"http_requests_total{method="GET",route="unmatched",status="404"} 3"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("wp-login"), "{metrics}");
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! A server's life after start-up: serving; draining once a signal came
+//! (readiness false, every response says `Connection: close` so kept-alive
+//! clients reconnect elsewhere instead of losing a request when the
+//! listener closes); stopping, when clients that stopped sending are no
+//! longer waited for. Also counts the requests in flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::probes::Readiness;
+
+/// How request bodies are read (see [`crate::body::read`]).
+#[derive(Clone, Debug)]
+pub struct BodyPolicy {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+}
+
+/// Shared by the accept loop, every request and the body reader.
+pub struct Lifecycle {
+    pub(crate) readiness: Readiness,
+    pub(crate) body: BodyPolicy,
+    /// Admission of requests that carry a payload (`MAX_CONCURRENT_REQUESTS`).
+    pub(crate) admission: Arc<Semaphore>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    /// Set once the server no longer waits for clients that are sending.
+    stop_reading: watch::Sender<bool>,
+}
+
+impl Lifecycle {
+    pub fn new(
+        readiness: Readiness,
+        body: BodyPolicy,
+        max_concurrent_requests: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            readiness,
+            body,
+            admission: Arc::new(Semaphore::new(max_concurrent_requests)),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop_reading: watch::channel(false).0,
+        })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// From now on body reads end at once (the client gets 503).
+    pub fn stop_reading(&self) {
+        self.stop_reading.send_replace(true);
+    }
+
+    /// Resolves when [`Self::stop_reading`] has been called.
+    pub async fn reading_stopped(&self) {
+        let mut rx = self.stop_reading.subscribe();
+        // An error means the sender is gone: the server is gone too.
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(self))
+    }
+}
+
+struct InFlight(Arc<Lifecycle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Middleware (outermost): counts the request in flight, hands the
+/// lifecycle to the body reader, and closes the connection after the
+/// response once draining has begun.
+pub async fn track(State(l): State<Arc<Lifecycle>>, mut req: Request, next: Next) -> Response {
+    let _in_flight = l.enter();
+    req.extensions_mut().insert(Arc::clone(&l));
+    let mut resp = next.run(req).await;
+    if !l.readiness.is_ready() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
