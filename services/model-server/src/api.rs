@@ -95,20 +95,35 @@ impl Default for ModelMetrics {
 
 pub fn routes(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/predict", get(predict).post(predict))
+        .route("/predict", get(predict_query).post(predict))
         .route("/api/v1.0/predictions", post(predict))
         .route("/api/v0.1/predictions", post(predict))
         .route("/send-feedback", post(feedback))
         .route("/api/v1.0/feedback", post(feedback))
         .route("/api/v0.1/feedback", post(feedback))
-        .route("/health/ping", get(|| async { "pong" }))
+        .route("/health/ping", get(health_ping))
         .route("/health/status", get(health_status))
         .route("/metadata", get(metadata))
         .route("/api/v1.0/metadata", get(metadata))
         .with_state(state)
 }
 
-async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
+/// Predict: the model's answer to a SeldonMessage, in the request's form.
+#[utoipa::path(post, path = "/predict", tag = "seldon",
+    request_body(description = "A SeldonMessage with one payload: data (tensor or ndarray), \
+        jsonData, strData or binData. gzip and deflate bodies (Content-Encoding) are decompressed.",
+        content(
+            (SeldonMessage = "application/json", example = json!(crate::openapi::tutorial())),
+            (crate::openapi::JsonForm = "application/x-www-form-urlencoded"),
+            (crate::openapi::MultipartMessage = "multipart/form-data"))),
+    responses(
+        (status = 200, description = "The prediction, in the request's array form", body = SeldonMessage),
+        (status = 400, description = "Malformed message or input the model cannot take", body = SeldonMessage),
+        (status = 408, description = "The body did not arrive within BODY_READ_TIMEOUT_SECS", body = SeldonMessage),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES", body = SeldonMessage),
+        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = SeldonMessage),
+        (status = 503, description = "Shutting down", body = SeldonMessage)))]
+pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let result = async {
         let (msg, admission) = body::read::<SeldonMessage>(req).await?;
         let reply = run_model(&s, msg)?;
@@ -286,7 +301,19 @@ fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMe
     msg
 }
 
-async fn feedback(
+/// Feedback on an earlier prediction: a reward and/or the truth.
+#[utoipa::path(post, path = "/send-feedback", tag = "seldon",
+    request_body(content(
+        (Feedback = "application/json"),
+        (crate::openapi::JsonForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Recorded; the request's meta echoed", body = SeldonMessage),
+        (status = 400, description = "Malformed feedback", body = SeldonMessage),
+        (status = 408, description = "The body did not arrive within BODY_READ_TIMEOUT_SECS", body = SeldonMessage),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES", body = SeldonMessage),
+        (status = 415, description = "Unsupported Content-Type or Content-Encoding", body = SeldonMessage),
+        (status = 503, description = "Shutting down", body = SeldonMessage)))]
+pub async fn feedback(
     State(s): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Json<SeldonMessage>, SeldonError> {
@@ -326,8 +353,30 @@ async fn feedback(
     }))
 }
 
+/// `GET /predict?json=<SeldonMessage>`: predict with the message in the
+/// query (seldon-core-tester's form).
+#[utoipa::path(get, path = "/predict", tag = "seldon",
+    params(("json" = String, Query, description = "The SeldonMessage as JSON text")),
+    responses(
+        (status = 200, description = "The prediction", body = SeldonMessage),
+        (status = 400, description = "No or malformed `json` parameter", body = SeldonMessage),
+        (status = 503, description = "Shutting down", body = SeldonMessage)))]
+pub async fn predict_query(state: State<Arc<AppState>>, req: Request) -> Response {
+    predict(state, req).await
+}
+
+/// Liveness, as Seldon's wrapper answers it.
+#[utoipa::path(get, path = "/health/ping", tag = "seldon",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+pub async fn health_ping() -> &'static str {
+    "pong"
+}
+
 /// Runs the model on its probe input: 200 with the answer, or 503.
-async fn health_status(State(s): State<Arc<AppState>>) -> Response {
+#[utoipa::path(get, path = "/health/status", tag = "seldon", responses(
+    (status = 200, description = "The model answered its probe input", body = SeldonMessage),
+    (status = 503, description = "The model failed on its probe input", body = SeldonMessage)))]
+pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
     match s.model.predict(s.model.probe(), &[]) {
         Ok(out) => Json(reply(&s, None, out)).into_response(),
         Err(e) => {
@@ -342,7 +391,9 @@ async fn health_status(State(s): State<Arc<AppState>>) -> Response {
 /// `custom.datatype` names the element type a model computes in (`FP32`
 /// for ONNX models), so that clients know their float64 inputs are
 /// rounded to float32.
-async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
+#[utoipa::path(get, path = "/metadata", tag = "seldon", responses(
+    (status = 200, description = "Name, versions, platform, inputs, outputs, custom", body = Object)))]
+pub async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
     let schema = |names: Option<&[String]>| match names {
         Some(n) => json!({"messagetype": "tensor", "schema": {"names": n, "shape": [n.len()]}}),
         None => json!({"messagetype": "ndarray", "schema": {}}),

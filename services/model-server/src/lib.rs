@@ -6,6 +6,7 @@ mod body;
 pub mod errors;
 pub mod model;
 pub mod models;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         version: env!("CARGO_PKG_VERSION"),
         routes: api::routes(state),
         metrics: Box::new(move |r| metrics.register(r)),
+        openapi: openapi::document(),
     })
 }
 

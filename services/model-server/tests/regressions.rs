@@ -297,3 +297,50 @@ fn unknown_paths_are_counted_under_one_label() -> Result {
     assert!(!metrics.contains("wp-login"), "{metrics}");
     Ok(())
 }
+
+/// Sends headers promising `len` bytes of body, then only part of it.
+fn half_sent_body(port: u16, len: usize) -> Result<std::net::TcpStream> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    c.write_all(
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{{\"strData\":"
+        )
+        .as_bytes(),
+    )?;
+    Ok(c)
+}
+
+#[test]
+fn a_stalled_body_gets_408_and_does_not_delay_shutdown() -> Result {
+    use std::io::Read;
+    use std::time::Duration;
+
+    let s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[("MODEL", "identity"), ("BODY_READ_TIMEOUT_SECS", "1")],
+    )?;
+    let mut c = half_sent_body(s.port, 1000)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("BODY_READ_TIMEOUT_SECS"), "{answer}");
+
+    // With the default 10 s body timeout, SIGTERM must not wait for it.
+    let mut s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[("MODEL", "identity"), ("SHUTDOWN_DRAIN_SECS", "1")],
+    )?;
+    let _stalled = half_sent_body(s.port, 1000)?;
+    std::thread::sleep(Duration::from_millis(100));
+    s.signal(nix::sys::signal::Signal::SIGTERM)?;
+    let (status, took) = s
+        .wait_exit(Duration::from_secs(8))?
+        .ok_or("still running 8 s after SIGTERM")?;
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit {took:?} after SIGTERM: more than the 1 s drain plus one second"
+    );
+    Ok(())
+}

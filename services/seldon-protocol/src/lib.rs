@@ -7,4 +7,6 @@ pub mod contract;
 pub mod message;
 
 pub use array::{Array, ArrayError, Element, Limits, Repr};
-pub use message::{DefaultData, Feedback, Meta, Names, SeldonMessage, Status, Tensor};
+pub use message::{
+    DefaultData, Feedback, Meta, Metric, MetricType, Names, SeldonMessage, Status, Tensor,
+};

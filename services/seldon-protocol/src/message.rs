@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 
 /// A request or response. Exactly one of `data`, `binData`, `strData` or
 /// `jsonData` carries the payload.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct SeldonMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,11 +22,12 @@ pub struct SeldonMessage {
     pub meta: Option<Meta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DefaultData>,
-    /// Base64 bytes.
+    /// Base64 bytes (line breaks and other whitespace are skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bin_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub str_data: Option<String>,
+    /// Any JSON value, passed to the model as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_data: Option<Value>,
 }
@@ -32,15 +35,20 @@ pub struct SeldonMessage {
 /// `data`: column names plus one array form. The arrays are kept as the
 /// JSON text that was sent, so that no number changes on its way through;
 /// [`crate::Array`] reads them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(remote = "Self")]
 pub struct DefaultData {
     /// Column names. Advisory, as in Seldon: their count need not match.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub names: Names,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensor: Option<Tensor>,
-    /// Nested JSON lists of numbers or strings.
+    /// Nested JSON lists of numbers or strings (a number or string alone is
+    /// a 0-dimensional array).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
     pub ndarray: Option<Box<RawValue>>,
     /// TensorFlow's TensorProto in JSON; recognised so that it can be refused clearly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,31 +116,69 @@ impl<'de> Deserialize<'de> for Names {
 
 /// `{"shape": [2, 2], "values": [0, 0, 1, 1]}`: row-major values. One
 /// dimension may be `-1` (inferred, as numpy's reshape does).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(remote = "Self")]
 pub struct Tensor {
     pub shape: Vec<i64>,
     /// The JSON list of numbers, as sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<f64>))]
     pub values: Box<RawValue>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub puid: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub tags: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub routing: Map<String, Value>,
     /// Which predictive unit (by name) answered, with its image.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub request_path: Map<String, Value>,
+    /// Custom metrics, echoed from the request as Seldon's wrapper does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub metrics: Vec<Value>,
+    pub metrics: Vec<Metric>,
+}
+
+/// A custom metric (prediction.proto's `Metric`):
+/// `{"key": "mycounter", "type": "COUNTER", "value": 1, "tags": {...}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(remote = "Self")]
+pub struct Metric {
+    pub key: String,
+    #[serde(rename = "type", default)]
+    pub kind: MetricType,
+    /// The value as sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub value: serde_json::Number,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub tags: Map<String, Value>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum MetricType {
+    #[default]
+    Counter,
+    Gauge,
+    Timer,
 }
 
 /// `{"code": 400, "info": "...", "reason": "...", "status": "FAILURE"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(remote = "Self")]
 pub struct Status {
     pub code: i32,
     #[serde(default)]
@@ -154,7 +200,9 @@ impl Status {
 }
 
 /// `send-feedback`: the request, the response it got, a reward, the truth.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(remote = "Self")]
 pub struct Feedback {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<SeldonMessage>,
@@ -165,6 +213,46 @@ pub struct Feedback {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truth: Option<SeldonMessage>,
 }
+
+/// Objects only: serde's derive would also read a struct from a JSON list
+/// of its fields in order (`[null, {"ndarray": [1]}]` as a message), which
+/// no Seldon client means. Each type derives with `remote = "Self"` and is
+/// read through `deserialize_map`, which refuses anything but an object.
+macro_rules! objects_only {
+    ($($t:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str(concat!("a ", stringify!($t), " object"))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $t::serialize(self, s)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    SeldonMessage,
+    DefaultData,
+    Tensor,
+    Meta,
+    Metric,
+    Status,
+    Feedback
+);
 
 /// Parses JSON into `T`, naming the path of the offending field on error
 /// (`data.tensor.shape[0]: invalid type: string "a", expected i64`).
@@ -215,6 +303,15 @@ mod tests {
             .expect_err("two values");
         assert!(e.contains("trailing characters"), "{e}");
         assert!(from_json::<SeldonMessage>("{\"strData\":\"a\"}\n ").is_ok());
+    }
+
+    #[test]
+    fn messages_are_objects_not_lists() {
+        let e =
+            from_json::<SeldonMessage>(r#"[null, null, {"ndarray": [1]}]"#).expect_err("a list");
+        assert!(e.contains("expected a SeldonMessage object"), "{e}");
+        let e = from_json::<Feedback>(r#"{"truth": [null, null]}"#).expect_err("a list");
+        assert!(e.starts_with("truth: invalid type: sequence"), "{e}");
     }
 
     #[test]

@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// A JSON error: `{"error": {"status": 404, "reason": "...", "hint": "..."}}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,13 +31,16 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every service-kit error, as documented in /openapi.json.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct Body<'a> {
     error: BodyInner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BodyInner<'a> {
+    /// The HTTP status, repeated.
     status: u16,
     #[serde(flatten)]
     err: &'a ApiError,

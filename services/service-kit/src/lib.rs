@@ -10,6 +10,7 @@ pub mod errors;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod probes;
 mod server;
 pub mod shutdown;

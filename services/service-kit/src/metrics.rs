@@ -133,7 +133,10 @@ fn static_method(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: the Prometheus text exposition format.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "probes", responses(
+    (status = 200, description = "Prometheus metrics", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn serve(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(

@@ -23,12 +23,27 @@ impl Readiness {
     }
 }
 
+/// What the probes answer: `{"status": "ok" | "ready" | "draining"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ProbeStatus {
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+}
+
 /// `GET /healthz`: the process is alive and serving.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process is alive", body = ProbeStatus,
+        example = json!({"status": "ok"}))))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /readyz`: 200 while accepting work, 503 once draining.
+#[utoipa::path(get, path = "/readyz", tag = "probes", responses(
+    (status = 200, description = "Accepting work", body = ProbeStatus,
+        example = json!({"status": "ready"})),
+    (status = 503, description = "Shutting down: draining before the listener closes",
+        body = ProbeStatus, example = json!({"status": "draining"}))))]
 pub async fn ready(State(r): State<Readiness>) -> (StatusCode, Json<Value>) {
     if r.is_ready() {
         (StatusCode::OK, Json(json!({"status": "ready"})))

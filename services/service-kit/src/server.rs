@@ -24,7 +24,7 @@ use crate::env::ServeEnv;
 use crate::lifecycle::{self, BodyPolicy, Lifecycle};
 use crate::metrics::{self, Metrics};
 use crate::probes::{self, Readiness};
-use crate::{ConnAddrs, errors, shutdown};
+use crate::{ConnAddrs, errors, openapi, shutdown};
 
 /// After the drain, how long clients still sending a request are waited
 /// for before their connections are closed. Requests already being
@@ -38,6 +38,9 @@ pub struct Service {
     pub routes: Router,
     /// Registers the service's own metrics beside the HTTP ones.
     pub metrics: Box<dyn FnOnce(&mut Registry) + Send>,
+    /// The service's routes as OpenAPI (utoipa); served, with the common
+    /// ones, at `/openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
 }
 
 /// Serves `service` until SIGTERM or SIGINT; returns after in-flight
@@ -58,7 +61,16 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
         },
         env.max_concurrent_requests,
     );
-    let app = router(service.routes, service.name, service.metrics, &env, &life);
+    let doc = openapi::document(service.openapi, service.name, service.version);
+    let app = router(
+        service
+            .routes
+            .route("/openapi.json", get(openapi::serve).with_state(doc)),
+        service.name,
+        service.metrics,
+        &env,
+        &life,
+    );
 
     tracing::info!(
         service = service.name,

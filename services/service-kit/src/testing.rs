@@ -102,6 +102,53 @@ impl Drop for Server {
     }
 }
 
+/// Runs schemathesis against `server`'s `/openapi.json` with every check but
+/// `positive_data_acceptance` (a schema cannot say that a tensor's shape
+/// must fit its values, so schema-valid requests may rightly get 400), and
+/// returns its report when it finds anything.
+///
+/// Schemathesis is found through `KMLOPS_SCHEMATHESIS` (what `.ci/run`
+/// sets to its virtual environment) or on PATH. Without it the check is
+/// skipped with the reason printed, except in CI (`CI` set), where that fails.
+pub fn schemathesis(server: &Server, max_examples: u32) -> Result<Option<String>> {
+    let st = std::env::var_os("KMLOPS_SCHEMATHESIS")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("schemathesis"))
+                    .find(|f| f.is_file())
+            })
+        });
+    let Some(st) = st else {
+        let why = "schemathesis is not installed (pip install schemathesis, or run .ci/run)";
+        if std::env::var_os("CI").is_some() {
+            return Err(format!("CI needs schemathesis: {why}").into());
+        }
+        eprintln!("SKIPPED: {why}");
+        return Ok(None);
+    };
+    let out = Command::new(&st)
+        .args(["run", &server.url("/openapi.json")])
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ])
+        .args(["--max-examples", &max_examples.to_string()])
+        .args(["--seed", "1", "--workers", "2"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .env("NO_COLOR", "1")
+        .output()?;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(if out.status.success() {
+        None
+    } else {
+        Some(report)
+    })
+}
+
 /// A client that returns 4xx/5xx as responses, not errors (10 s timeout).
 pub fn agent() -> ureq::Agent {
     agent_with_timeout(Duration::from_secs(10))

@@ -1,0 +1,109 @@
+//! The model server's OpenAPI document, generated from its handlers and the
+//! protocol types. Seldon serves the same operation under several paths
+//! (`/predict`, `/api/v1.0/predictions`, `/api/v0.1/predictions`); each
+//! alias is a copy of the documented operation.
+
+use serde_json::Value;
+use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as Document;
+
+use seldon_protocol::{
+    DefaultData, Feedback, Meta, Metric, MetricType, SeldonMessage, Status, Tensor,
+};
+
+use crate::api;
+
+/// `application/x-www-form-urlencoded`: the message as JSON text in `json`
+/// (what seldon-core-tester sends).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct JsonForm {
+    /// The SeldonMessage as JSON text.
+    json: String,
+}
+
+/// `multipart/form-data`: one `json` part with the whole message, or parts
+/// named after its keys, as Seldon's wrapper reads them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MultipartMessage {
+    /// The whole SeldonMessage as JSON text.
+    json: Option<String>,
+    /// `data` as JSON text.
+    data: Option<String>,
+    /// `meta` as JSON text.
+    meta: Option<String>,
+    /// `jsonData` as JSON text.
+    #[schema(rename = "jsonData")]
+    json_data: Option<String>,
+    /// `strData`, as text.
+    #[schema(rename = "strData")]
+    str_data: Option<String>,
+    /// `binData`: raw bytes (base64-encoded for the model).
+    #[schema(
+        rename = "binData",
+        value_type = Option<String>,
+        content_media_type = "application/octet-stream"
+    )]
+    bin_data: Option<Vec<u8>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        api::predict,
+        api::predict_query,
+        api::feedback,
+        api::health_ping,
+        api::health_status,
+        api::metadata
+    ),
+    components(schemas(
+        SeldonMessage,
+        DefaultData,
+        Tensor,
+        Meta,
+        Metric,
+        MetricType,
+        Status,
+        Feedback,
+        JsonForm,
+        MultipartMessage
+    )),
+    tags((name = "seldon", description = "Seldon Core v1 prediction protocol, as Seldon's Python wrapper serves it"))
+)]
+struct ApiDoc;
+
+/// Paths Seldon serves the documented operation under too.
+const ALIASES: [(&str, &str); 5] = [
+    ("/predict", "/api/v1.0/predictions"),
+    ("/predict", "/api/v0.1/predictions"),
+    ("/send-feedback", "/api/v1.0/feedback"),
+    ("/send-feedback", "/api/v0.1/feedback"),
+    ("/metadata", "/api/v1.0/metadata"),
+];
+
+/// The document, every alias included.
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    for (from, to) in ALIASES {
+        let Some(mut item) = doc.paths.paths.get(from).cloned() else {
+            continue;
+        };
+        // GET /predict takes the query form; the aliases are POST only.
+        if from == "/predict" {
+            item.get = None;
+        }
+        let suffix = to.trim_start_matches('/').replace(['/', '.'], "_");
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            op.operation_id = op.operation_id.take().map(|id| format!("{id}_{suffix}"));
+        }
+        doc.paths.paths.insert(to.to_string(), item);
+    }
+    doc
+}
+
+/// A SeldonMessage example: the tutorial's tensor.
+pub fn tutorial() -> Value {
+    serde_json::json!({"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}})
+}
