@@ -85,7 +85,7 @@ fn gke_preflight(cx: &Ctx) -> Result<()> {
         bail!(
             "the Kubernetes Engine API is not enabled in project {}: run `gcloud services enable container.googleapis.com --project {}`",
             cx.config.gke.project,
-            cx.config.gke.project
+            crate::runner::quote(&cx.config.gke.project)
         );
     }
     eprintln!(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::names;
 use crate::targets::TargetName;
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -423,7 +424,66 @@ pub fn parse(text: &str) -> Result<Config> {
     if config.local.ready_timeout_secs == 0 {
         bail!("local.ready_timeout_secs must be at least 1");
     }
+    check_names(&config)?;
     Ok(config)
+}
+
+/// Names handed to registries, docker, clusters and Kubernetes.
+fn check_names(c: &Config) -> Result<()> {
+    let r = &c.registry;
+    let s = &c.services;
+    for (name, image) in [
+        ("test-api", &s.test_api.image),
+        ("model-server", &s.model_server.image),
+        ("iris-model", &s.iris_model.image),
+    ] {
+        if let Err((part, why)) = names::image_reference(&r.host, &r.account, image) {
+            let (key, value) = match part {
+                names::Part::Host => ("registry.host".to_string(), &r.host),
+                names::Part::Account => ("registry.account".to_string(), &r.account),
+                names::Part::Image => (format!("services.{name}.image"), image),
+            };
+            bail!("{key} = {value:?} is not valid in an image reference: {why}");
+        }
+    }
+    let checks: [(&str, &str, fn(&str) -> Result<(), String>); 8] = [
+        (
+            "kubernetes.namespace",
+            &c.kubernetes.namespace,
+            names::dns1123_label,
+        ),
+        (
+            "seldon.namespace",
+            &c.seldon.namespace,
+            names::dns1123_label,
+        ),
+        (
+            "seldon.operator_namespace",
+            &c.seldon.operator_namespace,
+            names::dns1123_label,
+        ),
+        (
+            "docker.name_prefix",
+            &c.docker.name_prefix,
+            names::container_name,
+        ),
+        (
+            "minikube.profile",
+            &c.minikube.profile,
+            names::container_name,
+        ),
+        ("kind.cluster", &c.kind.cluster, names::dns1123_label),
+        ("gke.cluster", &c.gke.cluster, names::gke_cluster),
+        ("gke.zone", &c.gke.zone, |z| names::gcloud_id(z, 2, 63)),
+    ];
+    for (key, value, check) in checks {
+        check(value).map_err(|why| anyhow::anyhow!("{key} = {value:?} {why}"))?;
+    }
+    if !c.gke.project.is_empty() {
+        names::gcloud_id(&c.gke.project, 6, 30)
+            .map_err(|why| anyhow::anyhow!("gke.project = {:?} {why}", c.gke.project))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -432,6 +492,23 @@ mod tests {
 
     fn err(text: &str) -> String {
         format!("{:#}", parse(text).expect_err("should be rejected"))
+    }
+
+    #[test]
+    fn names_are_checked_before_anything_uses_them() {
+        let e = err("[services.test-api]\nimage = \"../..\"");
+        assert!(
+            e.starts_with("services.test-api.image = \"../..\" is not valid in an image reference"),
+            "{e}"
+        );
+        let e = err("[registry]\naccount = \"Me\"");
+        assert!(e.starts_with("registry.account = \"Me\""), "{e}");
+        let e = err("[kubernetes]\nnamespace = \"Kube_MLOps\"");
+        assert!(e.contains("must be a DNS-1123 label"), "{e}");
+        let e = err("[docker]\nname_prefix = \"a b\"");
+        assert!(e.starts_with("docker.name_prefix = \"a b\" must be"), "{e}");
+        let e = err("[gke]\nproject = \"My Project\"");
+        assert!(e.starts_with("gke.project"), "{e}");
     }
 
     #[test]
@@ -449,9 +526,10 @@ mod tests {
 
     #[test]
     fn partial_file_keeps_other_defaults() -> Result<()> {
-        let c = parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"p\"")?;
+        let c =
+            parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"my-proj\"")?;
         assert_eq!(c.services.test_api.port, 8080);
-        assert_eq!(c.gke.project, "p");
+        assert_eq!(c.gke.project, "my-proj");
         assert_eq!(c.gke.zone, Gke::default().zone);
         Ok(())
     }

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use crate::cli::{ContextArgs, ContextCommand};
 use crate::context::Ctx;
-use crate::runner::Cmd;
+use crate::runner::{Cmd, quote};
 use crate::targets::TargetName;
 
 /// The kube context a Kubernetes target must use, or None for targets
@@ -58,16 +58,28 @@ pub fn guard(cx: &Ctx, target: TargetName, explicit: Option<&str>) -> Result<Str
         Some(c) => Some(c.to_string()),
         None => current(cx)?,
     };
+    let w = quote(&want);
     match have {
-        Some(h) if h == want => Ok(h),
+        // A context named on the command line must also exist: a matching
+        // name alone says nothing about the kubeconfig.
+        Some(h) if h == want => {
+            if explicit.is_some() && !cx.runner.is_dry_run() && !names(cx)?.contains(&h) {
+                bail!(
+                    "there is no kube context `{h}` in the kubeconfig: create it with \
+                     `cargo xtask cluster up --target {target}`; `cargo xtask context list` \
+                     shows the contexts there are"
+                );
+            }
+            Ok(h)
+        }
         Some(h) => bail!(
             "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
-             switch with `cargo xtask context use {want}` (or `kubectl config use-context {want}`), \
+             switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \
              or start it with `cargo xtask cluster up --target {target}`"
         ),
         None => bail!(
             "no kube context is selected; --target {target} expects `{want}`: \
-             run `cargo xtask cluster up --target {target}` or `cargo xtask context use {want}`"
+             run `cargo xtask cluster up --target {target}` or `cargo xtask context use {w}`"
         ),
     }
 }

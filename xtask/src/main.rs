@@ -15,6 +15,7 @@ mod http;
 mod image;
 mod kubecontext;
 mod logs;
+mod names;
 mod runner;
 mod seldon;
 mod services;

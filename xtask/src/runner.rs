@@ -478,8 +478,10 @@ fn forward_lines(
     })
 }
 
-/// Quotes a word for display only when a shell would need it.
-fn quote(word: &str) -> String {
+/// Quotes a word for display only when a shell would need it: settings
+/// values printed in hints (`cargo xtask context use <name>`) go through it
+/// too, so that a copied command means what it says.
+pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()

@@ -302,6 +302,67 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
         "{}",
         text(&out.stderr)
     );
+    // The right name is not enough: the context must be in the kubeconfig.
+    let (out, _) = f.xtask(
+        &[
+            "context",
+            "check",
+            "--target",
+            "kind",
+            "--context",
+            "kind-dev",
+        ],
+        &[("FAKE_CONTEXTS", "mlops prod")],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("there is no kube context `kind-dev` in the kubeconfig"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (out, _) = f.xtask(
+        &[
+            "context",
+            "check",
+            "--target",
+            "kind",
+            "--context",
+            "kind-dev",
+        ],
+        &[contexts],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn settings_names_are_checked_and_hints_can_be_copied() -> Result {
+    let f = Fakes::new(FAKES)?;
+    std::fs::write(
+        f.dir.path().join("xtask.toml"),
+        "[minikube]\nprofile = \"my.profile\"\n",
+    )?;
+    let (out, _) = f.xtask(
+        &["context", "check", "--target", "minikube"],
+        &[("FAKE_CONTEXT", "prod")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`cargo xtask context use my.profile`"),
+        "{stderr}"
+    );
+    // A name a shell would split is refused where it is set.
+    std::fs::write(
+        f.dir.path().join("xtask.toml"),
+        "[minikube]\nprofile = \"my profile\"\n",
+    )?;
+    let (out, _) = f.xtask(&["context", "check", "--target", "minikube"], &[])?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("minikube.profile = \"my profile\" must be"),
+        "{stderr}"
+    );
     Ok(())
 }
 

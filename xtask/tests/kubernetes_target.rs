@@ -124,10 +124,20 @@ impl Stage {
     }
 
     fn deployments(&self) -> Result<Vec<Deployment>> {
+        self.all::<Deployment>()
+    }
+
+    fn all<K>(&self) -> Result<Vec<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
         Ok(self
             .rt
             .block_on(async {
-                Api::<Deployment>::all(self.fake.client.clone())
+                Api::<K>::all(self.fake.client.clone())
                     .list(&ListParams::default())
                     .await
             })?
@@ -225,9 +235,17 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
         assert!(stdout.contains("1/1 available"), "{stdout}");
 
+        // The services' NetworkPolicies and the LoadBalancer's went in too.
+        let policies = f.all::<k8s_openapi::api::networking::v1::NetworkPolicy>()?;
+        assert_eq!(policies.len(), 4, "{policies:?}");
+
         let (out, _) = f.xtask(&["teardown", "--target", "minikube"], &env)?;
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(f.deployments()?.is_empty(), "teardown left Deployments");
+        assert!(
+            f.all::<k8s_openapi::api::networking::v1::NetworkPolicy>()?.is_empty(),
+            "teardown left NetworkPolicies"
+        );
         assert!(f.fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
 
         let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;

@@ -5,8 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PodSpec, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube_engine::manifest::{self, ImageOverride};
 use serde::Deserialize;
 use serde_json::Value;
@@ -83,9 +88,8 @@ fn every_overlay_renders_into_typed_objects() -> Result {
                 "{overlay}: {o}"
             );
             match o["kind"].as_str() {
-                Some("Namespace") => {
-                    typed::<Namespace>(o)?;
-                }
+                Some("Namespace") => check_pod_security(&typed::<Namespace>(o)?, "restricted"),
+                Some("NetworkPolicy") | Some("PodDisruptionBudget") => {} // checked below
                 Some("Service") => {
                     let s: Service = typed(o)?;
                     assert_eq!(s.metadata.namespace.as_deref(), Some("kube-mlops"));
@@ -99,6 +103,122 @@ fn every_overlay_renders_into_typed_objects() -> Result {
                 }
                 Some("Deployment") => check_deployment(overlay, &typed(o)?)?,
                 other => panic!("{overlay}: unexpected kind {other:?}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every namespace we create enforces a pod security level.
+fn check_pod_security(ns: &Namespace, enforce: &str) {
+    let labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some(enforce),
+        "{:?}",
+        ns.metadata.name
+    );
+}
+
+/// The pods `selector` (matchLabels / In expressions) picks among `names`.
+fn selected<'a>(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    names: &[&'a str],
+) -> Vec<&'a str> {
+    let pick = |name: &str| {
+        let labels = BTreeMap::from([("app.kubernetes.io/name".to_string(), name.to_string())]);
+        selector
+            .match_labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && selector.match_expressions.iter().flatten().all(|e| {
+                e.operator == "In"
+                    && e.values
+                        .iter()
+                        .flatten()
+                        .any(|v| labels.get(&e.key) == Some(v))
+            })
+    };
+    names.iter().copied().filter(|n| pick(n)).collect()
+}
+
+#[test]
+fn every_service_is_fenced_by_a_network_policy_and_kept_up_by_a_disruption_budget() -> Result {
+    const SERVICES: [&str; 3] = ["test-api", "model-server", "iris-model"];
+    for overlay in OVERLAYS {
+        let objects = render(overlay)?;
+        let of = |kind: &'static str| objects.iter().filter(move |o| o["kind"] == kind);
+        let policies: Vec<NetworkPolicy> = of("NetworkPolicy").map(typed).collect::<Result<_>>()?;
+        for svc in SERVICES {
+            let mine: Vec<&NetworkPolicy> = policies
+                .iter()
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.pod_selector.as_ref())
+                        .is_some_and(|sel| selected(sel, &SERVICES).contains(&svc))
+                })
+                .collect();
+            assert!(
+                !mine.is_empty(),
+                "{overlay}: no NetworkPolicy selects {svc}"
+            );
+            for p in &mine {
+                let spec = p.spec.as_ref().ok_or("no spec")?;
+                assert_eq!(
+                    spec.policy_types.as_deref(),
+                    Some(&["Ingress".to_string()][..])
+                );
+                for rule in spec.ingress.iter().flatten() {
+                    let ports: Vec<_> = rule
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| p.port.clone())
+                        .collect();
+                    assert_eq!(
+                        ports,
+                        [IntOrString::String("http".into())],
+                        "{overlay}/{svc}: only the service port"
+                    );
+                }
+            }
+            // From anywhere only where the overlay exposes a LoadBalancer.
+            let open = mine.iter().any(|p| {
+                p.spec.as_ref().is_some_and(|s| {
+                    s.ingress
+                        .iter()
+                        .flatten()
+                        .flat_map(|r| r.from.iter().flatten())
+                        .any(|f| f.ip_block.is_some())
+                })
+            });
+            assert_eq!(open, overlay != "kind", "{overlay}/{svc}");
+        }
+        let budgets: Vec<PodDisruptionBudget> = of("PodDisruptionBudget")
+            .map(typed)
+            .collect::<Result<_>>()?;
+        for d in of("Deployment") {
+            let d: Deployment = typed(d)?;
+            let name = d.metadata.name.clone().ok_or("unnamed")?;
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let budget = budgets.iter().find(|b| {
+                b.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| selected(sel, &SERVICES) == [name.as_str()])
+            });
+            assert_eq!(
+                budget.is_some(),
+                replicas > 1,
+                "{overlay}/{name}: {replicas} replicas"
+            );
+            if let Some(b) = budget {
+                let min = b.spec.as_ref().and_then(|s| s.min_available.clone());
+                assert_eq!(min, Some(IntOrString::Int(1)), "{overlay}/{name}");
             }
         }
     }
@@ -209,7 +329,21 @@ fn the_seldon_deployments_have_what_seldon_requires_and_take_the_pinned_image() 
             Some("seldon")
         );
         match manifest::kind_of(o) {
-            "Namespace" => assert_eq!(o.metadata.name.as_deref(), Some("seldon")),
+            "Namespace" => {
+                assert_eq!(o.metadata.name.as_deref(), Some("seldon"));
+                // Seldon's executor sidecar cannot meet `restricted`.
+                let ns: Namespace = serde_json::from_value(serde_json::to_value(o)?)?;
+                check_pod_security(&ns, "baseline");
+            }
+            "NetworkPolicy" => {
+                let p: NetworkPolicy = serde_json::from_value(serde_json::to_value(o)?)?;
+                let spec = p.spec.ok_or("no spec")?;
+                assert_eq!(
+                    spec.policy_types.as_deref(),
+                    Some(&["Ingress".to_string()][..])
+                );
+                assert!(spec.ingress.iter().flatten().all(|r| r.from.is_some()));
+            }
             "SeldonDeployment" => {
                 assert_eq!(manifest::api_version_of(o), "machinelearning.seldon.io/v1");
                 assert_eq!(o.metadata.namespace.as_deref(), Some("seldon"));

@@ -28,6 +28,7 @@ esac"#,
   *"get crd "*) if [ -n "$FAKE_NO_CRD" ]; then echo 'Error from server (NotFound): customresourcedefinitions "seldondeployments.machinelearning.seldon.io" not found' >&2; exit 1; fi ;;
   *"get service istio-ingressgateway"*|*"get gateway.networking.istio.io"*) [ -n "$FAKE_ISTIO" ] || exit 1 ;;
   *"get deployment seldon-controller-manager"*) [ -n "$FAKE_INSTALLED" ] && echo "1/1" || exit 1 ;;
+  *"get namespace "*"--output jsonpath="*) [ -n "$FAKE_INSTALLED" ] && echo "baseline" || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
   *" get "*) [ -n "$FAKE_INSTALLED" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
 esac"#,
     ),
@@ -38,6 +39,17 @@ esac"#,
 ];
 
 const MINIKUBE: (&str, &str) = ("FAKE_CONTEXT", "mlops");
+
+/// What a new namespace gets: created, then labelled for pod security.
+fn new_namespace(kubectl: &str, ns: &str) -> [String; 2] {
+    [
+        format!("{kubectl} create namespace {ns}"),
+        format!(
+            "{kubectl} label namespace {ns} --overwrite pod-security.kubernetes.io/enforce=baseline \
+             pod-security.kubernetes.io/warn=restricted pod-security.kubernetes.io/audit=restricted"
+        ),
+    ]
+}
 const GKE: (&str, &str) = ("FAKE_CONTEXT", "gke_proj-1_europe-west1-b_k8s-test-cluster");
 const INSTALLED: (&str, &str) = ("FAKE_INSTALLED", "1");
 
@@ -70,15 +82,19 @@ fn install_on_minikube_installs_ambassador_then_the_pinned_operator_and_no_rbac_
     let f = fakes()?;
     let (out, log) = f.xtask(&["seldon", "install", "--target", "minikube"], &[MINIKUBE])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let k = "kubectl --context mlops";
     assert_eq!(
         acted(&log),
         [
-            format!("helm --kube-context mlops {AMBASSADOR}"),
-            format!(
+            &new_namespace(k, "ambassador")[..],
+            &[format!("helm --kube-context mlops {AMBASSADOR}")],
+            &new_namespace(k, "seldon-system"),
+            &[format!(
                 "helm --kube-context mlops {OPERATOR} --set ambassador.enabled=true --wait --timeout 5m"
-            ),
-            "kubectl --context mlops create namespace seldon".to_string(),
+            )],
+            &new_namespace(k, "seldon"),
         ]
+        .concat()
     );
     assert!(
         !log.iter().any(|l| l.contains("clusterrolebinding")),
@@ -98,18 +114,22 @@ fn install_on_gke_binds_the_gcloud_account_to_cluster_admin_first() -> Result {
     let (out, log) = f.xtask(&["seldon", "install", "--target", "gke"], &[GKE])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let ctx = GKE.1;
+    let k = format!("kubectl --context {ctx}");
     assert_eq!(
         acted(&log),
         [
-            format!(
-                "kubectl --context {ctx} create clusterrolebinding kube-mlops-cluster-admin --clusterrole=cluster-admin --user=dev@example.com"
-            ),
-            format!("helm --kube-context {ctx} {AMBASSADOR}"),
-            format!(
+            &[format!(
+                "{k} create clusterrolebinding kube-mlops-cluster-admin --clusterrole=cluster-admin --user=dev@example.com"
+            )][..],
+            &new_namespace(&k, "ambassador"),
+            &[format!("helm --kube-context {ctx} {AMBASSADOR}")],
+            &new_namespace(&k, "seldon-system"),
+            &[format!(
                 "helm --kube-context {ctx} {OPERATOR} --set ambassador.enabled=true --wait --timeout 5m"
-            ),
-            format!("kubectl --context {ctx} create namespace seldon"),
+            )],
+            &new_namespace(&k, "seldon"),
         ]
+        .concat()
     );
     Ok(())
 }
@@ -171,15 +191,18 @@ fn istio_is_required_not_installed_and_the_operator_is_told_to_use_it() -> Resul
         &[MINIKUBE, ("FAKE_ISTIO", "1")],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let k = "kubectl --context mlops";
     assert_eq!(
         acted(&log),
         [
-            format!(
+            &new_namespace(k, "seldon-system")[..],
+            &[format!(
                 "helm --kube-context mlops {OPERATOR} --set ambassador.enabled=false --set istio.enabled=true \
                  --set istio.gateway=istio-system/seldon-gateway --wait --timeout 5m"
-            ),
-            "kubectl --context mlops create namespace seldon".to_string(),
+            )],
+            &new_namespace(k, "seldon"),
         ]
+        .concat()
     );
 
     std::fs::write(

@@ -418,6 +418,24 @@ async fn route(
     match parts.as_slice() {
         ["api", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_core())),
         ["apis", "apps", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_apps())),
+        ["apis", "networking.k8s.io", "v1"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery_group(
+                    "networking.k8s.io/v1",
+                    &[("networkpolicies", "NetworkPolicy")],
+                ),
+            ));
+        }
+        ["apis", "policy", "v1"] => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &discovery_group(
+                    "policy/v1",
+                    &[("poddisruptionbudgets", "PodDisruptionBudget")],
+                ),
+            ));
+        }
         ["apis", "machinelearning.seldon.io", "v1"] if seldon => {
             return Ok(json_response(StatusCode::OK, &discovery_seldon()));
         }
@@ -559,6 +577,12 @@ fn discovery_apps() -> Value {
         resource("deployments/status", "Deployment", true),
         resource("replicasets", "ReplicaSet", true),
     ]})
+}
+
+/// A group's namespaced resources (only what the manifests use).
+fn discovery_group(group_version: &str, kinds: &[(&str, &str)]) -> Value {
+    let resources: Vec<Value> = kinds.iter().map(|(p, k)| resource(p, k, true)).collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
 fn discovery_seldon() -> Value {

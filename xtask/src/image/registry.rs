@@ -44,7 +44,12 @@ pub fn push(archive: &Path, repository: &str, tag: &str, insecure: bool) -> Resu
         client
             .auth(&reference, &auth, RegistryOperation::Push)
             .await
-            .with_context(|| format!("cannot authenticate to {registry} for a push: log in with `docker login {registry}` or a credential helper"))?;
+            .with_context(|| {
+                format!(
+                    "cannot authenticate to {registry} for a push: log in with `docker login {}` or a credential helper",
+                    crate::runner::quote(&registry)
+                )
+            })?;
         let mut uploaded = 0;
         let mut skipped = 0;
         for blob in blobs.layers.iter().chain(std::iter::once(&blobs.config)) {

@@ -57,6 +57,47 @@ fn release(cx: &Ctx, context: &str, name: &str, namespace: &str) -> Result<Optio
     Ok(releases.into_iter().next())
 }
 
+/// The pod security labels of every namespace kube-mlops creates for Seldon:
+/// `baseline` enforced (the operator's executor sidecar, and charts we do not
+/// write, lack what `restricted` requires), `restricted` warned and audited.
+pub const POD_SECURITY: [&str; 3] = [
+    "pod-security.kubernetes.io/enforce=baseline",
+    "pod-security.kubernetes.io/warn=restricted",
+    "pod-security.kubernetes.io/audit=restricted",
+];
+
+/// Creates `ns` when missing, and gives it the pod security labels when it
+/// has no enforced level yet (a level someone set is left alone).
+fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
+    let enforced = cx.runner.probe(
+        &kubectl(context, "checking a namespace").args([
+            "get",
+            "namespace",
+            ns,
+            "--output",
+            r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}",
+        ]),
+        PROBE,
+    )?;
+    if !enforced.success {
+        cx.runner.run(
+            &kubectl(context, "creating a namespace for Seldon Core").args([
+                "create",
+                "namespace",
+                ns,
+            ]),
+        )?;
+    }
+    if !enforced.success || enforced.stdout.trim().is_empty() {
+        cx.runner.run(
+            &kubectl(context, "labelling a namespace for pod security")
+                .args(["label", "namespace", ns, "--overwrite"])
+                .args(POD_SECURITY),
+        )?;
+    }
+    Ok(())
+}
+
 /// Whether `kubectl get <what>` finds it.
 fn exists(cx: &Ctx, context: &str, what: &[&str]) -> Result<bool> {
     let p = cx.runner.probe(
@@ -74,6 +115,7 @@ pub fn install(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
     rbac(cx, target, &context)?;
     ingress(cx, &context)?;
     let install = |how: &str| -> Result<()> {
+        ensure_namespace(cx, &context, &s.operator_namespace)?;
         cx.runner.step(format!(
             "{how} the Seldon Core operator {} with Helm",
             s.chart_version
@@ -118,18 +160,11 @@ pub fn install(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
         Some(r) => install(&format!("upgrade from {} ({}) to", r.version(), r.status))?,
         None => install("install")?,
     }
-    if !exists(cx, &context, &["namespace", &s.namespace])? {
-        cx.runner
-            .run(&kubectl(&context, "creating the models' namespace").args([
-                "create",
-                "namespace",
-                &s.namespace,
-            ]))?;
-    }
+    ensure_namespace(cx, &context, &s.namespace)?;
     if !cx.runner.is_dry_run() && !exists(cx, &context, &["crd", CRD])? {
         bail!(
             "Helm installed the operator, but the cluster has no {CRD} CRD; see `helm status {OPERATOR_RELEASE} --namespace {}`",
-            s.operator_namespace
+            crate::runner::quote(&s.operator_namespace)
         );
     }
     if !cx.runner.is_dry_run() {
@@ -191,6 +226,7 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
                 );
                 return Ok(());
             }
+            ensure_namespace(cx, context, ns)?;
             cx.runner.step(format!(
                 "install the Ambassador ingress {} with Helm",
                 s.ambassador_chart_version
