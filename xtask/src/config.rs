@@ -428,6 +428,8 @@ pub fn parse(text: &str) -> Result<Config> {
     Ok(config)
 }
 
+type NameCheck = fn(&str) -> Result<(), String>;
+
 /// Names handed to registries, docker, clusters and Kubernetes.
 fn check_names(c: &Config) -> Result<()> {
     let r = &c.registry;
@@ -446,7 +448,7 @@ fn check_names(c: &Config) -> Result<()> {
             bail!("{key} = {value:?} is not valid in an image reference: {why}");
         }
     }
-    let checks: [(&str, &str, fn(&str) -> Result<(), String>); 8] = [
+    let checks: [(&str, &str, NameCheck); 8] = [
         (
             "kubernetes.namespace",
             &c.kubernetes.namespace,

@@ -243,7 +243,8 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(f.deployments()?.is_empty(), "teardown left Deployments");
         assert!(
-            f.all::<k8s_openapi::api::networking::v1::NetworkPolicy>()?.is_empty(),
+            f.all::<k8s_openapi::api::networking::v1::NetworkPolicy>()?
+                .is_empty(),
             "teardown left NetworkPolicies"
         );
         assert!(f.fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
