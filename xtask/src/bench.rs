@@ -49,16 +49,23 @@ impl BenchArgs {
         }
         cx.runner.locate("wrk", "cargo xtask bench")?;
         let release = build::release_dir(cx);
-        let (build, cases): (&[&str], Vec<Case>) = match self.subject {
-            BenchSubject::TestApi => (
-                &[
-                    "--package",
-                    "test-api",
-                    "--bin",
-                    "test-api",
-                    "--example",
-                    "minimal_axum",
-                ],
+        // The services exactly as `cargo xtask deploy` builds them (the same
+        // command, the same packages, so the same binaries).
+        cx.runner.run(
+            &build::release_command(cx, "building the services as deploy does")
+                .args(build::all_packages(cx)),
+        )?;
+        let cases: Vec<Case> = match self.subject {
+            BenchSubject::TestApi => {
+                // The reference with cargo's default release settings (the
+                // `reference` profile undoes our size profile): like with like
+                // is a plain `cargo build --release` of a minimal server.
+                cx.runner.run(
+                    &Cmd::new(build::cargo(), "building the reference server")
+                        .args(["build", "--profile", "reference", "--package", "test-api"])
+                        .args(["--example", "minimal_axum"])
+                        .cwd(&cx.root),
+                )?;
                 vec![
                     Case {
                         label: "test-api",
@@ -69,39 +76,31 @@ impl BenchArgs {
                     },
                     Case {
                         label: "minimal axum",
-                        binary: release.join("examples/minimal_axum"),
+                        binary: build::target_dir(cx).join("reference/examples/minimal_axum"),
                         env: vec![],
                         path: "/test_api",
                         body: None,
                     },
-                ],
-            ),
+                ]
+            }
             BenchSubject::Images => bail!("images are measured by images()"),
-            BenchSubject::ModelServer => (
-                &[],
-                vec![
-                    Case {
-                        label: "identity",
-                        binary: release.join("model-server"),
-                        env: vec![("MODEL", "identity")],
-                        path: "/api/v1.0/predictions",
-                        body: Some(TUTORIAL_PAYLOAD),
-                    },
-                    Case {
-                        label: "iris",
-                        binary: release.join("model-server"),
-                        env: vec![("MODEL", "iris")],
-                        path: "/api/v1.0/predictions",
-                        body: Some(IRIS_PAYLOAD),
-                    },
-                ],
-            ),
+            BenchSubject::ModelServer => vec![
+                Case {
+                    label: "identity",
+                    binary: release.join("model-server"),
+                    env: vec![("MODEL", "identity")],
+                    path: "/api/v1.0/predictions",
+                    body: Some(TUTORIAL_PAYLOAD),
+                },
+                Case {
+                    label: "iris",
+                    binary: release.join("model-server"),
+                    env: vec![("MODEL", "iris")],
+                    path: "/api/v1.0/predictions",
+                    body: Some(IRIS_PAYLOAD),
+                },
+            ],
         };
-        cx.runner.run(
-            &build::release_command(cx, "building the benchmark subjects")
-                .args(build::all_packages(cx))
-                .args(build),
-        )?;
         let mut results = Vec::new();
         for case in &cases {
             if let Some(f) = measure(cx, case, &self)? {

@@ -125,10 +125,24 @@ pub fn routes(state: Arc<AppState>) -> Router {
         (status = 503, description = "Shutting down", body = SeldonMessage)))]
 pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let result = async {
-        let (msg, admission) = body::read::<SeldonMessage>(req).await?;
-        let reply = run_model(&s, msg)?;
+        let (text, admission) = body::read_text(req).await?;
+        let large = text.len() > INLINE_BYTES;
+        let state = Arc::clone(&s);
+        let work = move || -> Result<Response, SeldonError> {
+            let reply = run_model(&state, body::parse(&text)?)?;
+            Ok(json_reply(&reply))
+        };
+        // A large message is parsed, predicted and encoded on the blocking
+        // pool, so that one big batch never stalls the I/O of the others.
+        let reply = if large {
+            tokio::task::spawn_blocking(work).await.map_err(|e| {
+                SeldonError::from(crate::model::ModelError::Internal(e.to_string()))
+            })??
+        } else {
+            work()?
+        };
         // The reply is part of the memory the admission bounds, until sent.
-        Ok::<_, SeldonError>(admission.hold_until_sent(json_reply(&reply)))
+        Ok::<_, SeldonError>(admission.hold_until_sent(reply))
     }
     .await;
     let outcome = match &result {
@@ -148,6 +162,10 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
         }
     }
 }
+
+/// Messages up to this size are handled on the I/O threads (a thread hop
+/// would cost them more than it saves); larger ones on the blocking pool.
+const INLINE_BYTES: usize = 16 * 1024;
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
 fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {

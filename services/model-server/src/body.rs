@@ -23,12 +23,17 @@ use crate::errors::SeldonError;
 /// the reply is built).
 pub async fn read<T: DeserializeOwned>(req: Request) -> Result<(T, Admission), SeldonError> {
     let (text, admission) = read_text(req).await?;
-    let msg = seldon_protocol::message::from_json(&text)
-        .map_err(|e| SeldonError::bad_data(format!("invalid JSON message: {e}")))?;
-    Ok((msg, admission))
+    Ok((parse(&text)?, admission))
 }
 
-async fn read_text(req: Request) -> Result<(String, Admission), SeldonError> {
+/// Parses a message's JSON text.
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, SeldonError> {
+    seldon_protocol::message::from_json(text)
+        .map_err(|e| SeldonError::bad_data(format!("invalid JSON message: {e}")))
+}
+
+/// The request's message as JSON text, and its admission.
+pub async fn read_text(req: Request) -> Result<(String, Admission), SeldonError> {
     let payload = body::read(req).await.map_err(body_error)?;
     let (parts, bytes, admission) = (payload.parts, payload.bytes, payload.admission);
     if parts.method == Method::GET {

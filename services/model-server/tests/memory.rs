@@ -162,6 +162,18 @@ fn burst(file: &str, features: Option<usize>) -> Result {
     .max_body_bytes;
     let bodies = worst_bodies(max, features)?;
     let idle = peak_rss(s.pid())?;
+    // Slow clients at the same time: every free connection slot holding a
+    // request head just under the 64 KiB limit.
+    let slow: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| -> Result<std::net::TcpStream> {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port))?;
+            std::io::Write::write_all(
+                &mut c,
+                format!("GET /predict?json={}", "a".repeat(60_000)).as_bytes(),
+            )?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
     // 24 clients at once, each sending every kind of request.
     let url = s.url("/api/v1.0/predictions");
     let clients: Vec<_> = (0..24)
@@ -187,10 +199,12 @@ fn burst(file: &str, features: Option<usize>) -> Result {
     for c in clients {
         c.join().map_err(|_| "client panicked")??;
     }
+    drop(slow);
     let peak = peak_rss(s.pid())?;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     eprintln!(
-        "{file}: peak {:.1} MiB (idle {:.1} MiB) under 24 clients x {} maximum-size requests; limit {:.0} MiB",
+        "{file}: peak {:.1} MiB (idle {:.1} MiB) under 24 clients x {} maximum-size requests \
+         and 200 slow clients; limit {:.0} MiB",
         mib(peak),
         mib(idle),
         bodies.len(),

@@ -284,6 +284,32 @@ fn iris_refuses_features_outside_float32_instead_of_answering_null() -> Result {
 }
 
 #[test]
+fn request_heads_are_bounded() -> Result {
+    let s = identity()?;
+    // A GET with its message in the query is fine up to the 64 KiB head limit.
+    let msg = format!(r#"{{"strData":"{}"}}"#, "x".repeat(40_000));
+    let (status, _) = get(&format!("{}?{}", s.url("/predict"), form("json", &msg)))?;
+    assert_eq!(status, 200);
+    // A header that takes the head over 64 KiB.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port))?;
+    c.write_all(
+        format!(
+            "GET /health/ping HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(70_000)
+        )
+        .as_bytes(),
+    )?;
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer)?;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "a head over 64 KiB: {answer}"
+    );
+    assert_eq!(get(&s.url("/health/ping"))?.0, 200);
+    Ok(())
+}
+
+#[test]
 fn unknown_paths_are_counted_under_one_label() -> Result {
     let s = identity()?;
     for p in ["/a", "/b", "/wp-login.php"] {

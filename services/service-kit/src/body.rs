@@ -16,7 +16,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::errors::ApiError;
-use crate::lifecycle::Lifecycle;
 
 /// Content encodings the server decompresses (tower-http, before the limit).
 pub const ENCODINGS: [&str; 4] = ["gzip", "x-gzip", "deflate", "identity"];
@@ -107,12 +106,12 @@ impl http_body::Body for Held {
     }
 }
 
-/// Admits the request and reads its whole body. Requests that did not come
-/// through the service-kit router (in-process tests) are read with the
-/// default limits and no admission.
+/// Admits the request and reads its whole body. Call it from the request's
+/// own task: requests outside a service-kit server (in-process tests) are
+/// read with the default limits and no admission.
 pub async fn read(req: Request) -> Result<Payload, BodyError> {
     let (parts, body) = req.into_parts();
-    let Some(life) = parts.extensions.get::<Arc<Lifecycle>>().cloned() else {
+    let Ok(life) = crate::lifecycle::CURRENT.try_with(Arc::clone) else {
         let d = crate::ServeEnv::default();
         let bytes = collect(body, d.max_body_bytes).await?;
         return Ok(Payload {

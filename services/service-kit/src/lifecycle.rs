@@ -8,13 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::probes::Readiness;
+
+tokio::task_local! {
+    /// The lifecycle of the server handling the current request (set for
+    /// each request's future; a task-local rather than a request extension,
+    /// which would cost an insert on every request).
+    pub static CURRENT: Arc<Lifecycle>;
+}
 
 /// How request bodies are read (see [`crate::body::read`]).
 #[derive(Clone, Debug)]
@@ -78,13 +81,14 @@ impl Lifecycle {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
-    fn enter(self: &Arc<Self>) -> InFlight {
+    /// Counts a request in flight until the guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(Arc::clone(self))
     }
 }
 
-struct InFlight(Arc<Lifecycle>);
+pub(crate) struct InFlight(Arc<Lifecycle>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -92,18 +96,4 @@ impl Drop for InFlight {
             self.0.idle.notify_waiters();
         }
     }
-}
-
-/// Middleware (outermost): counts the request in flight, hands the
-/// lifecycle to the body reader, and closes the connection after the
-/// response once draining has begun.
-pub async fn track(State(l): State<Arc<Lifecycle>>, mut req: Request, next: Next) -> Response {
-    let _in_flight = l.enter();
-    req.extensions_mut().insert(Arc::clone(&l));
-    let mut resp = next.run(req).await;
-    if !l.readiness.is_ready() {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
 }

@@ -4,27 +4,35 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tower::Layer;
 use tower::ServiceExt;
-use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
 
 use crate::env::ServeEnv;
 use crate::lifecycle::{self, BodyPolicy, Lifecycle};
 use crate::metrics::{self, Metrics};
 use crate::probes::{self, Readiness};
 use crate::{ConnAddrs, errors, openapi, shutdown};
+
+/// The most a connection buffers while reading a request head (the request
+/// line, so also a GET's `?json=`, and the headers): larger heads get 431.
+/// hyper's default, about 400 KiB, let 256 slow clients hold 100 MiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// After the drain, how long clients still sending a request are waited
 /// for before their connections are closed. Requests already being
@@ -96,6 +104,7 @@ async fn serve(
     life: &Arc<Lifecycle>,
     stop: impl std::future::Future<Output = ()>,
 ) {
+    let apps = Apps::new(app);
     let slots = Arc::new(Semaphore::new(env.max_connections));
     let (close, closing) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -115,7 +124,14 @@ async fn serve(
         while conns.try_join_next().is_some() {}
         match accepted {
             Ok((stream, remote)) => {
-                let conn = connection(stream, remote, app.clone(), env, closing.clone());
+                let conn = connection(
+                    stream,
+                    remote,
+                    apps.clone(),
+                    env,
+                    Arc::clone(life),
+                    closing.clone(),
+                );
                 conns.spawn(async move {
                     conn.await;
                     drop(slot);
@@ -151,23 +167,130 @@ async fn serve(
 }
 
 /// Serves one HTTP/1 connection until it ends or shutdown closes it.
+/// When a connection last began or finished a request, and how many it has
+/// in progress: a connection that has none in progress and has not
+/// presented a complete request head for `HEADER_READ_TIMEOUT_SECS` (a
+/// client trickling half a request, or an idle keep-alive) is closed.
+struct Activity {
+    base: Instant,
+    /// Milliseconds since `base`.
+    last: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
+    /// A request head arrived; the guard marks its response ready.
+    fn start(self: Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.last.store(self.now(), Ordering::Relaxed);
+        Busy(self)
+    }
+
+    /// Resolves once the connection has been quiet for `timeout`.
+    async fn watch(self: Arc<Self>, timeout: Duration) {
+        let limit = timeout.as_millis() as u64;
+        loop {
+            let quiet = self.now().saturating_sub(self.last.load(Ordering::Relaxed));
+            if self.busy.load(Ordering::Relaxed) == 0 && quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(limit.saturating_sub(quiet).max(50))).await;
+        }
+    }
+}
+
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.last.store(self.0.now(), Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The router twice: as is, and behind tower-http's request decompression
+/// (gzip, deflate), which only requests that name a Content-Encoding take,
+/// so that the rest pay nothing for it.
+#[derive(Clone)]
+struct Apps {
+    plain: Router,
+    decompressing: RequestDecompression<Router>,
+}
+
+impl Apps {
+    fn new(app: Router) -> Self {
+        Self {
+            // Unknown encodings pass through, so that the body reader names
+            // them in the service's own error shape.
+            decompressing: RequestDecompressionLayer::new()
+                .pass_through_unaccepted(true)
+                .layer(app.clone()),
+            plain: app,
+        }
+    }
+}
+
+/// Serves one HTTP/1 connection until it ends or shutdown closes it. Every
+/// request carries the connection's addresses and the lifecycle, counts as
+/// in flight until its response is ready, and once draining has begun
+/// gets `Connection: close`.
 fn connection(
     stream: TcpStream,
     remote: SocketAddr,
-    app: Router,
+    apps: Apps,
     env: &ServeEnv,
+    life: Arc<Lifecycle>,
     mut closing: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let local = stream.local_addr().unwrap_or(remote);
     let addrs = ConnectInfo(ConnAddrs { remote, local });
     let _ = stream.set_nodelay(true);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(env.header_read_timeout)
-        .keep_alive(true);
+    // hyper's own header timeout arms a timer for every request; the
+    // watchdog below checks the connection as a whole instead.
+    http.keep_alive(true)
+        .header_read_timeout(None)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES);
+    let activity = Arc::new(Activity::new());
+    let watchdog = Arc::clone(&activity).watch(env.header_read_timeout);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(addrs);
-        app.clone().oneshot(req.map(Body::new))
+        let in_flight = life.enter();
+        let request = Arc::clone(&activity).start();
+        let life = Arc::clone(&life);
+        let apps = apps.clone();
+        lifecycle::CURRENT.scope(Arc::clone(&life), async move {
+            let req = req.map(Body::new);
+            let mut resp = if req.headers().contains_key(header::CONTENT_ENCODING) {
+                apps.decompressing
+                    .oneshot(req)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+                    .map(Body::new)
+            } else {
+                let Ok(resp) = apps.plain.oneshot(req).await;
+                resp
+            };
+            drop((in_flight, request));
+            if !life.readiness.is_ready() {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::io::Error>(resp)
+        })
     });
     async move {
         let conn = http.serve_connection(TokioIo::new(stream), service);
@@ -178,6 +301,10 @@ fn connection(
                 // Idle: closes now; busy: after the response in progress.
                 conn.as_mut().graceful_shutdown();
                 conn.as_mut().await
+            }
+            () = watchdog => {
+                tracing::debug!("closing a connection that sent no complete request in time");
+                Ok(())
             }
         };
         if let Err(e) = ended {
@@ -220,25 +347,20 @@ fn router(
             },
         ));
     }
-    app.route_layer(axum::middleware::from_fn_with_state(
-        metrics,
-        metrics::track,
-    ))
-    // Fallbacks are not routes: count them here under one fixed label.
-    .fallback(move |req: Request| async move {
-        let method = req.method().clone();
-        let resp = errors::not_found(req.uri().clone()).await;
-        unmatched.count_unmatched(&method, axum::http::StatusCode::NOT_FOUND);
-        resp
-    })
-    // Unknown Content-Encodings pass through, so the body reader can name
-    // them in the service's own error shape.
-    .layer(RequestDecompressionLayer::new().pass_through_unaccepted(true))
-    .layer(axum::middleware::from_fn_with_state(
-        Arc::clone(life),
-        lifecycle::track,
-    ))
+    app.route_layer(metrics::TrackLayer(metrics))
+        // Fallbacks are not routes: count them here under one fixed label.
+        .fallback(move |req: Request| async move {
+            let method = req.method().clone();
+            let resp = errors::not_found(req.uri().clone()).await;
+            unmatched.count_unmatched(&method, axum::http::StatusCode::NOT_FOUND);
+            resp
+        })
 }
+
+/// Threads for work handed off the I/O threads (`spawn_blocking`: large
+/// batches). Few on purpose: each thread gets its own malloc arena, and
+/// arenas holding freed request buffers multiply the process's memory.
+pub const BLOCKING_THREADS: usize = 1;
 
 /// A service's whole `main`: logging, settings, the runtime, and on failure
 /// the error on stderr (and in the log) with a non-zero exit.
@@ -250,7 +372,11 @@ pub fn main(
     crate::logging::init();
     let result = env().and_then(|env| {
         let service = service(&env)?;
-        let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .build()
+            .context("starting the async runtime")?;
         rt.block_on(run(service, env))
     });
     match result {
