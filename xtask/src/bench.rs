@@ -101,19 +101,25 @@ impl BenchArgs {
                 },
             ],
         };
-        let mut results = Vec::new();
-        for case in &cases {
-            if let Some(f) = measure(cx, case, &self)? {
-                results.push((case.label, f));
+        let mut rounds: Vec<Vec<Figures>> = cases.iter().map(|_| Vec::new()).collect();
+        for _ in 0..self.rounds {
+            for (case, figures) in cases.iter().zip(&mut rounds) {
+                figures.extend(measure(cx, case, &self)?);
             }
         }
         if cx.runner.is_dry_run() {
             return Ok(ExitCode::SUCCESS);
         }
+        let results: Vec<(&str, Figures)> = cases
+            .iter()
+            .zip(rounds)
+            .map(|(case, figures)| (case.label, median(figures)))
+            .collect();
         println!(
-            "{} connections, {}s each, wrk with 2 threads, loopback, {} cores",
+            "{} connections, {}s each, median of {} alternating rounds, wrk with 2 threads, loopback, {} cores",
             self.connections,
             self.duration,
+            self.rounds,
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
         println!(
@@ -304,6 +310,13 @@ fn lua_script(cx: &Ctx, label: &str, body: &str) -> Result<PathBuf> {
         ),
     )?;
     Ok(path)
+}
+
+/// The round with the median requests/s (its latencies with it).
+fn median(mut rounds: Vec<Figures>) -> Figures {
+    rounds.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+    let mid = rounds.len() / 2;
+    rounds.swap_remove(mid)
 }
 
 fn free_port() -> Result<u16> {

@@ -330,6 +330,10 @@ pub struct BenchArgs {
     /// Concurrent connections
     #[arg(long, default_value_t = 16)]
     pub connections: u32,
+    /// Rounds: the servers are measured in turn this many times, and each
+    /// one's median round is reported (alternating evens out drift)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -111,7 +111,7 @@ impl http_body::Body for Held {
 /// read with the default limits and no admission.
 pub async fn read(req: Request) -> Result<Payload, BodyError> {
     let (parts, body) = req.into_parts();
-    let Ok(life) = crate::lifecycle::CURRENT.try_with(Arc::clone) else {
+    let Ok(life) = crate::lifecycle::CURRENT.try_with(|r| Arc::clone(r)) else {
         let d = crate::ServeEnv::default();
         let bytes = collect(body, d.max_body_bytes).await?;
         return Ok(Payload {

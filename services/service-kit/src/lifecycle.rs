@@ -13,10 +13,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use crate::probes::Readiness;
 
 tokio::task_local! {
-    /// The lifecycle of the server handling the current request (set for
-    /// each request's future; a task-local rather than a request extension,
-    /// which would cost an insert on every request).
-    pub static CURRENT: Arc<Lifecycle>;
+    /// The current request's place in flight, and through it the lifecycle
+    /// of the server handling it (a task-local rather than a request
+    /// extension, which would cost an insert on every request).
+    pub static CURRENT: InFlight;
 }
 
 /// How request bodies are read (see [`crate::body::read`]).
@@ -54,6 +54,11 @@ impl Lifecycle {
         })
     }
 
+    /// Whether shutdown has begun (responses then close their connection).
+    pub fn draining(&self) -> bool {
+        !self.readiness.is_ready()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
     }
@@ -88,7 +93,16 @@ impl Lifecycle {
     }
 }
 
-pub(crate) struct InFlight(Arc<Lifecycle>);
+/// A request in flight; derefs to its server's lifecycle.
+pub struct InFlight(Arc<Lifecycle>);
+
+impl std::ops::Deref for InFlight {
+    type Target = Arc<Lifecycle>;
+
+    fn deref(&self) -> &Arc<Lifecycle> {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

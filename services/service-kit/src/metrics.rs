@@ -102,8 +102,12 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            metrics: Arc::clone(&self.0),
-            route: Arc::default(),
+            route: Arc::new(RouteCache {
+                metrics: Arc::clone(&self.0),
+                route: OnceLock::new(),
+                latency: Default::default(),
+                ok: Default::default(),
+            }),
         }
     }
 }
@@ -111,7 +115,6 @@ impl<S> Layer<S> for TrackLayer {
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    metrics: Arc<Metrics>,
     /// Shared by the clones of the one route this instance wraps.
     route: Arc<RouteCache>,
 }
@@ -119,8 +122,8 @@ pub struct Track<S> {
 /// A route's label, learnt from its first request, and the series its
 /// common requests land in, resolved once: a request then costs two atomic
 /// loads instead of two label-set lookups in the families.
-#[derive(Default)]
 struct RouteCache {
+    metrics: Arc<Metrics>,
     route: OnceLock<Route>,
     /// Per method (by [`method_index`]): latency, and the count of 200s.
     latency: [OnceLock<Histogram>; METHODS],
@@ -153,7 +156,6 @@ where
             start: Instant::now(),
             method,
             cache: Some(Arc::clone(&self.route)),
-            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -165,7 +167,6 @@ pin_project_lite::pin_project! {
         start: Instant,
         method: usize,
         cache: Option<Arc<RouteCache>>,
-        metrics: Arc<Metrics>,
     }
 }
 
@@ -181,7 +182,7 @@ where
         if let (Ok(resp), Some(cache)) = (&result, this.cache.take()) {
             let elapsed = this.start.elapsed();
             let status = resp.status().as_u16();
-            let (i, m) = (*this.method, &**this.metrics);
+            let (i, m) = (*this.method, &*cache.metrics);
             let route = || {
                 cache
                     .route

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -166,47 +166,42 @@ async fn serve(
     }
 }
 
-/// Serves one HTTP/1 connection until it ends or shutdown closes it.
-/// When a connection last began or finished a request, and how many it has
-/// in progress: a connection that has none in progress and has not
-/// presented a complete request head for `HEADER_READ_TIMEOUT_SECS` (a
-/// client trickling half a request, or an idle keep-alive) is closed.
+/// How many requests a connection has begun and has in progress. The
+/// watchdog closes a connection that has had none in progress and begun
+/// none for `HEADER_READ_TIMEOUT_SECS` (a client trickling half a request
+/// head, or an idle keep-alive): checked every half period, so it closes
+/// between one and one and a half periods after the last response. No clock
+/// is read per request.
+#[derive(Default)]
 struct Activity {
-    base: Instant,
-    /// Milliseconds since `base`.
-    last: AtomicU64,
+    begun: AtomicU64,
     busy: AtomicUsize,
 }
 
 impl Activity {
-    fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            last: AtomicU64::new(0),
-            busy: AtomicUsize::new(0),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_millis() as u64
-    }
-
     /// A request head arrived; the guard marks its response ready.
-    fn start(self: Arc<Self>) -> Busy {
+    fn begin(self: Arc<Self>) -> Busy {
+        self.begun.fetch_add(1, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
-        self.last.store(self.now(), Ordering::Relaxed);
         Busy(self)
     }
 
     /// Resolves once the connection has been quiet for `timeout`.
     async fn watch(self: Arc<Self>, timeout: Duration) {
-        let limit = timeout.as_millis() as u64;
+        let tick = timeout / 2;
+        let (mut seen, mut quiet) = (u64::MAX, 0);
         loop {
-            let quiet = self.now().saturating_sub(self.last.load(Ordering::Relaxed));
-            if self.busy.load(Ordering::Relaxed) == 0 && quiet >= limit {
-                return;
+            tokio::time::sleep(tick).await;
+            let begun = self.begun.load(Ordering::Relaxed);
+            if self.busy.load(Ordering::Relaxed) == 0 && begun == seen {
+                quiet += 1;
+                if quiet >= 2 {
+                    return;
+                }
+            } else {
+                quiet = 0;
             }
-            tokio::time::sleep(Duration::from_millis(limit.saturating_sub(quiet).max(50))).await;
+            seen = begun;
         }
     }
 }
@@ -215,7 +210,6 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.last.store(self.0.now(), Ordering::Relaxed);
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -264,28 +258,34 @@ fn connection(
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_header_size(MAX_HEAD_BYTES);
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::default());
     let watchdog = Arc::clone(&activity).watch(env.header_read_timeout);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(addrs);
-        let in_flight = life.enter();
-        let request = Arc::clone(&activity).start();
-        let life = Arc::clone(&life);
-        let apps = apps.clone();
-        lifecycle::CURRENT.scope(Arc::clone(&life), async move {
-            let req = req.map(Body::new);
-            let mut resp = if req.headers().contains_key(header::CONTENT_ENCODING) {
-                apps.decompressing
+        let busy = Arc::clone(&activity).begin();
+        let req = req.map(Body::new);
+        // Only requests that name an encoding take the decompressing router.
+        let app = if req.headers().contains_key(header::CONTENT_ENCODING) {
+            Err(apps.decompressing.clone())
+        } else {
+            Ok(apps.plain.clone())
+        };
+        // The in-flight guard is the request's task-local: the body reader
+        // finds the lifecycle through it.
+        lifecycle::CURRENT.scope(life.enter(), async move {
+            let mut resp = match app {
+                Ok(plain) => {
+                    let Ok(resp) = plain.oneshot(req).await;
+                    resp
+                }
+                Err(decompressing) => decompressing
                     .oneshot(req)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?
-                    .map(Body::new)
-            } else {
-                let Ok(resp) = apps.plain.oneshot(req).await;
-                resp
+                    .map(Body::new),
             };
-            drop((in_flight, request));
-            if !life.readiness.is_ready() {
+            drop(busy);
+            if lifecycle::CURRENT.with(|l| l.draining()) {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
