@@ -1,50 +1,39 @@
-//! `cargo xtask`: kube-mlops automation. Parses the command line and
-//! dispatches to one task module; everything else lives in those modules.
+//! `cargo xtask`: kube-mlops automation. Parses the command line, makes the
+//! context, installs the Ctrl-C handler, and dispatches to one command; the
+//! layers below are described in ARCHITECTURE.md.
 
-mod bench;
 mod build;
-mod cli;
-mod cluster;
-mod config;
-mod context;
-mod contract_test;
-mod deploy;
-mod doctor;
-mod engine;
-mod http;
+mod commands;
+mod ground;
 mod image;
-mod kubecontext;
-mod logs;
-mod names;
-mod runner;
+mod publish;
 mod seldon;
-mod services;
-mod smoke;
-mod status;
 mod targets;
-mod teardown;
-mod tools;
+mod verify;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use commands::{Cli, Command};
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    let result = context::Ctx::new(&cli.global).and_then(|cx| {
+    let cli = Cli::parse();
+    ground::interrupt::install();
+    let result = ground::context::Ctx::new(&cli.global.options()).and_then(|cx| {
         let outcome = match cli.command {
-            cli::Command::Doctor(a) => a.run(&cx),
-            cli::Command::Build(a) => a.run(&cx),
-            cli::Command::Deploy(a) => a.run(&cx),
-            cli::Command::Status(a) => a.run(&cx),
-            cli::Command::Logs(a) => a.run(&cx),
-            cli::Command::Teardown(a) => a.run(&cx),
-            cli::Command::Image(a) => a.run(&cx),
-            cli::Command::Cluster(a) => a.run(&cx),
-            cli::Command::Context(a) => a.run(&cx),
-            cli::Command::Seldon(a) => a.run(&cx),
-            cli::Command::ContractTest(a) => a.run(&cx),
-            cli::Command::Bench(a) => a.run(&cx),
+            Command::Doctor(a) => a.run(&cx),
+            Command::Build(a) => a.run(&cx),
+            Command::Deploy(a) => a.run(&cx),
+            Command::Status(a) => a.run(&cx),
+            Command::Logs(a) => a.run(&cx),
+            Command::Teardown(a) => a.run(&cx),
+            Command::Image(a) => a.run(&cx),
+            Command::Cluster(a) => a.run(&cx),
+            Command::Context(a) => a.run(&cx),
+            Command::Seldon(a) => a.run(&cx),
+            Command::ContractTest(a) => a.run(&cx),
+            Command::Bench(a) => a.run(&cx),
         };
         cx.runner.print_plan();
         outcome

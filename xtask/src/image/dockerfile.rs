@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use xshell::cmd;
+
 use super::oci::UID;
-use crate::context::Ctx;
-use crate::runner::Cmd;
+use crate::ground::context::Ctx;
 
 /// Stages `<dir>/rootfs/...` for the Dockerfile's `COPY rootfs/ /`.
 pub fn stage(dir: &Path, bin_name: &str, binary: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -45,22 +46,20 @@ pub fn build(
     labels: &[(String, String)],
     archive: PathBuf,
 ) -> Result<PathBuf> {
-    let mut cmd = Cmd::new(
-        crate::tools::engine_cli(),
-        "building images with --builder docker",
-    )
-    .args(["build", "--file"])
-    .arg(dockerfile)
-    .args(["--tag", reference]);
-    for (k, v) in labels {
-        cmd = cmd.arg("--label").arg(format!("{k}={v}"));
-    }
-    cx.runner.run(&cmd.arg(context))?;
+    let docker = crate::ground::tools::engine_cli();
+    let labels = labels
+        .iter()
+        .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]);
     cx.runner.run(
-        &Cmd::new(crate::tools::engine_cli(), "saving the image")
-            .args(["save", "--output"])
-            .arg(&archive)
-            .arg(reference),
+        cmd!(
+            cx.sh,
+            "{docker} build --file {dockerfile} --tag {reference} {labels...} {context}"
+        ),
+        "building images with --builder docker",
+    )?;
+    cx.runner.run(
+        cmd!(cx.sh, "{docker} save --output {archive} {reference}"),
+        "saving the image",
     )?;
     Ok(archive)
 }

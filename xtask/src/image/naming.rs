@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::context::Ctx;
-use crate::runner::Cmd;
+use xshell::cmd;
+
+use crate::ground::context::Ctx;
 
 /// Where the sources come from, for tags and `org.opencontainers.image.*` labels.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,7 +27,8 @@ impl Provenance {
         let git = |args: &[&str]| {
             cx.runner
                 .probe(
-                    &Cmd::new("git", "naming images").args(args).cwd(&cx.root),
+                    cmd!(cx.sh, "git {args...}"),
+                    "naming images",
                     Duration::from_secs(10),
                 )
                 .ok()

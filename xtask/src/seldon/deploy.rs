@@ -2,18 +2,20 @@
 //! deploy/seldon, applied through the kube engine, then called through the
 //! ingress with the tutorial's payload and checked with the contract tester.
 
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{CRD, INGRESS_FORWARD, SELDON_SELECTOR, ingress_service, kubectl, kubernetes_target};
-use crate::cli::Endpoint;
-use crate::context::Ctx;
-use crate::smoke::{self, TUTORIAL_PAYLOAD, check_echo};
+use super::common::{CRD, SELDON_SELECTOR, ingress_service, kubectl};
+use crate::build;
+use crate::ground::context::Ctx;
+use crate::ground::http;
+use crate::ground::poll::{self, Check, Waited};
+use crate::ground::services;
 use crate::targets::kube::Kube;
-use crate::targets::{Target, TargetName};
-use crate::{build, contract_test, http, services};
+use crate::targets::target::{Session, Target};
+use crate::verify::contract::{self, Endpoint};
+use crate::verify::smoke::{self, TUTORIAL_PAYLOAD, check_echo};
 
 /// The SeldonDeployments in deploy/seldon.
 const TEST_MODEL: &str = "seldon-test-model";
@@ -21,42 +23,44 @@ const IRIS_MODEL: &str = "seldon-iris-model";
 /// How long the ingress may take to route a new SeldonDeployment.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(60);
 
-pub fn deploy(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
-    let target = kubernetes_target(target)?;
-    let kube = Kube::new(target);
-    let context = kube.context(cx)?;
+/// The model's URLs through the ingress, after a successful deploy.
+pub struct Deployed {
+    pub models: Vec<(&'static str, String)>,
+}
+
+pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
+    let context = kube.engine(session)?.context.clone();
     // Before anything is built: without the CRD, nothing can be applied.
     let crd = cx.runner.probe(
-        &kubectl(&context, "checking for Seldon Core").args(["get", "crd", CRD]),
+        kubectl(cx, &context, ["get", "crd", CRD]),
+        "checking for Seldon Core",
         Duration::from_secs(60),
     )?;
     if !crd.success {
         bail!(
             "Seldon Core is not installed on {context} (no {CRD} CRD).\n  \
-             Install it with `cargo xtask seldon install --target {target}`, then run this again."
+             Install it with `cargo xtask seldon install --target {}`, then run this again.",
+            kube.cluster().name()
         );
     }
-    kube.ensure(cx)?;
+    kube.prepare(cx, session)?;
     let specs = services::select(&cx.config, &["model-server".to_string()])?;
     let built = build::build(cx, &specs)?;
-    kube.deliver(cx, &built)?;
+    let delivered = kube.deliver(cx, session, built)?;
     let s = &cx.config.seldon;
-    kube.apply_dir(cx, &cx.root.join("deploy/seldon"), &s.namespace, &[])?;
-
+    kube.apply_dir(
+        cx,
+        session,
+        &cx.root.join("deploy/seldon"),
+        &s.namespace,
+        &[],
+        &delivered.images,
+    )?;
     let (ns, svc, port) = ingress_service(s);
-    let (host, port) = match target {
-        TargetName::Gke => match kube.load_balancer(cx, ns, svc)? {
-            Some(address) => (address, port),
-            None => (format!("<external IP of {ns}/{svc}>"), port),
-        },
-        _ => {
-            kube.forward(cx, INGRESS_FORWARD, ns, svc, Some(port), s.local_port)?;
-            ("127.0.0.1".to_string(), s.local_port)
-        }
-    };
+    let (host, port) = kube.ingress(cx, session, ns, svc, port)?;
     // The same URLs `cargo xtask contract-test --api <namespace>/<name>` calls.
     let predictions = |model: &str| {
-        contract_test::endpoint_url(
+        contract::endpoint_url(
             &host,
             port,
             Some(&format!("{}/{model}", s.namespace)),
@@ -69,61 +73,52 @@ pub fn deploy(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
         "the iris model through the ingress",
         &predictions(IRIS_MODEL)?,
     )?;
-    if !cx.runner.is_dry_run() {
-        println!("Deployed to Seldon Core on {target}:");
-        println!("  {TEST_MODEL:<18} {}", predictions(TEST_MODEL)?);
-        println!("  {IRIS_MODEL:<18} {}", predictions(IRIS_MODEL)?);
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(Deployed {
+        models: vec![
+            (TEST_MODEL, predictions(TEST_MODEL)?),
+            (IRIS_MODEL, predictions(IRIS_MODEL)?),
+        ],
+    })
 }
 
 /// The tutorial's call: the identity model returns the tensor it was sent.
 /// Retried while the ingress has no route yet (404/503 right after rollout).
 fn call_identity(cx: &Ctx, url: &str) -> Result<()> {
-    if cx.runner.is_dry_run() {
-        cx.runner.step(format!(
-            "POST {TUTORIAL_PAYLOAD} to {url}: the identity model must return the same tensor"
-        ));
-        return Ok(());
-    }
-    let deadline = Instant::now() + ROUTE_DEADLINE;
-    loop {
-        let answer = http::post(
-            url,
-            "application/json",
-            TUTORIAL_PAYLOAD,
-            Duration::from_secs(10),
-        );
-        match answer {
-            Ok((200, body)) => {
+    let what =
+        format!("POST {TUTORIAL_PAYLOAD} to {url}: the identity model must return the same tensor");
+    cx.runner.effect(what, || {
+        let post = || {
+            http::post(
+                url,
+                "application/json",
+                TUTORIAL_PAYLOAD,
+                Duration::from_secs(10),
+            )
+        };
+        let waited = poll::until(ROUTE_DEADLINE, Duration::from_secs(2), || {
+            Ok(match post() {
+                Ok((200, body)) => Check::Done(body),
+                Ok((status, body)) => Check::NotYet(format!(
+                    "answered {status} for {}s: {body}",
+                    ROUTE_DEADLINE.as_secs()
+                )),
+                Err(e) => Check::NotYet(format!("failed: {e:#}")),
+            })
+        })?;
+        match waited {
+            Waited::Done { value: body, .. } => {
                 check_echo(&body).with_context(|| format!("POST {url}"))?;
                 eprintln!("  ✓ POST {url}: {body}");
-                return Ok(());
+                Ok(())
             }
-            Ok((status, body)) if Instant::now() >= deadline => {
-                bail!(
-                    "POST {url} answered {status} for {}s: {body}",
-                    ROUTE_DEADLINE.as_secs()
-                )
-            }
-            Err(e) if Instant::now() >= deadline => return Err(e.context(format!("POST {url}"))),
-            _ => std::thread::sleep(Duration::from_secs(2)),
+            Waited::TimedOut { last } => bail!("POST {url} {last}"),
         }
-    }
+    })?;
+    Ok(())
 }
 
-/// `teardown --seldon [--all]`: the SeldonDeployments (and with `all`, Seldon Core).
-pub fn teardown(cx: &Ctx, target: TargetName, all: bool) -> Result<ExitCode> {
-    let target = kubernetes_target(target)?;
-    let kube = Kube::new(target);
-    kube.context(cx)?;
-    kube.stop_forward(cx, INGRESS_FORWARD);
-    kube.delete_labelled(cx, SELDON_SELECTOR)?;
-    if all {
-        return super::install::uninstall(cx, target);
-    }
-    if !cx.runner.is_dry_run() {
-        println!("Torn down: no SeldonDeployment of kube-mlops is left on {target}.");
-    }
-    Ok(ExitCode::SUCCESS)
+/// `teardown --seldon`: the SeldonDeployments and the ingress port-forward.
+pub fn teardown(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
+    kube.stop_ingress(cx)?;
+    kube.engine(session)?.delete_labelled(cx, SELDON_SELECTOR)
 }

@@ -2,20 +2,20 @@
 //! the ingress (Ambassador installed, or Istio required), the operator at the
 //! pinned chart version, and the models' namespace. Idempotent.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use xshell::cmd;
 
-use super::{CRD, helm, ingress_service, kubectl};
-use crate::config::Ingress;
-use crate::context::Ctx;
-use crate::kubecontext;
-use crate::runner::Cmd;
-use crate::targets::TargetName;
+use super::common::{CRD, helm, ingress_service, kubectl};
+use crate::ground::context::Ctx;
+use crate::ground::runner::{quote, shown};
+use crate::ground::settings::Ingress;
+use crate::targets::kube::Kube;
+use crate::targets::target::Session;
 
-const OPERATOR_RELEASE: &str = "seldon-core";
+pub const OPERATOR_RELEASE: &str = "seldon-core";
 const OPERATOR_CHART: &str = "seldon-core-operator";
 const AMBASSADOR_RELEASE: &str = "ambassador";
 /// GKE: the account running kube-mlops needs cluster-admin to create the
@@ -25,35 +25,54 @@ const PROBE: Duration = Duration::from_secs(60);
 
 /// A Helm release as `helm list --output json` shows it.
 #[derive(Deserialize, Debug)]
-struct Release {
-    status: String,
-    chart: String,
+pub struct Release {
+    pub status: String,
+    pub chart: String,
 }
 
 impl Release {
     /// `seldon-core-operator-1.18.2` → `1.18.2`.
-    fn version(&self) -> &str {
+    pub fn version(&self) -> &str {
         self.chart
             .rsplit_once('-')
             .map_or(self.chart.as_str(), |(_, v)| v)
     }
 }
 
-fn release(cx: &Ctx, context: &str, name: &str, namespace: &str) -> Result<Option<Release>> {
-    let cmd = helm(context, "checking Helm releases").args([
-        "list",
-        "--namespace",
-        namespace,
-        "--filter",
-        &format!("^{name}$"),
-        "--output",
-        "json",
-    ]);
-    let p = cx.runner.probe(&cmd, PROBE)?;
+/// The Helm release `name` in `namespace`, if installed. Helm's answer must
+/// parse: an unreadable one is an error naming it, never "not installed"
+/// (which would reinstall over it).
+pub fn release(cx: &Ctx, context: &str, name: &str, namespace: &str) -> Result<Option<Release>> {
+    let filter = format!("^{name}$");
+    let cmd = helm(
+        cx,
+        context,
+        [
+            "list",
+            "--namespace",
+            namespace,
+            "--filter",
+            &filter,
+            "--output",
+            "json",
+        ],
+    );
+    let line = shown(&cmd);
+    let p = cx.runner.probe(cmd, "checking Helm releases", PROBE)?;
     if !p.success {
-        bail!("`{}` failed: {}", cmd.display(), p.stderr.trim());
+        bail!("`{line}` failed: {}", p.stderr.trim());
     }
-    let releases: Vec<Release> = serde_json::from_str(p.stdout.trim()).unwrap_or_default();
+    let out = p.stdout.trim();
+    let releases: Vec<Release> = if out.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(out).with_context(|| {
+            format!(
+                "`{line}` printed what is not Helm's JSON list of releases: {}",
+                out.chars().take(300).collect::<String>()
+            )
+        })?
+    };
     Ok(releases.into_iter().next())
 }
 
@@ -69,86 +88,72 @@ pub const POD_SECURITY: [&str; 3] = [
 /// Creates `ns` when missing, and gives it the pod security labels when it
 /// has no enforced level yet (a level someone set is left alone).
 fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
+    let jsonpath = r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}";
     let enforced = cx.runner.probe(
-        &kubectl(context, "checking a namespace").args([
-            "get",
-            "namespace",
-            ns,
-            "--output",
-            r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}",
-        ]),
+        kubectl(cx, context, ["get", "namespace", ns, "--output", jsonpath]),
+        "checking a namespace",
         PROBE,
     )?;
     if !enforced.success {
         cx.runner.run(
-            &kubectl(context, "creating a namespace for Seldon Core").args([
-                "create",
-                "namespace",
-                ns,
-            ]),
+            kubectl(cx, context, ["create", "namespace", ns]),
+            "creating a namespace for Seldon Core",
         )?;
     }
     if !enforced.success || enforced.stdout.trim().is_empty() {
-        cx.runner.run(
-            &kubectl(context, "labelling a namespace for pod security")
-                .args(["label", "namespace", ns, "--overwrite"])
-                .args(POD_SECURITY),
-        )?;
+        let mut label = kubectl(cx, context, ["label", "namespace", ns, "--overwrite"]);
+        label.args(POD_SECURITY);
+        cx.runner
+            .run(label, "labelling a namespace for pod security")?;
     }
     Ok(())
 }
 
 /// Whether `kubectl get <what>` finds it.
-fn exists(cx: &Ctx, context: &str, what: &[&str]) -> Result<bool> {
-    let p = cx.runner.probe(
-        &kubectl(context, "checking the cluster")
-            .arg("get")
-            .args(what),
-        PROBE,
-    )?;
+pub fn exists(cx: &Ctx, context: &str, what: &[&str]) -> Result<bool> {
+    let mut cmd = kubectl(cx, context, ["get"]);
+    cmd.args(what);
+    let p = cx.runner.probe(cmd, "checking the cluster", PROBE)?;
     Ok(p.success)
 }
 
-pub fn install(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
-    let context = kubecontext::guard(cx, target, None)?;
+/// `helm upgrade --install` of the operator at the pinned chart version;
+/// `how` says whether it installs or upgrades.
+fn install_operator(cx: &Ctx, context: &str, how: &str) -> Result<()> {
     let s = &cx.config.seldon;
-    rbac(cx, target, &context)?;
-    ingress(cx, &context)?;
-    let install = |how: &str| -> Result<()> {
-        ensure_namespace(cx, &context, &s.operator_namespace)?;
-        cx.runner.step(format!(
-            "{how} the Seldon Core operator {} with Helm",
-            s.chart_version
-        ));
-        let mut cmd = helm(&context, "installing the Seldon Core operator").args([
-            "upgrade",
-            "--install",
-            OPERATOR_RELEASE,
-            OPERATOR_CHART,
-            "--repo",
-            &s.chart_repo,
-            "--version",
-            &s.chart_version,
-            "--namespace",
-            &s.operator_namespace,
-            "--create-namespace",
+    ensure_namespace(cx, context, &s.operator_namespace)?;
+    cx.runner.step(format!(
+        "{how} the Seldon Core operator {} with Helm",
+        s.chart_version
+    ));
+    let ingress: &[&str] = match s.ingress {
+        Ingress::Ambassador => &["--set", "ambassador.enabled=true"],
+        Ingress::Istio => &[
             "--set",
-            "usageMetrics.enabled=false",
-        ]);
-        cmd = match s.ingress {
-            Ingress::Ambassador => cmd.args(["--set", "ambassador.enabled=true"]),
-            Ingress::Istio => cmd.args([
-                "--set",
-                "ambassador.enabled=false",
-                "--set",
-                "istio.enabled=true",
-                "--set",
-                "istio.gateway=istio-system/seldon-gateway",
-            ]),
-        };
-        cx.runner.run(&cmd.args(["--wait", "--timeout", "5m"]))?;
-        Ok(())
+            "ambassador.enabled=false",
+            "--set",
+            "istio.enabled=true",
+            "--set",
+            "istio.gateway=istio-system/seldon-gateway",
+        ],
     };
+    let (repo, version, namespace) = (&s.chart_repo, &s.chart_version, &s.operator_namespace);
+    cx.runner.run(
+        cmd!(
+            cx.sh,
+            "helm --kube-context {context} upgrade --install {OPERATOR_RELEASE} {OPERATOR_CHART} --repo {repo} --version {version} --namespace {namespace} --create-namespace --set usageMetrics.enabled=false {ingress...} --wait --timeout 5m"
+        ),
+        "installing the Seldon Core operator",
+    )?;
+    Ok(())
+}
+
+pub fn install(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
+    let context = kube.engine(session)?.context.clone();
+    let target = kube.cluster().name();
+    let s = &cx.config.seldon;
+    rbac(cx, kube, &context)?;
+    ingress(cx, &context)?;
     match release(cx, &context, OPERATOR_RELEASE, &s.operator_namespace)? {
         Some(r) if r.version() == s.chart_version && r.status == "deployed" => {
             println!(
@@ -157,34 +162,40 @@ pub fn install(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
                 r.status
             );
         }
-        Some(r) => install(&format!("upgrade from {} ({}) to", r.version(), r.status))?,
-        None => install("install")?,
+        Some(r) => install_operator(
+            cx,
+            &context,
+            &format!("upgrade from {} ({}) to", r.version(), r.status),
+        )?,
+        None => install_operator(cx, &context, "install")?,
     }
     ensure_namespace(cx, &context, &s.namespace)?;
-    if !cx.runner.is_dry_run() && !exists(cx, &context, &["crd", CRD])? {
-        bail!(
-            "Helm installed the operator, but the cluster has no {CRD} CRD; see `helm status {OPERATOR_RELEASE} --namespace {}`",
-            crate::runner::quote(&s.operator_namespace)
-        );
-    }
-    if !cx.runner.is_dry_run() {
+    cx.runner.unless_dry_run(|| {
+        if !exists(cx, &context, &["crd", CRD])? {
+            bail!(
+                "Helm installed the operator, but the cluster has no {CRD} CRD; see `helm status {OPERATOR_RELEASE} --namespace {}`",
+                quote(&s.operator_namespace)
+            );
+        }
         let (ns, svc, _) = ingress_service(s);
         println!(
             "Seldon Core {} is ready on {context}: operator in {}, ingress {ns}/{svc}, models in namespace {}.\n\
              Deploy the model with `cargo xtask deploy --seldon --target {target}`.",
             s.chart_version, s.operator_namespace, s.namespace
         );
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// GKE: bind the gcloud account to cluster-admin, as the tutorial does.
 /// minikube and kind: the kubeconfig user is cluster-admin already, and the
 /// tutorial's kube-system:default binding was for Helm 2's Tiller, so none is made.
-fn rbac(cx: &Ctx, target: TargetName, context: &str) -> Result<()> {
-    if target != TargetName::Gke {
+fn rbac(cx: &Ctx, kube: &Kube, context: &str) -> Result<()> {
+    if !kube.cluster().needs_admin_binding() {
         eprintln!(
-            "==> RBAC: the {target} admin user needs no extra binding (Helm 3 has no Tiller)"
+            "==> RBAC: the {} admin user needs no extra binding (Helm 3 has no Tiller)",
+            kube.cluster().name()
         );
         return Ok(());
     }
@@ -193,21 +204,28 @@ fn rbac(cx: &Ctx, target: TargetName, context: &str) -> Result<()> {
         return Ok(());
     }
     let p = cx.runner.probe(
-        &Cmd::new("gcloud", "finding the gcloud account").args(["config", "get-value", "account"]),
+        cmd!(cx.sh, "gcloud config get-value account"),
+        "finding the gcloud account",
         PROBE,
     )?;
     let account = p.stdout.trim();
     if !p.success || account.is_empty() || account == "(unset)" {
         bail!("no active gcloud account to grant cluster-admin to: run `gcloud auth login`");
     }
+    let user = format!("--user={account}");
     cx.runner.run(
-        &kubectl(context, "granting cluster-admin to the gcloud account").args([
-            "create",
-            "clusterrolebinding",
-            RBAC_BINDING,
-            "--clusterrole=cluster-admin",
-            &format!("--user={account}"),
-        ]),
+        kubectl(
+            cx,
+            context,
+            [
+                "create",
+                "clusterrolebinding",
+                RBAC_BINDING,
+                "--clusterrole=cluster-admin",
+                &user,
+            ],
+        ),
+        "granting cluster-admin to the gcloud account",
     )?;
     Ok(())
 }
@@ -231,29 +249,14 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
                 "install the Ambassador ingress {} with Helm",
                 s.ambassador_chart_version
             ));
-            cx.runner
-                .run(&helm(context, "installing the Ambassador ingress").args([
-                    "upgrade",
-                    "--install",
-                    AMBASSADOR_RELEASE,
-                    "ambassador",
-                    "--repo",
-                    &s.ambassador_chart_repo,
-                    "--version",
-                    &s.ambassador_chart_version,
-                    "--namespace",
-                    ns,
-                    "--create-namespace",
-                    "--set",
-                    "image.repository=docker.io/datawire/ambassador",
-                    "--set",
-                    "crds.keep=false",
-                    "--set",
-                    "enableAES=false",
-                    "--wait",
-                    "--timeout",
-                    "5m",
-                ]))?;
+            let (repo, version) = (&s.ambassador_chart_repo, &s.ambassador_chart_version);
+            cx.runner.run(
+                cmd!(
+                    cx.sh,
+                    "helm --kube-context {context} upgrade --install {AMBASSADOR_RELEASE} ambassador --repo {repo} --version {version} --namespace {ns} --create-namespace --set image.repository=docker.io/datawire/ambassador --set crds.keep=false --set enableAES=false --wait --timeout 5m"
+                ),
+                "installing the Ambassador ingress",
+            )?;
         }
         Ingress::Ambassador => {
             if !exists(cx, context, &["service", svc, "--namespace", ns])? {
@@ -294,19 +297,25 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn uninstall(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
-    let context = kubecontext::guard(cx, target, None)?;
+pub fn uninstall(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
+    let context = kube.engine(session)?.context.clone();
     let s = &cx.config.seldon;
     let mut removed = false;
-    if release(cx, &context, OPERATOR_RELEASE, &s.operator_namespace)?.is_some() {
+    let uninstall = |release: &str, namespace: &str, purpose: &str| {
         cx.runner.run(
-            &helm(&context, "uninstalling the Seldon Core operator").args([
-                "uninstall",
-                OPERATOR_RELEASE,
-                "--namespace",
-                &s.operator_namespace,
-                "--wait",
-            ]),
+            helm(
+                cx,
+                &context,
+                ["uninstall", release, "--namespace", namespace, "--wait"],
+            ),
+            purpose,
+        )
+    };
+    if release(cx, &context, OPERATOR_RELEASE, &s.operator_namespace)?.is_some() {
+        uninstall(
+            OPERATOR_RELEASE,
+            &s.operator_namespace,
+            "uninstalling the Seldon Core operator",
         )?;
         removed = true;
     }
@@ -314,14 +323,10 @@ pub fn uninstall(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
     if s.ingress == Ingress::Ambassador && s.install_ingress {
         let (ns, _, _) = ingress_service(s);
         if release(cx, &context, AMBASSADOR_RELEASE, ns)?.is_some() {
-            cx.runner.run(
-                &helm(&context, "uninstalling the Ambassador ingress").args([
-                    "uninstall",
-                    AMBASSADOR_RELEASE,
-                    "--namespace",
-                    ns,
-                    "--wait",
-                ]),
+            uninstall(
+                AMBASSADOR_RELEASE,
+                ns,
+                "uninstalling the Ambassador ingress",
             )?;
             removed = true;
         }
@@ -329,27 +334,23 @@ pub fn uninstall(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
     }
     for ns in namespaces {
         if exists(cx, &context, &["namespace", ns])? {
-            cx.runner
-                .run(&kubectl(&context, "deleting Seldon's namespaces").args([
-                    "delete",
-                    "namespace",
-                    ns,
-                    "--wait=true",
-                ]))?;
+            cx.runner.run(
+                kubectl(cx, &context, ["delete", "namespace", ns, "--wait=true"]),
+                "deleting Seldon's namespaces",
+            )?;
             removed = true;
         }
     }
-    if target == TargetName::Gke && exists(cx, &context, &["clusterrolebinding", RBAC_BINDING])? {
+    if kube.cluster().needs_admin_binding()
+        && exists(cx, &context, &["clusterrolebinding", RBAC_BINDING])?
+    {
         cx.runner.run(
-            &kubectl(&context, "removing the cluster-admin binding").args([
-                "delete",
-                "clusterrolebinding",
-                RBAC_BINDING,
-            ]),
+            kubectl(cx, &context, ["delete", "clusterrolebinding", RBAC_BINDING]),
+            "removing the cluster-admin binding",
         )?;
         removed = true;
     }
-    if !cx.runner.is_dry_run() {
+    cx.runner.unless_dry_run(|| {
         println!(
             "{}",
             if removed {
@@ -358,87 +359,7 @@ pub fn uninstall(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
                 format!("Seldon Core is not installed on {context}; nothing to remove.")
             }
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn status(cx: &Ctx, target: TargetName) -> Result<ExitCode> {
-    let context = kubecontext::guard(cx, target, None)?;
-    let s = &cx.config.seldon;
-    let mut rows: Vec<(&str, bool, String)> = Vec::new();
-    match release(cx, &context, OPERATOR_RELEASE, &s.operator_namespace)? {
-        Some(r) => {
-            let ready = cx.runner.probe(
-                &kubectl(&context, "reading the operator's readiness").args([
-                    "get",
-                    "deployment",
-                    "seldon-controller-manager",
-                    "--namespace",
-                    &s.operator_namespace,
-                    "--output",
-                    "jsonpath={.status.readyReplicas}/{.spec.replicas}",
-                ]),
-                PROBE,
-            )?;
-            let replicas = ready.stdout.trim().to_string();
-            let ok = ready.success
-                && replicas
-                    .split_once('/')
-                    .is_some_and(|(a, b)| a == b && !b.is_empty());
-            let pinned = if r.version() == s.chart_version {
-                String::new()
-            } else {
-                format!(", xtask.toml pins {}", s.chart_version)
-            };
-            rows.push((
-                "operator",
-                ok && r.status == "deployed",
-                format!(
-                    "version {} ({}), ready {replicas}{pinned}",
-                    r.version(),
-                    r.status
-                ),
-            ));
-        }
-        None => rows.push((
-            "operator",
-            false,
-            format!("not installed: run `cargo xtask seldon install --target {target}`"),
-        )),
-    }
-    let crd = exists(cx, &context, &["crd", CRD])?;
-    rows.push((
-        "CRD",
-        crd,
-        if crd {
-            format!("{CRD} present")
-        } else {
-            format!("{CRD} missing")
-        },
-    ));
-    let (ns, svc, _) = ingress_service(s);
-    let ingress = exists(cx, &context, &["service", svc, "--namespace", ns])?;
-    rows.push((
-        "ingress",
-        ingress,
-        format!("{ns}/{svc} {}", if ingress { "found" } else { "missing" }),
-    ));
-    let models = exists(cx, &context, &["namespace", &s.namespace])?;
-    rows.push((
-        "namespace",
-        models,
-        format!(
-            "{} {}",
-            s.namespace,
-            if models { "present" } else { "missing" }
-        ),
-    ));
-    for (what, ok, detail) in &rows {
-        println!("{what:<10} {:<4} {detail}", if *ok { "ok" } else { "NO" });
-    }
-    Ok(if rows.iter().all(|r| r.1) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+        Ok(())
+    })?;
+    Ok(())
 }

@@ -4,56 +4,35 @@
 //! capabilities, run read-only as the image's non-root user, and publish on
 //! loopback. A failure or Ctrl-C midway removes what this run started.
 
-use std::cell::RefCell;
 use std::io::Write;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use xshell::cmd;
 
-use super::{StatusRow, Target};
 use crate::build::Built;
-use crate::cli::Progress;
-use crate::context::Ctx;
-use crate::http;
-use crate::image::{self, Builder, Image, LoadInto};
-use crate::runner::{Cmd, Runner};
-use crate::services::ServiceSpec;
+use crate::ground::context::Ctx;
+use crate::ground::conventions::{CONTAINER_PORT, MANAGED_BY};
+use crate::ground::http;
+use crate::ground::interrupt;
+use crate::ground::net;
+use crate::ground::poll::{self, Check, Waited};
+use crate::ground::runner::{Progress, Runner};
+use crate::ground::services::ServiceSpec;
+use crate::ground::tools::engine_cli;
+use crate::image::{self, Builder};
+use crate::publish::docker::Docker as Load;
+use crate::publish::publisher::Publisher;
+use crate::targets::target::{Delivered, Delivery, Session, StatusRow, Target};
 
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by=kube-mlops";
-/// The port services listen on inside their containers (the image's EXPOSE).
-const CONTAINER_PORT: u16 = 5000;
+pub struct Docker;
 
-/// Containers this run created, removed again on Ctrl-C or failure.
-static STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static HANDLER: Once = Once::new();
-/// Ctrl-C arrived; and a `docker run` is under way (its container would
-/// appear after a cleanup that ran meanwhile, so the cleanup waits for it).
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
-static EXITING: Once = Once::new();
-
-/// Removes what this run started and exits 130, once.
-fn cleanup_and_exit() {
-    EXITING.call_once(|| {
-        remove_started(&Runner::new(false, false, Progress::Never));
-        std::process::exit(130);
-    });
-}
-
-#[derive(Default)]
-pub struct Docker {
-    images: RefCell<Vec<Image>>,
-}
+const POLL: Duration = Duration::from_millis(100);
+const PROBE: Duration = Duration::from_secs(30);
 
 fn name(cx: &Ctx, spec: &ServiceSpec) -> String {
     format!("{}-{}", cx.config.docker.name_prefix, spec.name)
-}
-
-fn docker(purpose: &str) -> Cmd {
-    Cmd::new(crate::tools::engine_cli(), purpose)
 }
 
 /// What `docker run` is given, as one string: a changed one means restart.
@@ -69,18 +48,17 @@ fn settings_key(cx: &Ctx, spec: &ServiceSpec) -> String {
 
 /// `(image id, running, settings key)` of an existing container.
 fn inspect(cx: &Ctx, container: &str) -> Option<(String, bool, String)> {
+    let docker = engine_cli();
+    let format = "{{.Image}}|{{.State.Running}}|{{index .Config.Labels \"kube-mlops.settings\"}}";
     let probe = cx
         .runner
         .probe(
-            &docker("inspecting containers").args([
-                "inspect",
-                "--type",
-                "container",
-                "--format",
-                "{{.Image}}|{{.State.Running}}|{{index .Config.Labels \"kube-mlops.settings\"}}",
-                container,
-            ]),
-            Duration::from_secs(30),
+            cmd!(
+                cx.sh,
+                "{docker} inspect --type container --format {format} {container}"
+            ),
+            "inspecting containers",
+            PROBE,
         )
         .ok()
         .filter(|p| p.success)?;
@@ -93,9 +71,11 @@ fn inspect(cx: &Ctx, container: &str) -> Option<(String, bool, String)> {
 }
 
 fn logs_tail(cx: &Ctx, container: &str) -> String {
+    let docker = engine_cli();
     match cx.runner.probe(
-        &docker("reading container logs").args(["logs", "--tail", "20", container]),
-        Duration::from_secs(30),
+        cmd!(cx.sh, "{docker} logs --tail 20 {container}"),
+        "reading container logs",
+        PROBE,
     ) {
         Ok(p) => {
             let text = format!("{}{}", p.stdout, p.stderr);
@@ -113,29 +93,53 @@ fn logs_tail(cx: &Ctx, container: &str) -> String {
     }
 }
 
-/// Removes what this run started; used on failure and on Ctrl-C.
-fn remove_started(runner: &Runner) {
-    let names: Vec<String> = STARTED
-        .lock()
-        .map(|mut v| std::mem::take(&mut *v))
-        .unwrap_or_default();
-    for n in names {
-        // Not eprintln!: stderr may be a closed pipe by now (`... | head`).
-        let _ = writeln!(
-            std::io::stderr(),
-            "==> removing container {n} started by this run"
-        );
-        let _ = runner.probe(
-            &docker("cleaning up").args(["rm", "--force", &n]),
-            Duration::from_secs(30),
-        );
+/// Containers this run created: removed again on failure or Ctrl-C.
+#[derive(Clone, Default)]
+struct Started(Arc<Mutex<Vec<String>>>);
+
+impl Started {
+    fn add(&self, name: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(name.to_string());
+        }
+    }
+
+    /// Removes them (quietly: this also runs from the Ctrl-C handler).
+    fn remove(&self) {
+        let names: Vec<String> = self
+            .0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let runner = Runner::new(false, false, Progress::Never, std::env::temp_dir());
+        for n in names {
+            // Not eprintln!: stderr may be a closed pipe by now (`... | head`).
+            let _ = writeln!(
+                std::io::stderr(),
+                "==> removing container {n} started by this run"
+            );
+            let mut rm = std::process::Command::new(engine_cli());
+            rm.args(["rm", "--force", &n]);
+            let _ = runner.probe(rm, "cleaning up", PROBE);
+        }
     }
 }
 
 impl Target for Docker {
-    fn ensure(&self, cx: &Ctx) -> Result<()> {
+    fn tools(&self) -> &'static [&'static str] {
+        &["cargo", "docker"]
+    }
+
+    fn open(&self, _cx: &Ctx) -> Result<Session> {
+        Ok(Session::default())
+    }
+
+    fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
+        let docker = engine_cli();
+        let format = "{{.Server.Version}}";
         let probe = cx.runner.probe(
-            &docker("the docker target").args(["version", "--format", "{{.Server.Version}}"]),
+            cmd!(cx.sh, "{docker} version --format {format}"),
+            "the docker target",
             Duration::from_secs(15),
         )?;
         if !probe.success {
@@ -151,54 +155,57 @@ impl Target for Docker {
             );
         }
         eprintln!("==> container engine: {}", probe.stdout.trim());
-        HANDLER.call_once(|| {
-            let _ = ctrlc::set_handler(|| {
-                INTERRUPTED.store(true, Ordering::SeqCst);
-                if !IN_FLIGHT.load(Ordering::SeqCst) {
-                    cleanup_and_exit();
-                }
-            });
-        });
         Ok(())
     }
 
-    fn deliver(&self, cx: &Ctx, built: &[Built]) -> Result<()> {
+    fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
         cx.runner.step(
             "deliver: build images (native, no daemon) and load them into the container engine",
         );
-        let images = image::images_from(cx, built, Builder::Native)?;
-        for i in &images {
-            image::load(cx, i, LoadInto::Docker)?;
-        }
-        *self.images.borrow_mut() = images;
-        Ok(())
+        let images = image::images_from(cx, &built, Builder::Native)?
+            .into_iter()
+            .map(|image| {
+                let reference = Load.publish(cx, &image)?;
+                Ok(Delivery { image, reference })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Delivered { built, images })
     }
 
-    fn apply(&self, cx: &Ctx, built: &[Built]) -> Result<()> {
-        let result = built.iter().try_for_each(|b| self.apply_one(cx, &b.spec));
+    fn apply(&self, cx: &Ctx, _session: &Session, delivered: &Delivered) -> Result<()> {
+        // What this run starts is removed again if it fails or is interrupted;
+        // once every container is ready, it stays: it is deployed.
+        let started = Started::default();
+        let _cleanup = interrupt::on_interrupt({
+            let started = started.clone();
+            move || started.remove()
+        });
+        let result = delivered
+            .built
+            .iter()
+            .try_for_each(|b| start_one(cx, delivered, &b.spec, &started))
+            .and_then(|()| {
+                delivered
+                    .built
+                    .iter()
+                    .try_for_each(|b| wait_one(cx, &b.spec))
+            });
         if result.is_err() {
-            remove_started(&cx.runner);
+            started.remove();
         }
         result
     }
 
-    fn wait(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
-        let result = specs.iter().try_for_each(|s| wait_one(cx, s));
-        if result.is_err() {
-            remove_started(&cx.runner);
-        }
-        // From here on, what started stays: it is deployed.
-        if let Ok(mut v) = STARTED.lock() {
-            v.clear();
-        }
-        result
-    }
-
-    fn urls(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+    fn urls(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
         Ok(specs.iter().map(|s| url(cx, s)).collect())
     }
 
-    fn status(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
+    fn status(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        specs: &[ServiceSpec],
+    ) -> Result<Vec<StatusRow>> {
         Ok(specs
             .iter()
             .map(|spec| {
@@ -236,26 +243,37 @@ impl Target for Docker {
             .collect())
     }
 
-    fn logs(&self, cx: &Ctx, spec: &ServiceSpec, tail: Option<usize>, follow: bool) -> Result<()> {
-        let mut cmd = docker("showing container logs").arg("logs");
-        if let Some(n) = tail {
-            cmd = cmd.args(["--tail".to_string(), n.to_string()]);
-        }
-        if follow {
-            cmd = cmd.arg("--follow");
-        }
-        cx.runner.run_inherited(&cmd.arg(name(cx, spec)))
+    fn logs(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        spec: &ServiceSpec,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<()> {
+        let docker = engine_cli();
+        let tail = tail.map(|n| ["--tail".to_string(), n.to_string()]);
+        let tail = tail.iter().flatten();
+        let follow = follow.then_some("--follow");
+        let container = name(cx, spec);
+        cx.runner.run_inherited(
+            cmd!(cx.sh, "{docker} logs {tail...} {follow...} {container}"),
+            "showing container logs",
+        )
     }
 
-    fn teardown(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
+    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
+        let docker = engine_cli();
         for spec in specs {
             let container = name(cx, spec);
             if inspect(cx, &container).is_none() {
                 eprintln!("==> {}: no container", spec.name);
                 continue;
             }
-            cx.runner
-                .run(&docker("removing containers").args(["rm", "--force", &container]))?;
+            cx.runner.run(
+                cmd!(cx.sh, "{docker} rm --force {container}"),
+                "removing containers",
+            )?;
         }
         Ok(())
     }
@@ -268,139 +286,111 @@ fn url(cx: &Ctx, spec: &ServiceSpec) -> String {
     )
 }
 
-impl Docker {
-    fn apply_one(&self, cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
-        let container = name(cx, spec);
-        let images = self.images.borrow();
-        let image = images
-            .iter()
-            .find(|i| i.name == spec.settings.image)
-            .with_context(|| format!("no image was built for {}", spec.name))?;
-        let key = settings_key(cx, spec);
-        if let Some((id, running, old_key)) = inspect(cx, &container) {
-            let same = id == image.id.trim_start_matches("sha256:") && old_key == key;
-            let ready = matches!(
-                http::get(&format!("{}/readyz", url(cx, spec)), Duration::from_secs(2)),
-                Ok((200, _))
-            );
-            if same && running && ready {
-                eprintln!(
-                    "==> {}: already running and healthy ({container}); image unchanged",
-                    spec.name
-                );
-                return Ok(());
-            }
-            cx.runner.step(format!(
-                "{}: replacing container {container} (image or settings changed, or not healthy)",
+/// Starts `spec`'s container unless the one running has the same image and
+/// settings and is healthy.
+fn start_one(cx: &Ctx, delivered: &Delivered, spec: &ServiceSpec, started: &Started) -> Result<()> {
+    let docker = engine_cli();
+    let container = name(cx, spec);
+    let delivery = delivered
+        .image_of(spec)
+        .with_context(|| format!("no image was built for {}", spec.name))?;
+    let key = settings_key(cx, spec);
+    if let Some((id, running, old_key)) = inspect(cx, &container) {
+        let same = id == delivery.image.id.trim_start_matches("sha256:") && old_key == key;
+        if same && running && http::ready(&url(cx, spec)) {
+            eprintln!(
+                "==> {}: already running and healthy ({container}); image unchanged",
                 spec.name
-            ));
-            cx.runner
-                .run(&docker("replacing containers").args(["rm", "--force", &container]))?;
+            );
+            return Ok(());
         }
-        if !cx.runner.is_dry_run() {
-            let addr = cx.config.docker.publish_address.as_str();
-            if let Err(e) = TcpListener::bind((addr, spec.settings.port)) {
-                bail!(
-                    "port {} for {} is not free on {addr} ({e}): stop what uses it, or set `port` \
-                     under [services.{}] in xtask.toml to a free one",
-                    spec.settings.port,
-                    spec.name,
-                    spec.name
-                );
-            }
-        }
-        let mut run = docker("starting containers").args([
-            "run", "--detach", "--name", &container, "--label", MANAGED_BY,
-        ]);
-        run = run
-            .arg("--label")
-            .arg(format!("kube-mlops.service={}", spec.name))
-            .arg("--label")
-            .arg(format!("kube-mlops.settings={key}"))
-            .arg("--publish")
-            .arg(format!(
-                "{}:{}:{CONTAINER_PORT}",
-                cx.config.docker.publish_address, spec.settings.port
-            ))
-            .args([
-                "--read-only",
-                "--cap-drop",
-                "ALL",
-                "--security-opt",
-                "no-new-privileges",
-            ]);
-        for (k, v) in &spec.env {
-            run = run.arg("--env").arg(format!("{k}={v}"));
-        }
-        if let Ok(mut v) = STARTED.lock() {
-            v.push(container.clone());
-        }
-        // Either the Ctrl-C handler sees IN_FLIGHT and leaves the cleanup to
-        // us, or we see INTERRUPTED and start nothing (both flags SeqCst).
-        IN_FLIGHT.store(true, Ordering::SeqCst);
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            cleanup_and_exit();
-        }
-        let result = cx.runner.run(&run.arg(&image.reference));
-        IN_FLIGHT.store(false, Ordering::SeqCst);
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            cleanup_and_exit();
-        }
-        result.map(|_| ())
+        cx.runner.step(format!(
+            "{}: replacing container {container} (image or settings changed, or not healthy)",
+            spec.name
+        ));
+        cx.runner.run(
+            cmd!(cx.sh, "{docker} rm --force {container}"),
+            "replacing containers",
+        )?;
     }
+    let addr = cx.config.docker.publish_address.as_str();
+    let port = spec.settings.port;
+    cx.runner.unless_dry_run(|| {
+        net::port_free(addr, port).map_err(|e| {
+            anyhow::anyhow!(
+                "port {port} for {} is not free on {addr} ({e}): stop what uses it, or set `port` \
+                 under [services.{}] in xtask.toml to a free one",
+                spec.name,
+                spec.name
+            )
+        })
+    })?;
+    let service = format!("kube-mlops.service={}", spec.name);
+    let settings = format!("kube-mlops.settings={key}");
+    let publish = format!("{addr}:{port}:{CONTAINER_PORT}");
+    let env = spec
+        .env
+        .iter()
+        .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")]);
+    let reference = &delivery.reference;
+    let run = cmd!(
+        cx.sh,
+        "{docker} run --detach --name {container} --label {MANAGED_BY} --label {service} --label {settings} --publish {publish} --read-only --cap-drop ALL --security-opt no-new-privileges {env...} {reference}"
+    );
+    started.add(&container);
+    // Ctrl-C waits for this `docker run`: its container would appear after a
+    // cleanup that ran meanwhile.
+    interrupt::critical(|| cx.runner.run(run, "starting containers")).map(drop)
 }
 
 fn wait_one(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
     let container = name(cx, spec);
-    let url = format!("{}/readyz", url(cx, spec));
+    let base = url(cx, spec);
     let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
-    if cx.runner.is_dry_run() {
-        cx.runner.step(format!(
-            "wait up to {}s until GET {url} answers 200",
-            timeout.as_secs()
-        ));
-        return Ok(());
-    }
-    let start = Instant::now();
-    loop {
-        if let Ok((200, _)) = http::get(&url, Duration::from_secs(1)) {
-            eprintln!(
-                "  ✓ {} ready after {:.1}s",
-                spec.name,
-                start.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        let state = cx
-            .runner
+    let what = format!(
+        "wait up to {}s until GET {base}/readyz answers 200",
+        timeout.as_secs()
+    );
+    let (docker, format) = (engine_cli(), "{{.State.Status}} {{.State.ExitCode}}");
+    let state = || {
+        cx.runner
             .probe(
-                &docker("inspecting containers").args([
-                    "inspect",
-                    "--format",
-                    "{{.State.Status}} {{.State.ExitCode}}",
-                    &container,
-                ]),
-                Duration::from_secs(30),
+                cmd!(cx.sh, "{docker} inspect --format {format} {container}"),
+                "inspecting containers",
+                PROBE,
             )
             .ok()
             .map(|p| p.stdout.trim().to_string())
-            .unwrap_or_default();
-        if state.starts_with("exited") || state.starts_with("dead") {
-            let code = state.split_whitespace().nth(1).unwrap_or("?");
-            bail!(
-                "container {container} ({}) exited with code {code} before it was ready{}",
-                spec.name,
-                logs_tail(cx, &container)
-            );
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "{} was not ready within {}s (container {container}: {state}){}",
+            .unwrap_or_default()
+    };
+    cx.runner.effect(what, || {
+        let waited = poll::until(timeout, POLL, || {
+            if let Check::Done(()) = http::readiness(&base) {
+                return Ok(Check::Done(()));
+            }
+            let state = state();
+            if state.starts_with("exited") || state.starts_with("dead") {
+                let code = state.split_whitespace().nth(1).unwrap_or("?");
+                bail!(
+                    "container {container} ({}) exited with code {code} before it was ready{}",
+                    spec.name,
+                    logs_tail(cx, &container)
+                );
+            }
+            Ok(Check::NotYet(state))
+        })?;
+        match waited {
+            Waited::Done { after, .. } => {
+                eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
+                Ok(())
+            }
+            Waited::TimedOut { last } => bail!(
+                "{} was not ready within {}s (container {container}: {last}){}",
                 spec.name,
                 timeout.as_secs(),
                 logs_tail(cx, &container)
-            );
+            ),
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })?;
+    Ok(())
 }

@@ -3,8 +3,8 @@
 //! output in `<run_dir>/<service>.log`.
 
 use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -13,14 +13,17 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{StatusRow, Target};
 use crate::build::Built;
-use crate::context::Ctx;
-use crate::http;
-use crate::runner::Cmd;
-use crate::services::ServiceSpec;
+use crate::ground::context::Ctx;
+use crate::ground::http;
+use crate::ground::net;
+use crate::ground::poll::{self, Check, Waited};
+use crate::ground::services::ServiceSpec;
+use crate::targets::target::{Delivered, Session, StatusRow, Target};
 
 pub struct Local;
+
+const POLL: Duration = Duration::from_millis(100);
 
 /// What we know of a service we started.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -34,50 +37,59 @@ struct State {
 }
 
 impl Target for Local {
-    fn ensure(&self, cx: &Ctx) -> Result<()> {
-        let dir = &cx.config.local.run_dir;
-        if cx.runner.is_dry_run() {
-            cx.runner.step(format!("create {}", dir.display()));
-            return Ok(());
-        }
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the run directory {}", dir.display()))
+    fn tools(&self) -> &'static [&'static str] {
+        &["cargo"]
     }
 
-    fn deliver(&self, cx: &Ctx, _built: &[Built]) -> Result<()> {
+    fn open(&self, _cx: &Ctx) -> Result<Session> {
+        Ok(Session::default())
+    }
+
+    fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
+        let dir = &cx.config.local.run_dir;
+        cx.runner.effect(format!("create {}", dir.display()), || {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the run directory {}", dir.display()))
+        })?;
+        Ok(())
+    }
+
+    fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
         cx.runner
             .step("deliver: nothing to do (the local target runs the built binaries in place)");
-        Ok(())
+        Ok(Delivered {
+            built,
+            images: Vec::new(),
+        })
     }
 
-    fn apply(&self, cx: &Ctx, built: &[Built]) -> Result<()> {
-        for b in built {
+    fn apply(&self, cx: &Ctx, _session: &Session, delivered: &Delivered) -> Result<()> {
+        for b in &delivered.built {
             apply_one(cx, b)?;
         }
-        Ok(())
-    }
-
-    fn wait(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
         let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
-        for spec in specs {
-            let url = format!("{}/readyz", base_url(spec));
-            if cx.runner.is_dry_run() {
-                cx.runner.step(format!(
-                    "wait up to {}s until GET {url} answers 200",
-                    timeout.as_secs()
-                ));
-                continue;
-            }
-            wait_ready(cx, spec, &url, timeout)?;
+        for b in &delivered.built {
+            let url = format!("{}/readyz", base_url(&b.spec));
+            let what = format!(
+                "wait up to {}s until GET {url} answers 200",
+                timeout.as_secs()
+            );
+            cx.runner
+                .effect(what, || wait_ready(cx, &b.spec, timeout))?;
         }
         Ok(())
     }
 
-    fn urls(&self, _cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+    fn urls(&self, _cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
         Ok(specs.iter().map(base_url).collect())
     }
 
-    fn status(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
+    fn status(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        specs: &[ServiceSpec],
+    ) -> Result<Vec<StatusRow>> {
         specs
             .iter()
             .map(|spec| {
@@ -115,7 +127,14 @@ impl Target for Local {
             .collect()
     }
 
-    fn logs(&self, cx: &Ctx, spec: &ServiceSpec, tail: Option<usize>, follow: bool) -> Result<()> {
+    fn logs(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        spec: &ServiceSpec,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<()> {
         let path = log_path(cx, spec);
         let mut file = std::fs::File::open(&path).with_context(|| {
             format!(
@@ -149,7 +168,7 @@ impl Target for Local {
         Ok(())
     }
 
-    fn teardown(&self, cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
+    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
         for spec in specs {
             match running(cx, spec)? {
                 Some(st) => stop(cx, spec, &st)?,
@@ -191,18 +210,19 @@ fn read_state(cx: &Ctx, spec: &ServiceSpec) -> Result<Option<State>> {
 
 fn remove_state(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
     let path = state_path(cx, spec);
-    if cx.runner.is_dry_run() {
-        if path.exists() {
-            cx.runner.step(format!("remove {}", path.display()));
-        }
+    if !path.exists() {
         return Ok(());
     }
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", path.display()))
-        }
-        _ => Ok(()),
-    }
+    cx.runner.effect(
+        format!("remove {}", path.display()),
+        || match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        },
+    )?;
+    Ok(())
 }
 
 /// The recorded state when its process is still alive and is still ours.
@@ -247,19 +267,18 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
     let spec = &b.spec;
     let port = spec.settings.port;
-    let dry = cx.runner.is_dry_run();
     // Under --dry-run the binary may not exist yet: then it counts as changed.
-    let sha = if dry && !b.binary.exists() {
-        String::new()
-    } else {
+    let sha = if b.binary.exists() || !cx.runner.is_dry_run() {
         sha256_file(&b.binary)?
+    } else {
+        String::new()
     };
     if let Some(st) = running(cx, spec)? {
         let same = st.binary == b.binary
             && st.binary_sha256 == sha
             && st.port == port
             && st.env == spec.env;
-        if same && ready(port) {
+        if same && http::ready(&base_url(spec)) {
             eprintln!(
                 "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
                 spec.name, st.pid, port
@@ -277,22 +296,25 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
     } else {
         remove_state(cx, spec)?;
     }
-    if !dry {
+    cx.runner.unless_dry_run(|| {
         ensure_port_free(spec)?;
         let log = log_path(cx, spec);
         if log.exists() {
             std::fs::rename(&log, log.with_extension("log.1"))
                 .with_context(|| format!("cannot rotate {}", log.display()))?;
         }
-    }
-    let mut cmd = Cmd::new(b.binary.to_string_lossy(), format!("running {}", spec.name))
-        .env("PORT", port.to_string())
+        Ok(())
+    })?;
+    let mut cmd = Command::new(&b.binary);
+    cmd.env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
-        .cwd(&cx.root);
-    for (k, v) in &spec.env {
-        cmd = cmd.env(k, v);
-    }
-    let Some(pid) = cx.runner.spawn_detached(&cmd, &log_path(cx, spec))? else {
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&cx.root);
+    let running = format!("running {}", spec.name);
+    let Some(pid) = cx
+        .runner
+        .spawn_detached(cmd, &running, &log_path(cx, spec))?
+    else {
         return Ok(());
     };
     let st = State {
@@ -307,61 +329,41 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn ready(port: u16) -> bool {
-    matches!(
-        http::get(
-            &format!("http://127.0.0.1:{port}/readyz"),
-            Duration::from_secs(2)
-        ),
-        Ok((200, _))
-    )
-}
-
 fn ensure_port_free(spec: &ServiceSpec) -> Result<()> {
     let port = spec.settings.port;
-    match TcpListener::bind(("0.0.0.0", port)) {
-        Ok(_) => Ok(()),
-        Err(e) => bail!(
+    net::port_free("0.0.0.0", port).map_err(|e| {
+        anyhow::anyhow!(
             "port {port} for {} is not free ({e}): stop what uses it, or set `port` under \
              [services.{}] in xtask.toml to a free one",
             spec.name,
             spec.name
-        ),
-    }
+        )
+    })
 }
 
-fn wait_ready(cx: &Ctx, spec: &ServiceSpec, url: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let last = match http::get(url, Duration::from_secs(1)) {
-            Ok((200, _)) => {
-                eprintln!(
-                    "  ✓ {} ready after {:.1}s",
-                    spec.name,
-                    start.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            Ok((code, body)) => format!("{url} answered {code}: {body}"),
-            Err(e) => format!("{e:#}"),
-        };
-        if running(cx, spec)?.is_none() {
-            bail!(
-                "{} exited before it was ready.{}",
-                spec.name,
-                log_tail(cx, spec)
-            );
+fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
+    let base = base_url(spec);
+    let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
+        Check::Done(()) => Ok(Check::Done(())),
+        Check::NotYet(_) if running(cx, spec)?.is_none() => bail!(
+            "{} exited before it was ready.{}",
+            spec.name,
+            log_tail(cx, spec)
+        ),
+        not_yet => Ok(not_yet),
+    })?;
+    match waited {
+        Waited::Done { after, .. } => {
+            eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
+            Ok(())
         }
-        if start.elapsed() > timeout {
-            bail!(
-                "{} was not ready within {}s (last: {last}); raise local.ready_timeout_secs \
-                 in xtask.toml if it needs longer.{}",
-                spec.name,
-                timeout.as_secs(),
-                log_tail(cx, spec)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        Waited::TimedOut { last } => bail!(
+            "{} was not ready within {}s (last: {last}); raise local.ready_timeout_secs \
+             in xtask.toml if it needs longer.{}",
+            spec.name,
+            timeout.as_secs(),
+            log_tail(cx, spec)
+        ),
     }
 }
 
@@ -385,39 +387,34 @@ fn log_tail(cx: &Ctx, spec: &ServiceSpec) -> String {
 /// SIGTERM, then SIGKILL after the grace period.
 fn stop(cx: &Ctx, spec: &ServiceSpec, st: &State) -> Result<()> {
     let grace = Duration::from_secs(cx.config.local.stop_grace_secs);
-    if cx.runner.is_dry_run() {
-        cx.runner.step(format!(
-            "stop {} (pid {}): SIGTERM, SIGKILL after {}s",
-            spec.name,
-            st.pid,
-            grace.as_secs()
-        ));
-        return remove_state(cx, spec);
-    }
-    let pid = Pid::from_raw(i32::try_from(st.pid).context("pid out of range")?);
-    let start = Instant::now();
-    kill(pid, Signal::SIGTERM)
-        .with_context(|| format!("cannot signal {} (pid {})", spec.name, st.pid))?;
-    while is_ours(st) && start.elapsed() < grace {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if is_ours(st) {
-        eprintln!(
-            "==> {} did not stop within {}s; sending SIGKILL",
-            spec.name,
-            grace.as_secs()
-        );
-        let _ = kill(pid, Signal::SIGKILL);
-        let killed = Instant::now();
-        while is_ours(st) && killed.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    eprintln!(
-        "==> stopped {} (pid {}) in {:.2}s",
+    let what = format!(
+        "stop {} (pid {}): SIGTERM, SIGKILL after {}s",
         spec.name,
         st.pid,
-        start.elapsed().as_secs_f64()
+        grace.as_secs()
     );
+    cx.runner.effect(what, || {
+        let pid = Pid::from_raw(i32::try_from(st.pid).context("pid out of range")?);
+        let start = Instant::now();
+        let gone = || !is_ours(st);
+        kill(pid, Signal::SIGTERM)
+            .with_context(|| format!("cannot signal {} (pid {})", spec.name, st.pid))?;
+        if !poll::within(grace, Duration::from_millis(20), gone) {
+            eprintln!(
+                "==> {} did not stop within {}s; sending SIGKILL",
+                spec.name,
+                grace.as_secs()
+            );
+            let _ = kill(pid, Signal::SIGKILL);
+            poll::within(Duration::from_secs(5), Duration::from_millis(20), gone);
+        }
+        eprintln!(
+            "==> stopped {} (pid {}) in {:.2}s",
+            spec.name,
+            st.pid,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })?;
     remove_state(cx, spec)
 }

@@ -1,0 +1,60 @@
+//! Arguments several commands share, and how the command line's words map
+//! onto the ground floor's types (which know nothing of clap).
+
+use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+
+use anyhow::{Result, bail};
+
+use crate::ground::runner::Progress;
+use crate::ground::settings::TargetName;
+use crate::targets::clusters;
+use crate::targets::kube::Kube;
+
+#[derive(Args, Clone, Debug)]
+pub struct TargetArg {
+    /// Where to run: local, docker, minikube, kind, gke (default: `default_target` in xtask.toml)
+    #[arg(long, short = 't', global = true, value_parser = target_parser())]
+    pub target: Option<TargetName>,
+}
+
+/// `--target`'s values, each with what it is.
+pub fn target_parser() -> impl TypedValueParser<Value = TargetName> {
+    let help = |t: TargetName| match t {
+        TargetName::Local => "Background processes on this machine",
+        TargetName::Docker => "Containers through the docker CLI (Docker Engine or podman)",
+        TargetName::Minikube => "A local minikube cluster",
+        TargetName::Kind => "A local kind cluster",
+        TargetName::Gke => "A GKE cluster on Google Cloud",
+    };
+    PossibleValuesParser::new(TargetName::ALL.map(|t| PossibleValue::new(t.as_str()).help(help(t))))
+        .try_map(|s| s.parse::<TargetName>())
+}
+
+/// `--progress`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ProgressArg> for Progress {
+    fn from(p: ProgressArg) -> Self {
+        match p {
+            ProgressArg::Auto => Progress::Auto,
+            ProgressArg::Always => Progress::Always,
+            ProgressArg::Never => Progress::Never,
+        }
+    }
+}
+
+/// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
+pub fn seldon_target(name: TargetName) -> Result<Kube> {
+    match clusters::for_name(name) {
+        Some(cluster) => Ok(Kube::new(cluster)),
+        None => {
+            bail!("Seldon Core runs on Kubernetes: use --target minikube, kind or gke (not {name})")
+        }
+    }
+}

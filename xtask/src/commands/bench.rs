@@ -1,0 +1,480 @@
+//! `cargo xtask bench`: throughput and latency figures from wrk, always
+//! beside a reference measured in the same run on the same machine, and the
+//! image figures.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use xshell::cmd;
+
+use crate::build;
+use crate::ground::context::Ctx;
+use crate::ground::http;
+use crate::ground::poll::{self, Check, Waited};
+use crate::ground::runner::Attached;
+use crate::ground::services;
+use crate::ground::tools::engine_cli;
+use crate::image::{self, Builder, Image};
+use crate::publish::docker::Docker as Load;
+use crate::publish::publisher::Publisher;
+use crate::verify::smoke::TUTORIAL_PAYLOAD;
+
+/// The bars the figures are held to.
+const TEST_API_RATIO_TARGET: f64 = 0.9;
+const IDENTITY_RPS_TARGET: f64 = 20_000.0;
+const IDENTITY_P99_MS_TARGET: f64 = 5.0;
+const IRIS_RPS_TARGET: f64 = 10_000.0;
+
+/// The iris model takes 4 features: the tutorial's payload shape, widened.
+const IRIS_PAYLOAD: &str = r#"{"data":{"names":["a","b","c","d"],"tensor":{"shape":[2,4],"values":[5.1,3.5,1.4,0.2,6.3,3.3,6.0,2.5]}}}"#;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// What to measure
+    #[arg(value_enum)]
+    pub subject: BenchSubject,
+    /// Seconds per measurement
+    #[arg(long, default_value_t = 10)]
+    pub duration: u32,
+    /// Concurrent connections
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Rounds: the servers are measured in turn this many times, and each
+    /// one's median round is reported (alternating evens out drift)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum BenchSubject {
+    /// GET /test_api against a minimal axum handler returning the same JSON
+    TestApi,
+    /// The tutorial's tensor payload against the identity and iris models
+    ModelServer,
+    /// Image sizes, native vs docker builder time, docker stop, redeploy time
+    Images,
+}
+
+struct Figures {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// One server under load.
+struct Case {
+    label: &'static str,
+    binary: PathBuf,
+    env: Vec<(&'static str, &'static str)>,
+    path: &'static str,
+    /// A JSON body to POST; GET when None.
+    body: Option<&'static str>,
+}
+
+impl BenchArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        if let BenchSubject::Images = self.subject {
+            return images(cx);
+        }
+        cx.runner.locate("wrk", "cargo xtask bench")?;
+        let cases = self.cases(cx)?;
+        let Some(results) = self.measure_all(cx, &cases)? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        println!(
+            "{} connections, {}s each, median of {} alternating rounds, wrk with 2 threads, loopback, {} cores",
+            self.connections,
+            self.duration,
+            self.rounds,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!(
+            "{:<14} {:>12} {:>10} {:>10}",
+            "SERVER", "REQUESTS/S", "P50 MS", "P99 MS"
+        );
+        for (label, f) in &results {
+            println!(
+                "{label:<14} {:>12.0} {:>10.3} {:>10.3}",
+                f.requests_per_sec, f.p50_ms, f.p99_ms
+            );
+        }
+        self.verdicts(&results)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The servers to measure, built: the services exactly as `cargo xtask
+    /// deploy` builds them (the same command, the same packages, so the
+    /// same binaries), and for test-api a reference.
+    fn cases(&self, cx: &Ctx) -> Result<Vec<Case>> {
+        let release = build::release_dir(cx);
+        let mut deploy_build = build::release_command(cx);
+        deploy_build.args(build::all_packages(cx));
+        cx.runner
+            .run(deploy_build, "building the services as deploy does")?;
+        Ok(match self.subject {
+            BenchSubject::TestApi => {
+                // The reference with cargo's default release settings (the
+                // `reference` profile undoes our size profile): like with like
+                // is a plain `cargo build --release` of a minimal server.
+                let cargo = build::cargo();
+                cx.runner.run(
+                    cmd!(
+                        cx.sh,
+                        "{cargo} build --profile reference --package test-api --example minimal_axum"
+                    ),
+                    "building the reference server",
+                )?;
+                vec![
+                    Case {
+                        label: "test-api",
+                        binary: release.join("test-api"),
+                        env: vec![],
+                        path: "/test_api",
+                        body: None,
+                    },
+                    Case {
+                        label: "minimal axum",
+                        binary: build::target_dir(cx).join("reference/examples/minimal_axum"),
+                        env: vec![],
+                        path: "/test_api",
+                        body: None,
+                    },
+                ]
+            }
+            BenchSubject::ModelServer => vec![
+                Case {
+                    label: "identity",
+                    binary: release.join("model-server"),
+                    env: vec![("MODEL", "identity")],
+                    path: "/api/v1.0/predictions",
+                    body: Some(TUTORIAL_PAYLOAD),
+                },
+                Case {
+                    label: "iris",
+                    binary: release.join("model-server"),
+                    env: vec![("MODEL", "iris")],
+                    path: "/api/v1.0/predictions",
+                    body: Some(IRIS_PAYLOAD),
+                },
+            ],
+            BenchSubject::Images => bail!("images are measured by images()"),
+        })
+    }
+
+    /// Every case `rounds` times, in turn; each case's median round.
+    /// None under `--dry-run`.
+    fn measure_all<'a>(
+        &self,
+        cx: &Ctx,
+        cases: &'a [Case],
+    ) -> Result<Option<Vec<(&'a str, Figures)>>> {
+        let mut rounds: Vec<Vec<Figures>> = cases.iter().map(|_| Vec::new()).collect();
+        for _ in 0..self.rounds {
+            for (case, figures) in cases.iter().zip(&mut rounds) {
+                figures.extend(measure(cx, case, self)?);
+            }
+        }
+        if rounds.iter().any(Vec::is_empty) {
+            return Ok(None);
+        }
+        Ok(Some(
+            cases
+                .iter()
+                .zip(rounds)
+                .map(|(case, figures)| (case.label, median(figures)))
+                .collect(),
+        ))
+    }
+
+    /// Each figure against its bar.
+    fn verdicts(&self, results: &[(&str, Figures)]) -> Result<()> {
+        let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
+        match (self.subject, results) {
+            (BenchSubject::TestApi, [(_, ours), (_, reference)]) => {
+                let ratio = ours.requests_per_sec / reference.requests_per_sec;
+                println!(
+                    "test-api / minimal axum = {ratio:.2} ({} the target of {TEST_API_RATIO_TARGET:.2})",
+                    verdict(ratio >= TEST_API_RATIO_TARGET)
+                );
+            }
+            (BenchSubject::ModelServer, [(_, identity), (_, iris)]) => {
+                println!(
+                    "identity: {} the target of {IDENTITY_RPS_TARGET:.0} req/s and p99 < {IDENTITY_P99_MS_TARGET} ms",
+                    verdict(
+                        identity.requests_per_sec >= IDENTITY_RPS_TARGET
+                            && identity.p99_ms < IDENTITY_P99_MS_TARGET
+                    )
+                );
+                println!(
+                    "iris: {} the target of {IRIS_RPS_TARGET:.0} req/s",
+                    verdict(iris.requests_per_sec >= IRIS_RPS_TARGET)
+                );
+            }
+            _ => bail!("the benchmark produced {} results", results.len()),
+        }
+        Ok(())
+    }
+}
+
+/// The image issue's figures: sizes, assembly time against the docker
+/// builder, how fast a service stops, and a redeploy with nothing changed.
+fn images(cx: &Ctx) -> Result<ExitCode> {
+    const TEST_API_MAX: u64 = 5_000_000;
+    const MODEL_SERVER_MAX: u64 = 15_000_000;
+    let specs = services::all(&cx.config);
+    let built = build::build(cx, &specs)?;
+    let Some(figures) = cx.runner.unless_dry_run(|| {
+        // Fresh assembly: forget earlier records so nothing is skipped.
+        let _ = std::fs::remove_dir_all(&cx.config.images.dir);
+        let start = Instant::now();
+        let native = image::images_from(cx, &built, Builder::Native)?;
+        let native_secs = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        image::images_from(cx, &built, Builder::Docker)?;
+        let docker_secs = start.elapsed().as_secs_f64();
+        let test_api = native
+            .iter()
+            .find(|i| i.name == cx.config.services.test_api.image)
+            .context("no test-api image")?;
+        let stop_secs = stop_time(cx, test_api)?;
+        let redeploy_secs = redeploy_time(cx)?;
+        Ok((native, native_secs, docker_secs, stop_secs, redeploy_secs))
+    })?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (native, native_secs, docker_secs, stop_secs, redeploy_secs) = figures;
+    let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
+    println!("{:<44} {:>12}  TARGET", "FIGURE", "VALUE");
+    for i in &native {
+        let max = if i.name == cx.config.services.test_api.image {
+            TEST_API_MAX
+        } else {
+            MODEL_SERVER_MAX
+        };
+        println!(
+            "{:<44} {:>9.1} MB  <= {:.0} MB ({})",
+            format!("{} image, uncompressed", i.name),
+            i.size as f64 / 1e6,
+            max as f64 / 1e6,
+            verdict(i.size <= max)
+        );
+    }
+    println!(
+        "{:<44} {:>10.2} s  <= 1 s per image ({})",
+        "native assembly, all images",
+        native_secs,
+        verdict(native_secs / native.len().max(1) as f64 <= 1.0)
+    );
+    println!(
+        "{:<44} {:>10.2} s  (for comparison)",
+        "docker builder (build + save), all images", docker_secs
+    );
+    println!(
+        "{:<44} {:>10.2} s  < 1 s ({})",
+        "docker stop of a running test-api",
+        stop_secs,
+        verdict(stop_secs < 1.0)
+    );
+    println!(
+        "{:<44} {:>10.2} s  <= 3 s ({})",
+        "deploy --target docker, nothing changed",
+        redeploy_secs,
+        verdict(redeploy_secs <= 3.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds `docker stop` takes on a running test-api (it handles SIGTERM
+/// as PID 1).
+fn stop_time(cx: &Ctx, test_api: &Image) -> Result<f64> {
+    Load.publish(cx, test_api)?;
+    let docker = engine_cli();
+    let name = format!("{}-bench-stop", cx.config.docker.name_prefix);
+    let reference = &test_api.reference;
+    let _ = cx.runner.probe(
+        cmd!(cx.sh, "{docker} rm --force {name}"),
+        "bench",
+        Duration::from_secs(30),
+    );
+    cx.runner.run(
+        cmd!(cx.sh, "{docker} run --detach --name {name} {reference}"),
+        "bench",
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    cx.runner
+        .run(cmd!(cx.sh, "{docker} stop {name}"), "bench")?;
+    let secs = start.elapsed().as_secs_f64();
+    cx.runner
+        .run(cmd!(cx.sh, "{docker} rm --force {name}"), "bench")?;
+    Ok(secs)
+}
+
+/// Seconds a second `deploy --target docker` takes, with nothing changed.
+fn redeploy_time(cx: &Ctx) -> Result<f64> {
+    let me = std::env::current_exe()?;
+    let xtask = |args: &[&str]| cmd!(cx.sh, "{me} --progress=never {args...}");
+    cx.runner
+        .run(xtask(&["deploy", "--target", "docker"]), "bench")?;
+    let start = Instant::now();
+    cx.runner
+        .run(xtask(&["deploy", "--target", "docker"]), "bench")?;
+    let secs = start.elapsed().as_secs_f64();
+    cx.runner
+        .run(xtask(&["teardown", "--target", "docker"]), "bench")?;
+    Ok(secs)
+}
+
+/// One wrk run against `case`, started on a free port. None under `--dry-run`.
+fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
+    let port = free_port()?;
+    let mut server = Command::new(&case.binary);
+    server
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(case.env.iter().copied());
+    let server = cx.runner.spawn_attached(server, "the benchmark")?;
+    let url = format!("http://127.0.0.1:{port}{}", case.path);
+    if let Some(server) = &server {
+        wait_answering(server, &url)?;
+    }
+    let script = match case.body {
+        Some(body) => vec!["--script".into(), lua_script(cx, case.label, body)?],
+        None => Vec::new(),
+    };
+    let (connections, duration) = (args.connections.to_string(), format!("{}s", args.duration));
+    let out = cx.runner.run(
+        cmd!(
+            cx.sh,
+            "wrk --threads 2 --connections {connections} --duration {duration} --latency {script...} {url}"
+        ),
+        "cargo xtask bench",
+    )?;
+    drop(server);
+    cx.runner.unless_dry_run(|| parse_wrk(&out.stdout))
+}
+
+/// A wrk script that POSTs `body` as JSON.
+fn lua_script(cx: &Ctx, label: &str, body: &str) -> Result<PathBuf> {
+    let dir = cx.root.join("target/xtask/bench");
+    let path = dir.join(format!("{}.lua", label.replace(' ', "-")));
+    cx.runner
+        .effect(format!("write {} (POST {body})", path.display()), || {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(
+                &path,
+                format!(
+                    "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+                ),
+            )?;
+            Ok(())
+        })?;
+    Ok(path)
+}
+
+/// The round with the median requests/s (its latencies with it).
+fn median(mut rounds: Vec<Figures>) -> Figures {
+    rounds.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+    let mid = rounds.len() / 2;
+    rounds.swap_remove(mid)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+fn wait_answering(server: &Attached, url: &str) -> Result<()> {
+    let waited = poll::until(Duration::from_secs(10), Duration::from_millis(50), || {
+        if let Some(stderr) = server.exited() {
+            bail!("the benchmark server exited: {stderr}");
+        }
+        // Any HTTP answer means it listens (a GET on a POST route gets 4xx).
+        Ok(match http::get(url, Duration::from_secs(1)) {
+            Ok(_) => Check::Done(()),
+            Err(e) => Check::NotYet(format!("{e:#}")),
+        })
+    })?;
+    match waited {
+        Waited::Done { .. } => Ok(()),
+        Waited::TimedOut { .. } => bail!("{url} did not answer within 10s"),
+    }
+}
+
+/// Reads requests/s and the 50%/99% latencies from wrk's `--latency` output.
+fn parse_wrk(out: &str) -> Result<Figures> {
+    let field = |prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(str::trim))
+            .with_context(|| format!("wrk printed no `{prefix}` line:\n{out}"))
+    };
+    let errors = out
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(e) = errors {
+        bail!("the benchmark saw errors: {}", e.trim());
+    }
+    Ok(Figures {
+        requests_per_sec: field("Requests/sec:")?.parse().context("Requests/sec")?,
+        p50_ms: millis(field("50%")?)?,
+        p99_ms: millis(field("99%")?)?,
+    })
+}
+
+/// wrk prints durations as `812.00us`, `1.20ms` or `2.01s`.
+fn millis(s: &str) -> Result<f64> {
+    let (num, factor) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        bail!("unrecognised wrk duration {s:?}")
+    };
+    Ok(num
+        .parse::<f64>()
+        .with_context(|| format!("duration {s:?}"))?
+        * factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "Running 10s test @ http://127.0.0.1:5000/test_api
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   180.21us  120.50us   5.01ms   90.00%
+    Req/Sec    45.00k     2.00k   50.00k    70.00%
+  Latency Distribution
+     50%  150.00us
+     75%  200.00us
+     90%  300.00us
+     99%    1.20ms
+  900000 requests in 10.00s, 120.00MB read
+Requests/sec:  90000.50
+Transfer/sec:     12.00MB
+";
+
+    #[test]
+    fn parses_wrk_output() -> Result<()> {
+        let f = parse_wrk(SAMPLE)?;
+        assert!((f.requests_per_sec - 90000.5).abs() < 1e-6);
+        assert!((f.p50_ms - 0.15).abs() < 1e-9);
+        assert!((f.p99_ms - 1.2).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn errors_in_wrk_output_fail_the_bench() {
+        let out = format!("{SAMPLE}  Non-2xx or 3xx responses: 12\n");
+        assert!(parse_wrk(&out).is_err());
+    }
+}

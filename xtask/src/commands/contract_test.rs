@@ -1,0 +1,99 @@
+//! `cargo xtask contract-test`: what seldon-core-tester does (random
+//! requests drawn from contract.json), plus what it never did: every answer
+//! is checked against the contract's targets (see `verify::contract`), and
+//! any failure is reported and fails the command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use crate::ground::context::Ctx;
+use crate::verify::contract::{self, Endpoint, Options};
+
+#[derive(Args)]
+pub struct ContractTestArgs {
+    /// The contract: features (what to send) and targets (what must come back)
+    pub contract: PathBuf,
+    /// Host of the model server (or of the Seldon ingress, with --api)
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+    /// Port (default: services.iris-model.port in xtask.toml)
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Which endpoint to call
+    #[arg(long, value_enum, default_value_t = EndpointArg::Predict)]
+    pub endpoint: EndpointArg,
+    /// Rows per request
+    #[arg(short = 'b', long = "batch-size", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Number of requests
+    #[arg(short = 'n', long = "n-requests", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub n_requests: u32,
+    /// Send data.tensor instead of data.ndarray
+    #[arg(long)]
+    pub tensor: bool,
+    /// Print each request and response
+    #[arg(short = 'p', long)]
+    pub print: bool,
+    /// Call a SeldonDeployment through its ingress: NAMESPACE/DEPLOYMENT
+    #[arg(long, value_name = "NAMESPACE/DEPLOYMENT")]
+    pub api: Option<String>,
+    /// Send the message form-encoded (json=...), as seldon-core-tester does
+    #[arg(long)]
+    pub form: bool,
+    /// Seed for the random inputs, to repeat a run exactly
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `--endpoint`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointArg {
+    Predict,
+    SendFeedback,
+}
+
+impl From<EndpointArg> for Endpoint {
+    fn from(e: EndpointArg) -> Self {
+        match e {
+            EndpointArg::Predict => Endpoint::Predict,
+            EndpointArg::SendFeedback => Endpoint::SendFeedback,
+        }
+    }
+}
+
+impl ContractTestArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let contract = contract::load(&self.contract)?;
+        let port = self.port.unwrap_or(cx.config.services.iris_model.port);
+        let endpoint = Endpoint::from(self.endpoint);
+        let url = contract::endpoint_url(&self.host, port, self.api.as_deref(), endpoint)?;
+        let opts = Options {
+            endpoint,
+            batch_size: self.batch_size as usize,
+            requests: self.n_requests as usize,
+            tensor: self.tensor,
+            print: self.print,
+            form: self.form,
+            seed: self.seed.unwrap_or_else(rand::random),
+        };
+        let what = format!(
+            "send {} request(s) of {} row(s) drawn from {} to POST {url} and check each answer",
+            opts.requests,
+            opts.batch_size,
+            self.contract.display()
+        );
+        let passed = cx.runner.effect(what, || {
+            let report = contract::run(&url, &contract, &opts)?;
+            println!("{}", report.render(&url));
+            Ok(report.passed())
+        })?;
+        Ok(if passed == Some(false) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}

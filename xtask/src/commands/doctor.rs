@@ -1,0 +1,184 @@
+//! `cargo xtask doctor`: which tools are here, their versions, what needs
+//! them and how to install the missing ones. Exit 0 when the target in
+//! question has everything it needs.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::Value;
+use xshell::cmd;
+
+use super::args::TargetArg;
+use crate::ground::context::Ctx;
+use crate::ground::runner::shown;
+use crate::ground::settings::TargetName;
+use crate::ground::tools::{TOOLS, Tool, install_hint};
+use crate::targets;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+}
+
+struct Row {
+    tool: &'static Tool,
+    ok: bool,
+    status: &'static str,
+    version: String,
+    details: String,
+}
+
+impl DoctorArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let target = cx.target(self.target.target);
+        match &cx.config_source {
+            Some(p) => println!("settings: {}", p.display()),
+            None => println!("settings: built-in defaults (no xtask.toml)"),
+        }
+        let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
+        print_table(&rows);
+        let needs = targets::for_name(target).tools();
+        let missing: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.ok && needs.contains(&r.tool.name))
+            .map(|r| r.tool.name)
+            .collect();
+        println!();
+        if missing.is_empty() {
+            println!("target {target}: ready (everything it needs is installed)");
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!(
+                "target {target}: NOT ready; missing or broken: {}",
+                missing.join(", ")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn check(cx: &Ctx, tool: &'static Tool) -> Row {
+    let mut row = Row {
+        tool,
+        ok: false,
+        status: "missing",
+        version: "-".into(),
+        details: String::new(),
+    };
+    if cx.runner.locate(tool.name, "doctor").is_err() {
+        row.details = format!("install: {}", install_hint(tool.name));
+        return row;
+    }
+    let (name, args) = (tool.name, tool.version_args);
+    let version = || cmd!(cx.sh, "{name} {args...}");
+    match cx.runner.probe(version(), "doctor", TIMEOUT) {
+        Ok(p) if p.success => {
+            row.ok = true;
+            row.status = "ok";
+            row.version = first_line(&p.stdout)
+                .or_else(|| first_line(&p.stderr))
+                .unwrap_or("(no version printed)")
+                .to_string();
+            row.details = extra_details(cx, tool.name);
+        }
+        Ok(p) => {
+            row.status = "broken";
+            row.details = format!(
+                "`{}` failed: {}",
+                shown(&version().into()),
+                first_line(&p.stderr)
+                    .or_else(|| first_line(&p.stdout))
+                    .unwrap_or("no output")
+            );
+        }
+        Err(e) => {
+            row.status = "broken";
+            row.details = format!("{e:#}");
+        }
+    }
+    row
+}
+
+/// What else matters about a tool: is an engine behind docker, which kube
+/// context is current, which Google account and project are active.
+fn extra_details(cx: &Ctx, name: &str) -> String {
+    let query = |args: &[&str]| {
+        cx.runner
+            .probe(cmd!(cx.sh, "{name} {args...}"), "doctor", TIMEOUT)
+            .ok()
+            .filter(|p| p.success)
+            .map(|p| p.stdout.trim().to_string())
+    };
+    match name {
+        "docker" => match query(&["version", "--format", "{{.Server.Version}}"]) {
+            Some(v) if !v.is_empty() => format!("engine answers (server {v})"),
+            _ => "no engine answers (start Docker, or podman's socket and set DOCKER_HOST)".into(),
+        },
+        "kubectl" => match query(&["config", "current-context"]) {
+            Some(c) if !c.is_empty() => format!("current context: {c}"),
+            _ => "no current context".into(),
+        },
+        "gcloud" => {
+            let config: Value = query(&["config", "list", "--format=json"])
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            let account = config["core"]["account"]
+                .as_str()
+                .unwrap_or("none (run `gcloud auth login`)");
+            let project = config["core"]["project"]
+                .as_str()
+                .unwrap_or("none (run `gcloud config set project ID`)");
+            format!("account: {account}; project: {project}")
+        }
+        _ => String::new(),
+    }
+}
+
+fn first_line(s: &str) -> Option<&str> {
+    s.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// The targets that need `tool`, in `TargetName::ALL` order.
+fn needed_by(tool: &Tool) -> Vec<String> {
+    TargetName::ALL
+        .into_iter()
+        .filter(|t| targets::for_name(*t).tools().contains(&tool.name))
+        .map(|t| t.to_string())
+        .collect()
+}
+
+fn print_table(rows: &[Row]) {
+    let needed = |t: &Tool| {
+        let mut v = needed_by(t);
+        if !t.also_for.is_empty() {
+            v.push(t.also_for.to_string());
+        }
+        v.join(", ")
+    };
+    let vw = rows
+        .iter()
+        .map(|r| r.version.len())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 40);
+    println!(
+        "{:<9} {:<8} {:<vw$} {:<38} DETAILS",
+        "TOOL", "STATUS", "VERSION", "NEEDED BY"
+    );
+    for r in rows {
+        let version: String = r.version.chars().take(vw).collect();
+        println!(
+            "{:<9} {:<8} {:<vw$} {:<38} {}",
+            r.tool.name,
+            r.status,
+            version,
+            needed(r.tool),
+            r.details
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask image build|load|push`: images from source (see `image`),
+//! and where they go (see `publish`): `--into` and `push` only pick a
+//! publisher.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::ground::context::Ctx;
+use crate::ground::services;
+use crate::image::{self, Builder, Image};
+use crate::publish::publisher::Publisher;
+use crate::publish::{docker, kind, minikube, registry};
+
+#[derive(Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// `--builder`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BuilderArg {
+    /// Assemble the OCI image in-process, no daemon (default)
+    #[default]
+    Native,
+    /// `docker build` with the service's committed Dockerfile
+    Docker,
+}
+
+impl From<BuilderArg> for Builder {
+    fn from(b: BuilderArg) -> Self {
+        match b {
+            BuilderArg::Native => Builder::Native,
+            BuilderArg::Docker => Builder::Docker,
+        }
+    }
+}
+
+/// `image load --into`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadInto {
+    Docker,
+    Minikube,
+    Kind,
+}
+
+impl LoadInto {
+    fn publisher(self) -> Box<dyn Publisher> {
+        match self {
+            Self::Docker => Box::new(docker::Docker),
+            Self::Minikube => Box::new(minikube::Minikube),
+            Self::Kind => Box::new(kind::Kind),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Build images: tagged <registry>/<name>:<version>-<git sha>, digest printed
+    Build {
+        /// Services whose images to build (default: all)
+        services: Vec<String>,
+        #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
+        builder: BuilderArg,
+    },
+    /// Build, then load the images into docker, minikube or kind
+    Load {
+        services: Vec<String>,
+        #[arg(long, value_enum, default_value_t = LoadInto::Docker)]
+        into: LoadInto,
+        #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
+        builder: BuilderArg,
+    },
+    /// Build, then push the images through the OCI distribution API
+    Push {
+        services: Vec<String>,
+        /// Registry and account to push to, e.g. 127.0.0.1:5555/me (default: [registry] in xtask.toml)
+        #[arg(long)]
+        registry: Option<String>,
+        /// Use plain HTTP (a registry on loopback)
+        #[arg(long)]
+        insecure: bool,
+        #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
+        builder: BuilderArg,
+    },
+}
+
+impl ImageArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let (services, builder, publisher): (_, _, Option<Box<dyn Publisher>>) = match self.command
+        {
+            ImageCommand::Build { services, builder } => (services, builder, None),
+            ImageCommand::Load {
+                services,
+                into,
+                builder,
+            } => (services, builder, Some(into.publisher())),
+            ImageCommand::Push {
+                services,
+                registry,
+                insecure,
+                builder,
+            } => (
+                services,
+                builder,
+                Some(Box::new(registry::Registry {
+                    base: registry,
+                    insecure,
+                })),
+            ),
+        };
+        let specs = services::select(&cx.config, &services)?;
+        let images = image::build_images(cx, &specs, builder.into())?;
+        match publisher {
+            None => print_images(cx, &images)?,
+            Some(p) => {
+                for image in &images {
+                    p.publish(cx, image)?;
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {
+    cx.runner.unless_dry_run(|| {
+        for i in images {
+            println!(
+                "{}\n  digest  {}\n  size    {:.1} MB uncompressed\n  archive {}",
+                i.reference,
+                i.digest,
+                i.size as f64 / 1e6,
+                i.archive.display()
+            );
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

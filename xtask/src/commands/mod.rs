@@ -1,0 +1,128 @@
+//! The top layer: the command line. One file per subcommand, each holding
+//! its clap `Args` beside its `run` (`impl DeployArgs { fn run(self, cx) }`);
+//! clap appears nowhere below this folder.
+
+pub mod args;
+pub mod bench;
+pub mod build;
+pub mod cluster;
+pub mod context;
+pub mod contract_test;
+pub mod deploy;
+pub mod doctor;
+pub mod image;
+pub mod logs;
+pub mod seldon;
+pub mod status;
+pub mod teardown;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ground::context::Options;
+use args::ProgressArg;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, deploy, test and tear down the kube-mlops services",
+    long_about = "Takes the services in services/ from source to a running, smoke-tested \
+deployment: on this machine (local), in containers (docker), on minikube or kind, \
+or on GKE. Settings come from xtask.toml at the workspace root.",
+    after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask deploy              # build and run locally, smoke-test, print URLs\n  cargo xtask status\n  cargo xtask logs test-api\n  cargo xtask teardown\n  cargo xtask deploy --dry-run   # print the plan, change nothing\n  cargo xtask cluster up --target minikube && cargo xtask deploy --target minikube\n  cargo xtask seldon install --target minikube && cargo xtask deploy --seldon --target minikube"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GlobalArgs {
+    /// Settings file (default: xtask.toml at the workspace root; built-in defaults when absent)
+    #[arg(long, global = true, value_name = "FILE", env = "XTASK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print every command and step instead of running it; changes nothing
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Show the output of every command as it runs
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Spinners with live output (auto: only when stderr is a terminal)
+    #[arg(long, global = true, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+}
+
+impl GlobalArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            config: self.config.clone(),
+            dry_run: self.dry_run,
+            verbose: self.verbose,
+            progress: self.progress.into(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check the tools each target needs: found, version, how to install
+    #[command(after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask doctor --target gke")]
+    Doctor(doctor::DoctorArgs),
+    /// Build the service binaries (release, one cargo invocation)
+    #[command(after_help = "Examples:\n  cargo xtask build\n  cargo xtask build test-api")]
+    Build(build::BuildArgs),
+    /// Build, start, wait for readiness, smoke-test and print URLs
+    #[command(
+        after_help = "Examples:\n  cargo xtask deploy\n  cargo xtask deploy --target local test-api\n  cargo xtask deploy --target kind\n  cargo xtask deploy --seldon --target minikube\n  cargo xtask deploy --dry-run --target gke"
+    )]
+    Deploy(deploy::DeployArgs),
+    /// Show whether each service is running and healthy (exit 1 if any is not)
+    #[command(after_help = "Examples:\n  cargo xtask status")]
+    Status(status::StatusArgs),
+    /// Show a service's log
+    #[command(
+        after_help = "Examples:\n  cargo xtask logs test-api\n  cargo xtask logs test-api --tail 20 --follow"
+    )]
+    Logs(logs::LogsArgs),
+    /// Stop what deploy started; safe to run again
+    #[command(
+        after_help = "Examples:\n  cargo xtask teardown\n  cargo xtask teardown --target kind --cluster"
+    )]
+    Teardown(teardown::TeardownArgs),
+    /// Build images from source (no daemon needed), load them, push them
+    #[command(
+        after_help = "Examples:\n  cargo xtask image build\n  cargo xtask image build test-api --builder docker\n  cargo xtask image load --into docker\n  cargo xtask image push --registry 127.0.0.1:5555/me --insecure"
+    )]
+    Image(image::ImageArgs),
+    /// Start, stop or inspect the cluster of a Kubernetes target
+    #[command(
+        after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"
+    )]
+    Cluster(cluster::ClusterArgs),
+    /// Install, check or remove Seldon Core (operator and ingress) with Helm
+    #[command(
+        after_help = "Examples:\n  cargo xtask seldon install --target minikube\n  cargo xtask seldon status --target minikube\n  cargo xtask deploy --seldon --target minikube\n  cargo xtask teardown --seldon --all --target minikube"
+    )]
+    Seldon(seldon::SeldonArgs),
+    /// List, show or switch kube contexts, with the target each belongs to
+    #[command(
+        after_help = "Examples:\n  cargo xtask context list\n  cargo xtask context use minikube\n  cargo xtask context current\n  cargo xtask context check --target kind"
+    )]
+    Context(context::ContextArgs),
+    /// Send random requests drawn from a Seldon contract.json and check every answer
+    #[command(
+        name = "contract-test",
+        after_help = "Examples:\n  cargo xtask contract-test services/model-server/contract.json --port 5002 -b 5 -n 10\n  cargo xtask contract-test contract.json --tensor -p\n  cargo xtask contract-test contract.json --host 127.0.0.1 --port 8003 --api seldon/seldon-test-model"
+    )]
+    ContractTest(contract_test::ContractTestArgs),
+    /// Measure throughput and latency (needs wrk)
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5"
+    )]
+    Bench(bench::BenchArgs),
+}

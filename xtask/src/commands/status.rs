@@ -1,0 +1,41 @@
+//! `cargo xtask status`: each service's state on the target; exit 1 when any
+//! is not running and ready, so scripts can gate on it.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::args::TargetArg;
+use crate::ground::context::Ctx;
+use crate::ground::services;
+use crate::targets;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+}
+
+impl StatusArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let target = targets::for_name(cx.target(self.target.target));
+        let session = target.open(cx)?;
+        let rows = target.status(cx, &session, &services::all(&cx.config))?;
+        println!("{:<14} {:<8} {:<28} STATE", "SERVICE", "HEALTHY", "URL");
+        for r in &rows {
+            println!(
+                "{:<14} {:<8} {:<28} {}",
+                r.service,
+                if r.healthy { "yes" } else { "no" },
+                r.url.as_deref().unwrap_or("-"),
+                r.state
+            );
+        }
+        Ok(if rows.iter().all(|r| r.healthy) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}

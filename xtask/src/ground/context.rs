@@ -1,0 +1,63 @@
+//! What every task gets: the workspace root, the settings, the runner, and
+//! an xshell `Shell` rooted at the workspace for writing commands.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use xshell::Shell;
+
+use super::runner::{Progress, Runner};
+use super::settings::{Config, Loaded, TargetName};
+
+/// How the command line asked the xtask to behave.
+pub struct Options {
+    /// `--config`: the settings file, when not `<root>/xtask.toml`.
+    pub config: Option<PathBuf>,
+    pub dry_run: bool,
+    pub verbose: bool,
+    pub progress: Progress,
+}
+
+pub struct Ctx {
+    pub root: PathBuf,
+    pub config: Config,
+    /// The settings file read, or None for the built-in defaults.
+    pub config_source: Option<PathBuf>,
+    pub runner: Runner,
+    /// Commands run in the workspace root.
+    pub sh: Shell,
+}
+
+impl Ctx {
+    pub fn new(options: &Options) -> Result<Self> {
+        let root = workspace_root();
+        let loaded = Loaded::load(options.config.as_deref(), &root)?;
+        let sh = Shell::new()?;
+        sh.change_dir(&root);
+        Ok(Self {
+            runner: Runner::new(
+                options.dry_run,
+                options.verbose,
+                options.progress,
+                root.clone(),
+            ),
+            config: loaded.config,
+            config_source: loaded.source,
+            sh,
+            root,
+        })
+    }
+
+    /// `--target` when given, else the configured default.
+    pub fn target(&self, arg: Option<TargetName>) -> TargetName {
+        arg.unwrap_or(self.config.default_target)
+    }
+}
+
+/// The workspace this xtask was built from (xtask/ sits at its root).
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or(manifest.clone(), |p| p.to_path_buf())
+}

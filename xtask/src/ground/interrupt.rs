@@ -1,0 +1,80 @@
+//! Ctrl-C, handled once for the whole xtask: cleanups registered while an
+//! operation is under way (containers a deploy started, say) run before the
+//! process exits with 130. A critical section (a `docker run` whose
+//! container would appear after a cleanup that ran meanwhile) defers the
+//! exit until it ends.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+
+type Cleanup = Box<dyn Fn() + Send>;
+
+static CLEANUPS: Mutex<Vec<(usize, Cleanup)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static CRITICAL: AtomicUsize = AtomicUsize::new(0);
+static INSTALL: Once = Once::new();
+static EXITING: Once = Once::new();
+
+/// Installs the Ctrl-C handler (once; `main` calls it).
+pub fn install() {
+    INSTALL.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            if CRITICAL.load(Ordering::SeqCst) == 0 {
+                clean_up_and_exit();
+            }
+        });
+    });
+}
+
+/// Runs `cleanup` if Ctrl-C arrives while the returned guard lives.
+#[must_use = "the cleanup is dropped with its guard"]
+pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
+    let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut c) = CLEANUPS.lock() {
+        c.push((id, Box::new(cleanup)));
+    }
+    Guard(id)
+}
+
+/// Unregisters its cleanup when dropped.
+pub struct Guard(usize);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CLEANUPS.lock() {
+            c.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Runs `f` with Ctrl-C deferred until it returns (then the cleanups run and
+/// the process exits). Either the handler sees the section and leaves the
+/// exit to it, or the section sees the interrupt and does not start.
+pub fn critical<T>(f: impl FnOnce() -> T) -> T {
+    CRITICAL.fetch_add(1, Ordering::SeqCst);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        clean_up_and_exit();
+    }
+    let out = f();
+    CRITICAL.fetch_sub(1, Ordering::SeqCst);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        clean_up_and_exit();
+    }
+    out
+}
+
+/// Runs every registered cleanup and exits 130, once.
+fn clean_up_and_exit() {
+    EXITING.call_once(|| {
+        let cleanups = CLEANUPS
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
+        for (_, cleanup) in cleanups.iter().rev() {
+            cleanup();
+        }
+        std::process::exit(130);
+    });
+}

@@ -1,0 +1,76 @@
+//! Kube contexts: the current one, all of them, and the guard that refuses
+//! to act on any context but the one a target expects.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use xshell::cmd;
+
+use super::context::Ctx;
+use super::runner::quote;
+
+const PROBE: Duration = Duration::from_secs(15);
+
+/// The kubeconfig's current context, if one is set.
+pub fn current(cx: &Ctx) -> Result<Option<String>> {
+    let p = cx.runner.probe(
+        cmd!(cx.sh, "kubectl config current-context"),
+        "reading the kube context",
+        PROBE,
+    )?;
+    Ok(p.success
+        .then(|| p.stdout.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+/// Every context in the kubeconfig.
+pub fn names(cx: &Ctx) -> Result<Vec<String>> {
+    let p = cx.runner.probe(
+        cmd!(cx.sh, "kubectl config get-contexts --output name"),
+        "listing kube contexts",
+        PROBE,
+    )?;
+    if !p.success {
+        bail!("`kubectl config get-contexts` failed: {}", p.stderr.trim());
+    }
+    Ok(p.stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The context to act on for `target`, which expects `want`: `explicit`
+/// (from --context) or the current one, and only if it is `want`. Never
+/// another cluster's.
+pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result<String> {
+    let have = match explicit {
+        Some(c) => Some(c.to_string()),
+        None => current(cx)?,
+    };
+    let w = quote(want);
+    match have {
+        // A context named on the command line must also exist: a matching
+        // name alone says nothing about the kubeconfig.
+        Some(h) if h == want => {
+            if explicit.is_some() && !cx.runner.is_dry_run() && !names(cx)?.contains(&h) {
+                bail!(
+                    "there is no kube context `{h}` in the kubeconfig: create it with \
+                     `cargo xtask cluster up --target {target}`; `cargo xtask context list` \
+                     shows the contexts there are"
+                );
+            }
+            Ok(h)
+        }
+        Some(h) => bail!(
+            "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
+             switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \
+             or start it with `cargo xtask cluster up --target {target}`"
+        ),
+        None => bail!(
+            "no kube context is selected; --target {target} expects `{want}`: \
+             run `cargo xtask cluster up --target {target}` or `cargo xtask context use {w}`"
+        ),
+    }
+}

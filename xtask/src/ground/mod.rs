@@ -1,0 +1,18 @@
+//! The ground floor: what every capability and command stands on. Nothing
+//! here knows the command line or any target: the runner (the one way to run
+//! external commands), the settings (`xtask.toml`) and the services they
+//! declare, the kube-context guard, HTTP and port checks, waiting under a
+//! deadline, and Ctrl-C.
+
+pub mod context;
+pub mod conventions;
+pub mod http;
+pub mod interrupt;
+pub mod kubecontext;
+pub mod names;
+pub mod net;
+pub mod poll;
+pub mod runner;
+pub mod services;
+pub mod settings;
+pub mod tools;

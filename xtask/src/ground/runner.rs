@@ -1,0 +1,497 @@
+//! The one executor of external commands. Call sites write commands with
+//! xshell's `cmd!` (or build a `std::process::Command`); the runner takes
+//! anything that converts into a `Command` and says what it is for. It
+//! finds the tool first (with an install hint when it is missing), runs
+//! argv and never a shell string, shows a spinner with the live last line
+//! on a terminal and plain lines otherwise, reports the full command, exit
+//! status and stderr tail on failure, and under `--dry-run` records what it
+//! would do instead: every task can print its whole plan.
+
+mod display;
+mod pump;
+
+use std::cell::RefCell;
+use std::fmt::Display;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use display::{quote, shown};
+
+use super::tools;
+
+/// Whether to draw spinners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Only when stderr is a terminal.
+    Auto,
+    Always,
+    Never,
+}
+
+/// What a finished command printed on stdout.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: String,
+}
+
+/// A read-only probe's result (it may have failed: the caller decides).
+#[derive(Debug)]
+pub struct Probe {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Runner {
+    dry_run: bool,
+    verbose: bool,
+    spinners: bool,
+    /// Where commands run unless they say otherwise (the workspace root);
+    /// the plan names other directories.
+    home: PathBuf,
+    plan: RefCell<Vec<String>>,
+}
+
+impl Runner {
+    pub fn new(dry_run: bool, verbose: bool, progress: Progress, home: PathBuf) -> Self {
+        let spinners = match progress {
+            Progress::Always => true,
+            Progress::Never => false,
+            Progress::Auto => std::io::stderr().is_terminal(),
+        };
+        Self {
+            dry_run,
+            verbose,
+            spinners,
+            home,
+            plan: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The tool's path, or an error naming it, what needs it and how to install it.
+    pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
+        if program.contains('/') {
+            let p = PathBuf::from(program);
+            if p.is_file() {
+                return Ok(p);
+            }
+            bail!("`{program}` does not exist; it is needed for {purpose}");
+        }
+        which::which(program).map_err(|_| {
+            anyhow::anyhow!(
+                "`{program}` was not found on PATH; it is needed for {purpose}.\n  install it: {}\n  then check with: cargo xtask doctor",
+                tools::install_hint(program)
+            )
+        })
+    }
+
+    /// A step that is not a command (a file written, an HTTP check): recorded
+    /// under `--dry-run`, announced otherwise.
+    pub fn step(&self, what: impl Display) {
+        if self.dry_run {
+            self.plan.borrow_mut().push(what.to_string());
+        } else {
+            eprintln!("==> {what}");
+        }
+    }
+
+    /// An effect that is not a command (a file written, a process
+    /// signalled): under `--dry-run` only `what` is recorded and `None`
+    /// returned; otherwise `act` runs.
+    pub fn effect<T>(
+        &self,
+        what: impl Display,
+        act: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        if self.dry_run {
+            self.plan.borrow_mut().push(what.to_string());
+            return Ok(None);
+        }
+        act().map(Some)
+    }
+
+    /// Runs `act` unless this is a dry run: for work on what earlier,
+    /// recorded steps produced (reading a built archive, say), which a plan
+    /// need not list.
+    pub fn unless_dry_run<T>(&self, act: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        act().map(Some)
+    }
+
+    /// Runs a command that changes something. Under `--dry-run` it is only
+    /// recorded and an empty output is returned.
+    pub fn run(&self, cmd: impl Into<Command>, purpose: &str) -> Result<Output> {
+        let cmd = cmd.into();
+        if self.dry_run {
+            self.record(&cmd, purpose, "");
+            return Ok(Output::default());
+        }
+        let line = shown(&cmd);
+        let mut cmd = self.resolved(cmd, purpose)?;
+        self.execute(&mut cmd, &line, purpose)
+    }
+
+    /// Runs a command with this terminal's stdout and stderr (logs, follow
+    /// mode); fails with the command line when it fails.
+    pub fn run_inherited(&self, cmd: impl Into<Command>, purpose: &str) -> Result<()> {
+        let cmd = cmd.into();
+        if self.dry_run {
+            self.record(&cmd, purpose, "");
+            return Ok(());
+        }
+        let line = shown(&cmd);
+        let status = self
+            .resolved(cmd, purpose)?
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        if !status.success() {
+            bail!("`{line}` failed ({status}) while {purpose}");
+        }
+        Ok(())
+    }
+
+    /// Runs a read-only command (a version, the current context) even under
+    /// `--dry-run`, quietly, killed after `timeout`.
+    pub fn probe(
+        &self,
+        cmd: impl Into<Command>,
+        purpose: &str,
+        timeout: Duration,
+    ) -> Result<Probe> {
+        let cmd = cmd.into();
+        let line = shown(&cmd);
+        let handle = duct_of(&self.resolved(cmd, purpose)?)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        match handle.wait_timeout(timeout)? {
+            Some(out) => Ok(Probe {
+                success: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+            None => {
+                let _ = handle.kill();
+                bail!("`{line}` did not answer within {}s", timeout.as_secs())
+            }
+        }
+    }
+
+    /// Starts a long-lived process that outlives the xtask: its own process
+    /// group (so Ctrl-C in this terminal does not reach it), output appended
+    /// to `log`. Returns its pid, or None under `--dry-run`.
+    pub fn spawn_detached(
+        &self,
+        cmd: impl Into<Command>,
+        purpose: &str,
+        log: &Path,
+    ) -> Result<Option<u32>> {
+        let cmd = cmd.into();
+        if self.dry_run {
+            let background = format!("  (in the background, output to {})", log.display());
+            self.record(&cmd, purpose, &background);
+            return Ok(None);
+        }
+        let line = shown(&cmd);
+        let expression = duct_of(&self.resolved(cmd, purpose)?);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open log file {}", log.display()))?;
+        let handle = expression
+            .stdout_file(file.try_clone()?)
+            .stderr_file(file)
+            .before_spawn(|c| {
+                use std::os::unix::process::CommandExt;
+                c.process_group(0);
+                Ok(())
+            })
+            .start()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let pid = handle.pids().first().copied();
+        eprintln!("==> started `{line}` (pid {})", pid.unwrap_or(0));
+        // Dropping the handle neither waits for nor kills the process.
+        drop(handle);
+        pid.map(Some).context("the started process has no pid")
+    }
+
+    /// Starts a process tied to this one (bench servers): killed when the
+    /// returned handle is dropped.
+    pub fn spawn_attached(
+        &self,
+        cmd: impl Into<Command>,
+        purpose: &str,
+    ) -> Result<Option<Attached>> {
+        let cmd = cmd.into();
+        if self.dry_run {
+            self.record(&cmd, purpose, "  (in the background)");
+            return Ok(None);
+        }
+        let line = shown(&cmd);
+        let handle = duct_of(&self.resolved(cmd, purpose)?)
+            .stdout_null()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        Ok(Some(Attached(handle)))
+    }
+
+    /// Prints what `--dry-run` recorded, if anything.
+    pub fn print_plan(&self) {
+        if !self.dry_run {
+            return;
+        }
+        let plan = self.plan.borrow();
+        println!("Plan (dry run: nothing was run or changed):");
+        for (i, step) in plan.iter().enumerate() {
+            println!("  {:>2}. {step}", i + 1);
+        }
+        if plan.is_empty() {
+            println!("  (nothing to do)");
+        }
+    }
+
+    /// The recorded plan (tests read it).
+    #[cfg(test)]
+    pub fn plan(&self) -> Vec<String> {
+        self.plan.borrow().clone()
+    }
+
+    /// The same command with its program resolved (or a missing-tool error).
+    fn resolved(&self, cmd: Command, purpose: &str) -> Result<Command> {
+        let path = self.locate(&cmd.get_program().to_string_lossy(), purpose)?;
+        let mut c = Command::new(path);
+        c.args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            c.current_dir(dir);
+        }
+        Ok(c)
+    }
+
+    fn record(&self, cmd: &Command, purpose: &str, suffix: &str) {
+        let mut line = format!("$ {}{suffix}", shown(cmd));
+        if let Some(dir) = cmd.get_current_dir().filter(|d| *d != self.home) {
+            line.push_str(&format!("  (in {})", dir.display()));
+        }
+        let program = cmd.get_program().to_string_lossy();
+        if self.locate(&program, purpose).is_err() {
+            line.push_str(&format!(
+                "  [not installed: {}]",
+                tools::install_hint(&program)
+            ));
+        }
+        self.plan.borrow_mut().push(line);
+    }
+
+    /// Runs `cmd` to the end: live display while it runs, its stdout
+    /// returned, the command and its stderr tail reported when it fails.
+    fn execute(&self, cmd: &mut Command, line: &str, purpose: &str) -> Result<Output> {
+        let started = Instant::now();
+        let live = display::Live::start(line, self.spinners, self.verbose);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let finished = pump::drain(child, |stream, text| live.line(stream, text))
+            .with_context(|| format!("waiting for `{line}`"))?;
+        live.finish();
+        if !finished.status.success() {
+            bail!(finished.failure(line, purpose));
+        }
+        eprintln!(
+            "  ✓ {} ({:.1}s)",
+            display::shorten(line, 100),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Output {
+            stdout: finished.stdout,
+        })
+    }
+}
+
+/// A background process killed when dropped.
+pub struct Attached(duct::Handle);
+
+impl Attached {
+    /// Whether it has exited already, with what it wrote to stderr.
+    pub fn exited(&self) -> Option<String> {
+        match self.0.try_wait() {
+            Ok(Some(out)) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// The same command as a duct expression (probes and background processes
+/// need duct's timeouts and handles), stdin closed.
+fn duct_of(cmd: &Command) -> duct::Expression {
+    let mut e = duct::cmd(cmd.get_program(), cmd.get_args()).stdin_null();
+    for (k, v) in cmd.get_envs() {
+        e = match v {
+            Some(v) => e.env(k, v),
+            None => e.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        e = e.dir(dir);
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xshell::{Shell, cmd};
+
+    fn quiet(dry: bool) -> Runner {
+        Runner::new(dry, false, Progress::Never, PathBuf::from("/"))
+    }
+
+    #[test]
+    fn missing_tool_names_it_and_what_needs_it() -> Result<()> {
+        let sh = Shell::new()?;
+        let err = quiet(false)
+            .run(cmd!(sh, "minikube-not-here"), "starting the cluster")
+            .expect_err("tool is missing");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("`minikube-not-here` was not found on PATH"),
+            "{msg}"
+        );
+        assert!(msg.contains("needed for starting the cluster"), "{msg}");
+        assert!(msg.contains("cargo xtask doctor"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn known_tools_have_install_hints_for_both_systems() {
+        for t in tools::TOOLS {
+            let hint = tools::install_hint(t.name);
+            assert!(
+                hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "),
+                "{hint}"
+            );
+        }
+        assert!(tools::install_hint("minikube").contains("brew install minikube"));
+    }
+
+    #[test]
+    fn failure_reports_command_status_and_stderr_tail() -> Result<()> {
+        let sh = Shell::new()?;
+        let script = "for i in $(seq 1 30); do echo line$i >&2; done; echo out; exit 3";
+        let extra = "ignored-arg with space";
+        let msg = format!(
+            "{:#}",
+            quiet(false)
+                .run(cmd!(sh, "sh -c {script} {extra}"), "testing the runner")
+                .expect_err("exits 3")
+        );
+        assert!(
+            msg.contains("'ignored-arg with space'"),
+            "quoted argv: {msg}"
+        );
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.contains("while testing the runner"), "{msg}");
+        assert!(msg.contains("line30"), "last line kept: {msg}");
+        assert!(msg.contains("line11"), "20-line tail: {msg}");
+        assert!(!msg.contains("line10\n"), "older lines dropped: {msg}");
+        assert!(msg.contains("last 20 of 30 lines"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn arguments_are_argv_not_shell() -> Result<()> {
+        let sh = Shell::new()?;
+        let nasty = "$HOME; rm -rf /";
+        let out = quiet(false).run(cmd!(sh, "echo {nasty}"), "test")?;
+        assert_eq!(out.stdout, "$HOME; rm -rf /\n");
+        Ok(())
+    }
+
+    #[test]
+    fn dry_run_records_and_runs_nothing() -> Result<()> {
+        let sh = Shell::new()?;
+        let dir = tempfile::tempdir()?;
+        let marker = dir.path().join("created");
+        let r = quiet(true);
+        let out = r.run(cmd!(sh, "touch {marker}"), "test")?;
+        assert!(out.stdout.is_empty());
+        r.step("wait for something");
+        let log = dir.path().join("log");
+        assert_eq!(r.spawn_detached(cmd!(sh, "sleep 100"), "test", &log)?, None);
+        let wrote = r.effect("write a file", || {
+            std::fs::write(dir.path().join("effect"), "x")?;
+            Ok(())
+        })?;
+        assert_eq!(wrote, None);
+        assert!(!marker.exists(), "dry run must not run the command");
+        assert!(!log.exists(), "dry run must not create the log");
+        assert!(!dir.path().join("effect").exists(), "dry run must not act");
+        let plan = r.plan();
+        assert_eq!(plan.len(), 4, "{plan:?}");
+        assert!(plan[0].starts_with("$ touch "), "{plan:?}");
+        assert_eq!(plan[1], "wait for something");
+        assert!(plan[2].contains("sleep 100"), "{plan:?}");
+        assert_eq!(plan[3], "write a file");
+        Ok(())
+    }
+
+    #[test]
+    fn dry_run_marks_missing_tools() -> Result<()> {
+        let sh = Shell::new()?;
+        let r = quiet(true);
+        r.run(cmd!(sh, "no-such-tool-xyz"), "test")?;
+        assert!(r.plan()[0].contains("[not installed"), "{:?}", r.plan());
+        Ok(())
+    }
+
+    #[test]
+    fn probe_times_out() -> Result<()> {
+        let sh = Shell::new()?;
+        let err = quiet(false)
+            .probe(cmd!(sh, "sleep 5"), "test", Duration::from_millis(200))
+            .expect_err("sleep outlives the timeout");
+        assert!(format!("{err}").contains("did not answer"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn secrets_are_masked_in_display() -> Result<()> {
+        let sh = Shell::new()?;
+        let cmd: Command = cmd!(sh, "docker login")
+            .env("REGISTRY_TOKEN", "hunter2")
+            .into();
+        assert_eq!(shown(&cmd), "REGISTRY_TOKEN=*** docker login");
+        Ok(())
+    }
+}

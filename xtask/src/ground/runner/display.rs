@@ -1,0 +1,129 @@
+//! How commands are shown: as a user would type them (quoted, secrets
+//! masked), with a spinner and the live last line on a terminal, plain
+//! lines otherwise, and every line with `--verbose`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::pump::Stream;
+
+/// The command as a user would type it: environment, program, arguments,
+/// each quoted when a shell would need it; values of variables whose names
+/// say they are secret (`*TOKEN*`, `*PASSWORD*`, `*SECRET*`, `*_KEY`) masked.
+pub fn shown(cmd: &Command) -> String {
+    let mut words: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| {
+            let k = k.to_string_lossy();
+            let v = v?.to_string_lossy();
+            Some(format!(
+                "{k}={}",
+                if is_secret(&k) {
+                    "***".into()
+                } else {
+                    quote(&v)
+                }
+            ))
+        })
+        .collect();
+    words.push(quote(&cmd.get_program().to_string_lossy()));
+    words.extend(cmd.get_args().map(|a| quote(&a.to_string_lossy())));
+    words.join(" ")
+}
+
+fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["TOKEN", "PASSWORD", "SECRET", "CREDENTIAL"]
+        .iter()
+        .any(|s| n.contains(s))
+        || n.ends_with("_KEY")
+}
+
+/// Quotes a word for display only when a shell would need it: settings
+/// values printed in hints (`cargo xtask context use <name>`) go through it
+/// too, so that a copied command means what it says.
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        shlex::try_quote(word).map_or_else(|_| format!("{word:?}"), |q| q.into_owned())
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The display of one running command.
+pub struct Live<'a> {
+    shown: &'a str,
+    bar: Option<ProgressBar>,
+    verbose: bool,
+    seen_stderr: std::cell::Cell<bool>,
+}
+
+impl<'a> Live<'a> {
+    /// A spinner on a terminal; otherwise the command line, once.
+    pub fn start(shown: &'a str, spinners: bool, verbose: bool) -> Self {
+        let bar = spinners.then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {wide_msg}") {
+                bar.set_style(style);
+            }
+            bar.set_message(shorten(shown, 100));
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        if bar.is_none() {
+            eprintln!("$ {shown}");
+        }
+        Self {
+            shown,
+            bar,
+            verbose,
+            seen_stderr: std::cell::Cell::new(false),
+        }
+    }
+
+    /// A line the command printed. The live line is stderr's (where tools
+    /// print progress) once there is any; machine-readable stdout (cargo's
+    /// JSON) is not shown.
+    pub fn line(&self, stream: Stream, text: &str) {
+        let is_err = stream == Stream::Stderr;
+        if let Some(bar) = &self.bar
+            && (is_err || !self.seen_stderr.get())
+            && !text.trim().is_empty()
+        {
+            bar.set_message(format!(
+                "{}  {}",
+                shorten(self.shown, 60),
+                shorten(text.trim(), 80)
+            ));
+        }
+        self.seen_stderr.set(self.seen_stderr.get() || is_err);
+        if self.verbose {
+            match &self.bar {
+                Some(bar) => bar.suspend(|| eprintln!("    {text}")),
+                None => eprintln!("    {text}"),
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,662 @@
+//! `xtask.toml`: the settings a user edits. Every key has a default here
+//! (the committed xtask.toml spells them out, and a test keeps the two equal),
+//! so a partial file or none at all works. Unknown keys and wrong types are
+//! errors that name the key, the line and the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::names;
+
+/// Where services run (`--target`, `default_target`). Plain data here; what
+/// each one does lives in the targets module.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetName {
+    /// Background processes on this machine
+    Local,
+    /// Containers through the docker CLI (Docker Engine or podman)
+    Docker,
+    /// A local minikube cluster
+    Minikube,
+    /// A local kind cluster
+    Kind,
+    /// A GKE cluster on Google Cloud
+    Gke,
+}
+
+impl TargetName {
+    pub const ALL: [TargetName; 5] = [
+        TargetName::Local,
+        TargetName::Docker,
+        TargetName::Minikube,
+        TargetName::Kind,
+        TargetName::Gke,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Docker => "docker",
+            Self::Minikube => "minikube",
+            Self::Kind => "kind",
+            Self::Gke => "gke",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TargetName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown target {s:?}: expected local, docker, minikube, kind or gke")
+            })
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Target used when `--target` is not given.
+    pub default_target: TargetName,
+    pub registry: Registry,
+    pub services: Services,
+    pub local: Local,
+    pub images: Images,
+    pub docker: Docker,
+    pub minikube: Minikube,
+    pub kind: Kind,
+    pub gke: Gke,
+    pub kubernetes: Kubernetes,
+    pub seldon: Seldon,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registry {
+    /// Registry host images are pushed to, e.g. docker.io or
+    /// us-central1-docker.pkg.dev.
+    pub host: String,
+    /// Account or repository path under the host: images are named
+    /// `<host>/<account>/<image>`.
+    pub account: String,
+}
+
+/// Deserialised key by key: a table that sets only `port` keeps that
+/// service's own default image and model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Services {
+    pub test_api: ServiceSettings,
+    /// The tutorial's Seldon component: the identity model.
+    pub model_server: ModelSettings,
+    /// The same server image running the iris classifier.
+    pub iris_model: ModelSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    /// Port the service listens on (and is published on, locally).
+    pub port: u16,
+    /// Image name, without registry or tag.
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    pub port: u16,
+    pub image: String,
+    /// MODEL for the server: identity, iris, or onnx (with MODEL_PATH set).
+    pub model: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Local {
+    /// Where pid, state and log files go; relative to the settings file.
+    pub run_dir: PathBuf,
+    /// How long deploy waits for a service to report ready.
+    pub ready_timeout_secs: u64,
+    /// How long teardown waits after SIGTERM before SIGKILL.
+    pub stop_grace_secs: u64,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Images {
+    /// Where image archives go; relative to the settings file.
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Docker {
+    /// Containers are named `<prefix>-<service>`.
+    pub name_prefix: String,
+    /// Address published ports bind to on this machine.
+    pub publish_address: String,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Self {
+            dir: "target/xtask/images".into(),
+        }
+    }
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Self {
+            name_prefix: "kube-mlops".into(),
+            publish_address: "127.0.0.1".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Minikube {
+    pub profile: String,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kind {
+    pub cluster: String,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gke {
+    pub project: String,
+    pub zone: String,
+    pub cluster: String,
+    pub machine_type: String,
+    pub num_nodes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_target: TargetName::Local,
+            registry: Registry::default(),
+            services: Services::default(),
+            local: Local::default(),
+            images: Images::default(),
+            docker: Docker::default(),
+            minikube: Minikube::default(),
+            kind: Kind::default(),
+            gke: Gke::default(),
+            kubernetes: Kubernetes::default(),
+            seldon: Seldon::default(),
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            host: "docker.io".into(),
+            account: "kube-mlops".into(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct Raw {
+            #[serde(rename = "test-api")]
+            test_api: RawService,
+            #[serde(rename = "model-server")]
+            model_server: RawModel,
+            #[serde(rename = "iris-model")]
+            iris_model: RawModel,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct RawService {
+            port: Option<u16>,
+            image: Option<String>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct RawModel {
+            port: Option<u16>,
+            image: Option<String>,
+            model: Option<String>,
+        }
+        fn model(raw: RawModel, def: ModelSettings) -> ModelSettings {
+            ModelSettings {
+                port: raw.port.unwrap_or(def.port),
+                image: raw.image.unwrap_or(def.image),
+                model: raw.model.unwrap_or(def.model),
+            }
+        }
+        let raw = Raw::deserialize(d)?;
+        let def = Services::default();
+        Ok(Services {
+            test_api: ServiceSettings {
+                port: raw.test_api.port.unwrap_or(def.test_api.port),
+                image: raw.test_api.image.unwrap_or(def.test_api.image),
+            },
+            model_server: model(raw.model_server, def.model_server),
+            iris_model: model(raw.iris_model, def.iris_model),
+        })
+    }
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self {
+            test_api: ServiceSettings {
+                port: 5000,
+                image: "test-api".into(),
+            },
+            model_server: ModelSettings {
+                port: 5001,
+                image: "model-server".into(),
+                model: "identity".into(),
+            },
+            iris_model: ModelSettings {
+                port: 5002,
+                image: "model-server".into(),
+                model: "iris".into(),
+            },
+        }
+    }
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            run_dir: "target/xtask/local".into(),
+            ready_timeout_secs: 30,
+            stop_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for Minikube {
+    fn default() -> Self {
+        Self {
+            profile: "minikube".into(),
+            memory_mb: 4096,
+            cpus: 2,
+        }
+    }
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Self {
+            cluster: "kube-mlops".into(),
+        }
+    }
+}
+
+impl Default for Gke {
+    fn default() -> Self {
+        Self {
+            project: String::new(),
+            zone: "us-central1-a".into(),
+            cluster: "k8s-test-cluster".into(),
+            machine_type: "e2-standard-2".into(),
+            num_nodes: 3,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kubernetes {
+    /// The namespace deploy/base puts everything in.
+    pub namespace: String,
+    /// Seconds deploy waits for the rollout of every Deployment.
+    pub rollout_timeout_secs: u64,
+    /// Seconds deploy waits for a LoadBalancer's external address (GKE).
+    pub address_timeout_secs: u64,
+    /// Rendered manifests and port-forward state; relative to the settings file.
+    pub state_dir: PathBuf,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Self {
+            namespace: "kube-mlops".into(),
+            rollout_timeout_secs: 180,
+            address_timeout_secs: 300,
+            state_dir: "target/xtask/kube".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Seldon {
+    /// Helm chart repository and the pinned seldon-core-operator chart version.
+    pub chart_repo: String,
+    pub chart_version: String,
+    /// Namespace of the operator.
+    pub operator_namespace: String,
+    /// Namespace SeldonDeployments go in.
+    pub namespace: String,
+    /// Ingress in front of the models: ambassador or istio.
+    pub ingress: Ingress,
+    /// Install the ingress too (otherwise it must be there already).
+    pub install_ingress: bool,
+    /// The Ambassador chart installed when `install_ingress` (ambassador only).
+    pub ambassador_chart_repo: String,
+    pub ambassador_chart_version: String,
+    /// Local port of the port-forward to the ingress (minikube, kind).
+    pub local_port: u16,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Ingress {
+    Ambassador,
+    Istio,
+}
+
+impl Default for Seldon {
+    fn default() -> Self {
+        Self {
+            chart_repo: "https://storage.googleapis.com/seldon-charts".into(),
+            chart_version: "1.18.2".into(),
+            operator_namespace: "seldon-system".into(),
+            namespace: "seldon".into(),
+            ingress: Ingress::Ambassador,
+            install_ingress: true,
+            ambassador_chart_repo: "https://www.getambassador.io".into(),
+            ambassador_chart_version: "6.9.5".into(),
+            local_port: 8003,
+        }
+    }
+}
+
+/// Settings and where they came from.
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, or None for built-in defaults.
+    pub source: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// `explicit` (from `--config`) must exist; otherwise `<root>/xtask.toml`
+    /// is read when present and the defaults are used when not.
+    pub fn load(explicit: Option<&Path>, root: &Path) -> Result<Self> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(root.join("xtask.toml")).filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            let mut config = Config::default();
+            config.local.run_dir = root.join(&config.local.run_dir);
+            config.images.dir = root.join(&config.images.dir);
+            config.kubernetes.state_dir = root.join(&config.kubernetes.state_dir);
+            return Ok(Self {
+                config,
+                source: None,
+            });
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read settings file {}", path.display()))?;
+        let mut config =
+            parse(&text).with_context(|| format!("invalid settings in {}", path.display()))?;
+        let base = path.parent().unwrap_or(root);
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        config.local.run_dir = base.join(&config.local.run_dir);
+        config.images.dir = base.join(&config.images.dir);
+        config.kubernetes.state_dir = base.join(&config.kubernetes.state_dir);
+        Ok(Self {
+            config,
+            source: Some(path),
+        })
+    }
+}
+
+/// Parses and checks what serde cannot.
+pub fn parse(text: &str) -> Result<Config> {
+    let config: Config = toml::from_str(text)?;
+    let s = &config.services;
+    let ports = [
+        ("test-api", s.test_api.port),
+        ("model-server", s.model_server.port),
+        ("iris-model", s.iris_model.port),
+    ];
+    for (i, (name, port)) in ports.iter().enumerate() {
+        if *port == 0 {
+            bail!("services.{name}.port must be 1-65535, not 0");
+        }
+        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+            bail!(
+                "services.{name}.port and services.{other}.port are both {port}: give each service its own port"
+            );
+        }
+    }
+    for (name, m) in [
+        ("model-server", &s.model_server),
+        ("iris-model", &s.iris_model),
+    ] {
+        if !["identity", "iris", "onnx"].contains(&m.model.as_str()) {
+            bail!(
+                "services.{name}.model = {:?}: expected identity, iris or onnx",
+                m.model
+            );
+        }
+    }
+    if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {
+        bail!(
+            "kubernetes.rollout_timeout_secs and kubernetes.address_timeout_secs must be at least 1"
+        );
+    }
+    if config.seldon.ingress == Ingress::Istio && config.seldon.install_ingress {
+        bail!(
+            "seldon.ingress = \"istio\" needs seldon.install_ingress = false: kube-mlops installs \
+             Ambassador, but requires an Istio you installed (with its seldon-gateway)"
+        );
+    }
+    if config.local.ready_timeout_secs == 0 {
+        bail!("local.ready_timeout_secs must be at least 1");
+    }
+    check_names(&config)?;
+    Ok(config)
+}
+
+type NameCheck = fn(&str) -> Result<(), String>;
+
+/// Names handed to registries, docker, clusters and Kubernetes.
+fn check_names(c: &Config) -> Result<()> {
+    let r = &c.registry;
+    let s = &c.services;
+    for (name, image) in [
+        ("test-api", &s.test_api.image),
+        ("model-server", &s.model_server.image),
+        ("iris-model", &s.iris_model.image),
+    ] {
+        if let Err((part, why)) = names::image_reference(&r.host, &r.account, image) {
+            let (key, value) = match part {
+                names::Part::Host => ("registry.host".to_string(), &r.host),
+                names::Part::Account => ("registry.account".to_string(), &r.account),
+                names::Part::Image => (format!("services.{name}.image"), image),
+            };
+            bail!("{key} = {value:?} is not valid in an image reference: {why}");
+        }
+    }
+    let checks: [(&str, &str, NameCheck); 8] = [
+        (
+            "kubernetes.namespace",
+            &c.kubernetes.namespace,
+            names::dns1123_label,
+        ),
+        (
+            "seldon.namespace",
+            &c.seldon.namespace,
+            names::dns1123_label,
+        ),
+        (
+            "seldon.operator_namespace",
+            &c.seldon.operator_namespace,
+            names::dns1123_label,
+        ),
+        (
+            "docker.name_prefix",
+            &c.docker.name_prefix,
+            names::container_name,
+        ),
+        (
+            "minikube.profile",
+            &c.minikube.profile,
+            names::container_name,
+        ),
+        ("kind.cluster", &c.kind.cluster, names::dns1123_label),
+        ("gke.cluster", &c.gke.cluster, names::gke_cluster),
+        ("gke.zone", &c.gke.zone, |z| names::gcloud_id(z, 2, 63)),
+    ];
+    for (key, value, check) in checks {
+        check(value).map_err(|why| anyhow::anyhow!("{key} = {value:?} {why}"))?;
+    }
+    if !c.gke.project.is_empty() {
+        names::gcloud_id(&c.gke.project, 6, 30)
+            .map_err(|why| anyhow::anyhow!("gke.project = {:?} {why}", c.gke.project))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse(text).expect_err("should be rejected"))
+    }
+
+    #[test]
+    fn names_are_checked_before_anything_uses_them() {
+        let e = err("[services.test-api]\nimage = \"../..\"");
+        assert!(
+            e.starts_with("services.test-api.image = \"../..\" is not valid in an image reference"),
+            "{e}"
+        );
+        let e = err("[registry]\naccount = \"Me\"");
+        assert!(e.starts_with("registry.account = \"Me\""), "{e}");
+        let e = err("[kubernetes]\nnamespace = \"Kube_MLOps\"");
+        assert!(e.contains("must be a DNS-1123 label"), "{e}");
+        let e = err("[docker]\nname_prefix = \"a b\"");
+        assert!(e.starts_with("docker.name_prefix = \"a b\" must be"), "{e}");
+        let e = err("[gke]\nproject = \"My Project\"");
+        assert!(e.starts_with("gke.project"), "{e}");
+    }
+
+    #[test]
+    fn committed_file_spells_out_the_defaults() -> Result<()> {
+        let text = include_str!("../../../xtask.toml");
+        assert_eq!(parse(text)?, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() -> Result<()> {
+        assert_eq!(parse("")?, Config::default());
+        Ok(())
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() -> Result<()> {
+        let c =
+            parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"my-proj\"")?;
+        assert_eq!(c.services.test_api.port, 8080);
+        assert_eq!(c.gke.project, "my-proj");
+        assert_eq!(c.gke.zone, Gke::default().zone);
+        Ok(())
+    }
+
+    #[test]
+    fn a_service_table_with_only_a_port_keeps_its_other_defaults() -> Result<()> {
+        let c = parse("[services.iris-model]\nport = 6002\n")?;
+        assert_eq!(c.services.iris_model.port, 6002);
+        assert_eq!(c.services.iris_model.model, "iris");
+        assert_eq!(c.services.iris_model.image, "model-server");
+        assert!(parse("[services.test-api]\nmodel = \"iris\"\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[local]\nrun_dri = \"x\"\n");
+        assert!(e.contains("run_dri"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("[services.test-api]\nport = \"five thousand\"\nimage = \"t\"\n");
+        assert!(e.contains("port"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_target_is_rejected() {
+        let e = err("default_target = \"mars\"\n");
+        assert!(e.contains("mars"), "{e}");
+    }
+
+    #[test]
+    fn zero_port_is_rejected() {
+        let e = err("[services.test-api]\nport = 0\nimage = \"t\"\n");
+        assert!(e.contains("services.test-api.port"), "{e}");
+    }
+
+    #[test]
+    fn shared_ports_and_unknown_models_are_refused() {
+        let e = err("[services.iris-model]\nport = 5000\nimage = \"m\"\nmodel = \"iris\"\n");
+        assert!(
+            e.contains("services.iris-model.port and services.test-api.port are both 5000"),
+            "{e}"
+        );
+        let e = err("[services.model-server]\nport = 5001\nimage = \"m\"\nmodel = \"xgboost\"\n");
+        assert!(
+            e.contains("services.model-server.model = \"xgboost\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_run_dir_is_relative_to_the_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("custom.toml");
+        std::fs::write(&file, "[local]\nrun_dir = \"state\"\n")?;
+        let loaded = Loaded::load(Some(&file), Path::new("/nonexistent-root"))?;
+        assert_eq!(loaded.config.local.run_dir, dir.path().join("state"));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Loaded::load(Some(Path::new("/no/such/xtask.toml")), Path::new("/"))
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("/no/such/xtask.toml"), "{e}");
+    }
+}

@@ -1,0 +1,17 @@
+//! What a publisher is: it makes a built image available where something
+//! will run it, and says under which reference.
+
+use anyhow::Result;
+
+use crate::ground::context::Ctx;
+use crate::image::Image;
+
+pub trait Publisher {
+    /// Where images go, for messages (`docker`, `minikube profile dev`).
+    fn destination(&self, cx: &Ctx) -> String;
+
+    /// Makes `image` available there, saying so first; returns the
+    /// reference a runtime should use (the tag after a load, `repo@digest`
+    /// after a push).
+    fn publish(&self, cx: &Ctx, image: &Image) -> Result<String>;
+}

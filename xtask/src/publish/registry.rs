@@ -1,0 +1,68 @@
+//! Pushing to a registry through the OCI distribution API (`push.rs`),
+//! under `<base>/<image name>` or the image's own repository; the
+//! reference returned is pinned by digest.
+
+use anyhow::{Context, Result};
+
+use super::publisher::Publisher;
+use super::push;
+use crate::ground::context::Ctx;
+use crate::image::Image;
+
+pub struct Registry {
+    /// `HOST/ACCOUNT` to push under; None: the repository the image is named
+    /// after (`[registry]` in xtask.toml).
+    pub base: Option<String>,
+    /// Plain HTTP (a registry on loopback).
+    pub insecure: bool,
+}
+
+impl Registry {
+    /// The repository `image` goes to, without a tag.
+    pub fn repository(&self, image: &Image) -> String {
+        match &self.base {
+            Some(r) => format!("{}/{}", r.trim_end_matches('/'), image.name),
+            None => image
+                .reference
+                .rsplit_once(':')
+                .map_or(image.reference.clone(), |(r, _)| r.to_string()),
+        }
+    }
+}
+
+impl Publisher for Registry {
+    fn destination(&self, cx: &Ctx) -> String {
+        match &self.base {
+            Some(b) => b.clone(),
+            None => format!("{}/{}", cx.config.registry.host, cx.config.registry.account),
+        }
+    }
+
+    fn publish(&self, cx: &Ctx, image: &Image) -> Result<String> {
+        let repository = self.repository(image);
+        let tagged = format!("{repository}:{}", image.tag);
+        let what = format!(
+            "push {} to {tagged} through the OCI distribution API{}",
+            image.archive.display(),
+            if self.insecure { " (plain HTTP)" } else { "" }
+        );
+        let pushed = cx.runner.effect(what, || {
+            eprintln!("==> pushing {tagged}");
+            let pushed = push::push(&image.archive, &repository, &image.tag, self.insecure)
+                .with_context(|| format!("pushing {tagged}"))?;
+            eprintln!(
+                "  ✓ pushed {tagged}: {} blob(s) uploaded, {} already there",
+                pushed.uploaded, pushed.skipped
+            );
+            Ok(pushed.digest)
+        })?;
+        let pinned = format!(
+            "{repository}@{}",
+            pushed.as_deref().unwrap_or(image.digest.as_str())
+        );
+        if !cx.runner.is_dry_run() {
+            println!("{pinned}");
+        }
+        Ok(pinned)
+    }
+}

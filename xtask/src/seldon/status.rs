@@ -1,0 +1,109 @@
+//! `seldon status`: is the operator installed at the pinned version and
+//! ready, the CRD served, the ingress there, the models' namespace there.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::common::{CRD, ingress_service, kubectl};
+use super::install::{OPERATOR_RELEASE, exists, release};
+use crate::ground::context::Ctx;
+use crate::targets::kube::Kube;
+use crate::targets::target::Session;
+
+/// One line of the report: what, whether it is fine, the detail.
+pub struct Row {
+    pub what: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Every row; the caller prints them and fails unless all are ok.
+pub fn status(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Vec<Row>> {
+    let context = kube.engine(session)?.context.as_str();
+    Ok(vec![
+        operator(cx, kube, context)?,
+        crd(cx, context)?,
+        ingress(cx, context)?,
+        namespace(cx, context)?,
+    ])
+}
+
+fn operator(cx: &Ctx, kube: &Kube, context: &str) -> Result<Row> {
+    let s = &cx.config.seldon;
+    let Some(r) = release(cx, context, OPERATOR_RELEASE, &s.operator_namespace)? else {
+        return Ok(Row {
+            what: "operator",
+            ok: false,
+            detail: format!(
+                "not installed: run `cargo xtask seldon install --target {}`",
+                kube.cluster().name()
+            ),
+        });
+    };
+    let ready = cx.runner.probe(
+        kubectl(
+            cx,
+            context,
+            [
+                "get",
+                "deployment",
+                "seldon-controller-manager",
+                "--namespace",
+                &s.operator_namespace,
+                "--output",
+                "jsonpath={.status.readyReplicas}/{.spec.replicas}",
+            ],
+        ),
+        "reading the operator's readiness",
+        Duration::from_secs(60),
+    )?;
+    let replicas = ready.stdout.trim().to_string();
+    let ok = ready.success
+        && replicas
+            .split_once('/')
+            .is_some_and(|(a, b)| a == b && !b.is_empty());
+    let pinned = if r.version() == s.chart_version {
+        String::new()
+    } else {
+        format!(", xtask.toml pins {}", s.chart_version)
+    };
+    Ok(Row {
+        what: "operator",
+        ok: ok && r.status == "deployed",
+        detail: format!(
+            "version {} ({}), ready {replicas}{pinned}",
+            r.version(),
+            r.status
+        ),
+    })
+}
+
+fn crd(cx: &Ctx, context: &str) -> Result<Row> {
+    let ok = exists(cx, context, &["crd", CRD])?;
+    Ok(Row {
+        what: "CRD",
+        ok,
+        detail: format!("{CRD} {}", if ok { "present" } else { "missing" }),
+    })
+}
+
+fn ingress(cx: &Ctx, context: &str) -> Result<Row> {
+    let (ns, svc, _) = ingress_service(&cx.config.seldon);
+    let ok = exists(cx, context, &["service", svc, "--namespace", ns])?;
+    Ok(Row {
+        what: "ingress",
+        ok,
+        detail: format!("{ns}/{svc} {}", if ok { "found" } else { "missing" }),
+    })
+}
+
+fn namespace(cx: &Ctx, context: &str) -> Result<Row> {
+    let ns = &cx.config.seldon.namespace;
+    let ok = exists(cx, context, &["namespace", ns])?;
+    Ok(Row {
+        what: "namespace",
+        ok,
+        detail: format!("{ns} {}", if ok { "present" } else { "missing" }),
+    })
+}

@@ -1,0 +1,64 @@
+//! What a cluster kind is to kube-mlops: everything that differs between
+//! minikube, kind and GKE, so that the Kubernetes target, the cluster and
+//! context commands and Seldon work over any of them.
+
+use anyhow::Result;
+
+use crate::ground::context::Ctx;
+use crate::ground::runner::Probe;
+use crate::ground::services::ServiceSpec;
+use crate::ground::settings::{Config, TargetName};
+use crate::publish::publisher::Publisher;
+use crate::targets::engine::Engine;
+
+pub trait Cluster {
+    /// The target this cluster kind is (`--target`, the overlay's directory).
+    fn name(&self) -> TargetName;
+
+    /// The kube context its tool writes into the kubeconfig.
+    fn context(&self, config: &Config) -> Result<String>;
+
+    /// Tools `--target <this>` cannot work without.
+    fn tools(&self) -> &'static [&'static str];
+
+    /// Creates or starts it (the caller then waits for its API server).
+    fn up(&self, cx: &Ctx) -> Result<()>;
+
+    /// Deletes it; `confirmed` when the user said `--yes`.
+    fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()>;
+
+    /// Its tool's own view of it (printed as is); success when it exists.
+    fn status(&self, cx: &Ctx) -> Result<Probe>;
+
+    /// How built images reach it.
+    fn publisher(&self) -> Box<dyn Publisher>;
+
+    /// A deployed service's base URL as this machine reaches it; `state`
+    /// holds background port-forwards.
+    fn service_url(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        state: &std::path::Path,
+        spec: &ServiceSpec,
+    ) -> Result<String>;
+
+    /// Where the ingress `namespace/service` (listening on `port`) answers
+    /// this machine: host and port.
+    fn ingress(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        state: &std::path::Path,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> Result<(String, u16)>;
+
+    /// Whether installing Seldon Core needs the gcloud account bound to
+    /// cluster-admin (the tutorial's clusterrolebinding). minikube's and
+    /// kind's kubeconfig users are cluster-admin already.
+    fn needs_admin_binding(&self) -> bool {
+        false
+    }
+}

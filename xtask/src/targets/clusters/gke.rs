@@ -1,0 +1,205 @@
+//! GKE: the tutorial's `gcloud container clusters create … --num-nodes 3`
+//! after a preflight (gcloud, an account, a project, the Kubernetes Engine
+//! API), then `get-credentials`; images pushed to the registry and pinned by
+//! digest; services and the ingress reached at their LoadBalancer's
+//! external IP.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use xshell::cmd;
+
+use super::cluster::Cluster;
+use crate::ground::context::Ctx;
+use crate::ground::conventions::CONTAINER_PORT;
+use crate::ground::runner::{Probe, quote};
+use crate::ground::services::ServiceSpec;
+use crate::ground::settings::{Config, TargetName};
+use crate::publish::publisher::Publisher;
+use crate::publish::registry::Registry;
+use crate::targets::engine::Engine;
+
+pub struct Gke;
+
+const NO_PROJECT: &str = "no Google Cloud project: set `project` under [gke] in xtask.toml";
+
+impl Cluster for Gke {
+    fn name(&self) -> TargetName {
+        TargetName::Gke
+    }
+
+    fn context(&self, config: &Config) -> Result<String> {
+        let g = &config.gke;
+        if g.project.is_empty() {
+            bail!(
+                "--target gke needs a Google Cloud project: set `project` under [gke] in xtask.toml"
+            );
+        }
+        Ok(format!("gke_{}_{}_{}", g.project, g.zone, g.cluster))
+    }
+
+    fn tools(&self) -> &'static [&'static str] {
+        &["cargo", "kubectl", "gcloud"]
+    }
+
+    fn up(&self, cx: &Ctx) -> Result<()> {
+        preflight(cx)?;
+        let g = &cx.config.gke;
+        let (cluster, nodes, machine, zone, project) = (
+            &g.cluster,
+            g.num_nodes.to_string(),
+            &g.machine_type,
+            &g.zone,
+            &g.project,
+        );
+        cx.runner.run(
+            cmd!(
+                cx.sh,
+                "gcloud container clusters create {cluster} --num-nodes {nodes} --machine-type {machine} --zone {zone} --project {project}"
+            ),
+            "creating a GKE cluster",
+        )?;
+        cx.runner.run(
+            cmd!(
+                cx.sh,
+                "gcloud container clusters get-credentials {cluster} --zone {zone} --project {project}"
+            ),
+            "fetching GKE credentials",
+        )?;
+        Ok(())
+    }
+
+    fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
+        let g = &cx.config.gke;
+        if g.project.is_empty() {
+            bail!(NO_PROJECT);
+        }
+        let what = format!("GKE cluster {} in {} ({})", g.cluster, g.project, g.zone);
+        if !confirmed && !cx.runner.is_dry_run() && !confirm(&format!("Delete the {what}?"))? {
+            bail!("not deleting the {what} without confirmation: pass --yes");
+        }
+        let (cluster, zone, project) = (&g.cluster, &g.zone, &g.project);
+        cx.runner.run(
+            cmd!(
+                cx.sh,
+                "gcloud container clusters delete {cluster} --zone {zone} --project {project} --quiet"
+            ),
+            "deleting a GKE cluster",
+        )?;
+        Ok(())
+    }
+
+    fn status(&self, cx: &Ctx) -> Result<Probe> {
+        let g = &cx.config.gke;
+        let (cluster, zone, project) = (&g.cluster, &g.zone, &g.project);
+        cx.runner.probe(
+            cmd!(
+                cx.sh,
+                "gcloud container clusters describe {cluster} --zone {zone} --project {project} --format=value(status,currentNodeCount,currentMasterVersion)"
+            ),
+            "cluster status",
+            Duration::from_secs(60),
+        )
+    }
+
+    fn publisher(&self) -> Box<dyn Publisher> {
+        // Pinned by digest: the cluster runs exactly what was built.
+        Box::new(Registry {
+            base: None,
+            insecure: false,
+        })
+    }
+
+    fn service_url(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        _state: &Path,
+        spec: &ServiceSpec,
+    ) -> Result<String> {
+        let namespace = &cx.config.kubernetes.namespace;
+        Ok(match engine.load_balancer(cx, namespace, spec.name)? {
+            Some(address) => format!("http://{address}:{CONTAINER_PORT}"),
+            None => format!("http://<external IP of {}>:{CONTAINER_PORT}", spec.name),
+        })
+    }
+
+    fn ingress(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        _state: &Path,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> Result<(String, u16)> {
+        Ok(match engine.load_balancer(cx, namespace, service)? {
+            Some(address) => (address, port),
+            None => (format!("<external IP of {namespace}/{service}>"), port),
+        })
+    }
+
+    fn needs_admin_binding(&self) -> bool {
+        true
+    }
+}
+
+/// What GKE needs before anything is created: gcloud, an account, a
+/// project, and the Kubernetes Engine API enabled. Each gap is named.
+fn preflight(cx: &Ctx) -> Result<()> {
+    let purpose = "creating a GKE cluster";
+    cx.runner.locate("gcloud", purpose)?;
+    let ask = |args: &[&str]| -> Result<String> {
+        let p = cx.runner.probe(
+            cmd!(cx.sh, "gcloud {args...}"),
+            purpose,
+            Duration::from_secs(60),
+        )?;
+        if !p.success {
+            bail!("`gcloud {}` failed: {}", args.join(" "), p.stderr.trim());
+        }
+        Ok(p.stdout.trim().to_string())
+    };
+    let account = ask(&["config", "get-value", "account"])?;
+    if account.is_empty() || account == "(unset)" {
+        bail!(
+            "gcloud has no active account: run `gcloud auth login` (or activate a service account)"
+        );
+    }
+    let project = &cx.config.gke.project;
+    if project.is_empty() {
+        bail!(
+            "{NO_PROJECT} (gcloud's own default is not used, so a deploy never lands in a project by accident)"
+        );
+    }
+    let api = ask(&[
+        "services",
+        "list",
+        "--enabled",
+        "--project",
+        project,
+        "--filter=config.name=container.googleapis.com",
+        "--format=value(config.name)",
+    ])?;
+    if api.is_empty() {
+        bail!(
+            "the Kubernetes Engine API is not enabled in project {project}: run `gcloud services enable container.googleapis.com --project {}`",
+            quote(project)
+        );
+    }
+    eprintln!("==> gcloud: account {account}, project {project}");
+    Ok(())
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}

@@ -1,0 +1,108 @@
+//! kind: `kind create cluster` (only when missing); images by `kind load
+//! image-archive`; services and the ingress reached through background
+//! port-forwards (kind has no load balancer).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use xshell::cmd;
+
+use super::cluster::Cluster;
+use crate::ground::context::Ctx;
+use crate::ground::runner::Probe;
+use crate::ground::services::ServiceSpec;
+use crate::ground::settings::{Config, TargetName};
+use crate::publish::kind::Kind as Load;
+use crate::publish::publisher::Publisher;
+use crate::targets::engine::{self, Engine};
+
+pub struct Kind;
+
+impl Cluster for Kind {
+    fn name(&self) -> TargetName {
+        TargetName::Kind
+    }
+
+    fn context(&self, config: &Config) -> Result<String> {
+        Ok(format!("kind-{}", config.kind.cluster))
+    }
+
+    fn tools(&self) -> &'static [&'static str] {
+        &["cargo", "docker", "kind", "kubectl"]
+    }
+
+    fn up(&self, cx: &Ctx) -> Result<()> {
+        let cluster = &cx.config.kind.cluster;
+        let exists = cx
+            .runner
+            .probe(
+                cmd!(cx.sh, "kind get clusters"),
+                "listing kind clusters",
+                Duration::from_secs(30),
+            )
+            .ok()
+            .is_some_and(|p| p.stdout.lines().any(|l| l.trim() == cluster));
+        if exists {
+            eprintln!("==> kind cluster {cluster} exists already");
+        } else {
+            cx.runner.run(
+                cmd!(cx.sh, "kind create cluster --name {cluster}"),
+                "creating a kind cluster",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn down(&self, cx: &Ctx, _confirmed: bool) -> Result<()> {
+        let cluster = &cx.config.kind.cluster;
+        cx.runner.run(
+            cmd!(cx.sh, "kind delete cluster --name {cluster}"),
+            "deleting a kind cluster",
+        )?;
+        Ok(())
+    }
+
+    fn status(&self, cx: &Ctx) -> Result<Probe> {
+        cx.runner.probe(
+            cmd!(cx.sh, "kind get clusters"),
+            "cluster status",
+            Duration::from_secs(60),
+        )
+    }
+
+    fn publisher(&self) -> Box<dyn Publisher> {
+        Box::new(Load)
+    }
+
+    fn service_url(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        state: &Path,
+        spec: &ServiceSpec,
+    ) -> Result<String> {
+        let namespace = &cx.config.kubernetes.namespace;
+        engine.forward(
+            cx,
+            state,
+            spec.name,
+            namespace,
+            spec.name,
+            None,
+            spec.settings.port,
+        )
+    }
+
+    fn ingress(
+        &self,
+        cx: &Ctx,
+        engine: &Engine,
+        state: &Path,
+        namespace: &str,
+        service: &str,
+        port: u16,
+    ) -> Result<(String, u16)> {
+        engine::forward_ingress(cx, engine, state, namespace, service, port)
+    }
+}

@@ -1,0 +1,293 @@
+//! The Kubernetes engine (`xtask/kube-engine`): its own binary, so that the
+//! kube client is compiled only when a Kubernetes target is first used, not
+//! by every `cargo xtask`. Built like the services, then run like any tool,
+//! always with the context the guard approved.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use xshell::cmd;
+
+use crate::build;
+use crate::ground::context::Ctx;
+use crate::ground::net;
+use crate::ground::poll;
+
+/// Use this engine binary instead of building one (a prebuilt or installed engine).
+const OVERRIDE: &str = "KMLOPS_KUBE_ENGINE";
+
+/// The engine for one approved kube context; its binary is built (or found
+/// up to date) on first use.
+pub struct Engine {
+    pub context: String,
+    binary: OnceCell<PathBuf>,
+}
+
+impl Engine {
+    pub fn new(context: String) -> Self {
+        Self {
+            context,
+            binary: OnceCell::new(),
+        }
+    }
+
+    /// The engine binary: `KMLOPS_KUBE_ENGINE`, or built from xtask/kube-engine.
+    pub fn binary(&self, cx: &Ctx) -> Result<&Path> {
+        if let Some(path) = self.binary.get() {
+            return Ok(path);
+        }
+        let path = match std::env::var_os(OVERRIDE).filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    bail!(
+                        "{OVERRIDE}={} is not a file: unset it to build the engine from xtask/kube-engine",
+                        path.display()
+                    );
+                }
+                path
+            }
+            None => {
+                cx.runner.step(
+                    "build the Kubernetes engine (kube-engine; the first build takes a minute or two)",
+                );
+                let cargo = build::cargo();
+                cx.runner.run(
+                    cmd!(
+                        cx.sh,
+                        "{cargo} build --package kube-engine --bin kube-engine"
+                    ),
+                    "building the Kubernetes engine",
+                )?;
+                build::target_dir(cx).join("debug").join("kube-engine")
+            }
+        };
+        Ok(self.binary.get_or_init(|| path))
+    }
+
+    /// `kube-engine --context <context> <args...>`.
+    pub fn command<I, S>(&self, cx: &Ctx, args: I) -> Result<Command>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let (engine, context) = (self.binary(cx)?, &self.context);
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+        Ok(cmd!(cx.sh, "{engine} --context {context} {args...}").into())
+    }
+
+    /// Server-side apply of `manifest` with `images` set, waiting for every
+    /// rollout; `only` limits it to those services' objects.
+    pub fn apply(
+        &self,
+        cx: &Ctx,
+        manifest: &Path,
+        namespace: &str,
+        only: &[&str],
+        images: &[(String, String)],
+    ) -> Result<()> {
+        let timeout = cx.config.kubernetes.rollout_timeout_secs.to_string();
+        let only = only.iter().flat_map(|s| ["--only", s]);
+        let images = images
+            .iter()
+            .flat_map(|(name, reference)| ["--image".to_string(), format!("{name}={reference}")]);
+        let mut args: Vec<String> = ["apply", "--filename"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        args.push(manifest.display().to_string());
+        args.extend([
+            "--namespace".into(),
+            namespace.into(),
+            "--timeout".into(),
+            timeout,
+        ]);
+        args.extend(only.map(String::from));
+        args.extend(images);
+        cx.runner
+            .step("server-side apply, then wait for every rollout");
+        cx.runner
+            .run_inherited(self.command(cx, args)?, "applying the manifests")
+    }
+
+    /// The external address of a LoadBalancer service, waited for.
+    pub fn load_balancer(
+        &self,
+        cx: &Ctx,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Option<String>> {
+        let timeout = cx.config.kubernetes.address_timeout_secs.to_string();
+        let out = cx.runner.run(
+            self.command(
+                cx,
+                [
+                    "load-balancer",
+                    "--namespace",
+                    namespace,
+                    "--service",
+                    service,
+                    "--timeout",
+                    &timeout,
+                ],
+            )?,
+            "waiting for the LoadBalancer's external IP",
+        )?;
+        let address = out.stdout.trim();
+        Ok((!address.is_empty()).then(|| address.to_string()))
+    }
+
+    /// Deletes what matches `selector`, waiting until it is gone.
+    pub fn delete_labelled(&self, cx: &Ctx, selector: &str) -> Result<()> {
+        cx.runner.step(format!(
+            "delete everything labelled {selector}, wait until gone"
+        ));
+        cx.runner.run_inherited(
+            self.command(cx, ["teardown", "--selector", selector])?,
+            "deleting what kube-mlops deployed",
+        )
+    }
+
+    /// A port-forward from 127.0.0.1:`local` to `namespace/service`, kept
+    /// alive in the background (and reused while it answers) under `key`,
+    /// its pid and log in `dir`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        cx: &Ctx,
+        dir: &Path,
+        key: &str,
+        namespace: &str,
+        service: &str,
+        port: Option<u16>,
+        local: u16,
+    ) -> Result<String> {
+        let url = format!("http://127.0.0.1:{local}");
+        let pid_file = pid_file(dir, key);
+        if cx
+            .runner
+            .unless_dry_run(|| Ok(forward_alive(&pid_file, local)))?
+            == Some(true)
+        {
+            return Ok(url);
+        }
+        cx.runner.unless_dry_run(|| {
+            kill_forward(&pid_file);
+            // Otherwise the forward would fail to listen while whatever holds
+            // the port answered in its place. A forward just stopped may take
+            // a moment to let go of the port.
+            let free = || net::port_free("127.0.0.1", local).is_ok();
+            if !poll::within(std::time::Duration::from_secs(3), POLL, free) {
+                bail!(
+                    "port {local} on 127.0.0.1 is in use, so {namespace}/{service} cannot be forwarded there: \
+                     stop what uses it (another target? `cargo xtask teardown --target local`) or change the port in xtask.toml"
+                );
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+        })?;
+        let local_address = format!("127.0.0.1:{local}");
+        let mut args = vec![
+            "port-forward",
+            "--namespace",
+            namespace,
+            "--service",
+            service,
+            "--local",
+            &local_address,
+        ];
+        let port = port.map(|p| p.to_string());
+        if let Some(p) = &port {
+            args.extend(["--port", p]);
+        }
+        let log = dir.join(format!("port-forward-{key}.log"));
+        if let Some(pid) = cx.runner.spawn_detached(
+            self.command(cx, args)?,
+            "forwarding a local port to the cluster",
+            &log,
+        )? {
+            std::fs::write(&pid_file, pid.to_string())
+                .with_context(|| format!("cannot write {}", pid_file.display()))?;
+            wait_listening(local, &log)?;
+        }
+        Ok(url)
+    }
+}
+
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Key of the background port-forward to the ingress (minikube, kind).
+pub const INGRESS_FORWARD: &str = "seldon-ingress";
+
+/// The ingress through a port-forward on `seldon.local_port` of this
+/// machine (clusters without external load balancers): host and port.
+pub fn forward_ingress(
+    cx: &Ctx,
+    engine: &Engine,
+    state: &Path,
+    namespace: &str,
+    service: &str,
+    port: u16,
+) -> Result<(String, u16)> {
+    let local = cx.config.seldon.local_port;
+    engine.forward(
+        cx,
+        state,
+        INGRESS_FORWARD,
+        namespace,
+        service,
+        Some(port),
+        local,
+    )?;
+    Ok(("127.0.0.1".to_string(), local))
+}
+
+fn pid_file(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("port-forward-{key}.pid"))
+}
+
+/// Stops the background port-forward saved under `key` in `dir`, if any.
+pub fn stop_forward(cx: &Ctx, dir: &Path, key: &str) -> Result<()> {
+    cx.runner
+        .unless_dry_run(|| {
+            kill_forward(&pid_file(dir, key));
+            Ok(())
+        })
+        .map(drop)
+}
+
+/// The pid a port-forward's pid file holds, if any.
+fn read_pid(pid_file: &Path) -> Option<nix::unistd::Pid> {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(nix::unistd::Pid::from_raw(pid))
+}
+
+fn forward_alive(pid_file: &Path, port: u16) -> bool {
+    read_pid(pid_file).is_some_and(|pid| nix::sys::signal::kill(pid, None).is_ok())
+        && net::listening(port)
+}
+
+fn kill_forward(pid_file: &Path) {
+    if let Some(pid) = read_pid(pid_file) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
+fn wait_listening(port: u16, log: &Path) -> Result<()> {
+    if poll::within(std::time::Duration::from_secs(30), POLL, || {
+        net::listening(port)
+    }) {
+        return Ok(());
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    bail!(
+        "the port-forward to 127.0.0.1:{port} did not start listening within 30s; its log ({}):\n{tail}",
+        log.display()
+    )
+}

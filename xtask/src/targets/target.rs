@@ -1,0 +1,85 @@
+//! What a target is: the steps of a deployment, which the commands drive
+//! the same way on any target. A target keeps nothing between calls: what
+//! one step produced is handed to the next (`Session`, `Delivered`).
+
+use anyhow::Result;
+
+use crate::build::Built;
+use crate::ground::context::Ctx;
+use crate::ground::services::ServiceSpec;
+use crate::image::Image;
+use crate::targets::engine::Engine;
+
+/// What opening a target established, for every later call.
+#[derive(Default)]
+pub struct Session {
+    /// Kubernetes targets: the engine for the kube context the guard approved.
+    pub kube: Option<Engine>,
+}
+
+/// Images made reachable by a target, with the reference each runs under.
+pub struct Delivery {
+    pub image: Image,
+    pub reference: String,
+}
+
+/// What `deliver` made of the built services, for `apply`.
+pub struct Delivered {
+    pub built: Vec<Built>,
+    pub images: Vec<Delivery>,
+}
+
+impl Delivered {
+    /// The delivery of `spec`'s image.
+    pub fn image_of(&self, spec: &ServiceSpec) -> Option<&Delivery> {
+        self.images
+            .iter()
+            .find(|d| d.image.name == spec.settings.image)
+    }
+}
+
+/// One service as a target sees it right now.
+pub struct StatusRow {
+    pub service: &'static str,
+    pub state: String,
+    pub healthy: bool,
+    pub url: Option<String>,
+}
+
+pub trait Target {
+    /// Tools the target cannot work without.
+    fn tools(&self) -> &'static [&'static str];
+
+    /// What every command needs before it talks to the target (Kubernetes:
+    /// the kube context guard). Changes nothing.
+    fn open(&self, cx: &Ctx) -> Result<Session>;
+
+    /// Deploy only, before anything is built: the engine answers, the tools
+    /// are there. Changes nothing.
+    fn prepare(&self, cx: &Ctx, session: &Session) -> Result<()>;
+
+    /// Makes the built services reachable by the target (load, push, or
+    /// nothing), saying which before it happens.
+    fn deliver(&self, cx: &Ctx, session: &Session, built: Vec<Built>) -> Result<Delivered>;
+
+    /// Starts or updates the services, leaving unchanged ones alone, and
+    /// returns once every one is ready, or explains why one is not.
+    fn apply(&self, cx: &Ctx, session: &Session, delivered: &Delivered) -> Result<()>;
+
+    /// The base URL of each service, as reachable from this machine.
+    fn urls(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>>;
+
+    fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>>;
+
+    fn logs(
+        &self,
+        cx: &Ctx,
+        session: &Session,
+        spec: &ServiceSpec,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<()>;
+
+    /// Stops and removes what `apply` started. Idempotent.
+    fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()>;
+}

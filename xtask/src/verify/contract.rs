@@ -1,0 +1,285 @@
+//! The contract tester: what seldon-core-tester does (random requests drawn
+//! from contract.json), plus what it never did: every answer is checked
+//! against the contract's targets, and each failure is reported.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use seldon_protocol::contract::{Contract, repr_of};
+use seldon_protocol::{Feedback, SeldonMessage};
+
+use crate::ground::http;
+
+/// Which endpoint of the model server (or of a SeldonDeployment) to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Predict,
+    SendFeedback,
+}
+
+/// How to call the server and what to send.
+pub struct Options {
+    pub endpoint: Endpoint,
+    pub batch_size: usize,
+    pub requests: usize,
+    pub tensor: bool,
+    pub print: bool,
+    pub form: bool,
+    pub seed: u64,
+}
+
+/// What went wrong in each failed request (1-based index).
+pub struct Report {
+    pub requests: usize,
+    pub seed: u64,
+    pub failures: Vec<(usize, Vec<String>)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// A readable account of the run.
+    pub fn render(&self, url: &str) -> String {
+        let ok = self.requests - self.failures.len();
+        let mut out = format!(
+            "contract test against {url}: {ok} of {} requests satisfied the contract (seed {})",
+            self.requests, self.seed
+        );
+        for (i, problems) in &self.failures {
+            out.push_str(&format!("\n  request {i}:"));
+            for p in problems.iter().take(10) {
+                out.push_str(&format!("\n    - {p}"));
+            }
+            if problems.len() > 10 {
+                out.push_str(&format!("\n    - … and {} more", problems.len() - 10));
+            }
+        }
+        if !self.passed() {
+            out.push_str(&format!(
+                "\n  rerun the same inputs with --seed {}",
+                self.seed
+            ));
+        }
+        out
+    }
+}
+
+/// Reads and checks a contract file.
+pub fn load(path: &Path) -> Result<Contract> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the contract {}", path.display()))?;
+    Contract::parse(&text)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("invalid contract {}", path.display()))
+}
+
+/// The model server's own endpoint, or the ingress path of a SeldonDeployment.
+pub fn endpoint_url(
+    host: &str,
+    port: u16,
+    api: Option<&str>,
+    endpoint: Endpoint,
+) -> Result<String> {
+    let base = format!("http://{host}:{port}");
+    Ok(match (api, endpoint) {
+        (None, Endpoint::Predict) => format!("{base}/predict"),
+        (None, Endpoint::SendFeedback) => format!("{base}/send-feedback"),
+        (Some(api), endpoint) => {
+            let Some((ns, name)) = api
+                .split_once('/')
+                .filter(|(n, d)| !n.is_empty() && !d.is_empty() && !d.contains('/'))
+            else {
+                bail!(
+                    "--api takes NAMESPACE/DEPLOYMENT (e.g. seldon/seldon-test-model), not {api:?}"
+                );
+            };
+            let tail = match endpoint {
+                Endpoint::Predict => "predictions",
+                Endpoint::SendFeedback => "feedback",
+            };
+            format!("{base}/seldon/{ns}/{name}/api/v1.0/{tail}")
+        }
+    })
+}
+
+/// Sends the requests and checks each answer.
+pub fn run(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut failures = Vec::new();
+    for i in 1..=opts.requests {
+        let request = contract
+            .request(opts.batch_size, opts.tensor, &mut rng)
+            .map_err(anyhow::Error::msg)?;
+        let repr = request
+            .data
+            .as_ref()
+            .map(repr_of)
+            .unwrap_or(seldon_protocol::Repr::Ndarray);
+        let body = match opts.endpoint {
+            Endpoint::Predict => serde_json::to_string(&request)?,
+            Endpoint::SendFeedback => serde_json::to_string(&Feedback {
+                request: Some(request),
+                reward: Some(1.0),
+                ..Feedback::default()
+            })?,
+        };
+        if opts.print {
+            println!("request {i}: {body}");
+        }
+        let (status, text) = send(url, &body, opts.form)?;
+        if opts.print {
+            println!("response {i}: HTTP {status} {text}");
+        }
+        let problems = check(contract, opts, repr, status, &text);
+        if !problems.is_empty() {
+            failures.push((i, problems));
+        }
+    }
+    Ok(Report {
+        requests: opts.requests,
+        seed: opts.seed,
+        failures,
+    })
+}
+
+fn send(url: &str, body: &str, form: bool) -> Result<(u16, String)> {
+    let timeout = Duration::from_secs(30);
+    let result = if form {
+        let encoded = form_encode("json", body);
+        http::post(url, "application/x-www-form-urlencoded", &encoded, timeout)
+    } else {
+        http::post(url, "application/json", body, timeout)
+    };
+    result.with_context(|| {
+        format!("cannot reach {url}: is the model server running? (cargo xtask deploy, or set --host/--port)")
+    })
+}
+
+fn check(
+    contract: &Contract,
+    opts: &Options,
+    repr: seldon_protocol::Repr,
+    status: u16,
+    text: &str,
+) -> Vec<String> {
+    if status != 200 {
+        return vec![format!(
+            "HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        )];
+    }
+    let response: SeldonMessage = match seldon_protocol::message::from_json(text) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("the answer is not a SeldonMessage: {e}")],
+    };
+    match opts.endpoint {
+        Endpoint::Predict => contract.check_response(opts.batch_size, repr, &response),
+        Endpoint::SendFeedback => match response.status {
+            Some(s) if s.status == "FAILURE" => {
+                vec![format!("status FAILURE {}: {}", s.code, s.info)]
+            }
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn form_encode(key: &str, value: &str) -> String {
+    let mut out = format!("{key}=");
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_for_the_microservice_and_the_ingress() -> Result<()> {
+        assert_eq!(
+            endpoint_url("h", 5, None, Endpoint::Predict)?,
+            "http://h:5/predict"
+        );
+        assert_eq!(
+            endpoint_url("h", 5, None, Endpoint::SendFeedback)?,
+            "http://h:5/send-feedback"
+        );
+        assert_eq!(
+            endpoint_url(
+                "h",
+                8003,
+                Some("seldon/seldon-test-model"),
+                Endpoint::Predict
+            )?,
+            "http://h:8003/seldon/seldon/seldon-test-model/api/v1.0/predictions"
+        );
+        for bad in ["seldon", "/x", "a/", "a/b/c"] {
+            assert!(
+                endpoint_url("h", 1, Some(bad), Endpoint::Predict).is_err(),
+                "{bad}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn form_encoding_escapes_json() {
+        assert_eq!(
+            form_encode("json", r#"{"a": 1}"#),
+            "json=%7B%22a%22%3A%201%7D"
+        );
+    }
+
+    #[test]
+    fn the_shipped_contract_is_the_tutorials() -> Result<()> {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/model-server/contract.json");
+        let c = load(&path)?;
+        let names: Vec<String> = c.feature_columns().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["x1", "x2", "x3", "x4"]);
+        let targets: Vec<String> = c.target_columns().into_iter().map(|c| c.name).collect();
+        assert_eq!(targets, ["class:0", "class:1", "class:2"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_broken_contract_names_the_file_and_field() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("contract.json");
+        std::fs::write(
+            &path,
+            r#"{"features":[{"name":"a","dtype":"FLOAT","ftype":"continuous","repeat":0}]}"#,
+        )?;
+        let e = format!("{:#}", load(&path).expect_err("repeat 0"));
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("features[0] (a): repeat is 0"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_report_lists_each_failure_and_the_seed() {
+        let r = Report {
+            requests: 3,
+            seed: 42,
+            failures: vec![(2, vec!["HTTP 500: boom".into()])],
+        };
+        let text = r.render("http://x/predict");
+        assert!(
+            text.contains("2 of 3 requests satisfied the contract (seed 42)"),
+            "{text}"
+        );
+        assert!(text.contains("request 2:\n    - HTTP 500: boom"), "{text}");
+        assert!(text.contains("--seed 42"), "{text}");
+    }
+}
