@@ -12,6 +12,7 @@ const FAKES: &[(&str, &str)] = &[
         "helm",
         r#"case "$*" in
   *" list "*)
+    if [ -n "$FAKE_HELM_GARBAGE" ]; then echo 'WARNING: Kubernetes configuration file is group-readable'; exit 0; fi
     if [ -n "$FAKE_INSTALLED" ]; then
       case "$*" in
         *seldon-core*) echo '[{"name":"seldon-core","namespace":"seldon-system","revision":"1","status":"deployed","chart":"seldon-core-operator-'"${FAKE_VERSION-1.18.2}"'","app_version":"1.18.2"}]' ;;
@@ -418,5 +419,26 @@ fn teardown_seldon_all_deletes_our_seldon_objects_then_uninstalls() -> Result {
         "--all needs --seldon: {}",
         text(&out.stderr)
     );
+    Ok(())
+}
+
+#[test]
+fn helm_output_that_does_not_parse_is_an_error_not_a_reinstall() -> Result {
+    let f = fakes()?;
+    let (out, log) = f.xtask(
+        &["seldon", "install", "--target", "minikube"],
+        &[MINIKUBE, ("FAKE_HELM_GARBAGE", "1")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("printed what is not Helm's JSON list of releases"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("group-readable"),
+        "names the output: {stderr}"
+    );
+    assert!(acted(&log).is_empty(), "nothing installed: {log:?}");
     Ok(())
 }

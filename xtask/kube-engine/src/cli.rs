@@ -159,57 +159,14 @@ pub async fn client(context: Option<&str>) -> Result<Client> {
 }
 
 impl Cli {
+    /// Runs the command; false when it ran but the answer is "not ready"
+    /// (the binary then exits 1).
     pub async fn run(self) -> Result<bool> {
         let client = client(self.context.as_deref()).await?;
         let mut resolver = Resolver::new(client.clone());
         match self.command {
-            Command::Apply(a) => {
-                let text = if a.file.as_os_str() == "-" {
-                    let mut s = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut s)
-                        .context("reading the manifest from stdin")?;
-                    s
-                } else {
-                    std::fs::read_to_string(&a.file)
-                        .with_context(|| format!("reading {}", a.file.display()))?
-                };
-                let mut objects = manifest::select(manifest::parse(&text)?, &a.only);
-                manifest::set_images(&mut objects, &a.images)?;
-                let opts = ApplyOptions {
-                    field_manager: &a.field_manager,
-                    force_conflicts: a.force_conflicts,
-                    default_namespace: &a.namespace,
-                };
-                let applied = apply_all(&mut resolver, objects, &opts).await?;
-                if !a.no_wait {
-                    let workloads = rollout::workloads(&applied, &a.namespace);
-                    let opts = WaitOptions {
-                        timeout: Duration::from_secs(a.timeout),
-                        poll: Duration::from_secs(1),
-                    };
-                    rollout::wait(&mut resolver, &workloads, &opts).await?;
-                }
-                Ok(true)
-            }
-            Command::Status(s) => {
-                let rows = status::collect(&mut resolver, &s.selector).await?;
-                if s.json {
-                    println!("{}", serde_json::to_string(&rows)?);
-                } else if rows.is_empty() {
-                    println!("nothing labelled {} is deployed", s.selector);
-                } else {
-                    for r in &rows {
-                        let state = if r.ready { "ready" } else { "NOT READY" };
-                        println!(
-                            "{:<18} {:<12} {:<20} {:<10} {}",
-                            r.kind, r.namespace, r.name, state, r.detail
-                        );
-                    }
-                }
-                // With --json the caller judges the rows; the table's exit code does.
-                Ok(s.json || (!rows.is_empty() && rows.iter().all(|r| r.ready)))
-            }
+            Command::Apply(a) => a.run(&mut resolver).await,
+            Command::Status(s) => s.run(&mut resolver).await,
             Command::Logs(l) => {
                 logs::print(&client, &l.namespace, &l.selector, l.tail, l.follow).await?;
                 Ok(true)
@@ -218,29 +175,89 @@ impl Cli {
                 expose::port_forward(client, p.namespace, p.service, p.port, p.local).await?;
                 Ok(true)
             }
-            Command::LoadBalancer(l) => {
-                let address = expose::load_balancer_address(
-                    &client,
-                    &l.namespace,
-                    &l.service,
-                    Duration::from_secs(l.timeout),
-                )
-                .await?;
-                println!("{address}");
-                Ok(true)
-            }
-            Command::Teardown(t) => {
-                let report =
-                    teardown::teardown(&mut resolver, &t.selector, Duration::from_secs(t.timeout))
-                        .await?;
-                if report.deleted.is_empty() {
-                    println!("nothing labelled {} to delete", t.selector);
-                }
-                for kept in &report.kept {
-                    println!("kept {kept}");
-                }
-                Ok(true)
+            Command::LoadBalancer(l) => l.run(&client).await,
+            Command::Teardown(t) => t.run(&mut resolver).await,
+        }
+    }
+}
+
+impl ApplyArgs {
+    async fn run(self, resolver: &mut Resolver) -> Result<bool> {
+        let text = if self.file.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the manifest from stdin")?;
+            s
+        } else {
+            std::fs::read_to_string(&self.file)
+                .with_context(|| format!("reading {}", self.file.display()))?
+        };
+        let mut objects = manifest::select(manifest::parse(&text)?, &self.only);
+        manifest::set_images(&mut objects, &self.images)?;
+        let opts = ApplyOptions {
+            field_manager: &self.field_manager,
+            force_conflicts: self.force_conflicts,
+            default_namespace: &self.namespace,
+        };
+        let applied = apply_all(resolver, objects, &opts).await?;
+        if !self.no_wait {
+            let workloads = rollout::workloads(&applied, &self.namespace);
+            let opts = WaitOptions {
+                timeout: Duration::from_secs(self.timeout),
+                poll: Duration::from_secs(1),
+            };
+            rollout::wait(resolver, &workloads, &opts).await?;
+        }
+        Ok(true)
+    }
+}
+
+impl StatusArgs {
+    async fn run(self, resolver: &mut Resolver) -> Result<bool> {
+        let rows = status::collect(resolver, &self.selector).await?;
+        if self.json {
+            println!("{}", serde_json::to_string(&rows)?);
+        } else if rows.is_empty() {
+            println!("nothing labelled {} is deployed", self.selector);
+        } else {
+            for r in &rows {
+                let state = if r.ready { "ready" } else { "NOT READY" };
+                println!(
+                    "{:<18} {:<12} {:<20} {:<10} {}",
+                    r.kind, r.namespace, r.name, state, r.detail
+                );
             }
         }
+        // With --json the caller judges the rows; the table's exit code does.
+        Ok(self.json || (!rows.is_empty() && rows.iter().all(|r| r.ready)))
+    }
+}
+
+impl LoadBalancerArgs {
+    async fn run(self, client: &Client) -> Result<bool> {
+        let address = expose::load_balancer_address(
+            client,
+            &self.namespace,
+            &self.service,
+            Duration::from_secs(self.timeout),
+        )
+        .await?;
+        println!("{address}");
+        Ok(true)
+    }
+}
+
+impl TeardownArgs {
+    async fn run(self, resolver: &mut Resolver) -> Result<bool> {
+        let report =
+            teardown::teardown(resolver, &self.selector, Duration::from_secs(self.timeout)).await?;
+        if report.deleted.is_empty() {
+            println!("nothing labelled {} to delete", self.selector);
+        }
+        for kept in &report.kept {
+            println!("kept {kept}");
+        }
+        Ok(true)
     }
 }

@@ -101,7 +101,7 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
     cmd.arg("--message-format=json-render-diagnostics")
         .args(all_packages(cx));
     let out = cx.runner.run(cmd, "building the services")?;
-    if cx.runner.is_dry_run() {
+    let Some(executables) = cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))? else {
         // Nothing was built; name the files a real build produces.
         let dir = release_dir(cx);
         return Ok(specs
@@ -111,8 +111,7 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
                 binary: dir.join(s.bin),
             })
             .collect());
-    }
-    let executables = executables(&out.stdout);
+    };
     specs
         .iter()
         .map(

@@ -20,15 +20,10 @@ pub struct TargetArg {
 
 /// `--target`'s values, each with what it is.
 pub fn target_parser() -> impl TypedValueParser<Value = TargetName> {
-    let help = |t: TargetName| match t {
-        TargetName::Local => "Background processes on this machine",
-        TargetName::Docker => "Containers through the docker CLI (Docker Engine or podman)",
-        TargetName::Minikube => "A local minikube cluster",
-        TargetName::Kind => "A local kind cluster",
-        TargetName::Gke => "A GKE cluster on Google Cloud",
-    };
-    PossibleValuesParser::new(TargetName::ALL.map(|t| PossibleValue::new(t.as_str()).help(help(t))))
-        .try_map(|s| s.parse::<TargetName>())
+    PossibleValuesParser::new(
+        TargetName::ALL.map(|t| PossibleValue::new(t.as_str()).help(t.about())),
+    )
+    .try_map(|s| s.parse::<TargetName>())
 }
 
 /// `--progress`.

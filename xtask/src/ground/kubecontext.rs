@@ -54,7 +54,8 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
         // A context named on the command line must also exist: a matching
         // name alone says nothing about the kubeconfig.
         Some(h) if h == want => {
-            if explicit.is_some() && !cx.runner.is_dry_run() && !names(cx)?.contains(&h) {
+            let missing = || Ok(!names(cx)?.contains(&h));
+            if explicit.is_some() && cx.runner.unless_dry_run(missing)? == Some(true) {
                 bail!(
                     "there is no kube context `{h}` in the kubeconfig: create it with \
                      `cargo xtask cluster up --target {target}`; `cargo xtask context list` \

@@ -72,10 +72,6 @@ impl Runner {
         }
     }
 
-    pub fn is_dry_run(&self) -> bool {
-        self.dry_run
-    }
-
     /// The tool's path, or an error naming it, what needs it and how to install it.
     pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         if program.contains('/') {

@@ -36,6 +36,17 @@ impl TargetName {
         TargetName::Gke,
     ];
 
+    /// What the target is, for `--help`.
+    pub fn about(self) -> &'static str {
+        match self {
+            Self::Local => "Background processes on this machine",
+            Self::Docker => "Containers through the docker CLI (Docker Engine or podman)",
+            Self::Minikube => "A local minikube cluster",
+            Self::Kind => "A local kind cluster",
+            Self::Gke => "A GKE cluster on Google Cloud",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",

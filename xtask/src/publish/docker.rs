@@ -22,7 +22,8 @@ impl Publisher for Docker {
         let id = image_id(cx, &image.reference);
         let same = id.as_deref().map(|i| i.trim_start_matches("sha256:"))
             == Some(image.id.trim_start_matches("sha256:"));
-        if same && !cx.runner.is_dry_run() {
+        // (Under --dry-run the image has no id yet, so it is never the same.)
+        if same {
             eprintln!("==> docker already has {} ({})", image.reference, image.id);
             return Ok(image.reference.clone());
         }

@@ -60,7 +60,7 @@ impl Publisher for Registry {
             "{repository}@{}",
             pushed.as_deref().unwrap_or(image.digest.as_str())
         );
-        if !cx.runner.is_dry_run() {
+        if pushed.is_some() {
             println!("{pinned}");
         }
         Ok(pinned)

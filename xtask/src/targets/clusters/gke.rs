@@ -77,7 +77,8 @@ impl Cluster for Gke {
             bail!(NO_PROJECT);
         }
         let what = format!("GKE cluster {} in {} ({})", g.cluster, g.project, g.zone);
-        if !confirmed && !cx.runner.is_dry_run() && !confirm(&format!("Delete the {what}?"))? {
+        let ask = || confirm(&format!("Delete the {what}?"));
+        if !confirmed && cx.runner.unless_dry_run(ask)? == Some(false) {
             bail!("not deleting the {what} without confirmation: pass --yes");
         }
         let (cluster, zone, project) = (&g.cluster, &g.zone, &g.project);

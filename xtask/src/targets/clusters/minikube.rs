@@ -84,25 +84,31 @@ impl Cluster for Minikube {
                 "minikube service --url --profile {profile} --namespace {namespace} {name}"
             )
         };
-        if cx.runner.is_dry_run() {
-            cx.runner.run(cmd(), "finding the service URL")?;
-            return Ok(format!("http://<minikube ip>:<node port of {name}>"));
-        }
-        let p = cx
-            .runner
-            .probe(cmd(), "finding the service URL", Duration::from_secs(60))?;
-        let url = p
-            .stdout
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("http"));
-        match url {
-            Some(u) if p.success => Ok(u.to_string()),
-            _ => bail!(
-                "`{}` gave no URL: {}",
-                shown(&cmd().into()),
-                p.stderr.trim()
-            ),
+        let found = cx.runner.unless_dry_run(|| {
+            let p = cx
+                .runner
+                .probe(cmd(), "finding the service URL", Duration::from_secs(60))?;
+            let url = p
+                .stdout
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("http"));
+            match url {
+                Some(u) if p.success => Ok(u.to_string()),
+                _ => bail!(
+                    "`{}` gave no URL: {}",
+                    shown(&cmd().into()),
+                    p.stderr.trim()
+                ),
+            }
+        })?;
+        match found {
+            Some(url) => Ok(url),
+            None => {
+                // The plan shows the command that would find it.
+                cx.runner.run(cmd(), "finding the service URL")?;
+                Ok(format!("http://<minikube ip>:<node port of {name}>"))
+            }
         }
     }
 
