@@ -6,11 +6,14 @@ use std::process::Command;
 use xshell::cmd;
 
 use crate::ground::context::Ctx;
+use crate::ground::conventions::MANAGED_BY;
 use crate::ground::settings::{Ingress, Seldon};
 
-/// What `deploy --seldon` creates (deploy/seldon's labels).
-pub const SELDON_SELECTOR: &str =
-    "app.kubernetes.io/managed-by=kube-mlops,kube-mlops.io/stack=seldon";
+/// The label selector of what `deploy --seldon` creates (deploy/seldon's
+/// labels): kube-mlops' [`MANAGED_BY`] and the Seldon stack label.
+pub fn seldon_selector() -> String {
+    format!("{MANAGED_BY},kube-mlops.io/stack=seldon")
+}
 /// The SeldonDeployment CRD the operator installs.
 pub const CRD: &str = "seldondeployments.machinelearning.seldon.io";
 

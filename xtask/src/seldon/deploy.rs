@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::common::{CRD, SELDON_SELECTOR, ingress_service, kubectl};
+use super::common::{CRD, ingress_service, kubectl, seldon_selector};
 use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::http;
@@ -120,5 +120,6 @@ fn call_identity(cx: &Ctx, url: &str) -> Result<()> {
 /// `teardown --seldon`: the SeldonDeployments and the ingress port-forward.
 pub fn teardown(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
     kube.stop_ingress(cx)?;
-    kube.engine(session)?.delete_labelled(cx, SELDON_SELECTOR)
+    kube.engine(session)?
+        .delete_labelled(cx, &seldon_selector())
 }

@@ -69,8 +69,11 @@ pub trait Target {
     /// The base URL of each service, as reachable from this machine.
     fn urls(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>>;
 
+    /// One row per service in `specs`, in that order. Changes nothing.
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>>;
 
+    /// Prints the last `tail` lines of `spec`'s log (all when None), then,
+    /// with `follow`, new lines until interrupted.
     fn logs(
         &self,
         cx: &Ctx,
