@@ -49,6 +49,7 @@ pub struct ModelMetrics {
     latency: Histogram,
     feedback: Counter,
     reward: Counter<f64, std::sync::atomic::AtomicU64>,
+    penalty: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl ModelMetrics {
@@ -59,6 +60,7 @@ impl ModelMetrics {
             latency: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
             feedback: Counter::default(),
             reward: Counter::default(),
+            penalty: Counter::default(),
         }
     }
 
@@ -79,10 +81,17 @@ impl ModelMetrics {
             "Feedback requests received",
             self.feedback.clone(),
         );
+        // A counter only grows: positive and negative rewards are summed
+        // apart (the net reward is their difference).
         r.register(
             "model_feedback_reward",
-            "Sum of feedback rewards",
+            "Sum of the positive feedback rewards",
             self.reward.clone(),
+        );
+        r.register(
+            "model_feedback_penalty",
+            "Sum of the magnitudes of the negative feedback rewards",
+            self.penalty.clone(),
         );
     }
 }
@@ -98,11 +107,12 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/predict", get(predict_query).post(predict))
         .route("/api/v1.0/predictions", post(predict))
         .route("/api/v0.1/predictions", post(predict))
-        .route("/send-feedback", post(feedback))
+        .route("/send-feedback", get(feedback_query).post(feedback))
         .route("/api/v1.0/feedback", post(feedback))
         .route("/api/v0.1/feedback", post(feedback))
         .route("/health/ping", get(health_ping))
         .route("/health/status", get(health_status))
+        .route("/api/v1.0/health/status", get(health_status))
         .route("/metadata", get(metadata))
         .route("/api/v1.0/metadata", get(metadata))
         .with_state(state)
@@ -206,9 +216,12 @@ fn payload_of(
             ));
         }
     }
-    if let Some(d) = msg.data.take() {
+    if let Some(mut d) = msg.data.take() {
         // `names` are advisory, as in Seldon: any count is accepted.
-        let names = d.names.to_vec();
+        let names = match std::mem::take(&mut d.names) {
+            Names::List(v) => v,
+            n @ Names::Indexed(_) => n.to_vec(),
+        };
         let array =
             Array::take_data(d, limits).map_err(|e| SeldonError::bad_data(e.to_string()))?;
         return Ok((Payload::Array(array), names));
@@ -283,23 +296,22 @@ fn names_text(names: &Names) -> usize {
 /// request's `puid` (when not empty), `tags` and `metrics` echoed, and
 /// `requestPath` with this unit added (the request's entries win).
 fn reply_meta(s: &AppState, request: Option<&Meta>) -> Meta {
-    let mut meta = Meta {
+    let path = request.map(|m| m.request_path.clone()).unwrap_or_default();
+    let request_path = match &s.unit.id {
+        Some(id) if !path.has_key(id) => {
+            path.with_first(id, s.unit.image.as_deref().unwrap_or_default())
+        }
+        _ => path,
+    };
+    Meta {
         puid: request
             .and_then(|m| m.puid.clone())
             .filter(|p| !p.is_empty()),
         tags: request.map(|m| m.tags.clone()).unwrap_or_default(),
         metrics: request.map(|m| m.metrics.clone()).unwrap_or_default(),
+        request_path,
         ..Meta::default()
-    };
-    if let Some(id) = &s.unit.id {
-        let image = s.unit.image.clone().unwrap_or_default();
-        meta.request_path.insert(id.clone(), Value::String(image));
     }
-    if let Some(path) = request.map(|m| &m.request_path) {
-        meta.request_path
-            .extend(path.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    meta
 }
 
 fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMessage {
@@ -323,7 +335,8 @@ fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMe
 #[utoipa::path(post, path = "/send-feedback", tag = "seldon",
     request_body(content(
         (Feedback = "application/json"),
-        (crate::openapi::JsonForm = "application/x-www-form-urlencoded"))),
+        (crate::openapi::JsonForm = "application/x-www-form-urlencoded"),
+        (crate::openapi::MultipartFeedback = "multipart/form-data"))),
     responses(
         (status = 200, description = "Recorded; the request's meta echoed", body = SeldonMessage),
         (status = 400, description = "Malformed feedback", body = SeldonMessage),
@@ -358,17 +371,39 @@ pub async fn feedback(
     }
     s.metrics.feedback.inc();
     // A sum that would leave f64's finite range is not added to.
-    if let Some(r) = fb.reward
-        && r > 0.0
-        && (s.metrics.reward.get() + r).is_finite()
-    {
-        s.metrics.reward.inc_by(r);
+    if let Some(r) = fb.reward {
+        let sum = if r >= 0.0 {
+            &s.metrics.reward
+        } else {
+            &s.metrics.penalty
+        };
+        if r != 0.0 && (sum.get() + r.abs()).is_finite() {
+            sum.inc_by(r.abs());
+        }
     }
     let meta = fb.request.as_ref().and_then(|m| m.meta.as_ref());
     Ok(Json(SeldonMessage {
         meta: Some(reply_meta(&s, meta)),
         ..SeldonMessage::default()
     }))
+}
+
+/// `GET /send-feedback?json=<Feedback>`: feedback with the message in the
+/// query, as Seldon's wrapper also routes it.
+#[utoipa::path(get, path = "/send-feedback", tag = "seldon",
+    params(("json" = String, Query, description = "The Feedback as JSON text")),
+    responses(
+        (status = 200, description = "Recorded; the request's meta echoed", body = SeldonMessage),
+        (status = 400, description = "No or malformed `json` parameter", body = SeldonMessage),
+        (status = 408, description = "A body was sent and did not arrive within BODY_READ_TIMEOUT_SECS", body = SeldonMessage),
+        (status = 413, description = "A body was sent, larger than MAX_BODY_BYTES", body = SeldonMessage),
+        (status = 415, description = "A body was sent with an unsupported Content-Type or Content-Encoding", body = SeldonMessage),
+        (status = 503, description = "Shutting down", body = SeldonMessage)))]
+pub async fn feedback_query(
+    state: State<Arc<AppState>>,
+    req: Request,
+) -> Result<Json<SeldonMessage>, SeldonError> {
+    feedback(state, req).await
 }
 
 /// `GET /predict?json=<SeldonMessage>`: predict with the message in the
@@ -378,6 +413,9 @@ pub async fn feedback(
     responses(
         (status = 200, description = "The prediction", body = SeldonMessage),
         (status = 400, description = "No or malformed `json` parameter", body = SeldonMessage),
+        (status = 408, description = "A body was sent and did not arrive within BODY_READ_TIMEOUT_SECS", body = SeldonMessage),
+        (status = 413, description = "A body was sent, larger than MAX_BODY_BYTES", body = SeldonMessage),
+        (status = 415, description = "A body was sent with an unsupported Content-Type or Content-Encoding", body = SeldonMessage),
         (status = 503, description = "Shutting down", body = SeldonMessage)))]
 pub async fn predict_query(state: State<Arc<AppState>>, req: Request) -> Response {
     predict(state, req).await

@@ -1,5 +1,8 @@
 //! Errors in Seldon's shape: `{"status":{"code":400,"info":"...",
-//! "reason":"MICROSERVICE_BAD_DATA","status":"FAILURE"}}`. Every client
+//! "reason":"MICROSERVICE_BAD_DATA","status":"FAILURE"}}`, the proto's JSON
+//! form (prediction.proto's `Status`), as Seldon's executor writes its own
+//! errors. (The Python wrapper writes the same fields as numbers,
+//! `"status": 1, "code": -1`; a protobuf reader takes either.) Every client
 //! mistake is a 4xx (Seldon answers some with 500; we do not).
 
 use axum::Json;
@@ -17,25 +20,37 @@ pub struct SeldonError {
 }
 
 impl SeldonError {
+    /// A 400: the message is malformed or the model cannot take it
+    /// (Seldon's reason for it). `info` is cut to
+    /// `service_kit::errors::MAX_REASON_BYTES`.
     pub fn bad_data(info: impl Into<String>) -> Self {
-        Self {
-            http: StatusCode::BAD_REQUEST,
-            reason: "MICROSERVICE_BAD_DATA",
-            info: info.into(),
-        }
+        Self::with_status(StatusCode::BAD_REQUEST, info)
     }
 
-    /// A client-side failure with another status (413, 408, 415, ...).
+    /// A failure with another status (408, 413, 415, 503, ...); the reason
+    /// is the status's name (`PAYLOAD_TOO_LARGE`), Seldon's own for a 400.
     pub fn with_status(http: StatusCode, info: impl Into<String>) -> Self {
         Self {
             http,
-            reason: "MICROSERVICE_BAD_DATA",
-            info: info.into(),
+            reason: reason_of(http),
+            info: service_kit::errors::bounded(info.into()),
         }
     }
 
     pub fn unsupported_media(info: impl Into<String>) -> Self {
         Self::with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE, info)
+    }
+}
+
+fn reason_of(http: StatusCode) -> &'static str {
+    match http {
+        StatusCode::BAD_REQUEST => "MICROSERVICE_BAD_DATA",
+        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::SERVICE_UNAVAILABLE => "SERVICE_UNAVAILABLE",
+        s if s.is_server_error() => "MICROSERVICE_INTERNAL_ERROR",
+        _ => "MICROSERVICE_BAD_DATA",
     }
 }
 

@@ -1,17 +1,30 @@
 //! What a model is to the server: predict on a batch, optionally name its
 //! outputs and describe itself. Models are chosen at start-up (`MODEL`).
 
-use seldon_protocol::Array;
-use serde_json::Value;
+use seldon_protocol::{Array, RawJson};
 
 /// A prediction's input or output, one of the SeldonMessage payload kinds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Payload {
     /// `data.tensor` or `data.ndarray`, with the form it came in.
     Array(Array),
-    Json(Value),
+    /// `jsonData`, as the JSON text that was sent (a model that reads it
+    /// parses it: `serde_json::from_str(raw.get())`).
+    Json(RawJson),
     Str(String),
     Bin(Vec<u8>),
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Array(a), Self::Array(b)) => a == b,
+            (Self::Json(a), Self::Json(b)) => a.get() == b.get(),
+            (Self::Str(a), Self::Str(b)) => a == b,
+            (Self::Bin(a), Self::Bin(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Payload {

@@ -23,29 +23,55 @@ pub struct JsonForm {
 }
 
 /// `multipart/form-data`: one `json` part with the whole message, or parts
-/// named after its keys, as Seldon's wrapper reads them.
+/// named after its keys, as Seldon's wrapper reads them. A part is bytes,
+/// so no part has a JSON type here: the server reads each as described.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct MultipartMessage {
-    /// The whole SeldonMessage as JSON text.
+    /// The whole SeldonMessage as JSON text (alone: no other part beside it).
+    #[schema(value_type = Option<Value>)]
     json: Option<String>,
     /// `data` as JSON text.
+    #[schema(value_type = Option<Value>)]
     data: Option<String>,
     /// `meta` as JSON text.
+    #[schema(value_type = Option<Value>)]
     meta: Option<String>,
     /// `jsonData` as JSON text.
-    #[schema(rename = "jsonData")]
+    #[schema(rename = "jsonData", value_type = Option<Value>)]
     json_data: Option<String>,
-    /// `strData`, as text.
-    #[schema(rename = "strData")]
+    /// `strData`: any UTF-8 text.
+    #[schema(rename = "strData", value_type = Option<Value>)]
     str_data: Option<String>,
-    /// `binData`: raw bytes (base64-encoded for the model).
+    /// `binData`: any bytes (base64-encoded for the model).
     #[schema(
         rename = "binData",
-        value_type = Option<String>,
+        value_type = Option<Value>,
         content_media_type = "application/octet-stream"
     )]
     bin_data: Option<Vec<u8>>,
+}
+
+/// `multipart/form-data` feedback: one `json` part with the whole
+/// Feedback, or parts named after its keys, each JSON text.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MultipartFeedback {
+    /// The whole Feedback as JSON text (alone: no other part beside it).
+    #[schema(value_type = Option<Value>)]
+    json: Option<String>,
+    /// The SeldonMessage that was sent, as JSON text.
+    #[schema(value_type = Option<Value>)]
+    request: Option<String>,
+    /// The SeldonMessage that came back, as JSON text.
+    #[schema(value_type = Option<Value>)]
+    response: Option<String>,
+    /// The reward: a number, as text.
+    #[schema(value_type = Option<Value>)]
+    reward: Option<String>,
+    /// The right answer, a SeldonMessage as JSON text.
+    #[schema(value_type = Option<Value>)]
+    truth: Option<String>,
 }
 
 #[derive(OpenApi)]
@@ -54,6 +80,7 @@ pub struct MultipartMessage {
         api::predict,
         api::predict_query,
         api::feedback,
+        api::feedback_query,
         api::health_ping,
         api::health_status,
         api::metadata
@@ -68,19 +95,21 @@ pub struct MultipartMessage {
         Status,
         Feedback,
         JsonForm,
-        MultipartMessage
+        MultipartMessage,
+        MultipartFeedback
     )),
     tags((name = "seldon", description = "Seldon Core v1 prediction protocol, as Seldon's Python wrapper serves it"))
 )]
 struct ApiDoc;
 
 /// Paths Seldon serves the documented operation under too.
-const ALIASES: [(&str, &str); 5] = [
+const ALIASES: [(&str, &str); 6] = [
     ("/predict", "/api/v1.0/predictions"),
     ("/predict", "/api/v0.1/predictions"),
     ("/send-feedback", "/api/v1.0/feedback"),
     ("/send-feedback", "/api/v0.1/feedback"),
     ("/metadata", "/api/v1.0/metadata"),
+    ("/health/status", "/api/v1.0/health/status"),
 ];
 
 /// The document, every alias included.
@@ -90,8 +119,9 @@ pub fn document() -> Document {
         let Some(mut item) = doc.paths.paths.get(from).cloned() else {
             continue;
         };
-        // GET /predict takes the query form; the aliases are POST only.
-        if from == "/predict" {
+        // GET /predict and /send-feedback take the query form; their
+        // aliases are POST only.
+        if from == "/predict" || from == "/send-feedback" {
             item.get = None;
         }
         let suffix = to.trim_start_matches('/').replace(['/', '.'], "_");

@@ -88,10 +88,12 @@ fn list(item: &str, n: usize) -> String {
 }
 
 /// Requests just under `max` bytes that cost the server the most: one wide
-/// row (half a million names in the reply), a flat tensor, a long string,
-/// binary data (base64 grows it by a third), and a gzip body that
-/// decompresses to the limit. For a model with `features` inputs, rows of
-/// that width instead.
+/// row (half a million names in the reply), a flat tensor, an empty batch
+/// half a million columns wide (a 5 MB reply from 60 bytes), a long string,
+/// binary data (base64 grows it by a third), names by the hundred thousand,
+/// `meta.tags` and `jsonData` made of tiny objects (each a hundred bytes as
+/// a parsed JSON value), and a gzip body that decompresses to the limit.
+/// For a model with `features` inputs, rows of that width instead.
 fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
     let json = vec![("content-type", "application/json".to_string())];
     let elems = (max - 64) / 2;
@@ -112,7 +114,37 @@ fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
             ));
             out.push((
                 json.clone(),
+                format!(r#"{{"data":{{"tensor":{{"shape":[0,{elems}],"values":[]}}}}}}"#)
+                    .into_bytes(),
+            ));
+            out.push((
+                json.clone(),
                 format!(r#"{{"strData":"{}"}}"#, "x".repeat(max - 64)).into_bytes(),
+            ));
+            out.push((
+                json.clone(),
+                format!(
+                    r#"{{"data":{{"names":{},"ndarray":[[1]]}}}}"#,
+                    list(r#""""#, (max - 64) / 3)
+                )
+                .into_bytes(),
+            ));
+            let tiny = r#"{"":0}"#;
+            out.push((
+                json.clone(),
+                format!(
+                    r#"{{"meta":{{"tags":{{"a":{}}}}},"strData":""}}"#,
+                    list(tiny, (max - 64) / (tiny.len() + 1))
+                )
+                .into_bytes(),
+            ));
+            out.push((
+                json.clone(),
+                format!(
+                    r#"{{"jsonData":{}}}"#,
+                    list(tiny, (max - 64) / (tiny.len() + 1))
+                )
+                .into_bytes(),
             ));
             let boundary = "B0UNDARY";
             let mut mp =
@@ -148,11 +180,13 @@ fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
 
 fn burst(file: &str, features: Option<usize>) -> Result {
     let (limit, env) = manifest(file)?;
-    let env: Vec<(&str, &str)> = env
+    let mut env: Vec<(&str, &str)> = env
         .iter()
         .filter(|(k, _)| k != "POD_IP")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    // Only sooner: clients that never read are dropped after 3 s.
+    env.push(("SEND_TIMEOUT_SECS", "3"));
     let s = Server::start(env!("CARGO_BIN_EXE_model-server"), &env)?;
     let max = service_kit::ServeEnv::from_lookup(|k| {
         env.iter()
@@ -170,6 +204,25 @@ fn burst(file: &str, features: Option<usize>) -> Result {
             std::io::Write::write_all(
                 &mut c,
                 format!("GET /predict?json={}", "a".repeat(60_000)).as_bytes(),
+            )?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    // Clients that ask for a 5 MB reply and never read it: each holds an
+    // admission (and its reply's memory) until the send timeout drops it.
+    let wide = format!(
+        r#"{{"data":{{"tensor":{{"shape":[0,{}],"values":[]}}}}}}"#,
+        max / 2 - 1
+    );
+    let unread: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| -> Result<std::net::TcpStream> {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port))?;
+            c.write_all(
+                format!(
+                    "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{wide}",
+                    wide.len()
+                )
+                .as_bytes(),
             )?;
             Ok(c)
         })
@@ -200,11 +253,12 @@ fn burst(file: &str, features: Option<usize>) -> Result {
         c.join().map_err(|_| "client panicked")??;
     }
     drop(slow);
+    drop(unread);
     let peak = peak_rss(s.pid())?;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     eprintln!(
-        "{file}: peak {:.1} MiB (idle {:.1} MiB) under 24 clients x {} maximum-size requests \
-         and 200 slow clients; limit {:.0} MiB",
+        "{file}: peak {:.1} MiB (idle {:.1} MiB) under 24 clients x {} maximum-size requests, \
+         200 slow clients and 8 that never read; limit {:.0} MiB",
         mib(peak),
         mib(idle),
         bodies.len(),

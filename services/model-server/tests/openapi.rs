@@ -27,6 +27,7 @@ fn the_document_describes_every_route() -> Result {
             ("/api/v0.1/feedback", "post"),
             ("/api/v0.1/predictions", "post"),
             ("/api/v1.0/feedback", "post"),
+            ("/api/v1.0/health/status", "get"),
             ("/api/v1.0/metadata", "get"),
             ("/api/v1.0/predictions", "post"),
             ("/health/ping", "get"),
@@ -38,6 +39,7 @@ fn the_document_describes_every_route() -> Result {
             ("/predict", "get"),
             ("/predict", "post"),
             ("/readyz", "get"),
+            ("/send-feedback", "get"),
             ("/send-feedback", "post"),
         ]
     );

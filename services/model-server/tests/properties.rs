@@ -177,7 +177,7 @@ proptest! {
         let a = Array::from_data(&data, Limits::for_body(usize::MAX)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(a.shape(), &shape[..]);
         let back: Vec<&str> = a.elements().map(|e| match e {
-            Element::Number(l) | Element::String(l) => l,
+            Element::Number(l) | Element::String(l) | Element::Literal(l) => l,
         }).collect();
         prop_assert_eq!(back, lits.iter().map(String::as_str).collect::<Vec<_>>());
     }

@@ -370,3 +370,241 @@ fn a_stalled_body_gets_408_and_does_not_delay_shutdown() -> Result {
     );
     Ok(())
 }
+
+/// gzip of `data` split into one member per piece (what `cat a.gz b.gz`
+/// makes; gunzip reads every member).
+fn gzip_members(pieces: &[&[u8]]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for p in pieces {
+        out.extend(gzip(p)?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn content_codings_follow_rfc_9110() -> Result {
+    let s = identity()?;
+    let url = s.url("/predict");
+    let msg = br#"{"strData":"x"}"#;
+    let send = |coding: &str, body: &[u8]| {
+        post_with(
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", coding),
+            ],
+            body,
+        )
+    };
+    // Names are case-insensitive; x-gzip is gzip's alias.
+    for coding in ["GZIP", "Gzip", "x-gzip", " gzip "] {
+        let (status, b) = send(coding, &gzip(msg)?)?;
+        assert_eq!(status, 200, "{coding}: {b}");
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(msg)?;
+    let zlib = z.finish()?;
+    assert_eq!(send("DEFLATE", &zlib)?.0, 200);
+    // Every gzip member is read, as gunzip reads them.
+    let (status, b) = send("gzip", &gzip_members(&[br#"{"strD"#, br#"ata":"x"}"#])?)?;
+    assert_eq!((status, b.as_str()), (200, r#"{"meta":{},"strData":"x"}"#));
+    // Data after the compressed stream is refused, as data after JSON is.
+    let mut junk = gzip(msg)?;
+    junk.extend_from_slice(b"JUNK");
+    let (status, b) = send("gzip", &junk)?;
+    assert_eq!(status, 400, "{b}");
+    let mut junk = zlib.clone();
+    junk.extend_from_slice(b"JUNK");
+    let (status, b) = send("deflate", &junk)?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("4 bytes follow the compressed data"), "{b}");
+    // Raw deflate is not HTTP's deflate: say so.
+    let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    raw.write_all(msg)?;
+    let (status, b) = send("deflate", &raw.finish()?)?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("zlib format"), "{b}");
+    // A list of codings is undone last first.
+    let (status, b) = send("deflate, gzip", &gzip(&zlib)?)?;
+    assert_eq!(status, 200, "{b}");
+    Ok(())
+}
+
+#[test]
+fn the_message_may_come_in_the_query_on_any_method_but_only_once() -> Result {
+    let s = identity()?;
+    let q = form("json", r#"{"strData":"q"}"#);
+    // POST with an empty body and ?json=, as Seldon's get_request reads it.
+    let (status, b) = post(
+        &format!("{}?{q}", s.url("/api/v1.0/predictions")),
+        "application/json",
+        b"",
+    )?;
+    assert_eq!((status, b.as_str()), (200, r#"{"meta":{},"strData":"q"}"#));
+    // Two messages: refused rather than one dropped unread.
+    assert_failure(
+        post_json(
+            &format!("{}?{q}", s.url("/predict")),
+            r#"{"strData":"body"}"#,
+        )?,
+        400,
+        "in its body and another in the `json` query parameter",
+    );
+    // GET /send-feedback reads the query too (Seldon routes GET and POST).
+    let fb = form("json", r#"{"reward":1,"request":{"meta":{"puid":"g"}}}"#);
+    let (status, b) = get(&format!("{}?{fb}", s.url("/send-feedback")))?;
+    assert_eq!(status, 200, "{b}");
+    assert!(b.contains(r#""puid":"g""#), "{b}");
+    assert_eq!(get(&s.url("/api/v1.0/health/status"))?.0, 200);
+    Ok(())
+}
+
+#[test]
+fn bodies_are_read_as_flask_reads_them_and_nothing_is_dropped() -> Result {
+    let s = identity()?;
+    let url = s.url("/predict");
+    // A UTF-8 byte order mark before JSON (Python's json.loads takes it).
+    let (status, b) = post(
+        &url,
+        "application/json",
+        b"\xEF\xBB\xBF{\"strData\":\"bom\"}",
+    )?;
+    assert_eq!(status, 200, "{b}");
+    // A `json` part holds the whole message: not beside other parts.
+    let (ct, body) = multipart(&[
+        ("json", br#"{"strData":"a"}"#),
+        ("data", br#"{"ndarray":[1]}"#),
+    ]);
+    let (status, b) = post(&url, &ct, &body)?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("also has the parts `data`"), "{b}");
+    let (ct, body) = multipart(&[("data", br#"{"ndarray":[1]}"#), ("data", b"{}")]);
+    let (status, b) = post(&url, &ct, &body)?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("part `data` appears more than once"), "{b}");
+    // Bytes that are not UTF-8 after percent-decoding: 400, not U+FFFD.
+    let (status, b) = post(
+        &url,
+        "application/x-www-form-urlencoded",
+        b"json=%7B%22strData%22%3A%22%FF%22%7D",
+    )?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("not UTF-8 once percent-decoded"), "{b}");
+    // The tutorial's curl without -H content-type sends a form: say so.
+    let (status, b) = post(
+        &url,
+        "application/x-www-form-urlencoded",
+        br#"{"strData":"x"}"#,
+    )?;
+    assert_eq!(status, 400, "{b}");
+    assert!(
+        b.contains("send it with Content-Type: application/json"),
+        "{b}"
+    );
+    let (status, b) = post(&url, "application/json", b"")?;
+    assert_eq!(status, 400, "{b}");
+    assert!(b.contains("the request has no message"), "{b}");
+    Ok(())
+}
+
+#[test]
+fn ndarrays_of_booleans_and_null_are_echoed_as_numpy_object_arrays() -> Result {
+    let s = identity()?;
+    let (status, b) = post_json(
+        &s.url("/predict"),
+        r#"{"data":{"ndarray":[[true,null],[false,"s"]]}}"#,
+    )?;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["data"]["ndarray"], json!([[true, null], [false, "s"]]));
+    assert_failure(
+        post_json(
+            &iris()?.url("/predict"),
+            r#"{"data":{"ndarray":[[true,1,2,3]]}}"#,
+        )?,
+        400,
+        "takes numbers; row 0, column 0 is true",
+    );
+    Ok(())
+}
+
+#[test]
+fn nan_and_infinity_get_a_reason_a_python_client_understands() -> Result {
+    let s = identity()?;
+    assert_failure(
+        post_json(&s.url("/predict"), r#"{"data":{"ndarray":[1,NaN]}}"#)?,
+        400,
+        "NaN and Infinity are not JSON",
+    );
+    Ok(())
+}
+
+#[test]
+fn error_reasons_echo_at_most_a_kilobyte() -> Result {
+    // iris quotes a feature it cannot take: not half a megabyte of it.
+    let huge = "9".repeat(500_000);
+    let (status, b) = post_json(
+        &iris()?.url("/predict"),
+        &format!(r#"{{"data":{{"ndarray":[[{huge},1,1,1]]}}}}"#),
+    )?;
+    assert_eq!(status, 400, "{b}");
+    let info = b["status"]["info"].as_str().unwrap_or_default();
+    assert!(info.len() < 1100, "{} bytes of info", info.len());
+    assert!(info.ends_with("more bytes)"), "{info}");
+    Ok(())
+}
+
+#[test]
+fn negative_rewards_are_summed_apart_and_metrics_are_openmetrics() -> Result {
+    let s = identity()?;
+    for r in ["5", "-3", "0.5"] {
+        let (status, b) = post_json(&s.url("/send-feedback"), &format!(r#"{{"reward":{r}}}"#))?;
+        assert_eq!(status, 200, "{b}");
+    }
+    let resp = service_kit::testing::agent()
+        .get(&s.url("/metrics"))
+        .call()?;
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let (_, metrics) = get(&s.url("/metrics"))?;
+    assert!(
+        metrics.contains("model_feedback_reward_total 5.5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("model_feedback_penalty_total 3.0"),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    Ok(())
+}
+
+#[test]
+fn pass_through_json_comes_back_byte_for_byte() -> Result {
+    let s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[
+            ("MODEL", "identity"),
+            ("PREDICTIVE_UNIT_ID", "unit-a"),
+            ("PREDICTIVE_UNIT_IMAGE", "img:1"),
+        ],
+    )?;
+    let msg = r#"{"meta":{"tags":{"a":[{"":0},1.50]},"requestPath":{"up":"x:2"}},"jsonData":{"k":[-0.0,{"z":null}]}}"#;
+    let (status, b) = post(&s.url("/predict"), "application/json", msg.as_bytes())?;
+    assert_eq!(status, 200, "{b}");
+    assert!(b.contains(r#""tags":{"a":[{"":0},1.50]}"#), "{b}");
+    assert!(b.contains(r#""jsonData":{"k":[-0.0,{"z":null}]}"#), "{b}");
+    assert!(
+        b.contains(r#""requestPath":{"unit-a":"img:1","up":"x:2"}"#),
+        "{b}"
+    );
+    // The request's own entry for this unit wins, as in Seldon.
+    let msg = r#"{"meta":{"requestPath":{"unit-a":"other"}},"strData":"s"}"#;
+    let (_, b) = post(&s.url("/predict"), "application/json", msg.as_bytes())?;
+    assert!(b.contains(r#""requestPath":{"unit-a":"other"}"#), "{b}");
+    Ok(())
+}

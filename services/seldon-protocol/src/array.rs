@@ -53,7 +53,7 @@ pub struct Array {
     /// JSON text holding every element; `spans` index into it.
     text: String,
     spans: Vec<Span>,
-    /// How many elements are strings (0: a numeric array).
+    /// How many elements are not numbers (0: a numeric array).
     strings: usize,
 }
 
@@ -70,6 +70,9 @@ pub enum Element<'a> {
     Number(&'a str),
     /// A JSON string literal, quotes and escapes included.
     String(&'a str),
+    /// `true`, `false` or `null` (an ndarray may hold them, as numpy's
+    /// object arrays do).
+    Literal(&'a str),
 }
 
 impl Element<'_> {
@@ -77,7 +80,7 @@ impl Element<'_> {
     /// precision here; [`Array::to_data`] never does).
     pub fn to_value(self) -> Value {
         match self {
-            Self::Number(lit) | Self::String(lit) => {
+            Self::Number(lit) | Self::String(lit) | Self::Literal(lit) => {
                 serde_json::from_str(lit).unwrap_or(Value::Null)
             }
         }
@@ -108,10 +111,12 @@ pub enum ArrayError {
     ValuesNotAList(&'static str),
     #[error("data.ndarray is ragged: {0}")]
     Ragged(String),
-    #[error("data.ndarray{path}: {found} is not allowed; elements must be numbers or strings")]
+    #[error(
+        "data.ndarray{path}: {found} is not allowed; elements must be numbers, strings, booleans or null"
+    )]
     BadElement { path: String, found: &'static str },
-    #[error("data.ndarray has more than {MAX_DIMS} dimensions (numpy's limit)")]
-    TooDeep,
+    #[error("data.{0} has more than {MAX_DIMS} dimensions (numpy's limit)")]
+    TooDeep(&'static str),
     #[error(
         "data.{form}: {what} is more than the {limit} elements a request may carry \
          (half of MAX_BODY_BYTES); send smaller batches"
@@ -210,8 +215,8 @@ impl Array {
         Ok(b.finish(repr, shape))
     }
 
-    /// An array from JSON values (numbers and strings; anything else is
-    /// written as its JSON text and counted as a string).
+    /// An array from JSON values (anything but a number is written as its
+    /// JSON text and counted as not numeric).
     pub fn from_values(repr: Repr, shape: Vec<usize>, values: &[Value]) -> Self {
         let mut b = Builder::with_capacity(values.len());
         for v in values {
@@ -258,10 +263,10 @@ impl Array {
     pub fn element(&self, i: usize) -> Option<Element<'_>> {
         let s = self.spans.get(i)?;
         let lit = &self.text[s.start as usize..(s.start + s.len) as usize];
-        Some(if lit.starts_with('"') {
-            Element::String(lit)
-        } else {
-            Element::Number(lit)
+        Some(match lit.as_bytes().first() {
+            Some(b'"') => Element::String(lit),
+            Some(b't' | b'f' | b'n') => Element::Literal(lit),
+            _ => Element::Number(lit),
         })
     }
 
@@ -269,12 +274,12 @@ impl Array {
         (0..self.len()).filter_map(|i| self.element(i))
     }
 
-    /// Element `i` as f64 (`None` for a string). A literal beyond f64's
+    /// Element `i` as f64 (`None` for anything but a number). A literal beyond f64's
     /// range reads as an infinity: callers that compute check finiteness.
     pub fn number(&self, i: usize) -> Option<f64> {
         match self.element(i)? {
             Element::Number(lit) => lit.parse().ok(),
-            Element::String(_) => None,
+            Element::String(_) | Element::Literal(_) => None,
         }
     }
 
@@ -400,6 +405,9 @@ fn reshape(shape: &[i64], len: usize, limits: Limits) -> Result<Vec<usize>, Arra
         what,
         limit: limits.max_elements,
     };
+    if shape.len() > MAX_DIMS {
+        return Err(ArrayError::TooDeep("tensor.shape"));
+    }
     let mut inferred = None;
     let mut known: usize = 1;
     for (i, d) in shape.iter().enumerate() {
@@ -430,7 +438,13 @@ fn reshape(shape: &[i64], len: usize, limits: Limits) -> Result<Vec<usize>, Arra
     let mut dims: Vec<usize> = shape.iter().map(|d| *d as usize).collect();
     match inferred {
         Some(i) => {
-            if known == 0 || !len.is_multiple_of(known) {
+            if known == 0 {
+                return Err(ArrayError::BadShape(format!(
+                    "shape {shape:?} cannot infer its -1: the other dimensions multiply to 0 \
+                     (numpy cannot reshape that either)"
+                )));
+            }
+            if !len.is_multiple_of(known) {
                 return Err(ArrayError::ShapeMismatch {
                     shape: shape.to_vec(),
                     expected: format!("a multiple of {known}"),
@@ -452,7 +466,8 @@ fn reshape(shape: &[i64], len: usize, limits: Limits) -> Result<Vec<usize>, Arra
 }
 
 /// Walks JSON text that serde_json has already validated, recording the
-/// span of every scalar. Only arrays, numbers and strings are accepted.
+/// span of every scalar. Only arrays, numbers, strings, booleans and null
+/// are accepted.
 struct Scanner<'a> {
     s: &'a [u8],
     pos: usize,
@@ -547,6 +562,16 @@ impl<'a> Scanner<'a> {
         self.push_span(start)
     }
 
+    /// `true`, `false` or `null`.
+    fn literal(&mut self) -> Result<(), ArrayError> {
+        let start = self.pos;
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_lowercase) {
+            self.pos += 1;
+        }
+        self.strings += 1;
+        self.push_span(start)
+    }
+
     /// What the value at the current position is, for error messages.
     fn kind(&self) -> &'static str {
         match self.s.get(self.pos) {
@@ -603,9 +628,13 @@ impl<'a> Scanner<'a> {
                 self.string()?;
                 Ok(Vec::new())
             }
+            Some(b't' | b'f' | b'n') => {
+                self.literal()?;
+                Ok(Vec::new())
+            }
             Some(b'[') => {
                 if depth >= MAX_DIMS {
-                    return Err(ArrayError::TooDeep);
+                    return Err(ArrayError::TooDeep("ndarray"));
                 }
                 if self.open() {
                     return Ok(vec![0]);
@@ -745,7 +774,16 @@ mod tests {
             Err(ArrayError::TooLarge { .. })
         ));
         let deep = format!("{}1{}", "[".repeat(33), "]".repeat(33));
-        assert_eq!(Array::from_ndarray(&deep, LIMITS), Err(ArrayError::TooDeep));
+        assert_eq!(
+            Array::from_ndarray(&deep, LIMITS),
+            Err(ArrayError::TooDeep("ndarray"))
+        );
+        let shape = vec![1; 33];
+        assert_eq!(
+            tensor(&shape, "[1]"),
+            Err(ArrayError::TooDeep("tensor.shape"))
+        );
+        assert!(tensor(&shape[1..], "[1]").is_ok());
     }
 
     #[test]
@@ -763,6 +801,24 @@ mod tests {
     }
 
     #[test]
+    fn ndarray_booleans_and_null_as_numpy_object_arrays() -> Result<(), ArrayError> {
+        let a = nd(json!([[true, null], [false, 1]]))?;
+        assert_eq!(a.shape(), [2, 2]);
+        assert!(!a.is_numeric());
+        assert_eq!(a.element(1), Some(Element::Literal("null")));
+        assert_eq!(a.number(3), Some(1.0));
+        assert_eq!(a.number(0), None);
+        assert_eq!(echo(&a), "[[true,null],[false,1]]");
+        Ok(())
+    }
+
+    #[test]
+    fn an_inferred_dimension_beside_a_zero_is_refused() {
+        let e = tensor(&[-1, 0], "[]").expect_err("ambiguous");
+        assert!(e.to_string().contains("cannot infer its -1"), "{e}");
+    }
+
+    #[test]
     fn ragged_ndarray_is_refused_with_where() {
         let e = nd(json!([[1, 2], [3]])).expect_err("ragged");
         assert_eq!(
@@ -775,13 +831,11 @@ mod tests {
 
     #[test]
     fn bad_elements_are_named() {
-        let e = nd(json!([[1, null]])).expect_err("null");
+        let e = nd(json!([[1, {"a": 1}]])).expect_err("an object");
         assert_eq!(
             e.to_string(),
-            "data.ndarray[0][1]: null is not allowed; elements must be numbers or strings"
+            "data.ndarray[0][1]: an object is not allowed; elements must be numbers, strings, booleans or null"
         );
-        assert!(nd(json!([{"a": 1}])).is_err());
-        assert!(nd(json!([true])).is_err());
         let e = tensor(&[2], r#"[1,"x"]"#).expect_err("string");
         assert_eq!(
             e.to_string(),

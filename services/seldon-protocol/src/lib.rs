@@ -5,8 +5,10 @@
 pub mod array;
 pub mod contract;
 pub mod message;
+pub mod raw;
 
 pub use array::{Array, ArrayError, Element, Limits, Repr};
 pub use message::{
     DefaultData, Feedback, Meta, Metric, MetricType, Names, SeldonMessage, Status, Tensor,
 };
+pub use raw::{RawJson, RawObject};

@@ -7,7 +7,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+
+use crate::raw::{RawJson, RawObject};
 
 /// A request or response. Exactly one of `data`, `binData`, `strData` or
 /// `jsonData` carries the payload.
@@ -27,14 +28,14 @@ pub struct SeldonMessage {
     pub bin_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub str_data: Option<String>,
-    /// Any JSON value, passed to the model as is.
+    /// Any JSON value, passed to the model as the text that was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json_data: Option<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+    pub json_data: Option<RawJson>,
 }
 
 /// `data`: column names plus one array form. The arrays are kept as the
-/// JSON text that was sent, so that no number changes on its way through;
-/// [`crate::Array`] reads them.
+/// JSON text that was sent, so that no number changes on its way through.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 #[serde(remote = "Self")]
@@ -52,7 +53,8 @@ pub struct DefaultData {
     pub ndarray: Option<Box<RawValue>>,
     /// TensorFlow's TensorProto in JSON; recognised so that it can be refused clearly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tftensor: Option<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Value>))]
+    pub tftensor: Option<RawJson>,
 }
 
 /// Column names: a list, or Seldon's default names `t:0` .. `t:{n-1}`,
@@ -133,16 +135,18 @@ pub struct Tensor {
 pub struct Meta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub puid: Option<String>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// Any members; echoed as sent.
+    #[serde(default, skip_serializing_if = "RawObject::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub tags: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub tags: RawObject,
+    #[serde(default, skip_serializing_if = "RawObject::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub routing: Map<String, Value>,
-    /// Which predictive unit (by name) answered, with its image.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub routing: RawObject,
+    /// Which predictive units (by name) handled the message, with their
+    /// images: `{"<unit>": "<image>"}`.
+    #[serde(default, skip_serializing_if = "RawObject::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub request_path: Map<String, Value>,
+    pub request_path: RawObject,
     /// Custom metrics, echoed from the request as Seldon's wrapper does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
@@ -160,9 +164,9 @@ pub struct Metric {
     /// The value as sent.
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub value: serde_json::Number,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "RawObject::is_empty")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub tags: Map<String, Value>,
+    pub tags: RawObject,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -219,14 +223,14 @@ pub struct Feedback {
 /// no Seldon client means. Each type derives with `remote = "Self"` and is
 /// read through `deserialize_map`, which refuses anything but an object.
 macro_rules! objects_only {
-    ($($t:ident),*) => {$(
+    ($($t:ident: $what:literal),*) => {$(
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
                 impl<'de> serde::de::Visitor<'de> for V {
                     type Value = $t;
                     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str(concat!("a ", stringify!($t), " object"))
+                        f.write_str($what)
                     }
                     fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
                         $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
@@ -245,13 +249,13 @@ macro_rules! objects_only {
 }
 
 objects_only!(
-    SeldonMessage,
-    DefaultData,
-    Tensor,
-    Meta,
-    Metric,
-    Status,
-    Feedback
+    SeldonMessage: "a SeldonMessage object ({\"data\": ...}, {\"jsonData\": ...}, ...)",
+    DefaultData: "a `data` object ({\"names\": [...], \"tensor\" or \"ndarray\": ...})",
+    Tensor: "a `tensor` object ({\"shape\": [...], \"values\": [...]})",
+    Meta: "a `meta` object",
+    Metric: "a metric object ({\"key\": ..., \"type\": ..., \"value\": ...})",
+    Status: "a `status` object",
+    Feedback: "a Feedback object ({\"request\": ..., \"reward\": ...})"
 );
 
 /// Parses JSON into `T`, naming the path of the offending field on error
@@ -262,15 +266,46 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            inner.to_string()
+        let inner = explain(text, e.into_inner());
+        // `?` is serde_path_to_error's "somewhere unknown": say nothing.
+        if path.is_empty() || path == "." || path == "?" {
+            inner
         } else {
             format!("{path}: {inner}")
         }
     })?;
-    de.end().map_err(|e| e.to_string())?;
+    de.end().map_err(|e| explain(text, e))?;
     Ok(value)
+}
+
+/// serde_json's error, with what a client most likely meant where its
+/// wording would puzzle one.
+fn explain(text: &str, e: serde_json::Error) -> String {
+    let at = offset(text, e.line(), e.column());
+    let here = at.map_or("", |i| text.get(i.saturating_sub(1)..).unwrap_or(""));
+    let non_finite = ["NaN", "Infinity", "-Infinity"]
+        .iter()
+        .any(|w| here.starts_with(w) || here.get(1..).is_some_and(|h| h.starts_with(w)));
+    if non_finite && e.is_syntax() {
+        return format!(
+            "{e}: NaN and Infinity are not JSON (RFC 8259 §6); send finite numbers \
+             (Python's json.dumps writes them unless given allow_nan=False)"
+        );
+    }
+    if e.is_eof() && text.trim().is_empty() {
+        return "the message is empty".into();
+    }
+    e.to_string()
+}
+
+/// The byte offset of serde_json's 1-based line and column.
+fn offset(text: &str, line: usize, column: usize) -> Option<usize> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    Some(start + column)
 }
 
 #[cfg(test)]
@@ -310,8 +345,34 @@ mod tests {
         let e =
             from_json::<SeldonMessage>(r#"[null, null, {"ndarray": [1]}]"#).expect_err("a list");
         assert!(e.contains("expected a SeldonMessage object"), "{e}");
+        let e = from_json::<SeldonMessage>(r#"{"data": []}"#).expect_err("a list");
+        assert!(e.contains("expected a `data` object"), "{e}");
         let e = from_json::<Feedback>(r#"{"truth": [null, null]}"#).expect_err("a list");
         assert!(e.starts_with("truth: invalid type: sequence"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_explained() {
+        for text in [
+            r#"{"data":{"ndarray":[NaN]}}"#,
+            r#"{"data":{"ndarray":[1, Infinity]}}"#,
+            "{\"data\":\n{\"ndarray\":[-Infinity]}}",
+        ] {
+            let e = from_json::<SeldonMessage>(text).expect_err("not JSON");
+            assert!(e.contains("NaN and Infinity are not JSON"), "{text}: {e}");
+        }
+        let e = from_json::<SeldonMessage>(r#"{"data":{"ndarray":[nul]}}"#).expect_err("typo");
+        assert!(!e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn unknown_places_are_not_shown_as_a_question_mark() {
+        let e = from_json::<SeldonMessage>("{{{").expect_err("not JSON");
+        assert!(!e.starts_with('?'), "{e}");
+        assert_eq!(
+            from_json::<SeldonMessage>("  ").expect_err("empty"),
+            "the message is empty"
+        );
     }
 
     #[test]
@@ -334,8 +395,8 @@ mod tests {
         assert_eq!(m.str_data.as_deref(), Some("hi"));
         let meta = m.meta.ok_or("no meta")?;
         assert_eq!(meta.puid.as_deref(), Some("p1"));
-        assert_eq!(meta.tags["k"], "v");
-        assert_eq!(meta.request_path["a"], "b");
+        assert_eq!(meta.tags.get(), r#"{"k":"v"}"#);
+        assert!(meta.request_path.has_key("a"));
         Ok(())
     }
 }

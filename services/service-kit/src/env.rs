@@ -31,6 +31,10 @@ pub struct ServeEnv {
     /// `BODY_READ_TIMEOUT_SECS`: how long a client may take to send a
     /// request body once its headers are in (408 after). Default 10.
     pub body_read_timeout: Duration,
+    /// `SEND_TIMEOUT_SECS`: how long a client may go without taking any of
+    /// a reply (replies are written 64 KiB at a time) before its
+    /// connection is closed, as nginx's `send_timeout`. Default 10.
+    pub send_timeout: Duration,
     /// `MAX_CONNECTIONS`: open connections at most; further clients wait in
     /// the listen backlog until one closes. Default 256.
     pub max_connections: usize,
@@ -55,6 +59,7 @@ impl Default for ServeEnv {
             max_body_bytes: 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
             max_connections: 256,
             max_concurrent_requests: 4,
         }
@@ -90,6 +95,7 @@ impl ServeEnv {
                 .unwrap_or(d.header_read_timeout),
             body_read_timeout: positive_secs(&lookup, "BODY_READ_TIMEOUT_SECS")?
                 .unwrap_or(d.body_read_timeout),
+            send_timeout: positive_secs(&lookup, "SEND_TIMEOUT_SECS")?.unwrap_or(d.send_timeout),
             max_connections: positive(&lookup, "MAX_CONNECTIONS")?.unwrap_or(d.max_connections),
             max_concurrent_requests: positive(&lookup, "MAX_CONCURRENT_REQUESTS")?
                 .unwrap_or(d.max_concurrent_requests),
@@ -186,6 +192,7 @@ mod tests {
             "MAX_CONNECTIONS",
             "MAX_CONCURRENT_REQUESTS",
             "BODY_READ_TIMEOUT_SECS",
+            "SEND_TIMEOUT_SECS",
         ] {
             let err = format!("{:#}", env(&[(key, "0")]).expect_err("rejected"));
             assert!(

@@ -258,16 +258,17 @@ fn static_method(m: &axum::http::Method) -> &'static str {
     METHOD_NAMES[method_index(m)]
 }
 
-/// `GET /metrics`: the Prometheus text exposition format.
+/// The content type of what prometheus-client's text encoder writes
+/// (OpenMetrics 1.0: `# EOF` at the end, counters' `_total` samples).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `GET /metrics`: OpenMetrics text, which Prometheus scrapes.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "probes", responses(
-    (status = 200, description = "Prometheus metrics", body = String,
-        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+    (status = 200, description = "Metrics in the OpenMetrics text format", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn serve(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS))],
         m.render(),
     )
 }

@@ -26,7 +26,14 @@ pub fn document(mut service: Document, name: &str, version: &str) -> Bytes {
     service.info.version = version.to_string();
     service.info.description = Some(format!(
         "{name}, served by kube-mlops' service-kit. Client mistakes get a 4xx with a body \
-         that says what was wrong; unknown paths 404 and wrong methods 405 with an ErrorBody."
+         that says what was wrong. Outside the operations below: a path not listed gets 404 \
+         and a listed path called with another method 405, both with an ErrorBody. A request \
+         that is not HTTP/1.1 the server can parse (a malformed request line or header, an \
+         invalid Content-Length) gets a bare 400, and a head over {} KiB or with more than {} \
+         fields a bare 431, with the connection closed: there is no request to answer in \
+         JSON.",
+        crate::server::MAX_HEAD_BYTES / 1024,
+        crate::server::MAX_HEADERS,
     ));
     Bytes::from(service.to_json().unwrap_or_else(|_| "{}".into()))
 }

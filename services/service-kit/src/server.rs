@@ -5,23 +5,24 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
+use http_body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tower::Layer;
+use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_http::decompression::{RequestDecompression, RequestDecompressionLayer};
 
 use crate::env::ServeEnv;
 use crate::lifecycle::{self, BodyPolicy, Lifecycle};
@@ -33,6 +34,15 @@ use crate::{ConnAddrs, errors, openapi, shutdown};
 /// line, so also a GET's `?json=`, and the headers): larger heads get 431.
 /// hyper's default, about 400 KiB, let 256 slow clients hold 100 MiB.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The most header fields a request may have (hyper's default; more get
+/// 431). Like every request hyper cannot parse, it is answered with the
+/// bare status and the connection closed: there is no request to route.
+pub const MAX_HEADERS: usize = 100;
+
+/// Replies are handed to the socket in pieces of this size, so that a
+/// reply's memory, and its admission, last until it has been written.
+pub const SEND_CHUNK_BYTES: usize = 64 * 1024;
 
 /// After the drain, how long clients still sending a request are waited
 /// for before their connections are closed. Requests already being
@@ -104,7 +114,6 @@ async fn serve(
     life: &Arc<Lifecycle>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let apps = Apps::new(app);
     let slots = Arc::new(Semaphore::new(env.max_connections));
     let (close, closing) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -127,7 +136,7 @@ async fn serve(
                 let conn = connection(
                     stream,
                     remote,
-                    apps.clone(),
+                    app.clone(),
                     env,
                     Arc::clone(life),
                     closing.clone(),
@@ -166,84 +175,163 @@ async fn serve(
     }
 }
 
-/// How many requests a connection has begun and has in progress. The
-/// watchdog closes a connection that has had none in progress and begun
-/// none for `HEADER_READ_TIMEOUT_SECS` (a client trickling half a request
-/// head, or an idle keep-alive): checked every half period, so it closes
-/// between one and one and a half periods after the last response. No clock
-/// is read per request.
-#[derive(Default)]
+/// What a connection is doing, for its watchdog: idle (waiting for a
+/// request head: closed after `HEADER_READ_TIMEOUT_SECS`), handling a
+/// request (no limit here: the body read has its own), or sending a reply
+/// (closed when the client takes nothing for `SEND_TIMEOUT_SECS`). The
+/// phase and the millisecond it began share one word.
 struct Activity {
-    begun: AtomicU64,
+    opened: Instant,
+    state: AtomicU64,
+    /// Requests begun whose reply has not been sent (pipelining may overlap
+    /// one's end with the next one's start).
     busy: AtomicUsize,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle = 0,
+    Handling = 1,
+    Sending = 2,
+}
+
+/// Why the watchdog closed a connection.
+#[derive(Debug)]
+enum Stalled {
+    Head,
+    Reply,
+}
+
 impl Activity {
-    /// A request head arrived; the guard marks its response ready.
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            state: AtomicU64::new(Phase::Idle as u64),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    fn mark(&self, phase: Phase) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.state.store(ms << 2 | phase as u64, Ordering::Relaxed);
+    }
+
+    /// A request head arrived; the guard ends it when dropped.
     fn begin(self: Arc<Self>) -> Busy {
-        self.begun.fetch_add(1, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
+        self.mark(Phase::Handling);
         Busy(self)
     }
 
-    /// Resolves once the connection has been quiet for `timeout`.
-    async fn watch(self: Arc<Self>, timeout: Duration) {
-        let tick = timeout / 2;
-        let (mut seen, mut quiet) = (u64::MAX, 0);
+    /// Resolves when the connection has stalled, saying how.
+    async fn watch(self: Arc<Self>, head: Duration, send: Duration) -> Stalled {
         loop {
-            tokio::time::sleep(tick).await;
-            let begun = self.begun.load(Ordering::Relaxed);
-            if self.busy.load(Ordering::Relaxed) == 0 && begun == seen {
-                quiet += 1;
-                if quiet >= 2 {
-                    return;
+            let seen = self.state.load(Ordering::Relaxed);
+            let since = self.opened + Duration::from_millis(seen >> 2);
+            let idle = self.busy.load(Ordering::Relaxed) == 0;
+            let (limit, stalled) = match seen & 3 {
+                p if p == Phase::Idle as u64 && idle => (head, Some(Stalled::Head)),
+                p if p == Phase::Sending as u64 => (send, Some(Stalled::Reply)),
+                _ => (head, None),
+            };
+            match stalled {
+                Some(why) => {
+                    tokio::time::sleep_until(since + limit).await;
+                    if self.state.load(Ordering::Relaxed) == seen {
+                        return why;
+                    }
                 }
-            } else {
-                quiet = 0;
+                // Handling: look again later.
+                None => tokio::time::sleep(limit).await,
             }
-            seen = begun;
         }
     }
 }
 
+/// A request between its head and the end of its reply.
 struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The router twice: as is, and behind tower-http's request decompression
-/// (gzip, deflate), which only requests that name a Content-Encoding take,
-/// so that the rest pay nothing for it.
-#[derive(Clone)]
-struct Apps {
-    plain: Router,
-    decompressing: RequestDecompression<Router>,
-}
-
-impl Apps {
-    fn new(app: Router) -> Self {
-        Self {
-            // Unknown encodings pass through, so that the body reader names
-            // them in the service's own error shape.
-            decompressing: RequestDecompressionLayer::new()
-                .pass_through_unaccepted(true)
-                .layer(app.clone()),
-            plain: app,
+        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.mark(Phase::Idle);
         }
     }
 }
 
-/// Serves one HTTP/1 connection until it ends or shutdown closes it. Every
-/// request carries the connection's addresses and the lifecycle, counts as
-/// in flight until its response is ready, and once draining has begun
-/// gets `Connection: close`.
+/// A reply body on its way to the socket: handed over in pieces of at most
+/// [`SEND_CHUNK_BYTES`] (hyper asks for the next piece once the last is
+/// nearly written), each marking progress for the watchdog. Whatever the
+/// reply holds (its admission) lives until the last piece is taken.
+struct Sending {
+    inner: Body,
+    rest: Bytes,
+    busy: Busy,
+}
+
+impl Sending {
+    fn new(inner: Body, busy: Busy) -> Self {
+        busy.0.mark(Phase::Sending);
+        Self {
+            inner,
+            rest: Bytes::new(),
+            busy,
+        }
+    }
+
+    fn piece(&mut self) -> Frame<Bytes> {
+        let n = self.rest.len().min(SEND_CHUNK_BYTES);
+        self.busy.0.mark(Phase::Sending);
+        Frame::data(self.rest.split_to(n))
+    }
+}
+
+impl http_body::Body for Sending {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if !self.rest.is_empty() {
+            return Poll::Ready(Some(Ok(self.piece())));
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    self.rest = data;
+                    Poll::Ready(Some(Ok(self.piece())))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        hint.set_lower(hint.lower() + rest);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
+    }
+}
+
+/// Serves one HTTP/1 connection until it ends, stalls, or shutdown closes
+/// it. Every request carries the connection's addresses and the lifecycle,
+/// counts as in flight until its response is ready, and once draining has
+/// begun gets `Connection: close`.
 fn connection(
     stream: TcpStream,
     remote: SocketAddr,
-    apps: Apps,
+    app: Router,
     env: &ServeEnv,
     life: Arc<Lifecycle>,
     mut closing: watch::Receiver<bool>,
@@ -258,38 +346,22 @@ fn connection(
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_header_size(MAX_HEAD_BYTES);
-    let activity = Arc::new(Activity::default());
-    let watchdog = Arc::clone(&activity).watch(env.header_read_timeout);
+    let activity = Arc::new(Activity::new());
+    let watchdog = Arc::clone(&activity).watch(env.header_read_timeout, env.send_timeout);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(addrs);
         let busy = Arc::clone(&activity).begin();
         let req = req.map(Body::new);
-        // Only requests that name an encoding take the decompressing router.
-        let app = if req.headers().contains_key(header::CONTENT_ENCODING) {
-            Err(apps.decompressing.clone())
-        } else {
-            Ok(apps.plain.clone())
-        };
+        let app = app.clone();
         // The in-flight guard is the request's task-local: the body reader
         // finds the lifecycle through it.
         lifecycle::CURRENT.scope(life.enter(), async move {
-            let mut resp = match app {
-                Ok(plain) => {
-                    let Ok(resp) = plain.oneshot(req).await;
-                    resp
-                }
-                Err(decompressing) => decompressing
-                    .oneshot(req)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?
-                    .map(Body::new),
-            };
-            drop(busy);
+            let Ok(mut resp) = app.oneshot(req).await;
             if lifecycle::CURRENT.with(|l| l.draining()) {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, std::io::Error>(resp)
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Sending::new(b, busy)))
         })
     });
     async move {
@@ -302,8 +374,8 @@ fn connection(
                 conn.as_mut().graceful_shutdown();
                 conn.as_mut().await
             }
-            () = watchdog => {
-                tracing::debug!("closing a connection that sent no complete request in time");
+            why = watchdog => {
+                tracing::debug!(?why, "closing a stalled connection");
                 Ok(())
             }
         };
@@ -351,7 +423,7 @@ fn router(
         // Fallbacks are not routes: count them here under one fixed label.
         .fallback(move |req: Request| async move {
             let method = req.method().clone();
-            let resp = errors::not_found(req.uri().clone()).await;
+            let resp = errors::not_found(method.clone(), req.uri().clone()).await;
             unmatched.count_unmatched(&method, axum::http::StatusCode::NOT_FOUND);
             resp
         })
@@ -369,8 +441,7 @@ pub fn main(
     env: impl FnOnce() -> Result<ServeEnv>,
     service: impl FnOnce(&ServeEnv) -> Result<Service>,
 ) -> std::process::ExitCode {
-    crate::logging::init();
-    let result = env().and_then(|env| {
+    let result = crate::logging::init().and_then(|()| env()).and_then(|env| {
         let service = service(&env)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -148,3 +148,42 @@ fn open_connections_are_bounded_and_idle_ones_time_out() -> Result {
     }
     Ok(())
 }
+
+/// How long the server keeps `setup`'s connection open, from when `setup`
+/// returns to when the server closes it.
+fn closed_after(s: &Server, setup: impl FnOnce(&mut TcpStream) -> Result) -> Result<Duration> {
+    let mut c = TcpStream::connect(("127.0.0.1", s.port))?;
+    setup(&mut c)?;
+    let start = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut sink = Vec::new();
+    let _ = c.read_to_end(&mut sink);
+    Ok(start.elapsed())
+}
+
+#[test]
+fn the_header_timeout_is_kept_to_the_setting() -> Result {
+    let s = start(&[("HEADER_READ_TIMEOUT_SECS", "2")])?;
+    let within = |what: &str, took: Duration| {
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(2600),
+            "{what}: closed after {took:?}, not 2 s"
+        );
+    };
+    within("idle", closed_after(&s, |_| Ok(()))?);
+    within(
+        "half a head",
+        closed_after(&s, |c| Ok(c.write_all(b"GET /test_api HTTP/1.1\r\n")?))?,
+    );
+    // A kept-alive connection: 2 s after its last response.
+    within(
+        "kept alive",
+        closed_after(&s, |c| {
+            c.write_all(b"GET /test_api HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut r = BufReader::new(c.try_clone()?);
+            read_response(&mut r).ok_or("no response")?;
+            Ok(())
+        })?,
+    );
+    Ok(())
+}

@@ -98,7 +98,7 @@ impl OnnxModel {
                 let at = || format!("row {}, column {}", i / cols, i % cols);
                 let lit = match e {
                     Element::Number(lit) => lit,
-                    Element::String(s) => {
+                    Element::String(s) | Element::Literal(s) => {
                         return Err(ModelError::BadInput(format!(
                             "the {} model takes numbers; {} is {s}",
                             self.name,
@@ -112,7 +112,7 @@ impl OnnxModel {
                 } else {
                     Err(ModelError::BadInput(format!(
                         "{}: {lit} is outside the float32 range the {} model computes in \
-                         (|x| < 3.4e38)",
+                         (|x| <= 3.4028235e38)",
                         at(),
                         self.name
                     )))
