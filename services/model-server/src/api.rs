@@ -139,7 +139,10 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
         let large = text.len() > INLINE_BYTES;
         let state = Arc::clone(&s);
         let work = move || -> Result<Response, SeldonError> {
-            let reply = run_model(&state, body::parse(&text)?)?;
+            let msg = body::parse(&text)?;
+            // The message owns copies of what it needs from the text.
+            drop(text);
+            let reply = run_model(&state, msg)?;
             Ok(json_reply(&reply))
         };
         // A large message is parsed, predicted and encoded on the blocking
@@ -187,16 +190,14 @@ fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, Seld
     };
     let start = Instant::now();
     let output = s.model.predict(input, &names)?;
+    drop(names);
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     s.metrics.rows.inc_by(rows);
     Ok(reply(s, msg.meta.as_ref(), output))
 }
 
 /// The one payload of `msg` (moved out of it), with the request's names.
-fn payload_of(
-    msg: &mut SeldonMessage,
-    limits: Limits,
-) -> Result<(Payload, Vec<String>), SeldonError> {
+fn payload_of(msg: &mut SeldonMessage, limits: Limits) -> Result<(Payload, Names), SeldonError> {
     let given = [
         msg.data.is_some(),
         msg.json_data.is_some(),
@@ -218,22 +219,19 @@ fn payload_of(
     }
     if let Some(mut d) = msg.data.take() {
         // `names` are advisory, as in Seldon: any count is accepted.
-        let names = match std::mem::take(&mut d.names) {
-            Names::List(v) => v,
-            n @ Names::Indexed(_) => n.to_vec(),
-        };
+        let names = std::mem::take(&mut d.names);
         let array =
             Array::take_data(d, limits).map_err(|e| SeldonError::bad_data(e.to_string()))?;
         return Ok((Payload::Array(array), names));
     }
     if let Some(j) = msg.json_data.take() {
-        return Ok((Payload::Json(j), Vec::new()));
+        return Ok((Payload::Json(j), Names::default()));
     }
     if let Some(s) = msg.str_data.take() {
-        return Ok((Payload::Str(s), Vec::new()));
+        return Ok((Payload::Str(s), Names::default()));
     }
     let b64 = msg.bin_data.take().unwrap_or_default();
-    Ok((Payload::Bin(decode_base64(&b64)?), Vec::new()))
+    Ok((Payload::Bin(decode_base64(&b64)?), Names::default()))
 }
 
 /// Standard base64; line breaks and other whitespace are skipped, as
@@ -269,7 +267,7 @@ fn json_reply(msg: &SeldonMessage) -> Response {
             .map(|t| t.values.get().len())
             .or_else(|| d.ndarray.as_ref().map(|n| n.get().len()))
             .unwrap_or(0);
-        array + names_text(&d.names)
+        array + d.names.json_len()
     });
     let mut buf = Vec::with_capacity(data + 256);
     match serde_json::to_writer(&mut buf, msg) {
@@ -281,14 +279,6 @@ fn json_reply(msg: &SeldonMessage) -> Response {
         Err(e) => {
             SeldonError::from(crate::model::ModelError::Internal(e.to_string())).into_response()
         }
-    }
-}
-
-/// At least the length of `names` as JSON (`"t:<digits>",` for default names).
-fn names_text(names: &Names) -> usize {
-    match names {
-        Names::List(v) => v.iter().map(|n| n.len() + 3).sum(),
-        Names::Indexed(n) => n * (5 + n.to_string().len()),
     }
 }
 
@@ -433,7 +423,7 @@ pub async fn health_ping() -> &'static str {
     (status = 200, description = "The model answered its probe input", body = SeldonMessage),
     (status = 503, description = "The model failed on its probe input", body = SeldonMessage)))]
 pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
-    match s.model.predict(s.model.probe(), &[]) {
+    match s.model.predict(s.model.probe(), &Names::default()) {
         Ok(out) => Json(reply(&s, None, out)).into_response(),
         Err(e) => {
             let mut err = SeldonError::from(e);

@@ -54,15 +54,17 @@ pub async fn read_text(req: Request) -> Result<(String, Admission), SeldonError>
         .unwrap_or("application/json")
         .to_ascii_lowercase();
     let form = content_type.starts_with("application/x-www-form-urlencoded");
+    let form_of_json = form && bytes.trim_ascii_start().starts_with(b"{");
+    // The body is moved, not copied, into the message text.
     let in_body = if bytes.is_empty() {
         None
     } else if content_type.starts_with("multipart/form-data") {
-        Some(multipart(Request::from_parts(parts, Body::from(bytes.clone()))).await?)
+        Some(multipart(Request::from_parts(parts, Body::from(bytes))).await?)
     } else if form {
         form_field(&bytes, "the form field `json`")?
     } else if content_type.starts_with("application/json") || content_type.starts_with("text/plain")
     {
-        Some(json_text(bytes.clone(), "the request body")?)
+        Some(json_text(bytes, "the request body")?)
     } else {
         return Err(SeldonError::unsupported_media(format!(
             "content type {content_type} is not supported: send application/json, \
@@ -80,7 +82,7 @@ pub async fn read_text(req: Request) -> Result<(String, Admission), SeldonError>
         (None, None) if form => {
             let mut e =
                 String::from("a form-encoded request needs the message in the `json` field");
-            if bytes.trim_ascii_start().starts_with(b"{") {
+            if form_of_json {
                 e.push_str(
                     "; the body looks like JSON: send it with Content-Type: application/json \
                      (curl -d sends a form unless told otherwise)",

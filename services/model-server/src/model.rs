@@ -1,7 +1,7 @@
 //! What a model is to the server: predict on a batch, optionally name its
 //! outputs and describe itself. Models are chosen at start-up (`MODEL`).
 
-use seldon_protocol::{Array, RawJson};
+use seldon_protocol::{Array, Names, RawJson};
 
 /// A prediction's input or output, one of the SeldonMessage payload kinds.
 #[derive(Clone, Debug)]
@@ -52,8 +52,9 @@ pub trait Model: Send + Sync + 'static {
     /// Short name, for metadata, metrics and logs.
     fn name(&self) -> &str;
 
-    /// Predicts on a batch. `feature_names` are the request's `data.names`.
-    fn predict(&self, input: Payload, feature_names: &[String]) -> Result<Payload, ModelError>;
+    /// Predicts on a batch. `feature_names` are the request's `data.names`
+    /// (advisory; `feature_names.to_vec()` reads them).
+    fn predict(&self, input: Payload, feature_names: &Names) -> Result<Payload, ModelError>;
 
     /// Names of the output columns, when the model has them.
     fn class_names(&self) -> Option<&[String]> {

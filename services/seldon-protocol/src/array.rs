@@ -201,8 +201,9 @@ impl Array {
     /// A numeric array from float32 values (what models compute in), each
     /// written in its shortest exact form. Non-finite values are refused.
     pub fn from_f32(repr: Repr, shape: Vec<usize>, values: &[f32]) -> Result<Self, ArrayError> {
-        let mut b = Builder::with_capacity(values.len());
         let mut buf = ryu::Buffer::new();
+        // Measured first, so that the text is allocated once, at its size.
+        let mut len = 0;
         for (index, v) in values.iter().enumerate() {
             if !v.is_finite() {
                 return Err(ArrayError::NotFinite {
@@ -210,6 +211,14 @@ impl Array {
                     value: v.to_string(),
                 });
             }
+            len += buf.format_finite(*v).len();
+        }
+        let mut b = Builder {
+            text: String::with_capacity(len),
+            spans: Vec::with_capacity(values.len()),
+            strings: 0,
+        };
+        for v in values {
             b.push(buf.format_finite(*v), false);
         }
         Ok(b.finish(repr, shape))

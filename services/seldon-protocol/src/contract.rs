@@ -207,9 +207,10 @@ impl Contract {
         if !data.names.is_empty() && data.names.len() != width {
             problems.push(format!("{} names for {width} outputs", data.names.len()));
         }
+        let names = data.names.to_vec();
         let mut col = 0;
         for c in &columns {
-            if let Some(name) = data.names.get(col)
+            if let Some(name) = names.get(col)
                 && !c.repeated
                 && c.width == 1
                 && *name != *c.name

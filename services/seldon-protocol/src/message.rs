@@ -57,13 +57,22 @@ pub struct DefaultData {
     pub tftensor: Option<RawJson>,
 }
 
-/// Column names: a list, or Seldon's default names `t:0` .. `t:{n-1}`,
-/// which are written out one at a time, so that a reply with half a
-/// million columns does not hold half a million strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Column names: a list, Seldon's default names `t:0` .. `t:{n-1}` (written
+/// out one at a time, so that a reply with half a million columns does not
+/// hold half a million strings), or a request's list as the JSON text that
+/// was sent (checked to be strings; a parsed string costs 24 bytes more
+/// than its text, and names are advisory: most models never read them).
+#[derive(Debug, Clone)]
 pub enum Names {
     List(Vec<String>),
     Indexed(usize),
+    Raw { json: RawJson, len: usize },
+}
+
+impl PartialEq for Names {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.to_vec() == other.to_vec()
+    }
 }
 
 impl Default for Names {
@@ -83,6 +92,7 @@ impl Names {
         match self {
             Self::List(v) => v.len(),
             Self::Indexed(n) => *n,
+            Self::Raw { len, .. } => *len,
         }
     }
 
@@ -90,30 +100,90 @@ impl Names {
         self.len() == 0
     }
 
+    /// Name `i` (a request's list is parsed for it: call [`Self::to_vec`]
+    /// once to read many).
     pub fn get(&self, i: usize) -> Option<Cow<'_, str>> {
         match self {
             Self::List(v) => v.get(i).map(|s| Cow::Borrowed(s.as_str())),
             Self::Indexed(n) => (i < *n).then(|| Cow::Owned(format!("t:{i}"))),
+            Self::Raw { .. } => self.to_vec().into_iter().nth(i).map(Cow::Owned),
         }
     }
 
     pub fn to_vec(&self) -> Vec<String> {
-        (0..self.len())
-            .filter_map(|i| self.get(i).map(Cow::into_owned))
-            .collect()
+        match self {
+            Self::List(v) => v.clone(),
+            // Checked to be a list of strings when it was read.
+            Self::Raw { json, .. } => serde_json::from_str(json.get()).unwrap_or_default(),
+            Self::Indexed(_) => (0..self.len())
+                .filter_map(|i| self.get(i).map(Cow::into_owned))
+                .collect(),
+        }
+    }
+
+    /// The length of the names as JSON text, at least.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Self::List(v) => v.iter().map(|n| n.len() + 3).sum(),
+            Self::Indexed(n) => n * (5 + n.to_string().len()),
+            Self::Raw { json, .. } => json.get().len(),
+        }
     }
 }
 
 impl Serialize for Names {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq((0..self.len()).filter_map(|i| self.get(i)))
+        match self {
+            Self::Raw { json, .. } => json.serialize(s),
+            _ => s.collect_seq((0..self.len()).filter_map(|i| self.get(i))),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Names {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<String>::deserialize(d).map(Self::List)
+        let json = RawJson::deserialize(d)?;
+        let len = count_strings(json.get()).map_err(serde::de::Error::custom)?;
+        Ok(Self::Raw { json, len })
     }
+}
+
+/// How many strings the JSON list `text` holds; an error for anything else
+/// (read without allocating per string).
+fn count_strings(text: &str) -> Result<usize, serde_json::Error> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<AString>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    /// A string, not kept.
+    struct AString;
+    impl<'de> Deserialize<'de> for AString {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = AString;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<AString, E> {
+                    Ok(AString)
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_seq(&mut de, Count)
 }
 
 /// `{"shape": [2, 2], "values": [0, 0, 1, 1]}`: row-major values. One
@@ -373,6 +443,19 @@ mod tests {
             from_json::<SeldonMessage>("  ").expect_err("empty"),
             "the message is empty"
         );
+    }
+
+    #[test]
+    fn request_names_are_kept_as_sent_and_checked() -> Result<(), String> {
+        let d: DefaultData = from_json(r#"{"names": ["a", "b\u0063"], "ndarray": [[1, 2]]}"#)?;
+        assert_eq!(d.names.len(), 2);
+        assert_eq!(d.names.to_vec(), ["a", "bc"]);
+        assert_eq!(d.names.get(1).as_deref(), Some("bc"));
+        let back = serde_json::to_string(&d).map_err(|e| e.to_string())?;
+        assert!(back.starts_with(r#"{"names":["a", "b\u0063"]"#), "{back}");
+        let e = from_json::<DefaultData>(r#"{"names": ["a", 1]}"#).expect_err("a number");
+        assert!(e.contains("expected a string"), "{e}");
+        Ok(())
     }
 
     #[test]

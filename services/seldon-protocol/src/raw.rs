@@ -14,14 +14,15 @@ use serde_json::value::RawValue;
 pub type RawJson = Box<RawValue>;
 
 /// A JSON object, as sent (RFC 8259 §4: `{` members `}`). The default is
-/// the empty object `{}`.
-#[derive(Debug, Clone)]
-pub struct RawObject(Box<RawValue>);
+/// the empty object `{}` (held without allocating: most messages have no
+/// `tags`, `routing` or `requestPath`).
+#[derive(Debug, Clone, Default)]
+pub struct RawObject(Option<Box<RawValue>>);
 
 impl RawObject {
     /// The object's JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        self.0.as_deref().map_or("{}", RawValue::get)
     }
 
     /// Whether it has no member (`{}`, whitespace allowed).
@@ -66,7 +67,10 @@ impl RawObject {
         };
         // Both parts are valid JSON: the member is serde_json's, the rest
         // the members of a parsed object.
-        Self(RawValue::from_string(text).unwrap_or_else(|_| self.0.clone()))
+        match RawValue::from_string(text) {
+            Ok(raw) => Self(Some(raw)),
+            Err(_) => self.clone(),
+        }
     }
 
     /// The text between the braces.
@@ -75,12 +79,6 @@ impl RawObject {
         t.strip_prefix('{')
             .and_then(|t| t.strip_suffix('}'))
             .unwrap_or("")
-    }
-}
-
-impl Default for RawObject {
-    fn default() -> Self {
-        Self(RawValue::from_string("{}".into()).unwrap_or_else(|_| unreachable!("{{}} is JSON")))
     }
 }
 
@@ -94,7 +92,7 @@ impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         if raw.get().trim_start().starts_with('{') {
-            Ok(Self(raw))
+            Ok(Self(Some(raw)))
         } else {
             Err(de::Error::invalid_type(
                 de::Unexpected::Other(kind(raw.get())),
@@ -106,7 +104,10 @@ impl<'de> Deserialize<'de> for RawObject {
 
 impl Serialize for RawObject {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => serde::ser::SerializeMap::end(s.serialize_map(Some(0))?),
+        }
     }
 }
 

@@ -216,10 +216,13 @@ impl Activity {
         self.state.store(ms << 2 | phase as u64, Ordering::Relaxed);
     }
 
-    /// A request head arrived; the guard ends it when dropped.
+    /// A request head arrived; the guard ends it when dropped. (Handling
+    /// has no time limit, so no clock is read for it.)
     fn begin(self: Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        self.mark(Phase::Handling);
+        let since = self.state.load(Ordering::Relaxed) & !3;
+        self.state
+            .store(since | Phase::Handling as u64, Ordering::Relaxed);
         Busy(self)
     }
 
@@ -271,7 +274,7 @@ struct Sending {
 
 impl Sending {
     fn new(inner: Body, busy: Busy) -> Self {
-        busy.0.mark(Phase::Sending);
+        // The phase turns to sending with the first piece.
         Self {
             inner,
             rest: Bytes::new(),

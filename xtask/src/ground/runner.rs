@@ -291,7 +291,10 @@ impl Runner {
             line.push_str(&format!("  (in {})", dir.display()));
         }
         let program = cmd.get_program().to_string_lossy();
-        if self.locate(&program, purpose).is_err() {
+        // A path names a binary the plan itself builds (a service, the
+        // engine); only tools looked up on PATH can be missing.
+        let on_path = !program.contains(std::path::MAIN_SEPARATOR);
+        if on_path && self.locate(&program, purpose).is_err() {
             line.push_str(&format!(
                 "  [not installed: {}]",
                 tools::install_hint(&program)

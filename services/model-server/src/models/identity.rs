@@ -1,6 +1,6 @@
 //! The tutorial's TestModel: returns its input unchanged.
 
-use seldon_protocol::{Array, Repr};
+use seldon_protocol::{Array, Names, Repr};
 
 use crate::model::{Model, ModelError, Payload};
 
@@ -11,7 +11,7 @@ impl Model for Identity {
         "identity"
     }
 
-    fn predict(&self, input: Payload, _feature_names: &[String]) -> Result<Payload, ModelError> {
+    fn predict(&self, input: Payload, _feature_names: &Names) -> Result<Payload, ModelError> {
         Ok(input)
     }
 

@@ -1,7 +1,7 @@
 //! An ONNX classifier or regressor executed in pure Rust by tract: input
 //! float32 `[N, features]`, first output `[N, outputs]`.
 
-use seldon_protocol::{Array, ArrayError, Element, Repr};
+use seldon_protocol::{Array, ArrayError, Element, Names, Repr};
 use tract_onnx::prelude::*;
 
 use crate::model::{Model, ModelError, Payload};
@@ -127,7 +127,7 @@ impl Model for OnnxModel {
         &self.name
     }
 
-    fn predict(&self, input: Payload, _feature_names: &[String]) -> Result<Payload, ModelError> {
+    fn predict(&self, input: Payload, _feature_names: &Names) -> Result<Payload, ModelError> {
         let Payload::Array(a) = input else {
             return Err(ModelError::BadInput(format!(
                 "the {} model takes data.tensor or data.ndarray, not {}",
@@ -163,6 +163,7 @@ impl Model for OnnxModel {
             }
             values.extend(view.iter().copied());
         }
+        drop(x);
         let out = Array::from_f32(repr, vec![rows, cols], &values).map_err(|e| match e {
             ArrayError::NotFinite { index, value } => ModelError::BadInput(format!(
                 "the {} model's output for row {} is {value}, not a finite number: \
