@@ -608,3 +608,15 @@ fn pass_through_json_comes_back_byte_for_byte() -> Result {
     assert!(b.contains(r#""requestPath":{"unit-a":"other"}"#), "{b}");
     Ok(())
 }
+
+#[test]
+fn pass_through_json_may_nest_as_deep_as_python_allows() -> Result {
+    // Kept as text, jsonData is skipped over without recursion: Seldon's
+    // wrapper reads about a thousand levels (Python's recursion limit).
+    let s = identity()?;
+    let deep = format!(r#"{{"jsonData":{}{}}}"#, "[".repeat(990), "]".repeat(990));
+    let (status, b) = post(&s.url("/predict"), "application/json", deep.as_bytes())?;
+    assert_eq!(status, 200);
+    assert!(b.contains(&deep[12..deep.len() - 1]), "not echoed");
+    Ok(())
+}
