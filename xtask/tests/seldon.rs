@@ -24,11 +24,13 @@ esac"#,
     ),
     (
         "kubectl",
-        r#"case "$*" in
+        r#"case "$*" in *" get "*) if [ -n "$FAKE_UNREACHABLE" ]; then
+    echo 'The connection to the server 192.168.49.2:8443 was refused' >&2; exit 1; fi ;; esac
+case "$*" in
   "config current-context") echo "$FAKE_CONTEXT" ;;
   *"get crd "*) if [ -n "$FAKE_NO_CRD" ]; then echo 'Error from server (NotFound): customresourcedefinitions "seldondeployments.machinelearning.seldon.io" not found' >&2; exit 1; fi ;;
-  *"get service istio-ingressgateway"*|*"get gateway.networking.istio.io"*) [ -n "$FAKE_ISTIO" ] || exit 1 ;;
-  *"get deployment seldon-controller-manager"*) [ -n "$FAKE_INSTALLED" ] && echo "1/1" || exit 1 ;;
+  *"get service istio-ingressgateway"*|*"get gateway.networking.istio.io"*) [ -n "$FAKE_ISTIO" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
+  *"get deployment seldon-controller-manager"*) [ -n "$FAKE_INSTALLED" ] && echo "1/1" || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
   *"get namespace "*"--output jsonpath="*) [ -n "$FAKE_INSTALLED" ] && echo "baseline" || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
   *" get "*) [ -n "$FAKE_INSTALLED" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
 esac"#,
@@ -440,5 +442,26 @@ fn helm_output_that_does_not_parse_is_an_error_not_a_reinstall() -> Result {
         "names the output: {stderr}"
     );
     assert!(acted(&log).is_empty(), "nothing installed: {log:?}");
+    Ok(())
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_is_an_error_not_a_missing_object() -> Result {
+    let f = fakes()?;
+    let (out, log) = f.xtask(
+        &["seldon", "install", "--target", "minikube"],
+        &[MINIKUBE, ("FAKE_UNREACHABLE", "1")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("could not tell whether it exists"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("was refused"), "{stderr}");
+    assert!(
+        acted(&log).is_empty(),
+        "nothing installed on a guess: {log:?}"
+    );
     Ok(())
 }

@@ -817,7 +817,10 @@ mod tests {
         assert_eq!(a.element(1), Some(Element::Literal("null")));
         assert_eq!(a.number(3), Some(1.0));
         assert_eq!(a.number(0), None);
-        assert_eq!(echo(&a), "[[true,null],[false,1]]");
+        assert_eq!(
+            echo(&a),
+            r#"{"names":[],"ndarray":[[true,null],[false,1]]}"#
+        );
         Ok(())
     }
 

@@ -47,16 +47,18 @@ pub fn oci_arch() -> &'static str {
 /// `cargo build --release`, static where the host allows.
 pub fn release_command(cx: &Ctx) -> Command {
     let cargo = cargo();
-    let static_flags = static_target().map(|t| {
-        [
-            "--target".to_string(),
-            t.to_string(),
-            "--config".to_string(),
-            format!("target.{t}.rustflags=[\"-C\",\"target-feature=+crt-static\"]"),
-        ]
-    });
-    let static_flags = static_flags.iter().flatten();
-    cmd!(cx.sh, "{cargo} build --release {static_flags...}").into()
+    match static_target() {
+        Some(target) => {
+            let rustflags =
+                format!("target.{target}.rustflags=[\"-C\",\"target-feature=+crt-static\"]");
+            cmd!(
+                cx.sh,
+                "{cargo} build --release --target {target} --config {rustflags}"
+            )
+            .into()
+        }
+        None => cmd!(cx.sh, "{cargo} build --release").into(),
+    }
 }
 
 /// Cargo's target directory (CARGO_TARGET_DIR honoured).

@@ -49,7 +49,10 @@ pub fn seldon_target(name: TargetName) -> Result<Kube> {
     match clusters::for_name(name) {
         Some(cluster) => Ok(Kube::new(cluster)),
         None => {
-            bail!("Seldon Core runs on Kubernetes: use --target minikube, kind or gke (not {name})")
+            bail!(
+                "Seldon Core runs on Kubernetes: use --target {} (not {name})",
+                clusters::names()
+            )
         }
     }
 }

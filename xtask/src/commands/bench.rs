@@ -13,6 +13,7 @@ use xshell::cmd;
 use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::http;
+use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::runner::Attached;
 use crate::ground::services;
@@ -304,7 +305,28 @@ fn stop_time(cx: &Ctx, test_api: &Image) -> Result<f64> {
         cmd!(cx.sh, "{docker} run --detach --name {name} {reference}"),
         "bench",
     )?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Timed from when the server is up (its signal handling installed).
+    cx.runner.unless_dry_run(|| {
+        let started = poll::until(Duration::from_secs(30), Duration::from_millis(50), || {
+            let logs = cx.runner.probe(
+                cmd!(cx.sh, "{docker} logs {name}"),
+                "bench",
+                Duration::from_secs(10),
+            )?;
+            Ok(if logs.stdout.contains("listening") {
+                Check::Done(())
+            } else {
+                Check::NotYet(format!(
+                    "has not logged `listening`: {}",
+                    logs.stderr.trim()
+                ))
+            })
+        })?;
+        match started {
+            Waited::Done { .. } => Ok(()),
+            Waited::TimedOut { last } => bail!("the container {name} {last}"),
+        }
+    })?;
     let start = Instant::now();
     cx.runner
         .run(cmd!(cx.sh, "{docker} stop {name}"), "bench")?;
@@ -331,7 +353,7 @@ fn redeploy_time(cx: &Ctx) -> Result<f64> {
 
 /// One wrk run against `case`, started on a free port. None under `--dry-run`.
 fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
-    let port = free_port()?;
+    let port = net::free_port()?;
     let mut server = Command::new(&case.binary);
     server
         .env("PORT", port.to_string())
@@ -381,12 +403,6 @@ fn median(mut rounds: Vec<Figures>) -> Figures {
     rounds.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
     let mid = rounds.len() / 2;
     rounds.swap_remove(mid)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 fn wait_answering(server: &Attached, url: &str) -> Result<()> {

@@ -37,7 +37,7 @@ impl ClusterArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let Some(cluster) = clusters::for_name(name) else {
-            bail!("--target {name} has no cluster; use minikube, kind or gke");
+            bail!("--target {name} has no cluster; use {}", clusters::names());
         };
         match self.command {
             ClusterCommand::Up => {

@@ -77,7 +77,7 @@ fn check(cx: &Ctx, tool: &'static Tool) -> Row {
     let (name, args) = (tool.name, tool.version_args);
     let version = || cmd!(cx.sh, "{name} {args...}");
     match cx.runner.probe(version(), "doctor", TIMEOUT) {
-        Ok(p) if p.success => {
+        Ok(p) if p.success || (!tool.version_exits_0 && !p.stdout.trim().is_empty()) => {
             row.ok = true;
             row.status = "ok";
             row.version = first_line(&p.stdout)

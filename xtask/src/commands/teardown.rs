@@ -51,7 +51,10 @@ impl TeardownArgs {
         }
         let cluster = clusters::for_name(name);
         if self.cluster && cluster.is_none() {
-            bail!("--cluster: target {name} has no cluster; use it with minikube, kind or gke");
+            bail!(
+                "--cluster: target {name} has no cluster; use it with {}",
+                clusters::names()
+            );
         }
         let target = targets::for_name(name);
         let session = target.open(cx)?;

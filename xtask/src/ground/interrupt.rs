@@ -1,8 +1,9 @@
 //! Ctrl-C, handled once for the whole xtask: cleanups registered while an
-//! operation is under way (containers a deploy started, say) run before the
-//! process exits with 130. A critical section (a `docker run` whose
-//! container would appear after a cleanup that ran meanwhile) defers the
-//! exit until it ends.
+//! operation is under way (containers a deploy started, say) run, then the
+//! process dies of SIGINT as it would have without a handler, so that a
+//! shell loop or make sees the interrupt. A critical section (a `docker
+//! run` whose container would appear after a cleanup that ran meanwhile)
+//! defers that until it ends.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
@@ -65,7 +66,8 @@ pub fn critical<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Runs every registered cleanup and exits 130, once.
+/// Runs every registered cleanup, then dies of SIGINT (exit 130 if that
+/// fails), once.
 fn clean_up_and_exit() {
     EXITING.call_once(|| {
         let cleanups = CLEANUPS
@@ -75,6 +77,9 @@ fn clean_up_and_exit() {
         for (_, cleanup) in cleanups.iter().rev() {
             cleanup();
         }
+        // A spinner may have left its line unfinished.
+        eprintln!();
+        let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGINT);
         std::process::exit(130);
     });
 }

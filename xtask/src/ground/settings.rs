@@ -58,6 +58,15 @@ impl TargetName {
     }
 }
 
+/// `a, b or c`, for messages that list choices.
+pub fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 impl std::fmt::Display for TargetName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -72,7 +81,8 @@ impl std::str::FromStr for TargetName {
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown target {s:?}: expected local, docker, minikube, kind or gke")
+                let names = Self::ALL.map(Self::as_str);
+                format!("unknown target {s:?}: expected {}", one_of(&names))
             })
     }
 }

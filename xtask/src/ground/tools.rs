@@ -3,8 +3,10 @@
 
 pub struct Tool {
     pub name: &'static str,
-    /// Arguments that make the tool print its version and exit 0.
+    /// Arguments that make the tool print its version.
     pub version_args: &'static [&'static str],
+    /// Whether it then exits 0 (wrk 4.1 prints its version and exits 1).
+    pub version_exits_0: bool,
     /// What uses it besides the targets that need it, for the doctor's table.
     pub also_for: &'static str,
     pub debian: &'static str,
@@ -15,6 +17,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "cargo",
         version_args: &["--version"],
+        version_exits_0: true,
         also_for: "building the services",
         debian: "apt-get install rustup && rustup toolchain install 1.95.0",
         macos: "brew install rustup && rustup toolchain install 1.95.0",
@@ -22,6 +25,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "docker",
         version_args: &["--version"],
+        version_exits_0: true,
         also_for: "image build --builder docker, image load",
         debian: "apt-get install docker.io (or podman with its Docker-compatible socket)",
         macos: "brew install --cask docker (or brew install podman)",
@@ -29,6 +33,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "podman",
         version_args: &["--version"],
+        version_exits_0: true,
         also_for: "a daemonless Docker replacement (docker target)",
         debian: "apt-get install podman",
         macos: "brew install podman",
@@ -36,6 +41,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "minikube",
         version_args: &["version", "--short"],
+        version_exits_0: true,
         also_for: "",
         debian: "install the minikube .deb from the minikube releases page",
         macos: "brew install minikube",
@@ -43,6 +49,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "kind",
         version_args: &["version"],
+        version_exits_0: true,
         also_for: "",
         debian: "go install sigs.k8s.io/kind@latest (or the release binary)",
         macos: "brew install kind",
@@ -50,6 +57,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "kubectl",
         version_args: &["version", "--client"],
+        version_exits_0: true,
         also_for: "context list/use, kustomize",
         debian: "apt-get install kubectl (from the Kubernetes apt repository)",
         macos: "brew install kubectl",
@@ -57,6 +65,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "gcloud",
         version_args: &["version"],
+        version_exits_0: true,
         also_for: "",
         debian: "apt-get install google-cloud-cli (from the Google Cloud apt repository)",
         macos: "brew install --cask google-cloud-sdk",
@@ -64,6 +73,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "helm",
         version_args: &["version", "--short"],
+        version_exits_0: true,
         also_for: "installing Seldon Core",
         debian: "apt-get install helm (from the Helm apt repository)",
         macos: "brew install helm",
@@ -71,6 +81,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "skopeo",
         version_args: &["--version"],
+        version_exits_0: true,
         also_for: "inspecting images independently of our code",
         debian: "apt-get install skopeo",
         macos: "brew install skopeo",
@@ -78,6 +89,7 @@ pub const TOOLS: &[Tool] = &[
     Tool {
         name: "wrk",
         version_args: &["--version"],
+        version_exits_0: false,
         also_for: "cargo xtask bench",
         debian: "apt-get install wrk",
         macos: "brew install wrk",

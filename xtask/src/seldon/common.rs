@@ -2,11 +2,13 @@
 //! --seldon` creates, and the ingress in front of the models.
 
 use std::process::Command;
+use std::time::Duration;
 
-use xshell::cmd;
+use anyhow::{Result, bail};
 
 use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
+use crate::ground::runner::shown;
 use crate::ground::settings::{Ingress, Seldon};
 
 /// The label selector of what `deploy --seldon` creates (deploy/seldon's
@@ -17,24 +19,30 @@ pub fn seldon_selector() -> String {
 /// The SeldonDeployment CRD the operator installs.
 pub const CRD: &str = "seldondeployments.machinelearning.seldon.io";
 
-/// `kubectl --context <context> <args...>`.
-pub fn kubectl<I, S>(cx: &Ctx, context: &str, args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
-    cmd!(cx.sh, "kubectl --context {context} {args...}").into()
+/// How long a read of the cluster may take.
+pub const PROBE: Duration = Duration::from_secs(60);
+
+/// What a `kubectl get` prints: `Some(stdout)` when kubectl finds the
+/// object, `None` when the API says it is not there (or has no such kind),
+/// and an error, with kubectl's words, when kubectl cannot tell (an
+/// unreachable cluster is not an empty one).
+pub fn get(cx: &Ctx, get: impl Into<Command>) -> Result<Option<String>> {
+    let get = get.into();
+    let line = shown(&get);
+    let p = cx.runner.probe(get, "checking the cluster", PROBE)?;
+    if p.success {
+        return Ok(Some(p.stdout));
+    }
+    let err = p.stderr.trim();
+    if err.contains("(NotFound)") || err.contains("doesn't have a resource type") {
+        return Ok(None);
+    }
+    bail!("`{line}` could not tell whether it exists: {err}")
 }
 
-/// `helm --kube-context <context> <args...>`.
-pub fn helm<I, S>(cx: &Ctx, context: &str, args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
-    cmd!(cx.sh, "helm --kube-context {context} {args...}").into()
+/// Whether the object a `kubectl get` names exists (see [`get`]).
+pub fn exists(cx: &Ctx, cmd: impl Into<Command>) -> Result<bool> {
+    Ok(get(cx, cmd)?.is_some())
 }
 
 /// Namespace, service and port of the ingress in front of the models.

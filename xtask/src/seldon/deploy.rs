@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::common::{CRD, ingress_service, kubectl, seldon_selector};
+use xshell::cmd;
+
+use super::common::{CRD, exists, ingress_service, seldon_selector};
 use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::http;
@@ -31,12 +33,7 @@ pub struct Deployed {
 pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
     let context = kube.engine(session)?.context.clone();
     // Before anything is built: without the CRD, nothing can be applied.
-    let crd = cx.runner.probe(
-        kubectl(cx, &context, ["get", "crd", CRD]),
-        "checking for Seldon Core",
-        Duration::from_secs(60),
-    )?;
-    if !crd.success {
+    if !exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))? {
         bail!(
             "Seldon Core is not installed on {context} (no {CRD} CRD).\n  \
              Install it with `cargo xtask seldon install --target {}`, then run this again.",

@@ -2,13 +2,11 @@
 //! the ingress (Ambassador installed, or Istio required), the operator at the
 //! pinned chart version, and the models' namespace. Idempotent.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::cmd;
 
-use super::common::{CRD, helm, ingress_service, kubectl};
+use super::common::{CRD, PROBE, exists, get, ingress_service};
 use crate::ground::context::Ctx;
 use crate::ground::runner::{quote, shown};
 use crate::ground::settings::Ingress;
@@ -21,7 +19,6 @@ const AMBASSADOR_RELEASE: &str = "ambassador";
 /// GKE: the account running kube-mlops needs cluster-admin to create the
 /// operator's CRD and ClusterRoles (the tutorial's clusterrolebinding).
 const RBAC_BINDING: &str = "kube-mlops-cluster-admin";
-const PROBE: Duration = Duration::from_secs(60);
 
 /// A Helm release as `helm list --output json` shows it.
 #[derive(Deserialize, Debug)]
@@ -44,19 +41,11 @@ impl Release {
 /// (which would reinstall over it).
 pub fn release(cx: &Ctx, context: &str, name: &str, namespace: &str) -> Result<Option<Release>> {
     let filter = format!("^{name}$");
-    let cmd = helm(
-        cx,
-        context,
-        [
-            "list",
-            "--namespace",
-            namespace,
-            "--filter",
-            &filter,
-            "--output",
-            "json",
-        ],
-    );
+    let cmd: std::process::Command = cmd!(
+        cx.sh,
+        "helm --kube-context {context} list --namespace {namespace} --filter {filter} --output json"
+    )
+    .into();
     let line = shown(&cmd);
     let p = cx.runner.probe(cmd, "checking Helm releases", PROBE)?;
     if !p.success {
@@ -89,32 +78,29 @@ pub const POD_SECURITY: [&str; 3] = [
 /// has no enforced level yet (a level someone set is left alone).
 fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
     let jsonpath = r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}";
-    let enforced = cx.runner.probe(
-        kubectl(cx, context, ["get", "namespace", ns, "--output", jsonpath]),
-        "checking a namespace",
-        PROBE,
+    let enforced = get(
+        cx,
+        cmd!(
+            cx.sh,
+            "kubectl --context {context} get namespace {ns} --output {jsonpath}"
+        ),
     )?;
-    if !enforced.success {
+    if enforced.is_none() {
         cx.runner.run(
-            kubectl(cx, context, ["create", "namespace", ns]),
+            cmd!(cx.sh, "kubectl --context {context} create namespace {ns}"),
             "creating a namespace for Seldon Core",
         )?;
     }
-    if !enforced.success || enforced.stdout.trim().is_empty() {
-        let mut label = kubectl(cx, context, ["label", "namespace", ns, "--overwrite"]);
-        label.args(POD_SECURITY);
-        cx.runner
-            .run(label, "labelling a namespace for pod security")?;
+    if enforced.is_none_or(|level| level.trim().is_empty()) {
+        cx.runner.run(
+            cmd!(
+                cx.sh,
+                "kubectl --context {context} label namespace {ns} --overwrite {POD_SECURITY...}"
+            ),
+            "labelling a namespace for pod security",
+        )?;
     }
     Ok(())
-}
-
-/// Whether `kubectl get <what>` finds it.
-pub fn exists(cx: &Ctx, context: &str, what: &[&str]) -> Result<bool> {
-    let mut cmd = kubectl(cx, context, ["get"]);
-    cmd.args(what);
-    let p = cx.runner.probe(cmd, "checking the cluster", PROBE)?;
-    Ok(p.success)
 }
 
 /// `helm upgrade --install` of the operator at the pinned chart version;
@@ -171,7 +157,7 @@ pub fn install(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
     }
     ensure_namespace(cx, &context, &s.namespace)?;
     cx.runner.unless_dry_run(|| {
-        if !exists(cx, &context, &["crd", CRD])? {
+        if !exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))? {
             bail!(
                 "Helm installed the operator, but the cluster has no {CRD} CRD; see `helm status {OPERATOR_RELEASE} --namespace {}`",
                 quote(&s.operator_namespace)
@@ -199,33 +185,21 @@ fn rbac(cx: &Ctx, kube: &Kube, context: &str) -> Result<()> {
         );
         return Ok(());
     }
-    if exists(cx, context, &["clusterrolebinding", RBAC_BINDING])? {
+    let binding = cmd!(
+        cx.sh,
+        "kubectl --context {context} get clusterrolebinding {RBAC_BINDING}"
+    );
+    if exists(cx, binding)? {
         eprintln!("==> RBAC: clusterrolebinding {RBAC_BINDING} exists");
         return Ok(());
     }
-    let p = cx.runner.probe(
-        cmd!(cx.sh, "gcloud config get-value account"),
-        "finding the gcloud account",
-        PROBE,
-    )?;
-    let account = p.stdout.trim();
-    if !p.success || account.is_empty() || account == "(unset)" {
-        bail!("no active gcloud account to grant cluster-admin to: run `gcloud auth login`");
-    }
-    let user = format!("--user={account}");
+    let user = format!("--user={}", kube.cluster().admin_user(cx)?);
     cx.runner.run(
-        kubectl(
-            cx,
-            context,
-            [
-                "create",
-                "clusterrolebinding",
-                RBAC_BINDING,
-                "--clusterrole=cluster-admin",
-                &user,
-            ],
+        cmd!(
+            cx.sh,
+            "kubectl --context {context} create clusterrolebinding {RBAC_BINDING} --clusterrole=cluster-admin {user}"
         ),
-        "granting cluster-admin to the gcloud account",
+        "granting cluster-admin to the cluster's user",
     )?;
     Ok(())
 }
@@ -259,7 +233,11 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
             )?;
         }
         Ingress::Ambassador => {
-            if !exists(cx, context, &["service", svc, "--namespace", ns])? {
+            let service = cmd!(
+                cx.sh,
+                "kubectl --context {context} get service {svc} --namespace {ns}"
+            );
+            if !exists(cx, service)? {
                 bail!(
                     "seldon.install_ingress = false, but there is no Ambassador service {ns}/{svc}: \
                      install Ambassador, or set install_ingress = true in xtask.toml"
@@ -268,23 +246,22 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
             eprintln!("==> ingress: using the installed Ambassador ({ns}/{svc})");
         }
         Ingress::Istio => {
-            if !exists(cx, context, &["service", svc, "--namespace", ns])? {
+            let service = cmd!(
+                cx.sh,
+                "kubectl --context {context} get service {svc} --namespace {ns}"
+            );
+            if !exists(cx, service)? {
                 bail!(
                     "seldon.ingress = \"istio\", but Istio is not installed ({ns}/{svc} is missing). \
                      kube-mlops does not install Istio: run `istioctl install -y`, create the \
                      seldon-gateway Gateway in istio-system, and run this again"
                 );
             }
-            if !exists(
-                cx,
-                context,
-                &[
-                    "gateway.networking.istio.io",
-                    "seldon-gateway",
-                    "--namespace",
-                    ns,
-                ],
-            )? {
+            let gateway = cmd!(
+                cx.sh,
+                "kubectl --context {context} get gateway.networking.istio.io seldon-gateway --namespace {ns}"
+            );
+            if !exists(cx, gateway)? {
                 bail!(
                     "Istio is installed, but Gateway {ns}/seldon-gateway is missing: Seldon routes through it; create it first"
                 );
@@ -303,10 +280,9 @@ pub fn uninstall(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
     let mut removed = false;
     let uninstall = |release: &str, namespace: &str, purpose: &str| {
         cx.runner.run(
-            helm(
-                cx,
-                &context,
-                ["uninstall", release, "--namespace", namespace, "--wait"],
+            cmd!(
+                cx.sh,
+                "helm --kube-context {context} uninstall {release} --namespace {namespace} --wait"
             ),
             purpose,
         )
@@ -333,19 +309,34 @@ pub fn uninstall(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
         namespaces.push(ns);
     }
     for ns in namespaces {
-        if exists(cx, &context, &["namespace", ns])? {
+        if exists(
+            cx,
+            cmd!(cx.sh, "kubectl --context {context} get namespace {ns}"),
+        )? {
             cx.runner.run(
-                kubectl(cx, &context, ["delete", "namespace", ns, "--wait=true"]),
+                cmd!(
+                    cx.sh,
+                    "kubectl --context {context} delete namespace {ns} --wait=true"
+                ),
                 "deleting Seldon's namespaces",
             )?;
             removed = true;
         }
     }
     if kube.cluster().needs_admin_binding()
-        && exists(cx, &context, &["clusterrolebinding", RBAC_BINDING])?
+        && exists(
+            cx,
+            cmd!(
+                cx.sh,
+                "kubectl --context {context} get clusterrolebinding {RBAC_BINDING}"
+            ),
+        )?
     {
         cx.runner.run(
-            kubectl(cx, &context, ["delete", "clusterrolebinding", RBAC_BINDING]),
+            cmd!(
+                cx.sh,
+                "kubectl --context {context} delete clusterrolebinding {RBAC_BINDING}"
+            ),
             "removing the cluster-admin binding",
         )?;
         removed = true;

@@ -1,12 +1,11 @@
 //! `seldon status`: is the operator installed at the pinned version and
 //! ready, the CRD served, the ingress there, the models' namespace there.
 
-use std::time::Duration;
-
 use anyhow::Result;
+use xshell::cmd;
 
-use super::common::{CRD, ingress_service, kubectl};
-use super::install::{OPERATOR_RELEASE, exists, release};
+use super::common::{CRD, PROBE, exists, ingress_service};
+use super::install::{OPERATOR_RELEASE, release};
 use crate::ground::context::Ctx;
 use crate::targets::kube::Kube;
 use crate::targets::target::Session;
@@ -41,22 +40,17 @@ fn operator(cx: &Ctx, kube: &Kube, context: &str) -> Result<Row> {
             ),
         });
     };
+    let (ns, ready) = (
+        &s.operator_namespace,
+        "jsonpath={.status.readyReplicas}/{.spec.replicas}",
+    );
     let ready = cx.runner.probe(
-        kubectl(
-            cx,
-            context,
-            [
-                "get",
-                "deployment",
-                "seldon-controller-manager",
-                "--namespace",
-                &s.operator_namespace,
-                "--output",
-                "jsonpath={.status.readyReplicas}/{.spec.replicas}",
-            ],
+        cmd!(
+            cx.sh,
+            "kubectl --context {context} get deployment seldon-controller-manager --namespace {ns} --output {ready}"
         ),
         "reading the operator's readiness",
-        Duration::from_secs(60),
+        PROBE,
     )?;
     let replicas = ready.stdout.trim().to_string();
     let ok = ready.success
@@ -80,7 +74,7 @@ fn operator(cx: &Ctx, kube: &Kube, context: &str) -> Result<Row> {
 }
 
 fn crd(cx: &Ctx, context: &str) -> Result<Row> {
-    let ok = exists(cx, context, &["crd", CRD])?;
+    let ok = exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))?;
     Ok(Row {
         what: "CRD",
         ok,
@@ -90,7 +84,13 @@ fn crd(cx: &Ctx, context: &str) -> Result<Row> {
 
 fn ingress(cx: &Ctx, context: &str) -> Result<Row> {
     let (ns, svc, _) = ingress_service(&cx.config.seldon);
-    let ok = exists(cx, context, &["service", svc, "--namespace", ns])?;
+    let ok = exists(
+        cx,
+        cmd!(
+            cx.sh,
+            "kubectl --context {context} get service {svc} --namespace {ns}"
+        ),
+    )?;
     Ok(Row {
         what: "ingress",
         ok,
@@ -100,7 +100,10 @@ fn ingress(cx: &Ctx, context: &str) -> Result<Row> {
 
 fn namespace(cx: &Ctx, context: &str) -> Result<Row> {
     let ns = &cx.config.seldon.namespace;
-    let ok = exists(cx, context, &["namespace", ns])?;
+    let ok = exists(
+        cx,
+        cmd!(cx.sh, "kubectl --context {context} get namespace {ns}"),
+    )?;
     Ok(Row {
         what: "namespace",
         ok,

@@ -46,28 +46,37 @@ fn settings_key(cx: &Ctx, spec: &ServiceSpec) -> String {
     )
 }
 
-/// `(image id, running, settings key)` of an existing container.
-fn inspect(cx: &Ctx, container: &str) -> Option<(String, bool, String)> {
+/// `(image id, running, settings key)` of the container, None when there
+/// is no such container, an error when the engine cannot tell (it does not
+/// answer: that is not the same as nothing running).
+fn inspect(cx: &Ctx, container: &str) -> Result<Option<(String, bool, String)>> {
     let docker = engine_cli();
     let format = "{{.Image}}|{{.State.Running}}|{{index .Config.Labels \"kube-mlops.settings\"}}";
-    let probe = cx
-        .runner
-        .probe(
-            cmd!(
-                cx.sh,
-                "{docker} inspect --type container --format {format} {container}"
-            ),
-            "inspecting containers",
-            PROBE,
-        )
-        .ok()
-        .filter(|p| p.success)?;
+    let probe = cx.runner.probe(
+        cmd!(
+            cx.sh,
+            "{docker} inspect --type container --format {format} {container}"
+        ),
+        "inspecting containers",
+        PROBE,
+    )?;
+    if !probe.success {
+        let err = probe.stderr.trim();
+        if err.to_ascii_lowercase().contains("no such") {
+            return Ok(None);
+        }
+        bail!("`{docker} inspect {container}` could not tell whether it exists: {err}");
+    }
     let line = probe.stdout.trim();
     let mut parts = line.splitn(3, '|');
-    let id = parts.next()?.trim_start_matches("sha256:").to_string();
-    let running = parts.next()? == "true";
+    let id = parts
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let running = parts.next() == Some("true");
     let key = parts.next().unwrap_or_default().to_string();
-    Some((id, running, key))
+    Ok(Some((id, running, key)))
 }
 
 fn logs_tail(cx: &Ctx, container: &str) -> String {
@@ -111,16 +120,17 @@ impl Started {
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
+        // Its own runner and shell: this may run on the Ctrl-C thread.
         let runner = Runner::new(false, false, Progress::Never, std::env::temp_dir());
+        let Ok(sh) = xshell::Shell::new() else { return };
+        let docker = engine_cli();
         for n in names {
             // Not eprintln!: stderr may be a closed pipe by now (`... | head`).
             let _ = writeln!(
                 std::io::stderr(),
                 "==> removing container {n} started by this run"
             );
-            let mut rm = std::process::Command::new(engine_cli());
-            rm.args(["rm", "--force", &n]);
-            let _ = runner.probe(rm, "cleaning up", PROBE);
+            let _ = runner.probe(cmd!(sh, "{docker} rm --force {n}"), "cleaning up", PROBE);
         }
     }
 }
@@ -206,11 +216,11 @@ impl Target for Docker {
         _session: &Session,
         specs: &[ServiceSpec],
     ) -> Result<Vec<StatusRow>> {
-        Ok(specs
+        specs
             .iter()
             .map(|spec| {
                 let container = name(cx, spec);
-                let (state, healthy, url) = match inspect(cx, &container) {
+                let (state, healthy, url) = match inspect(cx, &container)? {
                     None => ("no container".to_string(), false, None),
                     Some((_, false, _)) => {
                         (format!("container {container} is not running"), false, None)
@@ -233,14 +243,14 @@ impl Target for Docker {
                         }
                     }
                 };
-                StatusRow {
+                Ok(StatusRow {
                     service: spec.name,
                     state,
                     healthy,
                     url,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn logs(
@@ -266,7 +276,7 @@ impl Target for Docker {
         let docker = engine_cli();
         for spec in specs {
             let container = name(cx, spec);
-            if inspect(cx, &container).is_none() {
+            if inspect(cx, &container)?.is_none() {
                 eprintln!("==> {}: no container", spec.name);
                 continue;
             }
@@ -295,7 +305,7 @@ fn start_one(cx: &Ctx, delivered: &Delivered, spec: &ServiceSpec, started: &Star
         .image_of(spec)
         .with_context(|| format!("no image was built for {}", spec.name))?;
     let key = settings_key(cx, spec);
-    if let Some((id, running, old_key)) = inspect(cx, &container) {
+    if let Some((id, running, old_key)) = inspect(cx, &container)? {
         let same = id == delivery.image.id.trim_start_matches("sha256:") && old_key == key;
         if same && running && http::ready(&url(cx, spec)) {
             eprintln!(

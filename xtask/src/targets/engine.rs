@@ -5,7 +5,6 @@
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
@@ -67,17 +66,6 @@ impl Engine {
         Ok(self.binary.get_or_init(|| path))
     }
 
-    /// `kube-engine --context <context> <args...>`.
-    pub fn command<I, S>(&self, cx: &Ctx, args: I) -> Result<Command>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        let (engine, context) = (self.binary(cx)?, &self.context);
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
-        Ok(cmd!(cx.sh, "{engine} --context {context} {args...}").into())
-    }
-
     /// Server-side apply of `manifest` with `images` set, waiting for every
     /// rollout; `only` limits it to those services' objects.
     pub fn apply(
@@ -88,28 +76,22 @@ impl Engine {
         only: &[&str],
         images: &[(String, String)],
     ) -> Result<()> {
+        let (engine, context) = (self.binary(cx)?, &self.context);
         let timeout = cx.config.kubernetes.rollout_timeout_secs.to_string();
+        // Repeated flags, one pair per service and per image.
         let only = only.iter().flat_map(|s| ["--only", s]);
         let images = images
             .iter()
             .flat_map(|(name, reference)| ["--image".to_string(), format!("{name}={reference}")]);
-        let mut args: Vec<String> = ["apply", "--filename"]
-            .into_iter()
-            .map(String::from)
-            .collect();
-        args.push(manifest.display().to_string());
-        args.extend([
-            "--namespace".into(),
-            namespace.into(),
-            "--timeout".into(),
-            timeout,
-        ]);
-        args.extend(only.map(String::from));
-        args.extend(images);
         cx.runner
             .step("server-side apply, then wait for every rollout");
-        cx.runner
-            .run_inherited(self.command(cx, args)?, "applying the manifests")
+        cx.runner.run_inherited(
+            cmd!(
+                cx.sh,
+                "{engine} --context {context} apply --filename {manifest} --namespace {namespace} --timeout {timeout} {only...} {images...}"
+            ),
+            "applying the manifests",
+        )
     }
 
     /// The external address of a LoadBalancer service, waited for.
@@ -119,20 +101,13 @@ impl Engine {
         namespace: &str,
         service: &str,
     ) -> Result<Option<String>> {
+        let (engine, context) = (self.binary(cx)?, &self.context);
         let timeout = cx.config.kubernetes.address_timeout_secs.to_string();
         let out = cx.runner.run(
-            self.command(
-                cx,
-                [
-                    "load-balancer",
-                    "--namespace",
-                    namespace,
-                    "--service",
-                    service,
-                    "--timeout",
-                    &timeout,
-                ],
-            )?,
+            cmd!(
+                cx.sh,
+                "{engine} --context {context} load-balancer --namespace {namespace} --service {service} --timeout {timeout}"
+            ),
             "waiting for the LoadBalancer's external IP",
         )?;
         let address = out.stdout.trim();
@@ -144,8 +119,12 @@ impl Engine {
         cx.runner.step(format!(
             "delete everything labelled {selector}, wait until gone"
         ));
+        let (engine, context) = (self.binary(cx)?, &self.context);
         cx.runner.run_inherited(
-            self.command(cx, ["teardown", "--selector", selector])?,
+            cmd!(
+                cx.sh,
+                "{engine} --context {context} teardown --selector {selector}"
+            ),
             "deleting what kube-mlops deployed",
         )
     }
@@ -187,23 +166,16 @@ impl Engine {
             }
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
         })?;
+        let (engine, context) = (self.binary(cx)?, &self.context);
         let local_address = format!("127.0.0.1:{local}");
-        let mut args = vec![
-            "port-forward",
-            "--namespace",
-            namespace,
-            "--service",
-            service,
-            "--local",
-            &local_address,
-        ];
-        let port = port.map(|p| p.to_string());
-        if let Some(p) = &port {
-            args.extend(["--port", p]);
-        }
+        let port: Vec<String> =
+            port.map_or_else(Vec::new, |p| vec!["--port".into(), p.to_string()]);
         let log = dir.join(format!("port-forward-{key}.log"));
         if let Some(pid) = cx.runner.spawn_detached(
-            self.command(cx, args)?,
+            cmd!(
+                cx.sh,
+                "{engine} --context {context} port-forward --namespace {namespace} --service {service} --local {local_address} {port...}"
+            ),
             "forwarding a local port to the cluster",
             &log,
         )? {
@@ -218,7 +190,7 @@ impl Engine {
 const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Key of the background port-forward to the ingress (minikube, kind).
-pub const INGRESS_FORWARD: &str = "seldon-ingress";
+const INGRESS_FORWARD: &str = "seldon-ingress";
 
 /// The ingress through a port-forward on `seldon.local_port` of this
 /// machine (clusters without external load balancers): host and port.
@@ -245,6 +217,11 @@ pub fn forward_ingress(
 
 fn pid_file(dir: &Path, key: &str) -> PathBuf {
     dir.join(format!("port-forward-{key}.pid"))
+}
+
+/// Stops the port-forward [`forward_ingress`] started, if any.
+pub fn stop_ingress_forward(cx: &Ctx, dir: &Path) -> Result<()> {
+    stop_forward(cx, dir, INGRESS_FORWARD)
 }
 
 /// Stops the background port-forward saved under `key` in `dir`, if any.

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::cmd;
 
@@ -13,11 +16,15 @@ use crate::build::Built;
 use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
+use crate::ground::runner::shown;
 use crate::ground::services::ServiceSpec;
 use crate::image::{self, Builder};
 use crate::targets::clusters::cluster::Cluster;
-use crate::targets::engine::{self, Engine, INGRESS_FORWARD};
+use crate::targets::engine::{self, Engine};
 use crate::targets::target::{Delivered, Delivery, Session, StatusRow, Target};
+
+/// How long reading what is deployed may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Kube {
     cluster: Box<dyn Cluster>,
@@ -101,7 +108,7 @@ impl Kube {
 
     /// Stops the background port-forward to the ingress, if any.
     pub fn stop_ingress(&self, cx: &Ctx) -> Result<()> {
-        engine::stop_forward(cx, &self.state_dir(cx), INGRESS_FORWARD)
+        engine::stop_ingress_forward(cx, &self.state_dir(cx))
     }
 }
 
@@ -182,16 +189,18 @@ impl Target for Kube {
 
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
         let engine = self.engine(session)?;
-        let out = cx.runner.run(
-            engine.command(cx, ["status", "--json"])?,
-            "reading what is deployed",
-        )?;
-        let rows: Vec<EngineRow> = cx
+        let (binary, context) = (engine.binary(cx)?, &engine.context);
+        // A read, so it runs under --dry-run too (with the engine built).
+        let status: Command = cmd!(cx.sh, "{binary} --context {context} status --json").into();
+        let line = shown(&status);
+        let out = cx
             .runner
-            .unless_dry_run(|| {
-                serde_json::from_str(&out.stdout).context("reading kube-engine's status")
-            })?
-            .unwrap_or_default();
+            .probe(status, "reading what is deployed", STATUS_TIMEOUT)?;
+        if !out.success {
+            bail!("`{line}` failed: {}", out.stderr.trim());
+        }
+        let rows: Vec<EngineRow> =
+            serde_json::from_str(&out.stdout).context("reading kube-engine's status")?;
         Ok(specs
             .iter()
             .map(|spec| {
@@ -225,21 +234,19 @@ impl Target for Kube {
         tail: Option<usize>,
         follow: bool,
     ) -> Result<()> {
-        let mut args = vec![
-            "logs".to_string(),
-            "--namespace".into(),
-            cx.config.kubernetes.namespace.clone(),
-            "--selector".into(),
-            format!("app.kubernetes.io/name={}", spec.name),
-        ];
-        if let Some(n) = tail {
-            args.extend(["--tail".into(), n.to_string()]);
-        }
-        if follow {
-            args.push("--follow".into());
-        }
-        cx.runner
-            .run_inherited(self.engine(session)?.command(cx, args)?, "reading pod logs")
+        let engine = self.engine(session)?;
+        let (binary, context) = (engine.binary(cx)?, &engine.context);
+        let namespace = &cx.config.kubernetes.namespace;
+        let selector = format!("app.kubernetes.io/name={}", spec.name);
+        let tail = tail.map_or_else(Vec::new, |n| vec!["--tail".to_string(), n.to_string()]);
+        let follow = follow.then_some("--follow");
+        cx.runner.run_inherited(
+            cmd!(
+                cx.sh,
+                "{binary} --context {context} logs --namespace {namespace} --selector {selector} {tail...} {follow...}"
+            ),
+            "reading pod logs",
+        )
     }
 
     fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()> {

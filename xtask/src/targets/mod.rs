@@ -14,11 +14,17 @@ pub mod target;
 use crate::ground::settings::TargetName;
 use crate::targets::target::Target;
 
-/// The target of that name.
+/// The target of that name. (Exhaustive: a new `TargetName` must be
+/// placed here.)
 pub fn for_name(name: TargetName) -> Box<dyn Target> {
-    match clusters::for_name(name) {
-        Some(cluster) => Box::new(kube::Kube::new(cluster)),
-        None if name == TargetName::Docker => Box::new(docker::Docker),
-        None => Box::new(local::Local),
+    match name {
+        TargetName::Local => Box::new(local::Local),
+        TargetName::Docker => Box::new(docker::Docker),
+        TargetName::Minikube | TargetName::Kind | TargetName::Gke => {
+            match clusters::for_name(name) {
+                Some(cluster) => Box::new(kube::Kube::new(cluster)),
+                None => unreachable!("every Kubernetes target has a cluster kind"),
+            }
+        }
     }
 }

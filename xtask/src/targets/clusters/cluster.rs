@@ -55,10 +55,15 @@ pub trait Cluster {
         port: u16,
     ) -> Result<(String, u16)>;
 
-    /// Whether installing Seldon Core needs the gcloud account bound to
-    /// cluster-admin (the tutorial's clusterrolebinding). minikube's and
-    /// kind's kubeconfig users are cluster-admin already.
+    /// Whether installing Seldon Core needs the user bound to cluster-admin
+    /// (the tutorial's clusterrolebinding on GKE). minikube's and kind's
+    /// kubeconfig users are cluster-admin already.
     fn needs_admin_binding(&self) -> bool {
         false
+    }
+
+    /// The user to bind to cluster-admin, when [`Self::needs_admin_binding`].
+    fn admin_user(&self, _cx: &Ctx) -> Result<String> {
+        anyhow::bail!("the {} cluster's user needs no admin binding", self.name())
     }
 }

@@ -145,6 +145,20 @@ impl Cluster for Gke {
     fn needs_admin_binding(&self) -> bool {
         true
     }
+
+    /// The active gcloud account (the tutorial binds it to cluster-admin).
+    fn admin_user(&self, cx: &Ctx) -> Result<String> {
+        let p = cx.runner.probe(
+            cmd!(cx.sh, "gcloud config get-value account"),
+            "finding the gcloud account",
+            Duration::from_secs(60),
+        )?;
+        let account = p.stdout.trim();
+        if !p.success || account.is_empty() || account == "(unset)" {
+            bail!("no active gcloud account to grant cluster-admin to: run `gcloud auth login`");
+        }
+        Ok(account.to_string())
+    }
 }
 
 /// What GKE needs before anything is created: gcloud, an account, a

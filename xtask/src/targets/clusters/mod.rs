@@ -26,3 +26,9 @@ pub fn for_name(name: TargetName) -> Option<Box<dyn Cluster>> {
 pub fn all() -> Vec<Box<dyn Cluster>> {
     TargetName::ALL.into_iter().filter_map(for_name).collect()
 }
+
+/// The cluster kinds' target names, for messages: `minikube, kind or gke`.
+pub fn names() -> String {
+    let names: Vec<&str> = all().iter().map(|c| c.name().as_str()).collect();
+    crate::ground::settings::one_of(&names)
+}
