@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             Command::ContractTest(a) => a.run(&cx),
             Command::Bench(a) => a.run(&cx),
         };
-        cx.runner.print_plan();
+        cx.runner.print_plan(outcome.is_err());
         outcome
     });
     match result {

@@ -332,6 +332,19 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
         &[contexts],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // A context that is neither there nor the target's: both said.
+    let (out, _) = f.xtask(
+        &["context", "check", "--target", "kind", "--context", "typo"],
+        &[contexts],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "there is no kube context `typo` in the kubeconfig: --target kind expects `kind-dev`"
+        ),
+        "{stderr}"
+    );
     Ok(())
 }
 

@@ -89,3 +89,43 @@ fn missing_cargo_fails_the_local_target() -> Result {
     assert!(stdout.contains("missing or broken: cargo"), "{stdout}");
     Ok(())
 }
+
+#[test]
+fn wrk_without_a_version_flag_is_probed_the_way_it_supports() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    // wrk prints its version in its usage text and exits 1.
+    fake(
+        bin.path(),
+        "wrk",
+        "echo 'wrk 4.1.0 [epoll] Copyright (C) 2012 Will Glozer'; echo 'Usage: wrk <options> <url>'; exit 1",
+    )?;
+    let out = doctor(bin.path(), &[])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let wrk = row(&stdout, "wrk");
+    assert!(wrk.contains("ok"), "{stdout}");
+    assert!(wrk.contains("wrk 4.1.0"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn an_empty_xtask_config_means_unset_and_a_missing_one_is_an_error() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["--progress=never", "doctor"])
+        .env("PATH", bin.path());
+    let out = cmd.env("XTASK_CONFIG", "").output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cmd
+        .env("XTASK_CONFIG", "/nonexistent/xtask.toml")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("/nonexistent/xtask.toml"), "{stderr}");
+    Ok(())
+}

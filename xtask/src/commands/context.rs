@@ -24,7 +24,10 @@ pub enum ContextCommand {
     /// Every context, the current one marked, with the target it matches
     List,
     /// Switch the kubeconfig's current context
-    Use { name: String },
+    Use {
+        /// A context from `context list`, e.g. kind-dev
+        name: String,
+    },
     /// The current context and its target
     Current,
     /// Exit 0 only if the context (current, or --context) is the target's own

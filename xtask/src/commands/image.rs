@@ -67,7 +67,9 @@ pub enum ImageCommand {
     },
     /// Build, then load the images into docker, minikube or kind
     Load {
+        /// Services whose images to load (default: all)
         services: Vec<String>,
+        /// Where to load them: the docker engine, or a minikube or kind cluster's node
         #[arg(long, value_enum, default_value_t = LoadInto::Docker)]
         into: LoadInto,
         #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
@@ -75,9 +77,10 @@ pub enum ImageCommand {
     },
     /// Build, then push the images through the OCI distribution API
     Push {
+        /// Services whose images to push (default: all)
         services: Vec<String>,
         /// Registry and account to push to, e.g. 127.0.0.1:5555/me (default: [registry] in xtask.toml)
-        #[arg(long)]
+        #[arg(long, value_name = "HOST/ACCOUNT", value_parser = crate::ground::names::registry_base)]
         registry: Option<String>,
         /// Use plain HTTP (a registry on loopback)
         #[arg(long)]

@@ -43,8 +43,9 @@ pub struct Cli {
 
 #[derive(Args, Clone, Debug)]
 pub struct GlobalArgs {
-    /// Settings file (default: xtask.toml at the workspace root; built-in defaults when absent)
-    #[arg(long, global = true, value_name = "FILE", env = "XTASK_CONFIG")]
+    /// Settings file (default: $XTASK_CONFIG when set and not empty, else xtask.toml at the
+    /// workspace root; built-in defaults when absent)
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print every command and step instead of running it; changes nothing
     #[arg(long, global = true)]
@@ -60,7 +61,12 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     pub fn options(&self) -> Options {
         Options {
-            config: self.config.clone(),
+            // An empty XTASK_CONFIG= (a shell unsetting it by hand) means unset.
+            config: self.config.clone().or_else(|| {
+                std::env::var_os("XTASK_CONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(Into::into)
+            }),
             dry_run: self.dry_run,
             verbose: self.verbose,
             progress: self.progress.into(),

@@ -50,20 +50,24 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
         None => current(cx)?,
     };
     let w = quote(want);
-    match have {
-        // A context named on the command line must also exist: a matching
-        // name alone says nothing about the kubeconfig.
-        Some(h) if h == want => {
-            let missing = || Ok(!names(cx)?.contains(&h));
-            if explicit.is_some() && cx.runner.unless_dry_run(missing)? == Some(true) {
-                bail!(
-                    "there is no kube context `{h}` in the kubeconfig: create it with \
-                     `cargo xtask cluster up --target {target}`; `cargo xtask context list` \
-                     shows the contexts there are"
-                );
-            }
-            Ok(h)
+    // A context named on the command line must also exist: a matching name
+    // alone says nothing about the kubeconfig.
+    if let Some(h) = explicit {
+        let missing = || Ok(!names(cx)?.iter().any(|n| n == h));
+        if cx.runner.unless_dry_run(missing)? == Some(true) {
+            let create = if h == want {
+                format!("create it with `cargo xtask cluster up --target {target}`")
+            } else {
+                format!("--target {target} expects `{want}`")
+            };
+            bail!(
+                "there is no kube context `{h}` in the kubeconfig: {create}; \
+                 `cargo xtask context list` shows the contexts there are"
+            );
         }
+    }
+    match have {
+        Some(h) if h == want => Ok(h),
         Some(h) => bail!(
             "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
              switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \

@@ -37,6 +37,11 @@ pub fn image_reference(host: &str, account: &str, image: &str) -> Result<(), (Pa
         };
         (part, e.to_string())
     })?;
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err((Part::Host, format!("port {port} is not in 1..=65535")));
+    }
     if r.registry() != host {
         return Err((
             Part::Host,
@@ -53,6 +58,25 @@ pub fn image_reference(host: &str, account: &str, image: &str) -> Result<(), (Pa
         return Err((Part::Image, "is not one image name".into()));
     }
     Ok(())
+}
+
+/// A `HOST[:PORT]/ACCOUNT` to push under (`image push --registry`): the
+/// same checks as `[registry]` in xtask.toml.
+pub fn registry_base(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    let Some((host, account)) = trimmed.split_once('/') else {
+        return Err(format!(
+            "{s:?} has no account: write HOST/ACCOUNT, e.g. 127.0.0.1:5555/me"
+        ));
+    };
+    image_reference(host, account, "x").map_err(|(part, why)| {
+        let what = match part {
+            Part::Host => format!("host {host:?}"),
+            Part::Account | Part::Image => format!("account {account:?}"),
+        };
+        format!("{what} is not valid in an image reference: {why}")
+    })?;
+    Ok(trimmed.to_string())
 }
 
 /// Which part of an image reference is wrong.
@@ -162,6 +186,25 @@ mod tests {
             image_reference("bad host", "me", "x"),
             Err((Part::Host, _))
         ));
+    }
+
+    #[test]
+    fn registry_bases_and_ports() {
+        assert_eq!(
+            registry_base("127.0.0.1:5555/me/").as_deref(),
+            Ok("127.0.0.1:5555/me")
+        );
+        assert_eq!(registry_base("ghcr.io/acme").as_deref(), Ok("ghcr.io/acme"));
+        let e = registry_base("localhost:5555").expect_err("no account");
+        assert!(e.contains("has no account"), "{e}");
+        let e = registry_base("localhost:99999/me").expect_err("port");
+        assert!(e.contains("port 99999 is not in 1..=65535"), "{e}");
+        let e = registry_base("localhost:0/me").expect_err("port");
+        assert!(e.contains("port 0"), "{e}");
+        let e = registry_base("Reg istry/me").expect_err("host");
+        assert!(e.starts_with("host"), "{e}");
+        let e = registry_base("ghcr.io/Acme").expect_err("account");
+        assert!(e.starts_with("account \"Acme\""), "{e}");
     }
 
     #[test]

@@ -247,13 +247,18 @@ impl Runner {
         Ok(Some(Attached(handle)))
     }
 
-    /// Prints what `--dry-run` recorded, if anything.
-    pub fn print_plan(&self) {
-        if !self.dry_run {
+    /// Prints what `--dry-run` recorded; after an error (`failed`), only
+    /// the steps planned before it, if any.
+    pub fn print_plan(&self, failed: bool) {
+        let plan = self.plan.borrow();
+        if !self.dry_run || (failed && plan.is_empty()) {
             return;
         }
-        let plan = self.plan.borrow();
-        println!("Plan (dry run: nothing was run or changed):");
+        if failed {
+            println!("Plan until the error below (dry run: nothing was run or changed):");
+        } else {
+            println!("Plan (dry run: nothing was run or changed):");
+        }
         for (i, step) in plan.iter().enumerate() {
             println!("  {:>2}. {step}", i + 1);
         }

@@ -80,22 +80,23 @@ pub fn all(config: &Config) -> Vec<ServiceSpec> {
     ]
 }
 
-/// The named services, or all of them when `names` is empty.
+/// The named services in deploy order, each once, or all of them when
+/// `names` is empty.
+///
+/// # Errors
+/// A name that is not a service, with the list of known ones.
 pub fn select(config: &Config, names: &[String]) -> Result<Vec<ServiceSpec>> {
     let all = all(config);
-    if names.is_empty() {
-        return Ok(all);
+    if let Some(n) = names.iter().find(|n| !all.iter().any(|s| s.name == *n)) {
+        bail!(
+            "unknown service `{n}`; known services: {}",
+            all.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        );
     }
-    names
-        .iter()
-        .map(|n| match all.iter().find(|s| s.name == n) {
-            Some(s) => Ok(s.clone()),
-            None => bail!(
-                "unknown service `{n}`; known services: {}",
-                all.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
-            ),
-        })
-        .collect()
+    Ok(all
+        .into_iter()
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
+        .collect())
 }
 
 #[cfg(test)]
@@ -111,6 +112,15 @@ mod tests {
                 .contains("test-api, model-server, iris-model"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_service_named_twice_is_selected_once_in_deploy_order() -> Result<()> {
+        let names = ["iris-model", "test-api", "iris-model"].map(String::from);
+        let picked = select(&Config::default(), &names)?;
+        let picked: Vec<_> = picked.iter().map(|s| s.name).collect();
+        assert_eq!(picked, ["test-api", "iris-model"]);
+        Ok(())
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub fn wait_ready(cx: &Ctx, context: &str) -> Result<()> {
         API_DEADLINE.as_secs()
     );
     let waited = cx.runner.effect(what, || {
+        // Probes are quiet; say what the wait is for, terminal or not.
+        eprintln!(
+            "==> waiting up to {}s for the API server of {context}",
+            API_DEADLINE.as_secs()
+        );
         poll::until(API_DEADLINE, Duration::from_secs(2), || {
             Ok(
                 match cx.runner.probe(
@@ -60,7 +65,7 @@ pub fn wait_ready(cx: &Ctx, context: &str) -> Result<()> {
     }
     let info = cx.runner.run(
         cmd!(cx.sh, "kubectl --context {context} cluster-info"),
-        "cluster facts",
+        "reading the cluster's facts",
     )?;
     cx.runner.unless_dry_run(|| {
         println!("context {context}\n{}", info.stdout.trim_end());
