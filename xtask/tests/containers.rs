@@ -49,6 +49,9 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
+/// The model-server service serving the identity model.
+const IDENTITY: &str = "model = \"identity\"";
+
 struct Sandbox {
     dir: tempfile::TempDir,
     prefix: String,
@@ -56,8 +59,9 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    /// `model` for the model-server service (identity, or onnx to crash it).
-    fn new(tag: &str, model: &str) -> Result<Self> {
+    /// `model_server`: the model-server service's keys beyond port and
+    /// image (its model, or settings that make it crash).
+    fn new(tag: &str, model_server: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let ports = [free_port()?, free_port()?, free_port()?];
         let prefix = format!("kmlops-test-{tag}-{}", std::process::id());
@@ -66,7 +70,7 @@ impl Sandbox {
             format!(
                 "[registry]\nhost = \"localhost\"\naccount = \"kmlops-{tag}\"\n\
                  [services.test-api]\nport = {}\nimage = \"test-api\"\n\
-                 [services.model-server]\nport = {}\nimage = \"model-server\"\nmodel = \"{model}\"\n\
+                 [services.model-server]\nport = {}\nimage = \"model-server\"\n{model_server}\n\
                  [services.iris-model]\nport = {}\nimage = \"model-server\"\nmodel = \"iris\"\n\
                  [local]\nrun_dir = \"run\"\n[images]\ndir = \"images\"\n\
                  [docker]\nname_prefix = \"{prefix}\"\n",
@@ -151,7 +155,7 @@ fn native_images_are_reproducible_non_root_and_shell_free() -> Result {
     if !engine() {
         return Ok(());
     }
-    let sb = Sandbox::new("native", "identity")?;
+    let sb = Sandbox::new("native", IDENTITY)?;
     let (first, _) = ok(sb.xtask(&["image", "build"])?)?;
     let test_api = digest_of(&first, "/test-api:").ok_or(format!("no digest in {first}"))?;
     let model = digest_of(&first, "/model-server:").ok_or(format!("no digest in {first}"))?;
@@ -229,7 +233,7 @@ fn both_builders_serve_the_test_api() -> Result {
     if !engine() {
         return Ok(());
     }
-    let sb = Sandbox::new("builders", "identity")?;
+    let sb = Sandbox::new("builders", IDENTITY)?;
     for builder in ["native", "docker"] {
         let (stdout, _) = ok(sb.xtask(&["image", "build", "test-api", "--builder", builder])?)?;
         let reference = stdout
@@ -278,7 +282,7 @@ fn push_then_pull_back_by_digest() -> Result {
     let (true, Some(registry)) = (engine(), registry()) else {
         return Ok(());
     };
-    let sb = Sandbox::new("push", "identity")?;
+    let sb = Sandbox::new("push", IDENTITY)?;
     let target = format!("{registry}/kmlops-push-{}", std::process::id());
     let (stdout, stderr) = ok(sb.xtask(&[
         "image",
@@ -351,7 +355,7 @@ fn docker_target_deploys_redeploys_and_tears_down_twice() -> Result {
     if !engine() {
         return Ok(());
     }
-    let sb = Sandbox::new("deploy", "identity")?;
+    let sb = Sandbox::new("deploy", IDENTITY)?;
     let (stdout, stderr) = ok(sb.xtask(&["deploy", "--target", "docker"])?)?;
     assert!(stdout.contains("Deployed to docker:"), "{stdout}");
     assert!(
@@ -409,8 +413,11 @@ fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
     if !engine() {
         return Ok(());
     }
-    // MODEL=onnx without MODEL_PATH: the server refuses to start.
-    let sb = Sandbox::new("crash", "onnx")?;
+    // An environment the server refuses: it exits at start.
+    let sb = Sandbox::new(
+        "crash",
+        "model = \"identity\"\nenv = { MAX_BODY_BYTES = \"0\" }",
+    )?;
     let out = sb.xtask(&["deploy", "--target", "docker", "model-server"])?;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
@@ -422,7 +429,7 @@ fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
         "{stderr}"
     );
     assert!(
-        stderr.contains("MODEL=onnx needs MODEL_PATH"),
+        stderr.contains("MAX_BODY_BYTES=0: must be at least 1"),
         "its log is shown: {stderr}"
     );
     assert!(stderr.contains("removing container"), "{stderr}");
@@ -436,7 +443,7 @@ fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
 
 #[test]
 fn a_missing_engine_is_explained() -> Result {
-    let sb = Sandbox::new("noengine", "identity")?;
+    let sb = Sandbox::new("noengine", IDENTITY)?;
     let out = sb
         .command(&["deploy", "--target", "docker"])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -458,7 +465,7 @@ fn ctrl_c_midway_leaves_no_container_behind() -> Result {
     if !engine() {
         return Ok(());
     }
-    let sb = Sandbox::new("ctrlc", "identity")?;
+    let sb = Sandbox::new("ctrlc", IDENTITY)?;
     // Build and load first, so the interrupt lands while containers start.
     ok(sb.xtask(&["image", "load"])?)?;
     let mut child = sb

@@ -440,9 +440,13 @@ pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
 #[utoipa::path(get, path = "/metadata", tag = "seldon", responses(
     (status = 200, description = "Name, versions, platform, inputs, outputs, custom", body = Object)))]
 pub async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
-    let schema = |names: Option<&[String]>| match names {
-        Some(n) => json!({"messagetype": "tensor", "schema": {"names": n, "shape": [n.len()]}}),
-        None => json!({"messagetype": "ndarray", "schema": {}}),
+    // Seldon's metadata schema: names and shape when known.
+    let schema = |names: Option<&[String]>, width: Option<usize>| match (names, width) {
+        (Some(n), _) => {
+            json!({"messagetype": "tensor", "schema": {"names": n, "shape": [n.len()]}})
+        }
+        (None, Some(w)) => json!({"messagetype": "tensor", "schema": {"shape": [w]}}),
+        (None, None) => json!({"messagetype": "ndarray", "schema": {}}),
     };
     let custom = match s.model.datatype() {
         Some(d) => json!({ "datatype": d }),
@@ -452,8 +456,8 @@ pub async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
         "name": s.model.name(),
         "versions": [env!("CARGO_PKG_VERSION")],
         "platform": s.model.platform(),
-        "inputs": [schema(s.model.feature_names())],
-        "outputs": [schema(s.model.class_names())],
+        "inputs": [schema(s.model.feature_names(), s.model.input_width())],
+        "outputs": [schema(s.model.class_names(), None)],
         "custom": custom,
     }))
 }

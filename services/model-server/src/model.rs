@@ -66,6 +66,11 @@ pub trait Model: Send + Sync + 'static {
         None
     }
 
+    /// Columns of the input, when the model fixes them.
+    fn input_width(&self) -> Option<usize> {
+        None
+    }
+
     /// An input the model must accept, for `/health/status`.
     fn probe(&self) -> Payload;
 

@@ -77,10 +77,11 @@ pub fn release_dir(cx: &Ctx) -> PathBuf {
 
 /// `--package P --bin B` for every service binary, deduplicated.
 pub fn all_packages(cx: &Ctx) -> Vec<String> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    for s in services::all(&cx.config) {
-        if !seen.contains(&(s.package, s.bin)) {
-            seen.push((s.package, s.bin));
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for s in services::all(&cx.config, &cx.root) {
+        let key = (s.package, s.bin);
+        if !seen.contains(&key) {
+            seen.push(key);
         }
     }
     seen.iter()
@@ -110,14 +111,14 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
             .iter()
             .map(|s| Built {
                 spec: s.clone(),
-                binary: dir.join(s.bin),
+                binary: dir.join(&s.bin),
             })
             .collect());
     };
     specs
         .iter()
         .map(
-            |s| match executables.iter().find(|(name, _)| name == s.bin) {
+            |s| match executables.iter().find(|(name, _)| *name == s.bin) {
                 Some((_, path)) => Ok(Built {
                     spec: s.clone(),
                     binary: path.clone(),

@@ -225,7 +225,7 @@ impl BenchArgs {
 fn images(cx: &Ctx) -> Result<ExitCode> {
     const TEST_API_MAX: u64 = 5_000_000;
     const MODEL_SERVER_MAX: u64 = 15_000_000;
-    let specs = services::all(&cx.config);
+    let specs = services::all(&cx.config, &cx.root);
     let built = build::build(cx, &specs)?;
     let Some(figures) = cx.runner.unless_dry_run(|| {
         // Fresh assembly: forget earlier records so nothing is skipped.
@@ -238,7 +238,7 @@ fn images(cx: &Ctx) -> Result<ExitCode> {
         let docker_secs = start.elapsed().as_secs_f64();
         let test_api = native
             .iter()
-            .find(|i| i.name == cx.config.services.test_api.image)
+            .find(|i| i.name == test_api_image(cx))
             .context("no test-api image")?;
         let stop_secs = stop_time(cx, test_api)?;
         let redeploy_secs = redeploy_time(cx)?;
@@ -251,7 +251,7 @@ fn images(cx: &Ctx) -> Result<ExitCode> {
     let verdict = |ok: bool| if ok { "meets" } else { "MISSES" };
     println!("{:<44} {:>12}  TARGET", "FIGURE", "VALUE");
     for i in &native {
-        let max = if i.name == cx.config.services.test_api.image {
+        let max = if i.name == test_api_image(cx) {
             TEST_API_MAX
         } else {
             MODEL_SERVER_MAX
@@ -458,6 +458,14 @@ fn millis(s: &str) -> Result<f64> {
         .parse::<f64>()
         .with_context(|| format!("duration {s:?}"))?
         * factor)
+}
+
+/// The image of the service built from the test-api package.
+fn test_api_image(cx: &Ctx) -> String {
+    crate::ground::services::all(&cx.config, &cx.root)
+        .into_iter()
+        .find(|s| s.package == "test-api")
+        .map_or_else(|| "test-api".into(), |s| s.settings.image)
 }
 
 #[cfg(test)]

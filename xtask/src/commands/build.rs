@@ -17,7 +17,7 @@ pub struct BuildArgs {
 
 impl BuildArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let specs = services::select(&cx.config, &self.services)?;
+        let specs = services::select(&cx.config, &cx.root, &self.services)?;
         for b in build::build(cx, &specs)? {
             println!("{}\t{}", b.spec.name, b.binary.display());
         }

@@ -67,7 +67,10 @@ impl From<EndpointArg> for Endpoint {
 impl ContractTestArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let contract = contract::load(&self.contract)?;
-        let port = self.port.unwrap_or(cx.config.services.iris_model.port);
+        let port = match self.port {
+            Some(p) => p,
+            None => iris_port(cx)?,
+        };
         let endpoint = Endpoint::from(self.endpoint);
         let url = contract::endpoint_url(&self.host, port, self.api.as_deref(), endpoint)?;
         let opts = Options {
@@ -96,4 +99,20 @@ impl ContractTestArgs {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// The default port: the first service running the iris model.
+fn iris_port(cx: &Ctx) -> Result<u16> {
+    use crate::ground::settings::{ModelName, ServiceKind};
+    cx.config
+        .services
+        .0
+        .iter()
+        .find(|s| matches!(&s.kind, ServiceKind::Model(m) if m.model == ModelName::Iris))
+        .map(|s| s.port)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no service runs the iris model, so there is no default port: give --port"
+            )
+        })
 }

@@ -43,7 +43,7 @@ impl DeployArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let target = targets::for_name(name);
-        let specs = services::select(&cx.config, &self.services)?;
+        let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let session = target
             .open(cx)
             .and_then(|s| target.prepare(cx, &s).map(|()| s))

@@ -114,7 +114,7 @@ impl ImageArgs {
                 })),
             ),
         };
-        let specs = services::select(&cx.config, &services)?;
+        let specs = services::select(&cx.config, &cx.root, &services)?;
         let images = image::build_images(cx, &specs, builder.into())?;
         match publisher {
             None => print_images(cx, &images)?,

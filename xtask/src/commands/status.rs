@@ -21,7 +21,7 @@ impl StatusArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let target = targets::for_name(cx.target(self.target.target));
         let session = target.open(cx)?;
-        let rows = target.status(cx, &session, &services::all(&cx.config))?;
+        let rows = target.status(cx, &session, &services::all(&cx.config, &cx.root))?;
         println!("{:<14} {:<8} {:<28} STATE", "SERVICE", "HEALTHY", "URL");
         for r in &rows {
             println!(

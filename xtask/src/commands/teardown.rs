@@ -58,7 +58,7 @@ impl TeardownArgs {
         }
         let target = targets::for_name(name);
         let session = target.open(cx)?;
-        target.teardown(cx, &session, &services::all(&cx.config))?;
+        target.teardown(cx, &session, &services::all(&cx.config, &cx.root))?;
         cx.runner.unless_dry_run(|| {
             println!("Torn down: nothing of kube-mlops is running on {name}.");
             Ok(())

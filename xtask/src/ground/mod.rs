@@ -13,6 +13,7 @@ pub mod names;
 pub mod net;
 pub mod poll;
 pub mod runner;
+pub mod service_settings;
 pub mod services;
 pub mod settings;
 pub mod tools;

@@ -9,6 +9,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use super::names;
+pub use super::service_settings::{
+    HttpSmoke, ModelName, NamedSmoke, ServiceKind, ServiceSettings, Services, SmokeSettings,
+};
 
 /// Where services run (`--target`, `default_target`). Plain data here; what
 /// each one does lives in the targets module.
@@ -115,33 +118,6 @@ pub struct Registry {
     pub account: String,
 }
 
-/// Deserialised key by key: a table that sets only `port` keeps that
-/// service's own default image and model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Services {
-    pub test_api: ServiceSettings,
-    /// The tutorial's Seldon component: the identity model.
-    pub model_server: ModelSettings,
-    /// The same server image running the iris classifier.
-    pub iris_model: ModelSettings,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceSettings {
-    /// Port the service listens on (and is published on, locally).
-    pub port: u16,
-    /// Image name, without registry or tag.
-    pub image: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSettings {
-    pub port: u16,
-    pub image: String,
-    /// MODEL for the server: identity, iris, or onnx (with MODEL_PATH set).
-    pub model: String,
-}
-
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Local {
@@ -233,72 +209,6 @@ impl Default for Registry {
         Self {
             host: "docker.io".into(),
             account: "kube-mlops".into(),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Services {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields, default)]
-        struct Raw {
-            #[serde(rename = "test-api")]
-            test_api: RawService,
-            #[serde(rename = "model-server")]
-            model_server: RawModel,
-            #[serde(rename = "iris-model")]
-            iris_model: RawModel,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields, default)]
-        struct RawService {
-            port: Option<u16>,
-            image: Option<String>,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(deny_unknown_fields, default)]
-        struct RawModel {
-            port: Option<u16>,
-            image: Option<String>,
-            model: Option<String>,
-        }
-        fn model(raw: RawModel, def: ModelSettings) -> ModelSettings {
-            ModelSettings {
-                port: raw.port.unwrap_or(def.port),
-                image: raw.image.unwrap_or(def.image),
-                model: raw.model.unwrap_or(def.model),
-            }
-        }
-        let raw = Raw::deserialize(d)?;
-        let def = Services::default();
-        Ok(Services {
-            test_api: ServiceSettings {
-                port: raw.test_api.port.unwrap_or(def.test_api.port),
-                image: raw.test_api.image.unwrap_or(def.test_api.image),
-            },
-            model_server: model(raw.model_server, def.model_server),
-            iris_model: model(raw.iris_model, def.iris_model),
-        })
-    }
-}
-
-impl Default for Services {
-    fn default() -> Self {
-        Self {
-            test_api: ServiceSettings {
-                port: 5000,
-                image: "test-api".into(),
-            },
-            model_server: ModelSettings {
-                port: 5001,
-                image: "model-server".into(),
-                model: "identity".into(),
-            },
-            iris_model: ModelSettings {
-                port: 5002,
-                image: "model-server".into(),
-                model: "iris".into(),
-            },
         }
     }
 }
@@ -449,6 +359,13 @@ impl Loaded {
         config.local.run_dir = base.join(&config.local.run_dir);
         config.images.dir = base.join(&config.images.dir);
         config.kubernetes.state_dir = base.join(&config.kubernetes.state_dir);
+        for service in &mut config.services.0 {
+            if let ServiceKind::Model(m) = &mut service.kind {
+                for path in [&mut m.model_path, &mut m.contract].into_iter().flatten() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
         Ok(Self {
             config,
             source: Some(path),
@@ -458,34 +375,9 @@ impl Loaded {
 
 /// Parses and checks what serde cannot.
 pub fn parse(text: &str) -> Result<Config> {
-    let config: Config = toml::from_str(text)?;
-    let s = &config.services;
-    let ports = [
-        ("test-api", s.test_api.port),
-        ("model-server", s.model_server.port),
-        ("iris-model", s.iris_model.port),
-    ];
-    for (i, (name, port)) in ports.iter().enumerate() {
-        if *port == 0 {
-            bail!("services.{name}.port must be 1-65535, not 0");
-        }
-        if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
-            bail!(
-                "services.{name}.port and services.{other}.port are both {port}: give each service its own port"
-            );
-        }
-    }
-    for (name, m) in [
-        ("model-server", &s.model_server),
-        ("iris-model", &s.iris_model),
-    ] {
-        if !["identity", "iris", "onnx"].contains(&m.model.as_str()) {
-            bail!(
-                "services.{name}.model = {:?}: expected identity, iris or onnx",
-                m.model
-            );
-        }
-    }
+    let mut config: Config = toml::from_str(text)?;
+    super::service_settings::line_numbers(&mut config.services, text);
+    super::service_settings::check(&config.services)?;
     if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {
         bail!(
             "kubernetes.rollout_timeout_secs and kubernetes.address_timeout_secs must be at least 1"
@@ -509,12 +401,8 @@ type NameCheck = fn(&str) -> Result<(), String>;
 /// Names handed to registries, docker, clusters and Kubernetes.
 fn check_names(c: &Config) -> Result<()> {
     let r = &c.registry;
-    let s = &c.services;
-    for (name, image) in [
-        ("test-api", &s.test_api.image),
-        ("model-server", &s.model_server.image),
-        ("iris-model", &s.iris_model.image),
-    ] {
+    for service in &c.services.0 {
+        let (name, image) = (&service.name, &service.image);
         if let Err((part, why)) = names::image_reference(&r.host, &r.account, image) {
             let (key, value) = match part {
                 names::Part::Host => ("registry.host".to_string(), &r.host),
@@ -592,7 +480,12 @@ mod tests {
     #[test]
     fn committed_file_spells_out_the_defaults() -> Result<()> {
         let text = include_str!("../../../xtask.toml");
-        assert_eq!(parse(text)?, Config::default());
+        let mut parsed = parse(text)?;
+        // Where a table is in the file is not a setting.
+        for s in &mut parsed.services.0 {
+            s.line = 0;
+        }
+        assert_eq!(parsed, Config::default());
         Ok(())
     }
 
@@ -606,7 +499,8 @@ mod tests {
     fn partial_file_keeps_other_defaults() -> Result<()> {
         let c =
             parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"my-proj\"")?;
-        assert_eq!(c.services.test_api.port, 8080);
+        assert_eq!(c.services.0.len(), 1, "the tables declare the services");
+        assert_eq!(c.services.0[0].port, 8080);
         assert_eq!(c.gke.project, "my-proj");
         assert_eq!(c.gke.zone, Gke::default().zone);
         Ok(())
@@ -615,11 +509,93 @@ mod tests {
     #[test]
     fn a_service_table_with_only_a_port_keeps_its_other_defaults() -> Result<()> {
         let c = parse("[services.iris-model]\nport = 6002\n")?;
-        assert_eq!(c.services.iris_model.port, 6002);
-        assert_eq!(c.services.iris_model.model, "iris");
-        assert_eq!(c.services.iris_model.image, "model-server");
-        assert!(parse("[services.test-api]\nmodel = \"iris\"\n").is_err());
+        let iris = &c.services.0[0];
+        assert_eq!(iris.port, 6002);
+        assert!(matches!(&iris.kind, ServiceKind::Model(m) if m.model == ModelName::Iris));
+        assert_eq!(iris.image, "model-server");
+        assert_eq!(iris.line, 1);
+        // A built-in name may change kind: then it keeps only the port.
+        let c = parse("[services.test-api]\nmodel = \"iris\"\n")?;
+        let api = &c.services.0[0];
+        assert!(matches!(&api.kind, ServiceKind::Model(m) if m.model == ModelName::Iris));
+        assert_eq!((api.port, api.image.as_str()), (5000, "model-server"));
         Ok(())
+    }
+
+    #[test]
+    fn services_are_declared_in_file_order_with_their_lines() -> Result<()> {
+        let c = parse(
+            "[services.zeta]\nport = 6000\n\n[services.alpha]\nmodel = \"onnx\"\n\
+             model_path = \"m/alpha.onnx\"\nport = 6001\nenv = { LOG_FORMAT = \"json\" }\n",
+        )?;
+        let names: Vec<_> = c
+            .services
+            .0
+            .iter()
+            .map(|s| (s.name.as_str(), s.line))
+            .collect();
+        assert_eq!(names, [("zeta", 1), ("alpha", 4)]);
+        let zeta = &c.services.0[0];
+        assert!(
+            matches!(&zeta.kind, ServiceKind::Crate { package, .. } if package == "zeta"),
+            "a crate named after the service by default"
+        );
+        assert_eq!(zeta.image, "zeta");
+        assert!(!zeta.seldon);
+        let alpha = &c.services.0[1];
+        assert!(alpha.seldon, "models are Seldon components by default");
+        assert_eq!(alpha.image, "alpha", "an ONNX model's image holds its file");
+        assert_eq!(
+            alpha.env.get("LOG_FORMAT").map(String::as_str),
+            Some("json")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn service_errors_name_the_key() {
+        for (text, says) in [
+            (
+                "[services.Wine]\nport = 1\n",
+                "[services.Wine]: the name must be a DNS-1123 label",
+            ),
+            (
+                "[services.w]\nmodel = \"onnx\"\nport = 1\n",
+                "services.w.model = \"onnx\" needs model_path",
+            ),
+            (
+                "[services.w]\nmodel = \"iris\"\npackage = \"x\"\nport = 1\n",
+                "has both `model` and `package`",
+            ),
+            (
+                "[services.w]\npackage = \"x\"\n",
+                "[services.w] needs a port",
+            ),
+            (
+                "[services.w]\nport = 1\ncontract = \"c.json\"\n",
+                "need `model = \"onnx\"`",
+            ),
+            (
+                "[services.w]\nport = 1\nreplicas = 0\n",
+                "services.w.replicas must be at least 1",
+            ),
+            (
+                "[services.w]\nport = 1\nenv = { PORT = \"2\" }\n",
+                "sets PORT, which kube-mlops sets itself",
+            ),
+            (
+                "[services.w]\nport = 1\nenv = { \"A-B\" = \"2\" }\n",
+                "\"A-B\" is not an environment variable name",
+            ),
+            (
+                "[services.w]\nport = 1\nsmoke = { path = \"/\", code = 200 }\n",
+                "code",
+            ),
+            ("[services]\n", "declares no service"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
     }
 
     #[test]
@@ -650,16 +626,18 @@ mod tests {
 
     #[test]
     fn shared_ports_and_unknown_models_are_refused() {
-        let e = err("[services.iris-model]\nport = 5000\nimage = \"m\"\nmodel = \"iris\"\n");
+        let e = err(
+            "[services.test-api]\n[services.iris-model]\nport = 5000\nimage = \"m\"\nmodel = \"iris\"\n",
+        );
         assert!(
-            e.contains("services.iris-model.port and services.test-api.port are both 5000"),
+            e.contains(
+                "services.iris-model.port (line 2) and services.test-api.port are both 5000"
+            ),
             "{e}"
         );
         let e = err("[services.model-server]\nport = 5001\nimage = \"m\"\nmodel = \"xgboost\"\n");
-        assert!(
-            e.contains("services.model-server.model = \"xgboost\""),
-            "{e}"
-        );
+        assert!(e.contains("xgboost"), "{e}");
+        assert!(e.contains("identity"), "{e}");
     }
 
     #[test]

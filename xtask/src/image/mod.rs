@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::build::{self, Built};
 use crate::ground::context::Ctx;
 use crate::ground::conventions::CONTAINER_PORT;
-use crate::ground::services::ServiceSpec;
+use crate::ground::services::{MODELS_DIR, ServiceSpec};
 use naming::Provenance;
 
 /// How an image is made.
@@ -117,25 +117,22 @@ fn labels(b: &Built, prov: &Provenance) -> Result<BTreeMap<String, String>> {
     Ok(l)
 }
 
-/// Files the image carries besides the binary (the service's `image_files`),
-/// in name order.
-fn extra_files(cx: &Ctx, b: &Built) -> Result<Vec<(String, Vec<u8>)>> {
-    let Some(set) = &b.spec.image_files else {
+/// The model file a service's image carries in a layer of its own, at
+/// `MODELS_DIR/<service>.onnx` (where its MODEL_PATH points).
+fn model_files(b: &Built) -> Result<Vec<(String, Vec<u8>)>> {
+    let Some(file) = &b.spec.model_file else {
         return Ok(Vec::new());
     };
-    let dir = cx.root.join(&set.dir);
-    let mut files = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(set.suffix) {
-            files.push((format!("{}/{name}", set.dest), std::fs::read(e.path())?));
-        }
-    }
-    Ok(files)
+    let bytes = std::fs::read(file).with_context(|| {
+        format!(
+            "cannot read the model of {} ({}; services.{}.model_path)",
+            b.spec.name,
+            file.display(),
+            b.spec.name
+        )
+    })?;
+    let dir = MODELS_DIR.trim_start_matches('/');
+    Ok(vec![(format!("{dir}/{}.onnx", b.spec.name), bytes)])
 }
 
 /// The record of the last build, to say when nothing changed.
@@ -154,14 +151,13 @@ fn native(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Resu
     );
     let assembled = cx
         .runner
-        .effect(what, || assemble(cx, b, prov, dir, &reference, &archive))?;
+        .effect(what, || assemble(b, prov, dir, &reference, &archive))?;
     Ok(assembled.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
 }
 
 /// The native build proper: assembled in memory, written unless the record
 /// of the last build says the same image is there already.
 fn assemble(
-    cx: &Ctx,
     b: &Built,
     prov: &Provenance,
     dir: &std::path::Path,
@@ -175,7 +171,8 @@ fn assemble(
         bin_name: b.spec.bin.to_string(),
         binary: std::fs::read(&b.binary)
             .with_context(|| format!("cannot read {}", b.binary.display()))?,
-        files: extra_files(cx, b)?,
+        files: Vec::new(),
+        model_files: model_files(b)?,
         exposed_port: CONTAINER_PORT,
         env: vec!["PATH=/usr/local/bin".into()],
         labels: labels(b, prov)?,
@@ -191,7 +188,8 @@ fn assemble(
         archive: archive.to_path_buf(),
         digest: assembled.digest.clone(),
         id: assembled.config_digest.clone(),
-        size: (assembled.config.len() + assembled.layer.len()) as u64,
+        size: (assembled.config.len() + assembled.layers.iter().map(Vec::len).sum::<usize>())
+            as u64,
     };
     let record = record_path(dir, &name);
     let previous: Option<Image> = std::fs::read(&record)
@@ -223,11 +221,11 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
     let dockerfile = cx
         .root
         .join("services")
-        .join(b.spec.package)
+        .join(&b.spec.package)
         .join("Dockerfile");
     cx.runner.effect(
         format!("stage the build context {}", context.display()),
-        || dockerfile::stage(&context, b.spec.bin, &b.binary, &extra_files(cx, b)?),
+        || dockerfile::stage(&context, &b.spec.bin, &b.binary, &model_files(b)?),
     )?;
     let labels: Vec<(String, String)> = labels(b, prov)?.into_iter().collect();
     dockerfile::build(

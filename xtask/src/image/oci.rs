@@ -1,5 +1,7 @@
-//! Daemonless, reproducible image assembly: one layer holding the static
-//! binary, a non-root passwd/group and any model files, on an empty base.
+//! Daemonless, reproducible image assembly on an empty base: one layer
+//! holding the static binary and a non-root passwd/group, then, for a
+//! model, a layer of its own holding the model files (so images of several
+//! models share the server's layer and a registry stores it once).
 //! Every tar header and JSON document is fixed by the inputs alone (modes,
 //! owners, timestamps, key order), so the same inputs give the same digest.
 //!
@@ -27,8 +29,11 @@ pub const UID: u32 = 65532;
 pub struct ImageSpec {
     pub bin_name: String,
     pub binary: Vec<u8>,
-    /// Extra files: path inside the image (no leading /) and contents.
+    /// Files beside the binary, in its layer: path inside the image (no
+    /// leading /) and contents.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Files of a second layer (a model's), when not empty.
+    pub model_files: Vec<(String, Vec<u8>)>,
     pub exposed_port: u16,
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -41,14 +46,15 @@ pub struct ImageSpec {
 /// An image's blobs and digests.
 pub struct Assembled {
     pub config: Vec<u8>,
-    pub layer: Vec<u8>,
+    /// Uncompressed layers, base first.
+    pub layers: Vec<Vec<u8>>,
     pub manifest: Vec<u8>,
     /// `sha256:...` of the manifest: the image digest registries report.
     pub digest: String,
     /// `sha256:...` of the config: the image ID docker and podman show.
     pub config_digest: String,
-    /// `sha256:...` of the (uncompressed) layer, its diff ID too.
-    pub layer_digest: String,
+    /// `sha256:...` of each (uncompressed) layer, its diff ID too.
+    pub layer_digests: Vec<String>,
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -61,8 +67,19 @@ fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
-    let layer = layer(spec)?;
-    let diff_id = sha256(&layer);
+    let mut base = spec.files.clone();
+    base.extend(system_files(&spec.bin_name, &spec.binary));
+    let mut layers = vec![layer(&base, spec.epoch)?];
+    let mut history = vec![format!("cargo xtask image build ({})", spec.bin_name)];
+    if !spec.model_files.is_empty() {
+        layers.push(layer(&spec.model_files, spec.epoch)?);
+        let names: Vec<&str> = spec.model_files.iter().map(|(p, _)| p.as_str()).collect();
+        history.push(format!(
+            "cargo xtask image build (model: {})",
+            names.join(", ")
+        ));
+    }
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let mut labels = std::collections::HashMap::new();
     labels.extend(spec.labels.clone());
     let config = ImageConfigurationBuilder::default()
@@ -82,28 +99,35 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![diff_id.clone()])
+                .diff_ids(diff_ids.clone())
                 .build()?,
         )
-        .history(vec![
-            HistoryBuilder::default()
-                .created(spec.created.clone())
-                .created_by(format!("cargo xtask image build ({})", spec.bin_name))
-                .build()?,
-        ])
+        .history(
+            history
+                .into_iter()
+                .map(|by| {
+                    HistoryBuilder::default()
+                        .created(spec.created.clone())
+                        .created_by(by)
+                        .build()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        )
         .build()?;
     let config = canonical_json(&config)?;
     let config_digest = sha256(&config);
-    let manifest = manifest_from_digests(
-        (&config_digest, config.len()),
-        &[(diff_id.clone(), layer.len())],
-    )?;
+    let sized: Vec<(String, usize)> = diff_ids
+        .iter()
+        .cloned()
+        .zip(layers.iter().map(Vec::len))
+        .collect();
+    let manifest = manifest_from_digests((&config_digest, config.len()), &sized)?;
     Ok(Assembled {
         digest: sha256(&manifest),
         config_digest,
-        layer_digest: diff_id,
+        layer_digests: diff_ids,
         config,
-        layer,
+        layers,
         manifest,
     })
 }
@@ -164,21 +188,31 @@ fn header(path: &str, size: u64, mode: u32, dir: bool, epoch: u64) -> Result<tar
     Ok(h)
 }
 
-fn layer(spec: &ImageSpec) -> Result<Vec<u8>> {
+/// The non-root user's passwd and group, and the binary (mode 0755).
+fn system_files(bin_name: &str, binary: &[u8]) -> Vec<(String, Vec<u8>)> {
     let passwd = format!("nonroot:x:{UID}:{UID}:nonroot:/nonexistent:/sbin/nologin\n");
     let group = format!("nonroot:x:{UID}:\n");
+    vec![
+        ("etc/passwd".into(), passwd.into_bytes()),
+        ("etc/group".into(), group.into_bytes()),
+        (format!("usr/local/bin/{bin_name}"), binary.to_vec()),
+    ]
+}
+
+/// A layer of `contents`: files under usr/local/bin/ are executable (0755),
+/// the rest 0644; parent directories are added.
+fn layer(contents: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
     let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
-    files.insert("etc/passwd".into(), (passwd.into_bytes(), 0o644));
-    files.insert("etc/group".into(), (group.into_bytes(), 0o644));
-    files.insert(
-        format!("usr/local/bin/{}", spec.bin_name),
-        (spec.binary.clone(), 0o755),
-    );
-    for (path, bytes) in &spec.files {
+    for (path, bytes) in contents {
         if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
             bail!("image file path {path:?} must be relative and plain");
         }
-        files.insert(path.clone(), (bytes.clone(), 0o644));
+        let mode = if path.starts_with("usr/local/bin/") {
+            0o755
+        } else {
+            0o644
+        };
+        files.insert(path.clone(), (bytes.clone(), mode));
     }
     // Every parent directory, once, before its contents (sorted order does it).
     let mut dirs = std::collections::BTreeSet::new();
@@ -206,12 +240,9 @@ fn layer(spec: &ImageSpec) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, file) in entries {
         match file {
-            None => tar.append(
-                &header(&path, 0, 0o755, true, spec.epoch)?,
-                std::io::empty(),
-            )?,
+            None => tar.append(&header(&path, 0, 0o755, true, epoch)?, std::io::empty())?,
             Some((bytes, mode)) => tar.append(
-                &header(&path, bytes.len() as u64, *mode, false, spec.epoch)?,
+                &header(&path, bytes.len() as u64, *mode, false, epoch)?,
                 &bytes[..],
             )?,
         }
@@ -263,7 +294,7 @@ pub fn write_archive(
     let docker = vec![DockerArchiveEntry {
         config: blob_path(&a.config_digest),
         repo_tags: vec![reference.to_string()],
-        layers: vec![blob_path(&a.layer_digest)],
+        layers: a.layer_digests.iter().map(|d| blob_path(d)).collect(),
     }];
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     files.insert(
@@ -273,7 +304,9 @@ pub fn write_archive(
     files.insert("index.json".into(), canonical_json(&index)?);
     files.insert("manifest.json".into(), canonical_json(&docker)?);
     files.insert(blob_path(&a.config_digest), a.config.clone());
-    files.insert(blob_path(&a.layer_digest), a.layer.clone());
+    for (digest, layer) in a.layer_digests.iter().zip(&a.layers) {
+        files.insert(blob_path(digest), layer.clone());
+    }
     files.insert(blob_path(&a.digest), a.manifest.clone());
 
     let tmp = path.with_extension("tar.partial");
@@ -356,6 +389,7 @@ mod tests {
             bin_name: "svc".into(),
             binary: binary.to_vec(),
             files: vec![("models/m.onnx".into(), b"onnx".to_vec())],
+            model_files: Vec::new(),
             exposed_port: 5000,
             env: vec!["PATH=/usr/local/bin".into()],
             labels: BTreeMap::from([("org.opencontainers.image.version".into(), "1".into())]),
@@ -380,7 +414,8 @@ mod tests {
     fn the_layer_holds_a_non_root_user_and_fixed_metadata() -> Result<()> {
         let a = assemble(&spec(b"\x7fELF"))?;
         let mut seen = Vec::new();
-        for e in tar::Archive::new(&a.layer[..]).entries()? {
+        assert_eq!(a.layers.len(), 1);
+        for e in tar::Archive::new(&a.layers[0][..]).entries()? {
             let e = e?;
             let h = e.header();
             assert_eq!((h.uid()?, h.gid()?, h.mtime()?), (0, 0, 1_700_000_000));
@@ -408,7 +443,7 @@ mod tests {
             config["config"]["Entrypoint"],
             serde_json::json!(["/usr/local/bin/svc"])
         );
-        assert_eq!(config["rootfs"]["diff_ids"][0], sha256(&a.layer));
+        assert_eq!(config["rootfs"]["diff_ids"][0], sha256(&a.layers[0]));
         Ok(())
     }
 
@@ -423,8 +458,44 @@ mod tests {
         assert_eq!(first, std::fs::read(&path)?, "byte-identical archives");
         let blobs = read_archive(&path)?;
         assert_eq!(blobs.config, a.config);
-        assert_eq!(blobs.layers, vec![a.layer.clone()]);
+        assert_eq!(blobs.layers, a.layers);
         assert_eq!(manifest_for(&blobs.config, &blobs.layers)?, a.manifest);
+        Ok(())
+    }
+
+    #[test]
+    fn a_model_is_a_layer_of_its_own_over_the_same_base() -> Result<()> {
+        let mut one = spec(b"server");
+        one.files.clear();
+        one.model_files = vec![("models/wine.onnx".into(), b"wine".to_vec())];
+        let mut two = spec(b"server");
+        two.files.clear();
+        two.model_files = vec![("models/iris.onnx".into(), b"iris".to_vec())];
+        let (one, two) = (assemble(&one)?, assemble(&two)?);
+        assert_eq!(one.layers.len(), 2);
+        assert_eq!(
+            one.layer_digests[0], two.layer_digests[0],
+            "one server layer"
+        );
+        assert_ne!(one.layer_digests[1], two.layer_digests[1]);
+        let names: Vec<String> = tar::Archive::new(&one.layers[1][..])
+            .entries()?
+            .map(|e| Ok(e?.path()?.to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        assert_eq!(names, ["models/", "models/wine.onnx"]);
+        let config: serde_json::Value = serde_json::from_slice(&one.config)?;
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(config["history"].as_array().map(Vec::len), Some(2));
+        let again = assemble(&{
+            let mut s = spec(b"server");
+            s.files.clear();
+            s.model_files = vec![("models/wine.onnx".into(), b"wine".to_vec())];
+            s
+        })?;
+        assert_eq!(again.digest, one.digest, "reproducible");
         Ok(())
     }
 

@@ -41,7 +41,7 @@ pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
         );
     }
     kube.prepare(cx, session)?;
-    let specs = services::select(&cx.config, &["model-server".to_string()])?;
+    let specs = services::select(&cx.config, &cx.root, &["model-server".to_string()])?;
     let built = build::build(cx, &specs)?;
     let delivered = kube.deliver(cx, session, built)?;
     let s = &cx.config.seldon;
@@ -65,9 +65,11 @@ pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
         )
     };
     call_identity(cx, &predictions(TEST_MODEL)?)?;
+    let iris_contract = cx.root.join("services/model-server/contract.json");
     smoke::contract_at(
         cx,
         "the iris model through the ingress",
+        Some(&iris_contract),
         &predictions(IRIS_MODEL)?,
     )?;
     Ok(Deployed {

@@ -244,7 +244,7 @@ impl Target for Docker {
                     }
                 };
                 Ok(StatusRow {
-                    service: spec.name,
+                    service: spec.name.clone(),
                     state,
                     healthy,
                     url,

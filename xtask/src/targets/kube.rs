@@ -166,7 +166,11 @@ impl Target for Kube {
             .root
             .join("deploy/overlays")
             .join(self.cluster.name().as_str());
-        let only: Vec<&str> = delivered.built.iter().map(|b| b.spec.name).collect();
+        let only: Vec<&str> = delivered
+            .built
+            .iter()
+            .map(|b| b.spec.name.as_str())
+            .collect();
         // The engine's apply waits for every rollout (and explains a failure).
         self.apply_dir(
             cx,
@@ -207,7 +211,7 @@ impl Target for Kube {
                 let mine = |kind: &str| rows.iter().find(|r| r.kind == kind && r.name == spec.name);
                 match (mine("deployment"), mine("service")) {
                     (Some(d), svc) => StatusRow {
-                        service: spec.name,
+                        service: spec.name.clone(),
                         state: match svc {
                             Some(s) => format!("{}; service {}", d.detail, s.detail),
                             None => format!("{}; no service", d.detail),
@@ -216,7 +220,7 @@ impl Target for Kube {
                         url: None,
                     },
                     (None, _) => StatusRow {
-                        service: spec.name,
+                        service: spec.name.clone(),
                         state: "not deployed".into(),
                         healthy: false,
                         url: None,
@@ -252,7 +256,7 @@ impl Target for Kube {
     fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()> {
         let state = self.state_dir(cx);
         for spec in specs {
-            engine::stop_forward(cx, &state, spec.name)?;
+            engine::stop_forward(cx, &state, &spec.name)?;
         }
         self.stop_ingress(cx)?;
         self.engine(session)?.delete_labelled(cx, MANAGED_BY)

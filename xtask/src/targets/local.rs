@@ -118,7 +118,7 @@ impl Target for Local {
                     }
                 };
                 Ok(StatusRow {
-                    service: spec.name,
+                    service: spec.name.clone(),
                     state,
                     healthy,
                     url,
@@ -277,7 +277,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         let same = st.binary == b.binary
             && st.binary_sha256 == sha
             && st.port == port
-            && st.env == spec.env;
+            && st.env == spec.host_env;
         if same && http::ready(&base_url(spec)) {
             eprintln!(
                 "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
@@ -308,7 +308,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
     let mut cmd = Command::new(&b.binary);
     cmd.env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.host_env.iter().map(|(k, v)| (k, v)))
         .current_dir(&cx.root);
     let running = format!("running {}", spec.name);
     let Some(pid) = cx
@@ -322,7 +322,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         port,
         binary: b.binary.clone(),
         binary_sha256: sha,
-        env: spec.env.clone(),
+        env: spec.host_env.clone(),
     };
     let path = state_path(cx, spec);
     std::fs::write(&path, serde_json::to_vec_pretty(&st)?)

@@ -40,7 +40,7 @@ impl Delivered {
 
 /// One service as a target sees it right now.
 pub struct StatusRow {
-    pub service: &'static str,
+    pub service: String,
     pub state: String,
     pub healthy: bool,
     pub url: Option<String>,

@@ -1,4 +1,6 @@
-//! Smoke tests: each service answers its main route the way the tutorial says.
+//! Smoke tests: each service answers the way its settings say (the
+//! tutorial's greeting, an HTTP check, an echo of the tutorial's tensor, a
+//! contract test), once it reports ready.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use super::contract::{self, Endpoint};
 use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::services::{ServiceSpec, Smoke};
+use crate::ground::settings::HttpSmoke;
+use std::path::Path;
 
 /// The tutorial's request to the Seldon model.
 pub const TUTORIAL_PAYLOAD: &str =
@@ -19,11 +23,67 @@ pub const TUTORIAL_PAYLOAD: &str =
 
 /// Calls the service's main route and checks the answer.
 pub fn check(cx: &Ctx, spec: &ServiceSpec, base_url: &str) -> Result<()> {
-    match spec.smoke {
+    match &spec.smoke {
         Smoke::Greeting => test_api(cx, base_url),
+        Smoke::Http(h) => http_check(cx, spec, h, base_url),
+        Smoke::Ready => {
+            cx.runner.effect(
+                format!(
+                    "smoke test of {}: ready (no `smoke` in its settings)",
+                    spec.name
+                ),
+                || Ok(()),
+            )?;
+            Ok(())
+        }
         Smoke::Echo => echo(cx, spec, base_url),
-        Smoke::Contract => contract(cx, spec, base_url),
+        Smoke::Contract(path) => contract(cx, spec, path.as_deref(), base_url),
     }
+}
+
+/// `smoke = { path, status, json, contains }` from the service's settings.
+fn http_check(cx: &Ctx, spec: &ServiceSpec, h: &HttpSmoke, base: &str) -> Result<()> {
+    let url = format!("{base}{}", h.path);
+    let mut what = format!(
+        "smoke test of {}: GET {url} must answer {}",
+        spec.name, h.status
+    );
+    if let Some(field) = &h.json {
+        what.push_str(&format!(" with a JSON field {field:?}"));
+    }
+    if let Some(c) = &h.contains {
+        what.push_str(&format!(" containing {c:?}"));
+    }
+    cx.runner.effect(what.clone(), || {
+        let (status, body) = http::get(&url, Duration::from_secs(5))?;
+        let shown = super::bounded(&body);
+        if status != h.status {
+            bail!("{what}; it answered {status}: {shown}");
+        }
+        let text = match &h.json {
+            None => body.clone(),
+            Some(field) => {
+                let v: serde_json::Value = serde_json::from_str(&body)
+                    .with_context(|| format!("{what}; the body is not JSON: {shown}"))?;
+                match v.get(field) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => bail!("{what}; the body has no field {field:?}: {shown}"),
+                }
+            }
+        };
+        if let Some(c) = &h.contains
+            && !text.contains(c.as_str())
+        {
+            bail!(
+                "{what}; it does not contain {c:?}: {}",
+                super::bounded(&text)
+            );
+        }
+        eprintln!("  ✓ smoke test GET {url}: {}", super::bounded(&text));
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// The identity model must return the tutorial's tensor unchanged.
@@ -71,24 +131,31 @@ pub fn check_echo(body: &str) -> Result<()> {
     Ok(())
 }
 
-/// The shipped contract must hold for the model.
-fn contract(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
+/// The model's contract must hold: the one its settings name, or one
+/// derived from the input width its `/metadata` reports.
+fn contract(cx: &Ctx, spec: &ServiceSpec, path: Option<&Path>, base: &str) -> Result<()> {
     contract_at(
         cx,
         &format!("smoke test of {}", spec.name),
+        path,
         &format!("{base}/predict"),
     )
 }
 
-/// The shipped contract.json, 3 requests of 5 rows, against `url`; `what`
-/// names the check in the plan, the failure and the success line.
-pub fn contract_at(cx: &Ctx, what: &str, url: &str) -> Result<()> {
-    let path = cx.root.join("services/model-server/contract.json");
-    let step = format!(
-        "{what}: contract test {} against {url} (3 requests of 5 rows)",
-        path.display()
+/// A contract.json (or, for None, one derived from `<url's base>/metadata`:
+/// every input a float in [0, 1]), 3 requests of 5 rows, against `url`;
+/// `what` names the check in the plan, the failure and the success line.
+pub fn contract_at(cx: &Ctx, what: &str, path: Option<&Path>, url: &str) -> Result<()> {
+    let shown = path.map_or_else(
+        || "derived from the model's /metadata".to_string(),
+        |p| p.display().to_string(),
     );
+    let step = format!("{what}: contract test {shown} against {url} (3 requests of 5 rows)");
     cx.runner.effect(step, || {
+        let contract = match path {
+            Some(p) => contract::load(p)?,
+            None => derived_contract(url).with_context(|| format!("{what} failed"))?,
+        };
         let opts = contract::Options {
             endpoint: Endpoint::Predict,
             batch_size: 5,
@@ -98,7 +165,7 @@ pub fn contract_at(cx: &Ctx, what: &str, url: &str) -> Result<()> {
             form: false,
             seed: rand::random(),
         };
-        let report = contract::run(url, &contract::load(&path)?, &opts)?;
+        let report = contract::run(url, &contract, &opts)?;
         if !report.passed() {
             bail!("{what} failed:\n{}", report.render(url));
         }
@@ -106,6 +173,38 @@ pub fn contract_at(cx: &Ctx, what: &str, url: &str) -> Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// A contract for a model whose `/metadata` gives its input width (Seldon's
+/// metadata: `inputs[0].schema.shape`, or the names' count): each input a
+/// continuous float in [0, 1], named as the model names them.
+fn derived_contract(predict_url: &str) -> Result<seldon_protocol::contract::Contract> {
+    let base = predict_url.trim_end_matches("/predict");
+    let url = format!("{base}/metadata");
+    let (status, body) = http::get(&url, Duration::from_secs(5))?;
+    if status != 200 {
+        bail!("GET {url} answered {status}: {}", super::bounded(&body));
+    }
+    let meta: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("GET {url}: not JSON: {}", super::bounded(&body)))?;
+    let schema = &meta["inputs"][0]["schema"];
+    let names: Vec<String> = match (schema["names"].as_array(), schema["shape"][0].as_u64()) {
+        (Some(n), _) => n
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        (None, Some(w)) => (0..w).map(|i| format!("f{i}")).collect(),
+        (None, None) => bail!(
+            "GET {url} gives no input width, so no contract can be derived; set `contract` in \
+             the service's settings"
+        ),
+    };
+    let features: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "dtype": "FLOAT", "ftype": "continuous", "range": [0, 1]}))
+        .collect();
+    let text = serde_json::json!({ "features": features }).to_string();
+    seldon_protocol::contract::Contract::parse(&text).map_err(anyhow::Error::msg)
 }
 
 fn test_api(cx: &Ctx, base: &str) -> Result<()> {

@@ -2,13 +2,15 @@
 
 mod identity;
 mod onnx;
+mod onnx_graph;
+mod scaler;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 pub use identity::Identity;
-pub use onnx::OnnxModel;
+pub use onnx::{OnnxModel, OnnxOptions};
 
 use crate::model::Model;
 
@@ -18,7 +20,8 @@ const IRIS_ONNX: &[u8] = include_bytes!("../../models/iris.onnx");
 
 /// `MODEL` = `identity` (default) | `iris` | `onnx` (needs `MODEL_PATH`).
 /// `CLASS_NAMES` / `FEATURE_NAMES` (comma-separated) override the names an
-/// ONNX file carries in its metadata.
+/// ONNX file carries in its metadata; `OUTPUT` names the graph output to
+/// answer with.
 pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model>> {
     let names = |key: &str| {
         lookup(key).filter(|v| !v.trim().is_empty()).map(|v| {
@@ -27,17 +30,17 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
                 .collect::<Vec<_>>()
         })
     };
+    let options = || OnnxOptions {
+        class_names: names("CLASS_NAMES"),
+        feature_names: names("FEATURE_NAMES"),
+        output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
+    };
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
         "identity" | "" => Ok(Box::new(Identity)),
         "iris" => Ok(Box::new(
-            OnnxModel::from_bytes(
-                "iris",
-                IRIS_ONNX,
-                names("CLASS_NAMES"),
-                names("FEATURE_NAMES"),
-            )
-            .context("loading the built-in iris model")?,
+            OnnxModel::from_bytes("iris", IRIS_ONNX, options())
+                .context("loading the built-in iris model")?,
         )),
         "onnx" => {
             let path = PathBuf::from(lookup("MODEL_PATH").context(
@@ -49,7 +52,7 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
                 .file_stem()
                 .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
             Ok(Box::new(
-                OnnxModel::from_bytes(&name, &bytes, names("CLASS_NAMES"), names("FEATURE_NAMES"))
+                OnnxModel::from_bytes(&name, &bytes, options())
                     .with_context(|| format!("loading ONNX model {}", path.display()))?,
             ))
         }

@@ -1,9 +1,10 @@
 //! An ONNX classifier or regressor executed in pure Rust by tract: input
-//! float32 `[N, features]`, first output `[N, outputs]`.
+//! float32 `[N, features]`, output `[N, outputs]` (or `[N]`, one column).
 
 use seldon_protocol::{Array, ArrayError, Element, Names, Repr};
 use tract_onnx::prelude::*;
 
+use super::onnx_graph;
 use crate::model::{Model, ModelError, Payload};
 
 /// Rows per model run; larger batches are split.
@@ -17,46 +18,60 @@ pub struct OnnxModel {
     feature_names: Option<Vec<String>>,
 }
 
+/// What a deployment says about an ONNX model, beyond the file.
+#[derive(Clone, Debug, Default)]
+pub struct OnnxOptions {
+    /// Output column names; win over the file's.
+    pub class_names: Option<Vec<String>>,
+    /// Input column names; win over the file's.
+    pub feature_names: Option<Vec<String>>,
+    /// The graph output to answer with (default: the probabilities, else
+    /// the first floating-point output).
+    pub output: Option<String>,
+}
+
 impl OnnxModel {
-    /// Loads a model; names given here win over the file's `class_names` /
-    /// `feature_names` metadata (comma-separated, as train_iris.py writes).
-    pub fn from_bytes(
-        name: &str,
-        bytes: &[u8],
-        class_names: Option<Vec<String>>,
-        feature_names: Option<Vec<String>>,
-    ) -> anyhow::Result<Self> {
-        let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..])?;
+    /// Loads a model as the common exporters write it (see `onnx_graph`).
+    /// Names come from `options`, else the file's `class_names` /
+    /// `feature_names` metadata (comma-separated, as train_iris.py writes),
+    /// else the class labels of a ZipMap.
+    ///
+    /// # Errors
+    /// What `onnx_graph::load` refuses; names whose count does not match the
+    /// input's width.
+    pub fn from_bytes(name: &str, bytes: &[u8], options: OnnxOptions) -> anyhow::Result<Self> {
+        let graph = onnx_graph::load(bytes, options.output.as_deref())?;
         let prop = |key: &str| {
-            proto
-                .metadata_props
+            graph
+                .metadata
                 .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.split(',').map(str::to_string).collect::<Vec<_>>())
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
         };
-        let class_names = class_names.or_else(|| prop("class_names"));
-        let feature_names = feature_names.or_else(|| prop("feature_names"));
-        let typed = onnx.model_for_proto_model(&proto)?.into_optimized()?;
-        let shape = &typed.input_fact(0)?.shape;
-        let features = match shape.len() {
-            2 => shape[1]
-                .as_i64()
-                .and_then(|d| usize::try_from(d).ok())
-                .ok_or_else(|| anyhow::anyhow!("the input's second dimension must be fixed"))?,
-            n => anyhow::bail!("the model's input must be [N, features]; it has {n} dimensions"),
-        };
+        let class_names = options
+            .class_names
+            .or_else(|| prop("class_names"))
+            .or(graph.zipmap_labels);
+        let feature_names = options.feature_names.or_else(|| prop("feature_names"));
+        let features = graph.features;
+        tracing::info!(
+            model = name,
+            output = %graph.output,
+            features,
+            "ONNX graph planned for float32 [N, {features}]"
+        );
         if let Some(f) = &feature_names
             && f.len() != features
         {
             anyhow::bail!(
-                "{} feature names for a model with {features} inputs",
-                f.len()
+                "{} feature names ({}) for a model whose input has {features} columns",
+                f.len(),
+                f.join(", ")
             );
         }
         Ok(Self {
             name: name.to_string(),
-            plan: typed.into_runnable()?,
+            plan: graph.plan.into_runnable()?,
             features,
             class_names,
             feature_names,
@@ -182,6 +197,10 @@ impl Model for OnnxModel {
 
     fn feature_names(&self) -> Option<&[String]> {
         self.feature_names.as_deref()
+    }
+
+    fn input_width(&self) -> Option<usize> {
+        Some(self.features)
     }
 
     fn probe(&self) -> Payload {

@@ -121,7 +121,7 @@ impl Cluster for Gke {
         spec: &ServiceSpec,
     ) -> Result<String> {
         let namespace = &cx.config.kubernetes.namespace;
-        Ok(match engine.load_balancer(cx, namespace, spec.name)? {
+        Ok(match engine.load_balancer(cx, namespace, &spec.name)? {
             Some(address) => format!("http://{address}:{CONTAINER_PORT}"),
             None => format!("http://<external IP of {}>:{CONTAINER_PORT}", spec.name),
         })

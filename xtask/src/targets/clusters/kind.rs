@@ -86,9 +86,9 @@ impl Cluster for Kind {
         engine.forward(
             cx,
             state,
-            spec.name,
+            &spec.name,
             namespace,
-            spec.name,
+            &spec.name,
             None,
             spec.settings.port,
         )

@@ -76,7 +76,7 @@ impl Cluster for Minikube {
         let (profile, namespace, name) = (
             &cx.config.minikube.profile,
             &cx.config.kubernetes.namespace,
-            spec.name,
+            &spec.name,
         );
         let cmd = || {
             cmd!(

@@ -1,0 +1,130 @@
+//! ONNX files as the exporters write them by default (made by
+//! scripts/train_exporters.py with skl2onnx), served by the real binary
+//! and answered as scikit-learn itself answers, to 1e-5.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use service_kit::testing::{Result, Server, post_json};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/exporters");
+
+fn expected() -> Result<Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(format!(
+        "{DIR}/expected.json"
+    ))?)?)
+}
+
+fn serve(file: &str, extra: &[(&str, &str)]) -> Result<Server> {
+    let path = format!("{DIR}/{file}");
+    let mut env = vec![("MODEL", "onnx"), ("MODEL_PATH", path.as_str())];
+    env.extend_from_slice(extra);
+    Server::start(env!("CARGO_BIN_EXE_model-server"), &env)
+}
+
+/// Every answer within 1e-5 of scikit-learn's (relative above 1).
+fn assert_close(name: &str, got: &Value, want: &Value) {
+    let (Some(got), Some(want)) = (got.as_array(), want.as_array()) else {
+        panic!("{name}: not arrays: {got} vs {want}");
+    };
+    assert_eq!(got.len(), want.len(), "{name}: rows");
+    for (r, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.as_array().expect("row"), w.as_array().expect("row"));
+        assert_eq!(g.len(), w.len(), "{name}: columns of row {r}");
+        for (c, (g, w)) in g.iter().zip(w).enumerate() {
+            let (g, w) = (g.as_f64().expect("number"), w.as_f64().expect("number"));
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{name} row {r} column {c}: {g} vs scikit-learn's {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn skl2onnx_defaults_load_and_answer_as_scikit_learn_does() -> Result {
+    let expected = expected()?;
+    for (name, case) in expected.as_object().ok_or("expected.json")? {
+        let file = case["file"].as_str().ok_or("file")?;
+        let s = serve(file, &[])?;
+        let request = json!({"data": {"ndarray": case["input"]}});
+        let (status, body) = post_json(&s.url("/predict"), &request.to_string())?;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_close(name, &body["data"]["ndarray"], &case["expected"]);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_zipmap_gives_its_class_labels_and_the_label_output_can_be_refused() -> Result {
+    let s = serve("wine-pipeline.onnx", &[])?;
+    let row = expected()?["wine-pipeline"]["input"][0].clone();
+    let (_, body) = post_json(
+        &s.url("/predict"),
+        &json!({"data": {"ndarray": [row]}}).to_string(),
+    )?;
+    assert_eq!(body["data"]["names"], json!(["0", "1", "2"]), "{body}");
+    drop(s);
+
+    let s = serve(
+        "wine-forest.onnx",
+        &[("CLASS_NAMES", "barolo,grignolino,barbera")],
+    )?;
+    let (_, body) = post_json(
+        &s.url("/predict"),
+        &json!({"data": {"ndarray": [row]}}).to_string(),
+    )?;
+    assert_eq!(
+        body["data"]["names"],
+        json!(["barolo", "grignolino", "barbera"])
+    );
+    Ok(())
+}
+
+/// The server refuses to start, and says why.
+fn refused(env: &[(&str, &str)]) -> Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_model-server"))
+        .envs(env.iter().copied())
+        .env("PORT", "0")
+        .output()?;
+    assert!(!out.status.success(), "started with {env:?}");
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn what_tract_cannot_run_is_named_with_the_way_around_it() -> Result {
+    let path = |f: &str| format!("{DIR}/{f}");
+    let (svr, ints, wine) = (
+        path("svr.onnx"),
+        path("int-input.onnx"),
+        path("wine-pipeline.onnx"),
+    );
+    let e = refused(&[("MODEL", "onnx"), ("MODEL_PATH", &svr)])?;
+    assert!(e.contains("SVMRegressor (ai.onnx.ml)"), "{e}");
+    assert!(e.contains("does not implement"), "{e}");
+    let e = refused(&[("MODEL", "onnx"), ("MODEL_PATH", &ints)])?;
+    assert!(e.contains("input \"ids\" holds int64, not floats"), "{e}");
+    assert!(e.contains("FloatTensorType"), "{e}");
+    let e = refused(&[
+        ("MODEL", "onnx"),
+        ("MODEL_PATH", &wine),
+        ("OUTPUT", "output_label"),
+    ])?;
+    assert!(
+        e.contains("output \"output_label\" is not a float tensor"),
+        "{e}"
+    );
+    let e = refused(&[("MODEL", "onnx"), ("MODEL_PATH", &wine), ("OUTPUT", "nope")])?;
+    assert!(e.contains("the model has no output \"nope\""), "{e}");
+    assert!(e.contains("output_label (int64)"), "{e}");
+    let e = refused(&[
+        ("MODEL", "onnx"),
+        ("MODEL_PATH", &wine),
+        ("FEATURE_NAMES", "a,b"),
+    ])?;
+    assert!(
+        e.contains("2 feature names (a, b) for a model whose input has 13 columns"),
+        "{e}"
+    );
+    Ok(())
+}

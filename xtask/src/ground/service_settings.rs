@@ -1,0 +1,440 @@
+//! `[services.<name>]` in xtask.toml: every service kube-mlops builds and
+//! deploys, in the order the file lists them. A service is a **model**
+//! served by the workspace's model server (`model = "identity" | "iris" |
+//! "onnx"`) or a **crate** of the workspace (`package`, defaulting to the
+//! service's name). Without any `[services.*]` table, the tutorial's three
+//! services are deployed; a table named after one of them starts from that
+//! service's settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::names;
+
+/// The services, in deploy order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Services(pub Vec<ServiceSettings>);
+
+/// One `[services.<name>]` table, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    /// The table's name: a DNS-1123 label, used as the Kubernetes object,
+    /// container and log names.
+    pub name: String,
+    pub kind: ServiceKind,
+    /// Port the service listens on (and is published or forwarded on
+    /// locally).
+    pub port: u16,
+    /// Image name, without registry or tag.
+    pub image: String,
+    /// Pods of its Deployment (Kubernetes targets).
+    pub replicas: u32,
+    /// Environment it runs with, beyond what kube-mlops sets.
+    pub env: BTreeMap<String, String>,
+    /// Kubernetes resource requests and limits (quantities as Kubernetes
+    /// writes them: `50m`, `128Mi`).
+    pub resources: Resources,
+    /// Also deployed as a SeldonDeployment by `deploy --seldon`.
+    pub seldon: bool,
+    /// 1-based line of the table in the settings file (0: built in), for
+    /// errors found after parsing.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceKind {
+    /// Served by the workspace's `model-server` crate.
+    Model(ModelSettings),
+    /// A binary of a workspace package.
+    Crate {
+        package: String,
+        /// The binary target, when the package has several.
+        bin: Option<String>,
+        /// What deploy checks once it answers (default: its readiness).
+        smoke: Option<SmokeSettings>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// `identity`, `iris` (built into the server) or `onnx`.
+    pub model: ModelName,
+    /// The ONNX file (`model = "onnx"`), relative to the settings file
+    /// until `Loaded::load` makes it absolute.
+    pub model_path: Option<PathBuf>,
+    /// Output column names (CLASS_NAMES); default: the file's.
+    pub class_names: Option<Vec<String>>,
+    /// Input column names (FEATURE_NAMES); default: the file's.
+    pub feature_names: Option<Vec<String>>,
+    /// The graph output answered with (OUTPUT); default: the probabilities.
+    pub output: Option<String>,
+    /// A contract.json for the smoke test (relative to the settings file);
+    /// default: the iris contract for iris, one derived from the model's
+    /// input width for onnx, an echo of the tutorial's tensor for identity.
+    pub contract: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelName {
+    Identity,
+    Iris,
+    Onnx,
+}
+
+impl ModelName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Iris => "iris",
+            Self::Onnx => "onnx",
+        }
+    }
+}
+
+/// A crate's `smoke`: `"tutorial-greeting"` (GET /test_api answers the
+/// tutorial's `{"message":"Hello <client ip>, you've reached <server ip>"}`
+/// with real addresses) or an HTTP check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SmokeSettings {
+    Named(NamedSmoke),
+    Http(HttpSmoke),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NamedSmoke {
+    TutorialGreeting,
+}
+
+/// `smoke = { path = "/hello", status = 200, json = "message", contains =
+/// "Hello" }`: a GET that must answer `status`, and when `json` is given, a
+/// JSON object with that field (a string containing `contains`, when
+/// given; without `json`, the body must contain it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSmoke {
+    pub path: String,
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    pub json: Option<String>,
+    pub contains: Option<String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// Requests and limits; the defaults fit the services' memory bound (see
+/// the README's memory table).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu_request: "50m".into(),
+            memory_request: "32Mi".into(),
+            cpu_limit: "500m".into(),
+            memory_limit: "128Mi".into(),
+        }
+    }
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Self(builtin())
+    }
+}
+
+/// The tutorial's services: the test API, the identity model (the Seldon
+/// component) and the iris classifier.
+fn builtin() -> Vec<ServiceSettings> {
+    let model = |name: &str, port, model| ServiceSettings {
+        name: name.into(),
+        kind: ServiceKind::Model(ModelSettings {
+            model,
+            model_path: None,
+            class_names: None,
+            feature_names: None,
+            output: None,
+            contract: None,
+        }),
+        port,
+        image: "model-server".into(),
+        replicas: 1,
+        env: BTreeMap::new(),
+        resources: Resources::default(),
+        seldon: true,
+        line: 0,
+    };
+    vec![
+        ServiceSettings {
+            name: "test-api".into(),
+            kind: ServiceKind::Crate {
+                package: "test-api".into(),
+                bin: None,
+                smoke: Some(SmokeSettings::Named(NamedSmoke::TutorialGreeting)),
+            },
+            port: 5000,
+            image: "test-api".into(),
+            replicas: 1,
+            env: BTreeMap::new(),
+            resources: Resources::default(),
+            seldon: false,
+            line: 0,
+        },
+        model("model-server", 5001, ModelName::Identity),
+        model("iris-model", 5002, ModelName::Iris),
+    ]
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    model: Option<ModelName>,
+    model_path: Option<PathBuf>,
+    class_names: Option<Vec<String>>,
+    feature_names: Option<Vec<String>>,
+    output: Option<String>,
+    contract: Option<PathBuf>,
+    package: Option<String>,
+    bin: Option<String>,
+    smoke: Option<SmokeSettings>,
+    port: Option<u16>,
+    image: Option<String>,
+    replicas: Option<u32>,
+    env: Option<BTreeMap<String, String>>,
+    resources: Option<Resources>,
+    seldon: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let tables = indexmap::IndexMap::<Spanned<String>, Spanned<Raw>>::deserialize(d)?;
+        let builtin = builtin();
+        tables
+            .into_iter()
+            .map(|(name, raw)| {
+                let span = name.span();
+                let name = name.into_inner();
+                let base = builtin.iter().find(|s| s.name == name);
+                resolve(name, raw.into_inner(), base)
+                    .map(|mut s| {
+                        // Filled in by `line_numbers` with the file's text.
+                        s.line = span.start + 1;
+                        s
+                    })
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map(Self)
+    }
+}
+
+/// A table's keys over the built-in service of the same name, if any.
+fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<ServiceSettings> {
+    let at = format!("services.{name}");
+    names::dns1123_label(&name).map_err(|why| anyhow::anyhow!("[{at}]: the name {why}"))?;
+    let model_keys = raw.model_path.is_some()
+        || raw.class_names.is_some()
+        || raw.feature_names.is_some()
+        || raw.output.is_some()
+        || raw.contract.is_some();
+    let base_kind = base.map(|b| &b.kind);
+    let base_model = match base_kind {
+        Some(ServiceKind::Model(m)) if raw.package.is_none() => Some(m.model),
+        _ => None,
+    };
+    let kind = match (raw.model.or(base_model), &raw.package, base_kind) {
+        (Some(_), Some(_), _) => {
+            bail!("[{at}] has both `model` and `package`: a service is one or the other")
+        }
+        (Some(model), None, _) => {
+            if raw.bin.is_some() || raw.smoke.is_some() {
+                bail!(
+                    "[{at}]: `bin` and `smoke` are for crates; a model is checked with its \
+                     `contract`"
+                );
+            }
+
+            if model == ModelName::Onnx && raw.model_path.is_none() {
+                bail!(
+                    "{at}.model = \"onnx\" needs model_path, the .onnx file (relative to the \
+                     settings file); `cargo xtask model add {name} --onnx FILE` writes both"
+                );
+            }
+            if model != ModelName::Onnx && raw.model_path.is_some() {
+                bail!(
+                    "{at}.model_path is only for model = \"onnx\"; {} is built into the server",
+                    model.as_str()
+                );
+            }
+            ServiceKind::Model(ModelSettings {
+                model,
+                model_path: raw.model_path,
+                class_names: raw.class_names,
+                feature_names: raw.feature_names,
+                output: raw.output,
+                contract: raw.contract,
+            })
+        }
+        (None, package, base_kind) => {
+            if model_keys {
+                bail!(
+                    "[{at}]: model_path, class_names, feature_names, output and contract need \
+                     `model = \"onnx\"` (or identity or iris)"
+                );
+            }
+            let (base_package, base_bin, base_smoke) = match base_kind {
+                Some(ServiceKind::Crate {
+                    package,
+                    bin,
+                    smoke,
+                }) => (Some(package.clone()), bin.clone(), smoke.clone()),
+                _ => (None, None, None),
+            };
+            ServiceKind::Crate {
+                package: package
+                    .clone()
+                    .or(base_package)
+                    .unwrap_or_else(|| name.clone()),
+                bin: raw.bin.or(base_bin),
+                smoke: raw.smoke.or(base_smoke),
+            }
+        }
+    };
+    // The built-in's image only while the service stays the same kind.
+    let same_kind = base.is_some_and(|b| {
+        matches!(
+            (&b.kind, &kind),
+            (ServiceKind::Model(_), ServiceKind::Model(_))
+                | (ServiceKind::Crate { .. }, ServiceKind::Crate { .. })
+        )
+    });
+    let image = match (&raw.image, base.filter(|_| same_kind), &kind) {
+        (Some(i), _, _) => i.clone(),
+        (None, Some(b), _) => b.image.clone(),
+        // An ONNX model's image holds its file: an image of its own.
+        (None, None, ServiceKind::Model(m)) if m.model == ModelName::Onnx => name.clone(),
+        (None, None, ServiceKind::Model(_)) => "model-server".into(),
+        (None, None, ServiceKind::Crate { package, .. }) => package.clone(),
+    };
+    let port = raw.port.or(base.map(|b| b.port)).ok_or_else(|| {
+        anyhow::anyhow!("[{at}] needs a port: the port the service listens on, e.g. port = 5003")
+    })?;
+    if port == 0 {
+        bail!("{at}.port must be 1-65535, not 0");
+    }
+    let replicas = raw.replicas.or(base.map(|b| b.replicas)).unwrap_or(1);
+    if replicas == 0 {
+        bail!("{at}.replicas must be at least 1 (teardown removes a service)");
+    }
+    for key in raw.env.iter().flat_map(BTreeMap::keys) {
+        let ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
+        }
+        if ["PORT", "MODEL", "MODEL_PATH", "POD_IP"].contains(&key.as_str()) {
+            bail!("{at}.env sets {key}, which kube-mlops sets itself from the service's keys");
+        }
+    }
+    Ok(ServiceSettings {
+        seldon: raw
+            .seldon
+            .or(base.map(|b| b.seldon))
+            .unwrap_or(matches!(kind, ServiceKind::Model(_))),
+        name,
+        kind,
+        port,
+        image,
+        replicas,
+        env: raw.env.or(base.map(|b| b.env.clone())).unwrap_or_default(),
+        resources: raw
+            .resources
+            .or(base.map(|b| b.resources.clone()))
+            .unwrap_or_default(),
+        line: 0,
+    })
+}
+
+/// Turns the byte offsets `deserialize` left in `line` into 1-based line
+/// numbers of `text`.
+pub fn line_numbers(services: &mut Services, text: &str) {
+    for s in &mut services.0 {
+        if s.line > 0 {
+            let offset = (s.line - 1).min(text.len());
+            s.line = text[..offset].matches('\n').count() + 1;
+        }
+    }
+}
+
+/// Checks across services: distinct ports.
+pub fn check(services: &Services) -> Result<()> {
+    let all = &services.0;
+    if all.is_empty() {
+        bail!("[services] declares no service; remove the table to deploy the built-in ones");
+    }
+    for (i, s) in all.iter().enumerate() {
+        if let Some(other) = all[..i]
+            .iter()
+            .find(|o| o.image == s.image && !same_image(o, s))
+        {
+            bail!(
+                "services.{}.image (line {}) is {:?}, as is services.{}.image, but they are \
+                 built from different code or model files: give each its own image name",
+                s.name,
+                s.line,
+                s.image,
+                other.name
+            );
+        }
+        if let Some(other) = all[..i].iter().find(|o| o.port == s.port) {
+            bail!(
+                "services.{}.port (line {}) and services.{}.port are both {}: give each \
+                 service its own port",
+                s.name,
+                s.line,
+                other.name,
+                s.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two services' images would hold the same files: the same crate
+/// binary, or the model server with no model file of its own.
+fn same_image(a: &ServiceSettings, b: &ServiceSettings) -> bool {
+    match (&a.kind, &b.kind) {
+        (ServiceKind::Model(x), ServiceKind::Model(y)) => x.model_path == y.model_path,
+        (
+            ServiceKind::Crate {
+                package: p,
+                bin: b1,
+                ..
+            },
+            ServiceKind::Crate {
+                package: q,
+                bin: b2,
+                ..
+            },
+        ) => p == q && b1 == b2,
+        _ => false,
+    }
+}
