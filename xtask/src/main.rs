@@ -6,6 +6,7 @@ mod build;
 mod commands;
 mod ground;
 mod image;
+mod manifests;
 mod publish;
 mod seldon;
 mod targets;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
             Command::Logs(a) => a.run(&cx),
             Command::Teardown(a) => a.run(&cx),
             Command::Image(a) => a.run(&cx),
+            Command::Manifests(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),
             Command::Context(a) => a.run(&cx),
             Command::Seldon(a) => a.run(&cx),

@@ -9,8 +9,17 @@ use std::path::{Path, PathBuf};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Top-level folders of xtask/src, bottom to top.
-const LAYERS: [&str; 9] = [
-    "ground", "build", "image", "publish", "verify", "targets", "seldon", "commands", "main",
+const LAYERS: [&str; 10] = [
+    "ground",
+    "build",
+    "image",
+    "publish",
+    "verify",
+    "manifests",
+    "targets",
+    "seldon",
+    "commands",
+    "main",
 ];
 
 fn src() -> PathBuf {

@@ -81,7 +81,7 @@ impl Stage {
             fake.start_controller();
         }
         let f = Fakes::new(tools)?;
-        std::fs::write(f.dir.path().join("xtask.toml"), settings)?;
+        f.settings(settings)?;
         let config = f.dir.path().join("kubeconfig");
         std::fs::write(&config, kubeconfig(addr, context))?;
         let path = format!(

@@ -226,9 +226,15 @@ fn every_service_is_fenced_by_a_network_policy_and_kept_up_by_a_disruption_budge
 }
 
 fn check_deployment(overlay: &str, d: &Deployment) -> Result {
+    check_deployment_with(overlay, d, 1)
+}
+
+/// The same, for a service whose settings ask for `replicas` (gke's
+/// overlay runs two of each).
+fn check_deployment_with(overlay: &str, d: &Deployment, replicas: i32) -> Result {
     let name = d.metadata.name.as_deref().ok_or("unnamed")?;
     let spec = d.spec.as_ref().ok_or("no spec")?;
-    let want_replicas = if overlay == "gke" { 2 } else { 1 };
+    let want_replicas = if overlay == "gke" { 2 } else { replicas };
     assert_eq!(spec.replicas, Some(want_replicas), "{overlay}/{name}");
     let pod = spec.template.spec.as_ref().ok_or("no pod spec")?;
     let psc = pod
@@ -403,5 +409,169 @@ fn the_seldon_deployments_have_what_seldon_requires_and_take_the_pinned_image() 
             ("seldon-test-model".to_string(), "identity".to_string())
         ]
     );
+    Ok(())
+}
+
+mod support;
+
+#[test]
+fn the_committed_manifests_are_what_the_settings_generate() -> Result {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--progress=never", "manifests", "--check"])
+        .env_remove("XTASK_CONFIG")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "run `cargo xtask manifests`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_changed_port_makes_the_check_fail_until_manifests_runs_and_deploy_refuses_meanwhile() -> Result
+{
+    let f = support::Fakes::new(&[
+        ("kind", ""),
+        (
+            "kubectl",
+            r#"case "$*" in "config current-context") echo kind-dev ;; esac"#,
+        ),
+    ])?;
+    let settings = |port: u16| {
+        format!(
+            "[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n\
+             [services.iris-model]\nport = 5002\n"
+        )
+    };
+    f.settings(&settings(5000))?;
+    let (out, _) = f.xtask(&["manifests", "--check"], &[])?;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    std::fs::write(f.dir.path().join("xtask.toml"), settings(6000))?;
+    let (out, _) = f.xtask(&["manifests", "--check"], &[])?;
+    let stderr = support::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("base/test-api.yaml differs"), "{stderr}");
+    assert!(
+        stderr.contains("-      port: 5000\n+      port: 6000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run `cargo xtask manifests`"), "{stderr}");
+    let (out, log) = f.xtask(&["deploy", "--target", "kind"], &[])?;
+    let stderr = support::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("are not what the settings generate (base/test-api.yaml)"),
+        "{stderr}"
+    );
+    assert!(
+        log.iter().all(|l| l.starts_with("kubectl config")),
+        "nothing built or loaded into the cluster: {log:?}"
+    );
+    let (out, _) = f.xtask(&["manifests"], &[])?;
+    assert!(out.status.success());
+    assert!(
+        support::text(&out.stdout).contains("updated"),
+        "{}",
+        support::text(&out.stdout)
+    );
+    let (out, _) = f.xtask(&["manifests", "--check"], &[])?;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn a_users_model_gets_its_deployment_seldon_deployment_and_policies() -> Result {
+    let f = support::Fakes::new(&[])?;
+    f.settings(
+        "[services.test-api]\n\
+         [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\nport = 6001\n\
+         replicas = 3\nclass_names = [\"barolo\", \"grignolino\", \"barbera\"]\n\
+         env = { LOG_FORMAT = \"json\" }\n\
+         resources = { memory_limit = \"256Mi\", memory_request = \"64Mi\", cpu_request = \"50m\", cpu_limit = \"1\" }\n",
+    )?;
+    let deploy = f.dir.path().join("deploy");
+    let rendered = |dir: &Path| -> Result<Vec<Value>> {
+        let out = Command::new("kubectl").arg("kustomize").arg(dir).output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut docs = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(&String::from_utf8(out.stdout)?) {
+            let v = Value::deserialize(doc)?;
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+        Ok(docs)
+    };
+    for overlay in OVERLAYS {
+        let objects = rendered(&deploy.join("overlays").join(overlay))?;
+        let wine: Deployment = typed(
+            objects
+                .iter()
+                .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "wine")
+                .ok_or("no wine Deployment")?,
+        )?;
+        check_deployment_with(overlay, &wine, 3)?;
+        let spec = wine.spec.as_ref().ok_or("spec")?;
+        let pod = spec.template.spec.as_ref().ok_or("pod")?;
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("wine"),
+            "an ONNX model has its own image"
+        );
+        let env: BTreeMap<String, String> = c
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect();
+        assert_eq!(env["MODEL"], "onnx");
+        assert_eq!(env["MODEL_PATH"], "/models/wine.onnx");
+        assert_eq!(env["CLASS_NAMES"], "barolo,grignolino,barbera");
+        assert_eq!(env["LOG_FORMAT"], "json");
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .ok_or("limits")?;
+        assert_eq!(limits["memory"].0, "256Mi");
+        let svc: Service = typed(
+            objects
+                .iter()
+                .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "wine")
+                .ok_or("no wine Service")?,
+        )?;
+        let port = &svc.spec.ok_or("spec")?.ports.ok_or("ports")?[0];
+        assert_eq!(port.port, 6001);
+        assert!(
+            objects
+                .iter()
+                .any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "wine"),
+            "{overlay}: wine is fenced"
+        );
+    }
+    let seldon = rendered(&deploy.join("seldon"))?;
+    let names: Vec<&str> = seldon
+        .iter()
+        .filter(|o| o["kind"] == "SeldonDeployment")
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["seldon-wine"], "only models are Seldon components");
+    let sd = seldon
+        .iter()
+        .find(|o| o["kind"] == "SeldonDeployment")
+        .ok_or("no SeldonDeployment")?;
+    let container = &sd["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0];
+    assert_eq!(
+        container["name"], "seldon-wine",
+        "graph and container names match"
+    );
+    assert_eq!(sd["spec"]["predictors"][0]["graph"]["name"], "seldon-wine");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     Ok(())
 }

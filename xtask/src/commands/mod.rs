@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod image;
 pub mod logs;
+pub mod manifests;
 pub mod seldon;
 pub mod status;
 pub mod teardown;
@@ -105,6 +106,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask image build\n  cargo xtask image build test-api --builder docker\n  cargo xtask image load --into docker\n  cargo xtask image push --registry 127.0.0.1:5555/me --insecure"
     )]
     Image(image::ImageArgs),
+    /// Write deploy/'s manifests from the services' settings (or --check them)
+    #[command(
+        after_help = "Examples:\n  cargo xtask manifests\n  cargo xtask manifests --check   # in CI: fail on manifests the settings do not make"
+    )]
+    Manifests(manifests::ManifestsArgs),
     /// Start, stop or inspect the cluster of a Kubernetes target
     #[command(
         after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"

@@ -40,6 +40,9 @@ pub struct ServiceSettings {
     pub resources: Resources,
     /// Also deployed as a SeldonDeployment by `deploy --seldon`.
     pub seldon: bool,
+    /// The SeldonDeployment's name (and its URL path under the ingress):
+    /// `seldon-<name>` unless `seldon_name` says otherwise.
+    pub seldon_name: String,
     /// 1-based line of the table in the settings file (0: built in), for
     /// errors found after parsing.
     pub line: usize,
@@ -177,6 +180,7 @@ fn builtin() -> Vec<ServiceSettings> {
         env: BTreeMap::new(),
         resources: Resources::default(),
         seldon: true,
+        seldon_name: format!("seldon-{name}"),
         line: 0,
     };
     vec![
@@ -193,9 +197,14 @@ fn builtin() -> Vec<ServiceSettings> {
             env: BTreeMap::new(),
             resources: Resources::default(),
             seldon: false,
+            seldon_name: "seldon-test-api".into(),
             line: 0,
         },
-        model("model-server", 5001, ModelName::Identity),
+        // The tutorial's name for the identity model's SeldonDeployment.
+        ServiceSettings {
+            seldon_name: "seldon-test-model".into(),
+            ..model("model-server", 5001, ModelName::Identity)
+        },
         model("iris-model", 5002, ModelName::Iris),
     ]
 }
@@ -218,6 +227,7 @@ struct Raw {
     env: Option<BTreeMap<String, String>>,
     resources: Option<Resources>,
     seldon: Option<bool>,
+    seldon_name: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Services {
@@ -341,6 +351,34 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
     if replicas == 0 {
         bail!("{at}.replicas must be at least 1 (teardown removes a service)");
     }
+    if raw.seldon == Some(true) && matches!(kind, ServiceKind::Crate { .. }) {
+        bail!(
+            "{at}.seldon = true: only models of the model server speak Seldon's protocol; \
+             deploy --seldon deploys models"
+        );
+    }
+    if let Some(n) = &raw.seldon_name {
+        names::dns1123_label(n).map_err(|why| anyhow::anyhow!("{at}.seldon_name = {n:?} {why}"))?;
+    }
+    for (key, value) in [
+        (
+            "cpu_request",
+            raw.resources.as_ref().map(|r| &r.cpu_request),
+        ),
+        (
+            "memory_request",
+            raw.resources.as_ref().map(|r| &r.memory_request),
+        ),
+        ("cpu_limit", raw.resources.as_ref().map(|r| &r.cpu_limit)),
+        (
+            "memory_limit",
+            raw.resources.as_ref().map(|r| &r.memory_limit),
+        ),
+    ] {
+        if let Some(v) = value {
+            quantity(v).map_err(|why| anyhow::anyhow!("{at}.resources.{key} = {v:?} {why}"))?;
+        }
+    }
     for key in raw.env.iter().flat_map(BTreeMap::keys) {
         let ok = key
             .chars()
@@ -359,6 +397,10 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             .seldon
             .or(base.map(|b| b.seldon))
             .unwrap_or(matches!(kind, ServiceKind::Model(_))),
+        seldon_name: raw
+            .seldon_name
+            .or(base.map(|b| b.seldon_name.clone()))
+            .unwrap_or_else(|| format!("seldon-{name}")),
         name,
         kind,
         port,
@@ -404,6 +446,19 @@ pub fn check(services: &Services) -> Result<()> {
                 other.name
             );
         }
+        if let Some(other) = all[..i]
+            .iter()
+            .find(|o| o.seldon && s.seldon && o.seldon_name == s.seldon_name)
+        {
+            bail!(
+                "services.{} (line {}) and services.{} are both the SeldonDeployment {:?}: \
+                 set seldon_name on one",
+                s.name,
+                s.line,
+                other.name,
+                s.seldon_name
+            );
+        }
         if let Some(other) = all[..i].iter().find(|o| o.port == s.port) {
             bail!(
                 "services.{}.port (line {}) and services.{}.port are both {}: give each \
@@ -436,5 +491,26 @@ fn same_image(a: &ServiceSettings, b: &ServiceSettings) -> bool {
             },
         ) => p == q && b1 == b2,
         _ => false,
+    }
+}
+
+/// A Kubernetes resource quantity as the settings take them: digits with an
+/// optional fraction, then an optional suffix (`m` for CPU, `Ki`..`Ei` or
+/// `k`..`E` for bytes), e.g. `50m`, `0.5`, `128Mi`.
+fn quantity(s: &str) -> Result<()> {
+    const SUFFIXES: [&str; 14] = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    let number_ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && !digits.starts_with('.')
+        && !digits.ends_with('.');
+    if number_ok && SUFFIXES.contains(&suffix) {
+        Ok(())
+    } else {
+        bail!("is not a Kubernetes quantity: write e.g. \"50m\", \"0.5\" or \"128Mi\"")
     }
 }

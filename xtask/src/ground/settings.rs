@@ -264,6 +264,9 @@ pub struct Kubernetes {
     pub address_timeout_secs: u64,
     /// Rendered manifests and port-forward state; relative to the settings file.
     pub state_dir: PathBuf,
+    /// The manifests: generated `base/`, `components/`, `seldon/` and the
+    /// hand-written `overlays/`; relative to the settings file.
+    pub manifests_dir: PathBuf,
 }
 
 impl Default for Kubernetes {
@@ -273,6 +276,7 @@ impl Default for Kubernetes {
             rollout_timeout_secs: 180,
             address_timeout_secs: 300,
             state_dir: "target/xtask/kube".into(),
+            manifests_dir: "deploy".into(),
         }
     }
 }
@@ -341,6 +345,7 @@ impl Loaded {
             config.local.run_dir = root.join(&config.local.run_dir);
             config.images.dir = root.join(&config.images.dir);
             config.kubernetes.state_dir = root.join(&config.kubernetes.state_dir);
+            config.kubernetes.manifests_dir = root.join(&config.kubernetes.manifests_dir);
             return Ok(Self {
                 config,
                 source: None,
@@ -359,6 +364,7 @@ impl Loaded {
         config.local.run_dir = base.join(&config.local.run_dir);
         config.images.dir = base.join(&config.images.dir);
         config.kubernetes.state_dir = base.join(&config.kubernetes.state_dir);
+        config.kubernetes.manifests_dir = base.join(&config.kubernetes.manifests_dir);
         for service in &mut config.services.0 {
             if let ServiceKind::Model(m) = &mut service.kind {
                 for path in [&mut m.model_path, &mut m.contract].into_iter().flatten() {

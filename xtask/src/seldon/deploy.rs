@@ -1,6 +1,7 @@
-//! `deploy --seldon`: the model-server image as the SeldonDeployments in
-//! deploy/seldon, applied through the kube engine, then called through the
-//! ingress with the tutorial's payload and checked with the contract tester.
+//! `deploy --seldon`: the services with `seldon = true` as the
+//! SeldonDeployments in deploy/seldon, applied through the kube engine, then
+//! each checked through the ingress as its smoke test says (the identity
+//! model with the tutorial's payload, the others with the contract tester).
 
 use std::time::Duration;
 
@@ -13,21 +14,18 @@ use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::poll::{self, Check, Waited};
-use crate::ground::services;
+use crate::ground::services::{self, Smoke};
 use crate::targets::kube::Kube;
 use crate::targets::target::{Session, Target};
 use crate::verify::contract::{self, Endpoint};
 use crate::verify::smoke::{self, TUTORIAL_PAYLOAD, check_echo};
 
-/// The SeldonDeployments in deploy/seldon.
-const TEST_MODEL: &str = "seldon-test-model";
-const IRIS_MODEL: &str = "seldon-iris-model";
 /// How long the ingress may take to route a new SeldonDeployment.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The model's URLs through the ingress, after a successful deploy.
 pub struct Deployed {
-    pub models: Vec<(&'static str, String)>,
+    pub models: Vec<(String, String)>,
 }
 
 pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
@@ -41,14 +39,24 @@ pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
         );
     }
     kube.prepare(cx, session)?;
-    let specs = services::select(&cx.config, &cx.root, &["model-server".to_string()])?;
+    let specs: Vec<_> = services::all(&cx.config, &cx.root)
+        .into_iter()
+        .filter(|s| s.settings.seldon)
+        .collect();
+    if specs.is_empty() {
+        bail!(
+            "no service has `seldon = true` in the settings; models are Seldon components by \
+             default (`cargo xtask model add`)"
+        );
+    }
+    crate::manifests::refuse_stale(cx, &specs_all(cx))?;
     let built = build::build(cx, &specs)?;
     let delivered = kube.deliver(cx, session, built)?;
     let s = &cx.config.seldon;
     kube.apply_dir(
         cx,
         session,
-        &cx.root.join("deploy/seldon"),
+        &cx.config.kubernetes.manifests_dir.join("seldon"),
         &s.namespace,
         &[],
         &delivered.images,
@@ -64,20 +72,53 @@ pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
             Endpoint::Predict,
         )
     };
-    call_identity(cx, &predictions(TEST_MODEL)?)?;
-    let iris_contract = cx.root.join("services/model-server/contract.json");
-    smoke::contract_at(
-        cx,
-        "the iris model through the ingress",
-        Some(&iris_contract),
-        &predictions(IRIS_MODEL)?,
-    )?;
-    Ok(Deployed {
-        models: vec![
-            (TEST_MODEL, predictions(TEST_MODEL)?),
-            (IRIS_MODEL, predictions(IRIS_MODEL)?),
-        ],
-    })
+    let mut models = Vec::new();
+    for spec in &specs {
+        let name = &spec.settings.seldon_name;
+        let url = predictions(name)?;
+        let what = format!("{} through the ingress", spec.name);
+        match &spec.smoke {
+            Smoke::Echo => call_identity(cx, &url)?,
+            Smoke::Contract(path) => {
+                // The executor serves each graph node's own metadata.
+                let metadata = url.replace("/predictions", &format!("/metadata/{name}"));
+                wait_routed(cx, &url)?;
+                smoke::contract_at(cx, &what, path.as_deref(), &url, &metadata)?;
+            }
+            _ => wait_routed(cx, &url)?,
+        }
+        models.push((name.clone(), url));
+    }
+    Ok(Deployed { models })
+}
+
+fn specs_all(cx: &Ctx) -> Vec<services::ServiceSpec> {
+    services::all(&cx.config, &cx.root)
+}
+
+/// Waits until the ingress routes `url` (anything but 404/503 and refused
+/// connections), for up to ROUTE_DEADLINE.
+fn wait_routed(cx: &Ctx, url: &str) -> Result<()> {
+    cx.runner
+        .effect(format!("wait until the ingress routes {url}"), || {
+            let waited = poll::until(ROUTE_DEADLINE, Duration::from_secs(2), || {
+                Ok(match http::get(url, Duration::from_secs(10)) {
+                    Ok((404 | 503, body)) => {
+                        Check::NotYet(format!("answered with no route: {body}"))
+                    }
+                    Ok(_) => Check::Done(()),
+                    Err(e) => Check::NotYet(format!("failed: {e:#}")),
+                })
+            })?;
+            match waited {
+                Waited::Done { .. } => Ok(()),
+                Waited::TimedOut { last } => bail!(
+                    "the ingress did not route {url} within {}s: {last}",
+                    ROUTE_DEADLINE.as_secs()
+                ),
+            }
+        })?;
+    Ok(())
 }
 
 /// The tutorial's call: the identity model returns the tensor it was sent.

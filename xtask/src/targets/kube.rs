@@ -17,7 +17,7 @@ use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
 use crate::ground::runner::shown;
-use crate::ground::services::ServiceSpec;
+use crate::ground::services::{self, ServiceSpec};
 use crate::image::{self, Builder};
 use crate::targets::clusters::cluster::Cluster;
 use crate::targets::engine::{self, Engine};
@@ -136,6 +136,9 @@ impl Target for Kube {
     }
 
     fn prepare(&self, cx: &Ctx, session: &Session) -> Result<()> {
+        // Before anything is built: the manifests must be what the settings
+        // say (status, logs and teardown work whatever they are).
+        crate::manifests::refuse_stale(cx, &services::all(&cx.config, &cx.root))?;
         let engine = self.engine(session)?;
         eprintln!(
             "==> kube context {} (the one --target {} expects)",
@@ -163,8 +166,10 @@ impl Target for Kube {
 
     fn apply(&self, cx: &Ctx, session: &Session, delivered: &Delivered) -> Result<()> {
         let overlay = cx
-            .root
-            .join("deploy/overlays")
+            .config
+            .kubernetes
+            .manifests_dir
+            .join("overlays")
             .join(self.cluster.name().as_str());
         let only: Vec<&str> = delivered
             .built

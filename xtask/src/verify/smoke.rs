@@ -37,7 +37,13 @@ pub fn check(cx: &Ctx, spec: &ServiceSpec, base_url: &str) -> Result<()> {
             Ok(())
         }
         Smoke::Echo => echo(cx, spec, base_url),
-        Smoke::Contract(path) => contract(cx, spec, path.as_deref(), base_url),
+        Smoke::Contract(path) => contract_at(
+            cx,
+            &format!("smoke test of {}", spec.name),
+            path.as_deref(),
+            &format!("{base_url}/predict"),
+            &format!("{base_url}/metadata"),
+        ),
     }
 }
 
@@ -131,21 +137,17 @@ pub fn check_echo(body: &str) -> Result<()> {
     Ok(())
 }
 
-/// The model's contract must hold: the one its settings name, or one
-/// derived from the input width its `/metadata` reports.
-fn contract(cx: &Ctx, spec: &ServiceSpec, path: Option<&Path>, base: &str) -> Result<()> {
-    contract_at(
-        cx,
-        &format!("smoke test of {}", spec.name),
-        path,
-        &format!("{base}/predict"),
-    )
-}
-
-/// A contract.json (or, for None, one derived from `<url's base>/metadata`:
-/// every input a float in [0, 1]), 3 requests of 5 rows, against `url`;
-/// `what` names the check in the plan, the failure and the success line.
-pub fn contract_at(cx: &Ctx, what: &str, path: Option<&Path>, url: &str) -> Result<()> {
+/// A contract.json (or, for None, one derived from the model's Seldon
+/// metadata at `metadata_url`: every input a float in [0, 1]), 3 requests
+/// of 5 rows, against `url`; `what` names the check in the plan, the
+/// failure and the success line.
+pub fn contract_at(
+    cx: &Ctx,
+    what: &str,
+    path: Option<&Path>,
+    url: &str,
+    metadata_url: &str,
+) -> Result<()> {
     let shown = path.map_or_else(
         || "derived from the model's /metadata".to_string(),
         |p| p.display().to_string(),
@@ -154,7 +156,7 @@ pub fn contract_at(cx: &Ctx, what: &str, path: Option<&Path>, url: &str) -> Resu
     cx.runner.effect(step, || {
         let contract = match path {
             Some(p) => contract::load(p)?,
-            None => derived_contract(url).with_context(|| format!("{what} failed"))?,
+            None => derived_contract(metadata_url).with_context(|| format!("{what} failed"))?,
         };
         let opts = contract::Options {
             endpoint: Endpoint::Predict,
@@ -178,10 +180,8 @@ pub fn contract_at(cx: &Ctx, what: &str, path: Option<&Path>, url: &str) -> Resu
 /// A contract for a model whose `/metadata` gives its input width (Seldon's
 /// metadata: `inputs[0].schema.shape`, or the names' count): each input a
 /// continuous float in [0, 1], named as the model names them.
-fn derived_contract(predict_url: &str) -> Result<seldon_protocol::contract::Contract> {
-    let base = predict_url.trim_end_matches("/predict");
-    let url = format!("{base}/metadata");
-    let (status, body) = http::get(&url, Duration::from_secs(5))?;
+fn derived_contract(url: &str) -> Result<seldon_protocol::contract::Contract> {
+    let (status, body) = http::get(url, Duration::from_secs(5))?;
     if status != 200 {
         bail!("GET {url} answered {status}: {}", super::bounded(&body));
     }

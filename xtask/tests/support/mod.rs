@@ -26,14 +26,38 @@ impl Fakes {
             )?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         }
-        std::fs::write(
-            dir.path().join("xtask.toml"),
+        let fakes = Self { dir };
+        fakes.settings(
             "[minikube]\nprofile = \"mlops\"\nmemory_mb = 4096\ncpus = 2\n\
              [kind]\ncluster = \"dev\"\n\
              [gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\ncluster = \"k8s-test-cluster\"\n\
              machine_type = \"e2-standard-2\"\nnum_nodes = 3\n",
         )?;
-        Ok(Self { dir })
+        Ok(fakes)
+    }
+
+    /// Writes xtask.toml, and beside it a deploy/ as a user's checkout has
+    /// one: the workspace's hand-written overlays and Seldon policy, and the
+    /// manifests these settings generate (`cargo xtask manifests`).
+    pub fn settings(&self, text: &str) -> Result {
+        std::fs::write(self.dir.path().join("xtask.toml"), text)?;
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let deploy = self.dir.path().join("deploy");
+        copy_tree(&repo.join("overlays"), &deploy.join("overlays"))?;
+        std::fs::create_dir_all(deploy.join("seldon"))?;
+        std::fs::copy(
+            repo.join("seldon/network-policy.yaml"),
+            deploy.join("seldon/network-policy.yaml"),
+        )?;
+        let (out, _) = self.xtask(&["manifests"], &[])?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo xtask manifests: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(())
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -72,4 +96,19 @@ pub fn in_order(haystack: &str, needles: &[&str]) {
             None => panic!("{n:?} missing (or out of order) in:\n{haystack}"),
         }
     }
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
 }

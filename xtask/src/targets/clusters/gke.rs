@@ -13,7 +13,6 @@ use xshell::cmd;
 
 use super::cluster::Cluster;
 use crate::ground::context::Ctx;
-use crate::ground::conventions::CONTAINER_PORT;
 use crate::ground::runner::{Probe, quote};
 use crate::ground::services::ServiceSpec;
 use crate::ground::settings::{Config, TargetName};
@@ -122,8 +121,11 @@ impl Cluster for Gke {
     ) -> Result<String> {
         let namespace = &cx.config.kubernetes.namespace;
         Ok(match engine.load_balancer(cx, namespace, &spec.name)? {
-            Some(address) => format!("http://{address}:{CONTAINER_PORT}"),
-            None => format!("http://<external IP of {}>:{CONTAINER_PORT}", spec.name),
+            Some(address) => format!("http://{address}:{}", spec.settings.port),
+            None => format!(
+                "http://<external IP of {}>:{}",
+                spec.name, spec.settings.port
+            ),
         })
     }
 

@@ -1,0 +1,291 @@
+//! The kustomize base (`deploy/base/`) and the PodDisruptionBudget
+//! component (`deploy/components/pdb/`) generated from the services'
+//! settings: one Deployment, Service and NetworkPolicy per service, with the
+//! hardening every workload gets (non-root, read-only root, no privilege
+//! escalation, all capabilities dropped, RuntimeDefault seccomp, probes,
+//! resources, POD_IP, a drain inside the grace period).
+
+use super::yaml::{GENERATED, quoted, yaml_env};
+use crate::ground::conventions::{CONTAINER_PORT, MANAGED_BY};
+use crate::ground::services::ServiceSpec;
+use crate::ground::settings::{Config, ServiceKind};
+
+/// `app.kubernetes.io/component`: what the service is.
+fn component(spec: &ServiceSpec) -> &'static str {
+    match spec.settings.kind {
+        ServiceKind::Model(_) => "model",
+        ServiceKind::Crate { .. } => "api",
+    }
+}
+
+/// Seconds a pod drains after SIGTERM (SHUTDOWN_DRAIN_SECS), and the grace
+/// period around it.
+const DRAIN_SECS: u32 = 5;
+const GRACE_SECS: u32 = 20;
+
+/// `deploy/base/<service>.yaml`.
+pub fn service(spec: &ServiceSpec) -> String {
+    let name = &spec.name;
+    let component = component(spec);
+    let s = &spec.settings;
+    let r = &s.resources;
+    let mut env = vec![
+        ("PORT".to_string(), CONTAINER_PORT.to_string()),
+        ("SHUTDOWN_DRAIN_SECS".to_string(), DRAIN_SECS.to_string()),
+    ];
+    env.extend(spec.env.iter().cloned());
+    let env = yaml_env(&env, 12);
+    let image = &s.image;
+    let replicas = s.replicas;
+    format!(
+        r#"{GENERATED}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/name: {name}
+    app.kubernetes.io/component: {component}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {name}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: {name}
+        app.kubernetes.io/component: {component}
+    spec:
+      # Readiness turns false on SIGTERM and stays so for SHUTDOWN_DRAIN_SECS,
+      # inside this grace period.
+      terminationGracePeriodSeconds: {GRACE_SECS}
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        runAsGroup: 65532
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: {name}
+          # Replaced by the image deploy built (pinned by digest when pushed).
+          image: {image}
+          imagePullPolicy: IfNotPresent
+          ports:
+            - name: http
+              containerPort: {CONTAINER_PORT}
+          env:
+            - name: POD_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.podIP
+{env}          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            periodSeconds: 2
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: 10
+          resources:
+            requests:
+              cpu: {cpu_request}
+              memory: {memory_request}
+            limits:
+              cpu: {cpu_limit}
+              memory: {memory_limit}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities:
+              drop: ["ALL"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/name: {name}
+    app.kubernetes.io/component: {component}
+spec:
+  selector:
+    app.kubernetes.io/name: {name}
+  ports:
+    # The service's port from the settings (the same on every target); the
+    # container listens on {CONTAINER_PORT}.
+    - name: http
+      port: {service_port}
+      targetPort: http
+---
+# Only the service port, and only from this namespace and the ingress and
+# Seldon namespaces (overlays that expose a LoadBalancer open the port to it).
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/name: {name}
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/name: {name}
+  policyTypes: ["Ingress"]
+  ingress:
+    - ports:
+        - port: http
+      from:
+        - podSelector: {{}}
+        - namespaceSelector:
+            matchExpressions:
+              - key: kubernetes.io/metadata.name
+                operator: In
+                values: ["seldon", "seldon-system", "ambassador", "istio-system"]
+"#,
+        service_port = s.port,
+        // Quantities are checked by the settings: plain YAML scalars.
+        cpu_request = r.cpu_request,
+        memory_request = r.memory_request,
+        cpu_limit = r.cpu_limit,
+        memory_limit = r.memory_limit,
+    )
+}
+
+/// `deploy/base/namespace.yaml`.
+pub fn namespace(config: &Config) -> String {
+    let ns = &config.kubernetes.namespace;
+    format!(
+        r#"{GENERATED}
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+  labels:
+    # Restricted pod security: what the workloads below are written for.
+    pod-security.kubernetes.io/enforce: restricted
+"#
+    )
+}
+
+/// `deploy/base/kustomization.yaml`.
+pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
+    let ns = &config.kubernetes.namespace;
+    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let resources: String = specs
+        .iter()
+        .map(|s| format!("  - {}.yaml\n", s.name))
+        .collect();
+    format!(
+        r#"{GENERATED}
+# kube-mlops base: usable without our tool (`kubectl apply -k deploy/overlays/<target>`).
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: {ns}
+labels:
+  - pairs:
+      app.kubernetes.io/part-of: kube-mlops
+      {key}: {value}
+resources:
+  - namespace.yaml
+{resources}"#
+    )
+}
+
+/// `deploy/components/pdb/pdb.yaml`: for overlays that run two replicas or
+/// more (gke), a node drain or upgrade keeps one pod of each serving.
+pub fn pdbs(specs: &[ServiceSpec]) -> String {
+    let docs: Vec<String> = specs
+        .iter()
+        .map(|s| {
+            let name = &s.name;
+            format!(
+                r#"apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/name: {name}
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: {name}
+"#
+            )
+        })
+        .collect();
+    format!(
+        "{GENERATED}\n# For overlays with two replicas or more: a node drain or upgrade keeps one serving.\n{}",
+        docs.join("---\n")
+    )
+}
+
+/// `deploy/components/load-balancer/`: for overlays that expose the
+/// services as LoadBalancers (minikube, gke), whose traffic comes from
+/// outside the cluster: one policy opening each service's port to it.
+pub fn load_balancer(config: &Config, specs: &[ServiceSpec]) -> [String; 2] {
+    let ns = &config.kubernetes.namespace;
+    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let names: Vec<String> = specs.iter().map(|s| quoted(&s.name)).collect();
+    let names = names.join(", ");
+    [
+        format!(
+            r#"{GENERATED}
+apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+namespace: {ns}
+labels:
+  - pairs:
+      app.kubernetes.io/part-of: kube-mlops
+      {key}: {value}
+resources:
+  - network-policy.yaml
+"#
+        ),
+        format!(
+            r#"{GENERATED}
+# The services are exposed as LoadBalancers (as the tutorial does), whose
+# traffic comes from outside the cluster: allow it, on the service port only.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: load-balancer
+spec:
+  podSelector:
+    matchExpressions:
+      - key: app.kubernetes.io/name
+        operator: In
+        values: [{names}]
+  policyTypes: ["Ingress"]
+  ingress:
+    - ports:
+        - port: http
+      from:
+        - ipBlock:
+            cidr: 0.0.0.0/0
+"#
+        ),
+    ]
+}
+
+/// `deploy/components/pdb/kustomization.yaml`.
+pub fn pdb_component(config: &Config) -> String {
+    let ns = &config.kubernetes.namespace;
+    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    format!(
+        r#"{GENERATED}
+apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+namespace: {ns}
+labels:
+  - pairs:
+      app.kubernetes.io/part-of: kube-mlops
+      {key}: {value}
+resources:
+  - pdb.yaml
+"#
+    )
+}
