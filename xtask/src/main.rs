@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             Command::Teardown(a) => a.run(&cx),
             Command::Image(a) => a.run(&cx),
             Command::Manifests(a) => a.run(&cx),
+            Command::Model(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),
             Command::Context(a) => a.run(&cx),
             Command::Seldon(a) => a.run(&cx),

@@ -499,3 +499,104 @@ fn ctrl_c_midway_leaves_no_container_behind() -> Result {
     );
     Ok(())
 }
+
+/// The exporter fixtures: a scikit-learn pipeline as skl2onnx writes it,
+/// and what scikit-learn answers for its test rows.
+const EXPORTERS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../services/model-server/tests/exporters"
+);
+
+/// POSTs the wine test rows to `url`; every answer within 1e-5 of
+/// scikit-learn's.
+fn answers_like_scikit_learn(url: &str) -> Result {
+    let all: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{EXPORTERS}/expected.json"
+    ))?)?;
+    let case = &all["wine-pipeline"];
+    let body = serde_json::json!({"data": {"ndarray": case["input"]}}).to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
+    let want: Vec<Vec<f64>> = serde_json::from_value(case["expected"].clone())?;
+    assert_eq!(got.len(), want.len(), "{answer}");
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_answers() -> Result
+{
+    let sb = Sandbox::new("ownmodel", IDENTITY)?;
+    let port = free_port()?.to_string();
+    let wine = format!("{EXPORTERS}/wine-pipeline.onnx");
+    let (stdout, _) = ok(sb.xtask(&["model", "add", "wine", "--onnx", &wine, "--port", &port])?)?;
+    assert!(stdout.contains("added [services.wine]"), "{stdout}");
+    let contract = std::fs::read_to_string(sb.dir.path().join("models/wine.contract.json"))?;
+    assert_eq!(contract.matches("\"continuous\"").count(), 13, "{contract}");
+    // A second add of the same name is refused; nothing changes.
+    let settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?;
+    let out = sb.xtask(&["model", "add", "wine", "--onnx", &wine])?;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already a service \"wine\""));
+    assert_eq!(
+        std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?,
+        settings
+    );
+    // A file the model server cannot serve is refused before anything is written.
+    let out = sb.xtask(&[
+        "model",
+        "add",
+        "svr",
+        "--onnx",
+        &format!("{EXPORTERS}/svr.onnx"),
+    ])?;
+    assert!(
+        text(&out.stderr).contains("SVMRegressor"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!sb.dir.path().join("models/svr.onnx").exists());
+
+    let url = format!("http://127.0.0.1:{port}/predict");
+    ok(sb.xtask(&["deploy", "--target", "local", "wine"])?)?;
+    let answered = answers_like_scikit_learn(&url);
+    ok(sb.xtask(&["teardown", "--target", "local"])?)?;
+    answered?;
+
+    if !engine() {
+        return Ok(());
+    }
+    let (_, stderr) = ok(sb.xtask(&["deploy", "--target", "docker", "wine"])?)?;
+    assert!(stderr.contains("smoke test of wine"), "{stderr}");
+    let answered = answers_like_scikit_learn(&url);
+    ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    answered?;
+    // The model is a layer of its own over the model server's.
+    ok(sb.xtask(&["image", "build", "wine", "model-server"])?)?;
+    let images = sb.dir.path().join("images");
+    let layers = |name: &str| -> Result<Vec<String>> {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &Command::new("tar")
+                .arg("-xOf")
+                .arg(images.join(format!("{name}.tar")))
+                .arg("manifest.json")
+                .output()?
+                .stdout,
+        )?;
+        Ok(serde_json::from_value(manifest[0]["Layers"].clone())?)
+    };
+    let (wine, server) = (layers("wine")?, layers("model-server")?);
+    assert_eq!(wine.len(), 2, "{wine:?}");
+    assert_eq!(wine[0], server[0], "the server layer is shared");
+    Ok(())
+}

@@ -311,6 +311,16 @@ struct Pods(Vec<std::process::Child>);
 impl Pods {
     /// Start `service`'s release binary (built by `xtask build`) on a free port.
     fn start(&mut self, stage: &Stage, service: &str, model: &str) -> Result<std::net::SocketAddr> {
+        self.start_with(stage, service, &[("MODEL", model)])
+    }
+
+    /// The same with the pod's environment `env`.
+    fn start_with(
+        &mut self,
+        stage: &Stage,
+        service: &str,
+        env: &[(&str, &str)],
+    ) -> Result<std::net::SocketAddr> {
         let (out, _) = stage.xtask(&["build"], &[])?;
         let built = text(&out.stdout);
         let binary = built
@@ -325,7 +335,7 @@ impl Pods {
         let port = free_port()?;
         let child = std::process::Command::new(binary)
             .env("PORT", port.to_string())
-            .env("MODEL", model)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
@@ -589,6 +599,176 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
     })();
     if result.is_err() {
         let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real]);
+    }
+    result
+}
+
+/// The exporter fixtures: a scikit-learn pipeline as skl2onnx writes it,
+/// and what scikit-learn answers for its test rows.
+const WINE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../services/model-server/tests/exporters/wine-pipeline.onnx"
+);
+
+fn wine_expected() -> Result<(serde_json::Value, Vec<Vec<f64>>)> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../services/model-server/tests/exporters/expected.json"
+    ))?;
+    let all: serde_json::Value = serde_json::from_str(&text)?;
+    let case = &all["wine-pipeline"];
+    let expected = serde_json::from_value(case["expected"].clone())?;
+    Ok((case["input"].clone(), expected))
+}
+
+/// POSTs the test rows to `url` and compares with scikit-learn's answers.
+fn answers_like_scikit_learn(url: &str) -> Result {
+    let (input, expected) = wine_expected()?;
+    let body = serde_json::json!({"data": {"ndarray": input}}).to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    let status = resp.status().as_u16();
+    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    assert_eq!(status, 200, "{answer}");
+    let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
+    assert_eq!(got.len(), expected.len());
+    for (g, w) in got.iter().flatten().zip(expected.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
+    }
+    assert_eq!(
+        answer["data"]["names"],
+        serde_json::json!(["barolo", "grignolino", "barbera"])
+    );
+    Ok(())
+}
+
+#[test]
+fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> Result {
+    let (api_port, wine_port, local) = (free_port()?, free_port()?, free_port()?);
+    let stage = Stage::with(
+        Setup {
+            seldon_installed: true,
+            objects: ambassador(),
+            ..Setup::default()
+        },
+        "kind-dev",
+        &[("kind", ""), ("kubectl", KUBECTL_WITH_SELDON)],
+        &format!(
+            "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
+             [services.test-api]\nport = {api_port}\n"
+        ),
+    )?;
+    let real_kubectl = which::which("kubectl")?;
+    let real = ("REAL_KUBECTL", real_kubectl.to_str().ok_or("path")?);
+    let port = wine_port.to_string();
+    let (out, _) = stage.xtask(
+        &[
+            "model",
+            "add",
+            "wine",
+            "--onnx",
+            WINE,
+            "--port",
+            &port,
+            "--class-names",
+            "barolo,grignolino,barbera",
+        ],
+        &[real],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = stage.tools.dir.path();
+    assert!(dir.join("models/wine.onnx").is_file());
+    assert!(dir.join("deploy/base/wine.yaml").is_file());
+    let settings = std::fs::read_to_string(dir.join("xtask.toml"))?;
+    assert!(
+        settings.contains("[services.wine]\n# wine-pipeline.onnx"),
+        "{settings}"
+    );
+
+    // The model server as the wine pod runs it: from the image's path.
+    let mut pods = Pods(Vec::new());
+    let model = dir.join("models/wine.onnx");
+    let pod = pods.start_with(
+        &stage,
+        "wine",
+        &[
+            ("MODEL", "onnx"),
+            ("MODEL_PATH", model.to_str().ok_or("path")?),
+            ("CLASS_NAMES", "barolo,grignolino,barbera"),
+        ],
+    )?;
+    stage.backend("kube-mlops/wine-0", pod)?;
+    let ingress = ingress(vec![("/seldon/seldon/seldon-wine".into(), pod)])?;
+    stage.backend("ambassador/ambassador-0", ingress)?;
+
+    let result = (|| -> Result {
+        let (out, log) = stage.xtask(&["deploy", "--target", "kind", "wine"], &[real])?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let archive = dir.join("target/xtask/images/wine.tar");
+        assert_eq!(
+            log.iter()
+                .filter(|l| l.starts_with("kind "))
+                .collect::<Vec<_>>(),
+            [&format!(
+                "kind load image-archive --name dev {}",
+                archive.display()
+            )]
+        );
+        let wine = stage
+            .deployments()?
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("wine"))
+            .ok_or("no wine Deployment")?;
+        let container = &wine
+            .spec
+            .ok_or("spec")?
+            .template
+            .spec
+            .ok_or("pod")?
+            .containers[0];
+        assert!(
+            container
+                .image
+                .as_deref()
+                .is_some_and(|i| i.contains("/wine:")),
+            "{:?}",
+            container.image
+        );
+        answers_like_scikit_learn(&format!("http://127.0.0.1:{wine_port}/predict"))?;
+
+        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[real])?;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("seldondeployment/seldon-wine created"),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("3 of 3 requests satisfied the contract"),
+            "{stderr}"
+        );
+        answers_like_scikit_learn(&format!(
+            "http://127.0.0.1:{local}/seldon/seldon/seldon-wine/api/v1.0/predictions"
+        ))?;
+
+        for extra in [&["--seldon"][..], &[]] {
+            let mut args = vec!["teardown", "--target", "kind"];
+            args.extend_from_slice(extra);
+            let (out, _) = stage.xtask(&args, &[real])?;
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        assert!(stage.deployments()?.is_empty(), "teardown removes it");
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real]);
+        let _ = stage.xtask(&["teardown", "--target", "kind"], &[real]);
     }
     result
 }

@@ -483,6 +483,12 @@ fn a_changed_port_makes_the_check_fail_until_manifests_runs_and_deploy_refuses_m
 #[test]
 fn a_users_model_gets_its_deployment_seldon_deployment_and_policies() -> Result {
     let f = support::Fakes::new(&[])?;
+    std::fs::create_dir_all(f.dir.path().join("models"))?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../services/model-server/tests/exporters/wine-forest.onnx"),
+        f.dir.path().join("models/wine.onnx"),
+    )?;
     f.settings(
         "[services.test-api]\n\
          [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\nport = 6001\n\

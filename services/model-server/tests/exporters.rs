@@ -128,3 +128,34 @@ fn what_tract_cannot_run_is_named_with_the_way_around_it() -> Result {
     );
     Ok(())
 }
+
+#[test]
+fn inspect_says_what_a_file_takes_and_gives() -> Result {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_model-server"))
+            .args(args)
+            .output()
+    };
+    let out = run(&["inspect", &format!("{DIR}/wine-forest.onnx")])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(i["features"], 13);
+    assert_eq!(i["outputs"], 3);
+    assert_eq!(i["class_names"], json!(["0", "1", "2"]));
+    let out = run(&["inspect", &format!("{DIR}/diabetes-linear.onnx")])?;
+    let i: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        (i["features"].as_u64(), i["outputs"].as_u64()),
+        (Some(10), Some(1))
+    );
+    let out = run(&["inspect", &format!("{DIR}/svr.onnx")])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SVMRegressor"));
+    let out = run(&["inspect"])?;
+    assert_eq!(out.status.code(), Some(2), "usage");
+    Ok(())
+}

@@ -4,6 +4,12 @@
 //! target-feature=+crt-static`), so the very same binaries run locally and
 //! in images built on an empty base.
 
+mod built;
+pub mod models;
+pub mod workspace;
+
+pub use built::{Built, cargo};
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -13,18 +19,6 @@ use xshell::cmd;
 
 use crate::ground::context::Ctx;
 use crate::ground::services::{self, ServiceSpec};
-
-/// A service and the binary that was built for it.
-#[derive(Clone, Debug)]
-pub struct Built {
-    pub spec: ServiceSpec,
-    pub binary: PathBuf,
-}
-
-/// The cargo that runs us (`cargo xtask` sets $CARGO), else the one on PATH.
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
 
 /// The target triple static binaries are built for, on hosts that can.
 pub fn static_target() -> Option<&'static str> {
@@ -96,15 +90,65 @@ pub fn all_packages(cx: &Ctx) -> Vec<String> {
         .collect()
 }
 
+/// Builds `specs`' binaries, after checking their packages exist, then
+/// checks their ONNX models load (`models::check`).
+///
+/// # Errors
+/// A package or binary not in the workspace, a failed build, a model that
+/// cannot be served.
 pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
+    workspace::check(
+        cx,
+        &services::all(&cx.config, &cx.root),
+        &workspace::packages(cx)?,
+    )?;
+    let built = build_checked(cx, specs)?;
+    models::check(cx, &built)?;
+    Ok(built)
+}
+
+/// The model server's release binary, built as deploy builds it (for
+/// `model add`, which loads a model before any service uses it).
+///
+/// # Errors
+/// A failed build; None under --dry-run.
+pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
+    let Some(executables) = cargo_build(cx, true)? else {
+        return Ok(None);
+    };
+    match executables
+        .into_iter()
+        .find(|(n, _)| n == services::MODEL_SERVER)
+    {
+        Some((_, path)) => Ok(Some(path)),
+        None => bail!("cargo built no `{}` binary", services::MODEL_SERVER),
+    }
+}
+
+/// One cargo invocation for every service package (and the model server,
+/// `with_server`); the executables it made, or None under --dry-run.
+fn cargo_build(cx: &Ctx, with_server: bool) -> Result<Option<Vec<(String, PathBuf)>>> {
     let mut cmd = release_command(cx);
     // Always the same set of packages: cargo unifies dependency features
     // across one invocation, so building a subset would give different
     // binaries (and image digests) for the same sources.
     cmd.arg("--message-format=json-render-diagnostics")
         .args(all_packages(cx));
+    let have_server = all_packages(cx).iter().any(|a| a == services::MODEL_SERVER);
+    if with_server && !have_server {
+        cmd.args([
+            "--package",
+            services::MODEL_SERVER,
+            "--bin",
+            services::MODEL_SERVER,
+        ]);
+    }
     let out = cx.runner.run(cmd, "building the services")?;
-    let Some(executables) = cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))? else {
+    cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
+}
+
+fn build_checked(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
+    let Some(executables) = cargo_build(cx, false)? else {
         // Nothing was built; name the files a real build produces.
         let dir = release_dir(cx);
         return Ok(specs

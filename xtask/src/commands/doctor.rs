@@ -42,6 +42,14 @@ impl DoctorArgs {
         }
         let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
         print_table(&rows);
+        let names: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        println!("\nservices: {}", names.join(", "));
+        for line in crate::build::workspace::undeployed_lines(cx) {
+            println!("{line}");
+        }
         let needs = targets::for_name(target).tools();
         let missing: Vec<&str> = rows
             .iter()

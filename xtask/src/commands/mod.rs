@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod image;
 pub mod logs;
 pub mod manifests;
+pub mod model;
 pub mod seldon;
 pub mod status;
 pub mod teardown;
@@ -111,6 +112,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask manifests\n  cargo xtask manifests --check   # in CI: fail on manifests the settings do not make"
     )]
     Manifests(manifests::ManifestsArgs),
+    /// Add your own ONNX model as a service of the model server
+    #[command(
+        after_help = "Examples:\n  cargo xtask model add wine --onnx ~/wine.onnx\n  cargo xtask model add churn --onnx churn.onnx --class-names stay,leave --port 5010"
+    )]
+    Model(model::ModelArgs),
     /// Start, stop or inspect the cluster of a Kubernetes target
     #[command(
         after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"

@@ -32,6 +32,9 @@ impl StatusArgs {
                 r.state
             );
         }
+        for line in crate::build::workspace::undeployed_lines(cx) {
+            println!("{line}");
+        }
         Ok(if rows.iter().all(|r| r.healthy) {
             ExitCode::SUCCESS
         } else {

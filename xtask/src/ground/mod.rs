@@ -16,4 +16,5 @@ pub mod runner;
 pub mod service_settings;
 pub mod services;
 pub mod settings;
+pub mod settings_edit;
 pub mod tools;

@@ -355,6 +355,7 @@ impl Loaded {
             .with_context(|| format!("cannot read settings file {}", path.display()))?;
         let mut config =
             parse(&text).with_context(|| format!("invalid settings in {}", path.display()))?;
+        let settings_path = path.clone();
         let base = path.parent().unwrap_or(root);
         let base = if base.as_os_str().is_empty() {
             Path::new(".")
@@ -367,8 +368,23 @@ impl Loaded {
         config.kubernetes.manifests_dir = base.join(&config.kubernetes.manifests_dir);
         for service in &mut config.services.0 {
             if let ServiceKind::Model(m) = &mut service.kind {
-                for path in [&mut m.model_path, &mut m.contract].into_iter().flatten() {
+                for (key, path) in [
+                    ("model_path", &mut m.model_path),
+                    ("contract", &mut m.contract),
+                ] {
+                    let Some(path) = path else { continue };
+                    let shown = path.display().to_string();
                     *path = base.join(&*path);
+                    if !path.is_file() {
+                        bail!(
+                            "services.{}.{key} = {shown:?} ({}:{}): there is no such file as \
+                             {} (paths are relative to the settings file)",
+                            service.name,
+                            settings_path.display(),
+                            service.line,
+                            path.display()
+                        );
+                    }
                 }
             }
         }

@@ -59,3 +59,45 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
         other => bail!("unknown MODEL={other:?}: expected identity, iris or onnx"),
     }
 }
+
+/// What an ONNX file takes and gives, as the server loads it.
+#[derive(serde::Serialize, Debug, PartialEq)]
+pub struct Inspection {
+    /// Columns of the float32 input `[N, features]`.
+    pub features: usize,
+    /// Columns of the answer for one row.
+    pub outputs: usize,
+    /// Output column names (the file's metadata or its ZipMap's labels).
+    pub class_names: Option<Vec<String>>,
+    /// Input column names (the file's metadata).
+    pub feature_names: Option<Vec<String>>,
+}
+
+/// Loads `path` as `MODEL=onnx` would and runs it on one row of zeros.
+///
+/// # Errors
+/// What loading refuses (see `OnnxModel::from_bytes`), or a model that
+/// fails on a row of zeros.
+pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspection> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let options = OnnxOptions {
+        output: output.map(String::from),
+        ..OnnxOptions::default()
+    };
+    let model = OnnxModel::from_bytes("inspect", &bytes, options)
+        .with_context(|| format!("loading ONNX model {}", path.display()))?;
+    let features = model.input_width().unwrap_or(0);
+    let answer = model
+        .predict(model.probe(), &seldon_protocol::Names::default())
+        .map_err(|e| anyhow::anyhow!("the model fails on a row of zeros: {e}"))?;
+    let outputs = match answer {
+        crate::model::Payload::Array(a) => a.cols(),
+        other => bail!("the model answered {}, not numbers", other.kind()),
+    };
+    Ok(Inspection {
+        features,
+        outputs,
+        class_names: model.class_names().map(<[String]>::to_vec),
+        feature_names: model.feature_names().map(<[String]>::to_vec),
+    })
+}

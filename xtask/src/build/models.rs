@@ -1,0 +1,124 @@
+//! The services' ONNX models, loaded by the model server just built
+//! (`model-server inspect`, the very loader that will serve them) before
+//! any image is made: a file that cannot be served, names that do not fit
+//! it and a contract for another width are errors naming the key, the line
+//! and the file.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::built::Built;
+use super::workspace::located;
+use crate::ground::context::Ctx;
+use crate::ground::services::ServiceSpec;
+use crate::ground::settings::{ModelName, ServiceKind};
+
+/// What `model-server inspect` prints.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// Columns of the input `[N, features]`.
+    pub features: usize,
+    /// Columns of the answer.
+    pub outputs: usize,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+}
+
+/// Loads `file` with the model server binary `server` (choosing `output`).
+///
+/// # Errors
+/// Why the model server cannot serve it (its stderr), or unreadable output.
+pub fn inspect(cx: &Ctx, server: &Path, file: &Path, output: Option<&str>) -> Result<Inspection> {
+    let mut cmd = std::process::Command::new(server);
+    cmd.arg("inspect").arg(file).args(output);
+    let out = cx.runner.probe(
+        cmd,
+        "loading the model as the model server will",
+        std::time::Duration::from_secs(120),
+    )?;
+    if !out.success {
+        bail!(
+            "the model server cannot serve {}: {}",
+            file.display(),
+            out.stderr.trim().trim_start_matches("error: ")
+        );
+    }
+    serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("model-server inspect printed {:?}", out.stdout))
+}
+
+/// Checks every ONNX model among `built` (a no-op under --dry-run, where
+/// nothing was built).
+///
+/// # Errors
+/// The first model that does not load or does not fit its settings.
+pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
+    cx.runner.unless_dry_run(|| {
+        for b in built {
+            if let ServiceKind::Model(m) = &b.spec.settings.kind
+                && m.model == ModelName::Onnx
+                && let Some(file) = &m.model_path
+            {
+                let found =
+                    inspect(cx, &b.binary, file, m.output.as_deref()).with_context(|| {
+                        format!(
+                            "services.{}.model_path = {:?} ({})",
+                            b.spec.name,
+                            file.display(),
+                            located(cx, &b.spec)
+                        )
+                    })?;
+                fits(cx, &b.spec, &found)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The names and the contract the settings give fit what the model takes.
+fn fits(cx: &Ctx, spec: &ServiceSpec, found: &Inspection) -> Result<()> {
+    let ServiceKind::Model(m) = &spec.settings.kind else {
+        return Ok(());
+    };
+    let at = |key: &str| format!("services.{}.{key} ({})", spec.name, located(cx, spec));
+    if let Some(f) = &m.feature_names
+        && f.len() != found.features
+    {
+        bail!(
+            "{} has {} names, but the model takes {} features",
+            at("feature_names"),
+            f.len(),
+            found.features
+        );
+    }
+    if let Some(c) = &m.class_names
+        && c.len() != found.outputs
+    {
+        bail!(
+            "{} has {} names, but the model answers {} columns",
+            at("class_names"),
+            c.len(),
+            found.outputs
+        );
+    }
+    if let Some(path) = &m.contract {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read {}", at("contract"), path.display()))?;
+        let contract = seldon_protocol::contract::Contract::parse(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{}: invalid contract {}", at("contract"), path.display()))?;
+        if contract.features.len() != found.features {
+            bail!(
+                "{} = {:?} describes {} features, but the model takes {}",
+                at("contract"),
+                path.display(),
+                contract.features.len(),
+                found.features
+            );
+        }
+    }
+    Ok(())
+}

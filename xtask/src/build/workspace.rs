@@ -1,0 +1,171 @@
+//! The workspace's packages as cargo sees them (`cargo metadata --no-deps`):
+//! whether a service's `package` and `bin` exist, and which binary crates
+//! under services/ no service deploys.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use xshell::cmd;
+
+use crate::ground::context::Ctx;
+use crate::ground::services::{MODEL_SERVER, ServiceSpec};
+use crate::ground::settings::ServiceKind;
+
+/// A workspace package and its binary targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub bins: Vec<String>,
+    /// Its Cargo.toml.
+    pub manifest: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<RawPackage>,
+}
+
+#[derive(Deserialize)]
+struct RawPackage {
+    name: String,
+    manifest_path: PathBuf,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+struct RawTarget {
+    name: String,
+    kind: Vec<String>,
+}
+
+/// The workspace members (a read: runs under --dry-run too).
+///
+/// # Errors
+/// cargo failing, or output that is not cargo's metadata format.
+pub fn packages(cx: &Ctx) -> Result<Vec<Package>> {
+    let cargo = super::built::cargo();
+    let out = cx.runner.probe(
+        cmd!(
+            cx.sh,
+            "{cargo} metadata --no-deps --format-version 1 --offline"
+        ),
+        "building the services",
+        std::time::Duration::from_secs(60),
+    )?;
+    if !out.success {
+        bail!(
+            "`cargo metadata` failed: {}",
+            out.stderr.lines().last().unwrap_or_default()
+        );
+    }
+    let meta: Metadata =
+        serde_json::from_str(&out.stdout).context("cargo metadata printed something else")?;
+    Ok(meta
+        .packages
+        .into_iter()
+        .map(|p| Package {
+            bins: p
+                .targets
+                .iter()
+                .filter(|t| t.kind.iter().any(|k| k == "bin"))
+                .map(|t| t.name.clone())
+                .collect(),
+            name: p.name,
+            manifest: p.manifest_path,
+        })
+        .collect())
+}
+
+/// Where a service's table is, for errors: `xtask.toml:12`.
+pub fn located(cx: &Ctx, spec: &ServiceSpec) -> String {
+    let file = cx.config_source.as_ref().map_or_else(
+        || "the built-in settings".into(),
+        |p| p.display().to_string(),
+    );
+    match spec.settings.line {
+        0 => file,
+        line => format!("{file}:{line}"),
+    }
+}
+
+/// Every crate service names a workspace package with its binary.
+///
+/// # Errors
+/// The first service whose package or binary is not in the workspace,
+/// naming the key, the line and the file, and what there is.
+pub fn check(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Result<()> {
+    for spec in specs {
+        let ServiceKind::Crate { bin, .. } = &spec.settings.kind else {
+            continue;
+        };
+        let Some(p) = packages.iter().find(|p| p.name == spec.package) else {
+            let names: Vec<&str> = packages
+                .iter()
+                .filter(|p| !p.bins.is_empty())
+                .map(|p| p.name.as_str())
+                .collect();
+            bail!(
+                "services.{}.package = {:?} ({}): no such package in the workspace; packages \
+                 with binaries: {} (`cargo xtask service add {}` creates one)",
+                spec.name,
+                spec.package,
+                located(cx, spec),
+                names.join(", "),
+                spec.name
+            );
+        };
+        if !p.bins.contains(&spec.bin) {
+            let key = if bin.is_some() { "bin" } else { "package" };
+            bail!(
+                "services.{}.{key} ({}): package {} has no binary {:?}; its binaries: {} (set \
+                 `bin`)",
+                spec.name,
+                located(cx, spec),
+                p.name,
+                spec.bin,
+                if p.bins.is_empty() {
+                    "none".to_string()
+                } else {
+                    p.bins.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Binary crates under services/ that no service deploys (the model
+/// server counts as deployed when any model is).
+pub fn undeployed(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Vec<String> {
+    let services_dir = cx.root.join("services");
+    packages
+        .iter()
+        .filter(|p| p.manifest.starts_with(&services_dir) && !p.bins.is_empty())
+        .filter(|p| !specs.iter().any(|s| s.package == p.name))
+        .filter(|p| {
+            p.name != MODEL_SERVER
+                || !specs
+                    .iter()
+                    .any(|s| matches!(s.settings.kind, ServiceKind::Model(_)))
+        })
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// `<crate>  not deployed: add [services.<crate>] to <file>` for each
+/// binary crate under services/ that no service deploys; empty when the
+/// workspace cannot be read (doctor reports cargo itself).
+pub fn undeployed_lines(cx: &Ctx) -> Vec<String> {
+    let specs = crate::ground::services::all(&cx.config, &cx.root);
+    let file = cx
+        .config_source
+        .as_ref()
+        .map_or_else(|| "xtask.toml".into(), |p| p.display().to_string());
+    packages(cx)
+        .map(|p| undeployed(cx, &specs, &p))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|name| format!("{name:<14} not deployed: add [services.{name}] to {file}"))
+        .collect()
+}

@@ -1,0 +1,298 @@
+//! `cargo xtask model add NAME --onnx FILE`: a user's ONNX model as a
+//! service of the model server, without editing code or YAML: the file is
+//! loaded by the model server as it will be served, copied under
+//! `models/`, given a contract.json, declared in xtask.toml (comments and
+//! layout kept) and its manifests generated.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::build;
+use crate::build::models::Inspection;
+use crate::ground::context::Ctx;
+use crate::ground::names;
+use crate::ground::services;
+use crate::ground::settings::Loaded;
+use crate::ground::settings_edit::{self, Entry};
+use crate::manifests;
+
+#[derive(Args)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    pub command: ModelCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Add an ONNX model as a service: copy it under models/, check it loads, write its
+    /// contract, declare it in xtask.toml, generate its manifests
+    Add {
+        /// The service's name (a DNS-1123 label: lowercase letters, digits, '-')
+        name: String,
+        /// The ONNX file: float input [N, features] (skl2onnx, onnxmltools, torch.onnx.export)
+        #[arg(long, value_name = "FILE")]
+        onnx: PathBuf,
+        /// A contract.json for its smoke test (default: one written from the model's input width)
+        #[arg(long, value_name = "FILE")]
+        contract: Option<PathBuf>,
+        /// Names of the output columns, comma-separated (default: the file's)
+        #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+        class_names: Option<Vec<String>>,
+        /// Names of the input columns, comma-separated (default: the file's)
+        #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+        feature_names: Option<Vec<String>>,
+        /// The graph output to answer with (default: the probabilities, else the first float one)
+        #[arg(long, value_name = "NAME")]
+        output: Option<String>,
+        /// Port it listens on locally (default: one above the highest configured)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Do not deploy it as a SeldonDeployment with `deploy --seldon`
+        #[arg(long)]
+        no_seldon: bool,
+    },
+}
+
+impl ModelArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let ModelCommand::Add {
+            name,
+            onnx,
+            contract,
+            class_names,
+            feature_names,
+            output,
+            port,
+            no_seldon,
+        } = self.command;
+        names::dns1123_label(&name)
+            .map_err(|why| anyhow::anyhow!("the model's name {name:?} {why}"))?;
+        if cx.config.services.0.iter().any(|s| s.name == name) {
+            bail!("there is already a service {name:?} in the settings; pick another name");
+        }
+        let Some(settings_file) = cx.config_source.clone() else {
+            bail!(
+                "there is no settings file to add the model to: create xtask.toml at the \
+                 workspace root (the repository's one lists the defaults) or pass --config FILE"
+            );
+        };
+        let onnx = std::fs::canonicalize(&onnx)
+            .with_context(|| format!("cannot read --onnx {}", onnx.display()))?;
+        let port = match port {
+            Some(0) => bail!("--port must be 1-65535"),
+            Some(p) => p,
+            None => next_port(cx)?,
+        };
+        if let Some(other) = cx.config.services.0.iter().find(|s| s.port == port) {
+            bail!(
+                "port {port} is services.{}'s; pass another --port",
+                other.name
+            );
+        }
+
+        // Load it as the model server will, before anything is written.
+        let Some(server) = build::model_server(cx)? else {
+            cx.runner.step(format!(
+                "load {} with model-server inspect, copy it to models/{name}.onnx, write its \
+                 contract, add [services.{name}] to {}, regenerate the manifests",
+                onnx.display(),
+                settings_file.display()
+            ));
+            return Ok(ExitCode::SUCCESS);
+        };
+        let found = build::models::inspect(cx, &server, &onnx, output.as_deref())
+            .with_context(|| format!("--onnx {}", onnx.display()))?;
+        fits(&found, class_names.as_deref(), feature_names.as_deref())?;
+        eprintln!(
+            "  ✓ {} loads: float32 [N, {}] in, {} column(s) out{}",
+            onnx.display(),
+            found.features,
+            found.outputs,
+            found
+                .class_names
+                .as_ref()
+                .map(|c| format!(" ({})", c.join(", ")))
+                .unwrap_or_default()
+        );
+
+        let base = settings_file.parent().unwrap_or(Path::new("."));
+        let models = base.join("models");
+        let model_rel = format!("models/{name}.onnx");
+        let contract_rel = format!("models/{name}.contract.json");
+        let contract_text = match &contract {
+            Some(path) => given_contract(path, found.features)?,
+            None => derived_contract(&found, feature_names.as_deref()),
+        };
+        std::fs::create_dir_all(&models)
+            .with_context(|| format!("cannot create {}", models.display()))?;
+        copy_new(&onnx, &base.join(&model_rel))?;
+        write_new(&base.join(&contract_rel), &contract_text)?;
+
+        let mut entries = vec![
+            ("model", Entry::Str("onnx".into())),
+            ("model_path", Entry::Str(model_rel.clone())),
+            ("port", Entry::Int(i64::from(port))),
+            ("contract", Entry::Str(contract_rel.clone())),
+        ];
+        if let Some(c) = class_names {
+            entries.push(("class_names", Entry::List(c)));
+        }
+        if let Some(f) = feature_names {
+            entries.push(("feature_names", Entry::List(f)));
+        }
+        if let Some(o) = output {
+            entries.push(("output", Entry::Str(o)));
+        }
+        if no_seldon {
+            entries.push(("seldon", Entry::Bool(false)));
+        }
+        let text = std::fs::read_to_string(&settings_file)
+            .with_context(|| format!("cannot read {}", settings_file.display()))?;
+        let comment = format!(
+            "{} (float32 [N, {}] in, {} out), added by `cargo xtask model add`.",
+            onnx.file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+            found.features,
+            found.outputs
+        );
+        let edited = settings_edit::add_service(&text, &name, &comment, &entries)?;
+        // The result must load before it replaces the file.
+        let tmp = settings_file.with_extension("toml.new");
+        std::fs::write(&tmp, &edited).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let loaded = Loaded::load(Some(&tmp), &cx.root);
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.context("the settings with the new model do not load"));
+            }
+        };
+        std::fs::rename(&tmp, &settings_file)
+            .with_context(|| format!("cannot write {}", settings_file.display()))?;
+        println!("added [services.{name}] to {}", settings_file.display());
+        println!("copied the model to {}", base.join(&model_rel).display());
+        println!(
+            "wrote its contract to {}",
+            base.join(&contract_rel).display()
+        );
+
+        let specs = services::all(&loaded.config, &cx.root);
+        let files = manifests::generate(&loaded.config, &specs);
+        let dir = &loaded.config.kubernetes.manifests_dir;
+        for d in manifests::write(dir, &files)? {
+            match d {
+                manifests::Difference::Missing(p) => println!("created {}", dir.join(p).display()),
+                manifests::Difference::Changed(p, _) => {
+                    println!("updated {}", dir.join(p).display());
+                }
+                manifests::Difference::Extra(p) => println!("removed {}", dir.join(p).display()),
+            }
+        }
+        println!(
+            "\nnext: cargo xtask deploy {name}            # on this machine\n      \
+             cargo xtask deploy --target kind {name}\n      \
+             cargo xtask deploy --seldon --target minikube"
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// One above the highest configured port.
+fn next_port(cx: &Ctx) -> Result<u16> {
+    let highest = cx
+        .config
+        .services
+        .0
+        .iter()
+        .map(|s| s.port)
+        .max()
+        .unwrap_or(5000);
+    highest
+        .checked_add(1)
+        .context("no port above the highest configured one: pass --port")
+}
+
+/// The names given fit the model.
+fn fits(
+    found: &Inspection,
+    class_names: Option<&[String]>,
+    feature_names: Option<&[String]>,
+) -> Result<()> {
+    if let Some(c) = class_names
+        && c.len() != found.outputs
+    {
+        bail!(
+            "--class-names has {} names, but the model answers {} columns",
+            c.len(),
+            found.outputs
+        );
+    }
+    if let Some(f) = feature_names
+        && f.len() != found.features
+    {
+        bail!(
+            "--feature-names has {} names, but the model takes {} features",
+            f.len(),
+            found.features
+        );
+    }
+    Ok(())
+}
+
+/// A contract.json given with --contract, checked to parse and to describe
+/// `features` inputs.
+fn given_contract(path: &Path, features: usize) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --contract {}", path.display()))?;
+    let contract = seldon_protocol::contract::Contract::parse(&text)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("invalid --contract {}", path.display()))?;
+    if contract.features.len() != features {
+        bail!(
+            "--contract {} describes {} features, but the model takes {features}",
+            path.display(),
+            contract.features.len()
+        );
+    }
+    Ok(text)
+}
+
+/// A contract.json from what the model takes: each input a continuous
+/// float in [0, 1], named as the model (or --feature-names) names them; the
+/// outputs as targets in [0, 1] when they are class probabilities.
+fn derived_contract(found: &Inspection, feature_names: Option<&[String]>) -> String {
+    let names: Vec<String> = feature_names
+        .map(<[String]>::to_vec)
+        .or_else(|| found.feature_names.clone())
+        .unwrap_or_else(|| (0..found.features).map(|i| format!("f{i}")).collect());
+    let features: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "dtype": "FLOAT", "ftype": "continuous", "range": [0, 1]}))
+        .collect();
+    let text = serde_json::json!({ "features": features });
+    serde_json::to_string_pretty(&text).unwrap_or_default() + "\n"
+}
+
+/// Copies `from` to `to` unless `to` exists with other contents.
+fn copy_new(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_new(to, &bytes)
+}
+
+/// Writes `to` unless it exists with other contents (never overwrites a
+/// user's file).
+fn write_new(to: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    match std::fs::read(to) {
+        Ok(existing) if existing == bytes.as_ref() => Ok(()),
+        Ok(_) => bail!(
+            "{} exists with other contents: move it away, or pick another name",
+            to.display()
+        ),
+        Err(_) => {
+            std::fs::write(to, bytes).with_context(|| format!("cannot write {}", to.display()))
+        }
+    }
+}
