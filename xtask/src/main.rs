@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             Command::Image(a) => a.run(&cx),
             Command::Manifests(a) => a.run(&cx),
             Command::Model(a) => a.run(&cx),
+            Command::Service(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),
             Command::Context(a) => a.run(&cx),
             Command::Seldon(a) => a.run(&cx),

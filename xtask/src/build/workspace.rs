@@ -54,10 +54,7 @@ pub fn packages(cx: &Ctx) -> Result<Vec<Package>> {
         std::time::Duration::from_secs(60),
     )?;
     if !out.success {
-        bail!(
-            "`cargo metadata` failed: {}",
-            out.stderr.lines().last().unwrap_or_default()
-        );
+        bail!("`cargo metadata` failed:\n{}", out.stderr.trim_end());
     }
     let meta: Metadata =
         serde_json::from_str(&out.stdout).context("cargo metadata printed something else")?;

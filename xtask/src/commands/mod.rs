@@ -15,6 +15,7 @@ pub mod logs;
 pub mod manifests;
 pub mod model;
 pub mod seldon;
+pub mod service;
 pub mod status;
 pub mod teardown;
 
@@ -117,6 +118,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask model add wine --onnx ~/wine.onnx\n  cargo xtask model add churn --onnx churn.onnx --class-names stay,leave --port 5010"
     )]
     Model(model::ModelArgs),
+    /// Add a new service crate (axum on service-kit) to the workspace and the settings
+    #[command(
+        after_help = "Examples:\n  cargo xtask service add hello\n  cargo xtask deploy hello"
+    )]
+    Service(service::ServiceArgs),
     /// Start, stop or inspect the cluster of a Kubernetes target
     #[command(
         after_help = "Examples:\n  cargo xtask cluster up --target minikube\n  cargo xtask cluster status --target kind\n  cargo xtask cluster down --target gke --yes"

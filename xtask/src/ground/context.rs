@@ -30,7 +30,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(options: &Options) -> Result<Self> {
-        let root = workspace_root();
+        let root = options
+            .config
+            .as_deref()
+            .and_then(workspace_of)
+            .unwrap_or_else(workspace_root);
         let loaded = Loaded::load(options.config.as_deref(), &root)?;
         let sh = Shell::new()?;
         sh.change_dir(&root);
@@ -52,6 +56,19 @@ impl Ctx {
     pub fn target(&self, arg: Option<TargetName>) -> TargetName {
         arg.unwrap_or(self.config.default_target)
     }
+}
+
+/// The directory of a settings file when it is a Cargo workspace's root
+/// (a Cargo.toml with `[workspace]` beside it): `--config` names another
+/// checkout of the project, whose services are then built and deployed.
+fn workspace_of(settings: &std::path::Path) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(settings)
+        .ok()?
+        .parent()?
+        .to_path_buf();
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    let parsed: toml::Table = toml::from_str(&manifest).ok()?;
+    parsed.contains_key("workspace").then_some(dir)
 }
 
 /// The workspace this xtask was built from (xtask/ sits at its root).

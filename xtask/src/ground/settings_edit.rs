@@ -11,6 +11,30 @@ pub enum Entry {
     Int(i64),
     Bool(bool),
     List(Vec<String>),
+    /// An inline table: `{ key = value, ... }`.
+    Inline(Vec<(&'static str, Entry)>),
+}
+
+impl Entry {
+    fn value(&self) -> Value {
+        match self {
+            Self::Str(s) => s.as_str().into(),
+            Self::Int(i) => (*i).into(),
+            Self::Bool(b) => (*b).into(),
+            Self::List(l) => l
+                .iter()
+                .map(String::as_str)
+                .collect::<toml_edit::Array>()
+                .into(),
+            Self::Inline(entries) => {
+                let mut t = toml_edit::InlineTable::new();
+                for (k, v) in entries {
+                    t.insert(*k, v.value());
+                }
+                t.into()
+            }
+        }
+    }
 }
 
 /// `text` with `[services.<name>]` holding `entries` (in order) after the
@@ -51,17 +75,7 @@ pub fn add_service(
     }
     let mut table = Table::new();
     for (key, entry) in entries {
-        let value: Value = match entry {
-            Entry::Str(s) => s.as_str().into(),
-            Entry::Int(i) => (*i).into(),
-            Entry::Bool(b) => (*b).into(),
-            Entry::List(l) => l
-                .iter()
-                .map(String::as_str)
-                .collect::<toml_edit::Array>()
-                .into(),
-        };
-        table.insert(key, Item::Value(value));
+        table.insert(key, Item::Value(entry.value()));
     }
     table.decor_mut().set_prefix("\n");
     // The comment goes above the first key.
@@ -115,9 +129,13 @@ mod tests {
                     Entry::List(vec!["x".into(), "y \"z\"".into()]),
                 ),
                 ("seldon", Entry::Bool(true)),
+                (
+                    "smoke",
+                    Entry::Inline(vec![("path", Entry::Str("/h".into()))]),
+                ),
             ],
         )?;
-        let want = "# my settings\ndefault_target = \"local\"\n\n[services.a]\n# the first\nport = 1\n\n[services.b]\nport = 2 # inline\n\n[services.wine]\n# a wine classifier\nmodel = \"onnx\"\nport = 5003\nclass_names = [\"x\", 'y \"z\"']\nseldon = true\n\n[local]\n# keep me\nrun_dir = \"r\"\n";
+        let want = "# my settings\ndefault_target = \"local\"\n\n[services.a]\n# the first\nport = 1\n\n[services.b]\nport = 2 # inline\n\n[services.wine]\n# a wine classifier\nmodel = \"onnx\"\nport = 5003\nclass_names = [\"x\", 'y \"z\"']\nseldon = true\nsmoke = { path = \"/h\" }\n\n[local]\n# keep me\nrun_dir = \"r\"\n";
         assert_eq!(out, want);
         let parsed: toml::Table = toml::from_str(&out)?;
         assert_eq!(
