@@ -38,29 +38,48 @@ fn refused(settings: &str, files: &[(&str, &str)]) -> Result<String> {
 #[test]
 fn each_kind_of_bad_service_is_named_with_key_line_and_file() -> Result {
     let model = |extra: &str| {
-        format!("# settings\n\n[services.wine]\nmodel = \"onnx\"\nmodel_path = \"m/wine.onnx\"\nport = 6000\n{extra}")
+        format!(
+            "# settings\n\n[services.wine]\nmodel = \"onnx\"\nmodel_path = \"m/wine.onnx\"\nport = 6000\n{extra}"
+        )
     };
     let wine = [("wine-forest.onnx", "m/wine.onnx")];
     let cases: Vec<(String, Vec<(&str, &str)>, Vec<&str>)> = vec![
         (
             "[services.api]\nport = 6000\n".into(),
             vec![],
-            vec!["services.api.package = \"api\"", "xtask.toml:1)", "no such package in the workspace", "test-api"],
+            vec![
+                "services.api.package = \"api\"",
+                "xtask.toml:1)",
+                "no such package in the workspace",
+                "test-api",
+            ],
         ),
         (
             "[services.api]\npackage = \"test-api\"\nbin = \"nope\"\nport = 6000\n".into(),
             vec![],
-            vec!["services.api.bin", "xtask.toml:1)", "has no binary \"nope\"; its binaries: test-api"],
+            vec![
+                "services.api.bin",
+                "xtask.toml:1)",
+                "has no binary \"nope\"; its binaries: test-api",
+            ],
         ),
         (
             model(""),
             vec![],
-            vec!["services.wine.model_path = \"m/wine.onnx\"", "xtask.toml:3)", "no such file"],
+            vec![
+                "services.wine.model_path = \"m/wine.onnx\"",
+                "xtask.toml:3)",
+                "no such file",
+            ],
         ),
         (
             model(""),
             vec![("svr.onnx", "m/wine.onnx")],
-            vec!["services.wine.model_path", "xtask.toml:3)", "SVMRegressor (ai.onnx.ml)"],
+            vec![
+                "services.wine.model_path",
+                "xtask.toml:3)",
+                "SVMRegressor (ai.onnx.ml)",
+            ],
         ),
         (
             model(""),
@@ -70,12 +89,19 @@ fn each_kind_of_bad_service_is_named_with_key_line_and_file() -> Result {
         (
             model("feature_names = [\"a\", \"b\"]\n"),
             wine.to_vec(),
-            vec!["services.wine.feature_names", "xtask.toml:3)", "has 2 names, but the model takes 13 features"],
+            vec![
+                "services.wine.feature_names",
+                "xtask.toml:3)",
+                "has 2 names, but the model takes 13 features",
+            ],
         ),
         (
             model("class_names = [\"a\"]\n"),
             wine.to_vec(),
-            vec!["services.wine.class_names", "has 1 names, but the model answers 3 columns"],
+            vec![
+                "services.wine.class_names",
+                "has 1 names, but the model answers 3 columns",
+            ],
         ),
         (
             model("contract = \"m/iris.json\"\n"),
@@ -117,6 +143,9 @@ fn a_contract_for_another_width_is_refused() -> Result {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("services.wine.contract"), "{stderr}");
-    assert!(stderr.contains("describes 4 features, but the model takes 13"), "{stderr}");
+    assert!(
+        stderr.contains("describes 4 features, but the model takes 13"),
+        "{stderr}"
+    );
     Ok(())
 }
