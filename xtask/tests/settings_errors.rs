@@ -35,6 +35,10 @@ fn refused(settings: &str, files: &[(&str, &str)]) -> Result<String> {
     Ok(text(&out.stderr))
 }
 
+/// Settings, files copied beside them (fixture, destination), and what
+/// the error must say.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
 #[test]
 fn each_kind_of_bad_service_is_named_with_key_line_and_file() -> Result {
     let model = |extra: &str| {
@@ -43,7 +47,7 @@ fn each_kind_of_bad_service_is_named_with_key_line_and_file() -> Result {
         )
     };
     let wine = [("wine-forest.onnx", "m/wine.onnx")];
-    let cases: Vec<(String, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "[services.api]\nport = 6000\n".into(),
             vec![],
