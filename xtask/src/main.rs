@@ -4,6 +4,7 @@
 
 mod build;
 mod commands;
+mod devloop;
 mod ground;
 mod image;
 mod manifests;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
             Command::Doctor(a) => a.run(&cx),
             Command::Build(a) => a.run(&cx),
             Command::Deploy(a) => a.run(&cx),
+            Command::Dev(a) => a.run(&cx),
             Command::Status(a) => a.run(&cx),
             Command::Logs(a) => a.run(&cx),
             Command::Teardown(a) => a.run(&cx),

@@ -579,10 +579,24 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
     let (_, stderr) = ok(sb.xtask(&["deploy", "--target", "docker", "wine"])?)?;
     assert!(stderr.contains("smoke test of wine"), "{stderr}");
     let answered = answers_like_scikit_learn(&url);
-    ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
-    answered?;
     // The model is a layer of its own over the model server's.
-    ok(sb.xtask(&["image", "build", "wine", "model-server"])?)?;
+    let built = sb.xtask(&["image", "build", "wine", "model-server"]);
+    // Its table removed, teardown still finds its container.
+    let settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?;
+    let start = settings.find("\n[services.wine]").ok_or("no wine table")?;
+    let end = settings[start + 1..]
+        .find("\n[")
+        .map_or(settings.len(), |e| start + 1 + e);
+    let without = format!("{}{}", &settings[..start], &settings[end..]);
+    std::fs::write(sb.dir.path().join("xtask.toml"), &without)?;
+    let (_, stderr) = ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    answered?;
+    ok(built?)?;
+    assert!(
+        stderr.contains("wine: no longer in the settings, but its container"),
+        "{stderr}"
+    );
+    assert!(sb.containers()?.is_empty(), "{:?}", sb.containers());
     let images = sb.dir.path().join("images");
     let layers = |name: &str| -> Result<Vec<String>> {
         let manifest: serde_json::Value = serde_json::from_slice(

@@ -424,3 +424,35 @@ fn a_missing_tool_fails_with_its_install_hint() -> Result {
     );
     Ok(())
 }
+
+#[test]
+fn teardown_stops_a_service_removed_from_the_settings_since_it_was_deployed() -> Result {
+    let sb = Sandbox::new()?;
+    let out = sb.xtask(&["deploy", "test-api"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The table goes; the process it started is still ours to stop.
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[services.iris-model]\nport = {}\n[local]\nrun_dir = \"run\"\nstop_grace_secs = 5\n",
+            sb.iris_port
+        ),
+    )?;
+    let out = sb.xtask(&["teardown"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("test-api: no longer in the settings, but still running"),
+        "{stderr}"
+    );
+    assert!(
+        TcpListener::bind(("127.0.0.1", sb.port)).is_ok(),
+        "test-api's port is free again"
+    );
+    assert!(!sb.run_dir().join("test-api.json").exists());
+    Ok(())
+}

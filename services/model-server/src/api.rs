@@ -28,8 +28,35 @@ pub struct Unit {
     pub image: Option<String>,
 }
 
+/// The model requests use: replaced whole when its file changes (see
+/// `models::watch`), so a request runs entirely on one model.
+pub struct ModelSlot(std::sync::RwLock<Arc<dyn Model>>);
+
+impl ModelSlot {
+    pub fn new(model: Box<dyn Model>) -> Self {
+        Self(std::sync::RwLock::new(Arc::from(model)))
+    }
+
+    /// The model now; requests hold it until they have answered.
+    pub fn current(&self) -> Arc<dyn Model> {
+        // A poisoned lock still holds a whole model: the swap cannot panic
+        // half-way.
+        self.0
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |m| Arc::clone(&m))
+    }
+
+    /// Puts `model` in place for the requests that follow.
+    pub fn replace(&self, model: Arc<dyn Model>) {
+        match self.0.write() {
+            Ok(mut m) => *m = model,
+            Err(p) => *p.into_inner() = model,
+        }
+    }
+}
+
 pub struct AppState {
-    pub model: Box<dyn Model>,
+    pub model: Arc<ModelSlot>,
     pub unit: Unit,
     /// Bounds on the arrays a request may describe (from `MAX_BODY_BYTES`).
     pub limits: Limits,
@@ -189,11 +216,12 @@ fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, Seld
         _ => 1,
     };
     let start = Instant::now();
-    let output = s.model.predict(input, &names)?;
+    let model = s.model.current();
+    let output = model.predict(input, &names)?;
     drop(names);
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     s.metrics.rows.inc_by(rows);
-    Ok(reply(s, msg.meta.as_ref(), output))
+    Ok(reply(s, model.as_ref(), msg.meta.as_ref(), output))
 }
 
 /// The one payload of `msg` (moved out of it), with the request's names.
@@ -304,14 +332,19 @@ fn reply_meta(s: &AppState, request: Option<&Meta>) -> Meta {
     }
 }
 
-fn reply(s: &AppState, request_meta: Option<&Meta>, output: Payload) -> SeldonMessage {
+fn reply(
+    s: &AppState,
+    model: &dyn Model,
+    request_meta: Option<&Meta>,
+    output: Payload,
+) -> SeldonMessage {
     let mut msg = SeldonMessage {
         meta: Some(reply_meta(s, request_meta)),
         ..SeldonMessage::default()
     };
     match output {
         Payload::Array(a) => {
-            let names = output_names(s.model.as_ref(), &a);
+            let names = output_names(model, &a);
             msg.data = Some(a.to_data(names));
         }
         Payload::Json(j) => msg.json_data = Some(j),
@@ -423,8 +456,9 @@ pub async fn health_ping() -> &'static str {
     (status = 200, description = "The model answered its probe input", body = SeldonMessage),
     (status = 503, description = "The model failed on its probe input", body = SeldonMessage)))]
 pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
-    match s.model.predict(s.model.probe(), &Names::default()) {
-        Ok(out) => Json(reply(&s, None, out)).into_response(),
+    let model = s.model.current();
+    match model.predict(model.probe(), &Names::default()) {
+        Ok(out) => Json(reply(&s, model.as_ref(), None, out)).into_response(),
         Err(e) => {
             let mut err = SeldonError::from(e);
             err.http = StatusCode::SERVICE_UNAVAILABLE;
@@ -448,16 +482,17 @@ pub async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
         (None, Some(w)) => json!({"messagetype": "tensor", "schema": {"shape": [w]}}),
         (None, None) => json!({"messagetype": "ndarray", "schema": {}}),
     };
-    let custom = match s.model.datatype() {
+    let model = s.model.current();
+    let custom = match model.datatype() {
         Some(d) => json!({ "datatype": d }),
         None => json!({}),
     };
     Json(json!({
-        "name": s.model.name(),
+        "name": model.name(),
         "versions": [env!("CARGO_PKG_VERSION")],
-        "platform": s.model.platform(),
-        "inputs": [schema(s.model.feature_names(), s.model.input_width())],
-        "outputs": [schema(s.model.class_names(), None)],
+        "platform": model.platform(),
+        "inputs": [schema(model.feature_names(), model.input_width())],
+        "outputs": [schema(model.class_names(), None)],
         "custom": custom,
     }))
 }

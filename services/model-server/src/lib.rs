@@ -17,9 +17,23 @@ use service_kit::{ServeEnv, Service};
 pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Result<Service> {
     let model = models::from_env(&lookup)?;
     tracing::info!(model = model.name(), "model loaded");
+    let slot = Arc::new(api::ModelSlot::new(model));
+    // MODEL=onnx: a changed MODEL_PATH is served without a restart.
+    if let Some((path, options)) = models::reload_source(&lookup) {
+        let every =
+            service_kit::env::parse::<u64>(&lookup, "MODEL_RELOAD_SECS", "seconds")?.unwrap_or(2);
+        if every > 0 {
+            models::watch(
+                path,
+                options,
+                Arc::clone(&slot),
+                std::time::Duration::from_secs(every),
+            )?;
+        }
+    }
     let metrics = api::ModelMetrics::new();
     let state = Arc::new(api::AppState {
-        model,
+        model: slot,
         unit: api::Unit {
             id: lookup("PREDICTIVE_UNIT_ID"),
             image: lookup("PREDICTIVE_UNIT_IMAGE"),

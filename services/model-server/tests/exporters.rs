@@ -159,3 +159,81 @@ fn inspect_says_what_a_file_takes_and_gives() -> Result {
     assert_eq!(out.status.code(), Some(2), "usage");
     Ok(())
 }
+
+#[test]
+fn a_changed_model_file_is_served_without_a_restart_and_a_corrupt_one_is_not() -> Result {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.onnx");
+    std::fs::copy(format!("{DIR}/wine-forest.onnx"), &path)?;
+    let s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[
+            ("MODEL", "onnx"),
+            ("MODEL_PATH", path.to_str().ok_or("path")?),
+            ("MODEL_RELOAD_SECS", "1"),
+        ],
+    )?;
+    let expected = expected()?;
+    let request = json!({"data": {"ndarray": expected["wine-pipeline"]["input"]}}).to_string();
+    let answer = || -> Result<Value> {
+        let (status, body) = post_json(&s.url("/predict"), &request)?;
+        assert_eq!(status, 200, "{body}");
+        Ok(body["data"]["ndarray"].clone())
+    };
+    assert_close("forest", &answer()?, &expected["wine-forest"]["expected"]);
+    let pid = s.pid();
+
+    // Replaced as deployment tools do: written aside, renamed over it.
+    let aside = dir.path().join("model.onnx.new");
+    std::fs::copy(format!("{DIR}/wine-pipeline.onnx"), &aside)?;
+    std::fs::rename(&aside, &path)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !close(&answer()?, &expected["wine-pipeline"]["expected"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reloaded within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_close(
+        "pipeline",
+        &answer()?,
+        &expected["wine-pipeline"]["expected"],
+    );
+    assert_eq!(s.pid(), pid, "the same process");
+
+    std::fs::write(&path, b"not an onnx file")?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_close(
+        "pipeline kept",
+        &answer()?,
+        &expected["wine-pipeline"]["expected"],
+    );
+    let warned = s.logs().iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("still serving the previous model"))
+    });
+    assert!(warned, "the failed reload is logged: {:?}", s.logs());
+    Ok(())
+}
+
+/// Whether every answer is within 1e-5 of `want`'s (relative above 1).
+fn close(got: &Value, want: &Value) -> bool {
+    let (Some(got), Some(want)) = (got.as_array(), want.as_array()) else {
+        return false;
+    };
+    got.len() == want.len()
+        && got.iter().zip(want).all(|(g, w)| {
+            let (Some(g), Some(w)) = (g.as_array(), w.as_array()) else {
+                return false;
+            };
+            g.len() == w.len()
+                && g.iter()
+                    .zip(w)
+                    .all(|(g, w)| match (g.as_f64(), w.as_f64()) {
+                        (Some(g), Some(w)) => (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        _ => false,
+                    })
+        })
+}

@@ -182,7 +182,8 @@ fn burst(file: &str, features: Option<usize>) -> Result {
     let (limit, env) = manifest(file)?;
     let mut env: Vec<(&str, &str)> = env
         .iter()
-        .filter(|(k, _)| k != "POD_IP")
+        // The pod's address and port are the pod's; the test picks its own.
+        .filter(|(k, _)| k != "POD_IP" && k != "PORT")
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     // Only sooner: clients that never read are dropped after 3 s.

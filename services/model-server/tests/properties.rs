@@ -17,7 +17,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 fn app() -> axum::Router {
     routes(Arc::new(AppState {
-        model: Box::new(Identity),
+        model: std::sync::Arc::new(model_server::api::ModelSlot::new(Box::new(Identity))),
         unit: Unit::default(),
         limits: Limits::for_body(MAX_BODY),
         metrics: ModelMetrics::new(),

@@ -16,3 +16,26 @@ pub struct Built {
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
+
+/// The cargo profile the services are built with (Cargo.toml says why each
+/// is tuned as it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `release`, tuned for build time: the inner loop (local, docker,
+    /// minikube and kind targets, the dev loop).
+    Release,
+    /// `dist`, tuned for size: what is pushed to a registry (gke, `image
+    /// push`, release scripting).
+    Dist,
+}
+
+impl Profile {
+    /// Cargo's name for it (`--profile NAME`, and the directory under
+    /// target/).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Release => "release",
+            Self::Dist => "dist",
+        }
+    }
+}

@@ -8,7 +8,7 @@ mod built;
 pub mod models;
 pub mod workspace;
 
-pub use built::{Built, cargo};
+pub use built::{Built, Profile, cargo};
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,20 +38,21 @@ pub fn oci_arch() -> &'static str {
     }
 }
 
-/// `cargo build --release`, static where the host allows.
-pub fn release_command(cx: &Ctx) -> Command {
+/// `cargo build --profile <profile>`, static where the host allows.
+pub fn release_command(cx: &Ctx, profile: Profile) -> Command {
     let cargo = cargo();
+    let profile = profile.as_str();
     match static_target() {
         Some(target) => {
             let rustflags =
                 format!("target.{target}.rustflags=[\"-C\",\"target-feature=+crt-static\"]");
             cmd!(
                 cx.sh,
-                "{cargo} build --release --target {target} --config {rustflags}"
+                "{cargo} build --profile {profile} --target {target} --config {rustflags}"
             )
             .into()
         }
-        None => cmd!(cx.sh, "{cargo} build --release").into(),
+        None => cmd!(cx.sh, "{cargo} build --profile {profile}").into(),
     }
 }
 
@@ -61,11 +62,11 @@ pub fn target_dir(cx: &Ctx) -> PathBuf {
 }
 
 /// Where `release_command` puts its binaries.
-pub fn release_dir(cx: &Ctx) -> PathBuf {
+pub fn release_dir(cx: &Ctx, profile: Profile) -> PathBuf {
     let target = target_dir(cx);
     match static_target() {
-        Some(t) => target.join(t).join("release"),
-        None => target.join("release"),
+        Some(t) => target.join(t).join(profile.as_str()),
+        None => target.join(profile.as_str()),
     }
 }
 
@@ -96,61 +97,60 @@ pub fn all_packages(cx: &Ctx) -> Vec<String> {
 /// # Errors
 /// A package or binary not in the workspace, a failed build, a model that
 /// cannot be served.
-pub fn build(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
+pub fn build(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
     workspace::check(
         cx,
         &services::all(&cx.config, &cx.root),
         &workspace::packages(cx)?,
     )?;
-    let built = build_checked(cx, specs)?;
+    let built = build_checked(cx, specs, profile)?;
     models::check(cx, &built)?;
     Ok(built)
 }
 
-/// The model server's release binary, built as deploy builds it (for
-/// `model add`, which loads a model before any service uses it).
+/// The model server's binary alone (for `model add`, which loads a model
+/// before any service uses it: a broken service crate elsewhere does not
+/// stop it).
 ///
 /// # Errors
 /// A failed build; None under --dry-run.
 pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
-    let Some(executables) = cargo_build(cx, true)? else {
+    let mut cmd = release_command(cx, Profile::Release);
+    let server = services::MODEL_SERVER;
+    cmd.args([
+        "--message-format=json-render-diagnostics",
+        "--package",
+        server,
+        "--bin",
+        server,
+    ]);
+    let out = cx.runner.run(cmd, "building the model server")?;
+    let Some(executables) = cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))? else {
         return Ok(None);
     };
-    match executables
-        .into_iter()
-        .find(|(n, _)| n == services::MODEL_SERVER)
-    {
+    match executables.into_iter().find(|(n, _)| n == server) {
         Some((_, path)) => Ok(Some(path)),
-        None => bail!("cargo built no `{}` binary", services::MODEL_SERVER),
+        None => bail!("cargo built no `{server}` binary"),
     }
 }
 
-/// One cargo invocation for every service package (and the model server,
-/// `with_server`); the executables it made, or None under --dry-run.
-fn cargo_build(cx: &Ctx, with_server: bool) -> Result<Option<Vec<(String, PathBuf)>>> {
-    let mut cmd = release_command(cx);
+/// One cargo invocation for every service package; the executables it
+/// made, or None under --dry-run.
+fn cargo_build(cx: &Ctx, profile: Profile) -> Result<Option<Vec<(String, PathBuf)>>> {
+    let mut cmd = release_command(cx, profile);
     // Always the same set of packages: cargo unifies dependency features
     // across one invocation, so building a subset would give different
     // binaries (and image digests) for the same sources.
     cmd.arg("--message-format=json-render-diagnostics")
         .args(all_packages(cx));
-    let have_server = all_packages(cx).iter().any(|a| a == services::MODEL_SERVER);
-    if with_server && !have_server {
-        cmd.args([
-            "--package",
-            services::MODEL_SERVER,
-            "--bin",
-            services::MODEL_SERVER,
-        ]);
-    }
     let out = cx.runner.run(cmd, "building the services")?;
     cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
 }
 
-fn build_checked(cx: &Ctx, specs: &[ServiceSpec]) -> Result<Vec<Built>> {
-    let Some(executables) = cargo_build(cx, false)? else {
+fn build_checked(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
+    let Some(executables) = cargo_build(cx, profile)? else {
         // Nothing was built; name the files a real build produces.
-        let dir = release_dir(cx);
+        let dir = release_dir(cx, profile);
         return Ok(specs
             .iter()
             .map(|s| Built {

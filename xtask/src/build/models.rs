@@ -26,6 +26,15 @@ pub struct Inspection {
     pub feature_names: Option<Vec<String>>,
 }
 
+/// The iris model built into the server (scripts/train_iris.py): 4
+/// features in, 3 class probabilities out.
+const IRIS: Inspection = Inspection {
+    features: 4,
+    outputs: 3,
+    class_names: None,
+    feature_names: None,
+};
+
 /// Loads `file` with the model server binary `server` (choosing `output`).
 ///
 /// # Errors
@@ -40,8 +49,7 @@ pub fn inspect(cx: &Ctx, server: &Path, file: &Path, output: Option<&str>) -> Re
     )?;
     if !out.success {
         bail!(
-            "the model server cannot serve {}: {}",
-            file.display(),
+            "the model server cannot serve it: {}",
             out.stderr.trim().trim_start_matches("error: ")
         );
     }
@@ -57,6 +65,11 @@ pub fn inspect(cx: &Ctx, server: &Path, file: &Path, output: Option<&str>) -> Re
 pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
     cx.runner.unless_dry_run(|| {
         for b in built {
+            if let ServiceKind::Model(m) = &b.spec.settings.kind
+                && m.model == ModelName::Iris
+            {
+                fits(cx, &b.spec, &IRIS)?;
+            }
             if let ServiceKind::Model(m) = &b.spec.settings.kind
                 && m.model == ModelName::Onnx
                 && let Some(file) = &m.model_path
@@ -110,15 +123,33 @@ fn fits(cx: &Ctx, spec: &ServiceSpec, found: &Inspection) -> Result<()> {
         let contract = seldon_protocol::contract::Contract::parse(&text)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}: invalid contract {}", at("contract"), path.display()))?;
-        if contract.features.len() != found.features {
+        let (inputs, outputs) = widths(&contract);
+        if inputs != found.features {
             bail!(
-                "{} = {:?} describes {} features, but the model takes {}",
+                "{} = {:?} describes {inputs} features, but the model takes {}",
                 at("contract"),
                 path.display(),
-                contract.features.len(),
                 found.features
+            );
+        }
+        if outputs != 0 && outputs != found.outputs {
+            bail!(
+                "{} = {:?} expects {outputs} outputs, but the model answers {} columns",
+                at("contract"),
+                path.display(),
+                found.outputs
             );
         }
     }
     Ok(())
+}
+
+/// Input and output columns a contract describes (`repeat` expanded; 0
+/// outputs when it has no targets).
+pub fn widths(contract: &seldon_protocol::contract::Contract) -> (usize, usize) {
+    let sum = |cols: Vec<seldon_protocol::contract::Column>| cols.iter().map(|c| c.width).sum();
+    (
+        sum(contract.feature_columns()),
+        sum(contract.target_columns()),
+    )
 }

@@ -19,6 +19,9 @@ pub struct Package {
     pub bins: Vec<String>,
     /// Its Cargo.toml.
     pub manifest: PathBuf,
+    /// The directories of the path dependencies it names (other workspace
+    /// crates), normal and build dependencies alike.
+    pub path_deps: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +34,16 @@ struct RawPackage {
     name: String,
     manifest_path: PathBuf,
     targets: Vec<RawTarget>,
+    #[serde(default)]
+    dependencies: Vec<RawDependency>,
+}
+
+#[derive(Deserialize)]
+struct RawDependency {
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +80,12 @@ pub fn packages(cx: &Ctx) -> Result<Vec<Package>> {
                 .iter()
                 .filter(|t| t.kind.iter().any(|k| k == "bin"))
                 .map(|t| t.name.clone())
+                .collect(),
+            path_deps: p
+                .dependencies
+                .iter()
+                .filter(|d| d.kind.as_deref() != Some("dev"))
+                .filter_map(|d| d.path.clone())
                 .collect(),
             name: p.name,
             manifest: p.manifest_path,
@@ -165,4 +184,63 @@ pub fn undeployed_lines(cx: &Ctx) -> Vec<String> {
         .into_iter()
         .map(|name| format!("{name:<14} not deployed: add [services.{name}] to {file}"))
         .collect()
+}
+
+/// The directories `package` is built from: its own and, transitively, its
+/// path dependencies'.
+pub fn source_dirs(packages: &[Package], package: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut todo: Vec<PathBuf> = packages
+        .iter()
+        .filter(|p| p.name == package)
+        .filter_map(|p| p.manifest.parent().map(PathBuf::from))
+        .collect();
+    while let Some(dir) = todo.pop() {
+        if dirs.contains(&dir) {
+            continue;
+        }
+        if let Some(p) = packages
+            .iter()
+            .find(|p| p.manifest.parent() == Some(dir.as_path()))
+        {
+            todo.extend(p.path_deps.iter().cloned());
+        }
+        dirs.push(dir);
+    }
+    dirs.sort();
+    dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(name: &str, deps: &[&str]) -> Package {
+        Package {
+            name: name.into(),
+            bins: vec![name.into()],
+            manifest: PathBuf::from(format!("/w/services/{name}/Cargo.toml")),
+            path_deps: deps
+                .iter()
+                .map(|d| PathBuf::from(format!("/w/services/{d}")))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn source_dirs_follow_path_dependencies_transitively() {
+        let packages = [
+            package("model-server", &["seldon-protocol", "service-kit"]),
+            package("seldon-protocol", &[]),
+            package("service-kit", &["seldon-protocol"]),
+            package("test-api", &["service-kit"]),
+        ];
+        let dirs = source_dirs(&packages, "test-api");
+        assert_eq!(
+            dirs,
+            ["seldon-protocol", "service-kit", "test-api"]
+                .map(|d| PathBuf::from(format!("/w/services/{d}")))
+        );
+        assert_eq!(source_dirs(&packages, "nope"), Vec::<PathBuf>::new());
+    }
 }

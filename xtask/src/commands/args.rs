@@ -6,6 +6,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use anyhow::{Result, bail};
 
+use crate::build::Profile;
 use crate::ground::runner::Progress;
 use crate::ground::settings::TargetName;
 use crate::targets::clusters;
@@ -53,6 +54,32 @@ pub fn seldon_target(name: TargetName) -> Result<Kube> {
                 "Seldon Core runs on Kubernetes: use --target {} (not {name})",
                 clusters::names()
             )
+        }
+    }
+}
+
+/// `--profile`: the cargo profile to build the services with.
+#[derive(Args, Clone, Debug)]
+pub struct ProfileArg {
+    /// Cargo profile: release (tuned for build time) or dist (tuned for size)
+    /// [default: release, dist where images are pushed]
+    #[arg(long, value_enum, global = true)]
+    pub profile: Option<ProfileName>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileName {
+    Release,
+    Dist,
+}
+
+impl ProfileArg {
+    /// The one given, else `default`.
+    pub fn or(&self, default: Profile) -> Profile {
+        match self.profile {
+            Some(ProfileName::Release) => Profile::Release,
+            Some(ProfileName::Dist) => Profile::Dist,
+            None => default,
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// one's median round is reported (alternating evens out drift)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+    /// The services' profile (default: release; dist for `images`, whose sizes are what ships)
+    #[command(flatten)]
+    pub profile: super::args::ProfileArg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -78,7 +81,7 @@ struct Case {
 impl BenchArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         if let BenchSubject::Images = self.subject {
-            return images(cx);
+            return images(cx, self.profile.or(build::Profile::Dist));
         }
         cx.runner.locate("wrk", "cargo xtask bench")?;
         let cases = self.cases(cx)?;
@@ -110,8 +113,9 @@ impl BenchArgs {
     /// deploy` builds them (the same command, the same packages, so the
     /// same binaries), and for test-api a reference.
     fn cases(&self, cx: &Ctx) -> Result<Vec<Case>> {
-        let release = build::release_dir(cx);
-        let mut deploy_build = build::release_command(cx);
+        let profile = self.profile.or(build::Profile::Release);
+        let release = build::release_dir(cx, profile);
+        let mut deploy_build = build::release_command(cx, profile);
         deploy_build.args(build::all_packages(cx));
         cx.runner
             .run(deploy_build, "building the services as deploy does")?;
@@ -222,11 +226,11 @@ impl BenchArgs {
 
 /// The image issue's figures: sizes, assembly time against the docker
 /// builder, how fast a service stops, and a redeploy with nothing changed.
-fn images(cx: &Ctx) -> Result<ExitCode> {
+fn images(cx: &Ctx, profile: build::Profile) -> Result<ExitCode> {
     const TEST_API_MAX: u64 = 5_000_000;
     const MODEL_SERVER_MAX: u64 = 15_000_000;
     let specs = services::all(&cx.config, &cx.root);
-    let built = build::build(cx, &specs)?;
+    let built = build::build(cx, &specs, profile)?;
     let Some(figures) = cx.runner.unless_dry_run(|| {
         // Fresh assembly: forget earlier records so nothing is skipped.
         let _ = std::fs::remove_dir_all(&cx.config.images.dir);

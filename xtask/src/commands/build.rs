@@ -13,12 +13,14 @@ use crate::ground::services;
 pub struct BuildArgs {
     /// Services to build (default: all)
     pub services: Vec<String>,
+    #[command(flatten)]
+    pub profile: super::args::ProfileArg,
 }
 
 impl BuildArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        for b in build::build(cx, &specs)? {
+        for b in build::build(cx, &specs, self.profile.or(build::Profile::Release))? {
             println!("{}\t{}", b.spec.name, b.binary.display());
         }
         Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::args::ProfileArg;
 use super::args::TargetArg;
 use super::args::seldon_target as kubernetes;
 use crate::build;
@@ -24,6 +25,8 @@ pub struct DeployArgs {
     pub seldon: bool,
     /// Services to deploy (default: all)
     pub services: Vec<String>,
+    #[command(flatten)]
+    pub profile: ProfileArg,
 }
 
 impl DeployArgs {
@@ -32,7 +35,8 @@ impl DeployArgs {
         if self.seldon {
             let kube = kubernetes(name)?;
             let session = kube.open(cx)?;
-            let deployed = crate::seldon::deploy::deploy(cx, &kube, &session)?;
+            let profile = self.profile.or(kube.profile());
+            let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile)?;
             cx.runner.unless_dry_run(|| {
                 println!("Deployed to Seldon Core on {name}:");
                 for (model, url) in &deployed.models {
@@ -48,7 +52,7 @@ impl DeployArgs {
             .open(cx)
             .and_then(|s| target.prepare(cx, &s).map(|()| s))
             .with_context(|| format!("preparing target {name}"))?;
-        let built = build::build(cx, &specs)?;
+        let built = build::build(cx, &specs, self.profile.or(target.profile()))?;
         let delivered = target
             .deliver(cx, &session, built)
             .with_context(|| format!("delivering to {name}"))?;

@@ -17,6 +17,8 @@ use crate::publish::{docker, kind, minikube, registry};
 pub struct ImageArgs {
     #[command(subcommand)]
     pub command: ImageCommand,
+    #[command(flatten)]
+    pub profile: super::args::ProfileArg,
 }
 
 /// `--builder`.
@@ -114,8 +116,16 @@ impl ImageArgs {
                 })),
             ),
         };
+        // What is pushed ships: the size profile; the rest stays here.
+        let profile = self
+            .profile
+            .or(if matches!(publisher, Some(ref p) if p.pushes()) {
+                crate::build::Profile::Dist
+            } else {
+                crate::build::Profile::Release
+            });
         let specs = services::select(&cx.config, &cx.root, &services)?;
-        let images = image::build_images(cx, &specs, builder.into())?;
+        let images = image::build_images(cx, &specs, builder.into(), profile)?;
         match publisher {
             None => print_images(cx, &images)?,
             Some(p) => {

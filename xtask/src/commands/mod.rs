@@ -2,6 +2,7 @@
 //! its clap `Args` beside its `run` (`impl DeployArgs { fn run(self, cx) }`);
 //! clap appears nowhere below this folder.
 
+pub mod adding;
 pub mod args;
 pub mod bench;
 pub mod build;
@@ -9,6 +10,7 @@ pub mod cluster;
 pub mod context;
 pub mod contract_test;
 pub mod deploy;
+pub mod dev;
 pub mod doctor;
 pub mod image;
 pub mod logs;
@@ -90,6 +92,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask deploy\n  cargo xtask deploy --target local test-api\n  cargo xtask deploy --target kind\n  cargo xtask deploy --seldon --target minikube\n  cargo xtask deploy --dry-run --target gke"
     )]
     Deploy(deploy::DeployArgs),
+    /// Deploy, then watch the sources and redeploy what a change affects (like skaffold dev)
+    #[command(
+        after_help = "Examples:\n  cargo xtask dev\n  cargo xtask dev test-api --no-logs\n  cargo xtask dev --target docker wine\n\nCtrl-C stops the loop and tears down what it started (--keep leaves it running)."
+    )]
+    Dev(dev::DevArgs),
     /// Show whether each service is running and healthy (exit 1 if any is not)
     #[command(after_help = "Examples:\n  cargo xtask status")]
     Status(status::StatusArgs),

@@ -10,14 +10,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
+use super::adding;
 use crate::build;
 use crate::build::models::Inspection;
 use crate::ground::context::Ctx;
 use crate::ground::names;
-use crate::ground::services;
-use crate::ground::settings::Loaded;
 use crate::ground::settings_edit::{self, Entry};
-use crate::manifests;
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -73,6 +71,9 @@ impl ModelArgs {
         if cx.config.services.0.iter().any(|s| s.name == name) {
             bail!("there is already a service {name:?} in the settings; pick another name");
         }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            bail!("the model's name {name:?} must start with a letter (a Kubernetes Service name)");
+        }
         let Some(settings_file) = cx.config_source.clone() else {
             bail!(
                 "there is no settings file to add the model to: create xtask.toml at the \
@@ -123,13 +124,21 @@ impl ModelArgs {
         let model_rel = format!("models/{name}.onnx");
         let contract_rel = format!("models/{name}.contract.json");
         let contract_text = match &contract {
-            Some(path) => given_contract(path, found.features)?,
+            Some(path) => given_contract(path, found.features, found.outputs)?,
             None => derived_contract(&found, feature_names.as_deref()),
         };
         std::fs::create_dir_all(&models)
             .with_context(|| format!("cannot create {}", models.display()))?;
-        copy_new(&onnx, &base.join(&model_rel))?;
-        write_new(&base.join(&contract_rel), &contract_text)?;
+        let (model_file, contract_file) = (base.join(&model_rel), base.join(&contract_rel));
+        let mut created = Vec::new();
+        if !model_file.exists() {
+            created.push(model_file.clone());
+        }
+        if !contract_file.exists() {
+            created.push(contract_file.clone());
+        }
+        copy_new(&onnx, &model_file)?;
+        write_new(&contract_file, &contract_text)?;
 
         let mut entries = vec![
             ("model", Entry::Str("onnx".into())),
@@ -158,39 +167,12 @@ impl ModelArgs {
             found.features,
             found.outputs
         );
-        let edited = settings_edit::add_service(&text, &name, &comment, &entries)?;
-        // The result must load before it replaces the file.
-        let tmp = settings_file.with_extension("toml.new");
-        std::fs::write(&tmp, &edited).with_context(|| format!("cannot write {}", tmp.display()))?;
-        let loaded = Loaded::load(Some(&tmp), &cx.root);
-        let loaded = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.context("the settings with the new model do not load"));
-            }
-        };
-        std::fs::rename(&tmp, &settings_file)
-            .with_context(|| format!("cannot write {}", settings_file.display()))?;
+        let edited = settings_edit::spell_out_defaults(&text)
+            .and_then(|t| settings_edit::add_service(&t, &name, &comment, &entries))?;
+        adding::commit(cx, &settings_file, &edited, &created)?;
         println!("added [services.{name}] to {}", settings_file.display());
-        println!("copied the model to {}", base.join(&model_rel).display());
-        println!(
-            "wrote its contract to {}",
-            base.join(&contract_rel).display()
-        );
-
-        let specs = services::all(&loaded.config, &cx.root);
-        let files = manifests::generate(&loaded.config, &specs);
-        let dir = &loaded.config.kubernetes.manifests_dir;
-        for d in manifests::write(dir, &files)? {
-            match d {
-                manifests::Difference::Missing(p) => println!("created {}", dir.join(p).display()),
-                manifests::Difference::Changed(p, _) => {
-                    println!("updated {}", dir.join(p).display());
-                }
-                manifests::Difference::Extra(p) => println!("removed {}", dir.join(p).display()),
-            }
-        }
+        println!("copied the model to {}", model_file.display());
+        println!("wrote its contract to {}", contract_file.display());
         println!(
             "\nnext: cargo xtask deploy {name}            # on this machine\n      \
              cargo xtask deploy --target kind {name}\n      \
@@ -244,17 +226,23 @@ fn fits(
 
 /// A contract.json given with --contract, checked to parse and to describe
 /// `features` inputs.
-fn given_contract(path: &Path, features: usize) -> Result<String> {
+fn given_contract(path: &Path, features: usize, answers: usize) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --contract {}", path.display()))?;
     let contract = seldon_protocol::contract::Contract::parse(&text)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("invalid --contract {}", path.display()))?;
-    if contract.features.len() != features {
+    let (inputs, outputs) = build::models::widths(&contract);
+    if inputs != features {
         bail!(
-            "--contract {} describes {} features, but the model takes {features}",
-            path.display(),
-            contract.features.len()
+            "--contract {} describes {inputs} features, but the model takes {features}",
+            path.display()
+        );
+    }
+    if outputs != 0 && outputs != answers {
+        bail!(
+            "--contract {} expects {outputs} outputs, but the model answers {answers} columns",
+            path.display()
         );
     }
     Ok(text)

@@ -10,13 +10,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
+use super::adding;
 use crate::build::workspace;
 use crate::ground::context::Ctx;
 use crate::ground::names;
-use crate::ground::services;
-use crate::ground::settings::Loaded;
 use crate::ground::settings_edit::{self, Entry};
-use crate::manifests;
 
 #[derive(Args)]
 pub struct ServiceArgs {
@@ -38,6 +36,8 @@ pub enum ServiceCommand {
     },
 }
 
+const COMMENT: &str = "A service crate (services/<name>), added by `cargo xtask service add`.";
+
 /// Names cargo refuses for packages, or that would shadow a crate.
 const RESERVED: [&str; 6] = ["test", "std", "core", "alloc", "proc-macro", "self"];
 
@@ -53,7 +53,13 @@ impl ServiceArgs {
         if cx.config.services.0.iter().any(|s| s.name == name) {
             bail!("there is already a service {name:?} in the settings; pick another name");
         }
-        if workspace::packages(cx)?.iter().any(|p| p.name == name) {
+        if let Some(p) = workspace::packages(cx)?
+            .into_iter()
+            .find(|p| p.name == name)
+        {
+            if p.bins.is_empty() {
+                bail!("the workspace already has a library {name:?}; pick another name");
+            }
             bail!(
                 "the workspace already has a package {name:?}: declare it with \
                  [services.{name}] in xtask.toml, or pick another name"
@@ -109,13 +115,6 @@ impl ServiceArgs {
                 ]),
             ),
         ];
-        let edited = settings_edit::add_service(
-            &text,
-            &name,
-            "A service crate (services/<name>), added by `cargo xtask service add`.",
-            &entries,
-        )?;
-
         let what = format!(
             "create {} (axum on service-kit, GET /hello), add [services.{name}] to {}, \
              regenerate the manifests",
@@ -124,24 +123,13 @@ impl ServiceArgs {
         );
         let done = cx.runner.effect(what, || {
             scaffold(&dir, &name)?;
-            // The result must load before it replaces the file.
-            let tmp = settings_file.with_extension("toml.new");
-            std::fs::write(&tmp, &edited)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            let loaded = match Loaded::load(Some(&tmp), &cx.root) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    let _ = std::fs::remove_dir_all(&dir);
-                    return Err(e.context("the settings with the new service do not load"));
-                }
-            };
-            std::fs::rename(&tmp, &settings_file)
-                .with_context(|| format!("cannot write {}", settings_file.display()))?;
-            let specs = services::all(&loaded.config, &cx.root);
-            let files = manifests::generate(&loaded.config, &specs);
-            manifests::write(&loaded.config.kubernetes.manifests_dir, &files)?;
-            Ok(())
+            let edited = settings_edit::spell_out_defaults(&text)
+                .and_then(|t| settings_edit::add_service(&t, &name, COMMENT, &entries));
+            let committed = edited.and_then(|e| adding::commit(cx, &settings_file, &e, &[]));
+            if committed.is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            committed.map(|_| ())
         })?;
         if done.is_some() {
             println!("created {}", dir.display());

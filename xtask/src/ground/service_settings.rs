@@ -102,17 +102,54 @@ impl ModelName {
 /// A crate's `smoke`: `"tutorial-greeting"` (GET /test_api answers the
 /// tutorial's `{"message":"Hello <client ip>, you've reached <server ip>"}`
 /// with real addresses) or an HTTP check.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmokeSettings {
     Named(NamedSmoke),
     Http(HttpSmoke),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamedSmoke {
     TutorialGreeting,
+}
+
+/// Either form, each refused with what it should be.
+impl<'de> Deserialize<'de> for SmokeSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        const FORMS: &str = "smoke is \"tutorial-greeting\" or { path = \"/hello\", status = 200, \
+                             json = \"field\", contains = \"text\" }";
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) if s == "tutorial-greeting" => {
+                Ok(Self::Named(NamedSmoke::TutorialGreeting))
+            }
+            toml::Value::String(s) => {
+                Err(D::Error::custom(format!("unknown smoke {s:?}: {FORMS}")))
+            }
+            v @ toml::Value::Table(_) => {
+                let h: HttpSmoke = v.try_into().map_err(|e: toml::de::Error| {
+                    D::Error::custom(format!("{}; {FORMS}", e.message()))
+                })?;
+                if !h.path.starts_with('/') {
+                    return Err(D::Error::custom(format!(
+                        "smoke.path {:?} must start with /",
+                        h.path
+                    )));
+                }
+                if !(100..=599).contains(&h.status) {
+                    return Err(D::Error::custom(format!(
+                        "smoke.status {} is not an HTTP status (100-599)",
+                        h.status
+                    )));
+                }
+                Ok(Self::Http(h))
+            }
+            other => Err(D::Error::custom(format!(
+                "smoke is a {}: {FORMS}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 /// `smoke = { path = "/hello", status = 200, json = "message", contains =
@@ -246,7 +283,11 @@ impl<'de> Deserialize<'de> for Services {
                         s.line = span.start + 1;
                         s
                     })
-                    .map_err(serde::de::Error::custom)
+                    // toml would point at the first service's table: carry
+                    // this table's offset for `located`.
+                    .map_err(|e| {
+                        serde::de::Error::custom(format!("{MARK}{}{MARK}{e:#}", span.start))
+                    })
             })
             .collect::<std::result::Result<_, _>>()
             .map(Self)
@@ -257,6 +298,27 @@ impl<'de> Deserialize<'de> for Services {
 fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<ServiceSettings> {
     let at = format!("services.{name}");
     names::dns1123_label(&name).map_err(|why| anyhow::anyhow!("[{at}]: the name {why}"))?;
+    // Kubernetes names Services with DNS-1035 labels: a letter first.
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!(
+            "[{at}]: the name must start with a letter (Kubernetes Service names are DNS-1035 labels)"
+        );
+    }
+    for (key, names) in [
+        ("class_names", &raw.class_names),
+        ("feature_names", &raw.feature_names),
+    ] {
+        for (i, n) in names.iter().flatten().enumerate() {
+            if n.trim().is_empty() || n.contains(',') {
+                bail!(
+                    "{at}.{key}: name {i} ({n:?}) is empty or holds a comma; names are plain words"
+                );
+            }
+            if names.iter().flatten().take(i).any(|m| m == n) {
+                bail!("{at}.{key}: {n:?} is there twice; each column needs its own name");
+            }
+        }
+    }
     let model_keys = raw.model_path.is_some()
         || raw.class_names.is_some()
         || raw.feature_names.is_some()
@@ -283,6 +345,16 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
                 bail!(
                     "{at}.model = \"onnx\" needs model_path, the .onnx file (relative to the \
                      settings file); `cargo xtask model add {name} --onnx FILE` writes both"
+                );
+            }
+            if model == ModelName::Identity
+                && (raw.class_names.is_some()
+                    || raw.feature_names.is_some()
+                    || raw.output.is_some())
+            {
+                bail!(
+                    "{at}: class_names, feature_names and output are for iris and onnx; the \
+                     identity model returns what it is sent"
                 );
             }
             if model != ModelName::Onnx && raw.model_path.is_some() {
@@ -379,6 +451,19 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             quantity(v).map_err(|why| anyhow::anyhow!("{at}.resources.{key} = {v:?} {why}"))?;
         }
     }
+    if let Some(r) = &raw.resources {
+        for (request, limit, what) in [
+            (&r.cpu_request, &r.cpu_limit, "cpu"),
+            (&r.memory_request, &r.memory_limit, "memory"),
+        ] {
+            if quantity(request)? > quantity(limit)? {
+                bail!(
+                    "{at}.resources: {what}_request {request:?} is above {what}_limit {limit:?}; \
+                     Kubernetes refuses a request above its limit"
+                );
+            }
+        }
+    }
     for key in raw.env.iter().flat_map(BTreeMap::keys) {
         let ok = key
             .chars()
@@ -388,8 +473,20 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if !ok {
             bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
         }
-        if ["PORT", "MODEL", "MODEL_PATH", "POD_IP"].contains(&key.as_str()) {
-            bail!("{at}.env sets {key}, which kube-mlops sets itself from the service's keys");
+        const OURS: [&str; 7] = [
+            "PORT",
+            "MODEL",
+            "MODEL_PATH",
+            "POD_IP",
+            "CLASS_NAMES",
+            "FEATURE_NAMES",
+            "OUTPUT",
+        ];
+        if OURS.contains(&key.as_str()) {
+            bail!(
+                "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
+                 (port, model, model_path, class_names, feature_names, output)"
+            );
         }
     }
     Ok(ServiceSettings {
@@ -413,6 +510,26 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             .unwrap_or_default(),
         line: 0,
     })
+}
+
+/// Brackets the byte offset of the table an error is about.
+const MARK: char = '\u{1}';
+
+/// A settings error as the reader needs it: the line of the service's table
+/// when the error is about one, else toml's own report.
+pub fn located(text: &str, e: toml::de::Error) -> anyhow::Error {
+    let message = e.message();
+    let found = message
+        .strip_prefix(MARK)
+        .and_then(|rest| rest.split_once(MARK))
+        .and_then(|(offset, m)| Some((offset.parse::<usize>().ok()?, m)));
+    match found {
+        Some((offset, m)) => {
+            let offset = offset.min(text.len());
+            anyhow::anyhow!("line {}: {m}", text[..offset].matches('\n').count() + 1)
+        }
+        None => e.into(),
+    }
 }
 
 /// Turns the byte offsets `deserialize` left in `line` into 1-based line
@@ -497,7 +614,7 @@ fn same_image(a: &ServiceSettings, b: &ServiceSettings) -> bool {
 /// A Kubernetes resource quantity as the settings take them: digits with an
 /// optional fraction, then an optional suffix (`m` for CPU, `Ki`..`Ei` or
 /// `k`..`E` for bytes), e.g. `50m`, `0.5`, `128Mi`.
-fn quantity(s: &str) -> Result<()> {
+fn quantity(s: &str) -> Result<f64> {
     const SUFFIXES: [&str; 14] = [
         "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
     ];
@@ -509,7 +626,23 @@ fn quantity(s: &str) -> Result<()> {
         && !digits.starts_with('.')
         && !digits.ends_with('.');
     if number_ok && SUFFIXES.contains(&suffix) {
-        Ok(())
+        let scale = match suffix {
+            "m" => 1e-3,
+            "k" => 1e3,
+            "M" => 1e6,
+            "G" => 1e9,
+            "T" => 1e12,
+            "P" => 1e15,
+            "E" => 1e18,
+            "Ki" => 1024.0,
+            "Mi" => 1024.0 * 1024.0,
+            "Gi" => 1024.0 * 1024.0 * 1024.0,
+            "Ti" => 1024f64.powi(4),
+            "Pi" => 1024f64.powi(5),
+            "Ei" => 1024f64.powi(6),
+            _ => 1.0,
+        };
+        Ok(digits.parse::<f64>().unwrap_or(0.0) * scale)
     } else {
         bail!("is not a Kubernetes quantity: write e.g. \"50m\", \"0.5\" or \"128Mi\"")
     }

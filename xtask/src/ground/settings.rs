@@ -397,7 +397,8 @@ impl Loaded {
 
 /// Parses and checks what serde cannot.
 pub fn parse(text: &str) -> Result<Config> {
-    let mut config: Config = toml::from_str(text)?;
+    let mut config: Config =
+        toml::from_str(text).map_err(|e| super::service_settings::located(text, e))?;
     super::service_settings::line_numbers(&mut config.services, text);
     super::service_settings::check(&config.services)?;
     if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {
@@ -614,6 +615,42 @@ mod tests {
                 "code",
             ),
             ("[services]\n", "declares no service"),
+            (
+                "[services.a]\nport = 1\n\n[services.9w]\nport = 2\n",
+                "line 4: [services.9w]: the name must start with a letter",
+            ),
+            (
+                "[services.w]\nport = 1\nenv = { CLASS_NAMES = \"a\" }\n",
+                "sets CLASS_NAMES, which kube-mlops sets itself",
+            ),
+            (
+                "[services.w]\nmodel = \"iris\"\nport = 1\nclass_names = [\"a,b\", \"c\", \"d\"]\n",
+                "holds a comma",
+            ),
+            (
+                "[services.w]\nmodel = \"iris\"\nport = 1\nclass_names = [\"a\", \"a\", \"d\"]\n",
+                "\"a\" is there twice",
+            ),
+            (
+                "[services.w]\nmodel = \"identity\"\nport = 1\nclass_names = [\"a\"]\n",
+                "the identity model returns what it is sent",
+            ),
+            (
+                "[services.w]\nport = 1\nresources = { cpu_request = \"2\", cpu_limit = \"500m\" }\n",
+                "cpu_request \"2\" is above cpu_limit \"500m\"",
+            ),
+            (
+                "[services.w]\nport = 1\nsmoke = \"greeting\"\n",
+                "unknown smoke \"greeting\": smoke is \"tutorial-greeting\" or",
+            ),
+            (
+                "[services.w]\nport = 1\nsmoke = { path = \"x\" }\n",
+                "smoke.path \"x\" must start with /",
+            ),
+            (
+                "[services.w]\nport = 1\nsmoke = { path = \"/x\", status = 999 }\n",
+                "not an HTTP status",
+            ),
         ] {
             let e = err(text);
             assert!(e.contains(says), "{text:?}: {e}");

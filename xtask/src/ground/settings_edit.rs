@@ -5,6 +5,8 @@
 use anyhow::{Context, Result, bail};
 use toml_edit::{DocumentMut, Item, Table, Value};
 
+use super::service_settings::ServiceKind;
+
 /// A value of the new table.
 pub enum Entry {
     Str(String),
@@ -95,6 +97,46 @@ pub fn add_service(
     Ok(doc.to_string())
 }
 
+/// `text` with the built-in services written out when it declares none:
+/// adding a service to a file without `[services.*]` tables must not drop
+/// the three the file stood for.
+///
+/// # Errors
+/// Text that is not TOML.
+pub fn spell_out_defaults(text: &str) -> Result<String> {
+    let doc: DocumentMut = text
+        .parse()
+        .context("the settings file is not valid TOML")?;
+    if doc.contains_key("services") {
+        return Ok(text.to_string());
+    }
+    let mut out = text.to_string();
+    for s in super::service_settings::Services::default().0 {
+        let mut entries: Vec<(&str, Entry)> = Vec::new();
+        match &s.kind {
+            ServiceKind::Model(m) => entries.push(("model", Entry::Str(m.model.as_str().into()))),
+            ServiceKind::Crate { package, .. } => {
+                entries.push(("package", Entry::Str(package.clone())));
+            }
+        }
+        entries.push(("port", Entry::Int(i64::from(s.port))));
+        entries.push(("image", Entry::Str(s.image.clone())));
+        if let ServiceKind::Crate { smoke: Some(_), .. } = &s.kind {
+            entries.push(("smoke", Entry::Str("tutorial-greeting".into())));
+        }
+        if s.seldon_name != format!("seldon-{}", s.name) && s.seldon {
+            entries.push(("seldon_name", Entry::Str(s.seldon_name.clone())));
+        }
+        out = add_service(
+            &out,
+            &s.name,
+            "A built-in default, written out when the first service was added.",
+            &entries,
+        )?;
+    }
+    Ok(out)
+}
+
 /// Adds one to the position of every table placed after `after`.
 fn shift_after(table: &mut Table, after: isize) {
     for (_, item) in table.iter_mut() {
@@ -154,6 +196,26 @@ mod tests {
             &[("port", Entry::Int(1))],
         )?;
         assert!(out.ends_with("[services.w]\n# c\nport = 1\n"), "{out}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_defaults_are_written_out_before_a_first_service() -> Result<()> {
+        let out = spell_out_defaults("# mine\n[local]\nrun_dir = \"r\"\n")?;
+        let parsed = crate::ground::settings::parse(&out)?;
+        let mut want = crate::ground::settings::Config::default();
+        want.local.run_dir = "r".into();
+        let mut got = parsed;
+        for s in &mut got.services.0 {
+            s.line = 0;
+        }
+        assert_eq!(got, want, "{out}");
+        assert!(out.starts_with("# mine\n"), "{out}");
+        assert_eq!(
+            spell_out_defaults(TEXT)?,
+            TEXT,
+            "a file with services is kept"
+        );
         Ok(())
     }
 

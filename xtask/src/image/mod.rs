@@ -51,7 +51,12 @@ fn images_dir(cx: &Ctx) -> PathBuf {
 }
 
 /// Builds the binaries, then one image per distinct image name.
-pub fn build_images(cx: &Ctx, specs: &[ServiceSpec], builder: Builder) -> Result<Vec<Image>> {
+pub fn build_images(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    builder: Builder,
+    profile: build::Profile,
+) -> Result<Vec<Image>> {
     if build::static_target().is_none() {
         bail!(
             "images need Linux binaries, and this host ({}/{}) cannot build them statically; \
@@ -61,7 +66,7 @@ pub fn build_images(cx: &Ctx, specs: &[ServiceSpec], builder: Builder) -> Result
         );
     }
     // images_from keeps one image per image name.
-    let built = build::build(cx, specs)?;
+    let built = build::build(cx, specs, profile)?;
     images_from(cx, &built, builder)
 }
 

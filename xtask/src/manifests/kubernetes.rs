@@ -33,7 +33,14 @@ pub fn service(spec: &ServiceSpec) -> String {
         ("PORT".to_string(), CONTAINER_PORT.to_string()),
         ("SHUTDOWN_DRAIN_SECS".to_string(), DRAIN_SECS.to_string()),
     ];
-    env.extend(spec.env.iter().cloned());
+    // The service's own env wins over these defaults (each key once: the
+    // API server refuses a container with a key twice).
+    for (k, v) in &spec.env {
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1.clone_from(v),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
     let env = yaml_env(&env, 12);
     let image = &s.image;
     let replicas = s.replicas;

@@ -14,4 +14,10 @@ pub trait Publisher {
     /// reference a runtime should use (the tag after a load, `repo@digest`
     /// after a push).
     fn publish(&self, cx: &Ctx, image: &Image) -> Result<String>;
+
+    /// Whether images leave this machine (a registry), so that what is
+    /// built for it is what ships.
+    fn pushes(&self) -> bool {
+        false
+    }
 }

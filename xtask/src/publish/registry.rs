@@ -31,6 +31,10 @@ impl Registry {
 }
 
 impl Publisher for Registry {
+    fn pushes(&self) -> bool {
+        true
+    }
+
     fn destination(&self, cx: &Ctx) -> String {
         match &self.base {
             Some(b) => b.clone(),

@@ -28,7 +28,14 @@ pub struct Deployed {
     pub models: Vec<(String, String)>,
 }
 
-pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
+pub fn deploy(
+    cx: &Ctx,
+    kube: &Kube,
+    session: &Session,
+    profile: build::Profile,
+) -> Result<Deployed> {
+    // Before anything else: the manifests must be what the settings say.
+    crate::manifests::refuse_stale(cx, &specs_all(cx))?;
     let context = kube.engine(session)?.context.clone();
     // Before anything is built: without the CRD, nothing can be applied.
     if !exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))? {
@@ -49,8 +56,7 @@ pub fn deploy(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Deployed> {
              default (`cargo xtask model add`)"
         );
     }
-    crate::manifests::refuse_stale(cx, &specs_all(cx))?;
-    let built = build::build(cx, &specs)?;
+    let built = build::build(cx, &specs, profile)?;
     let delivered = kube.deliver(cx, session, built)?;
     let s = &cx.config.seldon;
     kube.apply_dir(

@@ -24,7 +24,7 @@ use crate::ground::tools::engine_cli;
 use crate::image::{self, Builder};
 use crate::publish::docker::Docker as Load;
 use crate::publish::publisher::Publisher;
-use crate::targets::target::{Delivered, Delivery, Session, StatusRow, Target};
+use crate::targets::target::{Delivered, Delivery, LogSource, Session, StatusRow, Target};
 
 pub struct Docker;
 
@@ -253,6 +253,13 @@ impl Target for Docker {
             .collect()
     }
 
+    fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
+        let mut cmd = std::process::Command::new(engine_cli());
+        cmd.args(["logs", "--follow", "--tail", "0"])
+            .arg(name(cx, spec));
+        Some(LogSource::Command(cmd))
+    }
+
     fn logs(
         &self,
         cx: &Ctx,
@@ -280,6 +287,40 @@ impl Target for Docker {
                 eprintln!("==> {}: no container", spec.name);
                 continue;
             }
+            cx.runner.run(
+                cmd!(cx.sh, "{docker} rm --force {container}"),
+                "removing containers",
+            )?;
+        }
+        // Containers of services removed from the settings since: ours by
+        // label and by name.
+        let prefix = format!("{}-", cx.config.docker.name_prefix);
+        let label = format!("label={MANAGED_BY}");
+        let format = "{{.Names}}";
+        let listed = cx.runner.probe(
+            cmd!(
+                cx.sh,
+                "{docker} ps --all --filter {label} --format {format}"
+            ),
+            "listing containers",
+            PROBE,
+        )?;
+        if !listed.success {
+            bail!(
+                "`{docker} ps` could not list kube-mlops's containers: {}",
+                listed.stderr.trim()
+            );
+        }
+        for container in listed.stdout.lines().map(str::trim) {
+            let Some(service) = container.strip_prefix(&prefix) else {
+                continue;
+            };
+            if specs.iter().any(|s| s.name == service) {
+                continue;
+            }
+            eprintln!(
+                "==> {service}: no longer in the settings, but its container {container} is there"
+            );
             cx.runner.run(
                 cmd!(cx.sh, "{docker} rm --force {container}"),
                 "removing containers",

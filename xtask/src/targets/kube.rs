@@ -122,6 +122,14 @@ struct EngineRow {
 }
 
 impl Target for Kube {
+    fn profile(&self) -> crate::build::Profile {
+        self.cluster.profile()
+    }
+
+    fn manifests(&self, cx: &Ctx) -> Option<PathBuf> {
+        Some(cx.config.kubernetes.manifests_dir.clone())
+    }
+
     fn tools(&self) -> &'static [&'static str] {
         self.cluster.tools()
     }

@@ -19,7 +19,7 @@ use crate::ground::http;
 use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::services::ServiceSpec;
-use crate::targets::target::{Delivered, Session, StatusRow, Target};
+use crate::targets::target::{Delivered, LogSource, Session, StatusRow, Target};
 
 pub struct Local;
 
@@ -93,7 +93,7 @@ impl Target for Local {
         specs
             .iter()
             .map(|spec| {
-                let (state, healthy, url) = match running(cx, spec)? {
+                let (state, healthy, url) = match running(cx, &spec.name)? {
                     None => ("stopped".to_string(), false, None),
                     Some(st) => {
                         let url = format!("http://127.0.0.1:{}", st.port);
@@ -125,6 +125,10 @@ impl Target for Local {
                 })
             })
             .collect()
+    }
+
+    fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
+        Some(LogSource::File(log_path(cx, spec)))
     }
 
     fn logs(
@@ -170,12 +174,25 @@ impl Target for Local {
 
     fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
         for spec in specs {
-            match running(cx, spec)? {
-                Some(st) => stop(cx, spec, &st)?,
+            match running(cx, &spec.name)? {
+                Some(st) => stop(cx, &spec.name, &st)?,
                 None => {
                     eprintln!("==> {}: not running", spec.name);
-                    remove_state(cx, spec)?;
+                    remove_state(cx, &spec.name)?;
                 }
+            }
+        }
+        // Services deployed earlier and removed from the settings since.
+        for name in state_names(cx)? {
+            if specs.iter().any(|s| s.name == name) {
+                continue;
+            }
+            match running(cx, &name)? {
+                Some(st) => {
+                    eprintln!("==> {name}: no longer in the settings, but still running");
+                    stop(cx, &name, &st)?;
+                }
+                None => remove_state(cx, &name)?,
             }
         }
         Ok(())
@@ -186,16 +203,36 @@ fn base_url(spec: &ServiceSpec) -> String {
     format!("http://127.0.0.1:{}", spec.settings.port)
 }
 
-fn state_path(cx: &Ctx, spec: &ServiceSpec) -> PathBuf {
-    cx.config.local.run_dir.join(format!("{}.json", spec.name))
+fn state_path(cx: &Ctx, name: &str) -> PathBuf {
+    cx.config.local.run_dir.join(format!("{name}.json"))
+}
+
+/// The services with a state file in the run directory: what this target
+/// started, whatever the settings say now.
+fn state_names(cx: &Ctx) -> Result<Vec<String>> {
+    let dir = &cx.config.local.run_dir;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(String::from)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn log_path(cx: &Ctx, spec: &ServiceSpec) -> PathBuf {
     cx.config.local.run_dir.join(format!("{}.log", spec.name))
 }
 
-fn read_state(cx: &Ctx, spec: &ServiceSpec) -> Result<Option<State>> {
-    let path = state_path(cx, spec);
+fn read_state(cx: &Ctx, name: &str) -> Result<Option<State>> {
+    let path = state_path(cx, name);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
             format!(
@@ -208,8 +245,8 @@ fn read_state(cx: &Ctx, spec: &ServiceSpec) -> Result<Option<State>> {
     }
 }
 
-fn remove_state(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
-    let path = state_path(cx, spec);
+fn remove_state(cx: &Ctx, name: &str) -> Result<()> {
+    let path = state_path(cx, name);
     if !path.exists() {
         return Ok(());
     }
@@ -226,8 +263,8 @@ fn remove_state(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
 }
 
 /// The recorded state when its process is still alive and is still ours.
-fn running(cx: &Ctx, spec: &ServiceSpec) -> Result<Option<State>> {
-    Ok(read_state(cx, spec)?.filter(is_ours))
+fn running(cx: &Ctx, name: &str) -> Result<Option<State>> {
+    Ok(read_state(cx, name)?.filter(is_ours))
 }
 
 /// Alive, not a zombie, and (where /proc exists) running our binary: a pid
@@ -273,7 +310,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
     } else {
         String::new()
     };
-    if let Some(st) = running(cx, spec)? {
+    if let Some(st) = running(cx, &spec.name)? {
         let same = st.binary == b.binary
             && st.binary_sha256 == sha
             && st.port == port
@@ -292,9 +329,9 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         };
         cx.runner
             .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
-        stop(cx, spec, &st)?;
+        stop(cx, &spec.name, &st)?;
     } else {
-        remove_state(cx, spec)?;
+        remove_state(cx, &spec.name)?;
     }
     cx.runner.unless_dry_run(|| {
         ensure_port_free(spec)?;
@@ -324,7 +361,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         binary_sha256: sha,
         env: spec.host_env.clone(),
     };
-    let path = state_path(cx, spec);
+    let path = state_path(cx, &spec.name);
     std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -345,7 +382,7 @@ fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
     let base = base_url(spec);
     let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
         Check::Done(()) => Ok(Check::Done(())),
-        Check::NotYet(_) if running(cx, spec)?.is_none() => bail!(
+        Check::NotYet(_) if running(cx, &spec.name)?.is_none() => bail!(
             "{} exited before it was ready.{}",
             spec.name,
             log_tail(cx, spec)
@@ -385,11 +422,11 @@ fn log_tail(cx: &Ctx, spec: &ServiceSpec) -> String {
 }
 
 /// SIGTERM, then SIGKILL after the grace period.
-fn stop(cx: &Ctx, spec: &ServiceSpec, st: &State) -> Result<()> {
+fn stop(cx: &Ctx, name: &str, st: &State) -> Result<()> {
     let grace = Duration::from_secs(cx.config.local.stop_grace_secs);
     let what = format!(
         "stop {} (pid {}): SIGTERM, SIGKILL after {}s",
-        spec.name,
+        name,
         st.pid,
         grace.as_secs()
     );
@@ -398,11 +435,11 @@ fn stop(cx: &Ctx, spec: &ServiceSpec, st: &State) -> Result<()> {
         let start = Instant::now();
         let gone = || !is_ours(st);
         kill(pid, Signal::SIGTERM)
-            .with_context(|| format!("cannot signal {} (pid {})", spec.name, st.pid))?;
+            .with_context(|| format!("cannot signal {} (pid {})", name, st.pid))?;
         if !poll::within(grace, Duration::from_millis(20), gone) {
             eprintln!(
                 "==> {} did not stop within {}s; sending SIGKILL",
-                spec.name,
+                name,
                 grace.as_secs()
             );
             let _ = kill(pid, Signal::SIGKILL);
@@ -410,11 +447,11 @@ fn stop(cx: &Ctx, spec: &ServiceSpec, st: &State) -> Result<()> {
         }
         eprintln!(
             "==> stopped {} (pid {}) in {:.2}s",
-            spec.name,
+            name,
             st.pid,
             start.elapsed().as_secs_f64()
         );
         Ok(())
     })?;
-    remove_state(cx, spec)
+    remove_state(cx, name)
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use crate::build::Built;
+use crate::build::{Built, Profile};
 use crate::ground::context::Ctx;
 use crate::ground::services::ServiceSpec;
 use crate::image::Image;
@@ -50,6 +50,13 @@ pub trait Target {
     /// Tools the target cannot work without.
     fn tools(&self) -> &'static [&'static str];
 
+    /// The cargo profile its services are built with by default: `release`
+    /// (tuned for build time) where images stay on this machine, `dist`
+    /// (tuned for size) where they are pushed.
+    fn profile(&self) -> Profile {
+        Profile::Release
+    }
+
     /// What every command needs before it talks to the target (Kubernetes:
     /// the kube context guard). Changes nothing.
     fn open(&self, cx: &Ctx) -> Result<Session>;
@@ -85,4 +92,24 @@ pub trait Target {
 
     /// Stops and removes what `apply` started. Idempotent.
     fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()>;
+
+    /// Where `spec`'s new log lines can be followed (the dev loop streams
+    /// them), or None where that is not offered.
+    fn log_source(&self, _cx: &Ctx, _spec: &ServiceSpec) -> Option<LogSource> {
+        None
+    }
+
+    /// The manifests it applies, when it applies any (a change there
+    /// redeploys in the dev loop).
+    fn manifests(&self, _cx: &Ctx) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// Where a service's log can be followed.
+pub enum LogSource {
+    /// A file that grows (and is rotated on restart).
+    File(std::path::PathBuf),
+    /// A command that prints new lines until it is stopped.
+    Command(std::process::Command),
 }

@@ -84,8 +84,7 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
         output: output.map(String::from),
         ..OnnxOptions::default()
     };
-    let model = OnnxModel::from_bytes("inspect", &bytes, options)
-        .with_context(|| format!("loading ONNX model {}", path.display()))?;
+    let model = OnnxModel::from_bytes("inspect", &bytes, options)?;
     let features = model.input_width().unwrap_or(0);
     let answer = model
         .predict(model.probe(), &seldon_protocol::Names::default())
@@ -100,4 +99,78 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
         class_names: model.class_names().map(<[String]>::to_vec),
         feature_names: model.feature_names().map(<[String]>::to_vec),
     })
+}
+
+/// The file to watch for `MODEL=onnx`, and how to load it again.
+pub fn reload_source(lookup: impl Fn(&str) -> Option<String>) -> Option<(PathBuf, OnnxOptions)> {
+    if lookup("MODEL")?.trim() != "onnx" {
+        return None;
+    }
+    let path = PathBuf::from(lookup("MODEL_PATH")?);
+    let names = |key: &str| {
+        lookup(key).filter(|v| !v.trim().is_empty()).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    Some((
+        path,
+        OnnxOptions {
+            class_names: names("CLASS_NAMES"),
+            feature_names: names("FEATURE_NAMES"),
+            output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
+        },
+    ))
+}
+
+/// What identifies a file's version: modification time, length, inode (a
+/// rename over it, as `kubectl cp`, ConfigMap updates and editors do,
+/// changes the inode).
+fn version(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Watches `path` every `every` on a thread of its own, and when it changes
+/// loads it and puts the new model in `slot`. A file that does not load
+/// (half written, corrupt, another width of input is fine) keeps the old
+/// model and logs why; the next change is tried again.
+pub fn watch(
+    path: PathBuf,
+    options: OnnxOptions,
+    slot: std::sync::Arc<crate::api::ModelSlot>,
+    every: std::time::Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("model-reload".into())
+        .spawn(move || {
+            let mut seen = version(&path);
+            loop {
+                std::thread::sleep(every);
+                let now = version(&path);
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                seen = now;
+                let name = path
+                    .file_stem()
+                    .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
+                let loaded = std::fs::read(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|bytes| OnnxModel::from_bytes(&name, &bytes, options.clone()));
+                match loaded {
+                    Ok(model) => {
+                        slot.replace(std::sync::Arc::new(model));
+                        tracing::info!(path = %path.display(), "model reloaded");
+                    }
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        error = format!("{e:#}"),
+                        "the changed model file does not load; still serving the previous model"
+                    ),
+                }
+            }
+        })
 }

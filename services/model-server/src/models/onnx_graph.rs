@@ -75,8 +75,17 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
         .find_outlet_label(&output)
         .with_context(|| format!("output {output:?} is not in the graph"))?;
     model.select_output_outlets(&[outlet])?;
-    let plan = model.into_optimized().with_context(|| {
-        format!("tract cannot plan the graph for float32 [N, {features}] input")
+    let plan = model.into_optimized().map_err(|e| {
+        let why = format!("{e:#}");
+        let hint = if why.contains("String") {
+            " (the graph computes string labels: fit the model on integer labels, e.g. \
+             LabelEncoder's, and give the names with class_names)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "tract cannot plan the graph for float32 [N, {features}] input{hint}: {why}"
+        )
     })?;
     Ok(Graph {
         plan,
@@ -208,6 +217,11 @@ fn float_input(graph: &pb::GraphProto) -> Result<(String, usize)> {
             }
             _ => None,
         },
+        [] => bail!(
+            "input {:?} has no declared shape; export it as [N, features] (e.g. skl2onnx's \
+             FloatTensorType([None, 4]))",
+            input.name
+        ),
         _ => {
             bail!(
                 "input {:?} has {} dimensions; the model server feeds [N, features] \

@@ -55,6 +55,12 @@ pub trait Cluster {
         port: u16,
     ) -> Result<(String, u16)>;
 
+    /// The cargo profile its services are built with: `release` where
+    /// images are loaded into a local cluster's node.
+    fn profile(&self) -> crate::build::Profile {
+        crate::build::Profile::Release
+    }
+
     /// Whether installing Seldon Core needs the user bound to cluster-admin
     /// (the tutorial's clusterrolebinding on GKE). minikube's and kind's
     /// kubeconfig users are cluster-admin already.

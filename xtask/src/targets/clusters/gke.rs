@@ -29,6 +29,11 @@ impl Cluster for Gke {
         TargetName::Gke
     }
 
+    /// Images are pushed and pulled over the network: the size profile.
+    fn profile(&self) -> crate::build::Profile {
+        crate::build::Profile::Dist
+    }
+
     fn context(&self, config: &Config) -> Result<String> {
         let g = &config.gke;
         if g.project.is_empty() {

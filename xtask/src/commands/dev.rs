@@ -1,0 +1,70 @@
+//! `cargo xtask dev [--target T] [SERVICE…]`: the dev loop (see
+//! `devloop`), with Ctrl-C tearing down what it started.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::args::{ProfileArg, TargetArg};
+use crate::devloop;
+use crate::ground::context::Ctx;
+use crate::ground::interrupt;
+use crate::ground::services;
+use crate::targets;
+
+#[derive(Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// Services to run (default: all)
+    pub services: Vec<String>,
+    /// Do not stream the services' log lines
+    #[arg(long)]
+    pub no_logs: bool,
+    /// Leave what the loop started running after Ctrl-C
+    #[arg(long)]
+    pub keep: bool,
+    /// Milliseconds of quiet after a change before rebuilding
+    #[arg(long, default_value_t = 300)]
+    pub debounce_ms: u64,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+}
+
+impl DevArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let name = cx.target(self.target.target);
+        if cx.runner.dry_run() {
+            bail!(
+                "dev acts on every change and has no plan to print; `cargo xtask deploy \
+                 --dry-run --target {name}` shows what each round does"
+            );
+        }
+        let target = targets::for_name(name);
+        let specs = services::select(&cx.config, &cx.root, &self.services)?;
+        // Ctrl-C: the same teardown a user would run, by this very binary.
+        let _guard = (!self.keep).then(|| {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "cargo-xtask".into());
+            let config = cx.config_source.clone();
+            interrupt::on_interrupt(move || {
+                eprintln!("\n==> stopping: tearing down what dev started");
+                let mut cmd = std::process::Command::new(&exe);
+                if let Some(c) = &config {
+                    cmd.arg("--config").arg(c);
+                }
+                let _ = cmd
+                    .args(["--progress=never", "teardown", "--target", name.as_str()])
+                    .status();
+            })
+        });
+        let opts = devloop::Options {
+            profile: self.profile.or(target.profile()),
+            logs: !self.no_logs,
+            debounce: Duration::from_millis(self.debounce_ms),
+        };
+        devloop::run(cx, target.as_ref(), &specs, &opts)?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

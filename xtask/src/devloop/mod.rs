@@ -1,0 +1,294 @@
+//! `cargo xtask dev`: deploy once, then watch exactly what each service is
+//! built from (`watch`) and on a change rebuild, redeploy and re-test only
+//! the services affected, as `skaffold dev` and `tilt up` do. A failed
+//! build, rollout or smoke test never ends the loop and never takes down
+//! what serves: a build failure changes nothing, and a version that does
+//! not come up or fails its smoke test is replaced by the last good one.
+//! Binaries are kept by content (`<run_dir>/dev/<bin>-<sha>`), so that a
+//! later build cannot overwrite what runs and the last good one can start
+//! again.
+
+mod logs;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+
+use crate::build::{self, Built, Profile};
+use crate::ground::context::Ctx;
+use crate::ground::services::ServiceSpec;
+use crate::targets::target::{Delivered, Delivery, Session, Target};
+use crate::verify::smoke;
+
+/// How the loop runs.
+pub struct Options {
+    pub profile: Profile,
+    /// Stream every service's log lines.
+    pub logs: bool,
+    /// Quiet time after a change before the loop acts (editors write in
+    /// bursts).
+    pub debounce: Duration,
+}
+
+/// What runs now, per service: the last version that came up and passed
+/// its smoke test.
+#[derive(Default)]
+struct Good {
+    built: BTreeMap<String, Built>,
+    images: BTreeMap<String, Delivery>,
+}
+
+/// Deploys `specs`, then loops until the process is interrupted (the
+/// caller's Ctrl-C handler tears down).
+///
+/// # Errors
+/// Only what stops the loop from starting: the target cannot be opened, the
+/// workspace cannot be read, the files cannot be watched.
+pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options) -> Result<()> {
+    let session = target.open(cx)?;
+    target.prepare(cx, &session)?;
+    let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
+    let mut good = Good::default();
+    iterate(cx, target, &session, specs, "start", opts, &mut good);
+    if opts.logs {
+        for spec in specs {
+            match target.log_source(cx, spec) {
+                Some(source) => logs::stream(spec.name.clone(), source),
+                None => eprintln!(
+                    "   {}: logs are not streamed on this target; `cargo xtask logs -f {}` shows them",
+                    spec.name, spec.name
+                ),
+            }
+        }
+    }
+
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event
+            && !e.kind.is_access()
+        {
+            let _ = tx.send(e.paths);
+        }
+    })
+    .context("cannot watch files")?;
+    for path in plan.watched() {
+        watcher
+            .watch(&path, RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", path.display()))?;
+    }
+    eprintln!(
+        "==> watching {} path(s); Ctrl-C stops (and tears down what dev started)",
+        plan.watched().len()
+    );
+    loop {
+        let Ok(first) = rx.recv() else {
+            return Ok(());
+        };
+        let mut changed: Vec<PathBuf> = first;
+        // Editors save in bursts: wait until it is quiet.
+        while let Ok(more) = rx.recv_timeout(opts.debounce) {
+            changed.extend(more);
+        }
+        changed.retain(|p| watch::relevant(p));
+        changed.sort();
+        changed.dedup();
+        if changed.is_empty() {
+            continue;
+        }
+        if plan.settings.as_ref().is_some_and(|s| changed.contains(s)) {
+            eprintln!(
+                "==> {} changed: stop and start `cargo xtask dev` again to use the new settings",
+                plan.settings
+                    .as_ref()
+                    .map_or(String::new(), |s| s.display().to_string())
+            );
+        }
+        let affected = plan.affected(&changed);
+        if affected.is_empty() {
+            continue;
+        }
+        let what = describe(cx, &changed);
+        let chosen: Vec<ServiceSpec> = specs
+            .iter()
+            .filter(|s| affected.contains(&s.name))
+            .cloned()
+            .collect();
+        iterate(cx, target, &session, &chosen, &what, opts, &mut good);
+    }
+}
+
+/// The changed files, relative to the workspace, for the report line.
+fn describe(cx: &Ctx, changed: &[PathBuf]) -> String {
+    let shown: Vec<String> = changed
+        .iter()
+        .take(3)
+        .map(|p| p.strip_prefix(&cx.root).unwrap_or(p).display().to_string())
+        .collect();
+    let more = changed.len().saturating_sub(3);
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// One round: build, deliver, apply, smoke-test `specs`; one line per
+/// service; on failure the last good version serves again.
+fn iterate(
+    cx: &Ctx,
+    target: &dyn Target,
+    session: &Session,
+    specs: &[ServiceSpec],
+    what: &str,
+    opts: &Options,
+    good: &mut Good,
+) {
+    let started = Instant::now();
+    let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b)) {
+        Ok(b) => b,
+        Err(e) => {
+            for s in specs {
+                println!(
+                    "✗ {:<14} {what}: build failed after {:.1}s; {}",
+                    s.name,
+                    started.elapsed().as_secs_f64(),
+                    serving(good, s)
+                );
+            }
+            eprintln!("{e:#}");
+            return;
+        }
+    };
+    let build_secs = started.elapsed().as_secs_f64();
+    let deploy_started = Instant::now();
+    let outcome = target
+        .deliver(cx, session, built.clone())
+        .and_then(|delivered| {
+            target.apply(cx, session, &delivered)?;
+            Ok(delivered)
+        });
+    let deploy_secs = deploy_started.elapsed().as_secs_f64();
+    let delivered = match outcome {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e:#}");
+            rollback(cx, target, session, specs, good);
+            for s in specs {
+                println!(
+                    "✗ {:<14} {what}: build {build_secs:.1}s, deploy failed; {}",
+                    s.name,
+                    serving(good, s)
+                );
+            }
+            return;
+        }
+    };
+    let urls = target.urls(cx, session, specs).unwrap_or_default();
+    let mut failed = Vec::new();
+    for (spec, url) in specs.iter().zip(&urls) {
+        let smoke_started = Instant::now();
+        match smoke::check(cx, spec, url) {
+            Ok(()) => {
+                println!(
+                    "✓ {:<14} {what}: build {build_secs:.1}s, deploy {deploy_secs:.1}s, smoke {:.1}s ({:.1}s) {url}",
+                    spec.name,
+                    smoke_started.elapsed().as_secs_f64(),
+                    started.elapsed().as_secs_f64()
+                );
+                if let Some(b) = delivered.built.iter().find(|b| b.spec.name == spec.name) {
+                    good.built.insert(spec.name.clone(), b.clone());
+                }
+                if let Some(d) = delivered.image_of(spec) {
+                    good.images.insert(
+                        spec.name.clone(),
+                        Delivery {
+                            image: d.image.clone(),
+                            reference: d.reference.clone(),
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed.push(spec.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        rollback(cx, target, session, &failed, good);
+        for s in &failed {
+            println!(
+                "✗ {:<14} {what}: build {build_secs:.1}s, deploy {deploy_secs:.1}s, smoke test failed; {}",
+                s.name,
+                serving(good, s)
+            );
+        }
+    }
+}
+
+/// What the user is left with, for a failure line.
+fn serving(good: &Good, spec: &ServiceSpec) -> &'static str {
+    if good.built.contains_key(&spec.name) {
+        "the last good version serves"
+    } else {
+        "nothing serves yet: fix it and save"
+    }
+}
+
+/// Starts the last good version of `specs` again (those that have one).
+fn rollback(cx: &Ctx, target: &dyn Target, session: &Session, specs: &[ServiceSpec], good: &Good) {
+    let built: Vec<Built> = specs
+        .iter()
+        .filter_map(|s| good.built.get(&s.name).cloned())
+        .collect();
+    if built.is_empty() {
+        return;
+    }
+    let images = specs
+        .iter()
+        .filter_map(|s| {
+            good.images.get(&s.name).map(|d| Delivery {
+                image: d.image.clone(),
+                reference: d.reference.clone(),
+            })
+        })
+        .collect();
+    let delivered = Delivered { built, images };
+    if let Err(e) = target.apply(cx, session, &delivered) {
+        eprintln!("the last good version did not come back either: {e:#}");
+    }
+}
+
+/// Copies each built binary to `<run_dir>/dev/<bin>-<sha256 prefix>`
+/// (once per content) and points `Built` there.
+fn keep(cx: &Ctx, built: Vec<Built>) -> Result<Vec<Built>> {
+    let dir = cx.config.local.run_dir.join("dev");
+    cx.runner.unless_dry_run(|| {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))
+    })?;
+    built
+        .into_iter()
+        .map(|b| {
+            let Ok(bytes) = std::fs::read(&b.binary) else {
+                return Ok(b); // under --dry-run nothing was built
+            };
+            let sha = format!("{:x}", Sha256::digest(&bytes));
+            let kept = dir.join(format!("{}-{}", b.spec.bin, &sha[..16]));
+            if !kept.exists() {
+                let tmp = kept.with_extension("partial");
+                std::fs::write(&tmp, &bytes)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+                std::fs::rename(&tmp, &kept)?;
+            }
+            Ok(Built { binary: kept, ..b })
+        })
+        .collect()
+}
