@@ -129,3 +129,43 @@ fn an_empty_xtask_config_means_unset_and_a_missing_one_is_an_error() -> Result {
     assert!(stderr.contains("/nonexistent/xtask.toml"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn a_target_whose_tools_are_there_but_cannot_run_is_not_ready_and_says_why() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    // The docker CLI is installed; no engine answers it.
+    fake(
+        bin.path(),
+        "docker",
+        r#"case "$*" in
+  "--version") echo 'Docker version 27.0.0' ;;
+  *) echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.' >&2; exit 1 ;;
+esac"#,
+    )?;
+    let out = doctor(bin.path(), &["--target", "docker"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("target docker: NOT ready:"), "{stdout}");
+    assert!(stdout.contains("no container engine answers the docker CLI"), "{stdout}");
+    assert!(stdout.contains("podman system service"), "{stdout}");
+
+    // gcloud and kubectl are installed; no account, no project.
+    fake(
+        bin.path(),
+        "gcloud",
+        r#"case "$*" in
+  "--version") echo 'Google Cloud SDK 500.0.0' ;;
+  "config get-value account") echo '(unset)' ;;
+  *) echo '{}' ;;
+esac"#,
+    )?;
+    fake(bin.path(), "kubectl", "echo 'Client Version: v1.32.4'")?;
+    let out = doctor(bin.path(), &["--target", "gke"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("gcloud has no active account: run `gcloud auth login`"), "{stdout}");
+    assert!(stdout.contains("no Google Cloud project"), "{stdout}");
+    assert!(stdout.contains("gke-gcloud-auth-plugin is not installed"), "{stdout}");
+    Ok(())
+}

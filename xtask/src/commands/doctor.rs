@@ -50,23 +50,31 @@ impl DoctorArgs {
         for line in crate::build::workspace::undeployed_lines(cx) {
             println!("{line}");
         }
-        let needs = targets::for_name(target).tools();
+        let t = targets::for_name(target);
+        let needs = t.tools();
         let missing: Vec<&str> = rows
             .iter()
             .filter(|r| !r.ok && needs.contains(&r.tool.name))
             .map(|r| r.tool.name)
             .collect();
+        let blockers = t.blockers(cx);
         println!();
+        if missing.is_empty() && blockers.is_empty() {
+            println!("target {target}: ready (it has what it needs, and it answers)");
+            return Ok(ExitCode::SUCCESS);
+        }
         if missing.is_empty() {
-            println!("target {target}: ready (everything it needs is installed)");
-            Ok(ExitCode::SUCCESS)
+            println!("target {target}: NOT ready:");
         } else {
             println!(
                 "target {target}: NOT ready; missing or broken: {}",
                 missing.join(", ")
             );
-            Ok(ExitCode::FAILURE)
         }
+        for b in &blockers {
+            println!("  - {b}");
+        }
+        Ok(ExitCode::FAILURE)
     }
 }
 

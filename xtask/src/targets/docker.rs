@@ -145,27 +145,19 @@ impl Target for Docker {
     }
 
     fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
-        let docker = engine_cli();
-        let format = "{{.Server.Version}}";
-        let probe = cx.runner.probe(
-            cmd!(cx.sh, "{docker} version --format {format}"),
-            "the docker target",
-            Duration::from_secs(15),
-        )?;
-        if !probe.success {
-            let why = probe
-                .stderr
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no answer");
-            bail!(
-                "no container engine answers the docker CLI ({why}).\n  start Docker Engine, or podman's \
-                 Docker-compatible API:\n    podman system service --time=0 unix:///tmp/podman.sock &\n    \
-                 export DOCKER_HOST=unix:///tmp/podman.sock"
-            );
-        }
-        eprintln!("==> container engine: {}", probe.stdout.trim());
+        let version = engine_version(cx)?;
+        eprintln!("==> container engine: {version}");
         Ok(())
+    }
+
+    fn blockers(&self, cx: &Ctx) -> Vec<String> {
+        if cx.runner.locate(&engine_cli(), "doctor").is_err() {
+            return Vec::new(); // the tool row says so
+        }
+        match engine_version(cx) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![format!("{e:#}")],
+        }
     }
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
@@ -328,6 +320,30 @@ impl Target for Docker {
         }
         Ok(())
     }
+}
+
+/// The engine's version, or why no engine answers and how to start one.
+fn engine_version(cx: &Ctx) -> Result<String> {
+    let docker = engine_cli();
+    let format = "{{.Server.Version}}";
+    let probe = cx.runner.probe(
+        cmd!(cx.sh, "{docker} version --format {format}"),
+        "the docker target",
+        Duration::from_secs(15),
+    )?;
+    if !probe.success {
+        let why = probe
+            .stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no answer");
+        bail!(
+            "no container engine answers the docker CLI ({why}).\n  start Docker Engine, or podman's \
+             Docker-compatible API:\n    podman system service --time=0 unix:///tmp/podman.sock &\n    \
+             export DOCKER_HOST=unix:///tmp/podman.sock"
+        );
+    }
+    Ok(probe.stdout.trim().to_string())
 }
 
 fn url(cx: &Ctx, spec: &ServiceSpec) -> String {

@@ -126,6 +126,22 @@ impl Target for Kube {
         self.cluster.profile()
     }
 
+    fn blockers(&self, cx: &Ctx) -> Vec<String> {
+        let mut found = self.cluster.blockers(cx);
+        if found.is_empty()
+            && let Ok(want) = self.cluster.context(&cx.config)
+            && cx.runner.locate("kubectl", "doctor").is_ok()
+            && let Ok(names) = kubecontext::names(cx)
+            && !names.contains(&want)
+        {
+            found.push(format!(
+                "there is no kube context `{want}` yet: run `cargo xtask cluster up --target {}`",
+                self.cluster.name()
+            ));
+        }
+        found
+    }
+
     fn manifests(&self, cx: &Ctx) -> Option<PathBuf> {
         Some(cx.config.kubernetes.manifests_dir.clone())
     }

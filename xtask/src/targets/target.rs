@@ -93,6 +93,13 @@ pub trait Target {
     /// Stops and removes what `apply` started. Idempotent.
     fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()>;
 
+    /// What stops this target from running services now (beyond its tools),
+    /// each with what to do: doctor is ready only without any. Changes
+    /// nothing.
+    fn blockers(&self, _cx: &Ctx) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Where `spec`'s new log lines can be followed (the dev loop streams
     /// them), or None where that is not offered.
     fn log_source(&self, _cx: &Ctx, _spec: &ServiceSpec) -> Option<LogSource> {

@@ -64,6 +64,12 @@ pub trait Cluster {
     /// Whether installing Seldon Core needs the user bound to cluster-admin
     /// (the tutorial's clusterrolebinding on GKE). minikube's and kind's
     /// kubeconfig users are cluster-admin already.
+    /// What stops this cluster kind from being used now, each with what to
+    /// do (doctor's readiness). Changes nothing.
+    fn blockers(&self, _cx: &Ctx) -> Vec<String> {
+        Vec::new()
+    }
+
     fn needs_admin_binding(&self) -> bool {
         false
     }

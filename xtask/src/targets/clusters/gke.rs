@@ -48,6 +48,10 @@ impl Cluster for Gke {
         &["cargo", "kubectl", "gcloud"]
     }
 
+    fn blockers(&self, cx: &Ctx) -> Vec<String> {
+        problems(cx).unwrap_or_else(|e| vec![format!("{e:#}")])
+    }
+
     fn up(&self, cx: &Ctx) -> Result<()> {
         preflight(cx)?;
         let g = &cx.config.gke;
@@ -171,48 +175,84 @@ impl Cluster for Gke {
 /// What GKE needs before anything is created: gcloud, an account, a
 /// project, and the Kubernetes Engine API enabled. Each gap is named.
 fn preflight(cx: &Ctx) -> Result<()> {
-    let purpose = "creating a GKE cluster";
-    cx.runner.locate("gcloud", purpose)?;
-    let ask = |args: &[&str]| -> Result<String> {
-        let p = cx.runner.probe(
-            cmd!(cx.sh, "gcloud {args...}"),
-            purpose,
-            Duration::from_secs(60),
-        )?;
-        if !p.success {
-            bail!("`gcloud {}` failed: {}", args.join(" "), p.stderr.trim());
-        }
-        Ok(p.stdout.trim().to_string())
-    };
-    let account = ask(&["config", "get-value", "account"])?;
-    if account.is_empty() || account == "(unset)" {
-        bail!(
+    cx.runner.locate("gcloud", "creating a GKE cluster")?;
+    let problems = problems(cx)?;
+    if let Some(first) = problems.first() {
+        bail!("{first}");
+    }
+    eprintln!(
+        "==> gcloud: account {}, project {}",
+        account(cx)?.unwrap_or_default(),
+        cx.config.gke.project
+    );
+    Ok(())
+}
+
+/// The active gcloud account, if any.
+fn account(cx: &Ctx) -> Result<Option<String>> {
+    let p = cx.runner.probe(
+        cmd!(cx.sh, "gcloud config get-value account"),
+        "finding the gcloud account",
+        Duration::from_secs(60),
+    )?;
+    let a = p.stdout.trim();
+    Ok((p.success && !a.is_empty() && a != "(unset)").then(|| a.to_string()))
+}
+
+/// Everything missing for GKE, each with what to do: an account, a project
+/// (`gke.project`: gcloud's own default is not used, so a deploy never lands
+/// in a project by accident), the Kubernetes Engine API, and the
+/// `gke-gcloud-auth-plugin` kubectl needs for GKE's contexts.
+///
+/// # Errors
+/// gcloud failing in a way that says nothing about these.
+pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    if account(cx)?.is_none() {
+        found.push(
             "gcloud has no active account: run `gcloud auth login` (or activate a service account)"
+                .to_string(),
         );
     }
     let project = &cx.config.gke.project;
     if project.is_empty() {
-        bail!(
+        found.push(format!(
             "{NO_PROJECT} (gcloud's own default is not used, so a deploy never lands in a project by accident)"
+        ));
+    } else if found.is_empty() {
+        let p = cx.runner.probe(
+            cmd!(
+                cx.sh,
+                "gcloud services list --enabled --project {project} --filter=config.name=container.googleapis.com --format=value(config.name)"
+            ),
+            "checking the Kubernetes Engine API",
+            Duration::from_secs(60),
+        )?;
+        if !p.success {
+            found.push(format!(
+                "`gcloud services list --project {project}` failed: {}",
+                p.stderr.trim()
+            ));
+        } else if p.stdout.trim().is_empty() {
+            found.push(format!(
+                "the Kubernetes Engine API is not enabled in project {project}: run `gcloud services enable container.googleapis.com --project {}`",
+                quote(project)
+            ));
+        }
+    }
+    if cx
+        .runner
+        .locate("gke-gcloud-auth-plugin", "reaching GKE clusters")
+        .is_err()
+    {
+        found.push(
+            "gke-gcloud-auth-plugin is not installed (kubectl needs it for GKE): run \
+             `gcloud components install gke-gcloud-auth-plugin` (or apt-get install \
+             google-cloud-cli-gke-gcloud-auth-plugin)"
+                .to_string(),
         );
     }
-    let api = ask(&[
-        "services",
-        "list",
-        "--enabled",
-        "--project",
-        project,
-        "--filter=config.name=container.googleapis.com",
-        "--format=value(config.name)",
-    ])?;
-    if api.is_empty() {
-        bail!(
-            "the Kubernetes Engine API is not enabled in project {project}: run `gcloud services enable container.googleapis.com --project {}`",
-            quote(project)
-        );
-    }
-    eprintln!("==> gcloud: account {account}, project {project}");
-    Ok(())
+    Ok(found)
 }
 
 fn confirm(question: &str) -> Result<bool> {
