@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Image(a) => a.run(&cx),
             Command::Manifests(a) => a.run(&cx),
             Command::Model(a) => a.run(&cx),
+            Command::Completions(a) => a.run(<commands::Cli as clap::CommandFactory>::command()),
             Command::Service(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),
             Command::Context(a) => a.run(&cx),

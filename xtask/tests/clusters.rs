@@ -408,7 +408,7 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
         &text(&out.stdout),
         &[
             "cargo build --package kube-engine",
-            "cargo build --release",
+            "cargo build --profile dist",
             "assemble docker.io/kube-mlops/test-api:",
             "push ",
             "to docker.io/kube-mlops/test-api:",

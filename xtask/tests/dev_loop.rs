@@ -24,7 +24,10 @@ fn copy_workspace(to: &Path) -> Result {
     }
     for member in ["xtask", "xtask/kube-engine", "xtask/kube-fake-api"] {
         copy_tree(&repo.join(member).join("src"), &to.join(member).join("src"))?;
-        std::fs::copy(repo.join(member).join("Cargo.toml"), to.join(member).join("Cargo.toml"))?;
+        std::fs::copy(
+            repo.join(member).join("Cargo.toml"),
+            to.join(member).join("Cargo.toml"),
+        )?;
     }
     std::fs::create_dir_all(to.join("deploy/seldon"))?;
     std::fs::copy(
@@ -58,12 +61,13 @@ fn get(url: &str) -> Option<String> {
     agent.get(url).call().ok()?.body_mut().read_to_string().ok()
 }
 
-/// Waits for a line of the loop's output that contains `what`.
+/// Waits for a line of the loop's output that starts with `what` (the
+/// loop's report lines start at the margin; the steps' own lines do not).
 fn wait_for(lines: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) -> Result {
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
         if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
-            let hit = line.contains(what);
+            let hit = line.starts_with(what);
             seen.push(line);
             if hit {
                 return Ok(());
@@ -82,11 +86,17 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
         ws.join("xtask.toml"),
         "[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n",
     )?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
     let out = xtask(ws)
         .args(["service", "add", "hello", "--port", &port.to_string()])
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let main = ws.join("services/hello/src/main.rs");
     let url = format!("http://127.0.0.1:{port}/hello");
 
@@ -114,24 +124,48 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
 
         // An edit: the new answer.
         let source = std::fs::read_to_string(&main)?;
-        std::fs::write(&main, source.replace("Hello from hello", "Hello again from hello"))?;
+        std::fs::write(
+            &main,
+            source.replace("Hello from hello", "Hello again from hello"),
+        )?;
         wait_for(&lines, "✓ hello", &mut seen)?;
-        assert!(get(&url).is_some_and(|b| b.contains("Hello again")), "{:?}", get(&url));
+        assert!(
+            get(&url).is_some_and(|b| b.contains("Hello again")),
+            "{:?}\n{}",
+            get(&url),
+            seen.join("\n")
+        );
 
         // A broken edit: the compiler's error, the last good version serving.
-        std::fs::write(&main, source.replace("fn main()", "fn main() { let x: u8 = \"no\"; }\nfn unused()"))?;
-        wait_for(&lines, "build failed", &mut seen)?;
+        std::fs::write(
+            &main,
+            source.replace(
+                "fn main()",
+                "fn main() { let x: u8 = \"no\"; }\nfn unused()",
+            ),
+        )?;
+        wait_for(&lines, "✗ hello", &mut seen)?;
         assert!(
-            seen.iter().any(|l| l.contains("the last good version serves")),
+            seen.last().is_some_and(|l| l.contains("build failed")),
             "{}",
             seen.join("\n")
         );
         assert!(
-            seen.iter().any(|l| l.contains("mismatched types") || l.contains("error[E")),
+            seen.iter()
+                .any(|l| l.contains("the last good version serves")),
+            "{}",
+            seen.join("\n")
+        );
+        assert!(
+            seen.iter()
+                .any(|l| l.contains("mismatched types") || l.contains("error[E")),
             "the compiler's error is shown:\n{}",
             seen.join("\n")
         );
-        assert!(get(&url).is_some_and(|b| b.contains("Hello again")), "still serving");
+        assert!(
+            get(&url).is_some_and(|b| b.contains("Hello again")),
+            "still serving"
+        );
 
         // The fix: served again.
         std::fs::write(&main, source.replace("Hello from hello", "Hello, fixed"))?;
@@ -145,7 +179,11 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
     let status = child.wait()?;
     result?;
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(2), "dies of SIGINT after its teardown");
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "dies of SIGINT after its teardown"
+    );
     assert!(get(&url).is_none(), "nothing answers after Ctrl-C");
     assert!(!ws.join("run/hello.json").exists(), "no state left");
     Ok(())

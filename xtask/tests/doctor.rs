@@ -147,7 +147,10 @@ esac"#,
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("target docker: NOT ready:"), "{stdout}");
-    assert!(stdout.contains("no container engine answers the docker CLI"), "{stdout}");
+    assert!(
+        stdout.contains("no container engine answers the docker CLI"),
+        "{stdout}"
+    );
     assert!(stdout.contains("podman system service"), "{stdout}");
 
     // gcloud and kubectl are installed; no account, no project.
@@ -164,8 +167,38 @@ esac"#,
     let out = doctor(bin.path(), &["--target", "gke"])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("gcloud has no active account: run `gcloud auth login`"), "{stdout}");
+    assert!(
+        stdout.contains("gcloud has no active account: run `gcloud auth login`"),
+        "{stdout}"
+    );
     assert!(stdout.contains("no Google Cloud project"), "{stdout}");
-    assert!(stdout.contains("gke-gcloud-auth-plugin is not installed"), "{stdout}");
+    assert!(
+        stdout.contains("gke-gcloud-auth-plugin is not installed"),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn doctor_speaks_json_for_scripts() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    let out = doctor(bin.path(), &["--target", "minikube", "--output", "json"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["target"]["name"], "minikube");
+    assert_eq!(v["target"]["ready"], false);
+    assert!(
+        v["target"]["missing"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|t| t == "minikube")),
+        "{v}"
+    );
+    let cargo = v["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "cargo"))
+        .ok_or("no cargo row")?;
+    assert_eq!(cargo["status"], "ok");
+    assert_eq!(cargo["version"], "cargo 1.95.0 (fake)");
     Ok(())
 }

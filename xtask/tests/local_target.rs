@@ -352,7 +352,7 @@ fn dry_run_prints_the_plan_and_changes_nothing() -> Result {
     let (stdout, _) = ok(&sb.xtask(&["deploy", "--dry-run"])?)?;
     assert!(stdout.contains("Plan (dry run"), "{stdout}");
     for step in [
-        "cargo build --release",
+        "cargo build --profile release",
         "--package test-api --bin test-api --package model-server --bin model-server",
         "MODEL=iris",
         "/readyz",

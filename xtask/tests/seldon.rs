@@ -355,7 +355,7 @@ fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> 
         &text(&out.stdout),
         &[
             "cargo build --package kube-engine",
-            "cargo build --release",
+            "cargo build --profile dist",
             "push ",
             "to docker.io/kube-mlops/model-server:",
             "$ kubectl kustomize ",

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use super::args::{ProfileArg, TargetArg};
@@ -36,12 +36,6 @@ pub struct DevArgs {
 impl DevArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        if cx.runner.dry_run() {
-            bail!(
-                "dev acts on every change and has no plan to print; `cargo xtask deploy \
-                 --dry-run --target {name}` shows what each round does"
-            );
-        }
         let target = targets::for_name(name);
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         // Ctrl-C: the same teardown a user would run, by this very binary.

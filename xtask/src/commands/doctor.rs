@@ -23,6 +23,15 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DoctorArgs {
     #[command(flatten)]
     pub target: TargetArg,
+    /// text (a table) or json (for scripts: the same facts, one object)
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
 }
 
 struct Row {
@@ -36,11 +45,14 @@ struct Row {
 impl DoctorArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let target = cx.target(self.target.target);
+        let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
+        if self.output == Output::Json {
+            return json(cx, target, &rows);
+        }
         match &cx.config_source {
             Some(p) => println!("settings: {}", p.display()),
             None => println!("settings: built-in defaults (no xtask.toml)"),
         }
-        let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
         print_table(&rows);
         let names: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
             .into_iter()
@@ -76,6 +88,46 @@ impl DoctorArgs {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `doctor --output json`: `{"settings", "tools": [{"name", "status",
+/// "version", "details", "needed_by"}], "services", "undeployed",
+/// "target": {"name", "ready", "missing", "blockers"}}`.
+fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
+    let t = targets::for_name(target);
+    let missing: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
+        .map(|r| r.tool.name)
+        .collect();
+    let blockers = t.blockers(cx);
+    let ready = missing.is_empty() && blockers.is_empty();
+    let doc = serde_json::json!({
+        "settings": cx.config_source.as_ref().map(|p| p.display().to_string()),
+        "tools": rows.iter().map(|r| serde_json::json!({
+            "name": r.tool.name,
+            "status": r.status,
+            "version": (r.version != "-").then_some(&r.version),
+            "details": r.details,
+            "needed_by": needed_by(r.tool),
+        })).collect::<Vec<_>>(),
+        "services": crate::ground::services::all(&cx.config, &cx.root)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>(),
+        "target": {
+            "name": target.as_str(),
+            "ready": ready,
+            "missing": missing,
+            "blockers": blockers,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(cx: &Ctx, tool: &'static Tool) -> Row {

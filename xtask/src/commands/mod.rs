@@ -7,6 +7,7 @@ pub mod args;
 pub mod bench;
 pub mod build;
 pub mod cluster;
+pub mod completions;
 pub mod context;
 pub mod contract_test;
 pub mod deploy;
@@ -125,6 +126,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask model add wine --onnx ~/wine.onnx\n  cargo xtask model add churn --onnx churn.onnx --class-names stay,leave --port 5010"
     )]
     Model(model::ModelArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  cargo xtask completions bash > ~/.local/share/bash-completion/completions/cargo-xtask\n  cargo xtask completions zsh > ~/.zfunc/_cargo-xtask"
+    )]
+    Completions(completions::CompletionsArgs),
     /// Add a new service crate (axum on service-kit) to the workspace and the settings
     #[command(
         after_help = "Examples:\n  cargo xtask service add hello\n  cargo xtask deploy hello"

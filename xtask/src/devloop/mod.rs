@@ -56,6 +56,14 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
     let mut good = Good::default();
     iterate(cx, target, &session, specs, "start", opts, &mut good);
+    // Under --dry-run the plan is the first round's: nothing to watch.
+    if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {
+        cx.runner.step(format!(
+            "watch {} path(s) and redeploy what each change affects, until Ctrl-C",
+            plan.watched().len()
+        ));
+        return Ok(());
+    }
     if opts.logs {
         for spec in specs {
             match target.log_source(cx, spec) {
@@ -153,6 +161,8 @@ fn iterate(
     let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b)) {
         Ok(b) => b,
         Err(e) => {
+            // The compiler's error first, then the verdict.
+            eprintln!("{e:#}");
             for s in specs {
                 println!(
                     "✗ {:<14} {what}: build failed after {:.1}s; {}",
@@ -161,7 +171,6 @@ fn iterate(
                     serving(good, s)
                 );
             }
-            eprintln!("{e:#}");
             return;
         }
     };

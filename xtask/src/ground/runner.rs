@@ -73,12 +73,6 @@ impl Runner {
     }
 
     /// The tool's path, or an error naming it, what needs it and how to install it.
-    /// Whether this run only plans (`--dry-run`), for the commands that
-    /// cannot plan at all.
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-
     pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         if program.contains('/') {
             let p = PathBuf::from(program);
