@@ -411,13 +411,14 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
             "cargo build --profile dist",
             "assemble docker.io/kube-mlops/test-api:",
             "push ",
-            "to docker.io/kube-mlops/test-api:",
+            // No [registry]: the project's Artifact Registry.
+            "to europe-west1-docker.pkg.dev/proj-1/kube-mlops/test-api:",
             "$ kubectl kustomize ",
             "deploy/overlays/gke",
             &format!("{engine} apply --filename "),
             "--namespace kube-mlops --timeout 180",
-            "--image 'test-api=docker.io/kube-mlops/test-api@sha256:",
-            "--image 'model-server=docker.io/kube-mlops/model-server@sha256:",
+            "--image 'test-api=europe-west1-docker.pkg.dev/proj-1/kube-mlops/test-api@sha256:",
+            "--image 'model-server=europe-west1-docker.pkg.dev/proj-1/kube-mlops/model-server@sha256:",
             &format!(
                 "{engine} load-balancer --namespace kube-mlops --service test-api --timeout 300"
             ),
@@ -427,6 +428,26 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
     );
     // Only the context was read; nothing was built, pushed, applied or written.
     assert_eq!(log, ["kubectl config current-context"]);
+    assert!(
+        text(&out.stderr).contains("no [registry] in the settings: pushing to Artifact Registry"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A [registry] table sends GKE's images there instead.
+    f.settings(
+        "[gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\n\
+         [registry]\nhost = \"ghcr.io\"\naccount = \"acme\"\n",
+    )?;
+    let (out, _) = f.xtask(
+        &["--dry-run", "deploy", "--target", "gke"],
+        &[("FAKE_CONTEXT", GKE_CONTEXT)],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("to ghcr.io/acme/test-api:"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!f.dir.path().join("target").exists());
     Ok(())
 }

@@ -357,11 +357,11 @@ fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> 
             "cargo build --package kube-engine",
             "cargo build --profile dist",
             "push ",
-            "to docker.io/kube-mlops/model-server:",
+            "to europe-west1-docker.pkg.dev/proj-1/kube-mlops/model-server:",
             "$ kubectl kustomize ",
             "deploy/seldon",
             &format!("{engine} apply --filename "),
-            "--namespace seldon --timeout 180 --image 'model-server=docker.io/kube-mlops/model-server@sha256:",
+            "--namespace seldon --timeout 180 --image 'model-server=europe-west1-docker.pkg.dev/proj-1/kube-mlops/model-server@sha256:",
             &format!(
                 "{engine} load-balancer --namespace ambassador --service ambassador --timeout 300"
             ),

@@ -116,6 +116,11 @@ pub struct Registry {
     /// Account or repository path under the host: images are named
     /// `<host>/<account>/<image>`.
     pub account: String,
+    /// Whether the settings have a `[registry]` table: without one, GKE
+    /// pushes to Artifact Registry in its project rather than to these
+    /// defaults (Docker Hub's `kube-mlops`).
+    #[serde(skip)]
+    pub set: bool,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -209,6 +214,7 @@ impl Default for Registry {
         Self {
             host: "docker.io".into(),
             account: "kube-mlops".into(),
+            set: false,
         }
     }
 }
@@ -399,6 +405,8 @@ impl Loaded {
 pub fn parse(text: &str) -> Result<Config> {
     let mut config: Config =
         toml::from_str(text).map_err(|e| super::service_settings::located(text, e))?;
+    config.registry.set =
+        toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("registry"));
     super::service_settings::line_numbers(&mut config.services, text);
     super::service_settings::check(&config.services)?;
     if config.kubernetes.rollout_timeout_secs == 0 || config.kubernetes.address_timeout_secs == 0 {

@@ -177,7 +177,7 @@ impl Target for Kube {
     }
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
-        let publisher = self.cluster.publisher();
+        let publisher = self.cluster.publisher(cx);
         let images = image::images_from(cx, &built, Builder::Native)?
             .into_iter()
             .map(|image| {

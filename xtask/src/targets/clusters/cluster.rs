@@ -31,7 +31,7 @@ pub trait Cluster {
     fn status(&self, cx: &Ctx) -> Result<Probe>;
 
     /// How built images reach it.
-    fn publisher(&self) -> Box<dyn Publisher>;
+    fn publisher(&self, cx: &Ctx) -> Box<dyn Publisher>;
 
     /// A deployed service's base URL as this machine reaches it; `state`
     /// holds background port-forwards.

@@ -113,10 +113,23 @@ impl Cluster for Gke {
         )
     }
 
-    fn publisher(&self) -> Box<dyn Publisher> {
-        // Pinned by digest: the cluster runs exactly what was built.
+    fn publisher(&self, cx: &Ctx) -> Box<dyn Publisher> {
+        // Pinned by digest: the cluster runs exactly what was built. Without
+        // a [registry] setting, into the project's own Artifact Registry.
+        let base = (!cx.config.registry.set).then(|| {
+            let b = artifact_registry(&cx.config.gke);
+            eprintln!(
+                "==> no [registry] in the settings: pushing to Artifact Registry {b} (create the \
+                 repository once: gcloud artifacts repositories create kube-mlops \
+                 --repository-format=docker --location={} --project {}); set [registry] to push \
+                 elsewhere",
+                region(&cx.config.gke.zone),
+                cx.config.gke.project
+            );
+            b
+        });
         Box::new(Registry {
-            base: None,
+            base,
             insecure: false,
         })
     }
@@ -253,6 +266,21 @@ pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
         );
     }
     Ok(found)
+}
+
+/// A zone's region: `us-central1-a` is in `us-central1`.
+fn region(zone: &str) -> &str {
+    zone.rsplit_once('-').map_or(zone, |(r, _)| r)
+}
+
+/// `<region>-docker.pkg.dev/<project>/kube-mlops`: the project's Artifact
+/// Registry repository for the cluster's region.
+pub fn artifact_registry(g: &crate::ground::settings::Gke) -> String {
+    format!(
+        "{}-docker.pkg.dev/{}/kube-mlops",
+        region(&g.zone),
+        g.project
+    )
 }
 
 fn confirm(question: &str) -> Result<bool> {

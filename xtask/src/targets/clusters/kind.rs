@@ -71,7 +71,7 @@ impl Cluster for Kind {
         )
     }
 
-    fn publisher(&self) -> Box<dyn Publisher> {
+    fn publisher(&self, _cx: &Ctx) -> Box<dyn Publisher> {
         Box::new(Load)
     }
 

@@ -62,7 +62,7 @@ impl Cluster for Minikube {
         )
     }
 
-    fn publisher(&self) -> Box<dyn Publisher> {
+    fn publisher(&self, _cx: &Ctx) -> Box<dyn Publisher> {
         Box::new(Load)
     }
 
