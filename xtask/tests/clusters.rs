@@ -561,3 +561,70 @@ fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Resu
     assert!(checked >= 12, "only {checked} engine commands planned");
     Ok(())
 }
+
+#[test]
+fn dry_runs_without_a_context_plan_everything_and_name_what_would_stop_first() -> Result {
+    // kubectl with no context at all, and no cluster behind it.
+    let f = Fakes::new(&[
+        (
+            "kubectl",
+            r#"case "$*" in
+  "config current-context") echo 'error: current-context is not set' >&2; exit 1 ;;
+  "config get-contexts"*) ;;
+  *) echo 'The connection to the server localhost:8080 was refused' >&2; exit 1 ;;
+esac"#,
+        ),
+        ("helm", "echo '[]'"),
+        ("minikube", ""),
+        (
+            "docker",
+            "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock.' >&2; exit 1",
+        ),
+    ])?;
+    for args in [
+        &["--dry-run", "deploy", "--target", "minikube"][..],
+        &["--dry-run", "deploy", "--seldon", "--target", "minikube"],
+        &["--dry-run", "seldon", "install", "--target", "minikube"],
+        &["--dry-run", "deploy", "--target", "gke"],
+    ] {
+        let (out, log) = f.xtask(args, &[])?;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}{stderr}");
+        let first = stdout.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("A real run would stop here first"),
+            "{args:?}: blockers first:\n{stdout}"
+        );
+        assert!(
+            stdout.contains("would stop here: no kube context is selected"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("Plan (dry run"),
+            "{args:?}: the whole plan:\n{stdout}"
+        );
+        // Only reads: nothing created, installed, loaded or applied.
+        assert!(
+            log.iter().all(|l| l.starts_with("kubectl config")
+                || l.starts_with("helm ") && l.contains(" list ")
+                || l.starts_with("kubectl --context") && l.contains(" get ")),
+            "{args:?}: {log:?}"
+        );
+    }
+    // The docker target without an engine: the same.
+    {
+        let (out, _) = f.xtask(&["--dry-run", "deploy", "--target", "docker"], &[])?;
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout.contains("would stop here: no container engine answers the docker CLI"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("docker run"), "the plan goes on: {stdout}");
+    }
+    // A real run is still refused.
+    let (out, _) = f.xtask(&["deploy", "--target", "minikube"], &[])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no kube context is selected"));
+    Ok(())
+}

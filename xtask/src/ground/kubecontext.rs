@@ -47,7 +47,14 @@ pub fn names(cx: &Ctx) -> Result<Vec<String>> {
 pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result<String> {
     let have = match explicit {
         Some(c) => Some(c.to_string()),
-        None => current(cx)?,
+        None => match current(cx) {
+            Ok(c) => c,
+            Err(e) => {
+                // No kubectl, say: a dry run plans on with the context wanted.
+                cx.runner.precondition(e)?;
+                return Ok(want.to_string());
+            }
+        },
     };
     let w = quote(want);
     // A context named on the command line must also exist: a matching name
@@ -66,16 +73,20 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
             );
         }
     }
-    match have {
-        Some(h) if h == want => Ok(h),
-        Some(h) => bail!(
+    // Every real run is refused; a dry run lists why and plans on with the
+    // context the target expects.
+    let refusal = match have {
+        Some(h) if h == want => return Ok(h),
+        Some(h) => anyhow::anyhow!(
             "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
              switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \
              or start it with `cargo xtask cluster up --target {target}`"
         ),
-        None => bail!(
+        None => anyhow::anyhow!(
             "no kube context is selected; --target {target} expects `{want}`: \
              run `cargo xtask cluster up --target {target}` or `cargo xtask context use {w}`"
         ),
-    }
+    };
+    cx.runner.precondition(refusal)?;
+    Ok(want.to_string())
 }

@@ -54,6 +54,8 @@ pub struct Runner {
     /// the plan names other directories.
     home: PathBuf,
     plan: RefCell<Vec<String>>,
+    /// Preconditions a dry run found unmet (see `precondition`).
+    blockers: RefCell<Vec<String>>,
 }
 
 impl Runner {
@@ -69,6 +71,7 @@ impl Runner {
             spinners,
             home,
             plan: RefCell::new(Vec::new()),
+            blockers: RefCell::new(Vec::new()),
         }
     }
 
@@ -97,6 +100,18 @@ impl Runner {
         } else {
             eprintln!("==> {what}");
         }
+    }
+
+    /// A precondition that does not hold (no kube context, no project, no
+    /// engine): an error on a real run; under `--dry-run` it is listed at
+    /// the top of the plan as "would stop here" and the plan goes on, with
+    /// the caller using a placeholder for what is missing.
+    pub fn precondition(&self, problem: anyhow::Error) -> Result<()> {
+        if !self.dry_run {
+            return Err(problem);
+        }
+        self.blockers.borrow_mut().push(format!("{problem:#}"));
+        Ok(())
     }
 
     /// An effect that is not a command (a file written, a process
@@ -253,6 +268,14 @@ impl Runner {
         let plan = self.plan.borrow();
         if !self.dry_run || (failed && plan.is_empty()) {
             return;
+        }
+        let blockers = self.blockers.borrow();
+        if !blockers.is_empty() {
+            println!("A real run would stop here first; fix these, then run again:");
+            for b in blockers.iter() {
+                println!("  - would stop here: {}", b.replace('\n', "\n    "));
+            }
+            println!();
         }
         if failed {
             println!("Plan until the error below (dry run: nothing was run or changed):");

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
@@ -37,7 +37,11 @@ pub fn get(cx: &Ctx, get: impl Into<Command>) -> Result<Option<String>> {
     if err.contains("(NotFound)") || err.contains("doesn't have a resource type") {
         return Ok(None);
     }
-    bail!("`{line}` could not tell whether it exists: {err}")
+    // A dry run without a cluster plans on as if the object were absent.
+    cx.runner.precondition(anyhow::anyhow!(
+        "`{line}` could not tell whether it exists: {err}"
+    ))?;
+    Ok(None)
 }
 
 /// Whether the object a `kubectl get` names exists (see [`get`]).

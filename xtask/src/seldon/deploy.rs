@@ -38,12 +38,15 @@ pub fn deploy(
     crate::manifests::refuse_stale(cx, &specs_all(cx))?;
     let context = kube.engine(session)?.context.clone();
     // Before anything is built: without the CRD, nothing can be applied.
-    if !exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))? {
-        bail!(
+    let installed = exists(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"));
+    match installed {
+        Ok(true) => {}
+        Ok(false) => cx.runner.precondition(anyhow::anyhow!(
             "Seldon Core is not installed on {context} (no {CRD} CRD).\n  \
              Install it with `cargo xtask seldon install --target {}`, then run this again.",
             kube.cluster().name()
-        );
+        ))?,
+        Err(e) => cx.runner.precondition(e)?,
     }
     kube.prepare(cx, session)?;
     let specs: Vec<_> = services::all(&cx.config, &cx.root)

@@ -65,7 +65,11 @@ fn inspect(cx: &Ctx, container: &str) -> Result<Option<(String, bool, String)>> 
         if err.to_ascii_lowercase().contains("no such") {
             return Ok(None);
         }
-        bail!("`{docker} inspect {container}` could not tell whether it exists: {err}");
+        // A dry run without an engine plans on as if there were none.
+        cx.runner.precondition(anyhow::anyhow!(
+            "`{docker} inspect {container}` could not tell whether it exists: {err}"
+        ))?;
+        return Ok(None);
     }
     let line = probe.stdout.trim();
     let mut parts = line.splitn(3, '|');
@@ -145,8 +149,10 @@ impl Target for Docker {
     }
 
     fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
-        let version = engine_version(cx)?;
-        eprintln!("==> container engine: {version}");
+        match engine_version(cx) {
+            Ok(version) => eprintln!("==> container engine: {version}"),
+            Err(e) => cx.runner.precondition(e)?,
+        }
         Ok(())
     }
 
@@ -298,10 +304,10 @@ impl Target for Docker {
             PROBE,
         )?;
         if !listed.success {
-            bail!(
+            cx.runner.precondition(anyhow::anyhow!(
                 "`{docker} ps` could not list kube-mlops's containers: {}",
                 listed.stderr.trim()
-            );
+            ))?;
         }
         for container in listed.stdout.lines().map(str::trim) {
             let Some(service) = container.strip_prefix(&prefix) else {

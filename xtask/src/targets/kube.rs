@@ -152,7 +152,13 @@ impl Target for Kube {
 
     fn open(&self, cx: &Ctx) -> Result<Session> {
         let name = self.cluster.name();
-        let want = self.cluster.context(&cx.config)?;
+        let want = match self.cluster.context(&cx.config) {
+            Ok(w) => w,
+            Err(e) => {
+                cx.runner.precondition(e)?;
+                "<context>".to_string()
+            }
+        };
         let context = kubecontext::guard(cx, name.as_str(), &want, None)?;
         Ok(Session {
             kube: Some(Engine::new(context)),
