@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod support;
+
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Whether an engine answers; panics in CI when none does.
@@ -500,45 +502,12 @@ fn ctrl_c_midway_leaves_no_container_behind() -> Result {
     Ok(())
 }
 
-/// The exporter fixtures: a scikit-learn pipeline as skl2onnx writes it,
-/// and what scikit-learn answers for its test rows.
-const EXPORTERS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../services/model-server/tests/exporters"
-);
-
-/// POSTs the wine test rows to `url`; every answer within 1e-5 of
-/// scikit-learn's.
-fn answers_like_scikit_learn(url: &str) -> Result {
-    let all: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
-        "{EXPORTERS}/expected.json"
-    ))?)?;
-    let case = &all["wine-pipeline"];
-    let body = serde_json::json!({"data": {"ndarray": case["input"]}}).to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())?;
-    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
-    let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
-    let want: Vec<Vec<f64>> = serde_json::from_value(case["expected"].clone())?;
-    assert_eq!(got.len(), want.len(), "{answer}");
-    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
-        assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
-    }
-    Ok(())
-}
-
 #[test]
 fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_answers() -> Result
 {
     let sb = Sandbox::new("ownmodel", IDENTITY)?;
     let port = free_port()?.to_string();
-    let wine = format!("{EXPORTERS}/wine-pipeline.onnx");
+    let wine = format!("{}/wine-pipeline.onnx", support::EXPORTERS);
     let (stdout, _) = ok(sb.xtask(&["model", "add", "wine", "--onnx", &wine, "--port", &port])?)?;
     assert!(stdout.contains("added [services.wine]"), "{stdout}");
     let contract = std::fs::read_to_string(sb.dir.path().join("models/wine.contract.json"))?;
@@ -558,7 +527,7 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
         "add",
         "svr",
         "--onnx",
-        &format!("{EXPORTERS}/svr.onnx"),
+        &format!("{}/svr.onnx", support::EXPORTERS),
     ])?;
     assert!(
         text(&out.stderr).contains("SVMRegressor"),
@@ -569,7 +538,7 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
 
     let url = format!("http://127.0.0.1:{port}/predict");
     ok(sb.xtask(&["deploy", "--target", "local", "wine"])?)?;
-    let answered = answers_like_scikit_learn(&url);
+    let answered = support::answers_like_scikit_learn(&url);
     ok(sb.xtask(&["teardown", "--target", "local"])?)?;
     answered?;
 
@@ -578,7 +547,7 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
     }
     let (_, stderr) = ok(sb.xtask(&["deploy", "--target", "docker", "wine"])?)?;
     assert!(stderr.contains("smoke test of wine"), "{stderr}");
-    let answered = answers_like_scikit_learn(&url);
+    let answered = support::answers_like_scikit_learn(&url);
     // The model is a layer of its own over the model server's.
     let built = sb.xtask(&["image", "build", "wine", "model-server"]);
     // Its table removed, teardown still finds its container.

@@ -603,44 +603,15 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
     result
 }
 
-/// The exporter fixtures: a scikit-learn pipeline as skl2onnx writes it,
-/// and what scikit-learn answers for its test rows.
+/// The wine pipeline as skl2onnx writes it.
 const WINE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../services/model-server/tests/exporters/wine-pipeline.onnx"
 );
 
-fn wine_expected() -> Result<(serde_json::Value, Vec<Vec<f64>>)> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../services/model-server/tests/exporters/expected.json"
-    ))?;
-    let all: serde_json::Value = serde_json::from_str(&text)?;
-    let case = &all["wine-pipeline"];
-    let expected = serde_json::from_value(case["expected"].clone())?;
-    Ok((case["input"].clone(), expected))
-}
-
-/// POSTs the test rows to `url` and compares with scikit-learn's answers.
+/// The wine pipeline's answers, with the class names given to `model add`.
 fn answers_like_scikit_learn(url: &str) -> Result {
-    let (input, expected) = wine_expected()?;
-    let body = serde_json::json!({"data": {"ndarray": input}}).to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())?;
-    let status = resp.status().as_u16();
-    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
-    assert_eq!(status, 200, "{answer}");
-    let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
-    assert_eq!(got.len(), expected.len());
-    for (g, w) in got.iter().flatten().zip(expected.iter().flatten()) {
-        assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
-    }
+    let answer = support::answers_like_scikit_learn(url)?;
     assert_eq!(
         answer["data"]["names"],
         serde_json::json!(["barolo", "grignolino", "barbera"])

@@ -4,47 +4,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{Result, copy_tree, text};
-
-/// The workspace's sources (no target/), as a user's checkout has them.
-fn copy_workspace(to: &Path) -> Result {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for file in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
-        std::fs::copy(repo.join(file), to.join(file))?;
-    }
-    for dir in [".cargo", "services", "deploy/overlays"] {
-        copy_tree(&repo.join(dir), &to.join(dir))?;
-    }
-    copy_tree(&repo.join("xtask/src"), &to.join("xtask/src"))?;
-    for member in ["xtask", "xtask/kube-engine", "xtask/kube-fake-api"] {
-        std::fs::create_dir_all(to.join(member))?;
-        std::fs::copy(
-            repo.join(member).join("Cargo.toml"),
-            to.join(member).join("Cargo.toml"),
-        )?;
-    }
-    for member in ["xtask/kube-engine", "xtask/kube-fake-api"] {
-        copy_tree(&repo.join(member).join("src"), &to.join(member).join("src"))?;
-    }
-    std::fs::create_dir_all(to.join("deploy/seldon"))?;
-    std::fs::copy(
-        repo.join("deploy/seldon/network-policy.yaml"),
-        to.join("deploy/seldon/network-policy.yaml"),
-    )?;
-    Ok(())
-}
-
-/// The build cache the main workspace uses, so the copy builds only what
-/// differs.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    )
-}
+use support::{Result, copy_workspace, target_dir, text};
 
 fn xtask(ws: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -57,3 +57,36 @@ pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf])
     }
     Ok(loaded)
 }
+
+/// The port for a new service: `requested`, else one above the highest
+/// configured; never one a service has.
+///
+/// # Errors
+/// Port 0, a port taken, no port above the highest.
+pub fn port(cx: &Ctx, requested: Option<u16>) -> Result<u16> {
+    let taken = |p: u16| cx.config.services.0.iter().find(|s| s.port == p);
+    let port = match requested {
+        Some(0) => anyhow::bail!("--port must be 1-65535"),
+        Some(p) => p,
+        None => {
+            let highest = cx
+                .config
+                .services
+                .0
+                .iter()
+                .map(|s| s.port)
+                .max()
+                .unwrap_or(5000);
+            highest
+                .checked_add(1)
+                .context("no port above the highest configured one: pass --port")?
+        }
+    };
+    if let Some(other) = taken(port) {
+        anyhow::bail!(
+            "port {port} is services.{}'s; pass another --port",
+            other.name
+        );
+    }
+    Ok(port)
+}

@@ -82,17 +82,7 @@ impl ModelArgs {
         };
         let onnx = std::fs::canonicalize(&onnx)
             .with_context(|| format!("cannot read --onnx {}", onnx.display()))?;
-        let port = match port {
-            Some(0) => bail!("--port must be 1-65535"),
-            Some(p) => p,
-            None => next_port(cx)?,
-        };
-        if let Some(other) = cx.config.services.0.iter().find(|s| s.port == port) {
-            bail!(
-                "port {port} is services.{}'s; pass another --port",
-                other.name
-            );
-        }
+        let port = adding::port(cx, port)?;
 
         // Load it as the model server will, before anything is written.
         let Some(server) = build::model_server(cx)? else {
@@ -180,21 +170,6 @@ impl ModelArgs {
         );
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// One above the highest configured port.
-fn next_port(cx: &Ctx) -> Result<u16> {
-    let highest = cx
-        .config
-        .services
-        .0
-        .iter()
-        .map(|s| s.port)
-        .max()
-        .unwrap_or(5000);
-    highest
-        .checked_add(1)
-        .context("no port above the highest configured one: pass --port")
 }
 
 /// The names given fit the model.

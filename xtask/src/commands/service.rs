@@ -71,29 +71,7 @@ impl ServiceArgs {
                  workspace root (the repository's one lists the defaults) or pass --config FILE"
             );
         };
-        let port = match port {
-            Some(0) => bail!("--port must be 1-65535"),
-            Some(p) => p,
-            None => {
-                let highest = cx
-                    .config
-                    .services
-                    .0
-                    .iter()
-                    .map(|s| s.port)
-                    .max()
-                    .unwrap_or(5000);
-                highest
-                    .checked_add(1)
-                    .context("no port above the highest: pass --port")?
-            }
-        };
-        if let Some(other) = cx.config.services.0.iter().find(|s| s.port == port) {
-            bail!(
-                "port {port} is services.{}'s; pass another --port",
-                other.name
-            );
-        }
+        let port = adding::port(cx, port)?;
         let dir = cx.root.join("services").join(&name);
         if dir.exists() {
             bail!(

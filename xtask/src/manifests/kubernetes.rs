@@ -5,8 +5,8 @@
 //! escalation, all capabilities dropped, RuntimeDefault seccomp, probes,
 //! resources, POD_IP, a drain inside the grace period).
 
-use super::yaml::{GENERATED, quoted, yaml_env};
-use crate::ground::conventions::{CONTAINER_PORT, MANAGED_BY};
+use super::yaml::{self, GENERATED, quoted, yaml_env};
+use crate::ground::conventions::CONTAINER_PORT;
 use crate::ground::services::ServiceSpec;
 use crate::ground::settings::{Config, ServiceKind};
 
@@ -68,13 +68,7 @@ spec:
       # inside this grace period.
       terminationGracePeriodSeconds: {GRACE_SECS}
       automountServiceAccountToken: false
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 65532
-        runAsGroup: 65532
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
+{pod_security}      containers:
         - name: {name}
           # Replaced by the image deploy built (pinned by digest when pushed).
           image: {image}
@@ -97,20 +91,7 @@ spec:
               path: /healthz
               port: http
             periodSeconds: 10
-          resources:
-            requests:
-              cpu: {cpu_request}
-              memory: {memory_request}
-            limits:
-              cpu: {cpu_limit}
-              memory: {memory_limit}
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            runAsNonRoot: true
-            capabilities:
-              drop: ["ALL"]
----
+{limits}---
 apiVersion: v1
 kind: Service
 metadata:
@@ -153,11 +134,8 @@ spec:
                 values: ["seldon", "seldon-system", "ambassador", "istio-system"]
 "#,
         service_port = s.port,
-        // Quantities are checked by the settings: plain YAML scalars.
-        cpu_request = r.cpu_request,
-        memory_request = r.memory_request,
-        cpu_limit = r.cpu_limit,
-        memory_limit = r.memory_limit,
+        pod_security = yaml::pod_security(6),
+        limits = yaml::container_limits(r, 10),
     )
 }
 
@@ -180,7 +158,7 @@ metadata:
 /// `deploy/base/kustomization.yaml`.
 pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
     let ns = &config.kubernetes.namespace;
-    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let ours = yaml::ours(ns);
     let resources: String = specs
         .iter()
         .map(|s| format!("  - {}.yaml\n", s.name))
@@ -190,12 +168,7 @@ pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
 # kube-mlops base: usable without our tool (`kubectl apply -k deploy/overlays/<target>`).
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-namespace: {ns}
-labels:
-  - pairs:
-      app.kubernetes.io/part-of: kube-mlops
-      {key}: {value}
-resources:
+{ours}resources:
   - namespace.yaml
 {resources}"#
     )
@@ -235,7 +208,7 @@ spec:
 /// outside the cluster: one policy opening each service's port to it.
 pub fn load_balancer(config: &Config, specs: &[ServiceSpec]) -> [String; 2] {
     let ns = &config.kubernetes.namespace;
-    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let ours = yaml::ours(ns);
     let names: Vec<String> = specs.iter().map(|s| quoted(&s.name)).collect();
     let names = names.join(", ");
     [
@@ -243,12 +216,7 @@ pub fn load_balancer(config: &Config, specs: &[ServiceSpec]) -> [String; 2] {
             r#"{GENERATED}
 apiVersion: kustomize.config.k8s.io/v1alpha1
 kind: Component
-namespace: {ns}
-labels:
-  - pairs:
-      app.kubernetes.io/part-of: kube-mlops
-      {key}: {value}
-resources:
+{ours}resources:
   - network-policy.yaml
 "#
         ),
@@ -281,17 +249,12 @@ spec:
 /// `deploy/components/pdb/kustomization.yaml`.
 pub fn pdb_component(config: &Config) -> String {
     let ns = &config.kubernetes.namespace;
-    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let ours = yaml::ours(ns);
     format!(
         r#"{GENERATED}
 apiVersion: kustomize.config.k8s.io/v1alpha1
 kind: Component
-namespace: {ns}
-labels:
-  - pairs:
-      app.kubernetes.io/part-of: kube-mlops
-      {key}: {value}
-resources:
+{ours}resources:
   - pdb.yaml
 "#
     )

@@ -4,8 +4,7 @@
 //! "default", one graph node of type MODEL whose name is the container's
 //! (Seldon matches them by name).
 
-use super::yaml::{GENERATED, yaml_env};
-use crate::ground::conventions::MANAGED_BY;
+use super::yaml::{self, GENERATED, yaml_env};
 use crate::ground::services::ServiceSpec;
 use crate::ground::settings::Config;
 
@@ -41,38 +40,16 @@ spec:
       componentSpecs:
         - spec:
             automountServiceAccountToken: false
-            securityContext:
-              runAsNonRoot: true
-              runAsUser: 65532
-              runAsGroup: 65532
-              seccompProfile:
-                type: RuntimeDefault
-            containers:
+{pod_security}            containers:
               - name: {name}
                 # Replaced by the image deploy built (pinned by digest when pushed).
                 image: {image}
                 imagePullPolicy: IfNotPresent
                 env:
-{env}                resources:
-                  requests:
-                    cpu: {cpu_request}
-                    memory: {memory_request}
-                  limits:
-                    cpu: {cpu_limit}
-                    memory: {memory_limit}
-                securityContext:
-                  allowPrivilegeEscalation: false
-                  readOnlyRootFilesystem: true
-                  runAsNonRoot: true
-                  capabilities:
-                    drop: ["ALL"]
-"#,
+{env}{limits}"#,
         service = spec.name,
-        // Quantities are checked by the settings: plain YAML scalars.
-        cpu_request = r.cpu_request,
-        memory_request = r.memory_request,
-        cpu_limit = r.cpu_limit,
-        memory_limit = r.memory_limit,
+        pod_security = yaml::pod_security(12),
+        limits = yaml::container_limits(r, 16),
     )
 }
 
@@ -99,7 +76,7 @@ metadata:
 /// `deploy/seldon/kustomization.yaml`.
 pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
     let ns = &config.seldon.namespace;
-    let (key, value) = MANAGED_BY.split_once('=').unwrap_or((MANAGED_BY, ""));
+    let ours = yaml::ours(ns);
     let (stack_key, stack_value) = STACK_LABEL;
     let resources: String = specs
         .iter()
@@ -112,12 +89,7 @@ pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
 # set: `kubectl apply -k deploy/seldon`.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-namespace: {ns}
-labels:
-  - pairs:
-      app.kubernetes.io/part-of: kube-mlops
-      {key}: {value}
-      # `cargo xtask teardown --seldon` deletes by this label.
+{ours}      # `cargo xtask teardown --seldon` deletes by this label.
       {stack_key}: {stack_value}
 resources:
   - namespace.yaml

@@ -19,3 +19,43 @@ pub fn yaml_env(env: &[(String, String)], indent: usize) -> String {
         .map(|(k, v)| format!("{pad}- name: {k}\n{pad}  value: {}\n", quoted(v)))
         .collect()
 }
+
+/// `namespace:` and the labels every kube-mlops object carries, for the
+/// top of a kustomization or component (`MANAGED_BY` is what teardown
+/// deletes by).
+pub fn ours(namespace: &str) -> String {
+    let (key, value) = crate::ground::conventions::MANAGED_BY
+        .split_once('=')
+        .unwrap_or((crate::ground::conventions::MANAGED_BY, ""));
+    format!(
+        "namespace: {namespace}\nlabels:\n  - pairs:\n      app.kubernetes.io/part-of: kube-mlops\n      {key}: {value}\n"
+    )
+}
+
+/// A pod's securityContext: non-root user 65532, RuntimeDefault seccomp;
+/// indented by `pad` spaces.
+pub fn pod_security(pad: usize) -> String {
+    indent(
+        "securityContext:\n  runAsNonRoot: true\n  runAsUser: 65532\n  runAsGroup: 65532\n  seccompProfile:\n    type: RuntimeDefault\n",
+        pad,
+    )
+}
+
+/// A container's resources and securityContext (no privilege escalation,
+/// read-only root, non-root, every capability dropped); indented by `pad`.
+/// Quantities are checked by the settings, so they are plain scalars.
+pub fn container_limits(r: &crate::ground::service_settings::Resources, pad: usize) -> String {
+    indent(
+        &format!(
+            "resources:\n  requests:\n    cpu: {}\n    memory: {}\n  limits:\n    cpu: {}\n    memory: {}\n\
+             securityContext:\n  allowPrivilegeEscalation: false\n  readOnlyRootFilesystem: true\n  runAsNonRoot: true\n  capabilities:\n    drop: [\"ALL\"]\n",
+            r.cpu_request, r.memory_request, r.cpu_limit, r.memory_limit
+        ),
+        pad,
+    )
+}
+
+fn indent(text: &str, pad: usize) -> String {
+    let pad = " ".repeat(pad);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}

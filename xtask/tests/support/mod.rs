@@ -112,3 +112,70 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> Result {
     }
     Ok(())
 }
+
+/// The workspace's sources (no target/), as a user's checkout has them.
+pub fn copy_workspace(to: &std::path::Path) -> Result {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml"] {
+        std::fs::copy(repo.join(file), to.join(file))?;
+    }
+    for dir in [".cargo", "services", "deploy/overlays"] {
+        copy_tree(&repo.join(dir), &to.join(dir))?;
+    }
+    for member in ["xtask", "xtask/kube-engine", "xtask/kube-fake-api"] {
+        copy_tree(&repo.join(member).join("src"), &to.join(member).join("src"))?;
+        std::fs::copy(
+            repo.join(member).join("Cargo.toml"),
+            to.join(member).join("Cargo.toml"),
+        )?;
+    }
+    std::fs::create_dir_all(to.join("deploy/seldon"))?;
+    std::fs::copy(
+        repo.join("deploy/seldon/network-policy.yaml"),
+        to.join("deploy/seldon/network-policy.yaml"),
+    )?;
+    Ok(())
+}
+
+/// The build cache the main workspace uses, so a copy of it builds only
+/// what differs.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    )
+}
+
+/// The exporter fixtures (services/model-server/tests/exporters).
+pub const EXPORTERS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../services/model-server/tests/exporters"
+);
+
+/// POSTs the wine pipeline's test rows to `url`: every answer within 1e-5
+/// of scikit-learn's; returns the reply.
+pub fn answers_like_scikit_learn(url: &str) -> Result<serde_json::Value> {
+    let all: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{EXPORTERS}/expected.json"
+    ))?)?;
+    let case = &all["wine-pipeline"];
+    let body = serde_json::json!({"data": {"ndarray": case["input"]}}).to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    let status = resp.status().as_u16();
+    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    assert_eq!(status, 200, "{answer}");
+    let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
+    let want: Vec<Vec<f64>> = serde_json::from_value(case["expected"].clone())?;
+    assert_eq!(got.len(), want.len(), "{answer}");
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
+    }
+    Ok(answer)
+}
