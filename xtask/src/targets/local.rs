@@ -382,11 +382,20 @@ fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
     let base = base_url(spec);
     let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
         Check::Done(()) => Ok(Check::Done(())),
-        Check::NotYet(_) if running(cx, &spec.name)?.is_none() => bail!(
-            "{} exited before it was ready.{}",
-            spec.name,
-            log_tail(cx, spec)
-        ),
+        // Gone twice, 200 ms apart: a single look at /proc can catch a
+        // process between fork and exec.
+        Check::NotYet(_)
+            if running(cx, &spec.name)?.is_none() && {
+                std::thread::sleep(Duration::from_millis(200));
+                running(cx, &spec.name)?.is_none()
+            } =>
+        {
+            bail!(
+                "{} exited before it was ready.{}",
+                spec.name,
+                log_tail(cx, spec)
+            )
+        }
         not_yet => Ok(not_yet),
     })?;
     match waited {
