@@ -14,24 +14,9 @@ use serde_json::Value;
 
 mod support;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+use support::engine;
 
-/// Whether an engine answers; panics in CI when none does.
-fn engine() -> bool {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !answers {
-        let why = "no container engine answers `docker version` (run `eval \"$(bash .ci/container-stack.sh)\"`)";
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs a container engine: {why}"
-        );
-        eprintln!("SKIPPED: {why}");
-    }
-    answers
-}
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn registry() -> Option<String> {
     let r = std::env::var("KMLOPS_TEST_REGISTRY").ok();

@@ -1,7 +1,8 @@
-//! `cargo xtask dev` end to end on the local target, in a copy of the
-//! workspace: an edit is served, a broken edit leaves the last good version
-//! serving with the compiler's error shown, the fix is served, and Ctrl-C
-//! leaves nothing running.
+//! `cargo xtask dev` end to end on the local target and on the docker
+//! target (a real engine), in a copy of the workspace: an edit is served, a
+//! broken edit leaves the last good version serving with the compiler's
+//! error shown, the fix is served, and Ctrl-C leaves nothing running (no
+//! process, no container).
 
 mod support;
 
@@ -33,7 +34,16 @@ fn get(url: &str) -> Option<String> {
 /// Waits for a line of the loop's output that starts with `what` (the
 /// loop's report lines start at the margin; the steps' own lines do not).
 fn wait_for(lines: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) -> Result {
-    let deadline = Instant::now() + Duration::from_secs(300);
+    wait_for_within(lines, what, seen, Duration::from_secs(300))
+}
+
+fn wait_for_within(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    seen: &mut Vec<String>,
+    limit: Duration,
+) -> Result {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
             let hit = line.starts_with(what);
@@ -43,34 +53,71 @@ fn wait_for(lines: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) 
             }
         }
     }
-    Err(format!("no line with {what:?} within 300 s:\n{}", seen.join("\n")).into())
+    Err(format!(
+        "no line with {what:?} within {} s:\n{}",
+        limit.as_secs(),
+        seen.join("\n")
+    )
+    .into())
 }
 
 #[test]
 fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
+    round_trip("local", "hello", "")
+}
+
+#[test]
+fn the_same_on_the_docker_target() -> Result {
+    if !support::engine() {
+        return Ok(());
+    }
+    let prefix = format!("kmlops-devloop-{}", std::process::id());
+    round_trip(
+        "docker",
+        "hola",
+        &format!("[docker]\nname_prefix = \"{prefix}\"\n[images]\ndir = \"images\"\n"),
+    )?;
+    let left = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()?;
+    let names = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !names.lines().any(|n| n.starts_with(&prefix)),
+        "no container left after Ctrl-C: {names}"
+    );
+    Ok(())
+}
+
+/// The loop on `target` for a new service `name` (each test its own, as
+/// they share the build cache), with `settings` added to the copy's
+/// xtask.toml.
+fn round_trip(target: &str, name: &str, settings: &str) -> Result {
+    let greeting = format!("Hello from {name}");
+    let report = format!("✓ {name}");
+    let failure = format!("✗ {name}");
     let dir = tempfile::tempdir()?;
     let ws = dir.path();
     copy_workspace(ws)?;
     std::fs::write(
         ws.join("xtask.toml"),
-        "[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n",
+        format!("[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n{settings}"),
     )?;
     let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port();
     let out = xtask(ws)
-        .args(["service", "add", "hello", "--port", &port.to_string()])
+        .args(["service", "add", name, "--port", &port.to_string()])
         .output()?;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let main = ws.join("services/hello/src/main.rs");
+    let main = ws.join(format!("services/{name}/src/main.rs"));
     let url = format!("http://127.0.0.1:{port}/hello");
 
     let mut child = xtask(ws)
-        .args(["dev", "--target", "local", "--debounce-ms", "200", "hello"])
+        .args(["dev", "--target", target, "--debounce-ms", "200", name])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -88,16 +135,13 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
     }
     let mut seen = Vec::new();
     let result = (|| -> Result {
-        wait_for(&lines, "✓ hello", &mut seen)?;
-        assert!(get(&url).is_some_and(|b| b.contains("Hello from hello")));
+        wait_for(&lines, &report, &mut seen)?;
+        assert!(get(&url).is_some_and(|b| b.contains(&greeting)));
 
         // An edit: the new answer.
         let source = std::fs::read_to_string(&main)?;
-        std::fs::write(
-            &main,
-            source.replace("Hello from hello", "Hello again from hello"),
-        )?;
-        wait_for(&lines, "✓ hello", &mut seen)?;
+        std::fs::write(&main, source.replace(&greeting, "Hello again"))?;
+        wait_for(&lines, &report, &mut seen)?;
         assert!(
             get(&url).is_some_and(|b| b.contains("Hello again")),
             "{:?}\n{}",
@@ -113,9 +157,13 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
                 "fn main() { let x: u8 = \"no\"; }\nfn unused()",
             ),
         )?;
-        wait_for(&lines, "✗ hello", &mut seen)?;
+        wait_for(&lines, &failure, &mut seen)?;
+        // The error goes to stderr, the verdict to stdout: either may come
+        // first through the two pipes.
+        let _ = wait_for_within(&lines, "error", &mut seen, Duration::from_secs(10));
         assert!(
-            seen.last().is_some_and(|l| l.contains("build failed")),
+            seen.iter()
+                .any(|l| l.starts_with(&failure) && l.contains("build failed")),
             "{}",
             seen.join("\n")
         );
@@ -137,8 +185,8 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
         );
 
         // The fix: served again.
-        std::fs::write(&main, source.replace("Hello from hello", "Hello, fixed"))?;
-        wait_for(&lines, "✓ hello", &mut seen)?;
+        std::fs::write(&main, source.replace(&greeting, "Hello, fixed"))?;
+        wait_for(&lines, &report, &mut seen)?;
         assert!(get(&url).is_some_and(|b| b.contains("Hello, fixed")));
         Ok(())
     })();
@@ -154,6 +202,9 @@ fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
         "dies of SIGINT after its teardown"
     );
     assert!(get(&url).is_none(), "nothing answers after Ctrl-C");
-    assert!(!ws.join("run/hello.json").exists(), "no state left");
+    assert!(
+        !ws.join(format!("run/{name}.json")).exists(),
+        "no state left"
+    );
     Ok(())
 }

@@ -53,6 +53,11 @@ pub struct ApplyArgs {
     /// Set containers using image NAME to REFERENCE (repeatable).
     #[arg(long = "image", value_name = "NAME=REFERENCE")]
     pub images: Vec<ImageOverride>,
+    /// Annotate the pod templates whose containers use image NAME with its
+    /// image ID (config digest), so that a rebuilt image under the same tag
+    /// rolls out (repeatable).
+    #[arg(long = "image-id", value_name = "NAME=ID")]
+    pub image_ids: Vec<ImageOverride>,
     /// Apply only these services' objects (by app.kubernetes.io/name) and shared ones.
     #[arg(long = "only", value_name = "SERVICE")]
     pub only: Vec<String>,
@@ -195,6 +200,7 @@ impl ApplyArgs {
         };
         let mut objects = manifest::select(manifest::parse(&text)?, &self.only);
         manifest::set_images(&mut objects, &self.images)?;
+        manifest::set_image_ids(&mut objects, &self.image_ids);
         let opts = ApplyOptions {
             field_manager: &self.field_manager,
             force_conflicts: self.force_conflicts,

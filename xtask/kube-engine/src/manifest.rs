@@ -120,6 +120,71 @@ pub fn set_images(objects: &mut [DynamicObject], overrides: &[ImageOverride]) ->
     Ok(())
 }
 
+/// The pod-template annotation that carries the image IDs (config
+/// digests) of the containers `set_image_ids` matched. A rebuilt image
+/// loaded under the same tag (minikube and kind load by tag; a dirty tree
+/// keeps its tag) changes the annotation, so the rollout happens; an
+/// unchanged image leaves the template as it was.
+pub const IMAGE_IDS_ANNOTATION: &str = "kube-mlops.dev/image-ids";
+
+/// Annotates every pod template (a map with `spec.containers`: a
+/// Deployment's `spec.template`, a SeldonDeployment's `componentSpecs[]`)
+/// whose containers use one of `ids`' images (`name` → `sha256:…`) with
+/// `name=id` pairs, sorted, comma-separated.
+pub fn set_image_ids(objects: &mut [DynamicObject], ids: &[ImageOverride]) {
+    if ids.is_empty() {
+        return;
+    }
+    for obj in objects.iter_mut() {
+        annotate_templates(&mut obj.data, ids);
+    }
+}
+
+fn annotate_templates(value: &mut Value, ids: &[ImageOverride]) {
+    match value {
+        Value::Object(map) => {
+            let used: Vec<String> = map
+                .get("spec")
+                .and_then(|s| s.get("containers"))
+                .and_then(Value::as_array)
+                .map(|containers| {
+                    let mut pairs: Vec<String> = containers
+                        .iter()
+                        .filter_map(|c| c.get("image").and_then(Value::as_str))
+                        .filter_map(|image| {
+                            let name = image_name(image);
+                            ids.iter()
+                                .find(|o| o.name == name)
+                                .map(|o| format!("{name}={}", o.reference))
+                        })
+                        .collect();
+                    pairs.sort();
+                    pairs.dedup();
+                    pairs
+                })
+                .unwrap_or_default();
+            if !used.is_empty() {
+                let metadata = map
+                    .entry("metadata")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(meta) = metadata {
+                    let annotations = meta
+                        .entry("annotations")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(a) = annotations {
+                        a.insert(IMAGE_IDS_ANNOTATION.into(), Value::String(used.join(",")));
+                    }
+                }
+            }
+            for child in map.values_mut() {
+                annotate_templates(child, ids);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| annotate_templates(v, ids)),
+        _ => {}
+    }
+}
+
 fn visit_containers(value: &mut Value, f: &mut dyn FnMut(&mut Value)) {
     match value {
         Value::Object(map) => {
@@ -197,6 +262,27 @@ mod tests {
         let containers = &objs[2].data["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers[0]["image"], "r/test-api@sha256:ab");
         assert_eq!(containers[1]["image"], "r/other:2");
+        Ok(())
+    }
+
+    #[test]
+    fn image_ids_annotate_the_pod_templates_that_use_them() -> Result<()> {
+        let mut objs = parse(YAML)?;
+        order(&mut objs);
+        set_images(&mut objs, &overrides(&["test-api=r/test-api:1"]))?;
+        set_image_ids(
+            &mut objs,
+            &overrides(&["test-api=sha256:aa", "nope=sha256:bb"]),
+        );
+        let template = &objs[2].data["spec"]["template"];
+        assert_eq!(
+            template["metadata"]["annotations"][IMAGE_IDS_ANNOTATION],
+            "test-api=sha256:aa"
+        );
+        assert!(
+            objs[1].data.get("metadata").is_none(),
+            "the Service is untouched"
+        );
         Ok(())
     }
 

@@ -60,6 +60,9 @@ pub enum BenchSubject {
     ModelServer,
     /// Image sizes, native vs docker builder time, docker stop, redeploy time
     Images,
+    /// In a fresh clone: the clone to `deploy` serving, then `dev` with an
+    /// edit in seldon-protocol and one in test-api, each to its new answer
+    DevLoop,
 }
 
 struct Figures {
@@ -82,6 +85,9 @@ impl BenchArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         if let BenchSubject::Images = self.subject {
             return images(cx, self.profile.or(build::Profile::Dist));
+        }
+        if let BenchSubject::DevLoop = self.subject {
+            return super::bench_dev_loop::run(cx, self.profile.or(build::Profile::Release));
         }
         cx.runner.locate("wrk", "cargo xtask bench")?;
         let cases = self.cases(cx)?;
@@ -165,7 +171,9 @@ impl BenchArgs {
                     body: Some(IRIS_PAYLOAD),
                 },
             ],
-            BenchSubject::Images => bail!("images are measured by images()"),
+            BenchSubject::Images | BenchSubject::DevLoop => {
+                bail!("measured apart from the servers' throughput")
+            }
         })
     }
 

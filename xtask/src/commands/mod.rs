@@ -5,6 +5,7 @@
 pub mod adding;
 pub mod args;
 pub mod bench;
+mod bench_dev_loop;
 pub mod build;
 pub mod cluster;
 pub mod completions;
@@ -157,9 +158,9 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask contract-test services/model-server/contract.json --port 5002 -b 5 -n 10\n  cargo xtask contract-test contract.json --tensor -p\n  cargo xtask contract-test contract.json --host 127.0.0.1 --port 8003 --api seldon/seldon-test-model"
     )]
     ContractTest(contract_test::ContractTestArgs),
-    /// Measure throughput and latency (needs wrk)
+    /// Measure throughput and latency (needs wrk), image figures, the dev loop
     #[command(
-        after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5"
+        after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5\n  cargo xtask bench images\n  cargo xtask bench dev-loop   (a fresh clone of HEAD in a temporary directory: cold build, then edits)"
     )]
     Bench(bench::BenchArgs),
 }

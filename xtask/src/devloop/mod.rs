@@ -54,28 +54,18 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     let session = target.open(cx)?;
     target.prepare(cx, &session)?;
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
-    let mut good = Good::default();
-    iterate(cx, target, &session, specs, "start", opts, &mut good);
     // Under --dry-run the plan is the first round's: nothing to watch.
     if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {
+        let mut good = Good::default();
+        iterate(cx, target, &session, specs, "start", opts, &mut good);
         cx.runner.step(format!(
             "watch {} path(s) and redeploy what each change affects, until Ctrl-C",
             plan.watched().len()
         ));
         return Ok(());
     }
-    if opts.logs {
-        for spec in specs {
-            match target.log_source(cx, spec) {
-                Some(source) => logs::stream(spec.name.clone(), source),
-                None => eprintln!(
-                    "   {}: logs are not streamed on this target; `cargo xtask logs -f {}` shows them",
-                    spec.name, spec.name
-                ),
-            }
-        }
-    }
-
+    // Watching starts before the first build, so that a file saved while
+    // it runs is not lost: it makes the next round.
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event
@@ -89,6 +79,19 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         watcher
             .watch(&path, RecursiveMode::Recursive)
             .with_context(|| format!("cannot watch {}", path.display()))?;
+    }
+    let mut good = Good::default();
+    iterate(cx, target, &session, specs, "start", opts, &mut good);
+    if opts.logs {
+        for spec in specs {
+            match target.log_source(cx, spec) {
+                Some(source) => logs::stream(spec.name.clone(), source),
+                None => eprintln!(
+                    "   {}: logs are not streamed on this target; `cargo xtask logs -f {}` shows them",
+                    spec.name, spec.name
+                ),
+            }
+        }
     }
     eprintln!(
         "==> watching {} path(s); Ctrl-C stops (and tears down what dev started)",

@@ -66,7 +66,9 @@ impl Engine {
         Ok(self.binary.get_or_init(|| path))
     }
 
-    /// Server-side apply of `manifest` with `images` set, waiting for every
+    /// Server-side apply of `manifest` with `images` set (name, reference),
+    /// their `ids` (name, config digest) annotated on the pod templates so
+    /// that a rebuilt image under the same tag rolls out, waiting for every
     /// rollout; `only` limits it to those services' objects.
     pub fn apply(
         &self,
@@ -75,6 +77,7 @@ impl Engine {
         namespace: &str,
         only: &[&str],
         images: &[(String, String)],
+        ids: &[(String, String)],
     ) -> Result<()> {
         let (engine, context) = (self.binary(cx)?, &self.context);
         let timeout = cx.config.kubernetes.rollout_timeout_secs.to_string();
@@ -83,12 +86,16 @@ impl Engine {
         let images = images
             .iter()
             .flat_map(|(name, reference)| ["--image".to_string(), format!("{name}={reference}")]);
+        let ids = ids
+            .iter()
+            .filter(|(_, id)| !id.is_empty())
+            .flat_map(|(name, id)| ["--image-id".to_string(), format!("{name}={id}")]);
         cx.runner
             .step("server-side apply, then wait for every rollout");
         cx.runner.run_inherited(
             cmd!(
                 cx.sh,
-                "{engine} --context {context} apply --filename {manifest} --namespace {namespace} --timeout {timeout} {only...} {images...}"
+                "{engine} --context {context} apply --filename {manifest} --namespace {namespace} --timeout {timeout} {only...} {images...} {ids...}"
             ),
             "applying the manifests",
         )

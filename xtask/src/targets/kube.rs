@@ -83,12 +83,16 @@ impl Kube {
             std::fs::write(&manifest, &rendered.stdout)
                 .with_context(|| format!("cannot write {}", manifest.display()))
         })?;
-        let images: Vec<(String, String)> = images
+        let refs: Vec<(String, String)> = images
             .iter()
             .map(|d| (d.image.name.clone(), d.reference.clone()))
             .collect();
+        let ids: Vec<(String, String)> = images
+            .iter()
+            .map(|d| (d.image.name.clone(), d.image.id.clone()))
+            .collect();
         self.engine(session)?
-            .apply(cx, &manifest, namespace, only, &images)
+            .apply(cx, &manifest, namespace, only, &refs, &ids)
     }
 
     /// The ingress `namespace/service` listening on `port`, as this machine

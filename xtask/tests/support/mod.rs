@@ -179,3 +179,21 @@ pub fn answers_like_scikit_learn(url: &str) -> Result<serde_json::Value> {
     }
     Ok(answer)
 }
+
+/// Whether a container engine answers `docker version`; panics in CI when
+/// none does, prints why the caller skips otherwise.
+pub fn engine() -> bool {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers {
+        let why = "no container engine answers `docker version` (run `eval \"$(bash .ci/container-stack.sh)\"`)";
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs a container engine: {why}"
+        );
+        eprintln!("SKIPPED: {why}");
+    }
+    answers
+}
