@@ -9,6 +9,7 @@ mod ground;
 mod image;
 mod manifests;
 mod publish;
+mod release;
 mod seldon;
 mod targets;
 mod verify;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
             Command::Seldon(a) => a.run(&cx),
             Command::ContractTest(a) => a.run(&cx),
             Command::Bench(a) => a.run(&cx),
+            Command::Release(a) => a.run(&cx),
         };
         cx.runner.print_plan(outcome.is_err());
         outcome

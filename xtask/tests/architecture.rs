@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Top-level folders of xtask/src, bottom to top.
-const LAYERS: [&str; 11] = [
+const LAYERS: [&str; 12] = [
     "ground",
     "build",
     "image",
@@ -18,6 +18,7 @@ const LAYERS: [&str; 11] = [
     "manifests",
     "targets",
     "seldon",
+    "release",
     "devloop",
     "commands",
     "main",

@@ -103,9 +103,23 @@ pub fn build(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Bu
         &services::all(&cx.config, &cx.root),
         &workspace::packages(cx)?,
     )?;
-    let built = build_checked(cx, specs, profile)?;
+    let built = build_checked(cx, specs, profile, None)?;
     models::check(cx, &built)?;
     Ok(built)
+}
+
+/// Builds `specs`' binaries as `build` does, in another target directory
+/// (a release's second, independent build).
+///
+/// # Errors
+/// A failed build.
+pub fn build_in(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    profile: Profile,
+    target_dir: &std::path::Path,
+) -> Result<Vec<Built>> {
+    build_checked(cx, specs, profile, Some(target_dir))
 }
 
 /// The model server's binary alone (for `model add`, which loads a model
@@ -136,8 +150,15 @@ pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
 
 /// One cargo invocation for every service package; the executables it
 /// made, or None under --dry-run.
-fn cargo_build(cx: &Ctx, profile: Profile) -> Result<Option<Vec<(String, PathBuf)>>> {
+fn cargo_build(
+    cx: &Ctx,
+    profile: Profile,
+    target_dir: Option<&std::path::Path>,
+) -> Result<Option<Vec<(String, PathBuf)>>> {
     let mut cmd = release_command(cx, profile);
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
     // Always the same set of packages: cargo unifies dependency features
     // across one invocation, so building a subset would give different
     // binaries (and image digests) for the same sources.
@@ -147,8 +168,13 @@ fn cargo_build(cx: &Ctx, profile: Profile) -> Result<Option<Vec<(String, PathBuf
     cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
 }
 
-fn build_checked(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
-    let Some(executables) = cargo_build(cx, profile)? else {
+fn build_checked(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    profile: Profile,
+    target_dir: Option<&std::path::Path>,
+) -> Result<Vec<Built>> {
+    let Some(executables) = cargo_build(cx, profile, target_dir)? else {
         // Nothing was built; name the files a real build produces.
         let dir = release_dir(cx, profile);
         return Ok(specs

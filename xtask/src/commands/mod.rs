@@ -18,6 +18,7 @@ pub mod image;
 pub mod logs;
 pub mod manifests;
 pub mod model;
+pub mod release;
 pub mod seldon;
 pub mod service;
 pub mod status;
@@ -158,6 +159,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask contract-test services/model-server/contract.json --port 5002 -b 5 -n 10\n  cargo xtask contract-test contract.json --tensor -p\n  cargo xtask contract-test contract.json --host 127.0.0.1 --port 8003 --api seldon/seldon-test-model"
     )]
     ContractTest(contract_test::ContractTestArgs),
+    /// Cut a version: images built twice and compared, pushed, signed and attested, manifests hydrated
+    #[command(
+        after_help = "Examples:\n  cargo xtask release keygen --key release.key\n  cargo xtask release bump minor\n  cargo xtask release --version 0.2.0 --registry ghcr.io/me --sign-key release.key --file-output build.json\n  cargo xtask release --version 0.2.0 --dry-run"
+    )]
+    Release(release::ReleaseArgs),
     /// Measure throughput and latency (needs wrk), image figures, the dev loop
     #[command(
         after_help = "Examples:\n  cargo xtask bench test-api\n  cargo xtask bench test-api --duration 5\n  cargo xtask bench images\n  cargo xtask bench dev-loop   (a fresh clone of HEAD in a temporary directory: cold build, then edits)"

@@ -160,6 +160,45 @@ fn native(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Resu
     Ok(assembled.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
 }
 
+/// What the native builder puts into `b`'s image.
+fn image_spec(b: &Built, prov: &Provenance) -> Result<oci::ImageSpec> {
+    Ok(oci::ImageSpec {
+        bin_name: b.spec.bin.to_string(),
+        binary: std::fs::read(&b.binary)
+            .with_context(|| format!("cannot read {}", b.binary.display()))?,
+        files: Vec::new(),
+        model_files: model_files(b)?,
+        exposed_port: CONTAINER_PORT,
+        env: vec!["PATH=/usr/local/bin".into()],
+        labels: labels(b, prov)?,
+        arch: build::oci_arch().into(),
+        created: prov.created()?,
+        epoch: u64::try_from(prov.epoch).unwrap_or(0),
+    })
+}
+
+/// The manifest digest `b`'s image would have, assembled in memory only
+/// (a release's second build, compared with the first).
+///
+/// # Errors
+/// Unreadable binary or model file.
+pub fn digest_of(cx: &Ctx, b: &Built) -> Result<String> {
+    let prov = Provenance::read(cx)?;
+    Ok(oci::assemble(&image_spec(b, &prov)?)?.digest)
+}
+
+/// The files `b`'s image holds (path in the image, bytes), for an SBOM.
+///
+/// # Errors
+/// Unreadable binary or model file.
+pub fn files_of(b: &Built) -> Result<Vec<(String, Vec<u8>)>> {
+    let binary =
+        std::fs::read(&b.binary).with_context(|| format!("cannot read {}", b.binary.display()))?;
+    let mut files = oci::system_files(&b.spec.bin, &binary);
+    files.extend(model_files(b)?);
+    Ok(files)
+}
+
 /// The native build proper: assembled in memory, written unless the record
 /// of the last build says the same image is there already.
 fn assemble(
@@ -172,19 +211,7 @@ fn assemble(
     let name = b.spec.settings.image.clone();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let started = Instant::now();
-    let spec = oci::ImageSpec {
-        bin_name: b.spec.bin.to_string(),
-        binary: std::fs::read(&b.binary)
-            .with_context(|| format!("cannot read {}", b.binary.display()))?,
-        files: Vec::new(),
-        model_files: model_files(b)?,
-        exposed_port: CONTAINER_PORT,
-        env: vec!["PATH=/usr/local/bin".into()],
-        labels: labels(b, prov)?,
-        arch: build::oci_arch().into(),
-        created: prov.created()?,
-        epoch: u64::try_from(prov.epoch).unwrap_or(0),
-    };
+    let spec = image_spec(b, prov)?;
     let assembled = oci::assemble(&spec)?;
     let image = Image {
         name: name.clone(),

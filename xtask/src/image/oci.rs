@@ -189,7 +189,7 @@ fn header(path: &str, size: u64, mode: u32, dir: bool, epoch: u64) -> Result<tar
 }
 
 /// The non-root user's passwd and group, and the binary (mode 0755).
-fn system_files(bin_name: &str, binary: &[u8]) -> Vec<(String, Vec<u8>)> {
+pub fn system_files(bin_name: &str, binary: &[u8]) -> Vec<(String, Vec<u8>)> {
     let passwd = format!("nonroot:x:{UID}:{UID}:nonroot:/nonexistent:/sbin/nologin\n");
     let group = format!("nonroot:x:{UID}:\n");
     vec![

@@ -7,5 +7,5 @@ pub mod docker;
 pub mod kind;
 pub mod minikube;
 pub mod publisher;
-mod push;
+pub mod push;
 pub mod registry;

@@ -24,60 +24,111 @@ pub struct Pushed {
 pub fn push(archive: &Path, repository: &str, tag: &str, insecure: bool) -> Result<Pushed> {
     let blobs = oci::read_archive(archive)?;
     let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
-    let reference: Reference = format!("{repository}:{tag}")
-        .parse()
-        .with_context(|| format!("{repository}:{tag} is not a valid image reference"))?;
-    let registry = reference.resolve_registry().to_string();
-    let client = Client::new(ClientConfig {
-        protocol: if insecure {
-            ClientProtocol::Http
+    let upload = Upload::open(repository, insecure)?;
+    let mut uploaded = 0;
+    let mut skipped = 0;
+    for blob in blobs.layers.iter().chain(std::iter::once(&blobs.config)) {
+        if upload.blob(blob)? {
+            uploaded += 1;
         } else {
-            ClientProtocol::Https
-        },
-        ..ClientConfig::default()
-    });
-    let auth = credentials(&registry);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        client
-            .auth(&reference, &auth, RegistryOperation::Push)
-            .await
+            skipped += 1;
+        }
+    }
+    let digest = upload.manifest(tag, &manifest, OCI_MANIFEST)?;
+    Ok(Pushed {
+        digest,
+        uploaded,
+        skipped,
+    })
+}
+
+/// The media type of an OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An authenticated session with one repository: blobs and manifests
+/// pushed as given, byte for byte.
+pub struct Upload {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    reference: Reference,
+    repository: String,
+    registry: String,
+}
+
+impl Upload {
+    /// Authenticates for a push to `repository` (`host/account/name`).
+    ///
+    /// # Errors
+    /// A malformed repository, a registry that does not answer, credentials
+    /// it refuses (the error says how to log in; never prints them).
+    pub fn open(repository: &str, insecure: bool) -> Result<Self> {
+        let reference: Reference = format!("{repository}:probe")
+            .parse()
+            .with_context(|| format!("{repository} is not a valid image repository"))?;
+        let registry = reference.resolve_registry().to_string();
+        let client = Client::new(ClientConfig {
+            protocol: if insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..ClientConfig::default()
+        });
+        let auth = credentials(&registry);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(client.auth(&reference, &auth, RegistryOperation::Push))
             .with_context(|| {
                 format!(
-                    "cannot authenticate to {registry} for a push: log in with `docker login {}` or a credential helper",
+                    "cannot authenticate to {registry} for a push (is it up? {}): log in with `docker login {}` or a credential helper",
+                    if insecure { "plain HTTP" } else { "HTTPS" },
                     crate::ground::runner::quote(&registry)
                 )
             })?;
-        let mut uploaded = 0;
-        let mut skipped = 0;
-        for blob in blobs.layers.iter().chain(std::iter::once(&blobs.config)) {
-            let digest = oci::sha256(blob);
-            if client.blob_exists(&reference, &digest).await.unwrap_or(false) {
-                skipped += 1;
-                continue;
-            }
-            client
-                .push_blob(&reference, blob.clone(), &digest)
-                .await
-                .with_context(|| format!("uploading blob {digest} to {registry}"))?;
-            uploaded += 1;
-        }
-        client
-            .push_manifest_raw(
-                &reference,
-                manifest.clone(),
-                "application/vnd.oci.image.manifest.v1+json".parse()?,
-            )
-            .await
-            .with_context(|| format!("pushing the manifest of {repository}:{tag}"))?;
-        Ok(Pushed {
-            digest: oci::sha256(&manifest),
-            uploaded,
-            skipped,
+        Ok(Self {
+            rt,
+            client,
+            reference,
+            repository: repository.to_string(),
+            registry,
         })
-    })
+    }
+
+    /// Uploads `blob` unless the registry has it; whether it was uploaded.
+    pub fn blob(&self, blob: &[u8]) -> Result<bool> {
+        let digest = oci::sha256(blob);
+        self.rt.block_on(async {
+            if self
+                .client
+                .blob_exists(&self.reference, &digest)
+                .await
+                .unwrap_or(false)
+            {
+                return Ok(false);
+            }
+            self.client
+                .push_blob(&self.reference, blob.to_vec(), &digest)
+                .await
+                .with_context(|| format!("uploading blob {digest} to {}", self.registry))?;
+            Ok(true)
+        })
+    }
+
+    /// Puts `manifest` (bytes as given) under `tag`; returns its digest.
+    pub fn manifest(&self, tag: &str, manifest: &[u8], media_type: &str) -> Result<String> {
+        let reference: Reference = format!("{}:{tag}", self.repository)
+            .parse()
+            .with_context(|| format!("{}:{tag} is not a valid image reference", self.repository))?;
+        self.rt
+            .block_on(self.client.push_manifest_raw(
+                &reference,
+                manifest.to_vec(),
+                media_type.parse()?,
+            ))
+            .with_context(|| format!("pushing the manifest of {}:{tag}", self.repository))?;
+        Ok(oci::sha256(manifest))
+    }
 }
 
 /// From ~/.docker/config.json (auths, credsStore, credHelpers); anonymous

@@ -1,0 +1,108 @@
+//! `cargo xtask release bump`: the workspace version in `Cargo.toml` and
+//! the workspace packages' entries in `Cargo.lock`, edited with `toml_edit`
+//! so that every other byte of both files stays as it was.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use semver::Version;
+
+/// Which part of the version goes up (the lower parts reset to 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Major,
+    Minor,
+    Patch,
+}
+
+/// The next version after `v`.
+pub fn next(v: &Version, part: Part) -> Version {
+    match part {
+        Part::Major => Version::new(v.major + 1, 0, 0),
+        Part::Minor => Version::new(v.major, v.minor + 1, 0),
+        Part::Patch => Version::new(v.major, v.minor, v.patch + 1),
+    }
+}
+
+/// Sets the workspace version in `<root>/Cargo.toml` to `to`, and every
+/// lockfile entry of a workspace package (no `source`) at the old version.
+/// Returns the old version.
+///
+/// # Errors
+/// Unreadable or unwritable files, no `[workspace.package] version`, `to`
+/// not greater than the current version.
+pub fn set(root: &Path, to: &Version) -> Result<Version> {
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", manifest.display()))?;
+    let slot = doc
+        .get_mut("workspace")
+        .and_then(|w| w.get_mut("package"))
+        .and_then(|p| p.get_mut("version"))
+        .with_context(|| format!("{} has no [workspace.package] version", manifest.display()))?;
+    let old = super::preflight::parse_version(slot.as_str().unwrap_or_default())?;
+    if *to <= old {
+        bail!("{to} is not greater than the current version {old}");
+    }
+    // Keep the value's decoration (spacing, a trailing comment).
+    let decor = slot.as_value().map(|v| v.decor().clone());
+    let mut value = toml_edit::Value::from(to.to_string());
+    if let Some(d) = decor {
+        *value.decor_mut() = d;
+    }
+    *slot = toml_edit::Item::Value(value);
+
+    let lock = root.join("Cargo.lock");
+    let lock_text = std::fs::read_to_string(&lock)
+        .with_context(|| format!("cannot read {}", lock.display()))?;
+    let mut lock_doc: toml_edit::DocumentMut = lock_text
+        .parse()
+        .with_context(|| format!("{} is not TOML", lock.display()))?;
+    if let Some(packages) = lock_doc
+        .get_mut("package")
+        .and_then(|p| p.as_array_of_tables_mut())
+    {
+        for p in packages.iter_mut() {
+            let ours = p.get("source").is_none()
+                && p.get("version").and_then(|v| v.as_str()) == Some(&old.to_string());
+            if ours {
+                p.insert("version", toml_edit::value(to.to_string()));
+            }
+        }
+    }
+    std::fs::write(&manifest, doc.to_string())
+        .with_context(|| format!("cannot write {}", manifest.display()))?;
+    std::fs::write(&lock, lock_doc.to_string())
+        .with_context(|| format!("cannot write {}", lock.display()))?;
+    Ok(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bumps_keep_the_layout() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let manifest = "[workspace]\nmembers = [\"a\"]\n\n[workspace.package]\nversion = \"0.1.0\" # ours\nedition = \"2024\"\n";
+        let lock = "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"0.1.0\"\ndependencies = [\n \"serde\",\n]\n\n[[package]]\nname = \"serde\"\nversion = \"0.1.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n";
+        std::fs::write(dir.path().join("Cargo.toml"), manifest)?;
+        std::fs::write(dir.path().join("Cargo.lock"), lock)?;
+        let to = next(&Version::new(0, 1, 0), Part::Minor);
+        assert_eq!(to, Version::new(0, 2, 0));
+        assert_eq!(set(dir.path(), &to)?, Version::new(0, 1, 0));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Cargo.toml"))?,
+            manifest.replace("\"0.1.0\"", "\"0.2.0\"")
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Cargo.lock"))?,
+            lock.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1)
+        );
+        assert!(set(dir.path(), &Version::new(0, 1, 5)).is_err());
+        Ok(())
+    }
+}

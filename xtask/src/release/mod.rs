@@ -1,0 +1,417 @@
+//! `cargo xtask release`: cut a version as files a pipeline can use. In
+//! order, stopping at the first failure: preflight (`preflight`), build
+//! every image in the size profile twice in two target directories and
+//! refuse differing digests, push by digest with the version's tags, an
+//! SBOM (`sbom`) and a provenance statement (`provenance`) per image,
+//! signatures and attestations in cosign's layout (`cosign`, `signing`),
+//! hydrated manifests and checksums under `target/release/vX.Y.Z/`, and an
+//! annotated tag.
+
+pub mod bump;
+pub mod cosign;
+mod hydrate;
+pub mod preflight;
+pub mod provenance;
+pub mod sbom;
+pub mod signing;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use xshell::cmd;
+
+use crate::build::{self, Built, Profile};
+use crate::ground::context::Ctx;
+use crate::ground::services::{self, ServiceSpec};
+use crate::image::{self, Builder, Image, oci};
+use crate::publish::push::Upload;
+
+/// What the user asked for.
+pub struct Options {
+    pub version: String,
+    /// `HOST/ACCOUNT`; None: `[registry]` in xtask.toml.
+    pub registry: Option<String>,
+    pub insecure: bool,
+    pub sign_key: Option<PathBuf>,
+    pub tag: bool,
+    pub latest: bool,
+    pub reproducibility_check: bool,
+    /// Services to release (default: all).
+    pub services: Vec<String>,
+}
+
+/// One released image, as `--file-output` and the text report give it.
+#[derive(Serialize, Clone, Debug)]
+pub struct Released {
+    /// The image name from xtask.toml.
+    #[serde(rename = "imageName")]
+    pub image_name: String,
+    /// `repository:vX.Y.Z@sha256:…`, Skaffold's build-artifact `tag`.
+    pub tag: String,
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// `repository:sha256-<hex>.sig`.
+    pub signature: String,
+    /// `repository:sha256-<hex>.att` (SBOM and provenance).
+    pub attestations: String,
+    /// Paths of the files written for this image.
+    pub sbom: PathBuf,
+    pub provenance: PathBuf,
+}
+
+/// The release's output directory: `<target>/release/vX.Y.Z`.
+pub fn out_dir(cx: &Ctx, version: &semver::Version) -> PathBuf {
+    build::target_dir(cx)
+        .join("release")
+        .join(format!("v{version}"))
+}
+
+/// Runs the release; the images released, in service order.
+///
+/// # Errors
+/// The first step that fails, with what to do.
+pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
+    let started = now();
+    // 1. Preflight.
+    let facts = match preflight::check(cx, &opts.version) {
+        Ok(f) => f,
+        Err(e) => {
+            // A real run stops here; a dry run lists it and goes on.
+            cx.runner.precondition(e)?;
+            preflight::Facts {
+                version: preflight::parse_version(&opts.version)?,
+                commit: "<commit>".into(),
+                previous: None,
+                notes: String::new(),
+            }
+        }
+    };
+    cx.runner.step(format!(
+        "preflight: clean tree at {}, version {} (last tag {}), CHANGELOG section found; `cargo test` is not run here (CI did)",
+        short(&facts.commit),
+        facts.version,
+        facts
+            .previous
+            .as_ref()
+            .map_or("none".to_string(), |p| format!("v{p}"))
+    ));
+    let key = match signing::Key::load(opts.sign_key.as_deref()) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            cx.runner.precondition(e)?;
+            None
+        }
+    };
+    let base = opts
+        .registry
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", cx.config.registry.host, cx.config.registry.account));
+    let specs = services::select(&cx.config, &cx.root, &opts.services)?;
+    let images_of = unique_images(&specs);
+    // The registry answers and takes our credentials, before any build.
+    let uploads: Option<BTreeMap<String, Upload>> = cx.runner.unless_dry_run(|| {
+        images_of
+            .iter()
+            .map(|s| {
+                let repo = format!("{base}/{}", s.settings.image);
+                Ok((
+                    s.settings.image.clone(),
+                    Upload::open(&repo, opts.insecure)?,
+                ))
+            })
+            .collect()
+    })?;
+    cx.runner.step(format!(
+        "registry {base}{} answers and accepts the credentials",
+        if opts.insecure { " (plain HTTP)" } else { "" }
+    ));
+
+    // 2. Build twice; compare.
+    let built_a = build::build(cx, &specs, Profile::Dist)?;
+    let images = image::images_from(cx, &built_a, Builder::Native)?;
+    let reproducibility = if opts.reproducibility_check {
+        let second = build::target_dir(cx).join("reproducibility");
+        let built_b = build::build_in(cx, &specs, Profile::Dist, &second)?;
+        cx.runner
+            .step("compare every image's digest between the two builds");
+        cx.runner
+            .unless_dry_run(|| compare(cx, &images, &built_b))?;
+        "passed: two builds in two target directories gave the same image digests"
+    } else {
+        cx.runner
+            .step("reproducibility NOT checked (--skip-reproducibility-check)");
+        "skipped (--skip-reproducibility-check)"
+    };
+
+    let Some(uploads) = uploads else {
+        plan_rest(cx, &facts.version, opts);
+        return Ok(Vec::new());
+    };
+    let Some(key) = key else {
+        bail!("no signing key");
+    };
+    let out = out_dir(cx, &facts.version);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let lockfile = std::fs::read(cx.root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+    let lock_digest = oci::sha256(&lockfile);
+    let checksums = sbom::checksums(&String::from_utf8_lossy(&lockfile))?;
+    let crates = sbom::crates(cx)?;
+    let rustc = rustc_version(cx)?;
+    let timestamp = image::naming::Provenance::read(cx)?.created()?;
+
+    let mut released = Vec::new();
+    for image in &images {
+        let upload = &uploads[&image.name];
+        let repository = format!("{base}/{}", image.name);
+        // 3. Push by digest, then the tags.
+        let pushed = crate::publish::push::push(
+            &image.archive,
+            &repository,
+            &format!("v{}", facts.version),
+            opts.insecure,
+        )
+        .with_context(|| format!("pushing {repository}"))?;
+        if pushed.digest != image.digest {
+            bail!(
+                "the registry holds {repository} as {}, not the built {}",
+                pushed.digest,
+                image.digest
+            );
+        }
+        let tags = tags(&facts.version, &facts.commit, opts.latest);
+        let manifest = oci::manifest_for(
+            &oci::read_archive(&image.archive)?.config,
+            &oci::read_archive(&image.archive)?.layers,
+        )?;
+        for t in &tags[1..] {
+            upload.manifest(t, &manifest, crate::publish::push::OCI_MANIFEST)?;
+        }
+        eprintln!(
+            "  ✓ pushed {repository}@{} ({} blob(s) uploaded, {} there), tagged {}",
+            image.digest,
+            pushed.uploaded,
+            pushed.skipped,
+            tags.join(", ")
+        );
+        // 4. SBOM; 5. provenance.
+        let spec = built_a
+            .iter()
+            .find(|b| b.spec.settings.image == image.name)
+            .context("no binary for an image")?;
+        let bom = sbom::document(&sbom::Contents {
+            repository: &repository,
+            digest: &image.digest,
+            version: &facts.version.to_string(),
+            files: image::files_of(spec)?,
+            crates: crates
+                .get(&spec.spec.package)
+                .context("cargo tree listed no crates")?,
+            checksums: &checksums,
+            timestamp: &timestamp,
+        })?;
+        let command = format!("cargo xtask release --version {}", facts.version);
+        let statement = provenance::statement(&provenance::Build {
+            repository: &repository,
+            digest: &image.digest,
+            source: &image::naming::Provenance::read(cx)?.source,
+            commit: &facts.commit,
+            version: &facts.version.to_string(),
+            profile: Profile::Dist.as_str(),
+            command: &command,
+            rustc: &rustc,
+            lockfile: &lock_digest,
+            reproducibility,
+            started: &started,
+            finished: &now(),
+        });
+        let sbom_path = out.join(format!("{}.cdx.json", image.name));
+        let provenance_path = out.join(format!("{}.provenance.json", image.name));
+        std::fs::write(&sbom_path, serde_json::to_vec_pretty(&bom)?)?;
+        std::fs::write(&provenance_path, serde_json::to_vec_pretty(&statement)?)?;
+        // 6. Sign.
+        let sig_tag = cosign::tag_for(&image.digest, "sig");
+        let att_tag = cosign::tag_for(&image.digest, "att");
+        cosign::push(
+            upload,
+            &sig_tag,
+            &[cosign::signature_layer(&key, &repository, &image.digest)],
+        )?;
+        let sbom_statement = provenance::sbom_statement(&repository, &image.digest, bom);
+        cosign::push(
+            upload,
+            &att_tag,
+            &[
+                cosign::attestation_layer(
+                    &key,
+                    &serde_json::to_vec(&sbom_statement)?,
+                    provenance::CYCLONEDX,
+                )?,
+                cosign::attestation_layer(
+                    &key,
+                    &serde_json::to_vec(&statement)?,
+                    provenance::SLSA_PROVENANCE,
+                )?,
+            ],
+        )?;
+        eprintln!("  ✓ signed {repository}: {sig_tag}, attestations {att_tag}");
+        released.push(Released {
+            image_name: image.name.clone(),
+            tag: format!("{repository}:{}@{}", tags[0], image.digest),
+            repository: repository.clone(),
+            digest: image.digest.clone(),
+            tags,
+            signature: format!("{repository}:{sig_tag}"),
+            attestations: format!("{repository}:{att_tag}"),
+            sbom: sbom_path,
+            provenance: provenance_path,
+        });
+    }
+
+    // 7. Hydrated manifests, notes, checksums.
+    hydrate::write_all(cx, &out, &released)?;
+    std::fs::write(out.join("RELEASE_NOTES.md"), format!("{}\n", facts.notes))?;
+    std::fs::write(out.join("cosign.pub"), key.public_pem()?)?;
+    write_sums(&out)?;
+    // 8. Tag.
+    if opts.tag {
+        let tag = format!("v{}", facts.version);
+        let notes = &facts.notes;
+        cx.runner.run(
+            cmd!(cx.sh, "git tag --annotate {tag} --message {notes}"),
+            "tagging the release commit",
+        )?;
+        eprintln!("==> tagged {tag}; push it with `git push origin {tag}`");
+    }
+    Ok(released)
+}
+
+/// The plan's remaining steps under --dry-run.
+fn plan_rest(cx: &Ctx, version: &semver::Version, opts: &Options) {
+    let tags = tags(version, "<commit>", opts.latest);
+    cx.runner.step(format!(
+        "push every image by digest, tagged {}",
+        tags.join(", ")
+    ));
+    cx.runner
+        .step("write a CycloneDX 1.5 SBOM and an SLSA v1 provenance statement per image");
+    cx.runner.step(
+        "sign each image (sha256-<digest>.sig) and attest its SBOM and provenance (sha256-<digest>.att), cosign's layout",
+    );
+    cx.runner.step(format!(
+        "write hydrated manifests, SBOMs, provenance, RELEASE_NOTES.md and SHA256SUMS to {}",
+        out_dir(cx, version).display()
+    ));
+    if opts.tag {
+        cx.runner
+            .step(format!("git tag --annotate v{version} (not pushed)"));
+    }
+}
+
+/// `vX.Y.Z`, `X.Y`, `X.Y.Z-<sha7>`, and `latest` when asked.
+pub fn tags(version: &semver::Version, commit: &str, latest: bool) -> Vec<String> {
+    let mut t = vec![
+        format!("v{version}"),
+        format!("{}.{}", version.major, version.minor),
+        format!("{version}-{}", short7(commit)),
+    ];
+    if latest {
+        t.push("latest".into());
+    }
+    t
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn short7(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+/// One spec per image name (two services may share an image).
+fn unique_images(specs: &[ServiceSpec]) -> Vec<ServiceSpec> {
+    let mut out: Vec<ServiceSpec> = Vec::new();
+    for s in specs {
+        if !out.iter().any(|o| o.settings.image == s.settings.image) {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+/// Refuses when the second build's image digests differ from the first's.
+fn compare(cx: &Ctx, images: &[Image], second: &[Built]) -> Result<()> {
+    let mut differ = Vec::new();
+    for image in images {
+        let b = second
+            .iter()
+            .find(|b| b.spec.settings.image == image.name)
+            .context("the second build lacks an image")?;
+        let digest = image::digest_of(cx, b)?;
+        if digest != image.digest {
+            differ.push(format!("{}: {} vs {digest}", image.name, image.digest));
+        } else {
+            eprintln!("  ✓ {} reproduced: {digest}", image.name);
+        }
+    }
+    if !differ.is_empty() {
+        bail!(
+            "the build is not reproducible; two builds of the same commit gave different images:\n  {}\n\
+             something in the build depends on the time, the machine or the target directory \
+             (a build script embedding a timestamp, say); fix it, or release with \
+             --skip-reproducibility-check (the provenance will say so)",
+            differ.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn rustc_version(cx: &Ctx) -> Result<String> {
+    let out = cx.runner.probe(
+        cmd!(cx.sh, "rustc -vV"),
+        "recording the toolchain",
+        Duration::from_secs(20),
+    )?;
+    Ok(out.stdout.trim().to_string())
+}
+
+/// RFC 3339, now.
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `SHA256SUMS` over every file in `dir` (recursively), `sha256sum` format.
+fn write_sums(dir: &Path) -> Result<()> {
+    let mut lines = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "SHA256SUMS") {
+                let bytes = std::fs::read(&path)?;
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                lines.push(format!(
+                    "{}  {}",
+                    oci::sha256(&bytes).trim_start_matches("sha256:"),
+                    rel.display()
+                ));
+            }
+        }
+    }
+    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    std::fs::write(dir.join("SHA256SUMS"), lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// `--file-output`: Skaffold's build-artifacts shape, extended.
+pub fn file_output(released: &[Released]) -> serde_json::Value {
+    serde_json::json!({ "builds": released })
+}

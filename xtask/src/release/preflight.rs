@@ -1,0 +1,171 @@
+//! The checks before a release builds anything: a clean work tree on a
+//! commit, a semver version above the last `v*` tag that equals the
+//! workspace's, and a CHANGELOG.md section for it (Keep a Changelog,
+//! https://keepachangelog.com/en/1.1.0/), whose text becomes the notes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use semver::Version;
+use xshell::cmd;
+
+use crate::ground::context::Ctx;
+
+/// What the preflight found.
+pub struct Facts {
+    pub version: Version,
+    /// Full commit id of HEAD.
+    pub commit: String,
+    /// The last `v*` tag's version, if any.
+    pub previous: Option<Version>,
+    /// The CHANGELOG section's text (without its heading).
+    pub notes: String,
+}
+
+fn git(cx: &Ctx, args: &[&str]) -> Result<String> {
+    let out = cx.runner.probe(
+        cmd!(cx.sh, "git {args...}"),
+        "checking the release preconditions",
+        Duration::from_secs(20),
+    )?;
+    if !out.success {
+        bail!("`git {}` failed: {}", args.join(" "), out.stderr.trim());
+    }
+    Ok(out.stdout.trim().to_string())
+}
+
+/// Parses `X.Y.Z` (a leading `v` is accepted and dropped).
+///
+/// # Errors
+/// Text that is not semver.
+pub fn parse_version(text: &str) -> Result<Version> {
+    let t = text.trim().trim_start_matches('v');
+    Version::parse(t).with_context(|| {
+        format!("{text:?} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+    })
+}
+
+/// Runs every check; the first failure is the error, saying what to do.
+///
+/// # Errors
+/// A dirty tree, no commit, a version not above the last tag, a version
+/// that differs from `Cargo.toml`'s, no CHANGELOG section.
+pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
+    let version = parse_version(version)?;
+    let commit = git(cx, &["rev-parse", "--verify", "HEAD"])
+        .context("a release is cut from a commit: commit your work first (`git commit`)")?;
+    let dirty = git(cx, &["status", "--porcelain"])?;
+    if !dirty.is_empty() {
+        let first: Vec<&str> = dirty.lines().take(5).collect();
+        bail!(
+            "the work tree has uncommitted changes, so the release would not be what commit {} holds:\n  {}\ncommit or stash them (`git stash --include-untracked`)",
+            &commit[..12],
+            first.join("\n  ")
+        );
+    }
+    let previous = last_tag(&git(cx, &["tag", "--list", "v*"])?);
+    if let Some(p) = &previous
+        && version <= *p
+    {
+        bail!(
+            "version {version} is not greater than the last release tag v{p}; \
+             `cargo xtask release bump patch|minor|major` sets the next one"
+        );
+    }
+    let in_toml = workspace_version(&cx.root.join("Cargo.toml"))?;
+    if in_toml != version {
+        bail!(
+            "Cargo.toml's workspace version is {in_toml}, not {version}: run `cargo xtask release bump --to {version}` \
+             (it updates Cargo.toml and Cargo.lock), commit, and release again"
+        );
+    }
+    let changelog = cx.root.join("CHANGELOG.md");
+    let text = std::fs::read_to_string(&changelog).with_context(|| {
+        format!(
+            "cannot read {}: a release needs a CHANGELOG.md (Keep a Changelog format) with a `## [{version}]` section",
+            changelog.display()
+        )
+    })?;
+    let notes = section(&text, &version).with_context(|| {
+        format!(
+            "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
+            changelog.display()
+        )
+    })?;
+    Ok(Facts {
+        version,
+        commit,
+        previous,
+        notes,
+    })
+}
+
+/// The greatest semver among `git tag --list 'v*'`'s lines (others ignored).
+pub fn last_tag(tags: &str) -> Option<Version> {
+    tags.lines()
+        .filter_map(|t| t.trim().strip_prefix('v'))
+        .filter_map(|t| Version::parse(t).ok())
+        .max()
+}
+
+/// `[workspace.package] version` of the root manifest.
+///
+/// # Errors
+/// An unreadable manifest or a missing or non-semver version.
+pub fn workspace_version(manifest: &Path) -> Result<Version> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", manifest.display()))?;
+    let v = doc
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{} has no [workspace.package] version", manifest.display()))?;
+    parse_version(v)
+}
+
+/// The body of the `## [X.Y.Z]` section (up to the next `## ` heading or
+/// link references), trimmed; None when absent or empty.
+pub fn section(changelog: &str, version: &Version) -> Option<String> {
+    let wanted = format!("[{version}]");
+    let mut lines = changelog.lines();
+    lines.find(|l| {
+        l.strip_prefix("## ")
+            .is_some_and(|h| h.trim_start().starts_with(&wanted))
+    })?;
+    let body: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("## ") && !l.starts_with("["))
+        .collect();
+    let text = body.join("\n").trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_sections_and_versions() {
+        assert_eq!(
+            last_tag("v0.1.0\nv0.10.0\nv0.9.3\nvnext\nrelease-1\n"),
+            Some(Version::new(0, 10, 0))
+        );
+        assert_eq!(last_tag(""), None);
+        let log = "# Changelog\n\n## [Unreleased]\n\n## [0.2.0] - 2026-11-30\n### Added\n- release\n\n## [0.1.0] - 2026-01-01\n- first\n\n[0.2.0]: https://x\n";
+        assert_eq!(
+            section(log, &Version::new(0, 2, 0)).as_deref(),
+            Some("### Added\n- release")
+        );
+        assert_eq!(
+            section(log, &Version::new(0, 1, 0)).as_deref(),
+            Some("- first")
+        );
+        assert_eq!(section(log, &Version::new(0, 3, 0)), None);
+        assert!(parse_version("1.2").is_err());
+        assert_eq!(parse_version("v1.2.3").ok(), Some(Version::new(1, 2, 3)));
+    }
+}

@@ -1,0 +1,398 @@
+//! `cargo xtask release` against the real loopback registry, checked with
+//! skopeo and, for signatures, attestations and the SBOM's schema, with
+//! Python's `cryptography` and `cyclonedx-python-lib` (not our code), in a
+//! scratch git repository made from the workspace. Preflight refusals come
+//! first; they build nothing.
+//!
+//! Needs KMLOPS_TEST_REGISTRY (`.ci/container-stack.sh`), skopeo, and
+//! KMLOPS_PYTHON (a Python with those packages; `.ci/run` makes one). In CI
+//! a missing one fails the test; elsewhere it is skipped with the reason.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{Result, copy_workspace, target_dir, text};
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn needed(var: &str) -> Option<String> {
+    let v = std::env::var(var).ok().filter(|v| !v.is_empty());
+    if v.is_none() {
+        let why = format!("{var} is not set (`.ci/run` sets it up)");
+        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+        eprintln!("SKIPPED: {why}");
+    }
+    v
+}
+
+impl Repo {
+    /// A git repository holding the workspace, with only test-api as a
+    /// service (one image keeps the double build short) and a changelog.
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(&root)?;
+        copy_workspace(&root)?;
+        let repo_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in ["deploy/base", "deploy/components"] {
+            support::copy_tree(&repo_root.join(dir), &root.join(dir))?;
+        }
+        std::fs::write(
+            root.join("xtask.toml"),
+            "[services.test-api]\nport = 5000\nsmoke = \"tutorial-greeting\"\nseldon = false\n\
+             [images]\ndir = \"target-images\"\n",
+        )?;
+        std::fs::write(root.join(".gitignore"), "target-images/\n")?;
+        std::fs::write(
+            root.join("CHANGELOG.md"),
+            "# Changelog\n\n## [Unreleased]\n\n## [0.1.0] - 2026-11-30\n### Added\n- The first release.\n",
+        )?;
+        let repo = Self { _dir: dir, root };
+        repo.git(&["init", "--quiet", "--initial-branch=main"])?;
+        repo.commit("the workspace")?;
+        Ok(repo)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<Output> {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&self.root)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("git {args:?}: {}", text(&out.stderr)).into());
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, message: &str) -> Result {
+        self.git(&["add", "--all"])?;
+        self.git(&["commit", "--quiet", "--allow-empty", "-m", message])?;
+        Ok(())
+    }
+
+    fn xtask(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(self.root.join("xtask.toml"))
+            .arg("--progress=never")
+            .args(args)
+            .current_dir(&self.root)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env_remove("KMLOPS_SIGN_KEY")
+            .output()?)
+    }
+}
+
+fn refused(out: &Output, because: &str) {
+    assert!(
+        !out.status.success() && text(&out.stderr).contains(because),
+        "expected a refusal naming {because:?}:\n{}",
+        text(&out.stderr)
+    );
+}
+
+fn skopeo(args: &[&str]) -> Result<String> {
+    let out = Command::new("skopeo").args(args).output()?;
+    if !out.status.success() {
+        return Err(format!("skopeo {args:?}: {}", text(&out.stderr)).into());
+    }
+    Ok(text(&out.stdout))
+}
+
+fn digest_of(reference: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ])?)?;
+    Ok(v["Digest"].as_str().ok_or("no Digest")?.to_string())
+}
+
+fn copy_artifact(reference: &str, to: &Path) -> Result {
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("dir:{}", to.display()),
+    ])?;
+    Ok(())
+}
+
+#[test]
+fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible() -> Result {
+    let (Some(registry), Some(python)) = (needed("KMLOPS_TEST_REGISTRY"), needed("KMLOPS_PYTHON"))
+    else {
+        return Ok(());
+    };
+    let repo = Repo::new()?;
+    let base = format!("{registry}/kmlops-release-{}", std::process::id());
+    let key = repo.root.join("../release.key");
+    let key_arg = key.to_string_lossy().into_owned();
+
+    // keygen: a pair, the private key 0600, never overwritten.
+    let out = repo.xtask(&["release", "keygen", "--key", &key_arg])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
+    refused(
+        &repo.xtask(&["release", "keygen", "--key", &key_arg])?,
+        "exists",
+    );
+
+    let release = |extra: &[&str]| -> Result<Output> {
+        let mut args = vec![
+            "release",
+            "--registry",
+            &base,
+            "--insecure",
+            "--sign-key",
+            &key_arg,
+        ];
+        args.extend_from_slice(extra);
+        repo.xtask(&args)
+    };
+
+    // Preflight refusals, each before anything is built.
+    std::fs::write(repo.root.join("stray.txt"), "x")?;
+    refused(&release(&["--version", "0.1.0"])?, "uncommitted changes");
+    std::fs::remove_file(repo.root.join("stray.txt"))?;
+    refused(
+        &release(&["--version", "0.2.0"])?,
+        "Cargo.toml's workspace version is 0.1.0",
+    );
+    refused(&release(&["--version", "one"])?, "not a semantic version");
+    repo.git(&["tag", "v0.1.0"])?;
+    refused(
+        &release(&["--version", "0.1.0"])?,
+        "not greater than the last release tag v0.1.0",
+    );
+    repo.git(&["tag", "--delete", "v0.1.0"])?;
+    let log = std::fs::read_to_string(repo.root.join("CHANGELOG.md"))?;
+    std::fs::write(repo.root.join("CHANGELOG.md"), "# Changelog\n")?;
+    repo.commit("no notes")?;
+    refused(&release(&["--version", "0.1.0"])?, "has no `## [0.1.0]");
+    std::fs::write(repo.root.join("CHANGELOG.md"), &log)?;
+    repo.commit("notes")?;
+    refused(
+        &repo.xtask(&[
+            "release",
+            "--version",
+            "0.1.0",
+            "--registry",
+            &base,
+            "--insecure",
+        ])?,
+        "no signing key",
+    );
+    refused(
+        &repo.xtask(&[
+            "release",
+            "--version",
+            "0.1.0",
+            "--registry",
+            "127.0.0.1:9/nobody",
+            "--insecure",
+            "--sign-key",
+            &key_arg,
+        ])?,
+        "cannot authenticate to 127.0.0.1:9",
+    );
+
+    // The release.
+    let result = repo.root.join("../build.json");
+    let out = release(&[
+        "--version",
+        "0.1.0",
+        "--file-output",
+        &result.to_string_lossy(),
+    ])?;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reproduced"),
+        "built twice and compared:\n{stderr}"
+    );
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&result)?)?;
+    let build = &file["builds"][0];
+    assert_eq!(build["imageName"], "test-api");
+    let digest = build["digest"].as_str().ok_or("digest")?.to_string();
+    assert!(
+        build["tag"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!("@{digest}")))
+    );
+    assert!(text(&out.stdout).contains(&digest), "the digest is printed");
+    let sha = text(&repo.git(&["rev-parse", "--short=7", "HEAD"])?.stdout)
+        .trim()
+        .to_string();
+    for tag in ["v0.1.0", "0.1", &format!("0.1.0-{sha}")] {
+        assert_eq!(
+            digest_of(&format!("{base}/test-api:{tag}"))?,
+            digest,
+            "tag {tag}"
+        );
+    }
+    // The annotated tag, with the notes.
+    let tag = text(&repo.git(&["tag", "-n9", "v0.1.0"])?.stdout);
+    assert!(tag.contains("The first release."), "{tag}");
+
+    // Files: hydrated manifests pinned by digest, SBOM, provenance, sums.
+    let out_dir = target_dir().join("release/v0.1.0");
+    let kind = std::fs::read_to_string(out_dir.join("manifests/kind.yaml"))?;
+    assert!(
+        kind.contains(&format!("image: {base}/test-api@{digest}")),
+        "{kind}"
+    );
+    let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS"))?;
+    for f in [
+        "manifests/kind.yaml",
+        "test-api.cdx.json",
+        "test-api.provenance.json",
+        "RELEASE_NOTES.md",
+    ] {
+        assert!(
+            sums.contains(&format!("  {f}\n")),
+            "{f} in SHA256SUMS:\n{sums}"
+        );
+    }
+    let provenance: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        out_dir.join("test-api.provenance.json"),
+    )?)?;
+    let full = text(&repo.git(&["rev-parse", "HEAD"])?.stdout)
+        .trim()
+        .to_string();
+    let params = &provenance["predicate"]["buildDefinition"];
+    assert_eq!(
+        params["externalParameters"]["source"]["digest"]["gitCommit"],
+        full
+    );
+    assert_eq!(params["externalParameters"]["profile"], "dist");
+    assert!(
+        params["internalParameters"]["rustc"]
+            .as_str()
+            .is_some_and(|r| r.contains("host:"))
+    );
+
+    // The SBOM: every crate `cargo tree` compiles into test-api, no
+    // dev-dependency, with checksums.
+    let sbom: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("test-api.cdx.json"))?)?;
+    let names: Vec<String> = sbom["components"]
+        .as_array()
+        .ok_or("components")?
+        .iter()
+        .map(|c| {
+            format!(
+                "{} v{}",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let tree = Command::new("cargo")
+        .args([
+            "tree",
+            "-p",
+            "test-api",
+            "-e",
+            "normal,no-proc-macro",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .args(["--target", "x86_64-unknown-linux-gnu"])
+        .current_dir(&repo.root)
+        .output()?;
+    for line in text(&tree.stdout).lines() {
+        let crate_ = line
+            .trim_end_matches(" (*)")
+            .split(" (")
+            .next()
+            .unwrap_or(line);
+        assert!(names.iter().any(|n| n == crate_), "{crate_} is in the SBOM");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("tempfile ")),
+        "no dev-dependency"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("/etc/passwd ")),
+        "passwd listed"
+    );
+
+    // Signature and attestations, verified by Python's cryptography.
+    let scratch = tempfile::tempdir()?;
+    let (sig, att) = (scratch.path().join("sig"), scratch.path().join("att"));
+    let hex = digest.trim_start_matches("sha256:");
+    copy_artifact(&format!("{base}/test-api:sha256-{hex}.sig"), &sig)?;
+    copy_artifact(&format!("{base}/test-api:sha256-{hex}.att"), &att)?;
+    let public = out_dir.join("cosign.pub");
+    let helper = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/helpers/verify_release.py"
+    );
+    let check = |extra: &[&str]| -> Result<Output> {
+        Ok(Command::new(&python)
+            .arg(helper)
+            .arg(&public)
+            .arg(&sig)
+            .arg(&att)
+            .arg(&digest)
+            .args(extra)
+            .output()?)
+    };
+    let ok = check(&[])?;
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
+    assert!(text(&ok.stdout).contains("CycloneDX 1.5 JSON schema"));
+    for tamper in ["payload", "digest"] {
+        let bad = check(&["--tamper", tamper])?;
+        assert!(
+            !bad.status.success(),
+            "a changed {tamper} must not verify: {}",
+            text(&bad.stdout)
+        );
+    }
+
+    // A build that embeds the time: refused.
+    std::fs::write(
+        repo.root.join("services/test-api/build.rs"),
+        "fn main() { let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos(); println!(\"cargo:rustc-env=BUILT_AT={t}\"); }\n",
+    )?;
+    let main_rs = repo.root.join("services/test-api/src/main.rs");
+    let main = std::fs::read_to_string(&main_rs)?;
+    std::fs::write(
+        &main_rs,
+        main.replacen(
+            "fn main()",
+            "static BUILT_AT: &str = env!(\"BUILT_AT\");\nfn main()",
+            1,
+        )
+        .replacen("{\n", "{\n    std::hint::black_box(BUILT_AT);\n", 1),
+    )?;
+    let out = repo.xtask(&["release", "bump", "patch"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::write(
+        repo.root.join("CHANGELOG.md"),
+        log.replace(
+            "## [Unreleased]\n",
+            "## [Unreleased]\n\n## [0.1.1] - 2026-11-30\n- The time.\n",
+        ),
+    )?;
+    repo.commit("embed the build time")?;
+    let out = release(&["--version", "0.1.1", "--no-tag"])?;
+    refused(&out, "not reproducible");
+    Ok(())
+}
