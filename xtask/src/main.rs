@@ -21,6 +21,21 @@ use clap::Parser;
 use commands::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly (status 141, as a process
+    // killed by SIGPIPE), instead of a panic on the closed stdout.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     ground::interrupt::install();
     let result = ground::context::Ctx::new(&cli.global.options()).and_then(|cx| {
@@ -43,6 +58,7 @@ fn main() -> ExitCode {
             Command::ContractTest(a) => a.run(&cx),
             Command::Bench(a) => a.run(&cx),
             Command::Release(a) => a.run(&cx),
+            Command::Render(a) => a.run(&cx),
         };
         cx.runner.print_plan(outcome.is_err());
         outcome

@@ -293,6 +293,7 @@ fn push_then_pull_back_by_digest() -> Result {
         stderr.contains("2 blob(s) uploaded, 0 already there"),
         "{stderr}"
     );
+    let result = sb.dir.path().join("build.json");
     let (_, stderr) = ok(sb.xtask(&[
         "image",
         "push",
@@ -300,11 +301,20 @@ fn push_then_pull_back_by_digest() -> Result {
         "--registry",
         &target,
         "--insecure",
+        "--file-output",
+        &result.to_string_lossy(),
     ])?)?;
     assert!(
         stderr.contains("0 blob(s) uploaded, 2 already there"),
         "{stderr}"
     );
+    // --file-output: Skaffold's build-artifacts shape, the same pin.
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&result)?)?;
+    assert_eq!(file["builds"][0]["imageName"], "test-api");
+    let tag = file["builds"][0]["tag"].as_str().ok_or("tag")?;
+    let (tagged, digest_in_file) = tag.split_once('@').ok_or("no digest in tag")?;
+    assert!(tagged.starts_with(&format!("{target}/test-api:")), "{tag}");
+    assert!(pinned.ends_with(digest_in_file), "{tag} vs {pinned}");
 
     // skopeo pulls it back by digest; the digest is the one we computed.
     let digest = pinned

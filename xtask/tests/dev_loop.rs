@@ -23,6 +23,42 @@ fn xtask(ws: &Path) -> Command {
     cmd
 }
 
+/// The loop's process; a failed assertion (a panic) still Ctrl-Cs it, so
+/// that no loop outlives its test.
+struct Stopper(std::process::Child);
+
+impl std::ops::Deref for Stopper {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopper {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            if let Ok(pid) = i32::try_from(self.0.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGINT,
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn get(url: &str) -> Option<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
@@ -116,11 +152,13 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
     let main = ws.join(format!("services/{name}/src/main.rs"));
     let url = format!("http://127.0.0.1:{port}/hello");
 
-    let mut child = xtask(ws)
-        .args(["dev", "--target", target, "--debounce-ms", "200", name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = Stopper(
+        xtask(ws)
+            .args(["dev", "--target", target, "--debounce-ms", "200", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
     let (tx, lines) = mpsc::channel();
     for stream in [
         Box::new(child.stdout.take().ok_or("stdout")?) as Box<dyn std::io::Read + Send>,

@@ -320,6 +320,11 @@ fn changed_binary_is_restarted() -> Result {
     );
     let new_pid = sb.pid()?;
     assert_ne!(new_pid, pid);
+    // Reaping an orphan is init's, and asynchronous: a moment's grace.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!alive(pid), "old process stopped");
     assert_eq!(get(&sb.url("/test_api"))?.0, 200);
     ok(&sb.xtask(&["teardown"])?)?;

@@ -250,6 +250,44 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         kind.contains(&format!("image: {base}/test-api@{digest}")),
         "{kind}"
     );
+    // `render` from the --file-output document gives the same manifests.
+    let out = repo.xtask(&[
+        "render",
+        "--target",
+        "kind",
+        "--images",
+        &result.to_string_lossy(),
+    ])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        kind,
+        "render = the release's hydrated manifest"
+    );
+    refused(
+        &repo.xtask(&[
+            "render",
+            "--target",
+            "local",
+            "--images",
+            &result.to_string_lossy(),
+        ])?,
+        "applies no manifests",
+    );
+    std::fs::write(
+        repo.root.join("../unpinned.json"),
+        r#"{"builds":[{"imageName":"test-api","tag":"r/test-api:1"}]}"#,
+    )?;
+    refused(
+        &repo.xtask(&[
+            "render",
+            "--target",
+            "kind",
+            "--images",
+            &repo.root.join("../unpinned.json").to_string_lossy(),
+        ])?,
+        "not pinned by digest",
+    );
     let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS"))?;
     for f in [
         "manifests/kind.yaml",

@@ -42,7 +42,15 @@ impl ClusterArgs {
         match self.command {
             ClusterCommand::Up => {
                 cluster.up(cx)?;
-                api::wait_ready(cx, &cluster.context(&cx.config)?)?;
+                let context = match cluster.context(&cx.config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Listed by the dry run's preflight already.
+                        cx.runner.precondition(e)?;
+                        "<context>".to_string()
+                    }
+                };
+                api::wait_ready(cx, &context)?;
             }
             ClusterCommand::Down { yes } => cluster.down(cx, yes)?,
             ClusterCommand::Status => {

@@ -38,19 +38,36 @@ impl DevArgs {
         let name = cx.target(self.target.target);
         let target = targets::for_name(name);
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        // Ctrl-C: the same teardown a user would run, by this very binary.
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        // Ctrl-C: the same teardown a user would run, by this very binary,
+        // of the services this loop runs (others keep running). It runs in
+        // a process group of its own, so that a second Ctrl-C does not cut
+        // it short.
         let _guard = (!self.keep).then(|| {
             let exe = std::env::current_exe().unwrap_or_else(|_| "cargo-xtask".into());
             let config = cx.config_source.clone();
             interrupt::on_interrupt(move || {
-                eprintln!("\n==> stopping: tearing down what dev started");
+                eprintln!(
+                    "\n==> stopping: tearing down {} (a second Ctrl-C does not interrupt it)",
+                    names.join(", ")
+                );
                 let mut cmd = std::process::Command::new(&exe);
                 if let Some(c) = &config {
                     cmd.arg("--config").arg(c);
                 }
-                let _ = cmd
+                use std::os::unix::process::CommandExt;
+                let status = cmd
                     .args(["--progress=never", "teardown", "--target", name.as_str()])
+                    .args(&names)
+                    .process_group(0)
                     .status();
+                if !status.is_ok_and(|s| s.success()) {
+                    eprintln!(
+                        "==> teardown did not finish; run `cargo xtask teardown --target {} {}`",
+                        name.as_str(),
+                        names.join(" ")
+                    );
+                }
             })
         });
         let opts = devloop::Options {

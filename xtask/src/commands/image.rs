@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::ground::context::Ctx;
@@ -19,6 +19,10 @@ pub struct ImageArgs {
     pub command: ImageCommand,
     #[command(flatten)]
     pub profile: super::args::ProfileArg,
+    /// Write the images as JSON in Skaffold's build-artifacts shape:
+    /// {"builds":[{"imageName":…,"tag":"repo:tag@sha256:…"}]}
+    #[arg(long, value_name = "FILE", global = true)]
+    pub file_output: Option<std::path::PathBuf>,
 }
 
 /// `--builder`.
@@ -126,16 +130,48 @@ impl ImageArgs {
             });
         let specs = services::select(&cx.config, &cx.root, &services)?;
         let images = image::build_images(cx, &specs, builder.into(), profile)?;
+        let mut builds = Vec::new();
         match publisher {
-            None => print_images(cx, &images)?,
+            None => {
+                print_images(cx, &images)?;
+                for i in &images {
+                    builds.push(artifact(&i.name, &i.reference, &i.digest));
+                }
+            }
             Some(p) => {
                 for image in &images {
-                    p.publish(cx, image)?;
+                    let pinned = p.publish(cx, image)?;
+                    // A push pins by the digest the registry reported; a
+                    // load keeps the tagged reference.
+                    let (tagged, digest) = match pinned.split_once('@') {
+                        Some((repository, digest)) => {
+                            (format!("{repository}:{}", image.tag), digest.to_string())
+                        }
+                        None => (pinned.clone(), image.digest.clone()),
+                    };
+                    builds.push(artifact(&image.name, &tagged, &digest));
                 }
             }
         }
+        if let Some(file) = &self.file_output {
+            cx.runner.effect(format!("write {}", file.display()), || {
+                let doc = serde_json::json!({ "builds": builds });
+                std::fs::write(file, serde_json::to_vec_pretty(&doc)?)
+                    .with_context(|| format!("cannot write {}", file.display()))
+            })?;
+        }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// One entry of Skaffold's build-artifacts list: `tagged` is
+/// `repository:tag`, pinned with `@digest`.
+fn artifact(name: &str, tagged: &str, digest: &str) -> serde_json::Value {
+    serde_json::json!({
+        "imageName": name,
+        "tag": format!("{tagged}@{digest}"),
+        "digest": digest,
+    })
 }
 
 fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod manifests;
 pub mod model;
 pub mod release;
+pub mod render;
 pub mod seldon;
 pub mod service;
 pub mod status;
@@ -159,6 +160,11 @@ pub enum Command {
         after_help = "Examples:\n  cargo xtask contract-test services/model-server/contract.json --port 5002 -b 5 -n 10\n  cargo xtask contract-test contract.json --tensor -p\n  cargo xtask contract-test contract.json --host 127.0.0.1 --port 8003 --api seldon/seldon-test-model"
     )]
     ContractTest(contract_test::ContractTestArgs),
+    /// Render a Kubernetes target's manifests with prebuilt images pinned by digest (no cluster needed)
+    #[command(
+        after_help = "Examples:\n  cargo xtask render --target gke --images build.json\n  cargo xtask render --target kind --images build.json -o rendered/"
+    )]
+    Render(render::RenderArgs),
     /// Cut a version: images built twice and compared, pushed, signed and attested, manifests hydrated
     #[command(
         after_help = "Examples:\n  cargo xtask release keygen --key release.key\n  cargo xtask release bump minor\n  cargo xtask release --version 0.2.0 --registry ghcr.io/me --sign-key release.key --file-output build.json\n  cargo xtask release --version 0.2.0 --dry-run"

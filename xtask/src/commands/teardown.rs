@@ -30,6 +30,9 @@ pub struct TeardownArgs {
     /// With --cluster: do not ask before deleting a GKE cluster
     #[arg(long, requires = "cluster")]
     pub yes: bool,
+    /// Only these services (default: all)
+    #[arg(conflicts_with_all = ["cluster", "seldon"])]
+    pub services: Vec<String>,
 }
 
 impl TeardownArgs {
@@ -58,9 +61,15 @@ impl TeardownArgs {
         }
         let target = targets::for_name(name);
         let session = target.open(cx)?;
-        target.teardown(cx, &session, &services::all(&cx.config, &cx.root))?;
+        let specs = services::select(&cx.config, &cx.root, &self.services)?;
+        target.teardown(cx, &session, &specs)?;
         cx.runner.unless_dry_run(|| {
-            println!("Torn down: nothing of kube-mlops is running on {name}.");
+            if self.services.is_empty() {
+                println!("Torn down: nothing of kube-mlops is running on {name}.");
+            } else {
+                let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                println!("Torn down on {name}: {}.", names.join(", "));
+            }
             Ok(())
         })?;
         if let Some(cluster) = cluster.filter(|_| self.cluster) {

@@ -160,6 +160,16 @@ fn iterate(
     opts: &Options,
     good: &mut Good,
 ) {
+    if matches!(cx.runner.unless_dry_run(|| Ok(())), Ok(None)) {
+        // The plan records the round's steps; there is nothing to report.
+        if let Err(e) = build::build(cx, specs, opts.profile)
+            .and_then(|b| target.deliver(cx, session, b))
+            .and_then(|d| target.apply(cx, session, &d))
+        {
+            eprintln!("{e:#}");
+        }
+        return;
+    }
     let started = Instant::now();
     let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b)) {
         Ok(b) => b,
@@ -281,9 +291,12 @@ fn rollback(cx: &Ctx, target: &dyn Target, session: &Session, specs: &[ServiceSp
 /// (once per content) and points `Built` there.
 fn keep(cx: &Ctx, built: Vec<Built>) -> Result<Vec<Built>> {
     let dir = cx.config.local.run_dir.join("dev");
-    cx.runner.unless_dry_run(|| {
+    let made = cx.runner.unless_dry_run(|| {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))
     })?;
+    if made.is_none() {
+        return Ok(built); // a dry run keeps nothing
+    }
     built
         .into_iter()
         .map(|b| {

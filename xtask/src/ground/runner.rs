@@ -75,8 +75,23 @@ impl Runner {
         }
     }
 
-    /// The tool's path, or an error naming it, what needs it and how to install it.
+    /// The tool's path, or an error naming it, what needs it and how to
+    /// install it. Under `--dry-run` a missing tool is a precondition
+    /// ("would stop here") and the plan goes on with its bare name.
     pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
+        match self.find(program, purpose) {
+            Err(e) if self.dry_run => {
+                let text = format!("{e:#}");
+                if !self.blockers.borrow().contains(&text) {
+                    self.blockers.borrow_mut().push(text);
+                }
+                Ok(PathBuf::from(program))
+            }
+            found => found,
+        }
+    }
+
+    fn find(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         if program.contains('/') {
             let p = PathBuf::from(program);
             if p.is_file() {
@@ -182,12 +197,24 @@ impl Runner {
     ) -> Result<Probe> {
         let cmd = cmd.into();
         let line = shown(&cmd);
-        let handle = duct_of(&self.resolved(cmd, purpose)?)
+        let started = duct_of(&self.resolved(cmd, purpose)?)
             .stdout_capture()
             .stderr_capture()
             .unchecked()
-            .start()
-            .with_context(|| format!("cannot start `{line}`"))?;
+            .start();
+        let handle = match started {
+            Ok(h) => h,
+            // A dry run without the tool: a failed probe, which the caller
+            // lists as a precondition.
+            Err(e) if self.dry_run => {
+                return Ok(Probe {
+                    success: false,
+                    stdout: String::new(),
+                    stderr: format!("cannot start `{line}`: {e}"),
+                });
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot start `{line}`")),
+        };
         match handle.wait_timeout(timeout)? {
             Some(out) => Ok(Probe {
                 success: out.status.success(),
@@ -322,7 +349,12 @@ impl Runner {
         // A path names a binary the plan itself builds (a service, the
         // engine); only tools looked up on PATH can be missing.
         let on_path = !program.contains(std::path::MAIN_SEPARATOR);
-        if on_path && self.locate(&program, purpose).is_err() {
+        if on_path && let Err(missing) = self.find(&program, purpose) {
+            // A real run would stop at this step: listed first, too.
+            let text = format!("{missing:#}");
+            if !self.blockers.borrow().contains(&text) {
+                self.blockers.borrow_mut().push(text);
+            }
             line.push_str(&format!(
                 "  [not installed: {}]",
                 tools::install_hint(&program)

@@ -8,11 +8,68 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use xshell::cmd;
 
-use super::Released;
 use crate::ground::context::Ctx;
 
+/// An image pinned by digest: containers using image `name` run
+/// `repository@digest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    pub name: String,
+    pub repository: String,
+    pub digest: String,
+}
+
+impl Pin {
+    /// From a build-artifacts entry: `imageName` and `tag`
+    /// (`repository[:tag]@sha256:…`).
+    ///
+    /// # Errors
+    /// A tag without a digest.
+    pub fn from_artifact(name: &str, tag: &str) -> anyhow::Result<Self> {
+        let (reference, digest) = tag.split_once('@').with_context(|| {
+            format!("{name}: {tag:?} is not pinned by digest (repository:tag@sha256:…)")
+        })?;
+        // A ':' after the last '/' starts a tag; before it, a port.
+        let repository = match reference.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => r,
+            _ => reference,
+        };
+        Ok(Self {
+            name: name.to_string(),
+            repository: repository.to_string(),
+            digest: digest.to_string(),
+        })
+    }
+}
+
+/// Reads a `--file-output` document (`{"builds":[{"imageName","tag"}]}`).
+///
+/// # Errors
+/// An unreadable file, not that shape, or an entry not pinned by digest.
+pub fn pins_from_file(file: &Path) -> Result<Vec<Pin>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let builds = doc["builds"].as_array().with_context(|| {
+        format!(
+            "{} has no \"builds\" list (the shape `--file-output` writes)",
+            file.display()
+        )
+    })?;
+    builds
+        .iter()
+        .map(|b| {
+            let (Some(name), Some(tag)) = (b["imageName"].as_str(), b["tag"].as_str()) else {
+                anyhow::bail!("{}: every build needs imageName and tag", file.display());
+            };
+            Pin::from_artifact(name, tag)
+        })
+        .collect()
+}
+
 /// The kustomization that pins `released` on top of `overlay`.
-pub fn kustomization(overlay: &Path, released: &[Released]) -> String {
+pub fn kustomization(overlay: &Path, released: &[Pin]) -> String {
     let mut text = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\nimages:\n",
         overlay.display()
@@ -20,7 +77,7 @@ pub fn kustomization(overlay: &Path, released: &[Released]) -> String {
     for r in released {
         text.push_str(&format!(
             "- name: {}\n  newName: {}\n  digest: {}\n",
-            r.image_name, r.repository, r.digest
+            r.name, r.repository, r.digest
         ));
     }
     text
@@ -41,16 +98,42 @@ fn relative(from: &Path, to: &Path) -> std::path::PathBuf {
     out
 }
 
-/// Renders every overlay with `released` pinned into `<out>/manifests/`.
+/// `overlay` rendered with `pins`; `scratch` holds the pinning
+/// kustomization.
+///
+/// # Errors
+/// `kubectl kustomize` failing.
+pub fn render(cx: &Ctx, overlay: &Path, pins: &[Pin], scratch: &Path) -> Result<String> {
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    // kustomize takes only relative roots.
+    let from = scratch.canonicalize()?;
+    let to = overlay
+        .canonicalize()
+        .with_context(|| format!("no overlay {}", overlay.display()))?;
+    std::fs::write(
+        scratch.join("kustomization.yaml"),
+        kustomization(&relative(&from, &to), pins),
+    )?;
+    let rendered = cx.runner.run(
+        cmd!(
+            cx.sh,
+            "kubectl kustomize --load-restrictor=LoadRestrictionsNone {scratch}"
+        ),
+        "rendering the manifests with the images pinned",
+    )?;
+    Ok(rendered.stdout)
+}
+
+/// Renders every overlay under deploy/overlays with `pins` into
+/// `<out>/manifests/<overlay>.yaml`.
 ///
 /// # Errors
 /// An unreadable overlay directory, `kubectl kustomize` failing.
-pub fn write_all(cx: &Ctx, out: &Path, released: &[Released]) -> Result<()> {
-    let overlays = cx.root.join("deploy/overlays");
+pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
+    let overlays = cx.config.kubernetes.manifests_dir.join("overlays");
     let manifests = out.join("manifests");
     std::fs::create_dir_all(&manifests)?;
-    // The pinning kustomizations, kept beside the output for inspection.
-    let scratch = out.join("kustomize");
     let mut names: Vec<_> = std::fs::read_dir(&overlays)
         .with_context(|| format!("cannot read {}", overlays.display()))?
         .filter_map(|e| e.ok())
@@ -59,24 +142,15 @@ pub fn write_all(cx: &Ctx, out: &Path, released: &[Released]) -> Result<()> {
         .collect();
     names.sort();
     for name in names {
-        let dir = scratch.join(&name);
-        std::fs::create_dir_all(&dir)?;
-        // kustomize takes only relative roots.
-        let overlay = relative(&dir.canonicalize()?, &overlays.join(&name).canonicalize()?);
-        std::fs::write(
-            dir.join("kustomization.yaml"),
-            kustomization(&overlay, released),
-        )?;
-        let rendered = cx.runner.run(
-            cmd!(
-                cx.sh,
-                "kubectl kustomize --load-restrictor=LoadRestrictionsNone {dir}"
-            ),
-            "rendering the hydrated manifests",
+        // The pinning kustomizations stay beside the output, for inspection.
+        let text = render(
+            cx,
+            &overlays.join(&name),
+            pins,
+            &out.join("kustomize").join(&name),
         )?;
         let file = manifests.join(format!("{name}.yaml"));
-        std::fs::write(&file, &rendered.stdout)
-            .with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!("  ✓ {}", file.display());
     }
     Ok(())
@@ -85,6 +159,17 @@ pub fn write_all(cx: &Ctx, out: &Path, released: &[Released]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifacts_become_pins() -> Result<()> {
+        let pin = Pin::from_artifact("test-api", "127.0.0.1:5555/me/test-api:v1.0.0@sha256:ab")?;
+        assert_eq!(pin.repository, "127.0.0.1:5555/me/test-api");
+        assert_eq!(pin.digest, "sha256:ab");
+        let bare = Pin::from_artifact("x", "127.0.0.1:5555/me/x@sha256:cd")?;
+        assert_eq!(bare.repository, "127.0.0.1:5555/me/x");
+        assert!(Pin::from_artifact("x", "r/x:1").is_err());
+        Ok(())
+    }
 
     #[test]
     fn relative_paths_climb_to_the_common_root() {

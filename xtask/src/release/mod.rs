@@ -9,7 +9,7 @@
 
 pub mod bump;
 pub mod cosign;
-mod hydrate;
+pub mod hydrate;
 pub mod preflight;
 pub mod provenance;
 pub mod sbom;
@@ -272,7 +272,15 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     }
 
     // 7. Hydrated manifests, notes, checksums.
-    hydrate::write_all(cx, &out, &released)?;
+    let pins: Vec<hydrate::Pin> = released
+        .iter()
+        .map(|r| hydrate::Pin {
+            name: r.image_name.clone(),
+            repository: r.repository.clone(),
+            digest: r.digest.clone(),
+        })
+        .collect();
+    hydrate::write_all(cx, &out, &pins)?;
     std::fs::write(out.join("RELEASE_NOTES.md"), format!("{}\n", facts.notes))?;
     std::fs::write(out.join("cosign.pub"), key.public_pem()?)?;
     write_sums(&out)?;

@@ -150,6 +150,16 @@ impl Target for Kube {
         Some(cx.config.kubernetes.manifests_dir.clone())
     }
 
+    fn overlay(&self, cx: &Ctx) -> Option<PathBuf> {
+        Some(
+            cx.config
+                .kubernetes
+                .manifests_dir
+                .join("overlays")
+                .join(self.cluster.name().as_str()),
+        )
+    }
+
     fn tools(&self) -> &'static [&'static str] {
         self.cluster.tools()
     }
@@ -199,12 +209,9 @@ impl Target for Kube {
     }
 
     fn apply(&self, cx: &Ctx, session: &Session, delivered: &Delivered) -> Result<()> {
-        let overlay = cx
-            .config
-            .kubernetes
-            .manifests_dir
-            .join("overlays")
-            .join(self.cluster.name().as_str());
+        let overlay = self
+            .overlay(cx)
+            .context("a Kubernetes target has an overlay")?;
         let only: Vec<&str> = delivered
             .built
             .iter()
@@ -296,6 +303,16 @@ impl Target for Kube {
         let state = self.state_dir(cx);
         for spec in specs {
             engine::stop_forward(cx, &state, &spec.name)?;
+        }
+        let all = crate::ground::services::all(&cx.config, &cx.root);
+        if specs.len() < all.len() {
+            // Some services (the dev loop's): theirs only; the ingress stays.
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            let selector = format!(
+                "{MANAGED_BY},app.kubernetes.io/name in ({})",
+                names.join(",")
+            );
+            return self.engine(session)?.delete_labelled(cx, &selector);
         }
         self.stop_ingress(cx)?;
         self.engine(session)?.delete_labelled(cx, MANAGED_BY)

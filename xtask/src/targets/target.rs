@@ -111,6 +111,11 @@ pub trait Target {
     fn manifests(&self, _cx: &Ctx) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// The kustomize overlay it renders and applies, if it applies one.
+    fn overlay(&self, _cx: &Ctx) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Where a service's log can be followed.

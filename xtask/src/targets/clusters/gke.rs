@@ -24,6 +24,15 @@ pub struct Gke;
 
 const NO_PROJECT: &str = "no Google Cloud project: set `project` under [gke] in xtask.toml";
 
+/// `gke.project`, or `<project>` in a dry run's plan when it is unset.
+fn project_or_placeholder(g: &crate::ground::settings::Gke) -> &str {
+    if g.project.trim().is_empty() {
+        "<project>"
+    } else {
+        g.project.as_str()
+    }
+}
+
 impl Cluster for Gke {
     fn name(&self) -> TargetName {
         TargetName::Gke
@@ -60,7 +69,7 @@ impl Cluster for Gke {
             g.num_nodes.to_string(),
             &g.machine_type,
             &g.zone,
-            &g.project,
+            project_or_placeholder(g),
         );
         cx.runner.run(
             cmd!(
@@ -82,14 +91,14 @@ impl Cluster for Gke {
     fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
         let g = &cx.config.gke;
         if g.project.is_empty() {
-            bail!(NO_PROJECT);
+            cx.runner.precondition(anyhow::anyhow!(NO_PROJECT))?;
         }
         let what = format!("GKE cluster {} in {} ({})", g.cluster, g.project, g.zone);
         let ask = || confirm(&format!("Delete the {what}?"));
         if !confirmed && cx.runner.unless_dry_run(ask)? == Some(false) {
             bail!("not deleting the {what} without confirmation: pass --yes");
         }
-        let (cluster, zone, project) = (&g.cluster, &g.zone, &g.project);
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(g));
         cx.runner.run(
             cmd!(
                 cx.sh,
@@ -179,7 +188,10 @@ impl Cluster for Gke {
         )?;
         let account = p.stdout.trim();
         if !p.success || account.is_empty() || account == "(unset)" {
-            bail!("no active gcloud account to grant cluster-admin to: run `gcloud auth login`");
+            cx.runner.precondition(anyhow::anyhow!(
+                "no active gcloud account to grant cluster-admin to: run `gcloud auth login`"
+            ))?;
+            return Ok("<account>".to_string());
         }
         Ok(account.to_string())
     }
@@ -190,8 +202,14 @@ impl Cluster for Gke {
 fn preflight(cx: &Ctx) -> Result<()> {
     cx.runner.locate("gcloud", "creating a GKE cluster")?;
     let problems = problems(cx)?;
-    if let Some(first) = problems.first() {
-        bail!("{first}");
+    // A real run stops at the first gap; a dry run lists every one and
+    // plans on.
+    let gaps = !problems.is_empty();
+    for p in problems {
+        cx.runner.precondition(anyhow::anyhow!(p))?;
+    }
+    if gaps {
+        return Ok(());
     }
     eprintln!(
         "==> gcloud: account {}, project {}",
@@ -279,7 +297,7 @@ pub fn artifact_registry(g: &crate::ground::settings::Gke) -> String {
     format!(
         "{}-docker.pkg.dev/{}/kube-mlops",
         region(&g.zone),
-        g.project
+        project_or_placeholder(g)
     )
 }
 

@@ -1,0 +1,57 @@
+//! `cargo xtask render --target T --images FILE [-o DIR]`: a Kubernetes
+//! target's manifests with prebuilt images pinned by digest, no cluster
+//! needed (Skaffold's `render`): what a CD pipeline commits or applies
+//! after `release` or `image push --file-output`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::args::TargetArg;
+use crate::ground::context::Ctx;
+use crate::release::hydrate;
+use crate::targets;
+
+#[derive(Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
+    /// The images, as `release` or `image push` wrote them with --file-output
+    /// ({"builds":[{"imageName":…,"tag":"repository:tag@sha256:…"}]})
+    #[arg(long, value_name = "FILE")]
+    pub images: PathBuf,
+    /// Write DIR/<target>.yaml instead of printing
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+impl RenderArgs {
+    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let name = cx.target(self.target.target);
+        let target = targets::for_name(name);
+        let overlay = target.overlay(cx).with_context(|| {
+            format!(
+                "the {} target applies no manifests; render one of the Kubernetes targets (minikube, kind, gke)",
+                name.as_str()
+            )
+        })?;
+        let pins = hydrate::pins_from_file(&self.images)?;
+        let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+        let text = hydrate::render(cx, &overlay, &pins, scratch.path())?;
+        match &self.output {
+            None => print!("{text}"),
+            Some(dir) => {
+                let file = dir.join(format!("{}.yaml", name.as_str()));
+                cx.runner.effect(format!("write {}", file.display()), || {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::write(&file, &text)
+                        .with_context(|| format!("cannot write {}", file.display()))
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
