@@ -230,6 +230,86 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             "{stdout}"
         );
 
+        // Each pod template names its image's ID, so that a rebuilt image
+        // under the same tag rolls out.
+        for d in f.deployments()? {
+            let ids = d
+                .spec
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.annotations)
+                .and_then(|a| a.get("kube-mlops.dev/image-ids").cloned())
+                .unwrap_or_default();
+            assert!(ids.contains("=sha256:"), "{ids:?}");
+        }
+
+        // Prebuilt images pinned by digest: no build, no load; the pins run.
+        let pins = f.tools.dir.path().join("build.json");
+        let (d1, d2) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        std::fs::write(
+            &pins,
+            format!(
+                r#"{{"builds":[{{"imageName":"test-api","tag":"reg.example/acct/test-api:v1.0.0@{d1}"}},{{"imageName":"model-server","tag":"reg.example/acct/model-server:v1.0.0@{d2}"}}]}}"#
+            ),
+        )?;
+        let pins_arg = pins.display().to_string();
+        let (out, _) = f.xtask(
+            &[
+                "--dry-run",
+                "deploy",
+                "--target",
+                "minikube",
+                "--images",
+                &pins_arg,
+            ],
+            &env,
+        )?;
+        let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{plan}");
+        assert!(
+            !plan.contains("cargo build") && !plan.contains("image load"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains(&format!("--image test-api=reg.example/acct/test-api@{d1}")),
+            "{plan}"
+        );
+        let loads = |log: &[String]| log.iter().filter(|l| l.contains("image load")).count();
+        let (out, log) = f.xtask(
+            &["deploy", "--target", "minikube", "--images", &pins_arg],
+            &env,
+        )?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(loads(&log), 0, "nothing loaded: {log:?}");
+        let pinned: Vec<String> = f
+            .deployments()?
+            .iter()
+            .filter_map(|d| {
+                d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+                    .image
+                    .clone()
+            })
+            .collect();
+        assert!(
+            pinned.contains(&format!("reg.example/acct/test-api@{d1}")),
+            "{pinned:?}"
+        );
+        assert!(
+            pinned.contains(&format!("reg.example/acct/model-server@{d2}")),
+            "{pinned:?}"
+        );
+        let (out, _) = f.xtask(
+            &["deploy", "--target", "local", "--images", &pins_arg],
+            &env,
+        )?;
+        assert!(
+            text(&out.stderr).contains("Kubernetes target"),
+            "{}",
+            text(&out.stderr)
+        );
+
         let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", text(&out.stderr));

@@ -169,6 +169,7 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
     );
     refused(&release(&["--version", "one"])?, "not a semantic version");
     repo.git(&["tag", "v0.1.0"])?;
+    repo.commit("after the tag")?; // v0.1.0 on HEAD would be a tag-push job's release
     refused(
         &release(&["--version", "0.1.0"])?,
         "not greater than the last release tag v0.1.0",
@@ -403,6 +404,39 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
             text(&bad.stdout)
         );
     }
+
+    // image verify: the signature and attestations with the public key,
+    // then a rebuild from the commit the provenance names, same digest.
+    let public_arg = public.to_string_lossy().into_owned();
+    let reference = format!("{base}/test-api:v0.1.0");
+    let out = repo.xtask(&[
+        "image",
+        "verify",
+        &reference,
+        "--key",
+        &public_arg,
+        "--insecure",
+    ])?;
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains(&digest), "{said}");
+    assert!(said.contains("the same digest, byte for byte"), "{said}");
+    // Another key: refused.
+    let other = repo.root.join("../other.key");
+    let out = repo.xtask(&["release", "keygen", "--key", &other.to_string_lossy()])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    refused(
+        &repo.xtask(&[
+            "image",
+            "verify",
+            &reference,
+            "--key",
+            &format!("{}.pub", other.display()),
+            "--insecure",
+            "--no-rebuild",
+        ])?,
+        "does not verify with this key",
+    );
 
     // A build that embeds the time: refused.
     std::fs::write(

@@ -10,10 +10,13 @@ use super::args::ProfileArg;
 use super::args::TargetArg;
 use super::args::seldon_target as kubernetes;
 use crate::build;
+use crate::build::Built;
 use crate::ground::context::Ctx;
 use crate::ground::services;
+use crate::image::Image;
+use crate::release::hydrate;
 use crate::targets;
-use crate::targets::target::Target;
+use crate::targets::target::{Delivered, Delivery, Target};
 use crate::verify::smoke;
 
 #[derive(Args)]
@@ -27,6 +30,11 @@ pub struct DeployArgs {
     pub services: Vec<String>,
     #[command(flatten)]
     pub profile: ProfileArg,
+    /// Deploy prebuilt images pinned by digest instead of building (a
+    /// Kubernetes target; FILE as `release` or `image push` wrote it with
+    /// --file-output)
+    #[arg(long, value_name = "FILE", conflicts_with = "seldon")]
+    pub images: Option<std::path::PathBuf>,
 }
 
 impl DeployArgs {
@@ -52,10 +60,15 @@ impl DeployArgs {
             .open(cx)
             .and_then(|s| target.prepare(cx, &s).map(|()| s))
             .with_context(|| format!("preparing target {name}"))?;
-        let built = build::build(cx, &specs, self.profile.or(target.profile()))?;
-        let delivered = target
-            .deliver(cx, &session, built)
-            .with_context(|| format!("delivering to {name}"))?;
+        let delivered = match &self.images {
+            Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
+            None => {
+                let built = build::build(cx, &specs, self.profile.or(target.profile()))?;
+                target
+                    .deliver(cx, &session, built)
+                    .with_context(|| format!("delivering to {name}"))?
+            }
+        };
         target
             .apply(cx, &session, &delivered)
             .with_context(|| format!("deploying to {name}"))?;
@@ -72,4 +85,66 @@ impl DeployArgs {
         })?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// What `--images FILE` delivers: nothing is built; each service runs the
+/// image FILE pins for its image name.
+fn prebuilt(
+    cx: &Ctx,
+    target: &dyn Target,
+    specs: &[services::ServiceSpec],
+    file: &std::path::Path,
+) -> Result<Delivered> {
+    if target.overlay(cx).is_none() {
+        anyhow::bail!(
+            "--images deploys prebuilt images to a Kubernetes target (minikube, kind, gke); \
+             this target runs what it builds here: drop --images"
+        );
+    }
+    let pins = hydrate::pins_from_file(file)?;
+    let mut images: Vec<Delivery> = Vec::new();
+    for spec in specs {
+        let image = &spec.settings.image;
+        let pin = pins.iter().find(|p| &p.name == image).with_context(|| {
+            format!(
+                "{} pins no image named {image} (service {}); its images: {}",
+                file.display(),
+                spec.name,
+                pins.iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        if images.iter().any(|d| &d.image.name == image) {
+            continue;
+        }
+        let reference = format!("{}@{}", pin.repository, pin.digest);
+        images.push(Delivery {
+            image: Image {
+                name: image.clone(),
+                reference: reference.clone(),
+                tag: String::new(),
+                archive: std::path::PathBuf::new(),
+                digest: pin.digest.clone(),
+                // Pinned by digest: a new image is a new reference already.
+                id: String::new(),
+                size: 0,
+            },
+            reference,
+        });
+    }
+    cx.runner.step(format!(
+        "no build: {} image(s) pinned by digest in {}",
+        images.len(),
+        file.display()
+    ));
+    let built = specs
+        .iter()
+        .map(|s| Built {
+            spec: s.clone(),
+            binary: std::path::PathBuf::new(),
+        })
+        .collect();
+    Ok(Delivered { built, images })
 }

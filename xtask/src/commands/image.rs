@@ -94,6 +94,21 @@ pub enum ImageCommand {
         #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
         builder: BuilderArg,
     },
+    /// Check a released image's signature and attestations with a public key, then rebuild it
+    /// from the commit its provenance names and compare digests
+    Verify {
+        /// The image: repository:tag or repository@sha256:…
+        reference: String,
+        /// The PEM public key (`cosign.pub` beside a release, or KEY.pub from `release keygen`)
+        #[arg(long, value_name = "PUB")]
+        key: std::path::PathBuf,
+        /// Use plain HTTP (a registry on loopback)
+        #[arg(long)]
+        insecure: bool,
+        /// Check signatures only; do not rebuild
+        #[arg(long)]
+        no_rebuild: bool,
+    },
 }
 
 impl ImageArgs {
@@ -119,6 +134,12 @@ impl ImageArgs {
                     insecure,
                 })),
             ),
+            ImageCommand::Verify {
+                reference,
+                key,
+                insecure,
+                no_rebuild,
+            } => return verify(cx, &reference, &key, insecure, no_rebuild),
         };
         // What is pushed ships: the size profile; the rest stays here.
         let profile = self
@@ -188,4 +209,45 @@ fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// `image verify`: signatures and attestations, then the rebuild.
+fn verify(
+    cx: &Ctx,
+    reference: &str,
+    key: &std::path::Path,
+    insecure: bool,
+    no_rebuild: bool,
+) -> Result<ExitCode> {
+    let checked = cx
+        .runner
+        .unless_dry_run(|| crate::release::verify::signatures(reference, key, insecure))?;
+    let Some(v) = checked else {
+        cx.runner.step(format!(
+            "verify the signature and the SBOM and provenance attestations of {reference} with {}",
+            key.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("{}@{}", v.repository, v.digest);
+    println!("  ✓ signature verifies with {}", key.display());
+    println!("  ✓ attestations verify: {}", v.attestations.join(", "));
+    if no_rebuild {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rebuilt = crate::release::verify::rebuild(cx, &v)?;
+    if let Some(digest) = rebuilt {
+        if digest != v.digest {
+            anyhow::bail!(
+                "rebuilding commit {} gave {digest}, not the released {}: the image is not what its provenance says (or the build is not reproducible here: same toolchain and profile?)",
+                v.commit,
+                v.digest
+            );
+        }
+        println!(
+            "  ✓ rebuilt from commit {} ({} profile): the same digest, byte for byte",
+            v.commit, v.profile
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,19 @@ pub struct Provenance {
     pub source: String,
 }
 
+/// `[workspace.package] version` of the workspace at `root`: images carry
+/// the version of what they are built from, not of the xtask building them.
+fn workspace_version(root: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
+    let parsed: toml::Table = toml::from_str(&text).ok()?;
+    parsed
+        .get("workspace")?
+        .get("package")?
+        .get("version")?
+        .as_str()
+        .map(str::to_string)
+}
+
 impl Provenance {
     pub fn read(cx: &Ctx) -> Result<Self> {
         let git = |args: &[&str]| {
@@ -49,7 +62,8 @@ impl Provenance {
                 .unwrap_or(0),
         };
         Ok(Self {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: workspace_version(&cx.root)
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
             revision,
             dirty,
             epoch,

@@ -7,5 +7,6 @@ pub mod docker;
 pub mod kind;
 pub mod minikube;
 pub mod publisher;
+pub mod pull;
 pub mod push;
 pub mod registry;

@@ -133,7 +133,7 @@ impl Upload {
 
 /// From ~/.docker/config.json (auths, credsStore, credHelpers); anonymous
 /// when there is nothing for this registry.
-fn credentials(registry: &str) -> RegistryAuth {
+pub fn credentials(registry: &str) -> RegistryAuth {
     let lookup = |server: &str| docker_credential::get_credential(server).ok();
     let found = lookup(registry).or_else(|| {
         // Docker Hub's credentials are filed under its v1 URL.

@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod provenance;
 pub mod sbom;
 pub mod signing;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
                 commit: "<commit>".into(),
                 previous: None,
                 notes: String::new(),
+                tagged: false,
             }
         }
     };
@@ -285,7 +287,12 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     std::fs::write(out.join("cosign.pub"), key.public_pem()?)?;
     write_sums(&out)?;
     // 8. Tag.
-    if opts.tag {
+    if opts.tag && facts.tagged {
+        eprintln!(
+            "==> v{} already tags this commit; not tagging again",
+            facts.version
+        );
+    } else if opts.tag {
         let tag = format!("v{}", facts.version);
         let notes = &facts.notes;
         cx.runner.run(

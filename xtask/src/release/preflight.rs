@@ -21,6 +21,9 @@ pub struct Facts {
     pub previous: Option<Version>,
     /// The CHANGELOG section's text (without its heading).
     pub notes: String,
+    /// `vX.Y.Z` exists already and names HEAD (a CI job run by the tag
+    /// push): the release is of that tag, and it is not made again.
+    pub tagged: bool,
 }
 
 fn git(cx: &Ctx, args: &[&str]) -> Result<String> {
@@ -49,7 +52,8 @@ pub fn parse_version(text: &str) -> Result<Version> {
 /// Runs every check; the first failure is the error, saying what to do.
 ///
 /// # Errors
-/// A dirty tree, no commit, a version not above the last tag, a version
+/// A dirty tree, no commit, a version not above the last tag (unless that
+/// tag is `vX.Y.Z` on HEAD: a release job run by the tag push), a version
 /// that differs from `Cargo.toml`'s, no CHANGELOG section.
 pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
     let version = parse_version(version)?;
@@ -65,8 +69,12 @@ pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
         );
     }
     let previous = last_tag(&git(cx, &["tag", "--list", "v*"])?);
+    let own = format!("v{version}");
+    let tagged = git(cx, &["tag", "--points-at", "HEAD"])?
+        .lines()
+        .any(|t| t.trim() == own);
     if let Some(p) = &previous
-        && version <= *p
+        && (version < *p || (version == *p && !tagged))
     {
         bail!(
             "version {version} is not greater than the last release tag v{p}; \
@@ -98,6 +106,7 @@ pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
         commit,
         previous,
         notes,
+        tagged,
     })
 }
 
