@@ -3,10 +3,9 @@
 //! uses (never printed).
 
 use anyhow::{Context, Result};
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::{Client, Reference, RegistryOperation};
 
-use super::push::{OCI_MANIFEST, credentials};
+use super::push::{OCI_MANIFEST, Session};
 use crate::image::oci;
 
 /// An authenticated read session with one repository.
@@ -24,26 +23,13 @@ impl Download {
     /// # Errors
     /// A malformed repository, a registry that does not answer or refuses.
     pub fn open(repository: &str, insecure: bool) -> Result<Self> {
-        let reference: Reference = format!("{repository}:probe")
-            .parse()
-            .with_context(|| format!("{repository} is not a valid image repository"))?;
-        let registry = reference.resolve_registry().to_string();
-        let client = Client::new(ClientConfig {
-            protocol: if insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            ..ClientConfig::default()
-        });
-        let auth = credentials(&registry);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(client.auth(&reference, &auth, RegistryOperation::Pull))
-            .with_context(|| {
-                format!("cannot read from {registry} (is it up? plain HTTP needs --insecure)")
-            })?;
+        let Session {
+            rt,
+            client,
+            registry,
+            auth,
+            ..
+        } = Session::open(repository, insecure, RegistryOperation::Pull)?;
         Ok(Self {
             rt,
             client,

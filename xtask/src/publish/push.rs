@@ -42,6 +42,66 @@ pub fn push(archive: &Path, repository: &str, tag: &str, insecure: bool) -> Resu
     })
 }
 
+/// A client authenticated with one repository's registry for `operation`.
+pub struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub client: Client,
+    /// `repository:probe`, for calls that need a reference.
+    pub reference: Reference,
+    pub registry: String,
+    pub auth: RegistryAuth,
+}
+
+fn registry_of(repository: &str) -> String {
+    repository
+        .split('/')
+        .next()
+        .unwrap_or(repository)
+        .to_string()
+}
+
+impl Session {
+    /// # Errors
+    /// A malformed repository, a registry that does not answer, refused
+    /// credentials (never printed).
+    pub fn open(repository: &str, insecure: bool, operation: RegistryOperation) -> Result<Self> {
+        let reference: Reference = format!("{repository}:probe")
+            .parse()
+            .with_context(|| format!("{repository} is not a valid image repository"))?;
+        let registry = reference.resolve_registry().to_string();
+        let client = Client::new(ClientConfig {
+            protocol: if insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..ClientConfig::default()
+        });
+        let auth = credentials(&registry);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(client.auth(&reference, &auth, operation))
+            .with_context(|| {
+                format!(
+                    "cannot authenticate to {registry} (is it up? {})",
+                    if insecure {
+                        "plain HTTP"
+                    } else {
+                        "HTTPS: plain HTTP needs --insecure"
+                    }
+                )
+            })?;
+        Ok(Self {
+            rt,
+            client,
+            reference,
+            registry,
+            auth,
+        })
+    }
+}
+
 /// The media type of an OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -62,30 +122,18 @@ impl Upload {
     /// A malformed repository, a registry that does not answer, credentials
     /// it refuses (the error says how to log in; never prints them).
     pub fn open(repository: &str, insecure: bool) -> Result<Self> {
-        let reference: Reference = format!("{repository}:probe")
-            .parse()
-            .with_context(|| format!("{repository} is not a valid image repository"))?;
-        let registry = reference.resolve_registry().to_string();
-        let client = Client::new(ClientConfig {
-            protocol: if insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            ..ClientConfig::default()
-        });
-        let auth = credentials(&registry);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(client.auth(&reference, &auth, RegistryOperation::Push))
-            .with_context(|| {
-                format!(
-                    "cannot authenticate to {registry} for a push (is it up? {}): log in with `docker login {}` or a credential helper",
-                    if insecure { "plain HTTP" } else { "HTTPS" },
-                    crate::ground::runner::quote(&registry)
-                )
-            })?;
+        let Session {
+            rt,
+            client,
+            reference,
+            registry,
+            ..
+        } = Session::open(repository, insecure, RegistryOperation::Push).with_context(|| {
+            format!(
+                "log in with `docker login {}` or a credential helper",
+                crate::ground::runner::quote(&registry_of(repository))
+            )
+        })?;
         Ok(Self {
             rt,
             client,
