@@ -83,6 +83,18 @@ impl ReleaseArgs {
                  (`cargo xtask release bump patch` sets the next one in Cargo.toml)"
             );
         };
+        // Found out now, not after the images are pushed and signed.
+        if let Some(parent) = self
+            .file_output
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+        {
+            bail!(
+                "--file-output: directory {} does not exist; create it first",
+                parent.display()
+            );
+        }
         let opts = release::Options {
             version,
             registry: self.registry,

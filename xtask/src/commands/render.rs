@@ -38,6 +38,18 @@ impl RenderArgs {
             )
         })?;
         let pins = hydrate::pins_from_file(&self.images)?;
+        // Every image the services run must be pinned, as deploy --images
+        // requires: an unpinned one would be pulled by its bare name.
+        for spec in crate::ground::services::all(&cx.config, &cx.root) {
+            if !pins.iter().any(|p| p.name == spec.settings.image) {
+                anyhow::bail!(
+                    "{} pins no image named {} (service {}); render needs every service's image",
+                    self.images.display(),
+                    spec.settings.image,
+                    spec.name
+                );
+            }
+        }
         let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
         let text = hydrate::render(cx, &overlay, &pins, scratch.path())?;
         match &self.output {

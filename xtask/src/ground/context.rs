@@ -30,11 +30,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(options: &Options) -> Result<Self> {
-        let root = options
-            .config
-            .as_deref()
-            .and_then(workspace_of)
-            .unwrap_or_else(workspace_root);
+        let root = match options.config.as_deref() {
+            Some(settings) => workspace_of(settings)?.unwrap_or_else(workspace_root),
+            None => workspace_root(),
+        };
         let loaded = Loaded::load(options.config.as_deref(), &root)?;
         let sh = Shell::new()?;
         sh.change_dir(&root);
@@ -61,14 +60,26 @@ impl Ctx {
 /// The directory of a settings file when it is a Cargo workspace's root
 /// (a Cargo.toml with `[workspace]` beside it): `--config` names another
 /// checkout of the project, whose services are then built and deployed.
-fn workspace_of(settings: &std::path::Path) -> Option<PathBuf> {
-    let dir = std::fs::canonicalize(settings)
-        .ok()?
-        .parent()?
-        .to_path_buf();
-    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    let parsed: toml::Table = toml::from_str(&manifest).ok()?;
-    parsed.contains_key("workspace").then_some(dir)
+/// A Cargo.toml there that does not parse is an error: falling back to
+/// another checkout would build, bump or release the wrong repository.
+fn workspace_of(settings: &std::path::Path) -> Result<Option<PathBuf>> {
+    let Some(dir) = std::fs::canonicalize(settings)
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+    else {
+        return Ok(None);
+    };
+    let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return Ok(None);
+    };
+    let parsed: toml::Table = toml::from_str(&manifest).map_err(|e| {
+        anyhow::anyhow!(
+            "{} does not parse, so the workspace of {} is unknown: {e}",
+            dir.join("Cargo.toml").display(),
+            settings.display()
+        )
+    })?;
+    Ok(parsed.contains_key("workspace").then_some(dir))
 }
 
 /// The workspace this xtask was built from (xtask/ sits at its root).

@@ -34,6 +34,23 @@ impl Pin {
             Some((r, t)) if !t.contains('/') => r,
             _ => reference,
         };
+        // Both go into YAML and command lines: only what a reference can hold.
+        let hex = digest.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            anyhow::bail!(
+                "{name}: {digest:?} is not a digest (sha256: and 64 lower-case hex digits)"
+            );
+        }
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c);
+        if repository.is_empty() || !repository.chars().all(allowed) {
+            anyhow::bail!(
+                "{name}: {repository:?} is not an image repository (host[:port]/path, lower case)"
+            );
+        }
         Ok(Self {
             name: name.to_string(),
             repository: repository.to_string(),
@@ -162,12 +179,22 @@ mod tests {
 
     #[test]
     fn artifacts_become_pins() -> Result<()> {
-        let pin = Pin::from_artifact("test-api", "127.0.0.1:5555/me/test-api:v1.0.0@sha256:ab")?;
+        let ab = format!("sha256:{}", "ab".repeat(32));
+        let pin = Pin::from_artifact(
+            "test-api",
+            &format!("127.0.0.1:5555/me/test-api:v1.0.0@{ab}"),
+        )?;
         assert_eq!(pin.repository, "127.0.0.1:5555/me/test-api");
-        assert_eq!(pin.digest, "sha256:ab");
-        let bare = Pin::from_artifact("x", "127.0.0.1:5555/me/x@sha256:cd")?;
+        assert_eq!(pin.digest, ab);
+        let d = "a".repeat(64);
+        let bare = Pin::from_artifact("x", &format!("127.0.0.1:5555/me/x@sha256:{d}"))?;
         assert_eq!(bare.repository, "127.0.0.1:5555/me/x");
         assert!(Pin::from_artifact("x", "r/x:1").is_err());
+        assert!(Pin::from_artifact("x", "r/x@sha256:1234").is_err());
+        assert!(Pin::from_artifact("x", &format!("r/x@sha256:{}", "A".repeat(64))).is_err());
+        let injected = format!("r/x@sha256:{d}\n- name: y\n  newName: evil");
+        assert!(Pin::from_artifact("x", &injected).is_err());
+        assert!(Pin::from_artifact("x", &format!("r/x y@sha256:{d}")).is_err());
         Ok(())
     }
 

@@ -101,6 +101,9 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             .as_ref()
             .map_or("none".to_string(), |p| format!("v{p}"))
     ));
+    // The hydrated manifests come last: find kubectl before anything is pushed.
+    cx.runner
+        .locate("kubectl", "rendering the hydrated manifests")?;
     let key = match signing::Key::load(opts.sign_key.as_deref()) {
         Ok(k) => Some(k),
         Err(e) => {

@@ -56,10 +56,12 @@ pub fn crates(cx: &Ctx) -> Result<BTreeMap<String, BTreeSet<Crate>>> {
         .flat_map(|p| ["--package".to_string(), p.clone()])
         .collect();
     let format = "{p}\t{l}";
+    // --no-dedupe: with several roots, cargo tree prints a crate's subtree
+    // only under the first root that reaches it; each SBOM needs its own.
     let out = cx.runner.run(
         cmd!(
             cx.sh,
-            "{cargo} tree --edges normal,no-proc-macro --target {triple} --prefix depth --format {format} {selected...}"
+            "{cargo} tree --no-dedupe --edges normal,no-proc-macro --target {triple} --prefix depth --format {format} {selected...}"
         ),
         "listing the crates in each binary",
     )?;
