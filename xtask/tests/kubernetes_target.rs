@@ -629,7 +629,10 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
         },
         "kind-dev",
         &[("kind", ""), ("kubectl", KUBECTL_WITH_SELDON)],
-        &format!("[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n"),
+        &format!(
+            "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
+             [services.test-api]\n[services.model-server]\n[services.iris-model]\n"
+        ),
     )?;
     let real_kubectl = which::which("kubectl")?;
     let real = ("REAL_KUBECTL", real_kubectl.to_str().ok_or("path")?);

@@ -64,12 +64,12 @@ fn every_overlay_renders_into_typed_objects() -> Result {
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
             kinds.iter().filter(|k| **k == "Deployment").count(),
-            3,
+            2,
             "{overlay}: {kinds:?}"
         );
         assert_eq!(
             kinds.iter().filter(|k| **k == "Service").count(),
-            3,
+            2,
             "{overlay}: {kinds:?}"
         );
         assert_eq!(
@@ -147,7 +147,7 @@ fn selected<'a>(
 
 #[test]
 fn every_service_is_fenced_by_a_network_policy_and_kept_up_by_a_disruption_budget() -> Result {
-    const SERVICES: [&str; 3] = ["test-api", "model-server", "iris-model"];
+    const SERVICES: [&str; 2] = ["test-api", "model-server"];
     for overlay in OVERLAYS {
         let objects = render(overlay)?;
         let of = |kind: &'static str| objects.iter().filter(move |o| o["kind"] == kind);
@@ -404,10 +404,7 @@ fn the_seldon_deployments_have_what_seldon_requires_and_take_the_pinned_image() 
     models.sort();
     assert_eq!(
         models,
-        [
-            ("seldon-iris-model".to_string(), "iris".to_string()),
-            ("seldon-test-model".to_string(), "identity".to_string())
-        ]
+        [("seldon-test-model".to_string(), "identity".to_string())]
     );
     Ok(())
 }

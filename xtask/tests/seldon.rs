@@ -345,6 +345,11 @@ fn deploy_seldon_without_the_crd_says_how_to_install_before_building_anything() 
 #[test]
 fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> Result {
     let f = fakes()?;
+    // The identity model and the iris preset: both Seldon calls.
+    f.settings(&format!(
+        "{}[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
+        support::CLUSTERS
+    ))?;
     let (out, log) = f.xtask(
         &["--dry-run", "deploy", "--seldon", "--target", "gke"],
         &[GKE],

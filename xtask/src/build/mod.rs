@@ -19,6 +19,7 @@ use xshell::cmd;
 
 use crate::ground::context::Ctx;
 use crate::ground::services::{self, ServiceSpec};
+use crate::ground::settings::{ModelName, ServiceKind};
 
 /// The target triple static binaries are built for, on hosts that can.
 pub fn static_target() -> Option<&'static str> {
@@ -70,25 +71,89 @@ pub fn release_dir(cx: &Ctx, profile: Profile) -> PathBuf {
     }
 }
 
-/// `--package P --bin B` for every service binary, deduplicated.
-pub fn all_packages(cx: &Ctx) -> Vec<String> {
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for s in services::all(&cx.config, &cx.root) {
-        let key = (s.package, s.bin);
-        if !seen.contains(&key) {
-            seen.push(key);
+/// What one cargo invocation builds: every service binary, and the
+/// features of their packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// (package, binary), deduplicated, in the services' order.
+    pub binaries: Vec<(String, String)>,
+    /// `--no-default-features --features P/default,…` when the model server
+    /// is built without its ONNX runtime; otherwise empty.
+    pub features: Vec<String>,
+}
+
+impl Selection {
+    /// Every service of the settings. No service running the model server
+    /// with an ONNX model (iris, onnx) builds it without its `onnx` feature:
+    /// tract is most of a cold build (minutes on two cores). Cargo turns off
+    /// default features for every package of an invocation at once, so the
+    /// other packages' `default` features (from `packages`) are named back.
+    pub fn of(cx: &Ctx, packages: &[workspace::Package]) -> Self {
+        let specs = services::all(&cx.config, &cx.root);
+        let mut binaries: Vec<(String, String)> = Vec::new();
+        for s in &specs {
+            let key = (s.package.clone(), s.bin.clone());
+            if !binaries.contains(&key) {
+                binaries.push(key);
+            }
         }
+        let serves_onnx = specs.iter().any(|s| {
+            s.package == services::MODEL_SERVER
+                && !matches!(&s.settings.kind, ServiceKind::Model(m) if m.model == ModelName::Identity)
+        });
+        let mut features = Vec::new();
+        if !serves_onnx && binaries.iter().any(|(p, _)| p == services::MODEL_SERVER) {
+            let defaults: Vec<String> = packages
+                .iter()
+                .filter(|p| p.name != services::MODEL_SERVER && p.has_default_features)
+                .filter(|p| binaries.iter().any(|(b, _)| *b == p.name))
+                .map(|p| format!("{}/default", p.name))
+                .collect();
+            features.push("--no-default-features".to_string());
+            if !defaults.is_empty() {
+                features.push("--features".to_string());
+                features.push(defaults.join(","));
+            }
+        }
+        Self { binaries, features }
     }
-    seen.iter()
-        .flat_map(|(p, b)| {
-            [
-                "--package".to_string(),
-                p.to_string(),
-                "--bin".to_string(),
-                b.to_string(),
-            ]
-        })
-        .collect()
+
+    /// The packages, each once, in order.
+    pub fn packages(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (p, _) in &self.binaries {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    /// `--package P --bin B …` and the feature flags, for `cargo build`.
+    pub fn build_args(&self) -> Vec<String> {
+        self.binaries
+            .iter()
+            .flat_map(|(p, b)| ["--package".into(), p.clone(), "--bin".into(), b.clone()])
+            .chain(self.features.iter().cloned())
+            .collect()
+    }
+
+    /// `--package P …` and the feature flags, for `cargo tree` (no --bin).
+    pub fn package_args(&self) -> Vec<String> {
+        self.packages()
+            .into_iter()
+            .flat_map(|p| ["--package".into(), p])
+            .chain(self.features.iter().cloned())
+            .collect()
+    }
+}
+
+/// The selection of `cargo xtask deploy` (reads the workspace's metadata).
+///
+/// # Errors
+/// `cargo metadata` failing.
+pub fn selection(cx: &Ctx) -> Result<Selection> {
+    Ok(Selection::of(cx, &workspace::packages(cx)?))
 }
 
 /// Builds `specs`' binaries, after checking their packages exist, then
@@ -163,7 +228,7 @@ fn cargo_build(
     // across one invocation, so building a subset would give different
     // binaries (and image digests) for the same sources.
     cmd.arg("--message-format=json-render-diagnostics")
-        .args(all_packages(cx));
+        .args(selection(cx)?.build_args());
     let out = cx.runner.run(cmd, "building the services")?;
     cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
 }

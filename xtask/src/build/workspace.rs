@@ -22,6 +22,8 @@ pub struct Package {
     /// The directories of the path dependencies it names (other workspace
     /// crates), normal and build dependencies alike.
     pub path_deps: Vec<PathBuf>,
+    /// Whether it declares a `default` feature.
+    pub has_default_features: bool,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +38,8 @@ struct RawPackage {
     targets: Vec<RawTarget>,
     #[serde(default)]
     dependencies: Vec<RawDependency>,
+    #[serde(default)]
+    features: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +91,7 @@ pub fn packages(cx: &Ctx) -> Result<Vec<Package>> {
                 .filter(|d| d.kind.as_deref() != Some("dev"))
                 .filter_map(|d| d.path.clone())
                 .collect(),
+            has_default_features: p.features.contains_key("default"),
             name: p.name,
             manifest: p.manifest_path,
         })
@@ -224,6 +229,7 @@ mod tests {
                 .iter()
                 .map(|d| PathBuf::from(format!("/w/services/{d}")))
                 .collect(),
+            has_default_features: false,
         }
     }
 

@@ -52,7 +52,7 @@ pub struct BenchArgs {
     pub profile: super::args::ProfileArg,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchSubject {
     /// GET /test_api against a minimal axum handler returning the same JSON
     TestApi,
@@ -122,7 +122,11 @@ impl BenchArgs {
         let profile = self.profile.or(build::Profile::Release);
         let release = build::release_dir(cx, profile);
         let mut deploy_build = build::release_command(cx, profile);
-        deploy_build.args(build::all_packages(cx));
+        deploy_build.args(build::selection(cx)?.build_args());
+        if self.subject == BenchSubject::ModelServer {
+            // iris is measured too: the ONNX runtime, whatever the settings.
+            deploy_build.args(["--features", "model-server/onnx"]);
+        }
         cx.runner
             .run(deploy_build, "building the services as deploy does")?;
         Ok(match self.subject {

@@ -193,13 +193,25 @@ impl Default for Resources {
 }
 
 impl Default for Services {
+    /// The test API and the identity model: the tutorial's two services.
+    /// iris is a preset only (a `[services.iris-model]` table deploys it):
+    /// it needs the model server's ONNX runtime, which is most of a cold
+    /// build, and the quick start should serve in minutes.
     fn default() -> Self {
-        Self(builtin())
+        Self(
+            builtin()
+                .into_iter()
+                .filter(|s| s.name != IRIS_PRESET)
+                .collect(),
+        )
     }
 }
 
-/// The tutorial's services: the test API, the identity model (the Seldon
-/// component) and the iris classifier.
+/// The preset that only a table of its name deploys.
+const IRIS_PRESET: &str = "iris-model";
+
+/// The presets a table of the same name starts from: the test API, the
+/// identity model (the Seldon component) and the iris classifier.
 fn builtin() -> Vec<ServiceSettings> {
     let model = |name: &str, port, model| ServiceSettings {
         name: name.into(),
@@ -242,7 +254,7 @@ fn builtin() -> Vec<ServiceSettings> {
             seldon_name: "seldon-test-model".into(),
             ..model("model-server", 5001, ModelName::Identity)
         },
-        model("iris-model", 5002, ModelName::Iris),
+        model(IRIS_PRESET, 5002, ModelName::Iris),
     ]
 }
 

@@ -163,8 +163,20 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn the_tutorials_services_keep_todays_behaviour() {
-        let all = all(&Config::default(), Path::new("/w"));
+    fn the_default_is_the_tutorials_two_services() {
+        let names: Vec<_> = all(&Config::default(), Path::new("/w"))
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["test-api", "model-server"]);
+    }
+
+    #[test]
+    fn the_tutorials_services_keep_todays_behaviour() -> Result<()> {
+        let config = crate::ground::settings::parse(
+            "[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
+        )?;
+        let all = all(&config, Path::new("/w"));
         let api = &all[0];
         assert_eq!(
             (api.package.as_str(), api.bin.as_str()),
@@ -183,6 +195,7 @@ mod tests {
             Smoke::Contract(Some("/w/services/model-server/contract.json".into()))
         );
         assert_eq!(iris.settings.image, "model-server");
+        Ok(())
     }
 
     #[test]
@@ -218,17 +231,17 @@ mod tests {
         assert!(err.to_string().contains("unknown service `nope`"), "{err}");
         assert!(
             err.to_string()
-                .contains("test-api, model-server, iris-model"),
+                .contains("known services: test-api, model-server"),
             "{err}"
         );
     }
 
     #[test]
     fn a_service_named_twice_is_selected_once_in_deploy_order() -> Result<()> {
-        let names = ["iris-model", "test-api", "iris-model"].map(String::from);
+        let names = ["model-server", "test-api", "model-server"].map(String::from);
         let picked = select(&Config::default(), Path::new("/w"), &names)?;
         let picked: Vec<_> = picked.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(picked, ["test-api", "iris-model"]);
+        assert_eq!(picked, ["test-api", "model-server"]);
         Ok(())
     }
 

@@ -244,7 +244,9 @@ mod tests {
     #[test]
     fn stale_and_extra_files_are_found_and_written() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let config = Config::default();
+        let config = crate::ground::settings::parse(
+            "[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
+        )?;
         let specs = services::all(&config, dir.path());
         let files = generate(&config, &specs);
         assert!(

@@ -34,27 +34,14 @@ pub struct Crate {
 
 /// The crates compiled into each of `packages`' binaries, as the release
 /// builds them (all service packages in one resolution, as
-/// `build::all_packages`), keyed by package.
+/// `build::selection`), keyed by package.
 ///
 /// # Errors
 /// `cargo tree` failing, or printing what cannot be parsed.
 pub fn crates(cx: &Ctx) -> Result<BTreeMap<String, BTreeSet<Crate>>> {
     let cargo = cargo();
-    let packages = build::all_packages(cx);
     let triple = build::static_target().unwrap_or("all");
-    // Only --package flags: cargo tree has no --bin.
-    let mut roots = Vec::new();
-    for pair in packages.chunks(4) {
-        if let [_, p, _, _] = pair
-            && !roots.contains(p)
-        {
-            roots.push(p.clone());
-        }
-    }
-    let selected: Vec<String> = roots
-        .iter()
-        .flat_map(|p| ["--package".to_string(), p.clone()])
-        .collect();
+    let selected = build::selection(cx)?.package_args();
     let format = "{p}\t{l}";
     // --no-dedupe: with several roots, cargo tree prints a crate's subtree
     // only under the first root that reaches it; each SBOM needs its own.

@@ -13,6 +13,13 @@ pub struct Fakes {
     pub dir: tempfile::TempDir,
 }
 
+/// The clusters `Fakes::new` configures (minikube profile mlops, kind
+/// cluster dev, GKE project proj-1).
+pub const CLUSTERS: &str = "[minikube]\nprofile = \"mlops\"\nmemory_mb = 4096\ncpus = 2\n\
+     [kind]\ncluster = \"dev\"\n\
+     [gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\ncluster = \"k8s-test-cluster\"\n\
+     machine_type = \"e2-standard-2\"\nnum_nodes = 3\n";
+
 impl Fakes {
     /// `fakes`: (program, shell body) pairs; each also appends its argv to the log.
     pub fn new(fakes: &[(&str, &str)]) -> Result<Self> {
@@ -27,12 +34,7 @@ impl Fakes {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
         }
         let fakes = Self { dir };
-        fakes.settings(
-            "[minikube]\nprofile = \"mlops\"\nmemory_mb = 4096\ncpus = 2\n\
-             [kind]\ncluster = \"dev\"\n\
-             [gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\ncluster = \"k8s-test-cluster\"\n\
-             machine_type = \"e2-standard-2\"\nnum_nodes = 3\n",
-        )?;
+        fakes.settings(CLUSTERS)?;
         Ok(fakes)
     }
 

@@ -1,22 +1,72 @@
 //! The models that ship, and how `MODEL` picks one.
 
 mod identity;
+#[cfg(feature = "onnx")]
 mod onnx;
+#[cfg(feature = "onnx")]
 mod onnx_graph;
+#[cfg(feature = "onnx")]
 mod scaler;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
 pub use identity::Identity;
-pub use onnx::{OnnxModel, OnnxOptions};
+#[cfg(feature = "onnx")]
+pub use onnx::OnnxModel;
 
 use crate::model::Model;
 
 /// The iris classifier (services/model-server/scripts/train_iris.py), built
 /// into the binary so that `MODEL=iris` needs no file.
+#[cfg(feature = "onnx")]
 const IRIS_ONNX: &[u8] = include_bytes!("../../models/iris.onnx");
+#[cfg(not(feature = "onnx"))]
+const IRIS_ONNX: &[u8] = &[];
+
+/// What a deployment says about an ONNX model, beyond the file.
+#[derive(Clone, Debug, Default)]
+pub struct OnnxOptions {
+    /// Output column names; win over the file's.
+    pub class_names: Option<Vec<String>>,
+    /// Input column names; win over the file's.
+    pub feature_names: Option<Vec<String>>,
+    /// The graph output to answer with (default: the probabilities, else
+    /// the first floating-point output).
+    pub output: Option<String>,
+}
+
+/// Loads an ONNX graph (`bytes`, named `name`) as `OnnxModel::from_bytes`
+/// does.
+///
+/// # Errors
+/// What `OnnxModel::from_bytes` refuses; in a server built without the
+/// `onnx` feature (tract), always, saying how to build one with it.
+#[cfg(feature = "onnx")]
+pub fn load_onnx(name: &str, bytes: &[u8], options: OnnxOptions) -> Result<Box<dyn Model>> {
+    Ok(Box::new(OnnxModel::from_bytes(name, bytes, options)?))
+}
+
+/// See the `onnx` build: this server has no ONNX runtime.
+///
+/// # Errors
+/// Always: the binary was built without the `onnx` feature.
+#[cfg(not(feature = "onnx"))]
+pub fn load_onnx(name: &str, _bytes: &[u8], _options: OnnxOptions) -> Result<Box<dyn Model>> {
+    Err(no_runtime(name))
+}
+
+/// Why a server without the `onnx` feature cannot load `name`.
+#[cfg(not(feature = "onnx"))]
+fn no_runtime(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot load the ONNX model {name:?}: this model server was built without its ONNX \
+         runtime (the `onnx` feature, on by default; `cargo xtask` leaves it out when no service \
+         uses model = \"iris\" or \"onnx\"). Build it with `cargo build -p model-server --features onnx`"
+    )
+}
 
 /// `MODEL` = `identity` (default) | `iris` | `onnx` (needs `MODEL_PATH`).
 /// `CLASS_NAMES` / `FEATURE_NAMES` (comma-separated) override the names an
@@ -38,10 +88,9 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
         "identity" | "" => Ok(Box::new(Identity)),
-        "iris" => Ok(Box::new(
-            OnnxModel::from_bytes("iris", IRIS_ONNX, options())
-                .context("loading the built-in iris model")?,
-        )),
+        "iris" => {
+            load_onnx("iris", IRIS_ONNX, options()).context("loading the built-in iris model")
+        }
         "onnx" => {
             let path = PathBuf::from(lookup("MODEL_PATH").context(
                 "MODEL=onnx needs MODEL_PATH, the path of an .onnx file (input [N, features] float32)",
@@ -51,10 +100,8 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
             let name = path
                 .file_stem()
                 .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
-            Ok(Box::new(
-                OnnxModel::from_bytes(&name, &bytes, options())
-                    .with_context(|| format!("loading ONNX model {}", path.display()))?,
-            ))
+            load_onnx(&name, &bytes, options())
+                .with_context(|| format!("loading ONNX model {}", path.display()))
         }
         other => bail!("unknown MODEL={other:?}: expected identity, iris or onnx"),
     }
@@ -78,6 +125,7 @@ pub struct Inspection {
 /// # Errors
 /// What loading refuses (see `OnnxModel::from_bytes`), or a model that
 /// fails on a row of zeros.
+#[cfg(feature = "onnx")]
 pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspection> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let options = OnnxOptions {
@@ -99,6 +147,16 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
         class_names: model.class_names().map(<[String]>::to_vec),
         feature_names: model.feature_names().map(<[String]>::to_vec),
     })
+}
+
+/// See the `onnx` build: without an ONNX runtime nothing can be inspected.
+///
+/// # Errors
+/// Always, as `load_onnx` does.
+#[cfg(not(feature = "onnx"))]
+pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspection> {
+    let _ = output;
+    Err(no_runtime(&path.display().to_string()))
 }
 
 /// The file to watch for `MODEL=onnx`, and how to load it again.
@@ -159,10 +217,10 @@ pub fn watch(
                     .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
                 let loaded = std::fs::read(&path)
                     .map_err(anyhow::Error::from)
-                    .and_then(|bytes| OnnxModel::from_bytes(&name, &bytes, options.clone()));
+                    .and_then(|bytes| load_onnx(&name, &bytes, options.clone()));
                 match loaded {
                     Ok(model) => {
-                        slot.replace(std::sync::Arc::new(model));
+                        slot.replace(Arc::from(model));
                         tracing::info!(path = %path.display(), "model reloaded");
                     }
                     Err(e) => tracing::warn!(

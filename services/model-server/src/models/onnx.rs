@@ -4,7 +4,7 @@
 use seldon_protocol::{Array, ArrayError, Element, Names, Repr};
 use tract_onnx::prelude::*;
 
-use super::onnx_graph;
+use super::{OnnxOptions, onnx_graph};
 use crate::model::{Model, ModelError, Payload};
 
 /// Rows per model run; larger batches are split.
@@ -16,18 +16,6 @@ pub struct OnnxModel {
     features: usize,
     class_names: Option<Vec<String>>,
     feature_names: Option<Vec<String>>,
-}
-
-/// What a deployment says about an ONNX model, beyond the file.
-#[derive(Clone, Debug, Default)]
-pub struct OnnxOptions {
-    /// Output column names; win over the file's.
-    pub class_names: Option<Vec<String>>,
-    /// Input column names; win over the file's.
-    pub feature_names: Option<Vec<String>>,
-    /// The graph output to answer with (default: the probabilities, else
-    /// the first floating-point output).
-    pub output: Option<String>,
 }
 
 impl OnnxModel {
