@@ -27,6 +27,7 @@ esac"#,
         "gcloud",
         r#"case "$*" in
   "config get-value account") echo "${FAKE_GCLOUD_ACCOUNT-dev@example.com}" ;;
+  "config get-value project") echo "${FAKE_GCLOUD_PROJECT-}" ;;
   services*) echo "${FAKE_GCLOUD_API-container.googleapis.com}" ;;
   *describe*) echo "RUNNING 3 1.32.4-gke.100" ;;
 esac"#,
@@ -188,6 +189,24 @@ fn gke_preflight_names_what_is_missing() -> Result {
         text(&out.stderr).contains("no Google Cloud project: set `project` under [gke]"),
         "{}",
         text(&out.stderr)
+    );
+
+    // gcloud's configured project stands in for an empty gke.project.
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "gke"],
+        &[("FAKE_GCLOUD_PROJECT", "proj-9")],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("GKE project proj-9, from gcloud's config"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("gcloud container clusters create")
+                && l.ends_with("--project proj-9")),
+        "{log:?}"
     );
 
     let empty = tempfile::tempdir()?;
@@ -423,7 +442,7 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
                 "{engine} load-balancer --namespace kube-mlops --service test-api --timeout 300"
             ),
             "smoke test: GET http://<external IP of test-api>:5000/test_api",
-            "contract test",
+            "to http://<external IP of model-server>:5001/api/v1.0/predictions must return the same tensor",
         ],
     );
     // Only the context was read; nothing was built, pushed, applied or written.

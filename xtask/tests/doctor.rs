@@ -160,6 +160,7 @@ esac"#,
         r#"case "$*" in
   "--version") echo 'Google Cloud SDK 500.0.0' ;;
   "config get-value account") echo '(unset)' ;;
+  "config get-value project") echo '(unset)' ;;
   *) echo '{}' ;;
 esac"#,
     )?;
@@ -176,6 +177,66 @@ esac"#,
         stdout.contains("gke-gcloud-auth-plugin is not installed"),
         "{stdout}"
     );
+    Ok(())
+}
+
+#[test]
+fn gke_takes_gclouds_project_when_the_settings_have_none() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    // The context named after gcloud's project: doctor looks for it.
+    fake(
+        bin.path(),
+        "kubectl",
+        r#"case "$*" in
+  "config get-contexts --output name") echo 'gke_proj-from-gcloud_us-central1-a_k8s-test-cluster' ;;
+  *) echo 'Client Version: v1.32.4' ;;
+esac"#,
+    )?;
+    fake(
+        bin.path(),
+        "gke-gcloud-auth-plugin",
+        "echo 'Kubernetes v1.30.0'",
+    )?;
+    fake(
+        bin.path(),
+        "gcloud",
+        r#"case "$*" in
+  "version"|"--version") echo 'Google Cloud SDK 500.0.0' ;;
+  "config get-value account") echo 'dev@example.com' ;;
+  "config get-value project") echo 'proj-from-gcloud' ;;
+  "services list --enabled --project proj-from-gcloud "*) echo 'container.googleapis.com' ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac"#,
+    )?;
+    let out = doctor(bin.path(), &["--target", "gke"])?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("target gke: ready"), "{stdout}");
+    assert!(
+        stderr.contains("GKE project proj-from-gcloud, from gcloud's config"),
+        "{stderr}"
+    );
+
+    // What gcloud holds must be a project ID to be used.
+    fake(
+        bin.path(),
+        "gcloud",
+        r#"case "$*" in
+  "--version") echo 'Google Cloud SDK 500.0.0' ;;
+  "config get-value account") echo 'dev@example.com' ;;
+  "config get-value project") echo 'Not A Project' ;;
+  "version"|"--version") echo 'Google Cloud SDK 500.0.0' ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac"#,
+    )?;
+    let out = doctor(bin.path(), &["--target", "gke"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("no Google Cloud project"), "{stdout}");
     Ok(())
 }
 

@@ -42,7 +42,7 @@ impl ClusterArgs {
         match self.command {
             ClusterCommand::Up => {
                 cluster.up(cx)?;
-                let context = match cluster.context(&cx.config) {
+                let context = match cluster.context(cx) {
                     Ok(c) => c,
                     Err(e) => {
                         // Listed by the dry run's preflight already.
@@ -60,7 +60,7 @@ impl ClusterArgs {
                     eprint!("{}", p.stderr);
                     return Ok(ExitCode::FAILURE);
                 }
-                let context = cluster.context(&cx.config)?;
+                let context = cluster.context(cx)?;
                 let ready = api::ready(cx, &context, "cluster status");
                 println!(
                     "context {context}: API server {}",

@@ -44,7 +44,7 @@ pub enum ContextCommand {
 fn target_of(cx: &Ctx, name: &str) -> Option<TargetName> {
     clusters::all()
         .into_iter()
-        .find(|c| c.context(&cx.config).ok().as_deref() == Some(name))
+        .find(|c| c.context(cx).ok().as_deref() == Some(name))
         .map(|c| c.name())
 }
 
@@ -77,7 +77,7 @@ impl ContextArgs {
                 let Some(cluster) = clusters::for_name(name) else {
                     bail!("target {name} has no kube context");
                 };
-                let want = cluster.context(&cx.config)?;
+                let want = cluster.context(cx)?;
                 let ok = kubecontext::guard(cx, name.as_str(), &want, context.as_deref())?;
                 println!("{ok} is the context of target {name}");
             }

@@ -26,6 +26,9 @@ pub struct Ctx {
     pub runner: Runner,
     /// Commands run in the workspace root.
     pub sh: Shell,
+    /// The GKE project once found (`gke.project`, else gcloud's config):
+    /// see `targets::clusters::gke::project`.
+    pub gke_project: std::sync::OnceLock<String>,
 }
 
 impl Ctx {
@@ -48,6 +51,7 @@ impl Ctx {
             config_source: loaded.source,
             sh,
             root,
+            gke_project: std::sync::OnceLock::new(),
         })
     }
 

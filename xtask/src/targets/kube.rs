@@ -133,7 +133,7 @@ impl Target for Kube {
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
         let mut found = self.cluster.blockers(cx);
         if found.is_empty()
-            && let Ok(want) = self.cluster.context(&cx.config)
+            && let Ok(want) = self.cluster.context(cx)
             && cx.runner.locate("kubectl", "doctor").is_ok()
             && let Ok(names) = kubecontext::names(cx)
             && !names.contains(&want)
@@ -166,7 +166,7 @@ impl Target for Kube {
 
     fn open(&self, cx: &Ctx) -> Result<Session> {
         let name = self.cluster.name();
-        let want = match self.cluster.context(&cx.config) {
+        let want = match self.cluster.context(cx) {
             Ok(w) => w,
             Err(e) => {
                 cx.runner.precondition(e)?;

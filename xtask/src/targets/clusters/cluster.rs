@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::ground::context::Ctx;
 use crate::ground::runner::Probe;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{Config, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
 
@@ -16,7 +16,7 @@ pub trait Cluster {
     fn name(&self) -> TargetName;
 
     /// The kube context its tool writes into the kubeconfig.
-    fn context(&self, config: &Config) -> Result<String>;
+    fn context(&self, cx: &Ctx) -> Result<String>;
 
     /// Tools `--target <this>` cannot work without.
     fn tools(&self) -> &'static [&'static str];

@@ -15,21 +15,62 @@ use super::cluster::Cluster;
 use crate::ground::context::Ctx;
 use crate::ground::runner::{Probe, quote};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{Config, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::publisher::Publisher;
 use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
 
 pub struct Gke;
 
-const NO_PROJECT: &str = "no Google Cloud project: set `project` under [gke] in xtask.toml";
+const NO_PROJECT: &str = "no Google Cloud project: set `project` under [gke] in xtask.toml, or \
+     gcloud's default with `gcloud config set project PROJECT_ID`";
 
-/// `gke.project`, or `<project>` in a dry run's plan when it is unset.
-fn project_or_placeholder(g: &crate::ground::settings::Gke) -> &str {
-    if g.project.trim().is_empty() {
-        "<project>"
-    } else {
-        g.project.as_str()
+/// The project GKE works in: `gke.project`, else gcloud's configured
+/// project (`gcloud config get-value project`, what gcloud itself would
+/// use), said once on stderr; "" when neither is set. Read once per run.
+/// A deploy still acts only on the context `gke_<project>_<zone>_<cluster>`.
+pub fn project(cx: &Ctx) -> &str {
+    cx.gke_project.get_or_init(|| {
+        let set = cx.config.gke.project.trim();
+        if !set.is_empty() {
+            return set.to_string();
+        }
+        if which::which("gcloud").is_err() {
+            return String::new();
+        }
+        let found = cx
+            .runner
+            .probe(
+                cmd!(cx.sh, "gcloud config get-value project"),
+                "finding gcloud's project",
+                Duration::from_secs(60),
+            )
+            .ok()
+            .filter(|p| p.success)
+            .map(|p| p.stdout.trim().to_string())
+            .filter(|p| !p.is_empty() && p != "(unset)");
+        match found {
+            Some(p) if crate::ground::names::gcloud_id(&p, 6, 30).is_ok() => {
+                eprintln!(
+                    "==> GKE project {p}, from gcloud's config (set `project` under [gke] in \
+                     xtask.toml to pin one)"
+                );
+                p
+            }
+            Some(p) => {
+                eprintln!("==> gcloud's configured project {p:?} is not a project ID; ignored");
+                String::new()
+            }
+            None => String::new(),
+        }
+    })
+}
+
+/// `project`, or `<project>` in a dry run's plan when there is none.
+fn project_or_placeholder(cx: &Ctx) -> &str {
+    match project(cx) {
+        "" => "<project>",
+        p => p,
     }
 }
 
@@ -43,14 +84,12 @@ impl Cluster for Gke {
         crate::build::Profile::Dist
     }
 
-    fn context(&self, config: &Config) -> Result<String> {
-        let g = &config.gke;
-        if g.project.is_empty() {
-            bail!(
-                "--target gke needs a Google Cloud project: set `project` under [gke] in xtask.toml"
-            );
+    fn context(&self, cx: &Ctx) -> Result<String> {
+        let g = &cx.config.gke;
+        match project(cx) {
+            "" => bail!("--target gke needs a Google Cloud project: {NO_PROJECT}"),
+            p => Ok(format!("gke_{p}_{}_{}", g.zone, g.cluster)),
         }
-        Ok(format!("gke_{}_{}_{}", g.project, g.zone, g.cluster))
     }
 
     fn tools(&self) -> &'static [&'static str] {
@@ -69,7 +108,7 @@ impl Cluster for Gke {
             g.num_nodes.to_string(),
             &g.machine_type,
             &g.zone,
-            project_or_placeholder(g),
+            project_or_placeholder(cx),
         );
         cx.runner.run(
             cmd!(
@@ -90,15 +129,20 @@ impl Cluster for Gke {
 
     fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
         let g = &cx.config.gke;
-        if g.project.is_empty() {
+        if project(cx).is_empty() {
             cx.runner.precondition(anyhow::anyhow!(NO_PROJECT))?;
         }
-        let what = format!("GKE cluster {} in {} ({})", g.cluster, g.project, g.zone);
+        let what = format!(
+            "GKE cluster {} in {} ({})",
+            g.cluster,
+            project_or_placeholder(cx),
+            g.zone
+        );
         let ask = || confirm(&format!("Delete the {what}?"));
         if !confirmed && cx.runner.unless_dry_run(ask)? == Some(false) {
             bail!("not deleting the {what} without confirmation: pass --yes");
         }
-        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(g));
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx));
         cx.runner.run(
             cmd!(
                 cx.sh,
@@ -111,7 +155,7 @@ impl Cluster for Gke {
 
     fn status(&self, cx: &Ctx) -> Result<Probe> {
         let g = &cx.config.gke;
-        let (cluster, zone, project) = (&g.cluster, &g.zone, &g.project);
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx));
         cx.runner.probe(
             cmd!(
                 cx.sh,
@@ -126,14 +170,14 @@ impl Cluster for Gke {
         // Pinned by digest: the cluster runs exactly what was built. Without
         // a [registry] setting, into the project's own Artifact Registry.
         let base = (!cx.config.registry.set).then(|| {
-            let b = artifact_registry(&cx.config.gke);
+            let b = artifact_registry(cx);
             eprintln!(
                 "==> no [registry] in the settings: pushing to Artifact Registry {b} (create the \
                  repository once: gcloud artifacts repositories create kube-mlops \
                  --repository-format=docker --location={} --project {}); set [registry] to push \
                  elsewhere",
                 region(&cx.config.gke.zone),
-                cx.config.gke.project
+                project_or_placeholder(cx)
             );
             b
         });
@@ -214,7 +258,7 @@ fn preflight(cx: &Ctx) -> Result<()> {
     eprintln!(
         "==> gcloud: account {}, project {}",
         account(cx)?.unwrap_or_default(),
-        cx.config.gke.project
+        project(cx)
     );
     Ok(())
 }
@@ -231,9 +275,9 @@ fn account(cx: &Ctx) -> Result<Option<String>> {
 }
 
 /// Everything missing for GKE, each with what to do: an account, a project
-/// (`gke.project`: gcloud's own default is not used, so a deploy never lands
-/// in a project by accident), the Kubernetes Engine API, and the
-/// `gke-gcloud-auth-plugin` kubectl needs for GKE's contexts.
+/// (`gke.project`, else gcloud's configured one: see `project`), the
+/// Kubernetes Engine API, and the `gke-gcloud-auth-plugin` kubectl needs
+/// for GKE's contexts.
 ///
 /// # Errors
 /// gcloud failing in a way that says nothing about these.
@@ -245,11 +289,9 @@ pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
                 .to_string(),
         );
     }
-    let project = &cx.config.gke.project;
+    let project = project(cx);
     if project.is_empty() {
-        found.push(format!(
-            "{NO_PROJECT} (gcloud's own default is not used, so a deploy never lands in a project by accident)"
-        ));
+        found.push(NO_PROJECT.to_string());
     } else if found.is_empty() {
         let p = cx.runner.probe(
             cmd!(
@@ -293,11 +335,11 @@ fn region(zone: &str) -> &str {
 
 /// `<region>-docker.pkg.dev/<project>/kube-mlops`: the project's Artifact
 /// Registry repository for the cluster's region.
-pub fn artifact_registry(g: &crate::ground::settings::Gke) -> String {
+pub fn artifact_registry(cx: &Ctx) -> String {
     format!(
         "{}-docker.pkg.dev/{}/kube-mlops",
-        region(&g.zone),
-        project_or_placeholder(g)
+        region(&cx.config.gke.zone),
+        project_or_placeholder(cx)
     )
 }
 

@@ -12,7 +12,7 @@ use super::cluster::Cluster;
 use crate::ground::context::Ctx;
 use crate::ground::runner::Probe;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{Config, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::kind::Kind as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::{self, Engine};
@@ -24,7 +24,8 @@ impl Cluster for Kind {
         TargetName::Kind
     }
 
-    fn context(&self, config: &Config) -> Result<String> {
+    fn context(&self, cx: &Ctx) -> Result<String> {
+        let config = &cx.config;
         Ok(format!("kind-{}", config.kind.cluster))
     }
 

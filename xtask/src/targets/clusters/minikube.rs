@@ -11,7 +11,7 @@ use super::cluster::Cluster;
 use crate::ground::context::Ctx;
 use crate::ground::runner::{Probe, shown};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{Config, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::minikube::Minikube as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::{self, Engine};
@@ -23,7 +23,8 @@ impl Cluster for Minikube {
         TargetName::Minikube
     }
 
-    fn context(&self, config: &Config) -> Result<String> {
+    fn context(&self, cx: &Ctx) -> Result<String> {
+        let config = &cx.config;
         Ok(config.minikube.profile.clone())
     }
 
