@@ -647,3 +647,18 @@ esac"#,
     assert!(text(&out.stderr).contains("no kube context is selected"));
     Ok(())
 }
+
+#[test]
+fn the_dev_loop_refuses_gke_up_front_and_runs_nothing() -> Result {
+    let f = Fakes::new(FAKES)?;
+    let (out, log) = f.xtask(&["dev", "--target", "gke"], &[])?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the dev loop runs on local, docker, minikube and kind, not gke"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cargo xtask dev --target kind"), "{stderr}");
+    assert!(log.is_empty(), "{log:?}");
+    Ok(())
+}

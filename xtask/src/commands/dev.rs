@@ -12,6 +12,7 @@ use crate::devloop;
 use crate::ground::context::Ctx;
 use crate::ground::interrupt;
 use crate::ground::services;
+use crate::ground::settings::TargetName;
 use crate::targets;
 
 #[derive(Args)]
@@ -36,6 +37,14 @@ pub struct DevArgs {
 impl DevArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
+        if name == TargetName::Gke {
+            anyhow::bail!(
+                "the dev loop runs on local, docker, minikube and kind, not gke: every round \
+                 would push images over the network and wait for a remote rollout. Iterate \
+                 with `cargo xtask dev --target kind` (or minikube), then `cargo xtask deploy \
+                 --target gke`"
+            );
+        }
         let target = targets::for_name(name);
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();

@@ -98,7 +98,7 @@ pub enum Command {
     Deploy(deploy::DeployArgs),
     /// Deploy, then watch the sources and redeploy what a change affects (like skaffold dev)
     #[command(
-        after_help = "Examples:\n  cargo xtask dev\n  cargo xtask dev test-api --no-logs\n  cargo xtask dev --target docker wine\n\nCtrl-C stops the loop and tears down what it started (--keep leaves it running)."
+        after_help = "Examples:\n  cargo xtask dev\n  cargo xtask dev test-api --no-logs\n  cargo xtask dev --target docker wine\n\nTargets: local, docker, minikube, kind (not gke).\nCtrl-C stops the loop and tears down what it started (--keep leaves it running)."
     )]
     Dev(dev::DevArgs),
     /// Show whether each service is running and healthy (exit 1 if any is not)

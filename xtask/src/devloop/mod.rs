@@ -173,6 +173,10 @@ fn iterate(
     let started = Instant::now();
     let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b)) {
         Ok(b) => b,
+        Err(_) if crate::ground::interrupt::interrupted() => {
+            // cargo died of the same Ctrl-C; the handler is tearing down.
+            return;
+        }
         Err(e) => {
             // The compiler's error first, then the verdict.
             eprintln!("{e:#}");
@@ -198,6 +202,7 @@ fn iterate(
     let deploy_secs = deploy_started.elapsed().as_secs_f64();
     let delivered = match outcome {
         Ok(d) => d,
+        Err(_) if crate::ground::interrupt::interrupted() => return,
         Err(e) => {
             eprintln!("{e:#}");
             rollback(cx, target, session, specs, good);

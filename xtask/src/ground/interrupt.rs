@@ -29,6 +29,13 @@ pub fn install() {
     });
 }
 
+/// Whether Ctrl-C has arrived: a child that died of it (cargo shares the
+/// terminal's process group) is not a failure to report while the
+/// handler tears down and exits.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Runs `cleanup` if Ctrl-C arrives while the returned guard lives.
 #[must_use = "the cleanup is dropped with its guard"]
 pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
