@@ -50,7 +50,13 @@ fn main() -> ExitCode {
             Command::Image(a) => a.run(&cx),
             Command::Manifests(a) => a.run(&cx),
             Command::Model(a) => a.run(&cx),
-            Command::Completions(a) => a.run(<commands::Cli as clap::CommandFactory>::command()),
+            Command::Completions(a) => a.run(
+                <commands::Cli as clap::CommandFactory>::command(),
+                &ground::services::all(&cx.config, &cx.root)
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>(),
+            ),
             Command::Service(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),
             Command::Context(a) => a.run(&cx),
