@@ -396,6 +396,16 @@ fn docker_target_deploys_redeploys_and_tears_down_twice() -> Result {
         "{stdout}"
     );
 
+    // One service torn down: stopped gracefully, the others untouched.
+    let (stdout, stderr) = ok(sb.xtask(&["teardown", "--target", "docker", "iris-model"])?)?;
+    assert!(
+        stdout.contains("stop --time 10 ") || stderr.contains("stop --time 10 "),
+        "{stdout}{stderr}"
+    );
+    let left = sb.containers()?;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.iter().any(|c| c.ends_with("iris-model")), "{left:?}");
+
     ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
     assert!(sb.containers()?.is_empty(), "{:?}", sb.containers());
     let (_, stderr) = ok(sb.xtask(&["teardown", "--target", "docker"])?)?;

@@ -279,6 +279,9 @@ impl Target for Docker {
 
     fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
         let docker = engine_cli();
+        // SIGTERM and the same grace as the local target, then removal: a
+        // service finishes its requests in flight.
+        let grace = cx.config.local.stop_grace_secs.to_string();
         for spec in specs {
             let container = name(cx, spec);
             if inspect(cx, &container)?.is_none() {
@@ -286,12 +289,21 @@ impl Target for Docker {
                 continue;
             }
             cx.runner.run(
+                cmd!(cx.sh, "{docker} stop --time {grace} {container}"),
+                "stopping containers",
+            )?;
+            cx.runner.run(
                 cmd!(cx.sh, "{docker} rm --force {container}"),
                 "removing containers",
             )?;
         }
         // Containers of services removed from the settings since: ours by
-        // label and by name.
+        // label and by name. (Not those of services still in the settings
+        // that this teardown was not asked for.)
+        let configured: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         let prefix = format!("{}-", cx.config.docker.name_prefix);
         let label = format!("label={MANAGED_BY}");
         let format = "{{.Names}}";
@@ -313,7 +325,7 @@ impl Target for Docker {
             let Some(service) = container.strip_prefix(&prefix) else {
                 continue;
             };
-            if specs.iter().any(|s| s.name == service) {
+            if specs.iter().any(|s| s.name == service) || configured.iter().any(|s| s == service) {
                 continue;
             }
             eprintln!(
