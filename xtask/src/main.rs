@@ -38,7 +38,10 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     ground::interrupt::install();
-    let result = ground::context::Ctx::new(&cli.global.options()).and_then(|cx| {
+    let options = cli.global.options();
+    let json = options.output == ground::runner::Format::Json;
+    let mut planned = false;
+    let result = ground::context::Ctx::new(&options).and_then(|cx| {
         let outcome = match cli.command {
             Command::Doctor(a) => a.run(&cx),
             Command::Build(a) => a.run(&cx),
@@ -66,13 +69,18 @@ fn main() -> ExitCode {
             Command::Release(a) => a.run(&cx),
             Command::Render(a) => a.run(&cx),
         };
-        cx.runner.print_plan(outcome.is_err());
+        cx.runner.print_plan(outcome.as_ref().err());
+        planned = cx.runner.is_dry_run();
         outcome
     });
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if json && !planned {
+                // Scripts read stdout: one document, even for a failure.
+                println!("{:#}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
             ExitCode::FAILURE
         }
     }

@@ -452,6 +452,27 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
         "{}",
         text(&out.stderr)
     );
+    // --output json: the same plan as one document.
+    let (json, _) = f.xtask(
+        &["--dry-run", "--output", "json", "deploy", "--target", "gke"],
+        &[("FAKE_CONTEXT", GKE_CONTEXT)],
+    )?;
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(doc["dry_run"], true);
+    assert!(doc["error"].is_null(), "{doc}");
+    let steps = doc["plan"].as_array().ok_or("no plan")?;
+    let plan_text = text(&out.stdout);
+    let numbered: Vec<&str> = plan_text
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(". "))
+        .filter(|(n, _)| n.parse::<u32>().is_ok())
+        .map(|(_, step)| step)
+        .collect();
+    assert_eq!(steps.len(), numbered.len(), "{doc}\n{plan_text}");
+    for (json_step, text_step) in steps.iter().zip(&numbered) {
+        assert_eq!(json_step.as_str(), Some(*text_step));
+    }
     // A [registry] table sends GKE's images there instead.
     f.settings(
         "[gke]\nproject = \"proj-1\"\nzone = \"europe-west1-b\"\n\

@@ -6,7 +6,7 @@
 //! (CI=true) a missing engine fails them.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -315,6 +315,39 @@ fn push_then_pull_back_by_digest() -> Result {
     let (tagged, digest_in_file) = tag.split_once('@').ok_or("no digest in tag")?;
     assert!(tagged.starts_with(&format!("{target}/test-api:")), "{tag}");
     assert!(pinned.ends_with(digest_in_file), "{tag} vs {pinned}");
+
+    // --output json: the same document on stdout, and only it.
+    let (json, _) = ok(sb.xtask(&[
+        "image",
+        "push",
+        "test-api",
+        "--registry",
+        &target,
+        "--insecure",
+        "--output",
+        "json",
+    ])?)?;
+    let doc: Value = serde_json::from_str(&json)?;
+    assert_eq!(doc, file, "{json}");
+    // image build's document (push's profile): the digest pushed, its
+    // size and archive.
+    let (json, _) = ok(sb.xtask(&[
+        "image",
+        "build",
+        "test-api",
+        "--profile",
+        "dist",
+        "--output",
+        "json",
+    ])?)?;
+    let doc: Value = serde_json::from_str(&json)?;
+    assert_eq!(doc["builds"][0]["digest"], digest_in_file, "{json}");
+    assert!(
+        doc["builds"][0]["size"].as_u64().is_some_and(|n| n > 0),
+        "{json}"
+    );
+    let archive = doc["builds"][0]["archive"].as_str().ok_or("archive")?;
+    assert!(Path::new(archive).is_file(), "{json}");
 
     // skopeo pulls it back by digest; the digest is the one we computed.
     let digest = pinned

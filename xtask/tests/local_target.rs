@@ -140,6 +140,7 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     let (stdout, stderr) = ok(&sb.xtask(&["deploy"])?)?;
     assert!(stdout.contains(&sb.url("")), "URL printed: {stdout}");
     assert!(stderr.contains("smoke test GET"), "{stderr}");
+    let first = stdout;
 
     let (status, body) = get(&sb.url("/test_api"))?;
     assert_eq!(status, 200);
@@ -156,6 +157,39 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     let (stdout, _) = ok(&sb.xtask(&["status"])?)?;
     assert!(stdout.contains("running, ready"), "{stdout}");
     assert!(stdout.contains(&format!("pid {pid}")), "{stdout}");
+
+    // --output json: one document on stdout with the text's facts.
+    let (json, _) = ok(&sb.xtask(&["deploy", "--output", "json"])?)?;
+    let doc: Value = serde_json::from_str(&json)?;
+    assert_eq!(doc["target"], "local");
+    let services = doc["services"].as_array().ok_or("no services")?;
+    assert!(!services.is_empty(), "{doc}");
+    for s in services {
+        let (name, url) = (
+            s["name"].as_str().ok_or("name")?,
+            s["url"].as_str().ok_or("url")?,
+        );
+        assert!(
+            first.contains(&format!("{name:<14} {url}")),
+            "{name} {url} not in the text output: {first}"
+        );
+    }
+    let (json, _) = ok(&sb.xtask(&["status", "--output", "json"])?)?;
+    let doc: Value = serde_json::from_str(&json)?;
+    assert_eq!(doc["healthy"], true);
+    for s in doc["services"].as_array().ok_or("no services")? {
+        let (name, state) = (
+            s["name"].as_str().ok_or("name")?,
+            s["state"].as_str().ok_or("state")?,
+        );
+        assert_eq!(s["healthy"], true, "{s}");
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .ok_or("no text row")?;
+        assert!(row.ends_with(state), "{row} vs {state}");
+        assert!(row.contains(s["url"].as_str().ok_or("url")?), "{row}");
+    }
 
     let (stdout, _) = ok(&sb.xtask(&["logs", "test-api", "--tail", "50"])?)?;
     assert!(stdout.contains("\"message\":\"listening\""), "{stdout}");

@@ -213,6 +213,8 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         "0.1.0",
         "--file-output",
         &result.to_string_lossy(),
+        "--output",
+        "json",
     ])?;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -229,7 +231,10 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
             .as_str()
             .is_some_and(|t| t.ends_with(&format!("@{digest}")))
     );
-    assert!(text(&out.stdout).contains(&digest), "the digest is printed");
+    // --output json: stdout is one document, --file-output's and the version.
+    let doc: serde_json::Value = serde_json::from_str(&text(&out.stdout))?;
+    assert_eq!(doc["builds"], file["builds"], "{doc}");
+    assert_eq!(doc["version"], "0.1.0");
     let sha = text(&repo.git(&["rev-parse", "--short=7", "HEAD"])?.stdout)
         .trim()
         .to_string();
@@ -464,7 +469,15 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         ),
     )?;
     repo.commit("embed the build time")?;
-    let out = release(&["--version", "0.1.1", "--no-tag"])?;
+    let out = release(&["--version", "0.1.1", "--no-tag", "--output", "json"])?;
     refused(&out, "not reproducible");
+    // A failure under --output json is a document too.
+    let doc: serde_json::Value = serde_json::from_str(&text(&out.stdout))?;
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not reproducible")),
+        "{doc}"
+    );
     Ok(())
 }

@@ -45,6 +45,22 @@ impl From<ProgressArg> for Progress {
     }
 }
 
+/// `--output`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputArg {
+    Text,
+    Json,
+}
+
+impl From<OutputArg> for crate::ground::runner::Format {
+    fn from(o: OutputArg) -> Self {
+        match o {
+            OutputArg::Text => Self::Text,
+            OutputArg::Json => Self::Json,
+        }
+    }
+}
+
 /// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
 pub fn seldon_target(name: TargetName) -> Result<Kube> {
     match clusters::for_name(name) {

@@ -45,6 +45,19 @@ impl DeployArgs {
             let session = kube.open(cx)?;
             let profile = self.profile.or(kube.profile());
             let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile)?;
+            if cx.json() {
+                let models: Vec<serde_json::Value> = deployed
+                    .models
+                    .iter()
+                    .map(|(model, url)| serde_json::json!({ "name": model, "url": url }))
+                    .collect();
+                cx.emit(&serde_json::json!({
+                    "target": name.as_str(),
+                    "seldon": true,
+                    "services": models,
+                }));
+                return Ok(ExitCode::SUCCESS);
+            }
             cx.runner.unless_dry_run(|| {
                 println!("Deployed to Seldon Core on {name}:");
                 for (model, url) in &deployed.models {
@@ -75,6 +88,28 @@ impl DeployArgs {
         let urls = target.urls(cx, &session, &specs)?;
         for (spec, url) in specs.iter().zip(&urls) {
             smoke::check(cx, spec, url)?;
+        }
+        if cx.json() {
+            // `{"target", "seldon": false, "services": [{"name", "url",
+            // "image"}]}`: image is the reference the service runs (pinned by
+            // digest where the target pushes), null on the local target.
+            let services: Vec<serde_json::Value> = specs
+                .iter()
+                .zip(&urls)
+                .map(|(spec, url)| {
+                    serde_json::json!({
+                        "name": spec.name,
+                        "url": url,
+                        "image": delivered.image_of(spec).map(|d| d.reference.clone()),
+                    })
+                })
+                .collect();
+            cx.emit(&serde_json::json!({
+                "target": name.as_str(),
+                "seldon": false,
+                "services": services,
+            }));
+            return Ok(ExitCode::SUCCESS);
         }
         cx.runner.unless_dry_run(|| {
             println!("Deployed to {name}:");

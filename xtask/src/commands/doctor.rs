@@ -23,15 +23,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct DoctorArgs {
     #[command(flatten)]
     pub target: TargetArg,
-    /// text (a table) or json (for scripts: the same facts, one object)
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    Text,
-    Json,
 }
 
 struct Row {
@@ -46,7 +37,7 @@ impl DoctorArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let target = cx.target(self.target.target);
         let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
-        if self.output == Output::Json {
+        if cx.json() {
             return json(cx, target, &rows);
         }
         match &cx.config_source {
@@ -122,7 +113,7 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
             "blockers": blockers,
         },
     });
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    cx.emit(&doc);
     Ok(if ready {
         ExitCode::SUCCESS
     } else {

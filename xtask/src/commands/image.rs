@@ -152,9 +152,12 @@ impl ImageArgs {
         let specs = services::select(&cx.config, &cx.root, &services)?;
         let images = image::build_images(cx, &specs, builder.into(), profile)?;
         let mut builds = Vec::new();
+        let publisher_none = publisher.is_none();
         match publisher {
             None => {
-                print_images(cx, &images)?;
+                if !cx.json() {
+                    print_images(cx, &images)?;
+                }
                 for i in &images {
                     builds.push(artifact(&i.name, &i.reference, &i.digest));
                 }
@@ -174,6 +177,16 @@ impl ImageArgs {
                 }
             }
         }
+        // `--output json`: the --file-output document, with each image's
+        // size (bytes, uncompressed) and archive when it was only built.
+        let mut shown = builds.clone();
+        if publisher_none {
+            for (entry, i) in shown.iter_mut().zip(&images) {
+                entry["size"] = i.size.into();
+                entry["archive"] = i.archive.display().to_string().into();
+            }
+        }
+        cx.emit(&serde_json::json!({ "builds": shown }));
         if let Some(file) = &self.file_output {
             cx.runner.effect(format!("write {}", file.display()), || {
                 let doc = serde_json::json!({ "builds": builds });

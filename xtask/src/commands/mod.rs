@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::ground::context::Options;
-use args::ProgressArg;
+use args::{OutputArg, ProgressArg};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +65,11 @@ pub struct GlobalArgs {
     /// Spinners with live output (auto: only when stderr is a terminal)
     #[arg(long, global = true, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Results on stdout as text, or as one JSON document for scripts
+    /// (status, doctor, deploy, image build|push, release; a dry run's plan);
+    /// progress stays on stderr
+    #[arg(long, global = true, value_enum, default_value_t = OutputArg::Text)]
+    pub output: OutputArg,
 }
 
 impl GlobalArgs {
@@ -79,6 +84,7 @@ impl GlobalArgs {
             dry_run: self.dry_run,
             verbose: self.verbose,
             progress: self.progress.into(),
+            output: self.output.into(),
         }
     }
 }

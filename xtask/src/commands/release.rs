@@ -105,6 +105,7 @@ impl ReleaseArgs {
             reproducibility_check: !self.skip_reproducibility_check,
             services: self.services,
         };
+        let version = opts.version.to_string();
         let released = release::run(cx, &opts)?;
         if let Some(file) = &self.file_output {
             cx.runner.effect(format!("write {}", file.display()), || {
@@ -114,6 +115,13 @@ impl ReleaseArgs {
                 )
                 .with_context(|| format!("cannot write {}", file.display()))
             })?;
+        }
+        if cx.json() {
+            // The --file-output document, with the version.
+            let mut doc = release::file_output(&released);
+            doc["version"] = version.into();
+            cx.emit(&doc);
+            return Ok(ExitCode::SUCCESS);
         }
         for r in &released {
             println!("{}", r.tag);

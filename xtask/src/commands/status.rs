@@ -22,6 +22,35 @@ impl StatusArgs {
         let target = targets::for_name(cx.target(self.target.target));
         let session = target.open(cx)?;
         let rows = target.status(cx, &session, &services::all(&cx.config, &cx.root))?;
+        let undeployed = crate::build::workspace::undeployed_lines(cx);
+        let healthy = rows.iter().all(|r| r.healthy);
+        let code = if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+        if cx.json() {
+            // `{"target", "healthy", "services": [{"name", "healthy", "url",
+            // "state"}], "notes": [...]}`: the table's facts.
+            let services: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.service,
+                        "healthy": r.healthy,
+                        "url": r.url,
+                        "state": r.state,
+                    })
+                })
+                .collect();
+            cx.emit(&serde_json::json!({
+                "target": cx.target(self.target.target).as_str(),
+                "healthy": healthy,
+                "services": services,
+                "notes": undeployed,
+            }));
+            return Ok(code);
+        }
         println!("{:<14} {:<8} {:<28} STATE", "SERVICE", "HEALTHY", "URL");
         for r in &rows {
             println!(
@@ -32,13 +61,9 @@ impl StatusArgs {
                 r.state
             );
         }
-        for line in crate::build::workspace::undeployed_lines(cx) {
+        for line in undeployed {
             println!("{line}");
         }
-        Ok(if rows.iter().all(|r| r.healthy) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        Ok(code)
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use xshell::Shell;
 
-use super::runner::{Progress, Runner};
+use super::runner::{Format, Progress, Runner};
 use super::settings::{Config, Loaded, TargetName};
 
 /// How the command line asked the xtask to behave.
@@ -16,6 +16,8 @@ pub struct Options {
     pub dry_run: bool,
     pub verbose: bool,
     pub progress: Progress,
+    /// `--output`: text, or one JSON document on stdout.
+    pub output: Format,
 }
 
 pub struct Ctx {
@@ -46,13 +48,25 @@ impl Ctx {
                 options.verbose,
                 options.progress,
                 root.clone(),
-            ),
+            )
+            .with_format(options.output),
             config: loaded.config,
             config_source: loaded.source,
             sh,
             root,
             gke_project: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether stdout is for one JSON document (`--output json`).
+    pub fn json(&self) -> bool {
+        self.runner.format() == Format::Json
+    }
+
+    /// A command's result document, on stdout under `--output json`
+    /// (`Runner::emit`).
+    pub fn emit(&self, doc: &serde_json::Value) {
+        self.runner.emit(doc);
     }
 
     /// `--target` when given, else the configured default.

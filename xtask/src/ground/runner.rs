@@ -32,6 +32,15 @@ pub enum Progress {
     Never,
 }
 
+/// How results reach stdout: text for people, or one JSON document for
+/// scripts (`--output json`). Progress and errors go to stderr either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
 /// What a finished command printed on stdout.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -56,6 +65,10 @@ pub struct Runner {
     plan: RefCell<Vec<String>>,
     /// Preconditions a dry run found unmet (see `precondition`).
     blockers: RefCell<Vec<String>>,
+    /// stdout carries one JSON document: children's stdout goes to stderr.
+    format: Format,
+    /// A dry run's result document, printed inside the plan's.
+    result: RefCell<Option<serde_json::Value>>,
 }
 
 impl Runner {
@@ -72,7 +85,39 @@ impl Runner {
             home,
             plan: RefCell::new(Vec::new()),
             blockers: RefCell::new(Vec::new()),
+            format: Format::Text,
+            result: RefCell::new(None),
         }
+    }
+
+    /// Prints `doc` on stdout under `Format::Json`; a dry run keeps it for
+    /// its plan document (`print_plan`), so stdout holds one document.
+    pub fn emit(&self, doc: &serde_json::Value) {
+        if self.format != Format::Json {
+            return;
+        }
+        if self.dry_run {
+            *self.result.borrow_mut() = Some(doc.clone());
+        } else {
+            println!("{doc:#}");
+        }
+    }
+
+    /// The same runner printing results as `format`.
+    #[must_use]
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// How results are printed.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether this is a `--dry-run`.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
     }
 
     /// The tool's path, or an error naming it, what needs it and how to
@@ -176,8 +221,12 @@ impl Runner {
             return Ok(());
         }
         let line = shown(&cmd);
-        let status = self
-            .resolved(cmd, purpose)?
+        let mut resolved = self.resolved(cmd, purpose)?;
+        if self.format == Format::Json {
+            // stdout is the JSON document's alone.
+            resolved.stdout(Stdio::from(std::io::stderr()));
+        }
+        let status = resolved
             .stdin(Stdio::null())
             .status()
             .with_context(|| format!("cannot start `{line}`"))?;
@@ -290,13 +339,23 @@ impl Runner {
     }
 
     /// Prints what `--dry-run` recorded; after an error (`failed`), only
-    /// the steps planned before it, if any.
-    pub fn print_plan(&self, failed: bool) {
+    /// the steps planned before it, if any. With `Format::Json`, one
+    /// document: `{"dry_run": true, "blockers": [...], "plan": [...],
+    /// "error": <the error or null>}`.
+    pub fn print_plan(&self, failed: Option<&anyhow::Error>) {
         let plan = self.plan.borrow();
-        if !self.dry_run || (failed && plan.is_empty()) {
+        if !self.dry_run {
             return;
         }
         let blockers = self.blockers.borrow();
+        if self.format == Format::Json {
+            println!("{:#}", self.plan_document(failed));
+            return;
+        }
+        let failed = failed.is_some();
+        if failed && plan.is_empty() {
+            return;
+        }
         if !blockers.is_empty() {
             println!("A real run would stop here first; fix these, then run again:");
             for b in blockers.iter() {
@@ -315,6 +374,17 @@ impl Runner {
         if plan.is_empty() {
             println!("  (nothing to do)");
         }
+    }
+
+    /// The dry run's JSON document (see `print_plan`).
+    fn plan_document(&self, failed: Option<&anyhow::Error>) -> serde_json::Value {
+        serde_json::json!({
+            "dry_run": true,
+            "blockers": *self.blockers.borrow(),
+            "plan": *self.plan.borrow(),
+            "error": failed.map(|e| format!("{e:#}")),
+            "result": *self.result.borrow(),
+        })
     }
 
     /// The recorded plan (tests read it).
@@ -531,6 +601,29 @@ mod tests {
         let r = quiet(true);
         r.run(cmd!(sh, "no-such-tool-xyz"), "test")?;
         assert!(r.plan()[0].contains("[not installed"), "{:?}", r.plan());
+        Ok(())
+    }
+
+    #[test]
+    fn a_json_dry_run_is_one_document_with_blockers_plan_and_result() -> Result<()> {
+        let sh = Shell::new()?;
+        let r = quiet(true).with_format(Format::Json);
+        r.precondition(anyhow::anyhow!("no kube context"))?;
+        r.run(cmd!(sh, "kubectl apply -f x.yaml"), "applying")?;
+        r.emit(&serde_json::json!({ "target": "kind" }));
+        let doc = r.plan_document(None);
+        assert_eq!(doc["dry_run"], true);
+        assert_eq!(doc["blockers"], serde_json::json!(["no kube context"]));
+        assert!(
+            doc["plan"][0]
+                .as_str()
+                .is_some_and(|s| s.contains("kubectl apply -f x.yaml")),
+            "{doc}"
+        );
+        assert_eq!(doc["result"]["target"], "kind");
+        assert!(doc["error"].is_null());
+        let failed = r.plan_document(Some(&anyhow::anyhow!("boom")));
+        assert_eq!(failed["error"], "boom");
         Ok(())
     }
 

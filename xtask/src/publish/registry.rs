@@ -64,7 +64,7 @@ impl Publisher for Registry {
             "{repository}@{}",
             pushed.as_deref().unwrap_or(image.digest.as_str())
         );
-        if pushed.is_some() {
+        if pushed.is_some() && !cx.json() {
             println!("{pinned}");
         }
         Ok(pinned)
