@@ -182,3 +182,40 @@ pub enum Command {
     )]
     Bench(bench::BenchArgs),
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand.
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// A subcommand's argument with a global one's id (`output`) panics
+    /// only when that subcommand runs (clap finds the types differ then).
+    #[test]
+    fn no_subcommand_argument_shadows_a_global_one() {
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, found: &mut Vec<String>) {
+            for a in cmd.get_arguments().filter(|a| !a.is_global_set()) {
+                if globals.iter().any(|g| g == a.get_id().as_str()) {
+                    found.push(format!("{path}: {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, globals, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let cli = <super::Cli as clap::CommandFactory>::command();
+        let globals: Vec<String> = cli
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(globals.contains(&"output".to_string()), "{globals:?}");
+        let mut found = Vec::new();
+        for sub in cli.get_subcommands() {
+            walk(sub, &globals, sub.get_name(), &mut found);
+        }
+        assert!(found.is_empty(), "{found:?}");
+    }
+}

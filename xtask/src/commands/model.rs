@@ -42,9 +42,10 @@ pub enum ModelCommand {
         /// Names of the input columns, comma-separated (default: the file's)
         #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
         feature_names: Option<Vec<String>>,
-        /// The graph output to answer with (default: the probabilities, else the first float one)
+        /// The graph output to answer with (default: the probabilities, else the first float
+        /// one); the settings' `output` key
         #[arg(long, value_name = "NAME")]
-        output: Option<String>,
+        graph_output: Option<String>,
         /// Port it listens on locally (default: one above the highest configured)
         #[arg(long)]
         port: Option<u16>,
@@ -62,7 +63,7 @@ impl ModelArgs {
             contract,
             class_names,
             feature_names,
-            output,
+            graph_output: output,
             port,
             no_seldon,
         } = self.command;

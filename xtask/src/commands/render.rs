@@ -1,4 +1,4 @@
-//! `cargo xtask render --target T --images FILE [-o DIR]`: a Kubernetes
+//! `cargo xtask render --target T --images FILE [-o|--output-dir DIR]`: a Kubernetes
 //! target's manifests with prebuilt images pinned by digest, no cluster
 //! needed (Skaffold's `render`): what a CD pipeline commits or applies
 //! after `release` or `image push --file-output`.
@@ -24,7 +24,7 @@ pub struct RenderArgs {
     pub images: PathBuf,
     /// Write DIR/<target>.yaml instead of printing
     #[arg(short = 'o', long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
+    pub output_dir: Option<PathBuf>,
 }
 
 impl RenderArgs {
@@ -52,7 +52,7 @@ impl RenderArgs {
         }
         let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
         let text = hydrate::render(cx, &overlay, &pins, scratch.path())?;
-        match &self.output {
+        match &self.output_dir {
             None => print!("{text}"),
             Some(dir) => {
                 let file = dir.join(format!("{}.yaml", name.as_str()));
