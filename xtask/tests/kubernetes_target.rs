@@ -300,6 +300,68 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             pinned.contains(&format!("reg.example/acct/model-server@{d2}")),
             "{pinned:?}"
         );
+        // `render` gives what deploy --images applied: the same Deployments
+        // (pod templates) and Services.
+        let (out, _) = f.xtask(
+            &["render", "--target", "minikube", "--images", &pins_arg],
+            &env,
+        )?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rendered = yaml_documents(&text(&out.stdout))?;
+        let of = |kind: &str| -> Vec<serde_json::Value> {
+            rendered
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .cloned()
+                .collect()
+        };
+        let applied = f.deployments()?;
+        assert_eq!(of("Deployment").len(), applied.len(), "{rendered:?}");
+        for r in of("Deployment") {
+            let r: Deployment = serde_json::from_value(r)?;
+            let a = applied
+                .iter()
+                .find(|d| d.metadata.name == r.metadata.name)
+                .ok_or(format!("{:?} not applied", r.metadata.name))?;
+            let pod = |d: &Deployment| d.spec.as_ref().and_then(|s| s.template.spec.clone());
+            assert_eq!(
+                serde_json::to_value(pod(&r))?,
+                serde_json::to_value(pod(a))?,
+                "{:?}",
+                r.metadata.name
+            );
+            assert_eq!(r.metadata.labels, a.metadata.labels);
+        }
+        // The SeldonDeployments too: every predictor container pinned.
+        let (out, _) = f.xtask(&["render", "--seldon", "--images", &pins_arg], &env)?;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let seldon = yaml_documents(&text(&out.stdout))?;
+        let images: Vec<&str> = seldon
+            .iter()
+            .filter(|o| o["kind"] == "SeldonDeployment")
+            .flat_map(|o| o["spec"]["predictors"].as_array().into_iter().flatten())
+            .flat_map(|p| p["componentSpecs"].as_array().into_iter().flatten())
+            .flat_map(|c| c["spec"]["containers"].as_array().into_iter().flatten())
+            .filter_map(|c| c["image"].as_str())
+            .collect();
+        assert!(!images.is_empty(), "{seldon:?}");
+        for image in images {
+            assert_eq!(image, format!("reg.example/acct/model-server@{d2}"));
+        }
+        let services = f.all::<k8s_openapi::api::core::v1::Service>()?;
+        for r in of("Service") {
+            let r: k8s_openapi::api::core::v1::Service = serde_json::from_value(r)?;
+            let a = services
+                .iter()
+                .find(|s| s.metadata.name == r.metadata.name)
+                .ok_or(format!("{:?} not applied", r.metadata.name))?;
+            let ports = |s: &k8s_openapi::api::core::v1::Service| {
+                s.spec
+                    .as_ref()
+                    .map(|p| (p.ports.clone(), p.selector.clone()))
+            };
+            assert_eq!(ports(&r), ports(a), "{:?}", r.metadata.name);
+        }
         let (out, _) = f.xtask(
             &["deploy", "--target", "local", "--images", &pins_arg],
             &env,
@@ -825,4 +887,17 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
         let _ = stage.xtask(&["teardown", "--target", "kind"], &[real]);
     }
     result
+}
+
+/// The objects of a multi-document YAML stream.
+fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>> {
+    use serde::Deserialize;
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v = serde_json::Value::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    Ok(docs)
 }

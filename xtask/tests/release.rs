@@ -297,6 +297,7 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
     let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS"))?;
     for f in [
         "manifests/kind.yaml",
+        "manifests/seldon.yaml",
         "test-api.cdx.json",
         "test-api.provenance.json",
         "RELEASE_NOTES.md",

@@ -168,7 +168,7 @@ pub enum Command {
     ContractTest(contract_test::ContractTestArgs),
     /// Render a Kubernetes target's manifests with prebuilt images pinned by digest (no cluster needed)
     #[command(
-        after_help = "Examples:\n  cargo xtask render --target gke --images build.json\n  cargo xtask render --target kind --images build.json -o rendered/"
+        after_help = "Examples:\n  cargo xtask render --target gke --images build.json\n  cargo xtask render --target kind --images build.json -o rendered/\n  cargo xtask render --seldon --images build.json   (the SeldonDeployments, pinned)"
     )]
     Render(render::RenderArgs),
     /// Cut a version: images built twice and compared, pushed, signed and attested, manifests hydrated

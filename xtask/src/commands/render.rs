@@ -22,6 +22,10 @@ pub struct RenderArgs {
     /// ({"builds":[{"imageName":…,"tag":"repository:tag@sha256:…"}]})
     #[arg(long, value_name = "FILE")]
     pub images: PathBuf,
+    /// The Seldon resources (deploy/seldon: the SeldonDeployments) instead
+    /// of the target's overlay; written as DIR/seldon.yaml with -o
+    #[arg(long)]
+    pub seldon: bool,
     /// Write DIR/<target>.yaml instead of printing
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
@@ -31,12 +35,20 @@ impl RenderArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let target = targets::for_name(name);
-        let overlay = target.overlay(cx).with_context(|| {
-            format!(
-                "the {} target applies no manifests; render one of the Kubernetes targets (minikube, kind, gke)",
-                name.as_str()
+        let (overlay, file_name) = if self.seldon {
+            (
+                cx.config.kubernetes.manifests_dir.join("seldon"),
+                "seldon".to_string(),
             )
-        })?;
+        } else {
+            let overlay = target.overlay(cx).with_context(|| {
+                format!(
+                    "the {} target applies no manifests; render one of the Kubernetes targets (minikube, kind, gke), or --seldon",
+                    name.as_str()
+                )
+            })?;
+            (overlay, name.as_str().to_string())
+        };
         let pins = hydrate::pins_from_file(&self.images)?;
         // Every image the services run must be pinned, as deploy --images
         // requires: an unpinned one would be pulled by its bare name.
@@ -55,7 +67,7 @@ impl RenderArgs {
         match &self.output_dir {
             None => print!("{text}"),
             Some(dir) => {
-                let file = dir.join(format!("{}.yaml", name.as_str()));
+                let file = dir.join(format!("{file_name}.yaml"));
                 cx.runner.effect(format!("write {}", file.display()), || {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("cannot create {}", dir.display()))?;

@@ -1,7 +1,10 @@
 //! Hydrated manifests: every kustomize overlay under `deploy/overlays/`
 //! rendered with the released images pinned by digest (kustomize's own
 //! `images` transformer, as `kustomize edit set image` would write it), one
-//! file per target: `<out>/manifests/<target>.yaml`.
+//! file per target: `<out>/manifests/<target>.yaml`, and the Seldon
+//! resources (`deploy/seldon`) as `<out>/manifests/seldon.yaml`. The
+//! transformer learns where a SeldonDeployment keeps its images from a
+//! kustomize transformer configuration (`configurations:`).
 
 use std::path::Path;
 
@@ -85,10 +88,19 @@ pub fn pins_from_file(file: &Path) -> Result<Vec<Pin>> {
         .collect()
 }
 
-/// The kustomization that pins `released` on top of `overlay`.
+/// A kustomize transformer configuration: the `images` transformer also
+/// sets the containers of Seldon Core v1's SeldonDeployment
+/// (`spec.predictors[].componentSpecs[].spec.containers[].image`).
+pub const SELDON_IMAGES: &str = "images:\n- path: spec/predictors/componentSpecs/spec/containers/image\n  kind: SeldonDeployment\n";
+
+/// The file `kustomization` names for `SELDON_IMAGES`.
+const SELDON_IMAGES_FILE: &str = "seldon-images.yaml";
+
+/// The kustomization that pins `released` on top of `overlay` (with
+/// `SELDON_IMAGES` beside it as `seldon-images.yaml`).
 pub fn kustomization(overlay: &Path, released: &[Pin]) -> String {
     let mut text = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\nimages:\n",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\nconfigurations:\n- {SELDON_IMAGES_FILE}\nimages:\n",
         overlay.display()
     );
     for r in released {
@@ -132,6 +144,7 @@ pub fn render(cx: &Ctx, overlay: &Path, pins: &[Pin], scratch: &Path) -> Result<
         scratch.join("kustomization.yaml"),
         kustomization(&relative(&from, &to), pins),
     )?;
+    std::fs::write(scratch.join(SELDON_IMAGES_FILE), SELDON_IMAGES)?;
     let rendered = cx.runner.run(
         cmd!(
             cx.sh,
@@ -143,7 +156,8 @@ pub fn render(cx: &Ctx, overlay: &Path, pins: &[Pin], scratch: &Path) -> Result<
 }
 
 /// Renders every overlay under deploy/overlays with `pins` into
-/// `<out>/manifests/<overlay>.yaml`.
+/// `<out>/manifests/<overlay>.yaml`, and deploy/seldon (when there) into
+/// `<out>/manifests/seldon.yaml`.
 ///
 /// # Errors
 /// An unreadable overlay directory, `kubectl kustomize` failing.
@@ -158,14 +172,17 @@ pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    for name in names {
+    let mut sources: Vec<(String, std::path::PathBuf)> = names
+        .into_iter()
+        .map(|n| (n.clone(), overlays.join(n)))
+        .collect();
+    let seldon = cx.config.kubernetes.manifests_dir.join("seldon");
+    if seldon.join("kustomization.yaml").exists() {
+        sources.push(("seldon".to_string(), seldon));
+    }
+    for (name, source) in sources {
         // The pinning kustomizations stay beside the output, for inspection.
-        let text = render(
-            cx,
-            &overlays.join(&name),
-            pins,
-            &out.join("kustomize").join(&name),
-        )?;
+        let text = render(cx, &source, pins, &out.join("kustomize").join(&name))?;
         let file = manifests.join(format!("{name}.yaml"));
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!("  ✓ {}", file.display());
