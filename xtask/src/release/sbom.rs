@@ -266,4 +266,49 @@ mod tests {
         assert_eq!(s.0, "urn:uuid:01234567-89ab-5def-8123-456789abcdef");
         Ok(())
     }
+
+    #[test]
+    fn a_model_file_is_listed_with_its_sha256() -> Result<()> {
+        use sha2::Digest;
+        let model = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../services/model-server/models/iris.onnx"
+        ))?;
+        let expected: String = sha2::Sha256::digest(&model)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let crates = BTreeSet::new();
+        let checksums = BTreeMap::new();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let doc = document(&Contents {
+            repository: "reg.example/acct/wine",
+            digest: &digest,
+            version: "1.2.3",
+            files: vec![
+                ("models/wine.onnx".into(), model),
+                (
+                    "etc/passwd".into(),
+                    b"nonroot:x:65532:65532::/:/sbin/nologin\n".to_vec(),
+                ),
+            ],
+            crates: &crates,
+            checksums: &checksums,
+            timestamp: "2026-12-01T00:00:00Z",
+        })?;
+        let components = doc["components"].as_array().context("no components")?;
+        let model = components
+            .iter()
+            .find(|c| c["name"] == "/models/wine.onnx")
+            .context("no model component")?;
+        assert_eq!(model["type"], "machine-learning-model");
+        assert_eq!(model["hashes"][0]["alg"], "SHA-256");
+        assert_eq!(model["hashes"][0]["content"], expected.as_str());
+        let passwd = components
+            .iter()
+            .find(|c| c["name"] == "/etc/passwd")
+            .context("no passwd component")?;
+        assert_eq!(passwd["type"], "file");
+        Ok(())
+    }
 }
