@@ -162,6 +162,22 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
     // Preflight refusals, each before anything is built.
     std::fs::write(repo.root.join("stray.txt"), "x")?;
     refused(&release(&["--version", "0.1.0"])?, "uncommitted changes");
+    // A dry run lists every problem first, and plans on.
+    let out = release(&["--version", "0.2.0", "--dry-run"])?;
+    let plan = text(&out.stdout);
+    assert!(out.status.success(), "{plan}{}", text(&out.stderr));
+    for problem in [
+        "uncommitted changes",
+        "Cargo.toml's workspace version is 0.1.0, not 0.2.0",
+        "has no `## [0.2.0] - YYYY-MM-DD` section",
+    ] {
+        assert!(plan.contains(problem), "{problem}: {plan}");
+    }
+    assert!(
+        plan.starts_with("A real run would stop here first"),
+        "{plan}"
+    );
+    assert!(!plan.contains("CHANGELOG section found"), "{plan}");
     std::fs::remove_file(repo.root.join("stray.txt"))?;
     refused(
         &release(&["--version", "0.2.0"])?,

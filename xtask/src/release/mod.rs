@@ -78,29 +78,28 @@ pub fn out_dir(cx: &Ctx, version: &semver::Version) -> PathBuf {
 pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     let started = now();
     // 1. Preflight.
-    let facts = match preflight::check(cx, &opts.version) {
-        Ok(f) => f,
-        Err(e) => {
-            // A real run stops here; a dry run lists it and goes on.
-            cx.runner.precondition(e)?;
-            preflight::Facts {
-                version: preflight::parse_version(&opts.version)?,
-                commit: "<commit>".into(),
-                previous: None,
-                notes: String::new(),
-                tagged: false,
-            }
-        }
-    };
-    cx.runner.step(format!(
-        "preflight: clean tree at {}, version {} (last tag {}), CHANGELOG section found; `cargo test` is not run here (CI did)",
-        short(&facts.commit),
-        facts.version,
-        facts
-            .previous
-            .as_ref()
-            .map_or("none".to_string(), |p| format!("v{p}"))
-    ));
+    let (facts, problems) = preflight::check(cx, &opts.version)?;
+    let passed = problems.is_empty();
+    for p in problems {
+        // A real run stops at the first; a dry run lists each and goes on.
+        cx.runner.precondition(p)?;
+    }
+    cx.runner.step(if passed {
+        format!(
+            "preflight: clean tree at {}, version {} (last tag {}), CHANGELOG section found; `cargo test` is not run here (CI did)",
+            short(&facts.commit),
+            facts.version,
+            facts
+                .previous
+                .as_ref()
+                .map_or("none".to_string(), |p| format!("v{p}"))
+        )
+    } else {
+        format!(
+            "preflight of version {}: would stop at the problems listed first; `cargo test` is not run here (CI did)",
+            facts.version
+        )
+    });
     // The hydrated manifests come last: find kubectl before anything is pushed.
     cx.runner
         .locate("kubectl", "rendering the hydrated manifests")?;

@@ -49,24 +49,34 @@ pub fn parse_version(text: &str) -> Result<Version> {
     })
 }
 
-/// Runs every check; the first failure is the error, saying what to do.
+/// Runs every check: the facts found, and every problem, each saying what
+/// to do (a real release stops at the first; a dry run lists them all).
+/// Problems: a dirty tree, no commit, a version not above the last tag
+/// (unless that tag is `vX.Y.Z` on HEAD: a release job run by the tag
+/// push), a version that differs from `Cargo.toml`'s, no CHANGELOG section.
 ///
 /// # Errors
-/// A dirty tree, no commit, a version not above the last tag (unless that
-/// tag is `vX.Y.Z` on HEAD: a release job run by the tag push), a version
-/// that differs from `Cargo.toml`'s, no CHANGELOG section.
-pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
+/// A version that is not semver, or git failing outright.
+pub fn check(cx: &Ctx, version: &str) -> Result<(Facts, Vec<anyhow::Error>)> {
     let version = parse_version(version)?;
-    let commit = git(cx, &["rev-parse", "--verify", "HEAD"])
-        .context("a release is cut from a commit: commit your work first (`git commit`)")?;
+    let mut problems = Vec::new();
+    let commit = match git(cx, &["rev-parse", "--verify", "HEAD"]) {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(
+                e.context("a release is cut from a commit: commit your work first (`git commit`)"),
+            );
+            "<commit>".to_string()
+        }
+    };
     let dirty = git(cx, &["status", "--porcelain"])?;
     if !dirty.is_empty() {
         let first: Vec<&str> = dirty.lines().take(5).collect();
-        bail!(
+        problems.push(anyhow::anyhow!(
             "the work tree has uncommitted changes, so the release would not be what commit {} holds:\n  {}\ncommit or stash them (`git stash --include-untracked`)",
-            &commit[..12],
+            commit.get(..12).unwrap_or(&commit),
             first.join("\n  ")
-        );
+        ));
     }
     let previous = last_tag(&git(cx, &["tag", "--list", "v*"])?);
     let own = format!("v{version}");
@@ -76,38 +86,46 @@ pub fn check(cx: &Ctx, version: &str) -> Result<Facts> {
     if let Some(p) = &previous
         && (version < *p || (version == *p && !tagged))
     {
-        bail!(
+        problems.push(anyhow::anyhow!(
             "version {version} is not greater than the last release tag v{p}; \
              `cargo xtask release bump patch|minor|major` sets the next one"
-        );
+        ));
     }
-    let in_toml = workspace_version(&cx.root.join("Cargo.toml"))?;
-    if in_toml != version {
-        bail!(
+    match workspace_version(&cx.root.join("Cargo.toml")) {
+        Ok(in_toml) if in_toml != version => problems.push(anyhow::anyhow!(
             "Cargo.toml's workspace version is {in_toml}, not {version}: run `cargo xtask release bump --to {version}` \
              (it updates Cargo.toml and Cargo.lock), commit, and release again"
-        );
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(e),
     }
     let changelog = cx.root.join("CHANGELOG.md");
-    let text = std::fs::read_to_string(&changelog).with_context(|| {
-        format!(
-            "cannot read {}: a release needs a CHANGELOG.md (Keep a Changelog format) with a `## [{version}]` section",
-            changelog.display()
-        )
-    })?;
-    let notes = section(&text, &version).with_context(|| {
-        format!(
-            "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
-            changelog.display()
-        )
-    })?;
-    Ok(Facts {
-        version,
-        commit,
-        previous,
-        notes,
-        tagged,
-    })
+    let notes = match std::fs::read_to_string(&changelog) {
+        Err(_) => {
+            problems.push(anyhow::anyhow!(
+                "cannot read {}: a release needs a CHANGELOG.md (Keep a Changelog format) with a `## [{version}]` section",
+                changelog.display()
+            ));
+            String::new()
+        }
+        Ok(text) => section(&text, &version).unwrap_or_else(|| {
+            problems.push(anyhow::anyhow!(
+                "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
+                changelog.display()
+            ));
+            String::new()
+        }),
+    };
+    Ok((
+        Facts {
+            version,
+            commit,
+            previous,
+            notes,
+            tagged,
+        },
+        problems,
+    ))
 }
 
 /// The greatest semver among `git tag --list 'v*'`'s lines (others ignored).
