@@ -39,7 +39,7 @@ impl Repo {
         std::fs::create_dir_all(&root)?;
         copy_workspace(&root)?;
         let repo_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for dir in ["deploy/base", "deploy/components"] {
+        for dir in ["deploy/base", "deploy/components", "deploy/seldon"] {
             support::copy_tree(&repo_root.join(dir), &root.join(dir))?;
         }
         std::fs::write(
@@ -310,6 +310,9 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         ])?,
         "not pinned by digest",
     );
+    // The Seldon resources are hydrated too (test-api is not among them).
+    let seldon = std::fs::read_to_string(out_dir.join("manifests/seldon.yaml"))?;
+    assert!(seldon.contains("kind: SeldonDeployment"), "{seldon}");
     let sums = std::fs::read_to_string(out_dir.join("SHA256SUMS"))?;
     for f in [
         "manifests/kind.yaml",
