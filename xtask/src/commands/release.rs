@@ -185,11 +185,14 @@ fn keygen(cx: &Ctx, key: &std::path::Path) -> Result<ExitCode> {
             Ok(())
         },
     )?;
-    eprintln!(
-        "==> private key {} (keep it secret; CI can take it from {}), public key {} (for `cosign verify --key`)",
-        key.display(),
-        signing::KEY_ENV,
-        public.display()
-    );
+    cx.runner.unless_dry_run(|| {
+        eprintln!(
+            "==> private key {} (keep it secret; CI can take it from {}), public key {} (for `cosign verify --key`)",
+            key.display(),
+            signing::KEY_ENV,
+            public.display()
+        );
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

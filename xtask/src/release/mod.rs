@@ -328,13 +328,15 @@ fn plan_rest(cx: &Ctx, version: &semver::Version, opts: &Options) {
     }
 }
 
-/// `vX.Y.Z`, `X.Y`, `X.Y.Z-<sha7>`, and `latest` when asked.
+/// `vX.Y.Z`, `X.Y`, `X.Y.Z-<sha7>`, and `latest` when asked. A
+/// pre-release (`1.2.0-rc.1`) does not move `X.Y`, which names the newest
+/// release of that minor version.
 pub fn tags(version: &semver::Version, commit: &str, latest: bool) -> Vec<String> {
-    let mut t = vec![
-        format!("v{version}"),
-        format!("{}.{}", version.major, version.minor),
-        format!("{version}-{}", short7(commit)),
-    ];
+    let mut t = vec![format!("v{version}")];
+    if version.pre.is_empty() {
+        t.push(format!("{}.{}", version.major, version.minor));
+    }
+    t.push(format!("{version}-{}", short7(commit)));
     if latest {
         t.push("latest".into());
     }

@@ -44,9 +44,19 @@ fn git(cx: &Ctx, args: &[&str]) -> Result<String> {
 /// Text that is not semver.
 pub fn parse_version(text: &str) -> Result<Version> {
     let t = text.trim().trim_start_matches('v');
-    Version::parse(t).with_context(|| {
+    let v = Version::parse(t).with_context(|| {
         format!("{text:?} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
-    })
+    })?;
+    // OCI tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}: no '+'.
+    if !v.build.is_empty() {
+        anyhow::bail!(
+            "{text:?} has build metadata (+{}), which an image tag cannot carry: release {} \
+             (a pre-release such as 1.2.0-rc.1 is fine)",
+            v.build,
+            Version::new(v.major, v.minor, v.patch)
+        );
+    }
+    Ok(v)
 }
 
 /// Runs every check: the facts found, and every problem, each saying what
@@ -194,5 +204,22 @@ mod tests {
         assert_eq!(section(log, &Version::new(0, 3, 0)), None);
         assert!(parse_version("1.2").is_err());
         assert_eq!(parse_version("v1.2.3").ok(), Some(Version::new(1, 2, 3)));
+        assert!(parse_version("1.2.3-rc.1").is_ok());
+        let build = parse_version("1.2.3+git.5").expect_err("no + in an image tag");
+        assert!(format!("{build}").contains("release 1.2.3"), "{build}");
+    }
+
+    #[test]
+    fn a_pre_release_does_not_move_the_minor_tag() -> Result<()> {
+        let commit = "0123456789abcdef";
+        assert_eq!(
+            crate::release::tags(&parse_version("1.2.3")?, commit, false),
+            ["v1.2.3", "1.2", "1.2.3-0123456"]
+        );
+        assert_eq!(
+            crate::release::tags(&parse_version("1.2.3-rc.1")?, commit, true),
+            ["v1.2.3-rc.1", "1.2.3-rc.1-0123456", "latest"]
+        );
+        Ok(())
     }
 }
