@@ -45,6 +45,7 @@ impl Repo {
         std::fs::write(
             root.join("xtask.toml"),
             "[services.test-api]\nport = 5000\nsmoke = \"tutorial-greeting\"\nseldon = false\n\
+             [services.model-server]\nport = 5001\n\
              [images]\ndir = \"target-images\"\n",
         )?;
         std::fs::write(root.join(".gitignore"), "target-images/\n")?;
@@ -390,6 +391,61 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
     assert!(
         names.iter().any(|n| n.starts_with("/etc/passwd ")),
         "passwd listed"
+    );
+    // The second image's SBOM has its own whole graph (crates it shares
+    // with test-api included), and no ONNX runtime: the identity model's
+    // server is built without it, and the SBOM follows the build.
+    let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        out_dir.join("model-server.cdx.json"),
+    )?)?;
+    let server: Vec<String> = sbom["components"]
+        .as_array()
+        .ok_or("components")?
+        .iter()
+        .map(|c| {
+            format!(
+                "{} v{}",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let tree = Command::new("cargo")
+        .args([
+            "tree",
+            "-p",
+            "model-server",
+            "--no-default-features",
+            "-e",
+            "normal,no-proc-macro",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .args(["--target", "x86_64-unknown-linux-gnu"])
+        .current_dir(&repo.root)
+        .output()?;
+    let mut shared = 0;
+    for line in text(&tree.stdout).lines() {
+        let crate_ = line
+            .trim_end_matches(" (*)")
+            .split(" (")
+            .next()
+            .unwrap_or(line);
+        assert!(
+            server.iter().any(|n| n == crate_),
+            "{crate_} is in model-server's SBOM"
+        );
+        shared += usize::from(names.iter().any(|n| n == crate_));
+    }
+    assert!(
+        shared > 10,
+        "crates shared with test-api are listed: {shared}"
+    );
+    assert!(
+        !server.iter().any(|n| n.starts_with("tract-")),
+        "no ONNX runtime in the identity model's server"
     );
 
     // Signature and attestations, verified by Python's cryptography.
