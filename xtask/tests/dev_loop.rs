@@ -226,6 +226,13 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
         std::fs::write(&main, source.replace(&greeting, "Hello, fixed"))?;
         wait_for(&lines, &report, &mut seen)?;
         assert!(get(&url).is_some_and(|b| b.contains("Hello, fixed")));
+        // Three versions were built; only the serving one and the last
+        // good one before it are kept.
+        let copies = std::fs::read_dir(ws.join("run/dev"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(name))
+            .count();
+        assert!((1..=2).contains(&copies), "{copies} copies of {name}");
         Ok(())
     })();
     // Ctrl-C: the loop tears down what it started.

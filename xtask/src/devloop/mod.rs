@@ -171,7 +171,7 @@ fn iterate(
         return;
     }
     let started = Instant::now();
-    let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b)) {
+    let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b, good)) {
         Ok(b) => b,
         Err(_) if crate::ground::interrupt::interrupted() => {
             // cargo died of the same Ctrl-C; the handler is tearing down.
@@ -293,8 +293,9 @@ fn rollback(cx: &Ctx, target: &dyn Target, session: &Session, specs: &[ServiceSp
 }
 
 /// Copies each built binary to `<run_dir>/dev/<bin>-<sha256 prefix>`
-/// (once per content) and points `Built` there.
-fn keep(cx: &Ctx, built: Vec<Built>) -> Result<Vec<Built>> {
+/// (once per content) and points `Built` there; copies no longer needed
+/// go (`prune`).
+fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
     let dir = cx.config.local.run_dir.join("dev");
     let made = cx.runner.unless_dry_run(|| {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))
@@ -320,5 +321,22 @@ fn keep(cx: &Ctx, built: Vec<Built>) -> Result<Vec<Built>> {
             }
             Ok(Built { binary: kept, ..b })
         })
-        .collect()
+        .collect::<Result<Vec<Built>>>()
+        .inspect(|kept| prune(&dir, kept, good))
+}
+
+/// Removes the copies neither this round nor the last good versions use,
+/// so that a long session does not fill the disk with binaries.
+fn prune(dir: &std::path::Path, kept: &[Built], good: &Good) {
+    let wanted: Vec<&std::path::Path> = kept
+        .iter()
+        .chain(good.built.values())
+        .map(|b| b.binary.as_path())
+        .collect();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if !wanted.contains(&path.as_path()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
