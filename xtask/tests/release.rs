@@ -339,6 +339,20 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         full
     );
     assert_eq!(params["externalParameters"]["profile"], "dist");
+    let build = params["externalParameters"]["buildCommand"]
+        .as_str()
+        .ok_or("buildCommand")?;
+    assert!(
+        build.starts_with("cargo build --profile dist") && build.contains("--no-default-features"),
+        "{build}"
+    );
+    let command = params["externalParameters"]["command"]
+        .as_str()
+        .ok_or("command")?;
+    assert!(
+        command.contains("--sign-key <key>") && !command.contains(&key_arg),
+        "{command}"
+    );
     assert!(
         params["internalParameters"]["rustc"]
             .as_str()

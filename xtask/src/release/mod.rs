@@ -166,6 +166,18 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     let crates = sbom::crates(cx)?;
     let rustc = rustc_version(cx)?;
     let timestamp = image::naming::Provenance::read(cx)?.created()?;
+    let command = invocation(std::env::args().skip(1));
+    let build_command = {
+        let mut c = crate::build::release_command(cx, Profile::Dist);
+        c.args(crate::build::selection(cx)?.build_args());
+        std::iter::once("cargo".to_string())
+            .chain(
+                c.get_args()
+                    .map(|a| crate::ground::runner::quote(&a.to_string_lossy())),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
 
     let mut released = Vec::new();
     for image in &images {
@@ -217,7 +229,6 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             checksums: &checksums,
             timestamp: &timestamp,
         })?;
-        let command = format!("cargo xtask release --version {}", facts.version);
         let statement = provenance::statement(&provenance::Build {
             repository: &repository,
             digest: &image.digest,
@@ -226,6 +237,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             version: &facts.version.to_string(),
             profile: Profile::Dist.as_str(),
             command: &command,
+            build_command: &build_command,
             rustc: &rustc,
             lockfile: &lock_digest,
             reproducibility,
@@ -326,6 +338,27 @@ fn plan_rest(cx: &Ctx, version: &semver::Version, opts: &Options) {
         cx.runner
             .step(format!("git tag --annotate v{version} (not pushed)"));
     }
+}
+
+/// `cargo xtask ARGS…` as the provenance records it: shell-quoted, the
+/// signing key's path masked (the key is the signer's business).
+pub fn invocation(args: impl Iterator<Item = String>) -> String {
+    let mut out = vec!["cargo".to_string(), "xtask".to_string()];
+    let mut mask_next = false;
+    for a in args {
+        if mask_next {
+            out.push("<key>".into());
+            mask_next = false;
+        } else if a == "--sign-key" {
+            out.push(a);
+            mask_next = true;
+        } else if a.starts_with("--sign-key=") {
+            out.push("--sign-key=<key>".into());
+        } else {
+            out.push(crate::ground::runner::quote(&a));
+        }
+    }
+    out.join(" ")
 }
 
 /// `vX.Y.Z`, `X.Y`, `X.Y.Z-<sha7>`, and `latest` when asked. A

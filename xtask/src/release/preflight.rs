@@ -210,6 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_command_masks_the_key() {
+        let args = [
+            "release",
+            "--version",
+            "1.0.0",
+            "--sign-key",
+            "/k/x.key",
+            "--registry",
+            "r/a b",
+        ];
+        assert_eq!(
+            crate::release::invocation(args.iter().map(|s| s.to_string())),
+            "cargo xtask release --version 1.0.0 --sign-key <key> --registry 'r/a b'"
+        );
+        assert_eq!(
+            crate::release::invocation(["--sign-key=/k".to_string()].into_iter()),
+            "cargo xtask --sign-key=<key>"
+        );
+    }
+
+    #[test]
     fn a_pre_release_does_not_move_the_minor_tag() -> Result<()> {
         let commit = "0123456789abcdef";
         assert_eq!(

@@ -21,8 +21,11 @@ pub struct Build<'a> {
     pub commit: &'a str,
     pub version: &'a str,
     pub profile: &'a str,
-    /// The command line that ran (arguments that carry secrets left out).
+    /// The command line that ran (`--sign-key`'s value masked).
     pub command: &'a str,
+    /// The cargo invocation that built the binary (profile, target,
+    /// features, packages).
+    pub build_command: &'a str,
     /// `rustc -vV`.
     pub rustc: &'a str,
     /// `sha256:<hex>` of Cargo.lock.
@@ -54,7 +57,8 @@ pub fn statement(b: &Build) -> Value {
                     "source": {"uri": format!("git+{}", b.source), "digest": {"gitCommit": b.commit}},
                     "version": b.version,
                     "profile": b.profile,
-                    "command": b.command
+                    "command": b.command,
+                    "buildCommand": b.build_command
                 },
                 "internalParameters": {
                     "rustc": b.rustc,
