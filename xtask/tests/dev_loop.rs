@@ -253,3 +253,121 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
     );
     Ok(())
 }
+
+/// A change made while another crate is broken (one cargo invocation builds
+/// both, so both rounds fail) is built once the break is fixed, not
+/// forgotten; and a second loop in the same checkout is refused.
+#[test]
+fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path();
+    copy_workspace(ws)?;
+    std::fs::write(
+        ws.join("xtask.toml"),
+        "[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n",
+    )?;
+    let mut urls = Vec::new();
+    for name in ["uno", "dos"] {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        let out = xtask(ws)
+            .args(["service", "add", name, "--port", &port.to_string()])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        urls.push(format!("http://127.0.0.1:{port}/hello"));
+    }
+    let (uno, dos) = (
+        ws.join("services/uno/src/main.rs"),
+        ws.join("services/dos/src/main.rs"),
+    );
+    let mut child = Stopper(
+        xtask(ws)
+            .args([
+                "dev",
+                "--target",
+                "local",
+                "--debounce-ms",
+                "200",
+                "--no-logs",
+            ])
+            .args(["uno", "dos"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let (tx, lines) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().ok_or("stdout")?) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().ok_or("stderr")?),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let result = (|| -> Result {
+        wait_for(&lines, "✓ uno", &mut seen)?;
+        wait_for(&lines, "✓ dos", &mut seen)?;
+
+        // One loop per checkout.
+        let second = xtask(ws).args(["dev", "uno"]).output()?;
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(!second.status.success(), "{stderr}");
+        assert!(stderr.contains("another `cargo xtask dev`"), "{stderr}");
+
+        let uno_source = std::fs::read_to_string(&uno)?;
+        std::fs::write(
+            &uno,
+            uno_source.replace(
+                "fn main()",
+                "fn main() { let x: u8 = \"no\"; }\nfn unused()",
+            ),
+        )?;
+        wait_for(&lines, "✗ uno", &mut seen)?;
+        let dos_source = std::fs::read_to_string(&dos)?;
+        std::fs::write(
+            &dos,
+            dos_source.replace("Hello from dos", "Hello from dos, edited"),
+        )?;
+        wait_for(&lines, "✗ dos", &mut seen)?;
+        assert!(get(&urls[1]).is_some_and(|b| !b.contains("edited")));
+
+        // The fix to uno: dos's edit is built and served too.
+        std::fs::write(&uno, &uno_source)?;
+        let mut ok = Vec::new();
+        while ok.len() < 2 {
+            let before = seen.len();
+            wait_for(&lines, "✓ ", &mut seen)?;
+            ok.extend(
+                seen[before..]
+                    .iter()
+                    .filter(|l| l.starts_with("✓ uno") || l.starts_with("✓ dos"))
+                    .cloned(),
+            );
+        }
+        assert!(
+            get(&urls[1]).is_some_and(|b| b.contains("Hello from dos, edited")),
+            "{}",
+            seen.join("\n")
+        );
+        Ok(())
+    })();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    let _ = child.wait()?;
+    result?;
+    assert!(
+        !ws.join("run/dev.lock").exists(),
+        "the lock goes with the loop"
+    );
+    assert!(get(&urls[0]).is_none() && get(&urls[1]).is_none());
+    Ok(())
+}

@@ -330,9 +330,25 @@ fn models_are_deployed_smoke_tested_and_contract_tested() -> Result {
         text(&out.stderr)
     );
 
+    // One service torn down: the other, still in the settings, keeps running.
     let identity_pid = sb.pid_of("model-server")?;
-    ok(&sb.xtask(&["teardown"])?)?;
+    let iris_pid = sb.pid_of("iris-model")?;
+    let (stdout, stderr) = ok(&sb.xtask(&["teardown", "iris-model"])?)?;
+    assert!(!alive(iris_pid), "{stderr}");
+    assert!(
+        alive(identity_pid),
+        "model-server was not asked for: {stderr}"
+    );
+    assert!(
+        stdout.contains("Torn down on local: iris-model."),
+        "{stdout}"
+    );
+    let (stdout, _) = ok(&sb.xtask(&["teardown"])?)?;
     assert!(!alive(identity_pid));
+    assert!(
+        stdout.contains("Torn down on local: test-api, model-server, iris-model"),
+        "{stdout}"
+    );
     Ok(())
 }
 

@@ -48,6 +48,21 @@ impl DevArgs {
         let target = targets::for_name(name);
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let _lock = if cx.runner.is_dry_run() {
+            None
+        } else {
+            Some(Lock::take(&cx.config.local.run_dir.join("dev.lock"))?)
+        };
+        let _kept = self.keep.then(|| {
+            let (names, target) = (names.clone(), name.as_str());
+            interrupt::on_interrupt(move || {
+                eprintln!(
+                    "\n==> left running (--keep): {}; `cargo xtask teardown --target {target} {}` stops them",
+                    names.join(", "),
+                    names.join(" ")
+                );
+            })
+        });
         // Ctrl-C: the same teardown a user would run, by this very binary,
         // of the services this loop runs (others keep running). It runs in
         // a process group of its own, so that a second Ctrl-C does not cut
@@ -86,5 +101,48 @@ impl DevArgs {
         };
         devloop::run(cx, target.as_ref(), &specs, &opts)?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// One dev loop per checkout (its run directory): a second one would
+/// watch, rebuild and tear down the same services. The file holds the
+/// owner's pid; a file whose process is gone is taken over.
+struct Lock {
+    path: std::path::PathBuf,
+    _cleanup: interrupt::Guard,
+}
+
+impl Lock {
+    fn take(path: &std::path::Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse::<u32>()
+            && pid != std::process::id()
+            && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            anyhow::bail!(
+                "another `cargo xtask dev` (pid {pid}) runs in this checkout ({} holds its pid): \
+                 stop it first (Ctrl-C in its terminal, or `kill -INT {pid}`)",
+                path.display()
+            );
+        }
+        std::fs::write(path, std::process::id().to_string())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let owned = path.to_path_buf();
+        Ok(Self {
+            path: path.to_path_buf(),
+            _cleanup: interrupt::on_interrupt(move || {
+                let _ = std::fs::remove_file(&owned);
+            }),
+        })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

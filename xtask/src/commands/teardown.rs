@@ -64,10 +64,13 @@ impl TeardownArgs {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         target.teardown(cx, &session, &specs)?;
         cx.runner.unless_dry_run(|| {
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
             if self.services.is_empty() {
-                println!("Torn down: nothing of kube-mlops is running on {name}.");
+                println!(
+                    "Torn down on {name}: {} (none of kube-mlops's services is left there).",
+                    names.join(", ")
+                );
             } else {
-                let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
                 println!("Torn down on {name}: {}.", names.join(", "));
             }
             Ok(())

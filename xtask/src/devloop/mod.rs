@@ -81,7 +81,16 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             .with_context(|| format!("cannot watch {}", path.display()))?;
     }
     let mut good = Good::default();
-    iterate(cx, target, &session, specs, "start", opts, &mut good);
+    // Services whose last build failed (one cargo invocation builds them
+    // all: a broken crate fails every service's round): built again with
+    // the next change, whatever it touches, so no edit is forgotten.
+    let mut pending: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    if !iterate(cx, target, &session, specs, "start", opts, &mut good) {
+        pending.extend(specs.iter().map(|s| s.name.clone()));
+    }
+    if crate::ground::interrupt::interrupted() {
+        return Ok(());
+    }
     if opts.logs {
         for spec in specs {
             match target.log_source(cx, spec) {
@@ -127,15 +136,28 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         let what = describe(cx, &changed);
         let chosen: Vec<ServiceSpec> = specs
             .iter()
-            .filter(|s| affected.contains(&s.name))
+            .filter(|s| affected.contains(&s.name) || pending.contains(&s.name))
             .cloned()
             .collect();
-        iterate(cx, target, &session, &chosen, &what, opts, &mut good);
+        if iterate(cx, target, &session, &chosen, &what, opts, &mut good) {
+            for s in &chosen {
+                pending.remove(&s.name);
+            }
+        } else {
+            pending.extend(chosen.iter().map(|s| s.name.clone()));
+        }
     }
 }
 
 /// The changed files, relative to the workspace, for the report line.
 fn describe(cx: &Ctx, changed: &[PathBuf]) -> String {
+    // An editor's or sed's temporary file is gone by now: name what is there.
+    let existing: Vec<PathBuf> = changed.iter().filter(|p| p.exists()).cloned().collect();
+    let changed = if existing.is_empty() {
+        changed
+    } else {
+        &existing[..]
+    };
     let shown: Vec<String> = changed
         .iter()
         .take(3)
@@ -159,7 +181,7 @@ fn iterate(
     what: &str,
     opts: &Options,
     good: &mut Good,
-) {
+) -> bool {
     if matches!(cx.runner.unless_dry_run(|| Ok(())), Ok(None)) {
         // The plan records the round's steps; there is nothing to report.
         if let Err(e) = build::build(cx, specs, opts.profile)
@@ -168,14 +190,14 @@ fn iterate(
         {
             eprintln!("{e:#}");
         }
-        return;
+        return true;
     }
     let started = Instant::now();
     let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b, good)) {
         Ok(b) => b,
         Err(_) if crate::ground::interrupt::interrupted() => {
             // cargo died of the same Ctrl-C; the handler is tearing down.
-            return;
+            return true;
         }
         Err(e) => {
             // The compiler's error first, then the verdict.
@@ -188,7 +210,7 @@ fn iterate(
                     serving(good, s)
                 );
             }
-            return;
+            return false;
         }
     };
     let build_secs = started.elapsed().as_secs_f64();
@@ -202,7 +224,7 @@ fn iterate(
     let deploy_secs = deploy_started.elapsed().as_secs_f64();
     let delivered = match outcome {
         Ok(d) => d,
-        Err(_) if crate::ground::interrupt::interrupted() => return,
+        Err(_) if crate::ground::interrupt::interrupted() => return true,
         Err(e) => {
             eprintln!("{e:#}");
             rollback(cx, target, session, specs, good);
@@ -213,7 +235,7 @@ fn iterate(
                     serving(good, s)
                 );
             }
-            return;
+            return true;
         }
     };
     let urls = target.urls(cx, session, specs).unwrap_or_default();
@@ -257,6 +279,7 @@ fn iterate(
             );
         }
     }
+    true
 }
 
 /// What the user is left with, for a failure line.

@@ -252,10 +252,10 @@ impl Target for Docker {
     }
 
     fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
-        let mut cmd = std::process::Command::new(engine_cli());
-        cmd.args(["logs", "--follow", "--tail", "0"])
-            .arg(name(cx, spec));
-        Some(LogSource::Command(cmd))
+        Some(LogSource::Container {
+            cli: engine_cli().to_string(),
+            name: name(cx, spec),
+        })
     }
 
     fn logs(

@@ -182,9 +182,14 @@ impl Target for Local {
                 }
             }
         }
-        // Services deployed earlier and removed from the settings since.
+        // Services deployed earlier and removed from the settings since
+        // (not those still in the settings that were not asked for).
+        let configured: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         for name in state_names(cx)? {
-            if specs.iter().any(|s| s.name == name) {
+            if specs.iter().any(|s| s.name == name) || configured.contains(&name) {
                 continue;
             }
             match running(cx, &name)? {

@@ -122,6 +122,8 @@ pub trait Target {
 pub enum LogSource {
     /// A file that grows (and is rotated on restart).
     File(std::path::PathBuf),
-    /// A command that prints new lines until it is stopped.
-    Command(std::process::Command),
+    /// A container, by the engine's CLI and the container's name: followed
+    /// (`logs --follow`) while it runs, and again when a redeploy replaces
+    /// it under the same name.
+    Container { cli: String, name: String },
 }
