@@ -126,10 +126,7 @@ impl Runner {
     pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         match self.find(program, purpose) {
             Err(e) if self.dry_run => {
-                let text = format!("{e:#}");
-                if !self.blockers.borrow().contains(&text) {
-                    self.blockers.borrow_mut().push(text);
-                }
+                self.block(format!("{e:#}"));
                 Ok(PathBuf::from(program))
             }
             found => found,
@@ -170,8 +167,33 @@ impl Runner {
         if !self.dry_run {
             return Err(problem);
         }
-        self.blockers.borrow_mut().push(format!("{problem:#}"));
+        self.block(format!("{problem:#}"));
         Ok(())
+    }
+
+    /// Records a dry run's blocker, unless an earlier one is its cause: a
+    /// tool already missing (for another purpose, or a command of it that
+    /// could not start), or the missing kube context (a command that found
+    /// no such context). One cause, one line.
+    fn block(&self, text: String) {
+        let mut blockers = self.blockers.borrow_mut();
+        let missing: Vec<String> = blockers
+            .iter()
+            .filter_map(|b| {
+                let rest = b.strip_prefix('`')?;
+                let (tool, tail) = rest.split_once('`')?;
+                tail.starts_with(" was not found on PATH")
+                    .then(|| tool.to_string())
+            })
+            .collect();
+        let derived = missing.iter().any(|tool| {
+            text.starts_with(&format!("`{tool}` was not found on PATH"))
+                || text.contains(&format!("cannot start `{tool} "))
+        }) || (text.contains("context was not found")
+            && blockers.iter().any(|b| b.contains("kube context")));
+        if !derived && !blockers.contains(&text) {
+            blockers.push(text);
+        }
     }
 
     /// An effect that is not a command (a file written, a process
@@ -421,10 +443,7 @@ impl Runner {
         let on_path = !program.contains(std::path::MAIN_SEPARATOR);
         if on_path && let Err(missing) = self.find(&program, purpose) {
             // A real run would stop at this step: listed first, too.
-            let text = format!("{missing:#}");
-            if !self.blockers.borrow().contains(&text) {
-                self.blockers.borrow_mut().push(text);
-            }
+            self.block(format!("{missing:#}"));
             line.push_str(&format!(
                 "  [not installed: {}]",
                 tools::install_hint(&program)
@@ -624,6 +643,32 @@ mod tests {
         assert!(doc["error"].is_null());
         let failed = r.plan_document(Some(&anyhow::anyhow!("boom")));
         assert_eq!(failed["error"], "boom");
+        Ok(())
+    }
+
+    #[test]
+    fn a_dry_run_names_each_cause_once() -> Result<()> {
+        let sh = Shell::new()?;
+        let r = quiet(true);
+        r.precondition(anyhow::anyhow!("no kube context is selected; run x"))?;
+        r.run(cmd!(sh, "no-such-tool-xyz install"), "installing")?;
+        r.run(cmd!(sh, "no-such-tool-xyz upgrade"), "upgrading")?;
+        r.precondition(anyhow::anyhow!(
+            "`no-such-tool-xyz list` failed: cannot start `no-such-tool-xyz list`: No such file"
+        ))?;
+        r.precondition(anyhow::anyhow!(
+            "`kubectl get ns` could not tell: context was not found for specified context: m"
+        ))?;
+        r.precondition(anyhow::anyhow!("the CRD is missing"))?;
+        let doc = r.plan_document(None);
+        let blockers = doc["blockers"].as_array().context("blockers")?;
+        assert_eq!(blockers.len(), 3, "{blockers:?}");
+        assert!(
+            blockers[1]
+                .as_str()
+                .is_some_and(|b| b.starts_with("`no-such-tool-xyz` was not found"))
+        );
+        assert_eq!(blockers[2], "the CRD is missing");
         Ok(())
     }
 
