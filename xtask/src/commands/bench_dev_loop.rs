@@ -191,11 +191,7 @@ impl Clone {
     /// the bench runs beside a deploy of this checkout; returns them.
     fn own_ports(&self) -> Result<Vec<(String, u16)>> {
         let path = self.dir.join("xtask.toml");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut doc: toml_edit::DocumentMut = text
-            .parse()
-            .with_context(|| format!("{} is not TOML", path.display()))?;
+        let mut doc = crate::ground::toml_files::read_document(&path)?;
         let services = doc
             .get_mut("services")
             .and_then(|s| s.as_table_like_mut())

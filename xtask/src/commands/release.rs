@@ -131,7 +131,7 @@ impl ReleaseArgs {
 }
 
 fn bump_version(cx: &Ctx, part: Option<PartArg>, to: Option<String>) -> Result<ExitCode> {
-    let current = preflight::workspace_version(&cx.root.join("Cargo.toml"))?;
+    let current = crate::ground::toml_files::workspace_version(&cx.root.join("Cargo.toml"))?;
     let next = match (to, part) {
         (Some(v), _) => preflight::parse_version(&v)?,
         (None, Some(p)) => bump::next(

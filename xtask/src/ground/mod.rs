@@ -17,4 +17,5 @@ pub mod service_settings;
 pub mod services;
 pub mod settings;
 pub mod settings_edit;
+pub mod toml_files;
 pub mod tools;

@@ -132,6 +132,32 @@ pub fn gcloud_id(s: &str, min: usize, max: usize) -> Result<(), String> {
     }
 }
 
+/// An image reference's parts: `repository[:tag][@digest]` (a `:` after the
+/// last `/` starts the tag; before it, a registry port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReference {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// Splits `reference` into its parts; nothing is validated.
+pub fn split_image_reference(reference: &str) -> ImageReference {
+    let (named, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d.to_string())),
+        None => (reference, None),
+    };
+    let (repository, tag) = match named.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
+        _ => (named, None),
+    };
+    ImageReference {
+        repository: repository.to_string(),
+        tag,
+        digest,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

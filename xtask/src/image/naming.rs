@@ -25,14 +25,9 @@ pub struct Provenance {
 /// `[workspace.package] version` of the workspace at `root`: images carry
 /// the version of what they are built from, not of the xtask building them.
 fn workspace_version(root: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(root.join("Cargo.toml")).ok()?;
-    let parsed: toml::Table = toml::from_str(&text).ok()?;
-    parsed
-        .get("workspace")?
-        .get("package")?
-        .get("version")?
-        .as_str()
-        .map(str::to_string)
+    crate::ground::toml_files::workspace_version(&root.join("Cargo.toml"))
+        .ok()
+        .map(|v| v.to_string())
 }
 
 impl Provenance {

@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use semver::Version;
 
+use crate::ground::toml_files::read_document;
+
 /// Which part of the version goes up (the lower parts reset to 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -33,11 +35,7 @@ pub fn next(v: &Version, part: Part) -> Version {
 /// not greater than the current version.
 pub fn set(root: &Path, to: &Version) -> Result<Version> {
     let manifest = root.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("{} is not TOML", manifest.display()))?;
+    let mut doc = read_document(&manifest)?;
     let slot = doc
         .get_mut("workspace")
         .and_then(|w| w.get_mut("package"))
@@ -56,11 +54,7 @@ pub fn set(root: &Path, to: &Version) -> Result<Version> {
     *slot = toml_edit::Item::Value(value);
 
     let lock = root.join("Cargo.lock");
-    let lock_text = std::fs::read_to_string(&lock)
-        .with_context(|| format!("cannot read {}", lock.display()))?;
-    let mut lock_doc: toml_edit::DocumentMut = lock_text
-        .parse()
-        .with_context(|| format!("{} is not TOML", lock.display()))?;
+    let mut lock_doc = read_document(&lock)?;
     if let Some(packages) = lock_doc
         .get_mut("package")
         .and_then(|p| p.as_array_of_tables_mut())

@@ -29,14 +29,11 @@ impl Pin {
     /// # Errors
     /// A tag without a digest.
     pub fn from_artifact(name: &str, tag: &str) -> anyhow::Result<Self> {
-        let (reference, digest) = tag.split_once('@').with_context(|| {
+        let parts = crate::ground::names::split_image_reference(tag);
+        let digest = parts.digest.as_deref().with_context(|| {
             format!("{name}: {tag:?} is not pinned by digest (repository:tag@sha256:…)")
         })?;
-        // A ':' after the last '/' starts a tag; before it, a port.
-        let repository = match reference.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => r,
-            _ => reference,
-        };
+        let repository = parts.repository.as_str();
         // Both go into YAML and command lines: only what a reference can hold.
         let hex = digest.strip_prefix("sha256:").unwrap_or("");
         if hex.len() != 64

@@ -199,10 +199,8 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             );
         }
         let tags = tags(&facts.version, &facts.commit, opts.latest);
-        let manifest = oci::manifest_for(
-            &oci::read_archive(&image.archive)?.config,
-            &oci::read_archive(&image.archive)?.layers,
-        )?;
+        let blobs = oci::read_archive(&image.archive)?;
+        let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
         for t in &tags[1..] {
             upload.manifest(t, &manifest, crate::publish::push::OCI_MANIFEST)?;
         }

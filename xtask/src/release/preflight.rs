@@ -3,7 +3,6 @@
 //! workspace's, and a CHANGELOG.md section for it (Keep a Changelog,
 //! https://keepachangelog.com/en/1.1.0/), whose text becomes the notes.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -101,7 +100,7 @@ pub fn check(cx: &Ctx, version: &str) -> Result<(Facts, Vec<anyhow::Error>)> {
              `cargo xtask release bump patch|minor|major` sets the next one"
         ));
     }
-    match workspace_version(&cx.root.join("Cargo.toml")) {
+    match crate::ground::toml_files::workspace_version(&cx.root.join("Cargo.toml")) {
         Ok(in_toml) if in_toml != version => problems.push(anyhow::anyhow!(
             "Cargo.toml's workspace version is {in_toml}, not {version}: run `cargo xtask release bump --to {version}` \
              (it updates Cargo.toml and Cargo.lock), commit, and release again"
@@ -144,25 +143,6 @@ pub fn last_tag(tags: &str) -> Option<Version> {
         .filter_map(|t| t.trim().strip_prefix('v'))
         .filter_map(|t| Version::parse(t).ok())
         .max()
-}
-
-/// `[workspace.package] version` of the root manifest.
-///
-/// # Errors
-/// An unreadable manifest or a missing or non-semver version.
-pub fn workspace_version(manifest: &Path) -> Result<Version> {
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("cannot read {}", manifest.display()))?;
-    let doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("{} is not TOML", manifest.display()))?;
-    let v = doc
-        .get("workspace")
-        .and_then(|w| w.get("package"))
-        .and_then(|p| p.get("version"))
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{} has no [workspace.package] version", manifest.display()))?;
-    parse_version(v)
 }
 
 /// The body of the `## [X.Y.Z]` section (up to the next `## ` heading or

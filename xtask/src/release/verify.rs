@@ -29,17 +29,9 @@ pub struct Verified {
 
 /// Splits `repo[:tag][@sha256:…]` into the repository and what to fetch.
 pub fn split_reference(reference: &str) -> (String, String) {
-    if let Some((repo, digest)) = reference.split_once('@') {
-        let repo = match repo.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => r,
-            _ => repo,
-        };
-        return (repo.to_string(), digest.to_string());
-    }
-    match reference.rsplit_once(':') {
-        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-        _ => (reference.to_string(), "latest".to_string()),
-    }
+    let r = crate::ground::names::split_image_reference(reference);
+    let wanted = r.digest.or(r.tag).unwrap_or_else(|| "latest".to_string());
+    (r.repository, wanted)
 }
 
 fn verify_der(key: &VerifyingKey, message: &[u8], der: &[u8], what: &str) -> Result<()> {
