@@ -511,3 +511,50 @@ fn teardown_stops_a_service_removed_from_the_settings_since_it_was_deployed() ->
     assert!(!sb.run_dir().join("test-api.json").exists());
     Ok(())
 }
+
+/// The quick start's settings (no iris, no onnx): the model server is built
+/// without its ONNX runtime, and serves the identity model.
+#[test]
+fn without_an_onnx_model_the_server_is_built_without_its_runtime() -> Result {
+    let sb = Sandbox::new()?;
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[services.model-server]\nport = {}\n[local]\nrun_dir = \"run\"\nstop_grace_secs = 5\n",
+            sb.identity_port
+        ),
+    )?;
+    let (plan, _) = ok(&sb.xtask(&["--dry-run", "deploy"])?)?;
+    assert!(
+        plan.contains("--package model-server --bin model-server --no-default-features"),
+        "{plan}"
+    );
+    ok(&sb.xtask(&["deploy"])?)?;
+    let (status, body) = post(
+        &format!("http://127.0.0.1:{}/api/v0.1/predictions", sb.identity_port),
+        TUTORIAL,
+    )?;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        v["data"]["tensor"]["values"],
+        serde_json::json!([0, 0, 1, 1])
+    );
+    // The binary has no ONNX runtime: MODEL=iris is refused, saying why.
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(
+        sb.run_dir().join("model-server.json"),
+    )?)?;
+    let exe = state["binary"].as_str().ok_or("no binary in the state")?;
+    let out = Command::new(exe)
+        .env("MODEL", "iris")
+        .env("PORT", "0")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("built without its ONNX runtime"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&sb.xtask(&["teardown"])?)?;
+    Ok(())
+}

@@ -88,8 +88,12 @@ impl Selection {
     /// tract is most of a cold build (minutes on two cores). Cargo turns off
     /// default features for every package of an invocation at once, so the
     /// other packages' `default` features (from `packages`) are named back.
-    pub fn of(cx: &Ctx, packages: &[workspace::Package]) -> Self {
-        let specs = services::all(&cx.config, &cx.root);
+    pub fn of(
+        config: &crate::ground::settings::Config,
+        root: &std::path::Path,
+        packages: &[workspace::Package],
+    ) -> Self {
+        let specs = services::all(config, root);
         let mut binaries: Vec<(String, String)> = Vec::new();
         for s in &specs {
             let key = (s.package.clone(), s.bin.clone());
@@ -153,7 +157,11 @@ impl Selection {
 /// # Errors
 /// `cargo metadata` failing.
 pub fn selection(cx: &Ctx) -> Result<Selection> {
-    Ok(Selection::of(cx, &workspace::packages(cx)?))
+    Ok(Selection::of(
+        &cx.config,
+        &cx.root,
+        &workspace::packages(cx)?,
+    ))
 }
 
 /// Builds `specs`' binaries, after checking their packages exist, then
@@ -291,6 +299,64 @@ fn executables(stdout: &str) -> Vec<(String, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn package(name: &str, has_default_features: bool) -> workspace::Package {
+        workspace::Package {
+            name: name.into(),
+            bins: vec![name.into()],
+            manifest: PathBuf::from(format!("/w/services/{name}/Cargo.toml")),
+            path_deps: Vec::new(),
+            has_default_features,
+        }
+    }
+
+    #[test]
+    fn the_model_server_is_built_without_onnx_unless_a_service_needs_it() -> Result<()> {
+        let root = std::path::Path::new("/w");
+        let packages = [
+            package("test-api", false),
+            package("model-server", true),
+            package("wine-api", true),
+        ];
+        let plain = crate::ground::settings::Config::default();
+        let s = Selection::of(&plain, root, &packages);
+        assert_eq!(s.features, ["--no-default-features"]);
+        assert_eq!(s.packages(), ["test-api", "model-server"]);
+        assert!(
+            s.build_args()
+                .ends_with(&["--no-default-features".to_string()])
+        );
+
+        // A crate with default features keeps them.
+        let with_crate = crate::ground::settings::parse(
+            "[services.model-server]\n[services.wine-api]\nport = 7000\n",
+        )?;
+        let s = Selection::of(&with_crate, root, &packages);
+        assert_eq!(
+            s.features,
+            ["--no-default-features", "--features", "wine-api/default"]
+        );
+        assert_eq!(
+            s.package_args(),
+            [
+                "--package",
+                "model-server",
+                "--package",
+                "wine-api",
+                "--no-default-features",
+                "--features",
+                "wine-api/default"
+            ]
+        );
+
+        // iris (or an onnx model) needs the runtime: default features.
+        let iris = crate::ground::settings::parse("[services.test-api]\n[services.iris-model]\n")?;
+        assert!(Selection::of(&iris, root, &packages).features.is_empty());
+        // No model server at all: nothing to turn off.
+        let api = crate::ground::settings::parse("[services.test-api]\n")?;
+        assert!(Selection::of(&api, root, &packages).features.is_empty());
+        Ok(())
+    }
 
     #[test]
     fn finds_executables_in_cargo_messages() {
