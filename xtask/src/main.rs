@@ -69,8 +69,7 @@ fn main() -> ExitCode {
             Command::Release(a) => a.run(&cx),
             Command::Render(a) => a.run(&cx),
         };
-        cx.runner.print_plan(outcome.as_ref().err());
-        planned = cx.runner.is_dry_run();
+        planned = cx.runner.print_plan(outcome.as_ref().err());
         outcome
     });
     match result {

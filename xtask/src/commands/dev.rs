@@ -12,7 +12,6 @@ use crate::devloop;
 use crate::ground::context::Ctx;
 use crate::ground::interrupt;
 use crate::ground::services;
-use crate::ground::settings::TargetName;
 use crate::targets;
 
 #[derive(Args)]
@@ -37,22 +36,13 @@ pub struct DevArgs {
 impl DevArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        if name == TargetName::Gke {
-            anyhow::bail!(
-                "the dev loop runs on local, docker, minikube and kind, not gke: every round \
-                 would push images over the network and wait for a remote rollout. Iterate \
-                 with `cargo xtask dev --target kind` (or minikube), then `cargo xtask deploy \
-                 --target gke`"
-            );
-        }
         let target = targets::for_name(name);
+        target.dev_loop()?;
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        let _lock = if cx.runner.is_dry_run() {
-            None
-        } else {
-            Some(Lock::take(&cx.config.local.run_dir.join("dev.lock"))?)
-        };
+        let _lock = cx
+            .runner
+            .unless_dry_run(|| Lock::take(&cx.config.local.run_dir.join("dev.lock")))?;
         let _kept = self.keep.then(|| {
             let (names, target) = (names.clone(), name.as_str());
             interrupt::on_interrupt(move || {

@@ -115,11 +115,6 @@ impl Runner {
         self.format
     }
 
-    /// Whether this is a `--dry-run`.
-    pub fn is_dry_run(&self) -> bool {
-        self.dry_run
-    }
-
     /// The tool's path, or an error naming it, what needs it and how to
     /// install it. Under `--dry-run` a missing tool is a precondition
     /// ("would stop here") and the plan goes on with its bare name.
@@ -363,20 +358,22 @@ impl Runner {
     /// Prints what `--dry-run` recorded; after an error (`failed`), only
     /// the steps planned before it, if any. With `Format::Json`, one
     /// document: `{"dry_run": true, "blockers": [...], "plan": [...],
-    /// "error": <the error or null>}`.
-    pub fn print_plan(&self, failed: Option<&anyhow::Error>) {
+    /// "error": <the error or null>, "result": <what `emit` got, or null>}`.
+    /// Returns whether this was a dry run (its plan, or the JSON document,
+    /// was printed).
+    pub fn print_plan(&self, failed: Option<&anyhow::Error>) -> bool {
         let plan = self.plan.borrow();
         if !self.dry_run {
-            return;
+            return false;
         }
         let blockers = self.blockers.borrow();
         if self.format == Format::Json {
             println!("{:#}", self.plan_document(failed));
-            return;
+            return true;
         }
         let failed = failed.is_some();
         if failed && plan.is_empty() {
-            return;
+            return true;
         }
         if !blockers.is_empty() {
             println!("A real run would stop here first; fix these, then run again:");
@@ -396,6 +393,7 @@ impl Runner {
         if plan.is_empty() {
             println!("  (nothing to do)");
         }
+        true
     }
 
     /// The dry run's JSON document (see `print_plan`).

@@ -150,6 +150,10 @@ impl Target for Kube {
         Some(cx.config.kubernetes.manifests_dir.clone())
     }
 
+    fn dev_loop(&self) -> Result<()> {
+        self.cluster.dev_loop()
+    }
+
     fn overlay(&self, cx: &Ctx) -> Option<PathBuf> {
         Some(
             cx.config

@@ -116,6 +116,14 @@ pub trait Target {
     fn overlay(&self, _cx: &Ctx) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// Why `cargo xtask dev` does not run on it, if it does not.
+    ///
+    /// # Errors
+    /// The reason, with what to use instead.
+    fn dev_loop(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where a service's log can be followed.

@@ -55,6 +55,14 @@ pub trait Cluster {
         port: u16,
     ) -> Result<(String, u16)>;
 
+    /// Why `cargo xtask dev` does not run on it (`Target::dev_loop`).
+    ///
+    /// # Errors
+    /// The reason, with what to use instead.
+    fn dev_loop(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The cargo profile its services are built with: `release` where
     /// images are loaded into a local cluster's node.
     fn profile(&self) -> crate::build::Profile {

@@ -79,6 +79,15 @@ impl Cluster for Gke {
         TargetName::Gke
     }
 
+    fn dev_loop(&self) -> Result<()> {
+        bail!(
+            "the dev loop runs on local, docker, minikube and kind, not gke: every round \
+             would push images over the network and wait for a remote rollout. Iterate \
+             with `cargo xtask dev --target kind` (or minikube), then `cargo xtask deploy \
+             --target gke`"
+        )
+    }
+
     /// Images are pushed and pulled over the network: the size profile.
     fn profile(&self) -> crate::build::Profile {
         crate::build::Profile::Dist
