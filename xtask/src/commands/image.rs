@@ -242,10 +242,25 @@ fn verify(
         ));
         return Ok(ExitCode::SUCCESS);
     };
-    println!("{}@{}", v.repository, v.digest);
-    println!("  ✓ signature verifies with {}", key.display());
-    println!("  ✓ attestations verify: {}", v.attestations.join(", "));
+    // `--output json`: `{"image", "signature": true, "attestations": [...],
+    // "commit", "profile", "rebuilt": <digest or null>}`.
+    let doc = |rebuilt: Option<&str>| {
+        serde_json::json!({
+            "image": format!("{}@{}", v.repository, v.digest),
+            "signature": true,
+            "attestations": v.attestations,
+            "commit": v.commit,
+            "profile": v.profile,
+            "rebuilt": rebuilt,
+        })
+    };
+    if !cx.json() {
+        println!("{}@{}", v.repository, v.digest);
+        println!("  ✓ signature verifies with {}", key.display());
+        println!("  ✓ attestations verify: {}", v.attestations.join(", "));
+    }
     if no_rebuild {
+        cx.emit(&doc(None));
         return Ok(ExitCode::SUCCESS);
     }
     let rebuilt = crate::release::verify::rebuild(cx, &v)?;
@@ -257,10 +272,13 @@ fn verify(
                 v.digest
             );
         }
-        println!(
-            "  ✓ rebuilt from commit {} ({} profile): the same digest, byte for byte",
-            v.commit, v.profile
-        );
+        if !cx.json() {
+            println!(
+                "  ✓ rebuilt from commit {} ({} profile): the same digest, byte for byte",
+                v.commit, v.profile
+            );
+        }
+        cx.emit(&doc(Some(&digest)));
     }
     Ok(ExitCode::SUCCESS)
 }

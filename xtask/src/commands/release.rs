@@ -90,10 +90,11 @@ impl ReleaseArgs {
             .and_then(std::path::Path::parent)
             .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
         {
-            bail!(
+            // A dry run lists it with the preflight's findings.
+            cx.runner.precondition(anyhow::anyhow!(
                 "--file-output: directory {} does not exist; create it first",
                 parent.display()
-            );
+            ))?;
         }
         let opts = release::Options {
             version,

@@ -55,10 +55,13 @@ impl RenderArgs {
         for spec in crate::ground::services::all(&cx.config, &cx.root) {
             if !pins.iter().any(|p| p.name == spec.settings.image) {
                 anyhow::bail!(
-                    "{} pins no image named {} (service {}); render needs every service's image",
+                    "{} pins no image named {} (service {}); render needs every service's image \
+                     (the file of a release of some services pins only theirs: `cargo xtask \
+                     deploy --target T --images {} SERVICE…` deploys those)",
                     self.images.display(),
                     spec.settings.image,
-                    spec.name
+                    spec.name,
+                    self.images.display()
                 );
             }
         }
@@ -72,7 +75,9 @@ impl RenderArgs {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("cannot create {}", dir.display()))?;
                     std::fs::write(&file, &text)
-                        .with_context(|| format!("cannot write {}", file.display()))
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    eprintln!("==> wrote {}", file.display());
+                    Ok(())
                 })?;
             }
         }

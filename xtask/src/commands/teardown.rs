@@ -63,8 +63,12 @@ impl TeardownArgs {
         let session = target.open(cx)?;
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         target.teardown(cx, &session, &specs)?;
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        cx.emit(&serde_json::json!({ "target": name.as_str(), "services": names }));
         cx.runner.unless_dry_run(|| {
-            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            if cx.json() {
+                return Ok(());
+            }
             if self.services.is_empty() {
                 println!(
                     "Torn down on {name}: {} (none of kube-mlops's services is left there).",

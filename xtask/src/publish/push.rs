@@ -128,9 +128,11 @@ impl Upload {
             reference,
             registry,
             ..
-        } = Session::open(repository, insecure, RegistryOperation::Push).with_context(|| {
-            format!(
-                "log in with `docker login {}` or a credential helper",
+        } = Session::open(repository, insecure, RegistryOperation::Push).map_err(|e| {
+            // What went wrong first (down, TLS, refused credentials), then
+            // the login hint for the case it is about.
+            anyhow::anyhow!(
+                "{e:#}; if it is up, log in with `docker login {}` or a credential helper",
                 crate::ground::runner::quote(&registry_of(repository))
             )
         })?;

@@ -18,11 +18,28 @@ pub enum Part {
 }
 
 /// The next version after `v`.
+/// From a pre-release, the part's release comes first, as semver orders
+/// them: `1.2.0-rc.1` → patch `1.2.0`, minor `1.2.0`, major `2.0.0`
+/// (`1.0.0-rc.1` → major `1.0.0`).
 pub fn next(v: &Version, part: Part) -> Version {
+    let pre = !v.pre.is_empty();
     match part {
+        Part::Major if pre && v.minor == 0 && v.patch == 0 => Version::new(v.major, 0, 0),
         Part::Major => Version::new(v.major + 1, 0, 0),
+        Part::Minor if pre && v.patch == 0 => Version::new(v.major, v.minor, 0),
         Part::Minor => Version::new(v.major, v.minor + 1, 0),
+        Part::Patch if pre => Version::new(v.major, v.minor, v.patch),
         Part::Patch => Version::new(v.major, v.minor, v.patch + 1),
+    }
+}
+
+/// `text` as it was written: CRLF line endings when the original had them
+/// (toml_edit writes LF for what it re-renders).
+fn with_line_endings_of(original: &str, text: String) -> String {
+    if original.contains("\r\n") {
+        text.replace("\r\n", "\n").replace('\n', "\r\n")
+    } else {
+        text
     }
 }
 
@@ -67,10 +84,17 @@ pub fn set(root: &Path, to: &Version) -> Result<Version> {
             }
         }
     }
-    std::fs::write(&manifest, doc.to_string())
-        .with_context(|| format!("cannot write {}", manifest.display()))?;
-    std::fs::write(&lock, lock_doc.to_string())
-        .with_context(|| format!("cannot write {}", lock.display()))?;
+    let original = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    std::fs::write(
+        &manifest,
+        with_line_endings_of(&original(&manifest), doc.to_string()),
+    )
+    .with_context(|| format!("cannot write {}", manifest.display()))?;
+    std::fs::write(
+        &lock,
+        with_line_endings_of(&original(&lock), lock_doc.to_string()),
+    )
+    .with_context(|| format!("cannot write {}", lock.display()))?;
     Ok(old)
 }
 
@@ -97,6 +121,26 @@ mod tests {
             lock.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1)
         );
         assert!(set(dir.path(), &Version::new(0, 1, 5)).is_err());
+
+        // CRLF files stay CRLF.
+        let crlf = manifest.replace('\n', "\r\n");
+        std::fs::write(dir.path().join("Cargo.toml"), &crlf)?;
+        set(dir.path(), &Version::new(0, 3, 0))?;
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Cargo.toml"))?,
+            crlf.replace("\"0.1.0\"", "\"0.3.0\"")
+        );
         Ok(())
+    }
+
+    #[test]
+    fn a_pre_release_bumps_to_its_release() {
+        let rc = |s: &str| Version::parse(s).expect("semver");
+        assert_eq!(next(&rc("1.2.0-rc.1"), Part::Patch), rc("1.2.0"));
+        assert_eq!(next(&rc("1.2.0-rc.1"), Part::Minor), rc("1.2.0"));
+        assert_eq!(next(&rc("1.2.3-rc.1"), Part::Minor), rc("1.3.0"));
+        assert_eq!(next(&rc("1.2.0-rc.1"), Part::Major), rc("2.0.0"));
+        assert_eq!(next(&rc("2.0.0-rc.1"), Part::Major), rc("2.0.0"));
+        assert_eq!(next(&rc("1.2.3"), Part::Patch), rc("1.2.4"));
     }
 }

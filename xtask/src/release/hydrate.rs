@@ -177,9 +177,11 @@ pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
     if seldon.join("kustomization.yaml").exists() {
         sources.push(("seldon".to_string(), seldon));
     }
+    // The pinning kustomizations name this machine's paths: not part of
+    // the release.
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     for (name, source) in sources {
-        // The pinning kustomizations stay beside the output, for inspection.
-        let text = render(cx, &source, pins, &out.join("kustomize").join(&name))?;
+        let text = render(cx, &source, pins, &scratch.path().join(&name))?;
         let file = manifests.join(format!("{name}.yaml"));
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         eprintln!("  ✓ {}", file.display());

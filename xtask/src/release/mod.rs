@@ -116,23 +116,50 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
         .unwrap_or_else(|| format!("{}/{}", cx.config.registry.host, cx.config.registry.account));
     let specs = services::select(&cx.config, &cx.root, &opts.services)?;
     let images_of = unique_images(&specs);
-    // The registry answers and takes our credentials, before any build.
-    let uploads: Option<BTreeMap<String, Upload>> = cx.runner.unless_dry_run(|| {
-        images_of
-            .iter()
-            .map(|s| {
-                let repo = format!("{base}/{}", s.settings.image);
-                Ok((
-                    s.settings.image.clone(),
-                    Upload::open(&repo, opts.insecure)?,
-                ))
-            })
-            .collect()
-    })?;
+    // The registry answers and takes our credentials, before any build
+    // (a read: a dry run checks it too).
+    let mut opened = BTreeMap::new();
+    for s in &images_of {
+        let repo = format!("{base}/{}", s.settings.image);
+        match Upload::open(&repo, opts.insecure) {
+            Ok(u) => {
+                opened.insert(s.settings.image.clone(), u);
+            }
+            Err(e) => {
+                cx.runner.precondition(e)?;
+                break;
+            }
+        }
+    }
+    let uploads: Option<BTreeMap<String, Upload>> = cx.runner.unless_dry_run(|| Ok(opened))?;
     cx.runner.step(format!(
         "registry {base}{} answers and accepts the credentials",
         if opts.insecure { " (plain HTTP)" } else { "" }
     ));
+
+    // Ctrl-C from here on says what is done and how to finish.
+    let done: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let _interrupted = {
+        let (done, version) = (std::sync::Arc::clone(&done), facts.version.to_string());
+        crate::ground::interrupt::on_interrupt(move || {
+            let done = done.lock().map(|d| d.clone()).unwrap_or_default();
+            if done.is_empty() {
+                eprintln!("\n==> release {version} interrupted before anything was pushed");
+            } else {
+                eprintln!(
+                    "\n==> release {version} interrupted; done: {}. Not done: the rest, and no git \
+                     tag. Run the same command again to finish it (pushes and signatures are \
+                     idempotent)",
+                    done.join("; ")
+                );
+            }
+        })
+    };
+    let record = |what: String| {
+        if let Ok(mut d) = done.lock() {
+            d.push(what);
+        }
+    };
 
     // 2. Build twice; compare.
     let built_a = build::build(cx, &specs, Profile::Dist)?;
@@ -211,6 +238,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             pushed.skipped,
             tags.join(", ")
         );
+        record(format!("pushed {repository}@{} unsigned", image.digest));
         // 4. SBOM; 5. provenance.
         let spec = built_a
             .iter()
@@ -272,6 +300,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             ],
         )?;
         eprintln!("  ✓ signed {repository}: {sig_tag}, attestations {att_tag}");
+        record(format!("signed {repository}@{}", image.digest));
         released.push(Released {
             image_name: image.name.clone(),
             tag: format!("{repository}:{}@{}", tags[0], image.digest),
@@ -318,7 +347,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
 
 /// The plan's remaining steps under --dry-run.
 fn plan_rest(cx: &Ctx, version: &semver::Version, opts: &Options) {
-    let tags = tags(version, "<commit>", opts.latest);
+    let tags = tags(version, "<sha7>", opts.latest);
     cx.runner.step(format!(
         "push every image by digest, tagged {}",
         tags.join(", ")

@@ -34,7 +34,8 @@ fn git(cx: &Ctx, args: &[&str]) -> Result<String> {
     if !out.success {
         bail!("`git {}` failed: {}", args.join(" "), out.stderr.trim());
     }
-    Ok(out.stdout.trim().to_string())
+    // Not trim(): `status --porcelain` lines start with a space.
+    Ok(out.stdout.trim_end().to_string())
 }
 
 /// Parses `X.Y.Z` (a leading `v` is accepted and dropped).
@@ -118,10 +119,22 @@ pub fn check(cx: &Ctx, version: &str) -> Result<(Facts, Vec<anyhow::Error>)> {
             String::new()
         }
         Ok(text) => section(&text, &version).unwrap_or_else(|| {
-            problems.push(anyhow::anyhow!(
-                "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
-                changelog.display()
-            ));
+            let heading = format!("[{version}]");
+            let empty = text.lines().any(|l| {
+                l.strip_prefix("## ")
+                    .is_some_and(|h| h.trim_start().starts_with(&heading))
+            });
+            problems.push(if empty {
+                anyhow::anyhow!(
+                    "{}'s `## [{version}]` section is empty: write the release's notes under it (Keep a Changelog), commit, and release again",
+                    changelog.display()
+                )
+            } else {
+                anyhow::anyhow!(
+                    "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
+                    changelog.display()
+                )
+            });
             String::new()
         }),
     };
