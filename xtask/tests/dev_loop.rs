@@ -267,6 +267,7 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         "[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n",
     )?;
     let mut urls = Vec::new();
+    let mut ports = Vec::new();
     for name in ["uno", "dos"] {
         let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
             .local_addr()?
@@ -280,6 +281,7 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
             String::from_utf8_lossy(&out.stderr)
         );
         urls.push(format!("http://127.0.0.1:{port}/hello"));
+        ports.push(port);
     }
     let (uno, dos) = (
         ws.join("services/uno/src/main.rs"),
@@ -358,6 +360,35 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
             "{}",
             seen.join("\n")
         );
+
+        // A settings change restarts the loop with them: dos moves port.
+        let old_port = ports[1].to_string();
+        let new_port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        let settings = std::fs::read_to_string(ws.join("xtask.toml"))?;
+        let moved = settings.replace(&format!("port = {old_port}"), &format!("port = {new_port}"));
+        assert_ne!(settings, moved);
+        // A half-edited file first: the loop keeps running as it was.
+        std::fs::write(ws.join("xtask.toml"), "[services.dos\n")?;
+        wait_for(&lines, "==> ", &mut seen)?;
+        while !seen.iter().any(|l| l.contains("does not load")) {
+            wait_for(&lines, "==> ", &mut seen)?;
+        }
+        std::fs::write(ws.join("xtask.toml"), moved)?;
+        while !seen
+            .iter()
+            .any(|l| l.contains("starting the dev loop again with the new settings"))
+        {
+            wait_for(&lines, "==> ", &mut seen)?;
+        }
+        let moved_url = format!("http://127.0.0.1:{new_port}/hello");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !get(&moved_url).is_some_and(|b| b.contains("edited")) {
+            assert!(Instant::now() < deadline, "{}", seen.join("\n"));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        urls[1] = moved_url;
         Ok(())
     })();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);

@@ -89,7 +89,18 @@ impl DevArgs {
             logs: !self.no_logs,
             debounce: Duration::from_millis(self.debounce_ms),
         };
-        devloop::run(cx, target.as_ref(), &specs, &opts)?;
+        if devloop::run(cx, target.as_ref(), &specs, &opts)? == devloop::Ended::SettingsChanged {
+            // The same command again, in this process (same pid: the lock,
+            // the terminal's Ctrl-C and a supervisor's kill still reach
+            // it), reading the new settings; what runs is kept, and its
+            // first round changes only what the settings change.
+            use std::os::unix::process::CommandExt;
+            let exe = std::env::current_exe()?;
+            let err = std::process::Command::new(&exe)
+                .args(std::env::args_os().skip(1))
+                .exec();
+            anyhow::bail!("cannot start {} again: {err}", exe.display());
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -100,7 +100,7 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
             "status": r.status,
             "version": (r.version != "-").then_some(&r.version),
             "details": r.details,
-            "needed_by": needed_by(r.tool),
+            "needed_by": needed(r.tool),
         })).collect::<Vec<_>>(),
         "services": crate::ground::services::all(&cx.config, &cx.root)
             .iter()
@@ -211,32 +211,41 @@ fn needed_by(tool: &Tool) -> Vec<String> {
         .collect()
 }
 
+/// The targets and tasks that need `tool`, the same in the table and JSON.
+fn needed(tool: &Tool) -> Vec<String> {
+    let mut v = needed_by(tool);
+    if !tool.also_for.is_empty() {
+        v.push(tool.also_for.to_string());
+    }
+    v
+}
+
 fn print_table(rows: &[Row]) {
-    let needed = |t: &Tool| {
-        let mut v = needed_by(t);
-        if !t.also_for.is_empty() {
-            v.push(t.also_for.to_string());
-        }
-        v.join(", ")
-    };
     let vw = rows
         .iter()
         .map(|r| r.version.len())
         .max()
         .unwrap_or(7)
         .clamp(7, 40);
+    // As wide as the longest entry: DETAILS never runs into it.
+    let nw = rows
+        .iter()
+        .map(|r| needed(r.tool).join(", ").chars().count())
+        .max()
+        .unwrap_or(9)
+        .max(9);
     println!(
-        "{:<9} {:<8} {:<vw$} {:<38} DETAILS",
+        "{:<9} {:<8} {:<vw$} {:<nw$}  DETAILS",
         "TOOL", "STATUS", "VERSION", "NEEDED BY"
     );
     for r in rows {
         let version: String = r.version.chars().take(vw).collect();
         println!(
-            "{:<9} {:<8} {:<vw$} {:<38} {}",
+            "{:<9} {:<8} {:<vw$} {:<nw$}  {}",
             r.tool.name,
             r.status,
             version,
-            needed(r.tool),
+            needed(r.tool).join(", "),
             r.details
         );
     }

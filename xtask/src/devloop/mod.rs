@@ -26,6 +26,17 @@ use crate::ground::services::ServiceSpec;
 use crate::targets::target::{Delivered, Delivery, Session, Target};
 use crate::verify::smoke;
 
+/// Why the loop stopped without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The watcher went away (nothing more can change).
+    Quiet,
+    /// The settings file changed and loads: the caller starts the loop
+    /// again with them (what runs is kept; the new deploy changes only
+    /// what the settings change).
+    SettingsChanged,
+}
+
 /// How the loop runs.
 pub struct Options {
     pub profile: Profile,
@@ -50,7 +61,7 @@ struct Good {
 /// # Errors
 /// Only what stops the loop from starting: the target cannot be opened, the
 /// workspace cannot be read, the files cannot be watched.
-pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options) -> Result<()> {
+pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options) -> Result<Ended> {
     let session = target.open(cx)?;
     target.prepare(cx, &session)?;
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
@@ -62,7 +73,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             "watch {} path(s) and redeploy what each change affects, until Ctrl-C",
             plan.watched().len()
         ));
-        return Ok(());
+        return Ok(Ended::Quiet);
     }
     // Watching starts before the first build, so that a file saved while
     // it runs is not lost: it makes the next round.
@@ -89,7 +100,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         pending.extend(specs.iter().map(|s| s.name.clone()));
     }
     if crate::ground::interrupt::interrupted() {
-        return Ok(());
+        return Ok(Ended::Quiet);
     }
     if opts.logs {
         for spec in specs {
@@ -108,7 +119,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     );
     loop {
         let Ok(first) = rx.recv() else {
-            return Ok(());
+            return Ok(Ended::Quiet);
         };
         let mut changed: Vec<PathBuf> = first;
         // Editors save in bursts: wait until it is quiet.
@@ -121,13 +132,22 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         if changed.is_empty() {
             continue;
         }
-        if plan.settings.as_ref().is_some_and(|s| changed.contains(s)) {
-            eprintln!(
-                "==> {} changed: stop and start `cargo xtask dev` again to use the new settings",
-                plan.settings
-                    .as_ref()
-                    .map_or(String::new(), |s| s.display().to_string())
-            );
+        if let Some(settings) = plan.settings.as_ref().filter(|s| changed.contains(s)) {
+            // Only settings that load restart the loop; a half-edited file
+            // keeps the running one.
+            match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
+                Ok(_) => {
+                    eprintln!(
+                        "==> {} changed: starting the dev loop again with the new settings",
+                        settings.display()
+                    );
+                    return Ok(Ended::SettingsChanged);
+                }
+                Err(e) => eprintln!(
+                    "==> {} changed but does not load ({e:#}); still running with the previous settings",
+                    settings.display()
+                ),
+            }
         }
         let affected = plan.affected(&changed);
         if affected.is_empty() {
