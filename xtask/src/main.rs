@@ -55,10 +55,7 @@ fn main() -> ExitCode {
             Command::Model(a) => a.run(&cx),
             Command::Completions(a) => a.run(
                 <commands::Cli as clap::CommandFactory>::command(),
-                &ground::services::all(&cx.config, &cx.root)
-                    .into_iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>(),
+                &ground::services::names(&cx.config),
             ),
             Command::Service(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),

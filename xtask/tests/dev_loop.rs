@@ -59,6 +59,32 @@ impl Drop for Stopper {
     }
 }
 
+/// `cargo xtask dev ARGS` in `ws`, and its stdout and stderr lines as they
+/// come (one channel for both).
+fn start_loop(ws: &Path, args: &[&str]) -> Result<(Stopper, mpsc::Receiver<String>)> {
+    let mut child = Stopper(
+        xtask(ws)
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
+    let (tx, lines) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().ok_or("stdout")?) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().ok_or("stderr")?),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    Ok((child, lines))
+}
+
 fn get(url: &str) -> Option<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
@@ -152,25 +178,7 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
     let main = ws.join(format!("services/{name}/src/main.rs"));
     let url = format!("http://127.0.0.1:{port}/hello");
 
-    let mut child = Stopper(
-        xtask(ws)
-            .args(["dev", "--target", target, "--debounce-ms", "200", name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?,
-    );
-    let (tx, lines) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().ok_or("stdout")?) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().ok_or("stderr")?),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line);
-            }
-        });
-    }
+    let (mut child, lines) = start_loop(ws, &["--target", target, "--debounce-ms", "200", name])?;
     let mut seen = Vec::new();
     let result = (|| -> Result {
         wait_for(&lines, &report, &mut seen)?;
@@ -287,33 +295,18 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         ws.join("services/uno/src/main.rs"),
         ws.join("services/dos/src/main.rs"),
     );
-    let mut child = Stopper(
-        xtask(ws)
-            .args([
-                "dev",
-                "--target",
-                "local",
-                "--debounce-ms",
-                "200",
-                "--no-logs",
-            ])
-            .args(["uno", "dos"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?,
-    );
-    let (tx, lines) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().ok_or("stdout")?) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().ok_or("stderr")?),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
-                let _ = tx.send(line);
-            }
-        });
-    }
+    let (mut child, lines) = start_loop(
+        ws,
+        &[
+            "--target",
+            "local",
+            "--debounce-ms",
+            "200",
+            "--no-logs",
+            "uno",
+            "dos",
+        ],
+    )?;
     let mut seen = Vec::new();
     let result = (|| -> Result {
         wait_for(&lines, "✓ uno", &mut seen)?;

@@ -90,6 +90,45 @@ impl Repo {
     }
 }
 
+/// The SBOM's components as `name vVERSION`.
+fn sbom_components(file: &Path) -> Result<Vec<String>> {
+    let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file)?)?;
+    Ok(sbom["components"]
+        .as_array()
+        .ok_or("components")?
+        .iter()
+        .map(|c| {
+            format!(
+                "{} v{}",
+                c["name"].as_str().unwrap_or(""),
+                c["version"].as_str().unwrap_or("")
+            )
+        })
+        .collect())
+}
+
+/// `cargo tree` (normal edges, no proc-macros, the static target) for
+/// `select` in `root`: each crate as `name vVERSION`.
+fn tree_crates(root: &Path, select: &[&str]) -> Result<Vec<String>> {
+    let tree = Command::new("cargo")
+        .arg("tree")
+        .args(select)
+        .args(["-e", "normal,no-proc-macro", "--prefix", "none"])
+        .args(["--format", "{p}", "--target", "x86_64-unknown-linux-gnu"])
+        .current_dir(root)
+        .output()?;
+    Ok(text(&tree.stdout)
+        .lines()
+        .map(|line| {
+            line.trim_end_matches(" (*)")
+                .split(" (")
+                .next()
+                .unwrap_or(line)
+                .to_string()
+        })
+        .collect())
+}
+
 fn refused(out: &Output, because: &str) {
     assert!(
         !out.status.success() && text(&out.stderr).contains(because),
@@ -361,42 +400,9 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
 
     // The SBOM: every crate `cargo tree` compiles into test-api, no
     // dev-dependency, with checksums.
-    let sbom: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("test-api.cdx.json"))?)?;
-    let names: Vec<String> = sbom["components"]
-        .as_array()
-        .ok_or("components")?
-        .iter()
-        .map(|c| {
-            format!(
-                "{} v{}",
-                c["name"].as_str().unwrap_or(""),
-                c["version"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    let tree = Command::new("cargo")
-        .args([
-            "tree",
-            "-p",
-            "test-api",
-            "-e",
-            "normal,no-proc-macro",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .args(["--target", "x86_64-unknown-linux-gnu"])
-        .current_dir(&repo.root)
-        .output()?;
-    for line in text(&tree.stdout).lines() {
-        let crate_ = line
-            .trim_end_matches(" (*)")
-            .split(" (")
-            .next()
-            .unwrap_or(line);
-        assert!(names.iter().any(|n| n == crate_), "{crate_} is in the SBOM");
+    let names = sbom_components(&out_dir.join("test-api.cdx.json"))?;
+    for crate_ in tree_crates(&repo.root, &["-p", "test-api"])? {
+        assert!(names.contains(&crate_), "{crate_} is in the SBOM");
     }
     assert!(
         !names.iter().any(|n| n.starts_with("tempfile ")),
@@ -409,49 +415,14 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
     // The second image's SBOM has its own whole graph (crates it shares
     // with test-api included), and no ONNX runtime: the identity model's
     // server is built without it, and the SBOM follows the build.
-    let sbom: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        out_dir.join("model-server.cdx.json"),
-    )?)?;
-    let server: Vec<String> = sbom["components"]
-        .as_array()
-        .ok_or("components")?
-        .iter()
-        .map(|c| {
-            format!(
-                "{} v{}",
-                c["name"].as_str().unwrap_or(""),
-                c["version"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    let tree = Command::new("cargo")
-        .args([
-            "tree",
-            "-p",
-            "model-server",
-            "--no-default-features",
-            "-e",
-            "normal,no-proc-macro",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
-        .args(["--target", "x86_64-unknown-linux-gnu"])
-        .current_dir(&repo.root)
-        .output()?;
+    let server = sbom_components(&out_dir.join("model-server.cdx.json"))?;
     let mut shared = 0;
-    for line in text(&tree.stdout).lines() {
-        let crate_ = line
-            .trim_end_matches(" (*)")
-            .split(" (")
-            .next()
-            .unwrap_or(line);
+    for crate_ in tree_crates(&repo.root, &["-p", "model-server", "--no-default-features"])? {
         assert!(
-            server.iter().any(|n| n == crate_),
+            server.contains(&crate_),
             "{crate_} is in model-server's SBOM"
         );
-        shared += usize::from(names.iter().any(|n| n == crate_));
+        shared += usize::from(names.contains(&crate_));
     }
     assert!(
         shared > 10,

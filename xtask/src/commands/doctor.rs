@@ -45,10 +45,7 @@ impl DoctorArgs {
             None => println!("settings: built-in defaults (no xtask.toml)"),
         }
         print_table(&rows);
-        let names: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = crate::ground::services::names(&cx.config);
         println!("\nservices: {}", names.join(", "));
         for line in crate::build::workspace::undeployed_lines(cx) {
             println!("{line}");
@@ -102,10 +99,7 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
             "details": r.details,
             "needed_by": needed(r.tool),
         })).collect::<Vec<_>>(),
-        "services": crate::ground::services::all(&cx.config, &cx.root)
-            .iter()
-            .map(|s| s.name.clone())
-            .collect::<Vec<_>>(),
+        "services": crate::ground::services::names(&cx.config),
         "target": {
             "name": target.as_str(),
             "ready": ready,

@@ -121,6 +121,11 @@ impl ServiceSpec {
     }
 }
 
+/// Every service's name, in deploy order (the settings file's).
+pub fn names(config: &Config) -> Vec<String> {
+    config.services.0.iter().map(|s| s.name.clone()).collect()
+}
+
 /// Every deployable service, in deploy order (the settings file's).
 pub fn all(config: &Config, root: &std::path::Path) -> Vec<ServiceSpec> {
     config

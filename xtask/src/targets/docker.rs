@@ -300,10 +300,7 @@ impl Target for Docker {
         // Containers of services removed from the settings since: ours by
         // label and by name. (Not those of services still in the settings
         // that this teardown was not asked for.)
-        let configured: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let configured = crate::ground::services::names(&cx.config);
         let prefix = format!("{}-", cx.config.docker.name_prefix);
         let label = format!("label={MANAGED_BY}");
         let format = "{{.Names}}";

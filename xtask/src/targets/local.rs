@@ -184,10 +184,7 @@ impl Target for Local {
         }
         // Services deployed earlier and removed from the settings since
         // (not those still in the settings that were not asked for).
-        let configured: Vec<String> = crate::ground::services::all(&cx.config, &cx.root)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let configured = crate::ground::services::names(&cx.config);
         for name in state_names(cx)? {
             if specs.iter().any(|s| s.name == name) || configured.contains(&name) {
                 continue;
