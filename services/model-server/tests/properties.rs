@@ -10,6 +10,7 @@ use axum::http::{Request, header};
 use model_server::api::{AppState, ModelMetrics, Unit, routes};
 use model_server::models::Identity;
 use proptest::prelude::*;
+use proptest::test_runner::{FailurePersistence, FileFailurePersistence, PersistedSeed};
 use seldon_protocol::{Array, Element, Limits, SeldonMessage};
 use tower::ServiceExt;
 
@@ -165,8 +166,63 @@ fn form(message: &[u8]) -> Vec<u8> {
     s
 }
 
+/// Where failing cases go. Known ones are replayed from the committed
+/// `tests/properties.proptest-regressions` (where proptest keeps them
+/// beside the test, for version control); a new failure is written under
+/// the target directory instead, so that a failing run never leaves the
+/// work tree dirty, and the message says how to keep the case.
+#[derive(Debug, Clone, PartialEq)]
+struct Regressions;
+
+const COMMITTED: FileFailurePersistence =
+    FileFailurePersistence::WithSource("proptest-regressions");
+const NEW_FAILURES: &str = concat!(
+    env!("CARGO_TARGET_TMPDIR"),
+    "/properties.proptest-regressions"
+);
+
+impl FailurePersistence for Regressions {
+    fn load_persisted_failures2(&self, source_file: Option<&'static str>) -> Vec<PersistedSeed> {
+        COMMITTED.load_persisted_failures2(source_file)
+    }
+
+    fn save_persisted_failure2(
+        &mut self,
+        source_file: Option<&'static str>,
+        seed: PersistedSeed,
+        shrunken_value: &dyn std::fmt::Debug,
+    ) {
+        FileFailurePersistence::Direct(NEW_FAILURES).save_persisted_failure2(
+            source_file,
+            seed,
+            shrunken_value,
+        );
+        eprintln!(
+            "proptest: the failing case's seed is in {NEW_FAILURES}; after the fix, append its \
+             `cc` line to services/model-server/tests/properties.proptest-regressions so that \
+             every run replays it"
+        );
+    }
+
+    fn box_clone(&self) -> Box<dyn FailurePersistence> {
+        Box::new(self.clone())
+    }
+
+    fn eq(&self, other: &dyn FailurePersistence) -> bool {
+        other.as_any().downcast_ref::<Self>().is_some()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        failure_persistence: Some(Box::new(Regressions)),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn identity_returns_numbers_exactly((body, shape, lits) in numeric_message()) {

@@ -541,15 +541,79 @@ fn nan_and_infinity_get_a_reason_a_python_client_understands() -> Result {
 #[test]
 fn error_reasons_echo_at_most_a_kilobyte() -> Result {
     // iris quotes a feature it cannot take: not half a megabyte of it.
-    let huge = "9".repeat(500_000);
+    let huge = "x".repeat(500_000);
     let (status, b) = post_json(
         &iris()?.url("/predict"),
-        &format!(r#"{{"data":{{"ndarray":[[{huge},1,1,1]]}}}}"#),
+        &format!(r#"{{"data":{{"ndarray":[["{huge}",1,1,1]]}}}}"#),
     )?;
     assert_eq!(status, 400, "{b}");
     let info = b["status"]["info"].as_str().unwrap_or_default();
     assert!(info.len() < 1100, "{} bytes of info", info.len());
     assert!(info.ends_with("more bytes)"), "{info}");
+    // Nor of a number too long to represent.
+    let huge = "9".repeat(500_000);
+    let (status, b) = post_json(
+        &identity()?.url("/predict"),
+        &format!(r#"{{"data":{{"ndarray":[[{huge},1,1,1]]}}}}"#),
+    )?;
+    assert_eq!(status, 400, "{b}");
+    let info = b["status"]["info"].as_str().unwrap_or_default();
+    assert!(info.len() < 300, "{} bytes of info", info.len());
+    assert!(info.contains("(500000 characters)"), "{info}");
+    Ok(())
+}
+
+/// The property test's find (issue 19): the identity model echoed
+/// `-10e330`, which serde_json (and so every Rust client) refuses and
+/// Python reads as infinity. A number beyond an f64's range is refused
+/// wherever it is, by every model, with the value and the reason.
+#[test]
+fn numbers_beyond_f64_are_refused_by_every_model_wherever_they_are() -> Result {
+    let cases = [
+        (
+            r#"{"data":{"ndarray":[[1,-10e330]]}}"#,
+            "data.ndarray[0][1]: -10e330 is beyond the range of a 64-bit float",
+        ),
+        (
+            r#"{"data":{"names":["a"],"tensor":{"shape":[1],"values":[1e400]}}}"#,
+            "data.tensor.values[0]: 1e400 is beyond the range",
+        ),
+        (
+            r#"{"jsonData":{"x":[1E+309]}}"#,
+            "jsonData.x[0]: 1E+309 is beyond",
+        ),
+        (
+            r#"{"strData":"s","meta":{"tags":{"t":-1e400}}}"#,
+            "meta.tags.t: -1e400 is beyond",
+        ),
+    ];
+    for s in [identity()?, iris()?] {
+        for (message, reason) in cases {
+            for route in PREDICT_ROUTES {
+                for (how, status, body) in every_form(&s, route, message)? {
+                    assert_eq!(status, 400, "{how} {route} {message}: {body}");
+                    let info = body["status"]["info"].as_str().unwrap_or_default();
+                    assert!(info.contains(reason), "{how} {route}: {info}");
+                }
+            }
+        }
+        // The feedback endpoint reads messages too.
+        assert_failure(
+            post_json(
+                &s.url("/send-feedback"),
+                r#"{"request":{"data":{"ndarray":[1e400]}},"reward":1}"#,
+            )?,
+            400,
+            "request.data.ndarray[0]: 1e400 is beyond",
+        );
+        // What every reader represents is still served: the largest finite
+        // double, and an underflow that reads as zero.
+        let (status, body) = post_json(
+            &s.url("/predict"),
+            r#"{"meta":{"tags":{"max":1.7976931348623157e308,"tiny":1e-400}},"data":{"ndarray":[[5.1,3.5,1.4,1e-400]]}}"#,
+        )?;
+        assert_eq!(status, 200, "{body}");
+    }
     Ok(())
 }
 

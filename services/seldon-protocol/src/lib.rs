@@ -5,6 +5,7 @@
 pub mod array;
 pub mod contract;
 pub mod message;
+pub mod range;
 pub mod raw;
 
 pub use array::{Array, ArrayError, Element, Limits, Repr};

@@ -331,7 +331,8 @@ objects_only!(
 /// Parses JSON into `T`, naming the path of the offending field on error
 /// (`data.tensor.shape[0]: invalid type: string "a", expected i64`).
 /// Anything but whitespace after the value is an error, as in Python's
-/// `json.loads`.
+/// `json.loads`; so is a number beyond an f64's range anywhere in the text
+/// (`crate::range`).
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -345,6 +346,7 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String
         }
     })?;
     de.end().map_err(|e| explain(text, e))?;
+    crate::range::check(text)?;
     Ok(value)
 }
 
