@@ -485,8 +485,9 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if !ok {
             bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
         }
-        const OURS: [&str; 7] = [
+        const OURS: [&str; 8] = [
             "PORT",
+            "BIND_ADDR",
             "MODEL",
             "MODEL_PATH",
             "POD_IP",
@@ -497,7 +498,8 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if OURS.contains(&key.as_str()) {
             bail!(
                 "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
-                 (port, model, model_path, class_names, feature_names, output)"
+                 (port, model, model_path, class_names, feature_names, output) and, for \
+                 BIND_ADDR, from [local] bind (containers listen on every address)"
             );
         }
     }

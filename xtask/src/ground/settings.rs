@@ -132,6 +132,9 @@ pub struct Local {
     pub ready_timeout_secs: u64,
     /// How long teardown waits after SIGTERM before SIGKILL.
     pub stop_grace_secs: u64,
+    /// The address services listen on (`BIND_ADDR`): loopback, as the
+    /// docker target publishes; `0.0.0.0` exposes them to the network.
+    pub bind: std::net::IpAddr,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -225,6 +228,7 @@ impl Default for Local {
             run_dir: "target/xtask/local".into(),
             ready_timeout_secs: 30,
             stop_grace_secs: 10,
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }

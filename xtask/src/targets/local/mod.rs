@@ -1,21 +1,27 @@
 //! The local target: each service is a background process on this machine,
-//! with its pid, binary hash and port in `<run_dir>/<service>.json` and its
-//! output in `<run_dir>/<service>.log`.
+//! listening on `[local] bind` (loopback by default), with its pid, binary
+//! hash and port in `<run_dir>/<service>.json` and its output in
+//! `<run_dir>/<service>.log`. The processes are also found by what they are
+//! (`processes`), so a lost run directory loses nothing. A deploy that fails
+//! or is interrupted stops what it started.
+
+mod processes;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::build::Built;
 use crate::ground::context::Ctx;
 use crate::ground::http;
+use crate::ground::interrupt;
 use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::services::ServiceSpec;
@@ -34,6 +40,9 @@ struct State {
     binary_sha256: String,
     #[serde(default)]
     env: Vec<(String, String)>,
+    /// The address it listens on (`[local] bind`).
+    #[serde(default)]
+    bind: String,
 }
 
 impl Target for Local {
@@ -64,24 +73,38 @@ impl Target for Local {
     }
 
     fn apply(&self, cx: &Ctx, _session: &Session, delivered: &Delivered) -> Result<()> {
-        for b in &delivered.built {
-            apply_one(cx, b)?;
+        // What this run starts is stopped again if it fails or is
+        // interrupted; once every service is ready, it stays: it is deployed.
+        let started = Started::new(Duration::from_secs(cx.config.local.stop_grace_secs));
+        let _cleanup = interrupt::on_interrupt({
+            let started = started.clone();
+            move || started.stop_all()
+        });
+        let result = delivered
+            .built
+            .iter()
+            .try_for_each(|b| apply_one(cx, b, &started))
+            .and_then(|()| {
+                let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
+                delivered.built.iter().try_for_each(|b| {
+                    let url = format!("{}/readyz", base_url(cx, &b.spec));
+                    let what = format!(
+                        "wait up to {}s until GET {url} answers 200",
+                        timeout.as_secs()
+                    );
+                    cx.runner
+                        .effect(what, || wait_ready(cx, &b.spec, timeout))
+                        .map(drop)
+                })
+            });
+        if result.is_err() && !interrupt::interrupted() {
+            started.stop_all();
         }
-        let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
-        for b in &delivered.built {
-            let url = format!("{}/readyz", base_url(&b.spec));
-            let what = format!(
-                "wait up to {}s until GET {url} answers 200",
-                timeout.as_secs()
-            );
-            cx.runner
-                .effect(what, || wait_ready(cx, &b.spec, timeout))?;
-        }
-        Ok(())
+        result
     }
 
-    fn urls(&self, _cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
-        Ok(specs.iter().map(base_url).collect())
+    fn urls(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        Ok(specs.iter().map(|s| base_url(cx, s)).collect())
     }
 
     fn status(
@@ -90,13 +113,13 @@ impl Target for Local {
         _session: &Session,
         specs: &[ServiceSpec],
     ) -> Result<Vec<StatusRow>> {
-        specs
+        let mut rows = specs
             .iter()
             .map(|spec| {
                 let (state, healthy, url) = match running(cx, &spec.name)? {
                     None => ("stopped".to_string(), false, None),
                     Some(st) => {
-                        let url = format!("http://127.0.0.1:{}", st.port);
+                        let url = format!("http://{}:{}", url_host(cx), st.port);
                         match http::get(&format!("{url}/readyz"), Duration::from_secs(2)) {
                             Ok((200, _)) => {
                                 (format!("running, ready (pid {})", st.pid), true, Some(url))
@@ -124,7 +147,27 @@ impl Target for Local {
                     url,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Services of this run directory that still run although the
+        // settings no longer have them: shown, so they can be stopped.
+        for name in unconfigured(cx)? {
+            if rows.iter().any(|r| r.service == name) {
+                continue;
+            }
+            if let Some(st) = running(cx, &name)? {
+                let url = format!("http://{}:{}", url_host(cx), st.port);
+                rows.push(StatusRow {
+                    service: name,
+                    state: format!(
+                        "running (pid {}) but no longer in the settings: `cargo xtask teardown` stops it",
+                        st.pid
+                    ),
+                    healthy: http::ready(&url),
+                    url: Some(url),
+                });
+            }
+        }
+        Ok(rows)
     }
 
     fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
@@ -184,9 +227,8 @@ impl Target for Local {
         }
         // Services deployed earlier and removed from the settings since
         // (not those still in the settings that were not asked for).
-        let configured = crate::ground::services::names(&cx.config);
-        for name in state_names(cx)? {
-            if specs.iter().any(|s| s.name == name) || configured.contains(&name) {
+        for name in unconfigured(cx)? {
+            if specs.iter().any(|s| s.name == name) {
                 continue;
             }
             match running(cx, &name)? {
@@ -201,8 +243,35 @@ impl Target for Local {
     }
 }
 
-fn base_url(spec: &ServiceSpec) -> String {
-    format!("http://127.0.0.1:{}", spec.settings.port)
+/// Where this machine reaches what listens on `[local] bind`: loopback for
+/// the unspecified address (every address), else the address itself.
+fn url_host(cx: &Ctx) -> String {
+    match cx.config.local.bind {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => "[::1]".into(),
+        std::net::IpAddr::V4(a) => a.to_string(),
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+fn base_url(cx: &Ctx, spec: &ServiceSpec) -> String {
+    format!("http://{}:{}", url_host(cx), spec.settings.port)
+}
+
+/// Services of this run directory (state files, running processes) that
+/// the settings do not have, sorted.
+fn unconfigured(cx: &Ctx) -> Result<Vec<String>> {
+    let configured = crate::ground::services::names(&cx.config);
+    let mut names = state_names(cx)?;
+    names.extend(
+        processes::discover(&cx.config.local.run_dir)
+            .into_iter()
+            .map(|f| f.name),
+    );
+    names.retain(|n| !configured.contains(n));
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 fn state_path(cx: &Ctx, name: &str) -> PathBuf {
@@ -264,35 +333,24 @@ fn remove_state(cx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The recorded state when its process is still alive and is still ours.
+/// The recorded state when its process is still alive and is still ours;
+/// else a process found running as this service of this run directory
+/// (its state file lost: it counts as changed, so a deploy replaces it).
 fn running(cx: &Ctx, name: &str) -> Result<Option<State>> {
-    Ok(read_state(cx, name)?.filter(is_ours))
-}
-
-/// Alive, not a zombie, and (where /proc exists) running our binary: a pid
-/// reused by another program is never signalled.
-fn is_ours(st: &State) -> bool {
-    let Ok(pid) = i32::try_from(st.pid) else {
-        return false;
-    };
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
+    if let Some(st) = read_state(cx, name)?.filter(|st| processes::alive(st.pid, &st.binary)) {
+        return Ok(Some(st));
     }
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    if !Path::new("/proc/self").exists() {
-        return true;
-    }
-    let zombie = std::fs::read_to_string(proc.join("stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true);
-    let argv0 = std::fs::read(proc.join("cmdline"))
-        .ok()
-        .and_then(|b| b.split(|c| *c == 0).next().map(|a| a.to_vec()));
-    !zombie && argv0.as_deref() == Some(st.binary.as_os_str().as_encoded_bytes())
+    Ok(processes::discover(&cx.config.local.run_dir)
+        .into_iter()
+        .find(|f| f.name == name)
+        .map(|f| State {
+            pid: f.pid,
+            port: f.port.unwrap_or_default(),
+            binary: f.binary,
+            binary_sha256: String::new(),
+            env: Vec::new(),
+            bind: String::new(),
+        }))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -303,7 +361,7 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
+fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
     let spec = &b.spec;
     let port = spec.settings.port;
     // Under --dry-run the binary may not exist yet: then it counts as changed.
@@ -316,8 +374,9 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         let same = st.binary == b.binary
             && st.binary_sha256 == sha
             && st.port == port
-            && st.env == spec.host_env;
-        if same && http::ready(&base_url(spec)) {
+            && st.env == spec.host_env
+            && st.bind == cx.config.local.bind.to_string();
+        if same && http::ready(&base_url(cx, spec)) {
             eprintln!(
                 "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
                 spec.name, st.pid, port
@@ -336,7 +395,7 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         remove_state(cx, &spec.name)?;
     }
     cx.runner.unless_dry_run(|| {
-        ensure_port_free(spec)?;
+        ensure_port_free(cx, spec)?;
         let log = log_path(cx, spec);
         if log.exists() {
             std::fs::rename(&log, log.with_extension("log.1"))
@@ -346,13 +405,27 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
     })?;
     let mut cmd = Command::new(&b.binary);
     cmd.env("PORT", port.to_string())
+        .env("BIND_ADDR", cx.config.local.bind.to_string())
         .env("LOG_FORMAT", "json")
         .envs(spec.host_env.iter().map(|(k, v)| (k, v)))
+        .env(processes::SERVICE_VAR, &spec.name)
+        .env(
+            processes::RUN_DIR_VAR,
+            processes::run_dir_key(&cx.config.local.run_dir),
+        )
         .current_dir(&cx.root);
     let running = format!("running {}", spec.name);
-    let Some(pid) = cx
-        .runner
-        .spawn_detached(cmd, &running, &log_path(cx, spec))?
+    // Ctrl-C waits for the start and its record: a process that appeared
+    // after the cleanup ran would be left behind.
+    let Some(pid) = interrupt::critical(|| {
+        let pid = cx
+            .runner
+            .spawn_detached(cmd, &running, &log_path(cx, spec))?;
+        if let Some(pid) = pid {
+            started.add(&spec.name, pid, &b.binary, state_path(cx, &spec.name));
+        }
+        Ok::<_, anyhow::Error>(pid)
+    })?
     else {
         return Ok(());
     };
@@ -362,26 +435,42 @@ fn apply_one(cx: &Ctx, b: &Built) -> Result<()> {
         binary: b.binary.clone(),
         binary_sha256: sha,
         env: spec.host_env.clone(),
+        bind: cx.config.local.bind.to_string(),
     };
     let path = state_path(cx, &spec.name);
     std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn ensure_port_free(spec: &ServiceSpec) -> Result<()> {
+fn ensure_port_free(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
     let port = spec.settings.port;
-    net::port_free("0.0.0.0", port).map_err(|e| {
-        anyhow::anyhow!(
-            "port {port} for {} is not free ({e}): stop what uses it, or set `port` under \
-             [services.{}] in xtask.toml to a free one",
-            spec.name,
-            spec.name
-        )
+    let bind = cx.config.local.bind.to_string();
+    net::port_free(&bind, port).map_err(|e| {
+        // One of ours under another name (renamed, or removed from the
+        // settings) says how to stop it.
+        let ours = processes::discover(&cx.config.local.run_dir)
+            .into_iter()
+            .find(|f| f.port == Some(port) && f.name != spec.name);
+        match ours {
+            Some(f) => anyhow::anyhow!(
+                "port {port} for {} is held by {} (pid {}), which this checkout started and \
+                 its settings no longer name: `cargo xtask teardown` stops it",
+                spec.name,
+                f.name,
+                f.pid
+            ),
+            None => anyhow::anyhow!(
+                "port {port} for {} is not free on {bind} ({e}): stop what uses it, or set \
+                 `port` under [services.{}] in xtask.toml to a free one",
+                spec.name,
+                spec.name
+            ),
+        }
     })
 }
 
 fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
-    let base = base_url(spec);
+    let base = base_url(cx, spec);
     let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
         Check::Done(()) => Ok(Check::Done(())),
         // Gone twice, 200 ms apart: a single look at /proc can catch a
@@ -432,7 +521,7 @@ fn log_tail(cx: &Ctx, spec: &ServiceSpec) -> String {
     out
 }
 
-/// SIGTERM, then SIGKILL after the grace period.
+/// SIGTERM, then SIGKILL after the grace period; the state file goes.
 fn stop(cx: &Ctx, name: &str, st: &State) -> Result<()> {
     let grace = Duration::from_secs(cx.config.local.stop_grace_secs);
     let what = format!(
@@ -441,28 +530,71 @@ fn stop(cx: &Ctx, name: &str, st: &State) -> Result<()> {
         st.pid,
         grace.as_secs()
     );
-    cx.runner.effect(what, || {
-        let pid = Pid::from_raw(i32::try_from(st.pid).context("pid out of range")?);
-        let start = Instant::now();
-        let gone = || !is_ours(st);
-        kill(pid, Signal::SIGTERM)
-            .with_context(|| format!("cannot signal {} (pid {})", name, st.pid))?;
-        if !poll::within(grace, Duration::from_millis(20), gone) {
-            eprintln!(
-                "==> {} did not stop within {}s; sending SIGKILL",
-                name,
-                grace.as_secs()
-            );
-            let _ = kill(pid, Signal::SIGKILL);
-            poll::within(Duration::from_secs(5), Duration::from_millis(20), gone);
-        }
-        eprintln!(
-            "==> stopped {} (pid {}) in {:.2}s",
-            name,
-            st.pid,
-            start.elapsed().as_secs_f64()
-        );
-        Ok(())
-    })?;
+    cx.runner
+        .effect(what, || processes::stop(name, st.pid, &st.binary, grace))?;
     remove_state(cx, name)
+}
+
+/// Processes this run started: stopped again (and their state files
+/// removed) when it fails or is interrupted. Holds what the Ctrl-C thread
+/// needs, not the context.
+#[derive(Clone)]
+struct Started {
+    grace: Duration,
+    list: Arc<Mutex<Vec<StartedProcess>>>,
+}
+
+struct StartedProcess {
+    name: String,
+    pid: u32,
+    binary: PathBuf,
+    state: PathBuf,
+}
+
+impl Started {
+    fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            list: Arc::default(),
+        }
+    }
+
+    fn add(&self, name: &str, pid: u32, binary: &Path, state: PathBuf) {
+        if let Ok(mut v) = self.list.lock() {
+            v.push(StartedProcess {
+                name: name.to_string(),
+                pid,
+                binary: binary.to_path_buf(),
+                state,
+            });
+        }
+    }
+
+    /// Stops each one still running, saying so (this also runs from the
+    /// Ctrl-C handler).
+    fn stop_all(&self) {
+        let list = self
+            .list
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for StartedProcess {
+            name,
+            pid,
+            binary,
+            state,
+        } in list
+        {
+            if processes::alive(pid, &binary) {
+                use std::io::Write;
+                // Not eprintln!: stderr may be a closed pipe by now.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "==> stopping {name} (pid {pid}), started by this run"
+                );
+                let _ = processes::stop(&name, pid, &binary, self.grace);
+            }
+            let _ = std::fs::remove_file(state);
+        }
+    }
 }
