@@ -481,6 +481,50 @@ fn a_container_that_crashes_is_reported_with_its_logs_and_removed() -> Result {
     Ok(())
 }
 
+/// Two deploys of one checkout at once (two shells): the second waits for
+/// the first, names it, and finds its containers healthy; both succeed and
+/// one set of containers serves (issue 19: they used to remove each
+/// other's containers and both fail).
+#[test]
+fn two_deploys_at_once_leave_one_healthy_deployment() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let sb = Sandbox::new("twice", IDENTITY)?;
+    // Built and loaded first, so that both deploys race for the containers.
+    ok(sb.xtask(&["image", "load", "test-api"])?)?;
+    let deploy = || {
+        sb.command(&["deploy", "--target", "docker", "test-api"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (first, second) = (deploy()?, deploy()?);
+    let (first, second) = (first.wait_with_output()?, second.wait_with_output()?);
+    let (_, e1) = ok(first)?;
+    let (_, e2) = ok(second)?;
+    let waited = [&e1, &e2]
+        .into_iter()
+        .filter(|e| {
+            e.contains("==> waiting for `cargo xtask")
+                && e.contains("deploy --target docker test-api` (pid")
+        })
+        .count();
+    assert_eq!(waited, 1, "one waits for the other:\n{e1}\n---\n{e2}");
+    assert!(
+        !e1.contains("removing container") && !e2.contains("removing container"),
+        "{e1}\n---\n{e2}"
+    );
+    let containers = sb.containers()?;
+    assert_eq!(containers, [format!("{}-test-api", sb.prefix)]);
+    let out = Command::new("curl")
+        .arg("-fsS")
+        .arg(format!("http://127.0.0.1:{}/test_api", sb.ports[0]))
+        .output()?;
+    assert!(text(&out.stdout).contains("you've reached"), "{out:?}");
+    Ok(())
+}
+
 #[test]
 fn a_missing_engine_is_explained() -> Result {
     let sb = Sandbox::new("noengine", IDENTITY)?;

@@ -312,11 +312,17 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         wait_for(&lines, "✓ uno", &mut seen)?;
         wait_for(&lines, "✓ dos", &mut seen)?;
 
-        // One loop per checkout.
-        let second = xtask(ws).args(["dev", "uno"]).output()?;
-        let stderr = String::from_utf8_lossy(&second.stderr);
-        assert!(!second.status.success(), "{stderr}");
-        assert!(stderr.contains("another `cargo xtask dev`"), "{stderr}");
+        // One loop per checkout and target, and no deploy beside it.
+        for args in [&["dev", "uno"][..], &["deploy", "dos"]] {
+            let second = xtask(ws).args(args).output()?;
+            let stderr = String::from_utf8_lossy(&second.stderr);
+            assert!(!second.status.success(), "{stderr}");
+            assert!(stderr.contains("dev --target local"), "{stderr}");
+            assert!(
+                stderr.contains(&format!("(pid {})", child.id())),
+                "{stderr}"
+            );
+        }
 
         let uno_source = std::fs::read_to_string(&uno)?;
         std::fs::write(
@@ -388,8 +394,9 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
     let _ = child.wait()?;
     result?;
-    assert!(
-        !ws.join("run/dev.lock").exists(),
+    assert_eq!(
+        std::fs::read_to_string(ws.join("run/local.lock"))?,
+        "",
         "the lock goes with the loop"
     );
     assert!(get(&urls[0]).is_none() && get(&urls[1]).is_none());

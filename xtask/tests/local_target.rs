@@ -698,3 +698,74 @@ fn ctrl_c_mid_deploy_stops_what_that_run_started() -> Result {
     assert!(!state.exists(), "its state file is left");
     Ok(())
 }
+
+/// Two deploys of one checkout at once: the second waits for the first,
+/// naming it, then finds test-api running and healthy; one process serves.
+#[test]
+fn two_deploys_at_once_leave_one_healthy_deployment() -> Result {
+    let sb = Sandbox::new()?;
+    ok(&sb.xtask(&["build"])?)?;
+    let deploy = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(sb.config())
+            .args(["--progress=never", "deploy", "test-api"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let (first, second) = (deploy()?, deploy()?);
+    let (_, e1) = ok(&first.wait_with_output()?)?;
+    let (_, e2) = ok(&second.wait_with_output()?)?;
+    let waited = [&e1, &e2]
+        .into_iter()
+        .filter(|e| {
+            e.contains("==> waiting for `cargo xtask") && e.contains("deploy test-api` (pid")
+        })
+        .count();
+    assert_eq!(waited, 1, "one waits for the other:\n{e1}\n---\n{e2}");
+    assert!(
+        [&e1, &e2]
+            .iter()
+            .any(|e| e.contains("already running and healthy")),
+        "the second found the first's service:\n{e1}\n---\n{e2}"
+    );
+    let pid = sb.pid()?;
+    assert!(alive(pid));
+    assert_eq!(get(&sb.url("/test_api"))?.0, 200);
+    // A dev loop holds the lock until stopped: a deploy is refused, naming it.
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(sb.config())
+        .args(["--progress=never", "dev", "test-api", "--no-logs"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let lock = sb.run_dir().join("local.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains("\"loop\"")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = sb.xtask(&["teardown"])?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(dev.id())?),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    let _ = dev.wait();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`cargo xtask --config {} --progress=never dev test-api --no-logs` (pid {})",
+            sb.config().display(),
+            dev.id()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    Ok(())
+}

@@ -99,3 +99,19 @@ impl ProfileArg {
         }
     }
 }
+
+/// The lock of `target` in this checkout for a command that changes what
+/// runs there (`ground::lock`); none under --dry-run, which changes nothing.
+///
+/// # Errors
+/// A dev loop holds it, or (for a loop) another run does.
+pub fn lock_target(
+    cx: &crate::ground::context::Ctx,
+    target: TargetName,
+    kind: crate::ground::lock::Kind,
+) -> Result<Option<crate::ground::lock::RunLock>> {
+    use crate::ground::lock::{RunLock, command_line};
+    let path = RunLock::path(&cx.config.local.run_dir, target.as_str());
+    cx.runner
+        .unless_dry_run(|| RunLock::take(&path, kind, &command_line()))
+}

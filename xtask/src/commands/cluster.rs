@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
-use super::args::TargetArg;
+use super::args::{TargetArg, lock_target};
 use crate::ground::context::Ctx;
 use crate::targets::clusters::{self, api};
 
@@ -38,6 +38,11 @@ impl ClusterArgs {
         let name = cx.target(self.target.target);
         let Some(cluster) = clusters::for_name(name) else {
             bail!("--target {name} has no cluster; use {}", clusters::names());
+        };
+        // Up and down change what runs there: one at a time, as deploy.
+        let _lock = match self.command {
+            ClusterCommand::Status => None,
+            _ => lock_target(cx, name, crate::ground::lock::Kind::Run)?,
         };
         match self.command {
             ClusterCommand::Up => {

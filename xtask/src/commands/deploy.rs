@@ -8,10 +8,12 @@ use clap::Args;
 
 use super::args::ProfileArg;
 use super::args::TargetArg;
+use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
 use crate::build;
 use crate::build::Built;
 use crate::ground::context::Ctx;
+use crate::ground::lock::Kind;
 use crate::ground::services;
 use crate::image::Image;
 use crate::release::hydrate;
@@ -40,6 +42,7 @@ pub struct DeployArgs {
 impl DeployArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
+        let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
             let kube = kubernetes(name)?;
             let session = kube.open(cx)?;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::args::{ProfileArg, TargetArg};
+use super::args::{ProfileArg, TargetArg, lock_target};
 use crate::devloop;
 use crate::ground::context::Ctx;
 use crate::ground::interrupt;
+use crate::ground::lock;
 use crate::ground::services;
 use crate::targets;
 
@@ -40,9 +41,7 @@ impl DevArgs {
         target.dev_loop()?;
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        let _lock = cx
-            .runner
-            .unless_dry_run(|| Lock::take(&cx.config.local.run_dir.join("dev.lock")))?;
+        let _lock = lock_target(cx, name, lock::Kind::Loop)?;
         let _kept = self.keep.then(|| {
             let (names, target) = (names.clone(), name.as_str());
             interrupt::on_interrupt(move || {
@@ -70,7 +69,9 @@ impl DevArgs {
                     cmd.arg("--config").arg(c);
                 }
                 use std::os::unix::process::CommandExt;
+                // It acts for this loop, which holds the target's lock.
                 let status = cmd
+                    .env(lock::HELD_BY, std::process::id().to_string())
                     .args(["--progress=never", "teardown", "--target", name.as_str()])
                     .args(&names)
                     .process_group(0)
@@ -102,48 +103,5 @@ impl DevArgs {
             anyhow::bail!("cannot start {} again: {err}", exe.display());
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// One dev loop per checkout (its run directory): a second one would
-/// watch, rebuild and tear down the same services. The file holds the
-/// owner's pid; a file whose process is gone is taken over.
-struct Lock {
-    path: std::path::PathBuf,
-    _cleanup: interrupt::Guard,
-}
-
-impl Lock {
-    fn take(path: &std::path::Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-        }
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Ok(pid) = text.trim().parse::<u32>()
-            && pid != std::process::id()
-            && std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            anyhow::bail!(
-                "another `cargo xtask dev` (pid {pid}) runs in this checkout ({} holds its pid): \
-                 stop it first (Ctrl-C in its terminal, or `kill -INT {pid}`)",
-                path.display()
-            );
-        }
-        std::fs::write(path, std::process::id().to_string())
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        let owned = path.to_path_buf();
-        Ok(Self {
-            path: path.to_path_buf(),
-            _cleanup: interrupt::on_interrupt(move || {
-                let _ = std::fs::remove_file(&owned);
-            }),
-        })
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }

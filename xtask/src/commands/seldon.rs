@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::args::{TargetArg, seldon_target};
+use super::args::{TargetArg, lock_target, seldon_target};
 use crate::ground::context::Ctx;
 use crate::seldon;
 use crate::targets::target::Target;
@@ -30,7 +30,12 @@ pub enum SeldonCommand {
 
 impl SeldonArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let kube = seldon_target(cx.target(self.target.target))?;
+        let name = cx.target(self.target.target);
+        let kube = seldon_target(name)?;
+        let _lock = match self.command {
+            SeldonCommand::Status => None,
+            _ => lock_target(cx, name, crate::ground::lock::Kind::Run)?,
+        };
         let session = kube.open(cx)?;
         match self.command {
             SeldonCommand::Install => seldon::install::install(cx, &kube, &session)?,

@@ -8,8 +8,10 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::args::TargetArg;
+use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
 use crate::ground::context::Ctx;
+use crate::ground::lock::Kind;
 use crate::ground::services;
 use crate::targets::target::Target;
 use crate::targets::{self, clusters};
@@ -38,6 +40,7 @@ pub struct TeardownArgs {
 impl TeardownArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
+        let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
             let kube = kubernetes(name)?;
             let session = kube.open(cx)?;

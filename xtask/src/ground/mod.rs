@@ -9,6 +9,7 @@ pub mod conventions;
 pub mod http;
 pub mod interrupt;
 pub mod kubecontext;
+pub mod lock;
 pub mod names;
 pub mod net;
 pub mod poll;

@@ -235,7 +235,9 @@ fn assemble(
         return Ok(image);
     }
     oci::write_archive(&assembled, reference, &prov.tag(), spec.epoch, archive)?;
-    std::fs::write(&record, serde_json::to_vec_pretty(&image)?)?;
+    let tmp = record.with_extension(format!("json.{}.partial", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&image)?)?;
+    std::fs::rename(&tmp, &record).with_context(|| format!("cannot write {}", record.display()))?;
     eprintln!(
         "  ✓ assembled {reference} in {:.2}s: {} ({:.1} MB)",
         started.elapsed().as_secs_f64(),

@@ -309,7 +309,10 @@ pub fn write_archive(
     }
     files.insert(blob_path(&a.digest), a.manifest.clone());
 
-    let tmp = path.with_extension("tar.partial");
+    // A name of this process's own, renamed over the archive when whole: two
+    // builds at once (two shells, a deploy beside an `image push`) each
+    // leave a whole archive, and a reader keeps the file it opened.
+    let tmp = path.with_extension(format!("tar.{}.partial", std::process::id()));
     let out =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out));

@@ -434,16 +434,17 @@ fn wait_one(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
         timeout.as_secs()
     );
     let (docker, format) = (engine_cli(), "{{.State.Status}} {{.State.ExitCode}}");
-    let state = || {
-        cx.runner
-            .probe(
-                cmd!(cx.sh, "{docker} inspect --format {format} {container}"),
-                "inspecting containers",
-                PROBE,
-            )
-            .ok()
-            .map(|p| p.stdout.trim().to_string())
-            .unwrap_or_default()
+    // The container's state, "gone" when the engine has no such container
+    // any more, or what the engine said when it could not tell.
+    let state = || match cx.runner.probe(
+        cmd!(cx.sh, "{docker} inspect --format {format} {container}"),
+        "inspecting containers",
+        PROBE,
+    ) {
+        Ok(p) if p.success => p.stdout.trim().to_string(),
+        Ok(p) if p.stderr.to_ascii_lowercase().contains("no such") => "gone".to_string(),
+        Ok(p) => format!("unknown: {}", p.stderr.trim()),
+        Err(e) => format!("unknown: {e:#}"),
     };
     cx.runner.effect(what, || {
         let waited = poll::until(timeout, POLL, || {
@@ -451,6 +452,13 @@ fn wait_one(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
                 return Ok(Check::Done(()));
             }
             let state = state();
+            if state == "gone" {
+                bail!(
+                    "container {container} ({}) was removed before it was ready: something else \
+                     removed it (`docker rm`, or a teardown run by hand); deploy again",
+                    spec.name
+                );
+            }
             if state.starts_with("exited") || state.starts_with("dead") {
                 let code = state.split_whitespace().nth(1).unwrap_or("?");
                 bail!(

@@ -1,0 +1,245 @@
+//! One run at a time per checkout and target for the commands that change
+//! what runs there (`deploy`, `teardown`, `dev`): two deploys at once would
+//! remove each other's containers and processes. The lock is an advisory
+//! file lock (`flock`) on `<run_dir>/<target>.lock`, so the kernel releases
+//! it when its holder dies, however it dies: a stale lock cannot exist. The
+//! file names its holder (pid and command line) for the message a second
+//! run prints. A short run (deploy, teardown) waits for another short one;
+//! a dev loop, which holds the lock until Ctrl-C, is never waited for: the
+//! second run is refused, naming it. A child the holder starts to act for
+//! it (the dev loop's teardown on Ctrl-C) inherits the lock through
+//! `HELD_BY`.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Set by a lock holder on a child that acts for it: the holder's pid.
+pub const HELD_BY: &str = "KMLOPS_LOCK_HELD_BY";
+
+/// What a run that holds the lock is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Ends on its own (deploy, teardown): others wait for it.
+    Run,
+    /// Runs until stopped (the dev loop): others are refused.
+    Loop,
+}
+
+/// The lock file's text: who holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    kind: Kind,
+    command: String,
+}
+
+/// A held lock; released when dropped (or when the process ends).
+pub struct RunLock {
+    file: Option<File>,
+    /// Clears the holder's text on Ctrl-C too (the handler exits without
+    /// dropping; the kernel releases the lock itself).
+    _cleanup: Option<super::interrupt::Guard>,
+}
+
+impl RunLock {
+    /// The lock file for `target` runs under `run_dir`.
+    pub fn path(run_dir: &Path, target: &str) -> PathBuf {
+        run_dir.join(format!("{target}.lock"))
+    }
+
+    /// Takes the lock at `path` for a run of `kind` described by `command`
+    /// (`cargo xtask deploy --target docker`). A `Run` waits for a `Run`
+    /// holder (saying so once on stderr); a `Loop` holder refuses every
+    /// other run, and a `Loop` is refused by any holder. A holder that is
+    /// our parent and started us to act for it (`HELD_BY`) lets us through.
+    ///
+    /// # Errors
+    /// The lock file cannot be created; a dev loop holds it; this is a
+    /// loop and another run holds it.
+    pub fn take(path: &Path, kind: Kind, command: &str) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let mut announced = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+            let holder = read_holder(&mut file);
+            if let Some(h) = &holder
+                && inherited(h.pid)
+            {
+                // Our parent holds it and started us to act for it.
+                return Ok(Self {
+                    file: None,
+                    _cleanup: None,
+                });
+            }
+            let who = holder.as_ref().map_or_else(
+                || "another run".to_string(),
+                |h| format!("`{}` (pid {})", h.command, h.pid),
+            );
+            let holder_loops = holder.as_ref().is_some_and(|h| h.kind == Kind::Loop);
+            if holder_loops {
+                let pid = holder.as_ref().map_or(0, |h| h.pid);
+                bail!(
+                    "{who} is running the services of this checkout on this target ({} holds \
+                     its lock): stop it first (Ctrl-C in its terminal, or `kill -INT {pid}`); \
+                     it redeploys what you edit by itself",
+                    path.display()
+                );
+            }
+            if kind == Kind::Loop {
+                bail!(
+                    "{who} is changing what runs on this target ({} holds its lock): wait until \
+                     it ends, then start the dev loop again",
+                    path.display()
+                );
+            }
+            if !announced {
+                eprintln!(
+                    "==> waiting for {who} to finish: it is changing what runs on this target \
+                     ({} holds its lock; Ctrl-C gives up)",
+                    path.display()
+                );
+                announced = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let me = Holder {
+            pid: std::process::id(),
+            kind,
+            command: command.to_string(),
+        };
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(serde_json::to_string(&me)?.as_bytes())?;
+        file.flush()?;
+        if announced {
+            eprintln!("==> {} is free now", path.display());
+        }
+        let cleanup = file.try_clone().ok().map(|f| {
+            super::interrupt::on_interrupt(move || {
+                let _ = f.set_len(0);
+            })
+        });
+        Ok(Self {
+            file: Some(file),
+            _cleanup: cleanup,
+        })
+    }
+}
+
+impl std::fmt::Debug for RunLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLock")
+            .field("held", &self.file.is_some())
+            .finish()
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // The file stays (removing a lock file races with a waiter that
+        // opened it); its text is cleared so that nobody is named.
+        if let Some(f) = &self.file {
+            let _ = f.set_len(0);
+            let _ = f.unlock();
+        }
+    }
+}
+
+/// This process's command line as a user typed it (`cargo xtask deploy
+/// --target docker`), for the lock file.
+pub fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| super::runner::quote(&a))
+        .collect();
+    format!("cargo xtask {}", args.join(" "))
+}
+
+fn read_holder(file: &mut File) -> Option<Holder> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether the holder `pid` is our parent and marked us as acting for it.
+fn inherited(pid: u32) -> bool {
+    let parent = std::os::unix::process::parent_id();
+    std::env::var(HELD_BY)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        == Some(pid)
+        && parent == pid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_refuses_and_is_refused_runs_wait_and_a_dead_holder_frees_it() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = RunLock::path(dir.path(), "local");
+        let held = RunLock::take(&path, Kind::Loop, "cargo xtask dev")?;
+        let text = std::fs::read_to_string(&path)?;
+        assert!(text.contains("\"kind\":\"loop\""), "{text}");
+        // flock is per open file: a second take in this process conflicts.
+        let e = RunLock::take(&path, Kind::Run, "cargo xtask deploy").expect_err("a loop holds it");
+        let e = format!("{e:#}");
+        assert!(e.contains("`cargo xtask dev` (pid"), "{e}");
+        assert!(e.contains("kill -INT"), "{e}");
+        drop(held);
+        assert_eq!(std::fs::read_to_string(&path)?, "", "the holder is cleared");
+
+        // A run waits for a run.
+        let held = RunLock::take(&path, Kind::Run, "cargo xtask teardown")?;
+        let e = RunLock::take(&path, Kind::Loop, "cargo xtask dev").expect_err("busy");
+        assert!(format!("{e:#}").contains("wait until it ends"), "{e:#}");
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || RunLock::take(&path, Kind::Run, "cargo xtask deploy"))
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!waiter.is_finished(), "the second run waits");
+        drop(held);
+        let second = waiter.join().map_err(|_| anyhow::anyhow!("panicked"))??;
+        drop(second);
+
+        // A holder that died (here: a child holding the lock, killed)
+        // leaves no stale lock: the kernel released it.
+        // (-o: flock holds it, not the sleep it starts.)
+        let mut child = std::process::Command::new("flock")
+            .arg("-o")
+            .arg(&path)
+            .args(["sleep", "5"])
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(RunLock::take(&path, Kind::Loop, "cargo xtask dev").is_err());
+        child.kill()?;
+        child.wait()?;
+        drop(RunLock::take(&path, Kind::Loop, "cargo xtask dev")?);
+        Ok(())
+    }
+}
