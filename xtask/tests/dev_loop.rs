@@ -123,6 +123,40 @@ fn wait_for_within(
     .into())
 }
 
+/// Saves `text` to `path` as editors do: a new file in the same directory
+/// (named as `sed -i` names it), renamed over the old one.
+fn rename_save(path: &Path, text: &str) -> Result {
+    let tmp = path.with_file_name("sedK3mX9q");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Waits up to `limit` for a line of the loop's output containing `what`.
+fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    seen: &mut Vec<String>,
+    limit: Duration,
+) -> Result {
+    let deadline = Instant::now() + limit;
+    while !seen.iter().any(|l| l.contains(what)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no line with {what:?} within {} s:\n{}",
+                limit.as_secs(),
+                seen.join("\n")
+            )
+            .into());
+        }
+        if let Ok(line) = lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            seen.push(line);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn edits_are_served_a_broken_one_is_not_and_ctrl_c_leaves_nothing() -> Result {
     round_trip("local", "hello", "")
@@ -369,18 +403,18 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         let moved = settings.replace(&format!("port = {old_port}"), &format!("port = {new_port}"));
         assert_ne!(settings, moved);
         // A half-edited file first: the loop keeps running as it was.
-        std::fs::write(ws.join("xtask.toml"), "[services.dos\n")?;
-        wait_for(&lines, "==> ", &mut seen)?;
-        while !seen.iter().any(|l| l.contains("does not load")) {
-            wait_for(&lines, "==> ", &mut seen)?;
-        }
-        std::fs::write(ws.join("xtask.toml"), moved)?;
-        while !seen
-            .iter()
-            .any(|l| l.contains("starting the dev loop again with the new settings"))
-        {
-            wait_for(&lines, "==> ", &mut seen)?;
-        }
+        // Both saved as vim, emacs, JetBrains IDEs and `sed -i` save: a new
+        // file renamed over the old one (the loop used to watch the old
+        // file, and saw nothing after the first such save).
+        rename_save(&ws.join("xtask.toml"), "[services.dos\n")?;
+        wait_for_line(&lines, "does not load", &mut seen, Duration::from_secs(3))?;
+        rename_save(&ws.join("xtask.toml"), &moved)?;
+        wait_for_line(
+            &lines,
+            "loads again: starting the dev loop again with the new settings",
+            &mut seen,
+            Duration::from_secs(3),
+        )?;
         let moved_url = format!("http://127.0.0.1:{new_port}/hello");
         let deadline = Instant::now() + Duration::from_secs(120);
         while !get(&moved_url).is_some_and(|b| b.contains("edited")) {
@@ -400,5 +434,103 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         "the lock goes with the loop"
     );
     assert!(get(&urls[0]).is_none() && get(&urls[1]).is_none());
+    Ok(())
+}
+
+/// A model file replaced three times by a rename-save on the docker target:
+/// each replacement is seen within 3 s and served (issue 19: only the first
+/// was, since the loop watched the replaced file itself).
+#[test]
+fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
+    if !support::engine() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path();
+    copy_workspace(ws)?;
+    let exporters =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/model-server/tests/exporters");
+    let (pipeline, forest) = (
+        std::fs::read(exporters.join("wine-pipeline.onnx"))?,
+        std::fs::read(exporters.join("wine-forest.onnx"))?,
+    );
+    std::fs::create_dir_all(ws.join("models"))?;
+    std::fs::write(ws.join("models/wine.onnx"), &pipeline)?;
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
+    let prefix = format!("kmlops-devmodel-{}", std::process::id());
+    std::fs::write(
+        ws.join("xtask.toml"),
+        format!(
+            "[local]\nrun_dir = \"run\"\n[images]\ndir = \"images\"\n\
+             [docker]\nname_prefix = \"{prefix}\"\n\
+             [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\nport = {port}\n"
+        ),
+    )?;
+    let url = format!("http://127.0.0.1:{port}/predict");
+    let row =
+        r#"{"data":{"ndarray":[[13.7,1.67,2.25,16.4,118,2.6,2.9,0.21,1.62,5.85,0.92,3.2,1060]]}}"#;
+    let predict = || -> Option<String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(row)
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()
+    };
+    let (mut child, lines) = start_loop(
+        ws,
+        &[
+            "--target",
+            "docker",
+            "--debounce-ms",
+            "200",
+            "--no-logs",
+            "wine",
+        ],
+    )?;
+    let mut seen = Vec::new();
+    let result = (|| -> Result {
+        wait_for(&lines, "✓ wine", &mut seen)?;
+        let first = predict().ok_or("no answer")?;
+        let mut answers = vec![first.clone()];
+        for (round, model) in [&forest, &pipeline, &forest].into_iter().enumerate() {
+            let before = seen.len();
+            let tmp = ws.join("models/sedQ1w2e3");
+            std::fs::write(&tmp, model)?;
+            std::fs::rename(&tmp, ws.join("models/wine.onnx"))?;
+            wait_for_line(
+                &lines,
+                "models/wine.onnx changed: redeploying wine",
+                &mut seen,
+                Duration::from_secs(3),
+            )
+            .map_err(|e| format!("replacement {}: {e}", round + 1))?;
+            while !seen[before..].iter().any(|l| l.starts_with("✓ wine")) {
+                wait_for(&lines, "✓ wine", &mut seen)?;
+            }
+            answers.push(predict().ok_or("no answer")?);
+        }
+        assert_ne!(answers[0], answers[1], "the forest answers differently");
+        assert_eq!(answers[0], answers[2], "the pipeline again");
+        assert_eq!(answers[1], answers[3], "the forest again");
+        Ok(())
+    })();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    let _ = child.wait()?;
+    result?;
+    let left = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()?;
+    let names = String::from_utf8_lossy(&left.stdout);
+    assert!(!names.lines().any(|n| n.starts_with(&prefix)), "{names}");
     Ok(())
 }

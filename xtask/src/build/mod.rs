@@ -64,11 +64,7 @@ pub fn target_dir(cx: &Ctx) -> PathBuf {
 
 /// Where `release_command` puts its binaries.
 pub fn release_dir(cx: &Ctx, profile: Profile) -> PathBuf {
-    let target = target_dir(cx);
-    match static_target() {
-        Some(t) => target.join(t).join(profile.as_str()),
-        None => target.join(profile.as_str()),
-    }
+    profile_dir(&target_dir(cx), profile)
 }
 
 /// What one cargo invocation builds: every service binary, and the
@@ -93,9 +89,14 @@ impl Selection {
         root: &std::path::Path,
         packages: &[workspace::Package],
     ) -> Self {
-        let specs = services::all(config, root);
+        Self::of_specs(&services::all(config, root), packages)
+    }
+
+    /// What `specs` alone need (the dev loop's services): their binaries,
+    /// and the model server's ONNX runtime only if one of them uses it.
+    pub fn of_specs(specs: &[ServiceSpec], packages: &[workspace::Package]) -> Self {
         let mut binaries: Vec<(String, String)> = Vec::new();
-        for s in &specs {
+        for s in specs {
             let key = (s.package.clone(), s.bin.clone());
             if !binaries.contains(&key) {
                 binaries.push(key);
@@ -165,18 +166,37 @@ pub fn selection(cx: &Ctx) -> Result<Selection> {
 }
 
 /// Builds `specs`' binaries, after checking their packages exist, then
-/// checks their ONNX models load (`models::check`).
+/// checks their ONNX models load (`models::check`). Cargo builds every
+/// service of the settings at once, as a deploy does (feature unification
+/// makes a subset's binaries differ from the same sources built together).
 ///
 /// # Errors
 /// A package or binary not in the workspace, a failed build, a model that
 /// cannot be served.
 pub fn build(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
-    workspace::check(
+    let packages = workspace::packages(cx)?;
+    workspace::check(cx, &services::all(&cx.config, &cx.root), &packages)?;
+    let selection = Selection::of(&cx.config, &cx.root, &packages);
+    let built = build_checked(cx, specs, profile, None, &selection)?;
+    models::check(cx, &built)?;
+    Ok(built)
+}
+
+/// As `build`, but cargo builds only what `specs` need (`dev SERVICE`:
+/// the loop's services, not every service of the settings).
+///
+/// # Errors
+/// As `build`.
+pub fn build_only(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
+    let packages = workspace::packages(cx)?;
+    workspace::check(cx, specs, &packages)?;
+    let built = build_checked(
         cx,
-        &services::all(&cx.config, &cx.root),
-        &workspace::packages(cx)?,
+        specs,
+        profile,
+        None,
+        &Selection::of_specs(specs, &packages),
     )?;
-    let built = build_checked(cx, specs, profile, None)?;
     models::check(cx, &built)?;
     Ok(built)
 }
@@ -192,7 +212,7 @@ pub fn build_in(
     profile: Profile,
     target_dir: &std::path::Path,
 ) -> Result<Vec<Built>> {
-    build_checked(cx, specs, profile, Some(target_dir))
+    build_checked(cx, specs, profile, Some(target_dir), &selection(cx)?)
 }
 
 /// The model server's binary alone (for `model add`, which loads a model
@@ -221,24 +241,73 @@ pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
     }
 }
 
-/// One cargo invocation for every service package; the executables it
-/// made, or None under --dry-run.
+/// One cargo invocation for `selection`; the executables it made, or None
+/// under --dry-run.
 fn cargo_build(
     cx: &Ctx,
     profile: Profile,
     target_dir: Option<&std::path::Path>,
+    selection: &Selection,
 ) -> Result<Option<Vec<(String, PathBuf)>>> {
     let mut cmd = release_command(cx, profile);
     if let Some(dir) = target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
-    // Always the same set of packages: cargo unifies dependency features
-    // across one invocation, so building a subset would give different
-    // binaries (and image digests) for the same sources.
     cmd.arg("--message-format=json-render-diagnostics")
-        .args(selection(cx)?.build_args());
+        .args(selection.build_args());
+    let out_dir = target_dir.map_or_else(|| release_dir(cx, profile), |d| profile_dir(d, profile));
+    cx.runner.unless_dry_run(|| {
+        eprintln!("{}", announce(selection, profile, &out_dir));
+        Ok(())
+    })?;
     let out = cx.runner.run(cmd, "building the services")?;
     cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
+}
+
+/// The line said before a build: what it builds, in which profile and why
+/// that one, and, for the first build in that profile (no fingerprints yet
+/// in `out_dir`), that it compiles every dependency and about how long
+/// that takes here.
+fn announce(selection: &Selection, profile: Profile, out_dir: &std::path::Path) -> String {
+    let what = selection.packages().join(", ");
+    let why = match profile {
+        Profile::Release => "release profile: tuned for build time",
+        Profile::Dist => "dist profile: small images for a registry (opt-level s, fat LTO)",
+    };
+    if out_dir.join(".fingerprint").is_dir() {
+        return format!("==> building {what} ({why})");
+    }
+    let onnx = selection.features.is_empty()
+        && selection
+            .packages()
+            .iter()
+            .any(|p| p == services::MODEL_SERVER);
+    // Measured on two cores (README, Figures): scaled by this machine's.
+    let two_core_minutes: f64 = match (profile, onnx) {
+        (Profile::Release, false) => 1.5,
+        (Profile::Release, true) => 5.0,
+        (Profile::Dist, false) => 3.0,
+        (Profile::Dist, true) => 6.0,
+    };
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let minutes = (two_core_minutes * 2.0 / cores as f64).max(0.5);
+    format!(
+        "==> building {what} ({why}); the first build in this profile compiles every dependency{}: \
+         about {minutes:.0} min on this machine's {cores} cores (later builds take seconds)",
+        if onnx {
+            ", the model server's ONNX runtime (tract) among them"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Where cargo puts `profile`'s binaries under `target`.
+fn profile_dir(target: &std::path::Path, profile: Profile) -> PathBuf {
+    match static_target() {
+        Some(t) => target.join(t).join(profile.as_str()),
+        None => target.join(profile.as_str()),
+    }
 }
 
 fn build_checked(
@@ -246,8 +315,9 @@ fn build_checked(
     specs: &[ServiceSpec],
     profile: Profile,
     target_dir: Option<&std::path::Path>,
+    selection: &Selection,
 ) -> Result<Vec<Built>> {
-    let Some(executables) = cargo_build(cx, profile, target_dir)? else {
+    let Some(executables) = cargo_build(cx, profile, target_dir, selection)? else {
         // Nothing was built; name the files a real build produces.
         let dir = release_dir(cx, profile);
         return Ok(specs
@@ -355,6 +425,60 @@ mod tests {
         // No model server at all: nothing to turn off.
         let api = crate::ground::settings::parse("[services.test-api]\n")?;
         assert!(Selection::of(&api, root, &packages).features.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn dev_of_one_service_builds_only_what_it_needs() -> Result<()> {
+        let root = std::path::Path::new("/w");
+        let packages = [package("test-api", false), package("model-server", true)];
+        let config = crate::ground::settings::parse(
+            "[services.test-api]\n[services.iris-model]\n[services.model-server]\n",
+        )?;
+        let specs = services::all(&config, root);
+        let api: Vec<ServiceSpec> = specs
+            .iter()
+            .filter(|s| s.name == "test-api")
+            .cloned()
+            .collect();
+        let s = Selection::of_specs(&api, &packages);
+        assert_eq!(s.packages(), ["test-api"]);
+        assert!(s.features.is_empty());
+        // The identity model alone: the server without its ONNX runtime,
+        // though iris (in the settings, not asked for) needs it.
+        let identity: Vec<ServiceSpec> = specs
+            .iter()
+            .filter(|s| s.name == "model-server")
+            .cloned()
+            .collect();
+        let s = Selection::of_specs(&identity, &packages);
+        assert_eq!(s.features, ["--no-default-features"]);
+        // Deploy builds them all, with the runtime.
+        assert!(Selection::of(&config, root, &packages).features.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_first_build_says_what_it_builds_and_about_how_long() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let selection = Selection {
+            binaries: vec![("model-server".into(), "model-server".into())],
+            features: Vec::new(),
+        };
+        let first = announce(&selection, Profile::Dist, dir.path());
+        assert!(
+            first.starts_with("==> building model-server (dist profile"),
+            "{first}"
+        );
+        assert!(first.contains("first build in this profile"), "{first}");
+        assert!(first.contains("ONNX runtime"), "{first}");
+        assert!(first.contains(" min on this machine's "), "{first}");
+        std::fs::create_dir(dir.path().join(".fingerprint"))?;
+        let later = announce(&selection, Profile::Release, dir.path());
+        assert_eq!(
+            later,
+            "==> building model-server (release profile: tuned for build time)"
+        );
         Ok(())
     }
 

@@ -70,8 +70,8 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         let mut good = Good::default();
         iterate(cx, target, &session, specs, "start", opts, &mut good);
         cx.runner.step(format!(
-            "watch {} path(s) and redeploy what each change affects, until Ctrl-C",
-            plan.watched().len()
+            "watch {} director(ies) and redeploy what each change affects, until Ctrl-C",
+            plan.watches().len()
         ));
         return Ok(Ended::Quiet);
     }
@@ -86,11 +86,8 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         }
     })
     .context("cannot watch files")?;
-    for path in plan.watched() {
-        watcher
-            .watch(&path, RecursiveMode::Recursive)
-            .with_context(|| format!("cannot watch {}", path.display()))?;
-    }
+    let mut armed = Armed::default();
+    armed.arm(&mut watcher, &plan.watches())?;
     let mut good = Good::default();
     // Services whose last build failed (one cargo invocation builds them
     // all: a broken crate fails every service's round): built again with
@@ -114,9 +111,11 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         }
     }
     eprintln!(
-        "==> watching {} path(s); Ctrl-C stops (and tears down what dev started)",
-        plan.watched().len()
+        "==> watching {} director(ies); Ctrl-C stops (and tears down what dev started)",
+        plan.watches().len()
     );
+    // Whether the last change to the settings did not load.
+    let mut settings_broken = false;
     loop {
         let Ok(first) = rx.recv() else {
             return Ok(Ended::Quiet);
@@ -126,6 +125,9 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         while let Ok(more) = rx.recv_timeout(opts.debounce) {
             changed.extend(more);
         }
+        // A directory replaced (or created) since it was watched is
+        // watched again: its old watch sees nothing any more.
+        armed.arm(&mut watcher, &plan.watches())?;
         changed.retain(|p| watch::relevant(p));
         changed.sort();
         changed.dedup();
@@ -138,15 +140,23 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
                 Ok(_) => {
                     eprintln!(
-                        "==> {} changed: starting the dev loop again with the new settings",
-                        settings.display()
+                        "==> {} {}: starting the dev loop again with the new settings",
+                        settings.display(),
+                        if settings_broken {
+                            "loads again"
+                        } else {
+                            "changed"
+                        }
                     );
                     return Ok(Ended::SettingsChanged);
                 }
-                Err(e) => eprintln!(
-                    "==> {} changed but does not load ({e:#}); still running with the previous settings",
-                    settings.display()
-                ),
+                Err(e) => {
+                    settings_broken = true;
+                    eprintln!(
+                        "==> {} changed but does not load ({e:#}); still running with the previous settings",
+                        settings.display()
+                    );
+                }
             }
         }
         let affected = plan.affected(&changed);
@@ -154,6 +164,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             continue;
         }
         let what = describe(cx, &changed);
+        eprintln!("==> {what} changed: redeploying {}", affected.join(", "));
         let chosen: Vec<ServiceSpec> = specs
             .iter()
             .filter(|s| affected.contains(&s.name) || pending.contains(&s.name))
@@ -169,8 +180,48 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     }
 }
 
+/// The watches in place, with the identity (device, inode) each watched
+/// directory had when it was armed.
+#[derive(Default)]
+struct Armed(BTreeMap<PathBuf, (bool, Option<(u64, u64)>)>);
+
+impl Armed {
+    /// Watches each of `watches` not watched yet, or whose directory is
+    /// another one now (deleted and created again, renamed over).
+    fn arm(&mut self, watcher: &mut impl Watcher, watches: &[watch::Watch]) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        for w in watches {
+            let id = std::fs::metadata(&w.path).ok().map(|m| (m.dev(), m.ino()));
+            let now = (w.recursive, id);
+            match self.0.get(&w.path) {
+                Some(before) if *before == now => continue,
+                Some(_) => {
+                    let _ = watcher.unwatch(&w.path);
+                }
+                None => {}
+            }
+            if id.is_none() {
+                // Not there (now): tried again after the next change.
+                self.0.insert(w.path.clone(), now);
+                continue;
+            }
+            let mode = if w.recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            watcher
+                .watch(&w.path, mode)
+                .with_context(|| format!("cannot watch {}", w.path.display()))?;
+            self.0.insert(w.path.clone(), now);
+        }
+        Ok(())
+    }
+}
+
 /// The changed files, relative to the workspace, for the report line.
 fn describe(cx: &Ctx, changed: &[PathBuf]) -> String {
+    let root = cx.root.canonicalize().unwrap_or_else(|_| cx.root.clone());
     // An editor's or sed's temporary file is gone by now: name what is there.
     let existing: Vec<PathBuf> = changed.iter().filter(|p| p.exists()).cloned().collect();
     let changed = if existing.is_empty() {
@@ -181,7 +232,7 @@ fn describe(cx: &Ctx, changed: &[PathBuf]) -> String {
     let shown: Vec<String> = changed
         .iter()
         .take(3)
-        .map(|p| p.strip_prefix(&cx.root).unwrap_or(p).display().to_string())
+        .map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string())
         .collect();
     let more = changed.len().saturating_sub(3);
     if more > 0 {
@@ -204,7 +255,7 @@ fn iterate(
 ) -> bool {
     if matches!(cx.runner.unless_dry_run(|| Ok(())), Ok(None)) {
         // The plan records the round's steps; there is nothing to report.
-        if let Err(e) = build::build(cx, specs, opts.profile)
+        if let Err(e) = build::build_only(cx, specs, opts.profile)
             .and_then(|b| target.deliver(cx, session, b))
             .and_then(|d| target.apply(cx, session, &d))
         {
@@ -213,7 +264,7 @@ fn iterate(
         return true;
     }
     let started = Instant::now();
-    let built = match build::build(cx, specs, opts.profile).and_then(|b| keep(cx, b, good)) {
+    let built = match build::build_only(cx, specs, opts.profile).and_then(|b| keep(cx, b, good)) {
         Ok(b) => b,
         Err(_) if crate::ground::interrupt::interrupted() => {
             // cargo died of the same Ctrl-C; the handler is tearing down.
@@ -227,7 +278,7 @@ fn iterate(
                     "✗ {:<14} {what}: build failed after {:.1}s; {}",
                     s.name,
                     started.elapsed().as_secs_f64(),
-                    serving(good, s)
+                    serving(good, s, true)
                 );
             }
             return false;
@@ -247,12 +298,12 @@ fn iterate(
         Err(_) if crate::ground::interrupt::interrupted() => return true,
         Err(e) => {
             eprintln!("{e:#}");
-            rollback(cx, target, session, specs, good);
+            let back = rollback(cx, target, session, specs, good);
             for s in specs {
                 println!(
                     "✗ {:<14} {what}: build {build_secs:.1}s, deploy failed; {}",
                     s.name,
-                    serving(good, s)
+                    serving(good, s, back)
                 );
             }
             return true;
@@ -290,35 +341,45 @@ fn iterate(
         }
     }
     if !failed.is_empty() {
-        rollback(cx, target, session, &failed, good);
+        let back = rollback(cx, target, session, &failed, good);
         for s in &failed {
             println!(
                 "✗ {:<14} {what}: build {build_secs:.1}s, deploy {deploy_secs:.1}s, smoke test failed; {}",
                 s.name,
-                serving(good, s)
+                serving(good, s, back)
             );
         }
     }
     true
 }
 
-/// What the user is left with, for a failure line.
-fn serving(good: &Good, spec: &ServiceSpec) -> &'static str {
-    if good.built.contains_key(&spec.name) {
-        "the last good version serves"
-    } else {
-        "nothing serves yet: fix it and save"
+/// What the user is left with, for a failure line; `came_back`: whether
+/// the last good version was started again (or had nothing to undo).
+fn serving(good: &Good, spec: &ServiceSpec, came_back: bool) -> &'static str {
+    match (good.built.contains_key(&spec.name), came_back) {
+        (true, true) => "the last good version serves",
+        (true, false) => {
+            "the last good version did not come back either (above): nothing serves; fix it and save"
+        }
+        (false, _) => "nothing serves yet: fix it and save",
     }
 }
 
-/// Starts the last good version of `specs` again (those that have one).
-fn rollback(cx: &Ctx, target: &dyn Target, session: &Session, specs: &[ServiceSpec], good: &Good) {
+/// Starts the last good version of `specs` again (those that have one);
+/// whether that worked (true when there was none to start).
+fn rollback(
+    cx: &Ctx,
+    target: &dyn Target,
+    session: &Session,
+    specs: &[ServiceSpec],
+    good: &Good,
+) -> bool {
     let built: Vec<Built> = specs
         .iter()
         .filter_map(|s| good.built.get(&s.name).cloned())
         .collect();
     if built.is_empty() {
-        return;
+        return true;
     }
     let images = specs
         .iter()
@@ -330,8 +391,12 @@ fn rollback(cx: &Ctx, target: &dyn Target, session: &Session, specs: &[ServiceSp
         })
         .collect();
     let delivered = Delivered { built, images };
-    if let Err(e) = target.apply(cx, session, &delivered) {
-        eprintln!("the last good version did not come back either: {e:#}");
+    match target.apply(cx, session, &delivered) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("the last good version did not come back either: {e:#}");
+            false
+        }
     }
 }
 

@@ -14,10 +14,34 @@ use crate::ground::settings::ServiceKind;
 
 /// The files and directories each service depends on.
 pub struct Plan {
-    /// Service name, and what it is built or configured from.
+    /// Service name, and what it is built or configured from (absolute,
+    /// symbolic links resolved, as the watcher reports changes).
     pub inputs: Vec<(String, Vec<PathBuf>)>,
-    /// The settings file: a change there needs a new `dev`.
+    /// The settings file: a change there starts the loop again.
     pub settings: Option<PathBuf>,
+}
+
+/// One directory the watcher follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub path: PathBuf,
+    /// With everything under it, or only its own entries (the directory
+    /// of a watched file).
+    pub recursive: bool,
+}
+
+/// `path` absolute with symbolic links resolved; a file that does not
+/// exist (yet) is named in its resolved directory.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => dir
+            .canonicalize()
+            .map_or_else(|_| path.to_path_buf(), |d| d.join(name)),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
 }
 
 impl Plan {
@@ -36,28 +60,54 @@ impl Plan {
                     paths.extend(m.contract.iter().cloned());
                 }
                 paths.extend(manifests.map(Path::to_path_buf));
-                (s.name.clone(), paths)
+                (s.name.clone(), paths.iter().map(|p| resolved(p)).collect())
             })
             .collect();
         Ok(Self {
             inputs,
-            settings: cx.config_source.clone(),
+            settings: cx.config_source.as_deref().map(resolved),
         })
     }
 
-    /// Every path to watch, each once (directories recursively).
-    pub fn watched(&self) -> Vec<PathBuf> {
-        let mut all: Vec<PathBuf> = self
+    /// The directories to watch, each once: every input directory with
+    /// what is under it, and the directory of every input file. A file is
+    /// never watched itself: editors (vim, emacs, JetBrains IDEs, `sed
+    /// -i`) save by writing a new file and renaming it over the old one,
+    /// and a watch on the old file would see nothing after the first
+    /// save. Changes are matched by path (`affected`).
+    pub fn watches(&self) -> Vec<Watch> {
+        let mut all: Vec<Watch> = self
             .inputs
             .iter()
-            .flat_map(|(_, p)| p.iter().cloned())
-            .chain(self.settings.iter().cloned())
+            .flat_map(|(_, p)| p.iter())
+            .chain(self.settings.iter())
+            .map(|p| {
+                if p.is_dir() {
+                    Watch {
+                        path: p.clone(),
+                        recursive: true,
+                    }
+                } else {
+                    Watch {
+                        path: p.parent().map_or_else(|| p.clone(), Path::to_path_buf),
+                        recursive: false,
+                    }
+                }
+            })
             .collect();
-        all.sort();
-        all.dedup();
-        // A directory covers what lies under it.
-        let dirs: Vec<PathBuf> = all.iter().filter(|p| p.is_dir()).cloned().collect();
-        all.retain(|p| !dirs.iter().any(|d| d != p && p.starts_with(d)));
+        all.sort_by(|a, b| (&a.path, !a.recursive).cmp(&(&b.path, !b.recursive)));
+        all.dedup_by(|later, first| later.path == first.path);
+        // A recursive watch covers what lies under it.
+        let deep: Vec<PathBuf> = all
+            .iter()
+            .filter(|w| w.recursive)
+            .map(|w| w.path.clone())
+            .collect();
+        all.retain(|w| {
+            !deep
+                .iter()
+                .any(|d| w.path.starts_with(d) && (d != &w.path || !w.recursive))
+        });
         all
     }
 
@@ -126,7 +176,64 @@ mod tests {
         assert_eq!(changed("/w/models/wine.onnx"), ["wine"]);
         assert!(changed("/w/README.md").is_empty());
         assert!(relevant(Path::new("/w/services/test-api/src/lib.rs")));
+        assert!(!relevant(Path::new("/w/models/.wine.onnx.swp")));
         assert!(!relevant(Path::new("/w/target/release/test-api")));
         assert!(!relevant(Path::new("/w/services/test-api/src/.lib.rs.swp")));
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    #[test]
+    fn files_are_watched_through_their_directories() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().canonicalize()?;
+        for d in ["services/test-api/src", "services/service-kit", "models"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        std::fs::write(root.join("models/wine.onnx"), "x")?;
+        std::fs::write(root.join("xtask.toml"), "")?;
+        let plan = Plan {
+            inputs: vec![
+                (
+                    "test-api".into(),
+                    vec![
+                        root.join("services/service-kit"),
+                        root.join("services/test-api"),
+                    ],
+                ),
+                ("wine".into(), vec![root.join("models/wine.onnx")]),
+            ],
+            settings: Some(root.join("xtask.toml")),
+        };
+        let w = |p: &str, recursive| Watch {
+            path: if p.is_empty() {
+                root.clone()
+            } else {
+                root.join(p)
+            },
+            recursive,
+        };
+        assert_eq!(
+            plan.watches(),
+            [
+                w("", false),
+                w("models", false),
+                w("services/service-kit", true),
+                w("services/test-api", true),
+            ]
+        );
+        // A file under a watched directory adds no watch of its own.
+        let plan = Plan {
+            inputs: vec![(
+                "m".into(),
+                vec![root.join("models"), root.join("models/wine.onnx")],
+            )],
+            settings: None,
+        };
+        assert_eq!(plan.watches(), [w("models", true)]);
+        Ok(())
     }
 }

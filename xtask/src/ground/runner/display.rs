@@ -66,13 +66,26 @@ pub fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// A JSON document on stdout is for the caller, never shown live (cargo's
+/// `--message-format=json` lines, before its first stderr line).
+fn machine_readable(stream: Stream, text: &str) -> bool {
+    stream == Stream::Stdout && text.trim_start().starts_with('{')
+}
+
 /// The display of one running command.
 pub struct Live<'a> {
     shown: &'a str,
     bar: Option<ProgressBar>,
     verbose: bool,
     seen_stderr: std::cell::Cell<bool>,
+    /// Without a terminal: when the last "still running" line was printed.
+    beat: std::cell::Cell<std::time::Instant>,
 }
+
+/// Without a terminal, a command that runs this long gets a line saying so
+/// (with its last line of progress) this often, so that a log shows it is
+/// alive: a cold build is minutes of silence otherwise.
+const BEAT: Duration = Duration::from_secs(30);
 
 impl<'a> Live<'a> {
     /// A spinner on a terminal; otherwise the command line, once.
@@ -94,6 +107,7 @@ impl<'a> Live<'a> {
             bar,
             verbose,
             seen_stderr: std::cell::Cell::new(false),
+            beat: std::cell::Cell::new(std::time::Instant::now()),
         }
     }
 
@@ -102,15 +116,24 @@ impl<'a> Live<'a> {
     /// JSON) is not shown.
     pub fn line(&self, stream: Stream, text: &str) {
         let is_err = stream == Stream::Stderr;
+        let machine = machine_readable(stream, text);
+        let shown = (is_err || !self.seen_stderr.get()) && !text.trim().is_empty() && !machine;
         if let Some(bar) = &self.bar
-            && (is_err || !self.seen_stderr.get())
-            && !text.trim().is_empty()
+            && shown
         {
             bar.set_message(format!(
                 "{}  {}",
                 shorten(self.shown, 60),
                 shorten(text.trim(), 80)
             ));
+        }
+        if self.bar.is_none() && !self.verbose && shown && self.beat.get().elapsed() >= BEAT {
+            eprintln!(
+                "  … still running `{}`: {}",
+                shorten(self.shown, 60),
+                shorten(text.trim(), 80)
+            );
+            self.beat.set(std::time::Instant::now());
         }
         self.seen_stderr.set(self.seen_stderr.get() || is_err);
         if self.verbose {
@@ -125,5 +148,21 @@ impl<'a> Live<'a> {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_json_on_stdout_is_not_shown_live() {
+        let json = r#"{"reason":"compiler-artifact","package_id":"x"}"#;
+        assert!(machine_readable(Stream::Stdout, json));
+        assert!(!machine_readable(
+            Stream::Stderr,
+            "   Compiling tract-core v0.23.9"
+        ));
+        assert!(!machine_readable(Stream::Stdout, "pulling layer 1 of 3"));
     }
 }
