@@ -3,7 +3,8 @@
 # use, on a Debian machine without Docker Engine: podman (runc) serving the
 # Docker-compatible API on a unix socket, Debian's docker-registry on
 # loopback, skopeo and umoci. It prints the exports the tests need
-# (DOCKER_HOST, KMLOPS_TEST_REGISTRY) on stdout; progress goes to stderr:
+# (DOCKER_HOST, KMLOPS_TEST_REGISTRY, KMLOPS_REGISTRY_LOG) on stdout;
+# progress goes to stderr:
 #
 #   eval "$(bash .ci/container-stack.sh)"
 set -euo pipefail
@@ -77,3 +78,5 @@ echo "registry: 127.0.0.1:$REGISTRY_PORT" >&2
 
 echo "export DOCKER_HOST=unix://$SOCK"
 echo "export KMLOPS_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT"
+# Its access log: the push tests read which requests the registry served.
+echo "export KMLOPS_REGISTRY_LOG=$KMLOPS_STACK_DIR/registry.log"

@@ -380,6 +380,106 @@ fn push_then_pull_back_by_digest() -> Result {
     Ok(())
 }
 
+/// A model's image is the model server's plus a layer of its own: pushed
+/// after the server's, the server's layer is mounted from that repository
+/// (the distribution API's cross-repository mount), not sent again (issue
+/// 19: every new model uploaded 14.6 MB). The registry's own access log
+/// shows the mount and which blobs were uploaded.
+#[test]
+fn a_second_model_pushes_only_its_own_blobs() -> Result {
+    let (true, Some(registry)) = (engine(), registry()) else {
+        return Ok(());
+    };
+    let sb = Sandbox::new("mount", IDENTITY)?;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../services/model-server/tests/exporters/wine-pipeline.onnx");
+    std::fs::copy(model, sb.dir.path().join("wine.onnx"))?;
+    let mut settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?;
+    settings.push_str(&format!(
+        "[services.wine]\nmodel = \"onnx\"\nmodel_path = \"wine.onnx\"\nport = {}\n",
+        free_port()?
+    ));
+    std::fs::write(sb.dir.path().join("xtask.toml"), settings)?;
+    let target = format!("{registry}/kmlops-mount-{}", std::process::id());
+    let push = |service: &str| {
+        sb.xtask(&[
+            "image",
+            "push",
+            service,
+            "--registry",
+            &target,
+            "--insecure",
+        ])
+    };
+    let (_, stderr) = ok(push("model-server")?)?;
+    assert!(stderr.contains("2 blob(s) uploaded, 0 mounted"), "{stderr}");
+    let log = std::env::var("KMLOPS_REGISTRY_LOG").ok();
+    let logged = log
+        .as_deref()
+        .map(std::fs::read_to_string)
+        .transpose()?
+        .map_or(0, |l| l.len());
+    let (_, stderr) = ok(push("wine")?)?;
+    assert!(
+        stderr.contains(&format!(
+            "2 blob(s) uploaded, 1 mounted from {target}/model-server, 0 already there"
+        )),
+        "{stderr}"
+    );
+    // The registry's side: one mount answered 201 into the wine
+    // repository, and two uploads completed (the model layer, the config).
+    let Some(log) = log else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs KMLOPS_REGISTRY_LOG"
+        );
+        eprintln!("SKIPPED the registry log check: KMLOPS_REGISTRY_LOG is not set");
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(log)?;
+    let repo = target.split_once('/').map_or("", |(_, r)| r);
+    let wine_uploads = format!("/v2/{repo}/wine/blobs/uploads/");
+    let lines: Vec<&str> = text[logged..]
+        .lines()
+        .filter(|l| l.contains("HTTP/1.1\"") && l.contains(&wine_uploads))
+        .collect();
+    let mounts = lines
+        .iter()
+        .filter(|l| l.contains("\"POST ") && l.contains("mount=sha256") && l.contains("\" 201 "))
+        .count();
+    let puts = lines.iter().filter(|l| l.contains("\"PUT ")).count();
+    assert_eq!((mounts, puts), (1, 2), "{}", lines.join("\n"));
+    Ok(())
+}
+
+/// A plain-HTTP registry pushed to without --insecure is named as such,
+/// not taken for a failed login.
+#[test]
+fn a_plain_http_registry_without_insecure_is_named_as_such() -> Result {
+    let (true, Some(registry)) = (engine(), registry()) else {
+        return Ok(());
+    };
+    let sb = Sandbox::new("plainhttp", IDENTITY)?;
+    ok(sb.xtask(&["image", "build", "test-api", "--profile", "dist"])?)?;
+    let out = sb.xtask(&[
+        "image",
+        "push",
+        "test-api",
+        "--registry",
+        &format!("{registry}/x"),
+    ])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{registry} serves plain HTTP, not HTTPS: pass --insecure"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("docker login"), "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn docker_target_deploys_redeploys_and_tears_down_twice() -> Result {
     if !engine() {

@@ -272,7 +272,9 @@ fn announce(selection: &Selection, profile: Profile, out_dir: &std::path::Path) 
     let what = selection.packages().join(", ");
     let why = match profile {
         Profile::Release => "release profile: tuned for build time",
-        Profile::Dist => "dist profile: small images for a registry (opt-level s, fat LTO)",
+        Profile::Dist => {
+            "dist profile: small images to push (opt-level s, fat LTO; --profile release builds faster)"
+        }
     };
     if out_dir.join(".fingerprint").is_dir() {
         return format!("==> building {what} ({why})");

@@ -132,6 +132,7 @@ impl ImageArgs {
                 Some(Box::new(registry::Registry {
                     base: registry,
                     insecure,
+                    siblings: services::image_names(&cx.config),
                 })),
             ),
             ImageCommand::Verify {

@@ -126,6 +126,17 @@ pub fn names(config: &Config) -> Vec<String> {
     config.services.0.iter().map(|s| s.name.clone()).collect()
 }
 
+/// The settings' image names, each once, in order (services may share one).
+pub fn image_names(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in &config.services.0 {
+        if !out.contains(&s.image) {
+            out.push(s.image.clone());
+        }
+    }
+    out
+}
+
 /// Every deployable service, in deploy order (the settings file's).
 pub fn all(config: &Config, root: &std::path::Path) -> Vec<ServiceSpec> {
     config

@@ -16,30 +16,112 @@ use crate::image::oci;
 /// What a push did.
 pub struct Pushed {
     pub digest: String,
+    /// Blobs sent.
     pub uploaded: usize,
+    /// Blobs the repository had.
     pub skipped: usize,
+    /// Blobs mounted from another repository of the registry, with the
+    /// repository each came from (nothing sent).
+    pub mounted: Vec<String>,
 }
 
-/// Pushes `archive` as `repository:tag`. `insecure` allows plain HTTP.
-pub fn push(archive: &Path, repository: &str, tag: &str, insecure: bool) -> Result<Pushed> {
+impl Pushed {
+    /// `2 blob(s) uploaded, 1 mounted from host/acct/model-server, 0
+    /// already there`.
+    pub fn summary(&self) -> String {
+        let mut from: Vec<&str> = self.mounted.iter().map(String::as_str).collect();
+        from.sort_unstable();
+        from.dedup();
+        format!(
+            "{} blob(s) uploaded, {} mounted{}, {} already there",
+            self.uploaded,
+            self.mounted.len(),
+            if from.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", from.join(", "))
+            },
+            self.skipped
+        )
+    }
+}
+
+/// Pushes `archive` as `repository:tag`. `insecure` allows plain HTTP. A
+/// blob the repository lacks is mounted from the first of `siblings`
+/// (other repositories of the same registry: the other images of the
+/// settings) that has it, as `docker push` does (the distribution API's
+/// cross-repository blob mount), so that an image sharing the model
+/// server's layer sends only its own; otherwise it is uploaded.
+pub fn push(
+    archive: &Path,
+    repository: &str,
+    tag: &str,
+    insecure: bool,
+    siblings: &[String],
+) -> Result<Pushed> {
     let blobs = oci::read_archive(archive)?;
     let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
     let upload = Upload::open(repository, insecure)?;
-    let mut uploaded = 0;
-    let mut skipped = 0;
+    let mut pushed = Pushed {
+        digest: String::new(),
+        uploaded: 0,
+        skipped: 0,
+        mounted: Vec::new(),
+    };
     for blob in blobs.layers.iter().chain(std::iter::once(&blobs.config)) {
-        if upload.blob(blob)? {
-            uploaded += 1;
-        } else {
-            skipped += 1;
+        match upload.blob_from(blob, siblings)? {
+            Sent::Uploaded => pushed.uploaded += 1,
+            Sent::There => pushed.skipped += 1,
+            Sent::Mounted(from) => pushed.mounted.push(from),
         }
     }
-    let digest = upload.manifest(tag, &manifest, OCI_MANIFEST)?;
-    Ok(Pushed {
-        digest,
-        uploaded,
-        skipped,
-    })
+    pushed.digest = upload.manifest(tag, &manifest, OCI_MANIFEST)?;
+    Ok(pushed)
+}
+
+/// How a blob reached the repository.
+pub enum Sent {
+    Uploaded,
+    /// It had it.
+    There,
+    /// Mounted from this repository.
+    Mounted(String),
+}
+
+/// A registry that answers plain HTTP where HTTPS was asked for: said as
+/// such (with the flag that allows it), not as a failed login.
+#[derive(Debug)]
+pub struct PlainHttp {
+    pub registry: String,
+}
+
+impl std::fmt::Display for PlainHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} serves plain HTTP, not HTTPS: pass --insecure to use it (only for a registry \
+             you trust, such as one on loopback)",
+            self.registry
+        )
+    }
+}
+
+impl std::error::Error for PlainHttp {}
+
+/// Whether `registry` answers the distribution API over plain HTTP.
+fn answers_plain_http(registry: &str) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    agent
+        .get(&format!("http://{registry}/v2/"))
+        .call()
+        .is_ok_and(|r| {
+            r.headers().contains_key("docker-distribution-api-version")
+                || matches!(r.status().as_u16(), 200 | 401)
+        })
 }
 
 /// A client authenticated with one repository's registry for `operation`.
@@ -81,17 +163,19 @@ impl Session {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(client.auth(&reference, &auth, operation))
-            .with_context(|| {
-                format!(
-                    "cannot authenticate to {registry} (is it up? {})",
-                    if insecure {
-                        "plain HTTP"
-                    } else {
-                        "HTTPS: plain HTTP needs --insecure"
-                    }
-                )
-            })?;
+        if let Err(e) = rt.block_on(client.auth(&reference, &auth, operation)) {
+            if !insecure && answers_plain_http(&registry) {
+                return Err(PlainHttp { registry }.into());
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot authenticate to {registry} (is it up? {})",
+                if insecure {
+                    "plain HTTP"
+                } else {
+                    "HTTPS: plain HTTP needs --insecure"
+                }
+            )));
+        }
         Ok(Self {
             rt,
             client,
@@ -113,6 +197,7 @@ pub struct Upload {
     reference: Reference,
     repository: String,
     registry: String,
+    auth: RegistryAuth,
 }
 
 impl Upload {
@@ -129,6 +214,9 @@ impl Upload {
             registry,
             ..
         } = Session::open(repository, insecure, RegistryOperation::Push).map_err(|e| {
+            if e.downcast_ref::<PlainHttp>().is_some() {
+                return e;
+            }
             // What went wrong first (down, TLS, refused credentials), then
             // the login hint for the case it is about.
             anyhow::anyhow!(
@@ -142,7 +230,61 @@ impl Upload {
             reference,
             repository: repository.to_string(),
             registry,
+            auth: credentials(&registry_of(repository)),
         })
+    }
+
+    /// Sends `blob` unless the repository has it: mounted from the first
+    /// of `siblings` that has it, else uploaded.
+    ///
+    /// # Errors
+    /// The upload fails.
+    pub fn blob_from(&self, blob: &[u8], siblings: &[String]) -> Result<Sent> {
+        let digest = oci::sha256(blob);
+        let there = self.rt.block_on(async {
+            self.client
+                .blob_exists(&self.reference, &digest)
+                .await
+                .unwrap_or(false)
+        });
+        if there {
+            return Ok(Sent::There);
+        }
+        for sibling in siblings.iter().filter(|s| **s != self.repository) {
+            let Ok(source) = format!("{sibling}:probe").parse::<Reference>() else {
+                continue;
+            };
+            if source.resolve_registry() != self.reference.resolve_registry() {
+                continue;
+            }
+            let mounted = self.rt.block_on(async {
+                // Reading the sibling needs its own pull token; a registry
+                // that refuses just means no mount.
+                let _ = self
+                    .client
+                    .auth(&source, &self.auth, RegistryOperation::Pull)
+                    .await;
+                self.client
+                    .blob_exists(&source, &digest)
+                    .await
+                    .unwrap_or(false)
+                    && self
+                        .client
+                        .mount_blob(&self.reference, &source, &digest)
+                        .await
+                        .is_ok()
+            });
+            if mounted {
+                return Ok(Sent::Mounted(sibling.clone()));
+            }
+        }
+        self.rt
+            .block_on(
+                self.client
+                    .push_blob(&self.reference, blob.to_vec(), &digest),
+            )
+            .with_context(|| format!("uploading blob {digest} to {}", self.registry))?;
+        Ok(Sent::Uploaded)
     }
 
     /// Uploads `blob` unless the registry has it; whether it was uploaded.

@@ -15,6 +15,9 @@ pub struct Registry {
     pub base: Option<String>,
     /// Plain HTTP (a registry on loopback).
     pub insecure: bool,
+    /// The names of the other images that go to the same place (the
+    /// settings' images): a blob one of them has is mounted, not uploaded.
+    pub siblings: Vec<String>,
 }
 
 impl Registry {
@@ -27,6 +30,19 @@ impl Registry {
                 .rsplit_once(':')
                 .map_or(image.reference.clone(), |(r, _)| r.to_string()),
         }
+    }
+}
+
+impl Registry {
+    /// The repositories of `siblings` beside `image`'s.
+    fn sibling_repositories(&self, image: &Image) -> Vec<String> {
+        let own = self.repository(image);
+        let base = own.rsplit_once('/').map_or("", |(b, _)| b);
+        self.siblings
+            .iter()
+            .filter(|n| **n != image.name)
+            .map(|n| format!("{base}/{n}"))
+            .collect()
     }
 }
 
@@ -52,12 +68,15 @@ impl Publisher for Registry {
         );
         let pushed = cx.runner.effect(what, || {
             eprintln!("==> pushing {tagged}");
-            let pushed = push::push(&image.archive, &repository, &image.tag, self.insecure)
-                .with_context(|| format!("pushing {tagged}"))?;
-            eprintln!(
-                "  ✓ pushed {tagged}: {} blob(s) uploaded, {} already there",
-                pushed.uploaded, pushed.skipped
-            );
+            let pushed = push::push(
+                &image.archive,
+                &repository,
+                &image.tag,
+                self.insecure,
+                &self.sibling_repositories(image),
+            )
+            .with_context(|| format!("pushing {tagged}"))?;
+            eprintln!("  ✓ pushed {tagged}: {}", pushed.summary());
             Ok(pushed.digest)
         })?;
         let pinned = format!(

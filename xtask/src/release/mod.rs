@@ -211,11 +211,17 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
         let upload = &uploads[&image.name];
         let repository = format!("{base}/{}", image.name);
         // 3. Push by digest, then the tags.
+        let siblings: Vec<String> = images
+            .iter()
+            .filter(|i| i.name != image.name)
+            .map(|i| format!("{base}/{}", i.name))
+            .collect();
         let pushed = crate::publish::push::push(
             &image.archive,
             &repository,
             &format!("v{}", facts.version),
             opts.insecure,
+            &siblings,
         )
         .with_context(|| format!("pushing {repository}"))?;
         if pushed.digest != image.digest {

@@ -193,6 +193,7 @@ impl Cluster for Gke {
         Box::new(Registry {
             base,
             insecure: false,
+            siblings: crate::ground::services::image_names(&cx.config),
         })
     }
 
