@@ -186,7 +186,7 @@ fn gke_preflight_names_what_is_missing() -> Result {
     let (out, _) = f.xtask(&["cluster", "up", "--target", "gke"], &[])?;
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("no Google Cloud project: set `project` under [gke]"),
+        text(&out.stderr).contains("needs a Google Cloud project: set `project` under [gke]"),
         "{}",
         text(&out.stderr)
     );
@@ -445,8 +445,16 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
             "to http://<external IP of model-server>:5001/api/v1.0/predictions must return the same tensor",
         ],
     );
-    // Only the context was read; nothing was built, pushed, applied or written.
-    assert_eq!(log, ["kubectl config current-context"]);
+    // Only the context and the account (Artifact Registry's credentials
+    // are gcloud's) were read; nothing was built, pushed, applied or
+    // written.
+    assert_eq!(
+        log,
+        [
+            "kubectl config current-context",
+            "gcloud config get-value account"
+        ]
+    );
     assert!(
         text(&out.stderr).contains("no [registry] in the settings: pushing to Artifact Registry"),
         "{}",
@@ -681,5 +689,124 @@ fn the_dev_loop_refuses_gke_up_front_and_runs_nothing() -> Result {
     );
     assert!(stderr.contains("cargo xtask dev --target kind"), "{stderr}");
     assert!(log.is_empty(), "{log:?}");
+    Ok(())
+}
+
+/// What a dry run says, for a user who has not set anything up (issue 19):
+/// stale manifests are one blocker among the others and the plan goes on;
+/// each cause is named once; a push to Artifact Registry without a gcloud
+/// account is named; nothing is claimed about a cluster that was not
+/// reached.
+#[test]
+fn dry_runs_list_every_blocker_once_and_claim_nothing_unseen() -> Result {
+    let f = Fakes::new(&[
+        (
+            "kubectl",
+            r#"case "$*" in
+  "config current-context") echo 'error: current-context is not set' >&2; exit 1 ;;
+  "config get-contexts"*) ;;
+  *) echo 'error: context "kind-dev" does not exist' >&2; exit 1 ;;
+esac"#,
+        ),
+        ("kind", ""),
+        (
+            "gcloud",
+            r#"case "$*" in
+  "config get-value account") echo "(unset)" ;;
+  "config get-value project") echo "(unset)" ;;
+esac"#,
+        ),
+    ])?;
+    // Settings whose manifests were not regenerated: test-api moved port.
+    let settings = std::fs::read_to_string(f.dir.path().join("xtask.toml"))?
+        .replace("project = \"proj-1\"", "project = \"\"");
+    std::fs::write(
+        f.dir.path().join("xtask.toml"),
+        format!("{settings}[services.test-api]\nport = 5100\n[services.model-server]\n"),
+    )?;
+    let once = |stdout: &str, blocker: &str| {
+        let n = stdout
+            .lines()
+            .filter(|l| l.starts_with("  - would stop here: ") && l.contains(blocker))
+            .count();
+        assert_eq!(n, 1, "{blocker:?} {n} times:\n{stdout}");
+    };
+    for args in [
+        &["--dry-run", "deploy", "--target", "kind"][..],
+        &["--dry-run", "deploy", "--seldon", "--target", "kind"],
+    ] {
+        let (out, log) = f.xtask(args, &[])?;
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}\n{stdout}{}",
+            text(&out.stderr)
+        );
+        once(&stdout, "the manifests in");
+        once(&stdout, "base/test-api.yaml");
+        once(&stdout, "no kube context is selected");
+        assert!(stdout.contains("Plan (dry run"), "{stdout}");
+        assert!(
+            stdout.contains("kind load image-archive"),
+            "the plan goes on: {stdout}"
+        );
+        assert!(!stdout.contains("is not installed"), "{args:?}: {stdout}");
+        // Without the context the cluster is not read at all.
+        assert!(
+            log.iter().all(|l| l.starts_with("kubectl config")),
+            "{args:?}: {log:?}"
+        );
+        if args.contains(&"--seldon") {
+            assert!(
+                stdout.contains("check that Seldon Core is installed on kind-dev"),
+                "{stdout}"
+            );
+        }
+    }
+    // GKE without a project or an account: each named once, the account
+    // because the plan pushes to Artifact Registry with gcloud's credentials.
+    for args in [
+        &["--dry-run", "deploy", "--target", "gke"][..],
+        &["--dry-run", "cluster", "up", "--target", "gke"],
+        &[
+            "--dry-run",
+            "teardown",
+            "--cluster",
+            "--yes",
+            "--target",
+            "gke",
+        ],
+    ] {
+        let (out, _) = f.xtask(args, &[])?;
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}\n{stdout}{}",
+            text(&out.stderr)
+        );
+        once(&stdout, "needs a Google Cloud project");
+        if args.contains(&"deploy") {
+            once(
+                &stdout,
+                "pushing images to Artifact Registry needs an active gcloud account",
+            );
+        }
+    }
+    // status reads the cluster: without its context, it says it did not.
+    let (out, _) = f.xtask(&["--dry-run", "status", "--target", "kind"], &[])?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("unknown: the cluster was not reached"),
+        "{stdout}"
+    );
+    // A real run still refuses the stale manifests.
+    let (out, _) = f.xtask(
+        &["deploy", "--target", "kind"],
+        &[("FAKE_CONTEXT", "kind-dev")],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
     Ok(())
 }

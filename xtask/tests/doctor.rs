@@ -172,7 +172,7 @@ esac"#,
         stdout.contains("gcloud has no active account: run `gcloud auth login`"),
         "{stdout}"
     );
-    assert!(stdout.contains("no Google Cloud project"), "{stdout}");
+    assert!(stdout.contains("needs a Google Cloud project"), "{stdout}");
     assert!(
         stdout.contains("gke-gcloud-auth-plugin is not installed"),
         "{stdout}"
@@ -236,7 +236,7 @@ esac"#,
     let out = doctor(bin.path(), &["--target", "gke"])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("no Google Cloud project"), "{stdout}");
+    assert!(stdout.contains("needs a Google Cloud project"), "{stdout}");
     Ok(())
 }
 

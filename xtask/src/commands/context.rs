@@ -79,7 +79,7 @@ impl ContextArgs {
                 };
                 let want = cluster.context(cx)?;
                 let ok = kubecontext::guard(cx, name.as_str(), &want, context.as_deref())?;
-                println!("{ok} is the context of target {name}");
+                println!("{} is the context of target {name}", ok.context);
             }
             ContextCommand::Use { name } => {
                 let exists = cx

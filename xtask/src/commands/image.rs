@@ -151,6 +151,10 @@ impl ImageArgs {
                 crate::build::Profile::Release
             });
         let specs = services::select(&cx.config, &cx.root, &services)?;
+        if let (Some(p), Some(first)) = (&publisher, specs.first()) {
+            // The registry answers and takes the credentials, before the build.
+            p.preflight(cx, &first.settings.image)?;
+        }
         let images = image::build_images(cx, &specs, builder.into(), profile)?;
         let mut builds = Vec::new();
         let publisher_none = publisher.is_none();

@@ -24,7 +24,9 @@ impl StatusArgs {
         let rows = target.status(cx, &session, &services::all(&cx.config, &cx.root))?;
         let undeployed = crate::build::workspace::undeployed_lines(cx);
         let healthy = rows.iter().all(|r| r.healthy);
-        let code = if healthy {
+        // A dry run's verdict is its plan (blockers included), not health.
+        let dry_run = cx.runner.unless_dry_run(|| Ok(()))?.is_none();
+        let code = if healthy || dry_run {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

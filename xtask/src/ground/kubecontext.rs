@@ -41,10 +41,28 @@ pub fn names(cx: &Ctx) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The context a guard approved, or (a dry run only) the one it would
+/// need, with `approved` false: its cluster was not reached and nothing
+/// may be claimed about it.
+pub struct Guarded {
+    pub context: String,
+    pub approved: bool,
+}
+
 /// The context to act on for `target`, which expects `want`: `explicit`
 /// (from --context) or the current one, and only if it is `want`. Never
 /// another cluster's.
-pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result<String> {
+pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result<Guarded> {
+    let context = guarded(cx, target, want, explicit)?;
+    Ok(Guarded {
+        approved: context.is_some(),
+        context: context.unwrap_or_else(|| want.to_string()),
+    })
+}
+
+/// `guard`'s check: the approved context, or None where a dry run went on
+/// without one.
+fn guarded(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result<Option<String>> {
     let have = match explicit {
         Some(c) => Some(c.to_string()),
         None => match current(cx) {
@@ -52,7 +70,7 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
             Err(e) => {
                 // No kubectl, say: a dry run plans on with the context wanted.
                 cx.runner.precondition(e)?;
-                return Ok(want.to_string());
+                return Ok(None);
             }
         },
     };
@@ -76,7 +94,7 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
     // Every real run is refused; a dry run lists why and plans on with the
     // context the target expects.
     let refusal = match have {
-        Some(h) if h == want => return Ok(h),
+        Some(h) if h == want => return Ok(Some(h)),
         Some(h) => anyhow::anyhow!(
             "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
              switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \
@@ -88,5 +106,5 @@ pub fn guard(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Resu
         ),
     };
     cx.runner.precondition(refusal)?;
-    Ok(want.to_string())
+    Ok(None)
 }

@@ -192,10 +192,11 @@ fn generated_on_disk(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Fails, naming the files and the command that regenerates them, when
 /// deploy/ is not what the settings generate: deploying it would run
-/// something other than the settings say.
+/// something other than the settings say. A precondition: a dry run lists
+/// it with the other blockers and plans on.
 ///
 /// # Errors
-/// Stale manifests; files that cannot be read.
+/// Stale manifests (a real run); files that cannot be read.
 pub fn refuse_stale(cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
     let files = generate(&cx.config, specs);
     let stale = differences(&cx.config.kubernetes.manifests_dir, &files)?;
@@ -210,12 +211,12 @@ pub fn refuse_stale(cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
             }
         })
         .collect();
-    anyhow::bail!(
+    cx.runner.precondition(anyhow::anyhow!(
         "the manifests in {} are not what the settings generate ({}): run `cargo xtask \
          manifests` to regenerate them (`cargo xtask manifests --check` shows the diff)",
         cx.config.kubernetes.manifests_dir.display(),
         names.join(", ")
-    )
+    ))
 }
 
 /// A unified diff (3 lines of context) from `old` to `new`.

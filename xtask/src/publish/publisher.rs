@@ -20,4 +20,15 @@ pub trait Publisher {
     fn pushes(&self) -> bool {
         false
     }
+
+    /// Before anything is built: whether the destination takes images
+    /// (a registry answers and accepts the credentials for `image`'s
+    /// repository). A real run stops here, not after a long build; a dry
+    /// run lists the problem with its other blockers.
+    ///
+    /// # Errors
+    /// The problem, on a real run.
+    fn preflight(&self, _cx: &Ctx, _image: &str) -> Result<()> {
+        Ok(())
+    }
 }

@@ -58,6 +58,26 @@ impl Publisher for Registry {
         }
     }
 
+    fn preflight(&self, cx: &Ctx, image: &str) -> Result<()> {
+        let repository = match &self.base {
+            Some(b) => format!("{}/{image}", b.trim_end_matches('/')),
+            None => crate::image::naming::repository(
+                &cx.config.registry.host,
+                &cx.config.registry.account,
+                image,
+            ),
+        };
+        if repository.contains('<') {
+            return Ok(()); // a placeholder: its cause is a blocker already
+        }
+        match push::Upload::open(&repository, self.insecure) {
+            Ok(_) => Ok(()),
+            Err(e) => cx
+                .runner
+                .precondition(e.context(format!("pushing to {repository}"))),
+        }
+    }
+
     fn publish(&self, cx: &Ctx, image: &Image) -> Result<String> {
         let repository = self.repository(image);
         let tagged = format!("{repository}:{}", image.tag);

@@ -27,21 +27,40 @@ pub const PROBE: Duration = Duration::from_secs(60);
 /// and an error, with kubectl's words, when kubectl cannot tell (an
 /// unreachable cluster is not an empty one).
 pub fn get(cx: &Ctx, get: impl Into<Command>) -> Result<Option<String>> {
+    Ok(match lookup(cx, get)? {
+        Lookup::Found(out) => Some(out),
+        Lookup::Absent | Lookup::Unknown => None,
+    })
+}
+
+/// What a `kubectl get` found.
+pub enum Lookup {
+    /// The object, as kubectl printed it.
+    Found(String),
+    /// The API says it is not there.
+    Absent,
+    /// The cluster was not reached (a dry run only: the reason is listed
+    /// with its blockers; a real run fails instead).
+    Unknown,
+}
+
+/// As [`get`], telling "not there" from "could not tell" under --dry-run
+/// too, so that a dry run claims nothing about a cluster it did not reach.
+pub fn lookup(cx: &Ctx, get: impl Into<Command>) -> Result<Lookup> {
     let get = get.into();
     let line = shown(&get);
     let p = cx.runner.probe(get, "checking the cluster", PROBE)?;
     if p.success {
-        return Ok(Some(p.stdout));
+        return Ok(Lookup::Found(p.stdout));
     }
     let err = p.stderr.trim();
     if err.contains("(NotFound)") || err.contains("doesn't have a resource type") {
-        return Ok(None);
+        return Ok(Lookup::Absent);
     }
-    // A dry run without a cluster plans on as if the object were absent.
     cx.runner.precondition(anyhow::anyhow!(
         "`{line}` could not tell whether it exists: {err}"
     ))?;
-    Ok(None)
+    Ok(Lookup::Unknown)
 }
 
 /// Whether the object a `kubectl get` names exists (see [`get`]).

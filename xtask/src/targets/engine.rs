@@ -21,6 +21,9 @@ const OVERRIDE: &str = "KMLOPS_KUBE_ENGINE";
 /// up to date) on first use.
 pub struct Engine {
     pub context: String,
+    /// Whether the kube context guard approved `context`; false only in a
+    /// dry run that went on without it, whose reads are skipped.
+    pub reached: bool,
     binary: OnceCell<PathBuf>,
 }
 
@@ -28,6 +31,7 @@ impl Engine {
     pub fn new(context: String) -> Self {
         Self {
             context,
+            reached: true,
             binary: OnceCell::new(),
         }
     }

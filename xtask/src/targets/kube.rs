@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use xshell::cmd;
 
@@ -177,10 +177,10 @@ impl Target for Kube {
                 "<context>".to_string()
             }
         };
-        let context = kubecontext::guard(cx, name.as_str(), &want, None)?;
-        Ok(Session {
-            kube: Some(Engine::new(context)),
-        })
+        let guarded = kubecontext::guard(cx, name.as_str(), &want, None)?;
+        let mut engine = Engine::new(guarded.context);
+        engine.reached = guarded.approved;
+        Ok(Session { kube: Some(engine) })
     }
 
     fn prepare(&self, cx: &Ctx, session: &Session) -> Result<()> {
@@ -195,6 +195,11 @@ impl Target for Kube {
         );
         cx.runner
             .locate("kubectl", "rendering the kustomize overlay")?;
+        // Where images go takes them (a registry: it answers and accepts
+        // the credentials), before minutes of building.
+        if let Some(first) = services::image_names(&cx.config).first() {
+            self.cluster.publisher(cx).preflight(cx, first)?;
+        }
         // Built before any image is pushed, so a build failure changes nothing.
         engine.binary(cx)?;
         Ok(())
@@ -243,6 +248,18 @@ impl Target for Kube {
 
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
         let engine = self.engine(session)?;
+        if !engine.reached {
+            // A dry run without the target's context: its blocker says why.
+            return Ok(specs
+                .iter()
+                .map(|spec| StatusRow {
+                    service: spec.name.clone(),
+                    state: "unknown: the cluster was not reached".into(),
+                    healthy: false,
+                    url: None,
+                })
+                .collect());
+        }
         let (binary, context) = (engine.binary(cx)?, &engine.context);
         // A read, so it runs under --dry-run too (with the engine built).
         let status: Command = cmd!(cx.sh, "{binary} --context {context} status --json").into();
@@ -251,7 +268,18 @@ impl Target for Kube {
             .runner
             .probe(status, "reading what is deployed", STATUS_TIMEOUT)?;
         if !out.success {
-            bail!("`{line}` failed: {}", out.stderr.trim());
+            // A dry run that cannot reach the cluster says so and plans on.
+            cx.runner
+                .precondition(anyhow::anyhow!("`{line}` failed: {}", out.stderr.trim()))?;
+            return Ok(specs
+                .iter()
+                .map(|spec| StatusRow {
+                    service: spec.name.clone(),
+                    state: "unknown: the cluster was not reached".into(),
+                    healthy: false,
+                    url: None,
+                })
+                .collect());
         }
         let rows: Vec<EngineRow> =
             serde_json::from_str(&out.stdout).context("reading kube-engine's status")?;

@@ -22,8 +22,10 @@ use crate::targets::engine::Engine;
 
 pub struct Gke;
 
-const NO_PROJECT: &str = "no Google Cloud project: set `project` under [gke] in xtask.toml, or \
-     gcloud's default with `gcloud config set project PROJECT_ID`";
+/// One text wherever the project is missing, so that a dry run names the
+/// cause once.
+const NO_PROJECT: &str = "--target gke needs a Google Cloud project: set `project` under [gke] \
+     in xtask.toml, or gcloud's default with `gcloud config set project PROJECT_ID`";
 
 /// The project GKE works in: `gke.project`, else gcloud's configured
 /// project (`gcloud config get-value project`, what gcloud itself would
@@ -96,7 +98,7 @@ impl Cluster for Gke {
     fn context(&self, cx: &Ctx) -> Result<String> {
         let g = &cx.config.gke;
         match project(cx) {
-            "" => bail!("--target gke needs a Google Cloud project: {NO_PROJECT}"),
+            "" => bail!(NO_PROJECT),
             p => Ok(format!("gke_{p}_{}_{}", g.zone, g.cluster)),
         }
     }
@@ -178,23 +180,16 @@ impl Cluster for Gke {
     fn publisher(&self, cx: &Ctx) -> Box<dyn Publisher> {
         // Pinned by digest: the cluster runs exactly what was built. Without
         // a [registry] setting, into the project's own Artifact Registry.
-        let base = (!cx.config.registry.set).then(|| {
-            let b = artifact_registry(cx);
-            eprintln!(
-                "==> no [registry] in the settings: pushing to Artifact Registry {b} (create the \
-                 repository once: gcloud artifacts repositories create kube-mlops \
-                 --repository-format=docker --location={} --project {}); set [registry] to push \
-                 elsewhere",
-                region(&cx.config.gke.zone),
-                project_or_placeholder(cx)
-            );
-            b
-        });
-        Box::new(Registry {
-            base,
+        let registry = Registry {
+            base: (!cx.config.registry.set).then(|| artifact_registry(cx)),
             insecure: false,
             siblings: crate::ground::services::image_names(&cx.config),
-        })
+        };
+        if cx.config.registry.set {
+            Box::new(registry)
+        } else {
+            Box::new(ArtifactRegistry(registry))
+        }
     }
 
     fn service_url(
@@ -336,6 +331,46 @@ pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
         );
     }
     Ok(found)
+}
+
+/// The project's Artifact Registry, where GKE pushes without a
+/// `[registry]`: its credentials come from gcloud (`gcloud auth
+/// configure-docker`), so an active account is checked first and named as
+/// the cause.
+struct ArtifactRegistry(Registry);
+
+impl Publisher for ArtifactRegistry {
+    fn destination(&self, cx: &Ctx) -> String {
+        self.0.destination(cx)
+    }
+
+    fn pushes(&self) -> bool {
+        true
+    }
+
+    fn preflight(&self, cx: &Ctx, image: &str) -> Result<()> {
+        let base = artifact_registry(cx);
+        let host = base.split('/').next().unwrap_or_default().to_string();
+        eprintln!(
+            "==> no [registry] in the settings: pushing to Artifact Registry {base} (create the \
+             repository once: gcloud artifacts repositories create kube-mlops \
+             --repository-format=docker --location={} --project {}); set [registry] to push \
+             elsewhere",
+            region(&cx.config.gke.zone),
+            project_or_placeholder(cx)
+        );
+        if which::which("gcloud").is_ok() && account(cx)?.is_none() {
+            return cx.runner.precondition(anyhow::anyhow!(
+                "pushing images to Artifact Registry needs an active gcloud account: run `gcloud \
+                 auth login`, then `gcloud auth configure-docker {host}`"
+            ));
+        }
+        self.0.preflight(cx, image)
+    }
+
+    fn publish(&self, cx: &Ctx, image: &crate::image::Image) -> Result<String> {
+        self.0.publish(cx, image)
+    }
 }
 
 /// A zone's region: `us-central1-a` is in `us-central1`.
