@@ -5,11 +5,13 @@
 //! with the services this test runs locally, so the smoke tests call real
 //! servers.
 
+#[path = "support/cluster.rs"]
+mod cluster;
 mod support;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 
+use cluster::{ambassador, engine, ingress};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
 use kube_fake_api::{Setup, cluster, kubeconfig};
@@ -21,41 +23,6 @@ esac"#;
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-/// The newest modification time of the files under `dir`.
-fn newest(dir: &std::path::Path) -> std::io::Result<std::time::SystemTime> {
-    let mut latest = std::time::SystemTime::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let time = if entry.file_type()?.is_dir() {
-            newest(&entry.path())?
-        } else {
-            entry.metadata()?.modified()?
-        };
-        latest = latest.max(time);
-    }
-    Ok(latest)
-}
-
-/// The engine `cargo test --workspace` built beside the xtask; built now when
-/// missing or older than its sources (`cargo test -p xtask` does not build it).
-fn engine() -> Result<PathBuf> {
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_xtask")).with_file_name("kube-engine");
-    let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kube-engine");
-    let fresh = std::fs::metadata(&built)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| newest(&sources.join("src")).is_ok_and(|s| s <= t));
-    if !fresh {
-        let status =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--package", "kube-engine", "--bin", "kube-engine"])
-                .status()?;
-        if !status.success() {
-            return Err("cargo build --package kube-engine failed".into());
-        }
-    }
-    Ok(built)
 }
 
 /// The served API fake with its controller, the fake tools, a settings file
@@ -589,96 +556,6 @@ const KUBECTL_WITH_SELDON: &str = r#"case "$*" in
   *"get crd seldondeployments.machinelearning.seldon.io") exit 0 ;;
   *) exec "$REAL_KUBECTL" "$@" ;;
 esac"#;
-
-/// Ambassador as the fake cluster holds it: a Service and its ready pod.
-fn ambassador() -> Vec<serde_json::Value> {
-    let labels = serde_json::json!({"app.kubernetes.io/name": "ambassador"});
-    vec![
-        serde_json::json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "ambassador", "namespace": "ambassador"},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
-        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "ambassador-0", "namespace": "ambassador", "labels": labels},
-            "spec": {"containers": [{"name": "ambassador", "image": "ambassador", "ports": [{"name": "http", "containerPort": 8080}]}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
-    ]
-}
-
-/// The ingress's routing: `/seldon/<namespace>/<name>/api/v1.0/…` to the
-/// model behind `<name>`, one request per connection.
-fn ingress(routes: Vec<(String, std::net::SocketAddr)>) -> Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))?;
-    let addr = listener.local_addr()?;
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let routes = routes.clone();
-            // The handler's error is dropped: the client sees the connection close.
-            std::thread::spawn(move || {
-                let _ = proxy_one(conn, &routes);
-            });
-        }
-    });
-    Ok(addr)
-}
-
-fn proxy_one(conn: std::net::TcpStream, routes: &[(String, std::net::SocketAddr)]) -> Result {
-    use std::io::{BufRead, BufReader, Read, Write};
-    {
-        {
-            let mut reader = BufReader::new(conn.try_clone()?);
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line)?;
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .to_string();
-            let (mut length, mut content_type) = (0usize, String::from("application/json"));
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line)?;
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "content-length" => length = v.trim().parse()?,
-                        "content-type" => content_type = v.trim().to_string(),
-                        _ => {}
-                    }
-                }
-            }
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body)?;
-            let routed = routes.iter().find_map(|(prefix, backend)| {
-                path.strip_prefix(prefix.as_str())
-                    .map(|rest| format!("http://{backend}{rest}"))
-            });
-            let (status, answer) = match routed {
-                Some(url) => {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
-                    let mut resp = agent
-                        .post(&url)
-                        .header("content-type", &content_type)
-                        .send(&body[..])?;
-                    (resp.status().as_u16(), resp.body_mut().read_to_string()?)
-                }
-                None => (404, "no route".to_string()),
-            };
-            let mut conn = conn;
-            write!(
-                conn,
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                answer.len()
-            )?;
-            Ok(())
-        }
-    }
-}
 
 #[test]
 fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> Result {

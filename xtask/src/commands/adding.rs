@@ -58,35 +58,61 @@ pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf])
     Ok(loaded)
 }
 
-/// The port for a new service: `requested`, else one above the highest
-/// configured; never one a service has.
+/// The port for a new service: `requested`, else the first above the
+/// highest configured; never one a service has, nor a preset's that the
+/// settings do not configure (the iris preset's 5002: enabling it later
+/// would collide).
 ///
 /// # Errors
-/// Port 0, a port taken, no port above the highest.
-pub fn port(cx: &Ctx, requested: Option<u16>) -> Result<u16> {
-    let taken = |p: u16| cx.config.services.0.iter().find(|s| s.port == p);
+/// Port 0, a port taken, no free port above the highest.
+pub fn port(
+    services: &[crate::ground::settings::ServiceSettings],
+    requested: Option<u16>,
+) -> Result<u16> {
+    let taken = |p: u16| -> Option<String> {
+        if let Some(s) = services.iter().find(|s| s.port == p) {
+            return Some(format!("services.{}'s", s.name));
+        }
+        crate::ground::service_settings::preset_ports()
+            .into_iter()
+            .find(|(name, port)| *port == p && !services.iter().any(|s| &s.name == name))
+            .map(|(name, _)| format!("the {name} preset's (its `[services.{name}]` table)"))
+    };
     let port = match requested {
         Some(0) => anyhow::bail!("--port must be 1-65535"),
         Some(p) => p,
         None => {
-            let highest = cx
-                .config
-                .services
-                .0
-                .iter()
-                .map(|s| s.port)
-                .max()
-                .unwrap_or(5000);
-            highest
-                .checked_add(1)
-                .context("no port above the highest configured one: pass --port")?
+            let highest = services.iter().map(|s| s.port).max().unwrap_or(5000);
+            (highest.saturating_add(1)..=u16::MAX)
+                .find(|p| taken(*p).is_none())
+                .context("no free port above the highest configured one: pass --port")?
         }
     };
-    if let Some(other) = taken(port) {
-        anyhow::bail!(
-            "port {port} is services.{}'s; pass another --port",
-            other.name
-        );
+    if let Some(whose) = taken(port) {
+        anyhow::bail!("port {port} is {whose}; pass another --port");
     }
     Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_port_skips_the_configured_and_the_presets_not_configured() -> Result<()> {
+        let quick_start = crate::ground::settings::Config::default();
+        // 5000 and 5001 are configured, 5002 is the iris preset's.
+        assert_eq!(port(&quick_start.services.0, None)?, 5003);
+        let e = port(&quick_start.services.0, Some(5002)).expect_err("the preset's");
+        assert!(format!("{e}").contains("the iris-model preset's"), "{e}");
+        let e = port(&quick_start.services.0, Some(5001)).expect_err("taken");
+        assert!(format!("{e}").contains("services.model-server's"), "{e}");
+        // With iris configured elsewhere, its preset port is free again.
+        let moved = crate::ground::settings::parse(
+            "[services.test-api]\n[services.iris-model]\nport = 6000\n",
+        )?;
+        assert_eq!(port(&moved.services.0, None)?, 6001);
+        assert_eq!(port(&moved.services.0, Some(5002))?, 5002);
+        Ok(())
+    }
 }

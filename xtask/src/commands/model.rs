@@ -83,7 +83,7 @@ impl ModelArgs {
         };
         let onnx = std::fs::canonicalize(&onnx)
             .with_context(|| format!("cannot read --onnx {}", onnx.display()))?;
-        let port = adding::port(cx, port)?;
+        let port = adding::port(&cx.config.services.0, port)?;
 
         // Load it as the model server will, before anything is written.
         let Some(server) = build::model_server(cx)? else {
@@ -161,11 +161,14 @@ impl ModelArgs {
         let edited = settings_edit::spell_out_defaults(&text)
             .and_then(|t| settings_edit::add_service(&t, &name, &comment, &entries))?;
         adding::commit(cx, &settings_file, &edited, &created)?;
-        println!("added [services.{name}] to {}", settings_file.display());
+        println!(
+            "added [services.{name}] to {} (port {port})",
+            settings_file.display()
+        );
         println!("copied the model to {}", model_file.display());
         println!("wrote its contract to {}", contract_file.display());
         println!(
-            "\nnext: cargo xtask deploy {name}            # on this machine\n      \
+            "\nnext: cargo xtask deploy {name}            # on this machine: http://127.0.0.1:{port}\n      \
              cargo xtask deploy --target kind {name}\n      \
              cargo xtask deploy --seldon --target minikube"
         );

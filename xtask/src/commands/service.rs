@@ -71,7 +71,7 @@ impl ServiceArgs {
                  workspace root (the repository's one lists the defaults) or pass --config FILE"
             );
         };
-        let port = adding::port(cx, port)?;
+        let port = adding::port(&cx.config.services.0, port)?;
         let dir = cx.root.join("services").join(&name);
         if dir.exists() {
             bail!(
@@ -111,9 +111,12 @@ impl ServiceArgs {
         })?;
         if done.is_some() {
             println!("created {}", dir.display());
-            println!("added [services.{name}] to {}", settings_file.display());
             println!(
-                "\nnext: cargo xtask deploy {name}        # build, start, smoke-test GET /hello\n      \
+                "added [services.{name}] to {} (port {port})",
+                settings_file.display()
+            );
+            println!(
+                "\nnext: cargo xtask deploy {name}        # build, start, smoke-test GET /hello on http://127.0.0.1:{port}\n      \
                  edit {}/src/main.rs, then deploy again",
                 dir.display()
             );

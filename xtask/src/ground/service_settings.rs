@@ -207,6 +207,13 @@ impl Default for Services {
     }
 }
 
+/// The built-in presets' names and ports (`[services.<name>]` with no
+/// keys deploys one): a new service's port avoids those not configured,
+/// so that enabling one later does not collide.
+pub fn preset_ports() -> Vec<(String, u16)> {
+    builtin().into_iter().map(|s| (s.name, s.port)).collect()
+}
+
 /// The preset that only a table of its name deploys.
 const IRIS_PRESET: &str = "iris-model";
 
