@@ -622,6 +622,25 @@ fn two_deploys_at_once_leave_one_healthy_deployment() -> Result {
         .arg(format!("http://127.0.0.1:{}/test_api", sb.ports[0]))
         .output()?;
     assert!(text(&out.stdout).contains("you've reached"), "{out:?}");
+    // Its table removed from the settings: status still lists the
+    // container, and teardown removes it.
+    let settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?.replace(
+        &format!(
+            "[services.test-api]\nport = {}\nimage = \"test-api\"\n",
+            sb.ports[0]
+        ),
+        "",
+    );
+    std::fs::write(sb.dir.path().join("xtask.toml"), settings)?;
+    let out = sb.xtask(&["status", "--target", "docker"])?;
+    let stdout = text(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("test-api "))
+        .ok_or_else(|| format!("no test-api row: {stdout}"))?;
+    assert!(row.contains("no longer in the settings"), "{row}");
+    ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    assert!(sb.containers()?.is_empty(), "{:?}", sb.containers());
     Ok(())
 }
 

@@ -197,6 +197,23 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             "{stdout}"
         );
 
+        // A service whose table left the settings still runs there: status
+        // lists it.
+        let settings_path = f.tools.dir.path().join("xtask.toml");
+        let settings = std::fs::read_to_string(&settings_path)?;
+        std::fs::write(
+            &settings_path,
+            settings.replace(&format!("[services.iris-model]\nport = {p3}\n"), ""),
+        )?;
+        let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
+        std::fs::write(&settings_path, &settings)?;
+        let stdout = text(&out.stdout);
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with("iris-model "))
+            .ok_or_else(|| format!("no iris-model row: {stdout}"))?;
+        assert!(row.contains("no longer in the settings"), "{row}");
+
         // Each pod template names its image's ID, so that a rebuilt image
         // under the same tag rolls out.
         for d in f.deployments()? {

@@ -214,7 +214,7 @@ impl Target for Docker {
         _session: &Session,
         specs: &[ServiceSpec],
     ) -> Result<Vec<StatusRow>> {
-        specs
+        let mut rows = specs
             .iter()
             .map(|spec| {
                 let container = name(cx, spec);
@@ -248,7 +248,23 @@ impl Target for Docker {
                     url,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Containers of ours whose service the settings no longer have.
+        for (service, container) in unconfigured(cx)? {
+            if rows.iter().any(|r| r.service == service) {
+                continue;
+            }
+            rows.push(StatusRow {
+                service,
+                state: format!(
+                    "container {container} is there but its service is no longer in the \
+                     settings: `cargo xtask teardown --target docker` removes it"
+                ),
+                healthy: true,
+                url: None,
+            });
+        }
+        Ok(rows)
     }
 
     fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
@@ -297,32 +313,11 @@ impl Target for Docker {
                 "removing containers",
             )?;
         }
-        // Containers of services removed from the settings since: ours by
-        // label and by name. (Not those of services still in the settings
-        // that this teardown was not asked for.)
-        let configured = crate::ground::services::names(&cx.config);
-        let prefix = format!("{}-", cx.config.docker.name_prefix);
-        let label = format!("label={MANAGED_BY}");
-        let format = "{{.Names}}";
-        let listed = cx.runner.probe(
-            cmd!(
-                cx.sh,
-                "{docker} ps --all --filter {label} --format {format}"
-            ),
-            "listing containers",
-            PROBE,
-        )?;
-        if !listed.success {
-            cx.runner.precondition(anyhow::anyhow!(
-                "`{docker} ps` could not list kube-mlops's containers: {}",
-                listed.stderr.trim()
-            ))?;
-        }
-        for container in listed.stdout.lines().map(str::trim) {
-            let Some(service) = container.strip_prefix(&prefix) else {
-                continue;
-            };
-            if specs.iter().any(|s| s.name == service) || configured.iter().any(|s| s == service) {
+        // Containers of services removed from the settings since. (Not
+        // those of services still in the settings that this teardown was
+        // not asked for.)
+        for (service, container) in unconfigured(cx)? {
+            if specs.iter().any(|s| s.name == service) {
                 continue;
             }
             eprintln!(
@@ -335,6 +330,40 @@ impl Target for Docker {
         }
         Ok(())
     }
+}
+
+/// Our containers (by label and name prefix) whose service the settings
+/// do not have: (service, container).
+fn unconfigured(cx: &Ctx) -> Result<Vec<(String, String)>> {
+    let docker = engine_cli();
+    let configured = crate::ground::services::names(&cx.config);
+    let prefix = format!("{}-", cx.config.docker.name_prefix);
+    let label = format!("label={MANAGED_BY}");
+    let format = "{{.Names}}";
+    let listed = cx.runner.probe(
+        cmd!(
+            cx.sh,
+            "{docker} ps --all --filter {label} --format {format}"
+        ),
+        "listing containers",
+        PROBE,
+    )?;
+    if !listed.success {
+        cx.runner.precondition(anyhow::anyhow!(
+            "`{docker} ps` could not list kube-mlops's containers: {}",
+            listed.stderr.trim()
+        ))?;
+    }
+    Ok(listed
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter_map(|container| {
+            let service = container.strip_prefix(&prefix)?;
+            (!configured.iter().any(|s| s == service))
+                .then(|| (service.to_string(), container.to_string()))
+        })
+        .collect())
 }
 
 /// The engine's version, or why no engine answers and how to start one.

@@ -283,6 +283,22 @@ impl Target for Kube {
         }
         let rows: Vec<EngineRow> =
             serde_json::from_str(&out.stdout).context("reading kube-engine's status")?;
+        // Deployments of ours whose service the settings no longer have.
+        let configured = services::names(&cx.config);
+        let extra = rows
+            .iter()
+            .filter(|r| r.kind == "deployment" && !configured.contains(&r.name))
+            .map(|r| StatusRow {
+                service: r.name.clone(),
+                state: format!(
+                    "{}; no longer in the settings: `cargo xtask teardown --target {}` removes it",
+                    r.detail,
+                    self.cluster.name()
+                ),
+                healthy: true,
+                url: None,
+            })
+            .collect::<Vec<_>>();
         Ok(specs
             .iter()
             .map(|spec| {
@@ -305,6 +321,7 @@ impl Target for Kube {
                     },
                 }
             })
+            .chain(extra)
             .collect())
     }
 
