@@ -433,7 +433,14 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
         "",
         "the lock goes with the loop"
     );
-    assert!(get(&urls[0]).is_none() && get(&urls[1]).is_none());
+    // The loop's last words (its teardown), for the message below.
+    std::thread::sleep(Duration::from_millis(200));
+    seen.extend(lines.try_iter());
+    assert!(
+        get(&urls[0]).is_none() && get(&urls[1]).is_none(),
+        "{urls:?} still answer after Ctrl-C:\n{}",
+        seen.join("\n")
+    );
     Ok(())
 }
 

@@ -25,11 +25,9 @@ impl StatusArgs {
         let undeployed = crate::build::workspace::undeployed_lines(cx);
         let healthy = rows.iter().all(|r| r.healthy);
         // A dry run's verdict is its plan (blockers included), not health.
-        let dry_run = cx.runner.unless_dry_run(|| Ok(()))?.is_none();
-        let code = if healthy || dry_run {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        let code = match cx.runner.unless_dry_run(|| Ok(healthy))? {
+            Some(false) => ExitCode::FAILURE,
+            Some(true) | None => ExitCode::SUCCESS,
         };
         if cx.json() {
             // `{"target", "healthy", "services": [{"name", "healthy", "url",

@@ -125,6 +125,19 @@ struct EngineRow {
     detail: String,
 }
 
+/// Status rows for a cluster a dry run did not reach: unknown, not absent.
+fn unreached(specs: &[ServiceSpec]) -> Vec<StatusRow> {
+    specs
+        .iter()
+        .map(|spec| StatusRow {
+            service: spec.name.clone(),
+            state: "unknown: the cluster was not reached".into(),
+            healthy: false,
+            url: None,
+        })
+        .collect()
+}
+
 impl Target for Kube {
     fn profile(&self) -> crate::build::Profile {
         self.cluster.profile()
@@ -250,15 +263,7 @@ impl Target for Kube {
         let engine = self.engine(session)?;
         if !engine.reached {
             // A dry run without the target's context: its blocker says why.
-            return Ok(specs
-                .iter()
-                .map(|spec| StatusRow {
-                    service: spec.name.clone(),
-                    state: "unknown: the cluster was not reached".into(),
-                    healthy: false,
-                    url: None,
-                })
-                .collect());
+            return Ok(unreached(specs));
         }
         let (binary, context) = (engine.binary(cx)?, &engine.context);
         // A read, so it runs under --dry-run too (with the engine built).
@@ -271,15 +276,7 @@ impl Target for Kube {
             // A dry run that cannot reach the cluster says so and plans on.
             cx.runner
                 .precondition(anyhow::anyhow!("`{line}` failed: {}", out.stderr.trim()))?;
-            return Ok(specs
-                .iter()
-                .map(|spec| StatusRow {
-                    service: spec.name.clone(),
-                    state: "unknown: the cluster was not reached".into(),
-                    healthy: false,
-                    url: None,
-                })
-                .collect());
+            return Ok(unreached(specs));
         }
         let rows: Vec<EngineRow> =
             serde_json::from_str(&out.stdout).context("reading kube-engine's status")?;
