@@ -810,3 +810,27 @@ esac"#,
     assert_eq!(out.status.code(), Some(1));
     Ok(())
 }
+
+/// A real deploy checks the cluster's tools before it builds anything
+/// (issue 19's probe: kind missing was found after 50 s of building).
+#[test]
+fn a_missing_cluster_tool_stops_a_deploy_before_any_build() -> Result {
+    // No kind; a cargo that records what it is asked.
+    let f = Fakes::new(&[
+        ("cargo", ""),
+        ("docker", ""),
+        (
+            "kubectl",
+            r#"case "$*" in "config current-context") echo kind-dev ;; esac"#,
+        ),
+    ])?;
+    let (out, log) = f.xtask(&["deploy", "--target", "kind"], &[])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("`kind` was not found on PATH"), "{stderr}");
+    assert!(
+        !log.iter().any(|l| l.starts_with("cargo ")) && !stderr.contains("cargo build"),
+        "nothing was built: {log:?}\n{stderr}"
+    );
+    Ok(())
+}

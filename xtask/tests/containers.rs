@@ -673,6 +673,22 @@ fn a_missing_engine_is_explained() -> Result {
         "{stderr}"
     );
     assert!(stderr.contains("podman system service"), "{stderr}");
+    // status and teardown say the same, not "could not tell whether it exists".
+    for args in [
+        &["status", "--target", "docker"][..],
+        &["teardown", "--target", "docker"],
+    ] {
+        let out = sb
+            .command(args)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("no container engine answers the docker CLI"),
+            "{args:?}: {stderr}"
+        );
+    }
     Ok(())
 }
 

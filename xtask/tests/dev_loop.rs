@@ -243,7 +243,7 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
         let _ = wait_for_within(&lines, "error", &mut seen, Duration::from_secs(10));
         assert!(
             seen.iter()
-                .any(|l| l.starts_with(&failure) && l.contains("build failed")),
+                .any(|l| l.starts_with(&failure) && l.contains("build or model check failed")),
             "{}",
             seen.join("\n")
         );
@@ -422,17 +422,51 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
             std::thread::sleep(Duration::from_millis(300));
         }
         urls[1] = moved_url;
+
+        // dos's table removed: the loop stops it (nothing else would know
+        // it runs) and goes on with uno.
+        let settings = std::fs::read_to_string(ws.join("xtask.toml"))?;
+        let start = settings.find("[services.dos]").ok_or("no dos table")?;
+        let end = settings[start + 1..]
+            .find("\n[")
+            .map_or(settings.len(), |i| start + 1 + i + 1);
+        let without = format!("{}{}", &settings[..start], &settings[end..]);
+        rename_save(&ws.join("xtask.toml"), &without)?;
+        wait_for_line(
+            &lines,
+            "dos left the settings: stopping it",
+            &mut seen,
+            Duration::from_secs(10),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(&urls[1]).is_some() {
+            assert!(Instant::now() < deadline, "{}", seen.join("\n"));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // The loop runs on with uno alone: an edit is served.
+        let before = seen.len();
+        std::fs::write(
+            &uno,
+            uno_source.replace("Hello from uno", "Hello from uno, again"),
+        )?;
+        while !seen[before..].iter().any(|l| l.starts_with("✓ uno")) {
+            wait_for(&lines, "✓ uno", &mut seen)?;
+        }
+        assert!(get(&urls[0]).is_some_and(|b| b.contains("again")));
         Ok(())
     })();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
     let _ = child.wait()?;
     result?;
-    assert_eq!(
-        std::fs::read_to_string(ws.join("run/local.lock"))?,
-        "",
-        "the lock goes with the loop"
+    // The lock went with the loop: a teardown neither waits nor is refused.
+    let after = xtask(ws).args(["teardown", "uno"]).output()?;
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
     );
+    assert!(!String::from_utf8_lossy(&after.stderr).contains("waiting for"));
     // The loop's last words (its teardown), for the message below.
     std::thread::sleep(Duration::from_millis(200));
     seen.extend(lines.try_iter());
@@ -476,22 +510,6 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
         ),
     )?;
     let url = format!("http://127.0.0.1:{port}/predict");
-    let row =
-        r#"{"data":{"ndarray":[[13.7,1.67,2.25,16.4,118,2.6,2.9,0.21,1.62,5.85,0.92,3.2,1060]]}}"#;
-    let predict = || -> Option<String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .build()
-            .into();
-        agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(row)
-            .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()
-    };
     let (mut child, lines) = start_loop(
         ws,
         &[
@@ -506,7 +524,7 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
     let mut seen = Vec::new();
     let result = (|| -> Result {
         wait_for(&lines, "✓ wine", &mut seen)?;
-        let first = predict().ok_or("no answer")?;
+        let first = predict_row(&url)?.to_string();
         let mut answers = vec![first.clone()];
         for (round, model) in [&forest, &pipeline, &forest].into_iter().enumerate() {
             let before = seen.len();
@@ -523,7 +541,7 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
             while !seen[before..].iter().any(|l| l.starts_with("✓ wine")) {
                 wait_for(&lines, "✓ wine", &mut seen)?;
             }
-            answers.push(predict().ok_or("no answer")?);
+            answers.push(predict_row(&url)?.to_string());
         }
         assert_ne!(answers[0], answers[1], "the forest answers differently");
         assert_eq!(answers[0], answers[2], "the pipeline again");
@@ -539,5 +557,124 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
         .output()?;
     let names = String::from_utf8_lossy(&left.stdout);
     assert!(!names.lines().any(|n| n.starts_with(&prefix)), "{names}");
+    Ok(())
+}
+
+/// On the local target a model file that fails its check leaves the last
+/// good model serving (issue 19's probe: the server used to load the
+/// user's file by itself before the loop judged it, so a file the check
+/// refused was served anyway, and verdicts came a round late). The loop
+/// runs the server on a kept copy with its own reloading off.
+#[test]
+fn a_model_that_fails_its_check_leaves_the_last_good_one_serving_locally() -> Result {
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path();
+    copy_workspace(ws)?;
+    std::fs::create_dir_all(ws.join("models"))?;
+    let exporters = Path::new(support::EXPORTERS);
+    std::fs::copy(
+        exporters.join("wine-pipeline.onnx"),
+        ws.join("models/wine.onnx"),
+    )?;
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
+    std::fs::write(
+        ws.join("xtask.toml"),
+        format!(
+            "[local]\nrun_dir = \"run\"\n\
+             [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\n\
+             class_names = [\"barolo\", \"grignolino\", \"barbera\"]\nport = {port}\n"
+        ),
+    )?;
+    let url = format!("http://127.0.0.1:{port}/predict");
+    let (mut child, lines) = start_loop(
+        ws,
+        &[
+            "--target",
+            "local",
+            "--debounce-ms",
+            "200",
+            "--no-logs",
+            "wine",
+        ],
+    )?;
+    let mut seen = Vec::new();
+    let result = (|| -> Result {
+        wait_for(&lines, "✓ wine", &mut seen)?;
+        support::answers_like_scikit_learn(&url)?;
+        let pipeline = predict_row(&url)?;
+        // A regressor (one column) under three class names: refused.
+        let before = seen.len();
+        rename_save_bytes(
+            &ws.join("models/wine.onnx"),
+            &std::fs::read(exporters.join("diabetes-linear.onnx"))?,
+        )?;
+        wait_for(&lines, "✗ wine", &mut seen)?;
+        let verdict = seen[before..]
+            .iter()
+            .find(|l| l.starts_with("✗ wine"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            verdict.contains("the last good version serves"),
+            "{verdict}"
+        );
+        // The reason goes to stderr, the verdict to stdout: either first.
+        wait_for_line(
+            &lines,
+            "3 names, but the model answers 1",
+            &mut seen,
+            Duration::from_secs(10),
+        )?;
+        // Still the pipeline, a few reload periods later.
+        std::thread::sleep(Duration::from_secs(3));
+        support::answers_like_scikit_learn(&url)?;
+        // The forest: checked, then served.
+        let before = seen.len();
+        rename_save_bytes(
+            &ws.join("models/wine.onnx"),
+            &std::fs::read(exporters.join("wine-forest.onnx"))?,
+        )?;
+        while !seen[before..].iter().any(|l| l.starts_with("✓ wine")) {
+            wait_for(&lines, "✓ wine", &mut seen)?;
+        }
+        let forest = predict_row(&url)?;
+        assert_eq!(forest["data"]["names"], pipeline["data"]["names"]);
+        assert_ne!(
+            forest["data"]["ndarray"][0], pipeline["data"]["ndarray"][0],
+            "the forest answers otherwise than the pipeline"
+        );
+        Ok(())
+    })();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    let _ = child.wait()?;
+    result
+}
+
+/// The wine model's answer for the README's row.
+fn predict_row(url: &str) -> Result<serde_json::Value> {
+    let row =
+        r#"{"data":{"ndarray":[[13.7,1.67,2.25,16.4,118,2.6,2.9,0.21,1.62,5.85,0.92,3.2,1060]]}}"#;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    Ok(serde_json::from_str(
+        &agent
+            .post(url)
+            .header("content-type", "application/json")
+            .send(row)?
+            .body_mut()
+            .read_to_string()?,
+    )?)
+}
+
+/// `rename_save` for bytes.
+fn rename_save_bytes(path: &Path, bytes: &[u8]) -> Result {
+    let tmp = path.with_file_name("sedB7v2k1");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
     Ok(())
 }

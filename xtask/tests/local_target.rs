@@ -345,9 +345,17 @@ fn models_are_deployed_smoke_tested_and_contract_tested() -> Result {
     );
     let (stdout, _) = ok(&sb.xtask(&["teardown"])?)?;
     assert!(!alive(identity_pid));
+    // What it stopped (iris-model was already; test-api never ran here).
     assert!(
-        stdout.contains("Torn down on local: test-api, model-server, iris-model"),
+        stdout.contains("Torn down on local: model-server (none of"),
         "{stdout}"
+    );
+    let (stdout, _) = ok(&sb.xtask(&["teardown", "--output", "json"])?)?;
+    let doc: Value = serde_json::from_str(&stdout)?;
+    assert_eq!(
+        doc["services"],
+        serde_json::json!([]),
+        "nothing left: {doc}"
     );
     Ok(())
 }
@@ -588,13 +596,29 @@ fn services_listen_on_loopback_unless_bind_says_otherwise() -> Result {
         format!("0.0.0.0:{}", sb.port)
     );
     assert_eq!(get(&sb.url("/test_api"))?.0, 200);
+    // An address this machine does not have: refused before anything is
+    // built or stopped; what runs keeps running.
+    let pid = sb.pid()?;
+    let settings = std::fs::read_to_string(sb.config())?.replace("0.0.0.0", "192.0.2.1");
+    std::fs::write(sb.config(), settings)?;
+    let out = sb.xtask(&["deploy", "test-api"])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("local.bind = \"192.0.2.1\" cannot be listened on here"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cargo build"), "{stderr}");
+    assert!(alive(pid), "the running service was stopped: {stderr}");
+    let settings = std::fs::read_to_string(sb.config())?.replace("192.0.2.1", "0.0.0.0");
+    std::fs::write(sb.config(), settings)?;
     // Not an address: named with its key.
     let settings = std::fs::read_to_string(sb.config())?.replace("0.0.0.0", "localhost");
     std::fs::write(sb.config(), settings)?;
     let out = sb.xtask(&["status"])?;
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("bind") && stderr.contains("invalid IP address"),
+        stderr.contains("local.bind = \"localhost\" is not an IP address"),
         "{stderr}"
     );
     std::fs::write(
@@ -649,12 +673,23 @@ fn a_lost_run_dir_still_lets_status_show_and_teardown_stop_what_runs() -> Result
         .ok_or_else(|| format!("no test-api row: {stdout}"))?;
     assert!(row.contains("no longer in the settings"), "{row}");
     assert!(row.contains(&format!("pid {pid}")), "{row}");
-    let (_, stderr) = ok(&sb.xtask(&["teardown"])?)?;
+    // Asked for by name although the settings no longer have it: stopped,
+    // and said so.
+    let (stdout, stderr) = ok(&sb.xtask(&["teardown", "test-api"])?)?;
     assert!(
         stderr.contains(&format!("stopped test-api (pid {pid})")),
         "{stderr}"
     );
+    assert!(stdout.contains("Torn down on local: test-api."), "{stdout}");
     assert!(!alive(pid), "pid {pid} still alive after teardown");
+    // Again: nothing of that name runs, so it is an unknown service.
+    let out = sb.xtask(&["teardown", "test-api"])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown service `test-api`"),
+        "{}",
+        text(&out.stderr)
+    );
     Ok(())
 }
 
@@ -741,15 +776,18 @@ fn two_deploys_at_once_leave_one_healthy_deployment() -> Result {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let lock = sb.run_dir().join("local.lock");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("\"loop\"")
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
+    // The loop is up once it watches.
+    let mut loop_err = std::io::BufReader::new(dev.stderr.take().ok_or("stderr")?);
+    let mut line = String::new();
+    while !line.starts_with("==> watching") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut loop_err, &mut line)? == 0 {
+            return Err("the dev loop ended before it watched".into());
+        }
     }
+    // The run directory deleted (`cargo clean`) under the loop: its lock
+    // is elsewhere and holds.
+    std::fs::remove_dir_all(sb.run_dir())?;
     let out = sb.xtask(&["teardown"])?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(dev.id())?),
@@ -767,5 +805,31 @@ fn two_deploys_at_once_leave_one_healthy_deployment() -> Result {
         "{stderr}"
     );
     assert!(stderr.contains("stop it first"), "{stderr}");
+    Ok(())
+}
+
+/// A /readyz slower than the probe's one-second timeout is named as such,
+/// not as a deadline to raise.
+#[test]
+fn a_slow_readiness_probe_is_named_as_the_cause() -> Result {
+    let sb = Sandbox::new()?;
+    let settings = std::fs::read_to_string(sb.config())?
+        .replace(
+            "image = \"test-api\"\n",
+            "image = \"test-api\"\nenv = { ARTIFICIAL_LATENCY_MS = \"1500\" }\n",
+        )
+        .replace("ready_timeout_secs = 30", "ready_timeout_secs = 4");
+    std::fs::write(sb.config(), settings)?;
+    let out = sb.xtask(&["deploy", "test-api"])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("did not answer within 1s, the probe's timeout"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("raise local.ready_timeout_secs"),
+        "{stderr}"
+    );
     Ok(())
 }

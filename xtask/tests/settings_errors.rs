@@ -153,3 +153,29 @@ fn a_contract_for_another_width_is_refused() -> Result {
     );
     Ok(())
 }
+
+/// `model add` and `service add` refuse a preset's name up front (a table
+/// of that name starts from the preset), before building anything.
+#[test]
+fn a_presets_name_is_refused_before_anything_is_built() -> Result {
+    let f = Fakes::new(&[])?;
+    std::fs::write(f.dir.path().join("xtask.toml"), "[services.test-api]\n")?;
+    let onnx = format!("{EXPORTERS}/wine-pipeline.onnx");
+    for args in [
+        &["model", "add", "iris-model", "--onnx", &onnx][..],
+        &["service", "add", "iris-model"],
+    ] {
+        let (out, _) = f.xtask(args, &[])?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is the name of a built-in preset"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("cargo build"),
+            "nothing is built: {stderr}"
+        );
+    }
+    Ok(())
+}

@@ -237,3 +237,69 @@ fn close(got: &Value, want: &Value) -> bool {
                     })
         })
 }
+
+/// Class names name the answer's columns: a file that answers another
+/// number of them is refused at start-up, and on a reload the previous
+/// model keeps serving (issue 19: a reload used to accept it, and the
+/// metadata went on naming three classes for one column).
+#[test]
+fn class_names_that_do_not_fit_are_refused_at_start_and_on_reload() -> Result {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("model.onnx");
+    std::fs::copy(format!("{DIR}/diabetes-linear.onnx"), &path)?;
+    let env = |path: &std::path::Path| -> Vec<(&'static str, String)> {
+        vec![
+            ("MODEL", "onnx".into()),
+            ("MODEL_PATH", path.display().to_string()),
+            ("CLASS_NAMES", "barolo,grignolino,barbera".into()),
+            ("MODEL_RELOAD_SECS", "1".into()),
+        ]
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_model-server"))
+        .envs(env(&path))
+        .env("PORT", "0")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 class names (barolo, grignolino, barbera) for a model that answers 1 column(s) per row"),
+        "{stderr}"
+    );
+
+    std::fs::copy(format!("{DIR}/wine-pipeline.onnx"), &path)?;
+    let vars = env(&path);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::start(env!("CARGO_BIN_EXE_model-server"), &refs)?;
+    let aside = dir.path().join("model.onnx.new");
+    std::fs::copy(format!("{DIR}/diabetes-linear.onnx"), &aside)?;
+    std::fs::rename(&aside, &path)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = || {
+        s.logs().iter().any(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("still serving the previous model"))
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("3 class names"))
+        })
+    };
+    while !refused() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refused reload logged: {:?}",
+            s.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let expected = expected()?;
+    let request = json!({"data": {"ndarray": expected["wine-pipeline"]["input"]}}).to_string();
+    let (status, body) = post_json(&s.url("/predict"), &request)?;
+    assert_eq!(status, 200, "{body}");
+    assert_close(
+        "pipeline kept",
+        &body["data"]["ndarray"],
+        &expected["wine-pipeline"]["expected"],
+    );
+    Ok(())
+}

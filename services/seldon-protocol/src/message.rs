@@ -336,6 +336,13 @@ objects_only!(
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // A typed field (a shape, a reward, a metric's value) refuses an
+        // overflowing number itself: say it as everywhere else.
+        if e.inner().to_string().starts_with("number out of range")
+            && let Err(why) = crate::range::check(text)
+        {
+            return why;
+        }
         let path = e.path().to_string();
         let inner = explain(text, e.into_inner());
         // `?` is serde_path_to_error's "somewhere unknown": say nothing.
@@ -435,6 +442,25 @@ mod tests {
         }
         let e = from_json::<SeldonMessage>(r#"{"data":{"ndarray":[nul]}}"#).expect_err("typo");
         assert!(!e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn overflowing_numbers_in_typed_fields_are_named_as_everywhere() {
+        for (text, want) in [
+            (
+                r#"{"meta":{"metrics":[{"key":"k","type":"COUNTER","value":1e400}]}}"#,
+                "meta.metrics[0].value: 1e400 is beyond the range of a 64-bit float",
+            ),
+            (
+                r#"{"data":{"tensor":{"shape":[1e400],"values":[]}}}"#,
+                "data.tensor.shape[0]: 1e400 is beyond",
+            ),
+        ] {
+            let e = from_json::<SeldonMessage>(text).expect_err("out of range");
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
+        let e = from_json::<Feedback>(r#"{"reward":-1e999}"#).expect_err("out of range");
+        assert!(e.starts_with("reward: -1e999 is beyond"), "{e}");
     }
 
     #[test]

@@ -34,9 +34,12 @@ pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf])
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             undo();
-            return Err(
-                e.context("the settings with the addition do not load; nothing was changed")
+            // The reason names the file the user has, not our scratch copy.
+            let why = format!("{e:#}").replace(
+                &tmp.display().to_string(),
+                &format!("{} (as it would be)", settings_file.display()),
             );
+            anyhow::bail!("the settings with the addition do not load; nothing was changed: {why}");
         }
     };
     let specs = services::all(&loaded.config, &cx.root);
@@ -58,16 +61,43 @@ pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf])
     Ok(loaded)
 }
 
+/// Whether nothing listens on `port` on this machine (loopback or any
+/// address), for `port`'s choice.
+pub fn free_here(port: u16) -> bool {
+    crate::ground::net::port_free("0.0.0.0", port).is_ok()
+        && crate::ground::net::port_free("127.0.0.1", port).is_ok()
+}
+
+/// Refuses the name of a built-in preset (`test-api`, `model-server`,
+/// `iris-model`): a table of that name starts from the preset, so an
+/// added service of that name would not be what was added.
+///
+/// # Errors
+/// The name is a preset's.
+pub fn not_a_preset(name: &str) -> Result<()> {
+    if crate::ground::service_settings::preset_ports()
+        .iter()
+        .any(|(preset, _)| preset == name)
+    {
+        anyhow::bail!(
+            "{name:?} is the name of a built-in preset (an empty [services.{name}] table \
+             deploys it): pick another name"
+        );
+    }
+    Ok(())
+}
+
 /// The port for a new service: `requested`, else the first above the
-/// highest configured; never one a service has, nor a preset's that the
-/// settings do not configure (the iris preset's 5002: enabling it later
-/// would collide).
+/// highest configured that `free` says is free on this machine; never one
+/// a service has, nor a preset's that the settings do not configure (the
+/// iris preset's 5002: enabling it later would collide).
 ///
 /// # Errors
 /// Port 0, a port taken, no free port above the highest.
 pub fn port(
     services: &[crate::ground::settings::ServiceSettings],
     requested: Option<u16>,
+    free: impl Fn(u16) -> bool,
 ) -> Result<u16> {
     let taken = |p: u16| -> Option<String> {
         if let Some(s) = services.iter().find(|s| s.port == p) {
@@ -84,7 +114,7 @@ pub fn port(
         None => {
             let highest = services.iter().map(|s| s.port).max().unwrap_or(5000);
             (highest.saturating_add(1)..=u16::MAX)
-                .find(|p| taken(*p).is_none())
+                .find(|p| taken(*p).is_none() && free(*p))
                 .context("no free port above the highest configured one: pass --port")?
         }
     };
@@ -102,17 +132,19 @@ mod tests {
     fn a_new_port_skips_the_configured_and_the_presets_not_configured() -> Result<()> {
         let quick_start = crate::ground::settings::Config::default();
         // 5000 and 5001 are configured, 5002 is the iris preset's.
-        assert_eq!(port(&quick_start.services.0, None)?, 5003);
-        let e = port(&quick_start.services.0, Some(5002)).expect_err("the preset's");
+        assert_eq!(port(&quick_start.services.0, None, |_| true)?, 5003);
+        let e = port(&quick_start.services.0, Some(5002), |_| true).expect_err("the preset's");
         assert!(format!("{e}").contains("the iris-model preset's"), "{e}");
-        let e = port(&quick_start.services.0, Some(5001)).expect_err("taken");
+        let e = port(&quick_start.services.0, Some(5001), |_| true).expect_err("taken");
         assert!(format!("{e}").contains("services.model-server's"), "{e}");
         // With iris configured elsewhere, its preset port is free again.
         let moved = crate::ground::settings::parse(
             "[services.test-api]\n[services.iris-model]\nport = 6000\n",
         )?;
-        assert_eq!(port(&moved.services.0, None)?, 6001);
-        assert_eq!(port(&moved.services.0, Some(5002))?, 5002);
+        assert_eq!(port(&moved.services.0, None, |_| true)?, 6001);
+        // Something listens on 6001 here: the next one.
+        assert_eq!(port(&moved.services.0, None, |p| p != 6001)?, 6002);
+        assert_eq!(port(&moved.services.0, Some(5002), |_| true)?, 5002);
         Ok(())
     }
 }

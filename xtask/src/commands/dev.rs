@@ -90,16 +90,24 @@ impl DevArgs {
             logs: !self.no_logs,
             debounce: Duration::from_millis(self.debounce_ms),
         };
-        if devloop::run(cx, target.as_ref(), &specs, &opts)? == devloop::Ended::SettingsChanged {
+        if let devloop::Ended::SettingsChanged { removed } =
+            devloop::run(cx, target.as_ref(), &specs, &opts)?
+        {
+            if !self.services.is_empty() && self.services.iter().all(|s| removed.contains(s)) {
+                eprintln!("==> every service this loop ran left the settings: nothing left to run");
+                return Ok(ExitCode::SUCCESS);
+            }
             // The same command again, in this process (same pid: the lock,
             // the terminal's Ctrl-C and a supervisor's kill still reach
-            // it), reading the new settings; what runs is kept, and its
-            // first round changes only what the settings change.
+            // it), reading the new settings, without the services that
+            // left them; what runs is kept, and its first round changes
+            // only what the settings change.
             use std::os::unix::process::CommandExt;
             let exe = std::env::current_exe()?;
-            let err = std::process::Command::new(&exe)
-                .args(std::env::args_os().skip(1))
-                .exec();
+            let args = std::env::args_os()
+                .skip(1)
+                .filter(|a| !removed.iter().any(|r| a == r.as_str()));
+            let err = std::process::Command::new(&exe).args(args).exec();
             anyhow::bail!("cannot start {} again: {err}", exe.display());
         }
         Ok(ExitCode::SUCCESS)

@@ -72,6 +72,7 @@ impl ModelArgs {
         if cx.config.services.0.iter().any(|s| s.name == name) {
             bail!("there is already a service {name:?} in the settings; pick another name");
         }
+        adding::not_a_preset(&name)?;
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
             bail!("the model's name {name:?} must start with a letter (a Kubernetes Service name)");
         }
@@ -83,7 +84,7 @@ impl ModelArgs {
         };
         let onnx = std::fs::canonicalize(&onnx)
             .with_context(|| format!("cannot read --onnx {}", onnx.display()))?;
-        let port = adding::port(&cx.config.services.0, port)?;
+        let port = adding::port(&cx.config.services.0, port, adding::free_here)?;
 
         // Load it as the model server will, before anything is written.
         let Some(server) = build::model_server(cx)? else {

@@ -65,13 +65,14 @@ impl ServiceArgs {
                  [services.{name}] in xtask.toml, or pick another name"
             );
         }
+        adding::not_a_preset(&name)?;
         let Some(settings_file) = cx.config_source.clone() else {
             bail!(
                 "there is no settings file to add the service to: create xtask.toml at the \
                  workspace root (the repository's one lists the defaults) or pass --config FILE"
             );
         };
-        let port = adding::port(&cx.config.services.0, port)?;
+        let port = adding::port(&cx.config.services.0, port, adding::free_here)?;
         let dir = cx.root.join("services").join(&name);
         if dir.exists() {
             bail!(

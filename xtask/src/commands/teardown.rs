@@ -11,6 +11,7 @@ use super::args::TargetArg;
 use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
 use crate::ground::context::Ctx;
+use crate::ground::interrupt;
 use crate::ground::lock::Kind;
 use crate::ground::services;
 use crate::targets::target::Target;
@@ -64,21 +65,52 @@ impl TeardownArgs {
         }
         let target = targets::for_name(name);
         let session = target.open(cx)?;
-        let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        target.teardown(cx, &session, &specs)?;
-        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        cx.emit(&serde_json::json!({ "target": name.as_str(), "services": names }));
+        // A name the settings no longer have may still run there (its
+        // table was removed): teardown stops such leftovers anyway, so it
+        // is not refused; it is an error only if nothing of that name ran.
+        let configured = services::names(&cx.config);
+        let (known, unknown): (Vec<String>, Vec<String>) = self
+            .services
+            .iter()
+            .cloned()
+            .partition(|n| configured.contains(n));
+        let specs = if !self.services.is_empty() && known.is_empty() {
+            Vec::new()
+        } else {
+            services::select(&cx.config, &cx.root, &known)?
+        };
+        // A Ctrl-C here leaves some services running: say how to finish.
+        let _interrupted = interrupt::on_interrupt({
+            let again = crate::ground::lock::command_line();
+            move || {
+                eprintln!(
+                    "\n==> teardown interrupted: what the lines above say stopped is stopped; \
+                     `{again}` finishes it (safe to repeat)"
+                );
+            }
+        });
+        let removed = target.teardown(cx, &session, &specs)?;
+        if let Some(n) = unknown.iter().find(|n| !removed.contains(n)) {
+            bail!(
+                "unknown service `{n}`: the settings do not have it and nothing of that name \
+                 runs on {name}; known services: {}",
+                configured.join(", ")
+            );
+        }
+        cx.emit(&serde_json::json!({ "target": name.as_str(), "services": removed }));
         cx.runner.unless_dry_run(|| {
             if cx.json() {
                 return Ok(());
             }
-            if self.services.is_empty() {
-                println!(
+            match (removed.is_empty(), self.services.is_empty()) {
+                (true, _) => {
+                    println!("Nothing of kube-mlops's runs on {name}: nothing to tear down.")
+                }
+                (false, true) => println!(
                     "Torn down on {name}: {} (none of kube-mlops's services is left there).",
-                    names.join(", ")
-                );
-            } else {
-                println!("Torn down on {name}: {}.", names.join(", "));
+                    removed.join(", ")
+                ),
+                (false, false) => println!("Torn down on {name}: {}.", removed.join(", ")),
             }
             Ok(())
         })?;

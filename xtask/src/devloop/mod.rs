@@ -33,8 +33,9 @@ pub enum Ended {
     Quiet,
     /// The settings file changed and loads: the caller starts the loop
     /// again with them (what runs is kept; the new deploy changes only
-    /// what the settings change).
-    SettingsChanged,
+    /// what the settings change). `removed`: the loop's services the new
+    /// settings no longer have, torn down already.
+    SettingsChanged { removed: Vec<String> },
 }
 
 /// How the loop runs.
@@ -126,8 +127,11 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             changed.extend(more);
         }
         // A directory replaced (or created) since it was watched is
-        // watched again: its old watch sees nothing any more.
-        armed.arm(&mut watcher, &plan.watches())?;
+        // watched again: its old watch sees nothing any more. One that
+        // cannot be is said, and the loop goes on with the rest.
+        if let Err(e) = armed.arm(&mut watcher, &plan.watches()) {
+            eprintln!("==> {e:#}");
+        }
         changed.retain(|p| watch::relevant(p));
         changed.sort();
         changed.dedup();
@@ -138,7 +142,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             // Only settings that load restart the loop; a half-edited file
             // keeps the running one.
             match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
-                Ok(_) => {
+                Ok(loaded) => {
                     eprintln!(
                         "==> {} {}: starting the dev loop again with the new settings",
                         settings.display(),
@@ -148,7 +152,26 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
                             "changed"
                         }
                     );
-                    return Ok(Ended::SettingsChanged);
+                    // What left the settings is ours to stop: nothing
+                    // else would know it runs.
+                    let kept = crate::ground::services::names(&loaded.config);
+                    let gone: Vec<ServiceSpec> = specs
+                        .iter()
+                        .filter(|s| !kept.contains(&s.name))
+                        .cloned()
+                        .collect();
+                    let removed: Vec<String> = gone.iter().map(|s| s.name.clone()).collect();
+                    if !gone.is_empty() {
+                        eprintln!(
+                            "==> {} left the settings: stopping {}",
+                            removed.join(", "),
+                            if removed.len() == 1 { "it" } else { "them" }
+                        );
+                        if let Err(e) = target.teardown(cx, &session, &gone) {
+                            eprintln!("{e:#}");
+                        }
+                    }
+                    return Ok(Ended::SettingsChanged { removed });
                 }
                 Err(e) => {
                     settings_broken = true;
@@ -163,7 +186,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         if affected.is_empty() {
             continue;
         }
-        let what = describe(cx, &changed);
+        let what = describe(cx, &plan.inputs_among(&changed));
         eprintln!("==> {what} changed: redeploying {}", affected.join(", "));
         let chosen: Vec<ServiceSpec> = specs
             .iter()
@@ -275,7 +298,7 @@ fn iterate(
             eprintln!("{e:#}");
             for s in specs {
                 println!(
-                    "✗ {:<14} {what}: build failed after {:.1}s; {}",
+                    "✗ {:<14} {what}: build or model check failed after {:.1}s; {}",
                     s.name,
                     started.elapsed().as_secs_f64(),
                     serving(good, s, true)
@@ -400,9 +423,13 @@ fn rollback(
     }
 }
 
-/// Copies each built binary to `<run_dir>/dev/<bin>-<sha256 prefix>`
-/// (once per content) and points `Built` there; copies no longer needed
-/// go (`prune`).
+/// Copies each built binary to `<run_dir>/dev/<bin>-<sha256 prefix>`, and
+/// each model file to `<run_dir>/dev/<service>-<sha256 prefix>.onnx` (once
+/// per content), and points `Built` there: what runs never changes under
+/// the loop, so a version that fails leaves the last good one, binary and
+/// model, to start again. The model server runs its kept copy with its own
+/// file watching off (`MODEL_RELOAD_SECS=0`): the loop decides when a new
+/// model serves, after it loaded. Copies no longer needed go (`prune`).
 fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
     let dir = cx.config.local.run_dir.join("dev");
     let made = cx.runner.unless_dry_run(|| {
@@ -417,20 +444,44 @@ fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
             let Ok(bytes) = std::fs::read(&b.binary) else {
                 return Ok(b); // under --dry-run nothing was built
             };
-            let sha = format!("{:x}", Sha256::digest(&bytes));
-            let kept = dir.join(format!("{}-{}", b.spec.bin, &sha[..16]));
-            if !kept.exists() {
-                let tmp = kept.with_extension("partial");
-                std::fs::write(&tmp, &bytes)
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-                std::fs::rename(&tmp, &kept)?;
+            let binary = keep_copy(&dir, &b.spec.bin, "", &bytes, 0o755)?;
+            let mut spec = b.spec;
+            if let Some(model) = &spec.model_file {
+                let bytes = std::fs::read(model)
+                    .with_context(|| format!("cannot read {}", model.display()))?;
+                let kept = keep_copy(&dir, &spec.name, ".onnx", &bytes, 0o644)?;
+                spec.host_env
+                    .retain(|(k, _)| k != "MODEL_PATH" && k != "MODEL_RELOAD_SECS");
+                spec.host_env
+                    .push(("MODEL_PATH".into(), kept.display().to_string()));
+                spec.host_env.push(("MODEL_RELOAD_SECS".into(), "0".into()));
+                spec.model_file = Some(kept);
             }
-            Ok(Built { binary: kept, ..b })
+            Ok(Built { binary, spec })
         })
         .collect::<Result<Vec<Built>>>()
         .inspect(|kept| prune(&dir, kept, good))
+}
+
+/// `<dir>/<stem>-<sha256 prefix><suffix>` holding `bytes` (written once,
+/// whole, with `mode`).
+fn keep_copy(
+    dir: &std::path::Path,
+    stem: &str,
+    suffix: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<PathBuf> {
+    let sha = format!("{:x}", Sha256::digest(bytes));
+    let kept = dir.join(format!("{stem}-{}{suffix}", &sha[..16]));
+    if !kept.exists() {
+        let tmp = dir.join(format!("{stem}-{}.partial", &sha[..16]));
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, &kept)?;
+    }
+    Ok(kept)
 }
 
 /// Removes the copies neither this round nor the last good versions use,
@@ -439,7 +490,7 @@ fn prune(dir: &std::path::Path, kept: &[Built], good: &Good) {
     let wanted: Vec<&std::path::Path> = kept
         .iter()
         .chain(good.built.values())
-        .map(|b| b.binary.as_path())
+        .flat_map(|b| std::iter::once(b.binary.as_path()).chain(b.spec.model_file.as_deref()))
         .collect();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

@@ -111,6 +111,22 @@ impl Plan {
         all
     }
 
+    /// Those of `changed` that some service is built from (a watched
+    /// directory also reports its other entries: the settings' directory
+    /// holds the run and image directories, say).
+    pub fn inputs_among(&self, changed: &[PathBuf]) -> Vec<PathBuf> {
+        changed
+            .iter()
+            .filter(|c| {
+                self.inputs
+                    .iter()
+                    .flat_map(|(_, i)| i)
+                    .any(|i| *c == i || c.starts_with(i))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The services `changed` affects, in deploy order.
     pub fn affected(&self, changed: &[PathBuf]) -> Vec<String> {
         self.inputs
@@ -174,6 +190,14 @@ mod tests {
             ["test-api"]
         );
         assert_eq!(changed("/w/models/wine.onnx"), ["wine"]);
+        assert_eq!(
+            plan.inputs_among(&[
+                "/w/run".into(),
+                "/w/models/wine.onnx".into(),
+                "/w/images".into()
+            ]),
+            [PathBuf::from("/w/models/wine.onnx")]
+        );
         assert!(changed("/w/README.md").is_empty());
         assert!(relevant(Path::new("/w/services/test-api/src/lib.rs")));
         assert!(!relevant(Path::new("/w/models/.wine.onnx.swp")));

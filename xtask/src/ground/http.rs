@@ -52,14 +52,24 @@ pub fn ready(base: &str) -> bool {
     )
 }
 
+/// How long one readiness probe may take: Kubernetes' default probe
+/// `timeoutSeconds`, so that what is ready here is ready in a pod.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What `GET <base>/readyz` says now: 200 is ready; anything else (an
-/// answer, a refused connection) is described for the error when time
-/// runs out.
+/// answer, a refused connection, no answer within `PROBE_TIMEOUT`) is
+/// described for the error when time runs out.
 pub fn readiness(base: &str) -> super::poll::Check<()> {
     let url = format!("{base}/readyz");
-    match get(&url, Duration::from_secs(1)) {
+    match get(&url, PROBE_TIMEOUT) {
         Ok((200, _)) => super::poll::Check::Done(()),
         Ok((code, body)) => super::poll::Check::NotYet(format!("{url} answered {code}: {body}")),
+        Err(e) if format!("{e:#}").contains("timeout") => super::poll::Check::NotYet(format!(
+            "GET {url} did not answer within {}s, the probe's timeout (as Kubernetes' default \
+             timeoutSeconds): the service's /readyz itself is slow (ARTIFICIAL_LATENCY_MS? a \
+             busy process?), which a longer deploy deadline does not change",
+            PROBE_TIMEOUT.as_secs()
+        )),
         Err(e) => super::poll::Check::NotYet(format!("{e:#}")),
     }
 }

@@ -1,8 +1,11 @@
 //! One run at a time per checkout and target for the commands that change
 //! what runs there (`deploy`, `teardown`, `dev`): two deploys at once would
 //! remove each other's containers and processes. The lock is an advisory
-//! file lock (`flock`) on `<run_dir>/<target>.lock`, so the kernel releases
-//! it when its holder dies, however it dies: a stale lock cannot exist. The
+//! file lock (`flock`) on a file named after the checkout's run directory
+//! and the target, kept outside the checkout (in the user's runtime
+//! directory) so that deleting `target/` (`cargo clean`) while a loop runs
+//! cannot take its lock away. The kernel releases the lock when its holder
+//! dies, however it dies: a stale lock cannot exist. The
 //! file names its holder (pid and command line) for the message a second
 //! run prints. A short run (deploy, teardown) waits for another short one;
 //! a dev loop, which holds the lock until Ctrl-C, is never waited for: the
@@ -48,9 +51,18 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// The lock file for `target` runs under `run_dir`.
+    /// The lock file for `target` runs of the checkout whose run directory
+    /// is `run_dir`: `$XDG_RUNTIME_DIR/kube-mlops/` (else the temporary
+    /// directory's `kube-mlops-<uid>/`), named `<target>-<a hash of the
+    /// run directory's absolute path>.lock`.
     pub fn path(run_dir: &Path, target: &str) -> PathBuf {
-        run_dir.join(format!("{target}.lock"))
+        use sha2::{Digest, Sha256};
+        let checkout = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+        let hash = format!(
+            "{:x}",
+            Sha256::digest(checkout.as_os_str().as_encoded_bytes())
+        );
+        locks_dir().join(format!("{target}-{}.lock", &hash[..16]))
     }
 
     /// Takes the lock at `path` for a run of `kind` described by `command`
@@ -64,7 +76,11 @@ impl RunLock {
     /// loop and another run holds it.
     pub fn take(path: &Path, kind: Kind, command: &str) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let mut file = OpenOptions::new()
@@ -167,6 +183,20 @@ impl Drop for RunLock {
     }
 }
 
+/// Where lock files live: per user, outside any checkout.
+fn locks_dir() -> PathBuf {
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(runtime).join("kube-mlops");
+    }
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to this process's user (Linux); elsewhere $USER.
+    let user = std::fs::metadata("/proc/self").map_or_else(
+        |_| std::env::var("USER").unwrap_or_default(),
+        |m| m.uid().to_string(),
+    );
+    std::env::temp_dir().join(format!("kube-mlops-{user}"))
+}
+
 /// This process's command line as a user typed it (`cargo xtask deploy
 /// --target docker`), for the lock file.
 pub fn command_line() -> String {
@@ -201,7 +231,13 @@ mod tests {
     #[test]
     fn a_loop_refuses_and_is_refused_runs_wait_and_a_dead_holder_frees_it() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let path = RunLock::path(dir.path(), "local");
+        let path = RunLock::path(&dir.path().join("run"), "local");
+        assert!(
+            !path.starts_with(dir.path()),
+            "outside the checkout: {path:?}"
+        );
+        assert_ne!(path, RunLock::path(&dir.path().join("run"), "docker"));
+        assert_ne!(path, RunLock::path(&dir.path().join("other"), "local"));
         let held = RunLock::take(&path, Kind::Loop, "cargo xtask dev")?;
         let text = std::fs::read_to_string(&path)?;
         assert!(text.contains("\"kind\":\"loop\""), "{text}");

@@ -134,7 +134,19 @@ pub struct Local {
     pub stop_grace_secs: u64,
     /// The address services listen on (`BIND_ADDR`): loopback, as the
     /// docker target publishes; `0.0.0.0` exposes them to the network.
+    #[serde(deserialize_with = "ip_address")]
     pub bind: std::net::IpAddr,
+}
+
+/// An IP address, or an error naming the key and what to write.
+fn ip_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::IpAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "local.bind = {text:?} is not an IP address: use \"127.0.0.1\" (this machine only), \
+             \"0.0.0.0\" (every address) or another address of this machine"
+        ))
+    })
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]

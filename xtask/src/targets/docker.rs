@@ -144,15 +144,18 @@ impl Target for Docker {
         &["cargo", "docker"]
     }
 
-    fn open(&self, _cx: &Ctx) -> Result<Session> {
-        Ok(Session::default())
-    }
-
-    fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
+    /// Every command first needs an engine that answers (status and
+    /// teardown too: "could not tell whether it exists" says less than
+    /// how to start one).
+    fn open(&self, cx: &Ctx) -> Result<Session> {
         match engine_version(cx) {
             Ok(version) => eprintln!("==> container engine: {version}"),
             Err(e) => cx.runner.precondition(e)?,
         }
+        Ok(Session::default())
+    }
+
+    fn prepare(&self, _cx: &Ctx, _session: &Session) -> Result<()> {
         Ok(())
     }
 
@@ -293,8 +296,9 @@ impl Target for Docker {
         )
     }
 
-    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
+    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
         let docker = engine_cli();
+        let mut removed = Vec::new();
         // SIGTERM and the same grace as the local target, then removal: a
         // service finishes its requests in flight.
         let grace = cx.config.local.stop_grace_secs.to_string();
@@ -312,6 +316,7 @@ impl Target for Docker {
                 cmd!(cx.sh, "{docker} rm --force {container}"),
                 "removing containers",
             )?;
+            removed.push(spec.name.clone());
         }
         // Containers of services removed from the settings since. (Not
         // those of services still in the settings that this teardown was
@@ -327,8 +332,9 @@ impl Target for Docker {
                 cmd!(cx.sh, "{docker} rm --force {container}"),
                 "removing containers",
             )?;
+            removed.push(service);
         }
-        Ok(())
+        Ok(removed)
     }
 }
 

@@ -125,6 +125,32 @@ struct EngineRow {
     detail: String,
 }
 
+impl Kube {
+    /// What kube-mlops deployed there, as kube-engine's `status --json`
+    /// lists it (a read: it runs under --dry-run too); None when a dry
+    /// run did not reach the cluster (its blocker says why).
+    fn deployed(&self, cx: &Ctx, session: &Session) -> Result<Option<Vec<EngineRow>>> {
+        let engine = self.engine(session)?;
+        if !engine.reached {
+            return Ok(None);
+        }
+        let (binary, context) = (engine.binary(cx)?, &engine.context);
+        let status: Command = cmd!(cx.sh, "{binary} --context {context} status --json").into();
+        let line = shown(&status);
+        let out = cx
+            .runner
+            .probe(status, "reading what is deployed", STATUS_TIMEOUT)?;
+        if !out.success {
+            cx.runner
+                .precondition(anyhow::anyhow!("`{line}` failed: {}", out.stderr.trim()))?;
+            return Ok(None);
+        }
+        Ok(Some(
+            serde_json::from_str(&out.stdout).context("reading kube-engine's status")?,
+        ))
+    }
+}
+
 /// Status rows for a cluster a dry run did not reach: unknown, not absent.
 fn unreached(specs: &[ServiceSpec]) -> Vec<StatusRow> {
     specs
@@ -206,8 +232,12 @@ impl Target for Kube {
             engine.context,
             self.cluster.name()
         );
-        cx.runner
-            .locate("kubectl", "rendering the kustomize overlay")?;
+        // Every tool the cluster needs, before minutes of building (a real
+        // run stops at the first missing; a dry run lists them).
+        let purpose = format!("--target {}", self.cluster.name());
+        for tool in self.cluster.tools() {
+            cx.runner.locate(tool, &purpose)?;
+        }
         // Where images go takes them (a registry: it answers and accepts
         // the credentials), before minutes of building.
         if let Some(first) = services::image_names(&cx.config).first() {
@@ -260,26 +290,9 @@ impl Target for Kube {
     }
 
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {
-        let engine = self.engine(session)?;
-        if !engine.reached {
-            // A dry run without the target's context: its blocker says why.
+        let Some(rows) = self.deployed(cx, session)? else {
             return Ok(unreached(specs));
-        }
-        let (binary, context) = (engine.binary(cx)?, &engine.context);
-        // A read, so it runs under --dry-run too (with the engine built).
-        let status: Command = cmd!(cx.sh, "{binary} --context {context} status --json").into();
-        let line = shown(&status);
-        let out = cx
-            .runner
-            .probe(status, "reading what is deployed", STATUS_TIMEOUT)?;
-        if !out.success {
-            // A dry run that cannot reach the cluster says so and plans on.
-            cx.runner
-                .precondition(anyhow::anyhow!("`{line}` failed: {}", out.stderr.trim()))?;
-            return Ok(unreached(specs));
-        }
-        let rows: Vec<EngineRow> =
-            serde_json::from_str(&out.stdout).context("reading kube-engine's status")?;
+        };
         // Deployments of ours whose service the settings no longer have.
         let configured = services::names(&cx.config);
         let extra = rows
@@ -345,11 +358,22 @@ impl Target for Kube {
         )
     }
 
-    fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()> {
+    fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
         let state = self.state_dir(cx);
         for spec in specs {
             engine::stop_forward(cx, &state, &spec.name)?;
         }
+        // What is there now, to say what this removed.
+        let there: Vec<String> = self
+            .deployed(cx, session)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.kind == "deployment")
+            .map(|r| r.name)
+            .collect();
         let all = crate::ground::services::all(&cx.config, &cx.root);
         if specs.len() < all.len() {
             // Some services (the dev loop's): theirs only; the ingress stays.
@@ -358,9 +382,14 @@ impl Target for Kube {
                 "{MANAGED_BY},app.kubernetes.io/name in ({})",
                 names.join(",")
             );
-            return self.engine(session)?.delete_labelled(cx, &selector);
+            self.engine(session)?.delete_labelled(cx, &selector)?;
+            return Ok(there
+                .into_iter()
+                .filter(|n| names.contains(&n.as_str()))
+                .collect());
         }
         self.stop_ingress(cx)?;
-        self.engine(session)?.delete_labelled(cx, MANAGED_BY)
+        self.engine(session)?.delete_labelled(cx, MANAGED_BY)?;
+        Ok(there)
     }
 }

@@ -90,8 +90,11 @@ pub trait Target {
         follow: bool,
     ) -> Result<()>;
 
-    /// Stops and removes what `apply` started. Idempotent.
-    fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<()>;
+    /// Stops and removes what `apply` started for `specs`, and whatever of
+    /// ours runs there for services the settings no longer have.
+    /// Idempotent. Returns the services it found and removed (none the
+    /// second time).
+    fn teardown(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>>;
 
     /// What stops this target from running services now (beyond its tools),
     /// each with what to do: doctor is ready only without any. Changes

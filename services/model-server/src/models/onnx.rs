@@ -57,13 +57,30 @@ impl OnnxModel {
                 f.join(", ")
             );
         }
-        Ok(Self {
+        let model = Self {
             name: name.to_string(),
             plan: graph.plan.into_runnable()?,
             features,
             class_names,
             feature_names,
-        })
+        };
+        // Class names name the answer's columns: as many as it has, at
+        // start-up as after a reload of the file (a new file may answer
+        // another width).
+        if let Some(c) = &model.class_names {
+            let probe = model.predict(model.probe(), &Names::default());
+            if let Ok(Payload::Array(answer)) = probe
+                && answer.cols() != c.len()
+            {
+                anyhow::bail!(
+                    "{} class names ({}) for a model that answers {} column(s) per row",
+                    c.len(),
+                    c.join(", "),
+                    answer.cols()
+                );
+            }
+        }
+        Ok(model)
     }
 
     /// The input as float32, row-major; every value must be a number that

@@ -55,6 +55,14 @@ impl Target for Local {
     }
 
     fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
+        // Before anything is built or stopped: services can listen there.
+        let bind = cx.config.local.bind;
+        if let Err(e) = std::net::TcpListener::bind((bind, 0)) {
+            cx.runner.precondition(anyhow::anyhow!(
+                "local.bind = \"{bind}\" cannot be listened on here ({e}): use 127.0.0.1 (this \
+                 machine only), 0.0.0.0 (every address) or an address of this machine (`ip addr`)"
+            ))?;
+        }
         let dir = &cx.config.local.run_dir;
         cx.runner.effect(format!("create {}", dir.display()), || {
             std::fs::create_dir_all(dir)
@@ -183,13 +191,26 @@ impl Target for Local {
         follow: bool,
     ) -> Result<()> {
         let path = log_path(cx, spec);
-        let mut file = std::fs::File::open(&path).with_context(|| {
-            format!(
-                "no log for {} at {}: it has not been deployed locally (run `cargo xtask deploy`)",
-                spec.name,
-                path.display()
-            )
-        })?;
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(st) = running(cx, &spec.name)? {
+                    bail!(
+                        "the log of {} ({}) is gone ({e}; the run directory was deleted?) while \
+                         it still runs (pid {}): `cargo xtask deploy {}` restarts it with a new log",
+                        spec.name,
+                        path.display(),
+                        st.pid,
+                        spec.name
+                    );
+                }
+                bail!(
+                    "no log for {} at {}: it has not been deployed locally (run `cargo xtask deploy`)",
+                    spec.name,
+                    path.display()
+                );
+            }
+        };
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         let lines: Vec<&str> = text.lines().collect();
@@ -215,10 +236,14 @@ impl Target for Local {
         Ok(())
     }
 
-    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<()> {
+    fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        let mut stopped = Vec::new();
         for spec in specs {
             match running(cx, &spec.name)? {
-                Some(st) => stop(cx, &spec.name, &st)?,
+                Some(st) => {
+                    stop(cx, &spec.name, &st)?;
+                    stopped.push(spec.name.clone());
+                }
                 None => {
                     eprintln!("==> {}: not running", spec.name);
                     remove_state(cx, &spec.name)?;
@@ -235,11 +260,12 @@ impl Target for Local {
                 Some(st) => {
                     eprintln!("==> {name}: no longer in the settings, but still running");
                     stop(cx, &name, &st)?;
+                    stopped.push(name);
                 }
                 None => remove_state(cx, &name)?,
             }
         }
-        Ok(())
+        Ok(stopped)
     }
 }
 
@@ -383,7 +409,9 @@ fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
             );
             return Ok(());
         }
-        let why = if same {
+        let why = if st.binary_sha256.is_empty() {
+            "its record in the run directory is gone (deleted?)"
+        } else if same {
             "not healthy"
         } else {
             "binary, port or settings changed"
@@ -495,10 +523,14 @@ fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
             Ok(())
         }
         Waited::TimedOut { last } => bail!(
-            "{} was not ready within {}s (last: {last}); raise local.ready_timeout_secs \
-             in xtask.toml if it needs longer.{}",
+            "{} was not ready within {}s (last: {last}){}.{}",
             spec.name,
             timeout.as_secs(),
+            if last.contains("the probe's timeout") {
+                ""
+            } else {
+                "; raise local.ready_timeout_secs in xtask.toml if it needs longer to start"
+            },
             log_tail(cx, spec)
         ),
     }
@@ -530,8 +562,11 @@ fn stop(cx: &Ctx, name: &str, st: &State) -> Result<()> {
         st.pid,
         grace.as_secs()
     );
-    cx.runner
-        .effect(what, || processes::stop(name, st.pid, &st.binary, grace))?;
+    cx.runner.effect(&what, || {
+        // Said first: a service that drains takes a while.
+        eprintln!("==> {what}");
+        processes::stop(name, st.pid, &st.binary, grace)
+    })?;
     remove_state(cx, name)
 }
 
