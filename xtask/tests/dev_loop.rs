@@ -486,41 +486,18 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
     if !support::engine() {
         return Ok(());
     }
-    let dir = tempfile::tempdir()?;
-    let ws = dir.path();
-    copy_workspace(ws)?;
-    let exporters =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/model-server/tests/exporters");
+    let exporters = Path::new(support::EXPORTERS);
     let (pipeline, forest) = (
         std::fs::read(exporters.join("wine-pipeline.onnx"))?,
         std::fs::read(exporters.join("wine-forest.onnx"))?,
     );
-    std::fs::create_dir_all(ws.join("models"))?;
-    std::fs::write(ws.join("models/wine.onnx"), &pipeline)?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port();
     let prefix = format!("kmlops-devmodel-{}", std::process::id());
-    std::fs::write(
-        ws.join("xtask.toml"),
-        format!(
-            "[local]\nrun_dir = \"run\"\n[images]\ndir = \"images\"\n\
-             [docker]\nname_prefix = \"{prefix}\"\n\
-             [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\nport = {port}\n"
-        ),
+    let (dir, url, mut child, lines) = wine_loop(
+        "docker",
+        &format!("[images]\ndir = \"images\"\n[docker]\nname_prefix = \"{prefix}\"\n"),
+        "",
     )?;
-    let url = format!("http://127.0.0.1:{port}/predict");
-    let (mut child, lines) = start_loop(
-        ws,
-        &[
-            "--target",
-            "docker",
-            "--debounce-ms",
-            "200",
-            "--no-logs",
-            "wine",
-        ],
-    )?;
+    let ws = dir.path();
     let mut seen = Vec::new();
     let result = (|| -> Result {
         wait_for(&lines, "✓ wine", &mut seen)?;
@@ -567,38 +544,13 @@ fn a_model_file_replaced_by_rename_is_seen_every_time_on_docker() -> Result {
 /// runs the server on a kept copy with its own reloading off.
 #[test]
 fn a_model_that_fails_its_check_leaves_the_last_good_one_serving_locally() -> Result {
-    let dir = tempfile::tempdir()?;
-    let ws = dir.path();
-    copy_workspace(ws)?;
-    std::fs::create_dir_all(ws.join("models"))?;
     let exporters = Path::new(support::EXPORTERS);
-    std::fs::copy(
-        exporters.join("wine-pipeline.onnx"),
-        ws.join("models/wine.onnx"),
+    let (dir, url, mut child, lines) = wine_loop(
+        "local",
+        "",
+        "class_names = [\"barolo\", \"grignolino\", \"barbera\"]\n",
     )?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port();
-    std::fs::write(
-        ws.join("xtask.toml"),
-        format!(
-            "[local]\nrun_dir = \"run\"\n\
-             [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\n\
-             class_names = [\"barolo\", \"grignolino\", \"barbera\"]\nport = {port}\n"
-        ),
-    )?;
-    let url = format!("http://127.0.0.1:{port}/predict");
-    let (mut child, lines) = start_loop(
-        ws,
-        &[
-            "--target",
-            "local",
-            "--debounce-ms",
-            "200",
-            "--no-logs",
-            "wine",
-        ],
-    )?;
+    let ws = dir.path();
     let mut seen = Vec::new();
     let result = (|| -> Result {
         wait_for(&lines, "✓ wine", &mut seen)?;
@@ -677,4 +629,51 @@ fn rename_save_bytes(path: &Path, bytes: &[u8]) -> Result {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// A copy of the workspace serving the wine pipeline as `models/wine.onnx`
+/// (service `wine`, with `wine_keys` in its table and `settings` beside
+/// it), and `cargo xtask dev --target TARGET wine` running on it: the copy,
+/// the model's /predict URL, the loop and its output lines.
+fn wine_loop(
+    target: &str,
+    settings: &str,
+    wine_keys: &str,
+) -> Result<(tempfile::TempDir, String, Stopper, mpsc::Receiver<String>)> {
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path();
+    copy_workspace(ws)?;
+    std::fs::create_dir_all(ws.join("models"))?;
+    std::fs::copy(
+        Path::new(support::EXPORTERS).join("wine-pipeline.onnx"),
+        ws.join("models/wine.onnx"),
+    )?;
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
+    std::fs::write(
+        ws.join("xtask.toml"),
+        format!(
+            "[local]\nrun_dir = \"run\"\n{settings}\
+             [services.wine]\nmodel = \"onnx\"\nmodel_path = \"models/wine.onnx\"\n\
+             {wine_keys}port = {port}\n"
+        ),
+    )?;
+    let (child, lines) = start_loop(
+        ws,
+        &[
+            "--target",
+            target,
+            "--debounce-ms",
+            "200",
+            "--no-logs",
+            "wine",
+        ],
+    )?;
+    Ok((
+        dir,
+        format!("http://127.0.0.1:{port}/predict"),
+        child,
+        lines,
+    ))
 }
