@@ -5,7 +5,6 @@
 //! Without an engine these tests are skipped with the reason printed; in CI
 //! (CI=true) a missing engine fails them.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -32,9 +31,7 @@ fn registry() -> Option<String> {
     r
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
+use support::free_port;
 
 /// The model-server service serving the identity model.
 const IDENTITY: &str = "model = \"identity\"";

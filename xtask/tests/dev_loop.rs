@@ -198,9 +198,7 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
         ws.join("xtask.toml"),
         format!("[local]\nrun_dir = \"run\"\n\n[services.test-api]\nport = 1\n{settings}"),
     )?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port();
+    let port = support::free_port()?;
     let out = xtask(ws)
         .args(["service", "add", name, "--port", &port.to_string()])
         .output()?;
@@ -311,9 +309,7 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
     let mut urls = Vec::new();
     let mut ports = Vec::new();
     for name in ["uno", "dos"] {
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-            .local_addr()?
-            .port();
+        let port = support::free_port()?;
         let out = xtask(ws)
             .args(["service", "add", name, "--port", &port.to_string()])
             .output()?;
@@ -396,9 +392,7 @@ fn a_change_made_during_a_broken_build_is_served_after_the_fix() -> Result {
 
         // A settings change restarts the loop with them: dos moves port.
         let old_port = ports[1].to_string();
-        let new_port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-            .local_addr()?
-            .port();
+        let new_port = support::free_port()?;
         let settings = std::fs::read_to_string(ws.join("xtask.toml"))?;
         let moved = settings.replace(&format!("port = {old_port}"), &format!("port = {new_port}"));
         assert_ne!(settings, moved);
@@ -648,9 +642,7 @@ fn wine_loop(
         Path::new(support::EXPORTERS).join("wine-pipeline.onnx"),
         ws.join("models/wine.onnx"),
     )?;
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port();
+    let port = support::free_port()?;
     std::fs::write(
         ws.join("xtask.toml"),
         format!(

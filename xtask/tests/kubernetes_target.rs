@@ -21,9 +21,7 @@ const MINIKUBE: &str = r#"case "$1" in
   service) eval "last=\${$#}"; var="FAKE_URL_$(echo "$last" | tr - _)"; eval "echo \$$var" ;;
 esac"#;
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
+use support::free_port;
 
 /// The served API fake with its controller, the fake tools, a settings file
 /// and a kubeconfig whose only context is `context`.

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod support;
+
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Sandbox {
@@ -80,9 +82,7 @@ impl Drop for Sandbox {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("0.0.0.0", 0))?.local_addr()?.port())
-}
+use support::free_port;
 
 const CONTRACT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -547,14 +547,27 @@ fn without_an_onnx_model_the_server_is_built_without_its_runtime() -> Result {
         serde_json::json!([0, 0, 1, 1])
     );
     // The binary has no ONNX runtime: MODEL=iris is refused, saying why.
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(
-        sb.run_dir().join("model-server.json"),
-    )?)?;
-    let exe = state["binary"].as_str().ok_or("no binary in the state")?;
-    let out = Command::new(exe)
+    // The very file that runs (/proc/<pid>/exe): the path cargo wrote it
+    // to may hold another build by now (the other tests build the model
+    // server with its runtime), and a server that starts must not hang
+    // the test.
+    let exe = format!("/proc/{}/exe", sb.pid_of("model-server")?);
+    let mut child = Command::new(exe)
         .env("MODEL", "iris")
         .env("PORT", "0")
-        .output()?;
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("MODEL=iris started a server: the binary has an ONNX runtime".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output()?;
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("built without its ONNX runtime"),

@@ -19,11 +19,7 @@ fn xtask(ws: &Path, args: &[&str]) -> Result<Output> {
         .output()?)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
-}
+use support::free_port;
 
 #[test]
 fn a_service_added_with_service_add_is_built_started_and_smoke_tested() -> Result {

@@ -199,3 +199,33 @@ pub fn engine() -> bool {
     }
     answers
 }
+
+/// A port for a service a test starts later: free now (on loopback and on
+/// every address), never handed out twice in one test process, and below
+/// the kernel's ephemeral range (`ip_local_port_range`, 32768 and up),
+/// where outgoing connections take their local ports: a port the kernel
+/// picked there can be taken by any connection before the service listens
+/// (seen once in a CI run, 55 s into a build).
+pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test process starts somewhere else in the range.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % COUNT;
+        let port = u16::try_from(FIRST + offset)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err("no free port between 20000 and 32000".into())
+}
