@@ -195,6 +195,53 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             "{stdout}"
         );
 
+        // Someone else takes spec.replicas: deploy stops on the conflict and
+        // names the flag; with --force-conflicts it takes them back, saying
+        // from whom.
+        let scaled = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "test-api", "namespace": "kube-mlops"}, "spec": {"replicas": 2}});
+        f.rt.block_on(async {
+            Api::<Deployment>::namespaced(f.fake.client.clone(), "kube-mlops")
+                .patch(
+                    "test-api",
+                    &kube::api::PatchParams::apply("kubectl-edit").force(),
+                    &kube::api::Patch::Apply(scaled),
+                )
+                .await
+        })?;
+        let (out, _) = f.xtask(&["deploy", "--target", "minikube"], &env)?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("\"kubectl-edit\"") && stderr.contains("--force-conflicts"),
+            "{stderr}"
+        );
+        let (out, _) = f.xtask(
+            &["deploy", "--target", "minikube", "--force-conflicts"],
+            &env,
+        )?;
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        assert!(
+            stdout
+                .contains("took over fields from another manager: conflict with \"kubectl-edit\""),
+            "{stdout}"
+        );
+        let replicas = f
+            .deployments()?
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some("test-api"))
+            .and_then(|d| d.spec)
+            .and_then(|s| s.replicas);
+        assert_eq!(replicas, Some(1));
+        let (out, _) = f.xtask(&["deploy", "--target", "local", "--force-conflicts"], &env)?;
+        assert!(
+            text(&out.stderr)
+                .contains("--force-conflicts takes over fields on a Kubernetes target"),
+            "{}",
+            text(&out.stderr)
+        );
+
         // A service whose table left the settings still runs there: status
         // lists it.
         let settings_path = f.tools.dir.path().join("xtask.toml");
@@ -371,7 +418,14 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
                 .is_empty(),
             "teardown left NetworkPolicies"
         );
-        assert!(f.fake.namespaces.lock().map_err(|_| "lock")?.is_empty());
+        assert!(
+            !f.fake
+                .namespaces
+                .lock()
+                .map_err(|_| "lock")?
+                .contains_key("kube-mlops"),
+            "our namespace is gone"
+        );
 
         let (out, _) = f.xtask(&["status", "--target", "minikube"], &env)?;
         assert_eq!(
@@ -624,7 +678,12 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
         let (out, _) = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real])?;
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
-            stage.fake.namespaces.lock().map_err(|_| "lock")?.is_empty(),
+            !stage
+                .fake
+                .namespaces
+                .lock()
+                .map_err(|_| "lock")?
+                .contains_key("seldon"),
             "the seldon namespace is gone"
         );
         std::thread::sleep(std::time::Duration::from_millis(300));

@@ -31,6 +31,9 @@ impl std::fmt::Display for Outcome {
 pub struct Applied {
     pub object: DynamicObject,
     pub outcome: Outcome,
+    /// With `force_conflicts`: the conflicts it overrode, as the API server
+    /// listed them (whose fields it took).
+    pub taken_over: Option<String>,
 }
 
 pub struct ApplyOptions<'a> {
@@ -52,6 +55,9 @@ pub async fn apply_all(
     for obj in objects {
         let one = apply_one(resolver, obj, opts).await?;
         println!("{} {}", display(&one.object), one.outcome);
+        if let Some(taken) = &one.taken_over {
+            println!("  took over fields from another manager: {taken}");
+        }
         applied.push(one);
     }
     Ok(applied)
@@ -69,15 +75,34 @@ async fn apply_one(
         .get_opt(&name)
         .await
         .with_context(|| format!("reading {what}"))?;
-    let mut params = PatchParams::apply(opts.field_manager);
-    params.force = opts.force_conflicts;
+    let params = PatchParams::apply(opts.field_manager);
+    let mut taken_over = None;
     let after = match api.patch(&name, &params, &Patch::Apply(&obj)).await {
         Ok(after) => after,
+        // Forced only after the conflict, so that it can say whose fields it takes.
+        Err(Error::Api(status)) if status.code == 409 && opts.force_conflicts => {
+            taken_over = Some(conflicts(&status.message).to_string());
+            api.patch(&name, &params.clone().force(), &Patch::Apply(&obj))
+                .await
+                .with_context(|| format!("applying {what} with --force-conflicts"))?
+        }
         Err(Error::Api(status)) if status.code == 409 => bail!(
-            "applying {what}: {}\nAnother field manager owns these fields (someone ran kubectl edit \
-             or apply?). Re-run with --force-conflicts to take them over.",
+            "applying {what}: {}\nAnother field manager set these fields since the last deploy \
+             (`kubectl scale`, `kubectl edit`, another apply). Re-run the deploy with \
+             --force-conflicts to take them back (it names whose fields it takes), or drop \
+             them from the manifest to leave them to that manager.",
             status.message
         ),
+        // Server-side apply answers a field its schema lacks with a bare 500
+        // (kubernetes/kubernetes#122480): say what it means.
+        Err(Error::Api(status)) if status.message.contains("field not declared in schema") => {
+            return Err(Error::Api(status)).with_context(|| {
+                format!(
+                    "applying {what}: the cluster's schema for this kind has no such field \
+                     (check its spelling and the apiVersion; `kubectl explain` lists the fields)"
+                )
+            });
+        }
         Err(e) => return Err(e).with_context(|| format!("applying {what}")),
     };
     let outcome = match before {
@@ -88,7 +113,18 @@ async fn apply_one(
     Ok(Applied {
         object: after,
         outcome,
+        taken_over,
     })
+}
+
+/// The conflicts of a server-side apply's 409, as the API server lists them
+/// after `Apply failed with N conflicts: ` (`conflict with "kubectl-scale"
+/// using apps/v1: .spec.replicas`), or its whole message.
+fn conflicts(message: &str) -> &str {
+    message
+        .split_once("conflict")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map_or(message, |(_, listed)| listed)
 }
 
 /// The object without what the server changes on every write.

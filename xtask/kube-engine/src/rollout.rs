@@ -91,7 +91,15 @@ pub async fn check(resolver: &mut Resolver, w: &Workload) -> Result<Progress> {
                 .await?;
             let api: Api<DynamicObject> =
                 Api::namespaced_with(resolver.client().clone(), &w.namespace, &ar);
-            Ok(seldon_progress(&api.get(&w.name).await?))
+            let sdep = api.get(&w.name).await?;
+            let deployments: Api<Deployment> =
+                Api::namespaced(resolver.client().clone(), &w.namespace);
+            let selector = format!("{SELDON_ID_LABEL}={}", w.name);
+            let owned = deployments
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            Ok(seldon_progress(&sdep, &owned))
         }
     }
 }
@@ -131,6 +139,20 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
             c.message.as_deref().unwrap_or("")
         ));
     }
+    // The ReplicaSet controller cannot create pods (Pod Security admission,
+    // a quota): waiting out the deadline would not help.
+    let refused = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True");
+    if let Some(c) = refused {
+        p.failed = Some(format!(
+            "its pods cannot be created ({}): {}",
+            c.reason.as_deref().unwrap_or("ReplicaFailure"),
+            c.message.as_deref().unwrap_or("")
+        ));
+    }
     let generation = d.metadata.generation.unwrap_or(0);
     p.waiting_for = if st.observed_generation.unwrap_or(0) < generation {
         "the controller to see the new spec".into()
@@ -147,7 +169,17 @@ pub fn deployment_progress(d: &Deployment) -> Progress {
     p
 }
 
-pub fn seldon_progress(sdep: &DynamicObject) -> Progress {
+/// The label Seldon Core's operator puts on the Deployments (and pods) it
+/// makes of a SeldonDeployment, with its name.
+pub const SELDON_ID_LABEL: &str = "seldon-deployment-id";
+
+/// A SeldonDeployment's progress, from its operator's `status.state` and the
+/// Deployments the operator made of it (`owned`). Seldon Core 1.18.2 writes
+/// no `status.observedGeneration`, so right after a spec change its status
+/// still reads `Available` for the old spec: the rollout counts as done only
+/// when every container of the applied component specs runs, with the
+/// applied image and environment, in a Deployment that is itself rolled out.
+pub fn seldon_progress(sdep: &DynamicObject, owned: &[Deployment]) -> Progress {
     let name = sdep.metadata.name.clone().unwrap_or_default();
     let status = sdep.data.get("status").cloned().unwrap_or(Value::Null);
     let state = status.get("state").and_then(Value::as_str).unwrap_or("");
@@ -155,19 +187,80 @@ pub fn seldon_progress(sdep: &DynamicObject) -> Progress {
         .get("description")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let ready = state == "Available";
+    let behind = not_rolled_out(&sdep.data["spec"], owned);
+    let unready = owned
+        .iter()
+        .map(|d| {
+            (
+                d.metadata.name.clone().unwrap_or_default(),
+                deployment_progress(d),
+            )
+        })
+        .find(|(_, p)| !p.ready);
+    let failed = if state == "Failed" {
+        Some(format!("Seldon reports Failed: {description}"))
+    } else {
+        unready
+            .as_ref()
+            .and_then(|(n, p)| p.failed.as_ref().map(|f| format!("deployment/{n}: {f}")))
+    };
+    let waiting_for = if state.is_empty() {
+        "the Seldon operator to pick it up".to_string()
+    } else if let Some(container) = &behind {
+        format!(
+            "the Seldon operator to roll out the applied spec ({container} is not running it yet)"
+        )
+    } else if let Some((n, p)) = &unready {
+        format!("deployment/{n}: {}", p.waiting_for)
+    } else if state != "Available" {
+        format!("state {state}")
+    } else {
+        String::new()
+    };
+    let ready = waiting_for.is_empty() && failed.is_none();
     Progress {
         ready,
         available: i32::from(ready),
         desired: 1,
-        waiting_for: if state.is_empty() {
-            "the Seldon operator to pick it up".into()
-        } else {
-            format!("state {state}")
-        },
-        failed: (state == "Failed").then(|| format!("Seldon reports Failed: {description}")),
-        selector: format!("seldon-deployment-id={name}"),
+        waiting_for,
+        failed,
+        selector: format!("{SELDON_ID_LABEL}={name}"),
     }
+}
+
+/// The first container of the component specs in `spec` that no Deployment
+/// runs as specified (its image, and its env and resources where given),
+/// named `container/<name>`; None when all are rolled out.
+fn not_rolled_out(spec: &Value, owned: &[Deployment]) -> Option<String> {
+    let running: Vec<Value> = owned
+        .iter()
+        .filter_map(|d| d.spec.as_ref()?.template.spec.as_ref())
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    let wanted = spec["predictors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["componentSpecs"].as_array().into_iter().flatten())
+        .flat_map(|c| c["spec"]["containers"].as_array().into_iter().flatten());
+    for want in wanted {
+        let name = want["name"].as_str().unwrap_or_default();
+        let runs = running.iter().any(|have| {
+            have["name"] == want["name"]
+                && have["image"] == want["image"]
+                && want["env"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|e| have["env"].as_array().is_some_and(|h| h.contains(e)))
+                && (want["resources"].is_null() || have["resources"] == want["resources"])
+        });
+        if !runs {
+            return Some(format!("container/{name}"));
+        }
+    }
+    None
 }
 
 pub struct WaitOptions {

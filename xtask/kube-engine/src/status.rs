@@ -7,7 +7,7 @@ use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 
 use crate::resolve::Resolver;
-use crate::rollout::{SELDON_API_VERSION, deployment_progress, seldon_progress};
+use crate::rollout::{SELDON_API_VERSION, SELDON_ID_LABEL, deployment_progress, seldon_progress};
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Row {
@@ -80,12 +80,21 @@ pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>
         .resolve_if_served(SELDON_API_VERSION, "SeldonDeployment")
         .await?
     {
-        for sdep in Api::<DynamicObject>::all_with(client, &ar)
+        for sdep in Api::<DynamicObject>::all_with(client.clone(), &ar)
             .list(&params)
             .await?
             .items
         {
-            let p = seldon_progress(&sdep);
+            let ns = sdep.metadata.namespace.clone().unwrap_or_default();
+            let selector = format!(
+                "{SELDON_ID_LABEL}={}",
+                sdep.metadata.name.as_deref().unwrap_or_default()
+            );
+            let owned = Api::<Deployment>::namespaced(client.clone(), &ns)
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            let p = seldon_progress(&sdep, &owned);
             let detail = if p.ready {
                 "Available".to_string()
             } else {

@@ -34,6 +34,12 @@ async fn deployed(setup: Setup) -> (FakeCluster, Resolver) {
     (fake, resolver)
 }
 
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut names = names.to_vec();
+    names.sort();
+    names
+}
+
 fn pod(name: &str, status: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/name": "test-api"}},
@@ -271,10 +277,8 @@ async fn teardown_deletes_only_ours_and_keeps_a_shared_namespace() {
     let report = teardown::teardown(&mut resolver, MANAGED_SELECTOR, Duration::from_secs(5))
         .await
         .expect("teardown");
-    let mut deleted = report.deleted.clone();
-    deleted.sort();
     assert_eq!(
-        deleted,
+        sorted(&report.deleted),
         [
             "deployment/kube-mlops/test-api",
             "service/kube-mlops/test-api"
@@ -315,7 +319,18 @@ async fn teardown_removes_our_namespace_when_only_ours_and_is_idempotent() {
         .expect("teardown");
     assert_eq!(report.deleted.len(), 3, "{report:?}");
     assert!(report.deleted.contains(&"namespace/kube-mlops".to_string()));
-    assert!(fake.namespaces.lock().expect("ns").is_empty());
+    // Ours is gone; the namespaces every cluster starts with stay.
+    let left: Vec<String> = fake
+        .namespaces
+        .lock()
+        .expect("ns")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        left,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
     let again = teardown::teardown(&mut resolver, MANAGED_SELECTOR, Duration::from_secs(5))
         .await
         .expect("again");
@@ -346,5 +361,79 @@ async fn the_client_refuses_a_context_the_kubeconfig_does_not_have() {
     assert!(
         stderr.contains("no context `gke_p_z_c` (it has: kind-kube-mlops)"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_names_the_flag_and_forcing_says_whose_fields_it_takes() {
+    let (fake, mut resolver) = deployed(Setup::default()).await;
+    // Someone scales by hand, taking spec.replicas.
+    let api: Api<Deployment> = Api::namespaced(fake.client.clone(), NS);
+    let scaled = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "test-api", "namespace": NS}, "spec": {"replicas": 3}});
+    api.patch(
+        "test-api",
+        &kube::api::PatchParams::apply("kubectl-edit").force(),
+        &kube::api::Patch::Apply(scaled),
+    )
+    .await
+    .expect("another manager's apply");
+
+    let err = apply_all(&mut resolver, objects("reg/test-api@sha256:aa"), &OPTS)
+        .await
+        .expect_err("a conflict");
+    common::assert_contains_all(
+        &format!("{err:#}"),
+        &[
+            "deployment/test-api",
+            "\"kubectl-edit\"",
+            "--force-conflicts",
+        ],
+    );
+
+    let forced = kube_engine::apply::ApplyOptions {
+        force_conflicts: true,
+        ..OPTS
+    };
+    let applied = apply_all(&mut resolver, objects("reg/test-api@sha256:aa"), &forced)
+        .await
+        .expect("forced");
+    let taken: Vec<&str> = applied
+        .iter()
+        .filter_map(|a| a.taken_over.as_deref())
+        .collect();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert!(taken[0].contains("\"kubectl-edit\""), "{taken:?}");
+    let replicas = api
+        .get("test-api")
+        .await
+        .expect("get")
+        .spec
+        .and_then(|s| s.replicas);
+    assert_eq!(replicas, Some(1));
+}
+
+#[tokio::test]
+async fn a_set_based_selector_selects_as_the_api_server_decodes_it() {
+    // kube-rs sends the space of `name in (test-api)` as `+`, which Go's
+    // query decoding reads as a space.
+    let (fake, mut resolver) = deployed(Setup::default()).await;
+    let selector = format!("{MANAGED_SELECTOR},app.kubernetes.io/name in (test-api)");
+    let report = teardown::teardown(&mut resolver, &selector, Duration::from_secs(5))
+        .await
+        .expect("teardown");
+    assert_eq!(
+        sorted(&report.deleted),
+        [
+            "deployment/kube-mlops/test-api",
+            "service/kube-mlops/test-api"
+        ]
+    );
+    assert!(
+        Api::<Deployment>::namespaced(fake.client.clone(), NS)
+            .get_opt("test-api")
+            .await
+            .expect("get")
+            .is_none()
     );
 }

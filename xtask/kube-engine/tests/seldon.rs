@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{OPTS, wait_opts};
 use kube::api::Api;
-use kube_engine::apply::{Outcome, apply_all};
+use kube_engine::apply::{Applied, Outcome, apply_all};
 use kube_engine::resolve::Resolver;
 use kube_engine::rollout;
 use kube_engine::teardown;
@@ -70,17 +70,25 @@ async fn set_state(client: &kube::Client, status: Value) {
     common::patch_status::<SeldonDeployment>(client, "seldon", "seldon-test-model", status).await;
 }
 
-#[tokio::test]
-async fn a_seldon_deployment_is_applied_and_waited_for_until_available() {
+/// Seldon installed with its (fake) operator running, and the manifest
+/// applied: the cluster, the resolver and what was applied.
+async fn operated() -> (kube_fake_api::FakeCluster, Resolver, Vec<Applied>) {
     let fake = cluster(Setup {
         seldon_installed: true,
         ..Setup::default()
     })
     .await;
+    fake.start_controller();
     let mut resolver = Resolver::new(fake.client.clone());
     let applied = apply_all(&mut resolver, objects(), &OPTS)
         .await
         .expect("apply");
+    (fake, resolver, applied)
+}
+
+#[tokio::test]
+async fn a_seldon_deployment_is_applied_and_waited_for_until_available() {
+    let (fake, mut resolver, applied) = operated().await;
     assert_eq!(applied[1].outcome, Outcome::Created);
     let workloads = rollout::workloads(&applied, "default");
     assert_eq!(workloads, [sdep()]);
@@ -90,19 +98,13 @@ async fn a_seldon_deployment_is_applied_and_waited_for_until_available() {
     let container = &spec["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0];
     assert_eq!(container["image"], "reg/model-server@sha256:cc");
 
-    let client = fake.client.clone();
-    let operator = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        set_state(&client, json!({"state": "Creating"})).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        set_state(&client, json!({"state": "Available"})).await;
-    });
+    // The operator goes Creating, makes its Deployment, then Available.
     let start = Instant::now();
     rollout::wait(&mut resolver, &workloads, &wait_opts(10))
         .await
         .expect("available");
-    assert!(start.elapsed() >= Duration::from_millis(450));
-    operator.await.expect("operator");
+    assert!(start.elapsed() >= Duration::from_millis(500));
+    assert_eq!(running_image(&fake).await, "reg/model-server@sha256:cc");
 
     let again = apply_all(&mut resolver, objects(), &OPTS)
         .await
@@ -111,6 +113,55 @@ async fn a_seldon_deployment_is_applied_and_waited_for_until_available() {
         again.iter().all(|a| a.outcome == Outcome::Unchanged),
         "{again:?}"
     );
+}
+
+/// The image the operator's Deployment for the test model runs.
+async fn running_image(fake: &kube_fake_api::FakeCluster) -> String {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(fake.client.clone(), "seldon");
+    let list = deployments
+        .list(&kube::api::ListParams::default().labels("seldon-deployment-id=seldon-test-model"))
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 1, "{:?}", list.items);
+    list.items[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers[0].image.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_new_image_waits_for_the_operator_although_the_old_status_says_available() {
+    // Seldon Core 1.18.2 writes no observedGeneration: right after a spec
+    // change, status.state is still the previous spec's Available.
+    let (fake, mut resolver, applied) = operated().await;
+    let workloads = rollout::workloads(&applied, "default");
+    rollout::wait(&mut resolver, &workloads, &wait_opts(10))
+        .await
+        .expect("first rollout");
+
+    let newer = common::objects(MANIFEST, "model-server", "reg/model-server@sha256:dd");
+    let applied = apply_all(&mut resolver, newer, &OPTS)
+        .await
+        .expect("apply the new image");
+    assert_eq!(applied[1].outcome, Outcome::Configured);
+    let stored: Api<SeldonDeployment> = Api::namespaced(fake.client.clone(), "seldon");
+    let status = stored.get("seldon-test-model").await.expect("get").status;
+    let right_after = rollout::check(&mut resolver, &sdep()).await.expect("check");
+    assert!(
+        !right_after.ready,
+        "the previous spec's status ({status:?}) counted as the new rollout"
+    );
+    assert!(
+        right_after.waiting_for.contains("the Seldon operator"),
+        "{right_after:?}"
+    );
+    rollout::wait(&mut resolver, &workloads, &wait_opts(10))
+        .await
+        .expect("second rollout");
+    assert_eq!(running_image(&fake).await, "reg/model-server@sha256:dd");
 }
 
 #[tokio::test]

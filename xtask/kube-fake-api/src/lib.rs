@@ -5,6 +5,11 @@
 //! in-process ([`FakeCluster::client`]) or over HTTP ([`FakeCluster::serve`]),
 //! so the real `kube-engine` binary can talk to it through a kubeconfig; an
 //! optional controller plays the Deployment controller and the Seldon operator.
+//!
+//! Writes are refused as a real API server refuses them ([`writes`]): the
+//! kinds' OpenAPI schemas ([`schema`]), the server's own rules
+//! ([`rules`]), namespaces that must exist and Pod Security admission
+//! ([`admission`]), with the `Status` bodies a real server sends ([`status`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -17,14 +22,28 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::ObjectMeta;
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use status::{json_response, not_found};
+
+pub mod admission;
+pub mod controllers;
+pub mod discovery;
+pub mod names;
+pub mod rules;
+pub mod schema;
+pub mod status;
+mod watch;
+mod writes;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The namespaces every cluster starts with.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
 
 /// The SeldonDeployment kind, registered with the fake when Seldon Core is "installed".
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,29 +123,34 @@ pub struct Setup {
 pub async fn cluster(setup: Setup) -> FakeCluster {
     let mut builder = kube_fake_client::ClientBuilder::new()
         .with_status_subresource::<Deployment>()
-        .with_runtime_objects(setup.objects);
+        .with_runtime_objects(setup.objects.clone());
     if setup.seldon_installed {
         builder = builder
             .with_resource::<SeldonDeployment>()
             .with_status_subresource::<SeldonDeployment>();
     }
+    // The namespaces of the objects a test starts with exist, as they would.
+    let mut initial: BTreeMap<String, Value> = INITIAL_NAMESPACES
+        .iter()
+        .copied()
+        .chain(
+            setup
+                .objects
+                .iter()
+                .filter_map(|o| o["metadata"]["namespace"].as_str()),
+        )
+        .map(|n| (n.to_string(), namespace_object(n, &Value::Null)))
+        .collect();
     let inner = builder.build().await.expect("fake client");
     let logs = Arc::new(Mutex::new(HashMap::new()));
-    let namespaces = Arc::new(Mutex::new(
-        setup
-            .namespaces
-            .into_iter()
-            .map(|ns| {
-                (
-                    ns["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    ns,
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-    ));
+    for ns in setup.namespaces {
+        let name = ns["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        initial.insert(name, ns);
+    }
+    let namespaces = Arc::new(Mutex::new(initial));
     let backends = Arc::new(Mutex::new(HashMap::new()));
     let state = State {
         inner,
@@ -152,7 +176,13 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
 impl FakeCluster {
     /// Serve the API over plain HTTP on 127.0.0.1; returns the address.
     pub async fn serve(&self) -> std::io::Result<SocketAddr> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        self.serve_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serve the API over plain HTTP on `addr` (port 0: any free one);
+    /// returns the address it listens on.
+    pub async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -165,7 +195,22 @@ impl FakeCluster {
                         // the connection future provably Send.
                         async move {
                             if let Some(target) = portforward_target(&req, &state) {
-                                return Ok::<_, std::convert::Infallible>(portforward(req, target));
+                                return Ok::<_, std::convert::Infallible>(
+                                    portforward(req, target).map(BodyExt::boxed),
+                                );
+                            }
+                            let query = req.uri().query().unwrap_or_default().to_string();
+                            if req.method() == Method::GET && watch::wanted(&query) {
+                                let lister = state.clone();
+                                let list = move |req: Request<kube::client::Body>| {
+                                    let state = lister.clone();
+                                    async move { listed(route(req, state).await.ok()?).await }
+                                };
+                                return Ok(watch::respond(
+                                    req.uri().path().to_string(),
+                                    &query,
+                                    list,
+                                ));
                             }
                             let (parts, body) = req.into_parts();
                             let answer = match body.collect().await {
@@ -181,12 +226,14 @@ impl FakeCluster {
                                 }
                                 Err(e) => Err(boxed(e)),
                             };
-                            Ok(answer.unwrap_or_else(|e| {
-                                json_response(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    &json!({"kind": "Status", "message": e.to_string()}),
-                                )
-                            }))
+                            Ok(answer
+                                .unwrap_or_else(|e| {
+                                    json_response(
+                                        StatusCode::INTERNAL_SERVER_ERROR,
+                                        &json!({"kind": "Status", "message": e.to_string()}),
+                                    )
+                                })
+                                .map(BodyExt::boxed))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -199,54 +246,30 @@ impl FakeCluster {
         Ok(addr)
     }
 
-    /// Play the controllers: every Deployment becomes fully available and
-    /// every SeldonDeployment `Available`, shortly after it is applied.
+    /// Play the controllers ([`controllers`]): every Deployment gets a ready
+    /// pod (or a ReplicaFailure when its namespace's Pod Security level
+    /// refuses it), and the Seldon operator rolls each SeldonDeployment out
+    /// as Deployments, `Creating` then `Available`.
     pub fn start_controller(&self) {
         let client = self.client.clone();
         let seldon = self.state.seldon;
         tokio::spawn(async move {
+            let mut operator = controllers::SeldonOperator::default();
             loop {
-                let _ = reconcile(&client, seldon).await;
+                let _ = controllers::reconcile(&client, seldon.then_some(&mut operator)).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
     }
 }
 
-async fn reconcile(client: &Client, seldon: bool) -> kube::Result<()> {
-    let all: Api<Deployment> = Api::all(client.clone());
-    for d in all.list(&ListParams::default()).await?.items {
-        ensure_pod(client, &d).await?;
-        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = json!({"observedGeneration": d.metadata.generation, "replicas": replicas,
-            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
-        if d.status.as_ref().and_then(|s| s.observed_generation) != d.metadata.generation {
-            let ns = d.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            api.patch_status(
-                &d.metadata.name.clone().unwrap_or_default(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await?;
-        }
+/// A successful list answer's JSON.
+async fn listed(resp: Response<Full<Bytes>>) -> Option<Value> {
+    if !resp.status().is_success() {
+        return None;
     }
-    if seldon {
-        let all: Api<SeldonDeployment> = Api::all(client.clone());
-        for sd in all.list(&ListParams::default()).await?.items {
-            if sd.status.is_none() {
-                let ns = sd.metadata.namespace.clone().unwrap_or_default();
-                let api: Api<SeldonDeployment> = Api::namespaced(client.clone(), &ns);
-                api.patch_status(
-                    &sd.metadata.name.clone().unwrap_or_default(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"state": "Available"}})),
-                )
-                .await?;
-            }
-        }
-    }
-    Ok(())
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `GET …/namespaces/{ns}/pods/{pod}/portforward?ports=N` asking for a
@@ -365,32 +388,6 @@ where
     Ok(())
 }
 
-/// One ready pod per Deployment, `<name>-0`, with its template's labels and
-/// ports, owned by it.
-async fn ensure_pod(client: &Client, d: &Deployment) -> kube::Result<()> {
-    let ns = d.metadata.namespace.clone().unwrap_or_default();
-    let name = format!("{}-0", d.metadata.name.clone().unwrap_or_default());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    if pods.get_opt(&name).await?.is_some() {
-        return Ok(());
-    }
-    let template = d
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": template.metadata.and_then(|m| m.labels),
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": d.metadata.name, "uid": d.metadata.uid}]},
-        "spec": template.spec,
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    });
-    let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
-    pods.create(&Default::default(), &pod).await?;
-    Ok(())
-}
-
 /// A kubeconfig with one context, `context`, pointing at the served API.
 pub fn kubeconfig(addr: SocketAddr, context: &str) -> String {
     format!(
@@ -413,36 +410,58 @@ async fn route(
         ..
     } = state;
     let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
+    // Go decodes a query's `+` as a space (kube-rs sends `name+in+(x)`);
+    // kube-fake-client decodes only %XX, so spell the spaces out for it.
+    let query = req.uri().query().unwrap_or("").replace('+', "%20");
+    let mut req = req;
+    if let Ok(uri) = http::Uri::try_from(if query.is_empty() {
+        path.clone()
+    } else {
+        format!("{path}?{query}")
+    }) {
+        *req.uri_mut() = uri;
+    }
+    if req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("protobuf"))
+    {
+        return Ok(json_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "reason": "UnsupportedMediaType", "code": 415,
+                "message": "the API fake decodes JSON only, not protobuf: send application/json (kubectl: apply --server-side)"}),
+        ));
+    }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["api", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_core())),
-        ["apis", "apps", "v1"] => return Ok(json_response(StatusCode::OK, &discovery_apps())),
-        ["apis", "networking.k8s.io", "v1"] => {
+        ["version"] => return Ok(json_response(StatusCode::OK, &discovery::version())),
+        ["api"] => return Ok(json_response(StatusCode::OK, &discovery::api_versions())),
+        ["apis"] => {
             return Ok(json_response(
                 StatusCode::OK,
-                &discovery_group(
-                    "networking.k8s.io/v1",
-                    &[("networkpolicies", "NetworkPolicy")],
-                ),
+                &discovery::api_groups(seldon),
             ));
         }
-        ["apis", "policy", "v1"] => {
+        ["api", version] | ["apis", _, version] => {
+            let group = if parts[0] == "api" { "" } else { parts[1] };
+            return Ok(match discovery::resources(group, version, seldon) {
+                Some(list) => json_response(StatusCode::OK, &list),
+                None => not_found("the server could not find the requested resource"),
+            });
+        }
+        ["openapi", "v3"] => {
             return Ok(json_response(
                 StatusCode::OK,
-                &discovery_group(
-                    "policy/v1",
-                    &[("poddisruptionbudgets", "PodDisruptionBudget")],
-                ),
+                &discovery::openapi_index(seldon),
             ));
         }
-        ["apis", "machinelearning.seldon.io", "v1"] if seldon => {
-            return Ok(json_response(StatusCode::OK, &discovery_seldon()));
-        }
-        ["apis", _, _] => {
-            return Ok(not_found(
-                "the server could not find the requested resource",
-            ));
+        ["openapi", "v3", rest @ ..] => {
+            return Ok(match discovery::openapi_document(&rest.join("/"), seldon) {
+                Some(doc) => json_response(StatusCode::OK, &doc),
+                None => not_found("the server could not find the requested resource"),
+            });
         }
         ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {
             let name = parts.get(3).map(|s| s.to_string());
@@ -467,9 +486,42 @@ async fn route(
         }
         _ => {}
     }
+    let (mut parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(boxed)?.to_bytes();
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let lookup = |path: String| {
+        let inner = inner.clone();
+        async move { writes::get(&inner, path).await }
+    };
+    let verdict = writes::admit(
+        &parts.method,
+        &path,
+        &query,
+        &content_type,
+        body,
+        &namespaces,
+        lookup,
+    )
+    .await;
+    let (body, warnings) = match verdict {
+        writes::Verdict::Answer(answer) => return Ok(answer),
+        writes::Verdict::Forward { body, warnings } => (body, warnings),
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let req = Request::from_parts(parts, kube::client::Body::from(body));
     let resp = inner.send(req).await.map_err(boxed)?;
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let bytes = body.collect().await.map_err(boxed)?.to_bytes();
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            parts.headers.append(http::header::WARNING, v);
+        }
+    }
     Ok(Response::from_parts(parts, Full::new(bytes)))
 }
 
@@ -487,15 +539,50 @@ fn namespace_route(
     body: &[u8],
 ) -> Response<Full<Bytes>> {
     let mut store = store.lock().expect("namespaces");
+    let dry_run = writes::query_param(query, "dryRun") == Some("All");
+    let write = |store: &mut BTreeMap<String, Value>, n: String, patch: &Value| {
+        let errs = names::dns1123_label(&n);
+        if !errs.is_empty() {
+            let causes: Vec<status::Cause> = errs
+                .into_iter()
+                .map(|e| status::Cause::invalid("metadata.name", json!(n), e))
+                .collect();
+            return status::invalid("", "Namespace", &n, &causes);
+        }
+        let created = !store.contains_key(&n);
+        let mut ns = store
+            .get(&n)
+            .cloned()
+            .unwrap_or_else(|| namespace_object(&n, &Value::Null));
+        // Labels and annotations merge as a merge patch or an apply does.
+        for key in ["labels", "annotations"] {
+            if let Some(given) = patch["metadata"].get(key) {
+                let mut merged = ns["metadata"][key].take();
+                if !merged.is_object() {
+                    merged = json!({});
+                }
+                json_patch::merge(&mut merged, given);
+                ns["metadata"][key] = merged;
+            }
+        }
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(n);
+        if !dry_run {
+            store.insert(n, ns.clone());
+        }
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        status::json_response(code, &ns)
+    };
     match (method.as_str(), name) {
         ("GET", None) => {
-            let selector = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("labelSelector="))
+            let selector = writes::query_param(query, "labelSelector")
                 .map(|s| {
-                    s.replace("%3D", "=")
-                        .replace("%2F", "/")
-                        .replace("%2C", ",")
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
                 })
                 .unwrap_or_default();
             let items: Vec<Value> = store
@@ -514,80 +601,69 @@ fn namespace_route(
         },
         ("PATCH", Some(n)) => {
             let patch: Value = serde_json::from_slice(body).unwrap_or_default();
-            let entry = store.entry(n.clone()).or_insert_with(|| {
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "resourceVersion": "1"}})
-            });
-            if let Some(labels) = patch["metadata"].get("labels") {
-                entry["metadata"]["labels"] = labels.clone();
-            }
-            json_response(StatusCode::OK, entry)
+            write(&mut store, n, &patch)
         }
-        ("DELETE", Some(n)) => match store.remove(&n) {
-            Some(ns) => json_response(StatusCode::OK, &ns),
-            None => not_found(&format!("namespaces \"{n}\" not found")),
-        },
-        _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({})),
+        ("POST", None) => {
+            let ns: Value = serde_json::from_slice(body).unwrap_or_default();
+            match ns["metadata"]["name"].as_str() {
+                Some(n) if store.contains_key(n) => status::json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": format!("namespaces {n:?} already exists"), "reason": "AlreadyExists", "code": 409}),
+                ),
+                Some(n) => write(&mut store, n.to_string(), &ns),
+                None => status::invalid(
+                    "",
+                    "Namespace",
+                    "",
+                    &[status::Cause::required(
+                        "metadata.name",
+                        "name or generateName is required",
+                    )],
+                ),
+            }
+        }
+        ("DELETE", Some(n)) => {
+            let found = if dry_run {
+                store.get(&n).cloned()
+            } else {
+                store.remove(&n)
+            };
+            match found {
+                Some(ns) => json_response(StatusCode::OK, &ns),
+                None => not_found(&format!("namespaces \"{n}\" not found")),
+            }
+        }
+        _ => status::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ),
     }
 }
 
-/// `k=v,k2=v2` selectors only: what the engine sends.
+/// A Namespace object as the API server keeps it, with the name label it adds.
+fn namespace_object(name: &str, labels: &Value) -> Value {
+    let mut labels = if labels.is_object() {
+        labels.clone()
+    } else {
+        json!({})
+    };
+    labels["kubernetes.io/metadata.name"] = json!(name);
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "resourceVersion": "1", "labels": labels},
+        "status": {"phase": "Active"}})
+}
+
+/// Whether a label selector (any form: `k=v`, `k in (a,b)`, `!k`) selects
+/// `obj`, parsed as kube-fake-client parses them for the other kinds.
 fn matches(obj: &Value, selector: &str) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        obj["metadata"]["labels"][k].as_str() == Some(v)
-    })
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-fn not_found(message: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": "NotFound", "code": 404}),
-    )
-}
-
-fn resource(name: &str, kind: &str, namespaced: bool) -> Value {
-    json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
-           "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
-}
-
-fn discovery_core() -> Value {
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
-        resource("namespaces", "Namespace", false),
-        resource("pods", "Pod", true),
-        resource("pods/log", "Pod", true),
-        resource("services", "Service", true),
-        resource("events", "Event", true),
-        resource("configmaps", "ConfigMap", true),
-    ]})
-}
-
-fn discovery_apps() -> Value {
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
-        resource("deployments", "Deployment", true),
-        resource("deployments/status", "Deployment", true),
-        resource("replicasets", "ReplicaSet", true),
-    ]})
-}
-
-/// A group's namespaced resources (only what the manifests use).
-fn discovery_group(group_version: &str, kinds: &[(&str, &str)]) -> Value {
-    let resources: Vec<Value> = kinds.iter().map(|(p, k)| resource(p, k, true)).collect();
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
-}
-
-fn discovery_seldon() -> Value {
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "machinelearning.seldon.io/v1", "resources": [
-        resource("seldondeployments", "SeldonDeployment", true),
-        resource("seldondeployments/status", "SeldonDeployment", true),
-    ]})
+    if selector.trim().is_empty() {
+        return true;
+    }
+    let labels: BTreeMap<String, String> = obj["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    kube_fake_client::label_selector::matches_label_selector(&labels, selector).unwrap_or(false)
 }

@@ -37,6 +37,11 @@ pub struct DeployArgs {
     /// --file-output)
     #[arg(long, value_name = "FILE", conflicts_with = "seldon")]
     pub images: Option<std::path::PathBuf>,
+    /// Take over the fields another field manager set on our objects (after
+    /// a `kubectl scale` or `kubectl edit`), naming whose fields it takes,
+    /// instead of failing on the conflict (a Kubernetes target)
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 impl DeployArgs {
@@ -45,7 +50,8 @@ impl DeployArgs {
         let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
             let kube = kubernetes(name)?;
-            let session = kube.open(cx)?;
+            let mut session = kube.open(cx)?;
+            force_conflicts(&mut session, self.force_conflicts);
             let profile = self.profile.or(kube.profile());
             let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile)?;
             if cx.json() {
@@ -71,10 +77,19 @@ impl DeployArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let target = targets::for_name(name);
+        if self.force_conflicts && target.overlay(cx).is_none() {
+            anyhow::bail!(
+                "--force-conflicts takes over fields on a Kubernetes target (minikube, kind, \
+                 gke); {name} has no field managers: drop it"
+            );
+        }
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        let session = target
+        let mut session = target
             .open(cx)
-            .and_then(|s| target.prepare(cx, &s).map(|()| s))
+            .with_context(|| format!("preparing target {name}"))?;
+        force_conflicts(&mut session, self.force_conflicts);
+        target
+            .prepare(cx, &session)
             .with_context(|| format!("preparing target {name}"))?;
         let delivered = match &self.images {
             Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
@@ -122,6 +137,13 @@ impl DeployArgs {
             Ok(())
         })?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `--force-conflicts`: the engine of a Kubernetes session takes over fields.
+fn force_conflicts(session: &mut targets::target::Session, force: bool) {
+    if let Some(engine) = session.kube.as_mut() {
+        engine.force_conflicts = force;
     }
 }
 

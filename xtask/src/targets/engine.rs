@@ -24,6 +24,10 @@ pub struct Engine {
     /// Whether the kube context guard approved `context`; false only in a
     /// dry run that went on without it, whose reads are skipped.
     pub reached: bool,
+    /// Take over fields another field manager owns (`kubectl scale`,
+    /// `kubectl edit`) instead of failing on the conflict; the engine names
+    /// whose fields it takes. `deploy --force-conflicts`.
+    pub force_conflicts: bool,
     binary: OnceCell<PathBuf>,
 }
 
@@ -32,6 +36,7 @@ impl Engine {
         Self {
             context,
             reached: true,
+            force_conflicts: false,
             binary: OnceCell::new(),
         }
     }
@@ -94,12 +99,13 @@ impl Engine {
             .iter()
             .filter(|(_, id)| !id.is_empty())
             .flat_map(|(name, id)| ["--image-id".to_string(), format!("{name}={id}")]);
+        let force = self.force_conflicts.then_some("--force-conflicts");
         cx.runner
             .step("server-side apply, then wait for every rollout");
         cx.runner.run_inherited(
             cmd!(
                 cx.sh,
-                "{engine} --context {context} apply --filename {manifest} --namespace {namespace} --timeout {timeout} {only...} {images...} {ids...}"
+                "{engine} --context {context} apply --filename {manifest} --namespace {namespace} --timeout {timeout} {force...} {only...} {images...} {ids...}"
             ),
             "applying the manifests",
         )

@@ -1,0 +1,515 @@
+//! Every write passes here before kube-fake-client stores it, and is
+//! refused as the API server refuses it: a body for another kind (400), a
+//! namespace that does not exist (404), an object that does not decode
+//! (400; server-side apply's typed-patch errors are a reasonless 500, as
+//! kubernetes/kubernetes#122480 records), one that breaks its schema or its
+//! kind's rules (422 Invalid), a pod its namespace's Pod Security level
+//! forbids (403). `dryRun=All` writes are answered and never stored; an
+//! apply that changes nothing is not written (no new generation).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use crate::status::{self, Cause};
+use crate::{admission, rules, schema};
+
+/// What becomes of a write.
+pub(crate) enum Verdict {
+    /// Store it: send `body` (unknown fields pruned) on, with these
+    /// `Warning` header values added to the answer.
+    Forward { body: Bytes, warnings: Vec<String> },
+    /// Answer with this, storing nothing.
+    Answer(Response<Full<Bytes>>),
+}
+
+/// The parts of a resource path: `/apis/apps/v1/namespaces/ns/deployments/x/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    pub fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match parts.as_slice() {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (resource, name, subresource) = match rest {
+            [resource] => (*resource, None, None),
+            [resource, name] => (*resource, Some(name.to_string()), None),
+            [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
+            _ => return None,
+        };
+        Some(Self {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+            namespace,
+            name,
+            subresource,
+        })
+    }
+
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The kind stored under this resource, for the resources the fake serves.
+    pub fn kind(&self) -> Option<&'static str> {
+        crate::discovery::kind_of(&self.group, &self.resource, true)
+    }
+
+    /// The object's own path (no subresource).
+    fn object_path(&self) -> String {
+        let prefix = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        let ns = self
+            .namespace
+            .as_ref()
+            .map(|n| format!("/namespaces/{n}"))
+            .unwrap_or_default();
+        format!(
+            "{prefix}{ns}/{}/{}",
+            self.resource,
+            self.name.clone().unwrap_or_default()
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verb {
+    Create,
+    Update,
+    Apply,
+    MergePatch,
+    JsonPatch,
+}
+
+/// A query parameter's value, percent-decoded enough for the values the
+/// API uses (`dryRun=All`, `fieldValidation=Strict`, `fieldManager=…`).
+pub(crate) fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Judge one request. `lookup` reads the stored object at a path (None if
+/// absent); `namespaces` are the namespaces that exist, with their objects.
+pub(crate) async fn admit<F, Fut>(
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: Bytes,
+    namespaces: &Mutex<BTreeMap<String, Value>>,
+    lookup: F,
+) -> Verdict
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let forward = |body: Bytes| Verdict::Forward {
+        body,
+        warnings: Vec::new(),
+    };
+    let Some(target) = Target::parse(path) else {
+        return forward(body);
+    };
+    let (Some(kind), None) = (target.kind(), &target.subresource) else {
+        return forward(body);
+    };
+    let dry_run = query_param(query, "dryRun") == Some("All");
+    let verb = match method.as_str() {
+        "POST" => Verb::Create,
+        "PUT" => Verb::Update,
+        "PATCH" if content_type.contains("apply-patch") => Verb::Apply,
+        "PATCH" if content_type.contains("json-patch") => Verb::JsonPatch,
+        "PATCH" => Verb::MergePatch,
+        "DELETE" if dry_run => {
+            return Verdict::Answer(match lookup(target.object_path()).await {
+                Some(obj) => status::json_response(StatusCode::OK, &obj),
+                None => not_found(&target),
+            });
+        }
+        _ => return forward(body),
+    };
+    let mut patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Verdict::Answer(status::bad_request(&format!(
+                "the request body is not JSON: {e}"
+            )));
+        }
+    };
+    if let Some(ns) = &target.namespace
+        && !namespaces
+            .lock()
+            .map(|n| n.contains_key(ns))
+            .unwrap_or(false)
+    {
+        return Verdict::Answer(status::not_found(&format!("namespaces {ns:?} not found")));
+    }
+    if let Some(refusal) = wrong_object(&target, kind, verb, &patch) {
+        return Verdict::Answer(status::bad_request(&refusal));
+    }
+    let existing = match (verb, &target.name) {
+        (Verb::Create, _) | (_, None) => None,
+        _ => lookup(target.object_path()).await,
+    };
+    let mut candidate = match (verb, &existing) {
+        (Verb::Create | Verb::Update, _) => patch.clone(),
+        (Verb::Apply, None) => patch.clone(),
+        (Verb::MergePatch | Verb::JsonPatch, None) => return forward(body),
+        (Verb::Apply | Verb::MergePatch, Some(old)) => {
+            let mut merged = old.clone();
+            json_patch::merge(&mut merged, &patch);
+            merged
+        }
+        (Verb::JsonPatch, Some(old)) => {
+            let mut patched = old.clone();
+            match serde_json::from_value::<json_patch::Patch>(patch.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|p| json_patch::patch(&mut patched, &p).map_err(|e| e.to_string()))
+            {
+                Ok(()) => patched,
+                Err(e) => {
+                    return Verdict::Answer(status::json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": e, "reason": "Invalid", "code": 422}),
+                    ));
+                }
+            }
+        }
+    };
+    fill_identity(&mut candidate, &target, kind);
+    let name = candidate["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let mut causes = Vec::new();
+    let mut warnings = Vec::new();
+    let mut unknown = Vec::new();
+    for problem in schema::check(&target.group, &target.version, kind, &candidate) {
+        match problem {
+            schema::Problem::Unknown { field, pointer } => unknown.push((field, pointer)),
+            schema::Problem::Required(field) => causes.push(Cause::required(field, "")),
+            schema::Problem::NotSupported {
+                field,
+                value,
+                options,
+            } => {
+                let options: Vec<&str> = options.iter().map(String::as_str).collect();
+                causes.push(Cause::not_supported(field, value, &options));
+            }
+            schema::Problem::Type { field, message } => {
+                return Verdict::Answer(if verb == Verb::Apply {
+                    typed_patch_failure(&target, kind, &name, &format!(".{field}: {message}"))
+                } else {
+                    status::bad_request(&format!(
+                        "{kind} in version {:?} cannot be handled as a {kind}: {field}: {message}",
+                        target.version
+                    ))
+                });
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        let fields: Vec<&str> = unknown.iter().map(|(f, _)| f.as_str()).collect();
+        if verb == Verb::Apply {
+            let listed: Vec<String> = fields
+                .iter()
+                .map(|f| format!(".{f}: field not declared in schema"))
+                .collect();
+            return Verdict::Answer(typed_patch_failure(
+                &target,
+                kind,
+                &name,
+                &listed.join(", "),
+            ));
+        }
+        match query_param(query, "fieldValidation") {
+            Some("Strict") => {
+                let listed: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}"))
+                    .collect();
+                return Verdict::Answer(status::bad_request(&format!(
+                    "strict decoding error: {}",
+                    listed.join(", ")
+                )));
+            }
+            Some("Ignore") => {}
+            _ => warnings.extend(fields.iter().map(|f| format!("unknown field {f:?}"))),
+        }
+        // Pruned, as the API server drops what it cannot decode.
+        for (_, pointer) in &unknown {
+            remove_at(&mut candidate, pointer);
+            remove_at(&mut patch, pointer);
+        }
+    }
+    match rules::validate(kind, &candidate, existing.as_ref()) {
+        Ok(()) => {}
+        Err(rules::Refusal::BadRequest(message)) => {
+            return Verdict::Answer(status::bad_request(&message));
+        }
+        Err(rules::Refusal::Invalid(more)) => causes.extend(more),
+    }
+    // The schema and the rules may both find a missing field: say it once.
+    let mut seen = Vec::new();
+    causes.retain(|c| {
+        let key = (c.field.clone(), c.kind);
+        let new = !seen.contains(&key);
+        seen.push(key);
+        new
+    });
+    if !causes.is_empty() {
+        return Verdict::Answer(status::invalid(&target.group, kind, &name, &causes));
+    }
+    if kind == "Pod" && existing.is_none() {
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let level = namespaces.lock().ok().and_then(|n| {
+            n.get(&namespace)
+                .and_then(admission::enforced_level)
+                .map(str::to_string)
+        });
+        if let Some(level) = level
+            && let Some(message) = admission::check_pod(&level, &name, &candidate["spec"])
+        {
+            return Verdict::Answer(status::forbidden(&message, "pods", &name));
+        }
+    }
+    if dry_run {
+        let code = if existing.is_none() {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Verdict::Answer(status::json_response(code, &candidate));
+    }
+    if verb == Verb::Apply
+        && let Some(old) = &existing
+        && unchanged(
+            old,
+            &candidate,
+            query_param(query, "fieldManager").unwrap_or_default(),
+        )
+    {
+        return Verdict::Answer(status::json_response(StatusCode::OK, old));
+    }
+    let body = if unknown.is_empty() {
+        body
+    } else {
+        Bytes::from(patch.to_string())
+    };
+    Verdict::Forward { body, warnings }
+}
+
+fn not_found(target: &Target) -> Response<Full<Bytes>> {
+    let what = if target.group.is_empty() {
+        target.resource.clone()
+    } else {
+        format!("{}.{}", target.resource, target.group)
+    };
+    status::not_found(&format!(
+        "{what} {:?} not found",
+        target.name.clone().unwrap_or_default()
+    ))
+}
+
+/// A body that names another kind, version, name or namespace than the URL.
+fn wrong_object(target: &Target, kind: &str, verb: Verb, body: &Value) -> Option<String> {
+    if matches!(verb, Verb::MergePatch | Verb::JsonPatch) {
+        return None;
+    }
+    let expected = target.api_version();
+    let api_version = body["apiVersion"].as_str().unwrap_or_default();
+    let body_kind = body["kind"].as_str().unwrap_or_default();
+    if verb == Verb::Apply {
+        if api_version != expected {
+            return Some(format!(
+                "Incorrect version specified in apply patch. Specified patch version: \
+                 {api_version}, expected: {expected}"
+            ));
+        }
+        if body_kind != kind {
+            return Some(format!(
+                "Incorrect kind specified in apply patch. Specified patch kind: {body_kind}, \
+                 expected: {kind}"
+            ));
+        }
+    } else {
+        if !api_version.is_empty() && api_version != expected {
+            return Some(format!(
+                "the API version in the data ({api_version}) does not match the expected API \
+                 version ({expected})"
+            ));
+        }
+        if !body_kind.is_empty() && body_kind != kind {
+            return Some(format!(
+                "the kind in the data ({body_kind}) does not match the expected kind ({kind})"
+            ));
+        }
+    }
+    let body_name = body["metadata"]["name"].as_str();
+    if let (Some(url), Some(named)) = (&target.name, body_name)
+        && url != named
+    {
+        return Some(format!(
+            "the name of the object ({named}) does not match the name on the URL ({url})"
+        ));
+    }
+    let body_ns = body["metadata"]["namespace"].as_str();
+    if let (Some(url), Some(named)) = (&target.namespace, body_ns)
+        && url != named
+    {
+        return Some(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
+        );
+    }
+    None
+}
+
+/// What the server sets from the URL: apiVersion, kind, name, namespace.
+fn fill_identity(obj: &mut Value, target: &Target, kind: &str) {
+    if !obj.is_object() {
+        return;
+    }
+    obj["apiVersion"] = json!(target.api_version());
+    obj["kind"] = json!(kind);
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    if let Some(name) = &target.name {
+        obj["metadata"]["name"] = json!(name);
+    }
+    if let Some(ns) = &target.namespace {
+        obj["metadata"]["namespace"] = json!(ns);
+    }
+}
+
+/// Server-side apply's answer to a patch its schema cannot type: a 500
+/// without a reason (kubernetes/kubernetes#122480, still so in 1.32).
+fn typed_patch_failure(
+    target: &Target,
+    kind: &str,
+    name: &str,
+    what: &str,
+) -> Response<Full<Bytes>> {
+    let ns = target.namespace.clone().unwrap_or_default();
+    let gv = if target.group.is_empty() {
+        format!("/{}", target.version)
+    } else {
+        target.api_version()
+    };
+    status::internal(&format!(
+        "failed to create typed patch object ({ns}/{name}; {gv}, Kind={kind}): {what}"
+    ))
+}
+
+/// An apply that leaves the object as it is, by a manager that already owns
+/// fields of it: the API server writes nothing (no new resourceVersion or
+/// generation).
+fn unchanged(old: &Value, candidate: &Value, manager: &str) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v["metadata"].as_object_mut() {
+            for key in [
+                "managedFields",
+                "resourceVersion",
+                "generation",
+                "uid",
+                "creationTimestamp",
+            ] {
+                meta.remove(key);
+            }
+        }
+        v
+    };
+    let owns = old["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| {
+            m["manager"].as_str() == Some(manager) && m["operation"].as_str() == Some("Apply")
+        });
+    owns && strip(old) == strip(candidate)
+}
+
+/// Remove the member at a JSON pointer, if there.
+fn remove_at(v: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let last = last.replace("~1", "/").replace("~0", "~");
+    if let Some(Value::Object(m)) = v.pointer_mut(parent) {
+        m.remove(&last);
+    }
+}
+
+/// Read a stored object through the store's own HTTP interface.
+pub(crate) async fn get(inner: &kube::Client, path: String) -> Option<Value> {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .body(kube::client::Body::empty())
+        .ok()?;
+    let resp = inner.send(req).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_into_their_parts() {
+        let t = Target::parse("/apis/apps/v1/namespaces/ns/deployments/x/status").expect("parse");
+        assert_eq!(
+            (t.group.as_str(), t.version.as_str(), t.resource.as_str()),
+            ("apps", "v1", "deployments")
+        );
+        assert_eq!(t.namespace.as_deref(), Some("ns"));
+        assert_eq!(t.name.as_deref(), Some("x"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        assert_eq!(t.object_path(), "/apis/apps/v1/namespaces/ns/deployments/x");
+        let core = Target::parse("/api/v1/namespaces/ns/services").expect("parse");
+        assert_eq!((core.kind(), core.name), (Some("Service"), None));
+    }
+
+    #[test]
+    fn remove_at_prunes_one_member() {
+        let mut v = json!({"spec": {"a": 1, "b/c": 2}});
+        remove_at(&mut v, "/spec/b~1c");
+        assert_eq!(v, json!({"spec": {"a": 1}}));
+    }
+}

@@ -1,0 +1,233 @@
+//! The real `kubectl` against the API fake run as its own process
+//! (`kube-fake-api --listen 127.0.0.1:0 --kubeconfig FILE`): discovery,
+//! server-side apply with server-side field validation, get, label, delete,
+//! and the refusals a real API server gives, as kubectl prints them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The fake's process, stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kube-fake-api"))
+            .args(["--listen", "127.0.0.1:0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr: std::net::SocketAddr = line.trim().parse()?;
+        assert!(addr.port() != 0, "{line}");
+        Ok(Self {
+            child,
+            kubeconfig,
+            dir,
+        })
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("kubectl (it must be installed for this test): {e}"))?;
+        Ok(out)
+    }
+
+    fn file(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, labels: {app: api}}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: reg/api:1}]}
+";
+
+#[test]
+fn kubectl_discovers_applies_gets_labels_and_deletes() -> Result {
+    let fake = Served::start(&[])?;
+
+    let version = ok(&fake.kubectl(&["version", "-o", "json"])?);
+    let version: serde_json::Value = serde_json::from_str(&version)?;
+    assert_eq!(version["serverVersion"]["minor"], "32", "{version}");
+
+    let file = path_arg(&fake.file("api.yaml", DEPLOYMENT)?);
+    let applied = ok(&fake.kubectl(&["apply", "--server-side", "-f", &file])?);
+    assert_eq!(applied.trim(), "deployment.apps/api serverside-applied");
+    let again = ok(&fake.kubectl(&["apply", "--server-side", "-f", &file])?);
+    assert_eq!(again.trim(), "deployment.apps/api serverside-applied");
+
+    let names = ok(&fake.kubectl(&["get", "deployments", "-o", "name"])?);
+    assert_eq!(names.trim(), "deployment.apps/api");
+    let got = ok(&fake.kubectl(&["get", "deployment", "api", "-o", "json"])?);
+    let got: serde_json::Value = serde_json::from_str(&got)?;
+    assert_eq!(got["metadata"]["generation"], 1, "a no-op apply: {got}");
+
+    let ns = path_arg(&fake.file(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: locked}\n",
+    )?);
+    ok(&fake.kubectl(&["apply", "--server-side", "-f", &ns])?);
+    // Typed writes come as protobuf, which the fake does not decode: it says so.
+    let created = fake.kubectl(&["create", "namespace", "other"])?;
+    assert!(!created.status.success());
+    assert!(
+        text(&created.stderr).contains("decodes JSON only"),
+        "{}",
+        text(&created.stderr)
+    );
+    ok(&fake.kubectl(&[
+        "label",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?);
+    let ns = ok(&fake.kubectl(&["get", "namespace", "locked", "-o", "json"])?);
+    let ns: serde_json::Value = serde_json::from_str(&ns)?;
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "locked",
+        "{ns}"
+    );
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted",
+        "{ns}"
+    );
+
+    ok(&fake.kubectl(&["delete", "deployment", "api", "--wait=false"])?);
+    let gone = fake.kubectl(&["get", "deployment", "api"])?;
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone.stderr).contains("NotFound"),
+        "{}",
+        text(&gone.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn kubectl_rollout_status_follows_the_controller_and_delete_waits() -> Result {
+    let fake = Served::start(&[])?;
+    let file = path_arg(&fake.file("api.yaml", DEPLOYMENT)?);
+    ok(&fake.kubectl(&["apply", "--server-side", "-f", &file])?);
+    let status = ok(&fake.kubectl(&["rollout", "status", "deployment/api", "--timeout=30s"])?);
+    assert!(
+        status.contains("deployment \"api\" successfully rolled out"),
+        "{status}"
+    );
+    let deleted = ok(&fake.kubectl(&[
+        "delete",
+        "deployment",
+        "api",
+        "--wait=true",
+        "--timeout=30s",
+    ])?);
+    assert!(
+        deleted.contains("deployment.apps \"api\" deleted"),
+        "{deleted}"
+    );
+    Ok(())
+}
+
+#[test]
+fn kubectl_prints_the_refusals_of_a_real_api_server() -> Result {
+    let fake = Served::start(&[])?;
+
+    let mismatched = DEPLOYMENT.replace("matchLabels: {app: api}", "matchLabels: {app: web}");
+    let file = path_arg(&fake.file("bad.yaml", &mismatched)?);
+    let out = fake.kubectl(&["apply", "--server-side", "-f", &file])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    // kubectl words a 422 from its details, as it does a real server's.
+    assert!(
+        stderr.contains("The Deployment \"api\" is invalid")
+            && stderr.contains("`selector` does not match template `labels`"),
+        "{stderr}"
+    );
+
+    let elsewhere = DEPLOYMENT.replace(
+        "metadata: {name: api,",
+        "metadata: {name: api, namespace: nowhere,",
+    );
+    let file = path_arg(&fake.file("elsewhere.yaml", &elsewhere)?);
+    let out = fake.kubectl(&["apply", "--server-side", "-f", &file])?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("namespaces \"nowhere\" not found"),
+        "{stderr}"
+    );
+
+    // Nothing refused was stored.
+    let listed = ok(&fake.kubectl(&["get", "deployments", "-A", "-o", "name"])?);
+    assert_eq!(listed.trim(), "", "{listed}");
+    Ok(())
+}
+
+#[test]
+fn a_bad_listen_address_is_refused_with_the_reason() -> Result {
+    let dir = tempfile::tempdir()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-fake-api"))
+        .args(["--listen", &addr, "--kubeconfig"])
+        .arg(dir.path().join("kubeconfig"))
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
