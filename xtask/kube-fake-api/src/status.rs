@@ -28,7 +28,6 @@ pub enum CauseKind {
     Duplicate,
     NotSupported,
     Forbidden,
-    TooLong,
 }
 
 impl CauseKind {
@@ -40,7 +39,6 @@ impl CauseKind {
             Self::Duplicate => "FieldValueDuplicate",
             Self::NotSupported => "FieldValueNotSupported",
             Self::Forbidden => "FieldValueForbidden",
-            Self::TooLong => "FieldValueTooLong",
         }
     }
 }
@@ -71,14 +69,6 @@ impl Cause {
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(CauseKind::Forbidden, field, None, detail)
     }
-    pub fn too_long(field: impl Into<String>, limit: usize) -> Self {
-        Self::new(
-            CauseKind::TooLong,
-            field,
-            None,
-            format!("may not be more than {limit} bytes"),
-        )
-    }
 
     fn new(
         kind: CauseKind,
@@ -103,7 +93,6 @@ impl Cause {
             CauseKind::Duplicate => format!("Duplicate value: {value}"),
             CauseKind::NotSupported => format!("Unsupported value: {value}"),
             CauseKind::Forbidden => "Forbidden".to_string(),
-            CauseKind::TooLong => "Too long".to_string(),
         };
         if self.detail.is_empty() {
             head
