@@ -17,9 +17,29 @@ use kube::api::{Api, ListParams};
 use kube_fake_api::{Setup, cluster, kubeconfig};
 use support::{Fakes, Result, text};
 
+/// Loading an image archive into the node, as `minikube image load` and
+/// `kind load image-archive` do: its reference (the archive's
+/// `manifest.json` RepoTags) goes into the node's image list, which the
+/// API fake's kubelet reads.
+const LOAD: &str = r#"load_archive() {
+  tag=$(tar -xOf "$1" manifest.json | sed -n 's/.*"RepoTags":\["\([^"]*\)".*/\1/p')
+  echo "$tag" >> "$FAKE_NODE_IMAGES"
+}"#;
+
+/// `minikube image load` loads; `minikube service --url` answers with the
+/// services this test runs.
 const MINIKUBE: &str = r#"case "$1" in
   service) eval "last=\${$#}"; var="FAKE_URL_$(echo "$last" | tr - _)"; eval "echo \$$var" ;;
+  image) eval "last=\${$#}"; load_archive "$last" ;;
 esac"#;
+
+/// `kind load image-archive` loads.
+const KIND: &str = r#"case "$1" in
+  load) eval "last=\${$#}"; load_archive "$last" ;;
+esac"#;
+
+/// The registry the node pulls pinned images from (`deploy --images`).
+const REACHABLE_REGISTRY: &str = "reg.example";
 
 use support::free_port;
 
@@ -37,15 +57,33 @@ impl Stage {
         Self::with(Setup::default(), context, tools, settings)
     }
 
-    fn with(setup: Setup, context: &str, tools: &[(&str, &str)], settings: &str) -> Result<Self> {
+    /// `setup` with the node modelled: it holds what the fake `minikube`
+    /// and `kind` load, and pulls from [`REACHABLE_REGISTRY`].
+    fn with(
+        mut setup: Setup,
+        context: &str,
+        tools: &[(&str, &str)],
+        settings: &str,
+    ) -> Result<Self> {
         let rt = tokio::runtime::Runtime::new()?;
+        let tools: Vec<(&str, String)> = tools
+            .iter()
+            .map(|(name, body)| (*name, format!("{LOAD}\n{body}")))
+            .collect();
+        let tools: Vec<(&str, &str)> = tools.iter().map(|(n, b)| (*n, b.as_str())).collect();
+        let f = Fakes::new(&tools)?;
+        let node_images = f.dir.path().join("node-images");
+        std::fs::write(&node_images, "")?;
+        setup.node = kube_fake_api::controllers::Node {
+            images: Some(node_images.clone()),
+            registries: vec![REACHABLE_REGISTRY.into()],
+        };
         let fake = rt.block_on(cluster(setup));
         let addr = rt.block_on(fake.serve())?;
         {
             let _guard = rt.enter();
             fake.start_controller();
         }
-        let f = Fakes::new(tools)?;
         f.settings(settings)?;
         let config = f.dir.path().join("kubeconfig");
         std::fs::write(&config, kubeconfig(addr, context))?;
@@ -58,6 +96,7 @@ impl Stage {
             ("PATH", path),
             ("KUBECONFIG", config.display().to_string()),
             ("KMLOPS_KUBE_ENGINE", engine()?.display().to_string()),
+            ("FAKE_NODE_IMAGES", node_images.display().to_string()),
         ];
         Ok(Self {
             rt,
@@ -329,6 +368,21 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             pinned.contains(&format!("reg.example/acct/model-server@{d2}")),
             "{pinned:?}"
         );
+        // The node pulls them (the overlay's `Never` is for loaded images):
+        // with `Never`, the fake's kubelet answers ErrImageNeverPull.
+        for d in f.deployments()? {
+            let policy = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers[0].image_pull_policy.clone());
+            assert_eq!(
+                policy.as_deref(),
+                Some("IfNotPresent"),
+                "{:?}",
+                d.metadata.name
+            );
+        }
         // `render` gives what deploy --images applied: the same Deployments
         // (pod templates) and Services.
         let (out, _) = f.xtask(
@@ -452,7 +506,7 @@ fn kind_refuses_to_forward_to_a_port_something_else_answers_on() -> Result {
     let port = taken.local_addr()?.port();
     let f = Stage::new(
         "kind-dev",
-        &[("kind", "")],
+        &[("kind", KIND)],
         &format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
     )?;
     let (out, log) = f.xtask(&["deploy", "--target", "kind", "test-api"], &[])?;
@@ -543,7 +597,7 @@ fn deploy_on_kind_reaches_the_pods_through_the_engines_port_forwards() -> Result
     let (p1, p2, p3) = (free_port()?, free_port()?, free_port()?);
     let stage = Stage::new(
         "kind-dev",
-        &[("kind", "")],
+        &[("kind", KIND)],
         &format!(
             "[kind]\ncluster = \"dev\"\n\
              [services.test-api]\nport = {p1}\n[services.model-server]\nport = {p2}\n[services.iris-model]\nport = {p3}\n"
@@ -557,7 +611,7 @@ fn deploy_on_kind_reaches_the_pods_through_the_engines_port_forwards() -> Result
         ("iris-model", "iris"),
     ] {
         let addr = pods.start(&stage, deployment, model)?;
-        stage.backend(&format!("kube-mlops/{deployment}-0"), addr)?;
+        stage.backend(&format!("kube-mlops/{deployment}"), addr)?;
     }
 
     let result = (|| -> Result {
@@ -636,7 +690,7 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
             ..Setup::default()
         },
         "kind-dev",
-        &[("kind", ""), ("kubectl", KUBECTL_WITH_SELDON)],
+        &[("kind", KIND), ("kubectl", KUBECTL_WITH_SELDON)],
         &format!(
             "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
              [services.test-api]\n[services.model-server]\n[services.iris-model]\n"
@@ -725,7 +779,7 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
             ..Setup::default()
         },
         "kind-dev",
-        &[("kind", ""), ("kubectl", KUBECTL_WITH_SELDON)],
+        &[("kind", KIND), ("kubectl", KUBECTL_WITH_SELDON)],
         &format!(
             "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
              [services.test-api]\nport = {api_port}\n"
@@ -770,7 +824,7 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
             ("CLASS_NAMES", "barolo,grignolino,barbera"),
         ],
     )?;
-    stage.backend("kube-mlops/wine-0", pod)?;
+    stage.backend("kube-mlops/wine", pod)?;
     let ingress = ingress(vec![("/seldon/seldon/seldon-wine".into(), pod)])?;
     stage.backend("ambassador/ambassador-0", ingress)?;
 
@@ -851,4 +905,81 @@ fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>> {
         }
     }
     Ok(docs)
+}
+
+/// gcloud as the GKE preflight asks it: an account, the Kubernetes Engine API.
+const GCLOUD: &str = r#"case "$*" in
+  "config get-value account") echo dev@example.com ;;
+  services*) echo container.googleapis.com ;;
+  *describe*) echo "RUNNING 3 1.32.4-gke.100" ;;
+esac"#;
+
+/// GKE reports a LoadBalancer's external IP before its forwarding rules
+/// carry traffic: `deploy --target gke` waits until the service answers
+/// through it (up to `kubernetes.address_timeout_secs`) instead of failing
+/// its smoke test on the first refused connection. Here the API fake's
+/// cloud gives the address after a second, and the service behind it
+/// starts answering some seconds later.
+#[test]
+fn deploy_on_gke_waits_until_the_load_balancer_carries_traffic() -> Result {
+    let port = free_port()?;
+    let stage = Stage::with(
+        Setup {
+            load_balancer: Some(("127.0.0.1".into(), std::time::Duration::from_secs(1))),
+            ..Setup::default()
+        },
+        "gke_proj-1_europe-west1-b_k8s-test-cluster",
+        &[("gcloud", GCLOUD)],
+        &format!(
+            "{}[services.test-api]\nport = {port}\n[kubernetes]\naddress_timeout_secs = 90\n",
+            support::CLUSTERS
+        ),
+    )?;
+    let pins = stage.tools.dir.path().join("build.json");
+    std::fs::write(
+        &pins,
+        format!(
+            r#"{{"builds":[{{"imageName":"test-api","tag":"{REACHABLE_REGISTRY}/acct/test-api:v1.0.0@sha256:{}"}}]}}"#,
+            "3".repeat(64)
+        ),
+    )?;
+    let pins = pins.display().to_string();
+    // The service starts answering at the address some seconds after it
+    // is given (the local target serves it on the same port).
+    let late = std::thread::scope(
+        |scope| -> Result<(std::process::Output, std::process::Output)> {
+            let server = scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(6));
+                stage
+                    .xtask(&["deploy", "--target", "local", "test-api"], &[])
+                    .map(|(out, _)| out)
+                    .map_err(|e| e.to_string())
+            });
+            let (gke, _) = stage.xtask(
+                &["deploy", "--target", "gke", "--images", &pins, "test-api"],
+                &[],
+            )?;
+            let local = server.join().map_err(|_| "the local deploy panicked")??;
+            Ok((gke, local))
+        },
+    );
+    let _ = stage.xtask(&["teardown", "--target", "local"], &[]);
+    let (gke, local) = late?;
+    assert!(local.status.success(), "local: {}", text(&local.stderr));
+    let stderr = text(&gke.stderr);
+    assert!(gke.status.success(), "{}{stderr}", text(&gke.stdout));
+    support::in_order(
+        &stderr,
+        &[
+            &format!("wait until http://127.0.0.1:{port} answers through the load balancer"),
+            &format!("✓ http://127.0.0.1:{port} answers through the load balancer"),
+            "smoke test",
+        ],
+    );
+    assert!(
+        text(&gke.stdout).contains(&format!("test-api       http://127.0.0.1:{port}")),
+        "{}",
+        text(&gke.stdout)
+    );
+    Ok(())
 }

@@ -91,6 +91,12 @@ fn image_name(image: &str) -> &str {
 /// of custom resources such as a SeldonDeployment's componentSpecs) at the
 /// overriding image. Every override must match at least one container, so a
 /// typo cannot silently deploy the old image.
+///
+/// A reference pinned by digest (`…@sha256:…`) is pulled by the node from
+/// its registry: a container that says `imagePullPolicy: Never` (the
+/// minikube and kind overlays, for images loaded into the node by tag)
+/// gets `IfNotPresent` instead, or the kubelet would answer
+/// `ErrImageNeverPull` for an image nobody loaded.
 pub fn set_images(objects: &mut [DynamicObject], overrides: &[ImageOverride]) -> Result<()> {
     let mut used = vec![false; overrides.len()];
     for obj in objects.iter_mut() {
@@ -100,7 +106,13 @@ pub fn set_images(objects: &mut [DynamicObject], overrides: &[ImageOverride]) ->
             };
             let name = image_name(image).to_string();
             if let Some(i) = overrides.iter().position(|o| o.name == name) {
-                container["image"] = Value::String(overrides[i].reference.clone());
+                let reference = &overrides[i].reference;
+                container["image"] = Value::String(reference.clone());
+                if reference.contains("@sha256:")
+                    && container.get("imagePullPolicy").and_then(Value::as_str) == Some("Never")
+                {
+                    container["imagePullPolicy"] = Value::String("IfNotPresent".into());
+                }
                 used[i] = true;
             }
         });
@@ -262,6 +274,24 @@ mod tests {
         let containers = &objs[2].data["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers[0]["image"], "r/test-api@sha256:ab");
         assert_eq!(containers[1]["image"], "r/other:2");
+        Ok(())
+    }
+
+    #[test]
+    fn an_image_pinned_by_digest_is_pulled_where_the_overlay_said_never() -> Result<()> {
+        let never = YAML.replace(
+            "image: test-api}",
+            "image: test-api, imagePullPolicy: Never}",
+        );
+        let policy = |objs: &[DynamicObject]| {
+            objs[1].data["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"].clone()
+        };
+        let mut loaded = parse(&never)?;
+        set_images(&mut loaded, &overrides(&["test-api=kube-mlops/test-api:1"]))?;
+        assert_eq!(policy(&loaded), "Never", "a loaded image stays Never");
+        let mut pinned = parse(&never)?;
+        set_images(&mut pinned, &overrides(&["test-api=r/test-api@sha256:ab"]))?;
+        assert_eq!(policy(&pinned), "IfNotPresent");
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
@@ -361,19 +361,95 @@ pub async fn wait(
     }
 }
 
+/// The first pod of `w` that cannot start and will not by waiting. For a
+/// Deployment only its current ReplicaSet's pods count: an old pod that
+/// was failing goes away with its ReplicaSet, and before the controller
+/// has seen the new spec no pod is this rollout's yet.
 async fn hopeless_pod(
     resolver: &Resolver,
     w: &Workload,
     selector: &str,
 ) -> Option<explain::Problem> {
-    let pods: Api<Pod> = Api::namespaced(resolver.client().clone(), &w.namespace);
+    let client = resolver.client();
+    let current = match w.kind {
+        WorkloadKind::Deployment => match current_template(client, w, selector).await? {
+            Template::NotSeen => return None,
+            Template::Hash(hash) => Some(hash),
+            Template::Unknown => None,
+        },
+        WorkloadKind::SeldonDeployment => None,
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &w.namespace);
     let list = pods
         .list(&ListParams::default().labels(selector))
         .await
         .ok()?;
     list.items
         .iter()
+        .filter(|p| match &current {
+            Some(hash) => {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(TEMPLATE_HASH))
+                    == Some(hash)
+            }
+            None => true,
+        })
         .filter(|p| !explain::is_ready(p))
         .filter_map(explain::problem)
         .find(explain::Problem::is_hopeless)
+}
+
+/// The label the Deployment controller puts on a ReplicaSet's pods.
+const TEMPLATE_HASH: &str = "pod-template-hash";
+/// The annotation that numbers a Deployment's ReplicaSets, newest highest.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// Which pods are the current rollout's.
+enum Template {
+    /// The controller has not seen the current spec yet.
+    NotSeen,
+    /// Those with this `pod-template-hash` (the newest ReplicaSet's).
+    Hash(String),
+    /// No ReplicaSet says: every pod of the selector.
+    Unknown,
+}
+
+async fn current_template(client: &kube::Client, w: &Workload, selector: &str) -> Option<Template> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &w.namespace);
+    let d = deployments.get(&w.name).await.ok()?;
+    let observed = d.status.as_ref().and_then(|s| s.observed_generation);
+    if observed.unwrap_or(0) < d.metadata.generation.unwrap_or(0) {
+        return Some(Template::NotSeen);
+    }
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &w.namespace);
+    let owned = sets
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .filter(|rs| {
+            rs.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| Some(&o.uid) == d.metadata.uid.as_ref())
+        });
+    let revision = |rs: &ReplicaSet| {
+        rs.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION))
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let newest = owned.max_by_key(revision);
+    Some(
+        match newest.and_then(|rs| rs.metadata.labels?.get(TEMPLATE_HASH).cloned()) {
+            Some(hash) => Template::Hash(hash),
+            None => Template::Unknown,
+        },
+    )
 }

@@ -155,9 +155,12 @@ async fn rollout_wait_explains_image_pull_backoff_at_once() {
         ],
         ..Setup::default()
     };
-    let (_fake, mut resolver) = deployed(setup).await;
+    let (fake, mut resolver) = deployed(setup).await;
     let workloads = rollout::workloads(&[], NS);
     assert!(workloads.is_empty());
+    // The controller has seen the spec (before that, no pod is this
+    // rollout's); without ReplicaSets, every pod of the selector counts.
+    set_deployment_status(&fake.client, json!({"replicas": 1, "updatedReplicas": 1})).await;
     let start = Instant::now();
     let err = rollout::wait(&mut resolver, &[test_api()], &wait_opts(30))
         .await

@@ -98,9 +98,12 @@ pub struct FakeCluster {
     /// Log text per `pod/container`.
     pub logs: Arc<Mutex<HashMap<String, String>>>,
     pub namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
-    /// Where a port-forward to a pod really goes: `namespace/pod` → address.
+    /// Where a port-forward to a pod really goes: `namespace/pod`, or
+    /// `namespace/<workload>` for the pods named after it, → address.
     pub backends: Arc<Mutex<HashMap<String, SocketAddr>>>,
     state: State,
+    /// Taken by [`FakeCluster::start_controller`].
+    controllers: Arc<Mutex<Option<controllers::Controllers>>>,
 }
 
 /// What both the in-process client and the HTTP server route through.
@@ -118,11 +121,19 @@ pub struct Setup {
     pub seldon_installed: bool,
     pub objects: Vec<Value>,
     pub namespaces: Vec<Value>,
+    /// The node's images and the registries it reaches (default: every
+    /// image is there).
+    pub node: controllers::Node,
+    /// The external address LoadBalancer services get, and after how long
+    /// (default: none, they stay pending as without a cloud).
+    pub load_balancer: Option<(String, Duration)>,
 }
 
 pub async fn cluster(setup: Setup) -> FakeCluster {
     let mut builder = kube_fake_client::ClientBuilder::new()
         .with_status_subresource::<Deployment>()
+        .with_status_subresource::<k8s_openapi::api::apps::v1::ReplicaSet>()
+        .with_status_subresource::<k8s_openapi::api::core::v1::Service>()
         .with_runtime_objects(setup.objects.clone());
     if setup.seldon_installed {
         builder = builder
@@ -159,6 +170,13 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         backends: backends.clone(),
         seldon: setup.seldon_installed,
     };
+    let controllers = Arc::new(Mutex::new(Some(controllers::Controllers {
+        kubelet: controllers::kubelet::Kubelet::new(setup.node),
+        load_balancers: controllers::LoadBalancers::new(setup.load_balancer),
+        seldon: setup
+            .seldon_installed
+            .then(controllers::SeldonOperator::default),
+    })));
     let routed = state.clone();
     let service = tower::service_fn(move |req: Request<kube::client::Body>| {
         let state = routed.clone();
@@ -170,6 +188,7 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         namespaces,
         backends,
         state,
+        controllers,
     }
 }
 
@@ -246,17 +265,19 @@ impl FakeCluster {
         Ok(addr)
     }
 
-    /// Play the controllers ([`controllers`]): every Deployment gets a ready
-    /// pod (or a ReplicaFailure when its namespace's Pod Security level
-    /// refuses it), and the Seldon operator rolls each SeldonDeployment out
-    /// as Deployments, `Creating` then `Available`.
+    /// Play the controllers ([`controllers`]) from now on, every 200 ms:
+    /// Deployments roll out as ReplicaSets and pods whose status the
+    /// kubelet gives (the node's images, Pod Security refusals), load
+    /// balancers get their address, and the Seldon operator rolls each
+    /// SeldonDeployment out as Deployments. A second call does nothing.
     pub fn start_controller(&self) {
         let client = self.client.clone();
-        let seldon = self.state.seldon;
+        let Some(mut controllers) = self.controllers.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
         tokio::spawn(async move {
-            let mut operator = controllers::SeldonOperator::default();
             loop {
-                let _ = controllers::reconcile(&client, seldon.then_some(&mut operator)).await;
+                let _ = controllers.reconcile(&client).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
@@ -286,8 +307,24 @@ fn portforward_target(req: &Request<Incoming>, state: &State) -> Option<(SocketA
         .find_map(|kv| kv.strip_prefix("ports="))?
         .parse()
         .ok()?;
-    let backend = *state.backends.lock().ok()?.get(&format!("{ns}/{pod}"))?;
-    Some((backend, port))
+    let backends = state.backends.lock().ok()?;
+    Some((backend_of(&backends, ns, pod)?, port))
+}
+
+/// Where a port-forward to `ns/pod` leads: the backend registered for
+/// the pod, or else for the workload whose pods are named after it
+/// (`ns/test-api` for the pods `test-api-<hash>-<suffix>`), the longest
+/// such name first.
+fn backend_of(backends: &HashMap<String, SocketAddr>, ns: &str, pod: &str) -> Option<SocketAddr> {
+    let key = format!("{ns}/{pod}");
+    if let Some(b) = backends.get(&key) {
+        return Some(*b);
+    }
+    backends
+        .iter()
+        .filter(|(k, _)| key.starts_with(&format!("{k}-")))
+        .max_by_key(|(k, _)| k.len())
+        .map(|(_, b)| *b)
 }
 
 /// Accept the WebSocket (protocol v4.channel.k8s.io) and relay channel 0 of

@@ -2,7 +2,9 @@
 //! API fake as a process of its own, for the real `kubectl` and
 //! `kube-engine`. It writes a kubeconfig whose context `kube-fake` points at
 //! it, prints the address it listens on (one line on standard output), plays
-//! the controllers, and serves until SIGTERM or Ctrl-C.
+//! the controllers, and serves until SIGTERM or Ctrl-C. `--node-images`
+//! and `--load-balancer-ip` model a node's images and a cloud's load
+//! balancer (see `--help`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +28,20 @@ struct Args {
     /// Serve Seldon Core's SeldonDeployment kind, as if Seldon Core were installed.
     #[arg(long)]
     seldon: bool,
+    /// Model the node's images: this file lists those loaded, one reference
+    /// per line (append to it as `minikube image load` would); a pod whose
+    /// image is missing then waits with ErrImageNeverPull or ImagePullBackOff.
+    #[arg(long, value_name = "FILE")]
+    node_images: Option<PathBuf>,
+    /// A registry host the node can pull from (repeatable; with --node-images).
+    #[arg(long = "registry", value_name = "HOST")]
+    registries: Vec<String>,
+    /// Give LoadBalancer services this external address (default: they stay pending).
+    #[arg(long, value_name = "IP")]
+    load_balancer_ip: Option<String>,
+    /// Seconds before a LoadBalancer service gets its address.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    load_balancer_after: u64,
 }
 
 #[tokio::main]
@@ -33,6 +49,13 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let fake = cluster(Setup {
         seldon_installed: args.seldon,
+        node: kube_fake_api::controllers::Node {
+            images: args.node_images,
+            registries: args.registries,
+        },
+        load_balancer: args
+            .load_balancer_ip
+            .map(|ip| (ip, std::time::Duration::from_secs(args.load_balancer_after))),
         ..Setup::default()
     })
     .await;

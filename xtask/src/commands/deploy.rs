@@ -89,7 +89,7 @@ impl DeployArgs {
             .with_context(|| format!("preparing target {name}"))?;
         force_conflicts(&mut session, self.force_conflicts);
         target
-            .prepare(cx, &session)
+            .prepare(cx, &session, self.images.is_none())
             .with_context(|| format!("preparing target {name}"))?;
         let delivered = match &self.images {
             Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,

@@ -64,7 +64,7 @@ struct Good {
 /// workspace cannot be read, the files cannot be watched.
 pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options) -> Result<Ended> {
     let session = target.open(cx)?;
-    target.prepare(cx, &session)?;
+    target.prepare(cx, &session, true)?;
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
     // Under --dry-run the plan is the first round's: nothing to watch.
     if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {

@@ -149,7 +149,30 @@ pub fn render(cx: &Ctx, overlay: &Path, pins: &[Pin], scratch: &Path) -> Result<
         ),
         "rendering the manifests with the images pinned",
     )?;
-    Ok(rendered.stdout)
+    Ok(pull_pinned(&rendered.stdout))
+}
+
+/// `rendered` with `imagePullPolicy: Never` turned into `IfNotPresent` for
+/// the containers whose image is pinned by digest, as the engine does on
+/// deploy: the minikube and kind overlays say `Never` for images loaded
+/// into the node by tag, but a pinned image comes from its registry, and
+/// with `Never` the kubelet answers `ErrImageNeverPull`. kustomize writes
+/// keys sorted, so a container's `imagePullPolicy` follows its `image`
+/// at the same column.
+pub fn pull_pinned(rendered: &str) -> String {
+    let column = |line: &str| line.len() - line.trim_start_matches([' ', '-']).len();
+    let mut out = String::with_capacity(rendered.len());
+    let mut pinned_at: Option<usize> = None;
+    for line in rendered.split_inclusive('\n') {
+        let key = line.trim_start_matches([' ', '-']);
+        if pinned_at == Some(column(line)) && key.trim_end() == "imagePullPolicy: Never" {
+            out.push_str(&line.replace("Never", "IfNotPresent"));
+        } else {
+            out.push_str(line);
+        }
+        pinned_at = (key.starts_with("image: ") && key.contains("@sha256:")).then(|| column(line));
+    }
+    out
 }
 
 /// Renders every overlay under deploy/overlays with `pins` into
@@ -191,6 +214,16 @@ pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pinned_images_are_pulled_where_the_overlay_said_never() {
+        let rendered = "      containers:\n      - env: []\n        image: r/a@sha256:00\n        imagePullPolicy: Never\n        name: a\n      - image: b:1\n        imagePullPolicy: Never\n      - image: r/c@sha256:11\n        imagePullPolicy: Always\n";
+        let out = super::pull_pinned(rendered);
+        assert_eq!(
+            out,
+            rendered.replacen("imagePullPolicy: Never", "imagePullPolicy: IfNotPresent", 1)
+        );
+    }
+
     use super::*;
 
     #[test]

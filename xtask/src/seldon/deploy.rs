@@ -56,7 +56,7 @@ pub fn deploy(
             "check that Seldon Core is installed on {context} (its {CRD} CRD)"
         )),
     }
-    kube.prepare(cx, session)?;
+    kube.prepare(cx, session, true)?;
     let specs: Vec<_> = services::all(&cx.config, &cx.root)
         .into_iter()
         .filter(|s| s.settings.seldon)

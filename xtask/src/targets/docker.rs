@@ -155,7 +155,7 @@ impl Target for Docker {
         Ok(Session::default())
     }
 
-    fn prepare(&self, _cx: &Ctx, _session: &Session) -> Result<()> {
+    fn prepare(&self, _cx: &Ctx, _session: &Session, _delivering: bool) -> Result<()> {
         Ok(())
     }
 

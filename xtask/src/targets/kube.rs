@@ -222,7 +222,7 @@ impl Target for Kube {
         Ok(Session { kube: Some(engine) })
     }
 
-    fn prepare(&self, cx: &Ctx, session: &Session) -> Result<()> {
+    fn prepare(&self, cx: &Ctx, session: &Session, delivering: bool) -> Result<()> {
         // Before anything is built: the manifests must be what the settings
         // say (status, logs and teardown work whatever they are).
         crate::manifests::refuse_stale(cx, &services::all(&cx.config, &cx.root))?;
@@ -240,7 +240,10 @@ impl Target for Kube {
         }
         // Where images go takes them (a registry: it answers and accepts
         // the credentials), before minutes of building.
-        if let Some(first) = services::image_names(&cx.config).first() {
+        if let Some(first) = services::image_names(&cx.config)
+            .first()
+            .filter(|_| delivering)
+        {
             self.cluster.publisher(cx).preflight(cx, first)?;
         }
         // Built before any image is pushed, so a build failure changes nothing.

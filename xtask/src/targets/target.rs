@@ -62,8 +62,10 @@ pub trait Target {
     fn open(&self, cx: &Ctx) -> Result<Session>;
 
     /// Deploy only, before anything is built: the engine answers, the tools
-    /// are there. Changes nothing.
-    fn prepare(&self, cx: &Ctx, session: &Session) -> Result<()>;
+    /// are there, and where images go takes them when `delivering` (false
+    /// for prebuilt images, `deploy --images`, which nothing pushes).
+    /// Changes nothing.
+    fn prepare(&self, cx: &Ctx, session: &Session, delivering: bool) -> Result<()>;
 
     /// Makes the built services reachable by the target (load, push, or
     /// nothing), saying which before it happens.

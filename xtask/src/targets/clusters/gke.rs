@@ -13,6 +13,8 @@ use xshell::cmd;
 
 use super::cluster::Cluster;
 use crate::ground::context::Ctx;
+use crate::ground::http;
+use crate::ground::poll::{self, Waited};
 use crate::ground::runner::{Probe, quote};
 use crate::ground::services::ServiceSpec;
 use crate::ground::settings::TargetName;
@@ -201,7 +203,12 @@ impl Cluster for Gke {
     ) -> Result<String> {
         let namespace = &cx.config.kubernetes.namespace;
         Ok(match engine.load_balancer(cx, namespace, &spec.name)? {
-            Some(address) => format!("http://{address}:{}", spec.settings.port),
+            Some(address) => {
+                let url = format!("http://{address}:{}", spec.settings.port);
+                let secs = cx.config.kubernetes.address_timeout_secs;
+                through_load_balancer(cx, &url, namespace, &spec.name, secs)?;
+                url
+            }
             None => format!(
                 "http://<external IP of {}>:{}",
                 spec.name, spec.settings.port
@@ -244,6 +251,42 @@ impl Cluster for Gke {
         }
         Ok(account.to_string())
     }
+}
+
+/// Waits until `url` (service `namespace/service`'s new LoadBalancer
+/// address) answers `/readyz`: GKE reports the external IP before its
+/// forwarding rules carry traffic, a minute or more on a new load
+/// balancer, so one attempt would fail a healthy deploy. Gives up after
+/// `secs` (`kubernetes.address_timeout_secs`) with the last answer seen.
+fn through_load_balancer(
+    cx: &Ctx,
+    url: &str,
+    namespace: &str,
+    service: &str,
+    secs: u64,
+) -> Result<()> {
+    let what = format!("wait until {url} answers through the load balancer (up to {secs}s)");
+    cx.runner.step(what);
+    cx.runner.unless_dry_run(|| {
+        match poll::until(Duration::from_secs(secs), Duration::from_secs(2), || {
+            Ok(http::readiness(url))
+        })? {
+            Waited::Done { after, .. } => {
+                eprintln!(
+                    "  ✓ {url} answers through the load balancer ({:.0}s after its address)",
+                    after.as_secs_f64()
+                );
+                Ok(())
+            }
+            Waited::TimedOut { last } => bail!(
+                "{url} did not answer through the load balancer within {secs}s \
+                 (kubernetes.address_timeout_secs); the last attempt: {last}. A new load balancer \
+                 can take minutes: raise the setting, or look at \
+                 `kubectl describe service -n {namespace} {service}` and the project's firewall rules"
+            ),
+        }
+    })?;
+    Ok(())
 }
 
 /// What GKE needs before anything is created: gcloud, an account, a

@@ -54,7 +54,7 @@ impl Target for Local {
         Ok(Session::default())
     }
 
-    fn prepare(&self, cx: &Ctx, _session: &Session) -> Result<()> {
+    fn prepare(&self, cx: &Ctx, _session: &Session, _delivering: bool) -> Result<()> {
         // Before anything is built or stopped: services can listen there.
         let bind = cx.config.local.bind;
         if let Err(e) = std::net::TcpListener::bind((bind, 0)) {

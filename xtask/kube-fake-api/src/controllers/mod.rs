@@ -1,0 +1,119 @@
+//! The controllers the fake plays, so that what a cluster does after a
+//! write happens here too: the Deployment and ReplicaSet controllers with
+//! the kubelet ([`deployments`], [`kubelet`]), a cloud's load balancer
+//! ([`services`]), Seldon Core's operator ([`seldon`]), and a garbage
+//! collector that deletes what an owner or a namespace took with it.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
+use serde_json::json;
+
+pub mod deployments;
+pub mod kubelet;
+pub mod seldon;
+pub mod services;
+
+pub use kubelet::Node;
+pub use seldon::{SeldonOperator, component_deployments};
+pub use services::LoadBalancers;
+
+/// Every controller with what it remembers between passes.
+pub struct Controllers {
+    pub kubelet: kubelet::Kubelet,
+    pub load_balancers: LoadBalancers,
+    /// Seldon Core's operator, when Seldon Core is installed.
+    pub seldon: Option<SeldonOperator>,
+}
+
+impl Controllers {
+    /// One pass of every controller: the garbage collector, the Deployment
+    /// and ReplicaSet controllers with the kubelet, the load balancers, then
+    /// the Seldon operator.
+    pub async fn reconcile(&mut self, client: &Client) -> kube::Result<()> {
+        collect_garbage(client, self.seldon.is_some()).await?;
+        deployments::reconcile(client, &mut self.kubelet).await?;
+        self.load_balancers.reconcile(client).await?;
+        if let Some(operator) = &mut self.seldon {
+            operator.reconcile(client).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The garbage collector and the namespace controller in one: an object
+/// whose owner (by `ownerReferences` uid) is gone, or whose namespace is,
+/// is deleted, as a cluster deletes a Deployment's pods and a deleted
+/// namespace's contents.
+async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let live: BTreeSet<String> = namespaces
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    let mut uids = BTreeSet::new();
+    let mut objects = Vec::new();
+    for s in crate::discovery::all(seldon).filter(|s| s.namespaced) {
+        let api_version = if s.group.is_empty() {
+            s.version.to_string()
+        } else {
+            format!("{}/{}", s.group, s.version)
+        };
+        let ar = ApiResource {
+            group: s.group.into(),
+            version: s.version.into(),
+            api_version,
+            kind: s.kind.into(),
+            plural: s.plural.into(),
+        };
+        let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        for obj in all.list(&ListParams::default()).await?.items {
+            uids.extend(obj.metadata.uid.clone());
+            objects.push((ar.clone(), obj));
+        }
+    }
+    for (ar, obj) in objects {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        let orphaned = obj
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| !uids.contains(&o.uid));
+        if orphaned || !live.contains(&ns) {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            // Someone else may have deleted it meanwhile.
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+    Ok(())
+}
+
+/// A Warning event about the ReplicaSet `name`, as the ReplicaSet
+/// controller records a pod it could not create.
+pub(crate) async fn record_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    message: &str,
+) -> kube::Result<()> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{name}.{reason}").to_lowercase(), "namespace": ns},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "namespace": ns},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "replicaset-controller"}});
+    let event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
+    match events.create(&Default::default(), &event).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
