@@ -234,17 +234,19 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             "{stdout}"
         );
 
-        // Someone else takes spec.replicas: deploy stops on the conflict and
-        // names the flag; with --force-conflicts it takes them back, saying
-        // from whom.
-        let scaled = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "test-api", "namespace": "kube-mlops"}, "spec": {"replicas": 2}});
+        // Someone scales by hand (`kubectl scale`: an update through the
+        // scale subresource), taking spec.replicas: deploy stops on the
+        // conflict and names the flag; with --force-conflicts it takes them
+        // back, saying from whom.
         f.rt.block_on(async {
             Api::<Deployment>::namespaced(f.fake.client.clone(), "kube-mlops")
-                .patch(
+                .patch_scale(
                     "test-api",
-                    &kube::api::PatchParams::apply("kubectl-edit").force(),
-                    &kube::api::Patch::Apply(scaled),
+                    &kube::api::PatchParams {
+                        field_manager: Some("kubectl-scale".into()),
+                        ..Default::default()
+                    },
+                    &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 2}})),
                 )
                 .await
         })?;
@@ -252,7 +254,10 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
         assert!(
-            stderr.contains("\"kubectl-edit\"") && stderr.contains("--force-conflicts"),
+            stderr.contains(
+                "conflict with \"kubectl-scale\" with subresource \"scale\" using apps/v1"
+            ) && stderr.contains(".spec.replicas")
+                && stderr.contains("--force-conflicts"),
             "{stderr}"
         );
         let (out, _) = f.xtask(
@@ -262,8 +267,9 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
         assert!(
-            stdout
-                .contains("took over fields from another manager: conflict with \"kubectl-edit\""),
+            stdout.contains(
+                "took over fields from another manager: conflict with \"kubectl-scale\" with subresource \"scale\""
+            ),
             "{stdout}"
         );
         let replicas = f

@@ -206,9 +206,16 @@ async fn rollout_wait_explains_crash_loop_with_the_last_logs() {
         "test-api-5d8f-xyz/test-api".into(),
         "starting\nerror: PORT=\"abc\" is not a port number\n".into(),
     );
+    set_deployment_status(&fake.client, json!({"replicas": 1, "updatedReplicas": 1})).await;
+    let start = Instant::now();
     let err = rollout::wait(&mut resolver, &[test_api()], &wait_opts(30))
         .await
         .expect_err("must fail");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     let text = format!("{err:#}");
     common::assert_contains_all(
         &text,

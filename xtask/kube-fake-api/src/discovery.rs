@@ -146,10 +146,16 @@ pub fn resources(group: &str, version: &str, seldon: bool) -> Option<Value> {
             "namespaced": s.namespaced, "kind": s.kind, "verbs": verbs}),
         );
         for sub in s.subresources {
-            resources.push(
-                json!({"name": format!("{}/{sub}", s.plural), "singularName": "",
-                "namespaced": s.namespaced, "kind": s.kind, "verbs": ["get", "patch", "update"]}),
-            );
+            let mut entry = json!({"name": format!("{}/{sub}", s.plural), "singularName": "",
+                "namespaced": s.namespaced, "kind": s.kind, "verbs": ["get", "patch", "update"]});
+            // A scale subresource speaks autoscaling/v1 Scale, as a real
+            // server says (kubectl scale reads this).
+            if *sub == "scale" {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("Scale");
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {

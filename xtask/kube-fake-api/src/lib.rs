@@ -35,7 +35,9 @@ pub mod controllers;
 pub mod discovery;
 pub mod names;
 pub mod rules;
+mod scale;
 pub mod schema;
+pub mod ssa;
 pub mod status;
 mod watch;
 mod writes;
@@ -506,6 +508,40 @@ async fn route(
             let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
             return Ok(namespace_route(&namespaces, &method, name, &query, &body));
         }
+        [
+            "apis",
+            "apps",
+            "v1",
+            "namespaces",
+            _,
+            "deployments" | "replicasets",
+            _,
+            "scale",
+        ] => {
+            let method = req.method().clone();
+            let (content_type, user_agent) = {
+                let header = |name: http::header::HeaderName| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (
+                    header(http::header::CONTENT_TYPE),
+                    header(http::header::USER_AGENT),
+                )
+            };
+            let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
+            let write = scale::Write {
+                method: &method,
+                query: &query,
+                content_type: &content_type,
+                user_agent: &user_agent,
+                body: &body,
+            };
+            return scale::route(&inner, &path, write).await;
+        }
         ["api", "v1", "namespaces", _, "pods", pod, "log"] => {
             let container = query
                 .split('&')
@@ -535,11 +571,18 @@ async fn route(
         let inner = inner.clone();
         async move { writes::get(&inner, path).await }
     };
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let verdict = writes::admit(
         &parts.method,
         &path,
         &query,
         &content_type,
+        &user_agent,
         body,
         &namespaces,
         lookup,
@@ -547,7 +590,26 @@ async fn route(
     .await;
     let (body, warnings) = match verdict {
         writes::Verdict::Answer(answer) => return Ok(answer),
-        writes::Verdict::Forward { body, warnings } => (body, warnings),
+        writes::Verdict::Forward { body } => (body, Vec::new()),
+        // Stored as judged and merged here: created in its collection, or
+        // put in place of what was there.
+        writes::Verdict::Store {
+            object,
+            collection,
+            warnings,
+        } => {
+            let (method, uri) = match collection {
+                Some(c) => (Method::POST, c),
+                None => (Method::PUT, path.clone()),
+            };
+            parts.method = method;
+            parts.uri = http::Uri::try_from(uri).map_err(boxed)?;
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            (Bytes::from(object.to_string()), warnings)
+        }
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     let req = Request::from_parts(parts, kube::client::Body::from(body));

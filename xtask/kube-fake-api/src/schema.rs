@@ -79,6 +79,22 @@ fn gvk_key(group: &str, version: &str, kind: &str) -> String {
     format!("{group}/{version}/{kind}")
 }
 
+/// The type information of a `group/version` `kind` for field ownership
+/// and merging ([`crate::ssa`]): its definition in the schemas, or none (a
+/// custom resource, or no schemas).
+pub fn types(group: &str, version: &str, kind: &str) -> crate::ssa::Types<'static> {
+    match schemas() {
+        Some(s) => {
+            let node = s
+                .by_gvk
+                .get(&gvk_key(group, version, kind))
+                .and_then(|name| s.definitions.get(name));
+            crate::ssa::Types::new(Some(&s.definitions), node)
+        }
+        None => crate::ssa::Types::new(None, None),
+    }
+}
+
 /// Whether the schemas were found (`KMLOPS_KUBERNETES_SCHEMAS`).
 pub fn available() -> bool {
     schemas().is_some()

@@ -169,6 +169,23 @@ pub fn forbidden(message: &str, kind: &str, name: &str) -> Response<Full<Bytes>>
     )
 }
 
+/// A server-side apply conflict (409 Conflict, `errors.NewApplyConflict`):
+/// the message lists the conflicts, `details.causes` carries one
+/// `FieldManagerConflict` per field.
+pub fn conflict(
+    message: &str,
+    kind: &str,
+    name: &str,
+    causes: Vec<Value>,
+) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::CONFLICT,
+        "Conflict",
+        message,
+        json!({"name": name, "kind": kind, "causes": causes}),
+    )
+}
+
 pub fn method_not_allowed(message: &str) -> Response<Full<Bytes>> {
     respond(
         StatusCode::METHOD_NOT_ALLOWED,

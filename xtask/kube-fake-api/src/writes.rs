@@ -16,13 +16,21 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use crate::status::{self, Cause};
-use crate::{admission, rules, schema};
+use crate::{admission, rules, schema, ssa};
 
 /// What becomes of a write.
 pub(crate) enum Verdict {
-    /// Store it: send `body` (unknown fields pruned) on, with these
-    /// `Warning` header values added to the answer.
-    Forward { body: Bytes, warnings: Vec<String> },
+    /// Not a write the fake judges: send the request on as it is.
+    Forward { body: Bytes },
+    /// Store `object` as it stands (the merge done and `managedFields`
+    /// kept here, [`ssa`]): created at `collection` (POST), or replacing
+    /// what is at the request's path (PUT); these `Warning` header values
+    /// go with the answer.
+    Store {
+        object: Value,
+        collection: Option<String>,
+        warnings: Vec<String>,
+    },
     /// Answer with this, storing nothing.
     Answer(Response<Full<Bytes>>),
 }
@@ -79,8 +87,15 @@ impl Target {
         crate::discovery::kind_of(&self.group, &self.resource, true)
     }
 
+    /// The collection the object is in (`…/namespaces/ns/deployments`).
+    fn collection_path(&self) -> String {
+        let path = self.object_path();
+        path.rsplit_once('/')
+            .map_or(path.clone(), |(c, _)| c.to_string())
+    }
+
     /// The object's own path (no subresource).
-    fn object_path(&self) -> String {
+    pub fn object_path(&self) -> String {
         let prefix = if self.group.is_empty() {
             format!("/api/{}", self.version)
         } else {
@@ -106,6 +121,21 @@ enum Verb {
     Apply,
     MergePatch,
     JsonPatch,
+    StrategicPatch,
+}
+
+/// The field manager of a write: `fieldManager`, else what the API server
+/// derives from the client's User-Agent (its part before the first `/`).
+pub(crate) fn manager(query: &str, user_agent: &str) -> String {
+    match query_param(query, "fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => user_agent
+            .split('/')
+            .next()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    }
 }
 
 /// A query parameter's value, percent-decoded enough for the values the
@@ -118,11 +148,13 @@ pub(crate) fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
 
 /// Judge one request. `lookup` reads the stored object at a path (None if
 /// absent); `namespaces` are the namespaces that exist, with their objects.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn admit<F, Fut>(
     method: &Method,
     path: &str,
     query: &str,
     content_type: &str,
+    user_agent: &str,
     body: Bytes,
     namespaces: &Mutex<BTreeMap<String, Value>>,
     lookup: F,
@@ -131,10 +163,7 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Option<Value>>,
 {
-    let forward = |body: Bytes| Verdict::Forward {
-        body,
-        warnings: Vec::new(),
-    };
+    let forward = |body: Bytes| Verdict::Forward { body };
     let Some(target) = Target::parse(path) else {
         return forward(body);
     };
@@ -147,6 +176,7 @@ where
         "PUT" => Verb::Update,
         "PATCH" if content_type.contains("apply-patch") => Verb::Apply,
         "PATCH" if content_type.contains("json-patch") => Verb::JsonPatch,
+        "PATCH" if content_type.contains("strategic-merge-patch") => Verb::StrategicPatch,
         "PATCH" => Verb::MergePatch,
         "DELETE" if dry_run => {
             return Verdict::Answer(match lookup(target.object_path()).await {
@@ -179,15 +209,40 @@ where
         (Verb::Create, _) | (_, None) => None,
         _ => lookup(target.object_path()).await,
     };
+    let types = schema::types(&target.group, &target.version, kind);
+    let manager = manager(query, user_agent);
     let mut candidate = match (verb, &existing) {
         (Verb::Create | Verb::Update, _) => patch.clone(),
-        (Verb::Apply, None) => patch.clone(),
-        (Verb::MergePatch | Verb::JsonPatch, None) => return forward(body),
-        (Verb::Apply | Verb::MergePatch, Some(old)) => {
+        (Verb::MergePatch | Verb::JsonPatch | Verb::StrategicPatch, None) => return forward(body),
+        (Verb::Apply, _) => {
+            let mut config = patch.clone();
+            fill_identity(&mut config, &target, kind);
+            let force = query_param(query, "force") == Some("true");
+            match ssa::apply(
+                existing.as_ref(),
+                &config,
+                &manager,
+                force,
+                &target.api_version(),
+                types,
+            ) {
+                Ok(applied) => applied,
+                Err(conflicts) => {
+                    return Verdict::Answer(status::conflict(
+                        &conflicts.message(),
+                        &target.resource,
+                        target.name.as_deref().unwrap_or_default(),
+                        conflicts.causes(),
+                    ));
+                }
+            }
+        }
+        (Verb::MergePatch, Some(old)) => {
             let mut merged = old.clone();
             json_patch::merge(&mut merged, &patch);
             merged
         }
+        (Verb::StrategicPatch, Some(old)) => ssa::strategic_merge(old, &patch, types),
         (Verb::JsonPatch, Some(old)) => {
             let mut patched = old.clone();
             match serde_json::from_value::<json_patch::Patch>(patch.clone())
@@ -303,6 +358,17 @@ where
             return Verdict::Answer(status::forbidden(&message, "pods", &name));
         }
     }
+    if verb != Verb::Apply {
+        // Writes other than apply: the writer takes what it changed.
+        candidate = ssa::update(
+            existing.as_ref(),
+            candidate,
+            &manager,
+            "",
+            &target.api_version(),
+            types,
+        );
+    }
     if dry_run {
         let code = if existing.is_none() {
             StatusCode::CREATED
@@ -313,20 +379,15 @@ where
     }
     if verb == Verb::Apply
         && let Some(old) = &existing
-        && unchanged(
-            old,
-            &candidate,
-            query_param(query, "fieldManager").unwrap_or_default(),
-        )
+        && unchanged(old, &candidate, &manager)
     {
         return Verdict::Answer(status::json_response(StatusCode::OK, old));
     }
-    let body = if unknown.is_empty() {
-        body
-    } else {
-        Bytes::from(patch.to_string())
-    };
-    Verdict::Forward { body, warnings }
+    Verdict::Store {
+        object: candidate,
+        collection: existing.is_none().then(|| target.collection_path()),
+        warnings,
+    }
 }
 
 fn not_found(target: &Target) -> Response<Full<Bytes>> {

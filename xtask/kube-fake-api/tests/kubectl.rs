@@ -231,3 +231,110 @@ fn a_bad_listen_address_is_refused_with_the_reason() -> Result {
     );
     Ok(())
 }
+
+/// Server-side apply's field ownership as kubectl meets it: `kubectl
+/// scale` writes through the scale subresource and owns `spec.replicas`,
+/// so an apply of another replica count conflicts with it (and one that
+/// leaves replicas out does not); `--force-conflicts` takes it back; a
+/// strategic merge patch merges containers by name.
+#[test]
+fn kubectl_scale_owns_replicas_and_a_later_apply_conflicts() -> Result {
+    let fake = Served::start(&[])?;
+    let with_replicas = DEPLOYMENT.replace("spec:\n  selector", "spec:\n  replicas: 1\n  selector");
+    let file = path_arg(&fake.file("api.yaml", &with_replicas)?);
+    let apply = |extra: &[&str]| -> Result<Output> {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager=kube-mlops",
+            "-f",
+            &file,
+        ];
+        args.extend_from_slice(extra);
+        fake.kubectl(&args)
+    };
+    ok(&apply(&[])?);
+
+    let scaled = ok(&fake.kubectl(&["scale", "deployment/api", "--replicas=3"])?);
+    assert_eq!(scaled.trim(), "deployment.apps/api scaled");
+    let scale = ok(&fake.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/api/scale",
+    ])?);
+    let scale: serde_json::Value = serde_json::from_str(&scale)?;
+    assert_eq!(scale["spec"]["replicas"], 3, "{scale}");
+
+    let refused = apply(&[])?;
+    assert!(
+        !refused.status.success(),
+        "an apply of replicas 1 must conflict"
+    );
+    let stderr = text(&refused.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl")
+            && stderr.contains("with subresource \"scale\" using apps/v1")
+            && stderr.contains(": .spec.replicas"),
+        "{stderr}"
+    );
+
+    // Left out of the configuration, replicas stays with kubectl scale.
+    let without = path_arg(&fake.file("api-without-replicas.yaml", DEPLOYMENT)?);
+    ok(&fake.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=kube-mlops",
+        "-f",
+        &without,
+    ])?);
+    let got: serde_json::Value = serde_json::from_str(&ok(&fake.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-o",
+        "json",
+    ])?))?;
+    assert_eq!(got["spec"]["replicas"], 3, "{got}");
+
+    ok(&apply(&["--force-conflicts"])?);
+    let got: serde_json::Value = serde_json::from_str(&ok(&fake.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-o",
+        "json",
+    ])?))?;
+    assert_eq!(got["spec"]["replicas"], 1, "{got}");
+
+    // A strategic merge patch adds a container beside ours, by name (the
+    // merge key comes from the schemas).
+    if !kube_fake_api::schema::available() {
+        let why = format!("{} is not set", kube_fake_api::schema::SCHEMAS_ENV);
+        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+        eprintln!("SKIPPED the strategic merge patch: {why}");
+        return Ok(());
+    }
+    ok(&fake.kubectl(&[
+        "patch",
+        "deployment",
+        "api",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"reg/side:1"}]}}}}"#,
+    ])?);
+    let got: serde_json::Value = serde_json::from_str(&ok(&fake.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-o",
+        "json",
+    ])?))?;
+    let names: Vec<&str> = got["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["api", "side"], "{got}");
+    Ok(())
+}
