@@ -679,13 +679,6 @@ fn http_get(url: &str) -> Result<(u16, String)> {
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }
 
-/// kubectl as a real cluster with Seldon Core answers: the CRD is there;
-/// everything else (kustomize, contexts) is the real kubectl.
-const KUBECTL_WITH_SELDON: &str = r#"case "$*" in
-  *"get crd seldondeployments.machinelearning.seldon.io") exit 0 ;;
-  *) exec "$REAL_KUBECTL" "$@" ;;
-esac"#;
-
 #[test]
 fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> Result {
     let local = free_port()?;
@@ -696,14 +689,12 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
             ..Setup::default()
         },
         "kind-dev",
-        &[("kind", KIND), ("kubectl", KUBECTL_WITH_SELDON)],
+        &[("kind", KIND)],
         &format!(
             "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
              [services.test-api]\n[services.model-server]\n[services.iris-model]\n"
         ),
     )?;
-    let real_kubectl = which::which("kubectl")?;
-    let real = ("REAL_KUBECTL", real_kubectl.to_str().ok_or("path")?);
     let mut pods = Pods(Vec::new());
     let identity = pods.start(&stage, "model-server", "identity")?;
     let iris = pods.start(&stage, "iris-model", "iris")?;
@@ -714,7 +705,7 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
     stage.backend("ambassador/ambassador-0", ingress)?;
 
     let result = (|| -> Result {
-        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[real])?;
+        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[])?;
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{stdout}{stderr}");
         assert!(
@@ -735,7 +726,7 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
             "{stderr}"
         );
         assert!(stdout.contains(&url), "{stdout}");
-        let (out, _) = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real])?;
+        let (out, _) = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[])?;
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
             !stage
@@ -754,7 +745,7 @@ fn deploy_seldon_on_kind_calls_the_model_through_the_ingress_port_forward() -> R
         Ok(())
     })();
     if result.is_err() {
-        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real]);
+        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[]);
     }
     result
 }
@@ -785,14 +776,12 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
             ..Setup::default()
         },
         "kind-dev",
-        &[("kind", KIND), ("kubectl", KUBECTL_WITH_SELDON)],
+        &[("kind", KIND)],
         &format!(
             "[kind]\ncluster = \"dev\"\n[seldon]\nlocal_port = {local}\n\
              [services.test-api]\nport = {api_port}\n"
         ),
     )?;
-    let real_kubectl = which::which("kubectl")?;
-    let real = ("REAL_KUBECTL", real_kubectl.to_str().ok_or("path")?);
     let port = wine_port.to_string();
     let (out, _) = stage.xtask(
         &[
@@ -806,7 +795,7 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
             "--class-names",
             "barolo,grignolino,barbera",
         ],
-        &[real],
+        &[],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dir = stage.tools.dir.path();
@@ -835,7 +824,7 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
     stage.backend("ambassador/ambassador-0", ingress)?;
 
     let result = (|| -> Result {
-        let (out, log) = stage.xtask(&["deploy", "--target", "kind", "wine"], &[real])?;
+        let (out, log) = stage.xtask(&["deploy", "--target", "kind", "wine"], &[])?;
         assert!(out.status.success(), "{}", text(&out.stderr));
         let archive = dir.join("target/xtask/images/wine.tar");
         assert_eq!(
@@ -869,7 +858,7 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
         );
         answers_like_scikit_learn(&format!("http://127.0.0.1:{wine_port}/predict"))?;
 
-        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[real])?;
+        let (out, _) = stage.xtask(&["deploy", "--seldon", "--target", "kind"], &[])?;
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{stdout}{stderr}");
         assert!(
@@ -887,15 +876,15 @@ fn a_model_added_with_model_add_deploys_on_kind_and_as_a_seldon_deployment() -> 
         for extra in [&["--seldon"][..], &[]] {
             let mut args = vec!["teardown", "--target", "kind"];
             args.extend_from_slice(extra);
-            let (out, _) = stage.xtask(&args, &[real])?;
+            let (out, _) = stage.xtask(&args, &[])?;
             assert!(out.status.success(), "{}", text(&out.stderr));
         }
         assert!(stage.deployments()?.is_empty(), "teardown removes it");
         Ok(())
     })();
     if result.is_err() {
-        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[real]);
-        let _ = stage.xtask(&["teardown", "--target", "kind"], &[real]);
+        let _ = stage.xtask(&["teardown", "--seldon", "--target", "kind"], &[]);
+        let _ = stage.xtask(&["teardown", "--target", "kind"], &[]);
     }
     result
 }

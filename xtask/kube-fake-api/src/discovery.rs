@@ -73,7 +73,35 @@ pub const BUILT_IN: &[Served] = &[
         true,
         &["status"],
     ),
+    // Read-only: Seldon Core's CRD once it is installed (see `seldon_crd`).
+    served(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["status"],
+    ),
 ];
+
+/// The short names kubectl accepts for a resource (`kubectl get crd`), as
+/// a 1.32 server lists them.
+fn short_names(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "namespaces" => &["ns"],
+        "pods" => &["po"],
+        "services" => &["svc"],
+        "events" => &["ev"],
+        "configmaps" => &["cm"],
+        "serviceaccounts" => &["sa"],
+        "deployments" => &["deploy"],
+        "replicasets" => &["rs"],
+        "networkpolicies" => &["netpol"],
+        "poddisruptionbudgets" => &["pdb"],
+        "customresourcedefinitions" => &["crd", "crds"],
+        "seldondeployments" => &["sdep"],
+        _ => &[],
+    }
+}
 
 /// Seldon Core's resource, served once Seldon Core is "installed".
 pub const SELDON: Served = served(
@@ -143,7 +171,8 @@ pub fn resources(group: &str, version: &str, seldon: bool) -> Option<Value> {
         ]);
         resources.push(
             json!({"name": s.plural, "singularName": s.kind.to_lowercase(),
-            "namespaced": s.namespaced, "kind": s.kind, "verbs": verbs}),
+            "namespaced": s.namespaced, "kind": s.kind, "verbs": verbs,
+            "shortNames": short_names(s.plural)}),
         );
         for sub in s.subresources {
             let mut entry = json!({"name": format!("{}/{sub}", s.plural), "singularName": "",

@@ -37,6 +37,7 @@ pub mod names;
 pub mod rules;
 mod scale;
 pub mod schema;
+pub mod seldon_crd;
 pub mod ssa;
 pub mod status;
 mod watch;
@@ -510,6 +511,15 @@ async fn route(
         }
         [
             "apis",
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            rest @ ..,
+        ] => {
+            return Ok(crds(req.method(), rest, seldon));
+        }
+        [
+            "apis",
             "apps",
             "v1",
             "namespaces",
@@ -622,6 +632,38 @@ async fn route(
         }
     }
     Ok(Response::from_parts(parts, Full::new(bytes)))
+}
+
+/// The apiextensions API, read-only: Seldon Core's CRD once Seldon Core is
+/// "installed" (`--seldon`), as `kubectl get crd` and the xtask's install
+/// checks read it.
+fn crds(method: &Method, rest: &[&str], seldon: bool) -> Response<Full<Bytes>> {
+    if method != Method::GET {
+        return status::method_not_allowed(
+            "the API fake serves CustomResourceDefinitions read-only: Seldon Core's, when started with Seldon installed (--seldon)",
+        );
+    }
+    let installed: Vec<Value> = seldon.then(seldon_crd::definition).into_iter().collect();
+    match rest {
+        [] => json_response(
+            StatusCode::OK,
+            &json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinitionList",
+                "metadata": {"resourceVersion": "1"}, "items": installed}),
+        ),
+        [name] => match installed
+            .into_iter()
+            .find(|c| c["metadata"]["name"] == *name)
+        {
+            Some(crd) => json_response(StatusCode::OK, &crd),
+            None => status::not_found_object(
+                &format!("customresourcedefinitions.apiextensions.k8s.io {name:?} not found"),
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                name,
+            ),
+        },
+        _ => not_found("the server could not find the requested resource"),
+    }
 }
 
 /// Errors as owned text: keeps the routing future `Send` for any caller

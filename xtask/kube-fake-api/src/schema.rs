@@ -50,7 +50,10 @@ fn schemas() -> Option<&'static Schemas> {
                 .unwrap_or_else(|e| panic!("{SCHEMAS_ENV}={}: {e}", dir.display()));
             let doc: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{SCHEMAS_ENV}: _definitions.json: {e}"));
-            let definitions = doc["$defs"].clone();
+            let mut definitions = doc["$defs"].clone();
+            // Seldon Core's CRD, written from its published facts, beside
+            // the built-in kinds it embeds (ObjectMeta, PodSpec).
+            definitions[crate::seldon_crd::DEFINITION] = crate::seldon_crd::schema();
             let mut by_gvk = HashMap::new();
             for (name, def) in definitions.as_object().into_iter().flatten() {
                 for gvk in def["x-kubernetes-group-version-kind"]
@@ -81,17 +84,18 @@ fn gvk_key(group: &str, version: &str, kind: &str) -> String {
 
 /// The type information of a `group/version` `kind` for field ownership
 /// and merging ([`crate::ssa`]): its definition in the schemas, or none (a
-/// custom resource, or no schemas).
+/// custom resource, whose lists are atomic as its CRD declares no list
+/// types, or no schemas).
 pub fn types(group: &str, version: &str, kind: &str) -> crate::ssa::Types<'static> {
     match schemas() {
-        Some(s) => {
+        Some(s) if !group.ends_with("seldon.io") => {
             let node = s
                 .by_gvk
                 .get(&gvk_key(group, version, kind))
                 .and_then(|name| s.definitions.get(name));
             crate::ssa::Types::new(Some(&s.definitions), node)
         }
-        None => crate::ssa::Types::new(None, None),
+        _ => crate::ssa::Types::new(None, None),
     }
 }
 

@@ -160,6 +160,22 @@ pub fn not_found(message: &str) -> Response<Full<Bytes>> {
     respond(StatusCode::NOT_FOUND, "NotFound", message, Value::Null)
 }
 
+/// An object that does not exist, with the details kubectl prints
+/// (`Error from server (NotFound): …`).
+pub fn not_found_object(
+    message: &str,
+    group: &str,
+    kind: &str,
+    name: &str,
+) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        message,
+        json!({"name": name, "group": group, "kind": kind}),
+    )
+}
+
 pub fn forbidden(message: &str, kind: &str, name: &str) -> Response<Full<Bytes>> {
     respond(
         StatusCode::FORBIDDEN,

@@ -338,3 +338,87 @@ fn kubectl_scale_owns_replicas_and_a_later_apply_conflicts() -> Result {
     assert_eq!(names, ["api", "side"], "{got}");
     Ok(())
 }
+
+const SELDON_DEPLOYMENT: &str = "\
+apiVersion: machinelearning.seldon.io/v1
+kind: SeldonDeployment
+metadata: {name: model}
+spec:
+  predictors:
+    - name: default
+      graph: {name: model, type: MODEL, endpoint: {type: REST}, children: []}
+      componentSpecs:
+        - spec: {containers: [{name: model, image: reg/model:1}]}
+";
+
+/// Seldon Core's CRD through the apiextensions API, as the xtask's install
+/// checks read it, and SeldonDeployments held to the structural schema
+/// written from Seldon 1.18.2's CRD: a missing required field and an
+/// unknown one are refused as a real server refuses them.
+#[test]
+fn kubectl_reads_seldons_crd_and_sdeps_are_held_to_its_schema() -> Result {
+    let plain = Served::start(&[])?;
+    let missing = plain.kubectl(&["get", "crd", "seldondeployments.machinelearning.seldon.io"])?;
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains(
+            "Error from server (NotFound): customresourcedefinitions.apiextensions.k8s.io \"seldondeployments.machinelearning.seldon.io\" not found"
+        ),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let fake = Served::start(&["--seldon"])?;
+    let crd = ok(&fake.kubectl(&[
+        "get",
+        "crd",
+        "seldondeployments.machinelearning.seldon.io",
+        "-o",
+        "json",
+    ])?);
+    let crd: serde_json::Value = serde_json::from_str(&crd)?;
+    assert_eq!(crd["spec"]["names"]["shortNames"][0], "sdep", "{crd}");
+    assert_eq!(crd["status"]["conditions"][1]["type"], "Established");
+
+    if !kube_fake_api::schema::available() {
+        let why = format!("{} is not set", kube_fake_api::schema::SCHEMAS_ENV);
+        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+        eprintln!("SKIPPED the schema checks: {why}");
+        return Ok(());
+    }
+    let apply = |name: &str, yaml: &str| -> Result<Output> {
+        let file = path_arg(&fake.file(name, yaml)?);
+        fake.kubectl(&["apply", "--server-side", "-f", &file])
+    };
+    let no_predictors = apply(
+        "none.yaml",
+        "apiVersion: machinelearning.seldon.io/v1\nkind: SeldonDeployment\nmetadata: {name: model}\nspec: {name: model}\n",
+    )?;
+    assert!(!no_predictors.status.success());
+    assert!(
+        text(&no_predictors.stderr).contains("spec.predictors: Required value"),
+        "{}",
+        text(&no_predictors.stderr)
+    );
+    let typo = apply(
+        "typo.yaml",
+        &SELDON_DEPLOYMENT.replace("- name: default", "- name: default\n      replica: 2"),
+    )?;
+    assert!(!typo.status.success());
+    assert!(
+        text(&typo.stderr).contains(".spec.predictors[0].replica: field not declared in schema"),
+        "{}",
+        text(&typo.stderr)
+    );
+    let applied = ok(&apply("model.yaml", SELDON_DEPLOYMENT)?);
+    assert_eq!(
+        applied.trim(),
+        "seldondeployment.machinelearning.seldon.io/model serverside-applied"
+    );
+    let names = ok(&fake.kubectl(&["get", "sdep", "-o", "name"])?);
+    assert_eq!(
+        names.trim(),
+        "seldondeployment.machinelearning.seldon.io/model"
+    );
+    Ok(())
+}
