@@ -324,9 +324,40 @@ async fn teardown_deletes_only_ours_and_keeps_a_shared_namespace() {
 #[tokio::test]
 async fn teardown_removes_our_namespace_when_only_ours_and_is_idempotent() {
     let (fake, mut resolver) = deployed(Setup::default()).await;
-    let report = teardown::teardown(&mut resolver, MANAGED_SELECTOR, Duration::from_secs(5))
+    // The namespace controller finishes a deleted namespace: it stays
+    // Terminating a while, and nothing new may be created in it.
+    fake.start_controller();
+    let start = Instant::now();
+    let client = fake.client.clone();
+    let meanwhile = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late", "namespace": NS}}))
+        .expect("config map");
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, NS)
+            .create(&Default::default(), &cm)
+            .await
+    });
+    let report = teardown::teardown(&mut resolver, MANAGED_SELECTOR, Duration::from_secs(10))
         .await
         .expect("teardown");
+    assert!(
+        start.elapsed() >= kube_fake_api::controllers::TERMINATING_FOR,
+        "{:?}",
+        start.elapsed()
+    );
+    match meanwhile.await.expect("task") {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403);
+            assert!(
+                e.message
+                    .contains("unable to create new content in namespace kube-mlops because it is being terminated"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("created in a Terminating namespace: {other:?}"),
+    }
     assert_eq!(report.deleted.len(), 3, "{report:?}");
     assert!(report.deleted.contains(&"namespace/kube-mlops".to_string()));
     // Ours is gone; the namespaces every cluster starts with stay.

@@ -228,7 +228,9 @@ async fn teardown_removes_the_seldon_stack_only() {
         ..Setup::default()
     })
     .await;
-    let report = teardown::teardown(&mut resolver, SELECTOR, Duration::from_secs(5))
+    // The namespace controller finishes the deleted namespace.
+    fake.start_controller();
+    let report = teardown::teardown(&mut resolver, SELECTOR, Duration::from_secs(10))
         .await
         .expect("teardown");
     let mut deleted = report.deleted.clone();

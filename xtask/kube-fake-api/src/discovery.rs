@@ -172,7 +172,13 @@ pub fn resources(group: &str, version: &str, seldon: bool) -> Option<Value> {
         resources.push(
             json!({"name": s.plural, "singularName": s.kind.to_lowercase(),
             "namespaced": s.namespaced, "kind": s.kind, "verbs": verbs,
-            "shortNames": short_names(s.plural)}),
+            "shortNames": short_names(s.plural),
+            // `kubectl get all`.
+            "categories": if matches!(s.plural, "pods" | "services" | "deployments" | "replicasets") {
+                json!(["all"])
+            } else {
+                json!([])
+            }}),
         );
         for sub in s.subresources {
             let mut entry = json!({"name": format!("{}/{sub}", s.plural), "singularName": "",

@@ -32,6 +32,7 @@ use status::{json_response, not_found};
 
 pub mod admission;
 pub mod controllers;
+pub mod defaults;
 pub mod discovery;
 pub mod names;
 pub mod rules;
@@ -40,6 +41,7 @@ pub mod schema;
 pub mod seldon_crd;
 pub mod ssa;
 pub mod status;
+mod table;
 mod watch;
 mod writes;
 
@@ -47,6 +49,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The namespaces every cluster starts with.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// The namespaces the API server refuses to delete.
+const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-public", "kube-system"];
 
 /// The SeldonDeployment kind, registered with the fake when Seldon Core is "installed".
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -174,6 +179,8 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         seldon: setup.seldon_installed,
     };
     let controllers = Arc::new(Mutex::new(Some(controllers::Controllers {
+        namespaces: namespaces.clone(),
+        terminating: HashMap::new(),
         kubelet: controllers::kubelet::Kubelet::new(setup.node),
         load_balancers: controllers::LoadBalancers::new(setup.load_balancer),
         seldon: setup
@@ -438,7 +445,31 @@ pub fn kubeconfig(addr: SocketAddr, context: &str) -> String {
     )
 }
 
+/// Answers one request; a `GET` that asks for a Table gets one
+/// ([`table`]), as `kubectl get` prints it.
 async fn route(
+    req: Request<kube::client::Body>,
+    state: State,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    let table = req.method() == Method::GET
+        && req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(table::wanted);
+    let resp = answer(req, state).await?;
+    if !table || !resp.status().is_success() {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.map_err(boxed)?.to_bytes();
+    Ok(match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v["metadata"].is_object() => json_response(StatusCode::OK, &table::of(&v)),
+        _ => Response::from_parts(parts, Full::new(bytes)),
+    })
+}
+
+async fn answer(
     req: Request<kube::client::Body>,
     state: State,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
@@ -764,17 +795,28 @@ fn namespace_route(
                 ),
             }
         }
-        ("DELETE", Some(n)) => {
-            let found = if dry_run {
-                store.get(&n).cloned()
-            } else {
-                store.remove(&n)
-            };
-            match found {
-                Some(ns) => json_response(StatusCode::OK, &ns),
-                None => not_found(&format!("namespaces \"{n}\" not found")),
+        // The API server refuses to delete the system namespaces; any
+        // other goes Terminating, and the namespace controller
+        // ([`controllers`]) removes it once its contents are gone.
+        ("DELETE", Some(n)) if PROTECTED_NAMESPACES.contains(&n.as_str()) => status::forbidden(
+            &format!("namespaces {n:?} is forbidden: this namespace may not be deleted"),
+            "namespaces",
+            &n,
+        ),
+        ("DELETE", Some(n)) => match store.get_mut(&n) {
+            Some(ns) => {
+                let mut terminating = ns.clone();
+                if terminating["metadata"].get("deletionTimestamp").is_none() {
+                    terminating["metadata"]["deletionTimestamp"] = json!(controllers::now());
+                    terminating["status"]["phase"] = json!("Terminating");
+                }
+                if !dry_run {
+                    *ns = terminating.clone();
+                }
+                json_response(StatusCode::OK, &terminating)
             }
-        }
+            None => not_found(&format!("namespaces \"{n}\" not found")),
+        },
         _ => status::method_not_allowed(
             "the server does not allow this method on the requested resource",
         ),
@@ -790,7 +832,10 @@ fn namespace_object(name: &str, labels: &Value) -> Value {
     };
     labels["kubernetes.io/metadata.name"] = json!(name);
     json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "resourceVersion": "1", "labels": labels},
+        "metadata": {"name": name, "resourceVersion": "1", "labels": labels,
+            "uid": format!("00000000-0000-4000-8000-{:012x}", name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) & 0xffff_ffff_ffff),
+            "creationTimestamp": controllers::now()},
+        "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"}})
 }
 

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use crate::status::{self, Cause};
-use crate::{admission, rules, schema, ssa};
+use crate::{admission, defaults, rules, schema, ssa};
 
 /// What becomes of a write.
 pub(crate) enum Verdict {
@@ -209,6 +209,29 @@ where
         (Verb::Create, _) | (_, None) => None,
         _ => lookup(target.object_path()).await,
     };
+    // The NamespaceLifecycle admission plugin: nothing new in a namespace
+    // that is going away.
+    if existing.is_none()
+        && let Some(ns) = &target.namespace
+        && namespaces.lock().is_ok_and(|n| {
+            n.get(ns)
+                .is_some_and(|o| o["metadata"].get("deletionTimestamp").is_some())
+        })
+    {
+        let name = patch["metadata"]["name"]
+            .as_str()
+            .or(target.name.as_deref())
+            .unwrap_or_default()
+            .to_string();
+        return Verdict::Answer(status::forbidden(
+            &format!(
+                "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                target.resource
+            ),
+            &target.resource,
+            &name,
+        ));
+    }
     let types = schema::types(&target.group, &target.version, kind);
     let manager = manager(query, user_agent);
     let mut candidate = match (verb, &existing) {
@@ -217,6 +240,7 @@ where
         (Verb::Apply, _) => {
             let mut config = patch.clone();
             fill_identity(&mut config, &target, kind);
+            defaults::keys(kind, &mut config);
             let force = query_param(query, "force") == Some("true");
             match ssa::apply(
                 existing.as_ref(),
@@ -261,6 +285,7 @@ where
         }
     };
     fill_identity(&mut candidate, &target, kind);
+    defaults::apply(kind, &mut candidate);
     let name = candidate["metadata"]["name"]
         .as_str()
         .unwrap_or_default()

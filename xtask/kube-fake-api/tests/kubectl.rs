@@ -422,3 +422,89 @@ fn kubectl_reads_seldons_crd_and_sdeps_are_held_to_its_schema() -> Result {
     );
     Ok(())
 }
+
+/// What a cluster fills in and how a namespace goes, as kubectl relies on
+/// them: `kubectl describe` reads the API server's defaults (it panicked
+/// on a Deployment without `spec.replicas`); the system namespaces cannot
+/// be deleted; another goes Terminating, refuses new content, and is gone
+/// only once the namespace controller has emptied it.
+#[test]
+fn kubectl_describes_defaults_and_namespaces_terminate_as_on_a_cluster() -> Result {
+    let fake = Served::start(&[])?;
+    let file = path_arg(&fake.file("api.yaml", DEPLOYMENT)?);
+    ok(&fake.kubectl(&["apply", "--server-side", "-f", &file])?);
+    let described = ok(&fake.kubectl(&["describe", "deployment", "api"])?);
+    assert!(
+        described.contains("Replicas:")
+            && described.contains("StrategyType:           RollingUpdate"),
+        "{described}"
+    );
+
+    // Printed by the server as a Table, as `kubectl get` shows a cluster's.
+    ok(&fake.kubectl(&["rollout", "status", "deployment/api", "--timeout=20s"])?);
+    let table = ok(&fake.kubectl(&["get", "deployment", "api"])?);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("api") && l.contains("1/1")),
+        "{table}"
+    );
+    let all = ok(&fake.kubectl(&["get", "all"])?);
+    for kind in ["pod/api-", "deployment.apps/api", "replicaset.apps/api-"] {
+        assert!(all.contains(kind), "{kind} in {all}");
+    }
+
+    let refused = fake.kubectl(&["delete", "namespace", "default"])?;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("this namespace may not be deleted"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // (kubectl create sends protobuf, which the fake does not decode.)
+    let scratch = path_arg(&fake.file(
+        "scratch.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: scratch}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: scratch}\n",
+    )?);
+    ok(&fake.kubectl(&["apply", "--server-side", "-f", &scratch])?);
+    let started = std::time::Instant::now();
+    ok(&fake.kubectl(&["delete", "namespace", "scratch", "--wait=false"])?);
+    let phase = ok(&fake.kubectl(&[
+        "get",
+        "namespace",
+        "scratch",
+        "-o",
+        "jsonpath={.status.phase}",
+    ])?);
+    assert_eq!(phase, "Terminating");
+    let late = path_arg(&fake.file(
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: scratch}\n",
+    )?);
+    let late = fake.kubectl(&["apply", "--server-side", "-f", &late])?;
+    assert!(!late.status.success());
+    assert!(
+        text(&late.stderr).contains("because it is being terminated"),
+        "{}",
+        text(&late.stderr)
+    );
+    ok(&fake.kubectl(&["wait", "--for=delete", "namespace/scratch", "--timeout=20s"])?);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let gone = fake.kubectl(&["get", "configmap", "c", "--namespace", "scratch"])?;
+    assert!(!gone.status.success(), "its contents went with it");
+    Ok(())
+}

@@ -4,12 +4,14 @@
 //! ([`services`]), Seldon Core's operator ([`seldon`]), and a garbage
 //! collector that deletes what an owner or a namespace took with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub mod deployments;
 pub mod kubelet;
@@ -22,6 +24,11 @@ pub use services::LoadBalancers;
 
 /// Every controller with what it remembers between passes.
 pub struct Controllers {
+    /// The namespace store, which the namespace controller empties of
+    /// Terminating namespaces once their contents are gone.
+    pub namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
+    /// When the namespace controller first saw each Terminating namespace.
+    pub terminating: HashMap<String, Instant>,
     pub kubelet: kubelet::Kubelet,
     pub load_balancers: LoadBalancers,
     /// Seldon Core's operator, when Seldon Core is installed.
@@ -29,11 +36,30 @@ pub struct Controllers {
 }
 
 impl Controllers {
+    /// The namespace controller's last step: a Terminating namespace that
+    /// holds nothing any more, and has been Terminating for
+    /// [`TERMINATING_FOR`] at least, goes.
+    fn finish_namespaces(&mut self, occupied: &BTreeSet<String>) {
+        let Ok(mut store) = self.namespaces.lock() else {
+            return;
+        };
+        let seen = &mut self.terminating;
+        store.retain(|name, ns| {
+            if ns["metadata"].get("deletionTimestamp").is_none() {
+                return true;
+            }
+            let since = *seen.entry(name.clone()).or_insert_with(Instant::now);
+            occupied.contains(name) || since.elapsed() < TERMINATING_FOR
+        });
+        seen.retain(|name, _| store.contains_key(name));
+    }
+
     /// One pass of every controller: the garbage collector, the Deployment
     /// and ReplicaSet controllers with the kubelet, the load balancers, then
     /// the Seldon operator.
     pub async fn reconcile(&mut self, client: &Client) -> kube::Result<()> {
-        collect_garbage(client, self.seldon.is_some()).await?;
+        let left = collect_garbage(client, self.seldon.is_some()).await?;
+        self.finish_namespaces(&left);
         deployments::reconcile(client, &mut self.kubelet).await?;
         self.load_balancers.reconcile(client).await?;
         if let Some(operator) = &mut self.seldon {
@@ -43,17 +69,30 @@ impl Controllers {
     }
 }
 
+/// How long a namespace stays Terminating at least, as a cluster's
+/// namespace controller takes a while.
+pub const TERMINATING_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Now, as the API server writes times (RFC 3339, seconds).
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// The garbage collector and the namespace controller in one: an object
-/// whose owner (by `ownerReferences` uid) is gone, or whose namespace is,
-/// is deleted, as a cluster deletes a Deployment's pods and a deleted
-/// namespace's contents.
-async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<()> {
+/// whose owner (by `ownerReferences` uid) is gone, or whose namespace is
+/// gone or Terminating, is deleted, as a cluster deletes a Deployment's
+/// pods and a deleted namespace's contents. Returns the namespaces that
+/// still held something.
+async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<BTreeSet<String>> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let live: BTreeSet<String> = namespaces
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
         .filter_map(|n| n.metadata.name)
         .collect();
     let mut uids = BTreeSet::new();
@@ -77,8 +116,10 @@ async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<()> {
             objects.push((ar.clone(), obj));
         }
     }
+    let mut occupied = BTreeSet::new();
     for (ar, obj) in objects {
         let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        occupied.insert(ns.clone());
         let orphaned = obj
             .metadata
             .owner_references
@@ -92,7 +133,7 @@ async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<()> {
             let _ = api.delete(&name, &DeleteParams::default()).await;
         }
     }
-    Ok(())
+    Ok(occupied)
 }
 
 /// A Warning event about the ReplicaSet `name`, as the ReplicaSet
