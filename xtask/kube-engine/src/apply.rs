@@ -107,7 +107,7 @@ async fn apply_one(
     };
     let outcome = match before {
         None => Outcome::Created,
-        Some(before) if comparable(&before) == comparable(&after) => Outcome::Unchanged,
+        Some(before) if comparable(&before, &obj) == comparable(&after, &obj) => Outcome::Unchanged,
         Some(_) => Outcome::Configured,
     };
     Ok(Applied {
@@ -127,12 +127,32 @@ fn conflicts(message: &str) -> &str {
         .map_or(message, |(_, listed)| listed)
 }
 
-/// The object without what the server changes on every write.
-fn comparable(obj: &DynamicObject) -> Value {
+/// What an apply of `config` can change in `obj`: not what the server
+/// changes on every write, not the status (controllers write it, maybe
+/// between our read and our apply), and of the labels and annotations
+/// only those `config` sets (a controller's, such as a Deployment's
+/// revision, are not ours).
+fn comparable(obj: &DynamicObject, config: &DynamicObject) -> Value {
     let mut value = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(top) = value.as_object_mut() {
+        top.remove("status");
+    }
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         for key in ["resourceVersion", "managedFields", "generation"] {
             meta.remove(key);
+        }
+        let ours = |set: &Option<std::collections::BTreeMap<String, String>>| {
+            set.as_ref()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        for (field, keys) in [
+            ("labels", ours(&config.metadata.labels)),
+            ("annotations", ours(&config.metadata.annotations)),
+        ] {
+            if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
+                m.retain(|k, _| keys.contains(k));
+            }
         }
     }
     value

@@ -50,6 +50,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The namespaces every cluster starts with.
 const INITIAL_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
 
+/// The largest request body the API server reads (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
 /// The namespaces the API server refuses to delete.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-public", "kube-system"];
 
@@ -118,6 +121,8 @@ pub struct FakeCluster {
 #[derive(Clone)]
 struct State {
     inner: Client,
+    /// Held while a write is judged and stored.
+    writing: Arc<tokio::sync::Mutex<()>>,
     logs: Arc<Mutex<HashMap<String, String>>>,
     namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
     backends: Arc<Mutex<HashMap<String, SocketAddr>>>,
@@ -142,6 +147,7 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         .with_status_subresource::<Deployment>()
         .with_status_subresource::<k8s_openapi::api::apps::v1::ReplicaSet>()
         .with_status_subresource::<k8s_openapi::api::core::v1::Service>()
+        .with_status_subresource::<k8s_openapi::api::core::v1::Pod>()
         .with_runtime_objects(setup.objects.clone());
     if setup.seldon_installed {
         builder = builder
@@ -173,6 +179,7 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
     let backends = Arc::new(Mutex::new(HashMap::new()));
     let state = State {
         inner,
+        writing: Arc::new(tokio::sync::Mutex::new(())),
         logs: logs.clone(),
         namespaces: namespaces.clone(),
         backends: backends.clone(),
@@ -230,6 +237,11 @@ impl FakeCluster {
                             }
                             let query = req.uri().query().unwrap_or_default().to_string();
                             if req.method() == Method::GET && watch::wanted(&query) {
+                                let table = req
+                                    .headers()
+                                    .get(http::header::ACCEPT)
+                                    .and_then(|v| v.to_str().ok())
+                                    .is_some_and(table::wanted);
                                 let lister = state.clone();
                                 let list = move |req: Request<kube::client::Body>| {
                                     let state = lister.clone();
@@ -238,11 +250,15 @@ impl FakeCluster {
                                 return Ok(watch::respond(
                                     req.uri().path().to_string(),
                                     &query,
+                                    table,
                                     list,
                                 ));
                             }
                             let (parts, body) = req.into_parts();
-                            let answer = match body.collect().await {
+                            // The API server reads at most 3 MiB of a body.
+                            let limited = http_body_util::Limited::new(body, MAX_BODY);
+                            let answer = match limited.collect().await {
+                                Err(_) => Ok(status::too_large(MAX_BODY)),
                                 Ok(c) => {
                                     route(
                                         Request::from_parts(
@@ -253,7 +269,6 @@ impl FakeCluster {
                                     )
                                     .await
                                 }
-                                Err(e) => Err(boxed(e)),
                             };
                             Ok(answer
                                 .unwrap_or_else(|e| {
@@ -478,6 +493,7 @@ async fn answer(
         logs,
         namespaces,
         seldon,
+        writing,
         ..
     } = state;
     let path = req.uri().path().to_string();
@@ -593,76 +609,134 @@ async fn answer(
                 .expect("logs")
                 .get(&format!("{pod}/{container}"))
                 .cloned();
+            // A pod that wrote nothing has an empty log; one that does not
+            // exist, none.
+            let pod_path = path.trim_end_matches("/log").to_string();
             return Ok(match text {
                 Some(t) => Response::new(Full::new(Bytes::from(t))),
-                None => not_found("no logs"),
+                None if writes::get(&inner, pod_path).await.is_some() => {
+                    Response::new(Full::new(Bytes::new()))
+                }
+                None => {
+                    status::not_found_object(&format!("pods {pod:?} not found"), "", "pods", pod)
+                }
             });
         }
         _ => {}
     }
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(boxed)?.to_bytes();
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let header = |name: http::header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (content_type, user_agent) = (
+        header(http::header::CONTENT_TYPE),
+        header(http::header::USER_AGENT),
+    );
     let lookup = |path: String| {
         let inner = inner.clone();
         async move { writes::get(&inner, path).await }
     };
-    let user_agent = parts
-        .headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let verdict = writes::admit(
-        &parts.method,
-        &path,
-        &query,
-        &content_type,
-        &user_agent,
-        body,
-        &namespaces,
-        lookup,
-    )
-    .await;
-    let (body, warnings) = match verdict {
-        writes::Verdict::Answer(answer) => return Ok(answer),
-        writes::Verdict::Forward { body } => (body, Vec::new()),
-        // Stored as judged and merged here: created in its collection, or
-        // put in place of what was there.
-        writes::Verdict::Store {
-            object,
-            collection,
-            warnings,
-        } => {
-            let (method, uri) = match collection {
-                Some(c) => (Method::POST, c),
-                None => (Method::PUT, path.clone()),
-            };
-            parts.method = method;
-            parts.uri = http::Uri::try_from(uri).map_err(boxed)?;
-            parts.headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            (Bytes::from(object.to_string()), warnings)
-        }
+    // A patch or an apply that loses a race with another write (a
+    // controller's) is redone on the new object, as the API server
+    // retries it; a replace keeps its resourceVersion and gets the 409.
+    let attempts = if parts.method == Method::PATCH { 5 } else { 1 };
+    // One write at a time, as etcd's compare-and-swap orders them: read,
+    // merge and store happen together.
+    let _serial = if parts.method == Method::GET {
+        None
+    } else {
+        Some(writing.lock().await)
     };
-    parts.headers.remove(http::header::CONTENT_LENGTH);
-    let req = Request::from_parts(parts, kube::client::Body::from(body));
-    let resp = inner.send(req).await.map_err(boxed)?;
-    let (mut parts, body) = resp.into_parts();
-    let bytes = body.collect().await.map_err(boxed)?.to_bytes();
-    for w in warnings {
-        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
-            parts.headers.append(http::header::WARNING, v);
+    for attempt in 1..=attempts {
+        let verdict = writes::admit(
+            &parts.method,
+            &path,
+            &query,
+            &content_type,
+            &user_agent,
+            body.clone(),
+            &namespaces,
+            lookup,
+        )
+        .await;
+        let mut headers = parts.headers.clone();
+        let (method, uri, sent, warnings, replaced) = match verdict {
+            writes::Verdict::Answer(answer) => return Ok(answer),
+            writes::Verdict::Forward { body } => (
+                parts.method.clone(),
+                parts.uri.clone(),
+                body,
+                Vec::new(),
+                false,
+            ),
+            // Stored as judged and merged here: created in its collection,
+            // or put in place of what was there (through the status path
+            // when only metadata changes, so the generation stays).
+            writes::Verdict::Store {
+                object,
+                collection,
+                warnings,
+                spec_changed,
+            } => {
+                let (method, uri) = match collection {
+                    Some(c) => (Method::POST, c),
+                    None if spec_changed => (Method::PUT, path.clone()),
+                    None => (Method::PUT, format!("{path}/status")),
+                };
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                let uri = http::Uri::try_from(uri).map_err(boxed)?;
+                let replaced = method == Method::PUT;
+                (
+                    method,
+                    uri,
+                    Bytes::from(object.to_string()),
+                    warnings,
+                    replaced,
+                )
+            }
+        };
+        headers.remove(http::header::CONTENT_LENGTH);
+        let mut req = Request::new(kube::client::Body::from(sent));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let resp = inner.send(req).await.map_err(boxed)?;
+        let (mut answer, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(boxed)?.to_bytes();
+        if replaced
+            && answer.status == StatusCode::CONFLICT
+            && String::from_utf8_lossy(&bytes).contains("Resource version mismatch")
+        {
+            if attempt < attempts {
+                continue;
+            }
+            let target = writes::Target::parse(&path);
+            return Ok(status::modified(
+                target.as_ref().map_or("", |t| t.resource.as_str()),
+                target.as_ref().map_or("", |t| t.group.as_str()),
+                target
+                    .as_ref()
+                    .and_then(|t| t.name.as_deref())
+                    .unwrap_or_default(),
+            ));
         }
+        for w in warnings {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+                answer.headers.append(http::header::WARNING, v);
+            }
+        }
+        return Ok(Response::from_parts(answer, Full::new(bytes)));
     }
-    Ok(Response::from_parts(parts, Full::new(bytes)))
+    Err(boxed("no attempt was made"))
 }
 
 /// The apiextensions API, read-only: Seldon Core's CRD once Seldon Core is

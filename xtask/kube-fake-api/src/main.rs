@@ -38,7 +38,7 @@ struct Args {
     registries: Vec<String>,
     /// Give LoadBalancer services this external address (default: they stay pending).
     #[arg(long, value_name = "IP")]
-    load_balancer_ip: Option<String>,
+    load_balancer_ip: Option<std::net::IpAddr>,
     /// Seconds before a LoadBalancer service gets its address.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     load_balancer_after: u64,
@@ -53,9 +53,12 @@ async fn main() -> ExitCode {
             images: args.node_images,
             registries: args.registries,
         },
-        load_balancer: args
-            .load_balancer_ip
-            .map(|ip| (ip, std::time::Duration::from_secs(args.load_balancer_after))),
+        load_balancer: args.load_balancer_ip.map(|ip| {
+            (
+                ip.to_string(),
+                std::time::Duration::from_secs(args.load_balancer_after),
+            )
+        }),
         ..Setup::default()
     })
     .await;

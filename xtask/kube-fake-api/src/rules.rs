@@ -17,6 +17,9 @@ pub enum Refusal {
     BadRequest(String),
 }
 
+/// The most a ConfigMap may hold (`core.MaxSecretSize`).
+const MAX_CONFIG_MAP_BYTES: usize = 1024 * 1024;
+
 /// Check `obj` of `kind` (its `apiVersion` group in `group`) as the API
 /// server does on create (`old` None) or update (`old` the stored object).
 pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Result<(), Refusal> {
@@ -27,6 +30,24 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Result<(), Refu
         "Deployment" | "ReplicaSet" => v.deployment(obj, old),
         "Service" => v.service(&obj["spec"]),
         "ConfigMap" => {
+            // The total of its data and binary data (base64-decoded), as
+            // the API server counts it: at most 1 MiB.
+            let size: usize = obj["data"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .chain(
+                    obj["binaryData"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| k.len() + v.as_str().map_or(0, |b| b.len() / 4 * 3)),
+                )
+                .sum();
+            if size > MAX_CONFIG_MAP_BYTES {
+                v.push(Cause::too_long("[]", MAX_CONFIG_MAP_BYTES));
+            }
             for key in obj["data"]
                 .as_object()
                 .into_iter()

@@ -28,6 +28,7 @@ pub enum CauseKind {
     Duplicate,
     NotSupported,
     Forbidden,
+    TooLong,
 }
 
 impl CauseKind {
@@ -39,6 +40,7 @@ impl CauseKind {
             Self::Duplicate => "FieldValueDuplicate",
             Self::NotSupported => "FieldValueNotSupported",
             Self::Forbidden => "FieldValueForbidden",
+            Self::TooLong => "FieldValueTooLong",
         }
     }
 }
@@ -69,6 +71,15 @@ impl Cause {
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(CauseKind::Forbidden, field, None, detail)
     }
+    /// `field.TooLong`: the value is not shown.
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        Self::new(
+            CauseKind::TooLong,
+            field,
+            None,
+            format!("must have at most {max_bytes} bytes"),
+        )
+    }
 
     fn new(
         kind: CauseKind,
@@ -93,6 +104,7 @@ impl Cause {
             CauseKind::Duplicate => format!("Duplicate value: {value}"),
             CauseKind::NotSupported => format!("Unsupported value: {value}"),
             CauseKind::Forbidden => "Forbidden".to_string(),
+            CauseKind::TooLong => "Too long".to_string(),
         };
         if self.detail.is_empty() {
             head
@@ -199,6 +211,44 @@ pub fn conflict(
         "Conflict",
         message,
         json!({"name": name, "kind": kind, "causes": causes}),
+    )
+}
+
+/// A body over the API server's limit (413).
+pub fn too_large(limit: usize) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("Request entity too large: limit is {limit}"),
+        Value::Null,
+    )
+}
+
+/// A body in a format the server does not take (415).
+pub fn unsupported_media_type(message: &str) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UnsupportedMediaType",
+        message,
+        Value::Null,
+    )
+}
+
+/// A write that lost a race with another (409 Conflict), as the API
+/// server words it.
+pub fn modified(resource: &str, group: &str, name: &str) -> Response<Full<Bytes>> {
+    let what = if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    };
+    respond(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {what} {name:?}: the object has been modified; please apply your changes to the latest version and try again"
+        ),
+        json!({"name": name, "group": group, "kind": resource}),
     )
 }
 

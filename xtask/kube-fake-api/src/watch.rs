@@ -4,7 +4,8 @@
 //! the stream is made by listing every 100 ms and comparing. With a
 //! `resourceVersion` (a client that listed first), objects at or below it
 //! are not sent again; without one, every current object comes as ADDED
-//! first.
+//! first. A client that asks for Tables (`kubectl get -w`) gets each
+//! object as a one-row Table.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,6 +36,7 @@ pub(crate) fn wanted(query: &str) -> bool {
 pub(crate) fn respond<F, Fut>(
     path: String,
     query: &str,
+    table: bool,
     list: F,
 ) -> Response<BoxBody<Bytes, Infallible>>
 where
@@ -89,14 +91,14 @@ where
                     Some(_) => None,
                 };
                 if let Some(kind) = event
-                    && !send(&tx, kind, item).await
+                    && !send(&tx, kind, item, table).await
                 {
                     return;
                 }
                 seen.insert(key, item.clone());
             }
             for (key, gone) in &known {
-                if !seen.contains_key(key) && !send(&tx, "DELETED", gone).await {
+                if !seen.contains_key(key) && !send(&tx, "DELETED", gone, table).await {
                     return;
                 }
             }
@@ -119,7 +121,13 @@ where
     resp
 }
 
-async fn send(tx: &mpsc::Sender<Bytes>, kind: &str, object: &Value) -> bool {
+/// One event; with `table`, its object is a one-row Table (`kubectl get -w`).
+async fn send(tx: &mpsc::Sender<Bytes>, kind: &str, object: &Value, table: bool) -> bool {
+    let object = if table {
+        crate::table::of(object)
+    } else {
+        object.clone()
+    };
     let mut line = json!({"type": kind, "object": object}).to_string();
     line.push('\n');
     tx.send(Bytes::from(line)).await.is_ok()

@@ -30,6 +30,9 @@ pub(crate) enum Verdict {
         object: Value,
         collection: Option<String>,
         warnings: Vec<String>,
+        /// Whether more than metadata changed (the API server bumps
+        /// `metadata.generation` only then).
+        spec_changed: bool,
     },
     /// Answer with this, storing nothing.
     Answer(Response<Full<Bytes>>),
@@ -114,6 +117,16 @@ impl Target {
     }
 }
 
+/// The kinds stored with a status subresource, through which a
+/// metadata-only change is written without a new generation.
+const STATUS_SUBRESOURCE: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "Service",
+    "Pod",
+    "SeldonDeployment",
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verb {
     Create,
@@ -177,7 +190,14 @@ where
         "PATCH" if content_type.contains("apply-patch") => Verb::Apply,
         "PATCH" if content_type.contains("json-patch") => Verb::JsonPatch,
         "PATCH" if content_type.contains("strategic-merge-patch") => Verb::StrategicPatch,
-        "PATCH" => Verb::MergePatch,
+        "PATCH" if content_type.contains("merge-patch") => Verb::MergePatch,
+        "PATCH" => {
+            return Verdict::Answer(status::unsupported_media_type(&format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json-patch+json, application/merge-patch+json, \
+                 application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            )));
+        }
         "DELETE" if dry_run => {
             return Verdict::Answer(match lookup(target.object_path()).await {
                 Some(obj) => status::json_response(StatusCode::OK, &obj),
@@ -186,7 +206,15 @@ where
         }
         _ => return forward(body),
     };
-    let mut patch: Value = match serde_json::from_slice(&body) {
+    let parsed = match serde_json::from_slice(&body) {
+        // YAML (application/yaml, an apply patch written as YAML) is
+        // JSON's superset.
+        Err(_) if content_type.contains("yaml") => {
+            serde_yaml_ng::from_slice(&body).map_err(|e| e.to_string())
+        }
+        other => other.map_err(|e| e.to_string()),
+    };
+    let mut patch: Value = match parsed {
         Ok(v) => v,
         Err(e) => {
             return Verdict::Answer(status::bad_request(&format!(
@@ -201,6 +229,14 @@ where
             .unwrap_or(false)
     {
         return Verdict::Answer(status::not_found(&format!("namespaces {ns:?} not found")));
+    }
+    // generateName: the server picks the rest of the name.
+    if verb == Verb::Create
+        && patch["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && let Some(prefix) = patch["metadata"]["generateName"].as_str()
+    {
+        let name = format!("{prefix}{}", generated_suffix());
+        patch["metadata"]["name"] = json!(name);
     }
     if let Some(refusal) = wrong_object(&target, kind, verb, &patch) {
         return Verdict::Answer(status::bad_request(&refusal));
@@ -408,10 +444,14 @@ where
     {
         return Verdict::Answer(status::json_response(StatusCode::OK, old));
     }
+    let spec_changed = existing.as_ref().is_none_or(|old| {
+        old.get("spec") != candidate.get("spec") || !STATUS_SUBRESOURCE.contains(&kind)
+    });
     Verdict::Store {
         object: candidate,
         collection: existing.is_none().then(|| target.collection_path()),
         warnings,
+        spec_changed,
     }
 }
 
@@ -479,6 +519,24 @@ fn wrong_object(target: &Target, kind: &str, verb: Verb, body: &Value) -> Option
         );
     }
     None
+}
+
+/// Five characters for a generated name, from apimachinery's alphabet.
+fn generated_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[(x % 27) as usize];
+            x /= 27;
+            char::from(c)
+        })
+        .collect()
 }
 
 /// What the server sets from the URL: apiVersion, kind, name, namespace.

@@ -466,6 +466,20 @@ fn kubectl_describes_defaults_and_namespaces_terminate_as_on_a_cluster() -> Resu
         assert!(all.contains(kind), "{kind} in {all}");
     }
 
+    // A new image, then back: the revisions are on the ReplicaSets and
+    // the Deployment, as `kubectl rollout undo` reads them.
+    ok(&fake.kubectl(&["set", "image", "deployment/api", "api=reg/api:2"])?);
+    ok(&fake.kubectl(&["rollout", "status", "deployment/api", "--timeout=20s"])?);
+    ok(&fake.kubectl(&["rollout", "undo", "deployment/api"])?);
+    let image = ok(&fake.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])?);
+    assert_eq!(image, "reg/api:1");
+
     let refused = fake.kubectl(&["delete", "namespace", "default"])?;
     assert!(!refused.status.success());
     assert!(

@@ -19,6 +19,16 @@ use super::record_event;
 
 /// The label a ReplicaSet's selector, template and pods carry.
 const HASH_LABEL: &str = "pod-template-hash";
+/// How the controller manager writes (its field manager).
+fn controller() -> PatchParams {
+    PatchParams {
+        field_manager: Some("kube-controller-manager".into()),
+        ..PatchParams::default()
+    }
+}
+
+/// The annotation that numbers a Deployment's ReplicaSets.
+const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// One pass of both controllers over every Deployment and ReplicaSet.
 pub async fn reconcile(client: &Client, kubelet: &mut Kubelet) -> kube::Result<()> {
@@ -117,6 +127,33 @@ async fn roll(client: &Client, d: &Deployment, owned: &[ReplicaSet]) -> kube::Re
         }
         Some(_) => {}
     }
+    // The Deployment carries its current revision (`kubectl rollout undo`
+    // and `history` read it).
+    let revision = current
+        .and_then(|rs| rs.metadata.annotations.as_ref()?.get(REVISION).cloned())
+        .unwrap_or_else(|| (owned.len() + 1).to_string());
+    let noted = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION));
+    if noted != Some(&revision) {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"metadata": {"annotations": {REVISION: revision}}});
+        match deployments
+            .patch(
+                d.metadata.name.as_deref().unwrap_or_default(),
+                &controller(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            other => {
+                other?;
+            }
+        }
+    }
     let available = current
         .and_then(|rs| rs.status.as_ref())
         .and_then(|s| s.available_replicas)
@@ -137,7 +174,7 @@ async fn roll(client: &Client, d: &Deployment, owned: &[ReplicaSet]) -> kube::Re
 async fn scale(api: &Api<ReplicaSet>, name: &str, replicas: i32) -> kube::Result<()> {
     api.patch(
         name,
-        &PatchParams::default(),
+        &controller(),
         &Patch::Merge(json!({"spec": {"replicas": replicas}})),
     )
     .await
@@ -161,7 +198,7 @@ fn new_replica_set(
     let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": name, "namespace": d.metadata.namespace,
             "labels": template["metadata"]["labels"],
-            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+            "annotations": {REVISION: revision.to_string()},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                 "name": d.metadata.name, "uid": d.metadata.uid,
                 "controller": true, "blockOwnerDeletion": true}]},
@@ -277,7 +314,9 @@ fn new_pod(rs: &ReplicaSet, name: &str, kubelet: &mut Kubelet) -> kube::Result<P
         .as_ref()
         .and_then(|s| s.template.clone())
         .unwrap_or_default();
-    let spec = serde_json::to_value(&template.spec).map_err(kube::Error::SerdeError)?;
+    let mut spec = serde_json::to_value(&template.spec).map_err(kube::Error::SerdeError)?;
+    // Scheduled at once, on the one node.
+    spec["nodeName"] = json!(super::kubelet::NODE_NAME);
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": rs.metadata.namespace,
             "labels": template.metadata.as_ref().and_then(|m| m.labels.clone()),

@@ -27,11 +27,18 @@ pub struct Node {
     pub registries: Vec<String>,
 }
 
-/// The kubelet: the node, and what it pulled so far.
+/// The one node's name (what the scheduler writes in `spec.nodeName`)
+/// and address.
+pub const NODE_NAME: &str = "kube-fake-node";
+const NODE_IP: &str = "192.168.49.2";
+
+/// The kubelet: the node, what it pulled so far, and the pod addresses
+/// it handed out.
 #[derive(Default)]
 pub struct Kubelet {
     node: Node,
     pulled: BTreeSet<String>,
+    next_ip: u32,
 }
 
 impl Kubelet {
@@ -39,6 +46,7 @@ impl Kubelet {
         Self {
             node,
             pulled: BTreeSet::new(),
+            next_ip: 0,
         }
     }
 
@@ -46,6 +54,7 @@ impl Kubelet {
     /// `Ready` when every container's image is there or pulled, else
     /// `Pending` with each blocked container waiting and why.
     pub fn pod_status(&mut self, spec: &Value) -> Value {
+        let now = super::now();
         let mut statuses = Vec::new();
         let mut all_ready = true;
         for c in spec["containers"].as_array().into_iter().flatten() {
@@ -54,7 +63,7 @@ impl Kubelet {
             let policy = c["imagePullPolicy"].as_str();
             statuses.push(match self.image(image, policy) {
                 Ok(()) => json!({"name": name, "image": image, "imageID": "", "ready": true,
-                    "restartCount": 0, "started": true, "state": {"running": {}}}),
+                    "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}}),
                 Err((reason, message)) => {
                     all_ready = false;
                     json!({"name": name, "image": image, "imageID": "", "ready": false,
@@ -63,7 +72,13 @@ impl Kubelet {
                 }
             });
         }
-        if all_ready {
+        self.next_ip += 1;
+        let pod_ip = format!(
+            "10.244.{}.{}",
+            self.next_ip / 250 % 256,
+            self.next_ip % 250 + 2
+        );
+        let mut status = if all_ready {
             json!({"phase": "Running", "conditions": [
                     {"type": "PodScheduled", "status": "True"},
                     {"type": "Ready", "status": "True"}],
@@ -73,7 +88,12 @@ impl Kubelet {
                     {"type": "PodScheduled", "status": "True"},
                     {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
                 "containerStatuses": statuses})
-        }
+        };
+        status["hostIP"] = json!(NODE_IP);
+        status["podIP"] = json!(pod_ip);
+        status["podIPs"] = json!([{"ip": pod_ip}]);
+        status["startTime"] = json!(now);
+        status
     }
 
     /// Whether `image` is there for a container with `policy` (the API
@@ -118,7 +138,8 @@ impl Kubelet {
     }
 
     /// Looks again at every pod that is not ready, as the kubelet retries:
-    /// an image loaded or made reachable since starts it.
+    /// an image loaded or made reachable since starts it; and starts a pod
+    /// created on its own (`kubectl run`), which has no status yet.
     pub async fn sync(&mut self, client: &Client) -> kube::Result<()> {
         let all: Api<Pod> = Api::all(client.clone());
         for pod in all.list(&ListParams::default()).await?.items {
@@ -130,12 +151,13 @@ impl Kubelet {
                     cs.iter()
                         .any(|c| c.state.as_ref().is_some_and(|s| s.waiting.is_some()))
                 });
-            if !waiting {
+            let new = pod.status.as_ref().is_none_or(|s| s.phase.is_none());
+            if !waiting && !new {
                 continue;
             }
             let spec = serde_json::to_value(&pod.spec).map_err(kube::Error::SerdeError)?;
             let status = self.pod_status(&spec);
-            if status["phase"] == "Running" {
+            if new || status["phase"] == "Running" {
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
                 let name = pod.metadata.name.clone().unwrap_or_default();
