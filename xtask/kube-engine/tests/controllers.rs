@@ -263,12 +263,8 @@ async fn a_new_pod_that_cannot_start_leaves_the_old_one_serving() {
     assert_eq!(now.len(), 2, "{:?}", names(&now));
 }
 
-#[tokio::test]
-async fn a_load_balancer_address_arrives_after_a_delay_and_the_wait_takes_it() {
-    let setup = Setup {
-        load_balancer: Some(("203.0.113.7".into(), Duration::from_millis(1500))),
-        ..Setup::default()
-    };
+/// A started fake holding the fixture with its Service of type LoadBalancer.
+async fn load_balanced(setup: Setup) -> FakeCluster {
     let fake = cluster(setup).await;
     fake.start_controller();
     let mut resolver = Resolver::new(fake.client.clone());
@@ -282,6 +278,16 @@ async fn a_load_balancer_address_arrives_after_a_delay_and_the_wait_takes_it() {
         })
         .collect();
     apply_all(&mut resolver, objs, &OPTS).await.expect("apply");
+    fake
+}
+
+#[tokio::test]
+async fn a_load_balancer_address_arrives_after_a_delay_and_the_wait_takes_it() {
+    let setup = Setup {
+        load_balancer: Some(("203.0.113.7".into(), Duration::from_millis(1500))),
+        ..Setup::default()
+    };
+    let fake = load_balanced(setup).await;
     let start = Instant::now();
     let address =
         expose::load_balancer_address(&fake.client, NS, "test-api", Duration::from_secs(20))
@@ -295,19 +301,7 @@ async fn a_load_balancer_address_arrives_after_a_delay_and_the_wait_takes_it() {
     );
 
     // No cloud: the address stays pending, and the wait says what it waited for.
-    let fake = cluster(Setup::default()).await;
-    fake.start_controller();
-    let mut resolver = Resolver::new(fake.client.clone());
-    let objs = objects("reg/test-api@sha256:aa", None)
-        .into_iter()
-        .map(|mut o| {
-            if o.types.as_ref().is_some_and(|t| t.kind == "Service") {
-                o.data["spec"]["type"] = "LoadBalancer".into();
-            }
-            o
-        })
-        .collect();
-    apply_all(&mut resolver, objs, &OPTS).await.expect("apply");
+    let fake = load_balanced(Setup::default()).await;
     let err = expose::load_balancer_address(&fake.client, NS, "test-api", Duration::from_secs(2))
         .await
         .expect_err("no cloud, no address");

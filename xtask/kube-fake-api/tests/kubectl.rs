@@ -79,6 +79,18 @@ fn ok(out: &Output) -> String {
     text(&out.stdout)
 }
 
+/// Whether the Kubernetes schemas are there for `what`; CI must have them,
+/// elsewhere the part is skipped, saying so.
+fn schemas(what: &str) -> bool {
+    if kube_fake_api::schema::available() {
+        return true;
+    }
+    let why = format!("{} is not set", kube_fake_api::schema::SCHEMAS_ENV);
+    assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+    eprintln!("SKIPPED {what}: {why}");
+    false
+}
+
 fn path_arg(p: &Path) -> String {
     p.display().to_string()
 }
@@ -309,10 +321,7 @@ fn kubectl_scale_owns_replicas_and_a_later_apply_conflicts() -> Result {
 
     // A strategic merge patch adds a container beside ours, by name (the
     // merge key comes from the schemas).
-    if !kube_fake_api::schema::available() {
-        let why = format!("{} is not set", kube_fake_api::schema::SCHEMAS_ENV);
-        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
-        eprintln!("SKIPPED the strategic merge patch: {why}");
+    if !schemas("the strategic merge patch") {
         return Ok(());
     }
     ok(&fake.kubectl(&[
@@ -380,10 +389,7 @@ fn kubectl_reads_seldons_crd_and_sdeps_are_held_to_its_schema() -> Result {
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "sdep", "{crd}");
     assert_eq!(crd["status"]["conditions"][1]["type"], "Established");
 
-    if !kube_fake_api::schema::available() {
-        let why = format!("{} is not set", kube_fake_api::schema::SCHEMAS_ENV);
-        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
-        eprintln!("SKIPPED the schema checks: {why}");
+    if !schemas("the schema checks") {
         return Ok(());
     }
     let apply = |name: &str, yaml: &str| -> Result<Output> {
