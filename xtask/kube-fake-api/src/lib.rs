@@ -524,6 +524,10 @@ async fn answer(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["version"] => return Ok(json_response(StatusCode::OK, &discovery::version())),
+        // The health endpoints (`kubectl get --raw /readyz`).
+        ["readyz"] | ["livez"] | ["healthz"] => {
+            return Ok(Response::new(Full::new(Bytes::from("ok"))));
+        }
         ["api"] => return Ok(json_response(StatusCode::OK, &discovery::api_versions())),
         ["apis"] => {
             return Ok(json_response(

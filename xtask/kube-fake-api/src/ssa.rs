@@ -596,8 +596,31 @@ pub fn apply(
         let kept = others
             .iter()
             .any(|o| o.starts_with(item) || item.starts_with(o));
-        if !kept {
-            remove_at(&mut obj, dropped, types);
+        if kept {
+            continue;
+        }
+        remove_at(&mut obj, dropped, types);
+        // A list or map left empty that nobody sets goes too (`env: []`).
+        let mut parent = item[..item.len().saturating_sub(1)].to_vec();
+        if matches!(parent.last(), Some(Pe::Key(_) | Pe::Value(_))) {
+            parent.pop();
+        }
+        while !parent.is_empty() {
+            let empty = value_at(&obj, &parent, types).is_some_and(|v| {
+                v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(Map::is_empty)
+            });
+            let set = wanted
+                .iter()
+                .chain(others.iter().copied())
+                .any(|p| p.starts_with(&parent));
+            if !empty || set {
+                break;
+            }
+            remove_at(&mut obj, &parent, types);
+            parent.pop();
+            if matches!(parent.last(), Some(Pe::Key(_) | Pe::Value(_))) {
+                parent.pop();
+            }
         }
     }
     let mut merged = merge(&obj, config, types);
@@ -886,6 +909,11 @@ mod tests {
             apply(Some(&live), &without_b, "kube-mlops", false, "apps/v1", t).expect("apply");
         let env = &live2["spec"]["template"]["spec"]["containers"][0]["env"];
         assert_eq!(env, &json!([{"name": "A", "value": "1"}]));
+        // The last one too: no `env: []` is left behind.
+        let no_env = deployment(1, json!([{"name": "api", "image": "a:1"}]));
+        let bare = apply(Some(&live2), &no_env, "kube-mlops", false, "apps/v1", t).expect("apply");
+        let container = &bare["spec"]["template"]["spec"]["containers"][0];
+        assert!(container.get("env").is_none(), "{container}");
         // Stop sending replicas while another manager co-owns it: it stays.
         let shared = apply(Some(&live2), &without_b, "other", false, "apps/v1", t).expect("co-own");
         let mut no_replicas = without_b.clone();

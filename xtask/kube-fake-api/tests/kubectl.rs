@@ -110,6 +110,8 @@ spec:
 fn kubectl_discovers_applies_gets_labels_and_deletes() -> Result {
     let fake = Served::start(&[])?;
 
+    // The health endpoint the xtask's API wait reads.
+    assert_eq!(ok(&fake.kubectl(&["get", "--raw", "/readyz"])?), "ok");
     let version = ok(&fake.kubectl(&["version", "-o", "json"])?);
     let version: serde_json::Value = serde_json::from_str(&version)?;
     assert_eq!(version["serverVersion"]["minor"], "32", "{version}");

@@ -279,7 +279,7 @@ async fn replicate(client: &Client, rs: &ReplicaSet, kubelet: &mut Kubelet) -> k
             record_event(
                 client,
                 &ns,
-                &name,
+                (&name, rs.metadata.uid.as_deref().unwrap_or_default()),
                 "FailedCreate",
                 &format!("Error creating: {message}"),
             )

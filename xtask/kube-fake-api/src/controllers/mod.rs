@@ -136,20 +136,24 @@ async fn collect_garbage(client: &Client, seldon: bool) -> kube::Result<BTreeSet
     Ok(occupied)
 }
 
-/// A Warning event about the ReplicaSet `name`, as the ReplicaSet
-/// controller records a pod it could not create.
+/// A Warning event about the ReplicaSet `(name, uid)`, as the ReplicaSet
+/// controller records a pod it could not create (`kubectl describe rs`
+/// finds it by the uid; `kubectl get events` shows its times).
 pub(crate) async fn record_event(
     client: &Client,
     ns: &str,
-    name: &str,
+    (name, uid): (&str, &str),
     reason: &str,
     message: &str,
 ) -> kube::Result<()> {
+    let at = now();
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let event = json!({"apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{name}.{reason}").to_lowercase(), "namespace": ns},
-        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "namespace": ns},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+            "namespace": ns, "uid": uid},
         "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "firstTimestamp": at, "lastTimestamp": at,
         "source": {"component": "replicaset-controller"}});
     let event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
     match events.create(&Default::default(), &event).await {
