@@ -91,6 +91,9 @@ impl RunLock {
             .open(path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
         let mut announced = false;
+        // A holder writes its name just after it takes the lock: a moment
+        // to read it, so the message names who to wait for.
+        let mut unnamed = 0;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
@@ -100,6 +103,11 @@ impl RunLock {
                 }
             }
             let holder = read_holder(&mut file);
+            if holder.is_none() && unnamed < UNNAMED_TRIES {
+                unnamed += 1;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             if let Some(h) = &holder
                 && inherited(h.pid)
             {
@@ -182,6 +190,10 @@ impl Drop for RunLock {
         }
     }
 }
+
+/// How often (every 100 ms) a waiter looks for the holder's name before
+/// it says "another run".
+const UNNAMED_TRIES: u32 = 10;
 
 /// Where lock files live: per user, outside any checkout.
 fn locks_dir() -> PathBuf {
@@ -273,6 +285,37 @@ mod tests {
             .spawn()?;
         std::thread::sleep(Duration::from_millis(300));
         assert!(RunLock::take(&path, Kind::Loop, "cargo xtask dev").is_err());
+
+        // A holder named a moment after it locked (as a run writes its
+        // name just after taking the lock) is still named.
+        let path2 = RunLock::path(&dir.path().join("late"), "local");
+        std::fs::create_dir_all(path2.parent().ok_or_else(|| anyhow::anyhow!("parent"))?)?;
+        let late = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path2)?;
+        late.try_lock()?;
+        let named = {
+            let mut late = late.try_clone()?;
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let me = Holder {
+                    pid: 4242,
+                    kind: Kind::Run,
+                    command: "cargo xtask deploy --target local".into(),
+                };
+                let _ = late.write_all(serde_json::to_string(&me).unwrap_or_default().as_bytes());
+            })
+        };
+        let e = RunLock::take(&path2, Kind::Loop, "cargo xtask dev").expect_err("held");
+        named.join().map_err(|_| anyhow::anyhow!("panicked"))?;
+        assert!(
+            format!("{e:#}").contains("`cargo xtask deploy --target local` (pid 4242)"),
+            "{e:#}"
+        );
+        drop(late);
         child.kill()?;
         child.wait()?;
         drop(RunLock::take(&path, Kind::Loop, "cargo xtask dev")?);
