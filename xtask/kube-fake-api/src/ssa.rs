@@ -512,13 +512,6 @@ impl Conflicts {
     }
 }
 
-/// Now, as `managedFields` times are written (RFC 3339, seconds).
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 fn write_entries(obj: &mut Value, entries: &[Entry]) {
     let list: Vec<Value> = entries
         .iter()
@@ -635,7 +628,7 @@ pub fn apply(
             merged["status"] = status.clone();
         }
     }
-    let time = now();
+    let time = crate::controllers::now();
     match entries.iter_mut().find(|e| e.is(manager, "Apply", "")) {
         Some(e) => {
             e.fields = wanted;
@@ -686,7 +679,7 @@ pub fn update(
             .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     if !changed.is_empty() {
-        let time = now();
+        let time = crate::controllers::now();
         match entries
             .iter_mut()
             .find(|e| e.is(manager, "Update", subresource))

@@ -525,18 +525,11 @@ fn wrong_object(target: &Target, kind: &str, verb: Verb, body: &Value) -> Option
 fn generated_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(nanos) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
-    (0..5)
-        .map(|_| {
-            let c = ALPHABET[(x % 27) as usize];
-            x /= 27;
-            char::from(c)
-        })
-        .collect()
+    let x = u64::from(nanos) ^ NEXT.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    crate::controllers::deployments::safe_encode(x, 5)
 }
 
 /// What the server sets from the URL: apiVersion, kind, name, namespace.

@@ -91,7 +91,7 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// `n` characters of apimachinery's `rand.SafeEncodeString` alphabet (no
 /// vowels, no look-alikes).
-fn safe_encode(mut x: u64, n: usize) -> String {
+pub(crate) fn safe_encode(mut x: u64, n: usize) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..n)
         .map(|_| {
