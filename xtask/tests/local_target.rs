@@ -148,6 +148,14 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     assert_eq!(v["message"], "Hello 127.0.0.1, you've reached 127.0.0.1");
     let pid = sb.pid()?;
     assert!(alive(pid));
+    // What runs is a copy of the build in <run_dir>/bin, not the shared
+    // target/ path a later build rewrites.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))?;
+    assert_eq!(
+        exe.parent(),
+        Some(sb.run_dir().join("bin").as_path()),
+        "{exe:?}"
+    );
 
     // Nothing changed: the same process keeps running.
     let (_, stderr) = ok(&sb.xtask(&["deploy"])?)?;
@@ -203,6 +211,7 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
     assert!(!alive(pid), "pid {pid} still alive after teardown");
     assert!(get(&sb.url("/test_api")).is_err(), "port still answers");
     assert!(!sb.run_dir().join("test-api.json").exists());
+    assert!(!exe.exists(), "teardown removes the copy it ran");
 
     let (_, stderr) = ok(&sb.xtask(&["teardown"])?)?;
     assert!(stderr.contains("test-api: not running"), "{stderr}");

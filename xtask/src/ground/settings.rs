@@ -126,7 +126,8 @@ pub struct Registry {
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Local {
-    /// Where pid, state and log files go; relative to the settings file.
+    /// Where pid, state and log files and the copies of the binaries that
+    /// run (`bin/`) go; relative to the settings file.
     pub run_dir: PathBuf,
     /// How long deploy waits for a service to report ready.
     pub ready_timeout_secs: u64,

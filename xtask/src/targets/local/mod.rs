@@ -1,10 +1,12 @@
 //! The local target: each service is a background process on this machine,
-//! listening on `[local] bind` (loopback by default), with its pid, binary
-//! hash and port in `<run_dir>/<service>.json` and its output in
+//! listening on `[local] bind` (loopback by default), run from a copy of its
+//! built binary in `<run_dir>/bin` (`copies`), with its pid, binary hash and
+//! port in `<run_dir>/<service>.json` and its output in
 //! `<run_dir>/<service>.log`. The processes are also found by what they are
 //! (`processes`), so a lost run directory loses nothing. A deploy that fails
 //! or is interrupted stops what it started.
 
+mod copies;
 mod processes;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -16,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::build::Built;
 use crate::ground::context::Ctx;
@@ -73,7 +74,7 @@ impl Target for Local {
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
         cx.runner
-            .step("deliver: nothing to do (the local target runs the built binaries in place)");
+            .step("deliver: nothing to do (each service runs from a copy of its built binary)");
         Ok(Delivered {
             built,
             images: Vec::new(),
@@ -249,6 +250,7 @@ impl Target for Local {
                     remove_state(cx, &spec.name)?;
                 }
             }
+            forget_copies(cx, &spec.name)?;
         }
         // Services deployed earlier and removed from the settings since
         // (not those still in the settings that were not asked for).
@@ -260,9 +262,13 @@ impl Target for Local {
                 Some(st) => {
                     eprintln!("==> {name}: no longer in the settings, but still running");
                     stop(cx, &name, &st)?;
+                    forget_copies(cx, &name)?;
                     stopped.push(name);
                 }
-                None => remove_state(cx, &name)?,
+                None => {
+                    remove_state(cx, &name)?;
+                    forget_copies(cx, &name)?;
+                }
             }
         }
         Ok(stopped)
@@ -298,6 +304,16 @@ fn unconfigured(cx: &Ctx) -> Result<Vec<String>> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// Removes a stopped service's binary copies (`<run_dir>/bin`).
+fn forget_copies(cx: &Ctx, name: &str) -> Result<()> {
+    cx.runner
+        .unless_dry_run(|| {
+            copies::prune(&cx.config.local.run_dir, name, None);
+            Ok(())
+        })
+        .map(drop)
 }
 
 fn state_path(cx: &Ctx, name: &str) -> PathBuf {
@@ -379,25 +395,27 @@ fn running(cx: &Ctx, name: &str) -> Result<Option<State>> {
         }))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("{:x}", h.finalize()))
-}
-
 fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
     let spec = &b.spec;
     let port = spec.settings.port;
-    // Under --dry-run the binary may not exist yet: then it counts as changed.
-    let sha = if b.binary.exists() {
-        sha256_file(&b.binary)?
-    } else {
-        String::new()
+    let run_dir = &cx.config.local.run_dir;
+    // What starts is a copy, hashed as it is taken (`copies`). Under
+    // --dry-run nothing is copied, and a binary not built yet counts as
+    // changed.
+    let exe = match cx
+        .runner
+        .unless_dry_run(|| copies::take(run_dir, &spec.name, &b.binary))?
+    {
+        Some(copy) => copy,
+        None if b.binary.exists() => copies::would_take(run_dir, &spec.name, &b.binary)?,
+        None => copies::Copy {
+            sha256: String::new(),
+            path: b.binary.clone(),
+        },
     };
+    let sha = exe.sha256.clone();
     if let Some(st) = running(cx, &spec.name)? {
-        let same = st.binary == b.binary
+        let same = st.binary == exe.path
             && st.binary_sha256 == sha
             && st.port == port
             && st.env == spec.host_env
@@ -431,7 +449,7 @@ fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
         }
         Ok(())
     })?;
-    let mut cmd = Command::new(&b.binary);
+    let mut cmd = Command::new(&exe.path);
     cmd.env("PORT", port.to_string())
         .env("BIND_ADDR", cx.config.local.bind.to_string())
         .env("LOG_FORMAT", "json")
@@ -450,17 +468,19 @@ fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
             .runner
             .spawn_detached(cmd, &running, &log_path(cx, spec))?;
         if let Some(pid) = pid {
-            started.add(&spec.name, pid, &b.binary, state_path(cx, &spec.name));
+            started.add(&spec.name, pid, &exe.path, state_path(cx, &spec.name));
         }
         Ok::<_, anyhow::Error>(pid)
     })?
     else {
         return Ok(());
     };
+    // The copies of builds that no longer run.
+    copies::prune(run_dir, &spec.name, Some(&exe.path));
     let st = State {
         pid,
         port,
-        binary: b.binary.clone(),
+        binary: exe.path.clone(),
         binary_sha256: sha,
         env: spec.host_env.clone(),
         bind: cx.config.local.bind.to_string(),
