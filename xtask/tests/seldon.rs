@@ -1,60 +1,52 @@
 //! `seldon install|uninstall|status`, `deploy --seldon` and `teardown
-//! --seldon` against fake `helm`, `kubectl` and `gcloud` that record argv:
-//! the exact commands per target and ingress, the RBAC preamble, idempotency,
-//! and clear errors.
+//! --seldon` with the real `kubectl` against the API fake served over HTTP
+//! (its controllers roll out what Helm installs, its namespace controller
+//! empties deleted namespaces). Helm charts and Google Cloud cannot run
+//! here: `helm` and `gcloud` are fakes that record their argv, and the fake
+//! `helm` applies what each chart would create (the operator's and
+//! Ambassador's Deployments and Service) through the real kubectl. `kubectl`
+//! on PATH records its argv and runs the real one, so the tests assert both
+//! the exact commands and what they did.
 
 mod support;
 
+use kube_fake_api::{Setup, cluster, kubeconfig};
+use serde_json::{Value, json};
 use support::{Fakes, Result, in_order, text};
 
-const FAKES: &[(&str, &str)] = &[
-    (
-        "helm",
-        r#"case "$*" in
-  *" list "*)
+/// Helm releases are files in `$FAKE_RELEASES` (`helm list` prints them);
+/// `upgrade --install` applies the chart's objects (`$FAKE_CHARTS/<release>.yaml`)
+/// and, with `--wait`, waits for their rollout; `uninstall` deletes them.
+const HELM: &str = r#"ctx=$2; verb=$3; name=$4
+case "$verb" in
+  list)
     if [ -n "$FAKE_HELM_GARBAGE" ]; then echo 'WARNING: Kubernetes configuration file is group-readable'; exit 0; fi
-    if [ -n "$FAKE_INSTALLED" ]; then
-      case "$*" in
-        *seldon-core*) echo '[{"name":"seldon-core","namespace":"seldon-system","revision":"1","status":"deployed","chart":"seldon-core-operator-'"${FAKE_VERSION-1.18.2}"'","app_version":"1.18.2"}]' ;;
-        *ambassador*) echo '[{"name":"ambassador","namespace":"ambassador","status":"deployed","chart":"ambassador-6.9.5"}]' ;;
-      esac
-    else echo '[]'; fi ;;
-  *upgrade*) if [ -n "$FAKE_HELM_FAIL" ]; then echo 'Error: INSTALLATION FAILED: timed out waiting for the condition' >&2; exit 1; fi ;;
-esac"#,
-    ),
-    (
-        "kubectl",
-        r#"case "$*" in *" get "*) if [ -n "$FAKE_UNREACHABLE" ]; then
-    echo 'The connection to the server 192.168.49.2:8443 was refused' >&2; exit 1; fi ;; esac
-case "$*" in
-  "config current-context") echo "$FAKE_CONTEXT" ;;
-  *"get crd "*) if [ -n "$FAKE_NO_CRD" ]; then echo 'Error from server (NotFound): customresourcedefinitions "seldondeployments.machinelearning.seldon.io" not found' >&2; exit 1; fi ;;
-  *"get service istio-ingressgateway"*|*"get gateway.networking.istio.io"*) [ -n "$FAKE_ISTIO" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
-  *"get deployment seldon-controller-manager"*) [ -n "$FAKE_INSTALLED" ] && echo "1/1" || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
-  *"get namespace "*"--output jsonpath="*) [ -n "$FAKE_INSTALLED" ] && echo "baseline" || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
-  *" get "*) [ -n "$FAKE_INSTALLED" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; } ;;
-esac"#,
-    ),
-    (
-        "gcloud",
-        r#"case "$*" in "config get-value account") echo "dev@example.com" ;; esac"#,
-    ),
-];
+    name=$(echo "$*" | sed -n 's/.*--filter \^\([^$]*\)\$.*/\1/p')
+    if [ -f "$FAKE_RELEASES/$name" ]; then cat "$FAKE_RELEASES/$name"; else echo '[]'; fi ;;
+  upgrade)
+    if [ -n "$FAKE_HELM_FAIL" ]; then echo 'Error: INSTALLATION FAILED: timed out waiting for the condition' >&2; exit 1; fi
+    name=$5; chart=$6; version=$(echo "$*" | sed -n 's/.*--version \([^ ]*\).*/\1/p'); ns=$(echo "$*" | sed -n 's/.*--namespace \([^ ]*\).*/\1/p')
+    "$REAL_KUBECTL" --context "$ctx" apply --server-side --field-manager helm --filename "$FAKE_CHARTS/$name.yaml" >/dev/null || exit 1
+    case "$*" in *--wait*) "$REAL_KUBECTL" --context "$ctx" --namespace "$ns" rollout status deployment --timeout 60s >/dev/null || exit 1 ;; esac
+    echo "[{\"name\":\"$name\",\"namespace\":\"$ns\",\"revision\":\"1\",\"status\":\"deployed\",\"chart\":\"$chart-$version\",\"app_version\":\"$version\"}]" > "$FAKE_RELEASES/$name" ;;
+  uninstall)
+    "$REAL_KUBECTL" --context "$ctx" delete --wait=true --filename "$FAKE_CHARTS/$name.yaml" >/dev/null || exit 1
+    rm -f "$FAKE_RELEASES/$name" ;;
+esac"#;
 
-const MINIKUBE: (&str, &str) = ("FAKE_CONTEXT", "mlops");
+/// The real kubectl, but for Istio's Gateway, whose CRD the API fake does
+/// not serve: `$FAKE_ISTIO_GATEWAY` says it exists.
+const KUBECTL: &str = r#"case "$*" in *"get gateway.networking.istio.io seldon-gateway"*)
+  if [ -n "$FAKE_ISTIO_GATEWAY" ]; then echo seldon-gateway; exit 0; fi ;; esac
+exec "$REAL_KUBECTL" "$@""#;
 
-/// What a new namespace gets: created, then labelled for pod security.
-fn new_namespace(kubectl: &str, ns: &str) -> [String; 2] {
-    [
-        format!("{kubectl} create namespace {ns}"),
-        format!(
-            "{kubectl} label namespace {ns} --overwrite pod-security.kubernetes.io/enforce=baseline \
-             pod-security.kubernetes.io/warn=restricted pod-security.kubernetes.io/audit=restricted"
-        ),
-    ]
-}
-const GKE: (&str, &str) = ("FAKE_CONTEXT", "gke_proj-1_europe-west1-b_k8s-test-cluster");
-const INSTALLED: (&str, &str) = ("FAKE_INSTALLED", "1");
+const GCLOUD: &str = r#"case "$*" in "config get-value account") echo "dev@example.com" ;; esac"#;
+
+const MINIKUBE: &str = "mlops";
+const GKE: &str = "gke_proj-1_europe-west1-b_k8s-test-cluster";
+
+/// The one command that creates (or labels) each namespace kube-mlops makes.
+const NEW_NAMESPACE: &str = "apply --server-side --field-manager kube-mlops --filename -";
 
 const AMBASSADOR: &str = "upgrade --install ambassador ambassador --repo https://www.getambassador.io --version 6.9.5 \
     --namespace ambassador --create-namespace --set image.repository=docker.io/datawire/ambassador \
@@ -62,8 +54,149 @@ const AMBASSADOR: &str = "upgrade --install ambassador ambassador --repo https:/
 const OPERATOR: &str = "upgrade --install seldon-core seldon-core-operator --repo https://storage.googleapis.com/seldon-charts \
     --version 1.18.2 --namespace seldon-system --create-namespace --set usageMetrics.enabled=false";
 
-fn fakes() -> Result<Fakes> {
-    Fakes::new(FAKES)
+/// What a chart creates: one Deployment (and a Service in front of it), as
+/// a YAML stream (a `kind: List` would make kubectl validate through
+/// OpenAPI v2, which the fake does not serve).
+fn chart(ns: &str, name: &str, image: &str, service: bool) -> String {
+    let labels = json!({"app.kubernetes.io/name": name});
+    let mut items = vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": name, "image": image}]}}}})];
+    if service {
+        items.push(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}));
+    }
+    yaml_stream(&items)
+}
+
+/// Objects as one YAML stream (`---` between documents).
+fn yaml_stream(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_yaml_ng::to_string(o).expect("JSON is YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The API fake served with its controllers, a kubeconfig whose only
+/// context is `context`, and the fake tools.
+struct Stage {
+    _rt: tokio::runtime::Runtime,
+    f: Fakes,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Stage {
+    /// Seldon Core's CRD is served when `crd` (Helm cannot install it here).
+    fn new(context: &str, crd: bool) -> Result<Self> {
+        let setup = Setup {
+            seldon_installed: crd,
+            ..Setup::default()
+        };
+        let rt = tokio::runtime::Runtime::new()?;
+        let fake = rt.block_on(cluster(setup));
+        let addr = rt.block_on(fake.serve())?;
+        {
+            let _guard = rt.enter();
+            fake.start_controller();
+        }
+        Self::with(rt, context, &addr.to_string())
+    }
+
+    /// A kubeconfig whose server refuses connections.
+    fn unreachable(context: &str) -> Result<Self> {
+        let port = support::free_port()?;
+        Self::with(
+            tokio::runtime::Runtime::new()?,
+            context,
+            &format!("127.0.0.1:{port}"),
+        )
+    }
+
+    fn with(rt: tokio::runtime::Runtime, context: &str, addr: &str) -> Result<Self> {
+        let real = which_kubectl()?;
+        let f = Fakes::new(&[("helm", HELM), ("kubectl", KUBECTL), ("gcloud", GCLOUD)])?;
+        let dir = f.dir.path();
+        let config = dir.join("kubeconfig");
+        std::fs::write(&config, kubeconfig(addr.parse()?, context))?;
+        std::fs::create_dir(dir.join("releases"))?;
+        std::fs::create_dir(dir.join("charts"))?;
+        for (release, object) in [
+            (
+                "ambassador",
+                chart(
+                    "ambassador",
+                    "ambassador",
+                    "docker.io/datawire/ambassador:1.14.4",
+                    true,
+                ),
+            ),
+            (
+                "seldon-core",
+                chart(
+                    "seldon-system",
+                    "seldon-controller-manager",
+                    "docker.io/seldonio/seldon-core-operator:1.18.2",
+                    false,
+                ),
+            ),
+        ] {
+            std::fs::write(dir.join("charts").join(format!("{release}.yaml")), &object)?;
+        }
+        let env = vec![
+            ("KUBECONFIG", config.display().to_string()),
+            ("REAL_KUBECTL", real),
+            ("FAKE_RELEASES", dir.join("releases").display().to_string()),
+            ("FAKE_CHARTS", dir.join("charts").display().to_string()),
+        ];
+        Ok(Self { _rt: rt, f, env })
+    }
+
+    fn xtask(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<(std::process::Output, Vec<String>)> {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        self.f.xtask(args, &env)
+    }
+
+    /// The real kubectl on the stage's cluster, not logged: what the cluster holds.
+    fn kubectl(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(std::process::Command::new(which_kubectl()?)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()?)
+    }
+
+    /// An object as JSON (`kubectl get … --output json`).
+    fn get(&self, what: &[&str]) -> Result<Value> {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["--output", "json"]);
+        let out = self.kubectl(&args)?;
+        if !out.status.success() {
+            return Err(format!("kubectl {args:?}: {}", text(&out.stderr)).into());
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn settings(&self, text: &str) -> Result {
+        std::fs::write(self.f.dir.path().join("xtask.toml"), text)?;
+        Ok(())
+    }
+}
+
+/// The kubectl this machine has (the tests' PATH puts the recording one first).
+fn which_kubectl() -> Result<String> {
+    Ok(which::which("kubectl")
+        .map_err(|e| format!("kubectl is needed for these tests ({e}): install it"))?
+        .display()
+        .to_string())
 }
 
 /// What changed the cluster: everything but the read-only queries.
@@ -79,29 +212,67 @@ fn acted(log: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// The labels kube-mlops gives the namespaces it creates, as stored.
+fn assert_pod_security(stage: &Stage, ns: &str) -> Result {
+    let obj = stage.get(&["namespace", ns])?;
+    let labels = &obj["metadata"]["labels"];
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce"], "baseline",
+        "{obj}"
+    );
+    assert_eq!(
+        labels["pod-security.kubernetes.io/warn"], "restricted",
+        "{obj}"
+    );
+    assert_eq!(
+        labels["pod-security.kubernetes.io/audit"], "restricted",
+        "{obj}"
+    );
+    Ok(())
+}
+
 #[test]
 fn install_on_minikube_installs_ambassador_then_the_pinned_operator_and_no_rbac_binding() -> Result
 {
-    let f = fakes()?;
-    let (out, log) = f.xtask(&["seldon", "install", "--target", "minikube"], &[MINIKUBE])?;
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let k = "kubectl --context mlops";
+    let k = format!("kubectl --context {MINIKUBE}");
     assert_eq!(
         acted(&log),
         [
-            &new_namespace(k, "ambassador")[..],
-            &[format!("helm --kube-context mlops {AMBASSADOR}")],
-            &new_namespace(k, "seldon-system"),
-            &[format!(
+            format!("{k} {NEW_NAMESPACE}"),
+            format!("helm --kube-context mlops {AMBASSADOR}"),
+            format!("{k} {NEW_NAMESPACE}"),
+            format!(
                 "helm --kube-context mlops {OPERATOR} --set ambassador.enabled=true --wait --timeout 5m"
-            )],
-            &new_namespace(k, "seldon"),
+            ),
+            format!("{k} {NEW_NAMESPACE}"),
         ]
-        .concat()
     );
+    // What the cluster now holds: each namespace labelled for pod
+    // security by kube-mlops' apply, the operator rolled out.
+    for ns in ["ambassador", "seldon-system", "seldon"] {
+        assert_pod_security(&stage, ns)?;
+        let managers = stage.get(&["namespace", ns, "--show-managed-fields"])?;
+        assert_eq!(
+            managers["metadata"]["managedFields"][0]["manager"], "kube-mlops",
+            "{managers}"
+        );
+    }
+    let operator = stage.get(&[
+        "deployment",
+        "seldon-controller-manager",
+        "--namespace",
+        "seldon-system",
+    ])?;
+    assert_eq!(operator["status"]["readyReplicas"], 1, "{operator}");
     assert!(
-        !log.iter().any(|l| l.contains("clusterrolebinding")),
-        "{log:?}"
+        !stage
+            .kubectl(&["get", "clusterrolebinding", "kube-mlops-cluster-admin"])?
+            .status
+            .success(),
+        "no binding on minikube"
     );
     assert!(
         text(&out.stdout).contains("Seldon Core 1.18.2 is ready on mlops"),
@@ -113,34 +284,57 @@ fn install_on_minikube_installs_ambassador_then_the_pinned_operator_and_no_rbac_
 
 #[test]
 fn install_on_gke_binds_the_gcloud_account_to_cluster_admin_first() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(&["seldon", "install", "--target", "gke"], &[GKE])?;
+    let stage = Stage::new(GKE, true)?;
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ctx = GKE.1;
-    let k = format!("kubectl --context {ctx}");
+    let k = format!("kubectl --context {GKE}");
     assert_eq!(
         acted(&log),
         [
-            &[format!(
-                "{k} create clusterrolebinding kube-mlops-cluster-admin --clusterrole=cluster-admin --user=dev@example.com"
-            )][..],
-            &new_namespace(&k, "ambassador"),
-            &[format!("helm --kube-context {ctx} {AMBASSADOR}")],
-            &new_namespace(&k, "seldon-system"),
-            &[format!(
-                "helm --kube-context {ctx} {OPERATOR} --set ambassador.enabled=true --wait --timeout 5m"
-            )],
-            &new_namespace(&k, "seldon"),
+            format!("{k} apply --server-side --field-manager kube-mlops --filename -"),
+            format!("{k} {NEW_NAMESPACE}"),
+            format!("helm --kube-context {GKE} {AMBASSADOR}"),
+            format!("{k} {NEW_NAMESPACE}"),
+            format!(
+                "helm --kube-context {GKE} {OPERATOR} --set ambassador.enabled=true --wait --timeout 5m"
+            ),
+            format!("{k} {NEW_NAMESPACE}"),
         ]
-        .concat()
+    );
+    let binding = stage.get(&["clusterrolebinding", "kube-mlops-cluster-admin"])?;
+    assert_eq!(binding["roleRef"]["name"], "cluster-admin", "{binding}");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev@example.com"}])
+    );
+    // The binding is made first, and once: a second install finds it.
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "gke"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(acted(&log).is_empty(), "{log:?}");
+    assert!(
+        text(&out.stderr).contains("clusterrolebinding kube-mlops-cluster-admin exists"),
+        "{}",
+        text(&out.stderr)
     );
     Ok(())
 }
 
 #[test]
 fn a_second_install_reports_the_version_and_changes_nothing_but_a_new_pin_upgrades() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(&["seldon", "install", "--target", "gke"], &[GKE, INSTALLED])?;
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, _) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Someone set a stricter level on the models' namespace: left alone.
+    let relabel = stage.kubectl(&[
+        "label",
+        "namespace",
+        "seldon",
+        "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?;
+    assert!(relabel.status.success(), "{}", text(&relabel.stderr));
+
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("Seldon Core is already installed (version 1.18.2, deployed)"),
@@ -148,11 +342,17 @@ fn a_second_install_reports_the_version_and_changes_nothing_but_a_new_pin_upgrad
         text(&out.stdout)
     );
     assert!(acted(&log).is_empty(), "{log:?}");
+    let seldon = stage.get(&["namespace", "seldon"])?;
+    assert_eq!(
+        seldon["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted",
+        "{seldon}"
+    );
 
-    let (out, log) = f.xtask(
-        &["seldon", "install", "--target", "minikube"],
-        &[MINIKUBE, INSTALLED, ("FAKE_VERSION", "1.17.1")],
-    )?;
+    // An older chart installed: upgraded to the pin, nothing else.
+    let release = stage.f.dir.path().join("releases/seldon-core");
+    let older = std::fs::read_to_string(&release)?.replace("1.18.2", "1.17.1");
+    std::fs::write(&release, older)?;
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         acted(&log),
@@ -171,12 +371,11 @@ fn a_second_install_reports_the_version_and_changes_nothing_but_a_new_pin_upgrad
 
 #[test]
 fn istio_is_required_not_installed_and_the_operator_is_told_to_use_it() -> Result {
-    let f = fakes()?;
-    std::fs::write(
-        f.dir.path().join("xtask.toml"),
+    let stage = Stage::new(MINIKUBE, true)?;
+    stage.settings(
         "[minikube]\nprofile = \"mlops\"\n[seldon]\ningress = \"istio\"\ninstall_ingress = false\n",
     )?;
-    let (out, log) = f.xtask(&["seldon", "install", "--target", "minikube"], &[MINIKUBE])?;
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -189,30 +388,54 @@ fn istio_is_required_not_installed_and_the_operator_is_told_to_use_it() -> Resul
     );
     assert!(acted(&log).is_empty(), "{log:?}");
 
-    let (out, log) = f.xtask(
+    // Istio's gateway Service, without its Gateway: named.
+    let gateway = stage.f.dir.path().join("istio.yaml");
+    std::fs::write(
+        &gateway,
+        yaml_stream(&[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}),
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+                "spec": {"ports": [{"name": "http2", "port": 80}]}}),
+        ]),
+    )?;
+    let applied = stage.kubectl(&[
+        "apply",
+        "--server-side",
+        "--filename",
+        &gateway.display().to_string(),
+    ])?;
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("Istio is installed, but Gateway istio-system/seldon-gateway is missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(acted(&log).is_empty(), "{log:?}");
+
+    let (out, log) = stage.xtask(
         &["seldon", "install", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_ISTIO", "1")],
+        &[("FAKE_ISTIO_GATEWAY", "1")],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let k = "kubectl --context mlops";
+    let k = format!("kubectl --context {MINIKUBE}");
     assert_eq!(
         acted(&log),
         [
-            &new_namespace(k, "seldon-system")[..],
-            &[format!(
+            format!("{k} {NEW_NAMESPACE}"),
+            format!(
                 "helm --kube-context mlops {OPERATOR} --set ambassador.enabled=false --set istio.enabled=true \
                  --set istio.gateway=istio-system/seldon-gateway --wait --timeout 5m"
-            )],
-            &new_namespace(k, "seldon"),
+            ),
+            format!("{k} {NEW_NAMESPACE}"),
         ]
-        .concat()
     );
 
-    std::fs::write(
-        f.dir.path().join("xtask.toml"),
-        "[seldon]\ningress = \"istio\"\n",
-    )?;
-    let (out, _) = f.xtask(&["seldon", "status", "--target", "minikube"], &[MINIKUBE])?;
+    stage.settings("[seldon]\ningress = \"istio\"\n")?;
+    let (out, _) = stage.xtask(&["seldon", "status", "--target", "minikube"], &[])?;
     assert!(
         text(&out.stderr)
             .contains("seldon.ingress = \"istio\" needs seldon.install_ingress = false"),
@@ -224,10 +447,10 @@ fn istio_is_required_not_installed_and_the_operator_is_told_to_use_it() -> Resul
 
 #[test]
 fn a_failing_helm_is_reported_with_its_command_and_stderr() -> Result {
-    let f = fakes()?;
-    let (out, _) = f.xtask(
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, _) = stage.xtask(
         &["seldon", "install", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_HELM_FAIL", "1")],
+        &[("FAKE_HELM_FAIL", "1")],
     )?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -244,33 +467,50 @@ fn a_failing_helm_is_reported_with_its_command_and_stderr() -> Result {
 
 #[test]
 fn uninstall_removes_releases_namespaces_and_the_binding_and_is_idempotent() -> Result {
-    let f = fakes()?;
-    let ctx = GKE.1;
-    let (out, log) = f.xtask(
-        &["seldon", "uninstall", "--target", "gke"],
-        &[GKE, INSTALLED],
-    )?;
+    let stage = Stage::new(GKE, true)?;
+    let (out, _) = stage.xtask(&["seldon", "install", "--target", "gke"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (out, log) = stage.xtask(&["seldon", "uninstall", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         acted(&log),
         [
             format!(
-                "helm --kube-context {ctx} uninstall seldon-core --namespace seldon-system --wait"
+                "helm --kube-context {GKE} uninstall seldon-core --namespace seldon-system --wait"
             ),
-            format!("helm --kube-context {ctx} uninstall ambassador --namespace ambassador --wait"),
-            format!("kubectl --context {ctx} delete namespace seldon --wait=true"),
-            format!("kubectl --context {ctx} delete namespace seldon-system --wait=true"),
-            format!("kubectl --context {ctx} delete namespace ambassador --wait=true"),
-            format!("kubectl --context {ctx} delete clusterrolebinding kube-mlops-cluster-admin"),
+            format!("helm --kube-context {GKE} uninstall ambassador --namespace ambassador --wait"),
+            format!("kubectl --context {GKE} delete namespace seldon --wait=true"),
+            format!("kubectl --context {GKE} delete namespace seldon-system --wait=true"),
+            format!("kubectl --context {GKE} delete namespace ambassador --wait=true"),
+            format!("kubectl --context {GKE} delete clusterrolebinding kube-mlops-cluster-admin"),
         ]
     );
-    let (out, log) = f.xtask(
-        &["seldon", "uninstall", "--target", "minikube"],
-        &[MINIKUBE],
-    )?;
+    // `--wait=true` returned once the namespace controller removed them.
+    let left = stage.get(&["namespaces"])?;
+    let names: Vec<&str> = left["items"]
+        .as_array()
+        .ok_or("no items")?
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
+    for ns in ["ambassador", "seldon-system", "seldon"] {
+        assert!(!names.contains(&ns), "{ns} is still there: {names:?}");
+    }
+    assert!(
+        !stage
+            .kubectl(&["get", "clusterrolebinding", "kube-mlops-cluster-admin"])?
+            .status
+            .success()
+    );
+
+    let (out, log) = stage.xtask(&["seldon", "uninstall", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("Seldon Core is not installed on mlops; nothing to remove.")
+        text(&out.stdout).contains(&format!(
+            "Seldon Core is not installed on {GKE}; nothing to remove."
+        )),
+        "{}",
+        text(&out.stdout)
     );
     assert!(acted(&log).is_empty(), "{log:?}");
     Ok(())
@@ -278,11 +518,10 @@ fn uninstall_removes_releases_namespaces_and_the_binding_and_is_idempotent() -> 
 
 #[test]
 fn status_names_version_readiness_crd_and_ingress() -> Result {
-    let f = fakes()?;
-    let (out, _) = f.xtask(
-        &["seldon", "status", "--target", "minikube"],
-        &[MINIKUBE, INSTALLED],
-    )?;
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, _) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (out, _) = stage.xtask(&["seldon", "status", "--target", "minikube"], &[])?;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -298,10 +537,8 @@ fn status_names_version_readiness_crd_and_ingress() -> Result {
         "{stdout}"
     );
 
-    let (out, _) = f.xtask(
-        &["seldon", "status", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_NO_CRD", "1")],
-    )?;
+    let bare = Stage::new(MINIKUBE, false)?;
+    let (out, _) = bare.xtask(&["seldon", "status", "--target", "minikube"], &[])?;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -312,16 +549,33 @@ fn status_names_version_readiness_crd_and_ingress() -> Result {
         stdout.contains("CRD        NO   seldondeployments.machinelearning.seldon.io missing"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("ingress    NO   ambassador/ambassador missing"),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn install_without_the_crd_after_helm_says_so() -> Result {
+    // Helm said it installed the operator, but the cluster serves no CRD.
+    let stage = Stage::new(MINIKUBE, false)?;
+    let (out, _) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Helm installed the operator, but the cluster has no seldondeployments.machinelearning.seldon.io CRD"
+        ),
+        "{stderr}"
+    );
     Ok(())
 }
 
 #[test]
 fn deploy_seldon_without_the_crd_says_how_to_install_before_building_anything() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(
-        &["deploy", "--seldon", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_NO_CRD", "1")],
-    )?;
+    let stage = Stage::new(MINIKUBE, false)?;
+    let (out, log) = stage.xtask(&["deploy", "--seldon", "--target", "minikube"], &[])?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -344,18 +598,15 @@ fn deploy_seldon_without_the_crd_says_how_to_install_before_building_anything() 
 
 #[test]
 fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> Result {
-    let f = fakes()?;
+    let stage = Stage::new(GKE, true)?;
     // The identity model and the iris preset: both Seldon calls.
-    f.settings(&format!(
+    stage.f.settings(&format!(
         "{}[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
         support::CLUSTERS
     ))?;
-    let (out, log) = f.xtask(
-        &["--dry-run", "deploy", "--seldon", "--target", "gke"],
-        &[GKE],
-    )?;
+    let (out, log) = stage.xtask(&["--dry-run", "deploy", "--seldon", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let engine = format!("kube-engine --context {}", GKE.1);
+    let engine = format!("kube-engine --context {GKE}");
     in_order(
         &text(&out.stdout),
         &[
@@ -377,11 +628,12 @@ fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> 
         ],
     );
     assert!(acted(&log).is_empty(), "{log:?}");
-    assert!(!f.dir.path().join("target").exists());
+    assert!(!stage.f.dir.path().join("target").exists());
 
-    let (out, _) = f.xtask(
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, _) = stage.xtask(
         &["--dry-run", "deploy", "--seldon", "--target", "minikube"],
-        &[MINIKUBE],
+        &[],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     in_order(
@@ -397,8 +649,10 @@ fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> 
 
 #[test]
 fn teardown_seldon_all_deletes_our_seldon_objects_then_uninstalls() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, _) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (out, log) = stage.xtask(
         &[
             "--dry-run",
             "teardown",
@@ -407,7 +661,7 @@ fn teardown_seldon_all_deletes_our_seldon_objects_then_uninstalls() -> Result {
             "--target",
             "minikube",
         ],
-        &[MINIKUBE, INSTALLED],
+        &[],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     in_order(
@@ -419,7 +673,7 @@ fn teardown_seldon_all_deletes_our_seldon_objects_then_uninstalls() -> Result {
         ],
     );
     assert!(acted(&log).is_empty(), "dry run: {log:?}");
-    let (out, _) = f.xtask(&["teardown", "--all", "--target", "minikube"], &[MINIKUBE])?;
+    let (out, _) = stage.xtask(&["teardown", "--all", "--target", "minikube"], &[])?;
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -431,10 +685,10 @@ fn teardown_seldon_all_deletes_our_seldon_objects_then_uninstalls() -> Result {
 
 #[test]
 fn helm_output_that_does_not_parse_is_an_error_not_a_reinstall() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(
+    let stage = Stage::new(MINIKUBE, true)?;
+    let (out, log) = stage.xtask(
         &["seldon", "install", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_HELM_GARBAGE", "1")],
+        &[("FAKE_HELM_GARBAGE", "1")],
     )?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -452,11 +706,9 @@ fn helm_output_that_does_not_parse_is_an_error_not_a_reinstall() -> Result {
 
 #[test]
 fn a_cluster_that_does_not_answer_is_an_error_not_a_missing_object() -> Result {
-    let f = fakes()?;
-    let (out, log) = f.xtask(
-        &["seldon", "install", "--target", "minikube"],
-        &[MINIKUBE, ("FAKE_UNREACHABLE", "1")],
-    )?;
+    // The kubeconfig names a server that is not there.
+    let stage = Stage::unreachable(MINIKUBE)?;
+    let (out, log) = stage.xtask(&["seldon", "install", "--target", "minikube"], &[])?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -73,6 +73,14 @@ pub const BUILT_IN: &[Served] = &[
         true,
         &["status"],
     ),
+    // What `seldon install` binds the GKE account with.
+    served(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+    ),
     // Read-only: Seldon Core's CRD once it is installed (see `seldon_crd`).
     served(
         "apiextensions.k8s.io",

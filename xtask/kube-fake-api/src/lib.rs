@@ -542,6 +542,14 @@ async fn answer(
                 None => not_found("the server could not find the requested resource"),
             });
         }
+        // OpenAPI v2 is served as protobuf (gnostic) only, which the fake
+        // does not speak: a 404, as from a server without it, makes
+        // kubectl validate through v3 or on the server instead.
+        ["openapi", "v2"] => {
+            return Ok(not_found(
+                "the API fake serves OpenAPI v3 only (/openapi/v3)",
+            ));
+        }
         ["openapi", "v3"] => {
             return Ok(json_response(
                 StatusCode::OK,
@@ -557,8 +565,33 @@ async fn answer(
         ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {
             let name = parts.get(3).map(|s| s.to_string());
             let method = req.method().clone();
+            let (content_type, user_agent) = {
+                let header = |h: http::header::HeaderName| {
+                    req.headers()
+                        .get(h)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (
+                    header(http::header::CONTENT_TYPE),
+                    header(http::header::USER_AGENT),
+                )
+            };
             let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
-            return Ok(namespace_route(&namespaces, &method, name, &query, &body));
+            if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+                let _serial = writing.lock().await;
+                let write = NamespaceWrite {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    content_type: &content_type,
+                    user_agent: &user_agent,
+                    body,
+                };
+                return Ok(namespace_write(&namespaces, write).await);
+            }
+            return Ok(namespace_route(&namespaces, &method, name, &query));
         }
         [
             "apis",
@@ -781,51 +814,123 @@ fn boxed(e: impl std::fmt::Display) -> BoxError {
     BoxError::from(e.to_string())
 }
 
+/// A create, replace or patch of a namespace, as it came.
+struct NamespaceWrite<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    content_type: &'a str,
+    user_agent: &'a str,
+    body: Bytes,
+}
+
+/// Namespace writes are judged as every other write is ([`writes::admit`]:
+/// schema, name rules, server-side apply and field managers, `dryRun`), then
+/// kept in the namespace store with what the API server adds: the
+/// `kubernetes.io/metadata.name` label, the `kubernetes` finalizer and
+/// phase `Active`.
+async fn namespace_write(
+    store: &Mutex<BTreeMap<String, Value>>,
+    w: NamespaceWrite<'_>,
+) -> Response<Full<Bytes>> {
+    let lookup = |path: String| {
+        let found = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| store.lock().expect("namespaces").get(n).cloned());
+        async move { found }
+    };
+    let verdict = writes::admit(
+        w.method,
+        w.path,
+        w.query,
+        w.content_type,
+        w.user_agent,
+        w.body,
+        store,
+        lookup,
+    )
+    .await;
+    let mut ns = match verdict {
+        writes::Verdict::Answer(answer) => return answer,
+        // A patch of a namespace that is not there.
+        writes::Verdict::Forward { .. } => {
+            let name = w.path.rsplit('/').next().unwrap_or_default();
+            return not_found(&format!("namespaces \"{name}\" not found"));
+        }
+        writes::Verdict::Store { object, .. } => object,
+    };
+    let Some(name) = ns["metadata"]["name"].as_str().map(str::to_string) else {
+        return status::invalid(
+            "",
+            "Namespace",
+            "",
+            &[status::Cause::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        );
+    };
+    let mut store = store.lock().expect("namespaces");
+    let old = store.get(&name).cloned();
+    if w.method == Method::POST && old.is_some() {
+        return status::json_response(
+            StatusCode::CONFLICT,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("namespaces {name:?} already exists"), "reason": "AlreadyExists",
+                "code": 409, "details": {"name": name, "kind": "namespaces"}}),
+        );
+    }
+    let base = old
+        .clone()
+        .unwrap_or_else(|| namespace_object(&name, &Value::Null));
+    // What the server keeps, whatever the write says.
+    for key in ["uid", "creationTimestamp", "deletionTimestamp"] {
+        match base["metadata"].get(key) {
+            Some(v) => ns["metadata"][key] = v.clone(),
+            None => {
+                if let Some(m) = ns["metadata"].as_object_mut() {
+                    m.remove(key);
+                }
+            }
+        }
+    }
+    if let Some(m) = ns["metadata"].as_object_mut() {
+        m.remove("generation");
+    }
+    let version = base["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    ns["metadata"]["resourceVersion"] = json!((version + u64::from(old.is_some())).to_string());
+    ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+    if ns["spec"]["finalizers"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        ns["spec"]["finalizers"] = json!(["kubernetes"]);
+    }
+    ns["status"] = base["status"].clone();
+    let dry_run = writes::query_param(w.query, "dryRun") == Some("All");
+    if !dry_run {
+        store.insert(name, ns.clone());
+    }
+    let code = if old.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    status::json_response(code, &ns)
+}
+
 fn namespace_route(
     store: &Mutex<BTreeMap<String, Value>>,
     method: &Method,
     name: Option<String>,
     query: &str,
-    body: &[u8],
 ) -> Response<Full<Bytes>> {
     let mut store = store.lock().expect("namespaces");
     let dry_run = writes::query_param(query, "dryRun") == Some("All");
-    let write = |store: &mut BTreeMap<String, Value>, n: String, patch: &Value| {
-        let errs = names::dns1123_label(&n);
-        if !errs.is_empty() {
-            let causes: Vec<status::Cause> = errs
-                .into_iter()
-                .map(|e| status::Cause::invalid("metadata.name", json!(n), e))
-                .collect();
-            return status::invalid("", "Namespace", &n, &causes);
-        }
-        let created = !store.contains_key(&n);
-        let mut ns = store
-            .get(&n)
-            .cloned()
-            .unwrap_or_else(|| namespace_object(&n, &Value::Null));
-        // Labels and annotations merge as a merge patch or an apply does.
-        for key in ["labels", "annotations"] {
-            if let Some(given) = patch["metadata"].get(key) {
-                let mut merged = ns["metadata"][key].take();
-                if !merged.is_object() {
-                    merged = json!({});
-                }
-                json_patch::merge(&mut merged, given);
-                ns["metadata"][key] = merged;
-            }
-        }
-        ns["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(n);
-        if !dry_run {
-            store.insert(n, ns.clone());
-        }
-        let code = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        status::json_response(code, &ns)
-    };
     match (method.as_str(), name) {
         ("GET", None) => {
             let selector = writes::query_param(query, "labelSelector")
@@ -849,30 +954,6 @@ fn namespace_route(
             Some(ns) => json_response(StatusCode::OK, ns),
             None => not_found(&format!("namespaces \"{n}\" not found")),
         },
-        ("PATCH", Some(n)) => {
-            let patch: Value = serde_json::from_slice(body).unwrap_or_default();
-            write(&mut store, n, &patch)
-        }
-        ("POST", None) => {
-            let ns: Value = serde_json::from_slice(body).unwrap_or_default();
-            match ns["metadata"]["name"].as_str() {
-                Some(n) if store.contains_key(n) => status::json_response(
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                        "message": format!("namespaces {n:?} already exists"), "reason": "AlreadyExists", "code": 409}),
-                ),
-                Some(n) => write(&mut store, n.to_string(), &ns),
-                None => status::invalid(
-                    "",
-                    "Namespace",
-                    "",
-                    &[status::Cause::required(
-                        "metadata.name",
-                        "name or generateName is required",
-                    )],
-                ),
-            }
-        }
         // The API server refuses to delete the system namespaces; any
         // other goes Terminating, and the namespace controller
         // ([`controllers`]) removes it once its contents are gone.

@@ -530,3 +530,79 @@ fn kubectl_describes_defaults_and_namespaces_terminate_as_on_a_cluster() -> Resu
     assert!(!gone.status.success(), "its contents went with it");
     Ok(())
 }
+
+#[test]
+fn namespaces_and_cluster_role_bindings_are_applied_with_field_owners() -> Result {
+    if !schemas("namespace field owners") {
+        return Ok(());
+    }
+    let fake = Served::start(&[])?;
+    let file = path_arg(&fake.file(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: models\n  labels: {pod-security.kubernetes.io/enforce: baseline}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: admin}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n\
+         subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: dev@example.com}]\n",
+    )?);
+    let apply = [
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "mine",
+        "-f",
+        &file,
+    ];
+    let out = ok(&fake.kubectl(&apply)?);
+    assert!(
+        out.contains("namespace/models serverside-applied")
+            && out
+                .contains("clusterrolebinding.rbac.authorization.k8s.io/admin serverside-applied"),
+        "{out}"
+    );
+    let ns: serde_json::Value = serde_json::from_str(&ok(&fake.kubectl(&[
+        "get",
+        "namespace",
+        "models",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ])?))?;
+    // What the API server adds, and who owns the label.
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "models"
+    );
+    assert_eq!(ns["spec"]["finalizers"], serde_json::json!(["kubernetes"]));
+    assert_eq!(
+        ns["metadata"]["managedFields"][0]["manager"], "mine",
+        "{ns}"
+    );
+
+    // `kubectl label` takes the label over: the next apply of another value
+    // conflicts, as structured-merge-diff rules.
+    ok(&fake.kubectl(&[
+        "label",
+        "namespace",
+        "models",
+        "--overwrite",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ])?);
+    let out = fake.kubectl(&apply)?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("conflict with \"kubectl-label\"")
+            && text(&out.stderr).contains(".metadata.labels.pod-security.kubernetes.io/enforce"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // kubectl create sends protobuf: refused with what to send instead.
+    let out = fake.kubectl(&["create", "namespace", "other"])?;
+    assert!(
+        text(&out.stderr).contains("not protobuf")
+            && text(&out.stderr).contains("apply --server-side"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}

@@ -226,7 +226,27 @@ impl Runner {
         }
         let line = shown(&cmd);
         let mut cmd = self.resolved(cmd, purpose)?;
-        self.execute(&mut cmd, &line, purpose)
+        self.execute(&mut cmd, &line, purpose, None)
+    }
+
+    /// As [`Runner::run`], with `input` on the command's standard input (a
+    /// manifest for `kubectl apply -f -`); the plan under `--dry-run` says
+    /// what goes there (`what_input`, never the input: it may hold secrets).
+    pub fn run_with_input(
+        &self,
+        cmd: impl Into<Command>,
+        input: &str,
+        what_input: &str,
+        purpose: &str,
+    ) -> Result<Output> {
+        let cmd = cmd.into();
+        if self.dry_run {
+            self.record(&cmd, purpose, &format!("  <<< {what_input}"));
+            return Ok(Output::default());
+        }
+        let line = shown(&cmd);
+        let mut cmd = self.resolved(cmd, purpose)?;
+        self.execute(&mut cmd, &line, purpose, Some(input))
     }
 
     /// Runs a command with this terminal's stdout and stderr (logs, follow
@@ -452,15 +472,34 @@ impl Runner {
 
     /// Runs `cmd` to the end: live display while it runs, its stdout
     /// returned, the command and its stderr tail reported when it fails.
-    fn execute(&self, cmd: &mut Command, line: &str, purpose: &str) -> Result<Output> {
+    fn execute(
+        &self,
+        cmd: &mut Command,
+        line: &str,
+        purpose: &str,
+        input: Option<&str>,
+    ) -> Result<Output> {
         let started = Instant::now();
         let live = display::Live::start(line, self.spinners, self.verbose);
-        let child = cmd
-            .stdin(Stdio::null())
+        let mut child = cmd
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // From a thread: a command that writes before it has read all
+            // its input must not wait on us. Dropping the pipe closes it.
+            let input = input.to_string();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(input.as_bytes());
+            });
+        }
         let finished = pump::drain(child, |stream, text| live.line(stream, text))
             .with_context(|| format!("waiting for `{line}`"))?;
         live.finish();

@@ -77,8 +77,34 @@ pub const POD_SECURITY: [&str; 3] = [
     "pod-security.kubernetes.io/audit=restricted",
 ];
 
-/// Creates `ns` when missing, and gives it the pod security labels when it
-/// has no enforced level yet (a level someone set is left alone).
+/// The field manager of what `seldon install` applies (as the engine's).
+const FIELD_MANAGER: &str = "kube-mlops";
+
+/// Server-side applies one object (`kubectl apply --server-side -f -`, the
+/// object on stdin): created in one step, with everything it should carry,
+/// and applying it again changes nothing. `what` names it in the plan.
+fn apply(
+    cx: &Ctx,
+    context: &str,
+    object: &serde_json::Value,
+    what: &str,
+    purpose: &str,
+) -> Result<()> {
+    cx.runner.run_with_input(
+        cmd!(
+            cx.sh,
+            "kubectl --context {context} apply --server-side --field-manager {FIELD_MANAGER} --filename -"
+        ),
+        &object.to_string(),
+        what,
+        purpose,
+    )?;
+    Ok(())
+}
+
+/// Creates `ns` with the pod security labels when it is missing, and gives
+/// them to it when it has no enforced level yet (a level someone set is left
+/// alone).
 fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
     let jsonpath = r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}";
     let enforced = get(
@@ -88,22 +114,23 @@ fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
             "kubectl --context {context} get namespace {ns} --output {jsonpath}"
         ),
     )?;
-    if enforced.is_none() {
-        cx.runner.run(
-            cmd!(cx.sh, "kubectl --context {context} create namespace {ns}"),
-            "creating a namespace for Seldon Core",
-        )?;
+    if enforced.is_some_and(|level| !level.trim().is_empty()) {
+        return Ok(());
     }
-    if enforced.is_none_or(|level| level.trim().is_empty()) {
-        cx.runner.run(
-            cmd!(
-                cx.sh,
-                "kubectl --context {context} label namespace {ns} --overwrite {POD_SECURITY...}"
-            ),
-            "labelling a namespace for pod security",
-        )?;
-    }
-    Ok(())
+    let labels: serde_json::Map<String, serde_json::Value> = POD_SECURITY
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": labels}});
+    apply(
+        cx,
+        context,
+        &namespace,
+        &format!("Namespace {ns} with labels {}", POD_SECURITY.join(" ")),
+        "creating a namespace for Seldon Core, labelled for pod security",
+    )
 }
 
 /// `helm upgrade --install` of the operator at the pinned chart version;
@@ -196,15 +223,18 @@ fn rbac(cx: &Ctx, kube: &Kube, context: &str) -> Result<()> {
         eprintln!("==> RBAC: clusterrolebinding {RBAC_BINDING} exists");
         return Ok(());
     }
-    let user = format!("--user={}", kube.cluster().admin_user(cx)?);
-    cx.runner.run(
-        cmd!(
-            cx.sh,
-            "kubectl --context {context} create clusterrolebinding {RBAC_BINDING} --clusterrole=cluster-admin {user}"
-        ),
+    let user = kube.cluster().admin_user(cx)?;
+    let binding = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding", "metadata": {"name": RBAC_BINDING},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]});
+    apply(
+        cx,
+        context,
+        &binding,
+        &format!("ClusterRoleBinding {RBAC_BINDING}: ClusterRole cluster-admin to User {user}"),
         "granting cluster-admin to the cluster's user",
-    )?;
-    Ok(())
+    )
 }
 
 /// Ambassador: installed with Helm unless `install_ingress = false` (then
