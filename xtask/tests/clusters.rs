@@ -1,25 +1,56 @@
-//! Cluster lifecycle and kube contexts against fake `minikube`, `kind`,
-//! `gcloud` and `kubectl` executables that record their argv: the exact
-//! commands, and a clear error when one fails or a prerequisite is missing.
+//! Cluster lifecycle and kube contexts with the real `kubectl` (its argv
+//! recorded) on a kubeconfig of the test's own, whose contexts lead to the
+//! API fake served over HTTP, and fake `minikube`, `kind` and `gcloud`
+//! executables that record their argv and, as the real ones do, add their
+//! cluster's context to the kubeconfig (`start`, `create cluster`,
+//! `get-credentials`) and remove it (`delete`): the exact commands, what
+//! they leave in the kubeconfig, and a clear error when one fails or a
+//! prerequisite is missing.
 
 mod support;
 
+use std::path::PathBuf;
 use std::process::Command;
 
+use kube_fake_api::{Setup, cluster};
 use support::{Fakes, Result, in_order, text};
+
+impl std::ops::Deref for Stage {
+    type Target = Fakes;
+    fn deref(&self) -> &Fakes {
+        &self.f
+    }
+}
+
+/// The kubectl the tests run: the real one, its argv recorded.
+const KUBECTL: (&str, &str) = ("kubectl", r#"exec "$REAL_KUBECTL" "$@""#);
+
+/// How the fake cluster tools add and remove a context, as the real ones
+/// write the kubeconfig.
+const CONTEXTS: &str = r#"add_context() { "$REAL_KUBECTL" config set-context "$1" --cluster fake --user fake >/dev/null && "$REAL_KUBECTL" config use-context "$1" >/dev/null; }
+remove_context() {
+  "$REAL_KUBECTL" config delete-context "$1" >/dev/null 2>&1
+  [ "$("$REAL_KUBECTL" config current-context 2>/dev/null)" = "$1" ] && "$REAL_KUBECTL" config unset current-context >/dev/null
+  true
+}
+arg() { echo " $* " | sed -n "s/.* $1 \([^ ]*\) .*/\1/p" | head -n 1; }"#;
 
 const FAKES: &[(&str, &str)] = &[
     (
         "minikube",
         r#"case "$1" in
-  start) if [ -n "$FAKE_MINIKUBE_FAIL" ]; then echo "X Exiting due to RSRC_INSUFFICIENT_CORES: 1 CPU available" >&2; exit 89; fi ;;
+  start) if [ -n "$FAKE_MINIKUBE_FAIL" ]; then echo "X Exiting due to RSRC_INSUFFICIENT_CORES: 1 CPU available" >&2; exit 89; fi
+    add_context "$(arg --profile "$@")" ;;
   status) echo "host: Running"; echo "apiserver: Running" ;;
+  delete) remove_context "$(arg --profile "$@")" ;;
 esac"#,
     ),
     (
         "kind",
         r#"case "$1" in
   get) printf '%s\n' $FAKE_KIND_CLUSTERS ;;
+  create) add_context "kind-$(arg --name "$@")" ;;
+  delete) remove_context "kind-$(arg --name "$@")" ;;
   load) if [ -n "$FAKE_KIND_FAIL" ]; then echo 'ERROR: no nodes found for cluster "dev"' >&2; exit 1; fi ;;
 esac"#,
     ),
@@ -30,18 +61,126 @@ esac"#,
   "config get-value project") echo "${FAKE_GCLOUD_PROJECT-}" ;;
   services*) echo "${FAKE_GCLOUD_API-container.googleapis.com}" ;;
   *describe*) echo "RUNNING 3 1.32.4-gke.100" ;;
-esac"#,
-    ),
-    (
-        "kubectl",
-        r#"case "$*" in
-  *"get --raw /readyz") echo ok ;;
-  *cluster-info) echo "Kubernetes control plane is running at https://127.0.0.1:6443" ;;
-  "config current-context") [ -n "$FAKE_CONTEXT" ] && echo "$FAKE_CONTEXT" || { echo "error: current-context is not set" >&2; exit 1; } ;;
-  "config get-contexts --output name") printf '%s\n' $FAKE_CONTEXTS ;;
+  *get-credentials*) add_context "gke_$(arg --project "$@")_$(arg --zone "$@")_$4" ;;
 esac"#,
     ),
 ];
+
+/// The fake tools, and a kubeconfig whose cluster is the API fake served
+/// here (or an address where nothing listens: [`Stage::unserved`]).
+struct Stage {
+    f: Fakes,
+    kubeconfig: PathBuf,
+    server: String,
+    _rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Stage {
+    fn new(fakes: &[(&str, &str)]) -> Result<Self> {
+        let rt = tokio::runtime::Runtime::new()?;
+        let fake = rt.block_on(cluster(Setup::default()));
+        let addr = rt.block_on(fake.serve())?;
+        {
+            let _guard = rt.enter();
+            fake.start_controller();
+        }
+        Self::with(fakes, format!("http://{addr}"), Some(rt))
+    }
+
+    /// No cluster behind the kubeconfig: connections are refused.
+    fn unserved(fakes: &[(&str, &str)]) -> Result<Self> {
+        let port = support::free_port()?;
+        Self::with(fakes, format!("http://127.0.0.1:{port}"), None)
+    }
+
+    fn with(
+        fakes: &[(&str, &str)],
+        server: String,
+        rt: Option<tokio::runtime::Runtime>,
+    ) -> Result<Self> {
+        let tools: Vec<(&str, String)> = fakes
+            .iter()
+            .map(|(name, body)| (*name, format!("{CONTEXTS}\n{body}")))
+            .chain([(KUBECTL.0, KUBECTL.1.to_string())])
+            .collect();
+        let tools: Vec<(&str, &str)> = tools.iter().map(|(n, b)| (*n, b.as_str())).collect();
+        let f = Fakes::new(&tools)?;
+        let kubeconfig = f.dir.path().join("kubeconfig");
+        let stage = Self {
+            f,
+            kubeconfig,
+            server,
+            _rt: rt,
+        };
+        stage.contexts(&[], None)?;
+        Ok(stage)
+    }
+
+    /// Writes the kubeconfig: these contexts, all leading to the stage's
+    /// cluster, `current` selected.
+    fn contexts(&self, names: &[&str], current: Option<&str>) -> Result {
+        let mut names: Vec<&str> = names.to_vec();
+        names.extend(current.filter(|c| !names.contains(c)));
+        let contexts: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{name: '{n}', context: {{cluster: fake, user: fake}}}}"))
+            .collect();
+        std::fs::write(
+            &self.kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: '{}'\n\
+                 clusters: [{{name: fake, cluster: {{server: '{}'}}}}]\n\
+                 users: [{{name: fake, user: {{}}}}]\ncontexts: [{}]\n",
+                current.unwrap_or_default(),
+                self.server,
+                contexts.join(", ")
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// The current context the kubeconfig names now.
+    fn current_context(&self) -> Result<String> {
+        let config: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&self.kubeconfig)?)?;
+        Ok(config["current-context"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// The xtask with the tools; `FAKE_CONTEXTS` (space-separated) and
+    /// `FAKE_CONTEXT` (the current one) in `env` rewrite the kubeconfig
+    /// first, else it stays as the last command left it.
+    fn xtask(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<(std::process::Output, Vec<String>)> {
+        let var = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        if var("FAKE_CONTEXT").is_some() || var("FAKE_CONTEXTS").is_some() {
+            let names: Vec<&str> = var("FAKE_CONTEXTS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            self.contexts(&names, var("FAKE_CONTEXT"))?;
+        }
+        let real = which::which("kubectl")
+            .map_err(|e| format!("kubectl is needed for these tests ({e}): install it"))?;
+        let mut all: Vec<(&str, &str)> = env
+            .iter()
+            .copied()
+            .filter(|(k, _)| !matches!(*k, "FAKE_CONTEXT" | "FAKE_CONTEXTS"))
+            .collect();
+        let (config, real) = (
+            self.kubeconfig.display().to_string(),
+            real.display().to_string(),
+        );
+        all.push(("KUBECONFIG", &config));
+        all.push(("REAL_KUBECTL", &real));
+        self.f.xtask(args, &all)
+    }
+}
 
 fn acted(log: &[String]) -> Vec<&str> {
     // Read-only queries aside, what was done.
@@ -59,7 +198,7 @@ fn acted(log: &[String]) -> Vec<&str> {
 
 #[test]
 fn minikube_up_status_down() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "up", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -87,12 +226,17 @@ fn minikube_up_status_down() -> Result {
     let (out, log) = f.xtask(&["cluster", "down", "--target", "minikube"], &[])?;
     assert!(out.status.success());
     assert_eq!(log, ["minikube delete --profile mlops"]);
+    assert_eq!(
+        f.current_context()?,
+        "",
+        "minikube delete removes its context"
+    );
     Ok(())
 }
 
 #[test]
 fn a_failing_cluster_tool_is_reported_with_its_stderr() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, _) = f.xtask(
         &["cluster", "up", "--target", "minikube"],
         &[("FAKE_MINIKUBE_FAIL", "1")],
@@ -111,7 +255,7 @@ fn a_failing_cluster_tool_is_reported_with_its_stderr() -> Result {
 
 #[test]
 fn kind_creates_only_a_missing_cluster() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "kind"],
         &[("FAKE_KIND_CLUSTERS", "other")],
@@ -138,7 +282,7 @@ fn kind_creates_only_a_missing_cluster() -> Result {
 
 #[test]
 fn gke_creates_three_nodes_and_fetches_credentials() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "up", "--target", "gke"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -154,7 +298,7 @@ fn gke_creates_three_nodes_and_fetches_credentials() -> Result {
 
 #[test]
 fn gke_preflight_names_what_is_missing() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "gke"],
         &[("FAKE_GCLOUD_ACCOUNT", "")],
@@ -226,7 +370,7 @@ fn gke_preflight_names_what_is_missing() -> Result {
 
 #[test]
 fn gke_down_needs_confirmation() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(&["cluster", "down", "--target", "gke"], &[])?;
     assert!(!out.status.success());
     assert!(
@@ -248,7 +392,7 @@ fn gke_down_needs_confirmation() -> Result {
 
 #[test]
 fn contexts_are_listed_switched_and_guarded() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let contexts = (
         "FAKE_CONTEXTS",
         "mlops kind-dev gke_proj-1_europe-west1-b_k8s-test-cluster prod",
@@ -278,10 +422,15 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
     assert!(line("prod").ends_with('-'), "{stdout}");
 
     let (out, log) = f.xtask(&["context", "use", "mlops"], &[contexts])?;
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         log.contains(&"kubectl config use-context mlops".to_string()),
         "{log:?}"
+    );
+    assert_eq!(
+        f.current_context()?,
+        "mlops",
+        "the kubeconfig now selects it"
     );
     let (out, log) = f.xtask(&["context", "use", "nope"], &[contexts])?;
     assert!(!out.status.success());
@@ -315,6 +464,7 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
         !out.status.success(),
         "--context wins over the current context"
     );
+    f.contexts(&["kind-dev"], None)?;
     let (out, _) = f.xtask(&["context", "check", "--target", "kind"], &[])?;
     assert!(
         text(&out.stderr).contains("no kube context is selected"),
@@ -369,7 +519,7 @@ fn contexts_are_listed_switched_and_guarded() -> Result {
 
 #[test]
 fn settings_names_are_checked_and_hints_can_be_copied() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     std::fs::write(
         f.dir.path().join("xtask.toml"),
         "[minikube]\nprofile = \"my.profile\"\n",
@@ -400,7 +550,7 @@ fn settings_names_are_checked_and_hints_can_be_copied() -> Result {
 
 #[test]
 fn dry_run_plans_a_cluster_without_running_anything() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(&["--dry-run", "cluster", "up", "--target", "minikube"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -416,7 +566,7 @@ const GKE_CONTEXT: &str = "gke_proj-1_europe-west1-b_k8s-test-cluster";
 
 #[test]
 fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(
         &["--dry-run", "deploy", "--target", "gke"],
         &[("FAKE_CONTEXT", GKE_CONTEXT)],
@@ -502,7 +652,7 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
 
 #[test]
 fn kubernetes_tasks_refuse_another_clusters_context_before_doing_anything() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     for args in [
         &["deploy", "--target", "kind"][..],
         &["status", "--target", "kind"],
@@ -525,7 +675,7 @@ fn kubernetes_tasks_refuse_another_clusters_context_before_doing_anything() -> R
 
 #[test]
 fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     // The real release build needs cargo and rustc from the caller's PATH.
     let path = format!(
         "{}:{}",
@@ -572,7 +722,7 @@ fn images_are_delivered_by_minikube_image_load_and_kind_load_image_archive() -> 
 #[test]
 fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Result {
     use clap::Parser;
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let mut checked = 0;
     for (target, context) in [
         ("gke", GKE_CONTEXT),
@@ -612,16 +762,8 @@ fn every_kube_engine_command_the_xtask_plans_is_one_the_engine_accepts() -> Resu
 
 #[test]
 fn dry_runs_without_a_context_plan_everything_and_name_what_would_stop_first() -> Result {
-    // kubectl with no context at all, and no cluster behind it.
-    let f = Fakes::new(&[
-        (
-            "kubectl",
-            r#"case "$*" in
-  "config current-context") echo 'error: current-context is not set' >&2; exit 1 ;;
-  "config get-contexts"*) ;;
-  *) echo 'The connection to the server localhost:8080 was refused' >&2; exit 1 ;;
-esac"#,
-        ),
+    // A kubeconfig with no context at all, and no cluster behind it.
+    let f = Stage::unserved(&[
         ("helm", "echo '[]'"),
         ("minikube", ""),
         (
@@ -679,7 +821,7 @@ esac"#,
 
 #[test]
 fn the_dev_loop_refuses_gke_up_front_and_runs_nothing() -> Result {
-    let f = Fakes::new(FAKES)?;
+    let f = Stage::new(FAKES)?;
     let (out, log) = f.xtask(&["dev", "--target", "gke"], &[])?;
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -699,15 +841,8 @@ fn the_dev_loop_refuses_gke_up_front_and_runs_nothing() -> Result {
 /// reached.
 #[test]
 fn dry_runs_list_every_blocker_once_and_claim_nothing_unseen() -> Result {
-    let f = Fakes::new(&[
-        (
-            "kubectl",
-            r#"case "$*" in
-  "config current-context") echo 'error: current-context is not set' >&2; exit 1 ;;
-  "config get-contexts"*) ;;
-  *) echo 'error: context "kind-dev" does not exist' >&2; exit 1 ;;
-esac"#,
-        ),
+    // A kubeconfig with no context.
+    let f = Stage::unserved(&[
         ("kind", ""),
         (
             "gcloud",
@@ -816,15 +951,11 @@ esac"#,
 #[test]
 fn a_missing_cluster_tool_stops_a_deploy_before_any_build() -> Result {
     // No kind; a cargo that records what it is asked.
-    let f = Fakes::new(&[
-        ("cargo", ""),
-        ("docker", ""),
-        (
-            "kubectl",
-            r#"case "$*" in "config current-context") echo kind-dev ;; esac"#,
-        ),
-    ])?;
-    let (out, log) = f.xtask(&["deploy", "--target", "kind"], &[])?;
+    let f = Stage::new(&[("cargo", ""), ("docker", "")])?;
+    let (out, log) = f.xtask(
+        &["deploy", "--target", "kind"],
+        &[("FAKE_CONTEXT", "kind-dev")],
+    )?;
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("`kind` was not found on PATH"), "{stderr}");
