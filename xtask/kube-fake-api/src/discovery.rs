@@ -1,6 +1,8 @@
 //! What the fake serves, as a Kubernetes 1.32 API server describes it to
-//! clients: `/version`, the legacy discovery documents (`/api`, `/apis`,
-//! `/api/v1`, `/apis/<group>/<version>`) and the OpenAPI v3 index and
+//! clients: `/version`, aggregated discovery (`/api` and `/apis` as
+//! `APIGroupDiscoveryList`, when the client asks for it), the legacy
+//! discovery documents (`/api`, `/apis`, `/api/v1`,
+//! `/apis/<group>/<version>`) and the OpenAPI v3 index and
 //! per-group-version documents. kubectl reads the last to learn that the
 //! server validates fields itself (an operation's `fieldValidation`
 //! parameter), so it sends `fieldValidation=Strict` instead of downloading
@@ -212,6 +214,61 @@ pub fn resources(group: &str, version: &str, seldon: bool) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+/// The media type of aggregated discovery (Kubernetes 1.30+,
+/// `apidiscovery.k8s.io/v2`), which kubectl asks for first.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// `GET /api` (`core`) or `GET /apis` in aggregated form: every group with
+/// its versions, resources and subresources in one document, as
+/// `apidiscovery.k8s.io/v2` `APIGroupDiscoveryList` (KEP-3352), built from
+/// the same facts as [`resources`].
+pub fn aggregated(core: bool, seldon: bool) -> Value {
+    let mut groups: Vec<&str> = all(seldon)
+        .map(|s| s.group)
+        .filter(|g| g.is_empty() == core)
+        .collect();
+    groups.dedup();
+    let items: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let list = resources(g, "v1", seldon).unwrap_or_default();
+            let entries = list["resources"].as_array().cloned().unwrap_or_default();
+            let kind_of = |e: &Value| {
+                json!({"group": e.get("group").and_then(Value::as_str).unwrap_or(g),
+                    "version": e.get("version").and_then(Value::as_str).unwrap_or("v1"),
+                    "kind": e["kind"]})
+            };
+            let resources: Vec<Value> = entries
+                .iter()
+                .filter(|e| !e["name"].as_str().unwrap_or_default().contains('/'))
+                .map(|e| {
+                    let name = e["name"].as_str().unwrap_or_default();
+                    let subresources: Vec<Value> = entries
+                        .iter()
+                        .filter_map(|sub| {
+                            let rest = sub["name"]
+                                .as_str()?
+                                .strip_prefix(name)?
+                                .strip_prefix('/')?;
+                            Some(json!({"subresource": rest, "responseKind": kind_of(sub),
+                                "verbs": sub["verbs"]}))
+                        })
+                        .collect();
+                    json!({"resource": name, "responseKind": kind_of(e),
+                        "scope": if e["namespaced"] == true { "Namespaced" } else { "Cluster" },
+                        "singularResource": e["singularName"], "verbs": e["verbs"],
+                        "shortNames": e["shortNames"], "categories": e["categories"],
+                        "subresources": subresources})
+                })
+                .collect();
+            json!({"metadata": {"name": g, "creationTimestamp": null},
+                "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {}, "items": items})
 }
 
 /// The path of a group version under `/openapi/v3/`: `api/v1`, `apis/apps/v1`.

@@ -521,12 +521,29 @@ async fn answer(
                 "message": "the API fake decodes JSON only, not protobuf: send application/json (kubectl: apply --server-side)"}),
         ));
     }
+    let aggregated = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=APIGroupDiscoveryList"));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["version"] => return Ok(json_response(StatusCode::OK, &discovery::version())),
         // The health endpoints (`kubectl get --raw /readyz`).
         ["readyz"] | ["livez"] | ["healthz"] => {
             return Ok(Response::new(Full::new(Bytes::from("ok"))));
+        }
+        // Aggregated discovery when asked for (kubectl asks first).
+        ["api"] | ["apis"] if aggregated => {
+            let mut resp = json_response(
+                StatusCode::OK,
+                &discovery::aggregated(parts[0] == "api", seldon),
+            );
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(discovery::AGGREGATED),
+            );
+            return Ok(resp);
         }
         ["api"] => return Ok(json_response(StatusCode::OK, &discovery::api_versions())),
         ["apis"] => {

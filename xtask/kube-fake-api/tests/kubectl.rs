@@ -606,3 +606,39 @@ fn namespaces_and_cluster_role_bindings_are_applied_with_field_owners() -> Resul
     );
     Ok(())
 }
+
+#[test]
+fn kubectl_discovers_everything_in_two_aggregated_requests() -> Result {
+    let fake = Served::start(&["--seldon"])?;
+    // A cache of its own, so that kubectl asks the server.
+    let cache = fake.dir.path().join("cache");
+    let out = fake.kubectl(&["api-resources", "-v=6", "--cache-dir", &path_arg(&cache)])?;
+    let table = ok(&out);
+    for (resource, api_version) in [
+        ("deployments", "apps/v1"),
+        ("namespaces", "v1"),
+        ("clusterrolebindings", "rbac.authorization.k8s.io/v1"),
+        ("seldondeployments", "machinelearning.seldon.io/v1"),
+    ] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(resource) && l.contains(api_version)),
+            "{resource} {api_version}: {table}"
+        );
+    }
+    // /api and /apis in the aggregated form (apidiscovery.k8s.io/v2): no
+    // request per group version, as with a 1.30+ server.
+    let log = text(&out.stderr);
+    let gets: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" GET ") || l.contains("] GET "))
+        .collect();
+    assert_eq!(gets.len(), 2, "{log}");
+    assert!(
+        gets.iter()
+            .all(|l| l.contains("/api?") || l.contains("/apis?")),
+        "{log}"
+    );
+    Ok(())
+}
