@@ -112,9 +112,7 @@ impl Stage {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> Result<(std::process::Output, Vec<String>)> {
-        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.extend_from_slice(extra);
-        self.tools.xtask(args, &env)
+        self.tools.xtask_with(args, &self.env, extra)
     }
 
     /// Where a port-forward to `namespace/pod` leads.

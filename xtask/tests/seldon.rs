@@ -160,9 +160,7 @@ impl Stage {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> Result<(std::process::Output, Vec<String>)> {
-        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        env.extend_from_slice(extra);
-        self.f.xtask(args, &env)
+        self.f.xtask_with(args, &self.env, extra)
     }
 
     /// The real kubectl on the stage's cluster, not logged: what the cluster holds.

@@ -310,3 +310,37 @@ async fn a_load_balancer_address_arrives_after_a_delay_and_the_wait_takes_it() {
         "{err:#}"
     );
 }
+
+/// A rollout stuck on a new pod that cannot start: the old pod still
+/// serves, and the Deployment counts the new one as unavailable, as the
+/// deployment controller does (what the Seldon operator and `kubectl
+/// rollout status` read).
+#[tokio::test]
+async fn a_stuck_rollout_counts_the_new_pod_unavailable_while_the_old_one_serves() {
+    let (_dir, images, setup) = started(&[]);
+    load(&images, "kube-mlops/test-api:1");
+    let fake = cluster(setup).await;
+    fake.start_controller();
+    let mut resolver = Resolver::new(fake.client.clone());
+    deploy(
+        &mut resolver,
+        objects("kube-mlops/test-api:1", Some("Never")),
+    )
+    .await
+    .expect("first rollout");
+    deploy(
+        &mut resolver,
+        objects("kube-mlops/test-api:2", Some("Never")),
+    )
+    .await
+    .expect_err("the node does not have :2");
+    let status = Api::<Deployment>::namespaced(fake.client.clone(), NS)
+        .get("test-api")
+        .await
+        .expect("deployment")
+        .status
+        .unwrap_or_default();
+    assert_eq!(status.available_replicas, Some(1), "{status:?}");
+    assert_eq!(status.unavailable_replicas, Some(1), "{status:?}");
+    assert_eq!(status.updated_replicas, Some(1), "{status:?}");
+}

@@ -119,7 +119,7 @@ pub const SELDON: Served = served(
     "seldondeployments",
     "SeldonDeployment",
     true,
-    &["status"],
+    &["status", "scale"],
 );
 
 /// Every resource served, Seldon's with `seldon`.
@@ -132,6 +132,12 @@ pub fn kind_of(group: &str, plural: &str, seldon: bool) -> Option<&'static str> 
     all(seldon)
         .find(|s| s.group == group && s.plural == plural)
         .map(|s| s.kind)
+}
+
+/// Whether `plural` in `group` has the subresource `sub` (Seldon's counted
+/// as installed: a path under it is judged only once the kind is known).
+pub fn has_subresource(group: &str, plural: &str, sub: &str) -> bool {
+    all(true).any(|s| s.group == group && s.plural == plural && s.subresources.contains(&sub))
 }
 
 /// `GET /version`.

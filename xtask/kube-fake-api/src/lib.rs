@@ -272,10 +272,15 @@ impl FakeCluster {
                             };
                             Ok(answer
                                 .unwrap_or_else(|e| {
-                                    json_response(
-                                        StatusCode::INTERNAL_SERVER_ERROR,
-                                        &json!({"kind": "Status", "message": e.to_string()}),
-                                    )
+                                    let message = e.to_string();
+                                    // A path kube-fake-client does not know
+                                    // is a 404, as the API server answers.
+                                    if message.contains("Invalid path") {
+                                        return not_found(
+                                            "the server could not find the requested resource",
+                                        );
+                                    }
+                                    status::internal(&message)
                                 })
                                 .map(BodyExt::boxed))
                         }
@@ -500,6 +505,14 @@ async fn answer(
     // Go decodes a query's `+` as a space (kube-rs sends `name+in+(x)`);
     // kube-fake-client decodes only %XX, so spell the spaces out for it.
     let query = req.uri().query().unwrap_or("").replace('+', "%20");
+    // A server may ignore `limit` and answer whole lists (the API's
+    // contract); kube-fake-client honours it without a `continue` token,
+    // which would cut kubectl's chunked lists short.
+    let query: String = query
+        .split('&')
+        .filter(|kv| !kv.starts_with("limit=") && !kv.is_empty())
+        .collect::<Vec<_>>()
+        .join("&");
     let mut req = req;
     if let Ok(uri) = http::Uri::try_from(if query.is_empty() {
         path.clone()
@@ -582,19 +595,7 @@ async fn answer(
         ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {
             let name = parts.get(3).map(|s| s.to_string());
             let method = req.method().clone();
-            let (content_type, user_agent) = {
-                let header = |h: http::header::HeaderName| {
-                    req.headers()
-                        .get(h)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                (
-                    header(http::header::CONTENT_TYPE),
-                    header(http::header::USER_AGENT),
-                )
-            };
+            let (content_type, user_agent) = writer_headers(req.headers());
             let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
             if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
                 let _serial = writing.lock().await;
@@ -608,7 +609,8 @@ async fn answer(
                 };
                 return Ok(namespace_write(&namespaces, write).await);
             }
-            return Ok(namespace_route(&namespaces, &method, name, &query));
+            let dry_run = writes::dry_run(&query, &body);
+            return Ok(namespace_route(&namespaces, &method, name, &query, dry_run));
         }
         [
             "apis",
@@ -628,21 +630,19 @@ async fn answer(
             "deployments" | "replicasets",
             _,
             "scale",
+        ]
+        | [
+            "apis",
+            "machinelearning.seldon.io",
+            "v1",
+            "namespaces",
+            _,
+            "seldondeployments",
+            _,
+            "scale",
         ] => {
             let method = req.method().clone();
-            let (content_type, user_agent) = {
-                let header = |name: http::header::HeaderName| {
-                    req.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                (
-                    header(http::header::CONTENT_TYPE),
-                    header(http::header::USER_AGENT),
-                )
-            };
+            let (content_type, user_agent) = writer_headers(req.headers());
             let body = req.into_body().collect().await.map_err(boxed)?.to_bytes();
             let write = scale::Write {
                 method: &method,
@@ -680,18 +680,7 @@ async fn answer(
     }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(boxed)?.to_bytes();
-    let header = |name: http::header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (content_type, user_agent) = (
-        header(http::header::CONTENT_TYPE),
-        header(http::header::USER_AGENT),
-    );
+    let (content_type, user_agent) = writer_headers(&parts.headers);
     let lookup = |path: String| {
         let inner = inner.clone();
         async move { writes::get(&inner, path).await }
@@ -741,6 +730,7 @@ async fn answer(
                 let (method, uri) = match collection {
                     Some(c) => (Method::POST, c),
                     None if spec_changed => (Method::PUT, path.clone()),
+                    None if path.ends_with("/status") => (Method::PUT, path.clone()),
                     None => (Method::PUT, format!("{path}/status")),
                 };
                 headers.insert(
@@ -823,6 +813,22 @@ fn crds(method: &Method, rest: &[&str], seldon: bool) -> Response<Full<Bytes>> {
         },
         _ => not_found("the server could not find the requested resource"),
     }
+}
+
+/// A write's `Content-Type` (how its body is to be read) and `User-Agent`
+/// (the field manager when none is named), each "" when absent.
+fn writer_headers(headers: &http::HeaderMap) -> (String, String) {
+    let header = |name: http::header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        header(http::header::CONTENT_TYPE),
+        header(http::header::USER_AGENT),
+    )
 }
 
 /// Errors as owned text: keeps the routing future `Send` for any caller
@@ -945,9 +951,9 @@ fn namespace_route(
     method: &Method,
     name: Option<String>,
     query: &str,
+    dry_run: bool,
 ) -> Response<Full<Bytes>> {
     let mut store = store.lock().expect("namespaces");
-    let dry_run = writes::query_param(query, "dryRun") == Some("All");
     match (method.as_str(), name) {
         ("GET", None) => {
             let selector = writes::query_param(query, "labelSelector")

@@ -47,6 +47,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = kube_fake_api::schema::load() {
+        eprintln!("kube-fake-api: {e}");
+        return ExitCode::from(2);
+    }
+    if !args.registries.is_empty() && args.node_images.is_none() {
+        eprintln!(
+            "kube-fake-api: --registry names what a modelled node reaches: it needs --node-images FILE"
+        );
+        return ExitCode::from(2);
+    }
     let fake = cluster(Setup {
         seldon_installed: args.seldon,
         node: kube_fake_api::controllers::Node {

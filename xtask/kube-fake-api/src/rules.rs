@@ -71,6 +71,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Result<(), Refu
             v.selector("spec.selector", &spec["selector"]);
         }
         "NetworkPolicy" => v.selector("spec.podSelector", &obj["spec"]["podSelector"]),
+        "SeldonDeployment" => v.seldon_quantities(&obj["spec"]),
         _ => {}
     }
     if let Some(q) = v.bad_quantity {
@@ -332,6 +333,45 @@ impl Check {
                     json!(text),
                     format!("must be less than or equal to {name} limit of {limit_text}"),
                 ));
+            }
+        }
+    }
+
+    /// The quantities in a SeldonDeployment's embedded PodSpecs: the CRD's
+    /// schema (controller-gen's) gives each the pattern of a Quantity, so
+    /// the API server refuses one that does not match it, as a CRD
+    /// validation error (the PodSpec's other rules are the operator's).
+    fn seldon_quantities(&mut self, spec: &Value) {
+        let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
+        for (p, predictor) in items(&spec["predictors"]).iter().enumerate() {
+            for (c, component) in items(&predictor["componentSpecs"]).iter().enumerate() {
+                let pod = &component["spec"];
+                for list in ["initContainers", "containers"] {
+                    for (i, container) in items(&pod[list]).iter().enumerate() {
+                        for side in ["limits", "requests"] {
+                            for (name, value) in container["resources"][side]
+                                .as_object()
+                                .into_iter()
+                                .flatten()
+                            {
+                                let text = match value {
+                                    Value::String(s) => s.clone(),
+                                    other => other.to_string(),
+                                };
+                                if names::quantity(&text).is_none() {
+                                    let field = format!(
+                                        "spec.predictors[{p}].componentSpecs[{c}].spec.{list}[{i}].resources.{side}.{name}"
+                                    );
+                                    let detail = format!(
+                                        "{field} in body should match '{}'",
+                                        names::QUANTITY_PATTERN
+                                    );
+                                    self.push(Cause::invalid(field, json!(text), detail));
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

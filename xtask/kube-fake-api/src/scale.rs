@@ -1,5 +1,5 @@
-//! The `scale` subresource of Deployments and ReplicaSets (autoscaling/v1
-//! `Scale`), which `kubectl scale` and autoscalers write: reading it, and
+//! The `scale` subresource of Deployments, ReplicaSets and SeldonDeployments
+//! (autoscaling/v1 `Scale`), which `kubectl scale` and autoscalers write: reading it, and
 //! writing `spec.replicas` through it, recorded as an `Update` by the
 //! writer with subresource `scale` ([`crate::ssa::update`]), so that a
 //! later apply of another replica count conflicts with it.
@@ -24,7 +24,7 @@ pub struct Write<'a> {
     pub body: &'a Bytes,
 }
 
-/// `GET`, `PUT` or `PATCH` of `…/{deployments|replicasets}/{name}/scale`.
+/// `GET`, `PUT` or `PATCH` of `…/{deployments|replicasets|seldondeployments}/{name}/scale`.
 pub async fn route(inner: &kube::Client, path: &str, write: Write<'_>) -> Answer {
     let Some(target) = Target::parse(path) else {
         return Ok(status::not_found(
@@ -34,8 +34,8 @@ pub async fn route(inner: &kube::Client, path: &str, write: Write<'_>) -> Answer
     let name = target.name.clone().unwrap_or_default();
     let Some(parent) = writes::get(inner, target.object_path()).await else {
         return Ok(status::not_found(&format!(
-            "{}.apps {name:?} not found",
-            target.resource
+            "{}.{} {name:?} not found",
+            target.resource, target.group
         )));
     };
     let current = scale_of(&parent);
@@ -66,17 +66,44 @@ pub async fn route(inner: &kube::Client, path: &str, write: Write<'_>) -> Answer
         .as_ref()
         .and_then(|w| w["spec"]["replicas"].as_i64())
         .and_then(|r| i32::try_from(r).ok())
-        .filter(|r| *r >= 0)
     else {
         return Ok(status::bad_request(
             "the Scale must set spec.replicas to a whole number, 0 or more",
         ));
     };
+    if replicas < 0 {
+        // As the API server's Scale validation words it.
+        return Ok(status::invalid(
+            "autoscaling",
+            "Scale",
+            &name,
+            &[status::Cause::invalid(
+                "spec.replicas",
+                json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
     let mut updated = parent.clone();
     updated["spec"]["replicas"] = json!(replicas);
     let manager = writes::manager(write.query, write.user_agent);
-    let types = schema::types("apps", "v1", kind(&target.resource));
-    let updated = ssa::update(Some(&parent), updated, &manager, "scale", "apps/v1", types);
+    let types = schema::types(
+        &target.group,
+        &target.version,
+        target.kind().unwrap_or_default(),
+    );
+    let updated = ssa::update(
+        Some(&parent),
+        updated,
+        &manager,
+        "scale",
+        &target.api_version(),
+        types,
+    );
+    // dryRun: answered as it would be, nothing stored.
+    if writes::query_param(write.query, "dryRun") == Some("All") {
+        return Ok(json_response(StatusCode::OK, &scale_of(&updated)));
+    }
     let req = http::Request::builder()
         .method(Method::PUT)
         .uri(target.object_path())
@@ -92,15 +119,8 @@ pub async fn route(inner: &kube::Client, path: &str, write: Write<'_>) -> Answer
     Ok(json_response(StatusCode::OK, &scale_of(&stored)))
 }
 
-fn kind(resource: &str) -> &'static str {
-    if resource == "replicasets" {
-        "ReplicaSet"
-    } else {
-        "Deployment"
-    }
-}
-
-/// The `Scale` of a Deployment or ReplicaSet.
+/// The `Scale` of a Deployment, a ReplicaSet or a SeldonDeployment (whose
+/// CRD names `.spec.replicas` and `.status.replicas` and no selector).
 fn scale_of(parent: &Value) -> Value {
     let meta = &parent["metadata"];
     let selector: Vec<String> = parent["spec"]["selector"]["matchLabels"]

@@ -41,41 +41,78 @@ struct Schemas {
     compiled: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
-fn schemas() -> Option<&'static Schemas> {
-    static SCHEMAS: OnceLock<Option<Schemas>> = OnceLock::new();
-    SCHEMAS
-        .get_or_init(|| {
-            let dir = PathBuf::from(std::env::var_os(SCHEMAS_ENV)?);
-            let text = std::fs::read_to_string(dir.join("_definitions.json"))
-                .unwrap_or_else(|e| panic!("{SCHEMAS_ENV}={}: {e}", dir.display()));
-            let doc: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{SCHEMAS_ENV}: _definitions.json: {e}"));
-            let mut definitions = doc["$defs"].clone();
-            // Seldon Core's CRD, written from its published facts, beside
-            // the built-in kinds it embeds (ObjectMeta, PodSpec).
-            definitions[crate::seldon_crd::DEFINITION] = crate::seldon_crd::schema();
-            let mut by_gvk = HashMap::new();
-            for (name, def) in definitions.as_object().into_iter().flatten() {
-                for gvk in def["x-kubernetes-group-version-kind"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
-                    let key = gvk_key(
-                        gvk["group"].as_str().unwrap_or_default(),
-                        gvk["version"].as_str().unwrap_or_default(),
-                        gvk["kind"].as_str().unwrap_or_default(),
-                    );
-                    by_gvk.insert(key, name.clone());
-                }
-            }
-            Some(Schemas {
-                definitions,
-                by_gvk,
-                compiled: Mutex::new(HashMap::new()),
-            })
-        })
+/// Reads the schemas named by [`SCHEMAS_ENV`], once: `Ok(false)` when it is
+/// unset (only the API server's own rules are checked then).
+///
+/// # Errors
+/// The variable names no directory with a readable, parsable
+/// `_definitions.json`: the message says which and how to fix it (a server
+/// should refuse to start rather than fail every write).
+pub fn load() -> Result<bool, String> {
+    loaded()
         .as_ref()
+        .map(Option::is_some)
+        .map_err(String::clone)
+}
+
+fn loaded() -> &'static Result<Option<Schemas>, String> {
+    static SCHEMAS: OnceLock<Result<Option<Schemas>, String>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let Some(dir) = std::env::var_os(SCHEMAS_ENV).map(PathBuf::from) else {
+            return Ok(None);
+        };
+        let file = dir.join("_definitions.json");
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            format!(
+                "{SCHEMAS_ENV}={}: cannot read {} ({e}): point it at the \
+                 kubernetes-json-schema/v1.32.0-local-strict directory of the \
+                 kubernetes-validate package, or unset it",
+                dir.display(),
+                file.display()
+            )
+        })?;
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{SCHEMAS_ENV}: {} is not JSON: {e}", file.display()))?;
+        Ok(Some(Schemas::from(doc)))
+    })
+}
+
+fn schemas() -> Option<&'static Schemas> {
+    match loaded() {
+        Ok(s) => s.as_ref(),
+        // Said at start-up by a server (`load`); in-process callers learn
+        // it at their first write.
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl Schemas {
+    fn from(doc: Value) -> Self {
+        let mut definitions = doc["$defs"].clone();
+        // Seldon Core's CRD, written from its published facts, beside
+        // the built-in kinds it embeds (ObjectMeta, PodSpec).
+        definitions[crate::seldon_crd::DEFINITION] = crate::seldon_crd::schema();
+        let mut by_gvk = HashMap::new();
+        for (name, def) in definitions.as_object().into_iter().flatten() {
+            for gvk in def["x-kubernetes-group-version-kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let key = gvk_key(
+                    gvk["group"].as_str().unwrap_or_default(),
+                    gvk["version"].as_str().unwrap_or_default(),
+                    gvk["kind"].as_str().unwrap_or_default(),
+                );
+                by_gvk.insert(key, name.clone());
+            }
+        }
+        Schemas {
+            definitions,
+            by_gvk,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 fn gvk_key(group: &str, version: &str, kind: &str) -> String {

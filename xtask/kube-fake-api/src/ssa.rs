@@ -527,6 +527,11 @@ fn write_entries(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
+/// The annotation `kubectl apply` (client-side) keeps what it applied in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The field manager of `kubectl apply` (client-side).
+const CLIENT_SIDE_APPLY: &str = "kubectl-client-side-apply";
+
 /// Server-side apply of `config` by `manager` to `live` (None: it creates
 /// the object): the object to store, with its `managedFields`, or the
 /// conflicts when not `force`d.
@@ -544,6 +549,15 @@ pub fn apply(
     let live_obj = live.unwrap_or(&empty);
     let mut conflicts = Vec::new();
     let mut taken = BTreeSet::new();
+    // Whether every conflict is with what `kubectl apply` (client-side)
+    // last applied, which the API server lets an apply take over
+    // (its lastAppliedManager): moving to server-side apply conflicts with
+    // nothing the user applied before.
+    let last_applied = live
+        .and_then(|l| l["metadata"]["annotations"][LAST_APPLIED].as_str())
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .map(|last| fields(&last, types));
+    let mut from_last_applied = true;
     for e in entries.iter().filter(|e| !e.is(manager, "Apply", "")) {
         for p in wanted.intersection(&e.fields) {
             if p.last() == Some(&Pe::Item) {
@@ -552,10 +566,12 @@ pub fn apply(
             if value_at(live_obj, p, types) != value_at(config, p, types) {
                 conflicts.push((e.describe(), display(p)));
                 taken.insert(p.clone());
+                from_last_applied &= e.is(CLIENT_SIDE_APPLY, "Update", "")
+                    && last_applied.as_ref().is_some_and(|l| l.contains(p));
             }
         }
     }
-    if !conflicts.is_empty() && !force {
+    if !conflicts.is_empty() && !force && !from_last_applied {
         return Err(Conflicts(conflicts));
     }
     for e in entries.iter_mut().filter(|e| !e.is(manager, "Apply", "")) {

@@ -4,8 +4,12 @@
 //! (400; server-side apply's typed-patch errors are a reasonless 500, as
 //! kubernetes/kubernetes#122480 records), one that breaks its schema or its
 //! kind's rules (422 Invalid), a pod its namespace's Pod Security level
-//! forbids (403). `dryRun=All` writes are answered and never stored; an
-//! apply that changes nothing is not written (no new generation).
+//! forbids (403), an apply without a field manager (422), a subresource the
+//! kind does not have (404). `dryRun=All` writes (in the query, or a
+//! DeleteOptions body) are answered and never stored; an apply that
+//! changes nothing is not written (no new generation); a write through
+//! `/status` changes only the status, and is validated like any other; a
+//! write that sets `managedFields` replaces them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -151,6 +155,17 @@ pub(crate) fn manager(query: &str, user_agent: &str) -> String {
     }
 }
 
+/// Whether a write is a dry run: `dryRun=All` in the query, or (a DELETE,
+/// as kubectl sends it) `"dryRun": ["All"]` in its DeleteOptions body.
+pub(crate) fn dry_run(query: &str, body: &[u8]) -> bool {
+    query_param(query, "dryRun") == Some("All")
+        || serde_json::from_slice::<Value>(body).is_ok_and(|options| {
+            options["dryRun"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|v| v == "All"))
+        })
+}
+
 /// A query parameter's value, percent-decoded enough for the values the
 /// API uses (`dryRun=All`, `fieldValidation=Strict`, `fieldManager=…`).
 pub(crate) fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
@@ -180,10 +195,28 @@ where
     let Some(target) = Target::parse(path) else {
         return forward(body);
     };
-    let (Some(kind), None) = (target.kind(), &target.subresource) else {
+    let Some(kind) = target.kind() else {
         return forward(body);
     };
-    let dry_run = query_param(query, "dryRun") == Some("All");
+    // A subresource the kind does not have is not there; `status` writes
+    // are judged here (only the status is written, and it must be valid);
+    // the others (log, portforward, scale) are served elsewhere.
+    let status_write = match target.subresource.as_deref() {
+        None => false,
+        Some(sub) if !crate::discovery::has_subresource(&target.group, &target.resource, sub) => {
+            return Verdict::Answer(status::not_found(
+                "the server could not find the requested resource",
+            ));
+        }
+        Some("status") if method != Method::GET => true,
+        Some(_) => return forward(body),
+    };
+    if status_write && *method == Method::POST {
+        return Verdict::Answer(status::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let dry_run = dry_run(query, &body);
     let verb = match method.as_str() {
         "POST" => Verb::Create,
         "PUT" => Verb::Update,
@@ -269,6 +302,18 @@ where
         ));
     }
     let types = schema::types(&target.group, &target.version, kind);
+    // An apply must name its manager (the API server's PatchOptions rule).
+    if verb == Verb::Apply && query_param(query, "fieldManager").is_none_or(str::is_empty) {
+        return Verdict::Answer(status::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[Cause::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
+        ));
+    }
     let manager = manager(query, user_agent);
     let mut candidate = match (verb, &existing) {
         (Verb::Create | Verb::Update, _) => patch.clone(),
@@ -321,6 +366,17 @@ where
         }
     };
     fill_identity(&mut candidate, &target, kind);
+    // Through `/status` only the status changes; the rest stays as it was.
+    if status_write && let Some(old) = &existing {
+        let mut kept = old.clone();
+        kept["status"] = candidate["status"].take();
+        if kept["status"].is_null()
+            && let Some(m) = kept.as_object_mut()
+        {
+            m.remove("status");
+        }
+        candidate = kept;
+    }
     defaults::apply(kind, &mut candidate);
     let name = candidate["metadata"]["name"]
         .as_str()
@@ -420,12 +476,29 @@ where
         }
     }
     if verb != Verb::Apply {
-        // Writes other than apply: the writer takes what it changed.
+        // A write that sets `managedFields` replaces them (`[{}]` clears
+        // them: kubectl's move from client-side to server-side apply);
+        // then the writer takes what it changed.
+        let base = match (&existing, candidate["metadata"].get("managedFields")) {
+            (Some(old), Some(given)) if old["metadata"].get("managedFields") != Some(given) => {
+                let mut base = old.clone();
+                let entries: Vec<Value> = given
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.as_object().is_some_and(|o| !o.is_empty()))
+                    .cloned()
+                    .collect();
+                base["metadata"]["managedFields"] = Value::Array(entries);
+                Some(base)
+            }
+            _ => existing.clone(),
+        };
         candidate = ssa::update(
-            existing.as_ref(),
+            base.as_ref(),
             candidate,
             &manager,
-            "",
+            if status_write { "status" } else { "" },
             &target.api_version(),
             types,
         );

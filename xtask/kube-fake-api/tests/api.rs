@@ -282,3 +282,156 @@ async fn a_watch_asked_for_tables_streams_tables() {
     assert_eq!(event["object"]["kind"], "Table", "{event}");
     assert_eq!(event["object"]["rows"][0]["cells"][0], "w", "{event}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_store_nothing_and_subresource_writes_are_judged() {
+    let (_fake, addr) = started().await;
+    let json_type = [("content-type", "application/json")];
+    let merge = [("content-type", "application/merge-patch+json")];
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let web = format!("{deployments}/web");
+    let (code, body) = http(
+        addr,
+        "POST",
+        deployments,
+        &json_type,
+        deployment("web").to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(code, 201, "{body}");
+    let get = |path: &str| -> Value {
+        let (code, body) = http(addr, "GET", path, &[], b"", false);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    };
+
+    // kubectl delete --dry-run=server puts dryRun in the DeleteOptions body.
+    let options = json!({"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]});
+    let (code, body) = http(
+        addr,
+        "DELETE",
+        &web,
+        &json_type,
+        options.to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(code, 200, "{body}");
+    get(&web);
+
+    // A dry-run scale answers the Scale it would write and writes nothing.
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &format!("{web}/scale?dryRun=All&fieldManager=kubectl-scale"),
+        &merge,
+        br#"{"spec":{"replicas":5}}"#,
+        false,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""replicas":5"#), "{body}");
+    let stored = get(&web);
+    assert_eq!(stored["spec"]["replicas"], 1, "{stored}");
+    assert!(!stored.to_string().contains("kubectl-scale"), "{stored}");
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &format!("{web}/scale"),
+        &merge,
+        br#"{"spec":{"replicas":-1}}"#,
+        false,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("must be greater than or equal to 0"),
+        "{body}"
+    );
+
+    // Subresources the kind does not have, and paths nobody serves: 404.
+    for path in [format!("{web}/bogus"), "/random".to_string()] {
+        let (code, body) = http(addr, "GET", &path, &[], b"", false);
+        assert_eq!(code, 404, "{path}: {body}");
+    }
+
+    // Through /status only the status is written, and it must be valid.
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &format!("{web}/status"),
+        &merge,
+        br#"{"status":{"replicas":"x"}}"#,
+        false,
+    );
+    assert!((400..500).contains(&code), "{code} {body}");
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &format!("{web}/status"),
+        &merge,
+        br#"{"metadata":{"labels":{"z":"1"}},"spec":{"replicas":9},"status":{"observedGeneration":7}}"#,
+        false,
+    );
+    assert_eq!(code, 200, "{body}");
+    let stored = get(&web);
+    assert!(stored["metadata"]["labels"].get("z").is_none(), "{stored}");
+    assert_eq!(stored["spec"]["replicas"], 1, "{stored}");
+
+    // An apply must name its field manager.
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &web,
+        &[("content-type", "application/apply-patch+yaml")],
+        deployment("web").to_string().as_bytes(),
+        false,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("fieldManager: Required value: is required for apply patch"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_takes_over_what_client_side_apply_last_applied() {
+    let (_fake, addr) = started().await;
+    let configmaps = "/api/v1/namespaces/default/configmaps";
+    let config = |name: &str, x: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}, "data": {"x": x}})
+    };
+    // `kubectl apply` (client-side) creates with the annotation; another
+    // tool creates without it.
+    let mut csa = config("by-kubectl", "1");
+    csa["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": config("by-kubectl", "1").to_string()});
+    for (body, manager) in [
+        (csa, "kubectl-client-side-apply"),
+        (config("by-other", "1"), "other"),
+    ] {
+        let (code, text) = http(
+            addr,
+            "POST",
+            &format!("{configmaps}?fieldManager={manager}"),
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+            false,
+        );
+        assert_eq!(code, 201, "{text}");
+    }
+    let apply = |name: &str| {
+        http(
+            addr,
+            "PATCH",
+            &format!("{configmaps}/{name}?fieldManager=kubectl"),
+            &[("content-type", "application/apply-patch+yaml")],
+            config(name, "2").to_string().as_bytes(),
+            false,
+        )
+    };
+    let (code, body) = apply("by-kubectl");
+    assert_eq!(code, 200, "the move to server-side apply: {body}");
+    assert!(body.contains(r#""x":"2""#), "{body}");
+    let (code, body) = apply("by-other");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains(r#"conflict with \"other\""#), "{body}");
+}

@@ -428,6 +428,29 @@ fn kubectl_reads_seldons_crd_and_sdeps_are_held_to_its_schema() -> Result {
         names.trim(),
         "seldondeployment.machinelearning.seldon.io/model"
     );
+    // A quantity the CRD's pattern refuses, inside the embedded PodSpec.
+    let bad = apply(
+        "bad.yaml",
+        &SELDON_DEPLOYMENT
+            .replace("name: model}", "name: bad}")
+            .replace(
+                "image: reg/model:1",
+                "image: reg/model:1, resources: {limits: {memory: 128Mb}}",
+            ),
+    )?;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains(
+            "spec.predictors[0].componentSpecs[0].spec.containers[0].resources.limits.memory: Invalid value: \"128Mb\""
+        ),
+        "{}",
+        text(&bad.stderr)
+    );
+    // The CRD's scale subresource: `kubectl scale sdep` writes .spec.replicas.
+    ok(&fake.kubectl(&["scale", "sdep", "model", "--replicas=2"])?);
+    let replicas =
+        ok(&fake.kubectl(&["get", "sdep", "model", "-o", "jsonpath={.spec.replicas}"])?);
+    assert_eq!(replicas, "2");
     Ok(())
 }
 

@@ -85,6 +85,21 @@ impl Fakes {
     }
 }
 
+impl Fakes {
+    /// [`Fakes::xtask`] with a stage's environment `base`, then `extra`
+    /// (which wins).
+    pub fn xtask_with(
+        &self,
+        args: &[&str],
+        base: &[(&str, String)],
+        extra: &[(&str, &str)],
+    ) -> Result<(Output, Vec<String>)> {
+        let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        self.xtask(args, &env)
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

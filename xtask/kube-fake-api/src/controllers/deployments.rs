@@ -381,9 +381,17 @@ fn deployment_status(d: &Deployment, owned: &[ReplicaSet]) -> Value {
     let mut status = json!({"observedGeneration": d.metadata.generation, "replicas": total,
         "updatedReplicas": updated, "readyReplicas": available, "availableReplicas": available,
         "conditions": conditions});
-    // null: a merge patch removes it once all are available.
-    status["unavailableReplicas"] = if desired > available {
-        json!(desired - available)
+    // As the deployment controller counts it: the replicas every
+    // ReplicaSet should have less those available (an old one still
+    // serving does not hide a new one that cannot start). null: a merge
+    // patch removes it once all are available.
+    let wanted: i32 = owned
+        .iter()
+        .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+        .sum();
+    let unavailable = wanted.max(desired) - available;
+    status["unavailableReplicas"] = if unavailable > 0 {
+        json!(unavailable)
     } else {
         Value::Null
     };

@@ -49,6 +49,10 @@ impl SeldonOperator {
                     let applied = apply_all(client, &ns, &deployments).await;
                     let status = match applied {
                         Ok(()) => json!({"state": "Creating", "description": ""}),
+                        // What the API server said, as the operator reports it.
+                        Err(kube::Error::Api(e)) => {
+                            json!({"state": "Failed", "description": e.message})
+                        }
                         Err(e) => json!({"state": "Failed", "description": e.to_string()}),
                     };
                     set_status(&api, &name, status).await?;
@@ -81,8 +85,12 @@ impl SeldonOperator {
             let available = owned.iter().all(|d| {
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let st = d.status.clone().unwrap_or_default();
+                // The new pods, not old ones still serving a rollout that
+                // is stuck.
                 st.observed_generation == d.metadata.generation
                     && st.available_replicas.unwrap_or(0) >= want
+                    && st.updated_replicas.unwrap_or(0) >= want
+                    && st.unavailable_replicas.unwrap_or(0) == 0
             });
             if available && started.elapsed() >= CREATING_FOR {
                 let statuses: serde_json::Map<String, Value> = owned
