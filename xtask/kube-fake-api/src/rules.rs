@@ -72,6 +72,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Result<(), Refu
         }
         "NetworkPolicy" => v.selector("spec.podSelector", &obj["spec"]["podSelector"]),
         "SeldonDeployment" => v.seldon_quantities(&obj["spec"]),
+        "ClusterRoleBinding" => v.cluster_role_binding(obj, old),
         _ => {}
     }
     if let Some(q) = v.bad_quantity {
@@ -333,6 +334,38 @@ impl Check {
                     json!(text),
                     format!("must be less than or equal to {name} limit of {limit_text}"),
                 ));
+            }
+        }
+    }
+
+    /// A ClusterRoleBinding as the RBAC validation holds it: it binds a
+    /// ClusterRole, never changes which, and a ServiceAccount subject
+    /// names its namespace.
+    fn cluster_role_binding(&mut self, obj: &Value, old: Option<&Value>) {
+        let role = &obj["roleRef"];
+        if let Some(kind) = role["kind"].as_str()
+            && kind != "ClusterRole"
+        {
+            self.push(Cause::not_supported(
+                "roleRef.kind",
+                json!(kind),
+                &["ClusterRole"],
+            ));
+        }
+        if let Some(old) = old
+            && old["roleRef"] != *role
+        {
+            self.push(Cause::invalid(
+                "roleRef",
+                role.clone(),
+                "cannot change roleRef",
+            ));
+        }
+        for (i, subject) in obj["subjects"].as_array().into_iter().flatten().enumerate() {
+            if subject["kind"] == "ServiceAccount"
+                && subject["namespace"].as_str().is_none_or(str::is_empty)
+            {
+                self.push(Cause::required(format!("subjects[{i}].namespace"), ""));
             }
         }
     }

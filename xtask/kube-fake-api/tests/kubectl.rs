@@ -665,3 +665,52 @@ fn kubectl_discovers_everything_in_two_aggregated_requests() -> Result {
     );
     Ok(())
 }
+
+#[test]
+fn a_cluster_role_binding_keeps_its_role_and_binds_cluster_roles_only() -> Result {
+    if !schemas("RBAC rules") {
+        return Ok(());
+    }
+    let fake = Served::start(&[])?;
+    let binding = |name: &str, kind: &str, role: &str| -> Result<Output> {
+        let file = path_arg(&fake.file(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {name}}}\n\
+                 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {kind}, name: {role}}}\n\
+                 subjects: [{{kind: ServiceAccount, name: default}}]\n"
+            ),
+        )?);
+        fake.kubectl(&["apply", "--server-side", "-f", &file])
+    };
+    let out = binding("b", "Role", "view")?;
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\""
+        ) && stderr.contains("subjects[0].namespace: Required value"),
+        "{stderr}"
+    );
+    let file = path_arg(&fake.file(
+        "ok.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: ok}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n\
+         subjects: [{kind: User, name: dev@example.com}]\n",
+    )?);
+    ok(&fake.kubectl(&["apply", "--server-side", "-f", &file])?);
+    let changed = fake.kubectl(&[
+        "patch",
+        "clusterrolebinding",
+        "ok",
+        "--type=merge",
+        "-p",
+        r#"{"roleRef":{"name":"cluster-admin"}}"#,
+    ])?;
+    assert!(
+        text(&changed.stderr).contains("roleRef: Invalid value")
+            && text(&changed.stderr).contains("cannot change roleRef"),
+        "{}",
+        text(&changed.stderr)
+    );
+    Ok(())
+}
