@@ -183,6 +183,19 @@ async fn an_image_the_node_does_not_have_with_pull_policy_never_is_named_at_once
             "Container image \"kube-mlops/test-api:1\" is not present with pull policy of Never",
         ],
     );
+    // Said as the kubelet says it, in an Event about the pod.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(fake.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ErrImageNeverPull")
+                && e.involved_object.kind.as_deref() == Some("Pod")),
+        "{events:?}"
+    );
     // The kubelet retries: once the image is loaded, the pod starts.
     load(&images, "kube-mlops/test-api:1");
     let mut started = false;

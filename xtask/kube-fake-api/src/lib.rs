@@ -540,6 +540,33 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=APIGroupDiscoveryList"));
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if beyond_a_resource(&parts) {
+        return Ok(not_found(
+            "the server could not find the requested resource",
+        ));
+    }
+    // dryRun takes one value (metav1's ValidateDryRun).
+    if let Some(value) = writes::query_param(&query, "dryRun")
+        && value != "All"
+    {
+        let options = match *req.method() {
+            Method::POST => "CreateOptions",
+            Method::PUT => "UpdateOptions",
+            Method::DELETE => "DeleteOptions",
+            _ => "PatchOptions",
+        };
+        let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        return Ok(status::invalid(
+            "meta.k8s.io",
+            options,
+            "",
+            &[status::Cause::not_supported(
+                "dryRun",
+                json!([value]),
+                &["All"],
+            )],
+        ));
+    }
     match parts.as_slice() {
         ["version"] => return Ok(json_response(StatusCode::OK, &discovery::version())),
         // The health endpoints (`kubectl get --raw /readyz`).
@@ -813,6 +840,21 @@ fn crds(method: &Method, rest: &[&str], seldon: bool) -> Response<Full<Bytes>> {
         },
         _ => not_found("the server could not find the requested resource"),
     }
+}
+
+/// Whether a resource path goes on past `<resource>/<name>/<subresource>`
+/// (`…/deployments/x/scale/y`), which no API server serves.
+fn beyond_a_resource(parts: &[&str]) -> bool {
+    let rest = match parts {
+        ["api", _, rest @ ..] | ["apis", _, _, rest @ ..] => rest,
+        _ => return false,
+    };
+    let most = if rest.first() == Some(&"namespaces") && rest.len() > 3 {
+        5
+    } else {
+        3
+    };
+    rest.len() > most
 }
 
 /// A write's `Content-Type` (how its body is to be read) and `User-Agent`

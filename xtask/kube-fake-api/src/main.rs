@@ -47,9 +47,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = kube_fake_api::schema::load() {
-        eprintln!("kube-fake-api: {e}");
-        return ExitCode::from(2);
+    match kube_fake_api::schema::load() {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "kube-fake-api: {} is unset: writes are held to the API server's own rules, not to \
+             the 1.32 schemas (pip install kubernetes-validate, and point it at its \
+             kubernetes-json-schema/v1.32.0-local-strict directory)",
+            kube_fake_api::schema::SCHEMAS_ENV
+        ),
+        Err(e) => {
+            eprintln!("kube-fake-api: {e}");
+            return ExitCode::from(2);
+        }
     }
     if !args.registries.is_empty() && args.node_images.is_none() {
         eprintln!(

@@ -264,6 +264,15 @@ impl Check {
                 seen.push(name.to_string());
             }
         }
+        if let Some(policy) = c["imagePullPolicy"].as_str()
+            && !["Always", "IfNotPresent", "Never"].contains(&policy)
+        {
+            self.push(Cause::not_supported(
+                format!("{at}.imagePullPolicy"),
+                json!(policy),
+                &["Always", "IfNotPresent", "Never"],
+            ));
+        }
         if c["image"].as_str().is_none_or(|i| i.trim().is_empty()) {
             self.push(Cause::required(format!("{at}.image"), ""));
         }
@@ -325,6 +334,15 @@ impl Check {
         };
         let limits = parsed(&r["limits"]);
         let requests = parsed(&r["requests"]);
+        for (side, list) in [("limits", &limits), ("requests", &requests)] {
+            for (name, text, _) in list.iter().filter(|(_, _, q)| *q < 0.0) {
+                self.push(Cause::invalid(
+                    format!("{at}.{side}[{name}]"),
+                    json!(text),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
         for (name, text, request) in &requests {
             if let Some((_, limit_text, limit)) = limits.iter().find(|(k, ..)| k == name)
                 && request > limit

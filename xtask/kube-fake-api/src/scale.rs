@@ -84,6 +84,10 @@ pub async fn route(inner: &kube::Client, path: &str, write: Write<'_>) -> Answer
             )],
         ));
     }
+    // The same count again changes nothing: no write, no new generation.
+    if current["spec"]["replicas"] == json!(replicas) {
+        return Ok(json_response(StatusCode::OK, &current));
+    }
     let mut updated = parent.clone();
     updated["spec"]["replicas"] = json!(replicas);
     let manager = writes::manager(write.query, write.user_agent);

@@ -73,6 +73,14 @@ fn loaded() -> &'static Result<Option<Schemas>, String> {
         })?;
         let doc: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{SCHEMAS_ENV}: {} is not JSON: {e}", file.display()))?;
+        // The kinds the fake judges must be there, or nothing would be.
+        if doc["$defs"].get("io.k8s.api.apps.v1.Deployment").is_none() {
+            return Err(format!(
+                "{SCHEMAS_ENV}: {} has no io.k8s.api.apps.v1.Deployment under $defs: it is \
+                 not kubernetes-validate's v1.32.0-local-strict _definitions.json",
+                file.display()
+            ));
+        }
         Ok(Some(Schemas::from(doc)))
     })
 }

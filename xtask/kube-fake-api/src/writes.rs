@@ -155,6 +155,36 @@ pub(crate) fn manager(query: &str, user_agent: &str) -> String {
     }
 }
 
+/// The annotation client-side `kubectl apply` keeps its configuration in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// After a server-side apply by kubectl to an object client-side apply
+/// made, its last-applied annotation says what was just applied (the API
+/// server's lastAppliedUpdater): a later client-side apply then removes
+/// only what kubectl applied, never another manager's fields.
+fn last_applied_updated(
+    mut applied: Value,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+) -> Value {
+    let had = live.is_some_and(|l| l["metadata"]["annotations"].get(LAST_APPLIED).is_some());
+    if manager != "kubectl" || !had {
+        return applied;
+    }
+    let mut last = config.clone();
+    if let Some(a) = last["metadata"]["annotations"].as_object_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty()
+            && let Some(m) = last["metadata"].as_object_mut()
+        {
+            m.remove("annotations");
+        }
+    }
+    applied["metadata"]["annotations"][LAST_APPLIED] = json!(last.to_string());
+    applied
+}
+
 /// Whether a write is a dry run: `dryRun=All` in the query, or (a DELETE,
 /// as kubectl sends it) `"dryRun": ["All"]` in its DeleteOptions body.
 pub(crate) fn dry_run(query: &str, body: &[u8]) -> bool {
@@ -331,7 +361,7 @@ where
                 &target.api_version(),
                 types,
             ) {
-                Ok(applied) => applied,
+                Ok(applied) => last_applied_updated(applied, existing.as_ref(), &config, &manager),
                 Err(conflicts) => {
                     return Verdict::Answer(status::conflict(
                         &conflicts.message(),

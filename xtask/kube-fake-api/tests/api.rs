@@ -346,11 +346,55 @@ async fn dry_runs_store_nothing_and_subresource_writes_are_judged() {
         "{body}"
     );
 
-    // Subresources the kind does not have, and paths nobody serves: 404.
-    for path in [format!("{web}/bogus"), "/random".to_string()] {
-        let (code, body) = http(addr, "GET", &path, &[], b"", false);
-        assert_eq!(code, 404, "{path}: {body}");
+    // Subresources the kind does not have, and paths nobody serves: 404,
+    // whatever the method, and the object is untouched.
+    for path in [
+        format!("{web}/bogus"),
+        "/random".to_string(),
+        format!("{web}/scale/x"),
+        format!("{web}/a/b/c"),
+    ] {
+        for method in ["GET", "PATCH", "DELETE"] {
+            let (code, body) = http(
+                addr,
+                method,
+                &path,
+                &merge,
+                br#"{"spec":{"replicas":5}}"#,
+                false,
+            );
+            assert_eq!(code, 404, "{method} {path}: {body}");
+        }
     }
+    assert_eq!(get(&web)["spec"]["replicas"], 1);
+    // dryRun takes "All" only.
+    let (code, body) = http(
+        addr,
+        "DELETE",
+        &format!("{web}?dryRun=all"),
+        &[],
+        b"",
+        false,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(r#"dryRun: Unsupported value"#)
+            && body.contains(r#"supported values: \"All\""#),
+        "{body}"
+    );
+    get(&web);
+    // Scaling to the count it has writes nothing.
+    let version = get(&web)["metadata"]["resourceVersion"].clone();
+    let (code, body) = http(
+        addr,
+        "PATCH",
+        &format!("{web}/scale"),
+        &merge,
+        br#"{"spec":{"replicas":1}}"#,
+        false,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get(&web)["metadata"]["resourceVersion"], version);
 
     // Through /status only the status is written, and it must be valid.
     let (code, body) = http(
@@ -431,6 +475,15 @@ async fn server_side_apply_takes_over_what_client_side_apply_last_applied() {
     let (code, body) = apply("by-kubectl");
     assert_eq!(code, 200, "the move to server-side apply: {body}");
     assert!(body.contains(r#""x":"2""#), "{body}");
+    // Its last-applied annotation now says what was applied.
+    let stored: Value = serde_json::from_str(&body).expect("JSON");
+    let last: Value = serde_json::from_str(
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .expect("annotation"),
+    )
+    .expect("JSON");
+    assert_eq!(last["data"]["x"], "2", "{stored}");
     let (code, body) = apply("by-other");
     assert_eq!(code, 409, "{body}");
     assert!(body.contains(r#"conflict with \"other\""#), "{body}");

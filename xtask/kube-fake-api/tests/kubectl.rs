@@ -222,6 +222,20 @@ fn kubectl_prints_the_refusals_of_a_real_api_server() -> Result {
         "{stderr}"
     );
 
+    // A negative request and a pull policy that does not exist.
+    let odd = DEPLOYMENT.replace(
+        "image: reg/api:1}",
+        "image: reg/api:1, imagePullPolicy: Sometimes, resources: {requests: {memory: \"-1\"}}}",
+    );
+    let file = path_arg(&fake.file("odd.yaml", &odd)?);
+    let out = fake.kubectl(&["apply", "--server-side", "-f", &file])?;
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("imagePullPolicy: Unsupported value: \"Sometimes\"")
+            && stderr.contains("resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0"),
+        "{stderr}"
+    );
+
     // Nothing refused was stored.
     let listed = ok(&fake.kubectl(&["get", "deployments", "-A", "-o", "name"])?);
     assert_eq!(listed.trim(), "", "{listed}");

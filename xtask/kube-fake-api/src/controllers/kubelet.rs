@@ -157,6 +157,26 @@ impl Kubelet {
             }
             let spec = serde_json::to_value(&pod.spec).map_err(kube::Error::SerdeError)?;
             let status = self.pod_status(&spec);
+            // Each container that cannot start, said once as an Event, as
+            // the kubelet reports it (`kubectl describe pod`).
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            for c in status["containerStatuses"].as_array().into_iter().flatten() {
+                let Some(waiting) = c["state"].get("waiting") else {
+                    continue;
+                };
+                let involved = json!({"apiVersion": "v1", "kind": "Pod",
+                    "name": pod.metadata.name, "namespace": ns, "uid": pod.metadata.uid,
+                    "fieldPath": format!("spec.containers{{{}}}", c["name"].as_str().unwrap_or_default())});
+                super::warn(
+                    client,
+                    &ns,
+                    involved,
+                    json!({"component": "kubelet", "host": NODE_NAME}),
+                    waiting["reason"].as_str().unwrap_or_default(),
+                    waiting["message"].as_str().unwrap_or_default(),
+                )
+                .await?;
+            }
             if new || status["phase"] == "Running" {
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -146,15 +146,31 @@ pub(crate) async fn record_event(
     reason: &str,
     message: &str,
 ) -> kube::Result<()> {
+    let involved = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+        "namespace": ns, "uid": uid});
+    let source = json!({"component": "replicaset-controller"});
+    warn(client, ns, involved, source, reason, message).await
+}
+
+/// Records a Warning Event about `involved` (an `involvedObject`) from
+/// `source`, named `<object>.<reason>` so that it is recorded once.
+pub(crate) async fn warn(
+    client: &Client,
+    ns: &str,
+    involved: Value,
+    source: Value,
+    reason: &str,
+    message: &str,
+) -> kube::Result<()> {
     let at = now();
+    let name = involved["name"].as_str().unwrap_or_default();
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let event = json!({"apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{name}.{reason}").to_lowercase(), "namespace": ns},
-        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
-            "namespace": ns, "uid": uid},
+        "involvedObject": involved,
         "reason": reason, "message": message, "type": "Warning", "count": 1,
         "firstTimestamp": at, "lastTimestamp": at,
-        "source": {"component": "replicaset-controller"}});
+        "source": source});
     let event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
     match events.create(&Default::default(), &event).await {
         Ok(_) => Ok(()),
