@@ -6,10 +6,12 @@
 //! front ends (Seldon v1 JSON, OIP v2 REST and gRPC) translate to and from
 //! these types; runtimes take and return them and never see a wire form.
 
+pub mod limits;
 pub mod metadata;
 pub mod request;
 pub mod tensor;
 
+pub use limits::Limits;
 pub use metadata::{Dim, TensorSpec};
 pub use request::{
     InferenceRequest, InferenceResponse, OutputError, Parameter, Parameters, RequestedOutput,

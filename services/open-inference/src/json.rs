@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use inference_core::{
-    Data, Datatype, InferenceRequest, InferenceResponse, Parameter, Parameters, RequestedOutput,
-    Tensor, element_count,
+    Data, Datatype, InferenceRequest, InferenceResponse, Limits, Parameter, Parameters,
+    RequestedOutput, Tensor, element_count,
 };
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -18,23 +18,6 @@ use crate::flatten::{Flatten, Leaf};
 /// The most inputs one request may name (Triton and MLServer models take a
 /// handful; a body of a million tiny inputs is refused as it is read).
 pub const MAX_INPUTS: usize = 256;
-
-/// Bounds on what one request may describe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The most elements all of a request's tensors may hold together.
-    pub max_elements: usize,
-}
-
-impl Limits {
-    /// For bodies of at most `max_body_bytes`: the shortest JSON element is
-    /// one digit and a comma.
-    pub fn for_body(max_body_bytes: usize) -> Self {
-        Self {
-            max_elements: (max_body_bytes / 2).max(1),
-        }
-    }
-}
 
 /// A request the protocol's rules refuse: a 400 with this message as
 /// `{"error": "..."}`.
@@ -105,11 +88,23 @@ fn bounded_inputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireInput<'de>>
 /// input and what was wrong): the server answers 400 with it.
 pub fn decode_request(
     body: &[u8],
+    header_length: Option<usize>,
     model: &str,
     version: Option<&str>,
     limits: &Limits,
 ) -> Result<InferenceRequest, V2Error> {
-    let wire: WireRequest<'_> = serde_json::from_slice(body)
+    let (header, mut binary) = match header_length {
+        Some(n) if n > body.len() => {
+            return Err(V2Error(format!(
+                "Inference-Header-Content-Length is {n}, but the body has {} bytes",
+                body.len()
+            )));
+        }
+        Some(n) => body.split_at(n),
+        None => (body, &[][..]),
+    };
+    let framed = header_length.is_some();
+    let wire: WireRequest<'_> = serde_json::from_slice(header)
         .map_err(|e| V2Error(format!("the request is not an inference request: {e}")))?;
     if wire.inputs.is_empty() {
         return Err(V2Error("the request has no inputs".into()));
@@ -121,8 +116,14 @@ pub fn decode_request(
         if !names.insert(input.name.clone()) {
             return Err(V2Error(format!("input {:?} is given twice", input.name)));
         }
-        let tensor = decode_input(input, &mut total, limits)?;
+        let tensor = decode_input(input, &mut total, limits, framed.then_some(&mut binary))?;
         inputs.push(tensor);
+    }
+    if !binary.is_empty() {
+        return Err(V2Error(format!(
+            "{} byte(s) of binary data follow the JSON header that no input's binary_data_size claims",
+            binary.len()
+        )));
     }
     let outputs = wire
         .outputs
@@ -145,10 +146,13 @@ pub fn decode_request(
     })
 }
 
+/// One input; `binary` is what follows the JSON header (None without the
+/// Inference-Header-Content-Length header), its claimed bytes taken.
 fn decode_input(
     input: WireInput<'_>,
     total: &mut usize,
     limits: &Limits,
+    binary: Option<&mut &[u8]>,
 ) -> Result<Tensor, V2Error> {
     let name = input.name;
     let datatype: Datatype = input
@@ -176,16 +180,43 @@ fn decode_input(
         })?;
     *total += count;
     let params = parameters(input.parameters, &format!("input {name:?}"))?;
-    if params.contains_key("binary_data_size") {
-        return Err(V2Error(format!(
-            "input {name:?}: binary tensor data is not served yet; send the data as JSON"
-        )));
-    }
-    let raw = input
-        .data
-        .ok_or_else(|| V2Error(format!("input {name:?} has no data")))?;
-    let data =
-        read_data(raw, datatype, count).map_err(|e| V2Error(format!("input {name:?}: {e}")))?;
+    let data = match (params.get("binary_data_size"), input.data, binary) {
+        (Some(_), Some(_), _) => {
+            return Err(V2Error(format!(
+                "input {name:?} has both data and binary_data_size: send one"
+            )));
+        }
+        (Some(_), None, None) => {
+            return Err(V2Error(format!(
+                "input {name:?}: binary_data_size needs the Inference-Header-Content-Length header"
+            )));
+        }
+        (Some(size), None, Some(binary)) => {
+            let size = match size {
+                Parameter::Int(n) => usize::try_from(*n).ok(),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                V2Error(format!(
+                    "input {name:?}: binary_data_size must be a byte count"
+                ))
+            })?;
+            if size > binary.len() {
+                return Err(V2Error(format!(
+                    "input {name:?}: binary_data_size says {size} bytes, but {} remain",
+                    binary.len()
+                )));
+            }
+            let (bytes, rest) = binary.split_at(size);
+            *binary = rest;
+            crate::binary::read(bytes, datatype, count)
+                .map_err(|e| V2Error(format!("input {name:?}: {e}")))?
+        }
+        (None, Some(raw), _) => {
+            read_data(raw, datatype, count).map_err(|e| V2Error(format!("input {name:?}: {e}")))?
+        }
+        (None, None, _) => return Err(V2Error(format!("input {name:?} has no data"))),
+    };
     Tensor::new(name, shape, data).map_err(|e| V2Error(e.to_string()))
 }
 
@@ -318,7 +349,10 @@ struct WireTensor<'a> {
     name: &'a str,
     datatype: &'static str,
     shape: &'a [usize],
-    data: WireData<'a>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    parameters: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<WireData<'a>>,
 }
 
 /// Elements as JSON: FP16 as the numbers they are, BYTES as strings.
@@ -365,24 +399,71 @@ fn parameters_json(p: &Parameters) -> Map<String, Value> {
 
 /// The infer response's JSON body.
 pub fn encode_response(response: &InferenceResponse) -> Vec<u8> {
+    encode_response_binary(response, |_| false).0
+}
+
+/// Whether the client asked for `output` in the binary form: the requested
+/// output's `binary_data` parameter, else the request's
+/// `binary_data_output` (Triton's extension; false when neither is set).
+pub fn wants_binary(request: &InferenceRequest, output: &str) -> bool {
+    let flag = |p: Option<&Parameter>| match p {
+        Some(Parameter::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    request
+        .outputs
+        .iter()
+        .find(|o| o.name == output)
+        .and_then(|o| flag(o.parameters.get("binary_data")))
+        .or_else(|| flag(request.parameters.get("binary_data_output")))
+        .unwrap_or(false)
+}
+
+/// The infer response's body with the outputs `binary` picks in the binary
+/// form after the JSON header, and the header's length for
+/// `Inference-Header-Content-Length` (None when every output is JSON).
+pub fn encode_response_binary(
+    response: &InferenceResponse,
+    binary: impl Fn(&str) -> bool,
+) -> (Vec<u8>, Option<usize>) {
+    let mut tail = Vec::new();
+    let outputs = response
+        .outputs
+        .iter()
+        .map(|t| {
+            let mut parameters = Map::new();
+            let data = if binary(t.name()) {
+                let before = tail.len();
+                crate::binary::write(t.data(), &mut tail);
+                parameters.insert("binary_data_size".into(), Value::from(tail.len() - before));
+                None
+            } else {
+                Some(WireData::Native(t.data()))
+            };
+            WireTensor {
+                name: t.name(),
+                datatype: t.datatype().as_str(),
+                shape: t.shape(),
+                parameters,
+                data,
+            }
+        })
+        .collect();
     let wire = WireResponse {
         model_name: &response.model,
         model_version: response.version.as_deref(),
         id: response.id.as_deref(),
         parameters: parameters_json(&response.parameters),
-        outputs: response
-            .outputs
-            .iter()
-            .map(|t| WireTensor {
-                name: t.name(),
-                datatype: t.datatype().as_str(),
-                shape: t.shape(),
-                data: WireData::Native(t.data()),
-            })
-            .collect(),
+        outputs,
     };
     // Serializing these types cannot fail (string keys, finite structure).
-    serde_json::to_vec(&wire).unwrap_or_default()
+    let mut body = serde_json::to_vec(&wire).unwrap_or_default();
+    if tail.is_empty() {
+        return (body, None);
+    }
+    let header = body.len();
+    body.extend_from_slice(&tail);
+    (body, Some(header))
 }
 
 #[cfg(test)]
@@ -394,7 +475,7 @@ mod tests {
     };
 
     fn decode(body: &str) -> Result<InferenceRequest, V2Error> {
-        decode_request(body.as_bytes(), "m", None, &LIMITS)
+        decode_request(body.as_bytes(), None, "m", None, &LIMITS)
     }
 
     fn refused(body: &str) -> String {
@@ -541,7 +622,9 @@ mod tests {
         fn any_body_is_decoded_or_refused_and_never_panics(
             body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
         ) {
-            let _ = decode_request(&body, "m", None, &LIMITS);
+            let _ = decode_request(&body, None, "m", None, &LIMITS);
+            let split = body.len() / 2;
+            let _ = decode_request(&body, Some(split), "m", None, &LIMITS);
         }
 
         #[test]
@@ -554,11 +637,92 @@ mod tests {
             let body = serde_json::json!({"inputs": [
                 {"name": "f", "shape": [floats.len()], "datatype": "FP32", "data": floats},
                 {"name": "i", "shape": [1, ints.len()], "datatype": "INT64", "data": [ints]}]});
-            let r = decode_request(body.to_string().as_bytes(), "m", None, &LIMITS)
+            let r = decode_request(body.to_string().as_bytes(), None, "m", None, &LIMITS)
                 .expect("a valid request");
             proptest::prop_assert_eq!(r.inputs[0].data(), &Data::Fp32(floats));
             proptest::prop_assert_eq!(r.inputs[1].data(), &Data::Int64(ints));
         }
+    }
+
+    /// A request as tritonclient sends it by default: the JSON header,
+    /// then each input's bytes.
+    fn framed(inputs: &[(&str, &str, &[usize], Data)]) -> (Vec<u8>, usize) {
+        let mut tail = Vec::new();
+        let described: Vec<Value> = inputs
+            .iter()
+            .map(|(name, datatype, shape, data)| {
+                let before = tail.len();
+                crate::binary::write(data, &mut tail);
+                serde_json::json!({"name": name, "datatype": datatype, "shape": shape,
+                    "parameters": {"binary_data_size": tail.len() - before}})
+            })
+            .collect();
+        let mut body = serde_json::json!({"inputs": described})
+            .to_string()
+            .into_bytes();
+        let header = body.len();
+        body.extend_from_slice(&tail);
+        (body, header)
+    }
+
+    #[test]
+    fn binary_inputs_decode_and_sizes_that_lie_are_refused() {
+        let ids = Data::Int64(vec![101, 2023, 102, 0]);
+        let text = Data::Bytes(vec![b"hello".to_vec()]);
+        let (body, header) = framed(&[
+            ("input_ids", "INT64", &[1, 4], ids.clone()),
+            ("text", "BYTES", &[1], text.clone()),
+        ]);
+        let r = decode_request(&body, Some(header), "m", None, &LIMITS).expect("decoded");
+        assert_eq!(r.inputs[0].data(), &ids);
+        assert_eq!(r.inputs[1].data(), &text);
+        // The header length past the body; bytes nobody claims; no header.
+        let err =
+            decode_request(&body, Some(body.len() + 1), "m", None, &LIMITS).expect_err("past");
+        assert!(err.0.contains("but the body has"), "{err}");
+        let mut longer = body.clone();
+        longer.push(0);
+        let err = decode_request(&longer, Some(header), "m", None, &LIMITS).expect_err("left over");
+        assert!(err.0.contains("1 byte(s) of binary data"), "{err}");
+        let err = decode_request(&body[..header], None, "m", None, &LIMITS).expect_err("no header");
+        assert!(
+            err.0
+                .contains("needs the Inference-Header-Content-Length header"),
+            "{err}"
+        );
+        // binary_data_size larger than what follows.
+        let err = decode_request(&body[..body.len() - 1], Some(header), "m", None, &LIMITS)
+            .expect_err("short");
+        assert!(err.0.contains("remain"), "{err}");
+    }
+
+    #[test]
+    fn outputs_asked_for_in_binary_follow_the_json_header() {
+        let request = decode(
+            r#"{"parameters":{"binary_data_output":true},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"y"},{"name":"z","parameters":{"binary_data":false}}]}"#,
+        )
+        .expect("decoded");
+        assert!(wants_binary(&request, "y"));
+        assert!(!wants_binary(&request, "z"));
+        let response = InferenceResponse {
+            model: "m".into(),
+            outputs: vec![
+                Tensor::new("y", vec![2], Data::Fp32(vec![0.5, 1.5])).expect("valid"),
+                Tensor::new("z", vec![1], Data::Int64(vec![3])).expect("valid"),
+            ],
+            ..Default::default()
+        };
+        let (body, header) = encode_response_binary(&response, |o| wants_binary(&request, o));
+        let header = header.expect("binary outputs");
+        let json: Value = serde_json::from_slice(&body[..header]).expect("JSON header");
+        assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert!(json["outputs"][0].get("data").is_none(), "{json}");
+        assert_eq!(json["outputs"][1]["data"], serde_json::json!([3]));
+        assert_eq!(
+            crate::binary::read(&body[header..], Datatype::Fp32, 2),
+            Ok(Data::Fp32(vec![0.5, 1.5]))
+        );
+        assert_eq!(encode_response_binary(&response, |_| false).1, None);
     }
 
     #[test]

@@ -25,25 +25,9 @@ pub enum Repr {
 /// Core 1.18's wrapper uses): deeper ndarrays are refused.
 pub const MAX_DIMS: usize = 32;
 
-/// Bounds on what one request may describe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The most elements an array may hold, and the largest any one
-    /// dimension may be (also when another dimension is 0, so that an empty
-    /// array cannot ask for a million column names).
-    pub max_elements: usize,
-}
-
-impl Limits {
-    /// The limits for bodies of at most `max_body_bytes`: the shortest JSON
-    /// element is one digit and a comma, so a body carries at most half its
-    /// length in elements.
-    pub fn for_body(max_body_bytes: usize) -> Self {
-        Self {
-            max_elements: (max_body_bytes / 2).max(1),
-        }
-    }
-}
+/// Bounds on what one request may describe: the same for every front end
+/// (the model server's v1 and v2 APIs).
+pub use inference_core::Limits;
 
 /// A row-major array with its shape; elements are JSON literals.
 #[derive(Clone, Debug, PartialEq)]
