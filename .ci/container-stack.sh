@@ -54,13 +54,25 @@ storage:
 http:
   addr: 127.0.0.1:$REGISTRY_PORT
 CONF
-    nohup docker-registry serve "$KMLOPS_STACK_DIR/registry.yml" >"$KMLOPS_STACK_DIR/registry.log" 2>&1 &
+    (cd "$KMLOPS_STACK_DIR" &&
+        nohup docker-registry serve "$KMLOPS_STACK_DIR/registry.yml" >"$KMLOPS_STACK_DIR/registry.log" 2>&1 &)
 fi
 
-# podman's Docker-compatible API.
+# podman's Docker-compatible API. Its conmon processes inherit its working
+# directory and fail ("write child: broken pipe") once that is gone: a
+# service started from a checkout that was deleted since (a CI clone) is
+# replaced, and this one starts from the stack's own directory.
+for pid in $(pgrep -f "podman system service --time=0 unix://$SOCK" || true); do
+    if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == *"(deleted)" ]]; then
+        echo "restarting podman's API service: its working directory was deleted" >&2
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+done
 if ! [ -S "$SOCK" ] || ! DOCKER_HOST="unix://$SOCK" docker version >/dev/null 2>&1; then
     rm -f "$SOCK"
-    nohup podman system service --time=0 "unix://$SOCK" >"$KMLOPS_STACK_DIR/podman.log" 2>&1 &
+    (cd "$KMLOPS_STACK_DIR" &&
+        nohup podman system service --time=0 "unix://$SOCK" >"$KMLOPS_STACK_DIR/podman.log" 2>&1 &)
 fi
 
 for _ in $(seq 1 100); do
