@@ -54,8 +54,10 @@ storage:
 http:
   addr: 127.0.0.1:$REGISTRY_PORT
 CONF
-    (cd "$KMLOPS_STACK_DIR" &&
-        nohup docker-registry serve "$KMLOPS_STACK_DIR/registry.yml" >"$KMLOPS_STACK_DIR/registry.log" 2>&1 &)
+    # Every descriptor redirected on the background subshell itself: one
+    # that kept this script's stdout would hold "$(container-stack.sh)" open.
+    (cd "$KMLOPS_STACK_DIR" && exec nohup docker-registry serve "$KMLOPS_STACK_DIR/registry.yml") \
+        </dev/null >"$KMLOPS_STACK_DIR/registry.log" 2>&1 &
 fi
 
 # podman's Docker-compatible API. Its conmon processes inherit its working
@@ -71,8 +73,8 @@ for pid in $(pgrep -f "podman system service --time=0 unix://$SOCK" || true); do
 done
 if ! [ -S "$SOCK" ] || ! DOCKER_HOST="unix://$SOCK" docker version >/dev/null 2>&1; then
     rm -f "$SOCK"
-    (cd "$KMLOPS_STACK_DIR" &&
-        nohup podman system service --time=0 "unix://$SOCK" >"$KMLOPS_STACK_DIR/podman.log" 2>&1 &)
+    (cd "$KMLOPS_STACK_DIR" && exec nohup podman system service --time=0 "unix://$SOCK") \
+        </dev/null >"$KMLOPS_STACK_DIR/podman.log" 2>&1 &
 fi
 
 for _ in $(seq 1 100); do
