@@ -16,4 +16,4 @@ pub use metadata::{Dim, TensorSpec};
 pub use request::{
     InferenceRequest, InferenceResponse, OutputError, Parameter, Parameters, RequestedOutput,
 };
-pub use tensor::{Data, Datatype, Tensor, TensorError, element_count};
+pub use tensor::{Data, Datatype, Opaque, Tensor, TensorError, element_count};

@@ -1,8 +1,10 @@
 //! Typed tensors: a datatype, a shape and row-major elements in native
 //! memory, checked to agree when built.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A tensor element type, named as the Open Inference Protocol names them
 /// (KServe's `required_api.md`, "Tensor Data Types").
@@ -119,6 +121,48 @@ pub enum Data {
     Fp32(Vec<f32>),
     Fp64(Vec<f64>),
     Bytes(Vec<Vec<u8>>),
+    /// Elements only the front end that made them can read, carried
+    /// through a model that passes its inputs on untouched (the identity
+    /// model): Seldon v1 literals, which must come back exactly as they
+    /// were written (`7668.0`, `-0.0`, 2^53+1). A runtime that computes
+    /// refuses them; no wire form encodes them.
+    Opaque(Opaque),
+}
+
+/// A front end's own elements (see [`Data::Opaque`]): `len` of them, held
+/// as whatever type the front end chose.
+#[derive(Clone)]
+pub struct Opaque {
+    len: usize,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+impl Opaque {
+    /// `value`, counted as `len` elements.
+    pub fn new<T: Any + Send + Sync>(len: usize, value: T) -> Self {
+        Self {
+            len,
+            value: Arc::new(value),
+        }
+    }
+
+    /// The value, if it is a `T` (the front end that made it reads it back).
+    pub fn downcast<T: Any + Send + Sync>(self) -> Option<Arc<T>> {
+        self.value.downcast().ok()
+    }
+}
+
+impl fmt::Debug for Opaque {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Opaque({} element(s))", self.len)
+    }
+}
+
+impl PartialEq for Opaque {
+    /// The same value, not an equal one: what is inside cannot be compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && Arc::ptr_eq(&self.value, &other.value)
+    }
 }
 
 impl Data {
@@ -137,7 +181,8 @@ impl Data {
             Self::Fp16(_) => Datatype::Fp16,
             Self::Fp32(_) => Datatype::Fp32,
             Self::Fp64(_) => Datatype::Fp64,
-            Self::Bytes(_) => Datatype::Bytes,
+            // Each element is a piece of a front end's own encoding.
+            Self::Bytes(_) | Self::Opaque(_) => Datatype::Bytes,
         }
     }
 
@@ -156,6 +201,7 @@ impl Data {
             Self::Fp32(v) => v.len(),
             Self::Fp64(v) => v.len(),
             Self::Bytes(v) => v.len(),
+            Self::Opaque(o) => o.len,
         }
     }
 
@@ -285,6 +331,22 @@ mod tests {
         // A scalar is one element; an empty dimension none.
         assert!(Tensor::new("s", vec![], Data::Bool(vec![true])).is_ok());
         assert!(Tensor::new("e", vec![0, 5], Data::Bytes(vec![])).is_ok());
+    }
+
+    #[test]
+    fn an_opaque_value_comes_back_to_the_front_end_that_made_it() {
+        let literals = Opaque::new(2, String::from("[7668.0,-0.0]"));
+        let t = Tensor::new("data", vec![2], Data::Opaque(literals.clone())).expect("valid");
+        assert_eq!(t.data(), &Data::Opaque(literals.clone()));
+        assert_ne!(
+            t.data(),
+            &Data::Opaque(Opaque::new(2, String::from("[7668.0,-0.0]")))
+        );
+        assert!(literals.clone().downcast::<u32>().is_none());
+        assert_eq!(
+            literals.downcast::<String>().as_deref().map(String::as_str),
+            Some("[7668.0,-0.0]")
+        );
     }
 
     #[test]

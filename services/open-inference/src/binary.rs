@@ -114,6 +114,8 @@ pub fn write(data: &Data, out: &mut Vec<u8>) {
                 out.extend_from_slice(b);
             }
         }
+        // No wire form: encode_response_binary refuses them first.
+        Data::Opaque(_) => {}
     }
 }
 

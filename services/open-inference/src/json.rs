@@ -379,6 +379,9 @@ impl Serialize for WireData<'_> {
             // Not UTF-8: replaced, as JSON holds only text (the binary
             // tensor extension carries bytes as they are).
             Data::Bytes(v) => s.collect_seq(v.iter().map(|b| String::from_utf8_lossy(b))),
+            Data::Opaque(_) => Err(serde::ser::Error::custom(
+                "an opaque tensor has no Open Inference Protocol form",
+            )),
         }
     }
 }
@@ -398,8 +401,11 @@ fn parameters_json(p: &Parameters) -> Map<String, Value> {
 }
 
 /// The infer response's JSON body.
-pub fn encode_response(response: &InferenceResponse) -> Vec<u8> {
-    encode_response_binary(response, |_| false).0
+///
+/// # Errors
+/// What [`encode_response_binary`] refuses.
+pub fn encode_response(response: &InferenceResponse) -> Result<Vec<u8>, V2Error> {
+    Ok(encode_response_binary(response, |_| false)?.0)
 }
 
 /// Whether the client asked for `output` in the binary form: the requested
@@ -422,10 +428,33 @@ pub fn wants_binary(request: &InferenceRequest, output: &str) -> bool {
 /// The infer response's body with the outputs `binary` picks in the binary
 /// form after the JSON header, and the header's length for
 /// `Inference-Header-Content-Length` (None when every output is JSON).
+///
+/// # Errors
+/// An output JSON cannot carry: a floating-point NaN or infinity in the
+/// JSON form (JSON has no literal for them; the binary form carries them
+/// as they are), or an opaque tensor (no wire form has one).
 pub fn encode_response_binary(
     response: &InferenceResponse,
     binary: impl Fn(&str) -> bool,
-) -> (Vec<u8>, Option<usize>) {
+) -> Result<(Vec<u8>, Option<usize>), V2Error> {
+    for t in &response.outputs {
+        if let Data::Opaque(_) = t.data() {
+            return Err(V2Error(format!(
+                "output {:?} has no Open Inference Protocol form",
+                t.name()
+            )));
+        }
+        if !binary(t.name())
+            && let Some(index) = first_non_finite(t.data())
+        {
+            return Err(V2Error(format!(
+                "output {:?} element {index} is not a finite number, which JSON cannot \
+                 carry: the input is outside what the model can compute (ask for the \
+                 output with \"binary_data\": true to receive it as it is)",
+                t.name()
+            )));
+        }
+    }
     let mut tail = Vec::new();
     let outputs = response
         .outputs
@@ -456,14 +485,23 @@ pub fn encode_response_binary(
         parameters: parameters_json(&response.parameters),
         outputs,
     };
-    // Serializing these types cannot fail (string keys, finite structure).
-    let mut body = serde_json::to_vec(&wire).unwrap_or_default();
+    let mut body = serde_json::to_vec(&wire).map_err(|e| V2Error(e.to_string()))?;
     if tail.is_empty() {
-        return (body, None);
+        return Ok((body, None));
     }
     let header = body.len();
     body.extend_from_slice(&tail);
-    (body, Some(header))
+    Ok((body, Some(header)))
+}
+
+/// The index of the first NaN or infinity among floating-point elements.
+fn first_non_finite(data: &Data) -> Option<usize> {
+    match data {
+        Data::Fp32(v) => v.iter().position(|x| !x.is_finite()),
+        Data::Fp64(v) => v.iter().position(|x| !x.is_finite()),
+        Data::Fp16(v) => v.iter().position(|b| !half::f16::from_bits(*b).is_finite()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -712,7 +750,8 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (body, header) = encode_response_binary(&response, |o| wants_binary(&request, o));
+        let (body, header) =
+            encode_response_binary(&response, |o| wants_binary(&request, o)).expect("encodes");
         let header = header.expect("binary outputs");
         let json: Value = serde_json::from_slice(&body[..header]).expect("JSON header");
         assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 8);
@@ -722,7 +761,47 @@ mod tests {
             crate::binary::read(&body[header..], Datatype::Fp32, 2),
             Ok(Data::Fp32(vec![0.5, 1.5]))
         );
-        assert_eq!(encode_response_binary(&response, |_| false).1, None);
+        assert_eq!(
+            encode_response_binary(&response, |_| false)
+                .expect("encodes")
+                .1,
+            None
+        );
+    }
+
+    #[test]
+    fn json_refuses_what_it_cannot_carry_and_binary_carries_it() {
+        let response = InferenceResponse {
+            model: "m".into(),
+            outputs: vec![
+                Tensor::new("y", vec![3], Data::Fp32(vec![0.5, f32::NAN, 1.0])).expect("valid"),
+            ],
+            ..Default::default()
+        };
+        let err = encode_response(&response).expect_err("NaN in JSON");
+        assert!(
+            err.0.contains("output \"y\" element 1 is not a finite"),
+            "{err}"
+        );
+        let (body, header) = encode_response_binary(&response, |_| true).expect("binary");
+        let header = header.expect("binary outputs");
+        let Ok(Data::Fp32(v)) = crate::binary::read(&body[header..], Datatype::Fp32, 3) else {
+            panic!("three floats follow the header");
+        };
+        assert!(v[1].is_nan());
+        let opaque = InferenceResponse {
+            model: "m".into(),
+            outputs: vec![
+                Tensor::new(
+                    "data",
+                    vec![1],
+                    Data::Opaque(inference_core::Opaque::new(1, ())),
+                )
+                .expect("valid"),
+            ],
+            ..Default::default()
+        };
+        assert!(encode_response_binary(&opaque, |_| true).is_err());
     }
 
     #[test]
@@ -742,7 +821,8 @@ mod tests {
                 .expect("valid"),
             ],
         };
-        let v: Value = serde_json::from_slice(&encode_response(&response)).expect("JSON");
+        let v: Value =
+            serde_json::from_slice(&encode_response(&response).expect("encodes")).expect("JSON");
         assert_eq!(
             v,
             serde_json::json!({"model_name": "m", "id": "7", "outputs": [

@@ -208,6 +208,45 @@ impl Array {
         Ok(b.finish(repr, shape))
     }
 
+    /// An array of float64 numbers written as their shortest round-trip
+    /// literals.
+    ///
+    /// # Errors
+    /// A NaN or infinity (JSON has no literal for them), with its index.
+    pub fn from_f64(repr: Repr, shape: Vec<usize>, values: &[f64]) -> Result<Self, ArrayError> {
+        let mut buf = ryu::Buffer::new();
+        let mut b = Builder::with_capacity(values.len());
+        for (index, v) in values.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(ArrayError::NotFinite {
+                    index,
+                    value: v.to_string(),
+                });
+            }
+            b.push(buf.format_finite(*v), false);
+        }
+        Ok(b.finish(repr, shape))
+    }
+
+    /// An array of integers (numbers) or booleans (`numeric` false: the
+    /// literals `true` and `false`), each written with its `Display`.
+    pub fn from_display<T: std::fmt::Display>(
+        repr: Repr,
+        shape: Vec<usize>,
+        values: &[T],
+        numeric: bool,
+    ) -> Self {
+        let mut b = Builder::with_capacity(values.len());
+        let mut lit = String::new();
+        for v in values {
+            use std::fmt::Write;
+            lit.clear();
+            let _ = write!(lit, "{v}");
+            b.push(&lit, !numeric);
+        }
+        b.finish(repr, shape)
+    }
+
     /// An array from JSON values (anything but a number is written as its
     /// JSON text and counted as not numeric).
     pub fn from_values(repr: Repr, shape: Vec<usize>, values: &[Value]) -> Self {
@@ -685,6 +724,29 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_elements: 1 << 20,
     };
+
+    #[test]
+    fn typed_outputs_are_written_as_json_literals() {
+        let ints =
+            Array::from_display(Repr::Tensor, vec![2], &[-3i64, 9_007_199_254_740_993], true);
+        assert_eq!(
+            serde_json::to_string(&ints.to_data(Names::default())).expect("JSON"),
+            r#"{"names":[],"tensor":{"shape":[2],"values":[-3,9007199254740993]}}"#
+        );
+        let bools = Array::from_display(Repr::Ndarray, vec![1, 2], &[true, false], false);
+        assert!(!bools.is_numeric());
+        assert_eq!(
+            serde_json::to_string(&bools.to_data(Names::default())).expect("JSON"),
+            r#"{"names":[],"ndarray":[[true,false]]}"#
+        );
+        let doubles = Array::from_f64(Repr::Ndarray, vec![2], &[0.1, -0.0]).expect("finite");
+        assert_eq!(doubles.element(0), Some(Element::Number("0.1")));
+        assert_eq!(doubles.element(1), Some(Element::Number("-0.0")));
+        assert!(matches!(
+            Array::from_f64(Repr::Ndarray, vec![1], &[f64::NAN]),
+            Err(ArrayError::NotFinite { index: 0, .. })
+        ));
+    }
 
     fn nd(v: Value) -> Result<Array, ArrayError> {
         Array::from_ndarray(&v.to_string(), LIMITS)
