@@ -86,11 +86,6 @@ fn each_kind_of_bad_service_is_named_with_key_line_and_file() -> Result {
             ],
         ),
         (
-            model(""),
-            vec![("int-input.onnx", "m/wine.onnx")],
-            vec!["xtask.toml:3)", "holds int64, not floats"],
-        ),
-        (
             model("feature_names = [\"a\", \"b\"]\n"),
             wine.to_vec(),
             vec![

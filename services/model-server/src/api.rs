@@ -14,12 +14,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use seldon_protocol::{Array, Feedback, Limits, Meta, Names, SeldonMessage};
+use seldon_protocol::{Array, Feedback, Limits, Meta, Names, Repr, SeldonMessage};
 use serde_json::{Value, json};
 
 use crate::body;
 use crate::errors::SeldonError;
-use crate::model::{Model, Payload};
+use crate::model::{Model, check_inputs};
+use crate::v1::{self, Payload};
 
 /// Which Seldon predictive unit this is (set by the Seldon operator).
 #[derive(Clone, Debug, Default)]
@@ -57,6 +58,9 @@ impl ModelSlot {
 
 pub struct AppState {
     pub model: Arc<ModelSlot>,
+    /// The model's name and version on the Open Inference Protocol (its
+    /// service's name, `MODEL_NAME`).
+    pub served: crate::v2::Served,
     pub unit: Unit,
     /// Bounds on the arrays a request may describe (from `MAX_BODY_BYTES`).
     pub limits: Limits,
@@ -65,15 +69,15 @@ pub struct AppState {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    outcome: &'static str,
+    pub(crate) outcome: &'static str,
 }
 
 /// The model's own metrics, beside the HTTP ones.
 #[derive(Clone)]
 pub struct ModelMetrics {
-    predictions: Family<OutcomeLabels, Counter>,
-    rows: Counter,
-    latency: Histogram,
+    pub(crate) predictions: Family<OutcomeLabels, Counter>,
+    pub(crate) rows: Counter,
+    pub(crate) latency: Histogram,
     feedback: Counter,
     reward: Counter<f64, std::sync::atomic::AtomicU64>,
     penalty: Counter<f64, std::sync::atomic::AtomicU64>,
@@ -142,7 +146,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/api/v1.0/health/status", get(health_status))
         .route("/metadata", get(metadata))
         .route("/api/v1.0/metadata", get(metadata))
-        .with_state(state)
+        .with_state(Arc::clone(&state))
+        .merge(crate::v2::routes(state))
 }
 
 /// Predict: the model's answer to a SeldonMessage, in the request's form.
@@ -205,27 +210,39 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
 
 /// Messages up to this size are handled on the I/O threads (a thread hop
 /// would cost them more than it saves); larger ones on the blocking pool.
-const INLINE_BYTES: usize = 16 * 1024;
+pub(crate) const INLINE_BYTES: usize = 16 * 1024;
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
 fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {
-    let (input, names) = payload_of(&mut msg, s.limits)?;
+    let input = payload_of(&mut msg, s.limits)?;
     // Bounded by the limits, so the counter cannot be pushed to wrap.
-    let rows = match &input {
-        Payload::Array(a) => a.rows() as u64,
-        _ => 1,
+    let (rows, repr) = match &input {
+        Payload::Array(a) => (a.rows() as u64, a.repr),
+        _ => (1, Repr::Ndarray),
     };
     let start = Instant::now();
     let model = s.model.current();
-    let output = model.predict(input, &names)?;
-    drop(names);
+    let output = predict_v1(model.as_ref(), &s.served.name, input, repr)?;
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     s.metrics.rows.inc_by(rows);
     Ok(reply(s, model.as_ref(), msg.meta.as_ref(), output))
 }
 
-/// The one payload of `msg` (moved out of it), with the request's names.
-fn payload_of(msg: &mut SeldonMessage, limits: Limits) -> Result<(Payload, Names), SeldonError> {
+/// A v1 payload through the model, answered in the array form `repr`.
+fn predict_v1(
+    model: &dyn Model,
+    served: &str,
+    input: Payload,
+    repr: Repr,
+) -> Result<Payload, crate::model::ModelError> {
+    let inputs = check_inputs(model, v1::to_inputs(model, served, input)?)?;
+    let outputs = model.infer(inputs)?;
+    v1::to_payload(model, outputs, repr)
+}
+
+/// The one payload of `msg` (moved out of it). Its `data.names` are
+/// advisory, as in Seldon: any count is accepted, and dropped.
+fn payload_of(msg: &mut SeldonMessage, limits: Limits) -> Result<Payload, SeldonError> {
     let given = [
         msg.data.is_some(),
         msg.json_data.is_some(),
@@ -245,21 +262,19 @@ fn payload_of(msg: &mut SeldonMessage, limits: Limits) -> Result<(Payload, Names
             ));
         }
     }
-    if let Some(mut d) = msg.data.take() {
-        // `names` are advisory, as in Seldon: any count is accepted.
-        let names = std::mem::take(&mut d.names);
+    if let Some(d) = msg.data.take() {
         let array =
             Array::take_data(d, limits).map_err(|e| SeldonError::bad_data(e.to_string()))?;
-        return Ok((Payload::Array(array), names));
+        return Ok(Payload::Array(array));
     }
     if let Some(j) = msg.json_data.take() {
-        return Ok((Payload::Json(j), Names::default()));
+        return Ok(Payload::Json(j));
     }
     if let Some(s) = msg.str_data.take() {
-        return Ok((Payload::Str(s), Names::default()));
+        return Ok(Payload::Str(s));
     }
     let b64 = msg.bin_data.take().unwrap_or_default();
-    Ok((Payload::Bin(decode_base64(&b64)?), Names::default()))
+    Ok(Payload::Bin(decode_base64(&b64)?))
 }
 
 /// Standard base64; line breaks and other whitespace are skipped, as
@@ -279,7 +294,7 @@ fn output_names(model: &dyn Model, a: &Array) -> Names {
     let &[_, width, ..] = a.shape() else {
         return Names::default();
     };
-    match model.class_names() {
+    match model.labels().class_names.as_deref() {
         Some(n) if n.len() == width => Names::List(n.to_vec()),
         _ => Names::Indexed(width),
     }
@@ -457,7 +472,7 @@ pub async fn health_ping() -> &'static str {
     (status = 503, description = "The model failed on its probe input", body = SeldonMessage)))]
 pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
     let model = s.model.current();
-    match model.predict(model.probe(), &Names::default()) {
+    match predict_v1_tensors(model.as_ref()) {
         Ok(out) => Json(reply(&s, model.as_ref(), None, out)).into_response(),
         Err(e) => {
             let mut err = SeldonError::from(e);
@@ -465,6 +480,13 @@ pub async fn health_status(State(s): State<Arc<AppState>>) -> Response {
             err.into_response()
         }
     }
+}
+
+/// The model on its probe inputs, answered as v1 answers.
+fn predict_v1_tensors(model: &dyn Model) -> Result<Payload, crate::model::ModelError> {
+    let inputs = check_inputs(model, model.probe())?;
+    let outputs = model.infer(inputs)?;
+    v1::to_payload(model, outputs, Repr::Ndarray)
 }
 
 /// Seldon v1 model metadata (the wrapper's schema, seldon_core/metadata.py);
@@ -483,16 +505,25 @@ pub async fn metadata(State(s): State<Arc<AppState>>) -> Json<Value> {
         (None, None) => json!({"messagetype": "ndarray", "schema": {}}),
     };
     let model = s.model.current();
-    let custom = match model.datatype() {
-        Some(d) => json!({ "datatype": d }),
+    let input = match model.inputs() {
+        [one] => Some(one),
+        _ => None,
+    };
+    let width = input.and_then(|i| match i.shape[..] {
+        [_, inference_core::Dim::Fixed(w)] => Some(w),
+        _ => None,
+    });
+    let custom = match input {
+        Some(i) => json!({ "datatype": i.datatype.as_str() }),
         None => json!({}),
     };
+    let labels = model.labels();
     Json(json!({
         "name": model.name(),
         "versions": [env!("CARGO_PKG_VERSION")],
         "platform": model.platform(),
-        "inputs": [schema(model.feature_names(), model.input_width())],
-        "outputs": [schema(model.class_names(), None)],
+        "inputs": [schema(labels.feature_names.as_deref(), width)],
+        "outputs": [schema(labels.class_names.as_deref(), None)],
         "custom": custom,
     }))
 }

@@ -1,5 +1,7 @@
-//! A Seldon Core v1 compatible model server: one `Model` chosen at start-up,
-//! served with Seldon's endpoints, request formats and error shape.
+//! A model server: one `Model` chosen at start-up, served over Seldon Core's
+//! v1 protocol (its endpoints, request formats and error shape) and the
+//! Open Inference Protocol v2 over REST, both onto one protocol-neutral
+//! core (`inference_core`).
 
 pub mod api;
 mod body;
@@ -7,16 +9,29 @@ pub mod errors;
 pub mod model;
 pub mod models;
 pub mod openapi;
+pub mod v1;
+pub mod v2;
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use service_kit::{ServeEnv, Service};
 
-/// Reads the model and Seldon settings from `lookup` (the environment).
+/// Reads the model and Seldon settings from `lookup` (the environment):
+/// `MODEL` and its keys (see `models::from_env`), `MODEL_NAME` and
+/// `MODEL_VERSION` (the name and version the Open Inference Protocol
+/// serves it under), the Seldon operator's `PREDICTIVE_UNIT_*`.
 pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Result<Service> {
     let model = models::from_env(&lookup)?;
-    tracing::info!(model = model.name(), "model loaded");
+    let served = v2::Served {
+        name: lookup("MODEL_NAME")
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| model.name().to_string()),
+        version: lookup("MODEL_VERSION")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "1".into()),
+    };
+    tracing::info!(model = model.name(), served = %served.name, "model loaded");
     let slot = Arc::new(api::ModelSlot::new(model));
     // MODEL=onnx: a changed MODEL_PATH is served without a restart.
     if let Some((path, options)) = models::reload_source(&lookup) {
@@ -34,6 +49,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
     let metrics = api::ModelMetrics::new();
     let state = Arc::new(api::AppState {
         model: slot,
+        served,
         unit: api::Unit {
             id: lookup("PREDICTIVE_UNIT_ID"),
             image: lookup("PREDICTIVE_UNIT_IMAGE"),

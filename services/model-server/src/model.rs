@@ -1,42 +1,9 @@
-//! What a model is to the server: predict on a batch, optionally name its
-//! outputs and describe itself. Models are chosen at start-up (`MODEL`).
+//! What a model is to the server: named typed tensors in, named typed
+//! tensors out (`inference_core`), whatever protocol carried them. Models
+//! are chosen at start-up (`MODEL`); the front ends (`v1`, `v2`) translate
+//! their wire forms to and from tensors and never let a model see them.
 
-use seldon_protocol::{Array, Names, RawJson};
-
-/// A prediction's input or output, one of the SeldonMessage payload kinds.
-#[derive(Clone, Debug)]
-pub enum Payload {
-    /// `data.tensor` or `data.ndarray`, with the form it came in.
-    Array(Array),
-    /// `jsonData`, as the JSON text that was sent (a model that reads it
-    /// parses it: `serde_json::from_str(raw.get())`).
-    Json(RawJson),
-    Str(String),
-    Bin(Vec<u8>),
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Array(a), Self::Array(b)) => a == b,
-            (Self::Json(a), Self::Json(b)) => a.get() == b.get(),
-            (Self::Str(a), Self::Str(b)) => a == b,
-            (Self::Bin(a), Self::Bin(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl Payload {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Array(_) => "data",
-            Self::Json(_) => "jsonData",
-            Self::Str(_) => "strData",
-            Self::Bin(_) => "binData",
-        }
-    }
-}
+use inference_core::{Tensor, TensorSpec};
 
 #[derive(thiserror::Error, Debug, PartialEq)]
 pub enum ModelError {
@@ -48,39 +15,104 @@ pub enum ModelError {
     Internal(String),
 }
 
+/// Names a model gives the columns of its tabular input and output
+/// (Seldon v1's `data.names`; scikit-learn's feature and class names).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Labels {
+    /// Names of the answer's columns (class names), when known.
+    pub class_names: Option<Vec<String>>,
+    /// Names of the input's columns, when known.
+    pub feature_names: Option<Vec<String>>,
+}
+
 pub trait Model: Send + Sync + 'static {
-    /// Short name, for metadata, metrics and logs.
+    /// Short name, for metadata, metrics and logs (`iris`, a file's stem).
     fn name(&self) -> &str;
 
-    /// Predicts on a batch. `feature_names` are the request's `data.names`
-    /// (advisory; `feature_names.to_vec()` reads them).
-    fn predict(&self, input: Payload, feature_names: &Names) -> Result<Payload, ModelError>;
-
-    /// Names of the output columns, when the model has them.
-    fn class_names(&self) -> Option<&[String]> {
-        None
-    }
-
-    /// Names of the input columns, when the model has them.
-    fn feature_names(&self) -> Option<&[String]> {
-        None
-    }
-
-    /// Columns of the input, when the model fixes them.
-    fn input_width(&self) -> Option<usize> {
-        None
-    }
-
-    /// An input the model must accept, for `/health/status`.
-    fn probe(&self) -> Payload;
-
-    /// Where the model runs, for `/metadata`.
+    /// Where the model runs, for metadata (`onnx (tract)`, `rust`).
     fn platform(&self) -> &str;
 
-    /// The element type the model computes in, as Seldon's metadata names
-    /// tensor types (`FP32`, `FP64`, ...); `None` when it passes values
-    /// through untouched.
-    fn datatype(&self) -> Option<&str> {
+    /// The inputs the model declares, in its order. Empty: it takes any
+    /// tensors (the identity model).
+    fn inputs(&self) -> &[TensorSpec];
+
+    /// The outputs it declares, in its order (empty for the identity
+    /// model, whose outputs are its inputs).
+    fn outputs(&self) -> &[TensorSpec];
+
+    /// Runs on `inputs`, which `check_inputs` accepted (one tensor per
+    /// declared input, in the declared order), and returns every output.
+    ///
+    /// # Errors
+    /// `BadInput` for values the model cannot compute with (a shape that
+    /// disagrees with another input's), `Internal` when it fails.
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError>;
+
+    /// Inputs the model must accept, for readiness (`/health/status`).
+    fn probe(&self) -> Vec<Tensor>;
+
+    /// The output Seldon v1 answers with (it carries one); `None`: the
+    /// first.
+    fn v1_output(&self) -> Option<&str> {
         None
     }
+
+    /// Column names, when the model has them.
+    fn labels(&self) -> &Labels;
+}
+
+/// Puts `inputs` in the model's declared order after checking each against
+/// its declaration; a model that declares none takes them as they are.
+///
+/// # Errors
+/// A `BadInput` naming an input that is missing, unknown, given twice, or
+/// of another datatype or shape than declared (what it takes and what
+/// came).
+pub fn check_inputs(model: &dyn Model, mut inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+    let specs = model.inputs();
+    if specs.is_empty() {
+        return Ok(inputs);
+    }
+    let declared = || {
+        specs
+            .iter()
+            .map(|s| {
+                let dims: Vec<String> = s.shape_i64().iter().map(i64::to_string).collect();
+                format!("{} ({} [{}])", s.name, s.datatype, dims.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(unknown) = inputs
+        .iter()
+        .find(|t| !specs.iter().any(|s| s.name == t.name()))
+    {
+        return Err(ModelError::BadInput(format!(
+            "the {} model has no input {:?}; its inputs are {}",
+            model.name(),
+            unknown.name(),
+            declared()
+        )));
+    }
+    let mut ordered = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let Some(i) = inputs.iter().position(|t| t.name() == spec.name) else {
+            return Err(ModelError::BadInput(format!(
+                "input {:?} is missing; the {} model's inputs are {}",
+                spec.name,
+                model.name(),
+                declared()
+            )));
+        };
+        let tensor = inputs.swap_remove(i);
+        spec.check(&tensor).map_err(ModelError::BadInput)?;
+        ordered.push(tensor);
+    }
+    if let Some(twice) = inputs.first() {
+        return Err(ModelError::BadInput(format!(
+            "input {:?} is given twice",
+            twice.name()
+        )));
+    }
+    Ok(ordered)
 }

@@ -11,7 +11,7 @@ use seldon_protocol::{
     DefaultData, Feedback, Meta, Metric, MetricType, SeldonMessage, Status, Tensor,
 };
 
-use crate::api;
+use crate::{api, v2};
 
 /// `application/x-www-form-urlencoded`: the message as JSON text in `json`
 /// (what seldon-core-tester sends).
@@ -83,7 +83,16 @@ pub struct MultipartFeedback {
         api::feedback_query,
         api::health_ping,
         api::health_status,
-        api::metadata
+        api::metadata,
+        v2::server_metadata,
+        v2::live,
+        v2::ready,
+        v2::model_metadata,
+        v2::model_version_metadata,
+        v2::model_ready,
+        v2::model_version_ready,
+        v2::infer,
+        v2::infer_version
     ),
     components(schemas(
         SeldonMessage,
@@ -98,7 +107,10 @@ pub struct MultipartFeedback {
         MultipartMessage,
         MultipartFeedback
     )),
-    tags((name = "seldon", description = "Seldon Core v1 prediction protocol, as Seldon's Python wrapper serves it"))
+    tags(
+        (name = "seldon", description = "Seldon Core v1 prediction protocol, as Seldon's Python wrapper serves it"),
+        (name = "open-inference", description = "The Open Inference Protocol (v2) over REST, KServe's required_api.md, with Triton's binary tensor data extension")
+    )
 )]
 struct ApiDoc;
 

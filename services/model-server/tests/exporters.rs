@@ -2,6 +2,8 @@
 //! scripts/train_exporters.py with skl2onnx), served by the real binary
 //! and answered as scikit-learn itself answers, to 1e-5.
 
+mod common;
+
 use std::process::Command;
 
 use serde_json::{Value, json};
@@ -102,9 +104,19 @@ fn what_tract_cannot_run_is_named_with_the_way_around_it() -> Result {
     let e = refused(&[("MODEL", "onnx"), ("MODEL_PATH", &svr)])?;
     assert!(e.contains("SVMRegressor (ai.onnx.ml)"), "{e}");
     assert!(e.contains("does not implement"), "{e}");
-    let e = refused(&[("MODEL", "onnx"), ("MODEL_PATH", &ints)])?;
-    assert!(e.contains("input \"ids\" holds int64, not floats"), "{e}");
-    assert!(e.contains("FloatTensorType"), "{e}");
+    // An int64 input is served (issue 21): integers in, and a number that
+    // is not one refused by position.
+    let s = serve("int-input.onnx", &[])?;
+    let (status, body) = post_json(&s.url("/predict"), r#"{"data":{"ndarray":[[1,2,3]]}}"#)?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["ndarray"], json!([[1.0, 2.0, 3.0]]));
+    common::assert_failure(
+        post_json(&s.url("/predict"), r#"{"data":{"ndarray":[[1,2.5,3]]}}"#)?,
+        400,
+        "row 0, column 1: 2.5 is not an integer INT64 holds",
+    );
+    drop(s);
+    let _ = ints;
     let e = refused(&[
         ("MODEL", "onnx"),
         ("MODEL_PATH", &wine),
@@ -146,6 +158,10 @@ fn inspect_says_what_a_file_takes_and_gives() -> Result {
     assert_eq!(i["features"], 13);
     assert_eq!(i["outputs"], 3);
     assert_eq!(i["class_names"], json!(["0", "1", "2"]));
+    assert_eq!(
+        i["signature"]["inputs"],
+        json!([{"name": "X", "datatype": "FP32", "shape": [-1, 13]}])
+    );
     let out = run(&["inspect", &format!("{DIR}/diabetes-linear.onnx")])?;
     let i: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(

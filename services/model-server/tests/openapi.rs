@@ -41,10 +41,24 @@ fn the_document_describes_every_route() -> Result {
             ("/readyz", "get"),
             ("/send-feedback", "get"),
             ("/send-feedback", "post"),
+            ("/v2", "get"),
+            ("/v2/health/live", "get"),
+            ("/v2/health/ready", "get"),
+            ("/v2/models/{model}", "get"),
+            ("/v2/models/{model}/infer", "post"),
+            ("/v2/models/{model}/ready", "get"),
+            ("/v2/models/{model}/versions/{version}", "get"),
+            ("/v2/models/{model}/versions/{version}/infer", "post"),
+            ("/v2/models/{model}/versions/{version}/ready", "get"),
         ]
     );
-    // Every documented route answers (none is a 404 or 405).
+    // Every documented route answers (none is a 404 or 405), the served
+    // model's name and version in the path.
     for (path, method) in &routes {
+        let path = path
+            .replace("{model}", "identity")
+            .replace("{version}", "1");
+        let path = path.as_str();
         let code = match *method {
             "get" => get(&s.url(path))?.0,
             _ => service_kit::testing::post(&s.url(path), "application/json", b"{}")?.0,

@@ -18,7 +18,13 @@ const MAX_BODY: usize = 64 * 1024;
 
 fn app() -> axum::Router {
     routes(Arc::new(AppState {
-        model: std::sync::Arc::new(model_server::api::ModelSlot::new(Box::new(Identity))),
+        model: std::sync::Arc::new(model_server::api::ModelSlot::new(Box::new(
+            Identity::default(),
+        ))),
+        served: model_server::v2::Served {
+            name: "identity".into(),
+            version: "1".into(),
+        },
         unit: Unit::default(),
         limits: Limits::for_body(MAX_BODY),
         metrics: ModelMetrics::new(),

@@ -1,29 +1,44 @@
-//! The tutorial's TestModel: returns its input unchanged.
+//! The tutorial's TestModel: returns its inputs unchanged, as outputs of
+//! the same names.
 
-use seldon_protocol::{Array, Names, Repr};
+use inference_core::{Data, Tensor, TensorSpec};
 
-use crate::model::{Model, ModelError, Payload};
+use crate::model::{Labels, Model, ModelError};
 
-pub struct Identity;
+#[derive(Default)]
+pub struct Identity {
+    labels: Labels,
+}
 
 impl Model for Identity {
     fn name(&self) -> &str {
         "identity"
     }
 
-    fn predict(&self, input: Payload, _feature_names: &Names) -> Result<Payload, ModelError> {
-        Ok(input)
-    }
-
-    fn probe(&self) -> Payload {
-        Payload::Array(Array::from_values(
-            Repr::Ndarray,
-            vec![1, 1],
-            &[serde_json::Value::from(0)],
-        ))
-    }
-
     fn platform(&self) -> &str {
         "rust"
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &[]
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &[]
+    }
+
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        Ok(inputs)
+    }
+
+    fn probe(&self) -> Vec<Tensor> {
+        // One zero, as Seldon's wrapper probes with `[[0]]`.
+        Tensor::new("input", vec![1, 1], Data::Int64(vec![0]))
+            .map(|t| vec![t])
+            .unwrap_or_default()
+    }
+
+    fn labels(&self) -> &Labels {
+        &self.labels
     }
 }

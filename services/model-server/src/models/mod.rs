@@ -87,14 +87,15 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
     };
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
-        "identity" | "" => Ok(Box::new(Identity)),
+        "identity" | "" => Ok(Box::new(Identity::default())),
         "iris" => {
             load_onnx("iris", IRIS_ONNX, options()).context("loading the built-in iris model")
         }
         "onnx" => {
-            let path = PathBuf::from(lookup("MODEL_PATH").context(
-                "MODEL=onnx needs MODEL_PATH, the path of an .onnx file (input [N, features] float32)",
-            )?);
+            let path = PathBuf::from(
+                lookup("MODEL_PATH")
+                    .context("MODEL=onnx needs MODEL_PATH, the path of an .onnx file")?,
+            );
             let bytes = std::fs::read(&path)
                 .with_context(|| format!("cannot read MODEL_PATH={}", path.display()))?;
             let name = path
@@ -110,21 +111,52 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
 /// What an ONNX file takes and gives, as the server loads it.
 #[derive(serde::Serialize, Debug, PartialEq)]
 pub struct Inspection {
-    /// Columns of the float32 input `[N, features]`.
+    /// Columns of a tabular input `[N, features]`; 0 when the model takes
+    /// anything else (several inputs, images, sequences).
     pub features: usize,
-    /// Columns of the answer for one row.
+    /// Columns of the Seldon v1 answer for one input of zeros.
     pub outputs: usize,
     /// Output column names (the file's metadata or its ZipMap's labels).
     pub class_names: Option<Vec<String>>,
     /// Input column names (the file's metadata).
     pub feature_names: Option<Vec<String>>,
+    /// Every input and output, as the Open Inference Protocol's model
+    /// metadata lists them.
+    pub signature: Signature,
 }
 
-/// Loads `path` as `MODEL=onnx` would and runs it on one row of zeros.
+/// Inputs and outputs, each `{"name", "datatype", "shape"}` with `-1` for
+/// a variable dimension (the protocol's `metadata_tensor`).
+#[derive(serde::Serialize, Debug, PartialEq)]
+pub struct Signature {
+    pub inputs: Vec<SpecJson>,
+    pub outputs: Vec<SpecJson>,
+}
+
+/// One tensor's declaration, as the protocol writes it.
+#[derive(serde::Serialize, Debug, PartialEq)]
+pub struct SpecJson {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+impl From<&inference_core::TensorSpec> for SpecJson {
+    fn from(s: &inference_core::TensorSpec) -> Self {
+        Self {
+            name: s.name.clone(),
+            datatype: s.datatype.as_str().to_string(),
+            shape: s.shape_i64(),
+        }
+    }
+}
+
+/// Loads `path` as `MODEL=onnx` would and runs it on zeros (one for every
+/// variable dimension).
 ///
 /// # Errors
 /// What loading refuses (see `OnnxModel::from_bytes`), or a model that
-/// fails on a row of zeros.
+/// fails on zeros.
 #[cfg(feature = "onnx")]
 pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspection> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -133,19 +165,30 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
         ..OnnxOptions::default()
     };
     let model = OnnxModel::from_bytes("inspect", &bytes, options)?;
-    let features = model.input_width().unwrap_or(0);
-    let answer = model
-        .predict(model.probe(), &seldon_protocol::Names::default())
-        .map_err(|e| anyhow::anyhow!("the model fails on a row of zeros: {e}"))?;
-    let outputs = match answer {
-        crate::model::Payload::Array(a) => a.cols(),
-        other => bail!("the model answered {}, not numbers", other.kind()),
+    let features = match model.inputs() {
+        [one] => match one.shape[..] {
+            [_, inference_core::Dim::Fixed(w)] => w,
+            _ => 0,
+        },
+        _ => 0,
     };
+    let outputs = model
+        .infer(model.probe())
+        .map_err(|e| anyhow::anyhow!("the model fails on an input of zeros: {e}"))?;
+    let answer = outputs
+        .iter()
+        .find(|t| Some(t.name()) == model.v1_output())
+        .context("the model computes no answer for Seldon v1")?;
+    let labels = model.labels();
     Ok(Inspection {
         features,
-        outputs,
-        class_names: model.class_names().map(<[String]>::to_vec),
-        feature_names: model.feature_names().map(<[String]>::to_vec),
+        outputs: answer.shape().iter().skip(1).product(),
+        class_names: labels.class_names.clone(),
+        feature_names: labels.feature_names.clone(),
+        signature: Signature {
+            inputs: model.inputs().iter().map(SpecJson::from).collect(),
+            outputs: model.outputs().iter().map(SpecJson::from).collect(),
+        },
     })
 }
 

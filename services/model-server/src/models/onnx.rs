@@ -1,21 +1,26 @@
-//! An ONNX classifier or regressor executed in pure Rust by tract: input
-//! float32 `[N, features]`, output `[N, outputs]` (or `[N]`, one column).
+//! An ONNX graph executed in pure Rust by tract: every input the graph
+//! declares, by name, with its datatype and shape (variable dimensions
+//! resolved per request), and every output it computes.
 
-use seldon_protocol::{Array, ArrayError, Element, Names, Repr};
+use inference_core::{Data, Dim, Tensor, TensorSpec};
 use tract_onnx::prelude::*;
 
 use super::{OnnxOptions, onnx_graph};
-use crate::model::{Model, ModelError, Payload};
+use crate::model::{Labels, Model, ModelError};
 
-/// Rows per model run; larger batches are split.
+/// Rows per model run for a batched graph; longer batches are split.
 const CHUNK_ROWS: usize = 1024;
 
 pub struct OnnxModel {
     name: String,
     plan: Arc<TypedRunnableModel>,
-    features: usize,
-    class_names: Option<Vec<String>>,
-    feature_names: Option<Vec<String>>,
+    inputs: Vec<TensorSpec>,
+    /// Per input, per axis: the symbol of a variable dimension.
+    symbols: Vec<Vec<Option<String>>>,
+    outputs: Vec<TensorSpec>,
+    answer: String,
+    batched: bool,
+    labels: Labels,
 }
 
 impl OnnxModel {
@@ -25,8 +30,9 @@ impl OnnxModel {
     /// else the class labels of a ZipMap.
     ///
     /// # Errors
-    /// What `onnx_graph::load` refuses; names whose count does not match the
-    /// input's width.
+    /// What `onnx_graph::load` refuses; feature names for a model that is
+    /// not tabular or whose count does not match the input's width; class
+    /// names that do not match the answer's columns.
     pub fn from_bytes(name: &str, bytes: &[u8], options: OnnxOptions) -> anyhow::Result<Self> {
         let graph = onnx_graph::load(bytes, options.output.as_deref())?;
         let prop = |key: &str| {
@@ -41,103 +47,104 @@ impl OnnxModel {
             .or_else(|| prop("class_names"))
             .or(graph.zipmap_labels);
         let feature_names = options.feature_names.or_else(|| prop("feature_names"));
-        let features = graph.features;
+        let shown: Vec<String> = graph
+            .inputs
+            .iter()
+            .map(|s| format!("{} {} {:?}", s.name, s.datatype, s.shape_i64()))
+            .collect();
         tracing::info!(
             model = name,
-            output = %graph.output,
-            features,
-            "ONNX graph planned for float32 [N, {features}]"
+            inputs = shown.join(", "),
+            v1_output = %graph.answer,
+            "ONNX graph planned"
         );
-        if let Some(f) = &feature_names
-            && f.len() != features
-        {
-            anyhow::bail!(
-                "{} feature names ({}) for a model whose input has {features} columns",
-                f.len(),
-                f.join(", ")
-            );
+        if let Some(f) = &feature_names {
+            let width = match graph.inputs.as_slice() {
+                [one] => match one.shape.as_slice() {
+                    [_, Dim::Fixed(w)] => Some(*w),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match width {
+                Some(w) if w == f.len() => {}
+                Some(w) => anyhow::bail!(
+                    "{} feature names ({}) for a model whose input has {w} columns",
+                    f.len(),
+                    f.join(", ")
+                ),
+                None => anyhow::bail!(
+                    "feature names ({}) are for a model with one [N, features] input; this \
+                     one takes {}",
+                    f.join(", "),
+                    shown.join(", ")
+                ),
+            }
         }
         let model = Self {
             name: name.to_string(),
             plan: graph.plan.into_runnable()?,
-            features,
-            class_names,
-            feature_names,
+            inputs: graph.inputs,
+            symbols: graph.symbols,
+            outputs: graph.outputs,
+            answer: graph.answer,
+            batched: graph.batched,
+            labels: Labels {
+                class_names,
+                feature_names,
+            },
         };
         // Class names name the answer's columns: as many as it has, at
         // start-up as after a reload of the file (a new file may answer
         // another width).
-        if let Some(c) = &model.class_names {
-            let probe = model.predict(model.probe(), &Names::default());
-            if let Ok(Payload::Array(answer)) = probe
-                && answer.cols() != c.len()
-            {
+        if let Some(c) = &model.labels.class_names
+            && let Ok(outputs) = model.infer(model.probe())
+            && let Some(answer) = outputs.iter().find(|t| t.name() == model.answer)
+        {
+            let cols: usize = answer.shape().iter().skip(1).product();
+            if cols != c.len() {
                 anyhow::bail!(
-                    "{} class names ({}) for a model that answers {} column(s) per row",
+                    "{} class names ({}) for a model that answers {cols} column(s) per row",
                     c.len(),
                     c.join(", "),
-                    answer.cols()
                 );
             }
         }
         Ok(model)
     }
 
-    /// The input as float32, row-major; every value must be a number that
-    /// float32 can hold (the model computes in float32).
-    fn matrix(&self, a: &Array) -> Result<Vec<f32>, ModelError> {
-        if a.shape().len() > 2 {
-            return Err(ModelError::BadInput(format!(
-                "the {} model takes rows of {} features ([N, {}]); got shape {:?}",
-                self.name,
-                self.features,
-                self.features,
-                a.shape()
-            )));
-        }
-        if a.cols() != self.features {
-            let named = self
-                .feature_names
-                .as_ref()
-                .map(|n| format!(" ({})", n.join(", ")))
-                .unwrap_or_default();
-            return Err(ModelError::BadInput(format!(
-                "the {} model takes {} features per row{named}; got {}",
-                self.name,
-                self.features,
-                a.cols()
-            )));
-        }
-        if a.rows() == 0 {
-            return Err(ModelError::BadInput("the batch has no rows".into()));
-        }
-        let cols = a.cols().max(1);
-        a.elements()
-            .enumerate()
-            .map(|(i, e)| {
-                let at = || format!("row {}, column {}", i / cols, i % cols);
-                let lit = match e {
-                    Element::Number(lit) => lit,
-                    Element::String(s) | Element::Literal(s) => {
+    /// Variable dimensions that share a symbol must agree across inputs
+    /// (tract would fail the run with less to say).
+    fn check_symbols(&self, inputs: &[Tensor]) -> Result<(), ModelError> {
+        let mut seen: Vec<(&str, usize, &str)> = Vec::new();
+        for (t, symbols) in inputs.iter().zip(&self.symbols) {
+            for (n, s) in t.shape().iter().zip(symbols) {
+                let Some(s) = s else { continue };
+                match seen.iter().find(|(name, _, _)| name == s) {
+                    Some((_, m, other)) if m != n => {
                         return Err(ModelError::BadInput(format!(
-                            "the {} model takes numbers; {} is {s}",
-                            self.name,
-                            at()
+                            "inputs {other:?} and {:?} must agree on their dimension {s:?}: \
+                             {m} and {n}",
+                            t.name()
                         )));
                     }
-                };
-                let x = lit.parse::<f64>().unwrap_or(f64::INFINITY) as f32;
-                if x.is_finite() {
-                    Ok(x)
-                } else {
-                    Err(ModelError::BadInput(format!(
-                        "{}: {lit} is outside the float32 range the {} model computes in \
-                         (|x| <= 3.4028235e38)",
-                        at(),
-                        self.name
-                    )))
+                    Some(_) => {}
+                    None => seen.push((s, *n, t.name())),
                 }
-            })
+            }
+        }
+        Ok(())
+    }
+
+    /// One run of the plan.
+    fn run(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>, ModelError> {
+        let out = self
+            .plan
+            .run(inputs)
+            .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+        out.iter()
+            .zip(&self.outputs)
+            .map(|(t, spec)| from_tract(&spec.name, t))
             .collect()
     }
 }
@@ -147,80 +154,217 @@ impl Model for OnnxModel {
         &self.name
     }
 
-    fn predict(&self, input: Payload, _feature_names: &Names) -> Result<Payload, ModelError> {
-        let Payload::Array(a) = input else {
-            return Err(ModelError::BadInput(format!(
-                "the {} model takes data.tensor or data.ndarray, not {}",
-                self.name,
-                input.kind()
-            )));
-        };
-        let (rows, repr) = (a.rows(), a.repr);
-        let x = self.matrix(&a)?;
-        drop(a);
-        // Run in batches of CHUNK_ROWS: the model's intermediate tensors stay
-        // small whatever the request's batch size, which keeps the heap from
-        // fragmenting under a stream of large requests.
-        let mut values: Vec<f32> = Vec::new();
-        let mut cols = 0;
-        for chunk in x.chunks(CHUNK_ROWS * self.features) {
-            let n = chunk.len() / self.features;
-            let tensor = tract_ndarray::Array2::from_shape_vec((n, self.features), chunk.to_vec())
-                .map_err(|e| ModelError::Internal(e.to_string()))?;
-            let out = self
-                .plan
-                .run(tvec!(Tensor::from(tensor).into()))
-                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
-            let first = out
-                .first()
-                .ok_or_else(|| ModelError::Internal("no output".into()))?;
-            let view = first
-                .to_plain_array_view::<f32>()
-                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
-            cols = view.len() / n.max(1);
-            if values.capacity() == 0 {
-                values.reserve_exact(rows * cols);
-            }
-            values.extend(view.iter().copied());
-        }
-        drop(x);
-        let out = Array::from_f32(repr, vec![rows, cols], &values).map_err(|e| match e {
-            ArrayError::NotFinite { index, value } => ModelError::BadInput(format!(
-                "the {} model's output for row {} is {value}, not a finite number: \
-                 the input is outside what the model can compute",
-                self.name,
-                index / cols.max(1)
-            )),
-            other => ModelError::Internal(other.to_string()),
-        })?;
-        Ok(Payload::Array(out))
-    }
-
-    fn class_names(&self) -> Option<&[String]> {
-        self.class_names.as_deref()
-    }
-
-    fn feature_names(&self) -> Option<&[String]> {
-        self.feature_names.as_deref()
-    }
-
-    fn input_width(&self) -> Option<usize> {
-        Some(self.features)
-    }
-
-    fn probe(&self) -> Payload {
-        Payload::Array(Array::from_values(
-            Repr::Ndarray,
-            vec![1, self.features],
-            &vec![serde_json::Value::from(0); self.features],
-        ))
-    }
-
     fn platform(&self) -> &str {
         "onnx (tract)"
     }
 
-    fn datatype(&self) -> Option<&str> {
-        Some("FP32")
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
     }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
+        self.check_symbols(&inputs)?;
+        let rows = inputs
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1);
+        if !self.batched || rows <= CHUNK_ROWS {
+            let tensors = inputs
+                .into_iter()
+                .map(to_tract)
+                .collect::<Result<TVec<_>, _>>()?;
+            return self.run(tensors);
+        }
+        // A long batch runs in pieces of CHUNK_ROWS: the model's
+        // intermediate tensors stay small whatever the request's batch
+        // size, which keeps the heap from fragmenting under a stream of
+        // large requests.
+        let whole = inputs
+            .into_iter()
+            .map(to_tract)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pieces: Vec<Vec<Tensor>> = Vec::new();
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(rows);
+            let slices = whole
+                .iter()
+                .map(|t| t.slice(0, start, end).map(TValue::from))
+                .collect::<TractResult<TVec<_>>>()
+                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+            pieces.push(self.run(slices)?);
+        }
+        concat_rows(pieces)
+    }
+
+    fn probe(&self) -> Vec<Tensor> {
+        // Zeros, one for every variable dimension.
+        self.inputs
+            .iter()
+            .filter_map(|s| {
+                let shape: Vec<usize> = s
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Fixed(n) => *n,
+                        Dim::Any => 1,
+                    })
+                    .collect();
+                let n = inference_core::element_count(&shape)?;
+                Tensor::new(s.name.clone(), shape, zeros(s.datatype, n)).ok()
+            })
+            .collect()
+    }
+
+    fn v1_output(&self) -> Option<&str> {
+        Some(&self.answer)
+    }
+
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+/// `n` zeros of `datatype` (empty byte strings for BYTES).
+fn zeros(datatype: inference_core::Datatype, n: usize) -> Data {
+    use inference_core::Datatype as D;
+    match datatype {
+        D::Bool => Data::Bool(vec![false; n]),
+        D::Uint8 => Data::Uint8(vec![0; n]),
+        D::Uint16 => Data::Uint16(vec![0; n]),
+        D::Uint32 => Data::Uint32(vec![0; n]),
+        D::Uint64 => Data::Uint64(vec![0; n]),
+        D::Int8 => Data::Int8(vec![0; n]),
+        D::Int16 => Data::Int16(vec![0; n]),
+        D::Int32 => Data::Int32(vec![0; n]),
+        D::Int64 => Data::Int64(vec![0; n]),
+        D::Fp16 => Data::Fp16(vec![0; n]),
+        D::Fp32 => Data::Fp32(vec![0.0; n]),
+        D::Fp64 => Data::Fp64(vec![0.0; n]),
+        D::Bytes => Data::Bytes(vec![Vec::new(); n]),
+    }
+}
+
+/// A tensor as tract holds it (its elements moved, not copied).
+fn to_tract(t: Tensor) -> Result<TValue, ModelError> {
+    let (name, shape, data) = t.into_parts();
+    fn array<T: Datum>(shape: &[usize], v: Vec<T>) -> TractResult<tract_onnx::prelude::Tensor> {
+        Ok(tract_ndarray::ArrayD::from_shape_vec(shape, v)?.into())
+    }
+    let tensor = match data {
+        Data::Bool(v) => array(&shape, v),
+        Data::Uint8(v) => array(&shape, v),
+        Data::Uint16(v) => array(&shape, v),
+        Data::Uint32(v) => array(&shape, v),
+        Data::Uint64(v) => array(&shape, v),
+        Data::Int8(v) => array(&shape, v),
+        Data::Int16(v) => array(&shape, v),
+        Data::Int32(v) => array(&shape, v),
+        Data::Int64(v) => array(&shape, v),
+        Data::Fp16(v) => array(&shape, v.into_iter().map(f16::from_bits).collect()),
+        Data::Fp32(v) => array(&shape, v),
+        Data::Fp64(v) => array(&shape, v),
+        Data::Bytes(_) | Data::Opaque(_) => {
+            return Err(ModelError::BadInput(format!(
+                "input {name:?}: the ONNX runtime computes on numbers and booleans, not BYTES"
+            )));
+        }
+    };
+    tensor
+        .map(TValue::from)
+        .map_err(|e| ModelError::Internal(format!("input {name:?}: {e:#}")))
+}
+
+/// tract's output `t` as the output `name`.
+fn from_tract(name: &str, t: &tract_onnx::prelude::Tensor) -> Result<Tensor, ModelError> {
+    let fail = |e: anyhow::Error| ModelError::Internal(format!("output {name:?}: {e:#}"));
+    // tract plans some int64 outputs as its symbolic integers.
+    let t = if t.datum_type() == DatumType::TDim {
+        std::borrow::Cow::Owned(t.cast_to::<i64>().map_err(fail)?.into_owned())
+    } else {
+        std::borrow::Cow::Borrowed(t)
+    };
+    let view = t.try_as_plain_ram().map_err(fail)?;
+    fn copy<T: Datum + Copy>(v: &PlainView<'_>) -> TractResult<Vec<T>> {
+        Ok(v.as_slice::<T>()?.to_vec())
+    }
+    let data = match t.datum_type() {
+        DatumType::Bool => Data::Bool(copy(&view).map_err(fail)?),
+        DatumType::U8 => Data::Uint8(copy(&view).map_err(fail)?),
+        DatumType::U16 => Data::Uint16(copy(&view).map_err(fail)?),
+        DatumType::U32 => Data::Uint32(copy(&view).map_err(fail)?),
+        DatumType::U64 => Data::Uint64(copy(&view).map_err(fail)?),
+        DatumType::I8 => Data::Int8(copy(&view).map_err(fail)?),
+        DatumType::I16 => Data::Int16(copy(&view).map_err(fail)?),
+        DatumType::I32 => Data::Int32(copy(&view).map_err(fail)?),
+        DatumType::I64 => Data::Int64(copy(&view).map_err(fail)?),
+        DatumType::F16 => Data::Fp16(
+            copy::<f16>(&view)
+                .map_err(fail)?
+                .into_iter()
+                .map(f16::to_bits)
+                .collect(),
+        ),
+        DatumType::F32 => Data::Fp32(copy(&view).map_err(fail)?),
+        DatumType::F64 => Data::Fp64(copy(&view).map_err(fail)?),
+        other => {
+            return Err(ModelError::Internal(format!(
+                "output {name:?} holds {other:?}, which no protocol carries"
+            )));
+        }
+    };
+    Tensor::new(name, t.shape().to_vec(), data).map_err(|e| ModelError::Internal(e.to_string()))
+}
+
+/// The outputs of runs on consecutive pieces of a batch, joined along
+/// their first dimension.
+fn concat_rows(pieces: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, ModelError> {
+    let mut pieces = pieces.into_iter();
+    let Some(first) = pieces.next() else {
+        return Ok(Vec::new());
+    };
+    let mut joined: Vec<(String, Vec<usize>, Data)> =
+        first.into_iter().map(Tensor::into_parts).collect();
+    for piece in pieces {
+        for ((_, shape, data), t) in joined.iter_mut().zip(piece) {
+            let (_, more_shape, more) = t.into_parts();
+            if let (Some(rows), Some(more_rows)) = (shape.first_mut(), more_shape.first()) {
+                *rows += more_rows;
+            }
+            append(data, more)?;
+        }
+    }
+    joined
+        .into_iter()
+        .map(|(name, shape, data)| {
+            Tensor::new(name, shape, data).map_err(|e| ModelError::Internal(e.to_string()))
+        })
+        .collect()
+}
+
+fn append(to: &mut Data, more: Data) -> Result<(), ModelError> {
+    match (to, more) {
+        (Data::Bool(a), Data::Bool(b)) => a.extend(b),
+        (Data::Uint8(a), Data::Uint8(b)) => a.extend(b),
+        (Data::Uint16(a), Data::Uint16(b)) | (Data::Fp16(a), Data::Fp16(b)) => a.extend(b),
+        (Data::Uint32(a), Data::Uint32(b)) => a.extend(b),
+        (Data::Uint64(a), Data::Uint64(b)) => a.extend(b),
+        (Data::Int8(a), Data::Int8(b)) => a.extend(b),
+        (Data::Int16(a), Data::Int16(b)) => a.extend(b),
+        (Data::Int32(a), Data::Int32(b)) => a.extend(b),
+        (Data::Int64(a), Data::Int64(b)) => a.extend(b),
+        (Data::Fp32(a), Data::Fp32(b)) => a.extend(b),
+        (Data::Fp64(a), Data::Fp64(b)) => a.extend(b),
+        (a, b) => {
+            return Err(ModelError::Internal(format!(
+                "pieces of one output differ in type: {} and {}",
+                a.datatype(),
+                b.datatype()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,40 +1,54 @@
 //! An ONNX file as the common exporters write it (skl2onnx, onnxmltools,
-//! `torch.onnx.export`), made into a plan tract can run: the batch
-//! dimension made symbolic, the probability tensor picked among the outputs,
+//! `torch.onnx.export`), made into a plan tract can run: every input with
+//! its declared type and shape (named variable dimensions as symbols), the
+//! probability tensor picked among the outputs for Seldon v1,
 //! a trailing `ZipMap` cut off, `ai.onnx.ml` `Scaler` supplied (tract lacks
 //! it), and any other operator tract lacks named before anything runs.
 
 use anyhow::{Context, Result, bail};
+use inference_core::{Datatype, Dim, TensorSpec};
 use tract_onnx::pb::{self, ModelProto, type_proto};
 use tract_onnx::prelude::*;
 
 use super::scaler;
 
-/// `TensorProto.DataType` FLOAT and DOUBLE (onnx.proto).
+/// `TensorProto.DataType` FLOAT, STRING and DOUBLE (onnx.proto).
 const ONNX_FLOAT: i32 = 1;
+const ONNX_STRING: i32 = 8;
 const ONNX_DOUBLE: i32 = 11;
 
 /// A loaded graph and what the server needs to know about it.
 pub struct Graph {
     pub plan: TypedModel,
-    /// Columns of the input, `[N, features]`.
-    pub features: usize,
-    /// The output answered with.
-    pub output: String,
+    /// The graph's inputs (initializers excluded), in its order.
+    pub inputs: Vec<TensorSpec>,
+    /// Per input, per axis: the symbol of a variable dimension (the
+    /// graph's `dim_param`, or one of our own where it has none), so that
+    /// two inputs that share `N` are checked to agree before a run.
+    pub symbols: Vec<Vec<Option<String>>>,
+    /// The outputs tract computes, in the graph's order (string outputs,
+    /// which tract cannot hold, are left out).
+    pub outputs: Vec<TensorSpec>,
+    /// The output Seldon v1 answers with.
+    pub answer: String,
+    /// Whether every input and output has one batch dimension first (the
+    /// same symbol): such a graph may be run on a long batch in pieces.
+    pub batched: bool,
     /// Class labels a ZipMap carried, in column order.
     pub zipmap_labels: Option<Vec<String>>,
     /// `metadata_props` of the file (`class_names`, `feature_names`, ...).
     pub metadata: Vec<(String, String)>,
 }
 
-/// Loads `bytes` (an ONNX ModelProto). `output` names the output to answer
-/// with; by default the one whose name says probabilities, else the first
-/// floating-point one.
+/// Loads `bytes` (an ONNX ModelProto). `output` names the output Seldon v1
+/// answers with; by default the one whose name says probabilities, else
+/// the first floating-point one.
 ///
 /// # Errors
 /// Operators tract does not implement (named, with the exporter option
-/// that avoids them where there is one), an input that is not one float
-/// `[N, features]` tensor, no floating-point output, an unknown `output`.
+/// that avoids them where there is one), an input of a type no protocol
+/// carries (strings, complex numbers) or without a declared shape, no
+/// floating-point output, an unknown `output`, a graph tract cannot plan.
 pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
     let mut onnx = tract_onnx::onnx();
     scaler::register(&mut onnx.op_register);
@@ -56,8 +70,15 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
             missing.join("; ")
         );
     }
-    let (input_name, features) = float_input(graph)?;
-    let output = pick_output(graph, output)?;
+    let declared = declared_inputs(graph)?;
+    let answer = pick_output(graph, output)?;
+    // String outputs (a classifier's labels) are what tract cannot hold.
+    let outputs: Vec<String> = graph
+        .output
+        .iter()
+        .filter(|o| elem_type(o) != Some(ONNX_STRING))
+        .map(|o| o.name.clone())
+        .collect();
     let metadata = proto
         .metadata_props
         .iter()
@@ -67,14 +88,42 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
     let mut model = onnx
         .model_for_proto_model(&proto)
         .context("tract cannot read the graph")?;
-    let batch = model.symbols.sym("N");
-    model
-        .set_input_fact(0, f32::fact([batch.to_dim(), features.to_dim()]).into())
-        .with_context(|| format!("setting input {input_name:?} to float32 [N, {features}]"))?;
-    let outlet = model
-        .find_outlet_label(&output)
-        .with_context(|| format!("output {output:?} is not in the graph"))?;
-    model.select_output_outlets(&[outlet])?;
+    let shown = |d: &Declared| {
+        let dims: Vec<String> = d
+            .spec
+            .shape_i64()
+            .iter()
+            .zip(&d.symbols)
+            .map(|(n, s)| s.clone().unwrap_or_else(|| n.to_string()))
+            .collect();
+        format!("{} {} [{}]", d.spec.name, d.spec.datatype, dims.join(", "))
+    };
+    for (i, d) in declared.iter().enumerate() {
+        let shape: TVec<TDim> = d
+            .spec
+            .shape
+            .iter()
+            .zip(&d.symbols)
+            .map(|(dim, sym)| match (dim, sym) {
+                (Dim::Fixed(n), _) => n.to_dim(),
+                (Dim::Any, Some(s)) => model.symbols.sym(s).to_dim(),
+                (Dim::Any, None) => model.symbols.new_with_prefix("d").to_dim(),
+            })
+            .collect();
+        let fact = InferenceFact::dt_shape(datum_type(d.spec.datatype)?, shape);
+        model
+            .set_input_fact(i, fact)
+            .with_context(|| format!("setting input {}", shown(d)))?;
+    }
+    let outlets = outputs
+        .iter()
+        .map(|o| {
+            model
+                .find_outlet_label(o)
+                .with_context(|| format!("output {o:?} is not in the graph"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    model.select_output_outlets(&outlets)?;
     let plan = model.into_optimized().map_err(|e| {
         let why = format!("{e:#}");
         let hint = if why.contains("String") {
@@ -83,17 +132,62 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
         } else {
             ""
         };
+        let inputs: Vec<String> = declared.iter().map(shown).collect();
         anyhow::anyhow!(
-            "tract cannot plan the graph for float32 [N, {features}] input{hint}: {why}"
+            "tract cannot plan the graph for its inputs {}{hint}: {why}",
+            inputs.join(", ")
         )
     })?;
+    let mut specs = Vec::with_capacity(outputs.len());
+    for (i, name) in outputs.iter().enumerate() {
+        let fact = plan.output_fact(i)?;
+        let datatype = datatype_of(fact.datum_type)
+            .with_context(|| format!("output {name:?} holds {:?}", fact.datum_type))?;
+        let shape = fact
+            .shape
+            .iter()
+            .map(|d| match d.to_i64() {
+                Ok(n) => usize::try_from(n).map_or(Dim::Any, Dim::Fixed),
+                Err(_) => Dim::Any,
+            })
+            .collect();
+        specs.push(TensorSpec {
+            name: name.clone(),
+            datatype,
+            shape,
+        });
+    }
+    let batch = declared
+        .first()
+        .and_then(|d| d.symbols.first().cloned().flatten());
+    let batched = batch.as_ref().is_some_and(|b| {
+        let sym = plan.symbols.sym(b).to_dim();
+        declared
+            .iter()
+            .all(|d| d.symbols.first().and_then(Option::as_ref) == Some(b))
+            && (0..specs.len()).all(|i| {
+                plan.output_fact(i)
+                    .is_ok_and(|f| f.shape.iter().next() == Some(&sym))
+            })
+    });
+    let (inputs, symbols) = declared.into_iter().map(|d| (d.spec, d.symbols)).unzip();
     Ok(Graph {
         plan,
-        features,
-        output,
+        inputs,
+        symbols,
+        outputs: specs,
+        answer,
+        batched,
         zipmap_labels,
         metadata,
     })
+}
+
+/// An input as the graph declares it.
+struct Declared {
+    spec: TensorSpec,
+    /// Per axis, the symbol of a variable dimension.
+    symbols: Vec<Option<String>>,
 }
 
 /// Replaces each graph output made by a `ZipMap` (a list of maps, which
@@ -163,93 +257,144 @@ fn missing_operators(graph: &pb::GraphProto, known: impl Fn(&str) -> bool) -> Ve
     missing
 }
 
-/// The graph's one input that is not an initializer: float32 or float64
-/// `[N, features]` with `features` fixed. Returns its name and width.
-fn float_input(graph: &pb::GraphProto) -> Result<(String, usize)> {
+/// The graph's inputs that are not initializers, each with its datatype
+/// and shape: a `dim_value` is fixed, a `dim_param` (or a dimension with
+/// neither) variable.
+fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<Declared>> {
     let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<&pb::ValueInfoProto> = graph
+    let mut declared = Vec::new();
+    for input in graph
         .input
         .iter()
         .filter(|i| !initializers.contains(&i.name.as_str()))
-        .collect();
-    let [input] = inputs[..] else {
-        bail!(
-            "the model has {} inputs ({}); the model server feeds one float tensor [N, features] \
-             (export the model with a single input, e.g. skl2onnx's to_onnx(model, X[:1]) on a \
-             float array)",
-            inputs.len(),
-            inputs
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
-    let Some(type_proto::Value::TensorType(t)) =
-        input.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
-        bail!("input {:?} is not a tensor", input.name);
-    };
-    if t.elem_type != ONNX_FLOAT && t.elem_type != ONNX_DOUBLE {
-        bail!(
-            "input {:?} holds {}, not floats: the model server sends float32 [N, features] \
-             (export with a float input, e.g. skl2onnx's FloatTensorType)",
-            input.name,
-            elem_name(t.elem_type)
-        );
-    }
-    if t.elem_type == ONNX_DOUBLE {
-        bail!(
-            "input {:?} is float64 (DoubleTensorType): the model server computes in float32; \
-             export with FloatTensorType",
-            input.name
-        );
-    }
-    let dims = t
-        .shape
-        .as_ref()
-        .map(|s| s.dim.as_slice())
-        .unwrap_or_default();
-    let width = match dims {
-        [_, d] => match &d.value {
-            Some(pb::tensor_shape_proto::dimension::Value::DimValue(w)) if *w > 0 => {
-                usize::try_from(*w).ok()
-            }
-            _ => None,
-        },
-        [] => bail!(
-            "input {:?} has no declared shape; export it as [N, features] (e.g. skl2onnx's \
-             FloatTensorType([None, 4]))",
-            input.name
-        ),
-        _ => {
-            bail!(
-                "input {:?} has {} dimensions; the model server feeds [N, features] \
-                 (flatten images or sequences before the model, or export a 2-D input)",
+    {
+        let Some(type_proto::Value::TensorType(t)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            bail!("input {:?} is not a tensor", input.name);
+        };
+        let datatype = onnx_datatype(t.elem_type).with_context(|| {
+            format!(
+                "input {:?} holds {}, which the model server cannot feed (it takes booleans, \
+                 integers and floats)",
                 input.name,
-                dims.len()
+                elem_name(t.elem_type)
             )
+        })?;
+        let Some(shape) = t.shape.as_ref() else {
+            bail!(
+                "input {:?} has no declared shape; export it with one (e.g. skl2onnx's \
+                 FloatTensorType([None, 4]), torch.onnx.export's dynamic_axes)",
+                input.name
+            );
+        };
+        let mut dims = Vec::with_capacity(shape.dim.len());
+        let mut symbols = Vec::with_capacity(shape.dim.len());
+        for (axis, d) in shape.dim.iter().enumerate() {
+            use pb::tensor_shape_proto::dimension::Value;
+            match &d.value {
+                Some(Value::DimValue(n)) if *n > 0 => {
+                    dims.push(Dim::Fixed(usize::try_from(*n)?));
+                    symbols.push(None);
+                }
+                Some(Value::DimParam(p)) if !p.trim().is_empty() => {
+                    dims.push(Dim::Any);
+                    symbols.push(Some(p.clone()));
+                }
+                // No name: a symbol of its own, shared with nothing.
+                _ => {
+                    dims.push(Dim::Any);
+                    symbols.push(Some(format!("{}:{axis}", input.name)));
+                }
+            }
         }
-    };
-    let width = width.with_context(|| {
-        format!(
-            "input {:?} has no fixed number of features (its second dimension is symbolic): \
-             export with the width fixed, e.g. FloatTensorType([None, 4])",
-            input.name
-        )
-    })?;
-    Ok((input.name.clone(), width))
+        declared.push(Declared {
+            spec: TensorSpec {
+                name: input.name.clone(),
+                datatype,
+                shape: dims,
+            },
+            symbols,
+        });
+    }
+    if declared.is_empty() {
+        bail!("the graph has no inputs to feed");
+    }
+    Ok(declared)
+}
+
+/// The protocol's datatype for an ONNX element type (onnx.proto's
+/// `TensorProto.DataType`), when it has one.
+fn onnx_datatype(t: i32) -> Option<Datatype> {
+    Some(match t {
+        1 => Datatype::Fp32,
+        2 => Datatype::Uint8,
+        3 => Datatype::Int8,
+        4 => Datatype::Uint16,
+        5 => Datatype::Int16,
+        6 => Datatype::Int32,
+        7 => Datatype::Int64,
+        9 => Datatype::Bool,
+        10 => Datatype::Fp16,
+        11 => Datatype::Fp64,
+        12 => Datatype::Uint32,
+        13 => Datatype::Uint64,
+        _ => return None,
+    })
+}
+
+/// tract's element type for a datatype.
+fn datum_type(d: Datatype) -> Result<DatumType> {
+    Ok(match d {
+        Datatype::Bool => DatumType::Bool,
+        Datatype::Uint8 => DatumType::U8,
+        Datatype::Uint16 => DatumType::U16,
+        Datatype::Uint32 => DatumType::U32,
+        Datatype::Uint64 => DatumType::U64,
+        Datatype::Int8 => DatumType::I8,
+        Datatype::Int16 => DatumType::I16,
+        Datatype::Int32 => DatumType::I32,
+        Datatype::Int64 => DatumType::I64,
+        Datatype::Fp16 => DatumType::F16,
+        Datatype::Fp32 => DatumType::F32,
+        Datatype::Fp64 => DatumType::F64,
+        Datatype::Bytes => bail!("tract computes on numbers, not BYTES"),
+    })
+}
+
+/// The datatype of a tract element type, when the protocols carry it.
+pub fn datatype_of(t: DatumType) -> Option<Datatype> {
+    Some(match t {
+        DatumType::Bool => Datatype::Bool,
+        DatumType::U8 => Datatype::Uint8,
+        DatumType::U16 => Datatype::Uint16,
+        DatumType::U32 => Datatype::Uint32,
+        DatumType::U64 => Datatype::Uint64,
+        DatumType::I8 => Datatype::Int8,
+        DatumType::I16 => Datatype::Int16,
+        DatumType::I32 => Datatype::Int32,
+        // tract's symbolic integers: what ONNX declares as int64 (an
+        // ArgMax's labels may be planned as such).
+        DatumType::I64 | DatumType::TDim => Datatype::Int64,
+        DatumType::F16 => Datatype::Fp16,
+        DatumType::F32 => Datatype::Fp32,
+        DatumType::F64 => Datatype::Fp64,
+        _ => return None,
+    })
+}
+
+/// An output's element type, when it declares one.
+fn elem_type(o: &pb::ValueInfoProto) -> Option<i32> {
+    o.r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .map(|type_proto::Value::TensorType(t)| t.elem_type)
 }
 
 /// The output to answer with: `wanted`, else one named like probabilities,
 /// else the first floating-point one.
 fn pick_output(graph: &pb::GraphProto, wanted: Option<&str>) -> Result<String> {
-    let elem = |o: &pb::ValueInfoProto| {
-        o.r#type
-            .as_ref()
-            .and_then(|t| t.value.as_ref())
-            .map(|type_proto::Value::TensorType(t)| t.elem_type)
-    };
+    let elem = elem_type;
     let list = || {
         graph
             .output
@@ -298,6 +443,7 @@ fn elem_name(t: i32) -> &'static str {
         1 => "float32",
         2 => "uint8",
         3 => "int8",
+        4 => "uint16",
         5 => "int16",
         6 => "int32",
         7 => "int64",
@@ -305,6 +451,11 @@ fn elem_name(t: i32) -> &'static str {
         9 => "bool",
         10 => "float16",
         11 => "float64",
+        12 => "uint32",
+        13 => "uint64",
+        14 => "complex64",
+        15 => "complex128",
+        16 => "bfloat16",
         _ => "another type",
     }
 }

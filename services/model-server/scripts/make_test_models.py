@@ -1,0 +1,176 @@
+"""Makes the ONNX models the model server's graph tests serve, and what
+onnxruntime answers for them.
+
+    python make_test_models.py OUT_DIR
+
+Writes into OUT_DIR (small files, fixed seeds, built with onnx.helper):
+  cnn.onnx       an image classifier: image float32 [N, 3, 16, 16],
+                 Conv/Relu/MaxPool twice, Flatten, Gemm, Softmax ->
+                 probabilities [N, 5]
+  text.onnx      a text classifier with two int64 inputs, input_ids and
+                 attention_mask [batch, sequence]: an embedding (Gather),
+                 a masked mean, Gemm -> two outputs, logits and
+                 probabilities [batch, 3]
+  float64.onnx   a linear model in float64: x float64 [N, 4] -> y [N, 2]
+  cases.json     for each model: its file, the inputs (name, datatype,
+                 shape, flat data) and onnxruntime's outputs for them
+                 (name, shape, flat data)
+
+The tests compare every answer of the server with onnxruntime's to 1e-5.
+The .onnx files are also committed in services/model-server/tests/graphs/
+(the README's examples serve them); a test checks that this script still
+writes them byte for byte.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def weights(rng, name, shape, dtype=np.float32, scale=0.5):
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(dtype), name)
+
+
+def cnn(rng):
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w3", "b3"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    init = [
+        # Small weights keep the softmax away from 0 and 1, where every
+        # answer would agree whatever the arithmetic.
+        weights(rng, "w1", [8, 3, 3, 3], scale=0.2),
+        weights(rng, "b1", [8], scale=0.1),
+        weights(rng, "w2", [8, 8, 3, 3], scale=0.1),
+        weights(rng, "b2", [8], scale=0.1),
+        weights(rng, "w3", [5, 8 * 4 * 4], scale=0.1),
+        weights(rng, "b3", [5], scale=0.1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 5])],
+        init,
+    )
+    inputs = {"image": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)}
+    return graph, inputs
+
+
+def text(rng):
+    vocab, dim = 50, 8
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input_ids"], ["emb"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["emb", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask3", "axis1"], ["count"], keepdims=0),
+        helper.make_node("Max", ["count", "one"], ["safe"]),
+        helper.make_node("Div", ["summed", "safe"], ["mean"]),
+        helper.make_node("Gemm", ["mean", "w", "b"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    init = [
+        weights(rng, "embedding", [vocab, dim]),
+        weights(rng, "w", [3, dim]),
+        weights(rng, "b", [3]),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "text",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info(
+                "attention_mask", TensorProto.INT64, ["batch", "sequence"]
+            ),
+        ],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        init,
+    )
+    ids = rng.integers(0, vocab, size=(3, 7)).astype(np.int64)
+    mask = np.ones((3, 7), dtype=np.int64)
+    mask[1, 4:] = 0
+    mask[2, 2:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    return graph, inputs
+
+
+def float64(rng):
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["y"]),
+    ]
+    init = [weights(rng, "w", [4, 2], np.float64), weights(rng, "b", [2], np.float64)]
+    graph = helper.make_graph(
+        nodes,
+        "float64",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])],
+        init,
+    )
+    inputs = {"x": rng.standard_normal((3, 4))}
+    return graph, inputs
+
+
+DATATYPES = {
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float64): "FP64",
+    np.dtype(np.int64): "INT64",
+}
+
+
+def tensor(name, a):
+    return {
+        "name": name,
+        "datatype": DATATYPES[a.dtype],
+        "shape": list(a.shape),
+        "data": a.flatten().tolist(),
+    }
+
+
+def main():
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(21)
+    cases = {}
+    for make in (cnn, text, float64):
+        graph, inputs = make(rng)
+        model = helper.make_model(graph, opset_imports=OPSET)
+        model.ir_version = 8
+        onnx.checker.check_model(model, full_check=True)
+        path = out / f"{make.__name__}.onnx"
+        path.write_bytes(model.SerializeToString())
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        answers = session.run(names, inputs)
+        cases[make.__name__] = {
+            "file": path.name,
+            "inputs": [tensor(n, a) for n, a in inputs.items()],
+            "outputs": [tensor(n, a) for n, a in zip(names, answers)],
+        }
+    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

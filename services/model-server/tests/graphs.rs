@@ -1,0 +1,358 @@
+//! Any ONNX graph, over the Open Inference Protocol v2 (JSON and binary)
+//! and Seldon v1 where v1 can carry it: an image CNN, a two-input int64
+//! text model with two outputs, a float64 model, made by
+//! `scripts/make_test_models.py` (onnx.helper, fixed seeds) with
+//! onnxruntime's answers, which every answer here matches to 1e-5.
+//!
+//! The script needs onnx and onnxruntime: `KMLOPS_PYTHON` names a Python
+//! that has them (`.ci/run` makes one). Without it the tests are skipped
+//! with the reason printed, except in CI, where that fails.
+
+mod common;
+
+use serde_json::{Value, json};
+use service_kit::testing::{Result, Server, agent, get, post_json};
+
+/// An answer's output: name, shape, elements as f64.
+type Output = (String, Vec<usize>, Vec<f64>);
+
+struct Models {
+    dir: tempfile::TempDir,
+    cases: Value,
+}
+
+fn models() -> Result<Option<Models>> {
+    let Some(python) = std::env::var_os("KMLOPS_PYTHON") else {
+        let why =
+            "KMLOPS_PYTHON is not set (a Python with onnx and onnxruntime; `.ci/run` makes one)";
+        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+        eprintln!("SKIPPED: {why}");
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir()?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make_test_models.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir.path())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases = serde_json::from_slice(&std::fs::read(dir.path().join("cases.json"))?)?;
+    Ok(Some(Models { dir, cases }))
+}
+
+impl Models {
+    fn serve(&self, name: &str) -> Result<Server> {
+        let path = self.dir.path().join(format!("{name}.onnx"));
+        let path = path.to_str().ok_or("path")?;
+        Server::start(
+            env!("CARGO_BIN_EXE_model-server"),
+            &[
+                ("MODEL", "onnx"),
+                ("MODEL_PATH", path),
+                ("MODEL_NAME", name),
+            ],
+        )
+    }
+
+    fn case(&self, name: &str) -> &Value {
+        &self.cases[name]
+    }
+}
+
+/// Every number in `v`, nested lists flattened.
+fn numbers(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(numbers).collect(),
+        Value::Number(n) => n.as_f64().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}[{i}]: {g} where onnxruntime answers {w}"
+        );
+    }
+}
+
+/// The case's outputs checked against an answer's `outputs` (by name).
+fn assert_outputs(name: &str, case: &Value, outputs: &[Output]) {
+    let want = case["outputs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    assert_eq!(outputs.len(), want.len(), "{name}: {outputs:?}");
+    for w in want {
+        let n = w["name"].as_str().unwrap_or_default();
+        let (_, shape, data) = outputs
+            .iter()
+            .find(|(o, _, _)| o == n)
+            .unwrap_or_else(|| panic!("{name}: no output {n}"));
+        let want_shape: Vec<usize> = serde_json::from_value(w["shape"].clone()).unwrap_or_default();
+        assert_eq!(shape, &want_shape, "{name}.{n}");
+        assert_close(&format!("{name}.{n}"), data, &numbers(&w["data"]));
+    }
+}
+
+fn json_outputs(body: &Value) -> Vec<Output> {
+    body["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap_or_default().to_string(),
+                serde_json::from_value(o["shape"].clone()).unwrap_or_default(),
+                numbers(&o["data"]),
+            )
+        })
+        .collect()
+}
+
+/// The case's inputs in the binary form: a JSON header, then each
+/// tensor's little-endian elements.
+fn binary_request(case: &Value) -> (Vec<u8>, usize) {
+    let mut tail = Vec::new();
+    let mut inputs = Vec::new();
+    for i in case["inputs"].as_array().into_iter().flatten() {
+        let before = tail.len();
+        for x in numbers(&i["data"]) {
+            match i["datatype"].as_str() {
+                Some("FP32") => tail.extend_from_slice(&(x as f32).to_le_bytes()),
+                Some("FP64") => tail.extend_from_slice(&x.to_le_bytes()),
+                Some("INT64") => tail.extend_from_slice(&(x as i64).to_le_bytes()),
+                other => panic!("no binary form for {other:?} in this test"),
+            }
+        }
+        inputs.push(json!({
+            "name": i["name"], "datatype": i["datatype"], "shape": i["shape"],
+            "parameters": {"binary_data_size": tail.len() - before}
+        }));
+    }
+    let header = json!({"inputs": inputs, "parameters": {"binary_data_output": true}}).to_string();
+    let n = header.len();
+    let mut body = header.into_bytes();
+    body.extend_from_slice(&tail);
+    (body, n)
+}
+
+/// Reads a binary answer: each output's elements from after the header.
+fn binary_outputs(body: &[u8], header: usize) -> Result<Vec<Output>> {
+    let head: Value = serde_json::from_slice(&body[..header])?;
+    let mut at = header;
+    let mut outputs = Vec::new();
+    for o in head["outputs"].as_array().into_iter().flatten() {
+        let size = o["parameters"]["binary_data_size"]
+            .as_u64()
+            .ok_or("binary_data_size")? as usize;
+        let bytes = &body[at..at + size];
+        at += size;
+        let values: Vec<f64> = match o["datatype"].as_str() {
+            Some("FP32") => bytes
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Some("FP64") => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
+            other => return Err(format!("unexpected datatype {other:?}").into()),
+        };
+        outputs.push((
+            o["name"].as_str().unwrap_or_default().to_string(),
+            serde_json::from_value(o["shape"].clone())?,
+            values,
+        ));
+    }
+    assert_eq!(at, body.len(), "every byte is some output's");
+    Ok(outputs)
+}
+
+#[test]
+fn the_committed_models_are_what_the_script_makes() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    for name in ["cnn", "text", "float64"] {
+        let file = format!("{name}.onnx");
+        let committed = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/graphs")
+                .join(&file),
+        )?;
+        assert!(
+            std::fs::read(m.dir.path().join(&file))? == committed,
+            "tests/graphs/{file} differs from what scripts/make_test_models.py makes: \
+             run it and copy the .onnx files there"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_graph_answers_as_onnxruntime_does_over_v2_json_and_binary() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    for name in ["cnn", "text", "float64"] {
+        let s = m.serve(name)?;
+        let case = m.case(name);
+        let meta: Value = serde_json::from_str(&get(&s.url(&format!("/v2/models/{name}")))?.1)?;
+        let declared: Vec<&str> = meta["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        let sent: Vec<&str> = case["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+            .collect();
+        assert_eq!(declared, sent, "{name}: {meta}");
+        let url = s.url(&format!("/v2/models/{name}/infer"));
+        let (status, body) = post_json(&url, &json!({"inputs": case["inputs"]}).to_string())?;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_outputs(name, case, &json_outputs(&body));
+
+        let (request, header) = binary_request(case);
+        let mut resp = agent()
+            .post(&url)
+            .header("inference-header-content-length", header.to_string())
+            .header("content-type", "application/octet-stream")
+            .send(&request[..])?;
+        assert_eq!(resp.status().as_u16(), 200, "{name} binary");
+        let n: usize = resp
+            .headers()
+            .get("inference-header-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or("no Inference-Header-Content-Length")?;
+        let answer = resp.body_mut().read_to_vec()?;
+        assert_outputs(name, case, &binary_outputs(&answer, n)?);
+    }
+    Ok(())
+}
+
+#[test]
+fn declared_shapes_and_types_are_the_metadata_and_are_enforced() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let text = m.serve("text")?;
+    let meta: Value = serde_json::from_str(&get(&text.url("/v2/models/text"))?.1)?;
+    assert_eq!(
+        meta["inputs"],
+        json!([
+            {"name":"input_ids","datatype":"INT64","shape":[-1,-1]},
+            {"name":"attention_mask","datatype":"INT64","shape":[-1,-1]}
+        ])
+    );
+    assert_eq!(
+        meta["outputs"],
+        json!([
+            {"name":"logits","datatype":"FP32","shape":[-1,3]},
+            {"name":"probabilities","datatype":"FP32","shape":[-1,3]}
+        ])
+    );
+    let url = text.url("/v2/models/text/infer");
+    let ids = |shape: &str, data: &str, datatype: &str| {
+        format!(r#"{{"name":"input_ids","shape":{shape},"datatype":"{datatype}","data":{data}}}"#)
+    };
+    let mask = |shape: &str, data: &str| {
+        format!(r#"{{"name":"attention_mask","shape":{shape},"datatype":"INT64","data":{data}}}"#)
+    };
+    for (inputs, status, text) in [
+        (
+            ids("[1,2]", "[1,2]", "INT64"),
+            400,
+            "input \"attention_mask\" is missing",
+        ),
+        (
+            format!(
+                "{},{}",
+                ids("[1,2]", "[1,2]", "FP32"),
+                mask("[1,2]", "[1,1]")
+            ),
+            400,
+            "input \"input_ids\" takes INT64 [-1, -1]; got FP32 [1, 2]",
+        ),
+        (
+            format!(
+                "{},{}",
+                ids("[1,3]", "[1,2,3]", "INT64"),
+                mask("[1,2]", "[1,1]")
+            ),
+            400,
+            "must agree on their dimension \"sequence\": 3 and 2",
+        ),
+        (
+            format!(
+                "{},{},{}",
+                ids("[1,2]", "[1,2]", "INT64"),
+                mask("[1,2]", "[1,1]"),
+                r#"{"name":"extra","shape":[1],"datatype":"INT64","data":[1]}"#
+            ),
+            400,
+            "has no input \"extra\"",
+        ),
+    ] {
+        let (got, body) = post_json(&url, &format!(r#"{{"inputs":[{inputs}]}}"#))?;
+        assert_eq!(got, status, "{inputs}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(text), "{error:?} lacks {text:?}");
+    }
+    // Only the outputs asked for, in the order asked.
+    let (status, body) = post_json(
+        &url,
+        &format!(
+            r#"{{"inputs":[{},{}],"outputs":[{{"name":"probabilities"}}]}}"#,
+            ids("[1,2]", "[1,2]", "INT64"),
+            mask("[1,2]", "[1,1]")
+        ),
+    )?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["outputs"][0]["name"], "probabilities");
+
+    let cnn = m.serve("cnn")?;
+    let (status, body) = post_json(
+        &cnn.url("/v2/models/cnn/infer"),
+        r#"{"inputs":[{"name":"image","shape":[1,3,2,2],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0,0,0]}]}"#,
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("takes FP32 [-1, 3, 16, 16]; got FP32 [1, 3, 2, 2]")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[test]
+fn v1_feeds_one_input_of_any_rank_and_points_several_to_v2() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    for name in ["cnn", "float64"] {
+        let s = m.serve(name)?;
+        let case = m.case(name);
+        let input = &case["inputs"][0];
+        let message =
+            json!({"data": {"tensor": {"shape": input["shape"], "values": input["data"]}}});
+        let (status, body) = post_json(&s.url("/api/v1.0/predictions"), &message.to_string())?;
+        assert_eq!(status, 200, "{name}: {body}");
+        let output = &case["outputs"][0];
+        assert_eq!(body["data"]["tensor"]["shape"], output["shape"], "{name}");
+        assert_close(
+            name,
+            &numbers(&body["data"]["tensor"]["values"]),
+            &numbers(&output["data"]),
+        );
+    }
+    let s = m.serve("text")?;
+    let (status, body) = post_json(&s.url("/predict"), r#"{"data":{"ndarray":[[1,2,3]]}}"#)?;
+    common::assert_failure((status, body), 400, "POST /v2/models/text/infer");
+    Ok(())
+}
