@@ -196,7 +196,17 @@ fn deploy_call_status_logs_teardown_twice() -> Result {
             .find(|l| l.split_whitespace().next() == Some(name))
             .ok_or("no text row")?;
         assert!(row.ends_with(state), "{row} vs {state}");
-        assert!(row.contains(s["url"].as_str().ok_or("url")?), "{row}");
+        let url = s["url"].as_str().ok_or("url")?;
+        assert!(row.contains(url), "{row}");
+        // A model's Open Inference Protocol URL, under its service's name.
+        if name == "test-api" {
+            assert!(s["v2_url"].is_null(), "{s}");
+        } else {
+            let v2 = s["v2_url"].as_str().ok_or("v2_url")?;
+            assert_eq!(v2, format!("{url}/v2/models/{name}"));
+            let (status, body) = get(&format!("{v2}/ready"))?;
+            assert_eq!(status, 200, "{body}");
+        }
     }
 
     let (stdout, _) = ok(&sb.xtask(&["logs", "test-api", "--tail", "50"])?)?;

@@ -15,7 +15,7 @@
 //! test --workspace` is the command that runs this test: it is not run
 //! again from inside it.
 //!
-//! The README's commands use fixed ports (5000, 5001, 5003, 8003): this
+//! The README's commands use fixed ports (5000, 5001, 5003, 5004, 5005, 8003): this
 //! test fails, saying so, when one is taken.
 
 #[path = "support/cluster.rs"]
@@ -159,7 +159,7 @@ esac"#;
 
 #[test]
 fn the_readme_quick_start_and_own_model_run_as_written() -> Result {
-    for port in [5000, 5001, 5003, 8003] {
+    for port in [5000, 5001, 5003, 5004, 5005, 8003] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(format!(
                 "port {port} is taken: the README's commands use it (stop what listens there)"

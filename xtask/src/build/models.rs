@@ -18,12 +18,44 @@ use crate::ground::settings::{ModelName, ServiceKind};
 /// What `model-server inspect` prints.
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Inspection {
-    /// Columns of the input `[N, features]`.
+    /// Columns of a tabular input `[N, features]`; 0 when the model takes
+    /// anything else (several inputs, images, sequences).
     pub features: usize,
-    /// Columns of the answer.
+    /// Columns of the Seldon v1 answer.
     pub outputs: usize,
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
+    /// Every input and output (the Open Inference Protocol's model
+    /// metadata); empty for the built-in models.
+    #[serde(default)]
+    pub signature: Signature,
+}
+
+/// Inputs and outputs as `model-server inspect` lists them.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// One tensor: its name, datatype (`FP32`, `INT64`, …) and shape (`-1`
+/// for a variable dimension).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+impl Signature {
+    /// `input_ids INT64 [-1, -1], attention_mask INT64 [-1, -1]`.
+    pub fn show(specs: &[TensorSpec]) -> String {
+        specs
+            .iter()
+            .map(|t| format!("{} {} {:?}", t.name, t.datatype, t.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The iris model built into the server (scripts/train_iris.py): 4
@@ -33,6 +65,10 @@ const IRIS: Inspection = Inspection {
     outputs: 3,
     class_names: None,
     feature_names: None,
+    signature: Signature {
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    },
 };
 
 /// Loads `file` with the model server binary `server` (choosing `output`).

@@ -28,9 +28,18 @@ const TEST_API_RATIO_TARGET: f64 = 0.9;
 const IDENTITY_RPS_TARGET: f64 = 20_000.0;
 const IDENTITY_P99_MS_TARGET: f64 = 5.0;
 const IRIS_RPS_TARGET: f64 = 10_000.0;
+/// Issue 21: v2 REST on iris at >= 40x MLServer's measured 1,106 req/s.
+const IRIS_V2_RPS_TARGET: f64 = 40.0 * 1_106.0;
+/// Issue 21: a float32 [32, 256] batch in the binary form in at most a
+/// fifth of v1 JSON's time.
+const BINARY_SPEEDUP_TARGET: f64 = 5.0;
 
 /// The iris model takes 4 features: the tutorial's payload shape, widened.
 const IRIS_PAYLOAD: &str = r#"{"data":{"names":["a","b","c","d"],"tensor":{"shape":[2,4],"values":[5.1,3.5,1.4,0.2,6.3,3.3,6.0,2.5]}}}"#;
+/// The same tensors in the Open Inference Protocol's form.
+const TUTORIAL_V2: &str =
+    r#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[0,0,1,1]}]}"#;
+const IRIS_V2: &str = r#"{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2,6.3,3.3,6.0,2.5]}]}"#;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -58,6 +67,10 @@ pub enum BenchSubject {
     TestApi,
     /// The tutorial's tensor payload against the identity and iris models
     ModelServer,
+    /// Seldon v1 beside the Open Inference Protocol v2 (JSON and binary):
+    /// the tutorial tensor, iris, and a float32 [32, 256] batch through the
+    /// identity model
+    Protocols,
     /// Image sizes, native vs docker builder time, docker stop, redeploy time
     Images,
     /// In a fresh clone: the clone to `deploy` serving, then `dev` with an
@@ -77,8 +90,58 @@ struct Case {
     binary: PathBuf,
     env: Vec<(&'static str, &'static str)>,
     path: &'static str,
-    /// A JSON body to POST; GET when None.
-    body: Option<&'static str>,
+    /// A body to POST; GET when None.
+    body: Option<Body>,
+}
+
+/// A request body, with what must be said about it.
+struct Body {
+    bytes: Vec<u8>,
+    /// `Inference-Header-Content-Length`: the JSON header's length in a
+    /// binary-extension body.
+    header_length: Option<usize>,
+}
+
+impl Body {
+    fn json(text: &str) -> Option<Self> {
+        Some(Self {
+            bytes: text.as_bytes().to_vec(),
+            header_length: None,
+        })
+    }
+}
+
+/// The batch of the protocol figures: float32 [32, 256], a real model's
+/// input size (an MLP's), values like a normalised feature's.
+fn batch() -> Vec<f32> {
+    (0..32 * 256)
+        .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+/// The batch as Seldon v1 JSON, Open Inference Protocol JSON, and OIP
+/// with the binary tensor data extension.
+fn batch_bodies() -> [Option<Body>; 3] {
+    let values = batch();
+    let list = serde_json::to_string(&values).unwrap_or_default();
+    let v1 = format!(r#"{{"data":{{"tensor":{{"shape":[32,256],"values":{list}}}}}}}"#);
+    let v2 = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[32,256],"datatype":"FP32","data":{list}}}]}}"#
+    );
+    let header = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[32,256],"datatype":"FP32","parameters":{{"binary_data_size":{}}}}}],"parameters":{{"binary_data_output":true}}}}"#,
+        values.len() * 4
+    );
+    let mut binary = header.clone().into_bytes();
+    binary.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    [
+        Body::json(&v1),
+        Body::json(&v2),
+        Some(Body {
+            bytes: binary,
+            header_length: Some(header.len()),
+        }),
+    ]
 }
 
 impl BenchArgs {
@@ -123,7 +186,10 @@ impl BenchArgs {
         let release = build::release_dir(cx, profile);
         let mut deploy_build = build::release_command(cx, profile);
         deploy_build.args(build::selection(cx)?.build_args());
-        if self.subject == BenchSubject::ModelServer {
+        if matches!(
+            self.subject,
+            BenchSubject::ModelServer | BenchSubject::Protocols
+        ) {
             // iris is measured too: the ONNX runtime, whatever the settings.
             deploy_build.args(["--features", "model-server/onnx"]);
         }
@@ -165,16 +231,61 @@ impl BenchArgs {
                     binary: release.join("model-server"),
                     env: vec![("MODEL", "identity")],
                     path: "/api/v1.0/predictions",
-                    body: Some(TUTORIAL_PAYLOAD),
+                    body: Body::json(TUTORIAL_PAYLOAD),
                 },
                 Case {
                     label: "iris",
                     binary: release.join("model-server"),
                     env: vec![("MODEL", "iris")],
                     path: "/api/v1.0/predictions",
-                    body: Some(IRIS_PAYLOAD),
+                    body: Body::json(IRIS_PAYLOAD),
                 },
             ],
+            BenchSubject::Protocols => {
+                let server = release.join("model-server");
+                let case = |label, model, path, body| Case {
+                    label,
+                    binary: server.clone(),
+                    env: vec![("MODEL", model)],
+                    path,
+                    body,
+                };
+                let [v1, v2, binary] = batch_bodies();
+                vec![
+                    case(
+                        "tensor v1",
+                        "identity",
+                        "/api/v1.0/predictions",
+                        Body::json(TUTORIAL_PAYLOAD),
+                    ),
+                    case(
+                        "tensor v2",
+                        "identity",
+                        "/v2/models/identity/infer",
+                        Body::json(TUTORIAL_V2),
+                    ),
+                    case(
+                        "iris v1",
+                        "iris",
+                        "/api/v1.0/predictions",
+                        Body::json(IRIS_PAYLOAD),
+                    ),
+                    case(
+                        "iris v2",
+                        "iris",
+                        "/v2/models/iris/infer",
+                        Body::json(IRIS_V2),
+                    ),
+                    case("32x256 v1", "identity", "/api/v1.0/predictions", v1),
+                    case("32x256 v2", "identity", "/v2/models/identity/infer", v2),
+                    case(
+                        "32x256 binary",
+                        "identity",
+                        "/v2/models/identity/infer",
+                        binary,
+                    ),
+                ]
+            }
             BenchSubject::Images | BenchSubject::DevLoop => {
                 bail!("measured apart from the servers' throughput")
             }
@@ -228,6 +339,20 @@ impl BenchArgs {
                 println!(
                     "iris: {} the target of {IRIS_RPS_TARGET:.0} req/s",
                     verdict(iris.requests_per_sec >= IRIS_RPS_TARGET)
+                );
+            }
+            (BenchSubject::Protocols, [_, _, _, (_, iris), (_, v1), (_, v2), (_, binary)]) => {
+                println!(
+                    "iris over v2: {:.0} req/s = {:.1}x MLServer's 1,106 ({} the target of 40x)",
+                    iris.requests_per_sec,
+                    iris.requests_per_sec / 1_106.0,
+                    verdict(iris.requests_per_sec >= IRIS_V2_RPS_TARGET)
+                );
+                let speedup = binary.requests_per_sec / v1.requests_per_sec;
+                println!(
+                    "32x256 float32: binary {speedup:.1}x v1 JSON's rate, v2 JSON {:.1}x ({} the target of {BINARY_SPEEDUP_TARGET:.0}x)",
+                    v2.requests_per_sec / v1.requests_per_sec,
+                    verdict(speedup >= BINARY_SPEEDUP_TARGET)
                 );
             }
             _ => bail!("the benchmark produced {} results", results.len()),
@@ -380,7 +505,7 @@ fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
     if let Some(server) = &server {
         wait_answering(server, &url)?;
     }
-    let script = match case.body {
+    let script = match &case.body {
         Some(body) => vec!["--script".into(), lua_script(cx, case.label, body)?],
         None => Vec::new(),
     };
@@ -396,21 +521,40 @@ fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
     cx.runner.unless_dry_run(|| parse_wrk(&out.stdout))
 }
 
-/// A wrk script that POSTs `body` as JSON.
-fn lua_script(cx: &Ctx, label: &str, body: &str) -> Result<PathBuf> {
+/// A wrk script that POSTs `body` (JSON, or the binary extension's form
+/// with its header length), read from a file beside it.
+fn lua_script(cx: &Ctx, label: &str, body: &Body) -> Result<PathBuf> {
     let dir = cx.root.join("target/xtask/bench");
-    let path = dir.join(format!("{}.lua", label.replace(' ', "-")));
-    cx.runner
-        .effect(format!("write {} (POST {body})", path.display()), || {
+    let stem = label.replace(' ', "-");
+    let path = dir.join(format!("{stem}.lua"));
+    let data = dir.join(format!("{stem}.body"));
+    let (content_type, extra) = match body.header_length {
+        None => ("application/json", String::new()),
+        Some(n) => (
+            "application/octet-stream",
+            format!("wrk.headers[\"Inference-Header-Content-Length\"] = \"{n}\"\n"),
+        ),
+    };
+    cx.runner.effect(
+        format!(
+            "write {} (POST the {} bytes of {})",
+            path.display(),
+            body.bytes.len(),
+            data.display()
+        ),
+        || {
             std::fs::create_dir_all(&dir)?;
+            std::fs::write(&data, &body.bytes)?;
             std::fs::write(
                 &path,
                 format!(
-                    "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+                    "wrk.method = \"POST\"\nlocal f = assert(io.open({data:?}, \"rb\"))\nwrk.body = f:read(\"*a\")\nf:close()\nwrk.headers[\"Content-Type\"] = \"{content_type}\"\n{extra}",
+                    data = data.display().to_string()
                 ),
             )?;
             Ok(())
-        })?;
+        },
+    )?;
     Ok(path)
 }
 

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use super::adding;
 use crate::build;
-use crate::build::models::Inspection;
+use crate::build::models::{Inspection, Signature};
 use crate::ground::context::Ctx;
 use crate::ground::names;
 use crate::ground::settings_edit::{self, Entry};
@@ -30,7 +30,9 @@ pub enum ModelCommand {
     Add {
         /// The service's name (a DNS-1123 label: lowercase letters, digits, '-')
         name: String,
-        /// The ONNX file: float input [N, features] (skl2onnx, onnxmltools, torch.onnx.export)
+        /// The ONNX file: any graph tract runs (skl2onnx, onnxmltools, torch.onnx.export);
+        /// one float32 [N, features] input gets a Seldon v1 contract, any other is
+        /// smoke-tested over the Open Inference Protocol v2
         #[arg(long, value_name = "FILE")]
         onnx: PathBuf,
         /// A contract.json for its smoke test (default: one written from the model's input width)
@@ -99,25 +101,44 @@ impl ModelArgs {
         let found = build::models::inspect(cx, &server, &onnx, output.as_deref())
             .with_context(|| format!("--onnx {}", onnx.display()))?;
         fits(&found, class_names.as_deref(), feature_names.as_deref())?;
-        eprintln!(
-            "  ✓ {} loads: float32 [N, {}] in, {} column(s) out{}",
-            onnx.display(),
-            found.features,
-            found.outputs,
-            found
-                .class_names
-                .as_ref()
-                .map(|c| format!(" ({})", c.join(", ")))
-                .unwrap_or_default()
-        );
+        // A tabular model ([N, features]) gets a Seldon v1 contract; any
+        // other graph is smoke-tested over the Open Inference Protocol.
+        let tabular = found.features > 0;
+        let shape = if tabular {
+            format!(
+                "float32 [N, {}] in, {} column(s) out{}",
+                found.features,
+                found.outputs,
+                found
+                    .class_names
+                    .as_ref()
+                    .map(|c| format!(" ({})", c.join(", ")))
+                    .unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{} in; {} out",
+                Signature::show(&found.signature.inputs),
+                Signature::show(&found.signature.outputs)
+            )
+        };
+        eprintln!("  ✓ {} loads: {shape}", onnx.display());
+        if !tabular && contract.is_some() {
+            bail!(
+                "--contract describes a Seldon v1 model with one [N, features] input; this one \
+                 takes {} (its smoke test is an Open Inference Protocol inference instead)",
+                Signature::show(&found.signature.inputs)
+            );
+        }
 
         let base = settings_file.parent().unwrap_or(Path::new("."));
         let models = base.join("models");
         let model_rel = format!("models/{name}.onnx");
         let contract_rel = format!("models/{name}.contract.json");
         let contract_text = match &contract {
-            Some(path) => given_contract(path, found.features, found.outputs)?,
-            None => derived_contract(&found, feature_names.as_deref()),
+            Some(path) => Some(given_contract(path, found.features, found.outputs)?),
+            None if tabular => Some(derived_contract(&found, feature_names.as_deref())),
+            None => None,
         };
         std::fs::create_dir_all(&models)
             .with_context(|| format!("cannot create {}", models.display()))?;
@@ -126,18 +147,22 @@ impl ModelArgs {
         if !model_file.exists() {
             created.push(model_file.clone());
         }
-        if !contract_file.exists() {
+        if contract_text.is_some() && !contract_file.exists() {
             created.push(contract_file.clone());
         }
         copy_new(&onnx, &model_file)?;
-        write_new(&contract_file, &contract_text)?;
+        if let Some(text) = &contract_text {
+            write_new(&contract_file, text)?;
+        }
 
         let mut entries = vec![
             ("model", Entry::Str("onnx".into())),
             ("model_path", Entry::Str(model_rel.clone())),
             ("port", Entry::Int(i64::from(port))),
-            ("contract", Entry::Str(contract_rel.clone())),
         ];
+        if contract_text.is_some() {
+            entries.push(("contract", Entry::Str(contract_rel.clone())));
+        }
         if let Some(c) = class_names {
             entries.push(("class_names", Entry::List(c)));
         }
@@ -153,11 +178,9 @@ impl ModelArgs {
         let text = std::fs::read_to_string(&settings_file)
             .with_context(|| format!("cannot read {}", settings_file.display()))?;
         let comment = format!(
-            "{} (float32 [N, {}] in, {} out), added by `cargo xtask model add`.",
+            "{} ({shape}), added by `cargo xtask model add`.",
             onnx.file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-            found.features,
-            found.outputs
         );
         let edited = settings_edit::spell_out_defaults(&text)
             .and_then(|t| settings_edit::add_service(&t, &name, &comment, &entries))?;
@@ -167,7 +190,14 @@ impl ModelArgs {
             settings_file.display()
         );
         println!("copied the model to {}", model_file.display());
-        println!("wrote its contract to {}", contract_file.display());
+        if contract_text.is_some() {
+            println!("wrote its contract to {}", contract_file.display());
+        } else {
+            println!(
+                "its smoke test: POST zeros of every input to \
+                 http://127.0.0.1:{port}/v2/models/{name}/infer (Open Inference Protocol)"
+            );
+        }
         println!(
             "\nnext: cargo xtask deploy {name}            # on this machine: http://127.0.0.1:{port}\n      \
              cargo xtask deploy --target kind {name}\n      \

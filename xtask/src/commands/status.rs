@@ -9,6 +9,7 @@ use clap::Args;
 use super::args::TargetArg;
 use crate::ground::context::Ctx;
 use crate::ground::services;
+use crate::ground::settings::ServiceKind;
 use crate::targets;
 
 #[derive(Args)]
@@ -21,7 +22,8 @@ impl StatusArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let target = targets::for_name(cx.target(self.target.target));
         let session = target.open(cx)?;
-        let rows = target.status(cx, &session, &services::all(&cx.config, &cx.root))?;
+        let specs = services::all(&cx.config, &cx.root);
+        let rows = target.status(cx, &session, &specs)?;
         let undeployed = crate::build::workspace::undeployed_lines(cx);
         let healthy = rows.iter().all(|r| r.healthy);
         // A dry run's verdict is its plan (blockers included), not health.
@@ -31,18 +33,27 @@ impl StatusArgs {
         };
         if cx.json() {
             // `{"target", "healthy", "services": [{"name", "healthy", "url",
-            // "state"}], "notes": [...]}`: the table's facts.
-            let services: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "name": r.service,
-                        "healthy": r.healthy,
-                        "url": r.url,
-                        "state": r.state,
+            // "v2_url", "state"}], "notes": [...]}`: the table's facts, and
+            // for a model its Open Inference Protocol URL (its name is the
+            // service's).
+            let services: Vec<serde_json::Value> =
+                rows.iter()
+                    .map(|r| {
+                        let model = specs.iter().any(|s| {
+                            s.name == r.service && matches!(s.settings.kind, ServiceKind::Model(_))
+                        });
+                        let v2_url = r.url.as_deref().filter(|_| model).map(|u| {
+                            format!("{}/v2/models/{}", u.trim_end_matches('/'), r.service)
+                        });
+                        serde_json::json!({
+                            "name": r.service,
+                            "healthy": r.healthy,
+                            "url": r.url,
+                            "v2_url": v2_url,
+                            "state": r.state,
+                        })
                     })
-                })
-                .collect();
+                    .collect();
             cx.emit(&serde_json::json!({
                 "target": cx.target(self.target.target).as_str(),
                 "healthy": healthy,

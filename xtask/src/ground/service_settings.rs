@@ -492,10 +492,11 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if !ok {
             bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
         }
-        const OURS: [&str; 8] = [
+        const OURS: [&str; 9] = [
             "PORT",
             "BIND_ADDR",
             "MODEL",
+            "MODEL_NAME",
             "MODEL_PATH",
             "POD_IP",
             "CLASS_NAMES",
@@ -505,7 +506,8 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if OURS.contains(&key.as_str()) {
             bail!(
                 "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
-                 (port, model, model_path, class_names, feature_names, output) and, for \
+                 (port, model, model_path, class_names, feature_names, output; MODEL_NAME is \
+                 the service's name) and, for \
                  BIND_ADDR, from [local] bind (containers listen on every address)"
             );
         }

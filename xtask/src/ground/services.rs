@@ -72,7 +72,12 @@ impl ServiceSpec {
                 None,
             ),
             ServiceKind::Model(m) => {
-                let mut env = vec![("MODEL".to_string(), m.model.as_str().to_string())];
+                // The service's name is its model's name on the Open
+                // Inference Protocol (/v2/models/<name>).
+                let mut env = vec![
+                    ("MODEL".to_string(), m.model.as_str().to_string()),
+                    ("MODEL_NAME".to_string(), s.name.clone()),
+                ];
                 let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(","));
                 for (key, value) in [
                     ("CLASS_NAMES", list(&m.class_names)),
@@ -202,7 +207,10 @@ mod tests {
         let identity = &all[1];
         assert_eq!(
             identity.env,
-            [("MODEL".to_string(), "identity".to_string())]
+            [
+                ("MODEL".to_string(), "identity".to_string()),
+                ("MODEL_NAME".to_string(), "model-server".to_string())
+            ]
         );
         assert_eq!(identity.smoke, Smoke::Echo);
         let iris = &all[2];

@@ -37,14 +37,116 @@ pub fn check(cx: &Ctx, spec: &ServiceSpec, base_url: &str) -> Result<()> {
             Ok(())
         }
         Smoke::Echo => echo(cx, spec, base_url),
-        Smoke::Contract(path) => contract_at(
+        Smoke::Contract(None) => derived(cx, spec, base_url),
+        Smoke::Contract(Some(path)) => contract_at(
             cx,
             &format!("smoke test of {}", spec.name),
-            path.as_deref(),
+            Some(path),
             &format!("{base_url}/predict"),
             &format!("{base_url}/metadata"),
         ),
     }
+}
+
+/// A model without a contract: a contract derived from its v1 metadata
+/// when v1 can feed it (one `[N, features]` input), else an inference over
+/// the Open Inference Protocol on zeros of every input it declares.
+fn derived(cx: &Ctx, spec: &ServiceSpec, base: &str) -> Result<()> {
+    let what = format!("smoke test of {}", spec.name);
+    let v2 = format!("{base}/v2/models/{}", spec.name);
+    let step = format!(
+        "{what}: a contract derived from {base}/metadata, or, for a model Seldon v1 cannot \
+         feed, POST zeros of every input {v2} declares to {v2}/infer"
+    );
+    cx.runner.effect(step, || {
+        if derived_contract(&format!("{base}/metadata")).is_ok() {
+            return contract_at(
+                cx,
+                &what,
+                None,
+                &format!("{base}/predict"),
+                &format!("{base}/metadata"),
+            );
+        }
+        let answer = v2_zeros(&v2).with_context(|| format!("{what} failed"))?;
+        eprintln!("  ✓ {what}: POST {v2}/infer: {}", super::bounded(&answer));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The most elements a smoke request may send (a fixed image input of
+/// 3x1024x1024 is 3 million; say so rather than send megabytes of zeros).
+const ZEROS_MAX: u64 = 1 << 20;
+
+/// Reads the model's v2 metadata at `model_url` and POSTs an inference
+/// of zeros (one for every variable dimension) to `model_url/infer`; the
+/// answer must be 200 with every declared output.
+pub fn v2_zeros(model_url: &str) -> Result<String> {
+    let (status, body) = http::get(model_url, Duration::from_secs(5))?;
+    if status != 200 {
+        bail!(
+            "GET {model_url} answered {status}: {}",
+            super::bounded(&body)
+        );
+    }
+    let meta: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("GET {model_url}: not JSON: {}", super::bounded(&body)))?;
+    let mut inputs = Vec::new();
+    for input in meta["inputs"].as_array().into_iter().flatten() {
+        let shape: Vec<u64> = input["shape"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d.as_u64().unwrap_or(1))
+            .collect();
+        let n = shape
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(*d))
+            .filter(|n| *n <= ZEROS_MAX)
+            .with_context(|| {
+                format!(
+                    "input {} of shape {shape:?} is too large for a smoke request of zeros; \
+                     set `contract` in the service's settings",
+                    input["name"]
+                )
+            })?;
+        let zero = match input["datatype"].as_str() {
+            Some("BOOL") => serde_json::json!(false),
+            Some("BYTES") => serde_json::json!(""),
+            _ => serde_json::json!(0),
+        };
+        inputs.push(serde_json::json!({
+            "name": input["name"],
+            "datatype": input["datatype"],
+            "shape": shape,
+            "data": vec![zero; n as usize],
+        }));
+    }
+    if inputs.is_empty() {
+        bail!("GET {model_url} lists no inputs: {}", super::bounded(&body));
+    }
+    let url = format!("{model_url}/infer");
+    let request = serde_json::json!({ "inputs": inputs }).to_string();
+    let (status, answer) = http::post(&url, "application/json", &request, Duration::from_secs(10))?;
+    if status != 200 {
+        bail!("POST {url} answered {status}: {}", super::bounded(&answer));
+    }
+    let got: serde_json::Value = serde_json::from_str(&answer)
+        .with_context(|| format!("POST {url}: not JSON: {}", super::bounded(&answer)))?;
+    let names = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["name"].as_str().map(String::from))
+            .collect()
+    };
+    let (declared, answered) = (names(&meta, "outputs"), names(&got, "outputs"));
+    if declared != answered {
+        bail!("POST {url} answered the outputs {answered:?}, but the model declares {declared:?}");
+    }
+    Ok(answer)
 }
 
 /// `smoke = { path, status, json, contains }` from the service's settings.
