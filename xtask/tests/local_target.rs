@@ -313,6 +313,42 @@ fn models_are_deployed_smoke_tested_and_contract_tested() -> Result {
         "send-feedback",
     ])?)?;
     assert!(stdout.contains("1 of 1 requests"), "{stdout}");
+    // Over the Open Inference Protocol: the model named by its service, on
+    // that service's port.
+    let (stdout, _) = ok(&sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &iris,
+        "--protocol",
+        "v2",
+        "-b",
+        "3",
+        "-n",
+        "4",
+    ])?)?;
+    assert!(
+        stdout.contains(&format!(
+            "contract test against http://localhost:{iris}/v2/models/iris-model: 4 of 4 requests"
+        )),
+        "{stdout}"
+    );
+    let out = sb.xtask(&[
+        "contract-test",
+        CONTRACT,
+        "--port",
+        &iris,
+        "--protocol",
+        "v2",
+        "--model",
+        "nope",
+    ])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("v2/models/nope answered 404"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A server that answers wrongly: the identity model returns 4 columns.
     let out = sb.xtask(&[

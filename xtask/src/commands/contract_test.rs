@@ -46,6 +46,22 @@ pub struct ContractTestArgs {
     /// Seed for the random inputs, to repeat a run exactly
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Seldon v1 (/predict), or the Open Inference Protocol v2
+    /// (/v2/models/MODEL/infer: the rows as the model's one input, the
+    /// probabilities output checked)
+    #[arg(long, value_enum, default_value_t = Protocol::V1)]
+    pub protocol: Protocol,
+    /// The model's v2 name (its service's name); default: the service on
+    /// --port in xtask.toml
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// `--protocol`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
 }
 
 /// `--endpoint`.
@@ -72,9 +88,17 @@ impl ContractTestArgs {
             None => iris_port(cx)?,
         };
         let endpoint = Endpoint::from(self.endpoint);
-        let url = contract::endpoint_url(&self.host, port, self.api.as_deref(), endpoint)?;
+        let v2_model = match self.protocol {
+            Protocol::V1 => None,
+            Protocol::V2 => Some(v2_model(cx, port, &self)?),
+        };
+        let url = match &v2_model {
+            Some(m) => format!("http://{}:{port}/v2/models/{m}", self.host),
+            None => contract::endpoint_url(&self.host, port, self.api.as_deref(), endpoint)?,
+        };
         let opts = Options {
             endpoint,
+            v2_model,
             batch_size: self.batch_size as usize,
             requests: self.n_requests as usize,
             tensor: self.tensor,
@@ -99,6 +123,32 @@ impl ContractTestArgs {
             ExitCode::SUCCESS
         })
     }
+}
+
+/// The model's v2 name: `--model`, else the name of the service on
+/// `port`. Only predictions go over v2, and only straight to the server.
+fn v2_model(cx: &Ctx, port: u16, args: &ContractTestArgs) -> Result<String> {
+    if args.endpoint != EndpointArg::Predict || args.api.is_some() || args.form {
+        anyhow::bail!(
+            "--protocol v2 sends predictions straight to the model server: it does not go with \
+             --endpoint send-feedback, --api or --form (Seldon v1 forms)"
+        );
+    }
+    if let Some(m) = &args.model {
+        return Ok(m.clone());
+    }
+    cx.config
+        .services
+        .0
+        .iter()
+        .find(|s| s.port == port)
+        .map(|s| s.name.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no service in the settings has port {port}, so the model's name is unknown: \
+                 give --model NAME"
+            )
+        })
 }
 
 /// The default port: the first service running the iris model.

@@ -23,6 +23,9 @@ pub enum Endpoint {
 /// How to call the server and what to send.
 pub struct Options {
     pub endpoint: Endpoint,
+    /// Over the Open Inference Protocol: the model's name (its service's);
+    /// None: Seldon v1.
+    pub v2_model: Option<String>,
     pub batch_size: usize,
     pub requests: usize,
     pub tensor: bool,
@@ -109,6 +112,9 @@ pub fn endpoint_url(
 
 /// Sends the requests and checks each answer.
 pub fn run(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
+    if opts.v2_model.is_some() {
+        return run_v2(url, contract, opts);
+    }
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut failures = Vec::new();
     for i in 1..=opts.requests {
@@ -145,6 +151,110 @@ pub fn run(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
         seed: opts.seed,
         failures,
     })
+}
+
+/// The contract over the Open Inference Protocol: each request's rows
+/// sent as the model's one input (named and typed as its metadata at `url`
+/// says), and the output a v1 client would get (the one named like
+/// probabilities, else the first floating-point one) checked against the
+/// targets as v1 checks them.
+fn run_v2(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
+    let (status, body) = http::get(url, Duration::from_secs(10))
+        .with_context(|| format!("cannot reach {url}: is the model server running?"))?;
+    if status != 200 {
+        bail!("GET {url} answered {status}: {}", super::bounded(&body));
+    }
+    let meta: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("GET {url}: not JSON: {}", super::bounded(&body)))?;
+    let inputs = meta["inputs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let [input] = inputs else {
+        bail!(
+            "a contract describes one input of features; the model at {url} takes {} \
+             input(s): {}",
+            inputs.len(),
+            super::bounded(&meta["inputs"].to_string())
+        );
+    };
+    let floats =
+        |o: &&serde_json::Value| matches!(o["datatype"].as_str(), Some("FP16" | "FP32" | "FP64"));
+    let outputs = meta["outputs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let answer = outputs
+        .iter()
+        .filter(floats)
+        .find(|o| {
+            o["name"]
+                .as_str()
+                .is_some_and(|n| n.to_ascii_lowercase().contains("prob"))
+        })
+        .or_else(|| outputs.iter().find(floats))
+        .and_then(|o| o["name"].as_str())
+        .with_context(|| format!("the model at {url} has no floating-point output"))?
+        .to_string();
+    let infer = format!("{url}/infer");
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut failures = Vec::new();
+    for i in 1..=opts.requests {
+        let request = contract
+            .request(opts.batch_size, true, &mut rng)
+            .map_err(anyhow::Error::msg)?;
+        let tensor = request
+            .data
+            .as_ref()
+            .and_then(|d| d.tensor.as_ref())
+            .context("the contract made no tensor")?;
+        let body = serde_json::json!({
+            "id": i.to_string(),
+            "inputs": [{
+                "name": input["name"],
+                "datatype": input["datatype"],
+                "shape": tensor.shape,
+                "data": serde_json::from_str::<serde_json::Value>(tensor.values.get())?,
+            }],
+            "outputs": [{"name": answer}],
+        })
+        .to_string();
+        if opts.print {
+            println!("request {i}: {body}");
+        }
+        let (status, text) = http::post(&infer, "application/json", &body, Duration::from_secs(30))
+            .with_context(|| format!("cannot reach {infer}"))?;
+        if opts.print {
+            println!("response {i}: HTTP {status} {text}");
+        }
+        let problems = if status == 200 {
+            v1_view(&text).map_or_else(
+                |e| vec![format!("the answer is not an inference response: {e}")],
+                |m| contract.check_response(opts.batch_size, seldon_protocol::Repr::Tensor, &m),
+            )
+        } else {
+            vec![format!("HTTP {status}: {}", super::bounded(&text))]
+        };
+        if !problems.is_empty() {
+            failures.push((i, problems));
+        }
+    }
+    Ok(Report {
+        requests: opts.requests,
+        seed: opts.seed,
+        failures,
+    })
+}
+
+/// An inference response's one output as the SeldonMessage a v1 client
+/// would get (`data.tensor`), so that the targets are checked alike.
+fn v1_view(text: &str) -> Result<SeldonMessage> {
+    let v: serde_json::Value = serde_json::from_str(text)?;
+    let output = &v["outputs"][0];
+    let message = serde_json::json!({
+        "data": {"tensor": {"shape": output["shape"], "values": output["data"]}}
+    });
+    seldon_protocol::message::from_json(&message.to_string()).map_err(anyhow::Error::msg)
 }
 
 fn send(url: &str, body: &str, form: bool) -> Result<(u16, String)> {

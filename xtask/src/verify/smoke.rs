@@ -262,6 +262,7 @@ pub fn contract_at(
         };
         let opts = contract::Options {
             endpoint: Endpoint::Predict,
+            v2_model: None,
             batch_size: 5,
             requests: 3,
             tensor: false,
