@@ -169,6 +169,7 @@ fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
             ));
         }
     }
+    out.extend(worst_v2_bodies(max, features));
     let first = out[0].1.clone();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&first)?;
@@ -176,6 +177,84 @@ fn worst_bodies(max: usize, features: Option<usize>) -> Result<Vec<Request>> {
     headers.push(("content-encoding", "gzip".to_string()));
     out.push((headers, gz.finish()?));
     Ok(out)
+}
+
+/// The Open Inference Protocol's worst requests just under `max` bytes
+/// (marked by a leading `/v2` header): a flat FP32 tensor in JSON; for
+/// the identity model also BYTES elements that are each an empty string
+/// (a heap vector apiece once read), in JSON and in the binary form, and
+/// a binary FP32 tensor; for a model with `features` inputs, its rows in
+/// JSON and in binary.
+fn worst_v2_bodies(max: usize, features: Option<usize>) -> Vec<Request> {
+    let v2 = |body: Vec<u8>, header: Option<usize>| {
+        let mut h = vec![
+            ("x-route", "/v2".to_string()),
+            ("content-type", "application/json".to_string()),
+        ];
+        if let Some(n) = header {
+            h.push(("inference-header-content-length", n.to_string()));
+        }
+        (h, body)
+    };
+    let binary = |name: &str, datatype: &str, shape: String, data: &[u8]| {
+        let header = format!(
+            r#"{{"inputs":[{{"name":"{name}","shape":{shape},"datatype":"{datatype}","parameters":{{"binary_data_size":{}}}}}]}}"#,
+            data.len()
+        );
+        let n = header.len();
+        let mut body = header.into_bytes();
+        body.extend_from_slice(data);
+        v2(body, Some(n))
+    };
+    let json = |name: &str, datatype: &str, shape: String, data: String| {
+        v2(
+            format!(r#"{{"inputs":[{{"name":"{name}","shape":{shape},"datatype":"{datatype}","data":{data}}}]}}"#)
+                .into_bytes(),
+            None,
+        )
+    };
+    match features {
+        None => {
+            let elems = (max - 128) / 2;
+            let strings = (max - 128) / 3;
+            let binary_elems = (max - 256) / 4;
+            vec![
+                json("x", "FP32", format!("[{elems}]"), list("0", elems)),
+                json("x", "BYTES", format!("[{strings}]"), list(r#""""#, strings)),
+                binary(
+                    "x",
+                    "BYTES",
+                    format!("[{binary_elems}]"),
+                    &vec![0u8; binary_elems * 4],
+                ),
+                binary(
+                    "x",
+                    "FP32",
+                    format!("[{binary_elems}]"),
+                    &vec![0u8; binary_elems * 4],
+                ),
+            ]
+        }
+        Some(f) => {
+            let row_bytes = 2 * f;
+            let rows = (max - 128) / row_bytes;
+            let binary_rows = (max - 256) / (4 * f);
+            vec![
+                json(
+                    "input",
+                    "FP32",
+                    format!("[{rows},{f}]"),
+                    list("0", rows * f),
+                ),
+                binary(
+                    "input",
+                    "FP32",
+                    format!("[{binary_rows},{f}]"),
+                    &vec![0u8; binary_rows * f * 4],
+                ),
+            ]
+        }
+    }
 }
 
 /// `model`: the MODEL the pod runs, over what the manifest says (every
@@ -232,22 +311,38 @@ fn burst(file: &str, model: &str, features: Option<usize>) -> Result {
             Ok(c)
         })
         .collect::<Result<_>>()?;
-    // 24 clients at once, each sending every kind of request.
-    let url = s.url("/api/v1.0/predictions");
+    // 24 clients at once, each sending every kind of request, to v1 or,
+    // for the ones marked, to the model's v2 infer.
+    let model_name = env
+        .iter()
+        .find(|(k, _)| *k == "MODEL_NAME")
+        .map_or(model, |(_, v)| *v);
+    let (v1_url, v2_url) = (
+        s.url("/api/v1.0/predictions"),
+        s.url(&format!("/v2/models/{model_name}/infer")),
+    );
     let clients: Vec<_> = (0..24)
         .map(|i| {
-            let (url, bodies) = (url.clone(), bodies.clone());
+            let (v1_url, v2_url, bodies) = (v1_url.clone(), v2_url.clone(), bodies.clone());
             std::thread::spawn(move || -> std::result::Result<(), String> {
                 for k in 0..bodies.len() {
                     let (headers, body) = &bodies[(i + k) % bodies.len()];
-                    let h: Vec<(&str, &str)> =
-                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let v2 = headers.iter().any(|(k, _)| *k == "x-route");
+                    let url = if v2 { &v2_url } else { &v1_url };
+                    let h: Vec<(&str, &str)> = headers
+                        .iter()
+                        .filter(|(k, _)| *k != "x-route")
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .collect();
                     // Unoptimised test builds of tract are slow: allow time.
                     let agent = agent_with_timeout(Duration::from_secs(300));
                     let (status, text) =
-                        post_with_agent(&agent, &url, &h, body).map_err(|e| e.to_string())?;
+                        post_with_agent(&agent, url, &h, body).map_err(|e| e.to_string())?;
                     if status != 200 {
-                        return Err(format!("{status}: {}", &text[..text.len().min(300)]));
+                        return Err(format!(
+                            "{url} {status}: {}",
+                            &text.chars().take(300).collect::<String>()
+                        ));
                     }
                 }
                 Ok(())
