@@ -29,9 +29,32 @@ fn named(run_dir: &Path, service: &str, sha256: &str) -> PathBuf {
 pub fn sha256(path: &Path) -> Result<String> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(format!("{:x}", h.finalize()))
+    copy_hashed(&mut f, &mut std::io::sink())
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Copies `src` to `dst`; returns the SHA-256 (hex) of the bytes copied.
+fn copy_hashed(src: &mut impl Read, dst: &mut impl Write) -> std::io::Result<String> {
+    struct Tee<'a, W> {
+        hash: Sha256,
+        to: &'a mut W,
+    }
+    impl<W: Write> Write for Tee<'_, W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.to.write_all(buf)?;
+            self.hash.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.to.flush()
+        }
+    }
+    let mut tee = Tee {
+        hash: Sha256::new(),
+        to: dst,
+    };
+    std::io::copy(src, &mut tee)?;
+    Ok(format!("{:x}", tee.hash.finalize()))
 }
 
 /// The copy [`take`] would make, without making it (the plan under
@@ -57,20 +80,9 @@ pub fn take(run_dir: &Path, service: &str, binary: &Path) -> Result<Copy> {
         .prefix(&format!(".{service}-"))
         .tempfile_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = src
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", binary.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
-    }
-    let sha256 = format!("{:x}", h.finalize());
+    let sha256 = copy_hashed(&mut src, &mut tmp).with_context(|| {
+        format!("cannot copy {} into {}", binary.display(), dir.display())
+    })?;
     let path = named(run_dir, service, &sha256);
     if !path.exists() {
         use std::os::unix::fs::PermissionsExt;
