@@ -12,7 +12,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kube_fake_api::{Setup, cluster};
+use kube_fake_api::Setup;
 use support::{Fakes, Result, in_order, text};
 
 impl std::ops::Deref for Stage {
@@ -78,12 +78,7 @@ struct Stage {
 impl Stage {
     fn new(fakes: &[(&str, &str)]) -> Result<Self> {
         let rt = tokio::runtime::Runtime::new()?;
-        let fake = rt.block_on(cluster(Setup::default()));
-        let addr = rt.block_on(fake.serve())?;
-        {
-            let _guard = rt.enter();
-            fake.start_controller();
-        }
+        let (_fake, addr) = kube_fake_api::run_on(&rt, Setup::default())?;
         Self::with(fakes, format!("http://{addr}"), Some(rt))
     }
 

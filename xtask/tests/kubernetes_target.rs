@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use cluster::{ambassador, engine, ingress};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
-use kube_fake_api::{Setup, cluster, kubeconfig};
+use kube_fake_api::{Setup, kubeconfig};
 use support::{Fakes, Result, text};
 
 /// Loading an image archive into the node, as `minikube image load` and
@@ -78,12 +78,7 @@ impl Stage {
             images: Some(node_images.clone()),
             registries: vec![REACHABLE_REGISTRY.into()],
         };
-        let fake = rt.block_on(cluster(setup));
-        let addr = rt.block_on(fake.serve())?;
-        {
-            let _guard = rt.enter();
-            fake.start_controller();
-        }
+        let (fake, addr) = kube_fake_api::run_on(&rt, setup)?;
         f.settings(settings)?;
         let config = f.dir.path().join("kubeconfig");
         std::fs::write(&config, kubeconfig(addr, context))?;

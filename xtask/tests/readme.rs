@@ -195,16 +195,14 @@ fn the_readme_quick_start_and_own_model_run_as_written() -> Result {
     // The cluster: the API fake with Seldon Core's CRD and Ambassador, its
     // ingress routing to the model servers the local deploy runs.
     let rt = tokio::runtime::Runtime::new()?;
-    let fake = rt.block_on(kube_fake_api::cluster(Setup {
-        seldon_installed: true,
-        objects: cluster::ambassador(),
-        ..Setup::default()
-    }));
-    let addr = rt.block_on(fake.serve())?;
-    {
-        let _guard = rt.enter();
-        fake.start_controller();
-    }
+    let (fake, addr) = kube_fake_api::run_on(
+        &rt,
+        Setup {
+            seldon_installed: true,
+            objects: cluster::ambassador(),
+            ..Setup::default()
+        },
+    )?;
     let kubeconfig_path = tools.path().join("kubeconfig");
     std::fs::write(&kubeconfig_path, kubeconfig(addr, "minikube"))?;
     let ingress = cluster::ingress(vec![

@@ -10,7 +10,7 @@
 
 mod support;
 
-use kube_fake_api::{Setup, cluster, kubeconfig};
+use kube_fake_api::{Setup, kubeconfig};
 use serde_json::{Value, json};
 use support::{Fakes, Result, in_order, text};
 
@@ -97,12 +97,7 @@ impl Stage {
             ..Setup::default()
         };
         let rt = tokio::runtime::Runtime::new()?;
-        let fake = rt.block_on(cluster(setup));
-        let addr = rt.block_on(fake.serve())?;
-        {
-            let _guard = rt.enter();
-            fake.start_controller();
-        }
+        let (_fake, addr) = kube_fake_api::run_on(&rt, setup)?;
         Self::with(rt, context, &addr.to_string())
     }
 

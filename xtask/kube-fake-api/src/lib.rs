@@ -142,6 +142,23 @@ pub struct Setup {
     pub load_balancer: Option<(String, Duration)>,
 }
 
+/// `setup` as a running cluster for a test outside async code: built,
+/// served on loopback and its controllers started, all on `rt`. Returns
+/// the fake (to seed or inspect its state) and the address it serves.
+///
+/// # Errors
+/// The loopback listener cannot be bound.
+pub fn run_on(
+    rt: &tokio::runtime::Runtime,
+    setup: Setup,
+) -> std::io::Result<(FakeCluster, SocketAddr)> {
+    let fake = rt.block_on(cluster(setup));
+    let addr = rt.block_on(fake.serve())?;
+    let _guard = rt.enter();
+    fake.start_controller();
+    Ok((fake, addr))
+}
+
 pub async fn cluster(setup: Setup) -> FakeCluster {
     let mut builder = kube_fake_client::ClientBuilder::new()
         .with_status_subresource::<Deployment>()

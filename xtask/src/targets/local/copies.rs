@@ -80,9 +80,8 @@ pub fn take(run_dir: &Path, service: &str, binary: &Path) -> Result<Copy> {
         .prefix(&format!(".{service}-"))
         .tempfile_in(&dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    let sha256 = copy_hashed(&mut src, &mut tmp).with_context(|| {
-        format!("cannot copy {} into {}", binary.display(), dir.display())
-    })?;
+    let sha256 = copy_hashed(&mut src, &mut tmp)
+        .with_context(|| format!("cannot copy {} into {}", binary.display(), dir.display()))?;
     let path = named(run_dir, service, &sha256);
     if !path.exists() {
         use std::os::unix::fs::PermissionsExt;
