@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use inference_core::{InferenceRequest, InferenceResponse, TensorSpec};
 use serde_json::{Value, json};
+use service_kit::probes::Readiness;
 
 use crate::api::{AppState, OutcomeLabels};
 use crate::model::{Model, ModelError, check_inputs};
@@ -141,11 +142,22 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "live": true }))
 }
 
-/// Server readiness: its one model is loaded before it listens.
+/// Server readiness, as `/readyz` says it: its one model is loaded before
+/// it listens, and it is no longer ready once shutdown has begun (a 503,
+/// so that a load balancer stops sending work).
 #[utoipa::path(get, path = "/v2/health/ready", tag = "open-inference",
-    responses((status = 200, description = "Ready", body = Object)))]
-pub async fn ready() -> Json<Value> {
-    Json(json!({ "ready": true }))
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Shutting down", body = Object)))]
+pub async fn ready(readiness: Option<Extension<Readiness>>) -> (StatusCode, Json<Value>) {
+    // Without the server's flag (a router under test) it is ready.
+    let ready = readiness.is_none_or(|Extension(r)| r.is_ready());
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready })))
 }
 
 fn specs_json(specs: &[TensorSpec]) -> Value {
@@ -182,13 +194,20 @@ pub async fn model_metadata(
     params(("model" = String, Path, description = "The model's name")),
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 404, description = "No such model or version", body = Object)))]
+        (status = 404, description = "No such model or version", body = Object),
+        (status = 503, description = "Shutting down", body = Object)))]
 pub async fn model_ready(
     State(s): State<Arc<AppState>>,
     Path(path): Path<ModelPath>,
-) -> Result<Json<Value>, V2Failure> {
+    readiness: Option<Extension<Readiness>>,
+) -> Result<(StatusCode, Json<Value>), V2Failure> {
     path.find(&s)?;
-    Ok(Json(json!({ "name": s.served.name, "ready": true })))
+    let (status, Json(server)) = ready(readiness).await;
+    let ready = server["ready"] == true;
+    Ok((
+        status,
+        Json(json!({ "name": s.served.name, "ready": ready })),
+    ))
 }
 
 /// Inference: a JSON request, or a JSON header followed by binary tensor
@@ -332,12 +351,14 @@ pub async fn model_version_metadata(
         ("version" = String, Path, description = "The model's version")),
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 404, description = "No such model or version", body = Object)))]
+        (status = 404, description = "No such model or version", body = Object),
+        (status = 503, description = "Shutting down", body = Object)))]
 pub async fn model_version_ready(
     state: State<Arc<AppState>>,
     path: Path<ModelPath>,
-) -> Result<Json<Value>, V2Failure> {
-    model_ready(state, path).await
+    readiness: Option<Extension<Readiness>>,
+) -> Result<(StatusCode, Json<Value>), V2Failure> {
+    model_ready(state, path, readiness).await
 }
 
 /// Inference on one version of the model (see `infer`).

@@ -260,6 +260,34 @@ fn hostile_requests_are_4xx_with_a_reason_and_the_server_carries_on() -> Result 
 }
 
 #[test]
+fn readiness_turns_false_while_draining_as_readyz_does() -> Result {
+    let mut s = Server::start(
+        env!("CARGO_BIN_EXE_model-server"),
+        &[("MODEL", "identity"), ("SHUTDOWN_DRAIN_SECS", "2")],
+    )?;
+    assert_eq!(get(&s.url("/v2/health/ready"))?.0, 200);
+    s.signal(nix::sys::signal::Signal::SIGTERM)?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(get(&s.url("/readyz"))?.0, 503);
+    let (status, body) = get(&s.url("/v2/health/ready"))?;
+    assert_eq!((status, body.as_str()), (503, r#"{"ready":false}"#));
+    assert_eq!(get(&s.url("/v2/models/identity/ready"))?.0, 503);
+    // Alive, and still serving work while it is taken out of rotation.
+    assert_eq!(get(&s.url("/v2/health/live"))?.0, 200);
+    assert_eq!(
+        infer(
+            &s,
+            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#
+        )?
+        .0,
+        200
+    );
+    s.wait_exit(std::time::Duration::from_secs(5))?
+        .ok_or("did not exit after the drain")?;
+    Ok(())
+}
+
+#[test]
 fn the_v2_name_is_the_services_name() -> Result {
     let s = Server::start(
         env!("CARGO_BIN_EXE_model-server"),

@@ -408,7 +408,10 @@ fn router(
             get(metrics::serve).with_state(Arc::clone(&metrics)),
         )
         .method_not_allowed_fallback(errors::method_not_allowed)
-        .layer(DefaultBodyLimit::max(env.max_body_bytes));
+        .layer(DefaultBodyLimit::max(env.max_body_bytes))
+        // A service's own readiness endpoints (the model server's
+        // /v2/health/ready) answer as /readyz does.
+        .layer(axum::Extension(life.readiness.clone()));
     if !env.artificial_latency.is_zero() {
         let delay = env.artificial_latency;
         tracing::warn!(
