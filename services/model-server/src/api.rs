@@ -69,13 +69,13 @@ pub struct AppState {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    pub(crate) outcome: &'static str,
+    outcome: &'static str,
 }
 
 /// The model's own metrics, beside the HTTP ones.
 #[derive(Clone)]
 pub struct ModelMetrics {
-    pub(crate) predictions: Family<OutcomeLabels, Counter>,
+    predictions: Family<OutcomeLabels, Counter>,
     pub(crate) rows: Counter,
     pub(crate) latency: Histogram,
     feedback: Counter,
@@ -93,6 +93,19 @@ impl ModelMetrics {
             reward: Counter::default(),
             penalty: Counter::default(),
         }
+    }
+
+    /// Counts a prediction by its outcome: ok, or the status it failed
+    /// with (a 4xx is bad input).
+    pub(crate) fn count(&self, outcome: Result<(), StatusCode>) {
+        let outcome = match outcome {
+            Ok(()) => "ok",
+            Err(s) if s.is_client_error() => "bad_input",
+            Err(_) => "error",
+        };
+        self.predictions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn register(&self, r: &mut Registry) {
@@ -177,28 +190,13 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
             let reply = run_model(&state, msg)?;
             Ok(json_reply(&reply))
         };
-        // A large message is parsed, predicted and encoded on the blocking
-        // pool, so that one big batch never stalls the I/O of the others.
-        let reply = if large {
-            tokio::task::spawn_blocking(work).await.map_err(|e| {
-                SeldonError::from(crate::model::ModelError::Internal(e.to_string()))
-            })??
-        } else {
-            work()?
-        };
+        let reply = sized(large, work).await?;
         // The reply is part of the memory the admission bounds, until sent.
         Ok::<_, SeldonError>(admission.hold_until_sent(reply))
     }
     .await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.http.is_client_error() => "bad_input",
-        Err(_) => "error",
-    };
     s.metrics
-        .predictions
-        .get_or_create(&OutcomeLabels { outcome })
-        .inc();
+        .count(result.as_ref().map(|_| ()).map_err(|e| e.http));
     match result {
         Ok(reply) => reply,
         Err(e) => {
@@ -211,6 +209,25 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
 /// Messages up to this size are handled on the I/O threads (a thread hop
 /// would cost them more than it saves); larger ones on the blocking pool.
 pub(crate) const INLINE_BYTES: usize = 16 * 1024;
+
+/// Runs `work` here, or for a `large` request on the blocking pool: a big
+/// batch is decoded, predicted and encoded there, so that it never stalls
+/// the I/O of the others (for both protocols).
+pub(crate) async fn sized<T, E>(
+    large: bool,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<crate::model::ModelError> + Send + 'static,
+{
+    if !large {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| E::from(crate::model::ModelError::Internal(e.to_string())))?
+}
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
 fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {

@@ -17,7 +17,7 @@ use inference_core::{InferenceRequest, InferenceResponse, TensorSpec};
 use serde_json::{Value, json};
 use service_kit::probes::Readiness;
 
-use crate::api::{AppState, OutcomeLabels};
+use crate::api::AppState;
 use crate::model::{Model, ModelError, check_inputs};
 
 /// The header that says where the JSON header of a binary body ends.
@@ -242,27 +242,12 @@ pub async fn infer(
         let large = bytes.len() > crate::api::INLINE_BYTES;
         let state = Arc::clone(&s);
         let work = move || run(&state, model.as_ref(), &path, &bytes, header_length);
-        // As for v1: a large body is decoded, run and encoded on the
-        // blocking pool, so that one big batch never stalls the others.
-        let reply = if large {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| V2Failure::from(ModelError::Internal(e.to_string())))??
-        } else {
-            work()?
-        };
+        let reply = crate::api::sized(large, work).await?;
         Ok::<_, V2Failure>(admission.hold_until_sent(reply))
     }
     .await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.status.is_client_error() => "bad_input",
-        Err(_) => "error",
-    };
     s.metrics
-        .predictions
-        .get_or_create(&OutcomeLabels { outcome })
-        .inc();
+        .count(result.as_ref().map(|_| ()).map_err(|e| e.status));
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
