@@ -12,6 +12,9 @@ Writes into OUT_DIR (small files, fixed seeds, built with onnx.helper):
                  a masked mean, Gemm -> two outputs, logits and
                  probabilities [batch, 3]
   float64.onnx   a linear model in float64: x float64 [N, 4] -> y [N, 2]
+  matmul.onnx    a product of two inputs that share a dimension:
+                 a float32 [N, K] by b [K, M] -> c [N, M]
+  half.onnx      float16 only: x float16 [N, 2] -> y = 2x float16 [N, 2]
   cases.json     for each model: its file, the inputs (name, datatype,
                  shape, flat data) and onnxruntime's outputs for them
                  (name, shape, flat data)
@@ -133,7 +136,40 @@ def float64(rng):
     return graph, inputs
 
 
+def matmul(rng):
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["c"])]
+    graph = helper.make_graph(
+        nodes,
+        "matmul",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", "K"]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["K", "M"]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", "M"])],
+    )
+    inputs = {
+        "a": rng.standard_normal((2, 3)).astype(np.float32),
+        "b": rng.standard_normal((3, 2)).astype(np.float32),
+    }
+    return graph, inputs
+
+
+def half(rng):
+    nodes = [helper.make_node("Mul", ["x", "two"], ["y"])]
+    init = [numpy_helper.from_array(np.array([2.0], dtype=np.float16), "two")]
+    graph = helper.make_graph(
+        nodes,
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["N", 2])],
+        init,
+    )
+    inputs = {"x": rng.standard_normal((3, 2)).astype(np.float16)}
+    return graph, inputs
+
+
 DATATYPES = {
+    np.dtype(np.float16): "FP16",
     np.dtype(np.float32): "FP32",
     np.dtype(np.float64): "FP64",
     np.dtype(np.int64): "INT64",
@@ -145,7 +181,7 @@ def tensor(name, a):
         "name": name,
         "datatype": DATATYPES[a.dtype],
         "shape": list(a.shape),
-        "data": a.flatten().tolist(),
+        "data": a.astype(np.float64).flatten().tolist() if a.dtype == np.float16 else a.flatten().tolist(),
     }
 
 
@@ -154,7 +190,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(21)
     cases = {}
-    for make in (cnn, text, float64):
+    for make in (cnn, text, float64, matmul, half):
         graph, inputs = make(rng)
         model = helper.make_model(graph, opset_imports=OPSET)
         model.ir_version = 8

@@ -281,13 +281,17 @@ pub fn to_payload(
         )));
     };
     let (_, mut shape, data) = answer.into_parts();
-    // One column per row, as Seldon's wrapper answers for a regressor.
-    match shape.len() {
-        0 => shape = vec![1, 1],
-        1 => shape.push(1),
-        _ => {}
+    // A tabular model's 1-D answer (a regressor's) is one column per row,
+    // as Seldon's wrapper answers; other models' answers keep their shape.
+    let tabular = matches!(model.inputs(), [one] if matches!(one.shape[..], [_, Dim::Fixed(_)]));
+    if tabular {
+        match shape.len() {
+            0 => shape = vec![1, 1],
+            1 => shape.push(1),
+            _ => {}
+        }
     }
-    let cols: usize = shape[1..].iter().product();
+    let cols: usize = shape.iter().skip(1).product();
     let not_finite = |e: ArrayError| match e {
         ArrayError::NotFinite { index, value } => ModelError::BadInput(format!(
             "the {} model's output for row {} is {value}, not a finite number: the input is \

@@ -11,7 +11,7 @@ use std::time::Instant;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, any, get, post};
 use axum::{Json, Router};
 use inference_core::{InferenceRequest, InferenceResponse, TensorSpec};
 use serde_json::{Value, json};
@@ -68,26 +68,53 @@ impl IntoResponse for V2Failure {
 }
 
 pub fn routes(state: Arc<AppState>) -> Router {
+    // Whatever else is asked under /v2 is answered in the protocol's
+    // error shape, which its clients read (tritonclient fails on another).
+    let only = |m: MethodRouter<Arc<AppState>>| m.fallback(method_not_allowed);
     Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2", only(get(server_metadata)))
+        .route("/v2/health/live", only(get(live)))
+        .route("/v2/health/ready", only(get(ready)))
+        .route("/v2/models/{model}", only(get(model_metadata)))
         .route(
             "/v2/models/{model}/versions/{version}",
-            get(model_version_metadata),
+            only(get(model_version_metadata)),
         )
-        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/ready", only(get(model_ready)))
         .route(
             "/v2/models/{model}/versions/{version}/ready",
-            get(model_version_ready),
+            only(get(model_version_ready)),
         )
-        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/infer", only(post(infer)))
         .route(
             "/v2/models/{model}/versions/{version}/infer",
-            post(infer_version),
+            only(post(infer_version)),
         )
+        .route("/v2/{*rest}", any(unknown_endpoint))
         .with_state(state)
+}
+
+/// A path under /v2 that the protocol (or this server) does not have.
+async fn unknown_endpoint(uri: axum::http::Uri) -> V2Failure {
+    V2Failure {
+        status: StatusCode::NOT_FOUND,
+        error: service_kit::errors::bounded(format!(
+            "{} is not an endpoint of this server: it serves the Open Inference Protocol's \
+             /v2, /v2/health/live|ready, /v2/models/<model>[/versions/<v>][/ready|/infer]",
+            uri.path()
+        )),
+    }
+}
+
+/// A v2 endpoint called with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> V2Failure {
+    V2Failure {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        error: format!(
+            "{method} is not allowed on {}: inference is POST, everything else GET",
+            uri.path()
+        ),
+    }
 }
 
 /// The `{model}` and optional `{version}` of a path.

@@ -126,6 +126,9 @@ fn binary_request(case: &Value) -> (Vec<u8>, usize) {
         for x in numbers(&i["data"]) {
             match i["datatype"].as_str() {
                 Some("FP32") => tail.extend_from_slice(&(x as f32).to_le_bytes()),
+                Some("FP16") => {
+                    tail.extend_from_slice(&half::f16::from_f64(x).to_bits().to_le_bytes())
+                }
                 Some("FP64") => tail.extend_from_slice(&x.to_le_bytes()),
                 Some("INT64") => tail.extend_from_slice(&(x as i64).to_le_bytes()),
                 other => panic!("no binary form for {other:?} in this test"),
@@ -158,6 +161,10 @@ fn binary_outputs(body: &[u8], header: usize) -> Result<Vec<Output>> {
             Some("FP32") => bytes
                 .chunks_exact(4)
                 .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Some("FP16") => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f64())
                 .collect(),
             Some("FP64") => bytes
                 .chunks_exact(8)
@@ -197,7 +204,7 @@ fn the_committed_models_are_what_the_script_makes() -> Result {
 #[test]
 fn every_graph_answers_as_onnxruntime_does_over_v2_json_and_binary() -> Result {
     let Some(m) = models()? else { return Ok(()) };
-    for name in ["cnn", "text", "float64"] {
+    for name in ["cnn", "text", "float64", "matmul", "half"] {
         let s = m.serve(name)?;
         let case = m.case(name);
         let meta: Value = serde_json::from_str(&get(&s.url(&format!("/v2/models/{name}")))?.1)?;
@@ -329,6 +336,61 @@ fn declared_shapes_and_types_are_the_metadata_and_are_enforced() -> Result {
             .is_some_and(|e| e.contains("takes FP32 [-1, 3, 16, 16]; got FP32 [1, 3, 2, 2]")),
         "{body}"
     );
+    Ok(())
+}
+
+/// What a new user's probe found (issue 21): inputs a graph cannot
+/// compute, or that would make it allocate without bound, are 400s that
+/// say why, and the server goes on serving.
+#[test]
+fn inputs_a_graph_cannot_compute_are_400s_and_the_server_lives() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let text = m.serve("text")?;
+    let url = text.url("/v2/models/text/infer");
+    let request = |ids: &str, shape: &str| {
+        format!(
+            r#"{{"inputs":[{{"name":"input_ids","shape":{shape},"datatype":"INT64","data":{ids}}},{{"name":"attention_mask","shape":{shape},"datatype":"INT64","data":{ids}}}]}}"#
+        )
+    };
+    // A token id past the 50-row embedding: tract panics in Gather.
+    for _ in 0..2 {
+        let (status, body) = post_json(&url, &request("[50]", "[1,1]"))?;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot compute this input")),
+            "{body}"
+        );
+    }
+    // A huge dimension beside a zero one.
+    let (status, body) = post_json(&url, &request("[]", "[100000000,0]"))?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        post_json(&url, &request("[1,2]", "[1,2]"))?.0,
+        200,
+        "still serving"
+    );
+
+    // 10^8 elements out of a request of a few bytes.
+    let matmul = m.serve("matmul")?;
+    let (status, body) = post_json(
+        &matmul.url("/v2/models/matmul/infer"),
+        r#"{"inputs":[{"name":"a","shape":[10000,0],"datatype":"FP32","data":[]},{"name":"b","shape":[0,10000],"datatype":"FP32","data":[]}]}"#,
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("would hold more than")),
+        "{body}"
+    );
+
+    // A graph whose only output is float16 loads and answers over v1 too.
+    let half = m.serve("half")?;
+    let (status, body) = post_json(&half.url("/predict"), r#"{"data":{"ndarray":[[1.5,-2]]}}"#)?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["ndarray"], json!([[3.0, -4.0]]));
     Ok(())
 }
 

@@ -69,6 +69,20 @@ fn health_server_and_model_metadata() -> Result {
         assert_eq!(m["versions"], json!(["1"]));
         assert_eq!(m["platform"], "rust");
     }
+    // Paths and methods the protocol does not have: its error shape too.
+    for (path, status, text) in [
+        ("/v2/models", 404, "not an endpoint"),
+        ("/v2/models/identity/config", 404, "not an endpoint"),
+        ("/v2/models/identity/", 404, "not an endpoint"),
+    ] {
+        let (got, body) = get(&s.url(path))?;
+        assert_error((got, serde_json::from_str(&body)?), status, text);
+    }
+    assert_error(
+        post_json(&s.url("/v2/models/identity/ready"), "{}")?,
+        405,
+        "POST is not allowed",
+    );
     for (path, text) in [
         ("/v2/models/nope", "unknown model \"nope\""),
         ("/v2/models/nope/ready", "unknown model"),

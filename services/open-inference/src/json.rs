@@ -170,6 +170,15 @@ fn decode_input(
                 input.shape
             ))
         })?;
+    // Each dimension is bounded too, as for v1: a zero elsewhere in the
+    // shape would otherwise let one dimension ask a model for anything.
+    if let Some(d) = shape.iter().find(|d| **d > limits.max_elements) {
+        return Err(V2Error(format!(
+            "input {name:?}: dimension {d} of shape {shape:?} is more than the {} elements a \
+             request may carry",
+            limits.max_elements
+        )));
+    }
     let count = element_count(&shape)
         .filter(|n| total.checked_add(*n).is_some_and(|t| t <= limits.max_elements))
         .ok_or_else(|| {
@@ -376,8 +385,8 @@ impl Serialize for WireData<'_> {
             Data::Fp16(v) => s.collect_seq(v.iter().map(|b| half::f16::from_bits(*b).to_f32())),
             Data::Fp32(v) => v.serialize(s),
             Data::Fp64(v) => v.serialize(s),
-            // Not UTF-8: replaced, as JSON holds only text (the binary
-            // tensor extension carries bytes as they are).
+            // UTF-8 only: encode_response_binary refuses other bytes in
+            // JSON (the binary form carries them as they are).
             Data::Bytes(v) => s.collect_seq(v.iter().map(|b| String::from_utf8_lossy(b))),
             Data::Opaque(_) => Err(serde::ser::Error::custom(
                 "an opaque tensor has no Open Inference Protocol form",
@@ -441,6 +450,16 @@ pub fn encode_response_binary(
         if let Data::Opaque(_) = t.data() {
             return Err(V2Error(format!(
                 "output {:?} has no Open Inference Protocol form",
+                t.name()
+            )));
+        }
+        if !binary(t.name())
+            && let Data::Bytes(v) = t.data()
+            && let Some(index) = v.iter().position(|b| std::str::from_utf8(b).is_err())
+        {
+            return Err(V2Error(format!(
+                "output {:?} element {index} is not UTF-8 text, which JSON cannot carry \
+                 unchanged: ask for the output with \"binary_data\": true to receive its bytes",
                 t.name()
             )));
         }
@@ -615,7 +634,10 @@ mod tests {
                 r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"FP32","data":{data}}}]}}"#
             ))
         };
-        assert!(x("[1099511627776,1099511627776]", "[]").contains("more than 1048576 elements"));
+        assert!(
+            x("[1099511627776,1099511627776]", "[]").contains("more than the 1048576 elements")
+        );
+        assert!(x("[1024,2048]", "[]").contains("more than 1048576 elements"));
         assert!(x("[2,-1]", "[1,2]").contains("negative dimension"));
         assert!(x("[2,2]", "[1,2,3]").contains("holds 3 element(s) where its shape says 4"));
         assert!(x("[2]", "[1,2,3]").contains("more than the 2 element(s)"));
@@ -770,6 +792,17 @@ mod tests {
     }
 
     #[test]
+    fn a_dimension_is_bounded_even_when_another_is_zero() {
+        let err = refused(
+            r#"{"inputs":[{"name":"x","shape":[4611686018427387904,0],"datatype":"FP32","data":[]}]}"#,
+        );
+        assert!(err.contains("dimension 4611686018427387904"), "{err}");
+        let ok =
+            decode(r#"{"inputs":[{"name":"x","shape":[1000,0],"datatype":"FP32","data":[]}]}"#);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn json_refuses_what_it_cannot_carry_and_binary_carries_it() {
         let response = InferenceResponse {
             model: "m".into(),
@@ -802,6 +835,21 @@ mod tests {
             ..Default::default()
         };
         assert!(encode_response_binary(&opaque, |_| true).is_err());
+        let bytes = InferenceResponse {
+            model: "m".into(),
+            outputs: vec![
+                Tensor::new(
+                    "b",
+                    vec![2],
+                    Data::Bytes(vec![b"ok".to_vec(), vec![0xff, 0xfe]]),
+                )
+                .expect("valid"),
+            ],
+            ..Default::default()
+        };
+        let err = encode_response(&bytes).expect_err("not UTF-8");
+        assert!(err.0.contains("element 1 is not UTF-8"), "{err}");
+        assert!(encode_response_binary(&bytes, |_| true).is_ok());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct OnnxOptions {
     /// The graph output to answer with (default: the probabilities, else
     /// the first floating-point output).
     pub output: Option<String>,
+    /// The most elements a request's outputs may hold (default:
+    /// `onnx::MAX_OUTPUT_ELEMENTS`).
+    pub max_output_elements: Option<usize>,
 }
 
 /// Loads an ONNX graph (`bytes`, named `name`) as `OnnxModel::from_bytes`
@@ -84,6 +87,7 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
         class_names: names("CLASS_NAMES"),
         feature_names: names("FEATURE_NAMES"),
         output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
+        max_output_elements: None,
     };
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
@@ -221,6 +225,7 @@ pub fn reload_source(lookup: impl Fn(&str) -> Option<String>) -> Option<(PathBuf
             class_names: names("CLASS_NAMES"),
             feature_names: names("FEATURE_NAMES"),
             output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
+            max_output_elements: None,
         },
     ))
 }

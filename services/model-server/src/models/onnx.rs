@@ -11,9 +11,20 @@ use crate::model::{Labels, Model, ModelError};
 /// Rows per model run for a batched graph; longer batches are split.
 const CHUNK_ROWS: usize = 1024;
 
+/// The most elements a request's outputs may hold together, by default:
+/// as many as the largest request may send (`Limits::for_body` of the
+/// default 1 MiB `MAX_BODY_BYTES`), which keeps a reply within the memory
+/// bound the README's "Memory" section derives.
+pub const MAX_OUTPUT_ELEMENTS: usize = 1 << 19;
+
 pub struct OnnxModel {
     name: String,
     plan: Arc<TypedRunnableModel>,
+    /// Each output's shape as the plan knows it, in terms of the inputs'
+    /// symbols: evaluated per request to bound what a run may allocate.
+    output_shapes: Vec<TVec<TDim>>,
+    /// The most elements a run may give back (see `MAX_OUTPUT_ELEMENTS`).
+    max_output: usize,
     inputs: Vec<TensorSpec>,
     /// Per input, per axis: the symbol of a variable dimension.
     symbols: Vec<Vec<Option<String>>>,
@@ -81,8 +92,13 @@ impl OnnxModel {
                 ),
             }
         }
+        let output_shapes = (0..graph.outputs.len())
+            .map(|i| graph.plan.output_fact(i).map(|f| f.shape.to_tvec()))
+            .collect::<TractResult<Vec<_>>>()?;
         let model = Self {
             name: name.to_string(),
+            output_shapes,
+            max_output: options.max_output_elements.unwrap_or(MAX_OUTPUT_ELEMENTS),
             plan: graph.plan.into_runnable()?,
             inputs: graph.inputs,
             symbols: graph.symbols,
@@ -94,11 +110,16 @@ impl OnnxModel {
                 feature_names,
             },
         };
-        // Class names name the answer's columns: as many as it has, at
-        // start-up as after a reload of the file (a new file may answer
-        // another width).
+        // It must run: on zeros, one for every variable dimension (what
+        // `inspect` runs), at start-up as after a reload of the file; a
+        // graph tract plans but cannot compute is refused here, not
+        // answered with a 500 on every request.
+        let outputs = model
+            .infer(model.probe())
+            .map_err(|e| anyhow::anyhow!("the model fails on an input of zeros: {e}"))?;
+        // Class names name the answer's columns: as many as it has (a new
+        // file may answer another width).
         if let Some(c) = &model.labels.class_names
-            && let Ok(outputs) = model.infer(model.probe())
             && let Some(answer) = outputs.iter().find(|t| t.name() == model.answer)
         {
             let cols: usize = answer.shape().iter().skip(1).product();
@@ -111,6 +132,51 @@ impl OnnxModel {
             }
         }
         Ok(model)
+    }
+
+    /// What the outputs will hold for `inputs`, where the plan knows it
+    /// from their shapes: more than `max_output` elements in all is
+    /// refused before the run allocates them (a [10000, 0] by [0, 10000]
+    /// product is 10^8 elements from a request of a few bytes).
+    fn check_output_size(&self, inputs: &[Tensor]) -> Result<(), ModelError> {
+        let mut values = SymbolValues::default();
+        for (t, symbols) in inputs.iter().zip(&self.symbols) {
+            for (n, s) in t.shape().iter().zip(symbols) {
+                if let (Some(s), Ok(n)) = (s, i64::try_from(*n)) {
+                    values.set(&self.plan.model().symbols.sym(s), n);
+                }
+            }
+        }
+        let mut total: u128 = 0;
+        for (shape, spec) in self.output_shapes.iter().zip(&self.outputs) {
+            let mut count: u128 = 1;
+            for d in shape {
+                // A dimension that depends on values, not shapes, is not
+                // known before the run.
+                let Ok(n) = d.eval(&values).to_i64() else {
+                    count = 0;
+                    break;
+                };
+                count = count.saturating_mul(u128::try_from(n).unwrap_or(0));
+            }
+            total = total.saturating_add(count);
+            if total > self.max_output as u128 {
+                return Err(ModelError::BadInput(format!(
+                    "for inputs of shapes {}, the {} model's outputs would hold more than the \
+                     {} elements a request may get back (output {:?}: {count}); send smaller \
+                     inputs",
+                    inputs
+                        .iter()
+                        .map(|t| format!("{} {:?}", t.name(), t.shape()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.name,
+                    self.max_output,
+                    spec.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Variable dimensions that share a symbol must agree across inputs
@@ -136,12 +202,28 @@ impl OnnxModel {
         Ok(())
     }
 
-    /// One run of the plan.
+    /// One run of the plan. tract panics on some inputs it cannot compute
+    /// (a token id past an embedding's end, in Gather): the panic is
+    /// caught here and answered as bad input, so one request cannot take
+    /// the server down (the profiles unwind; see Cargo.toml).
     fn run(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>, ModelError> {
-        let out = self
-            .plan
-            .run(inputs)
-            .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(inputs)));
+        let out = match ran {
+            Ok(out) => out.map_err(|e| ModelError::Internal(format!("{e:#}")))?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no reason given");
+                return Err(ModelError::BadInput(format!(
+                    "the {} model cannot compute this input (is an index past the end of a \
+                     table, e.g. a token id outside the vocabulary?): the ONNX runtime \
+                     stopped with: {why}",
+                    self.name
+                )));
+            }
+        };
         out.iter()
             .zip(&self.outputs)
             .map(|(t, spec)| from_tract(&spec.name, t))
@@ -168,6 +250,7 @@ impl Model for OnnxModel {
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
         self.check_symbols(&inputs)?;
+        self.check_output_size(&inputs)?;
         let rows = inputs
             .first()
             .and_then(|t| t.shape().first().copied())

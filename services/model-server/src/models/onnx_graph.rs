@@ -12,9 +12,10 @@ use tract_onnx::prelude::*;
 
 use super::scaler;
 
-/// `TensorProto.DataType` FLOAT, STRING and DOUBLE (onnx.proto).
+/// `TensorProto.DataType` FLOAT, STRING, FLOAT16 and DOUBLE (onnx.proto).
 const ONNX_FLOAT: i32 = 1;
 const ONNX_STRING: i32 = 8;
+const ONNX_FLOAT16: i32 = 10;
 const ONNX_DOUBLE: i32 = 11;
 
 /// A loaded graph and what the server needs to know about it.
@@ -293,7 +294,7 @@ fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<Declared>> {
         for (axis, d) in shape.dim.iter().enumerate() {
             use pb::tensor_shape_proto::dimension::Value;
             match &d.value {
-                Some(Value::DimValue(n)) if *n > 0 => {
+                Some(Value::DimValue(n)) if *n >= 0 => {
                     dims.push(Dim::Fixed(usize::try_from(*n)?));
                     symbols.push(None);
                 }
@@ -395,6 +396,9 @@ fn elem_type(o: &pb::ValueInfoProto) -> Option<i32> {
 /// else the first floating-point one.
 fn pick_output(graph: &pb::GraphProto, wanted: Option<&str>) -> Result<String> {
     let elem = elem_type;
+    let float = |o: &&pb::ValueInfoProto| {
+        elem(o).is_none_or(|e| e == ONNX_FLOAT || e == ONNX_DOUBLE || e == ONNX_FLOAT16)
+    };
     let list = || {
         graph
             .output
@@ -408,9 +412,7 @@ fn pick_output(graph: &pb::GraphProto, wanted: Option<&str>) -> Result<String> {
     };
     if let Some(w) = wanted {
         return match graph.output.iter().find(|o| o.name == w) {
-            Some(o) if elem(o).is_none_or(|e| e == ONNX_FLOAT || e == ONNX_DOUBLE) => {
-                Ok(o.name.clone())
-            }
+            Some(o) if float(&o) => Ok(o.name.clone()),
             Some(_) => bail!(
                 "output {w:?} is not a float tensor; the outputs are {}",
                 list()
@@ -419,19 +421,20 @@ fn pick_output(graph: &pb::GraphProto, wanted: Option<&str>) -> Result<String> {
         };
     }
     // A ZipMap's input has no declared type here: it is the probabilities.
-    let floats: Vec<&pb::ValueInfoProto> = graph
-        .output
-        .iter()
-        .filter(|o| elem(o).is_none_or(|e| e == ONNX_FLOAT || e == ONNX_DOUBLE))
-        .collect();
+    let floats: Vec<&pb::ValueInfoProto> = graph.output.iter().filter(float).collect();
+    // Without a floating-point output, v1 answers with the first one it can
+    // carry (integers, booleans); v2 answers with every output anyway.
     floats
         .iter()
         .find(|o| o.name.to_ascii_lowercase().contains("prob"))
         .or(floats.first())
+        .copied()
+        .or_else(|| graph.output.iter().find(|o| elem(o) != Some(ONNX_STRING)))
         .map(|o| o.name.clone())
         .with_context(|| {
             format!(
-                "the model has no floating-point output to answer with; its outputs are {}",
+                "the model has no output the server can answer with (strings are not \
+                 carried); its outputs are {}",
                 list()
             )
         })
