@@ -15,6 +15,10 @@ Writes into OUT_DIR (small files, fixed seeds, built with onnx.helper):
   matmul.onnx    a product of two inputs that share a dimension:
                  a float32 [N, K] by b [K, M] -> c [N, M]
   half.onnx      float16 only: x float16 [N, 2] -> y = 2x float16 [N, 2]
+  outer.onnx     the sum of an input's outer product with itself: x [N] ->
+                 y [] (an [N, N] tensor on the way)
+  cgather.onnx   not servable: a Gather of constant index 20 from a
+                 10-row constant table (no answers: onnxruntime refuses it)
   cases.json     for each model: its file, the inputs (name, datatype,
                  shape, flat data) and onnxruntime's outputs for them
                  (name, shape, flat data)
@@ -168,6 +172,47 @@ def half(rng):
     return graph, inputs
 
 
+def outer(rng):
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "axis1"], ["col"]),
+        helper.make_node("Unsqueeze", ["x", "axis0"], ["row"]),
+        helper.make_node("Mul", ["col", "row"], ["square"]),
+        helper.make_node("ReduceSum", ["square"], ["y"], keepdims=0),
+    ]
+    init = [
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "outer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        init,
+    )
+    inputs = {"x": rng.standard_normal((4,)).astype(np.float32)}
+    return graph, inputs
+
+
+def cgather():
+    table = numpy_helper.from_array(np.zeros((10, 2), dtype=np.float32), "table")
+    index = numpy_helper.from_array(np.array([20], dtype=np.int64), "index")
+    nodes = [
+        helper.make_node("Gather", ["table", "index"], ["row"]),
+        helper.make_node("Add", ["x", "row"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cgather",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [table, index],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    return model
+
+
 DATATYPES = {
     np.dtype(np.float16): "FP16",
     np.dtype(np.float32): "FP32",
@@ -190,7 +235,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(21)
     cases = {}
-    for make in (cnn, text, float64, matmul, half):
+    for make in (cnn, text, float64, matmul, half, outer):
         graph, inputs = make(rng)
         model = helper.make_model(graph, opset_imports=OPSET)
         model.ir_version = 8
@@ -205,6 +250,7 @@ def main():
             "inputs": [tensor(n, a) for n, a in inputs.items()],
             "outputs": [tensor(n, a) for n, a in zip(names, answers)],
         }
+    (out / "cgather.onnx").write_bytes(cgather().SerializeToString())
     (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
 
 

@@ -22,7 +22,14 @@ use service_kit::{ServeEnv, Service};
 /// `MODEL_VERSION` (the name and version the Open Inference Protocol
 /// serves it under), the Seldon operator's `PREDICTIVE_UNIT_*`.
 pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Result<Service> {
-    let model = models::from_env(&lookup)?;
+    // A panic is logged as every other event is (tract panics on some
+    // inputs and graphs; where the model runs and loads, it is caught and
+    // answered, and the log says what it was).
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
+    let limits = seldon_protocol::Limits::for_body(env.max_body_bytes);
+    let model = models::from_env(&lookup, limits.max_elements)?;
     let served = v2::Served {
         name: lookup("MODEL_NAME")
             .filter(|n| !n.trim().is_empty())
@@ -34,7 +41,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
     tracing::info!(model = model.name(), served = %served.name, "model loaded");
     let slot = Arc::new(api::ModelSlot::new(model));
     // MODEL=onnx: a changed MODEL_PATH is served without a restart.
-    if let Some((path, options)) = models::reload_source(&lookup) {
+    if let Some((path, options)) = models::reload_source(&lookup, limits.max_elements) {
         let every =
             service_kit::env::parse::<u64>(&lookup, "MODEL_RELOAD_SECS", "seconds")?.unwrap_or(2);
         if every > 0 {
@@ -54,7 +61,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
             id: lookup("PREDICTIVE_UNIT_ID"),
             image: lookup("PREDICTIVE_UNIT_IMAGE"),
         },
-        limits: seldon_protocol::Limits::for_body(env.max_body_bytes),
+        limits,
         metrics: metrics.clone(),
     });
     Ok(Service {

@@ -204,7 +204,7 @@ fn the_committed_models_are_what_the_script_makes() -> Result {
 #[test]
 fn every_graph_answers_as_onnxruntime_does_over_v2_json_and_binary() -> Result {
     let Some(m) = models()? else { return Ok(()) };
-    for name in ["cnn", "text", "float64", "matmul", "half"] {
+    for name in ["cnn", "text", "float64", "matmul", "half", "outer"] {
         let s = m.serve(name)?;
         let case = m.case(name);
         let meta: Value = serde_json::from_str(&get(&s.url(&format!("/v2/models/{name}")))?.1)?;
@@ -382,7 +382,23 @@ fn inputs_a_graph_cannot_compute_are_400s_and_the_server_lives() -> Result {
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("would hold more than")),
+            .is_some_and(|e| e.contains("would compute outputs of 100000000 elements")),
+        "{body}"
+    );
+
+    // An [N, N] tensor on the way to a scalar: 2.25 * 10^8 elements for a
+    // request of 15,000 zeros (60 KB in binary).
+    let outer = m.serve("outer")?;
+    let zeros = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[15000],"datatype":"FP32","data":[{}]}}]}}"#,
+        vec!["0"; 15000].join(",")
+    );
+    let (status, body) = post_json(&outer.url("/v2/models/outer/infer"), &zeros)?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a tensor of 225000000 elements")),
         "{body}"
     );
 
@@ -391,6 +407,31 @@ fn inputs_a_graph_cannot_compute_are_400s_and_the_server_lives() -> Result {
     let (status, body) = post_json(&half.url("/predict"), r#"{"data":{"ndarray":[[1.5,-2]]}}"#)?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["ndarray"], json!([[3.0, -4.0]]));
+    Ok(())
+}
+
+/// tract panics on some graphs while it folds their constants (a Gather
+/// past a constant table's end): refused with a reason, at start-up and by
+/// `inspect`, never a crash.
+#[test]
+fn a_graph_tract_panics_on_is_refused_when_loaded() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let path = m.dir.path().join("cgather.onnx");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_model-server"))
+        .arg("inspect")
+        .arg(&path)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot load the graph"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_model-server"))
+        .env("MODEL", "onnx")
+        .env("MODEL_PATH", &path)
+        .env("PORT", "0")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot load the graph"), "{stderr}");
     Ok(())
 }
 

@@ -51,7 +51,8 @@ pub enum ModelCommand {
         /// Port it listens on locally (default: one above the highest configured)
         #[arg(long)]
         port: Option<u16>,
-        /// Do not deploy it as a SeldonDeployment with `deploy --seldon`
+        /// Do not deploy it as a SeldonDeployment with `deploy --seldon` (implied for a
+        /// model Seldon v1 cannot feed: several inputs, or not [N, features])
         #[arg(long)]
         no_seldon: bool,
     },
@@ -172,7 +173,9 @@ impl ModelArgs {
         if let Some(o) = output {
             entries.push(("output", Entry::Str(o)));
         }
-        if no_seldon {
+        // Seldon's executor carries v1 to this model; one v1 cannot feed is
+        // served over the Open Inference Protocol only, so not by Seldon.
+        if no_seldon || !tabular {
             entries.push(("seldon", Entry::Bool(false)));
         }
         let text = std::fs::read_to_string(&settings_file)
@@ -195,7 +198,8 @@ impl ModelArgs {
         } else {
             println!(
                 "its smoke test: POST zeros of every input to \
-                 http://127.0.0.1:{port}/v2/models/{name}/infer (Open Inference Protocol)"
+                 http://127.0.0.1:{port}/v2/models/{name}/infer (Open Inference Protocol); \
+                 `deploy --seldon` leaves it out (seldon = false): Seldon v1 cannot feed it"
             );
         }
         println!(

@@ -7,6 +7,8 @@ mod onnx;
 mod onnx_graph;
 #[cfg(feature = "onnx")]
 mod scaler;
+#[cfg(feature = "onnx")]
+mod sizes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +51,26 @@ pub struct OnnxOptions {
 /// `onnx` feature (tract), always, saying how to build one with it.
 #[cfg(feature = "onnx")]
 pub fn load_onnx(name: &str, bytes: &[u8], options: OnnxOptions) -> Result<Box<dyn Model>> {
-    Ok(Box::new(OnnxModel::from_bytes(name, bytes, options)?))
+    Ok(Box::new(caught(|| {
+        OnnxModel::from_bytes(name, bytes, options)
+    })?))
+}
+
+/// `load` with a panic in tract (it panics on some graphs while folding
+/// their constants: a Gather past a constant table's end) made an error,
+/// so that a bad file is refused, at start-up or on reload, not a crash.
+#[cfg(feature = "onnx")]
+fn caught<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no reason given");
+        Err(anyhow::anyhow!(
+            "the ONNX runtime (tract) cannot load the graph: it stopped with: {why}"
+        ))
+    })
 }
 
 /// See the `onnx` build: this server has no ONNX runtime.
@@ -75,7 +96,12 @@ fn no_runtime(name: &str) -> anyhow::Error {
 /// `CLASS_NAMES` / `FEATURE_NAMES` (comma-separated) override the names an
 /// ONNX file carries in its metadata; `OUTPUT` names the graph output to
 /// answer with.
-pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model>> {
+/// `max_output` bounds what an ONNX model's outputs may hold per request
+/// (the element limit of `MAX_BODY_BYTES`).
+pub fn from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+    max_output: usize,
+) -> Result<Box<dyn Model>> {
     let names = |key: &str| {
         lookup(key).filter(|v| !v.trim().is_empty()).map(|v| {
             v.split(',')
@@ -87,7 +113,7 @@ pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Box<dyn Model
         class_names: names("CLASS_NAMES"),
         feature_names: names("FEATURE_NAMES"),
         output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
-        max_output_elements: None,
+        max_output_elements: Some(max_output),
     };
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
@@ -168,7 +194,7 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
         output: output.map(String::from),
         ..OnnxOptions::default()
     };
-    let model = OnnxModel::from_bytes("inspect", &bytes, options)?;
+    let model = caught(|| OnnxModel::from_bytes("inspect", &bytes, options))?;
     let features = match model.inputs() {
         [one] => match one.shape[..] {
             [_, inference_core::Dim::Fixed(w)] => w,
@@ -207,7 +233,10 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
 }
 
 /// The file to watch for `MODEL=onnx`, and how to load it again.
-pub fn reload_source(lookup: impl Fn(&str) -> Option<String>) -> Option<(PathBuf, OnnxOptions)> {
+pub fn reload_source(
+    lookup: impl Fn(&str) -> Option<String>,
+    max_output: usize,
+) -> Option<(PathBuf, OnnxOptions)> {
     if lookup("MODEL")?.trim() != "onnx" {
         return None;
     }
@@ -225,7 +254,7 @@ pub fn reload_source(lookup: impl Fn(&str) -> Option<String>) -> Option<(PathBuf
             class_names: names("CLASS_NAMES"),
             feature_names: names("FEATURE_NAMES"),
             output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
-            max_output_elements: None,
+            max_output_elements: Some(max_output),
         },
     ))
 }

@@ -17,12 +17,18 @@ const CHUNK_ROWS: usize = 1024;
 /// bound the README's "Memory" section derives.
 pub const MAX_OUTPUT_ELEMENTS: usize = 1 << 19;
 
+/// How many times the output limit any one tensor computed on the way may
+/// hold (a CNN's feature maps outgrow its input several times over).
+const INTERMEDIATE_FACTOR: usize = 8;
+
 pub struct OnnxModel {
     name: String,
     plan: Arc<TypedRunnableModel>,
     /// Each output's shape as the plan knows it, in terms of the inputs'
     /// symbols: evaluated per request to bound what a run may allocate.
     output_shapes: Vec<TVec<TDim>>,
+    /// Likewise every tensor the run computes whose shape varies.
+    intermediate_shapes: Vec<(String, TVec<TDim>)>,
     /// The most elements a run may give back (see `MAX_OUTPUT_ELEMENTS`).
     max_output: usize,
     inputs: Vec<TensorSpec>,
@@ -98,6 +104,7 @@ impl OnnxModel {
         let model = Self {
             name: name.to_string(),
             output_shapes,
+            intermediate_shapes: super::sizes::varying(&graph.plan),
             max_output: options.max_output_elements.unwrap_or(MAX_OUTPUT_ELEMENTS),
             plan: graph.plan.into_runnable()?,
             inputs: graph.inputs,
@@ -134,46 +141,54 @@ impl OnnxModel {
         Ok(model)
     }
 
-    /// What the outputs will hold for `inputs`, where the plan knows it
-    /// from their shapes: more than `max_output` elements in all is
-    /// refused before the run allocates them (a [10000, 0] by [0, 10000]
-    /// product is 10^8 elements from a request of a few bytes).
-    fn check_output_size(&self, inputs: &[Tensor]) -> Result<(), ModelError> {
-        let mut values = SymbolValues::default();
+    /// What the run will allocate for `inputs`, where the plan knows it
+    /// from their shapes: outputs of more than `max_output` elements in
+    /// all, or any tensor of more than `INTERMEDIATE_FACTOR` times that,
+    /// are refused before the run allocates them (a [10000, 0] by
+    /// [0, 10000] product is 10^8 elements from a request of a few bytes).
+    fn check_sizes(&self, inputs: &[Tensor]) -> Result<(), ModelError> {
+        let mut values: Vec<(Symbol, f64)> = Vec::new();
         for (t, symbols) in inputs.iter().zip(&self.symbols) {
             for (n, s) in t.shape().iter().zip(symbols) {
-                if let (Some(s), Ok(n)) = (s, i64::try_from(*n)) {
-                    values.set(&self.plan.model().symbols.sym(s), n);
+                if let Some(s) = s {
+                    values.push((self.plan.model().symbols.sym(s), *n as f64));
                 }
             }
         }
-        let mut total: u128 = 0;
+        let shown = || {
+            inputs
+                .iter()
+                .map(|t| format!("{} {:?}", t.name(), t.shape()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let refuse = |what: String, limit: usize| {
+            ModelError::BadInput(format!(
+                "for inputs of shapes {}, the {} model would compute {what}, more than the \
+                 {limit} elements a request may (MAX_BODY_BYTES sets the limits); send smaller \
+                 inputs",
+                shown(),
+                self.name
+            ))
+        };
+        let mut total = 0.0;
         for (shape, spec) in self.output_shapes.iter().zip(&self.outputs) {
-            let mut count: u128 = 1;
-            for d in shape {
-                // A dimension that depends on values, not shapes, is not
-                // known before the run.
-                let Ok(n) = d.eval(&values).to_i64() else {
-                    count = 0;
-                    break;
-                };
-                count = count.saturating_mul(u128::try_from(n).unwrap_or(0));
-            }
-            total = total.saturating_add(count);
-            if total > self.max_output as u128 {
-                return Err(ModelError::BadInput(format!(
-                    "for inputs of shapes {}, the {} model's outputs would hold more than the \
-                     {} elements a request may get back (output {:?}: {count}); send smaller \
-                     inputs",
-                    inputs
-                        .iter()
-                        .map(|t| format!("{} {:?}", t.name(), t.shape()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.name,
+            total += super::sizes::elements(shape, &values).unwrap_or(0.0);
+            if total > self.max_output as f64 {
+                return Err(refuse(
+                    format!("outputs of {total:.0} elements (up to {:?})", spec.name),
                     self.max_output,
-                    spec.name
-                )));
+                ));
+            }
+        }
+        let limit = self.max_output.saturating_mul(INTERMEDIATE_FACTOR);
+        for (node, shape) in &self.intermediate_shapes {
+            let n = super::sizes::elements(shape, &values).unwrap_or(0.0);
+            if n > limit as f64 {
+                return Err(refuse(
+                    format!("a tensor of {n:.0} elements in {node:?}"),
+                    limit,
+                ));
             }
         }
         Ok(())
@@ -250,7 +265,7 @@ impl Model for OnnxModel {
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
         self.check_symbols(&inputs)?;
-        self.check_output_size(&inputs)?;
+        self.check_sizes(&inputs)?;
         let rows = inputs
             .first()
             .and_then(|t| t.shape().first().copied())
