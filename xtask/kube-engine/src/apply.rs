@@ -153,7 +153,53 @@ fn comparable(obj: &DynamicObject, config: &DynamicObject) -> Value {
             if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
                 m.retain(|k, _| keys.contains(k));
             }
+            // None of ours left is the same as no map at all: a controller
+            // that adds the first annotation of its own (a Deployment's
+            // revision) between the two reads changes nothing of ours.
+            if meta
+                .get(field)
+                .and_then(Value::as_object)
+                .is_some_and(serde_json::Map::is_empty)
+            {
+                meta.remove(field);
+            }
         }
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(v: Value) -> DynamicObject {
+        serde_json::from_value(v).expect("a DynamicObject")
+    }
+
+    #[test]
+    fn a_controllers_first_annotation_changes_nothing_of_ours() {
+        let config = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "test-api", "labels": {"app": "test-api"}},
+            "spec": {"replicas": 1}
+        }));
+        let before = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "test-api", "labels": {"app": "test-api"}, "resourceVersion": "7"},
+            "spec": {"replicas": 1}
+        }));
+        let after = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "test-api", "labels": {"app": "test-api"}, "resourceVersion": "9",
+                         "annotations": {"deployment.kubernetes.io/revision": "1"}},
+            "spec": {"replicas": 1}, "status": {"replicas": 1}
+        }));
+        assert_eq!(comparable(&before, &config), comparable(&after, &config));
+        let scaled = object(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "test-api", "labels": {"app": "test-api"}},
+            "spec": {"replicas": 2}
+        }));
+        assert_ne!(comparable(&before, &config), comparable(&scaled, &config));
+    }
 }
