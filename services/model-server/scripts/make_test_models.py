@@ -17,11 +17,23 @@ Writes into OUT_DIR (small files, fixed seeds, built with onnx.helper):
   half.onnx      float16 only: x float16 [N, 2] -> y = 2x float16 [N, 2]
   outer.onnx     the sum of an input's outer product with itself: x [N] ->
                  y [] (an [N, N] tensor on the way)
+  mlp.onnx       the benchmark's MLP: input float32 [N, 256], Gemm/Relu
+                 256-1024-1024, Gemm 10, Softmax -> probabilities [N, 10]
+  cnn64.onnx     the benchmark's CNN: image float32 [N, 3, 64, 64], three
+                 Conv 3x3/Relu/MaxPool 2 blocks (16, 32, 64 channels),
+                 Flatten, Gemm 10, Softmax -> probabilities [N, 10]
+  trees.onnx     the benchmark's gradient-boosted trees, as skl2onnx writes
+                 a binary GradientBoostingClassifier (zipmap=False): 300
+                 trees of depth 3 on input float32 [N, 40], one
+                 ai.onnx.ml TreeEnsembleClassifier -> label int64 [N],
+                 probabilities float32 [N, 2]
   cgather.onnx   not servable: a Gather of constant index 20 from a
                  10-row constant table (no answers: onnxruntime refuses it)
   cases.json     for each model: its file, the inputs (name, datatype,
                  shape, flat data) and onnxruntime's outputs for them
-                 (name, shape, flat data)
+                 (name, shape, flat data); and `onnxruntime_library`, the
+                 path of the shared library of the onnxruntime that made
+                 them (what the server's RUNTIME=onnxruntime loads)
 
 The tests compare every answer of the server with onnxruntime's to 1e-5.
 The .onnx files are also committed in services/model-server/tests/graphs/
@@ -29,7 +41,9 @@ The .onnx files are also committed in services/model-server/tests/graphs/
 writes them byte for byte.
 """
 
+import glob
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +53,8 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = [helper.make_opsetid("", 17)]
+# Tree ensembles: the ai.onnx.ml domain too, as skl2onnx declares it.
+ML_OPSET = OPSET + [helper.make_opsetid("ai.onnx.ml", 3)]
 
 
 def weights(rng, name, shape, dtype=np.float32, scale=0.5):
@@ -194,6 +210,122 @@ def outer(rng):
     return graph, inputs
 
 
+def mlp(rng):
+    nodes = [
+        helper.make_node("Gemm", ["input", "w1", "b1"], ["h1"], transB=1),
+        helper.make_node("Relu", ["h1"], ["r1"]),
+        helper.make_node("Gemm", ["r1", "w2", "b2"], ["h2"], transB=1),
+        helper.make_node("Relu", ["h2"], ["r2"]),
+        helper.make_node("Gemm", ["r2", "w3", "b3"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    init = [
+        weights(rng, "w1", [1024, 256], scale=0.06),
+        weights(rng, "b1", [1024], scale=0.1),
+        weights(rng, "w2", [1024, 1024], scale=0.03),
+        weights(rng, "b2", [1024], scale=0.1),
+        weights(rng, "w3", [10, 1024], scale=0.03),
+        weights(rng, "b3", [10], scale=0.1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 256])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        init,
+    )
+    inputs = {"input": rng.standard_normal((2, 256)).astype(np.float32)}
+    return graph, inputs
+
+
+def cnn64(rng):
+    nodes = []
+    init = []
+    prev, channels = "image", 3
+    for i, out in enumerate((16, 32, 64), start=1):
+        nodes += [
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+            helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
+        ]
+        init += [
+            weights(rng, f"w{i}", [out, channels, 3, 3], scale=0.15),
+            weights(rng, f"b{i}", [out], scale=0.05),
+        ]
+        prev, channels = f"p{i}", out
+    nodes += [
+        helper.make_node("Flatten", [prev], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w4", "b4"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    init += [weights(rng, "w4", [10, 64 * 8 * 8], scale=0.02), weights(rng, "b4", [10], scale=0.05)]
+    graph = helper.make_graph(
+        nodes,
+        "cnn64",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        init,
+    )
+    inputs = {"image": rng.standard_normal((2, 3, 64, 64)).astype(np.float32)}
+    return graph, inputs
+
+
+def trees(rng, n_trees=300, depth=3, features=40):
+    """Full trees of `depth` (7 splits, 8 leaves at depth 3), as
+    GradientBoostingClassifier grows them, in skl2onnx's encoding of a
+    binary classifier: every leaf weighs class 0, a LOGISTIC transform."""
+    splits = 2**depth - 1
+    leaves = 2**depth
+    a = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "nodes_hitrates",
+        "nodes_missing_value_tracks_true", "class_treeids", "class_nodeids", "class_ids",
+        "class_weights",
+    )}
+    for t in range(n_trees):
+        for n in range(splits + leaves):
+            a["nodes_treeids"].append(t)
+            a["nodes_nodeids"].append(n)
+            a["nodes_hitrates"].append(1.0)
+            a["nodes_missing_value_tracks_true"].append(0)
+            if n < splits:
+                a["nodes_featureids"].append(int(rng.integers(0, features)))
+                a["nodes_values"].append(float(np.float32(rng.standard_normal() * 0.7)))
+                a["nodes_modes"].append("BRANCH_LEQ")
+                a["nodes_truenodeids"].append(2 * n + 1)
+                a["nodes_falsenodeids"].append(2 * n + 2)
+            else:
+                a["nodes_featureids"].append(0)
+                a["nodes_values"].append(0.0)
+                a["nodes_modes"].append("LEAF")
+                a["nodes_truenodeids"].append(0)
+                a["nodes_falsenodeids"].append(0)
+                a["class_treeids"].append(t)
+                a["class_nodeids"].append(n)
+                a["class_ids"].append(0)
+                a["class_weights"].append(float(np.float32(rng.standard_normal() * 0.1)))
+    node = helper.make_node(
+        "TreeEnsembleClassifier",
+        ["input"],
+        ["label", "probabilities"],
+        domain="ai.onnx.ml",
+        classlabels_int64s=[0, 1],
+        post_transform="LOGISTIC",
+        **a,
+    )
+    graph = helper.make_graph(
+        [node],
+        "trees",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+        ],
+    )
+    inputs = {"input": rng.standard_normal((4, features)).astype(np.float32)}
+    return graph, inputs
+
+
 def cgather():
     table = numpy_helper.from_array(np.zeros((10, 2), dtype=np.float32), "table")
     index = numpy_helper.from_array(np.array([20], dtype=np.int64), "index")
@@ -235,9 +367,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(21)
     cases = {}
-    for make in (cnn, text, float64, matmul, half, outer):
+    for make in (cnn, text, float64, matmul, half, outer, mlp, cnn64, trees):
         graph, inputs = make(rng)
-        model = helper.make_model(graph, opset_imports=OPSET)
+        model = helper.make_model(graph, opset_imports=ML_OPSET if make is trees else OPSET)
         model.ir_version = 8
         onnx.checker.check_model(model, full_check=True)
         path = out / f"{make.__name__}.onnx"
@@ -251,7 +383,12 @@ def main():
             "outputs": [tensor(n, a) for n, a in zip(names, answers)],
         }
     (out / "cgather.onnx").write_bytes(cgather().SerializeToString())
-    (out / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
+    library = sorted(glob.glob(os.path.join(capi, "libonnxruntime.so*")))
+    (out / "cases.json").write_text(
+        json.dumps({"onnxruntime_library": library[0] if library else None, "models": cases}, indent=1)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
     tracing::info!(model = model.name(), served = %served.name, "model loaded");
     let slot = Arc::new(api::ModelSlot::new(model));
     // MODEL=onnx: a changed MODEL_PATH is served without a restart.
-    if let Some((path, options)) = models::reload_source(&lookup, limits.max_elements) {
+    if let Some((path, options)) = models::reload_source(&lookup, limits.max_elements)? {
         let every =
             service_kit::env::parse::<u64>(&lookup, "MODEL_RELOAD_SECS", "seconds")?.unwrap_or(2);
         if every > 0 {

@@ -5,6 +5,8 @@ mod identity;
 mod onnx;
 #[cfg(feature = "onnx")]
 mod onnx_graph;
+#[cfg(feature = "onnxruntime")]
+mod onnx_ort;
 #[cfg(feature = "onnx")]
 mod scaler;
 #[cfg(feature = "onnx")]
@@ -18,6 +20,8 @@ use anyhow::{Context, Result, bail};
 pub use identity::Identity;
 #[cfg(feature = "onnx")]
 pub use onnx::OnnxModel;
+#[cfg(feature = "onnxruntime")]
+pub use onnx_ort::OrtSettings;
 
 use crate::model::Model;
 
@@ -41,6 +45,69 @@ pub struct OnnxOptions {
     /// The most elements a request's outputs may hold (default:
     /// `onnx::MAX_OUTPUT_ELEMENTS`).
     pub max_output_elements: Option<usize>,
+    /// What computes the graph.
+    pub runtime: Runtime,
+}
+
+/// The ONNX runtime that computes a graph (`RUNTIME`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Runtime {
+    /// tract, in pure Rust, built in (the default).
+    #[default]
+    Tract,
+    /// ONNX Runtime, its library loaded at start-up.
+    #[cfg(feature = "onnxruntime")]
+    OnnxRuntime(OrtSettings),
+    /// ONNX Runtime asked of a server built without it (refused at load).
+    #[cfg(not(feature = "onnxruntime"))]
+    OnnxRuntime(()),
+}
+
+impl Runtime {
+    /// `tract` or `onnxruntime`, as `RUNTIME` and xtask.toml name it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::OnnxRuntime(_) => "onnxruntime",
+        }
+    }
+
+    /// `RUNTIME` = `tract` (default) | `onnxruntime`; for ONNX Runtime,
+    /// `ORT_DYLIB_PATH` (its library), `INTRA_OP_THREADS` and
+    /// `MODEL_INSTANCES` (runs at once; see `OrtSettings::for_cpus` for
+    /// the defaults).
+    ///
+    /// # Errors
+    /// An unknown runtime; a count that is not a positive number.
+    pub fn from_env(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let kind = lookup("RUNTIME").unwrap_or_default();
+        match kind.trim() {
+            "" | "tract" => Ok(Self::Tract),
+            #[cfg(feature = "onnxruntime")]
+            "onnxruntime" => {
+                let count = |key: &str| -> Result<Option<usize>> {
+                    match service_kit::env::parse::<usize>(lookup, key, "a count")? {
+                        Some(0) => bail!("{key}=0: give a count of at least 1"),
+                        n => Ok(n),
+                    }
+                };
+                let library = lookup("ORT_DYLIB_PATH")
+                    .filter(|p| !p.trim().is_empty())
+                    .map(PathBuf::from);
+                let mut settings = OrtSettings::for_cpus(library);
+                if let Some(n) = count("INTRA_OP_THREADS")? {
+                    settings.intra_op_threads = n;
+                }
+                if let Some(n) = count("MODEL_INSTANCES")? {
+                    settings.instances = n;
+                }
+                Ok(Self::OnnxRuntime(settings))
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            "onnxruntime" => Ok(Self::OnnxRuntime(())),
+            other => bail!("unknown RUNTIME={other:?}: expected tract or onnxruntime"),
+        }
+    }
 }
 
 /// Loads an ONNX graph (`bytes`, named `name`) as `OnnxModel::from_bytes`
@@ -68,7 +135,7 @@ fn caught<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("no reason given");
         Err(anyhow::anyhow!(
-            "the ONNX runtime (tract) cannot load the graph: it stopped with: {why}"
+            "the ONNX runtime cannot load the graph: it stopped with: {why}"
         ))
     })
 }
@@ -102,24 +169,12 @@ pub fn from_env(
     lookup: impl Fn(&str) -> Option<String>,
     max_output: usize,
 ) -> Result<Box<dyn Model>> {
-    let names = |key: &str| {
-        lookup(key).filter(|v| !v.trim().is_empty()).map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-    };
-    let options = || OnnxOptions {
-        class_names: names("CLASS_NAMES"),
-        feature_names: names("FEATURE_NAMES"),
-        output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
-        max_output_elements: Some(max_output),
-    };
+    let options = || onnx_options(&lookup, max_output);
     let kind = lookup("MODEL").unwrap_or_else(|| "identity".into());
     match kind.trim() {
         "identity" | "" => Ok(Box::new(Identity::default())),
         "iris" => {
-            load_onnx("iris", IRIS_ONNX, options()).context("loading the built-in iris model")
+            load_onnx("iris", IRIS_ONNX, options()?).context("loading the built-in iris model")
         }
         "onnx" => {
             let path = PathBuf::from(
@@ -131,7 +186,7 @@ pub fn from_env(
             let name = path
                 .file_stem()
                 .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
-            load_onnx(&name, &bytes, options())
+            load_onnx(&name, &bytes, options()?)
                 .with_context(|| format!("loading ONNX model {}", path.display()))
         }
         other => bail!("unknown MODEL={other:?}: expected identity, iris or onnx"),
@@ -232,15 +287,16 @@ pub fn inspect(path: &std::path::Path, output: Option<&str>) -> Result<Inspectio
     Err(no_runtime(&path.display().to_string()))
 }
 
-/// The file to watch for `MODEL=onnx`, and how to load it again.
-pub fn reload_source(
-    lookup: impl Fn(&str) -> Option<String>,
+/// What `MODEL=onnx` and `MODEL=iris` are loaded with: `CLASS_NAMES` /
+/// `FEATURE_NAMES` (comma-separated), `OUTPUT`, the runtime
+/// (`Runtime::from_env`), and `max_output`.
+///
+/// # Errors
+/// What `Runtime::from_env` refuses.
+pub fn onnx_options(
+    lookup: &impl Fn(&str) -> Option<String>,
     max_output: usize,
-) -> Option<(PathBuf, OnnxOptions)> {
-    if lookup("MODEL")?.trim() != "onnx" {
-        return None;
-    }
-    let path = PathBuf::from(lookup("MODEL_PATH")?);
+) -> Result<OnnxOptions> {
     let names = |key: &str| {
         lookup(key).filter(|v| !v.trim().is_empty()).map(|v| {
             v.split(',')
@@ -248,15 +304,33 @@ pub fn reload_source(
                 .collect::<Vec<_>>()
         })
     };
-    Some((
-        path,
-        OnnxOptions {
-            class_names: names("CLASS_NAMES"),
-            feature_names: names("FEATURE_NAMES"),
-            output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
-            max_output_elements: Some(max_output),
-        },
-    ))
+    Ok(OnnxOptions {
+        class_names: names("CLASS_NAMES"),
+        feature_names: names("FEATURE_NAMES"),
+        output: lookup("OUTPUT").filter(|v| !v.trim().is_empty()),
+        max_output_elements: Some(max_output),
+        runtime: Runtime::from_env(lookup)?,
+    })
+}
+
+/// The file to watch for `MODEL=onnx`, and how to load it again.
+///
+/// # Errors
+/// What `onnx_options` refuses.
+pub fn reload_source(
+    lookup: impl Fn(&str) -> Option<String>,
+    max_output: usize,
+) -> Result<Option<(PathBuf, OnnxOptions)>> {
+    if lookup("MODEL").is_none_or(|m| m.trim() != "onnx") {
+        return Ok(None);
+    }
+    let Some(path) = lookup("MODEL_PATH") else {
+        return Ok(None);
+    };
+    Ok(Some((
+        PathBuf::from(path),
+        onnx_options(&lookup, max_output)?,
+    )))
 }
 
 /// What identifies a file's version: modification time, length, inode (a

@@ -5,7 +5,7 @@
 use inference_core::{Data, Dim, Tensor, TensorSpec};
 use tract_onnx::prelude::*;
 
-use super::{OnnxOptions, onnx_graph};
+use super::{OnnxOptions, Runtime, onnx_graph};
 use crate::model::{Labels, Model, ModelError};
 
 /// Rows per model run for a batched graph; longer batches are split.
@@ -17,43 +17,103 @@ const CHUNK_ROWS: usize = 1024;
 /// bound the README's "Memory" section derives.
 pub const MAX_OUTPUT_ELEMENTS: usize = 1 << 19;
 
-/// How many times the output limit any one tensor computed on the way may
-/// hold (a CNN's feature maps outgrow its input several times over).
-const INTERMEDIATE_FACTOR: usize = 8;
-
 pub struct OnnxModel {
     name: String,
-    plan: Arc<TypedRunnableModel>,
-    /// Each output's shape as the plan knows it, in terms of the inputs'
-    /// symbols: evaluated per request to bound what a run may allocate.
-    output_shapes: Vec<TVec<TDim>>,
-    /// Likewise every tensor the run computes whose shape varies.
-    intermediate_shapes: Vec<(String, TVec<TDim>)>,
-    /// The most elements a run may give back (see `MAX_OUTPUT_ELEMENTS`).
-    max_output: usize,
     inputs: Vec<TensorSpec>,
     /// Per input, per axis: the symbol of a variable dimension.
     symbols: Vec<Vec<Option<String>>>,
     outputs: Vec<TensorSpec>,
     answer: String,
-    batched: bool,
     labels: Labels,
+    /// Whether every input and output has one batch dimension first (the
+    /// same symbol): requests may be split or joined along it.
+    batched: bool,
+    /// The most elements a run may give back (see `MAX_OUTPUT_ELEMENTS`).
+    max_output: usize,
+    /// What a run may allocate, checked before it where a typed graph
+    /// knows it (always on tract; on ONNX Runtime where tract can type
+    /// the graph).
+    bounds: Option<super::sizes::Bounds>,
+    engine: Engine,
+}
+
+/// What computes the graph.
+enum Engine {
+    Tract(TractPlan),
+    #[cfg(feature = "onnxruntime")]
+    OnnxRuntime(super::onnx_ort::Sessions),
+}
+
+/// A graph as tract planned it.
+struct TractPlan {
+    plan: Arc<TypedRunnableModel>,
 }
 
 impl OnnxModel {
-    /// Loads a model as the common exporters write it (see `onnx_graph`).
-    /// Names come from `options`, else the file's `class_names` /
-    /// `feature_names` metadata (comma-separated, as train_iris.py writes),
-    /// else the class labels of a ZipMap.
+    /// Loads a model as the common exporters write it (see `onnx_graph`),
+    /// on the runtime `options.runtime` names. Names come from `options`,
+    /// else the file's `class_names` / `feature_names` metadata
+    /// (comma-separated, as train_iris.py writes), else the class labels
+    /// of a ZipMap.
     ///
     /// # Errors
-    /// What `onnx_graph::load` refuses; feature names for a model that is
-    /// not tabular or whose count does not match the input's width; class
-    /// names that do not match the answer's columns.
+    /// What `onnx_graph::load` (tract) or `onnx_ort::load` (ONNX Runtime)
+    /// refuses; feature names for a model that is not tabular or whose
+    /// count does not match the input's width; class names that do not
+    /// match the answer's columns; a graph that fails on zeros.
     pub fn from_bytes(name: &str, bytes: &[u8], options: OnnxOptions) -> anyhow::Result<Self> {
-        let graph = onnx_graph::load(bytes, options.output.as_deref())?;
+        let (declared, outputs, batched, bounds, engine) = match &options.runtime {
+            Runtime::Tract => {
+                let graph = onnx_graph::load(bytes, options.output.as_deref())?;
+                let bounds = super::sizes::Bounds::of(&graph.plan, &graph.outputs)?;
+                let engine = Engine::Tract(TractPlan {
+                    plan: graph.plan.into_runnable()?,
+                });
+                (
+                    graph.declared,
+                    graph.outputs,
+                    graph.batched,
+                    Some(bounds),
+                    engine,
+                )
+            }
+            #[cfg(feature = "onnxruntime")]
+            Runtime::OnnxRuntime(settings) => {
+                let declared = onnx_graph::read(bytes, options.output.as_deref())?;
+                let loaded = super::onnx_ort::load(&declared, settings)?;
+                let bounds = caught_quietly(|| {
+                    let typed = onnx_graph::typed(&declared)?;
+                    super::sizes::Bounds::of(&typed, &loaded.outputs)
+                });
+                let bounds = match bounds {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!(
+                            model = name,
+                            why = format!("{e:#}"),
+                            "tract cannot type the graph, so what a run allocates is bounded \
+                             only after it (its outputs)"
+                        );
+                        None
+                    }
+                };
+                (
+                    declared,
+                    loaded.outputs,
+                    loaded.batched,
+                    bounds,
+                    Engine::OnnxRuntime(loaded.sessions),
+                )
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            Runtime::OnnxRuntime(_) => anyhow::bail!(
+                "RUNTIME=onnxruntime: this model server was built without ONNX Runtime (the \
+                 `onnxruntime` feature); build it with `cargo build -p model-server --features \
+                 onnxruntime`, or serve with RUNTIME=tract"
+            ),
+        };
         let prop = |key: &str| {
-            graph
+            declared
                 .metadata
                 .iter()
                 .find(|(k, _)| k == key)
@@ -62,21 +122,23 @@ impl OnnxModel {
         let class_names = options
             .class_names
             .or_else(|| prop("class_names"))
-            .or(graph.zipmap_labels);
+            .or(declared.zipmap_labels);
         let feature_names = options.feature_names.or_else(|| prop("feature_names"));
-        let shown: Vec<String> = graph
+        let shown: Vec<String> = declared
             .inputs
             .iter()
-            .map(|s| format!("{} {} {:?}", s.name, s.datatype, s.shape_i64()))
+            .zip(&declared.symbols)
+            .map(|(s, y)| onnx_graph::shown(s, y))
             .collect();
         tracing::info!(
             model = name,
+            runtime = options.runtime.as_str(),
             inputs = shown.join(", "),
-            v1_output = %graph.answer,
-            "ONNX graph planned"
+            v1_output = %declared.answer,
+            "ONNX graph loaded"
         );
         if let Some(f) = &feature_names {
-            let width = match graph.inputs.as_slice() {
+            let width = match declared.inputs.as_slice() {
                 [one] => match one.shape.as_slice() {
                     [_, Dim::Fixed(w)] => Some(*w),
                     _ => None,
@@ -98,28 +160,24 @@ impl OnnxModel {
                 ),
             }
         }
-        let output_shapes = (0..graph.outputs.len())
-            .map(|i| graph.plan.output_fact(i).map(|f| f.shape.to_tvec()))
-            .collect::<TractResult<Vec<_>>>()?;
         let model = Self {
             name: name.to_string(),
-            output_shapes,
-            intermediate_shapes: super::sizes::varying(&graph.plan),
-            max_output: options.max_output_elements.unwrap_or(MAX_OUTPUT_ELEMENTS),
-            plan: graph.plan.into_runnable()?,
-            inputs: graph.inputs,
-            symbols: graph.symbols,
-            outputs: graph.outputs,
-            answer: graph.answer,
-            batched: graph.batched,
+            inputs: declared.inputs,
+            symbols: declared.symbols,
+            outputs,
+            answer: declared.answer,
             labels: Labels {
                 class_names,
                 feature_names,
             },
+            batched,
+            max_output: options.max_output_elements.unwrap_or(MAX_OUTPUT_ELEMENTS),
+            bounds,
+            engine,
         };
         // It must run: on zeros, one for every variable dimension (what
         // `inspect` runs), at start-up as after a reload of the file; a
-        // graph tract plans but cannot compute is refused here, not
+        // graph a runtime plans but cannot compute is refused here, not
         // answered with a 500 on every request.
         let outputs = model
             .infer(model.probe())
@@ -141,57 +199,42 @@ impl OnnxModel {
         Ok(model)
     }
 
-    /// What the run will allocate for `inputs`, where the plan knows it
-    /// from their shapes: outputs of more than `max_output` elements in
-    /// all, or any tensor of more than `INTERMEDIATE_FACTOR` times that,
-    /// are refused before the run allocates them (a [10000, 0] by
-    /// [0, 10000] product is 10^8 elements from a request of a few bytes).
-    fn check_sizes(&self, inputs: &[Tensor]) -> Result<(), ModelError> {
-        let mut values: Vec<(Symbol, f64)> = Vec::new();
-        for (t, symbols) in inputs.iter().zip(&self.symbols) {
-            for (n, s) in t.shape().iter().zip(symbols) {
-                if let Some(s) = s {
-                    values.push((self.plan.model().symbols.sym(s), *n as f64));
-                }
-            }
+    /// A run on tract, a long batch in pieces.
+    fn infer_tract(
+        &self,
+        tract: &TractPlan,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ModelError> {
+        let rows = inputs
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1);
+        if !self.batched || rows <= CHUNK_ROWS {
+            let tensors = inputs
+                .into_iter()
+                .map(to_tract)
+                .collect::<Result<TVec<_>, _>>()?;
+            return self.run(tract, tensors);
         }
-        let shown = || {
-            inputs
+        // A long batch runs in pieces of CHUNK_ROWS: the model's
+        // intermediate tensors stay small whatever the request's batch
+        // size, which keeps the heap from fragmenting under a stream of
+        // large requests.
+        let whole = inputs
+            .into_iter()
+            .map(to_tract)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pieces: Vec<Vec<Tensor>> = Vec::new();
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(rows);
+            let slices = whole
                 .iter()
-                .map(|t| format!("{} {:?}", t.name(), t.shape()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let refuse = |what: String, limit: usize| {
-            ModelError::BadInput(format!(
-                "for inputs of shapes {}, the {} model would compute {what}, more than the \
-                 {limit} elements a request may (MAX_BODY_BYTES sets the limits); send smaller \
-                 inputs",
-                shown(),
-                self.name
-            ))
-        };
-        let mut total = 0.0;
-        for (shape, spec) in self.output_shapes.iter().zip(&self.outputs) {
-            total += super::sizes::elements(shape, &values).unwrap_or(0.0);
-            if total > self.max_output as f64 {
-                return Err(refuse(
-                    format!("outputs of {total:.0} elements (up to {:?})", spec.name),
-                    self.max_output,
-                ));
-            }
+                .map(|t| t.slice(0, start, end).map(TValue::from))
+                .collect::<TractResult<TVec<_>>>()
+                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
+            pieces.push(self.run(tract, slices)?);
         }
-        let limit = self.max_output.saturating_mul(INTERMEDIATE_FACTOR);
-        for (node, shape) in &self.intermediate_shapes {
-            let n = super::sizes::elements(shape, &values).unwrap_or(0.0);
-            if n > limit as f64 {
-                return Err(refuse(
-                    format!("a tensor of {n:.0} elements in {node:?}"),
-                    limit,
-                ));
-            }
-        }
-        Ok(())
+        concat_rows(pieces)
     }
 
     /// Variable dimensions that share a symbol must agree across inputs
@@ -221,8 +264,8 @@ impl OnnxModel {
     /// (a token id past an embedding's end, in Gather): the panic is
     /// caught here and answered as bad input, so one request cannot take
     /// the server down (the profiles unwind; see Cargo.toml).
-    fn run(&self, inputs: TVec<TValue>) -> Result<Vec<Tensor>, ModelError> {
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(inputs)));
+    fn run(&self, tract: &TractPlan, inputs: TVec<TValue>) -> Result<Vec<Tensor>, ModelError> {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tract.plan.run(inputs)));
         let out = match ran {
             Ok(out) => out.map_err(|e| ModelError::Internal(format!("{e:#}")))?,
             Err(panic) => {
@@ -252,7 +295,11 @@ impl Model for OnnxModel {
     }
 
     fn platform(&self) -> &str {
-        "onnx (tract)"
+        match self.engine {
+            Engine::Tract(_) => "onnx (tract)",
+            #[cfg(feature = "onnxruntime")]
+            Engine::OnnxRuntime(_) => "onnx (onnxruntime)",
+        }
     }
 
     fn inputs(&self) -> &[TensorSpec] {
@@ -265,37 +312,28 @@ impl Model for OnnxModel {
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ModelError> {
         self.check_symbols(&inputs)?;
-        self.check_sizes(&inputs)?;
-        let rows = inputs
-            .first()
-            .and_then(|t| t.shape().first().copied())
-            .unwrap_or(1);
-        if !self.batched || rows <= CHUNK_ROWS {
-            let tensors = inputs
-                .into_iter()
-                .map(to_tract)
-                .collect::<Result<TVec<_>, _>>()?;
-            return self.run(tensors);
+        if let Some(bounds) = &self.bounds {
+            bounds.check(&self.name, &inputs, &self.symbols, self.max_output)?;
         }
-        // A long batch runs in pieces of CHUNK_ROWS: the model's
-        // intermediate tensors stay small whatever the request's batch
-        // size, which keeps the heap from fragmenting under a stream of
-        // large requests.
-        let whole = inputs
-            .into_iter()
-            .map(to_tract)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut pieces: Vec<Vec<Tensor>> = Vec::new();
-        for start in (0..rows).step_by(CHUNK_ROWS) {
-            let end = (start + CHUNK_ROWS).min(rows);
-            let slices = whole
-                .iter()
-                .map(|t| t.slice(0, start, end).map(TValue::from))
-                .collect::<TractResult<TVec<_>>>()
-                .map_err(|e| ModelError::Internal(format!("{e:#}")))?;
-            pieces.push(self.run(slices)?);
+        match &self.engine {
+            Engine::Tract(tract) => self.infer_tract(tract, inputs),
+            #[cfg(feature = "onnxruntime")]
+            Engine::OnnxRuntime(sessions) => {
+                let outputs = sessions.run(&self.name, inputs)?;
+                // ONNX Runtime sizes its outputs as it runs: the bound is
+                // kept on what it gives back (see the README's "Memory").
+                let total: usize = outputs.iter().map(|t| t.data().len()).sum();
+                if total > self.max_output {
+                    return Err(ModelError::BadInput(format!(
+                        "the {} model computed outputs of {total} elements for this input, more \
+                         than the {} elements a request may (MAX_BODY_BYTES sets the limits); \
+                         send smaller inputs",
+                        self.name, self.max_output
+                    )));
+                }
+                Ok(outputs)
+            }
         }
-        concat_rows(pieces)
     }
 
     fn probe(&self) -> Vec<Tensor> {
@@ -324,6 +362,14 @@ impl Model for OnnxModel {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+}
+
+/// `work`, a panic in it made an error (tract panics on some graphs it
+/// types; for ONNX Runtime's bounds that only means there are none).
+#[cfg(feature = "onnxruntime")]
+fn caught_quietly<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("tract stopped while typing the graph")))
 }
 
 /// `n` zeros of `datatype` (empty byte strings for BYTES).

@@ -18,59 +18,54 @@ const ONNX_STRING: i32 = 8;
 const ONNX_FLOAT16: i32 = 10;
 const ONNX_DOUBLE: i32 = 11;
 
-/// A loaded graph and what the server needs to know about it.
-pub struct Graph {
-    pub plan: TypedModel,
+/// An ONNX file as read, before any runtime plans it: what the server
+/// serves it by, whichever runtime computes it.
+pub struct Declaration {
+    /// The file's ModelProto, its ZipMaps cut off (see `cut_zipmaps`).
+    pub proto: ModelProto,
     /// The graph's inputs (initializers excluded), in its order.
     pub inputs: Vec<TensorSpec>,
     /// Per input, per axis: the symbol of a variable dimension (the
     /// graph's `dim_param`, or one of our own where it has none), so that
     /// two inputs that share `N` are checked to agree before a run.
     pub symbols: Vec<Vec<Option<String>>>,
-    /// The outputs tract computes, in the graph's order (string outputs,
-    /// which tract cannot hold, are left out).
-    pub outputs: Vec<TensorSpec>,
+    /// The outputs a runtime computes for the protocols, in the graph's
+    /// order (string outputs, which no runtime hands back here, left out).
+    pub outputs: Vec<String>,
     /// The output Seldon v1 answers with.
     pub answer: String,
-    /// Whether every input and output has one batch dimension first (the
-    /// same symbol): such a graph may be run on a long batch in pieces.
-    pub batched: bool,
     /// Class labels a ZipMap carried, in column order.
     pub zipmap_labels: Option<Vec<String>>,
     /// `metadata_props` of the file (`class_names`, `feature_names`, ...).
     pub metadata: Vec<(String, String)>,
 }
 
-/// Loads `bytes` (an ONNX ModelProto). `output` names the output Seldon v1
+/// A graph tract planned, and what the server needs to know about it.
+pub struct Graph {
+    pub plan: TypedModel,
+    /// The file as read.
+    pub declared: Declaration,
+    /// The outputs tract computes, typed, in `declared.outputs`' order.
+    pub outputs: Vec<TensorSpec>,
+    /// Whether every input and output has one batch dimension first (the
+    /// same symbol): such a graph may be run on a long batch in pieces.
+    pub batched: bool,
+}
+
+/// Reads `bytes` (an ONNX ModelProto). `output` names the output Seldon v1
 /// answers with; by default the one whose name says probabilities, else
 /// the first floating-point one.
 ///
 /// # Errors
-/// Operators tract does not implement (named, with the exporter option
-/// that avoids them where there is one), an input of a type no protocol
+/// Bytes that are not a ModelProto, an input of a type no protocol
 /// carries (strings, complex numbers) or without a declared shape, no
-/// floating-point output, an unknown `output`, a graph tract cannot plan.
-pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
-    let mut onnx = tract_onnx::onnx();
-    scaler::register(&mut onnx.op_register);
-    let mut proto = onnx
+/// output the protocols carry, an unknown `output`.
+pub fn read(bytes: &[u8], output: Option<&str>) -> Result<Declaration> {
+    let mut proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .context("not an ONNX model (the file does not parse as a ModelProto)")?;
     let zipmap_labels = cut_zipmaps(&mut proto)?;
     let graph = proto.graph.as_ref().context("the ONNX file has no graph")?;
-    let missing = missing_operators(graph, |op| onnx.op_register.0.contains_key(op));
-    if !missing.is_empty() {
-        bail!(
-            "the model uses {} that the model server's ONNX runtime (tract) does not \
-             implement: {}",
-            if missing.len() == 1 {
-                "an operator"
-            } else {
-                "operators"
-            },
-            missing.join("; ")
-        );
-    }
     let declared = declared_inputs(graph)?;
     let answer = pick_output(graph, output)?;
     // String outputs (a classifier's labels) are what tract cannot hold.
@@ -85,46 +80,28 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
         .iter()
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
+    let (inputs, symbols) = declared.into_iter().map(|d| (d.spec, d.symbols)).unzip();
+    Ok(Declaration {
+        proto,
+        inputs,
+        symbols,
+        outputs,
+        answer,
+        zipmap_labels,
+        metadata,
+    })
+}
 
-    let mut model = onnx
-        .model_for_proto_model(&proto)
-        .context("tract cannot read the graph")?;
-    let shown = |d: &Declared| {
-        let dims: Vec<String> = d
-            .spec
-            .shape_i64()
-            .iter()
-            .zip(&d.symbols)
-            .map(|(n, s)| s.clone().unwrap_or_else(|| n.to_string()))
-            .collect();
-        format!("{} {} [{}]", d.spec.name, d.spec.datatype, dims.join(", "))
-    };
-    for (i, d) in declared.iter().enumerate() {
-        let shape: TVec<TDim> = d
-            .spec
-            .shape
-            .iter()
-            .zip(&d.symbols)
-            .map(|(dim, sym)| match (dim, sym) {
-                (Dim::Fixed(n), _) => n.to_dim(),
-                (Dim::Any, Some(s)) => model.symbols.sym(s).to_dim(),
-                (Dim::Any, None) => model.symbols.new_with_prefix("d").to_dim(),
-            })
-            .collect();
-        let fact = InferenceFact::dt_shape(datum_type(d.spec.datatype)?, shape);
-        model
-            .set_input_fact(i, fact)
-            .with_context(|| format!("setting input {}", shown(d)))?;
-    }
-    let outlets = outputs
-        .iter()
-        .map(|o| {
-            model
-                .find_outlet_label(o)
-                .with_context(|| format!("output {o:?} is not in the graph"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    model.select_output_outlets(&outlets)?;
+/// Reads `bytes` as `read` does and plans the graph with tract.
+///
+/// # Errors
+/// What `read` refuses; operators tract does not implement (named, with
+/// the exporter option that avoids them where there is one), a graph
+/// tract cannot plan.
+pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
+    let declared = read(bytes, output)?;
+    let model = analysed(&declared)?;
+    let pairs = || declared.inputs.iter().zip(&declared.symbols);
     let plan = model.into_optimized().map_err(|e| {
         let why = format!("{e:#}");
         let hint = if why.contains("String") {
@@ -133,12 +110,13 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
         } else {
             ""
         };
-        let inputs: Vec<String> = declared.iter().map(shown).collect();
+        let inputs: Vec<String> = pairs().map(|(s, y)| shown(s, y)).collect();
         anyhow::anyhow!(
             "tract cannot plan the graph for its inputs {}{hint}: {why}",
             inputs.join(", ")
         )
     })?;
+    let outputs = &declared.outputs;
     let mut specs = Vec::with_capacity(outputs.len());
     for (i, name) in outputs.iter().enumerate() {
         let fact = plan.output_fact(i)?;
@@ -158,30 +136,109 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
             shape,
         });
     }
-    let batch = declared
-        .first()
-        .and_then(|d| d.symbols.first().cloned().flatten());
-    let batched = batch.as_ref().is_some_and(|b| {
+    let batched = batch_symbol(&declared.symbols).is_some_and(|b| {
         let sym = plan.symbols.sym(b).to_dim();
-        declared
-            .iter()
-            .all(|d| d.symbols.first().and_then(Option::as_ref) == Some(b))
-            && (0..specs.len()).all(|i| {
-                plan.output_fact(i)
-                    .is_ok_and(|f| f.shape.iter().next() == Some(&sym))
-            })
+        (0..specs.len()).all(|i| {
+            plan.output_fact(i)
+                .is_ok_and(|f| f.shape.iter().next() == Some(&sym))
+        })
     });
-    let (inputs, symbols) = declared.into_iter().map(|d| (d.spec, d.symbols)).unzip();
     Ok(Graph {
         plan,
-        inputs,
-        symbols,
+        declared,
         outputs: specs,
-        answer,
         batched,
-        zipmap_labels,
-        metadata,
     })
+}
+
+/// The graph of `declared` as tract reads it, its inputs typed as
+/// declared (variable dimensions as symbols) and its outputs those the
+/// protocols carry.
+///
+/// # Errors
+/// Operators tract does not implement (named, with the exporter option
+/// that avoids them where there is one); a graph tract cannot read.
+fn analysed(declared: &Declaration) -> Result<InferenceModel> {
+    let mut onnx = tract_onnx::onnx();
+    scaler::register(&mut onnx.op_register);
+    let proto = &declared.proto;
+    let graph = proto.graph.as_ref().context("the ONNX file has no graph")?;
+    let missing = missing_operators(graph, |op| onnx.op_register.0.contains_key(op));
+    if !missing.is_empty() {
+        bail!(
+            "the model uses {} that the model server's ONNX runtime (tract) does not \
+             implement: {}; RUNTIME=onnxruntime (runtime = \"onnxruntime\" in xtask.toml) \
+             runs every standard operator",
+            if missing.len() == 1 {
+                "an operator"
+            } else {
+                "operators"
+            },
+            missing.join("; ")
+        );
+    }
+    let mut model = onnx
+        .model_for_proto_model(proto)
+        .context("tract cannot read the graph")?;
+    for (i, (spec, symbols)) in declared.inputs.iter().zip(&declared.symbols).enumerate() {
+        let shape: TVec<TDim> = spec
+            .shape
+            .iter()
+            .zip(symbols)
+            .map(|(dim, sym)| match (dim, sym) {
+                (Dim::Fixed(n), _) => n.to_dim(),
+                (Dim::Any, Some(s)) => model.symbols.sym(s).to_dim(),
+                (Dim::Any, None) => model.symbols.new_with_prefix("d").to_dim(),
+            })
+            .collect();
+        let fact = InferenceFact::dt_shape(datum_type(spec.datatype)?, shape);
+        model
+            .set_input_fact(i, fact)
+            .with_context(|| format!("setting input {}", shown(spec, symbols)))?;
+    }
+    let outlets = declared
+        .outputs
+        .iter()
+        .map(|o| {
+            model
+                .find_outlet_label(o)
+                .with_context(|| format!("output {o:?} is not in the graph"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    model.select_output_outlets(&outlets)?;
+    Ok(model)
+}
+
+/// The graph of `declared` typed by tract, not optimised: every tensor's
+/// shape in terms of the inputs' symbols, for bounding what another
+/// runtime's run allocates (see `sizes::Bounds`).
+///
+/// # Errors
+/// What `analysed` refuses; a graph tract cannot type.
+#[cfg(feature = "onnxruntime")]
+pub fn typed(declared: &Declaration) -> Result<TypedModel> {
+    analysed(declared)?.into_typed()
+}
+
+/// The symbol every input has as its first dimension, when they share one
+/// (a batch dimension a runtime may split or join along).
+pub fn batch_symbol(symbols: &[Vec<Option<String>>]) -> Option<&str> {
+    let first = symbols.first()?.first()?.as_deref()?;
+    symbols
+        .iter()
+        .all(|s| s.first().and_then(Option::as_deref) == Some(first))
+        .then_some(first)
+}
+
+/// An input as `name datatype [dims]`, a symbol where a dimension varies.
+pub fn shown(spec: &TensorSpec, symbols: &[Option<String>]) -> String {
+    let dims: Vec<String> = spec
+        .shape_i64()
+        .iter()
+        .zip(symbols)
+        .map(|(n, s)| s.clone().unwrap_or_else(|| n.to_string()))
+        .collect();
+    format!("{} {} [{}]", spec.name, spec.datatype, dims.join(", "))
 }
 
 /// An input as the graph declares it.
