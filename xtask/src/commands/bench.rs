@@ -76,12 +76,16 @@ pub enum BenchSubject {
     /// In a fresh clone: the clone to `deploy` serving, then `dev` with an
     /// edit in seldon-protocol and one in test-api, each to its new answer
     DevLoop,
+    /// The model server on an MLP, a CNN and a tree ensemble, on tract and
+    /// ONNX Runtime, against ONNX Runtime in-process (the floor; needs a
+    /// Python with onnxruntime: KMLOPS_PYTHON, else python3)
+    Runtimes,
 }
 
-struct Figures {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(super) struct Figures {
+    pub(super) requests_per_sec: f64,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
 }
 
 /// One server under load.
@@ -95,11 +99,11 @@ struct Case {
 }
 
 /// A request body, with what must be said about it.
-struct Body {
-    bytes: Vec<u8>,
+pub(super) struct Body {
+    pub(super) bytes: Vec<u8>,
     /// `Inference-Header-Content-Length`: the JSON header's length in a
     /// binary-extension body.
-    header_length: Option<usize>,
+    pub(super) header_length: Option<usize>,
 }
 
 impl Body {
@@ -151,6 +155,14 @@ impl BenchArgs {
         }
         if let BenchSubject::DevLoop = self.subject {
             return super::bench_dev_loop::run(cx, self.profile.or(build::Profile::Release));
+        }
+        if let BenchSubject::Runtimes = self.subject {
+            let python = super::bench_runtimes::python(|k| std::env::var(k).ok());
+            return super::bench_runtimes::run(
+                cx,
+                self.profile.or(build::Profile::Release),
+                &python,
+            );
         }
         cx.runner.locate("wrk", "cargo xtask bench")?;
         let cases = self.cases(cx)?;
@@ -286,7 +298,7 @@ impl BenchArgs {
                     ),
                 ]
             }
-            BenchSubject::Images | BenchSubject::DevLoop => {
+            BenchSubject::Images | BenchSubject::DevLoop | BenchSubject::Runtimes => {
                 bail!("measured apart from the servers' throughput")
             }
         })
@@ -523,7 +535,7 @@ fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
 
 /// A wrk script that POSTs `body` (JSON, or the binary extension's form
 /// with its header length), read from a file beside it.
-fn lua_script(cx: &Ctx, label: &str, body: &Body) -> Result<PathBuf> {
+pub(super) fn lua_script(cx: &Ctx, label: &str, body: &Body) -> Result<PathBuf> {
     let dir = cx.root.join("target/xtask/bench");
     let stem = label.replace(' ', "-");
     let path = dir.join(format!("{stem}.lua"));
@@ -583,7 +595,7 @@ fn wait_answering(server: &Attached, url: &str) -> Result<()> {
 }
 
 /// Reads requests/s and the 50%/99% latencies from wrk's `--latency` output.
-fn parse_wrk(out: &str) -> Result<Figures> {
+pub(super) fn parse_wrk(out: &str) -> Result<Figures> {
     let field = |prefix: &str| {
         out.lines()
             .map(str::trim)

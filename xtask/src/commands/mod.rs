@@ -6,6 +6,7 @@ pub mod adding;
 pub mod args;
 pub mod bench;
 mod bench_dev_loop;
+mod bench_runtimes;
 pub mod build;
 pub mod cluster;
 pub mod completions;

@@ -51,6 +51,16 @@ static ENVIRONMENT: OnceLock<Result<(Option<PathBuf>, ort::environment::Environm
     OnceLock::new();
 
 fn environment(library: Option<&PathBuf>) -> Result<&'static ort::environment::Environment> {
+    // A static glibc binary cannot load a shared library that needs the C
+    // and C++ runtimes: it would crash in the loader, not fail.
+    if cfg!(target_feature = "crt-static") {
+        anyhow::bail!(
+            "RUNTIME=onnxruntime needs a dynamically linked model server (ONNX Runtime's library \
+             needs the C and C++ runtimes), and this one is statically linked (crt-static); build \
+             it without `-C target-feature=+crt-static` (`cargo xtask` does for a service with \
+             runtime = \"onnxruntime\"), or serve with RUNTIME=tract"
+        );
+    }
     let loaded = ENVIRONMENT.get_or_init(|| {
         let path = library
             .cloned()

@@ -1,0 +1,314 @@
+//! `cargo xtask bench runtimes`: the model server on real models against
+//! the floor, ONNX Runtime in-process (the onnxruntime wheel, one thread,
+//! no server), side by side in one run: the benchmark's MLP, CNN and tree
+//! ensemble (`services/model-server/tests/graphs/`), each at one row and a
+//! batch, served on tract and on ONNX Runtime (one instance, one thread)
+//! and called over the fastest protocol (OIP v2 with binary tensors, one
+//! connection, one request at a time: end-to-end latency).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::{Rng, SeedableRng};
+use xshell::cmd;
+
+use crate::build;
+use crate::ground::context::Ctx;
+use crate::ground::net;
+
+/// Issue 22: within 1.3x the floor plus 0.15 ms.
+const FLOOR_FACTOR: f64 = 1.3;
+const FLOOR_PLUS_MS: f64 = 0.15;
+
+/// How long each case is measured (at least `MIN_RUNS` runs).
+const SECONDS: u64 = 3;
+const MIN_RUNS: usize = 3;
+
+/// A model at a batch size.
+struct Case {
+    model: &'static str,
+    input: &'static str,
+    /// [rows, ...]
+    shape: Vec<usize>,
+}
+
+impl Case {
+    fn label(&self) -> String {
+        format!("{}-{}", self.model, self.shape[0])
+    }
+
+    fn elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let case = |model, input, shape: &[usize]| Case {
+        model,
+        input,
+        shape: shape.to_vec(),
+    };
+    vec![
+        case("trees", "input", &[1, 40]),
+        case("trees", "input", &[1000, 40]),
+        case("mlp", "input", &[1, 256]),
+        case("mlp", "input", &[32, 256]),
+        case("cnn64", "image", &[1, 3, 64, 64]),
+        case("cnn64", "image", &[32, 3, 64, 64]),
+    ]
+}
+
+/// The runtimes the server is measured on.
+const RUNTIMES: [&str; 2] = ["tract", "onnxruntime"];
+
+/// What the floor script prints.
+#[derive(serde::Deserialize)]
+struct Floor {
+    library: Option<String>,
+    version: String,
+    cases: std::collections::BTreeMap<String, FloorCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct FloorCase {
+    median_ms: f64,
+}
+
+/// Runs the benchmark and prints each case's figures against the bar.
+///
+/// # Errors
+/// No Python with onnxruntime (`KMLOPS_PYTHON`, else `python3`), a build
+/// that fails, a server that does not start or answers other than 200.
+pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode> {
+    let graphs = cx.root.join("services/model-server/tests/graphs");
+    let scratch = tempfile::tempdir()?;
+    let cases = cases();
+    let mut spec = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        std::fs::write(
+            scratch.path().join(format!("{}.bin", case.label())),
+            inputs(case, i as u64),
+        )?;
+        spec.push(serde_json::json!({
+            "label": case.label(),
+            "model": graphs.join(format!("{}.onnx", case.model)),
+            "input": case.input,
+            "shape": case.shape,
+            "seconds": SECONDS,
+        }));
+    }
+    let spec_path = scratch.path().join("cases.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    let script = cx.root.join("services/model-server/scripts/bench_floor.py");
+    let out = cx.runner.run(
+        cmd!(cx.sh, "{python} {script} {spec_path}"),
+        "measuring the floor: ONNX Runtime in-process (pip install -r .ci/requirements.txt)",
+    )?;
+    let Some(floor) = cx.runner.unless_dry_run(|| {
+        serde_json::from_str::<Floor>(&out.stdout)
+            .with_context(|| format!("reading what {} printed", script.display()))
+    })?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let library = floor
+        .library
+        .clone()
+        .context("the onnxruntime package has no libonnxruntime.so")?;
+
+    // ONNX Runtime's library needs a dynamically linked server: the host
+    // target's build, as a service with runtime = "onnxruntime" is built.
+    let cargo = build::cargo();
+    let profile_name = profile.as_str();
+    cx.runner.run(
+        cmd!(
+            cx.sh,
+            "{cargo} build --profile {profile_name} --package model-server"
+        ),
+        "building the model server (dynamically linked, tract and ONNX Runtime)",
+    )?;
+    let server = build::target_dir(cx)
+        .join(profile.as_str())
+        .join("model-server");
+
+    cx.runner.locate("wrk", "cargo xtask bench runtimes")?;
+    let mut rows = Vec::new();
+    for case in &cases {
+        let data = std::fs::read(scratch.path().join(format!("{}.bin", case.label())))?;
+        let server = Server {
+            binary: &server,
+            graphs: &graphs,
+            library: &library,
+            data: &data,
+        };
+        let mut ours = Vec::new();
+        for runtime in RUNTIMES {
+            ours.push(serve_and_time(cx, &server, runtime, case)?);
+        }
+        let floor_ms = floor
+            .cases
+            .get(&case.label())
+            .with_context(|| format!("no floor for {}", case.label()))?
+            .median_ms;
+        rows.push((case, floor_ms, ours));
+    }
+    println!(
+        "end-to-end median latency, one connection, OIP v2 binary; floor: onnxruntime {} in-process, 1 thread; server: 1 instance, 1 thread; {} profile",
+        floor.version,
+        profile.as_str()
+    );
+    println!(
+        "{:<8} {:>6} {:>10} {:>18} {:>18} {:>10}  VERDICT (faster runtime)",
+        "MODEL", "ROWS", "FLOOR MS", "TRACT MS", "ONNXRUNTIME MS", "BAR MS"
+    );
+    for (case, floor_ms, ours) in &rows {
+        let bar = floor_ms * FLOOR_FACTOR + FLOOR_PLUS_MS;
+        let shown = |ms: f64| format!("{ms:.3} ({:.1}x)", ms / floor_ms);
+        let (best, best_ms) = RUNTIMES
+            .iter()
+            .zip(ours)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(r, ms)| (*r, *ms))
+            .context("no runtime measured")?;
+        println!(
+            "{:<8} {:>6} {:>10.3} {:>18} {:>18} {:>10.3}  {} ({best})",
+            case.model,
+            case.shape[0],
+            floor_ms,
+            shown(ours[0]),
+            shown(ours[1]),
+            bar,
+            if best_ms <= bar { "meets" } else { "MISSES" },
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The case's input: float32 uniform in [-2, 2) from a seed of its own,
+/// little-endian (the binary tensor form, and what the floor reads).
+fn inputs(case: &Case, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(22 + seed);
+    (0..case.elements())
+        .flat_map(|_| rng.random_range(-2.0f32..2.0).to_le_bytes())
+        .collect()
+}
+
+/// Median milliseconds of requests to a server of `model` on `runtime`,
+/// one at a time over one connection: wrk's median for `SECONDS` (its
+/// client costs least), or for a request slower than `SLOW_MS` the median
+/// of `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
+fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> Result<f64> {
+    let port = net::free_port()?;
+    let mut child = Command::new(server.binary)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .env("MODEL", "onnx")
+        .env(
+            "MODEL_PATH",
+            server.graphs.join(format!("{}.onnx", case.model)),
+        )
+        .env("MODEL_NAME", case.model)
+        .env("RUNTIME", runtime)
+        .env("ORT_DYLIB_PATH", server.library)
+        .env("MODEL_INSTANCES", "1")
+        .env("INTRA_OP_THREADS", "1")
+        // A batch of 32 64x64 images is 1.5 MB in binary.
+        .env("MAX_BODY_BYTES", (8 << 20).to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", server.binary.display()))?;
+    let result = time_requests(cx, port, runtime, case, server.data);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// A request slower than this is timed by itself, not by wrk.
+const SLOW_MS: f64 = 200.0;
+
+/// The built server and what every run of it shares.
+struct Server<'a> {
+    binary: &'a Path,
+    graphs: &'a Path,
+    library: &'a str,
+    /// The case's input elements, little-endian float32.
+    data: &'a [u8],
+}
+
+fn time_requests(cx: &Ctx, port: u16, runtime: &str, case: &Case, data: &[u8]) -> Result<f64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(600)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let started = Instant::now();
+    while !matches!(agent.get(&ready).call(), Ok(r) if r.status() == 200) {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the model server ({runtime}) did not get ready within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let header = serde_json::json!({
+        "inputs": [{"name": case.input, "datatype": "FP32", "shape": case.shape,
+                    "parameters": {"binary_data_size": data.len()}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(data);
+    let url = format!("http://127.0.0.1:{port}/v2/models/{}/infer", case.model);
+    let once = || -> Result<f64> {
+        let start = Instant::now();
+        let mut resp = agent
+            .post(&url)
+            .header("inference-header-content-length", header.len().to_string())
+            .header("content-type", "application/octet-stream")
+            .send(&body[..])?;
+        let answer = resp
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if resp.status() != 200 {
+            bail!(
+                "{} on {runtime}: {} {}",
+                case.label(),
+                resp.status(),
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        Ok(ms)
+    };
+    let mut times = (0..MIN_RUNS).map(|_| once()).collect::<Result<Vec<_>>>()?;
+    times.sort_by(f64::total_cmp);
+    let warm = times[times.len() / 2];
+    if warm > SLOW_MS {
+        return Ok(warm);
+    }
+    let script = super::bench::lua_script(
+        cx,
+        &format!("runtimes-{}-{runtime}", case.label()),
+        &super::bench::Body {
+            bytes: body,
+            header_length: Some(header.len()),
+        },
+    )?;
+    let duration = format!("{SECONDS}s");
+    let out = cx.runner.run(
+        cmd!(
+            cx.sh,
+            "wrk --threads 1 --connections 1 --duration {duration} --timeout 10s --latency --script {script} {url}"
+        ),
+        "cargo xtask bench runtimes",
+    )?;
+    Ok(super::bench::parse_wrk(&out.stdout)?.p50_ms)
+}
+
+/// The Python the floor runs in: `KMLOPS_PYTHON`, else `python3`.
+pub fn python(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
+    lookup("KMLOPS_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
