@@ -65,6 +65,8 @@ pub struct AppState {
     /// Bounds on the arrays a request may describe (from `MAX_BODY_BYTES`).
     pub limits: Limits,
     pub metrics: ModelMetrics,
+    /// Where requests' work runs, and its queue.
+    pub compute: Arc<crate::compute::Compute>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,7 +183,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
 pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let result = async {
         let (text, admission) = body::read_text(req).await?;
-        let large = text.len() > INLINE_BYTES;
+        let size = text.len();
+        let large = size > INLINE_BYTES;
         let state = Arc::clone(&s);
         let work = move || -> Result<Response, SeldonError> {
             let msg = body::parse(&text)?;
@@ -190,7 +193,7 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
             let reply = run_model(&state, msg)?;
             Ok(json_reply(&reply))
         };
-        let reply = sized(large, work).await?;
+        let reply = s.compute.run(large, work).await?;
         // The reply is part of the memory the admission bounds, until sent.
         Ok::<_, SeldonError>(admission.hold_until_sent(reply))
     }
@@ -206,28 +209,10 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
     }
 }
 
-/// Messages up to this size are handled on the I/O threads (a thread hop
-/// would cost them more than it saves); larger ones on the blocking pool.
+/// Messages up to this size are handled on the I/O threads while the
+/// model's work is quick (a thread hop would cost them more than it
+/// saves); larger ones on the blocking pool (see `compute`).
 pub(crate) const INLINE_BYTES: usize = 16 * 1024;
-
-/// Runs `work` here, or for a `large` request on the blocking pool: a big
-/// batch is decoded, predicted and encoded there, so that it never stalls
-/// the I/O of the others (for both protocols).
-pub(crate) async fn sized<T, E>(
-    large: bool,
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, E>
-where
-    T: Send + 'static,
-    E: From<crate::model::ModelError> + Send + 'static,
-{
-    if !large {
-        return work();
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| E::from(crate::model::ModelError::Internal(e.to_string())))?
-}
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
 fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {

@@ -17,6 +17,8 @@ pub struct SeldonError {
     pub http: StatusCode,
     pub reason: &'static str,
     pub info: String,
+    /// `Retry-After` seconds, for a 503 of a busy model.
+    pub retry_after: Option<u64>,
 }
 
 impl SeldonError {
@@ -34,6 +36,7 @@ impl SeldonError {
             http,
             reason: reason_of(http),
             info: service_kit::errors::bounded(info.into()),
+            retry_after: None,
         }
     }
 
@@ -62,6 +65,14 @@ impl From<ModelError> for SeldonError {
                 http: StatusCode::INTERNAL_SERVER_ERROR,
                 reason: "MICROSERVICE_INTERNAL_ERROR",
                 info: e.to_string(),
+                retry_after: None,
+            },
+            ModelError::Overloaded {
+                retry_after_secs,
+                why,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::with_status(StatusCode::SERVICE_UNAVAILABLE, why)
             },
         }
     }
@@ -73,6 +84,12 @@ impl IntoResponse for SeldonError {
             status: Some(Status::failure(self.http.as_u16(), self.reason, self.info)),
             ..SeldonMessage::default()
         };
-        (self.http, Json(body)).into_response()
+        let mut response = (self.http, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

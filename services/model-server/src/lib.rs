@@ -5,6 +5,7 @@
 
 pub mod api;
 mod body;
+pub mod compute;
 pub mod errors;
 pub mod model;
 pub mod models;
@@ -54,6 +55,11 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         }
     }
     let metrics = api::ModelMetrics::new();
+    let compute = Arc::new(compute::Compute::new(compute::ComputeSettings::from_env(
+        &lookup,
+    )?));
+    let compute_metrics = compute.metrics().clone();
+    let busy = Arc::clone(&compute);
     let state = Arc::new(api::AppState {
         model: slot,
         served,
@@ -63,12 +69,17 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         },
         limits,
         metrics: metrics.clone(),
+        compute,
     });
     Ok(Service {
         name: "model-server",
         version: env!("CARGO_PKG_VERSION"),
         routes: api::routes(state),
-        metrics: Box::new(move |r| metrics.register(r)),
+        metrics: Box::new(move |r| {
+            metrics.register(r);
+            compute_metrics.register(r);
+        }),
+        busy: Some(Arc::new(move || busy.overloaded())),
         openapi: openapi::document(),
     })
 }

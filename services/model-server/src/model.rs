@@ -13,6 +13,9 @@ pub enum ModelError {
     /// The model itself failed (a 500).
     #[error("the model failed: {0}")]
     Internal(String),
+    /// The model's queue is past its bounds (a 503 with `Retry-After`).
+    #[error("{why}")]
+    Overloaded { retry_after_secs: u64, why: String },
 }
 
 /// Names a model gives the columns of its tabular input and output

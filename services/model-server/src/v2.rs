@@ -38,14 +38,23 @@ pub struct Served {
 pub struct V2Failure {
     pub status: StatusCode,
     pub error: String,
+    /// `Retry-After` seconds, for a 503 of a busy model.
+    pub retry_after: Option<u64>,
 }
 
 impl V2Failure {
-    fn bad(error: impl Into<String>) -> Self {
+    /// A failure with `status`, its reason cut to
+    /// `service_kit::errors::MAX_REASON_BYTES`.
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             error: service_kit::errors::bounded(error.into()),
+            retry_after: None,
         }
+    }
+
+    fn bad(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error)
     }
 }
 
@@ -53,9 +62,13 @@ impl From<ModelError> for V2Failure {
     fn from(e: ModelError) -> Self {
         match e {
             ModelError::BadInput(m) => Self::bad(m),
-            ModelError::Internal(_) => Self {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                error: e.to_string(),
+            ModelError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            ModelError::Overloaded {
+                retry_after_secs,
+                why,
+            } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, why)
             },
         }
     }
@@ -63,7 +76,13 @@ impl From<ModelError> for V2Failure {
 
 impl IntoResponse for V2Failure {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.error }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -96,25 +115,25 @@ pub fn routes(state: Arc<AppState>) -> Router {
 
 /// A path under /v2 that the protocol (or this server) does not have.
 async fn unknown_endpoint(uri: axum::http::Uri) -> V2Failure {
-    V2Failure {
-        status: StatusCode::NOT_FOUND,
-        error: service_kit::errors::bounded(format!(
+    V2Failure::new(
+        StatusCode::NOT_FOUND,
+        format!(
             "{} is not an endpoint of this server: it serves the Open Inference Protocol's \
              /v2, /v2/health/live|ready, /v2/models/<model>[/versions/<v>][/ready|/infer]",
             uri.path()
-        )),
-    }
+        ),
+    )
 }
 
 /// A v2 endpoint called with a method it does not take.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> V2Failure {
-    V2Failure {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        error: format!(
+    V2Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
             "{method} is not allowed on {}: inference is POST, everything else GET",
             uri.path()
         ),
-    }
+    )
 }
 
 /// The `{model}` and optional `{version}` of a path.
@@ -129,10 +148,7 @@ impl ModelPath {
     /// it names one); a 404 that says what is served otherwise.
     fn find(&self, s: &AppState) -> Result<Arc<dyn Model>, V2Failure> {
         let served = &s.served;
-        let not_found = |what: String| V2Failure {
-            status: StatusCode::NOT_FOUND,
-            error: service_kit::errors::bounded(what),
-        };
+        let not_found = |what: String| V2Failure::new(StatusCode::NOT_FOUND, what);
         if self.model != served.name {
             return Err(not_found(format!(
                 "unknown model {:?}: this server serves {:?}",
@@ -261,15 +277,15 @@ pub async fn infer(
     let result = async {
         let model = path.find(&s)?;
         let header_length = header_length(req.headers())?;
-        let payload = service_kit::body::read(req).await.map_err(|e| V2Failure {
-            status: e.status(),
-            error: e.to_string(),
-        })?;
+        let payload = service_kit::body::read(req)
+            .await
+            .map_err(|e| V2Failure::new(e.status(), e.to_string()))?;
         let (bytes, admission) = (payload.bytes, payload.admission);
-        let large = bytes.len() > crate::api::INLINE_BYTES;
+        let size = bytes.len();
+        let large = size > crate::api::INLINE_BYTES;
         let state = Arc::clone(&s);
         let work = move || run(&state, model.as_ref(), &path, &bytes, header_length);
-        let reply = crate::api::sized(large, work).await?;
+        let reply = s.compute.run(large, work).await?;
         Ok::<_, V2Failure>(admission.hold_until_sent(reply))
     }
     .await;

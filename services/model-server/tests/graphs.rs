@@ -66,18 +66,22 @@ impl Models {
 
     /// Serves the graph `name` on `runtime`.
     fn serve_on(&self, name: &str, runtime: &str) -> Result<Server> {
+        self.serve_with(name, runtime, &[])
+    }
+
+    /// Serves the graph `name` on `runtime` with more settings.
+    fn serve_with(&self, name: &str, runtime: &str, more: &[(&str, &str)]) -> Result<Server> {
         let path = self.dir.path().join(format!("{name}.onnx"));
         let path = path.to_str().ok_or("path")?;
-        Server::start(
-            env!("CARGO_BIN_EXE_model-server"),
-            &[
-                ("MODEL", "onnx"),
-                ("MODEL_PATH", path),
-                ("MODEL_NAME", name),
-                ("RUNTIME", runtime),
-                ("ORT_DYLIB_PATH", &self.library),
-            ],
-        )
+        let mut env = vec![
+            ("MODEL", "onnx"),
+            ("MODEL_PATH", path),
+            ("MODEL_NAME", name),
+            ("RUNTIME", runtime),
+            ("ORT_DYLIB_PATH", &self.library),
+        ];
+        env.extend_from_slice(more);
+        Server::start(env!("CARGO_BIN_EXE_model-server"), &env)
     }
 
     fn case(&self, name: &str) -> &Value {
@@ -529,5 +533,82 @@ fn v1_feeds_one_input_of_any_rank_and_points_several_to_v2() -> Result {
     let s = m.serve("text")?;
     let (status, body) = post_json(&s.url("/predict"), r#"{"data":{"ndarray":[[1,2,3]]}}"#)?;
     common::assert_failure((status, body), 400, "POST /v2/models/text/infer");
+    Ok(())
+}
+
+/// One instance and a queue of one: of sixteen large requests at once, the
+/// ones past the queue are 503s with `Retry-After` and the reason, the
+/// others are answered, and the server serves on.
+#[test]
+fn requests_past_the_queue_are_503s_with_retry_after() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let s = m.serve_with(
+        "cnn64",
+        "onnxruntime",
+        &[
+            ("MODEL_INSTANCES", "1"),
+            ("MAX_QUEUE_SIZE", "1"),
+            ("MAX_BODY_BYTES", "8388608"),
+        ],
+    )?;
+    let images = 32 * 3 * 64 * 64;
+    let header = json!({"inputs": [{"name": "image", "datatype": "FP32",
+        "shape": [32, 3, 64, 64], "parameters": {"binary_data_size": images * 4}}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend(std::iter::repeat_n(0u8, images * 4));
+    let url = s.url("/v2/models/cnn64/infer");
+    let answers: Vec<(u16, Option<String>, String)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| -> Result<(u16, Option<String>, String)> {
+                    let mut resp = agent()
+                        .post(&url)
+                        .header("inference-header-content-length", header.len().to_string())
+                        .header("content-type", "application/octet-stream")
+                        .send(&body[..])?;
+                    let retry = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from);
+                    let text =
+                        String::from_utf8_lossy(&resp.body_mut().read_to_vec()?).into_owned();
+                    Ok((resp.status().as_u16(), retry, text))
+                })
+            })
+            .collect();
+        sent.into_iter()
+            .map(|h| h.join().map_err(|_| "a client panicked")?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(
+        !refused.is_empty(),
+        "none refused: {:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    assert!(answers.iter().any(|(s, _, _)| *s == 200));
+    assert!(answers.iter().all(|(s, _, _)| *s == 200 || *s == 503));
+    for (_, retry, text) in refused {
+        assert!(
+            retry
+                .as_deref()
+                .and_then(|r| r.parse::<u64>().ok())
+                .is_some_and(|r| r >= 1),
+            "{retry:?}"
+        );
+        assert!(text.contains("MAX_QUEUE_SIZE=1"), "{text}");
+    }
+    assert_eq!(
+        get(&s.url("/readyz"))?.0,
+        200,
+        "ready once the queue is empty"
+    );
+    let metrics = get(&s.url("/metrics"))?.1;
+    assert!(
+        metrics.contains("model_queue_duration_seconds_count"),
+        "{metrics}"
+    );
     Ok(())
 }

@@ -28,6 +28,9 @@ fn app() -> axum::Router {
         unit: Unit::default(),
         limits: Limits::for_body(MAX_BODY),
         metrics: ModelMetrics::new(),
+        compute: Arc::new(model_server::compute::Compute::new(
+            model_server::compute::ComputeSettings::new(2),
+        )),
     }))
 }
 

@@ -59,6 +59,9 @@ pub struct Service {
     /// The service's routes as OpenAPI (utoipa); served, with the common
     /// ones, at `/openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
+    /// Asked by the readiness probes: why the service takes no more work
+    /// now (a model's queue is full), which makes them answer 503.
+    pub busy: Option<probes::Busy>,
 }
 
 /// Serves `service` until SIGTERM or SIGINT; returns after in-flight
@@ -70,7 +73,7 @@ pub async fn run(service: Service, env: ServeEnv) -> Result<()> {
     })?;
     let local = listener.local_addr().context("reading the bound address")?;
     let signals = shutdown::Signals::install()?;
-    let readiness = Readiness::default();
+    let readiness = Readiness::with_busy(service.busy.clone());
     let life = Lifecycle::new(
         readiness.clone(),
         BodyPolicy {

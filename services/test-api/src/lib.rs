@@ -45,6 +45,7 @@ async fn test_api(
 /// The test API as a service for `service_kit::run`.
 pub fn service(env: &ServeEnv) -> Service {
     Service {
+        busy: None,
         name: "test-api",
         version: env!("CARGO_PKG_VERSION"),
         routes: Router::new()

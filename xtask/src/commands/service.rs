@@ -198,6 +198,7 @@ fn main() -> std::process::ExitCode {
             routes: Router::new().route("/hello", get(hello)),
             metrics: Box::new(|_| {}),
             openapi: <ApiDoc as utoipa::OpenApi>::openapi(),
+            busy: None,
         })
     })
 }
