@@ -208,6 +208,62 @@ impl Data {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Appends `more`'s elements (joining tensors along their first
+    /// dimension, row-major).
+    ///
+    /// # Errors
+    /// `more` is of another datatype, or either is opaque (a front end's
+    /// own elements, which cannot be joined); the elements are unchanged.
+    pub fn extend(&mut self, more: Data) -> Result<(), String> {
+        match (self, more) {
+            (Self::Bool(a), Self::Bool(b)) => a.extend(b),
+            (Self::Uint8(a), Self::Uint8(b)) => a.extend(b),
+            (Self::Uint16(a), Self::Uint16(b)) | (Self::Fp16(a), Self::Fp16(b)) => a.extend(b),
+            (Self::Uint32(a), Self::Uint32(b)) => a.extend(b),
+            (Self::Uint64(a), Self::Uint64(b)) => a.extend(b),
+            (Self::Int8(a), Self::Int8(b)) => a.extend(b),
+            (Self::Int16(a), Self::Int16(b)) => a.extend(b),
+            (Self::Int32(a), Self::Int32(b)) => a.extend(b),
+            (Self::Int64(a), Self::Int64(b)) => a.extend(b),
+            (Self::Fp32(a), Self::Fp32(b)) => a.extend(b),
+            (Self::Fp64(a), Self::Fp64(b)) => a.extend(b),
+            (Self::Bytes(a), Self::Bytes(b)) => a.extend(b),
+            (a, b) => {
+                return Err(format!(
+                    "cannot join {} elements with {} elements{}",
+                    a.datatype(),
+                    b.datatype(),
+                    if matches!(a, Self::Opaque(_)) || matches!(b, Self::Opaque(_)) {
+                        " (opaque)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Elements `start..end`, or `None` when out of range or opaque.
+    pub fn slice(&self, start: usize, end: usize) -> Option<Data> {
+        Some(match self {
+            Self::Bool(v) => Self::Bool(v.get(start..end)?.to_vec()),
+            Self::Uint8(v) => Self::Uint8(v.get(start..end)?.to_vec()),
+            Self::Uint16(v) => Self::Uint16(v.get(start..end)?.to_vec()),
+            Self::Uint32(v) => Self::Uint32(v.get(start..end)?.to_vec()),
+            Self::Uint64(v) => Self::Uint64(v.get(start..end)?.to_vec()),
+            Self::Int8(v) => Self::Int8(v.get(start..end)?.to_vec()),
+            Self::Int16(v) => Self::Int16(v.get(start..end)?.to_vec()),
+            Self::Int32(v) => Self::Int32(v.get(start..end)?.to_vec()),
+            Self::Int64(v) => Self::Int64(v.get(start..end)?.to_vec()),
+            Self::Fp16(v) => Self::Fp16(v.get(start..end)?.to_vec()),
+            Self::Fp32(v) => Self::Fp32(v.get(start..end)?.to_vec()),
+            Self::Fp64(v) => Self::Fp64(v.get(start..end)?.to_vec()),
+            Self::Bytes(v) => Self::Bytes(v.get(start..end)?.to_vec()),
+            Self::Opaque(_) => return None,
+        })
+    }
 }
 
 /// The number of elements a shape holds, or `None` when the product does

@@ -67,6 +67,46 @@ pub struct AppState {
     pub metrics: ModelMetrics,
     /// Where requests' work runs, and its queue.
     pub compute: Arc<crate::compute::Compute>,
+    /// The dynamic batcher, when batching is on (`MAX_BATCH_SIZE` > 1).
+    pub batcher: Option<Arc<crate::batching::Batcher>>,
+}
+
+impl AppState {
+    /// Runs `inputs` (checked) on `model`: in a batch with other requests
+    /// when batching is on and the model has a batch dimension.
+    ///
+    /// # Errors
+    /// What the model's run gives; `Overloaded` from a full batch queue.
+    pub fn infer(
+        &self,
+        model: &dyn Model,
+        inputs: Vec<inference_core::Tensor>,
+    ) -> Result<Vec<inference_core::Tensor>, crate::model::ModelError> {
+        match &self.batcher {
+            Some(b) if model.batched() => b.infer(inputs),
+            _ => model.infer(inputs),
+        }
+    }
+
+    /// Runs a request's `work` where it belongs: on a compute instance, or
+    /// with batching on, on the blocking pool, where it waits for its
+    /// batch (the batcher's threads are the instances).
+    pub(crate) async fn work<T, E>(
+        &self,
+        large: bool,
+        work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<crate::model::ModelError> + Send + 'static,
+    {
+        if self.batcher.is_some() && self.model.current().batched() {
+            return tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| E::from(crate::model::ModelError::Internal(e.to_string())))?;
+        }
+        self.compute.run(large, work).await
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,7 +233,7 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
             let reply = run_model(&state, msg)?;
             Ok(json_reply(&reply))
         };
-        let reply = s.compute.run(large, work).await?;
+        let reply = s.work(large, work).await?;
         // The reply is part of the memory the admission bounds, until sent.
         Ok::<_, SeldonError>(admission.hold_until_sent(reply))
     }
@@ -224,7 +264,7 @@ fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, Seld
     };
     let start = Instant::now();
     let model = s.model.current();
-    let output = predict_v1(model.as_ref(), &s.served.name, input, repr)?;
+    let output = predict_v1(s, model.as_ref(), input, repr)?;
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     s.metrics.rows.inc_by(rows);
     Ok(reply(s, model.as_ref(), msg.meta.as_ref(), output))
@@ -232,13 +272,13 @@ fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, Seld
 
 /// A v1 payload through the model, answered in the array form `repr`.
 fn predict_v1(
+    s: &AppState,
     model: &dyn Model,
-    served: &str,
     input: Payload,
     repr: Repr,
 ) -> Result<Payload, crate::model::ModelError> {
-    let inputs = check_inputs(model, v1::to_inputs(model, served, input)?)?;
-    let outputs = model.infer(inputs)?;
+    let inputs = check_inputs(model, v1::to_inputs(model, &s.served.name, input)?)?;
+    let outputs = s.infer(model, inputs)?;
     v1::to_payload(model, outputs, repr)
 }
 

@@ -4,6 +4,7 @@
 //! core (`inference_core`).
 
 pub mod api;
+pub mod batching;
 mod body;
 pub mod compute;
 pub mod errors;
@@ -55,11 +56,26 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         }
     }
     let metrics = api::ModelMetrics::new();
-    let compute = Arc::new(compute::Compute::new(compute::ComputeSettings::from_env(
-        &lookup,
-    )?));
+    let compute_settings = compute::ComputeSettings::from_env(&lookup)?;
+    let batching = batching::BatchSettings::from_env(&lookup, compute_settings.max_queue)?;
+    let batcher = if batching.enabled() {
+        tracing::info!(
+            max_batch_size = batching.max_batch_size,
+            max_queue_delay_us = batching.max_queue_delay.as_micros() as u64,
+            "dynamic batching"
+        );
+        Some(batching::Batcher::start(
+            batching,
+            Arc::clone(&slot),
+            compute_settings.instances,
+        )?)
+    } else {
+        None
+    };
+    let batch_sizes = batcher.as_ref().map(|b| b.sizes.clone());
+    let compute = Arc::new(compute::Compute::new(compute_settings));
     let compute_metrics = compute.metrics().clone();
-    let busy = Arc::clone(&compute);
+    let busy = (Arc::clone(&compute), batcher.clone());
     let state = Arc::new(api::AppState {
         model: slot,
         served,
@@ -70,6 +86,7 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         limits,
         metrics: metrics.clone(),
         compute,
+        batcher,
     });
     Ok(Service {
         name: "model-server",
@@ -78,8 +95,19 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
         metrics: Box::new(move |r| {
             metrics.register(r);
             compute_metrics.register(r);
+            if let Some(sizes) = batch_sizes {
+                r.register(
+                    "model_batch_size",
+                    "Rows per run of the dynamic batcher",
+                    sizes,
+                );
+            }
         }),
-        busy: Some(Arc::new(move || busy.overloaded())),
+        busy: Some(Arc::new(move || {
+            busy.0
+                .overloaded()
+                .or_else(|| busy.1.as_ref().and_then(|b| b.overloaded()))
+        })),
         openapi: openapi::document(),
     })
 }

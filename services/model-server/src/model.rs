@@ -62,6 +62,12 @@ pub trait Model: Send + Sync + 'static {
 
     /// Column names, when the model has them.
     fn labels(&self) -> &Labels;
+
+    /// Whether every input and output has one batch dimension first, so
+    /// that requests may be joined along it (dynamic batching).
+    fn batched(&self) -> bool {
+        false
+    }
 }
 
 /// Puts `inputs` in the model's declared order after checking each against

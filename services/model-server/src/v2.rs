@@ -283,9 +283,14 @@ pub async fn infer(
         let (bytes, admission) = (payload.bytes, payload.admission);
         let size = bytes.len();
         let large = size > crate::api::INLINE_BYTES;
+        if let Some(batcher) = s.batcher.clone().filter(|_| model.batched()) {
+            let reply =
+                run_batched(Arc::clone(&s), batcher, model, path, bytes, header_length).await?;
+            return Ok::<_, V2Failure>(admission.hold_until_sent(reply));
+        }
         let state = Arc::clone(&s);
         let work = move || run(&state, model.as_ref(), &path, &bytes, header_length);
-        let reply = s.compute.run(large, work).await?;
+        let reply = s.work(large, work).await?;
         Ok::<_, V2Failure>(admission.hold_until_sent(reply))
     }
     .await;
@@ -320,6 +325,22 @@ fn run(
     body: &[u8],
     header_length: Option<usize>,
 ) -> Result<Response, V2Failure> {
+    let (request, inputs) = decode(s, model, path, body, header_length)?;
+    let start = Instant::now();
+    let outputs = s.infer(model, inputs)?;
+    s.metrics.latency.observe(start.elapsed().as_secs_f64());
+    respond(s, &request, outputs)
+}
+
+/// A request's inputs, checked against the model's declaration; the rest
+/// of the request says which outputs to send, and how. Counts its rows.
+fn decode(
+    s: &AppState,
+    model: &dyn Model,
+    path: &ModelPath,
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<(InferenceRequest, Vec<inference_core::Tensor>), V2Failure> {
     let mut request: InferenceRequest = open_inference::decode_request(
         body,
         header_length,
@@ -334,11 +355,17 @@ fn run(
         .first()
         .and_then(|t| t.shape().first().copied())
         .unwrap_or(1) as u64;
-    let start = Instant::now();
     let inputs = check_inputs(model, inputs)?;
-    let outputs = model.infer(inputs)?;
-    s.metrics.latency.observe(start.elapsed().as_secs_f64());
     s.metrics.rows.inc_by(rows);
+    Ok((request, inputs))
+}
+
+/// The reply to `request`: the outputs it asks for, in the forms it asks.
+fn respond(
+    s: &AppState,
+    request: &InferenceRequest,
+    outputs: Vec<inference_core::Tensor>,
+) -> Result<Response, V2Failure> {
     let response = InferenceResponse {
         model: s.served.name.clone(),
         version: Some(s.served.version.clone()),
@@ -349,7 +376,7 @@ fn run(
     .keep_requested(&request.outputs)
     .map_err(|e| V2Failure::bad(e.to_string()))?;
     let (body, header) = open_inference::encode_response_binary(&response, |o| {
-        open_inference::wants_binary(&request, o)
+        open_inference::wants_binary(request, o)
     })
     .map_err(|e| V2Failure::bad(e.0))?;
     let mut reply = ([(header::CONTENT_TYPE, content_type(header))], body).into_response();
@@ -357,6 +384,44 @@ fn run(
         reply.headers_mut().insert(HEADER_LENGTH, n.into());
     }
     Ok(reply)
+}
+
+/// One inference with dynamic batching: decoded and encoded here (or on
+/// the blocking pool when large), waiting for the batch without holding a
+/// thread; a client that goes away leaves the batch queue.
+async fn run_batched(
+    s: Arc<AppState>,
+    batcher: Arc<crate::batching::Batcher>,
+    model: Arc<dyn Model>,
+    path: ModelPath,
+    bytes: axum::body::Bytes,
+    header_length: Option<usize>,
+) -> Result<Response, V2Failure> {
+    let large = bytes.len() > crate::api::INLINE_BYTES;
+    let state = Arc::clone(&s);
+    let decoded = move || decode(&state, model.as_ref(), &path, &bytes, header_length);
+    let (request, inputs) = if large {
+        blocking(decoded).await?
+    } else {
+        decoded()?
+    };
+    let start = Instant::now();
+    let outputs = batcher.submit(inputs)?.await?;
+    s.metrics.latency.observe(start.elapsed().as_secs_f64());
+    if large {
+        blocking(move || respond(&s, &request, outputs)).await
+    } else {
+        respond(&s, &request, outputs)
+    }
+}
+
+/// `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, V2Failure> + Send + 'static,
+) -> Result<T, V2Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| V2Failure::from(ModelError::Internal(e.to_string())))?
 }
 
 /// Model metadata of one version (see `model_metadata`).

@@ -612,3 +612,92 @@ fn requests_past_the_queue_are_503s_with_retry_after() -> Result {
     );
     Ok(())
 }
+
+/// With dynamic batching, concurrent one-row requests are joined into
+/// batches and each answered with its own row, as onnxruntime answers it;
+/// a request the model cannot compute is a 400 and its batch mates are
+/// answered.
+#[test]
+fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let batching = [
+        ("MAX_BATCH_SIZE", "16"),
+        ("MAX_QUEUE_DELAY_US", "200000"),
+        ("MAX_CONCURRENT_REQUESTS", "16"),
+    ];
+    for runtime in RUNTIMES {
+        let s = m.serve_with("mlp", runtime, &batching)?;
+        let case = m.case("mlp");
+        let input = &case["inputs"][0];
+        let x = numbers(&input["data"]);
+        let want = numbers(&case["outputs"][0]["data"]);
+        let url = s.url("/v2/models/mlp/infer");
+        // Each of the case's two rows, four times over, at once.
+        let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+            let sent: Vec<_> = (0..8)
+                .map(|i| {
+                    let row = &x[(i % 2) * 256..(i % 2 + 1) * 256];
+                    let url = &url;
+                    scope.spawn(move || {
+                        post_json(
+                            url,
+                            &json!({"inputs": [{"name": "input", "datatype": "FP32",
+                                "shape": [1, 256], "data": row}]})
+                            .to_string(),
+                        )
+                    })
+                })
+                .collect();
+            sent.into_iter()
+                .map(|h| h.join().map_err(|_| "a client panicked")?)
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (i, (status, body)) in answers.iter().enumerate() {
+            assert_eq!(*status, 200, "{runtime}: {body}");
+            let row = i % 2;
+            assert_close(
+                &format!("mlp on {runtime}, request {i}"),
+                &numbers(&body["outputs"][0]["data"]),
+                &want[row * 10..(row + 1) * 10],
+            );
+        }
+        let metrics = get(&s.url("/metrics"))?.1;
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (rows, runs) = (
+            value("model_batch_size_sum"),
+            value("model_batch_size_count"),
+        );
+        assert_eq!(rows, 8.0, "{runtime}: {metrics}");
+        assert!(runs < 8.0, "{runtime}: no two requests shared a run");
+    }
+
+    // A token id past the vocabulary in one request of a batch.
+    let s = m.serve_with("text", "onnxruntime", &batching)?;
+    let url = s.url("/v2/models/text/infer");
+    let request = |id: i64| {
+        json!({"inputs": [
+            {"name": "input_ids", "datatype": "INT64", "shape": [1, 2], "data": [id, 1]},
+            {"name": "attention_mask", "datatype": "INT64", "shape": [1, 2], "data": [1, 1]}]})
+        .to_string()
+    };
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let sent: Vec<_> = [3, 50, 7]
+            .into_iter()
+            .map(|id| {
+                let (url, body) = (&url, request(id));
+                scope.spawn(move || post_json(url, &body))
+            })
+            .collect();
+        sent.into_iter()
+            .map(|h| h.join().map_err(|_| "a client panicked")?)
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 400, 200], "{answers:?}");
+    Ok(())
+}

@@ -31,6 +31,7 @@ fn app() -> axum::Router {
         compute: Arc::new(model_server::compute::Compute::new(
             model_server::compute::ComputeSettings::new(2),
         )),
+        batcher: None,
     }))
 }
 

@@ -439,9 +439,13 @@ fn router(
 }
 
 /// Threads for work handed off the I/O threads (`spawn_blocking`: large
-/// batches). Few on purpose: each thread gets its own malloc arena, and
-/// arenas holding freed request buffers multiply the process's memory.
-pub const BLOCKING_THREADS: usize = 1;
+/// batches, a model's runs): one per request that may be processed at once
+/// (`MAX_CONCURRENT_REQUESTS`), since no more can be there. Few on purpose:
+/// each thread gets its own malloc arena, and arenas holding freed request
+/// buffers multiply the process's memory.
+pub fn blocking_threads(env: &ServeEnv) -> usize {
+    env.max_concurrent_requests.clamp(1, 512)
+}
 
 /// A service's whole `main`: logging, settings, the runtime, and on failure
 /// the error on stderr (and in the log) with a non-zero exit.
@@ -454,7 +458,7 @@ pub fn main(
         let service = service(&env)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .max_blocking_threads(BLOCKING_THREADS)
+            .max_blocking_threads(blocking_threads(&env))
             .build()
             .context("starting the async runtime")?;
         rt.block_on(run(service, env))

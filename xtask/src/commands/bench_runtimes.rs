@@ -4,7 +4,9 @@
 //! ensemble (`services/model-server/tests/graphs/`), each at one row and a
 //! batch, served on tract and on ONNX Runtime (one instance, one thread)
 //! and called over the fastest protocol (OIP v2 with binary tensors, one
-//! connection, one request at a time: end-to-end latency).
+//! connection, one request at a time: end-to-end latency). Then dynamic
+//! batching: 64 connections sending one MLP row each, on ONNX Runtime,
+//! with batching and without.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -17,6 +19,12 @@ use xshell::cmd;
 use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::net;
+
+/// Issue 22: with batching, at least 5x the throughput without; p99
+/// within the queue delay plus three batches' compute.
+const BATCHING_SPEEDUP: f64 = 5.0;
+const BATCH_CLIENTS: usize = 64;
+const BATCH_DELAY_US: u64 = 2_000;
 
 /// Issue 22: within 1.3x the floor plus 0.15 ms.
 const FLOOR_FACTOR: f64 = 1.3;
@@ -60,6 +68,15 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// A batch of the batching figure, for the floor of its compute.
+fn batch_case() -> Case {
+    Case {
+        model: "mlp",
+        input: "input",
+        shape: vec![BATCH_CLIENTS, 256],
+    }
+}
+
 /// The runtimes the server is measured on.
 const RUNTIMES: [&str; 2] = ["tract", "onnxruntime"];
 
@@ -86,7 +103,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
     let scratch = tempfile::tempdir()?;
     let cases = cases();
     let mut spec = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
+    for (i, case) in cases.iter().chain([&batch_case()]).enumerate() {
         std::fs::write(
             scratch.path().join(format!("{}.bin", case.label())),
             inputs(case, i as u64),
@@ -183,7 +200,103 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
             if best_ms <= bar { "meets" } else { "MISSES" },
         );
     }
+    let batch_floor = floor
+        .cases
+        .get(&batch_case().label())
+        .context("no floor for the batch")?
+        .median_ms;
+    batching(cx, &server, &graphs, &library, batch_floor)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// 64 clients sending one MLP row each over OIP v2 binary, on ONNX
+/// Runtime: with dynamic batching (up to 64 rows, 2 ms), and without.
+fn batching(
+    cx: &Ctx,
+    binary: &Path,
+    graphs: &Path,
+    library: &str,
+    batch_floor_ms: f64,
+) -> Result<()> {
+    let case = Case {
+        model: "mlp",
+        input: "input",
+        shape: vec![1, 256],
+    };
+    let data = inputs(&case, 99);
+    let header = serde_json::json!({
+        "inputs": [{"name": case.input, "datatype": "FP32", "shape": case.shape,
+                    "parameters": {"binary_data_size": data.len()}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&data);
+    let script = super::bench::lua_script(
+        cx,
+        "runtimes-mlp-row",
+        &super::bench::Body {
+            bytes: body,
+            header_length: Some(header.len()),
+        },
+    )?;
+    let clients = BATCH_CLIENTS.to_string();
+    let delay = BATCH_DELAY_US.to_string();
+    let mut figures = Vec::new();
+    for batch in [clients.as_str(), "1"] {
+        let port = net::free_port()?;
+        let mut child = Command::new(binary)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("MODEL", "onnx")
+            .env("MODEL_PATH", graphs.join("mlp.onnx"))
+            .env("MODEL_NAME", "mlp")
+            .env("RUNTIME", "onnxruntime")
+            .env("ORT_DYLIB_PATH", library)
+            .env("INTRA_OP_THREADS", "1")
+            .env("MAX_BATCH_SIZE", batch)
+            .env("MAX_QUEUE_DELAY_US", &delay)
+            .env("MAX_CONCURRENT_REQUESTS", &clients)
+            .env("MAX_CONNECTIONS", "512")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let url = format!("http://127.0.0.1:{port}/v2/models/mlp/infer");
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        let started = Instant::now();
+        while !crate::ground::http::ready(&format!("http://127.0.0.1:{port}")) {
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                bail!("{ready} did not answer 200 within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let duration = format!("{SECONDS}s");
+        let out = cx.runner.run(
+            cmd!(
+                cx.sh,
+                "wrk --threads 2 --connections {clients} --duration {duration} --timeout 10s --latency --script {script} {url}"
+            ),
+            "cargo xtask bench runtimes",
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        figures.push(super::bench::parse_wrk(&out?.stdout)?);
+    }
+    let (with, without) = (&figures[0], &figures[1]);
+    let speedup = with.requests_per_sec / without.requests_per_sec;
+    let p99_bar = BATCH_DELAY_US as f64 / 1000.0 + 3.0 * batch_floor_ms;
+    println!(
+        "{BATCH_CLIENTS} clients, one MLP row each, ONNX Runtime, OIP v2 binary: batching (<= {BATCH_CLIENTS} rows, {BATCH_DELAY_US} us) {:.0} req/s, p99 {:.2} ms; without {:.0} req/s, p99 {:.2} ms",
+        with.requests_per_sec, with.p99_ms, without.requests_per_sec, without.p99_ms
+    );
+    println!(
+        "batching: {speedup:.1}x the throughput ({} the target of {BATCHING_SPEEDUP:.0}x); p99 {:.2} ms ({} the bar of {p99_bar:.2} ms: the delay + 3 x one {BATCH_CLIENTS}-row batch's floor of {batch_floor_ms:.2} ms)",
+        if speedup >= BATCHING_SPEEDUP { "meets" } else { "MISSES" },
+        with.p99_ms,
+        if with.p99_ms <= p99_bar { "meets" } else { "MISSES" },
+    );
+    Ok(())
 }
 
 /// The case's input: float32 uniform in [-2, 2) from a seed of its own,

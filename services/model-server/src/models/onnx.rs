@@ -362,6 +362,10 @@ impl Model for OnnxModel {
     fn labels(&self) -> &Labels {
         &self.labels
     }
+
+    fn batched(&self) -> bool {
+        self.batched
+    }
 }
 
 /// `work`, a panic in it made an error (tract panics on some graphs it
@@ -478,7 +482,7 @@ fn concat_rows(pieces: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, ModelError> {
             if let (Some(rows), Some(more_rows)) = (shape.first_mut(), more_shape.first()) {
                 *rows += more_rows;
             }
-            append(data, more)?;
+            data.extend(more).map_err(ModelError::Internal)?;
         }
     }
     joined
@@ -487,28 +491,4 @@ fn concat_rows(pieces: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, ModelError> {
             Tensor::new(name, shape, data).map_err(|e| ModelError::Internal(e.to_string()))
         })
         .collect()
-}
-
-fn append(to: &mut Data, more: Data) -> Result<(), ModelError> {
-    match (to, more) {
-        (Data::Bool(a), Data::Bool(b)) => a.extend(b),
-        (Data::Uint8(a), Data::Uint8(b)) => a.extend(b),
-        (Data::Uint16(a), Data::Uint16(b)) | (Data::Fp16(a), Data::Fp16(b)) => a.extend(b),
-        (Data::Uint32(a), Data::Uint32(b)) => a.extend(b),
-        (Data::Uint64(a), Data::Uint64(b)) => a.extend(b),
-        (Data::Int8(a), Data::Int8(b)) => a.extend(b),
-        (Data::Int16(a), Data::Int16(b)) => a.extend(b),
-        (Data::Int32(a), Data::Int32(b)) => a.extend(b),
-        (Data::Int64(a), Data::Int64(b)) => a.extend(b),
-        (Data::Fp32(a), Data::Fp32(b)) => a.extend(b),
-        (Data::Fp64(a), Data::Fp64(b)) => a.extend(b),
-        (a, b) => {
-            return Err(ModelError::Internal(format!(
-                "pieces of one output differ in type: {} and {}",
-                a.datatype(),
-                b.datatype()
-            )));
-        }
-    }
-    Ok(())
 }
