@@ -223,15 +223,7 @@ fn batching(
         input: "input",
         shape: vec![1, 256],
     };
-    let data = inputs(&case, 99);
-    let header = serde_json::json!({
-        "inputs": [{"name": case.input, "datatype": "FP32", "shape": case.shape,
-                    "parameters": {"binary_data_size": data.len()}}],
-        "parameters": {"binary_data_output": true}
-    })
-    .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend_from_slice(&data);
+    let (header, body) = binary_request(&case, &inputs(&case, 99));
     let script = super::bench::lua_script(
         cx,
         "runtimes-mlp-row",
@@ -244,33 +236,20 @@ fn batching(
     let delay = BATCH_DELAY_US.to_string();
     let mut figures = Vec::new();
     for batch in [clients.as_str(), "1"] {
-        let port = net::free_port()?;
-        let mut child = Command::new(binary)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn")
-            .env("MODEL", "onnx")
-            .env("MODEL_PATH", graphs.join("mlp.onnx"))
-            .env("MODEL_NAME", "mlp")
-            .env("RUNTIME", "onnxruntime")
-            .env("ORT_DYLIB_PATH", library)
-            .env("INTRA_OP_THREADS", "1")
-            .env("MAX_BATCH_SIZE", batch)
-            .env("MAX_QUEUE_DELAY_US", &delay)
-            .env("MAX_CONCURRENT_REQUESTS", &clients)
-            .env("MAX_CONNECTIONS", "512")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let url = format!("http://127.0.0.1:{port}/v2/models/mlp/infer");
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        let started = Instant::now();
-        while !crate::ground::http::ready(&format!("http://127.0.0.1:{port}")) {
-            if started.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                bail!("{ready} did not answer 200 within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut running = Running::start(
+            binary,
+            &graphs.join("mlp.onnx"),
+            "mlp",
+            "onnxruntime",
+            library,
+            &[
+                ("MAX_BATCH_SIZE", batch),
+                ("MAX_QUEUE_DELAY_US", &delay),
+                ("MAX_CONCURRENT_REQUESTS", &clients),
+                ("MAX_CONNECTIONS", "512"),
+            ],
+        )?;
+        let url = running.url("mlp");
         let duration = format!("{SECONDS}s");
         let out = cx.runner.run(
             cmd!(
@@ -279,8 +258,7 @@ fn batching(
             ),
             "cargo xtask bench runtimes",
         );
-        let _ = child.kill();
-        let _ = child.wait();
+        running.stop();
         figures.push(super::bench::parse_wrk(&out?.stdout)?);
     }
     let (with, without) = (&figures[0], &figures[1]);
@@ -292,9 +270,17 @@ fn batching(
     );
     println!(
         "batching: {speedup:.1}x the throughput ({} the target of {BATCHING_SPEEDUP:.0}x); p99 {:.2} ms ({} the bar of {p99_bar:.2} ms: the delay + 3 x one {BATCH_CLIENTS}-row batch's floor of {batch_floor_ms:.2} ms)",
-        if speedup >= BATCHING_SPEEDUP { "meets" } else { "MISSES" },
+        if speedup >= BATCHING_SPEEDUP {
+            "meets"
+        } else {
+            "MISSES"
+        },
         with.p99_ms,
-        if with.p99_ms <= p99_bar { "meets" } else { "MISSES" },
+        if with.p99_ms <= p99_bar {
+            "meets"
+        } else {
+            "MISSES"
+        },
     );
     Ok(())
 }
@@ -313,29 +299,98 @@ fn inputs(case: &Case, seed: u64) -> Vec<u8> {
 /// client costs least), or for a request slower than `SLOW_MS` the median
 /// of `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
 fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> Result<f64> {
-    let port = net::free_port()?;
-    let mut child = Command::new(server.binary)
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .env("MODEL", "onnx")
-        .env(
-            "MODEL_PATH",
-            server.graphs.join(format!("{}.onnx", case.model)),
-        )
-        .env("MODEL_NAME", case.model)
-        .env("RUNTIME", runtime)
-        .env("ORT_DYLIB_PATH", server.library)
-        .env("MODEL_INSTANCES", "1")
-        .env("INTRA_OP_THREADS", "1")
-        // A batch of 32 64x64 images is 1.5 MB in binary.
-        .env("MAX_BODY_BYTES", (8 << 20).to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", server.binary.display()))?;
-    let result = time_requests(cx, port, runtime, case, server.data);
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut running = Running::start(
+        server.binary,
+        &server.graphs.join(format!("{}.onnx", case.model)),
+        case.model,
+        runtime,
+        server.library,
+        &[
+            ("MODEL_INSTANCES", "1"),
+            // A batch of 32 64x64 images is 1.5 MB in binary.
+            ("MAX_BODY_BYTES", "8388608"),
+        ],
+    )?;
+    let result = time_requests(cx, &running.url(case.model), runtime, case, server.data);
+    running.stop();
     result
+}
+
+/// A model server on a free port, answering (killed when dropped).
+struct Running {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Running {
+    /// Serves `model` (named `name`) on `runtime` with one thread per run
+    /// and `more` settings, once it answers `/readyz`.
+    fn start(
+        binary: &Path,
+        model: &Path,
+        name: &str,
+        runtime: &str,
+        library: &str,
+        more: &[(&str, &str)],
+    ) -> Result<Self> {
+        let port = net::free_port()?;
+        let child = Command::new(binary)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("MODEL", "onnx")
+            .env("MODEL_PATH", model)
+            .env("MODEL_NAME", name)
+            .env("RUNTIME", runtime)
+            .env("ORT_DYLIB_PATH", library)
+            .env("INTRA_OP_THREADS", "1")
+            .envs(more.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut running = Self { child, port };
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while !crate::ground::http::ready(&base) {
+            if let Ok(Some(status)) = running.child.try_wait() {
+                bail!("the model server ({runtime}, {name}) exited: {status}");
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                running.stop();
+                bail!("the model server ({runtime}, {name}) did not get ready within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(running)
+    }
+
+    fn url(&self, model: &str) -> String {
+        format!("http://127.0.0.1:{}/v2/models/{model}/infer", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An OIP v2 binary request of `data` for `case`: its JSON header and
+/// the whole body.
+fn binary_request(case: &Case, data: &[u8]) -> (String, Vec<u8>) {
+    let header = serde_json::json!({
+        "inputs": [{"name": case.input, "datatype": "FP32", "shape": case.shape,
+                    "parameters": {"binary_data_size": data.len()}}],
+        "parameters": {"binary_data_output": true}
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(data);
+    (header, body)
 }
 
 /// A request slower than this is timed by itself, not by wrk.
@@ -350,33 +405,17 @@ struct Server<'a> {
     data: &'a [u8],
 }
 
-fn time_requests(cx: &Ctx, port: u16, runtime: &str, case: &Case, data: &[u8]) -> Result<f64> {
+fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -> Result<f64> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(600)))
         .http_status_as_error(false)
         .build()
         .into();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let started = Instant::now();
-    while !matches!(agent.get(&ready).call(), Ok(r) if r.status() == 200) {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the model server ({runtime}) did not get ready within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let header = serde_json::json!({
-        "inputs": [{"name": case.input, "datatype": "FP32", "shape": case.shape,
-                    "parameters": {"binary_data_size": data.len()}}],
-        "parameters": {"binary_data_output": true}
-    })
-    .to_string();
-    let mut body = header.clone().into_bytes();
-    body.extend_from_slice(data);
-    let url = format!("http://127.0.0.1:{port}/v2/models/{}/infer", case.model);
+    let (header, body) = binary_request(case, data);
     let once = || -> Result<f64> {
         let start = Instant::now();
         let mut resp = agent
-            .post(&url)
+            .post(url)
             .header("inference-header-content-length", header.len().to_string())
             .header("content-type", "application/octet-stream")
             .send(&body[..])?;
