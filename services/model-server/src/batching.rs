@@ -32,18 +32,22 @@ pub struct BatchSettings {
     pub preferred: Vec<usize>,
     /// The most requests that may wait for a batch (`MAX_QUEUE_SIZE`).
     pub max_queue: usize,
+    /// Once the oldest waiting request has waited this long, more are
+    /// refused (`MAX_QUEUE_WAIT_MS`).
+    pub max_wait: Duration,
 }
 
 impl BatchSettings {
     /// `MAX_BATCH_SIZE` (default 1: no batching), `MAX_QUEUE_DELAY_US`
-    /// (default 500), `PREFERRED_BATCH_SIZES`; `max_queue` from the
+    /// (default 500), `PREFERRED_BATCH_SIZES`; the queue's bounds from the
     /// compute settings.
     ///
     /// # Errors
-    /// Values that are not whole numbers, a size of 0.
+    /// Values that are not whole numbers, a size of 0, a delay longer than
+    /// the queue may wait.
     pub fn from_env(
         lookup: &impl Fn(&str) -> Option<String>,
-        max_queue: usize,
+        compute: &crate::compute::ComputeSettings,
     ) -> anyhow::Result<Self> {
         let max_batch_size =
             service_kit::env::parse::<usize>(lookup, "MAX_BATCH_SIZE", "rows")?.unwrap_or(1);
@@ -52,6 +56,13 @@ impl BatchSettings {
         }
         let delay = service_kit::env::parse::<u64>(lookup, "MAX_QUEUE_DELAY_US", "microseconds")?
             .unwrap_or(500);
+        if Duration::from_micros(delay) >= compute.max_wait {
+            anyhow::bail!(
+                "MAX_QUEUE_DELAY_US={delay}: a batch may wait at most less than \
+                 MAX_QUEUE_WAIT_MS ({} ms), which refuses requests that wait longer",
+                compute.max_wait.as_millis()
+            );
+        }
         let mut preferred = Vec::new();
         if let Some(list) = lookup("PREFERRED_BATCH_SIZES").filter(|l| !l.trim().is_empty()) {
             for item in list.split(',') {
@@ -68,7 +79,8 @@ impl BatchSettings {
             max_batch_size,
             max_queue_delay: Duration::from_micros(delay),
             preferred,
-            max_queue,
+            max_queue: compute.max_queue,
+            max_wait: compute.max_wait,
         })
     }
 
@@ -119,6 +131,9 @@ pub struct Batcher {
     settings: BatchSettings,
     queue: Mutex<VecDeque<Pending>>,
     arrived: Condvar,
+    /// Queue and compute times, queued and in-flight requests (shared
+    /// with `compute`, which batching stands in for).
+    metrics: crate::compute::ComputeMetrics,
     /// Rows per run.
     pub(crate) sizes: Histogram,
 }
@@ -132,11 +147,13 @@ impl Batcher {
         settings: BatchSettings,
         slot: Arc<ModelSlot>,
         instances: usize,
+        metrics: crate::compute::ComputeMetrics,
     ) -> std::io::Result<Arc<Self>> {
         let batcher = Arc::new(Self {
             settings,
             queue: Mutex::new(VecDeque::new()),
             arrived: Condvar::new(),
+            metrics,
             sizes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
         });
         for i in 0..instances.max(1) {
@@ -154,13 +171,28 @@ impl Batcher {
         Ok(batcher)
     }
 
-    /// Why the model takes no more work now: its batch queue is full.
+    /// Why the model takes no more work now: its batch queue is past a
+    /// bound (as many requests as it may hold, or one that has waited as
+    /// long as any may).
     pub fn overloaded(&self) -> Option<String> {
-        let waiting = self.lock().len();
-        (waiting >= self.settings.max_queue).then(|| {
-            format!(
+        self.past_bounds(&self.lock())
+    }
+
+    fn past_bounds(&self, queue: &VecDeque<Pending>) -> Option<String> {
+        let waiting = queue.len();
+        if waiting >= self.settings.max_queue {
+            return Some(format!(
                 "{waiting} requests wait for a batch (MAX_QUEUE_SIZE={})",
                 self.settings.max_queue
+            ));
+        }
+        let oldest = queue.iter().map(|p| p.came.elapsed()).max()?;
+        (oldest > self.settings.max_wait).then(|| {
+            format!(
+                "the oldest of {waiting} requests waiting for a batch has waited {:.1} s \
+                 (MAX_QUEUE_WAIT_MS={})",
+                oldest.as_secs_f64(),
+                self.settings.max_wait.as_millis()
             )
         })
     }
@@ -197,15 +229,10 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         {
             let mut queue = self.lock();
-            if queue.len() >= self.settings.max_queue {
+            if let Some(why) = self.past_bounds(&queue) {
                 return Err(ModelError::Overloaded {
                     retry_after_secs: 1,
-                    why: format!(
-                        "the model is busy: {} requests wait for a batch (MAX_QUEUE_SIZE={}); \
-                         try again later",
-                        queue.len(),
-                        self.settings.max_queue
-                    ),
+                    why: format!("the model is busy: {why}; try again later"),
                 });
             }
             queue.push_back(Pending {
@@ -214,6 +241,7 @@ impl Batcher {
                 came: Instant::now(),
                 reply,
             });
+            self.metrics.set_queued(queue.len());
         }
         self.arrived.notify_all();
         Ok(Answer(answer))
@@ -226,6 +254,7 @@ impl Batcher {
         loop {
             // Requests whose clients have gone are dropped unrun.
             queue.retain(|p| !p.reply.is_closed());
+            self.metrics.set_queued(queue.len());
             if let Some(first) = queue.front() {
                 let (rows, _) = self.fitting(&queue);
                 let full = rows >= self.settings.max_batch_size
@@ -242,6 +271,10 @@ impl Batcher {
                         }
                     }
                     batch.reverse();
+                    self.metrics.set_queued(queue.len());
+                    for p in &batch {
+                        self.metrics.waited(p.came.elapsed().as_secs_f64());
+                    }
                     return batch;
                 }
                 let left = self.settings.max_queue_delay - waited;
@@ -281,6 +314,13 @@ impl Batcher {
     /// Runs `batch` once, joined, and answers each request with its rows;
     /// if the run fails, runs each request alone.
     fn run(&self, slot: &ModelSlot, batch: Vec<Pending>) {
+        let started = Instant::now();
+        let _in_flight: Vec<_> = batch.iter().map(|_| self.metrics.in_flight()).collect();
+        self.run_batch(slot, batch);
+        self.metrics.computed(started.elapsed().as_secs_f64());
+    }
+
+    fn run_batch(&self, slot: &ModelSlot, batch: Vec<Pending>) {
         let model = slot.current();
         let rows: usize = batch.iter().map(|p| p.rows).sum();
         self.sizes.observe(rows as f64);
@@ -445,8 +485,15 @@ mod tests {
             max_queue_delay: Duration::from_millis(delay_ms),
             preferred: Vec::new(),
             max_queue: 100,
+            max_wait: Duration::from_secs(5),
         };
-        (Batcher::start(settings, slot, 1).expect("threads"), model)
+        let metrics = crate::compute::Compute::new(crate::compute::ComputeSettings::new(1))
+            .metrics()
+            .clone();
+        (
+            Batcher::start(settings, slot, 1, metrics).expect("threads"),
+            model,
+        )
     }
 
     #[test]
@@ -501,6 +548,36 @@ mod tests {
         );
         // The batch, then each of the three alone.
         assert_eq!(model.runs.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_request_waiting_longer_than_the_queue_may_overloads_it_and_is_counted() {
+        // A delay past the wait bound: the first request waits in the queue.
+        let (b, _) = start(400);
+        let mut settings = b.settings.clone();
+        settings.max_wait = Duration::from_millis(100);
+        let b = Arc::new(Batcher {
+            settings,
+            queue: Mutex::new(VecDeque::new()),
+            arrived: Condvar::new(),
+            metrics: b.metrics.clone(),
+            sizes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+        });
+        let waiting = b.submit(rows(1.0, 1)).expect("queued");
+        assert_eq!(b.metrics.queued_now(), 1);
+        assert_eq!(b.overloaded(), None);
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(
+            b.overloaded()
+                .is_some_and(|why| why.contains("MAX_QUEUE_WAIT_MS=100")),
+            "{:?}",
+            b.overloaded()
+        );
+        assert!(matches!(
+            b.submit(rows(2.0, 1)),
+            Err(ModelError::Overloaded { .. })
+        ));
+        drop(waiting);
     }
 
     #[test]

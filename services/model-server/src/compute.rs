@@ -24,6 +24,11 @@ use tokio::sync::Semaphore;
 
 use crate::model::ModelError;
 
+/// The most instances (and ONNX Runtime threads per run) a model may
+/// have: far above any CPU count a pod gets, far below what exhausts
+/// memory.
+pub const MAX_INSTANCES: usize = 256;
+
 /// Work that took less than this (a moving average) runs on the I/O
 /// thread that read the request: a thread hop would cost it more.
 const INLINE_SECS: f64 = 0.000_2;
@@ -65,7 +70,15 @@ impl ComputeSettings {
             }
         };
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let mut settings = Self::new(positive("MODEL_INSTANCES", "a count")?.unwrap_or(cpus));
+        let instances = positive("MODEL_INSTANCES", "a count")?.unwrap_or(cpus);
+        if instances > MAX_INSTANCES {
+            anyhow::bail!(
+                "MODEL_INSTANCES={instances}: at most {MAX_INSTANCES} (each instance of an ONNX \
+                 Runtime model is a session with its own copy of the weights; this process may \
+                 use {cpus} CPU(s))"
+            );
+        }
+        let mut settings = Self::new(instances);
         if let Some(n) = positive("MAX_QUEUE_SIZE", "a count of requests")? {
             settings.max_queue = n;
         }
@@ -106,7 +119,44 @@ pub struct ComputeMetrics {
     in_flight: Gauge,
 }
 
+/// One more request in flight until dropped (a client that goes away
+/// mid-compute drops it too).
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl ComputeMetrics {
+    /// Counts a request in flight until what it returns is dropped.
+    pub(crate) fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// A request that waited `secs` for an instance.
+    pub(crate) fn waited(&self, secs: f64) {
+        self.queue.observe(secs);
+    }
+
+    /// Work (a request's, or a batch's run) that took `secs`.
+    pub(crate) fn computed(&self, secs: f64) {
+        self.compute.observe(secs);
+    }
+
+    /// Requests waiting now.
+    #[cfg(test)]
+    pub(crate) fn queued_now(&self) -> i64 {
+        self.queued.get()
+    }
+
+    /// Requests waiting, as the batch queue counts them.
+    pub(crate) fn set_queued(&self, n: usize) {
+        self.queued.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     fn new() -> Self {
         Self {
             queue: Histogram::new(exponential_buckets(0.000_01, 2.0, 22)),
@@ -274,8 +324,8 @@ impl Compute {
             .await
             .map_err(closed)?;
         drop(waiting);
-        self.metrics.queue.observe(start.elapsed().as_secs_f64());
-        self.metrics.in_flight.inc();
+        self.metrics.waited(start.elapsed().as_secs_f64());
+        let in_flight = self.metrics.in_flight();
         let ran = Instant::now();
         let cost = f64::from_bits(self.cost.load(Ordering::Relaxed));
         let result = if !large && cost < INLINE_SECS {
@@ -287,8 +337,8 @@ impl Compute {
                 .and_then(|r| r)
         };
         let took = ran.elapsed().as_secs_f64();
-        self.metrics.in_flight.dec();
-        self.metrics.compute.observe(took);
+        drop(in_flight);
+        self.metrics.computed(took);
         // Moving averages over about the last eight requests.
         let average = |now: f64, was: f64| {
             if was == 0.0 {
@@ -401,6 +451,21 @@ mod tests {
         assert_eq!(queued.await.ok().and_then(Result::ok), Some("queued"));
         assert_eq!(small.await.ok().and_then(Result::ok), Some("small"));
         assert_eq!(c.overloaded(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_client_that_goes_away_mid_compute_is_no_longer_in_flight() {
+        let c = Arc::new(Compute::new(settings(1, 10, 100_000)));
+        let gone = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.run(true, sleeps(300, "gone")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(c.metrics.in_flight.get(), 1);
+        gone.abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.metrics.in_flight.get(), 0);
+        assert_eq!(c.metrics.queued.get(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -57,8 +57,19 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
     }
     let metrics = api::ModelMetrics::new();
     let compute_settings = compute::ComputeSettings::from_env(&lookup)?;
-    let batching = batching::BatchSettings::from_env(&lookup, compute_settings.max_queue)?;
+    let batching = batching::BatchSettings::from_env(&lookup, &compute_settings)?;
+    let compute = Arc::new(compute::Compute::new(compute_settings));
+    let compute_metrics = compute.metrics().clone();
     let batcher = if batching.enabled() {
+        if env.max_concurrent_requests < batching.max_batch_size {
+            tracing::warn!(
+                max_concurrent_requests = env.max_concurrent_requests,
+                max_batch_size = batching.max_batch_size,
+                "MAX_CONCURRENT_REQUESTS is below MAX_BATCH_SIZE: at most that many requests \
+                 are handled at once, so a batch gathers no more; raise it to the clients a \
+                 batch should gather"
+            );
+        }
         tracing::info!(
             max_batch_size = batching.max_batch_size,
             max_queue_delay_us = batching.max_queue_delay.as_micros() as u64,
@@ -68,13 +79,12 @@ pub fn service(env: &ServeEnv, lookup: impl Fn(&str) -> Option<String>) -> Resul
             batching,
             Arc::clone(&slot),
             compute_settings.instances,
+            compute_metrics.clone(),
         )?)
     } else {
         None
     };
     let batch_sizes = batcher.as_ref().map(|b| b.sizes.clone());
-    let compute = Arc::new(compute::Compute::new(compute_settings));
-    let compute_metrics = compute.metrics().clone();
     let busy = (Arc::clone(&compute), batcher.clone());
     let state = Arc::new(api::AppState {
         model: slot,

@@ -238,8 +238,8 @@ fn every_graph_answers_as_onnxruntime_does_over_v2_json_and_binary() -> Result {
         "cnn", "text", "float64", "matmul", "half", "outer", "mlp", "cnn64", "trees",
     ];
     for (name, runtime) in graphs.iter().flat_map(|g| RUNTIMES.map(|r| (*g, r))) {
-        // tract labels a binary tree ensemble's rows with class 0 whatever
-        // the probabilities say (its probabilities are right): see
+        // tract labels a binary tree ensemble's rows with the other class
+        // (its probabilities are right): see
         // `tract_mislabels_binary_tree_ensembles`.
         if (name, runtime) == ("trees", "tract") {
             continue;
@@ -460,9 +460,10 @@ fn cannot_compute(m: &Models, runtime: &str) -> Result {
 }
 
 /// tract's TreeEnsembleClassifier gets a binary classifier's probabilities
-/// right and its labels wrong (class 0 for every row); ONNX Runtime, the
-/// reference, gets both right. When tract mends it this test fails: then
-/// serve `trees` on tract in the test above.
+/// right and its labels wrong (the other class: the argmin of its own
+/// probabilities); ONNX Runtime, the reference, gets both right. When
+/// tract mends it this test fails: then serve `trees` on tract in the
+/// test above.
 #[test]
 fn tract_mislabels_binary_tree_ensembles() -> Result {
     let Some(m) = models()? else { return Ok(()) };
@@ -674,6 +675,18 @@ fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
         );
         assert_eq!(rows, 8.0, "{runtime}: {metrics}");
         assert!(runs < 8.0, "{runtime}: no two requests shared a run");
+        // Batching stands in for the compute queue: its times are counted.
+        assert_eq!(
+            value("model_queue_duration_seconds_count"),
+            8.0,
+            "{metrics}"
+        );
+        assert_eq!(
+            value("model_compute_duration_seconds_count"),
+            runs,
+            "{metrics}"
+        );
+        assert_eq!(value("model_in_flight_requests"), 0.0, "{metrics}");
     }
 
     // A token id past the vocabulary in one request of a batch.
@@ -699,5 +712,39 @@ fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
     })?;
     let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
     assert_eq!(statuses, [200, 400, 200], "{answers:?}");
+    Ok(())
+}
+
+/// Settings that cannot work are refused at start, saying why.
+#[test]
+fn batching_and_instance_settings_out_of_bounds_are_refused() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let path = m.dir.path().join("mlp.onnx");
+    for (settings, says) in [
+        (
+            vec![("MAX_BATCH_SIZE", "8"), ("MAX_QUEUE_DELAY_US", "7000000")],
+            "MAX_QUEUE_DELAY_US=7000000",
+        ),
+        (
+            vec![("MODEL_INSTANCES", "100000")],
+            "MODEL_INSTANCES=100000: at most 256",
+        ),
+        (
+            vec![("RUNTIME", "onnxruntime"), ("INTRA_OP_THREADS", "100000")],
+            "INTRA_OP_THREADS=100000: at most 256",
+        ),
+        (vec![("INTRA_OP_THREADS", "0")], "INTRA_OP_THREADS=0"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_model-server"))
+            .env("PORT", "0")
+            .env("MODEL", "onnx")
+            .env("MODEL_PATH", &path)
+            .env("ORT_DYLIB_PATH", &m.library)
+            .envs(settings.iter().copied())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{settings:?} started");
+        assert!(stderr.contains(says), "{settings:?}: {stderr}");
+    }
     Ok(())
 }

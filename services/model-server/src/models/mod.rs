@@ -78,27 +78,38 @@ impl Runtime {
     /// the defaults).
     ///
     /// # Errors
-    /// An unknown runtime; a count that is not a positive number.
+    /// An unknown runtime; a count that is not a positive number or is
+    /// above `compute::MAX_INSTANCES` (checked whatever the runtime; tract
+    /// ignores `INTRA_OP_THREADS`).
     pub fn from_env(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let count = |key: &str| -> Result<Option<usize>> {
+            match service_kit::env::parse::<usize>(lookup, key, "a count")? {
+                Some(0) => bail!("{key}=0: give a count of at least 1"),
+                Some(n) if n > crate::compute::MAX_INSTANCES => {
+                    bail!("{key}={n}: at most {}", crate::compute::MAX_INSTANCES)
+                }
+                n => Ok(n),
+            }
+        };
+        let intra_op_threads = count("INTRA_OP_THREADS")?;
+        let instances = count("MODEL_INSTANCES")?;
         let kind = lookup("RUNTIME").unwrap_or_default();
         match kind.trim() {
-            "" | "tract" => Ok(Self::Tract),
+            "" | "tract" => {
+                // Checked above all the same: a typo is refused whatever runs.
+                let _ = (intra_op_threads, instances);
+                Ok(Self::Tract)
+            }
             #[cfg(feature = "onnxruntime")]
             "onnxruntime" => {
-                let count = |key: &str| -> Result<Option<usize>> {
-                    match service_kit::env::parse::<usize>(lookup, key, "a count")? {
-                        Some(0) => bail!("{key}=0: give a count of at least 1"),
-                        n => Ok(n),
-                    }
-                };
                 let library = lookup("ORT_DYLIB_PATH")
                     .filter(|p| !p.trim().is_empty())
                     .map(PathBuf::from);
                 let mut settings = OrtSettings::for_cpus(library);
-                if let Some(n) = count("INTRA_OP_THREADS")? {
+                if let Some(n) = intra_op_threads {
                     settings.intra_op_threads = n;
                 }
-                if let Some(n) = count("MODEL_INSTANCES")? {
+                if let Some(n) = instances {
                     settings.instances = n;
                 }
                 Ok(Self::OnnxRuntime(settings))
