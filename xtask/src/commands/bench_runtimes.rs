@@ -224,10 +224,10 @@ fn batching(
         shape: vec![1, 256],
     };
     let (header, body) = binary_request(&case, &inputs(&case, 99));
-    let script = super::bench::lua_script(
+    let script = super::wrk::lua_script(
         cx,
         "runtimes-mlp-row",
-        &super::bench::Body {
+        &super::wrk::Body {
             bytes: body,
             header_length: Some(header.len()),
         },
@@ -259,7 +259,7 @@ fn batching(
             "cargo xtask bench runtimes",
         );
         running.stop();
-        figures.push(super::bench::parse_wrk(&out?.stdout)?);
+        figures.push(super::wrk::parse_wrk(&out?.stdout)?);
     }
     let (with, without) = (&figures[0], &figures[1]);
     let speedup = with.requests_per_sec / without.requests_per_sec;
@@ -441,10 +441,10 @@ fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -
     if warm > SLOW_MS {
         return Ok(warm);
     }
-    let script = super::bench::lua_script(
+    let script = super::wrk::lua_script(
         cx,
         &format!("runtimes-{}-{runtime}", case.label()),
-        &super::bench::Body {
+        &super::wrk::Body {
             bytes: body,
             header_length: Some(header.len()),
         },
@@ -457,7 +457,7 @@ fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -
         ),
         "cargo xtask bench runtimes",
     )?;
-    Ok(super::bench::parse_wrk(&out.stdout)?.p50_ms)
+    Ok(super::wrk::parse_wrk(&out.stdout)?.p50_ms)
 }
 
 /// The Python the floor runs in: `KMLOPS_PYTHON`, else `python3`.

@@ -25,6 +25,7 @@ pub mod seldon;
 pub mod service;
 pub mod status;
 pub mod teardown;
+mod wrk;
 
 use std::path::PathBuf;
 
