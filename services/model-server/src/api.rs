@@ -71,44 +71,6 @@ pub struct AppState {
     pub batcher: Option<Arc<crate::batching::Batcher>>,
 }
 
-impl AppState {
-    /// Runs `inputs` (checked) on `model`: in a batch with other requests
-    /// when batching is on and the model has a batch dimension.
-    ///
-    /// # Errors
-    /// What the model's run gives; `Overloaded` from a full batch queue.
-    pub fn infer(
-        &self,
-        model: &dyn Model,
-        inputs: Vec<inference_core::Tensor>,
-    ) -> Result<Vec<inference_core::Tensor>, crate::model::ModelError> {
-        match &self.batcher {
-            Some(b) if model.batched() => b.infer(inputs),
-            _ => model.infer(inputs),
-        }
-    }
-
-    /// Runs a request's `work` where it belongs: on a compute instance, or
-    /// with batching on, on the blocking pool, where it waits for its
-    /// batch (the batcher's threads are the instances).
-    pub(crate) async fn work<T, E>(
-        &self,
-        large: bool,
-        work: impl FnOnce() -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<crate::model::ModelError> + Send + 'static,
-    {
-        if self.batcher.is_some() && self.model.current().batched() {
-            return tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| E::from(crate::model::ModelError::Internal(e.to_string())))?;
-        }
-        self.compute.run(large, work).await
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     outcome: &'static str,
@@ -225,6 +187,11 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
         let (text, admission) = body::read_text(req).await?;
         let size = text.len();
         let large = size > INLINE_BYTES;
+        let model = s.model.current();
+        if let Some(batcher) = s.batcher.clone().filter(|_| model.batched()) {
+            let reply = predict_batched(Arc::clone(&s), batcher, model, text, large).await?;
+            return Ok::<_, SeldonError>(admission.hold_until_sent(reply));
+        }
         let state = Arc::clone(&s);
         let work = move || -> Result<Response, SeldonError> {
             let msg = body::parse(&text)?;
@@ -233,7 +200,7 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
             let reply = run_model(&state, msg)?;
             Ok(json_reply(&reply))
         };
-        let reply = s.work(large, work).await?;
+        let reply = s.compute.run(large, work).await?;
         // The reply is part of the memory the admission bounds, until sent.
         Ok::<_, SeldonError>(admission.hold_until_sent(reply))
     }
@@ -253,6 +220,63 @@ pub async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Response {
 /// model's work is quick (a thread hop would cost them more than it
 /// saves); larger ones on the blocking pool (see `compute`).
 pub(crate) const INLINE_BYTES: usize = 16 * 1024;
+
+/// A prediction with dynamic batching: decoded and encoded here (or on
+/// the blocking pool when `large`), waiting for its batch without holding
+/// a thread; a client that goes away leaves the batch queue.
+async fn predict_batched(
+    s: Arc<AppState>,
+    batcher: Arc<crate::batching::Batcher>,
+    model: Arc<dyn Model>,
+    text: String,
+    large: bool,
+) -> Result<Response, SeldonError> {
+    let (state, decoding) = (Arc::clone(&s), Arc::clone(&model));
+    let decode = move || -> Result<_, SeldonError> {
+        let mut msg: SeldonMessage = body::parse(&text)?;
+        drop(text);
+        let input = payload_of(&mut msg, state.limits)?;
+        let (rows, repr) = match &input {
+            Payload::Array(a) => (a.rows() as u64, a.repr),
+            _ => (1, Repr::Ndarray),
+        };
+        let model = decoding.as_ref();
+        let inputs = check_inputs(model, v1::to_inputs(model, &state.served.name, input)?)?;
+        state.metrics.rows.inc_by(rows);
+        Ok((msg, repr, inputs))
+    };
+    let (msg, repr, inputs) = if large {
+        blocking(decode).await?
+    } else {
+        decode()?
+    };
+    let start = Instant::now();
+    let outputs = batcher.submit(inputs)?.await?;
+    s.metrics.latency.observe(start.elapsed().as_secs_f64());
+    let encode = move || -> Result<Response, SeldonError> {
+        let output = v1::to_payload(model.as_ref(), outputs, repr)?;
+        Ok(json_reply(&reply(
+            &s,
+            model.as_ref(),
+            msg.meta.as_ref(),
+            output,
+        )))
+    };
+    if large {
+        blocking(encode).await
+    } else {
+        encode()
+    }
+}
+
+/// `work` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SeldonError> + Send + 'static,
+) -> Result<T, SeldonError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SeldonError::from(crate::model::ModelError::Internal(e.to_string())))?
+}
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.
 fn run_model(s: &AppState, mut msg: SeldonMessage) -> Result<SeldonMessage, SeldonError> {
@@ -278,7 +302,7 @@ fn predict_v1(
     repr: Repr,
 ) -> Result<Payload, crate::model::ModelError> {
     let inputs = check_inputs(model, v1::to_inputs(model, &s.served.name, input)?)?;
-    let outputs = s.infer(model, inputs)?;
+    let outputs = model.infer(inputs)?;
     v1::to_payload(model, outputs, repr)
 }
 

@@ -290,7 +290,7 @@ pub async fn infer(
         }
         let state = Arc::clone(&s);
         let work = move || run(&state, model.as_ref(), &path, &bytes, header_length);
-        let reply = s.work(large, work).await?;
+        let reply = s.compute.run(large, work).await?;
         Ok::<_, V2Failure>(admission.hold_until_sent(reply))
     }
     .await;
@@ -327,7 +327,7 @@ fn run(
 ) -> Result<Response, V2Failure> {
     let (request, inputs) = decode(s, model, path, body, header_length)?;
     let start = Instant::now();
-    let outputs = s.infer(model, inputs)?;
+    let outputs = model.infer(inputs)?;
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     respond(s, &request, outputs)
 }

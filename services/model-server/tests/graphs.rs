@@ -633,19 +633,25 @@ fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
         let x = numbers(&input["data"]);
         let want = numbers(&case["outputs"][0]["data"]);
         let url = s.url("/v2/models/mlp/infer");
-        // Each of the case's two rows, four times over, at once.
+        // Each of the case's two rows, four times over, at once: over v2,
+        // and every fourth over Seldon v1.
+        let v1 = s.url("/api/v1.0/predictions");
         let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
             let sent: Vec<_> = (0..8)
                 .map(|i| {
                     let row = &x[(i % 2) * 256..(i % 2 + 1) * 256];
-                    let url = &url;
+                    let (url, v1) = (&url, &v1);
                     scope.spawn(move || {
-                        post_json(
-                            url,
-                            &json!({"inputs": [{"name": "input", "datatype": "FP32",
-                                "shape": [1, 256], "data": row}]})
-                            .to_string(),
-                        )
+                        if i % 4 == 3 {
+                            post_json(v1, &json!({"data": {"ndarray": [row]}}).to_string())
+                        } else {
+                            post_json(
+                                url,
+                                &json!({"inputs": [{"name": "input", "datatype": "FP32",
+                                    "shape": [1, 256], "data": row}]})
+                                .to_string(),
+                            )
+                        }
                     })
                 })
                 .collect();
@@ -656,9 +662,14 @@ fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
         for (i, (status, body)) in answers.iter().enumerate() {
             assert_eq!(*status, 200, "{runtime}: {body}");
             let row = i % 2;
+            let got = if i % 4 == 3 {
+                numbers(&body["data"]["ndarray"])
+            } else {
+                numbers(&body["outputs"][0]["data"])
+            };
             assert_close(
                 &format!("mlp on {runtime}, request {i}"),
-                &numbers(&body["outputs"][0]["data"]),
+                &got,
                 &want[row * 10..(row + 1) * 10],
             );
         }
