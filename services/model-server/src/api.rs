@@ -246,7 +246,7 @@ async fn predict_batched(
         Ok((msg, repr, inputs))
     };
     let (msg, repr, inputs) = if large {
-        blocking(decode).await?
+        crate::compute::blocking(decode).await?
     } else {
         decode()?
     };
@@ -263,19 +263,10 @@ async fn predict_batched(
         )))
     };
     if large {
-        blocking(encode).await
+        crate::compute::blocking(encode).await
     } else {
         encode()
     }
-}
-
-/// `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, SeldonError> + Send + 'static,
-) -> Result<T, SeldonError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SeldonError::from(crate::model::ModelError::Internal(e.to_string())))?
 }
 
 /// Decodes the payload, predicts, and encodes the answer in the request's form.

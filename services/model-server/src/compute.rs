@@ -331,10 +331,7 @@ impl Compute {
         let result = if !large && cost < INLINE_SECS {
             work()
         } else {
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| E::from(ModelError::Internal(e.to_string())))
-                .and_then(|r| r)
+            blocking(work).await
         };
         let took = ran.elapsed().as_secs_f64();
         drop(in_flight);
@@ -351,6 +348,20 @@ impl Compute {
             .store(average(took, cost).to_bits(), Ordering::Relaxed);
         result
     }
+}
+
+/// `work` on the blocking pool, its failure to finish (a panic) made
+/// the caller's error.
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ModelError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| E::from(ModelError::Internal(e.to_string())))?
 }
 
 #[cfg(test)]

@@ -401,7 +401,7 @@ async fn run_batched(
     let state = Arc::clone(&s);
     let decoded = move || decode(&state, model.as_ref(), &path, &bytes, header_length);
     let (request, inputs) = if large {
-        blocking(decoded).await?
+        crate::compute::blocking(decoded).await?
     } else {
         decoded()?
     };
@@ -409,19 +409,10 @@ async fn run_batched(
     let outputs = batcher.submit(inputs)?.await?;
     s.metrics.latency.observe(start.elapsed().as_secs_f64());
     if large {
-        blocking(move || respond(&s, &request, outputs)).await
+        crate::compute::blocking(move || respond(&s, &request, outputs)).await
     } else {
         respond(&s, &request, outputs)
     }
-}
-
-/// `work` on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, V2Failure> + Send + 'static,
-) -> Result<T, V2Failure> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| V2Failure::from(ModelError::Internal(e.to_string())))?
 }
 
 /// Model metadata of one version (see `model_metadata`).

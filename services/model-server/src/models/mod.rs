@@ -74,8 +74,8 @@ impl Runtime {
 
     /// `RUNTIME` = `tract` (default) | `onnxruntime`; for ONNX Runtime,
     /// `ORT_DYLIB_PATH` (its library), `INTRA_OP_THREADS` and
-    /// `MODEL_INSTANCES` (runs at once; see `OrtSettings::for_cpus` for
-    /// the defaults).
+    /// `MODEL_INSTANCES` (runs at once, as `compute::ComputeSettings`
+    /// reads it: one session each).
     ///
     /// # Errors
     /// An unknown runtime; a count that is not a positive number or is
@@ -92,7 +92,7 @@ impl Runtime {
             }
         };
         let intra_op_threads = count("INTRA_OP_THREADS")?;
-        let instances = count("MODEL_INSTANCES")?;
+        let instances = crate::compute::ComputeSettings::from_env(lookup)?.instances;
         let kind = lookup("RUNTIME").unwrap_or_default();
         match kind.trim() {
             "" | "tract" => {
@@ -105,14 +105,11 @@ impl Runtime {
                 let library = lookup("ORT_DYLIB_PATH")
                     .filter(|p| !p.trim().is_empty())
                     .map(PathBuf::from);
-                let mut settings = OrtSettings::for_cpus(library);
-                if let Some(n) = intra_op_threads {
-                    settings.intra_op_threads = n;
-                }
-                if let Some(n) = instances {
-                    settings.instances = n;
-                }
-                Ok(Self::OnnxRuntime(settings))
+                Ok(Self::OnnxRuntime(OrtSettings {
+                    library,
+                    intra_op_threads: intra_op_threads.unwrap_or(1),
+                    instances,
+                }))
             }
             #[cfg(not(feature = "onnxruntime"))]
             "onnxruntime" => Ok(Self::OnnxRuntime(())),

@@ -31,20 +31,6 @@ pub struct OrtSettings {
     pub instances: usize,
 }
 
-impl OrtSettings {
-    /// One single-threaded instance per CPU the process may use (its
-    /// cgroup's quota where it has one, as a pod's CPU limit sets it; see
-    /// `std::thread::available_parallelism`).
-    pub fn for_cpus(library: Option<PathBuf>) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self {
-            library,
-            intra_op_threads: 1,
-            instances: cpus,
-        }
-    }
-}
-
 /// The process's ONNX Runtime environment: the library is loaded once, by
 /// the first model that needs it, and kept (a second path is refused).
 static ENVIRONMENT: OnceLock<Result<(Option<PathBuf>, ort::environment::Environment), String>> =
