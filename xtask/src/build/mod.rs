@@ -13,7 +13,7 @@ pub use built::{Built, Profile, cargo};
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::cmd;
 
@@ -260,8 +260,73 @@ fn cargo_build(
         eprintln!("{}", announce(selection, profile, &out_dir));
         Ok(())
     })?;
+    // Held from the build until the binaries are copied out (below).
+    let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
     let out = cx.runner.run(cmd, "building the services")?;
-    cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))
+    let kept = cx.runner.unless_dry_run(|| {
+        keep(
+            executables(&out.stdout),
+            &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
+        )
+    });
+    drop(lock);
+    kept
+}
+
+/// An exclusive lock on `<profile dir>/kube-mlops-build.lock` (cargo's
+/// own lock is per profile directory too), held while a build's binaries
+/// are made and copied out. Cargo holds its lock only while it builds; the binaries it leaves under their
+/// plain names (`release/test-api`) are overwritten by the next build that
+/// shares the directory — another checkout's with `CARGO_TARGET_DIR` set,
+/// whose binaries differ — before the first one has read its own (seen as
+/// a deploy that rolled out a changed image twice in a row).
+fn output_lock(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("kube-mlops-build.lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// 16 hex digits of the SHA-256 of the checkout's absolute path: its own
+/// directory for copies of what it built.
+fn checkout_id(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let path = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let hash = format!("{:x}", Sha256::digest(path.as_os_str().as_encoded_bytes()));
+    hash[..16].to_string()
+}
+
+/// Copies each executable into `dir` (written aside, then renamed over the
+/// old copy, which may be running: a running binary cannot be truncated);
+/// the copies' paths.
+fn keep(
+    executables: Vec<(String, PathBuf)>,
+    dir: &std::path::Path,
+) -> Result<Vec<(String, PathBuf)>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    executables
+        .into_iter()
+        .map(|(name, path)| {
+            let file = path
+                .file_name()
+                .map_or_else(|| name.clone().into(), ToOwned::to_owned);
+            let copy = dir.join(&file);
+            let aside = dir.join(format!(".{}.new", file.to_string_lossy()));
+            std::fs::copy(&path, &aside).with_context(|| {
+                format!("cannot copy {} to {}", path.display(), aside.display())
+            })?;
+            std::fs::rename(&aside, &copy)
+                .with_context(|| format!("cannot replace {}", copy.display()))?;
+            Ok((name, copy))
+        })
+        .collect()
 }
 
 /// The line said before a build: what it builds, in which profile and why
