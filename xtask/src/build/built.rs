@@ -10,6 +10,9 @@ use crate::ground::services::ServiceSpec;
 pub struct Built {
     pub spec: ServiceSpec,
     pub binary: PathBuf,
+    /// The ONNX Runtime library the binary loads (`runtime =
+    /// "onnxruntime"`; its image carries it too).
+    pub runtime_library: Option<PathBuf>,
 }
 
 /// The cargo that runs us (`cargo xtask` sets $CARGO), else the one on PATH.

@@ -6,6 +6,7 @@
 
 mod built;
 pub mod models;
+pub mod onnxruntime;
 pub mod workspace;
 
 pub use built::{Built, Profile, cargo};
@@ -19,7 +20,7 @@ use xshell::cmd;
 
 use crate::ground::context::Ctx;
 use crate::ground::services::{self, ServiceSpec};
-use crate::ground::settings::{ModelName, ServiceKind};
+use crate::ground::settings::{ModelName, Runtime, ServiceKind};
 
 /// The target triple static binaries are built for, on hosts that can.
 pub fn static_target() -> Option<&'static str> {
@@ -384,29 +385,100 @@ fn build_checked(
     target_dir: Option<&std::path::Path>,
     selection: &Selection,
 ) -> Result<Vec<Built>> {
-    let Some(executables) = cargo_build(cx, profile, target_dir, selection)? else {
-        // Nothing was built; name the files a real build produces.
-        let dir = release_dir(cx, profile);
-        return Ok(specs
-            .iter()
-            .map(|s| Built {
-                spec: s.clone(),
-                binary: dir.join(&s.bin),
-            })
-            .collect());
+    let built = cargo_build(cx, profile, target_dir, selection)?;
+    let onnxruntime = if specs.iter().any(|s| s.runtime() == Runtime::Onnxruntime) {
+        Some(onnxruntime_server(cx, profile, target_dir)?)
+    } else {
+        None
     };
+    // Under --dry-run nothing was built: name the files a real build makes.
+    let dir = release_dir(cx, profile);
     specs
         .iter()
-        .map(
-            |s| match executables.iter().find(|(name, _)| *name == s.bin) {
-                Some((_, path)) => Ok(Built {
-                    spec: s.clone(),
-                    binary: path.clone(),
-                }),
-                None => bail!("cargo built no `{}` binary for {}", s.bin, s.name),
-            },
-        )
+        .map(|s| {
+            if s.runtime() == Runtime::Onnxruntime
+                && let Some((binary, library)) = &onnxruntime
+            {
+                let mut spec = s.clone();
+                spec.host_env
+                    .push(("ORT_DYLIB_PATH".into(), library.display().to_string()));
+                return Ok(Built {
+                    spec,
+                    binary: binary.clone(),
+                    runtime_library: Some(library.clone()),
+                });
+            }
+            let binary = match &built {
+                None => dir.join(&s.bin),
+                Some(executables) => match executables.iter().find(|(name, _)| *name == s.bin) {
+                    Some((_, path)) => path.clone(),
+                    None => bail!("cargo built no `{}` binary for {}", s.bin, s.name),
+                },
+            };
+            Ok(Built {
+                spec: s.clone(),
+                binary,
+                runtime_library: None,
+            })
+        })
         .collect()
+}
+
+/// For the services with `runtime = "onnxruntime"`: the model server
+/// linked against the system's C runtime (a static one cannot load a
+/// shared library), built in the host's own profile directory
+/// (`target/<profile>`, beside the static builds' `target/<triple>/`), and
+/// the ONNX Runtime library it loads (`onnxruntime::provide`). Their paths.
+fn onnxruntime_server(
+    cx: &Ctx,
+    profile: Profile,
+    target_dir: Option<&std::path::Path>,
+) -> Result<(PathBuf, PathBuf)> {
+    let target = target_dir.map_or_else(|| self::target_dir(cx), std::path::Path::to_path_buf);
+    let (cargo, name, server) = (cargo(), profile.as_str(), services::MODEL_SERVER);
+    let mut cmd: Command = cmd!(
+        cx.sh,
+        "{cargo} build --profile {name} --package {server} --bin {server} --message-format=json-render-diagnostics"
+    )
+    .into();
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    let out_dir = target.join(name);
+    cx.runner.step(format!(
+        "build the model server linked dynamically, for ONNX Runtime ({name} profile, into {})",
+        out_dir.display()
+    ));
+    let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
+    let out = cx
+        .runner
+        .run(cmd, "building the model server for ONNX Runtime")?;
+    let kept = cx.runner.unless_dry_run(|| {
+        keep(
+            executables(&out.stdout),
+            &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
+        )
+    })?;
+    drop(lock);
+    let binary = match kept {
+        None => out_dir.join(server),
+        Some(executables) => executables
+            .into_iter()
+            .find(|(n, _)| n == server)
+            .map(|(_, path)| path)
+            .with_context(|| format!("cargo built no `{server}` binary"))?,
+    };
+    let arch = oci_arch();
+    let library = onnxruntime::kept_at(&target, arch);
+    let provided = cx.runner.effect(
+        format!(
+            "download ONNX Runtime {} ({arch}) from PyPI, pinned by SHA-256, into {}",
+            onnxruntime::VERSION,
+            library.display()
+        ),
+        || onnxruntime::provide(&target, arch),
+    )?;
+    Ok((binary, provided.unwrap_or(library)))
 }
 
 #[derive(Deserialize)]

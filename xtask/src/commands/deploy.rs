@@ -204,6 +204,7 @@ fn prebuilt(
         .map(|s| Built {
             spec: s.clone(),
             binary: std::path::PathBuf::new(),
+            runtime_library: None,
         })
         .collect();
     Ok(Delivered { built, images })

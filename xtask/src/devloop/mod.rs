@@ -457,7 +457,11 @@ fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
                 spec.host_env.push(("MODEL_RELOAD_SECS".into(), "0".into()));
                 spec.model_file = Some(kept);
             }
-            Ok(Built { binary, spec })
+            Ok(Built {
+                binary,
+                spec,
+                runtime_library: b.runtime_library,
+            })
         })
         .collect::<Result<Vec<Built>>>()
         .inspect(|kept| prune(&dir, kept, good))

@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod conventions;
+pub mod download;
 pub mod http;
 pub mod interrupt;
 pub mod kubecontext;

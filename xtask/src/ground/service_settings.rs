@@ -79,6 +79,31 @@ pub struct ModelSettings {
     /// default: the iris contract for iris, one derived from the model's
     /// input width for onnx, an echo of the tutorial's tensor for identity.
     pub contract: Option<PathBuf>,
+    /// The ONNX runtime that computes it (RUNTIME); iris and onnx only.
+    pub runtime: Runtime,
+}
+
+/// `runtime = "tract" | "onnxruntime"`: tract is built into the model
+/// server (pure Rust, a static binary on an empty base); ONNX Runtime is
+/// its C++ library, loaded at start-up from the pinned `onnxruntime` wheel
+/// (a dynamically linked server on a C runtime base). The README's runtime
+/// figures say which is faster for which graphs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    #[default]
+    Tract,
+    Onnxruntime,
+}
+
+impl Runtime {
+    /// The name in xtask.toml and in the model server's RUNTIME.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::Onnxruntime => "onnxruntime",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -229,6 +254,7 @@ fn builtin() -> Vec<ServiceSettings> {
             feature_names: None,
             output: None,
             contract: None,
+            runtime: Runtime::Tract,
         }),
         port,
         image: "model-server".into(),
@@ -274,6 +300,7 @@ struct Raw {
     feature_names: Option<Vec<String>>,
     output: Option<String>,
     contract: Option<PathBuf>,
+    runtime: Option<Runtime>,
     package: Option<String>,
     bin: Option<String>,
     smoke: Option<SmokeSettings>,
@@ -342,7 +369,8 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         || raw.class_names.is_some()
         || raw.feature_names.is_some()
         || raw.output.is_some()
-        || raw.contract.is_some();
+        || raw.contract.is_some()
+        || raw.runtime.is_some();
     let base_kind = base.map(|b| &b.kind);
     let base_model = match base_kind {
         Some(ServiceKind::Model(m)) if raw.package.is_none() => Some(m.model),
@@ -376,6 +404,12 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
                      identity model returns what it is sent"
                 );
             }
+            if model == ModelName::Identity && raw.runtime.is_some() {
+                bail!(
+                    "{at}.runtime is for iris and onnx models; the identity model computes \
+                     nothing"
+                );
+            }
             if model != ModelName::Onnx && raw.model_path.is_some() {
                 bail!(
                     "{at}.model_path is only for model = \"onnx\"; {} is built into the server",
@@ -389,13 +423,14 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
                 feature_names: raw.feature_names,
                 output: raw.output,
                 contract: raw.contract,
+                runtime: raw.runtime.unwrap_or_default(),
             })
         }
         (None, package, base_kind) => {
             if model_keys {
                 bail!(
-                    "[{at}]: model_path, class_names, feature_names, output and contract need \
-                     `model = \"onnx\"` (or identity or iris)"
+                    "[{at}]: model_path, class_names, feature_names, output, contract and runtime \
+                     need `model = \"onnx\"` (or identity or iris)"
                 );
             }
             let (base_package, base_bin, base_smoke) = match base_kind {
@@ -492,7 +527,7 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
         if !ok {
             bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
         }
-        const OURS: [&str; 9] = [
+        const OURS: [&str; 11] = [
             "PORT",
             "BIND_ADDR",
             "MODEL",
@@ -502,12 +537,14 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             "CLASS_NAMES",
             "FEATURE_NAMES",
             "OUTPUT",
+            "RUNTIME",
+            "ORT_DYLIB_PATH",
         ];
         if OURS.contains(&key.as_str()) {
             bail!(
                 "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
-                 (port, model, model_path, class_names, feature_names, output; MODEL_NAME is \
-                 the service's name) and, for \
+                 (port, model, model_path, class_names, feature_names, output, runtime and \
+                 its library; MODEL_NAME is the service's name) and, for \
                  BIND_ADDR, from [local] bind (containers listen on every address)"
             );
         }

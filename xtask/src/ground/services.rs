@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use std::path::PathBuf;
 
 use super::settings::{
-    Config, HttpSmoke, ModelName, NamedSmoke, ServiceKind, ServiceSettings, SmokeSettings,
+    Config, HttpSmoke, ModelName, NamedSmoke, Runtime, ServiceKind, ServiceSettings, SmokeSettings,
 };
 
 /// Where an ONNX model's file is inside its image.
@@ -83,6 +83,11 @@ impl ServiceSpec {
                     ("CLASS_NAMES", list(&m.class_names)),
                     ("FEATURE_NAMES", list(&m.feature_names)),
                     ("OUTPUT", m.output.clone()),
+                    // tract, the server's default, goes unsaid.
+                    (
+                        "RUNTIME",
+                        (m.runtime != Runtime::Tract).then(|| m.runtime.as_str().to_string()),
+                    ),
                 ] {
                     if let Some(v) = value {
                         env.push((key.to_string(), v));
@@ -122,6 +127,16 @@ impl ServiceSpec {
             host_env,
             smoke,
             model_file,
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// The ONNX runtime of a model; tract (the default) for the rest.
+    pub fn runtime(&self) -> Runtime {
+        match &self.settings.kind {
+            ServiceKind::Model(m) => m.runtime,
+            ServiceKind::Crate { .. } => Runtime::Tract,
         }
     }
 }
@@ -219,6 +234,53 @@ mod tests {
             Smoke::Contract(Some("/w/services/model-server/contract.json".into()))
         );
         assert_eq!(iris.settings.image, "model-server");
+        Ok(())
+    }
+
+    #[test]
+    fn runtime_onnxruntime_is_said_to_the_server_and_tract_goes_unsaid() -> Result<()> {
+        let config = crate::ground::settings::parse(
+            "[services.iris-model]\nruntime = \"onnxruntime\"\n\
+             [services.plain]\nmodel = \"iris\"\nport = 5009\nruntime = \"tract\"\n",
+        )?;
+        let all = all(&config, Path::new("/w"));
+        let env = |e: &[(String, String)], k: &str| {
+            e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(all[0].runtime(), Runtime::Onnxruntime);
+        assert_eq!(env(&all[0].env, "RUNTIME").as_deref(), Some("onnxruntime"));
+        assert_eq!(
+            env(&all[0].host_env, "RUNTIME").as_deref(),
+            Some("onnxruntime")
+        );
+        assert_eq!(all[1].runtime(), Runtime::Tract);
+        assert_eq!(env(&all[1].env, "RUNTIME"), None);
+        for (toml, says) in [
+            (
+                "[services.model-server]\nruntime = \"onnxruntime\"\n",
+                "the identity model computes nothing",
+            ),
+            (
+                "[services.api]\npackage = \"api\"\nport = 5010\nruntime = \"tract\"\n",
+                "runtime need `model",
+            ),
+            (
+                "[services.iris-model]\nruntime = \"onnx\"\n",
+                "unknown variant `onnx`",
+            ),
+            (
+                "[services.iris-model]\nenv = { ORT_DYLIB_PATH = \"/x.so\" }\n",
+                "sets ORT_DYLIB_PATH, which kube-mlops sets itself",
+            ),
+        ] {
+            let err = format!(
+                "{:#}",
+                crate::ground::settings::parse(toml)
+                    .err()
+                    .ok_or_else(|| anyhow::anyhow!("accepted: {toml}"))?
+            );
+            assert!(err.contains(says), "{toml}: {err}");
+        }
         Ok(())
     }
 

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::names;
 pub use super::service_settings::{
-    HttpSmoke, ModelName, NamedSmoke, ServiceKind, ServiceSettings, Services, SmokeSettings,
+    HttpSmoke, ModelName, NamedSmoke, Runtime, ServiceKind, ServiceSettings, Services,
+    SmokeSettings,
 };
 
 /// Where services run (`--target`, `default_target`). Plain data here; what

@@ -2,6 +2,7 @@
 //! reproducible, daemonless by default, non-root on an empty base, and named
 //! `<registry>/<name>:<version>-<sha>`. Where they go is `publish`'s part.
 
+pub mod c_runtime;
 mod dockerfile;
 pub mod naming;
 pub mod oci;
@@ -48,6 +49,11 @@ pub struct Image {
 
 fn images_dir(cx: &Ctx) -> PathBuf {
     cx.config.images.dir.clone()
+}
+
+/// Where the C runtime base's Debian packages are kept once downloaded.
+fn packages_dir(cx: &Ctx) -> PathBuf {
+    build::target_dir(cx).join("kube-mlops").join("debs")
 }
 
 /// Builds the binaries, then one image per distinct image name.
@@ -154,22 +160,45 @@ fn native(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Resu
         b.binary.display(),
         archive.display()
     );
-    let assembled = cx
-        .runner
-        .effect(what, || assemble(b, prov, dir, &reference, &archive))?;
+    let assembled = cx.runner.effect(what, || {
+        assemble(b, prov, &packages_dir(cx), dir, &reference, &archive)
+    })?;
     Ok(assembled.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
 }
 
-/// What the native builder puts into `b`'s image.
-fn image_spec(b: &Built, prov: &Provenance) -> Result<oci::ImageSpec> {
+/// Where an image's ONNX Runtime library is (ORT_DYLIB_PATH names it).
+pub const LIBRARY_DIR: &str = "usr/local/lib";
+
+/// What the native builder puts into `b`'s image: `FROM scratch`, or for
+/// a model server that loads ONNX Runtime, the C runtime base
+/// (`c_runtime`, its packages kept in `cache`) and the library, each a
+/// layer of its own.
+fn image_spec(b: &Built, prov: &Provenance, cache: &std::path::Path) -> Result<oci::ImageSpec> {
+    let mut env = vec!["PATH=/usr/local/bin".to_string()];
+    let mut base_layers = Vec::new();
+    if let Some(library) = &b.runtime_library {
+        base_layers = c_runtime::layers(cache, build::oci_arch())?;
+        let bytes =
+            std::fs::read(library).with_context(|| format!("cannot read {}", library.display()))?;
+        let name = build::onnxruntime::file_name();
+        base_layers.push((
+            format!("onnxruntime={}", build::onnxruntime::VERSION),
+            vec![oci::Entry {
+                path: format!("{LIBRARY_DIR}/{name}"),
+                contents: oci::Contents::File(bytes, 0o644),
+            }],
+        ));
+        env.push(format!("ORT_DYLIB_PATH=/{LIBRARY_DIR}/{name}"));
+    }
     Ok(oci::ImageSpec {
+        base_layers,
         bin_name: b.spec.bin.to_string(),
         binary: std::fs::read(&b.binary)
             .with_context(|| format!("cannot read {}", b.binary.display()))?,
         files: Vec::new(),
         model_files: model_files(b)?,
         exposed_port: CONTAINER_PORT,
-        env: vec!["PATH=/usr/local/bin".into()],
+        env,
         labels: labels(b, prov)?,
         arch: build::oci_arch().into(),
         created: prov.created()?,
@@ -184,7 +213,7 @@ fn image_spec(b: &Built, prov: &Provenance) -> Result<oci::ImageSpec> {
 /// Unreadable binary or model file.
 pub fn digest_of(cx: &Ctx, b: &Built) -> Result<String> {
     let prov = Provenance::read(cx)?;
-    Ok(oci::assemble(&image_spec(b, &prov)?)?.digest)
+    Ok(oci::assemble(&image_spec(b, &prov, &packages_dir(cx))?)?.digest)
 }
 
 /// The files `b`'s image holds (path in the image, bytes), for an SBOM.
@@ -204,6 +233,7 @@ pub fn files_of(b: &Built) -> Result<Vec<(String, Vec<u8>)>> {
 fn assemble(
     b: &Built,
     prov: &Provenance,
+    cache: &std::path::Path,
     dir: &std::path::Path,
     reference: &str,
     archive: &std::path::Path,
@@ -211,7 +241,7 @@ fn assemble(
     let name = b.spec.settings.image.clone();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let started = Instant::now();
-    let spec = image_spec(b, prov)?;
+    let spec = image_spec(b, prov, cache)?;
     let assembled = oci::assemble(&spec)?;
     let image = Image {
         name: name.clone(),
@@ -249,6 +279,14 @@ fn assemble(
 
 fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Result<Image> {
     let name = b.spec.settings.image.clone();
+    if b.runtime_library.is_some() {
+        bail!(
+            "services.{}: runtime = \"onnxruntime\" needs the C runtime base, which the native \
+             builder assembles; the committed Dockerfiles build FROM scratch. Build with the \
+             native builder (drop --builder docker), or use runtime = \"tract\"",
+            b.spec.name
+        );
+    }
     let reference = reference(cx, b, prov);
     let archive = dir.join(format!("{name}.docker.tar"));
     let context = dir.join(format!("{name}-context"));

@@ -25,8 +25,27 @@ use sha2::{Digest, Sha256};
 /// The unprivileged user images run as (distroless's "nonroot").
 pub const UID: u32 = 65532;
 
+/// One file of a layer: its path (relative, no leading /) and contents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub contents: Contents,
+}
+
+/// A regular file (bytes and mode) or a symbolic link (its target).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contents {
+    File(Vec<u8>, u32),
+    Link(String),
+}
+
 /// What goes into an image.
 pub struct ImageSpec {
+    /// Layers under everything else (a C runtime, a shared library), each
+    /// named for its history (`libc6=2.36-9+deb12u14`); their files carry
+    /// the epoch 0, so images on the same base share these layers. Empty:
+    /// the image is `FROM scratch`.
+    pub base_layers: Vec<(String, Vec<Entry>)>,
     pub bin_name: String,
     pub binary: Vec<u8>,
     /// Files beside the binary, in its layer: path inside the image (no
@@ -69,8 +88,14 @@ fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
     let mut base = spec.files.clone();
     base.extend(system_files(&spec.bin_name, &spec.binary));
-    let mut layers = vec![layer(&base, spec.epoch)?];
-    let mut history = vec![format!("cargo xtask image build ({})", spec.bin_name)];
+    let mut layers = Vec::new();
+    let mut history = Vec::new();
+    for (name, entries) in &spec.base_layers {
+        layers.push(layer_of(entries, 0)?);
+        history.push(format!("cargo xtask image build (base: {name})"));
+    }
+    layers.push(layer(&base, spec.epoch)?);
+    history.push(format!("cargo xtask image build ({})", spec.bin_name));
     if !spec.model_files.is_empty() {
         layers.push(layer(&spec.model_files, spec.epoch)?);
         let names: Vec<&str> = spec.model_files.iter().map(|(p, _)| p.as_str()).collect();
@@ -169,14 +194,25 @@ fn manifest_from_digests(config: (&str, usize), layers: &[(String, usize)]) -> R
 
 /// A tar entry with everything but path, type, mode and contents fixed.
 fn header(path: &str, size: u64, mode: u32, dir: bool, epoch: u64) -> Result<tar::Header> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path)
-        .with_context(|| format!("tar path {path}"))?;
-    h.set_entry_type(if dir {
+    let kind = if dir {
         tar::EntryType::Directory
     } else {
         tar::EntryType::Regular
-    });
+    };
+    typed_header(path, kind, size, mode, epoch)
+}
+
+fn typed_header(
+    path: &str,
+    kind: tar::EntryType,
+    size: u64,
+    mode: u32,
+    epoch: u64,
+) -> Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .with_context(|| format!("tar path {path}"))?;
+    h.set_entry_type(kind);
     h.set_size(size);
     h.set_mode(mode);
     h.set_uid(0);
@@ -202,49 +238,65 @@ pub fn system_files(bin_name: &str, binary: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// A layer of `contents`: files under usr/local/bin/ are executable (0755),
 /// the rest 0644; parent directories are added.
 fn layer(contents: &[(String, Vec<u8>)], epoch: u64) -> Result<Vec<u8>> {
-    let mut files: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
-    for (path, bytes) in contents {
+    let entries: Vec<Entry> = contents
+        .iter()
+        .map(|(path, bytes)| {
+            let mode = if path.starts_with("usr/local/bin/") {
+                0o755
+            } else {
+                0o644
+            };
+            Entry {
+                path: path.clone(),
+                contents: Contents::File(bytes.clone(), mode),
+            }
+        })
+        .collect();
+    layer_of(&entries, epoch)
+}
+
+/// A layer of `entries`, sorted by path, every parent directory (0755)
+/// added before its contents, every time `epoch`.
+fn layer_of(entries: &[Entry], epoch: u64) -> Result<Vec<u8>> {
+    let mut files: BTreeMap<&str, &Contents> = BTreeMap::new();
+    for e in entries {
+        let path = e.path.as_str();
         if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
             bail!("image file path {path:?} must be relative and plain");
         }
-        let mode = if path.starts_with("usr/local/bin/") {
-            0o755
-        } else {
-            0o644
-        };
-        files.insert(path.clone(), (bytes.clone(), mode));
+        files.insert(path, &e.contents);
     }
     // Every parent directory, once, before its contents (sorted order does it).
     let mut dirs = std::collections::BTreeSet::new();
     for path in files.keys() {
+        let parts: Vec<&str> = path.split('/').collect();
         let mut acc = String::new();
-        for part in path
-            .split('/')
-            .collect::<Vec<_>>()
-            .iter()
-            .rev()
-            .skip(1)
-            .rev()
-        {
+        for part in &parts[..parts.len() - 1] {
             acc.push_str(part);
             acc.push('/');
             dirs.insert(acc.clone());
         }
     }
-    // A directory (None) or a file's bytes and mode, by path.
-    type Entry<'a> = (String, Option<&'a (Vec<u8>, u32)>);
-    let mut entries: Vec<Entry> = dirs.into_iter().map(|d| (d, None)).collect();
-    entries.extend(files.iter().map(|(p, f)| (p.clone(), Some(f))));
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    // A directory (None) or a file's contents, by path.
+    let mut all: Vec<(String, Option<&Contents>)> = dirs.into_iter().map(|d| (d, None)).collect();
+    all.extend(files.iter().map(|(p, c)| ((*p).to_string(), Some(*c))));
+    all.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut tar = tar::Builder::new(Vec::new());
-    for (path, file) in entries {
-        match file {
+    for (path, contents) in all {
+        match contents {
             None => tar.append(&header(&path, 0, 0o755, true, epoch)?, std::io::empty())?,
-            Some((bytes, mode)) => tar.append(
+            Some(Contents::File(bytes, mode)) => tar.append(
                 &header(&path, bytes.len() as u64, *mode, false, epoch)?,
                 &bytes[..],
             )?,
+            Some(Contents::Link(target)) => {
+                let mut h = typed_header(&path, tar::EntryType::Symlink, 0, 0o777, epoch)?;
+                h.set_link_name(target)
+                    .with_context(|| format!("{path}: link target {target}"))?;
+                h.set_cksum();
+                tar.append(&h, std::io::empty())?;
+            }
         }
     }
     Ok(tar.into_inner()?)
@@ -389,6 +441,7 @@ mod tests {
 
     fn spec(binary: &[u8]) -> ImageSpec {
         ImageSpec {
+            base_layers: Vec::new(),
             bin_name: "svc".into(),
             binary: binary.to_vec(),
             files: vec![("models/m.onnx".into(), b"onnx".to_vec())],
@@ -400,6 +453,73 @@ mod tests {
             created: "2023-11-14T22:13:20Z".into(),
             epoch: 1_700_000_000,
         }
+    }
+
+    #[test]
+    fn a_base_goes_under_the_binary_with_its_links_and_the_epoch_zero() -> Result<()> {
+        let base = vec![(
+            "libc6=2.36".to_string(),
+            vec![
+                Entry {
+                    path: "lib/x86_64-linux-gnu/libc.so.6".into(),
+                    contents: Contents::File(b"libc".to_vec(), 0o644),
+                },
+                Entry {
+                    path: "lib64/ld-linux-x86-64.so.2".into(),
+                    contents: Contents::Link("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into()),
+                },
+            ],
+        )];
+        let on_base = |binary: &[u8], epoch| {
+            assemble(&ImageSpec {
+                base_layers: base.clone(),
+                epoch,
+                ..spec(binary)
+            })
+        };
+        let (a, b) = (on_base(b"one", 1)?, on_base(b"two", 2)?);
+        assert_eq!(a.layers.len(), 2);
+        // The same base layer under two binaries and two epochs.
+        assert_eq!(a.layer_digests[0], b.layer_digests[0]);
+        assert_ne!(a.layer_digests[1], b.layer_digests[1]);
+        assert_eq!(on_base(b"one", 1)?.digest, a.digest);
+        let mut tar = tar::Archive::new(&a.layers[0][..]);
+        let mut seen = Vec::new();
+        for entry in tar.entries()? {
+            let entry = entry?;
+            let h = entry.header();
+            assert_eq!(h.mtime()?, 0);
+            let link = entry.link_name()?.map(|l| l.display().to_string());
+            seen.push((entry.path()?.display().to_string(), h.entry_type(), link));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("lib/".into(), tar::EntryType::Directory, None),
+                (
+                    "lib/x86_64-linux-gnu/".into(),
+                    tar::EntryType::Directory,
+                    None
+                ),
+                (
+                    "lib/x86_64-linux-gnu/libc.so.6".into(),
+                    tar::EntryType::Regular,
+                    None
+                ),
+                ("lib64/".into(), tar::EntryType::Directory, None),
+                (
+                    "lib64/ld-linux-x86-64.so.2".into(),
+                    tar::EntryType::Symlink,
+                    Some("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into())
+                ),
+            ]
+        );
+        let config: serde_json::Value = serde_json::from_slice(&a.config)?;
+        assert_eq!(
+            config["history"][0]["created_by"],
+            "cargo xtask image build (base: libc6=2.36)"
+        );
+        Ok(())
     }
 
     #[test]
