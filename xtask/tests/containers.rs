@@ -486,7 +486,7 @@ fn a_plain_http_registry_without_insecure_is_named_as_such() -> Result {
     );
     assert!(!stderr.contains("docker login"), "{stderr}");
     assert!(
-        !stderr.contains("cargo build"),
+        !stderr.contains("cargo build") && !stderr.contains("cargo rustc"),
         "nothing was built: {stderr}"
     );
     Ok(())
@@ -811,4 +811,161 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
     assert_eq!(wine.len(), 2, "{wine:?}");
     assert_eq!(wine[0], server[0], "the server layer is shared");
     Ok(())
+}
+
+/// `runtime = "onnxruntime"`: the model server linked dynamically, ONNX
+/// Runtime from its pinned wheel, served locally and from an image on the
+/// C runtime base (Debian's libc6, libgcc-s1, libstdc++6, one layer each,
+/// then the library, the server and the model), reproducible, non-root
+/// and without a shell; both answer as onnxruntime in Python does.
+#[test]
+fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Result {
+    let Some(python) = std::env::var_os("KMLOPS_PYTHON") else {
+        let why = "KMLOPS_PYTHON is not set (a Python with onnxruntime; `.ci/run` makes one)";
+        assert!(std::env::var_os("CI").is_none(), "CI needs {why}");
+        eprintln!("SKIPPED: {why}");
+        return Ok(());
+    };
+    let graph = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../services/model-server/tests/graphs/trees.onnx"
+    );
+    let port = free_port()?;
+    let sb = Sandbox::new("ort", IDENTITY)?;
+    let settings = sb.dir.path().join("xtask.toml");
+    let mut text_of = std::fs::read_to_string(&settings)?;
+    text_of.push_str(&format!(
+        "[services.trees]\nmodel = \"onnx\"\nmodel_path = \"{graph}\"\nruntime = \"onnxruntime\"\nport = {port}\n"
+    ));
+    std::fs::write(&settings, text_of)?;
+
+    // Rows, and what onnxruntime in Python answers for them.
+    let rows: Vec<Vec<f32>> = (0..4)
+        .map(|r| {
+            (0..40)
+                .map(|c| ((r * 40 + c) % 17) as f32 / 4.0 - 2.0)
+                .collect()
+        })
+        .collect();
+    let script = "import json,sys,numpy as np,onnxruntime as ort\n\
+                  s=ort.InferenceSession(sys.argv[1]); x=np.array(json.loads(sys.argv[2]),dtype=np.float32)\n\
+                  print(json.dumps(s.run(['probabilities'],{'input':x})[0].tolist()))";
+    let out = Command::new(&python)
+        .args(["-c", script, graph, &serde_json::to_string(&rows)?])
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let want: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout)?;
+    let answers_as_onnxruntime = || -> Result {
+        let body = serde_json::json!({"inputs": [{"name": "input", "datatype": "FP32",
+            "shape": [rows.len(), 40], "data": rows.concat()}]});
+        let (status, reply) = post(
+            &format!("http://127.0.0.1:{port}/v2/models/trees/infer"),
+            &body.to_string(),
+        )?;
+        assert_eq!(status, 200, "{reply}");
+        let reply: Value = serde_json::from_str(&reply)?;
+        let probabilities = reply["outputs"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["name"] == "probabilities"))
+            .ok_or(format!("no probabilities in {reply}"))?;
+        let got: Vec<f64> = serde_json::from_value(probabilities["data"].clone())?;
+        let want: Vec<f64> = want.concat();
+        assert_eq!(got.len(), want.len(), "{reply}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5, "{g} vs onnxruntime's {w}");
+        }
+        Ok(())
+    };
+
+    ok(sb.xtask(&["deploy", "--target", "local", "trees"])?)?;
+    let answered = answers_as_onnxruntime();
+    let meta = get_body(&format!("http://127.0.0.1:{port}/v2/models/trees"));
+    ok(sb.xtask(&["teardown", "--target", "local"])?)?;
+    answered?;
+    assert!(meta?.contains("onnxruntime"), "served by tract?");
+
+    if !engine() {
+        return Ok(());
+    }
+    let (first, _) = ok(sb.xtask(&["image", "build", "trees"])?)?;
+    let digest = digest_of(&first, "/trees:").ok_or(format!("no digest in {first}"))?;
+    std::fs::remove_dir_all(sb.images())?;
+    let (second, _) = ok(sb.xtask(&["image", "build", "trees"])?)?;
+    assert_eq!(digest_of(&second, "/trees:"), Some(digest.clone()));
+    let oci = format!("oci-archive:{}", sb.images().join("trees.tar").display());
+    let config = skopeo_json(&["inspect", "--config", &oci])?;
+    let history: Vec<String> = config["history"]
+        .as_array()
+        .ok_or("no history")?
+        .iter()
+        .filter_map(|h| h["created_by"].as_str().map(String::from))
+        .collect();
+    assert_eq!(history.len(), 6, "{history:?}");
+    for (h, what) in history.iter().zip([
+        "base: libc6=",
+        "base: libgcc-s1=",
+        "base: libstdc++6=",
+        "base: onnxruntime=1.32.0",
+        "(model-server)",
+        "(model: models/trees.onnx)",
+    ]) {
+        assert!(h.contains(what), "{h:?} is not {what:?}");
+    }
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert!(
+        config["config"]["Env"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|v| v == "ORT_DYLIB_PATH=/usr/local/lib/libonnxruntime.so.1.32.0")),
+        "{config}"
+    );
+
+    let (_, stderr) = ok(sb.xtask(&["deploy", "--target", "docker", "trees"])?)?;
+    assert!(stderr.contains("smoke test of trees"), "{stderr}");
+    let answered = answers_as_onnxruntime();
+    let reference = first
+        .lines()
+        .find(|l| l.contains("/trees:"))
+        .ok_or("no reference")?
+        .trim()
+        .to_string();
+    let shell = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            &reference,
+            "-c",
+            "true",
+        ])
+        .output()?;
+    ok(sb.xtask(&["teardown", "--target", "docker"])?)?;
+    answered?;
+    assert!(
+        !shell.status.success(),
+        "the image must not contain a shell"
+    );
+    Ok(())
+}
+
+/// `GET url`'s body (any status).
+fn get_body(url: &str) -> Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    Ok(agent.get(url).call()?.body_mut().read_to_string()?)
+}
+
+/// POST a JSON `body` to `url`: status and body.
+fn post(url: &str, body: &str) -> Result<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }

@@ -336,7 +336,9 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
         let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{plan}");
         assert!(
-            !plan.contains("cargo build") && !plan.contains("image load"),
+            !plan.contains("cargo build")
+                && !plan.contains("cargo rustc")
+                && !plan.contains("image load"),
             "{plan}"
         );
         assert!(

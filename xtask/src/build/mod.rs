@@ -1,8 +1,11 @@
-//! Building the service binaries: release mode, one cargo invocation,
-//! located through cargo's own JSON messages (so a custom CARGO_TARGET_DIR
-//! works). On Linux they are statically linked (`--target <host> -C
-//! target-feature=+crt-static`), so the very same binaries run locally and
-//! in images built on an empty base.
+//! Building the service binaries: release mode, one `cargo rustc` per
+//! binary, located through cargo's own JSON messages (so a custom
+//! CARGO_TARGET_DIR works). On Linux they are statically linked (`--target
+//! <host> … -- -C target-feature=+crt-static`), so the very same binaries
+//! run locally and in images built on an empty base. The flag is given to
+//! each binary's final crate only: the dependencies are compiled once for
+//! the static binaries and for the dynamically linked model server that
+//! loads ONNX Runtime, which then costs a link, not a second build.
 
 mod built;
 pub mod models;
@@ -40,22 +43,43 @@ pub fn oci_arch() -> &'static str {
     }
 }
 
-/// `cargo build --profile <profile>`, static where the host allows.
-pub fn release_command(cx: &Ctx, profile: Profile) -> Command {
+/// How a binary is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linkage {
+    /// Statically (crt-static) where the host allows: runs on an empty
+    /// base.
+    Static,
+    /// Against the system's C runtime: can load shared libraries (ONNX
+    /// Runtime's).
+    Dynamic,
+}
+
+/// `cargo rustc --profile <profile> [--target <host>] --package <package>
+/// --bin <bin> <features> --message-format=json-render-diagnostics`, and
+/// for `Linkage::Static` on a host that can, `-- -C
+/// target-feature=+crt-static`.
+pub fn binary_command(
+    cx: &Ctx,
+    profile: Profile,
+    (package, bin): (&str, &str),
+    features: &[String],
+    linkage: Linkage,
+) -> Command {
     let cargo = cargo();
     let profile = profile.as_str();
-    match static_target() {
-        Some(target) => {
-            let rustflags =
-                format!("target.{target}.rustflags=[\"-C\",\"target-feature=+crt-static\"]");
-            cmd!(
-                cx.sh,
-                "{cargo} build --profile {profile} --target {target} --config {rustflags}"
-            )
-            .into()
-        }
-        None => cmd!(cx.sh, "{cargo} build --profile {profile}").into(),
-    }
+    let target = static_target().map(|t| ["--target", t]);
+    let target = target.iter().flatten();
+    let crt_static = (linkage == Linkage::Static && static_target().is_some()).then_some([
+        "--",
+        "-C",
+        "target-feature=+crt-static",
+    ]);
+    let crt_static = crt_static.iter().flatten();
+    cmd!(
+        cx.sh,
+        "{cargo} rustc --profile {profile} {target...} --package {package} --bin {bin} {features...} --message-format=json-render-diagnostics {crt_static...}"
+    )
+    .into()
 }
 
 /// Cargo's target directory (CARGO_TARGET_DIR honoured).
@@ -63,7 +87,7 @@ pub fn target_dir(cx: &Ctx) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into)
 }
 
-/// Where `release_command` puts its binaries.
+/// Where `binary_command` puts its binaries.
 pub fn release_dir(cx: &Ctx, profile: Profile) -> PathBuf {
     profile_dir(&target_dir(cx), profile)
 }
@@ -94,10 +118,17 @@ impl Selection {
     }
 
     /// What `specs` alone need (the dev loop's services): their binaries,
-    /// and the model server's ONNX runtime only if one of them uses it.
+    /// and the model server's ONNX runtime only if one of them uses it;
+    /// none for models on ONNX Runtime.
     pub fn of_specs(specs: &[ServiceSpec], packages: &[workspace::Package]) -> Self {
+        // Models on ONNX Runtime run the dynamically linked model server,
+        // built on its own (`onnxruntime_server`).
+        let specs: Vec<&ServiceSpec> = specs
+            .iter()
+            .filter(|s| s.runtime() != Runtime::Onnxruntime)
+            .collect();
         let mut binaries: Vec<(String, String)> = Vec::new();
-        for s in specs {
+        for s in &specs {
             let key = (s.package.clone(), s.bin.clone());
             if !binaries.contains(&key) {
                 binaries.push(key);
@@ -135,12 +166,24 @@ impl Selection {
         out
     }
 
-    /// `--package P --bin B …` and the feature flags, for `cargo build`.
-    pub fn build_args(&self) -> Vec<String> {
+    /// The feature flags of `package`'s own build (`binary_command`):
+    /// `--no-default-features` for a model server without its ONNX
+    /// runtime, none otherwise.
+    pub fn features_of(&self, package: &str) -> Vec<String> {
+        if package == services::MODEL_SERVER && !self.features.is_empty() {
+            vec!["--no-default-features".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Each binary's `cargo rustc` command (`binary_command`).
+    pub fn commands(&self, cx: &Ctx, profile: Profile) -> Vec<Command> {
         self.binaries
             .iter()
-            .flat_map(|(p, b)| ["--package".into(), p.clone(), "--bin".into(), b.clone()])
-            .chain(self.features.iter().cloned())
+            .map(|(p, b)| {
+                binary_command(cx, profile, (p, b), &self.features_of(p), Linkage::Static)
+            })
             .collect()
     }
 
@@ -223,15 +266,8 @@ pub fn build_in(
 /// # Errors
 /// A failed build; None under --dry-run.
 pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
-    let mut cmd = release_command(cx, Profile::Release);
     let server = services::MODEL_SERVER;
-    cmd.args([
-        "--message-format=json-render-diagnostics",
-        "--package",
-        server,
-        "--bin",
-        server,
-    ]);
+    let cmd = binary_command(cx, Profile::Release, (server, server), &[], Linkage::Static);
     let out = cx.runner.run(cmd, "building the model server")?;
     let Some(executables) = cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))? else {
         return Ok(None);
@@ -242,20 +278,19 @@ pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
     }
 }
 
-/// One cargo invocation for `selection`; the executables it made, or None
-/// under --dry-run.
+/// The binaries of `selection`, one `cargo rustc` each; the executables
+/// they made, or None under --dry-run.
 fn cargo_build(
     cx: &Ctx,
     profile: Profile,
     target_dir: Option<&std::path::Path>,
     selection: &Selection,
 ) -> Result<Option<Vec<(String, PathBuf)>>> {
-    let mut cmd = release_command(cx, profile);
-    if let Some(dir) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", dir);
+    if selection.binaries.is_empty() {
+        // Every service is a model on ONNX Runtime (and without packages
+        // cargo would build the workspace's default members).
+        return Ok(Some(Vec::new()));
     }
-    cmd.arg("--message-format=json-render-diagnostics")
-        .args(selection.build_args());
     let out_dir = target_dir.map_or_else(|| release_dir(cx, profile), |d| profile_dir(d, profile));
     cx.runner.unless_dry_run(|| {
         eprintln!("{}", announce(selection, profile, &out_dir));
@@ -263,10 +298,17 @@ fn cargo_build(
     })?;
     // Held from the build until the binaries are copied out (below).
     let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
-    let out = cx.runner.run(cmd, "building the services")?;
+    let mut made = Vec::new();
+    for mut cmd in selection.commands(cx, profile) {
+        if let Some(dir) = target_dir {
+            cmd.env("CARGO_TARGET_DIR", dir);
+        }
+        let out = cx.runner.run(cmd, "building the services")?;
+        made.extend(executables(&out.stdout));
+    }
     let kept = cx.runner.unless_dry_run(|| {
         keep(
-            executables(&out.stdout),
+            made,
             &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
         )
     });
@@ -426,27 +468,25 @@ fn build_checked(
 
 /// For the services with `runtime = "onnxruntime"`: the model server
 /// linked against the system's C runtime (a static one cannot load a
-/// shared library), built in the host's own profile directory
-/// (`target/<profile>`, beside the static builds' `target/<triple>/`), and
-/// the ONNX Runtime library it loads (`onnxruntime::provide`). Their paths.
+/// shared library), and the ONNX Runtime library it loads
+/// (`onnxruntime::provide`). Their paths. It is `binary_command`'s build
+/// of the model server without crt-static on its final crate: the
+/// dependencies compiled for the static binaries serve it too.
 fn onnxruntime_server(
     cx: &Ctx,
     profile: Profile,
     target_dir: Option<&std::path::Path>,
 ) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir.map_or_else(|| self::target_dir(cx), std::path::Path::to_path_buf);
-    let (cargo, name, server) = (cargo(), profile.as_str(), services::MODEL_SERVER);
-    let mut cmd: Command = cmd!(
-        cx.sh,
-        "{cargo} build --profile {name} --package {server} --bin {server} --message-format=json-render-diagnostics"
-    )
-    .into();
+    let server = services::MODEL_SERVER;
+    let mut cmd = binary_command(cx, profile, (server, server), &[], Linkage::Dynamic);
     if let Some(dir) = target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
-    let out_dir = target.join(name);
+    let name = profile.as_str();
+    let out_dir = target_dir.map_or_else(|| release_dir(cx, profile), |d| profile_dir(d, profile));
     cx.runner.step(format!(
-        "build the model server linked dynamically, for ONNX Runtime ({name} profile, into {})",
+        "link the model server dynamically, for ONNX Runtime ({name} profile, into {})",
         out_dir.display()
     ));
     let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
@@ -456,7 +496,10 @@ fn onnxruntime_server(
     let kept = cx.runner.unless_dry_run(|| {
         keep(
             executables(&out.stdout),
-            &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
+            &out_dir
+                .join("kube-mlops")
+                .join(checkout_id(&cx.root))
+                .join("onnxruntime"),
         )
     })?;
     drop(lock);
@@ -531,10 +574,8 @@ mod tests {
         let s = Selection::of(&plain, root, &packages);
         assert_eq!(s.features, ["--no-default-features"]);
         assert_eq!(s.packages(), ["test-api", "model-server"]);
-        assert!(
-            s.build_args()
-                .ends_with(&["--no-default-features".to_string()])
-        );
+        assert_eq!(s.features_of("model-server"), ["--no-default-features"]);
+        assert!(s.features_of("test-api").is_empty());
 
         // A crate with default features keeps them.
         let with_crate = crate::ground::settings::parse(
@@ -561,6 +602,17 @@ mod tests {
         // iris (or an onnx model) needs the runtime: default features.
         let iris = crate::ground::settings::parse("[services.test-api]\n[services.iris-model]\n")?;
         assert!(Selection::of(&iris, root, &packages).features.is_empty());
+        // A model on ONNX Runtime runs the dynamically linked server, built
+        // apart: the static one is built (without tract) only for identity.
+        let ort = crate::ground::settings::parse(
+            "[services.model-server]\n[services.iris-model]\nruntime = \"onnxruntime\"\n",
+        )?;
+        let s = Selection::of(&ort, root, &packages);
+        assert_eq!(s.packages(), ["model-server"]);
+        assert_eq!(s.features_of("model-server"), ["--no-default-features"]);
+        let alone =
+            crate::ground::settings::parse("[services.iris-model]\nruntime = \"onnxruntime\"\n")?;
+        assert!(Selection::of(&alone, root, &packages).binaries.is_empty());
         // No model server at all: nothing to turn off.
         let api = crate::ground::settings::parse("[services.test-api]\n")?;
         assert!(Selection::of(&api, root, &packages).features.is_empty());

@@ -31,6 +31,18 @@ pub struct OrtSettings {
     pub instances: usize,
 }
 
+/// Whether this process was linked statically: no dynamic loader is
+/// mapped into it (`/proc/self/maps` names `ld-linux…` in every
+/// dynamically linked Linux process). Asked of the running process, not of
+/// `cfg!(target_feature = "crt-static")`: the library crate may be
+/// compiled with crt-static and linked into a dynamic binary (the xtask
+/// shares one build of the dependencies between both binaries). Where
+/// there is no `/proc` (not Linux), binaries are dynamic.
+fn statically_linked() -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .is_ok_and(|maps| !maps.contains("/ld-linux") && !maps.contains("/ld-musl"))
+}
+
 /// The process's ONNX Runtime environment: the library is loaded once, by
 /// the first model that needs it, and kept (a second path is refused).
 static ENVIRONMENT: OnceLock<Result<(Option<PathBuf>, ort::environment::Environment), String>> =
@@ -39,7 +51,7 @@ static ENVIRONMENT: OnceLock<Result<(Option<PathBuf>, ort::environment::Environm
 fn environment(library: Option<&PathBuf>) -> Result<&'static ort::environment::Environment> {
     // A static glibc binary cannot load a shared library that needs the C
     // and C++ runtimes: it would crash in the loader, not fail.
-    if cfg!(target_feature = "crt-static") {
+    if statically_linked() {
         anyhow::bail!(
             "RUNTIME=onnxruntime needs a dynamically linked model server (ONNX Runtime's library \
              needs the C and C++ runtimes), and this one is statically linked (crt-static); build \
