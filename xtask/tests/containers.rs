@@ -750,7 +750,8 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
         std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?,
         settings
     );
-    // A file the model server cannot serve is refused before anything is written.
+    // A graph tract cannot run (an SVMRegressor) is served by ONNX Runtime,
+    // saying why.
     let out = sb.xtask(&[
         "model",
         "add",
@@ -758,12 +759,29 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
         "--onnx",
         &format!("{}/svr.onnx", support::EXPORTERS),
     ])?;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        text(&out.stderr).contains("SVMRegressor"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("tract cannot serve it") && stderr.contains("SVMRegressor"),
+        "{stderr}"
     );
-    assert!(!sb.dir.path().join("models/svr.onnx").exists());
+    let settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?;
+    let svr = &settings[settings.find("[services.svr]").ok_or("no svr table")?..];
+    assert!(svr.contains("runtime = \"onnxruntime\""), "{svr}");
+    // A file neither runtime can serve is refused before anything is written.
+    let junk = sb.dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"not an ONNX graph")?;
+    let out = sb.xtask(&[
+        "model",
+        "add",
+        "junk",
+        "--onnx",
+        &junk.display().to_string(),
+    ])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("neither runtime can serve it"), "{stderr}");
+    assert!(!sb.dir.path().join("models/junk.onnx").exists());
 
     let url = format!("http://127.0.0.1:{port}/predict");
     ok(sb.xtask(&["deploy", "--target", "local", "wine"])?)?;

@@ -466,6 +466,17 @@ fn build_checked(
         .collect()
 }
 
+/// The model server linked dynamically and the ONNX Runtime library it
+/// loads (for `model add`, which measures both runtimes): their paths, or
+/// None under --dry-run.
+///
+/// # Errors
+/// A failed build or download.
+pub fn onnxruntime_model_server(cx: &Ctx) -> Result<Option<(PathBuf, PathBuf)>> {
+    let paths = onnxruntime_server(cx, Profile::Release, None)?;
+    cx.runner.unless_dry_run(|| Ok(paths))
+}
+
 /// For the services with `runtime = "onnxruntime"`: the model server
 /// linked against the system's C runtime (a static one cannot load a
 /// shared library), and the ONNX Runtime library it loads

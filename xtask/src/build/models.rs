@@ -16,7 +16,7 @@ use crate::ground::services::ServiceSpec;
 use crate::ground::settings::{ModelName, ServiceKind};
 
 /// What `model-server inspect` prints.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone, PartialEq)]
 pub struct Inspection {
     /// Columns of a tabular input `[N, features]`; 0 when the model takes
     /// anything else (several inputs, images, sequences).
@@ -29,6 +29,12 @@ pub struct Inspection {
     /// metadata); empty for the built-in models.
     #[serde(default)]
     pub signature: Signature,
+    /// The runtime that loaded it (`tract`, `onnxruntime`).
+    #[serde(default)]
+    pub runtime: String,
+    /// Seconds one run on one row of zeros took there (a median).
+    #[serde(default)]
+    pub seconds_per_run: f64,
 }
 
 /// Inputs and outputs as `model-server inspect` lists them.
@@ -69,15 +75,25 @@ const IRIS: Inspection = Inspection {
         inputs: Vec::new(),
         outputs: Vec::new(),
     },
+    runtime: String::new(),
+    seconds_per_run: 0.0,
 };
 
-/// Loads `file` with the model server binary `server` (choosing `output`).
+/// Loads `file` with the model server binary `server` (choosing `output`),
+/// on the runtime `env` names (`RUNTIME`, `ORT_DYLIB_PATH`; none: tract).
 ///
 /// # Errors
 /// Why the model server cannot serve it (its stderr), or unreadable output.
-pub fn inspect(cx: &Ctx, server: &Path, file: &Path, output: Option<&str>) -> Result<Inspection> {
+pub fn inspect(
+    cx: &Ctx,
+    server: &Path,
+    file: &Path,
+    output: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Inspection> {
     let mut cmd = std::process::Command::new(server);
     cmd.arg("inspect").arg(file).args(output);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let out = cx.runner.probe(
         cmd,
         "loading the model as the model server will",
@@ -110,8 +126,8 @@ pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
                 && m.model == ModelName::Onnx
                 && let Some(file) = &m.model_path
             {
-                let found =
-                    inspect(cx, &b.binary, file, m.output.as_deref()).with_context(|| {
+                let found = inspect(cx, &b.binary, file, m.output.as_deref(), &runtime_env(b))
+                    .with_context(|| {
                         format!(
                             "services.{}.model_path = {:?} ({})",
                             b.spec.name,
@@ -125,6 +141,16 @@ pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+/// What picks the runtime of `b`'s model server (RUNTIME, ORT_DYLIB_PATH).
+fn runtime_env(b: &Built) -> Vec<(String, String)> {
+    b.spec
+        .host_env
+        .iter()
+        .filter(|(k, _)| k == "RUNTIME" || k == "ORT_DYLIB_PATH")
+        .cloned()
+        .collect()
 }
 
 /// The names and the contract the settings give fit what the model takes.

@@ -216,6 +216,65 @@ pub fn digest_of(cx: &Ctx, b: &Built) -> Result<String> {
     Ok(oci::assemble(&image_spec(b, &prov, &packages_dir(cx))?)?.digest)
 }
 
+/// A package an image's base was made from, for an SBOM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasePackage {
+    /// The purl type: `deb`, `pypi`.
+    pub ecosystem: &'static str,
+    pub name: &'static str,
+    pub version: &'static str,
+    /// OCI/Debian architecture name.
+    pub arch: &'static str,
+    /// What `sha256` is of: `.deb`, `wheel`.
+    pub archive: &'static str,
+    pub sha256: &'static str,
+}
+
+impl BasePackage {
+    /// Its package URL (purl-spec): `pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64`,
+    /// `pkg:pypi/onnxruntime@1.32.0`.
+    pub fn purl(&self) -> String {
+        let version = self.version.replace('+', "%2B");
+        match self.ecosystem {
+            "deb" => format!("pkg:deb/debian/{}@{version}?arch={}", self.name, self.arch),
+            other => format!("pkg:{other}/{}@{version}", self.name),
+        }
+    }
+}
+
+/// The packages `b`'s image base was made from: none `FROM scratch`; for
+/// ONNX Runtime, the C runtime's Debian packages and the onnxruntime wheel.
+///
+/// # Errors
+/// An architecture with no pinned base.
+pub fn base_packages(b: &Built) -> Result<Vec<BasePackage>> {
+    if b.runtime_library.is_none() {
+        return Ok(Vec::new());
+    }
+    let arch = build::oci_arch();
+    let mut out: Vec<BasePackage> = c_runtime::packages(arch)?
+        .into_iter()
+        .map(|p| BasePackage {
+            ecosystem: "deb",
+            name: p.name,
+            version: p.version,
+            arch: p.arch,
+            archive: ".deb",
+            sha256: p.sha256,
+        })
+        .collect();
+    let wheel = build::onnxruntime::wheel(arch)?;
+    out.push(BasePackage {
+        ecosystem: "pypi",
+        name: "onnxruntime",
+        version: build::onnxruntime::VERSION,
+        arch: wheel.arch,
+        archive: "wheel",
+        sha256: wheel.sha256,
+    });
+    Ok(out)
+}
+
 /// The files `b`'s image holds (path in the image, bytes), for an SBOM.
 ///
 /// # Errors
@@ -224,6 +283,12 @@ pub fn files_of(b: &Built) -> Result<Vec<(String, Vec<u8>)>> {
     let binary =
         std::fs::read(&b.binary).with_context(|| format!("cannot read {}", b.binary.display()))?;
     let mut files = oci::system_files(&b.spec.bin, &binary);
+    if let Some(library) = &b.runtime_library {
+        let bytes =
+            std::fs::read(library).with_context(|| format!("cannot read {}", library.display()))?;
+        let name = build::onnxruntime::file_name();
+        files.push((format!("{LIBRARY_DIR}/{name}"), bytes));
+    }
     files.extend(model_files(b)?);
     Ok(files)
 }

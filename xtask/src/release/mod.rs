@@ -259,6 +259,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             digest: &image.digest,
             version: &facts.version.to_string(),
             files: image::files_of(spec)?,
+            packages: image::base_packages(spec)?,
             crates: crates
                 .get(&spec.spec.package)
                 .context("cargo tree listed no crates")?,

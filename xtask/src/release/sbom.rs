@@ -120,6 +120,9 @@ pub struct Contents<'a> {
     pub version: &'a str,
     /// Files of the image: path in the image and bytes.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Packages of its base (Debian's, PyPI's), as `image::base_packages`
+    /// lists them.
+    pub packages: Vec<crate::image::BasePackage>,
     pub crates: &'a BTreeSet<Crate>,
     pub checksums: &'a BTreeMap<(String, String), String>,
     /// RFC 3339: the commit's time, so that the SBOM is reproducible too.
@@ -187,6 +190,16 @@ pub fn document(c: &Contents) -> Result<serde_json::Value> {
             Some(format!("workspace:{}@{}", k.name, k.version)),
         );
         comp.description = Some(NormalizedString::new("a crate of this workspace"));
+        components.push(comp);
+    }
+    for p in &c.packages {
+        let mut comp = Component::new(Classification::Library, p.name, p.version, Some(p.purl()));
+        comp.purl = p.purl().parse::<Purl>().ok();
+        comp.hashes = Some(sha256_hashes(p.sha256));
+        comp.description = Some(NormalizedString::new(&format!(
+            "in the image's base; SHA-256 of the {} it came from",
+            p.archive
+        )));
         components.push(comp);
     }
     for (path, bytes) in &c.files {
@@ -292,6 +305,14 @@ mod tests {
                     b"nonroot:x:65532:65532::/:/sbin/nologin\n".to_vec(),
                 ),
             ],
+            packages: vec![crate::image::BasePackage {
+                ecosystem: "deb",
+                name: "libc6",
+                version: "2.36-9+deb12u14",
+                arch: "amd64",
+                archive: ".deb",
+                sha256: "ba4f88f73dbc3ae9055f3c20f4523bfdbaf1ad13ff95e258924f77d20b4fbedf",
+            }],
             crates: &crates,
             checksums: &checksums,
             timestamp: "2026-12-01T00:00:00Z",
@@ -309,6 +330,19 @@ mod tests {
             .find(|c| c["name"] == "/etc/passwd")
             .context("no passwd component")?;
         assert_eq!(passwd["type"], "file");
+        let libc = components
+            .iter()
+            .find(|c| c["name"] == "libc6")
+            .context("no libc6 component")?;
+        assert_eq!(
+            libc["purl"],
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64"
+        );
+        assert_eq!(libc["version"], "2.36-9+deb12u14");
+        assert_eq!(
+            libc["hashes"][0]["content"],
+            "ba4f88f73dbc3ae9055f3c20f4523bfdbaf1ad13ff95e258924f77d20b4fbedf"
+        );
         Ok(())
     }
 }
