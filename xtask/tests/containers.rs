@@ -876,7 +876,7 @@ fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Resul
     let answers_as_onnxruntime = || -> Result {
         let body = serde_json::json!({"inputs": [{"name": "input", "datatype": "FP32",
             "shape": [rows.len(), 40], "data": rows.concat()}]});
-        let (status, reply) = post(
+        let (status, reply) = support::post_json(
             &format!("http://127.0.0.1:{port}/v2/models/trees/infer"),
             &body.to_string(),
         )?;
@@ -897,7 +897,7 @@ fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Resul
 
     ok(sb.xtask(&["deploy", "--target", "local", "trees"])?)?;
     let answered = answers_as_onnxruntime();
-    let meta = get_body(&format!("http://127.0.0.1:{port}/v2/models/trees"));
+    let meta = support::get(&format!("http://127.0.0.1:{port}/v2/models/trees"));
     ok(sb.xtask(&["teardown", "--target", "local"])?)?;
     answered?;
     assert!(meta?.contains("onnxruntime"), "served by tract?");
@@ -905,6 +905,15 @@ fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Resul
     if !engine() {
         return Ok(());
     }
+    // The docker builder's Dockerfiles are FROM scratch: refused before
+    // anything is built.
+    let out = sb.xtask(&["image", "build", "--builder", "docker", "trees"])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needs the C runtime base") && !stderr.contains("cargo rustc"),
+        "{stderr}"
+    );
     let (first, _) = ok(sb.xtask(&["image", "build", "trees"])?)?;
     let digest = digest_of(&first, "/trees:").ok_or(format!("no digest in {first}"))?;
     std::fs::remove_dir_all(sb.images())?;
@@ -964,26 +973,4 @@ fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Resul
         "the image must not contain a shell"
     );
     Ok(())
-}
-
-/// `GET url`'s body (any status).
-fn get_body(url: &str) -> Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    Ok(agent.get(url).call()?.body_mut().read_to_string()?)
-}
-
-/// POST a JSON `body` to `url`: status and body.
-fn post(url: &str, body: &str) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
 }

@@ -231,6 +231,40 @@ fn the_committed_models_are_what_the_script_makes() -> Result {
     Ok(())
 }
 
+/// A ZipMap's input, its output once the ZipMap is cut, has no declared
+/// shape: ONNX Runtime knows none, tract infers `[N, classes]`. Both
+/// runtimes' metadata say `[-1, 3]` for the wine pipeline (skl2onnx's
+/// defaults), as their answers' shapes do.
+#[test]
+fn a_zipmap_cut_output_has_its_shape_in_the_metadata_on_both_runtimes() -> Result {
+    let Some(m) = models()? else { return Ok(()) };
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/exporters/wine-pipeline.onnx"
+    );
+    for runtime in RUNTIMES {
+        let s = Server::start(
+            env!("CARGO_BIN_EXE_model-server"),
+            &[
+                ("MODEL", "onnx"),
+                ("MODEL_PATH", file),
+                ("MODEL_NAME", "wine"),
+                ("RUNTIME", runtime),
+                ("ORT_DYLIB_PATH", &m.library),
+            ],
+        )?;
+        let meta: Value = serde_json::from_str(&get(&s.url("/v2/models/wine"))?.1)?;
+        let probabilities = meta["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["name"] == "probabilities")
+            .ok_or(format!("no probabilities in {meta}"))?;
+        assert_eq!(probabilities["shape"], json!([-1, 3]), "{runtime}: {meta}");
+    }
+    Ok(())
+}
+
 #[test]
 fn every_graph_answers_as_onnxruntime_does_over_v2_json_and_binary() -> Result {
     let Some(m) = models()? else { return Ok(()) };

@@ -524,6 +524,9 @@ fn onnxruntime_server(
     };
     let arch = oci_arch();
     let library = onnxruntime::kept_at(&target, arch);
+    if library.is_file() {
+        return Ok((binary, library));
+    }
     let provided = cx.runner.effect(
         format!(
             "download ONNX Runtime {} ({arch}) from PyPI, pinned by SHA-256, into {}",

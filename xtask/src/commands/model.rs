@@ -107,6 +107,13 @@ impl ModelArgs {
         };
         let (found, runtime_note) = on_runtime(cx, &server, &onnx, output.as_deref(), runtime)
             .with_context(|| format!("--onnx {}", onnx.display()))?;
+        if found.runtime == "tract" && has_tree_classifier(&onnx) {
+            eprintln!(
+                "  ! tract labels each row of a binary TreeEnsembleClassifier with the other \
+                 class (its probabilities are right); serve tree classifiers with --runtime \
+                 onnxruntime"
+            );
+        }
         fits(&found, class_names.as_deref(), feature_names.as_deref())?;
         // A tabular model ([N, features]) gets a Seldon v1 contract; any
         // other graph is smoke-tested over the Open Inference Protocol.
@@ -277,7 +284,10 @@ fn on_runtime(
             })
         }
         (Ok(t), Err(e)) => {
-            eprintln!("  ! ONNX Runtime cannot serve it ({e:#}); tract can");
+            eprintln!(
+                "  ! ONNX Runtime cannot serve it, tract can: {}",
+                reason(&e)
+            );
             let note = format!(
                 "runtime tract (ONNX Runtime cannot load it; {:.3} ms a run)",
                 ms(&t)
@@ -285,7 +295,10 @@ fn on_runtime(
             Ok((t, note))
         }
         (Err(e), Ok(o)) => {
-            eprintln!("  ! tract cannot serve it ({e:#}); ONNX Runtime can");
+            eprintln!(
+                "  ! tract cannot serve it, ONNX Runtime can: {}",
+                reason(&e)
+            );
             let note = format!(
                 "runtime onnxruntime (tract cannot load it; {:.3} ms a run)",
                 ms(&o)
@@ -293,9 +306,32 @@ fn on_runtime(
             Ok((o, note))
         }
         (Err(t), Err(o)) => {
-            bail!("neither runtime can serve it; tract: {t:#}; ONNX Runtime: {o:#}")
+            bail!(
+                "neither runtime can serve it; tract: {}; ONNX Runtime: {}",
+                reason(&t),
+                reason(&o)
+            )
         }
     }
+}
+
+/// What `models::inspect` says, without its "the model server cannot
+/// serve it: " (said once by the caller).
+fn reason(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.trim_start_matches("the model server cannot serve it: ")
+        .to_string()
+}
+
+/// Whether `onnx` holds a `TreeEnsembleClassifier` (its op type is a
+/// plain string in the protobuf): tract labels a binary one's rows with
+/// the other class (README, the model server's runtimes).
+fn has_tree_classifier(onnx: &Path) -> bool {
+    std::fs::read(onnx).is_ok_and(|bytes| {
+        bytes
+            .windows(b"TreeEnsembleClassifier".len())
+            .any(|w| w == b"TreeEnsembleClassifier")
+    })
 }
 
 /// The names given fit the model.

@@ -430,7 +430,8 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             if model_keys {
                 bail!(
                     "[{at}]: model_path, class_names, feature_names, output, contract and runtime \
-                     need `model = \"onnx\"` (or identity or iris)"
+                     are keys of models (`model = \"onnx\"`, iris or identity; runtime: onnx and \
+                     iris), not of crates"
                 );
             }
             let (base_package, base_bin, base_smoke) = match base_kind {

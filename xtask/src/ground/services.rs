@@ -262,7 +262,7 @@ mod tests {
             ),
             (
                 "[services.api]\npackage = \"api\"\nport = 5010\nruntime = \"tract\"\n",
-                "runtime need `model",
+                "are keys of models",
             ),
             (
                 "[services.iris-model]\nruntime = \"onnx\"\n",

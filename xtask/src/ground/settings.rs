@@ -622,7 +622,7 @@ mod tests {
             ),
             (
                 "[services.w]\nport = 1\ncontract = \"c.json\"\n",
-                "need `model = \"onnx\"`",
+                "are keys of models (`model = \"onnx\"`",
             ),
             (
                 "[services.w]\nport = 1\nreplicas = 0\n",

@@ -18,6 +18,7 @@ use crate::build::{self, Built};
 use crate::ground::context::Ctx;
 use crate::ground::conventions::CONTAINER_PORT;
 use crate::ground::services::{MODELS_DIR, ServiceSpec};
+use crate::ground::settings::Runtime;
 use naming::Provenance;
 
 /// How an image is made.
@@ -70,6 +71,12 @@ pub fn build_images(
             std::env::consts::OS,
             std::env::consts::ARCH
         );
+    }
+    // Refused before minutes of building, not after.
+    if builder == Builder::Docker
+        && let Some(s) = specs.iter().find(|s| s.runtime() == Runtime::Onnxruntime)
+    {
+        bail!("{}", docker_builder_refuses(&s.name));
     }
     // images_from keeps one image per image name.
     let built = build::build(cx, specs, profile)?;
@@ -345,12 +352,7 @@ fn assemble(
 fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Result<Image> {
     let name = b.spec.settings.image.clone();
     if b.runtime_library.is_some() {
-        bail!(
-            "services.{}: runtime = \"onnxruntime\" needs the C runtime base, which the native \
-             builder assembles; the committed Dockerfiles build FROM scratch. Build with the \
-             native builder (drop --builder docker), or use runtime = \"tract\"",
-            b.spec.name
-        );
+        bail!("{}", docker_builder_refuses(&b.spec.name));
     }
     let reference = reference(cx, b, prov);
     let archive = dir.join(format!("{name}.docker.tar"));
@@ -387,6 +389,16 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
         })
     })?;
     Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
+}
+
+/// Why `--builder docker` cannot build the image of `service`, a model on
+/// ONNX Runtime.
+fn docker_builder_refuses(service: &str) -> String {
+    format!(
+        "services.{service}: runtime = \"onnxruntime\" needs the C runtime base, which the \
+         native builder assembles; the committed Dockerfiles build FROM scratch. Build with \
+         the native builder (drop --builder docker), or use runtime = \"tract\""
+    )
 }
 
 fn placeholder(name: String, reference: String, prov: &Provenance, archive: PathBuf) -> Image {

@@ -177,16 +177,8 @@ pub fn answers_like_scikit_learn(url: &str) -> Result<serde_json::Value> {
     ))?)?;
     let case = &all["wine-pipeline"];
     let body = serde_json::json!({"data": {"ndarray": case["input"]}}).to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body.as_bytes())?;
-    let status = resp.status().as_u16();
-    let answer: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+    let (status, answer) = post_json(url, &body)?;
+    let answer: serde_json::Value = serde_json::from_str(&answer)?;
     assert_eq!(status, 200, "{answer}");
     let got: Vec<Vec<f64>> = serde_json::from_value(answer["data"]["ndarray"].clone())?;
     let want: Vec<Vec<f64>> = serde_json::from_value(case["expected"].clone())?;
@@ -195,6 +187,27 @@ pub fn answers_like_scikit_learn(url: &str) -> Result<serde_json::Value> {
         assert!((g - w).abs() <= 1e-5, "{g} vs scikit-learn's {w}");
     }
     Ok(answer)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// POSTs the JSON `body` to `url`: the status and body of the answer.
+pub fn post_json(url: &str, body: &str) -> Result<(u16, String)> {
+    let mut resp = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.as_bytes())?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+}
+
+/// The body of `GET url`, whatever its status.
+pub fn get(url: &str) -> Result<String> {
+    Ok(agent().get(url).call()?.body_mut().read_to_string()?)
 }
 
 /// Whether a container engine answers `docker version`; panics in CI when

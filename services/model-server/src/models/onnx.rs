@@ -80,9 +80,18 @@ impl OnnxModel {
             #[cfg(feature = "onnxruntime")]
             Runtime::OnnxRuntime(settings) => {
                 let declared = onnx_graph::read(bytes, options.output.as_deref())?;
-                let loaded = super::onnx_ort::load(&declared, settings)?;
+                let mut loaded = super::onnx_ort::load(&declared, settings)?;
                 let bounds = caught_quietly(|| {
                     let typed = onnx_graph::typed(&declared)?;
+                    // ONNX Runtime knows no shape for an output whose
+                    // declaration has none (a ZipMap's input, once the
+                    // ZipMap is cut); tract infers it.
+                    let shapes = onnx_graph::output_shapes(&typed)?;
+                    for (spec, shape) in loaded.outputs.iter_mut().zip(shapes) {
+                        if spec.shape.is_empty() && !shape.is_empty() {
+                            spec.shape = shape;
+                        }
+                    }
                     super::sizes::Bounds::of(&typed, &loaded.outputs)
                 });
                 let bounds = match bounds {

@@ -220,6 +220,28 @@ pub fn typed(declared: &Declaration) -> Result<TypedModel> {
     analysed(declared)?.into_typed()
 }
 
+/// The shape tract gives each output of `model` (a typed graph), a
+/// dimension it cannot name as a number `Dim::Any`.
+///
+/// # Errors
+/// An output without a fact (not a graph tract typed).
+#[cfg(feature = "onnxruntime")]
+pub fn output_shapes(model: &TypedModel) -> Result<Vec<Vec<Dim>>> {
+    (0..model.outputs.len())
+        .map(|i| {
+            let fact = model.output_fact(i)?;
+            Ok(fact
+                .shape
+                .iter()
+                .map(|d| match d.to_i64() {
+                    Ok(n) => usize::try_from(n).map_or(Dim::Any, Dim::Fixed),
+                    Err(_) => Dim::Any,
+                })
+                .collect())
+        })
+        .collect()
+}
+
 /// The symbol every input has as its first dimension, when they share one
 /// (a batch dimension a runtime may split or join along).
 pub fn batch_symbol(symbols: &[Vec<Option<String>>]) -> Option<&str> {
