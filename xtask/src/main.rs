@@ -21,6 +21,10 @@ use clap::Parser;
 use commands::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Called by cargo as the rustc wrapper of a static build.
+    if let Some(code) = build::link::as_wrapper() {
+        return code;
+    }
     // Output piped into `head` ends quietly (status 141, as a process
     // killed by SIGPIPE), instead of a panic on the closed stdout.
     let default_hook = std::panic::take_hook();

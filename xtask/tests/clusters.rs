@@ -572,7 +572,7 @@ fn deploy_dry_run_to_gke_prints_the_whole_plan_and_touches_nothing() -> Result {
         &text(&out.stdout),
         &[
             "cargo build --package kube-engine",
-            "cargo rustc --profile dist",
+            "cargo build --profile dist",
             "assemble docker.io/kube-mlops/test-api:",
             "push ",
             // No [registry]: the project's Artifact Registry.

@@ -382,7 +382,7 @@ fn a_release_is_pushed_tagged_signed_attested_and_refused_when_not_reproducible(
         .as_str()
         .ok_or("buildCommand")?;
     assert!(
-        build.starts_with("cargo rustc --profile dist") && build.contains("--no-default-features"),
+        build.starts_with("cargo build --profile dist") && build.contains("--no-default-features"),
         "{build}"
     );
     let command = params["externalParameters"]["command"]

@@ -604,7 +604,7 @@ fn deploy_seldon_dry_run_plans_build_delivery_apply_ingress_and_both_calls() -> 
         &text(&out.stdout),
         &[
             "cargo build --package kube-engine",
-            "cargo rustc --profile dist",
+            "cargo build --profile dist",
             "push ",
             "to europe-west1-docker.pkg.dev/proj-1/kube-mlops/model-server:",
             "$ kubectl kustomize ",

@@ -1,13 +1,13 @@
-//! Building the service binaries: release mode, one `cargo rustc` per
-//! binary, located through cargo's own JSON messages (so a custom
-//! CARGO_TARGET_DIR works). On Linux they are statically linked (`--target
-//! <host> … -- -C target-feature=+crt-static`), so the very same binaries
-//! run locally and in images built on an empty base. The flag is given to
-//! each binary's final crate only: the dependencies are compiled once for
-//! the static binaries and for the dynamically linked model server that
-//! loads ONNX Runtime, which then costs a link, not a second build.
+//! Building the service binaries: release mode, one cargo invocation,
+//! located through cargo's own JSON messages (so a custom CARGO_TARGET_DIR
+//! works). On Linux they are statically linked (`--target <host>`, and
+//! crt-static on the binaries alone: see `link`), so the very same binaries
+//! run locally and in images built on an empty base, and the dependencies
+//! also serve the dynamically linked model server that loads ONNX Runtime,
+//! which then costs a link, not a second build.
 
 mod built;
+pub mod link;
 pub mod models;
 pub mod onnxruntime;
 pub mod workspace;
@@ -43,43 +43,53 @@ pub fn oci_arch() -> &'static str {
     }
 }
 
-/// How a binary is linked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Linkage {
-    /// Statically (crt-static) where the host allows: runs on an empty
-    /// base.
-    Static,
-    /// Against the system's C runtime: can load shared libraries (ONNX
-    /// Runtime's).
-    Dynamic,
-}
-
-/// `cargo rustc --profile <profile> [--target <host>] --package <package>
-/// --bin <bin> <features> --message-format=json-render-diagnostics`, and
-/// for `Linkage::Static` on a host that can, `-- -C
-/// target-feature=+crt-static`.
-pub fn binary_command(
-    cx: &Ctx,
-    profile: Profile,
-    (package, bin): (&str, &str),
-    features: &[String],
-    linkage: Linkage,
-) -> Command {
+/// `cargo build --profile <profile> [--target <host>]
+/// --message-format=json-render-diagnostics`, with the xtask as rustc
+/// wrapper on a host that links statically (`link`); the caller adds the
+/// packages, binaries and features.
+pub fn static_command(cx: &Ctx, profile: Profile) -> Command {
     let cargo = cargo();
     let profile = profile.as_str();
     let target = static_target().map(|t| ["--target", t]);
     let target = target.iter().flatten();
-    let crt_static = (linkage == Linkage::Static && static_target().is_some()).then_some([
-        "--",
-        "-C",
-        "target-feature=+crt-static",
-    ]);
-    let crt_static = crt_static.iter().flatten();
-    cmd!(
+    let mut cmd: Command = cmd!(
         cx.sh,
-        "{cargo} rustc --profile {profile} {target...} --package {package} --bin {bin} {features...} --message-format=json-render-diagnostics {crt_static...}"
+        "{cargo} build --profile {profile} {target...} --message-format=json-render-diagnostics"
     )
-    .into()
+    .into();
+    wrapped(&mut cmd);
+    cmd
+}
+
+/// `cargo rustc` of the model server alone, linked dynamically (`link`'s
+/// marker on a host that links statically).
+fn dynamic_server_command(cx: &Ctx, profile: Profile) -> Command {
+    let cargo = cargo();
+    let profile = profile.as_str();
+    let server = services::MODEL_SERVER;
+    let target = static_target().map(|t| ["--target", t]);
+    let target = target.iter().flatten();
+    let marker = static_target().map(|_| link::DYNAMIC_MARKER);
+    let marker = marker.iter().flatten();
+    let mut cmd: Command = cmd!(
+        cx.sh,
+        "{cargo} rustc --profile {profile} {target...} --package {server} --bin {server} --message-format=json-render-diagnostics -- {marker...}"
+    )
+    .into();
+    wrapped(&mut cmd);
+    cmd
+}
+
+/// The xtask as `RUSTC_WORKSPACE_WRAPPER` of `cmd`, where binaries are
+/// linked statically.
+fn wrapped(cmd: &mut Command) {
+    if static_target().is_none() {
+        return;
+    }
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", me)
+            .env(link::WRAPPER_ENV, "1");
+    }
 }
 
 /// Cargo's target directory (CARGO_TARGET_DIR honoured).
@@ -87,7 +97,7 @@ pub fn target_dir(cx: &Ctx) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| cx.root.join("target"), Into::into)
 }
 
-/// Where `binary_command` puts its binaries.
+/// Where `static_command` puts its binaries.
 pub fn release_dir(cx: &Ctx, profile: Profile) -> PathBuf {
     profile_dir(&target_dir(cx), profile)
 }
@@ -166,24 +176,12 @@ impl Selection {
         out
     }
 
-    /// The feature flags of `package`'s own build (`binary_command`):
-    /// `--no-default-features` for a model server without its ONNX
-    /// runtime, none otherwise.
-    pub fn features_of(&self, package: &str) -> Vec<String> {
-        if package == services::MODEL_SERVER && !self.features.is_empty() {
-            vec!["--no-default-features".to_string()]
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// Each binary's `cargo rustc` command (`binary_command`).
-    pub fn commands(&self, cx: &Ctx, profile: Profile) -> Vec<Command> {
+    /// `--package P --bin B …` and the feature flags, for `cargo build`.
+    pub fn build_args(&self) -> Vec<String> {
         self.binaries
             .iter()
-            .map(|(p, b)| {
-                binary_command(cx, profile, (p, b), &self.features_of(p), Linkage::Static)
-            })
+            .flat_map(|(p, b)| ["--package".into(), p.clone(), "--bin".into(), b.clone()])
+            .chain(self.features.iter().cloned())
             .collect()
     }
 
@@ -267,7 +265,8 @@ pub fn build_in(
 /// A failed build; None under --dry-run.
 pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
     let server = services::MODEL_SERVER;
-    let cmd = binary_command(cx, Profile::Release, (server, server), &[], Linkage::Static);
+    let mut cmd = static_command(cx, Profile::Release);
+    cmd.args(["--package", server, "--bin", server]);
     let out = cx.runner.run(cmd, "building the model server")?;
     let Some(executables) = cx.runner.unless_dry_run(|| Ok(executables(&out.stdout)))? else {
         return Ok(None);
@@ -278,8 +277,8 @@ pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
     }
 }
 
-/// The binaries of `selection`, one `cargo rustc` each; the executables
-/// they made, or None under --dry-run.
+/// One cargo invocation for `selection`; the executables it made, or None
+/// under --dry-run.
 fn cargo_build(
     cx: &Ctx,
     profile: Profile,
@@ -298,17 +297,15 @@ fn cargo_build(
     })?;
     // Held from the build until the binaries are copied out (below).
     let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
-    let mut made = Vec::new();
-    for mut cmd in selection.commands(cx, profile) {
-        if let Some(dir) = target_dir {
-            cmd.env("CARGO_TARGET_DIR", dir);
-        }
-        let out = cx.runner.run(cmd, "building the services")?;
-        made.extend(executables(&out.stdout));
+    let mut cmd = static_command(cx, profile);
+    cmd.args(selection.build_args());
+    if let Some(dir) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
     }
+    let out = cx.runner.run(cmd, "building the services")?;
     let kept = cx.runner.unless_dry_run(|| {
         keep(
-            made,
+            executables(&out.stdout),
             &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
         )
     });
@@ -480,9 +477,9 @@ pub fn onnxruntime_model_server(cx: &Ctx) -> Result<Option<(PathBuf, PathBuf)>> 
 /// For the services with `runtime = "onnxruntime"`: the model server
 /// linked against the system's C runtime (a static one cannot load a
 /// shared library), and the ONNX Runtime library it loads
-/// (`onnxruntime::provide`). Their paths. It is `binary_command`'s build
-/// of the model server without crt-static on its final crate: the
-/// dependencies compiled for the static binaries serve it too.
+/// (`onnxruntime::provide`). Their paths. It is the static build's model
+/// server with a dynamic final link (`link`): the dependencies and
+/// libraries compiled for the static binaries serve it too.
 fn onnxruntime_server(
     cx: &Ctx,
     profile: Profile,
@@ -490,7 +487,7 @@ fn onnxruntime_server(
 ) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir.map_or_else(|| self::target_dir(cx), std::path::Path::to_path_buf);
     let server = services::MODEL_SERVER;
-    let mut cmd = binary_command(cx, profile, (server, server), &[], Linkage::Dynamic);
+    let mut cmd = dynamic_server_command(cx, profile);
     if let Some(dir) = target_dir {
         cmd.env("CARGO_TARGET_DIR", dir);
     }
@@ -588,8 +585,10 @@ mod tests {
         let s = Selection::of(&plain, root, &packages);
         assert_eq!(s.features, ["--no-default-features"]);
         assert_eq!(s.packages(), ["test-api", "model-server"]);
-        assert_eq!(s.features_of("model-server"), ["--no-default-features"]);
-        assert!(s.features_of("test-api").is_empty());
+        assert!(
+            s.build_args()
+                .ends_with(&["--no-default-features".to_string()])
+        );
 
         // A crate with default features keeps them.
         let with_crate = crate::ground::settings::parse(
@@ -623,7 +622,7 @@ mod tests {
         )?;
         let s = Selection::of(&ort, root, &packages);
         assert_eq!(s.packages(), ["model-server"]);
-        assert_eq!(s.features_of("model-server"), ["--no-default-features"]);
+        assert_eq!(s.features, ["--no-default-features"]);
         let alone =
             crate::ground::settings::parse("[services.iris-model]\nruntime = \"onnxruntime\"\n")?;
         assert!(Selection::of(&alone, root, &packages).binaries.is_empty());

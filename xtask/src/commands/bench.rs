@@ -175,28 +175,17 @@ impl BenchArgs {
     fn cases(&self, cx: &Ctx) -> Result<Vec<Case>> {
         let profile = self.profile.or(build::Profile::Release);
         let release = build::release_dir(cx, profile);
-        // iris is measured too: the ONNX runtime, whatever the settings.
-        let onnx = matches!(
+        let mut deploy_build = build::static_command(cx, profile);
+        deploy_build.args(build::selection(cx)?.build_args());
+        if matches!(
             self.subject,
             BenchSubject::ModelServer | BenchSubject::Protocols
-        );
-        let selection = build::selection(cx)?;
-        for (package, bin) in &selection.binaries {
-            let features = if onnx && package == crate::ground::services::MODEL_SERVER {
-                Vec::new()
-            } else {
-                selection.features_of(package)
-            };
-            let deploy_build = build::binary_command(
-                cx,
-                profile,
-                (package, bin),
-                &features,
-                build::Linkage::Static,
-            );
-            cx.runner
-                .run(deploy_build, "building the services as deploy does")?;
+        ) {
+            // iris is measured too: the ONNX runtime, whatever the settings.
+            deploy_build.args(["--features", "model-server/onnx"]);
         }
+        cx.runner
+            .run(deploy_build, "building the services as deploy does")?;
         Ok(match self.subject {
             BenchSubject::TestApi => {
                 // The reference with cargo's default release settings (the

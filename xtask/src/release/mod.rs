@@ -194,21 +194,22 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     let rustc = rustc_version(cx)?;
     let timestamp = image::naming::Provenance::read(cx)?.created()?;
     let command = invocation(std::env::args().skip(1));
-    // One `cargo rustc` per binary, as the build ran them.
-    let build_command = crate::build::selection(cx)?
-        .commands(cx, Profile::Dist)
-        .iter()
-        .map(|c| {
-            std::iter::once("cargo".to_string())
-                .chain(
-                    c.get_args()
-                        .map(|a| crate::ground::runner::quote(&a.to_string_lossy())),
-                )
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join(" && ");
+    // The build's command; crt-static comes from the xtask as rustc
+    // wrapper (build::link), said after it.
+    let build_command = {
+        let mut c = crate::build::static_command(cx, Profile::Dist);
+        c.args(crate::build::selection(cx)?.build_args());
+        let mut words: Vec<String> = std::iter::once("cargo".to_string())
+            .chain(
+                c.get_args()
+                    .map(|a| crate::ground::runner::quote(&a.to_string_lossy())),
+            )
+            .collect();
+        if crate::build::static_target().is_some() {
+            words.push("(RUSTC_WORKSPACE_WRAPPER: cargo xtask, crt-static on binaries)".into());
+        }
+        words.join(" ")
+    };
 
     let mut released = Vec::new();
     for image in &images {
