@@ -22,6 +22,7 @@ use serde::Deserialize;
 use xshell::cmd;
 
 use crate::ground::context::Ctx;
+use crate::ground::files;
 use crate::ground::services::{self, ServiceSpec};
 use crate::ground::settings::{ModelName, Runtime, ServiceKind};
 
@@ -306,7 +307,7 @@ fn cargo_build(
     let kept = cx.runner.unless_dry_run(|| {
         keep(
             executables(&out.stdout),
-            &out_dir.join("kube-mlops").join(checkout_id(&cx.root)),
+            &out_dir.join("kube-mlops").join(files::path_id(&cx.root)),
         )
     });
     drop(lock);
@@ -334,23 +335,13 @@ fn output_lock(dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// 16 hex digits of the SHA-256 of the checkout's absolute path: its own
-/// directory for copies of what it built.
-fn checkout_id(root: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    let path = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-    let hash = format!("{:x}", Sha256::digest(path.as_os_str().as_encoded_bytes()));
-    hash[..16].to_string()
-}
-
-/// Copies each executable into `dir` (written aside, then renamed over the
-/// old copy, which may be running: a running binary cannot be truncated);
-/// the copies' paths.
+/// Copies each executable into `dir` (written whole over the old copy,
+/// which may be running: a running binary cannot be truncated); the
+/// copies' paths.
 fn keep(
     executables: Vec<(String, PathBuf)>,
     dir: &std::path::Path,
 ) -> Result<Vec<(String, PathBuf)>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     executables
         .into_iter()
         .map(|(name, path)| {
@@ -358,12 +349,7 @@ fn keep(
                 .file_name()
                 .map_or_else(|| name.clone().into(), ToOwned::to_owned);
             let copy = dir.join(&file);
-            let aside = dir.join(format!(".{}.new", file.to_string_lossy()));
-            std::fs::copy(&path, &aside).with_context(|| {
-                format!("cannot copy {} to {}", path.display(), aside.display())
-            })?;
-            std::fs::rename(&aside, &copy)
-                .with_context(|| format!("cannot replace {}", copy.display()))?;
+            files::copy_whole(&path, &copy)?;
             Ok((name, copy))
         })
         .collect()
@@ -506,7 +492,7 @@ fn onnxruntime_server(
             executables(&out.stdout),
             &out_dir
                 .join("kube-mlops")
-                .join(checkout_id(&cx.root))
+                .join(files::path_id(&cx.root))
                 .join("onnxruntime"),
         )
     })?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::ground::download;
+use crate::ground::{download, files};
 
 /// The ONNX Runtime release (the `onnxruntime` wheel's version); `ort`
 /// 2.0.0-rc.15 speaks its C API.
@@ -94,13 +94,7 @@ pub fn provide(target: &Path, arch: &str) -> Result<PathBuf> {
         wheel.sha256,
     )?;
     let library = library_of(&bytes, &wheel)?;
-    let dir = path.parent().unwrap_or(target);
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Written aside and renamed: a reader never sees half a library.
-    let aside = dir.join(format!(".{}.{}", file_name(), std::process::id()));
-    std::fs::write(&aside, &library)
-        .with_context(|| format!("cannot write {}", aside.display()))?;
-    std::fs::rename(&aside, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    files::write_whole(&path, &library)?;
     Ok(path)
 }
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::build::{self, Built, Profile};
 use crate::ground::context::Ctx;
+use crate::ground::files;
 use crate::ground::services::ServiceSpec;
 use crate::targets::target::{Delivered, Delivery, Session, Target};
 use crate::verify::smoke;
@@ -479,11 +480,11 @@ fn keep_copy(
     let sha = format!("{:x}", Sha256::digest(bytes));
     let kept = dir.join(format!("{stem}-{}{suffix}", &sha[..16]));
     if !kept.exists() {
-        let tmp = dir.join(format!("{stem}-{}.partial", &sha[..16]));
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&tmp, &kept)?;
+        files::write_whole_with(&kept, mode, |file| {
+            use std::io::Write;
+            file.write_all(bytes)
+                .with_context(|| format!("cannot write {}", kept.display()))
+        })?;
     }
     Ok(kept)
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::ground::files;
+
 /// The most one download may be: 256 MB.
 const LIMIT: u64 = 256 << 20;
 
@@ -30,11 +32,7 @@ pub fn pinned(dir: &Path, file: &str, url: &str, sha256: &str) -> Result<Vec<u8>
     eprintln!("==> downloading {url}");
     let bytes = get(url).with_context(|| format!("downloading {url}"))?;
     check(&bytes, url, sha256)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Written aside and renamed: a reader never sees half a file.
-    let aside = dir.join(format!(".{file}.{}", std::process::id()));
-    std::fs::write(&aside, &bytes).with_context(|| format!("cannot write {}", aside.display()))?;
-    std::fs::rename(&aside, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    files::write_whole(&path, &bytes)?;
     Ok(bytes)
 }
 

@@ -56,13 +56,8 @@ impl RunLock {
     /// directory's `kube-mlops-<uid>/`), named `<target>-<a hash of the
     /// run directory's absolute path>.lock`.
     pub fn path(run_dir: &Path, target: &str) -> PathBuf {
-        use sha2::{Digest, Sha256};
-        let checkout = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
-        let hash = format!(
-            "{:x}",
-            Sha256::digest(checkout.as_os_str().as_encoded_bytes())
-        );
-        locks_dir().join(format!("{target}-{}.lock", &hash[..16]))
+        let id = super::files::path_id(run_dir);
+        locks_dir().join(format!("{target}-{id}.lock"))
     }
 
     /// Takes the lock at `path` for a run of `kind` described by `command`

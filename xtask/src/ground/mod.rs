@@ -7,6 +7,7 @@
 pub mod context;
 pub mod conventions;
 pub mod download;
+pub mod files;
 pub mod http;
 pub mod interrupt;
 pub mod kubecontext;

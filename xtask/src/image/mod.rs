@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::build::{self, Built};
 use crate::ground::context::Ctx;
 use crate::ground::conventions::CONTAINER_PORT;
+use crate::ground::files;
 use crate::ground::services::{MODELS_DIR, ServiceSpec};
 use crate::ground::settings::Runtime;
 use naming::Provenance;
@@ -337,9 +338,7 @@ fn assemble(
         return Ok(image);
     }
     oci::write_archive(&assembled, reference, &prov.tag(), spec.epoch, archive)?;
-    let tmp = record.with_extension(format!("json.{}.partial", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&image)?)?;
-    std::fs::rename(&tmp, &record).with_context(|| format!("cannot write {}", record.display()))?;
+    files::write_whole(&record, &serde_json::to_vec_pretty(&image)?)?;
     eprintln!(
         "  ✓ assembled {reference} in {:.2}s: {} ({:.1} MB)",
         started.elapsed().as_secs_f64(),

@@ -22,6 +22,8 @@ use oci_spec::image::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::ground::files;
+
 /// The unprivileged user images run as (distroless's "nonroot").
 pub const UID: u32 = 65532;
 
@@ -361,24 +363,23 @@ pub fn write_archive(
     }
     files.insert(blob_path(&a.digest), a.manifest.clone());
 
-    // A name of this process's own, renamed over the archive when whole: two
-    // builds at once (two shells, a deploy beside an `image push`) each
-    // leave a whole archive, and a reader keeps the file it opened.
-    let tmp = path.with_extension(format!("tar.{}.partial", std::process::id()));
-    let out =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
-    for dir in ["blobs/", "blobs/sha256/"] {
-        tar.append(&header(dir, 0, 0o755, true, epoch)?, std::io::empty())?;
-    }
-    for (name, bytes) in &files {
-        tar.append(
-            &header(name, bytes.len() as u64, 0o644, false, epoch)?,
-            &bytes[..],
-        )?;
-    }
-    tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    // Written whole: two builds at once (two shells, a deploy beside an
+    // `image push`) each leave a whole archive, and a reader keeps the file
+    // it opened.
+    files::write_whole_with(path, 0o644, |out| {
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+        for dir in ["blobs/", "blobs/sha256/"] {
+            tar.append(&header(dir, 0, 0o755, true, epoch)?, std::io::empty())?;
+        }
+        for (name, bytes) in &files {
+            tar.append(
+                &header(name, bytes.len() as u64, 0o644, false, epoch)?,
+                &bytes[..],
+            )?;
+        }
+        tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    })
 }
 
 /// The config and layers of an image archive, read through its
