@@ -3,10 +3,11 @@
 //! distroless's `cc` image is: from Debian's own packages (libc6,
 //! libgcc-s1, libstdc++6 of Debian 12 "bookworm"), each pinned by version
 //! and by the SHA-256 of its `.deb` (as the archive's signed `Packages`
-//! index lists it), each a layer of its own. Only their shared libraries
-//! are kept (`lib/`, `lib64/`, `usr/lib/`, without glibc's iconv modules
-//! in `gconv/`): no programs, no shell, no documentation. The layers' files
-//! carry the epoch 0, so every image on this base shares its layers.
+//! index lists it), each a layer of its own. Only shared libraries are
+//! kept (under `lib/`, `lib64/`, `usr/lib/`), and of glibc's only those the
+//! server and ONNX Runtime link (`GLIBC_LINKED`): no programs, no shell, no
+//! documentation, no locales, iconv or NSS modules. The layers' files carry
+//! the epoch 0, so every image on this base shares its layers.
 
 use std::io::Read;
 use std::path::Path;
@@ -79,6 +80,21 @@ const PACKAGES: [Package; 6] = [
     },
 ];
 
+/// glibc's libraries the model server and ONNX Runtime 1.32's
+/// `libonnxruntime.so` load: their `DT_NEEDED` entries (`readelf -d`), and
+/// the dynamic loader of each architecture. The rest of libc6 (libmvec,
+/// libresolv, NSS modules, libthread_db, ...) is nothing the server loads:
+/// it binds to an IP address and resolves no names.
+const GLIBC_LINKED: [&str; 7] = [
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "librt.so.1",
+    "libpthread.so.0",
+];
+
 /// The packages of the base for `arch`, in layer order.
 ///
 /// # Errors
@@ -109,20 +125,20 @@ pub fn layers(cache: &Path, arch: &str) -> Result<Vec<(String, Vec<Entry>)>> {
             let file = p.filename.rsplit('/').next().unwrap_or(p.filename);
             let url = format!("{MIRROR}/{}", p.filename);
             let deb = download::pinned(cache, file, &url, p.sha256)?;
-            let entries = libraries(&deb).with_context(|| format!("reading {file}"))?;
+            let entries = libraries(&deb, p.name).with_context(|| format!("reading {file}"))?;
             Ok((format!("{}={}", p.name, p.version), entries))
         })
         .collect()
 }
 
-/// The shared libraries a `.deb` installs: its `data.tar.xz` (an `ar`
-/// member) read, keeping regular files and symbolic links under `lib/`,
-/// `lib64/` and `usr/lib/` but not `gconv/`.
+/// The shared libraries the `.deb` of package `name` installs: its
+/// `data.tar.xz` (an `ar` member) read, keeping regular files and symbolic
+/// links under `lib/`, `lib64/` and `usr/lib/` that `kept` keeps.
 ///
 /// # Errors
 /// Not an `ar` archive; no `data.tar.xz`; a hard link or another entry
 /// type among the kept paths.
-pub fn libraries(deb: &[u8]) -> Result<Vec<Entry>> {
+pub fn libraries(deb: &[u8], name: &str) -> Result<Vec<Entry>> {
     let mut ar = ar::Archive::new(deb);
     while let Some(member) = ar.next_entry() {
         let member = member.context("not a Debian package (an ar archive)")?;
@@ -139,7 +155,7 @@ pub fn libraries(deb: &[u8]) -> Result<Vec<Entry>> {
                 .trim_start_matches("./")
                 .trim_end_matches('/')
                 .to_string();
-            if !kept(&path) {
+            if !kept(name, &path) {
                 continue;
             }
             match entry.header().entry_type() {
@@ -171,12 +187,19 @@ pub fn libraries(deb: &[u8]) -> Result<Vec<Entry>> {
     bail!("no data.tar.xz in the package")
 }
 
-/// Whether the base keeps `path` (relative, no leading `./`).
-fn kept(path: &str) -> bool {
+/// Whether the base keeps `path` (relative, no leading `./`) of package
+/// `name`: a file in a library folder, not in `gconv/` or `locale/`, and of
+/// libc6 only what `GLIBC_LINKED` names.
+fn kept(name: &str, path: &str) -> bool {
     let library_dir = ["lib/", "lib64/", "usr/lib/"]
         .iter()
         .any(|dir| path.starts_with(dir));
-    library_dir && !path.split('/').any(|part| part == "gconv")
+    let file = path.rsplit('/').next().unwrap_or(path);
+    library_dir
+        && !path
+            .split('/')
+            .any(|part| part == "gconv" || part == "locale")
+        && (name != "libc6" || GLIBC_LINKED.contains(&file))
 }
 
 #[cfg(test)]
@@ -184,22 +207,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_shared_libraries_are_kept() {
-        for path in [
-            "lib/x86_64-linux-gnu/libc.so.6",
-            "lib64/ld-linux-x86-64.so.2",
-            "usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+    fn only_shared_libraries_the_server_loads_are_kept() {
+        for (name, path) in [
+            ("libc6", "lib/x86_64-linux-gnu/libc.so.6"),
+            ("libc6", "lib/x86_64-linux-gnu/libm.so.6"),
+            ("libc6", "lib64/ld-linux-x86-64.so.2"),
+            ("libc6", "lib/aarch64-linux-gnu/libpthread.so.0"),
+            ("libstdc++6", "usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
+            ("libstdc++6", "usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30"),
+            ("libgcc-s1", "lib/x86_64-linux-gnu/libgcc_s.so.1"),
         ] {
-            assert!(kept(path), "{path}");
+            assert!(kept(name, path), "{path}");
         }
-        for path in [
-            "usr/bin/ldd",
-            "sbin/ldconfig",
-            "usr/share/doc/libc6/copyright",
-            "usr/lib/x86_64-linux-gnu/gconv/libCNS.so",
-            "etc/ld.so.conf.d/x86_64-linux-gnu.conf",
+        for (name, path) in [
+            ("libc6", "usr/bin/ldd"),
+            ("libc6", "sbin/ldconfig"),
+            ("libc6", "usr/share/doc/libc6/copyright"),
+            ("libc6", "usr/lib/x86_64-linux-gnu/gconv/libCNS.so"),
+            ("libc6", "usr/lib/locale/C.utf8/LC_CTYPE"),
+            ("libc6", "lib/x86_64-linux-gnu/libmvec.so.1"),
+            ("libc6", "lib/x86_64-linux-gnu/libnss_dns.so.2"),
+            ("libc6", "etc/ld.so.conf.d/x86_64-linux-gnu.conf"),
+            (
+                "libstdc++6",
+                "usr/share/gdb/auto-load/libstdc++.so.6.0.30-gdb.py",
+            ),
         ] {
-            assert!(!kept(path), "{path}");
+            assert!(!kept(name, path), "{path}");
         }
     }
 
@@ -222,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_package_is_refused() {
-        let err = libraries(b"not an ar archive").err();
+        let err = libraries(b"not an ar archive", "libc6").err();
         assert!(err.is_some());
     }
 }
