@@ -322,7 +322,8 @@ def trees(rng, n_trees=300, depth=3, features=40):
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
         ],
     )
-    inputs = {"input": rng.standard_normal((4, features)).astype(np.float32)}
+    # Rows of both classes, so that a label the other way round shows.
+    inputs = {"input": rng.standard_normal((16, features)).astype(np.float32)}
     return graph, inputs
 
 

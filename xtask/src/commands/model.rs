@@ -107,13 +107,6 @@ impl ModelArgs {
         };
         let (found, runtime_note) = on_runtime(cx, &server, &onnx, output.as_deref(), runtime)
             .with_context(|| format!("--onnx {}", onnx.display()))?;
-        if found.runtime == "tract" && has_tree_classifier(&onnx) {
-            eprintln!(
-                "  ! tract labels each row of a binary TreeEnsembleClassifier with the other \
-                 class (its probabilities are right); serve tree classifiers with --runtime \
-                 onnxruntime"
-            );
-        }
         fits(&found, class_names.as_deref(), feature_names.as_deref())?;
         // A tabular model ([N, features]) gets a Seldon v1 contract; any
         // other graph is smoke-tested over the Open Inference Protocol.
@@ -321,17 +314,6 @@ fn reason(e: &anyhow::Error) -> String {
     let text = format!("{e:#}");
     text.trim_start_matches("the model server cannot serve it: ")
         .to_string()
-}
-
-/// Whether `onnx` holds a `TreeEnsembleClassifier` (its op type is a
-/// plain string in the protobuf): tract labels a binary one's rows with
-/// the other class (README, the model server's runtimes).
-fn has_tree_classifier(onnx: &Path) -> bool {
-    std::fs::read(onnx).is_ok_and(|bytes| {
-        bytes
-            .windows(b"TreeEnsembleClassifier".len())
-            .any(|w| w == b"TreeEnsembleClassifier")
-    })
 }
 
 /// The names given fit the model.

@@ -161,7 +161,13 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
 fn analysed(declared: &Declaration) -> Result<InferenceModel> {
     let mut onnx = tract_onnx::onnx();
     scaler::register(&mut onnx.op_register);
-    let proto = &declared.proto;
+    let relabelled;
+    let proto = if binary_tree_classifiers(&declared.proto).is_empty() {
+        &declared.proto
+    } else {
+        relabelled = relabel_binary_trees(&declared.proto);
+        &relabelled
+    };
     let graph = proto.graph.as_ref().context("the ONNX file has no graph")?;
     let missing = missing_operators(graph, |op| onnx.op_register.0.contains_key(op));
     if !missing.is_empty() {
@@ -300,6 +306,100 @@ fn cut_zipmaps(proto: &mut ModelProto) -> Result<Option<Vec<String>>> {
         };
     }
     Ok(labels)
+}
+
+/// The positions in the graph of the binary `TreeEnsembleClassifier`s tract
+/// mislabels: two class labels, every leaf weight on class 0 (what
+/// tract-onnx 0.23 calls the binary result layout).
+fn binary_tree_classifiers(proto: &ModelProto) -> Vec<usize> {
+    let Some(graph) = proto.graph.as_ref() else {
+        return Vec::new();
+    };
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+            let classes = attr("classlabels_int64s")
+                .map(|a| a.ints.len())
+                .or_else(|| attr("classlabels_strings").map(|a| a.strings.len()));
+            n.op_type == "TreeEnsembleClassifier"
+                && classes == Some(2)
+                && n.output.first().is_some_and(|o| !o.is_empty())
+                && attr("class_ids").is_some_and(|a| a.ints.iter().all(|&c| c == 0))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `proto` with the label of each binary `TreeEnsembleClassifier` taken
+/// from its probabilities, as ONNX Runtime labels it: the class of the
+/// larger probability, the first on a tie (`ArgMax`, then a `Gather` of
+/// the class labels). tract-onnx 0.23 lays a binary ensemble's scores out
+/// as `[1 - p, p]` after it has taken their argmax, so its own label is
+/// the other class while its probabilities are right.
+fn relabel_binary_trees(proto: &ModelProto) -> ModelProto {
+    let mut proto = proto.clone();
+    let positions = binary_tree_classifiers(&proto);
+    let Some(graph) = proto.graph.as_mut() else {
+        return proto;
+    };
+    // From the last, so that inserting after a node keeps the earlier
+    // positions.
+    for &i in positions.iter().rev() {
+        let node = &mut graph.node[i];
+        let label = node.output[0].clone();
+        if node.output.len() < 2 || node.output[1].is_empty() {
+            node.output.resize(2, String::new());
+            node.output[1] = format!("{label}.probabilities");
+        }
+        let probabilities = node.output[1].clone();
+        node.output[0] = format!("{label}.by_tract");
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name == name).cloned();
+        let classes = match (attr("classlabels_int64s"), attr("classlabels_strings")) {
+            (Some(ints), _) => pb::TensorProto {
+                dims: vec![2],
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                int64_data: ints.ints,
+                name: format!("{label}.classes"),
+                ..Default::default()
+            },
+            (None, strings) => pb::TensorProto {
+                dims: vec![2],
+                data_type: pb::tensor_proto::DataType::String as i32,
+                string_data: strings.map(|a| a.strings).unwrap_or_default(),
+                name: format!("{label}.classes"),
+                ..Default::default()
+            },
+        };
+        let int = |name: &str, i: i64| pb::AttributeProto {
+            name: name.to_string(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i,
+            ..Default::default()
+        };
+        let argmax = pb::NodeProto {
+            input: vec![probabilities],
+            output: vec![format!("{label}.class_index")],
+            name: format!("{label}.argmax"),
+            op_type: "ArgMax".to_string(),
+            attribute: vec![int("axis", 1), int("keepdims", 0)],
+            ..Default::default()
+        };
+        let gather = pb::NodeProto {
+            input: vec![classes.name.clone(), format!("{label}.class_index")],
+            output: vec![label.clone()],
+            name: format!("{label}.gather"),
+            op_type: "Gather".to_string(),
+            attribute: vec![int("axis", 0)],
+            ..Default::default()
+        };
+        graph.initializer.push(classes);
+        graph.node.insert(i + 1, gather);
+        graph.node.insert(i + 1, argmax);
+    }
+    proto
 }
 
 /// Operators of `graph` (and where known, how to export without them).
