@@ -27,6 +27,13 @@ Writes into OUT_DIR (small files, fixed seeds, built with onnx.helper):
                  trees of depth 3 on input float32 [N, 40], one
                  ai.onnx.ml TreeEnsembleClassifier -> label int64 [N],
                  probabilities float32 [N, 2]
+  prior.onnx     a binary tree ensemble as skl2onnx and onnxmltools write
+                 one with a prior (GradientBoostingClassifier,
+                 HistGradientBoosting, XGBoost): one base value, 50 stumps
+                 with leaf weights >= 0 on input float32 [N, 8], LOGISTIC.
+                 ONNX Runtime labels a row by its raw score above 0.5 here
+                 (every weight >= 0), not by its larger probability; the
+                 rows' scores lie on both sides of 0.5, all above 0
   cgather.onnx   not servable: a Gather of constant index 20 from a
                  10-row constant table (no answers: onnxruntime refuses it)
   cases.json     for each model: its file, the inputs (name, datatype,
@@ -327,6 +334,58 @@ def trees(rng, n_trees=300, depth=3, features=40):
     return graph, inputs
 
 
+def prior(rng, n_trees=50, features=8):
+    """Stumps whose leaves weigh class 0 by 0 or a positive weight, and one
+    base value, as GradientBoostingClassifier, HistGradientBoosting and
+    XGBoost binary classifiers are exported (a prior in base_values)."""
+    a = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "class_treeids", "class_nodeids",
+        "class_ids", "class_weights",
+    )}
+    for t in range(n_trees):
+        for n, mode in enumerate(["BRANCH_LEQ", "LEAF", "LEAF"]):
+            a["nodes_treeids"].append(t)
+            a["nodes_nodeids"].append(n)
+            a["nodes_modes"].append(mode)
+            if n == 0:
+                a["nodes_featureids"].append(int(rng.integers(0, features)))
+                a["nodes_values"].append(0.0)
+                a["nodes_truenodeids"].append(1)
+                a["nodes_falsenodeids"].append(2)
+            else:
+                a["nodes_featureids"].append(0)
+                a["nodes_values"].append(0.0)
+                a["nodes_truenodeids"].append(0)
+                a["nodes_falsenodeids"].append(0)
+                a["class_treeids"].append(t)
+                a["class_nodeids"].append(n)
+                a["class_ids"].append(0)
+                weight = 0.0 if n == 1 else float(np.float32(rng.uniform(0.0, 0.04)))
+                a["class_weights"].append(weight)
+    node = helper.make_node(
+        "TreeEnsembleClassifier",
+        ["input"],
+        ["label", "probabilities"],
+        domain="ai.onnx.ml",
+        classlabels_int64s=[3, 7],
+        base_values=[0.05],
+        post_transform="LOGISTIC",
+        **a,
+    )
+    graph = helper.make_graph(
+        [node],
+        "prior",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+        ],
+    )
+    inputs = {"input": rng.standard_normal((16, features)).astype(np.float32)}
+    return graph, inputs
+
+
 def cgather():
     table = numpy_helper.from_array(np.zeros((10, 2), dtype=np.float32), "table")
     index = numpy_helper.from_array(np.array([20], dtype=np.int64), "index")
@@ -368,9 +427,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(21)
     cases = {}
-    for make in (cnn, text, float64, matmul, half, outer, mlp, cnn64, trees):
+    for make in (cnn, text, float64, matmul, half, outer, mlp, cnn64, trees, prior):
         graph, inputs = make(rng)
-        model = helper.make_model(graph, opset_imports=ML_OPSET if make is trees else OPSET)
+        model = helper.make_model(graph, opset_imports=ML_OPSET if make in (trees, prior) else OPSET)
         model.ir_version = 8
         onnx.checker.check_model(model, full_check=True)
         path = out / f"{make.__name__}.onnx"

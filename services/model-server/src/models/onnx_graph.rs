@@ -333,17 +333,47 @@ fn binary_tree_classifiers(proto: &ModelProto) -> Vec<usize> {
         .collect()
 }
 
-/// `proto` with the label of each binary `TreeEnsembleClassifier` taken
-/// from its probabilities, as ONNX Runtime labels it: the class of the
-/// larger probability, the first on a tie (`ArgMax`, then a `Gather` of
-/// the class labels). tract-onnx 0.23 lays a binary ensemble's scores out
-/// as `[1 - p, p]` after it has taken their argmax, so its own label is
-/// the other class while its probabilities are right.
+/// `proto` with each binary `TreeEnsembleClassifier` made right for tract:
+///
+/// - its label taken as ONNX Runtime takes it (`tree_ensemble_aggregator.h`,
+///   `_set_score_binary`): the second class where the raw score (leaves
+///   summed, plus the base value) is above 0.5 when every leaf weight is
+///   at least 0, above 0 otherwise. Under a `LOGISTIC` or no transform
+///   that is the probability of the second class above the threshold's
+///   image (`Gather`, `Greater`, `Cast`, then a `Gather` of the class
+///   labels); under another transform the class of the larger
+///   probability (`ArgMax`). tract-onnx 0.23 takes the argmax before it
+///   lays the scores out as `[1 - p, p]`, so its own label is the other
+///   class;
+/// - a single base value (how skl2onnx and onnxmltools write a binary
+///   gradient boosting's prior) padded to one per class, `[b, 0]`, which
+///   tract requires and which adds `b` to the raw score as ONNX Runtime
+///   does.
+///
+/// The tensors it adds get names the graph does not use.
 fn relabel_binary_trees(proto: &ModelProto) -> ModelProto {
     let mut proto = proto.clone();
     let positions = binary_tree_classifiers(&proto);
     let Some(graph) = proto.graph.as_mut() else {
         return proto;
+    };
+    let mut used: std::collections::HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().chain(&n.output))
+        .chain(graph.initializer.iter().map(|t| &t.name))
+        .chain(graph.input.iter().chain(&graph.output).map(|v| &v.name))
+        .cloned()
+        .collect();
+    let mut fresh = |base: String| {
+        let mut name = base.clone();
+        let mut n = 1;
+        while used.contains(&name) {
+            n += 1;
+            name = format!("{base}.{n}");
+        }
+        used.insert(name.clone());
+        name
     };
     // From the last, so that inserting after a node keeps the earlier
     // positions.
@@ -352,52 +382,110 @@ fn relabel_binary_trees(proto: &ModelProto) -> ModelProto {
         let label = node.output[0].clone();
         if node.output.len() < 2 || node.output[1].is_empty() {
             node.output.resize(2, String::new());
-            node.output[1] = format!("{label}.probabilities");
+            node.output[1] = fresh(format!("{label}.probabilities"));
         }
         let probabilities = node.output[1].clone();
-        node.output[0] = format!("{label}.by_tract");
+        node.output[0] = fresh(format!("{label}.by_tract"));
+        for base in node
+            .attribute
+            .iter_mut()
+            .filter(|a| a.name == "base_values")
+        {
+            if base.floats.len() == 1 {
+                base.floats.push(0.0);
+            }
+        }
         let attr = |name: &str| node.attribute.iter().find(|a| a.name == name).cloned();
+        let all_positive = attr("class_weights").is_none_or(|a| a.floats.iter().all(|w| *w >= 0.0));
+        let raw_threshold: f32 = if all_positive { 0.5 } else { 0.0 };
+        let threshold = match attr("post_transform").map(|a| a.s) {
+            None => Some(raw_threshold),
+            Some(t) if t.as_slice() == b"NONE" => Some(raw_threshold),
+            Some(t) if t.as_slice() == b"LOGISTIC" => Some(1.0 / (1.0 + (-raw_threshold).exp())),
+            Some(_) => None,
+        };
+        let classes_name = fresh(format!("{label}.classes"));
         let classes = match (attr("classlabels_int64s"), attr("classlabels_strings")) {
             (Some(ints), _) => pb::TensorProto {
                 dims: vec![2],
                 data_type: pb::tensor_proto::DataType::Int64 as i32,
                 int64_data: ints.ints,
-                name: format!("{label}.classes"),
+                name: classes_name.clone(),
                 ..Default::default()
             },
             (None, strings) => pb::TensorProto {
                 dims: vec![2],
                 data_type: pb::tensor_proto::DataType::String as i32,
                 string_data: strings.map(|a| a.strings).unwrap_or_default(),
-                name: format!("{label}.classes"),
+                name: classes_name.clone(),
                 ..Default::default()
             },
         };
+        graph.initializer.push(classes);
         let int = |name: &str, i: i64| pb::AttributeProto {
             name: name.to_string(),
             r#type: pb::attribute_proto::AttributeType::Int as i32,
             i,
             ..Default::default()
         };
-        let argmax = pb::NodeProto {
-            input: vec![probabilities],
-            output: vec![format!("{label}.class_index")],
-            name: format!("{label}.argmax"),
-            op_type: "ArgMax".to_string(),
-            attribute: vec![int("axis", 1), int("keepdims", 0)],
+        let op = |op_type: &str, input: Vec<String>, output: &str, attribute| pb::NodeProto {
+            input,
+            output: vec![output.to_string()],
+            name: output.to_string(),
+            op_type: op_type.to_string(),
+            attribute,
             ..Default::default()
         };
-        let gather = pb::NodeProto {
-            input: vec![classes.name.clone(), format!("{label}.class_index")],
-            output: vec![label.clone()],
-            name: format!("{label}.gather"),
-            op_type: "Gather".to_string(),
-            attribute: vec![int("axis", 0)],
-            ..Default::default()
-        };
-        graph.initializer.push(classes);
-        graph.node.insert(i + 1, gather);
-        graph.node.insert(i + 1, argmax);
+        let index = fresh(format!("{label}.class_index"));
+        let mut added = Vec::new();
+        match threshold {
+            Some(threshold) => {
+                let second = fresh(format!("{label}.second_column"));
+                let column = fresh(format!("{label}.second_probability"));
+                let bound = fresh(format!("{label}.threshold"));
+                let above = fresh(format!("{label}.above"));
+                graph.initializer.push(pb::TensorProto {
+                    data_type: pb::tensor_proto::DataType::Int64 as i32,
+                    int64_data: vec![1],
+                    name: second.clone(),
+                    ..Default::default()
+                });
+                graph.initializer.push(pb::TensorProto {
+                    data_type: pb::tensor_proto::DataType::Float as i32,
+                    float_data: vec![threshold],
+                    name: bound.clone(),
+                    ..Default::default()
+                });
+                added.push(op(
+                    "Gather",
+                    vec![probabilities, second],
+                    &column,
+                    vec![int("axis", 1)],
+                ));
+                added.push(op("Greater", vec![column, bound], &above, vec![]));
+                added.push(op(
+                    "Cast",
+                    vec![above],
+                    &index,
+                    vec![int("to", pb::tensor_proto::DataType::Int64 as i64)],
+                ));
+            }
+            None => added.push(op(
+                "ArgMax",
+                vec![probabilities],
+                &index,
+                vec![int("axis", 1), int("keepdims", 0)],
+            )),
+        }
+        added.push(op(
+            "Gather",
+            vec![classes_name, index],
+            &label,
+            vec![int("axis", 0)],
+        ));
+        for (k, n) in added.into_iter().enumerate() {
+            graph.node.insert(i + 1 + k, n);
+        }
     }
     proto
 }
