@@ -311,27 +311,32 @@ def trees(rng, n_trees=300, depth=3, features=40):
                 a["class_nodeids"].append(n)
                 a["class_ids"].append(0)
                 a["class_weights"].append(float(np.float32(rng.standard_normal() * 0.1)))
+    graph = binary_classifier("trees", features, classlabels_int64s=[0, 1], **a)
+    # Rows of both classes, so that a label the other way round shows.
+    inputs = {"input": rng.standard_normal((16, features)).astype(np.float32)}
+    return graph, inputs
+
+
+def binary_classifier(name, features, **attributes):
+    """A graph of one TreeEnsembleClassifier with a LOGISTIC transform:
+    input float32 [N, features] -> label int64 [N], probabilities [N, 2]."""
     node = helper.make_node(
         "TreeEnsembleClassifier",
         ["input"],
         ["label", "probabilities"],
         domain="ai.onnx.ml",
-        classlabels_int64s=[0, 1],
         post_transform="LOGISTIC",
-        **a,
+        **attributes,
     )
-    graph = helper.make_graph(
+    return helper.make_graph(
         [node],
-        "trees",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
         [
             helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
         ],
     )
-    # Rows of both classes, so that a label the other way round shows.
-    inputs = {"input": rng.standard_normal((16, features)).astype(np.float32)}
-    return graph, inputs
 
 
 def prior(rng, n_trees=50, features=8):
@@ -363,25 +368,7 @@ def prior(rng, n_trees=50, features=8):
                 a["class_ids"].append(0)
                 weight = 0.0 if n == 1 else float(np.float32(rng.uniform(0.0, 0.04)))
                 a["class_weights"].append(weight)
-    node = helper.make_node(
-        "TreeEnsembleClassifier",
-        ["input"],
-        ["label", "probabilities"],
-        domain="ai.onnx.ml",
-        classlabels_int64s=[3, 7],
-        base_values=[0.05],
-        post_transform="LOGISTIC",
-        **a,
-    )
-    graph = helper.make_graph(
-        [node],
-        "prior",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
-        [
-            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
-        ],
-    )
+    graph = binary_classifier("prior", features, classlabels_int64s=[3, 7], base_values=[0.05], **a)
     inputs = {"input": rng.standard_normal((16, features)).astype(np.float32)}
     return graph, inputs
 
