@@ -332,8 +332,21 @@ async fn teardown_removes_our_namespace_when_only_ours_and_is_idempotent() {
     fake.start_controller();
     let start = Instant::now();
     let client = fake.client.clone();
+    let namespaces = fake.namespaces.clone();
     let meanwhile = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the teardown has deleted the namespace (however long a
+        // loaded machine takes to get there), while it is Terminating.
+        let terminating = || {
+            namespaces
+                .lock()
+                .expect("ns")
+                .get(NS)
+                .is_some_and(|n| n["status"]["phase"] == "Terminating")
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !terminating() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late", "namespace": NS}}))
         .expect("config map");
