@@ -237,8 +237,14 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
         )?;
         wait_for(&lines, &failure, &mut seen)?;
         // The error goes to stderr, the verdict to stdout: either may come
-        // first through the two pipes.
-        let _ = wait_for_within(&lines, "error", &mut seen, Duration::from_secs(10));
+        // first through the two pipes (so a line already seen counts).
+        let compiler_error = |l: &String| l.contains("mismatched types") || l.contains("error[E");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !seen.iter().any(compiler_error) && Instant::now() < deadline {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line);
+            }
+        }
         assert!(
             seen.iter()
                 .any(|l| l.starts_with(&failure) && l.contains("build or model check failed")),
@@ -252,8 +258,7 @@ fn round_trip(target: &str, name: &str, settings: &str) -> Result {
             seen.join("\n")
         );
         assert!(
-            seen.iter()
-                .any(|l| l.contains("mismatched types") || l.contains("error[E")),
+            seen.iter().any(compiler_error),
             "the compiler's error is shown:\n{}",
             seen.join("\n")
         );
