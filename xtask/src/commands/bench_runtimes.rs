@@ -153,6 +153,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
     cx.runner.locate("wrk", "cargo xtask bench runtimes")?;
     let transport_ms = transport(cx, &server, &graphs, &library)?;
     let mut rows = Vec::new();
+    let mut compute = Vec::new();
     for case in &cases {
         let data = std::fs::read(scratch.path().join(format!("{}.bin", case.label())))?;
         let server = Server {
@@ -162,9 +163,13 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
             data: &data,
         };
         let mut ours = Vec::new();
+        let mut computes = Vec::new();
         for runtime in RUNTIMES {
-            ours.push(serve_and_time(cx, &server, runtime, case)?);
+            let (ms, compute_ms) = serve_and_time(cx, &server, runtime, case)?;
+            ours.push(ms);
+            computes.push(compute_ms);
         }
+        compute.push((case, computes));
         let floor_ms = floor
             .cases
             .get(&case.label())
@@ -199,6 +204,17 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
             shown(ours[1]),
             bar,
             if best_ms <= bar { "meets" } else { "MISSES" },
+        );
+    }
+    println!(
+        "the server's own time per request, the mean of model_compute_duration_seconds (decode, \
+         run, encode; the rest is transport): the floor runs back to back with warm caches, a \
+         served run after the HTTP stack's"
+    );
+    for (case, ms) in &compute {
+        println!(
+            "{:<8} {:>6} {:>10} {:>18.3} {:>18.3}",
+            case.model, case.shape[0], "", ms[0], ms[1]
         );
     }
     println!(
@@ -328,7 +344,10 @@ fn inputs(case: &Case, seed: u64) -> Vec<u8> {
 /// one at a time over one connection: wrk's median for `SECONDS` (its
 /// client costs least), or for a request slower than `SLOW_MS` the median
 /// of `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
-fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> Result<f64> {
+/// The case's median end-to-end milliseconds on `runtime`, and the mean
+/// milliseconds the server itself spent on a request
+/// (`model_compute_duration_seconds` from its `/metrics`).
+fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> Result<(f64, f64)> {
     let mut running = Running::start(
         server.binary,
         &server.graphs.join(format!("{}.onnx", case.model)),
@@ -341,9 +360,25 @@ fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> 
             ("MAX_BODY_BYTES", "8388608"),
         ],
     )?;
-    let result = time_requests(cx, &running.url(case.model), runtime, case, server.data);
+    let result = time_requests(cx, &running.url(case.model), runtime, case, server.data)
+        .and_then(|ms| Ok((ms, compute_ms(running.port)?)));
     running.stop();
     result
+}
+
+/// The mean of the server's `model_compute_duration_seconds`, in ms.
+fn compute_ms(port: u16) -> Result<f64> {
+    let (_, text) = crate::ground::http::get(
+        &format!("http://127.0.0.1:{port}/metrics"),
+        Duration::from_secs(10),
+    )?;
+    let value = |name: &str| -> Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .with_context(|| format!("the server's /metrics has no {name}"))
+    };
+    let count = value("model_compute_duration_seconds_count")?;
+    Ok(1000.0 * value("model_compute_duration_seconds_sum")? / count.max(1.0))
 }
 
 /// A model server on a free port, answering (killed when dropped).
