@@ -161,13 +161,8 @@ pub fn load(bytes: &[u8], output: Option<&str>) -> Result<Graph> {
 fn analysed(declared: &Declaration) -> Result<InferenceModel> {
     let mut onnx = tract_onnx::onnx();
     scaler::register(&mut onnx.op_register);
-    let relabelled;
-    let proto = if binary_tree_classifiers(&declared.proto).is_empty() {
-        &declared.proto
-    } else {
-        relabelled = relabel_binary_trees(&declared.proto);
-        &relabelled
-    };
+    let relabelled = relabel_binary_trees(&declared.proto);
+    let proto = relabelled.as_ref().unwrap_or(&declared.proto);
     let graph = proto.graph.as_ref().context("the ONNX file has no graph")?;
     let missing = missing_operators(graph, |op| onnx.op_register.0.contains_key(op));
     if !missing.is_empty() {
@@ -350,13 +345,15 @@ fn binary_tree_classifiers(proto: &ModelProto) -> Vec<usize> {
 ///   tract requires and which adds `b` to the raw score as ONNX Runtime
 ///   does.
 ///
-/// The tensors it adds get names the graph does not use.
-fn relabel_binary_trees(proto: &ModelProto) -> ModelProto {
+/// The tensors it adds get names the graph does not use. `None` for a
+/// graph without such a classifier (nothing to change).
+fn relabel_binary_trees(proto: &ModelProto) -> Option<ModelProto> {
+    let positions = binary_tree_classifiers(proto);
+    if positions.is_empty() {
+        return None;
+    }
     let mut proto = proto.clone();
-    let positions = binary_tree_classifiers(&proto);
-    let Some(graph) = proto.graph.as_mut() else {
-        return proto;
-    };
+    let graph = proto.graph.as_mut()?;
     let mut used: std::collections::HashSet<String> = graph
         .node
         .iter()
@@ -487,7 +484,7 @@ fn relabel_binary_trees(proto: &ModelProto) -> ModelProto {
             graph.node.insert(i + 1 + k, n);
         }
     }
-    proto
+    Some(proto)
 }
 
 /// Operators of `graph` (and where known, how to export without them).
