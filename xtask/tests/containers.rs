@@ -768,6 +768,21 @@ fn a_model_added_with_model_add_runs_locally_and_in_a_container_as_scikit_learn_
     let settings = std::fs::read_to_string(sb.dir.path().join("xtask.toml"))?;
     let svr = &settings[settings.find("[services.svr]").ok_or("no svr table")?..];
     assert!(svr.contains("runtime = \"onnxruntime\""), "{svr}");
+    // Forced onto tract, it is refused, with this command's flag as the
+    // way out (the server's own reason names its RUNTIME setting).
+    let out = sb.xtask(&[
+        "model",
+        "add",
+        "svr2",
+        "--runtime",
+        "tract",
+        "--onnx",
+        &format!("{}/svr.onnx", support::EXPORTERS),
+    ])?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("give --runtime onnxruntime"), "{stderr}");
+    assert!(!sb.dir.path().join("models/svr2.onnx").exists());
     // A file neither runtime can serve is refused before anything is written.
     let junk = sb.dir.path().join("junk.onnx");
     std::fs::write(&junk, b"not an ONNX graph")?;

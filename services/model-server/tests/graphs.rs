@@ -762,7 +762,7 @@ fn dynamic_batching_joins_requests_and_keeps_their_answers_apart() -> Result {
 
 /// Settings that cannot work are refused at start, saying why.
 #[test]
-fn batching_and_instance_settings_out_of_bounds_are_refused() -> Result {
+fn settings_that_cannot_work_are_refused_at_start() -> Result {
     let Some(m) = models()? else { return Ok(()) };
     let path = m.dir.path().join("mlp.onnx");
     for (settings, says) in [
@@ -779,6 +779,13 @@ fn batching_and_instance_settings_out_of_bounds_are_refused() -> Result {
             "INTRA_OP_THREADS=100000: at most 256",
         ),
         (vec![("INTRA_OP_THREADS", "0")], "INTRA_OP_THREADS=0"),
+        (
+            vec![
+                ("RUNTIME", "onnxruntime"),
+                ("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so"),
+            ],
+            "ORT_DYLIB_PATH=/nonexistent/libonnxruntime.so is not a file",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_model-server"))
             .env("PORT", "0")

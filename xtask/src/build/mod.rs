@@ -375,7 +375,22 @@ fn announce(selection: &Selection, profile: Profile, out_dir: &std::path::Path) 
             .packages()
             .iter()
             .any(|p| p == services::MODEL_SERVER);
-    // Measured on two cores (README, Figures): scaled by this machine's.
+    format!(
+        "==> building {what} ({why}); the first build in this profile compiles every dependency{}: \
+         {} (later builds take seconds)",
+        if onnx {
+            ", the model server's ONNX runtime (tract) among them"
+        } else {
+            ""
+        },
+        first_build_time(profile, onnx)
+    )
+}
+
+/// About how long a first build in `profile` takes here, said as "about N
+/// min on this machine's C cores". Measured on two cores (README,
+/// Figures), scaled by this machine's.
+fn first_build_time(profile: Profile, onnx: bool) -> String {
     let two_core_minutes: f64 = match (profile, onnx) {
         (Profile::Release, false) => 1.5,
         (Profile::Release, true) => 5.0,
@@ -384,15 +399,28 @@ fn announce(selection: &Selection, profile: Profile, out_dir: &std::path::Path) 
     };
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let minutes = (two_core_minutes * 2.0 / cores as f64).max(0.5);
-    format!(
-        "==> building {what} ({why}); the first build in this profile compiles every dependency{}: \
-         about {minutes:.0} min on this machine's {cores} cores (later builds take seconds)",
-        if onnx {
-            ", the model server's ONNX runtime (tract) among them"
-        } else {
-            ""
-        }
-    )
+    format!("about {minutes:.0} min on this machine's {cores} cores")
+}
+
+/// The line said before the model server's dynamic link when no build in
+/// `out_dir` has compiled its ONNX crates yet (the static build leaves
+/// them out when no service runs a model on tract): that link is then a
+/// first build of tract and `ort`, not seconds.
+fn announce_dynamic(profile: Profile, out_dir: &std::path::Path) -> Option<String> {
+    let compiled = std::fs::read_dir(out_dir.join(".fingerprint")).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("tract-onnx-"))
+    });
+    (!compiled).then(|| {
+        format!(
+            "==> the model server for ONNX Runtime needs the ONNX crates (tract's graph reader, \
+             ort), which no build in the {} profile has compiled yet: {} (later links take \
+             seconds)",
+            profile.as_str(),
+            first_build_time(profile, true)
+        )
+    })
 }
 
 /// Where cargo puts `profile`'s binaries under `target`.
@@ -484,6 +512,13 @@ fn onnxruntime_server(
         out_dir.display()
     ));
     let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
+    if let Some(line) = cx
+        .runner
+        .unless_dry_run(|| Ok(announce_dynamic(profile, &out_dir)))?
+        .flatten()
+    {
+        eprintln!("{line}");
+    }
     let out = cx
         .runner
         .run(cmd, "building the model server for ONNX Runtime")?;
@@ -669,6 +704,20 @@ mod tests {
             later,
             "==> building model-server (release profile: tuned for build time)"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_first_dynamic_link_says_it_compiles_the_onnx_crates() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let first = announce_dynamic(Profile::Release, dir.path()).unwrap_or_default();
+        assert!(first.contains("no build in the release profile"), "{first}");
+        assert!(first.contains(" min on this machine's "), "{first}");
+        // A static build without them leaves fingerprints, not these.
+        std::fs::create_dir_all(dir.path().join(".fingerprint/serde-0123"))?;
+        assert!(announce_dynamic(Profile::Release, dir.path()).is_some());
+        std::fs::create_dir_all(dir.path().join(".fingerprint/tract-onnx-4567"))?;
+        assert_eq!(announce_dynamic(Profile::Release, dir.path()), None);
         Ok(())
     }
 

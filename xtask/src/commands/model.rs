@@ -249,7 +249,12 @@ fn on_runtime(
     };
     match asked.as_deref() {
         Some("tract") => {
-            let found = tract()?;
+            // The server's reason names its own setting (RUNTIME=…); here
+            // the choice is this command's flag.
+            let found = tract().context(
+                "tract was asked for (--runtime tract); leave --runtime out to use the runtime \
+                 that can serve it, or give --runtime onnxruntime",
+            )?;
             let note = format!("runtime tract as asked ({:.3} ms a run)", ms(&found));
             return Ok((found, note));
         }

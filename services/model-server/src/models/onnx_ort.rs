@@ -63,15 +63,22 @@ fn environment(library: Option<&PathBuf>) -> Result<&'static ort::environment::E
         let path = library
             .cloned()
             .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"));
+        let cannot = |why: &dyn std::fmt::Display| {
+            format!(
+                "RUNTIME=onnxruntime cannot load ONNX Runtime's library: {why}. Set \
+                 ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 (the onnxruntime wheel ships it in \
+                 onnxruntime/capi/: pip install onnxruntime==1.32.0), or serve with RUNTIME=tract"
+            )
+        };
+        // The loader's own message ("dlopen failed") does not say why.
+        if library.is_some() && !path.is_file() {
+            return Err(cannot(&format!(
+                "ORT_DYLIB_PATH={} is not a file",
+                path.display()
+            )));
+        }
         ort::init_from(&path)
-            .map_err(|e| {
-                format!(
-                    "RUNTIME=onnxruntime cannot load ONNX Runtime's library: {e}. Set \
-                     ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 (the onnxruntime wheel ships it \
-                     in onnxruntime/capi/: pip install onnxruntime==1.32.0), or serve with \
-                     RUNTIME=tract"
-                )
-            })?
+            .map_err(|e| cannot(&e))?
             .with_name("model-server")
             .with_telemetry(false)
             .build()
