@@ -234,7 +234,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
 /// computing (the liveness probe), timed as the cases are: what the
 /// loopback, the HTTP stack and the client cost on this machine.
 fn transport(cx: &Ctx, binary: &Path, graphs: &Path, library: &str) -> Result<f64> {
-    let mut running = Running::start(
+    let running = Running::start(
         binary,
         &graphs.join("mlp.onnx"),
         "mlp",
@@ -242,17 +242,35 @@ fn transport(cx: &Ctx, binary: &Path, graphs: &Path, library: &str) -> Result<f6
         library,
         &[],
     )?;
-    let url = format!("http://127.0.0.1:{}/v2/health/live", running.port);
+    Ok(load(cx, running, "/v2/health/live", 1, None)?.p50_ms)
+}
+
+/// wrk for `SECONDS` on `path` of the `running` server, over
+/// `connections` connections (a `script` sets the request), then the
+/// server stopped.
+fn load(
+    cx: &Ctx,
+    mut running: Running,
+    path: &str,
+    connections: usize,
+    script: Option<&Path>,
+) -> Result<super::wrk::Figures> {
+    let url = format!("http://127.0.0.1:{}{path}", running.port);
     let duration = format!("{SECONDS}s");
+    let threads = connections.min(2).to_string();
+    let connections = connections.to_string();
+    let script: Vec<String> = script
+        .map(|s| vec!["--script".to_string(), s.display().to_string()])
+        .unwrap_or_default();
     let out = cx.runner.run(
         cmd!(
             cx.sh,
-            "wrk --threads 1 --connections 1 --duration {duration} --timeout 10s --latency {url}"
+            "wrk --threads {threads} --connections {connections} --duration {duration} --timeout 10s --latency {script...} {url}"
         ),
         "cargo xtask bench runtimes",
     );
     running.stop();
-    Ok(super::wrk::parse_wrk(&out?.stdout)?.p50_ms)
+    super::wrk::parse_wrk(&out?.stdout)
 }
 
 /// 64 clients sending one MLP row each over OIP v2 binary, on ONNX
@@ -282,7 +300,7 @@ fn batching(
     let delay = BATCH_DELAY_US.to_string();
     let mut figures = Vec::new();
     for batch in [clients.as_str(), "1"] {
-        let mut running = Running::start(
+        let running = Running::start(
             binary,
             &graphs.join("mlp.onnx"),
             "mlp",
@@ -295,17 +313,8 @@ fn batching(
                 ("MAX_CONNECTIONS", "512"),
             ],
         )?;
-        let url = running.url("mlp");
-        let duration = format!("{SECONDS}s");
-        let out = cx.runner.run(
-            cmd!(
-                cx.sh,
-                "wrk --threads 2 --connections {clients} --duration {duration} --timeout 10s --latency --script {script} {url}"
-            ),
-            "cargo xtask bench runtimes",
-        );
-        running.stop();
-        figures.push(super::wrk::parse_wrk(&out?.stdout)?);
+        let path = "/v2/models/mlp/infer";
+        figures.push(load(cx, running, path, BATCH_CLIENTS, Some(&script))?);
     }
     let (with, without) = (&figures[0], &figures[1]);
     let speedup = with.requests_per_sec / without.requests_per_sec;
