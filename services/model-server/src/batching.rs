@@ -244,10 +244,9 @@ impl Batcher {
             self.metrics.set_queued(queue.len());
             // A batch thread is woken only when this request can change
             // what one does: the first starts a batch's wait, and enough
-            // rows end it. Waking every thread on every request costs a
-            // 64-row batch over a hundred context switches.
-            let queued: usize = queue.iter().map(|p| p.rows).sum();
-            if queue.len() == 1 || self.ready(queued) {
+            // rows that go with it end it. Waking every thread on every
+            // request costs a 64-row batch over a hundred context switches.
+            if queue.len() == 1 || self.ready(self.fitting(&queue).0) {
                 self.arrived.notify_one();
             }
         }
@@ -643,5 +642,23 @@ mod tests {
             "{:?}",
             start_at.elapsed()
         );
+
+        // The rows that go with the first count, not every queued row: a
+        // request of another shape beside them hides no preferred size.
+        let (b, _) = start_preferring(60_000, vec![3]);
+        let first = b.submit(rows(0.0, 1)).expect("queued");
+        let other = vec![Tensor::new("x", vec![1, 3], Data::Fp32(vec![0.0; 3])).expect("tensor")];
+        // The batch thread waits on the first before the others come.
+        std::thread::sleep(Duration::from_millis(50));
+        let other = b.submit(other).expect("queued");
+        let start_at = Instant::now();
+        assert!(b.infer(rows(10.0, 2)).is_ok());
+        assert!(first.blocking_wait().is_ok());
+        assert!(
+            start_at.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start_at.elapsed()
+        );
+        drop(other);
     }
 }
