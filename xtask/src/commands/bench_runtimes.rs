@@ -7,6 +7,12 @@
 //! connection, one request at a time: end-to-end latency). Then dynamic
 //! batching: 64 connections sending one MLP row each, on ONNX Runtime,
 //! with batching and without.
+//!
+//! Where it can (Linux, `taskset`, two CPUs or more), the server and the
+//! floor run on a CPU of their own and the client on the others: the
+//! server's threads then stay where their caches are, as in a pod that
+//! Kubernetes' static CPU manager gives whole CPUs, and the client takes
+//! none of its time, as a client on another machine would not.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -77,6 +83,94 @@ fn batch_case() -> Case {
     }
 }
 
+/// Which CPUs the server (and the floor) and the client run on.
+#[derive(Debug, PartialEq)]
+struct Placement {
+    /// The argv prefix the server and the floor start with: `taskset -c
+    /// <cpu>`, or nothing.
+    server: Vec<String>,
+    /// The argv prefix the client (wrk) starts with.
+    client: Vec<String>,
+    /// The CPUs the client may use.
+    client_cpus: usize,
+}
+
+impl Placement {
+    /// The last of `cpus` (the ids this process may run on) for the
+    /// server, the others for the client, through `taskset`; everything
+    /// shared when there is no `taskset` or fewer than two CPUs.
+    fn new(cpus: &[usize], taskset: Option<&Path>) -> Self {
+        match (taskset, cpus.split_last()) {
+            (Some(taskset), Some((server, client))) if !client.is_empty() => {
+                let pin =
+                    |cpus: String| vec![taskset.display().to_string(), "--cpu-list".into(), cpus];
+                let list: Vec<String> = client.iter().map(usize::to_string).collect();
+                Self {
+                    server: pin(server.to_string()),
+                    client: pin(list.join(",")),
+                    client_cpus: client.len(),
+                }
+            }
+            _ => Self {
+                server: Vec::new(),
+                client: Vec::new(),
+                client_cpus: cpus.len().max(1),
+            },
+        }
+    }
+
+    /// This host's: the CPUs this process may run on, and `taskset` from
+    /// the `PATH`.
+    fn here() -> Self {
+        #[cfg(target_os = "linux")]
+        let cpus: Vec<usize> = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // taskset is Linux's (util-linux).
+        #[cfg(not(target_os = "linux"))]
+        let cpus: Vec<usize> = Vec::new();
+        Self::new(&cpus, which::which("taskset").ok().as_deref())
+    }
+
+    /// What the output says about it.
+    fn about(&self) -> String {
+        match (self.server.last(), self.client.last()) {
+            (Some(server), Some(client)) => {
+                format!("server and floor on CPU {server}, client on CPU(s) {client}")
+            }
+            _ => "server, floor and client share the CPUs (no taskset, or one CPU)".to_string(),
+        }
+    }
+
+    /// `program` run through `prefix` (the server's or the client's).
+    fn prefixed<'a>(
+        sh: &'a xshell::Shell,
+        prefix: &[String],
+        program: &std::ffi::OsStr,
+    ) -> xshell::Cmd<'a> {
+        match prefix.split_first() {
+            Some((first, rest)) => sh.cmd(first).args(rest).arg(program),
+            None => sh.cmd(program),
+        }
+    }
+
+    /// `program` started through the server's prefix.
+    fn server_command(&self, program: &Path) -> Command {
+        match self.server.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 /// The runtimes the server is measured on.
 const RUNTIMES: [&str; 2] = ["tract", "onnxruntime"];
 
@@ -119,8 +213,11 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
     let spec_path = scratch.path().join("cases.json");
     std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
     let script = cx.root.join("services/model-server/scripts/bench_floor.py");
+    let placement = Placement::here();
     let out = cx.runner.run(
-        cmd!(cx.sh, "{python} {script} {spec_path}"),
+        Placement::prefixed(&cx.sh, &placement.server, python.as_os_str())
+            .arg(&script)
+            .arg(&spec_path),
         "measuring the floor: ONNX Runtime in-process (pip install -r .ci/requirements.txt)",
     )?;
     let Some(floor) = cx.runner.unless_dry_run(|| {
@@ -146,26 +243,26 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
         ),
         "building the model server (dynamically linked, tract and ONNX Runtime)",
     )?;
-    let server = build::target_dir(cx)
+    let binary = build::target_dir(cx)
         .join(profile.as_str())
         .join("model-server");
+    let server = Server {
+        binary: &binary,
+        graphs: &graphs,
+        library: &library,
+        placement: &placement,
+    };
 
     cx.runner.locate("wrk", "cargo xtask bench runtimes")?;
-    let transport_ms = transport(cx, &server, &graphs, &library)?;
+    let transport_ms = transport(cx, &server)?;
     let mut rows = Vec::new();
     let mut compute = Vec::new();
     for case in &cases {
         let data = std::fs::read(scratch.path().join(format!("{}.bin", case.label())))?;
-        let server = Server {
-            binary: &server,
-            graphs: &graphs,
-            library: &library,
-            data: &data,
-        };
         let mut ours = Vec::new();
         let mut computes = Vec::new();
         for runtime in RUNTIMES {
-            let (ms, compute_ms) = serve_and_time(cx, &server, runtime, case)?;
+            let (ms, compute_ms) = serve_and_time(cx, &server, runtime, case, &data)?;
             ours.push(ms);
             computes.push(compute_ms);
         }
@@ -178,9 +275,10 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
         rows.push((case, floor_ms, ours));
     }
     println!(
-        "end-to-end median latency, one connection, OIP v2 binary; floor: onnxruntime {} in-process, 1 thread; server: 1 instance, 1 thread; {} profile",
+        "end-to-end median latency, one connection, OIP v2 binary; floor: onnxruntime {} in-process, 1 thread; server: 1 instance, 1 thread; {} profile; {}",
         floor.version,
-        profile.as_str()
+        profile.as_str(),
+        placement.about()
     );
     println!(
         "{:<8} {:>6} {:>10} {:>18} {:>18} {:>10}  VERDICT (faster runtime)",
@@ -226,62 +324,50 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
         .get(&batch_case().label())
         .context("no floor for the batch")?
         .median_ms;
-    batching(cx, &server, &graphs, &library, batch_floor)?;
+    batching(cx, &server, batch_floor)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The median milliseconds of a request the server answers without
 /// computing (the liveness probe), timed as the cases are: what the
 /// loopback, the HTTP stack and the client cost on this machine.
-fn transport(cx: &Ctx, binary: &Path, graphs: &Path, library: &str) -> Result<f64> {
-    let running = Running::start(
-        binary,
-        &graphs.join("mlp.onnx"),
-        "mlp",
-        "tract",
-        library,
-        &[],
-    )?;
-    Ok(load(cx, running, "/v2/health/live", 1, None)?.p50_ms)
+fn transport(cx: &Ctx, server: &Server<'_>) -> Result<f64> {
+    let running = Running::start(server, "mlp", "tract", &[])?;
+    Ok(load(cx, server.placement, &running, "/v2/health/live", 1, None)?.p50_ms)
 }
 
 /// wrk for `SECONDS` on `path` of the `running` server, over
-/// `connections` connections (a `script` sets the request), then the
-/// server stopped.
+/// `connections` connections (a `script` sets the request), from the
+/// client's CPUs.
 fn load(
     cx: &Ctx,
-    mut running: Running,
+    placement: &Placement,
+    running: &Running,
     path: &str,
     connections: usize,
     script: Option<&Path>,
 ) -> Result<super::wrk::Figures> {
     let url = format!("http://127.0.0.1:{}{path}", running.port);
     let duration = format!("{SECONDS}s");
-    let threads = connections.min(2).to_string();
+    let threads = connections.min(placement.client_cpus).to_string();
     let connections = connections.to_string();
     let script: Vec<String> = script
         .map(|s| vec!["--script".to_string(), s.display().to_string()])
         .unwrap_or_default();
     let out = cx.runner.run(
-        cmd!(
-            cx.sh,
-            "wrk --threads {threads} --connections {connections} --duration {duration} --timeout 10s --latency {script...} {url}"
-        ),
+        Placement::prefixed(&cx.sh, &placement.client, "wrk".as_ref())
+            .args(["--threads", &threads, "--connections", &connections])
+            .args(["--duration", &duration, "--timeout", "10s", "--latency"])
+            .args(script)
+            .arg(url),
         "cargo xtask bench runtimes",
-    );
-    running.stop();
-    super::wrk::parse_wrk(&out?.stdout)
+    )?;
+    super::wrk::parse_wrk(&out.stdout)
 }
 
 /// 64 clients sending one MLP row each over OIP v2 binary, on ONNX
 /// Runtime: with dynamic batching (up to 64 rows, 2 ms), and without.
-fn batching(
-    cx: &Ctx,
-    binary: &Path,
-    graphs: &Path,
-    library: &str,
-    batch_floor_ms: f64,
-) -> Result<()> {
+fn batching(cx: &Ctx, server: &Server<'_>, batch_floor_ms: f64) -> Result<()> {
     let case = Case {
         model: "mlp",
         input: "input",
@@ -301,11 +387,9 @@ fn batching(
     let mut figures = Vec::new();
     for batch in [clients.as_str(), "1"] {
         let running = Running::start(
-            binary,
-            &graphs.join("mlp.onnx"),
+            server,
             "mlp",
             "onnxruntime",
-            library,
             &[
                 ("MAX_BATCH_SIZE", batch),
                 ("MAX_QUEUE_DELAY_US", &delay),
@@ -314,7 +398,14 @@ fn batching(
             ],
         )?;
         let path = "/v2/models/mlp/infer";
-        figures.push(load(cx, running, path, BATCH_CLIENTS, Some(&script))?);
+        figures.push(load(
+            cx,
+            server.placement,
+            &running,
+            path,
+            BATCH_CLIENTS,
+            Some(&script),
+        )?);
     }
     let (with, without) = (&figures[0], &figures[1]);
     let speedup = with.requests_per_sec / without.requests_per_sec;
@@ -349,30 +440,29 @@ fn inputs(case: &Case, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Median milliseconds of requests to a server of `model` on `runtime`,
-/// one at a time over one connection: wrk's median for `SECONDS` (its
-/// client costs least), or for a request slower than `SLOW_MS` the median
-/// of `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
 /// The case's median end-to-end milliseconds on `runtime`, and the mean
 /// milliseconds the server itself spent on a request
-/// (`model_compute_duration_seconds` from its `/metrics`).
-fn serve_and_time(cx: &Ctx, server: &Server<'_>, runtime: &str, case: &Case) -> Result<(f64, f64)> {
-    let mut running = Running::start(
-        server.binary,
-        &server.graphs.join(format!("{}.onnx", case.model)),
+/// (`model_compute_duration_seconds` from its `/metrics`). `data`: the
+/// case's input elements, little-endian float32.
+fn serve_and_time(
+    cx: &Ctx,
+    server: &Server<'_>,
+    runtime: &str,
+    case: &Case,
+    data: &[u8],
+) -> Result<(f64, f64)> {
+    let running = Running::start(
+        server,
         case.model,
         runtime,
-        server.library,
         &[
             ("MODEL_INSTANCES", "1"),
             // A batch of 32 64x64 images is 1.5 MB in binary.
             ("MAX_BODY_BYTES", "8388608"),
         ],
     )?;
-    let result = time_requests(cx, &running.url(case.model), runtime, case, server.data)
-        .and_then(|ms| Ok((ms, compute_ms(running.port)?)));
-    running.stop();
-    result
+    let ms = time_requests(cx, server.placement, &running, runtime, case, data)?;
+    Ok((ms, compute_ms(running.port)?))
 }
 
 /// The mean of the server's `model_compute_duration_seconds`, in ms.
@@ -397,25 +487,28 @@ struct Running {
 }
 
 impl Running {
-    /// Serves `model` (named `name`) on `runtime` with one thread per run
-    /// and `more` settings, once it answers `/readyz`.
+    /// Serves the benchmark's graph `name` on `runtime` with one thread
+    /// per run and `more` settings, on the server's CPU, once it answers
+    /// `/readyz`.
     fn start(
-        binary: &Path,
-        model: &Path,
+        server: &Server<'_>,
         name: &str,
         runtime: &str,
-        library: &str,
         more: &[(&str, &str)],
     ) -> Result<Self> {
         let port = net::free_port()?;
-        let child = Command::new(binary)
+        let binary = server.binary;
+        let model = server.graphs.join(format!("{name}.onnx"));
+        let child = server
+            .placement
+            .server_command(binary)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
             .env("MODEL", "onnx")
             .env("MODEL_PATH", model)
             .env("MODEL_NAME", name)
             .env("RUNTIME", runtime)
-            .env("ORT_DYLIB_PATH", library)
+            .env("ORT_DYLIB_PATH", server.library)
             .env("INTRA_OP_THREADS", "1")
             .envs(more.iter().copied())
             .stdout(std::process::Stdio::null())
@@ -435,10 +528,6 @@ impl Running {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(running)
-    }
-
-    fn url(&self, model: &str) -> String {
-        format!("http://127.0.0.1:{}/v2/models/{model}/infer", self.port)
     }
 
     fn stop(&mut self) {
@@ -473,13 +562,27 @@ const SLOW_MS: f64 = 200.0;
 /// The built server and what every run of it shares.
 struct Server<'a> {
     binary: &'a Path,
+    /// The benchmark's graphs, `<name>.onnx`.
     graphs: &'a Path,
+    /// ONNX Runtime's shared library.
     library: &'a str,
-    /// The case's input elements, little-endian float32.
-    data: &'a [u8],
+    placement: &'a Placement,
 }
 
-fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -> Result<f64> {
+/// Median milliseconds of `case`'s requests to the `running` server, one
+/// at a time over one connection: wrk's median for `SECONDS` (its client
+/// costs least), or for a request slower than `SLOW_MS` the median of
+/// `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
+fn time_requests(
+    cx: &Ctx,
+    placement: &Placement,
+    running: &Running,
+    runtime: &str,
+    case: &Case,
+    data: &[u8],
+) -> Result<f64> {
+    let path = format!("/v2/models/{}/infer", case.model);
+    let url = format!("http://127.0.0.1:{}{path}", running.port);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(600)))
         .http_status_as_error(false)
@@ -489,7 +592,7 @@ fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -
     let once = || -> Result<f64> {
         let start = Instant::now();
         let mut resp = agent
-            .post(url)
+            .post(&url)
             .header("inference-header-content-length", header.len().to_string())
             .header("content-type", "application/octet-stream")
             .send(&body[..])?;
@@ -523,18 +626,46 @@ fn time_requests(cx: &Ctx, url: &str, runtime: &str, case: &Case, data: &[u8]) -
             header_length: Some(header.len()),
         },
     )?;
-    let duration = format!("{SECONDS}s");
-    let out = cx.runner.run(
-        cmd!(
-            cx.sh,
-            "wrk --threads 1 --connections 1 --duration {duration} --timeout 10s --latency --script {script} {url}"
-        ),
-        "cargo xtask bench runtimes",
-    )?;
-    Ok(super::wrk::parse_wrk(&out.stdout)?.p50_ms)
+    Ok(load(cx, placement, running, &path, 1, Some(&script))?.p50_ms)
 }
 
 /// The Python the floor runs in: `KMLOPS_PYTHON`, else `python3`.
 pub fn python(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
     lookup("KMLOPS_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_gets_the_last_cpu_and_the_client_the_others() {
+        let taskset = Path::new("/usr/bin/taskset");
+        let p = Placement::new(&[0, 2, 3, 5], Some(taskset));
+        assert_eq!(p.server, ["/usr/bin/taskset", "--cpu-list", "5"]);
+        assert_eq!(p.client, ["/usr/bin/taskset", "--cpu-list", "0,2,3"]);
+        assert_eq!(p.client_cpus, 3);
+        assert_eq!(
+            p.about(),
+            "server and floor on CPU 5, client on CPU(s) 0,2,3"
+        );
+        let started = p.server_command(Path::new("/srv/model-server"));
+        assert_eq!(started.get_program(), "/usr/bin/taskset");
+        let args: Vec<_> = started.get_args().collect();
+        assert_eq!(args, ["--cpu-list", "5", "/srv/model-server"]);
+    }
+
+    #[test]
+    fn one_cpu_or_no_taskset_shares_everything() {
+        for p in [
+            Placement::new(&[0], Some(Path::new("taskset"))),
+            Placement::new(&[0, 1], None),
+        ] {
+            assert!(p.server.is_empty() && p.client.is_empty(), "{p:?}");
+            assert!(p.about().starts_with("server, floor and client share"));
+            let started = p.server_command(Path::new("/srv/model-server"));
+            assert_eq!(started.get_program(), "/srv/model-server");
+        }
+        assert_eq!(Placement::new(&[0, 1], None).client_cpus, 2);
+    }
 }
