@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::ground::services::ServiceSpec;
+use crate::image::platform::Platform;
 
 /// A service and the binary that was built for it.
 #[derive(Clone, Debug)]
@@ -13,6 +14,9 @@ pub struct Built {
     /// The ONNX Runtime library the binary loads (`runtime =
     /// "onnxruntime"`; its image carries it too).
     pub runtime_library: Option<PathBuf>,
+    /// The platform its image is for, which the binary (and library)
+    /// must be built for.
+    pub platform: Platform,
 }
 
 /// The cargo that runs us (`cargo xtask` sets $CARGO), else the one on PATH.

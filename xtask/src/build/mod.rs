@@ -25,6 +25,7 @@ use crate::ground::context::Ctx;
 use crate::ground::files;
 use crate::ground::services::{self, ServiceSpec};
 use crate::ground::settings::{ModelName, Runtime, ServiceKind};
+use crate::image::platform::Platform;
 
 /// The target triple static binaries are built for, on hosts that can.
 pub fn static_target() -> Option<&'static str> {
@@ -35,13 +36,12 @@ pub fn static_target() -> Option<&'static str> {
     }
 }
 
-/// The OCI name of the architecture binaries are built for.
-pub fn oci_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
+/// The platform of the images this host's builds go into: Linux on the
+/// host's CPU (amd64 where images are not built for it). The binaries
+/// themselves are Linux binaries only where `static_target` is some; the
+/// image step checks each (`image::platform::check_binary`).
+pub fn host_platform() -> Platform {
+    Platform::of_rust_arch(std::env::consts::ARCH).unwrap_or(Platform::LINUX_AMD64)
 }
 
 /// `cargo build --profile <profile> [--target <host>]
@@ -459,6 +459,7 @@ fn build_checked(
                     spec,
                     binary: binary.clone(),
                     runtime_library: Some(library.clone()),
+                    platform: host_platform(),
                 });
             }
             let binary = match &built {
@@ -472,6 +473,7 @@ fn build_checked(
                 spec: s.clone(),
                 binary,
                 runtime_library: None,
+                platform: host_platform(),
             })
         })
         .collect()
@@ -540,7 +542,7 @@ fn onnxruntime_server(
             .map(|(_, path)| path)
             .with_context(|| format!("cargo built no `{server}` binary"))?,
     };
-    let arch = oci_arch();
+    let arch = host_platform().oci_arch();
     let library = onnxruntime::kept_at(&target, arch);
     if library.is_file() {
         return Ok((binary, library));

@@ -205,6 +205,7 @@ fn prebuilt(
             spec: s.clone(),
             binary: std::path::PathBuf::new(),
             runtime_library: None,
+            platform: crate::build::host_platform(),
         })
         .collect();
     Ok(Delivered { built, images })

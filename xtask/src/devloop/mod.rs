@@ -462,6 +462,7 @@ fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
                 binary,
                 spec,
                 runtime_library: b.runtime_library,
+                platform: b.platform,
             })
         })
         .collect::<Result<Vec<Built>>>()

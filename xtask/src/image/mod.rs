@@ -6,6 +6,7 @@ pub mod c_runtime;
 mod dockerfile;
 pub mod naming;
 pub mod oci;
+pub mod platform;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -184,10 +185,12 @@ pub const LIBRARY_DIR: &str = "usr/local/lib";
 fn image_spec(b: &Built, prov: &Provenance, cache: &std::path::Path) -> Result<oci::ImageSpec> {
     let mut env = vec!["PATH=/usr/local/bin".to_string()];
     let mut base_layers = Vec::new();
+    let arch = b.platform.oci_arch();
     if let Some(library) = &b.runtime_library {
-        base_layers = c_runtime::layers(cache, build::oci_arch())?;
+        base_layers = c_runtime::layers(cache, arch)?;
         let bytes =
             std::fs::read(library).with_context(|| format!("cannot read {}", library.display()))?;
+        platform::check_binary(&library.display().to_string(), &bytes, b.platform)?;
         let name = build::onnxruntime::file_name();
         base_layers.push((
             format!("onnxruntime={}", build::onnxruntime::VERSION),
@@ -198,17 +201,23 @@ fn image_spec(b: &Built, prov: &Provenance, cache: &std::path::Path) -> Result<o
         ));
         env.push(format!("ORT_DYLIB_PATH=/{LIBRARY_DIR}/{name}"));
     }
+    let binary =
+        std::fs::read(&b.binary).with_context(|| format!("cannot read {}", b.binary.display()))?;
+    platform::check_binary(
+        &format!("{} (service {})", b.binary.display(), b.spec.name),
+        &binary,
+        b.platform,
+    )?;
     Ok(oci::ImageSpec {
         base_layers,
         bin_name: b.spec.bin.to_string(),
-        binary: std::fs::read(&b.binary)
-            .with_context(|| format!("cannot read {}", b.binary.display()))?,
+        binary,
         files: Vec::new(),
         model_files: model_files(b)?,
         exposed_port: CONTAINER_PORT,
         env,
         labels: labels(b, prov)?,
-        arch: build::oci_arch().into(),
+        arch: arch.into(),
         created: prov.created()?,
         epoch: u64::try_from(prov.epoch).unwrap_or(0),
     })
@@ -259,7 +268,7 @@ pub fn base_packages(b: &Built) -> Result<Vec<BasePackage>> {
     if b.runtime_library.is_none() {
         return Ok(Vec::new());
     }
-    let arch = build::oci_arch();
+    let arch = b.platform.oci_arch();
     let mut out: Vec<BasePackage> = c_runtime::packages(arch)?
         .into_iter()
         .map(|p| BasePackage {
@@ -363,7 +372,16 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
         .join("Dockerfile");
     cx.runner.effect(
         format!("stage the build context {}", context.display()),
-        || dockerfile::stage(&context, &b.spec.bin, &b.binary, &model_files(b)?),
+        || {
+            let binary = std::fs::read(&b.binary)
+                .with_context(|| format!("cannot read {}", b.binary.display()))?;
+            platform::check_binary(
+                &format!("{} (service {})", b.binary.display(), b.spec.name),
+                &binary,
+                b.platform,
+            )?;
+            dockerfile::stage(&context, &b.spec.bin, &b.binary, &model_files(b)?)
+        },
     )?;
     let labels: Vec<(String, String)> = labels(b, prov)?.into_iter().collect();
     dockerfile::build(
