@@ -263,3 +263,85 @@ fn doctor_speaks_json_for_scripts() -> Result {
     assert_eq!(cargo["version"], "cargo 1.95.0 (fake)");
     Ok(())
 }
+
+/// The `platforms` entry of `doctor --output json` whose platform is not
+/// this host's own (the one that needs cross-compiling here).
+fn other_platform(v: &serde_json::Value) -> Result<serde_json::Value> {
+    let own = match std::env::consts::ARCH {
+        "aarch64" => "linux/arm64",
+        _ => "linux/amd64",
+    };
+    let platforms = v["platforms"].as_array().ok_or("no platforms")?;
+    let native = platforms
+        .iter()
+        .find(|p| p["platform"] == own)
+        .ok_or("no entry for this host's platform")?;
+    assert!(
+        native["toolchain"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("(native, static)")),
+        "{v}"
+    );
+    Ok(platforms
+        .iter()
+        .find(|p| p["platform"] != own)
+        .ok_or("no entry for the other platform")?
+        .clone())
+}
+
+#[test]
+fn the_other_platform_is_built_with_what_is_installed_or_says_what_to_install() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    fake(
+        bin.path(),
+        "rustup",
+        r#"[ "$*" = "target list --installed" ] && printf 'x86_64-unknown-linux-gnu\naarch64-unknown-linux-musl\nx86_64-unknown-linux-musl\n'"#,
+    )?;
+    fake(bin.path(), "cargo-zigbuild", "exit 0")?;
+    fake(bin.path(), "zig", "exit 0")?;
+    let json = |bin: &Path| -> Result<serde_json::Value> {
+        Ok(serde_json::from_slice(
+            &doctor(bin, &["--output", "json"])?.stdout,
+        )?)
+    };
+    let other = other_platform(&json(bin.path())?)?;
+    let arch = if other["platform"] == "linux/arm64" {
+        "aarch64"
+    } else {
+        "x86_64"
+    };
+    assert_eq!(
+        other["toolchain"],
+        format!("cargo zigbuild --target {arch}-unknown-linux-musl"),
+        "{other}"
+    );
+    assert_eq!(other["triple"], format!("{arch}-unknown-linux-musl"));
+
+    // No zig (and no python3 with ziglang on this PATH): the command
+    // that installs it, and nothing else.
+    std::fs::remove_file(bin.path().join("zig"))?;
+    let other = other_platform(&json(bin.path())?)?;
+    assert_eq!(other["missing"], serde_json::json!(["pip install ziglang"]));
+    let out = doctor(bin.path(), &[])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = format!(
+        "images for {}: not on this host",
+        other["platform"].as_str().unwrap_or("")
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&line) && l.contains("`pip install ziglang`")),
+        "{stdout}"
+    );
+
+    // cross on the PATH is the other way.
+    fake(bin.path(), "cross", "exit 0")?;
+    let other = other_platform(&json(bin.path())?)?;
+    assert_eq!(
+        other["toolchain"],
+        format!("cross build --target {arch}-unknown-linux-musl")
+    );
+    Ok(())
+}

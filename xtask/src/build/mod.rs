@@ -10,6 +10,7 @@ mod built;
 pub mod link;
 pub mod models;
 pub mod onnxruntime;
+pub mod toolchain;
 pub mod workspace;
 
 pub use built::{Built, Profile, cargo};

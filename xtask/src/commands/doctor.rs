@@ -11,10 +11,12 @@ use serde_json::Value;
 use xshell::cmd;
 
 use super::args::TargetArg;
+use crate::build::toolchain::{self, Host, Installed, Missing, Toolchain};
 use crate::ground::context::Ctx;
 use crate::ground::runner::shown;
 use crate::ground::settings::TargetName;
 use crate::ground::tools::{TOOLS, Tool, install_hint};
+use crate::image::platform::Platform;
 use crate::targets;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +47,17 @@ impl DoctorArgs {
             None => println!("settings: built-in defaults (no xtask.toml)"),
         }
         print_table(&rows);
+        println!();
+        for (platform, toolchain) in platforms() {
+            match toolchain {
+                Ok(t) => println!("images for {platform}: {t}"),
+                Err(missing) => println!(
+                    "images for {platform}: not on this host ({}) yet: {}",
+                    missing.host,
+                    missing.remedy()
+                ),
+            }
+        }
         let names = crate::ground::services::names(&cx.config);
         println!("\nservices: {}", names.join(", "));
         for line in crate::build::workspace::undeployed_lines(cx) {
@@ -79,8 +92,10 @@ impl DoctorArgs {
 }
 
 /// `doctor --output json`: `{"settings", "tools": [{"name", "status",
-/// "version", "details", "needed_by"}], "services", "undeployed",
-/// "target": {"name", "ready", "missing", "blockers"}}`.
+/// "version", "details", "needed_by"}], "services", "platforms":
+/// [{"platform", "toolchain", "triple"} or {"platform", "missing": [the
+/// commands that install it], "error"}], "target": {"name", "ready",
+/// "missing", "blockers"}}`.
 fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
     let t = targets::for_name(target);
     let missing: Vec<&str> = rows
@@ -100,6 +115,18 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
             "needed_by": needed(r.tool),
         })).collect::<Vec<_>>(),
         "services": crate::ground::services::names(&cx.config),
+        "platforms": platforms().into_iter().map(|(platform, toolchain)| match toolchain {
+            Ok(t) => serde_json::json!({
+                "platform": platform.to_string(),
+                "toolchain": t.to_string(),
+                "triple": t.triple(),
+            }),
+            Err(missing) => serde_json::json!({
+                "platform": platform.to_string(),
+                "missing": missing.zigbuild,
+                "error": missing.to_string(),
+            }),
+        }).collect::<Vec<_>>(),
         "target": {
             "name": target.as_str(),
             "ready": ready,
@@ -190,6 +217,15 @@ fn extra_details(cx: &Ctx, name: &str) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// How this host builds each platform's binaries, or what it lacks.
+fn platforms() -> Vec<(Platform, Result<Toolchain, Missing>)> {
+    let installed = Installed::detect();
+    Platform::ALL
+        .into_iter()
+        .map(|p| (p, toolchain::choose(Host::here(), p, &installed)))
+        .collect()
 }
 
 fn first_line(s: &str) -> Option<&str> {

@@ -46,6 +46,17 @@ impl Platform {
         }
     }
 
+    /// Rust's name of the CPU: the first part of a target triple.
+    pub fn rust_arch(self) -> &'static str {
+        match self.arch {
+            Arch::Amd64 => "x86_64",
+            Arch::Arm64 => "aarch64",
+        }
+    }
+
+    /// Every platform images are built for.
+    pub const ALL: [Self; 2] = [Self::LINUX_AMD64, Self::LINUX_ARM64];
+
     /// The ELF `e_machine` of its binaries.
     fn elf_machine(self) -> u16 {
         match self.arch {
