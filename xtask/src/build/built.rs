@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::build::platform::Platform;
 use crate::ground::services::ServiceSpec;
-use crate::image::platform::Platform;
 
 /// A service and the binary that was built for it.
 #[derive(Clone, Debug)]

@@ -10,6 +10,7 @@ mod built;
 pub mod link;
 pub mod models;
 pub mod onnxruntime;
+pub mod platform;
 pub mod toolchain;
 pub mod workspace;
 
@@ -22,11 +23,12 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::cmd;
 
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::files;
 use crate::ground::services::{self, ServiceSpec};
 use crate::ground::settings::{ModelName, Runtime, ServiceKind};
-use crate::image::platform::Platform;
+use toolchain::Toolchain;
 
 /// The target triple static binaries are built for, on hosts that can.
 pub fn static_target() -> Option<&'static str> {
@@ -37,29 +39,35 @@ pub fn static_target() -> Option<&'static str> {
     }
 }
 
-/// The platform of the images this host's builds go into: Linux on the
-/// host's CPU (amd64 where images are not built for it). The binaries
-/// themselves are Linux binaries only where `static_target` is some; the
-/// image step checks each (`image::platform::check_binary`).
-pub fn host_platform() -> Platform {
-    Platform::of_rust_arch(std::env::consts::ARCH).unwrap_or(Platform::LINUX_AMD64)
-}
+pub use platform::host_platform;
 
 /// `cargo build --profile <profile> [--target <host>]
 /// --message-format=json-render-diagnostics`, with the xtask as rustc
 /// wrapper on a host that links statically (`link`); the caller adds the
 /// packages, binaries and features.
 pub fn static_command(cx: &Ctx, profile: Profile) -> Command {
-    let cargo = cargo();
+    command_for(cx, profile, &Toolchain::for_host())
+}
+
+/// `toolchain`'s build (`cargo build --target T`, `cargo zigbuild …`,
+/// `cross build …`) with `--profile <profile>
+/// --message-format=json-render-diagnostics`, the xtask as rustc wrapper
+/// for the native static build (`link`), and the toolchain's own target
+/// directory where it has one.
+fn command_for(cx: &Ctx, profile: Profile, toolchain: &Toolchain) -> Command {
+    let (program, args) = toolchain.command(&cargo());
     let profile = profile.as_str();
-    let target = static_target().map(|t| ["--target", t]);
-    let target = target.iter().flatten();
     let mut cmd: Command = cmd!(
         cx.sh,
-        "{cargo} build --profile {profile} {target...} --message-format=json-render-diagnostics"
+        "{program} {args...} --profile {profile} --message-format=json-render-diagnostics"
     )
     .into();
-    wrapped(&mut cmd);
+    if matches!(toolchain, Toolchain::Native { .. }) {
+        wrapped(&mut cmd);
+    }
+    if let Some(dir) = toolchain.own_target_dir(&target_dir(cx)) {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
     cmd
 }
 
@@ -218,12 +226,90 @@ pub fn selection(cx: &Ctx) -> Result<Selection> {
 /// A package or binary not in the workspace, a failed build, a model that
 /// cannot be served.
 pub fn build(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
+    build_for(cx, specs, profile, &Destination::host())
+}
+
+/// The platform binaries are built for and the toolchain that builds
+/// them (`toolchain::pick`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub platform: Platform,
+    pub toolchain: Toolchain,
+}
+
+impl Destination {
+    /// This host's own binaries: native and static on Linux, to run here
+    /// and in images alike.
+    pub fn host() -> Self {
+        Self {
+            platform: host_platform(),
+            toolchain: Toolchain::for_host(),
+        }
+    }
+}
+
+/// As `build`, for `to`'s platform with its toolchain. The models are
+/// checked only when the binaries run here (another platform's model
+/// server cannot load them on this host).
+///
+/// # Errors
+/// As `build`; a service on ONNX Runtime built with another toolchain
+/// than the native one.
+pub fn build_for(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    profile: Profile,
+    to: &Destination,
+) -> Result<Vec<Built>> {
     let packages = workspace::packages(cx)?;
     workspace::check(cx, &services::all(&cx.config, &cx.root), &packages)?;
     let selection = Selection::of(&cx.config, &cx.root, &packages);
-    let built = build_checked(cx, specs, profile, None, &selection)?;
-    models::check(cx, &built)?;
+    let target = BuildTarget { dir: None, to };
+    let built = build_checked(cx, specs, profile, &target, &selection)?;
+    if *to == Destination::host() {
+        models::check(cx, &built)?;
+    } else {
+        // What another toolchain made is checked at once, not when an
+        // image is assembled from it.
+        cx.runner.unless_dry_run(|| {
+            built.iter().try_for_each(|b| {
+                let bytes = std::fs::read(&b.binary)
+                    .with_context(|| format!("cannot read {}", b.binary.display()))?;
+                crate::build::platform::check_binary(
+                    &format!("{} (built by {})", b.binary.display(), to.toolchain),
+                    &bytes,
+                    to.platform,
+                )
+            })
+        })?;
+    }
     Ok(built)
+}
+
+/// What a build makes binaries for, and where.
+struct BuildTarget<'a> {
+    /// Another target directory than cargo's own (a release's second
+    /// build).
+    dir: Option<&'a std::path::Path>,
+    to: &'a Destination,
+}
+
+impl BuildTarget<'_> {
+    /// The target directory the build writes (its toolchain's own one
+    /// under cargo's where it has one).
+    fn directory(&self, cx: &Ctx) -> PathBuf {
+        let base = self
+            .dir
+            .map_or_else(|| target_dir(cx), std::path::Path::to_path_buf);
+        self.to.toolchain.own_target_dir(&base).unwrap_or(base)
+    }
+
+    /// Where the build's binaries are.
+    fn out_dir(&self, cx: &Ctx, profile: Profile) -> PathBuf {
+        self.to
+            .toolchain
+            .out_dir(&self.directory(cx), profile.as_str())
+    }
 }
 
 /// As `build`, but cargo builds only what `specs` need (`dev SERVICE`:
@@ -238,7 +324,10 @@ pub fn build_only(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<V
         cx,
         specs,
         profile,
-        None,
+        &BuildTarget {
+            dir: None,
+            to: &Destination::host(),
+        },
         &Selection::of_specs(specs, &packages),
     )?;
     models::check(cx, &built)?;
@@ -256,7 +345,16 @@ pub fn build_in(
     profile: Profile,
     target_dir: &std::path::Path,
 ) -> Result<Vec<Built>> {
-    build_checked(cx, specs, profile, Some(target_dir), &selection(cx)?)
+    build_checked(
+        cx,
+        specs,
+        profile,
+        &BuildTarget {
+            dir: Some(target_dir),
+            to: &Destination::host(),
+        },
+        &selection(cx)?,
+    )
 }
 
 /// The model server's binary alone (for `model add`, which loads a model
@@ -284,7 +382,7 @@ pub fn model_server(cx: &Ctx) -> Result<Option<PathBuf>> {
 fn cargo_build(
     cx: &Ctx,
     profile: Profile,
-    target_dir: Option<&std::path::Path>,
+    target: &BuildTarget<'_>,
     selection: &Selection,
 ) -> Result<Option<Vec<(String, PathBuf)>>> {
     if selection.binaries.is_empty() {
@@ -292,22 +390,31 @@ fn cargo_build(
         // cargo would build the workspace's default members).
         return Ok(Some(Vec::new()));
     }
-    let out_dir = target_dir.map_or_else(|| release_dir(cx, profile), |d| profile_dir(d, profile));
+    let out_dir = target.out_dir(cx, profile);
     cx.runner.unless_dry_run(|| {
         eprintln!("{}", announce(selection, profile, &out_dir));
         Ok(())
     })?;
     // Held from the build until the binaries are copied out (below).
     let lock = cx.runner.unless_dry_run(|| output_lock(&out_dir))?;
-    let mut cmd = static_command(cx, profile);
+    let mut cmd = command_for(cx, profile, &target.to.toolchain);
     cmd.args(selection.build_args());
-    if let Some(dir) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", dir);
+    if target.dir.is_some() {
+        cmd.env("CARGO_TARGET_DIR", target.directory(cx));
     }
     let out = cx.runner.run(cmd, "building the services")?;
     let kept = cx.runner.unless_dry_run(|| {
+        let made = if target.to.toolchain.reports_host_paths() {
+            executables(&out.stdout)
+        } else {
+            selection
+                .binaries
+                .iter()
+                .map(|(_, bin)| (bin.clone(), out_dir.join(bin)))
+                .collect()
+        };
         keep(
-            executables(&out.stdout),
+            made,
             &out_dir.join("kube-mlops").join(files::path_id(&cx.root)),
         )
     });
@@ -436,17 +543,32 @@ fn build_checked(
     cx: &Ctx,
     specs: &[ServiceSpec],
     profile: Profile,
-    target_dir: Option<&std::path::Path>,
+    target: &BuildTarget<'_>,
     selection: &Selection,
 ) -> Result<Vec<Built>> {
-    let built = cargo_build(cx, profile, target_dir, selection)?;
+    if let Some(s) = specs.iter().find(|s| s.runtime() == Runtime::Onnxruntime)
+        && !matches!(
+            target.to.toolchain,
+            Toolchain::Native { .. } | Toolchain::Host
+        )
+    {
+        bail!(
+            "services.{}: runtime = \"onnxruntime\" is built natively only (the model server \
+             links against the C runtime ONNX Runtime's library needs), and this host builds \
+             {} with {}: build on a Linux host of that CPU, or use runtime = \"tract\"",
+            s.name,
+            target.to.platform,
+            target.to.toolchain
+        );
+    }
+    let built = cargo_build(cx, profile, target, selection)?;
     let onnxruntime = if specs.iter().any(|s| s.runtime() == Runtime::Onnxruntime) {
-        Some(onnxruntime_server(cx, profile, target_dir)?)
+        Some(onnxruntime_server(cx, profile, target.dir)?)
     } else {
         None
     };
     // Under --dry-run nothing was built: name the files a real build makes.
-    let dir = release_dir(cx, profile);
+    let dir = target.out_dir(cx, profile);
     specs
         .iter()
         .map(|s| {
@@ -460,7 +582,7 @@ fn build_checked(
                     spec,
                     binary: binary.clone(),
                     runtime_library: Some(library.clone()),
-                    platform: host_platform(),
+                    platform: target.to.platform,
                 });
             }
             let binary = match &built {
@@ -474,7 +596,7 @@ fn build_checked(
                 spec: s.clone(),
                 binary,
                 runtime_library: None,
-                platform: host_platform(),
+                platform: target.to.platform,
             })
         })
         .collect()

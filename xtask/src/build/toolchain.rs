@@ -7,8 +7,11 @@
 //! with the host faked; `Installed::detect` is what asks this machine.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
-use crate::image::platform::Platform;
+use anyhow::{Result, bail};
+
+use crate::build::platform::Platform;
 
 /// The machine the xtask runs on, as Rust names it
 /// (`std::env::consts::OS` and `ARCH`: `linux`/`macos`/`windows`,
@@ -91,6 +94,10 @@ impl Installed {
 /// How a platform's binaries are built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Toolchain {
+    /// `cargo build`: a host that is not Linux building binaries to run
+    /// here (the local target). They go into no image: the image step
+    /// refuses them (`platform::check_binary`).
+    Host,
     /// `cargo build --target <triple>`: this Linux host's own CPU, linked
     /// statically against glibc (`link`).
     Native { triple: String },
@@ -102,11 +109,158 @@ pub enum Toolchain {
     Cross { triple: String },
 }
 
+/// Which toolchain is asked for (`--toolchain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The first of native, zigbuild and cross that can build the platform.
+    Auto,
+    Native,
+    Zigbuild,
+    Cross,
+}
+
 impl Toolchain {
-    /// The target triple it builds for.
-    pub fn triple(&self) -> &str {
+    /// This host's own: native on Linux on a CPU images are built for,
+    /// else `Host`.
+    pub fn for_host() -> Self {
+        choose(
+            Host::here(),
+            super::platform::host_platform(),
+            &Installed::default(),
+        )
+        .unwrap_or(Self::Host)
+    }
+
+    /// The target triple it builds for (`--target`); none for `Host`.
+    pub fn triple(&self) -> Option<&str> {
         match self {
-            Self::Native { triple } | Self::Zigbuild { triple } | Self::Cross { triple } => triple,
+            Self::Host => None,
+            Self::Native { triple } | Self::Zigbuild { triple } | Self::Cross { triple } => {
+                Some(triple)
+            }
+        }
+    }
+
+    /// The program and the arguments before cargo's own (`build
+    /// --target T`).
+    pub fn command(&self, cargo: &str) -> (String, Vec<String>) {
+        let target = |t: &str| vec!["build".to_string(), "--target".into(), t.into()];
+        match self {
+            Self::Host => (cargo.into(), vec!["build".into()]),
+            Self::Native { triple } => (cargo.into(), target(triple)),
+            Self::Zigbuild { triple } => {
+                let mut args = target(triple);
+                args[0] = "zigbuild".into();
+                (cargo.into(), args)
+            }
+            Self::Cross { triple } => ("cross".into(), target(triple)),
+        }
+    }
+
+    /// The target directory of its own, under `target`, where one is
+    /// needed: zigbuild's and cross's flags and C compilers differ from
+    /// the native build's, which sharing one directory would rebuild back
+    /// and forth, and a glibc-versioned triple would overwrite the native
+    /// build's binaries.
+    pub fn own_target_dir(&self, target: &Path) -> Option<PathBuf> {
+        match self {
+            Self::Host | Self::Native { .. } => None,
+            Self::Zigbuild { .. } => Some(target.join("zigbuild")),
+            Self::Cross { .. } => Some(target.join("cross")),
+        }
+    }
+
+    /// Where cargo puts `profile`'s binaries under `target` (its own
+    /// target directory, if any, already applied): `<triple>/<profile>`,
+    /// the triple without zigbuild's glibc version.
+    pub fn out_dir(&self, target: &Path, profile: &str) -> PathBuf {
+        match self.triple() {
+            None => target.join(profile),
+            Some(t) => {
+                let base = t.split_once(".").map_or(t, |(base, _)| base);
+                target.join(base).join(profile)
+            }
+        }
+    }
+
+    /// Whether cargo's JSON messages name the binaries where they are on
+    /// this host (cross's cargo runs in a container, whose paths they
+    /// name).
+    pub fn reports_host_paths(&self) -> bool {
+        !matches!(self, Self::Cross { .. })
+    }
+}
+
+/// The toolchain `kind` for `platform`: `Auto` is `choose`; the others
+/// are taken as asked, zigbuild linking against `glibc` (a version, as
+/// in `2.17`: a dynamically linked binary for a host or a base with that
+/// glibc or newer) where given, else musl.
+///
+/// # Errors
+/// A native build for another CPU or OS than the host's, `glibc` with
+/// another toolchain than zigbuild, what `choose` refuses, a missing
+/// tool.
+pub fn pick(
+    kind: Kind,
+    host: Host<'_>,
+    platform: Platform,
+    glibc: Option<&str>,
+    installed: &Installed,
+) -> Result<Toolchain> {
+    if glibc.is_some() && kind != Kind::Zigbuild {
+        bail!("--glibc is zigbuild's (`--toolchain zigbuild --glibc 2.17`)");
+    }
+    let musl = musl_triple(platform);
+    match kind {
+        Kind::Auto => Ok(choose(host, platform, installed)?),
+        Kind::Native => match choose(host, platform, &Installed::default()) {
+            Ok(native @ Toolchain::Native { .. }) => Ok(native),
+            _ => bail!(
+                "--toolchain native builds only this host's own platform, and this host                  ({host}) is not {platform}: give --toolchain zigbuild or cross, or                  --toolchain auto"
+            ),
+        },
+        Kind::Zigbuild => {
+            let triple = match glibc {
+                Some(v) => {
+                    if v.is_empty() || !v.split('.').all(|n| n.parse::<u32>().is_ok()) {
+                        bail!("--glibc {v:?}: give a glibc version such as 2.17");
+                    }
+                    format!("{}-unknown-linux-gnu.{v}", platform.rust_arch())
+                }
+                None => musl,
+            };
+            let std_triple = triple.split_once(".").map_or(triple.as_str(), |(b, _)| b);
+            let mut missing = Vec::new();
+            if !installed.has_target(std_triple) {
+                missing.push(format!("rustup target add {std_triple}"));
+            }
+            let pip: Vec<&str> = [
+                (!installed.zig, "ziglang"),
+                (!installed.zigbuild, "cargo-zigbuild"),
+            ]
+            .into_iter()
+            .filter_map(|(lacking, package)| lacking.then_some(package))
+            .collect();
+            if !pip.is_empty() {
+                missing.push(format!("pip install {}", pip.join(" ")));
+            }
+            if !missing.is_empty() {
+                bail!(
+                    "--toolchain zigbuild for {triple} needs what this host lacks: run {}",
+                    missing
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                );
+            }
+            Ok(Toolchain::Zigbuild { triple })
+        }
+        Kind::Cross => {
+            if !installed.cross {
+                bail!("--toolchain cross: `cross` is not on the PATH (`cargo install cross`)");
+            }
+            Ok(Toolchain::Cross { triple: musl })
         }
     }
 }
@@ -114,6 +268,7 @@ impl Toolchain {
 impl fmt::Display for Toolchain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Host => write!(f, "cargo build (this host's own binaries)"),
             Self::Native { triple } => write!(f, "cargo build --target {triple} (native, static)"),
             Self::Zigbuild { triple } => write!(f, "cargo zigbuild --target {triple}"),
             Self::Cross { triple } => write!(f, "cross build --target {triple}"),

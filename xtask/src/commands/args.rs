@@ -6,7 +6,9 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 use anyhow::{Result, bail};
 
-use crate::build::Profile;
+use crate::build::platform::Platform;
+use crate::build::toolchain::{self, Host, Installed, Kind};
+use crate::build::{Destination, Profile};
 use crate::ground::runner::Progress;
 use crate::ground::settings::TargetName;
 use crate::targets::clusters;
@@ -114,4 +116,69 @@ pub fn lock_target(
     let path = RunLock::path(&cx.config.local.run_dir, target.as_str());
     cx.runner
         .unless_dry_run(|| RunLock::take(&path, kind, &command_line()))
+}
+
+/// `--toolchain`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolchainArg {
+    /// Native on a Linux host of the platform's CPU, else cargo zigbuild, else cross
+    Auto,
+    /// cargo build: this Linux host's own CPU, linked statically
+    Native,
+    /// cargo zigbuild: static musl binaries (or --glibc), zig as linker
+    Zigbuild,
+    /// cross build: static musl binaries, in cross's container
+    Cross,
+}
+
+impl From<ToolchainArg> for Kind {
+    fn from(t: ToolchainArg) -> Self {
+        match t {
+            ToolchainArg::Auto => Self::Auto,
+            ToolchainArg::Native => Self::Native,
+            ToolchainArg::Zigbuild => Self::Zigbuild,
+            ToolchainArg::Cross => Self::Cross,
+        }
+    }
+}
+
+/// `--platform`, `--toolchain`, `--glibc`: which Linux binaries to build,
+/// and how.
+#[derive(Args, Clone, Debug)]
+pub struct PlatformArg {
+    /// The images' platform, os/arch: linux/amd64 or linux/arm64 [default: this host's CPU]
+    #[arg(long, value_name = "OS/ARCH", value_parser = Platform::parse, global = true)]
+    pub platform: Option<Platform>,
+    /// How its binaries are built
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub toolchain: ToolchainArg,
+    /// With --toolchain zigbuild: link against this glibc version (2.17), dynamically, instead of musl
+    #[arg(long, value_name = "VERSION", global = true)]
+    pub glibc: Option<String>,
+}
+
+impl PlatformArg {
+    /// What to build for: this host's own binaries unless a platform,
+    /// toolchain or glibc is given; then `toolchain::pick` with what this
+    /// host has installed.
+    ///
+    /// # Errors
+    /// What `toolchain::pick` refuses, with the commands that would help.
+    pub fn destination(&self) -> Result<Destination> {
+        if self.platform.is_none() && self.toolchain == ToolchainArg::Auto && self.glibc.is_none() {
+            return Ok(Destination::host());
+        }
+        let platform = self.platform.unwrap_or_else(crate::build::host_platform);
+        let toolchain = toolchain::pick(
+            self.toolchain.into(),
+            Host::here(),
+            platform,
+            self.glibc.as_deref(),
+            &Installed::detect(),
+        )?;
+        Ok(Destination {
+            platform,
+            toolchain,
+        })
+    }
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask build`: the service binaries, release, one cargo invocation.
+//! `cargo xtask build`: the service binaries, release, one cargo invocation;
+//! this host's own, or another platform's (`--platform`, `--toolchain`).
 
 use std::process::ExitCode;
 
@@ -15,12 +16,16 @@ pub struct BuildArgs {
     pub services: Vec<String>,
     #[command(flatten)]
     pub profile: super::args::ProfileArg,
+    #[command(flatten)]
+    pub platform: super::args::PlatformArg,
 }
 
 impl BuildArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        for b in build::build(cx, &specs, self.profile.or(build::Profile::Release))? {
+        let to = self.platform.destination()?;
+        let profile = self.profile.or(build::Profile::Release);
+        for b in build::build_for(cx, &specs, profile, &to)? {
             println!("{}\t{}", b.spec.name, b.binary.display());
         }
         Ok(ExitCode::SUCCESS)

@@ -11,12 +11,12 @@ use serde_json::Value;
 use xshell::cmd;
 
 use super::args::TargetArg;
+use crate::build::platform::Platform;
 use crate::build::toolchain::{self, Host, Installed, Missing, Toolchain};
 use crate::ground::context::Ctx;
 use crate::ground::runner::shown;
 use crate::ground::settings::TargetName;
 use crate::ground::tools::{TOOLS, Tool, install_hint};
-use crate::image::platform::Platform;
 use crate::targets;
 
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -19,6 +19,8 @@ pub struct ImageArgs {
     pub command: ImageCommand,
     #[command(flatten)]
     pub profile: super::args::ProfileArg,
+    #[command(flatten)]
+    pub platform: super::args::PlatformArg,
     /// Write the images as JSON in Skaffold's build-artifacts shape:
     /// {"builds":[{"imageName":…,"tag":"repo:tag@sha256:…"}]}
     #[arg(long, value_name = "FILE", global = true)]
@@ -155,7 +157,8 @@ impl ImageArgs {
             // The registry answers and takes the credentials, before the build.
             p.preflight(cx, &first.settings.image)?;
         }
-        let images = image::build_images(cx, &specs, builder.into(), profile)?;
+        let to = self.platform.destination()?;
+        let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let mut builds = Vec::new();
         let publisher_none = publisher.is_none();
         match publisher {

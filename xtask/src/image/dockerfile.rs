@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use xshell::cmd;
 
 use super::oci::UID;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 
 /// Stages `<dir>/rootfs/...` for the Dockerfile's `COPY rootfs/ /`.
@@ -37,23 +38,26 @@ pub fn stage(dir: &Path, bin_name: &str, binary: &Path, files: &[(String, Vec<u8
     Ok(())
 }
 
-/// `docker build` then `docker save`; returns the archive.
+/// `docker build --platform <platform>` (a Dockerfile that only copies
+/// files needs no emulation for another CPU) then `docker save`; returns
+/// the archive.
 pub fn build(
     cx: &Ctx,
     dockerfile: &Path,
     context: &Path,
-    reference: &str,
+    (reference, platform): (&str, Platform),
     labels: &[(String, String)],
     archive: PathBuf,
 ) -> Result<PathBuf> {
     let docker = crate::ground::tools::engine_cli();
+    let platform = platform.to_string();
     let labels = labels
         .iter()
         .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]);
     cx.runner.run(
         cmd!(
             cx.sh,
-            "{docker} build --file {dockerfile} --tag {reference} {labels...} {context}"
+            "{docker} build --platform {platform} --file {dockerfile} --tag {reference} {labels...} {context}"
         ),
         "building images with --builder docker",
     )?;

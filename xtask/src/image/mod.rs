@@ -6,7 +6,6 @@ pub mod c_runtime;
 mod dockerfile;
 pub mod naming;
 pub mod oci;
-pub mod platform;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::build::platform;
 use crate::build::{self, Built};
 use crate::ground::context::Ctx;
 use crate::ground::conventions::CONTAINER_PORT;
@@ -59,19 +59,22 @@ fn packages_dir(cx: &Ctx) -> PathBuf {
     build::target_dir(cx).join("kube-mlops").join("debs")
 }
 
-/// Builds the binaries, then one image per distinct image name.
+/// Builds the binaries for `to`'s platform, then one image per distinct
+/// image name.
 pub fn build_images(
     cx: &Ctx,
     specs: &[ServiceSpec],
     builder: Builder,
     profile: build::Profile,
+    to: &build::Destination,
 ) -> Result<Vec<Image>> {
-    if build::static_target().is_none() {
+    if to.toolchain == build::toolchain::Toolchain::Host {
         bail!(
-            "images need Linux binaries, and this host ({}/{}) cannot build them statically; \
-             build on Linux (or in a Linux VM or container)",
+            "images need Linux binaries, and this host ({}/{}) builds its own: give --platform \
+             {} to cross-compile them (`cargo xtask doctor` says what that needs here)",
             std::env::consts::OS,
-            std::env::consts::ARCH
+            std::env::consts::ARCH,
+            to.platform
         );
     }
     // Refused before minutes of building, not after.
@@ -81,7 +84,7 @@ pub fn build_images(
         bail!("{}", docker_builder_refuses(&s.name));
     }
     // images_from keeps one image per image name.
-    let built = build::build(cx, specs, profile)?;
+    let built = build::build_for(cx, specs, profile, to)?;
     images_from(cx, &built, builder)
 }
 
@@ -388,7 +391,7 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
         cx,
         &dockerfile,
         &context,
-        &reference,
+        (&reference, b.platform),
         &labels,
         archive.clone(),
     )?;

@@ -28,6 +28,23 @@ impl Platform {
     pub const LINUX_AMD64: Self = Self { arch: Arch::Amd64 };
     pub const LINUX_ARM64: Self = Self { arch: Arch::Arm64 };
 
+    /// An OCI platform string: `linux/amd64`, `linux/arm64` (also
+    /// `linux/arm64/v8`, the variant arm64 images carry).
+    ///
+    /// # Errors
+    /// Another OS or architecture, naming the ones supported.
+    pub fn parse(text: &str) -> Result<Self> {
+        let arch = match text.trim() {
+            "linux/amd64" => Arch::Amd64,
+            "linux/arm64" | "linux/arm64/v8" => Arch::Arm64,
+            other => bail!(
+                "platform {other:?}: give linux/amd64 or linux/arm64 (os/architecture, as OCI \
+                 and `docker build --platform` name them)"
+            ),
+        };
+        Ok(Self { arch })
+    }
+
     /// The Linux platform of a CPU `arch` as Rust names it
     /// (`std::env::consts::ARCH`: `x86_64`, `aarch64`).
     pub fn of_rust_arch(arch: &str) -> Option<Self> {
@@ -64,6 +81,14 @@ impl Platform {
             Arch::Arm64 => elf::EM_AARCH64,
         }
     }
+}
+
+/// The platform of the images this host's builds go into: Linux on the
+/// host's CPU (amd64 where images are not built for it). The binaries
+/// themselves are Linux binaries only on a Linux host (`toolchain`); the
+/// image step checks each (`check_binary`).
+pub fn host_platform() -> Platform {
+    Platform::of_rust_arch(std::env::consts::ARCH).unwrap_or(Platform::LINUX_AMD64)
 }
 
 impl fmt::Display for Platform {
@@ -145,6 +170,22 @@ mod tests {
         h[20..24].copy_from_slice(&1u32.to_le_bytes());
         h[52..54].copy_from_slice(&64u16.to_le_bytes());
         h
+    }
+
+    #[test]
+    fn platforms_parse_as_oci_names_them() -> Result<()> {
+        assert_eq!(Platform::parse("linux/amd64")?, Platform::LINUX_AMD64);
+        assert_eq!(Platform::parse("linux/arm64/v8")?, Platform::LINUX_ARM64);
+        for wrong in ["darwin/arm64", "amd64", "linux/386", ""] {
+            let err = Platform::parse(wrong).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains(&format!("{wrong:?}"))
+                        && e.contains("linux/amd64 or linux/arm64")),
+                "{wrong}: {err:?}"
+            );
+        }
+        Ok(())
     }
 
     #[test]
