@@ -42,6 +42,7 @@ const FAKES: &[(&str, &str)] = &[
   start) if [ -n "$FAKE_MINIKUBE_FAIL" ]; then echo "X Exiting due to RSRC_INSUFFICIENT_CORES: 1 CPU available" >&2; exit 89; fi
     add_context "$(arg --profile "$@")" ;;
   status) echo "host: Running"; echo "apiserver: Running" ;;
+  profile) echo '{"invalid":[],"valid":[{"Name":"mlops","Status":"OK","Config":{"Name":"mlops","Driver":"docker"}}]}' ;;
   delete) remove_context "$(arg --profile "$@")" ;;
 esac"#,
     ),
@@ -217,6 +218,14 @@ fn minikube_up_status_down() -> Result {
     assert!(out.status.success());
     assert_eq!(log[0], "minikube status --profile mlops");
     assert!(text(&out.stdout).contains("context mlops: API server ready"));
+    // On this Linux host the Docker driver's node is reachable: status
+    // says the URLs come from `minikube service --url` (url_source's unit
+    // tests cover macOS and Windows, where they come from port-forwards).
+    assert!(
+        text(&out.stdout).contains("driver: docker; service URLs from `minikube service --url`"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let (out, log) = f.xtask(&["cluster", "down", "--target", "minikube"], &[])?;
     assert!(out.status.success());
@@ -791,6 +800,7 @@ fn dry_runs_without_a_context_plan_everything_and_name_what_would_stop_first() -
         // Only reads: nothing created, installed, loaded or applied.
         assert!(
             log.iter().all(|l| l.starts_with("kubectl config")
+                || l.starts_with("minikube profile list")
                 || l.starts_with("helm ") && l.contains(" list ")
                 || l.starts_with("kubectl --context") && l.contains(" get ")),
             "{args:?}: {log:?}"

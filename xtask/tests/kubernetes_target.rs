@@ -77,6 +77,7 @@ impl Stage {
         setup.node = kube_fake_api::controllers::Node {
             images: Some(node_images.clone()),
             registries: vec![REACHABLE_REGISTRY.into()],
+            architecture: setup.node.architecture.take(),
         };
         let (fake, addr) = kube_fake_api::run_on(&rt, setup)?;
         f.settings(settings)?;
@@ -665,6 +666,69 @@ fn deploy_on_kind_reaches_the_pods_through_the_engines_port_forwards() -> Result
         let _ = stage.xtask(&["teardown", "--target", "kind"], &[]);
     }
     result
+}
+
+#[test]
+fn nodes_of_another_cpu_get_images_built_for_it_or_say_what_to_install() -> Result {
+    // The fake's node reports the CPU this host is not, as an arm64 kind
+    // cluster (or GKE's t2a nodes) does to an amd64 laptop.
+    let (other, std) = if std::env::consts::ARCH == "aarch64" {
+        ("amd64", "x86_64-unknown-linux-musl")
+    } else {
+        ("arm64", "aarch64-unknown-linux-musl")
+    };
+    let mut setup = Setup::default();
+    setup.node.architecture = Some(other.into());
+    let port = free_port()?;
+    let stage = Stage::with(
+        setup,
+        "kind-dev",
+        &[("kind", KIND)],
+        &format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
+    )?;
+    let (out, log) = stage.xtask(&["deploy", "--target", "kind"], &[])?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kind's machines run linux/{other}")),
+        "{stderr}"
+    );
+    // This machine has no musl std for that CPU (only its own toolchain's
+    // std is installed here): the command that installs it is named.
+    assert!(
+        stderr.contains(&format!(
+            "linux/{other} binaries cannot be built on this host (linux/{}) yet: run `rustup \
+             target add {std}`",
+            std::env::consts::ARCH
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("==> building"),
+        "nothing is built: {stderr}"
+    );
+    assert!(log.is_empty(), "nothing is loaded: {log:?}");
+    assert!(stage.deployments()?.is_empty());
+
+    // --platform says which platform to build for instead: this host's
+    // own (the pods would then need nodes of this CPU), so the deploy
+    // goes ahead as far as building and loading.
+    let own = if other == "arm64" { "amd64" } else { "arm64" };
+    let (out, _) = stage.xtask(
+        &[
+            "--dry-run",
+            "deploy",
+            "--target",
+            "kind",
+            "--platform",
+            &format!("linux/{own}"),
+        ],
+        &[],
+    )?;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("kind load image-archive"), "{stdout}");
+    Ok(())
 }
 
 /// A GET with ureq: status and body, 4xx/5xx included.

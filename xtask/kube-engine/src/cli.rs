@@ -43,6 +43,9 @@ pub enum Command {
     LoadBalancer(LoadBalancerArgs),
     /// Delete everything carrying our managed-by label and wait until it is gone.
     Teardown(TeardownArgs),
+    /// The nodes' platforms, `os/architecture` (status.nodeInfo), one per
+    /// line, each once, sorted.
+    Platforms,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +185,12 @@ impl Cli {
             }
             Command::LoadBalancer(l) => l.run(&client).await,
             Command::Teardown(t) => t.run(&mut resolver).await,
+            Command::Platforms => {
+                for platform in status::platforms(&client).await? {
+                    println!("{platform}");
+                }
+                Ok(true)
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde::Serialize;
 
@@ -16,6 +16,26 @@ pub struct Row {
     pub name: String,
     pub ready: bool,
     pub detail: String,
+}
+
+/// The platforms of the cluster's nodes, `os/architecture` as each
+/// reports it (`status.nodeInfo`: `linux/amd64`), each once, sorted.
+///
+/// # Errors
+/// The nodes cannot be listed (the API's own error, a 403 naming the
+/// missing `list nodes` permission included).
+pub async fn platforms(client: &kube::Client) -> Result<Vec<String>> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("listing the cluster's nodes: {e}"))?;
+    let platforms: std::collections::BTreeSet<String> = nodes
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.node_info.as_ref())
+        .map(|i| format!("{}/{}", i.operating_system, i.architecture))
+        .collect();
+    Ok(platforms.into_iter().collect())
 }
 
 pub async fn collect(resolver: &mut Resolver, selector: &str) -> Result<Vec<Row>> {

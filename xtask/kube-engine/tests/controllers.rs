@@ -46,6 +46,7 @@ fn started(registries: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Setup
         node: Node {
             images: Some(images.clone()),
             registries: registries.iter().map(|r| r.to_string()).collect(),
+            architecture: None,
         },
         ..Setup::default()
     };

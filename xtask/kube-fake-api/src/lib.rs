@@ -127,6 +127,8 @@ struct State {
     namespaces: Arc<Mutex<BTreeMap<String, Value>>>,
     backends: Arc<Mutex<HashMap<String, SocketAddr>>>,
     seldon: bool,
+    /// The one node, as `GET /api/v1/nodes` lists it.
+    node: Value,
 }
 
 #[derive(Default)]
@@ -201,6 +203,7 @@ pub async fn cluster(setup: Setup) -> FakeCluster {
         namespaces: namespaces.clone(),
         backends: backends.clone(),
         seldon: setup.seldon_installed,
+        node: setup.node.object(),
     };
     let controllers = Arc::new(Mutex::new(Some(controllers::Controllers {
         namespaces: namespaces.clone(),
@@ -516,6 +519,7 @@ async fn answer(
         namespaces,
         seldon,
         writing,
+        node,
         ..
     } = state;
     let path = req.uri().path().to_string();
@@ -634,6 +638,23 @@ async fn answer(
             return Ok(match discovery::openapi_document(&rest.join("/"), seldon) {
                 Some(doc) => json_response(StatusCode::OK, &doc),
                 None => not_found("the server could not find the requested resource"),
+            });
+        }
+        // Nodes are the kubelet's to register; clients only read them.
+        ["api", "v1", "nodes"] | ["api", "v1", "nodes", _] => {
+            return Ok(match (req.method().as_str(), parts.get(3)) {
+                ("GET", None) => json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {},
+                            "items": [node]}),
+                ),
+                ("GET", Some(name)) if node["metadata"]["name"] == *name => {
+                    json_response(StatusCode::OK, &node)
+                }
+                ("GET", Some(name)) => not_found(&format!("nodes \"{name}\" not found")),
+                (method, _) => status::method_not_allowed(&format!(
+                    "the API fake's node is the kubelet's: {method} is not served on nodes"
+                )),
             });
         }
         ["api", "v1", "namespaces"] | ["api", "v1", "namespaces", _] => {

@@ -2,9 +2,9 @@
 //! API fake as a process of its own, for the real `kubectl` and
 //! `kube-engine`. It writes a kubeconfig whose context `kube-fake` points at
 //! it, prints the address it listens on (one line on standard output), plays
-//! the controllers, and serves until SIGTERM or Ctrl-C. `--node-images`
-//! and `--load-balancer-ip` model a node's images and a cloud's load
-//! balancer (see `--help`).
+//! the controllers, and serves until SIGTERM or Ctrl-C. `--node-images`,
+//! `--node-architecture` and `--load-balancer-ip` model a node's images
+//! and CPU and a cloud's load balancer (see `--help`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ struct Args {
     /// A registry host the node can pull from (repeatable; with --node-images).
     #[arg(long = "registry", value_name = "HOST")]
     registries: Vec<String>,
+    /// The node's CPU as it reports it (status.nodeInfo.architecture:
+    /// amd64, arm64) [default: this host's]
+    #[arg(long, value_name = "GOARCH")]
+    node_architecture: Option<String>,
     /// Give LoadBalancer services this external address (default: they stay pending).
     #[arg(long, value_name = "IP")]
     load_balancer_ip: Option<std::net::IpAddr>,
@@ -71,6 +75,7 @@ async fn main() -> ExitCode {
         node: kube_fake_api::controllers::Node {
             images: args.node_images,
             registries: args.registries,
+            architecture: args.node_architecture,
         },
         load_balancer: args.load_balancer_ip.map(|ip| {
             (

@@ -55,11 +55,10 @@ pub fn static_command(cx: &Ctx, profile: Profile) -> Command {
 /// for the native static build (`link`), and the toolchain's own target
 /// directory where it has one.
 fn command_for(cx: &Ctx, profile: Profile, toolchain: &Toolchain) -> Command {
-    let (program, args) = toolchain.command(&cargo());
-    let profile = profile.as_str();
+    let (program, args) = toolchain.command(&cargo(), profile.as_str());
     let mut cmd: Command = cmd!(
         cx.sh,
-        "{program} {args...} --profile {profile} --message-format=json-render-diagnostics"
+        "{program} {args...} --message-format=json-render-diagnostics"
     )
     .into();
     if matches!(toolchain, Toolchain::Native { .. }) {

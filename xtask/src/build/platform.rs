@@ -45,6 +45,29 @@ impl Platform {
         Ok(Self { arch })
     }
 
+    /// The platform a container engine or a node reports: `os/arch`, the
+    /// CPU in Go's names (Kubernetes' `status.nodeInfo`, podman's `docker
+    /// info`: `linux/amd64`) or the kernel's (Docker Engine's `docker
+    /// info`: `linux/x86_64`).
+    ///
+    /// # Errors
+    /// Another OS (images are Linux ones), or a CPU images are not built
+    /// for.
+    pub fn of_reported(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let found = match text.split_once('/') {
+            Some(("linux", "amd64" | "x86_64")) => Some(Self::LINUX_AMD64),
+            Some(("linux", "arm64" | "aarch64")) => Some(Self::LINUX_ARM64),
+            _ => None,
+        };
+        match found {
+            Some(p) => Ok(p),
+            None => bail!(
+                "machines of platform {text:?}: images are built for linux/amd64 and linux/arm64"
+            ),
+        }
+    }
+
     /// The Linux platform of a CPU `arch` as Rust names it
     /// (`std::env::consts::ARCH`: `x86_64`, `aarch64`).
     pub fn of_rust_arch(arch: &str) -> Option<Self> {
@@ -185,6 +208,29 @@ mod tests {
                 "{wrong}: {err:?}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn what_engines_and_nodes_report_is_read_in_either_naming() -> Result<()> {
+        assert_eq!(
+            Platform::of_reported("linux/x86_64\n")?,
+            Platform::LINUX_AMD64
+        );
+        assert_eq!(Platform::of_reported("linux/amd64")?, Platform::LINUX_AMD64);
+        assert_eq!(
+            Platform::of_reported("linux/aarch64")?,
+            Platform::LINUX_ARM64
+        );
+        assert_eq!(Platform::of_reported("linux/arm64")?, Platform::LINUX_ARM64);
+        let err = Platform::of_reported("windows/amd64")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("\"windows/amd64\"") && e.contains("linux/arm64")),
+            "{err:?}"
+        );
         Ok(())
     }
 

@@ -141,20 +141,20 @@ impl Toolchain {
         }
     }
 
-    /// The program and the arguments before cargo's own (`build
-    /// --target T`).
-    pub fn command(&self, cargo: &str) -> (String, Vec<String>) {
-        let target = |t: &str| vec!["build".to_string(), "--target".into(), t.into()];
-        match self {
-            Self::Host => (cargo.into(), vec!["build".into()]),
-            Self::Native { triple } => (cargo.into(), target(triple)),
-            Self::Zigbuild { triple } => {
-                let mut args = target(triple);
-                args[0] = "zigbuild".into();
-                (cargo.into(), args)
-            }
-            Self::Cross { triple } => ("cross".into(), target(triple)),
+    /// The program and its arguments for a build in `profile`: `build
+    /// --profile P [--target T]` (`zigbuild` for zigbuild); the caller
+    /// adds what is built.
+    pub fn command(&self, cargo: &str, profile: &str) -> (String, Vec<String>) {
+        let (program, subcommand) = match self {
+            Self::Host | Self::Native { .. } => (cargo, "build"),
+            Self::Zigbuild { .. } => (cargo, "zigbuild"),
+            Self::Cross { .. } => ("cross", "build"),
+        };
+        let mut args = vec![subcommand.to_string(), "--profile".into(), profile.into()];
+        if let Some(triple) = self.triple() {
+            args.extend(["--target".to_string(), triple.to_string()]);
         }
+        (program.to_string(), args)
     }
 
     /// The target directory of its own, under `target`, where one is
@@ -216,7 +216,9 @@ pub fn pick(
         Kind::Native => match choose(host, platform, &Installed::default()) {
             Ok(native @ Toolchain::Native { .. }) => Ok(native),
             _ => bail!(
-                "--toolchain native builds only this host's own platform, and this host                  ({host}) is not {platform}: give --toolchain zigbuild or cross, or                  --toolchain auto"
+                "--toolchain native builds only this host's own platform, and this host \
+                 ({host}) is not {platform}: give --toolchain zigbuild or cross, or \
+                 --toolchain auto"
             ),
         },
         Kind::Zigbuild => {
@@ -371,26 +373,14 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    const LINUX_X86: Host<'static> = Host {
-        os: "linux",
-        arch: "x86_64",
-    };
-    const LINUX_ARM: Host<'static> = Host {
-        os: "linux",
-        arch: "aarch64",
-    };
-    const MAC_ARM: Host<'static> = Host {
-        os: "macos",
-        arch: "aarch64",
-    };
-    const MAC_X86: Host<'static> = Host {
-        os: "macos",
-        arch: "x86_64",
-    };
-    const WINDOWS: Host<'static> = Host {
-        os: "windows",
-        arch: "x86_64",
-    };
+    const fn host(os: &'static str, arch: &'static str) -> Host<'static> {
+        Host { os, arch }
+    }
+    const LINUX_X86: Host<'static> = host("linux", "x86_64");
+    const LINUX_ARM: Host<'static> = host("linux", "aarch64");
+    const MAC_ARM: Host<'static> = host("macos", "aarch64");
+    const MAC_X86: Host<'static> = host("macos", "x86_64");
+    const WINDOWS: Host<'static> = host("windows", "x86_64");
 
     fn installed(targets: &[&str], zigbuild: bool, zig: bool, cross: bool) -> Installed {
         Installed {
@@ -510,6 +500,133 @@ mod tests {
             "linux/arm64 binaries cannot be built on this host (linux/x86_64) yet: run \
              `rustup target add aarch64-unknown-linux-musl` and `pip install ziglang \
              cargo-zigbuild`; or install cross (`cargo install cross`, with a container engine)"
+        );
+    }
+
+    #[test]
+    fn a_toolchain_asked_for_is_taken_or_refused_saying_why() {
+        let all = installed(
+            &["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-musl"],
+            true,
+            true,
+            true,
+        );
+        let pick = |kind, host, platform, glibc| {
+            super::pick(kind, host, platform, glibc, &all).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            pick(
+                Kind::Zigbuild,
+                LINUX_X86,
+                Platform::LINUX_AMD64,
+                Some("2.17")
+            ),
+            Ok(Toolchain::Zigbuild {
+                triple: "x86_64-unknown-linux-gnu.2.17".into()
+            })
+        );
+        assert_eq!(
+            pick(Kind::Zigbuild, LINUX_X86, Platform::LINUX_ARM64, None),
+            Ok(Toolchain::Zigbuild {
+                triple: "aarch64-unknown-linux-musl".into()
+            })
+        );
+        assert_eq!(
+            pick(Kind::Cross, MAC_ARM, Platform::LINUX_AMD64, None),
+            Ok(Toolchain::Cross {
+                triple: "x86_64-unknown-linux-musl".into()
+            })
+        );
+        let refused = |r: Result<Toolchain, String>, says: &str| {
+            let err = r.err().unwrap_or_default();
+            assert!(err.contains(says), "{says:?} not in {err:?}");
+        };
+        refused(
+            pick(Kind::Native, MAC_ARM, Platform::LINUX_ARM64, None),
+            "this host (macos/aarch64) is not linux/arm64",
+        );
+        refused(
+            pick(Kind::Native, LINUX_X86, Platform::LINUX_ARM64, None),
+            "--toolchain native builds only this host's own platform",
+        );
+        refused(
+            pick(Kind::Auto, LINUX_X86, Platform::LINUX_AMD64, Some("2.17")),
+            "--glibc is zigbuild's",
+        );
+        for bad in ["", "two", "2.x", "2..17"] {
+            refused(
+                pick(Kind::Zigbuild, LINUX_X86, Platform::LINUX_AMD64, Some(bad)),
+                "give a glibc version such as 2.17",
+            );
+        }
+        // What zigbuild lacks, named as the commands that install it.
+        let bare = installed(&[], false, false, false);
+        let err = super::pick(Kind::Zigbuild, MAC_ARM, Platform::LINUX_AMD64, None, &bare)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "--toolchain zigbuild for x86_64-unknown-linux-musl needs what this host lacks: run \
+             `rustup target add x86_64-unknown-linux-musl` and `pip install ziglang cargo-zigbuild`"
+        );
+        let err = super::pick(Kind::Cross, MAC_ARM, Platform::LINUX_AMD64, None, &bare)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("`cargo install cross`"), "{err}");
+    }
+
+    #[test]
+    fn each_toolchain_says_its_command_and_where_its_binaries_go() {
+        let target = Path::new("/t");
+        let native = Toolchain::Native {
+            triple: "x86_64-unknown-linux-gnu".into(),
+        };
+        assert_eq!(
+            native.command("cargo", "dist"),
+            (
+                "cargo".into(),
+                [
+                    "build",
+                    "--profile",
+                    "dist",
+                    "--target",
+                    "x86_64-unknown-linux-gnu"
+                ]
+                .map(String::from)
+                .to_vec()
+            )
+        );
+        assert_eq!(native.own_target_dir(target), None);
+        assert_eq!(
+            native.out_dir(target, "release"),
+            Path::new("/t/x86_64-unknown-linux-gnu/release")
+        );
+        let zig = Toolchain::Zigbuild {
+            triple: "x86_64-unknown-linux-gnu.2.17".into(),
+        };
+        assert_eq!(zig.command("cargo", "release").1[0], "zigbuild");
+        let own = zig.own_target_dir(target).unwrap_or_default();
+        assert_eq!(own, Path::new("/t/zigbuild"));
+        // cargo's directory is the triple without the glibc version.
+        assert_eq!(
+            zig.out_dir(&own, "dist"),
+            Path::new("/t/zigbuild/x86_64-unknown-linux-gnu/dist")
+        );
+        let cross = Toolchain::Cross {
+            triple: "aarch64-unknown-linux-musl".into(),
+        };
+        assert_eq!(cross.command("cargo", "release").0, "cross");
+        assert_eq!(
+            Toolchain::Host.command("cargo", "release").1,
+            ["build", "--profile", "release"]
+        );
+        assert!(!cross.reports_host_paths() && zig.reports_host_paths());
+        assert_eq!(Toolchain::Host.triple(), None);
+        assert_eq!(
+            Toolchain::Host.out_dir(target, "release"),
+            Path::new("/t/release")
         );
     }
 }

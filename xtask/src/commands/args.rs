@@ -165,10 +165,26 @@ impl PlatformArg {
     /// # Errors
     /// What `toolchain::pick` refuses, with the commands that would help.
     pub fn destination(&self) -> Result<Destination> {
-        if self.platform.is_none() && self.toolchain == ToolchainArg::Auto && self.glibc.is_none() {
-            return Ok(Destination::host());
+        self.destination_on(None)
+    }
+
+    /// As `destination`, for images that run on `runs_on` unless
+    /// `--platform` says otherwise: this host's own native build where
+    /// that is the platform, else `toolchain::pick`.
+    ///
+    /// # Errors
+    /// As `destination`.
+    pub fn destination_on(&self, runs_on: Option<Platform>) -> Result<Destination> {
+        let host = Destination::host();
+        let platform = self.platform.or(runs_on);
+        let native_here = matches!(host.toolchain, toolchain::Toolchain::Native { .. });
+        if platform.is_none_or(|p| p == host.platform && native_here)
+            && self.toolchain == ToolchainArg::Auto
+            && self.glibc.is_none()
+        {
+            return Ok(host);
         }
-        let platform = self.platform.unwrap_or_else(crate::build::host_platform);
+        let platform = platform.unwrap_or(host.platform);
         let toolchain = toolchain::pick(
             self.toolchain.into(),
             Host::here(),

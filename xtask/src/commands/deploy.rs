@@ -32,6 +32,10 @@ pub struct DeployArgs {
     pub services: Vec<String>,
     #[command(flatten)]
     pub profile: ProfileArg,
+    /// The images' platform and how it is built (default: the platform
+    /// of the target's machines, asked of them)
+    #[command(flatten)]
+    pub platform: super::args::PlatformArg,
     /// Deploy prebuilt images pinned by digest instead of building (a
     /// Kubernetes target; FILE as `release` or `image push` wrote it with
     /// --file-output)
@@ -94,7 +98,16 @@ impl DeployArgs {
         let delivered = match &self.images {
             Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
             None => {
-                let built = build::build(cx, &specs, self.profile.or(target.profile()))?;
+                let runs_on = target
+                    .platform(cx, &session)
+                    .with_context(|| format!("asking {name} which platform its machines run"))?;
+                let to = self.platform.destination_on(runs_on).with_context(|| {
+                    match (self.platform.platform, runs_on) {
+                        (None, Some(p)) => format!("{name}'s machines run {p}"),
+                        _ => format!("building for {name}"),
+                    }
+                })?;
+                let built = build::build_for(cx, &specs, self.profile.or(target.profile()), &to)?;
                 target
                     .deliver(cx, &session, built)
                     .with_context(|| format!("delivering to {name}"))?

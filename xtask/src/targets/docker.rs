@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::build::Built;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::conventions::{CONTAINER_PORT, MANAGED_BY};
 use crate::ground::http;
@@ -167,6 +168,22 @@ impl Target for Docker {
             Ok(_) => Vec::new(),
             Err(e) => vec![format!("{e:#}")],
         }
+    }
+
+    /// The engine's own platform (`docker info`): Docker Desktop's and
+    /// podman machine's Linux VM on a Mac is the Mac's CPU, not macOS.
+    fn platform(&self, cx: &Ctx, _session: &Session) -> Result<Option<Platform>> {
+        let docker = engine_cli();
+        let format = "{{.OSType}}/{{.Architecture}}";
+        let out = cx.runner.run(
+            cmd!(cx.sh, "{docker} info --format {format}"),
+            "reading the engine's platform (the images are built for it)",
+        )?;
+        let reported = out.stdout.trim();
+        if reported.is_empty() {
+            return Ok(None);
+        }
+        Platform::of_reported(reported).map(Some)
     }
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {

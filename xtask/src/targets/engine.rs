@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use crate::build;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::net;
 use crate::ground::poll;
@@ -129,6 +130,31 @@ impl Engine {
         )?;
         let address = out.stdout.trim();
         Ok((!address.is_empty()).then(|| address.to_string()))
+    }
+
+    /// The platforms of the cluster's nodes (`status.nodeInfo`), each
+    /// once; none under `--dry-run` or when the context was not reached.
+    ///
+    /// # Errors
+    /// The engine fails (its stderr says why), or a node runs another OS
+    /// or a CPU images are not built for.
+    pub fn platforms(&self, cx: &Ctx) -> Result<Vec<Platform>> {
+        if !self.reached {
+            return Ok(Vec::new());
+        }
+        let (engine, context) = (self.binary(cx)?, &self.context);
+        let out = cx.runner.run(
+            cmd!(cx.sh, "{engine} --context {context} platforms"),
+            "reading the nodes' platforms (the images are built for them)",
+        )?;
+        let mut platforms: Vec<Platform> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(Platform::of_reported)
+            .collect::<Result<_>>()?;
+        platforms.dedup();
+        Ok(platforms)
     }
 
     /// Deletes what matches `selector`, waiting until it is gone.

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::cmd;
 
 use crate::build::Built;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
@@ -249,6 +250,24 @@ impl Target for Kube {
         // Built before any image is pushed, so a build failure changes nothing.
         engine.binary(cx)?;
         Ok(())
+    }
+
+    fn platform(&self, cx: &Ctx, session: &Session) -> Result<Option<Platform>> {
+        let platforms = self.engine(session)?.platforms(cx)?;
+        match platforms.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            several => bail!(
+                "the cluster's nodes run {}: one image is built for one platform (give \
+                 --platform to choose, and keep the pods on those nodes with a nodeSelector \
+                 on kubernetes.io/arch)",
+                several
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        }
     }
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 
+use crate::build::platform::Platform;
 use crate::build::{Built, Profile};
 use crate::ground::context::Ctx;
 use crate::ground::services::ServiceSpec;
@@ -66,6 +67,18 @@ pub trait Target {
     /// for prebuilt images, `deploy --images`, which nothing pushes).
     /// Changes nothing.
     fn prepare(&self, cx: &Ctx, session: &Session, delivering: bool) -> Result<()>;
+
+    /// The platform of the machines that run its images (a cluster's
+    /// nodes, a container engine's VM), which the services are built for;
+    /// `None` where this host's own binaries run (the local target) or
+    /// nothing could be asked (`--dry-run`).
+    ///
+    /// # Errors
+    /// The machines cannot be asked, or run a platform images are not
+    /// built for, or several (one image per platform for now).
+    fn platform(&self, _cx: &Ctx, _session: &Session) -> Result<Option<Platform>> {
+        Ok(None)
+    }
 
     /// Makes the built services reachable by the target (load, push, or
     /// nothing), saying which before it happens.

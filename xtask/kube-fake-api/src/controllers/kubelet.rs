@@ -25,6 +25,55 @@ pub struct Node {
     /// Registry hosts the node can pull from (`reg.example`,
     /// `localhost:5000`); `docker.io` for references without one.
     pub registries: Vec<String>,
+    /// Its CPU as Kubernetes reports it (`status.nodeInfo.architecture`,
+    /// Go's GOARCH: `amd64`, `arm64`); `None`: this host's.
+    pub architecture: Option<String>,
+}
+
+impl Node {
+    /// `architecture`, else this host's CPU in Go's names.
+    pub fn architecture(&self) -> String {
+        self.architecture.clone().unwrap_or_else(|| {
+            match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                other => other,
+            }
+            .to_string()
+        })
+    }
+
+    /// The Node object the API serves for it, as a kubelet registers one
+    /// (`status.nodeInfo` with every field a 1.32 kubelet fills).
+    pub fn object(&self) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "labels": {
+                    "kubernetes.io/arch": self.architecture(),
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/hostname": NODE_NAME,
+                },
+            },
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": NODE_IP}],
+                "nodeInfo": {
+                    "architecture": self.architecture(),
+                    "operatingSystem": "linux",
+                    "bootID": "00000000-0000-0000-0000-000000000000",
+                    "containerRuntimeVersion": "containerd://1.7.24",
+                    "kernelVersion": "6.1.0",
+                    "kubeProxyVersion": "v1.32.0",
+                    "kubeletVersion": "v1.32.0",
+                    "machineID": "kube-fake-node",
+                    "osImage": "Debian GNU/Linux 12 (bookworm)",
+                    "systemUUID": "00000000-0000-0000-0000-000000000000",
+                },
+            },
+        })
+    }
 }
 
 /// The one node's name (what the scheduler writes in `spec.nodeName`)
@@ -238,6 +287,7 @@ mod tests {
         let kubelet = Kubelet::new(Node {
             images: Some(file),
             registries: registries.iter().map(|r| r.to_string()).collect(),
+            architecture: None,
         });
         (dir, kubelet)
     }
