@@ -1,6 +1,7 @@
 //! Linux binaries of another platform than the host's (issue 23): the
 //! xtask driving `cargo zigbuild` for real, for a glibc-versioned triple
-//! (`x86_64-unknown-linux-gnu.2.17`, whose std this toolchain has), and
+//! of this host's CPU (`x86_64-unknown-linux-gnu.2.17`, whose std this
+//! toolchain has), and
 //! a platform this host cannot build saying exactly what to install.
 //! cargo-zigbuild and zig come from PyPI (`.ci/requirements.txt`, in the
 //! virtual environment `KMLOPS_PYTHON` names).
@@ -77,7 +78,10 @@ fn zigbuild_makes_a_glibc_2_17_binary_that_passes_the_elf_check_and_answers() ->
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("zigbuild --profile release --target x86_64-unknown-linux-gnu.2.17"),
+        stderr.contains(&format!(
+            "zigbuild --profile release --target {}-unknown-linux-gnu.2.17",
+            std::env::consts::ARCH
+        )),
         "{stderr}"
     );
     let binary = stdout
@@ -86,7 +90,10 @@ fn zigbuild_makes_a_glibc_2_17_binary_that_passes_the_elf_check_and_answers() ->
         .map(PathBuf::from)
         .ok_or_else(|| format!("no test-api line in {stdout}"))?;
     assert!(
-        binary.starts_with(target.join("zigbuild/x86_64-unknown-linux-gnu/release")),
+        binary.starts_with(target.join(format!(
+            "zigbuild/{}-unknown-linux-gnu/release",
+            std::env::consts::ARCH
+        ))),
         "{}",
         binary.display()
     );
@@ -99,6 +106,28 @@ fn zigbuild_makes_a_glibc_2_17_binary_that_passes_the_elf_check_and_answers() ->
     for newer in 18..=45 {
         assert!(!has(&format!("GLIBC_2.{newer}\0")), "needs GLIBC_2.{newer}");
     }
+
+    // Linked against glibc, it cannot go into an image on an empty base:
+    // the image step says so instead of packing it.
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &[
+            "image",
+            "build",
+            "--toolchain",
+            "zigbuild",
+            "--glibc",
+            "2.17",
+        ],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("test-api) is linked dynamically (it needs the loader /lib"),
+        "{stderr}"
+    );
 
     // And it answers, here (this host's glibc is newer than 2.17).
     let port = support::free_port()?;

@@ -710,9 +710,21 @@ fn nodes_of_another_cpu_get_images_built_for_it_or_say_what_to_install() -> Resu
     assert!(log.is_empty(), "nothing is loaded: {log:?}");
     assert!(stage.deployments()?.is_empty());
 
+    // A dry run asks the nodes too, and lists it as what would stop a
+    // real run.
+    let (out, _) = stage.xtask(&["--dry-run", "deploy", "--target", "kind"], &[])?;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "would stop here: kind's machines run linux/{other}: linux/{other} binaries cannot"
+        )),
+        "{stdout}"
+    );
+
     // --platform says which platform to build for instead: this host's
-    // own (the pods would then need nodes of this CPU), so the deploy
-    // goes ahead as far as building and loading.
+    // own (the pods would then need nodes of this CPU); the nodes are not
+    // asked, and nothing stops the plan.
     let own = if other == "arm64" { "amd64" } else { "arm64" };
     let (out, _) = stage.xtask(
         &[
@@ -728,6 +740,11 @@ fn nodes_of_another_cpu_get_images_built_for_it_or_say_what_to_install() -> Resu
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("kind load image-archive"), "{stdout}");
+    assert!(!stdout.contains("would stop here"), "{stdout}");
+    assert!(
+        !stdout.contains(" platforms"),
+        "the nodes are not asked: {stdout}"
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use anyhow::{Result, bail};
-use object::read::elf::FileHeader as _;
+use object::read::elf::{FileHeader as _, ProgramHeader as _};
 use object::{Endianness, FileKind, elf};
 
 /// A CPU architecture images are built for (OCI's names).
@@ -175,6 +175,32 @@ pub fn check_binary(what: &str, bytes: &[u8], platform: Platform) -> Result<()> 
     Ok(())
 }
 
+/// Refuses `bytes` (the file `what`) when it needs a dynamic loader (an
+/// ELF `PT_INTERP` segment, as a glibc-linked binary has): an image on an
+/// empty base has none, and the pod would fail with "no such file or
+/// directory". Call it after `check_binary`.
+///
+/// # Errors
+/// The binary names an interpreter, or its program headers cannot be read.
+pub fn check_static(what: &str, bytes: &[u8]) -> Result<()> {
+    let header = elf::FileHeader64::<Endianness>::parse(bytes)?;
+    let endian = header.endian()?;
+    let interpreter = header
+        .program_headers(endian, bytes)?
+        .iter()
+        .find(|p| p.p_type(endian) == elf::PT_INTERP)
+        .and_then(|p| p.interpreter(endian, bytes).ok().flatten())
+        .map(|i| String::from_utf8_lossy(i).into_owned());
+    if let Some(interpreter) = interpreter {
+        bail!(
+            "{what} is linked dynamically (it needs the loader {interpreter}), and the image has \
+             no C runtime (FROM scratch): build it statically (the native build, or zigbuild and \
+             cross without --glibc)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +312,25 @@ mod tests {
             err.contains("x86-64") && err.contains("linux/arm64"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_binary_that_needs_a_loader_is_refused_for_an_empty_base() -> Result<()> {
+        // The test binary itself is linked dynamically, as cargo links tests.
+        let me = std::fs::read(std::env::current_exe()?)?;
+        if cfg!(target_os = "linux") {
+            let err = check_static("this test", &me).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("this test is linked dynamically")
+                        && e.contains("needs the loader /lib")
+                        && e.contains("FROM scratch")),
+                "{err:?}"
+            );
+        }
+        // A header without program headers needs no loader.
+        check_static("static", &header(elf::EM_X86_64, 0))?;
+        Ok(())
     }
 
     #[test]

@@ -98,15 +98,34 @@ impl DeployArgs {
         let delivered = match &self.images {
             Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
             None => {
-                let runs_on = target
-                    .platform(cx, &session)
-                    .with_context(|| format!("asking {name} which platform its machines run"))?;
-                let to = self.platform.destination_on(runs_on).with_context(|| {
-                    match (self.platform.platform, runs_on) {
-                        (None, Some(p)) => format!("{name}'s machines run {p}"),
-                        _ => format!("building for {name}"),
+                // --platform wins: the machines are not asked (a cluster of
+                // several platforms, or one whose nodes this user may not
+                // list, still deploys).
+                let runs_on = match self.platform.platform {
+                    Some(_) => None,
+                    None => match target.platform(cx, &session) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            // A dry run lists it and plans this host's build.
+                            cx.runner.precondition(e.context(format!(
+                                "asking {name} which platform its machines run (give \
+                                 --platform to choose it yourself)"
+                            )))?;
+                            None
+                        }
+                    },
+                };
+                let to = match self.platform.destination_on(runs_on) {
+                    Ok(to) => to,
+                    Err(e) => {
+                        let why = match (self.platform.platform, runs_on) {
+                            (None, Some(p)) => format!("{name}'s machines run {p}"),
+                            _ => format!("building for {name}"),
+                        };
+                        cx.runner.precondition(e.context(why))?;
+                        build::Destination::host()
                     }
-                })?;
+                };
                 let built = build::build_for(cx, &specs, self.profile.or(target.profile()), &to)?;
                 target
                     .deliver(cx, &session, built)

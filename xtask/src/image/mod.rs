@@ -206,11 +206,11 @@ fn image_spec(b: &Built, prov: &Provenance, cache: &std::path::Path) -> Result<o
     }
     let binary =
         std::fs::read(&b.binary).with_context(|| format!("cannot read {}", b.binary.display()))?;
-    platform::check_binary(
-        &format!("{} (service {})", b.binary.display(), b.spec.name),
-        &binary,
-        b.platform,
-    )?;
+    let what = format!("{} (service {})", b.binary.display(), b.spec.name);
+    platform::check_binary(&what, &binary, b.platform)?;
+    if b.runtime_library.is_none() {
+        platform::check_static(&what, &binary)?;
+    }
     Ok(oci::ImageSpec {
         base_layers,
         bin_name: b.spec.bin.to_string(),
@@ -378,11 +378,10 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
         || {
             let binary = std::fs::read(&b.binary)
                 .with_context(|| format!("cannot read {}", b.binary.display()))?;
-            platform::check_binary(
-                &format!("{} (service {})", b.binary.display(), b.spec.name),
-                &binary,
-                b.platform,
-            )?;
+            let what = format!("{} (service {})", b.binary.display(), b.spec.name);
+            platform::check_binary(&what, &binary, b.platform)?;
+            // The committed Dockerfiles build FROM scratch.
+            platform::check_static(&what, &binary)?;
             dockerfile::stage(&context, &b.spec.bin, &b.binary, &model_files(b)?)
         },
     )?;

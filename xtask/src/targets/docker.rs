@@ -170,17 +170,25 @@ impl Target for Docker {
         }
     }
 
-    /// The engine's own platform (`docker info`): Docker Desktop's and
-    /// podman machine's Linux VM on a Mac is the Mac's CPU, not macOS.
+    /// The engine's own platform (`docker info`; `podman info` names
+    /// its fields otherwise): Docker Desktop's and podman machine's Linux
+    /// VM on a Mac is the Mac's CPU, not macOS.
     fn platform(&self, cx: &Ctx, _session: &Session) -> Result<Option<Platform>> {
         let docker = engine_cli();
-        let format = "{{.OSType}}/{{.Architecture}}";
-        let out = cx.runner.run(
+        let format = if docker == "podman" {
+            "{{.Host.OS}}/{{.Host.Arch}}"
+        } else {
+            "{{.OSType}}/{{.Architecture}}"
+        };
+        // A read (a dry run asks too). An engine that does not answer is
+        // named where it is used; the build is then this host's.
+        let out = cx.runner.probe(
             cmd!(cx.sh, "{docker} info --format {format}"),
             "reading the engine's platform (the images are built for it)",
+            Duration::from_secs(15),
         )?;
         let reported = out.stdout.trim();
-        if reported.is_empty() {
+        if !out.success || reported.is_empty() {
             return Ok(None);
         }
         Platform::of_reported(reported).map(Some)

@@ -132,25 +132,33 @@ impl Engine {
         Ok((!address.is_empty()).then(|| address.to_string()))
     }
 
-    /// The platforms of the cluster's nodes (`status.nodeInfo`), each
-    /// once; none under `--dry-run` or when the context was not reached.
+    /// The platforms of the cluster's Linux nodes (`status.nodeInfo`),
+    /// each once (asked under `--dry-run` too); none when the context was
+    /// not reached. Nodes of another OS (a cluster's Windows pool) are left
+    /// out: Linux pods are not scheduled there.
     ///
     /// # Errors
-    /// The engine fails (its stderr says why), or a node runs another OS
-    /// or a CPU images are not built for.
+    /// The engine fails (its stderr says why: a 403 names the missing
+    /// permission to list nodes), or a Linux node runs a CPU images are
+    /// not built for.
     pub fn platforms(&self, cx: &Ctx) -> Result<Vec<Platform>> {
         if !self.reached {
             return Ok(Vec::new());
         }
         let (engine, context) = (self.binary(cx)?, &self.context);
-        let out = cx.runner.run(
+        // A read: a dry run asks too, to plan the right build.
+        let out = cx.runner.probe(
             cmd!(cx.sh, "{engine} --context {context} platforms"),
             "reading the nodes' platforms (the images are built for them)",
+            std::time::Duration::from_secs(60),
         )?;
+        if !out.success {
+            bail!("`kube-engine platforms` failed: {}", out.stderr.trim());
+        }
         let mut platforms: Vec<Platform> = out
             .stdout
             .lines()
-            .filter(|l| !l.trim().is_empty())
+            .filter(|l| l.trim().starts_with("linux/"))
             .map(Platform::of_reported)
             .collect::<Result<_>>()?;
         platforms.dedup();
