@@ -84,6 +84,27 @@ impl Installed {
         }
     }
 
+    /// The commands that install what zigbuild lacks here to build for
+    /// `triple` (the std's own triple, no glibc version), in order: rustup,
+    /// the target's std, then zig and cargo-zigbuild from PyPI.
+    fn zigbuild_lacks(&self, triple: &str) -> Vec<String> {
+        let mut commands = Vec::new();
+        if self.rust_targets.is_none() {
+            commands.push("curl --proto '=https' -sSf https://sh.rustup.rs | sh".to_string());
+        }
+        if !self.has_target(triple) {
+            commands.push(format!("rustup target add {triple}"));
+        }
+        let pip: Vec<&str> = [(!self.zig, "ziglang"), (!self.zigbuild, "cargo-zigbuild")]
+            .into_iter()
+            .filter_map(|(lacking, package)| lacking.then_some(package))
+            .collect();
+        if !pip.is_empty() {
+            commands.push(format!("pip install {}", pip.join(" ")));
+        }
+        commands
+    }
+
     fn has_target(&self, triple: &str) -> bool {
         self.rust_targets
             .as_ref()
@@ -232,20 +253,7 @@ pub fn pick(
                 None => musl,
             };
             let std_triple = triple.split_once(".").map_or(triple.as_str(), |(b, _)| b);
-            let mut missing = Vec::new();
-            if !installed.has_target(std_triple) {
-                missing.push(format!("rustup target add {std_triple}"));
-            }
-            let pip: Vec<&str> = [
-                (!installed.zig, "ziglang"),
-                (!installed.zigbuild, "cargo-zigbuild"),
-            ]
-            .into_iter()
-            .filter_map(|(lacking, package)| lacking.then_some(package))
-            .collect();
-            if !pip.is_empty() {
-                missing.push(format!("pip install {}", pip.join(" ")));
-            }
+            let missing = installed.zigbuild_lacks(std_triple);
             if !missing.is_empty() {
                 bail!(
                     "--toolchain zigbuild for {triple} needs what this host lacks: run {}",
@@ -349,19 +357,7 @@ pub fn choose(
     if installed.cross {
         return Ok(Toolchain::Cross { triple });
     }
-    let mut zigbuild = Vec::new();
-    if installed.rust_targets.is_none() {
-        zigbuild.push("curl --proto '=https' -sSf https://sh.rustup.rs | sh".to_string());
-    }
-    if !has_std {
-        zigbuild.push(format!("rustup target add {triple}"));
-    }
-    match (installed.zig, installed.zigbuild) {
-        (false, false) => zigbuild.push("pip install ziglang cargo-zigbuild".into()),
-        (false, true) => zigbuild.push("pip install ziglang".into()),
-        (true, false) => zigbuild.push("pip install cargo-zigbuild".into()),
-        (true, true) => {}
-    }
+    let zigbuild = installed.zigbuild_lacks(&triple);
     Err(Missing {
         platform,
         host: host.to_string(),
