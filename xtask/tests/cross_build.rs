@@ -2,7 +2,10 @@
 //! xtask driving `cargo zigbuild` for real, for a glibc-versioned triple
 //! of this host's CPU (`x86_64-unknown-linux-gnu.2.17`, whose std this
 //! toolchain has), and
-//! a platform this host cannot build saying exactly what to install.
+//! a platform this host cannot build saying exactly what to install; and
+//! an image index of two platforms (this host's, and arm64's through a
+//! stand-in for `cross`) pushed to the loopback registry and read back
+//! with skopeo.
 //! cargo-zigbuild and zig come from PyPI (`.ci/requirements.txt`, in the
 //! virtual environment `KMLOPS_PYTHON` names).
 
@@ -207,5 +210,235 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
         "{}",
         text(&out.stderr)
     );
+    Ok(())
+}
+
+/// skopeo's JSON answer for `args`.
+fn skopeo(args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new("skopeo").args(args).output()?;
+    if !out.status.success() {
+        return Err(format!("skopeo {args:?}: {}", text(&out.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// A stand-in for `cross` (which needs a container engine and its images
+/// from the internet), in `dir`: for each `--bin`, a real static AArch64
+/// executable made with PyPI's zig where cross would leave it
+/// (`$CARGO_TARGET_DIR/<triple>/<profile>/<bin>`); its arguments go to
+/// `dir/cross.log`.
+fn fake_cross(dir: &Path, python: &Path) -> Result {
+    let source = dir.join("start.c");
+    std::fs::write(
+        &source,
+        "void _start(void) { __asm__ volatile(\"mov x0, #0\\n mov x8, #93\\n svc #0\"); }\n",
+    )?;
+    let script = format!(
+        "#!/bin/sh\n\
+         echo \"cross $*\" >> '{log}'\n\
+         target=; profile=; bins=\n\
+         while [ $# -gt 0 ]; do\n\
+         \x20 case \"$1\" in\n\
+         \x20   --target) target=$2; shift;;\n\
+         \x20   --profile) profile=$2; shift;;\n\
+         \x20   --bin) bins=\"$bins $2\"; shift;;\n\
+         \x20 esac\n\
+         \x20 shift\n\
+         done\n\
+         out=\"$CARGO_TARGET_DIR/$target/$profile\"\n\
+         mkdir -p \"$out\"\n\
+         for b in $bins; do\n\
+         \x20 '{python}' -m ziglang cc -target aarch64-linux-musl -nostdlib -static -o \"$out/$b\" '{source}' || exit 1\n\
+         done\n",
+        log = dir.join("cross.log").display(),
+        python = python.display(),
+        source = source.display(),
+    );
+    let path = dir.join("cross");
+    std::fs::write(&path, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The `digest` line under the image whose reference contains `name`.
+fn digest_under(stdout: &str, name: &str) -> Option<String> {
+    let mut lines = stdout.lines().skip_while(|l| !l.contains(name));
+    lines.next()?;
+    lines
+        .next()?
+        .trim()
+        .strip_prefix("digest")
+        .map(|d| d.trim().to_string())
+}
+
+#[test]
+fn two_platforms_make_one_reproducible_index_that_skopeo_reads_per_architecture() -> Result {
+    use sha2::Digest;
+    let (Ok(registry), Some(tools)) = (std::env::var("KMLOPS_TEST_REGISTRY"), zig_tools()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs KMLOPS_TEST_REGISTRY"
+        );
+        eprintln!("SKIPPED: KMLOPS_TEST_REGISTRY is not set (.ci/container-stack.sh)");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    fake_cross(&bin, &tools.join("python"))?;
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../services/model-server/tests/exporters/wine-pipeline.onnx"),
+        dir.path().join("wine.onnx"),
+    )?;
+    std::fs::write(
+        dir.path().join("xtask.toml"),
+        format!(
+            "[registry]\nhost = \"{registry}\"\naccount = \"kmlops-index\"\n\
+             [services.test-api]\n\
+             [services.wine]\nport = 5003\nmodel = \"onnx\"\nmodel_path = \"wine.onnx\"\n\
+             [images]\ndir = \"images\"\n"
+        ),
+    )?;
+    // The shared target directory: this host's half is the release build
+    // other tests made already.
+    let xtask = |args: &[&str]| -> Result<(String, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(dir.path().join("xtask.toml"))
+            .arg("--progress=never")
+            .args(args)
+            .args(["--profile", "release"])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        if !out.status.success() {
+            return Err(format!("xtask {args:?}:\n{stdout}\n{stderr}").into());
+        }
+        Ok((stdout, stderr))
+    };
+    let both = "linux/amd64,linux/arm64";
+    let (first, stderr) = xtask(&["image", "build", "--platform", both])?;
+    assert!(
+        stderr.contains("cross build --profile release --target aarch64-unknown-linux-musl"),
+        "arm64 through cross: {stderr}"
+    );
+    assert!(
+        first.contains("  index   linux/amd64, linux/arm64"),
+        "{first}"
+    );
+    let test_api = digest_under(&first, "/test-api:").ok_or(format!("no digest: {first}"))?;
+    let model = digest_under(&first, "/wine:").ok_or(format!("no digest: {first}"))?;
+
+    // Built again from nothing: the same index digests.
+    std::fs::remove_dir_all(dir.path().join("images"))?;
+    let (second, _) = xtask(&["image", "build", "--platform", both])?;
+    assert_eq!(digest_under(&second, "/test-api:"), Some(test_api.clone()));
+    assert_eq!(digest_under(&second, "/wine:"), Some(model.clone()));
+
+    // An engine runs one platform: loading an index is refused up front.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(dir.path().join("xtask.toml"))
+        .args(["image", "load", "--platform", both])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("this command runs images of one platform"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Pushed: each platform's image by digest, the index under the tag.
+    let base = format!("{registry}/kmlops-index-{}", std::process::id());
+    let (pushed, _) = xtask(&[
+        "image",
+        "push",
+        "--platform",
+        both,
+        "--registry",
+        &base,
+        "--insecure",
+    ])?;
+    assert!(
+        pushed.contains(&format!("{base}/test-api@{test_api}")),
+        "{pushed}"
+    );
+    let tag = first
+        .lines()
+        .find(|l| l.contains("/test-api:"))
+        .and_then(|l| l.rsplit_once(':'))
+        .map(|(_, t)| t.trim().to_string())
+        .ok_or(format!("no tag: {first}"))?;
+    for (name, index_digest) in [("test-api", &test_api), ("wine", &model)] {
+        let tagged = format!("docker://{base}/{name}:{tag}");
+        let raw = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", &tagged])
+            .output()?;
+        assert!(raw.status.success(), "{}", text(&raw.stderr));
+        assert_eq!(
+            &format!("sha256:{:x}", sha2::Sha256::digest(&raw.stdout)),
+            index_digest,
+            "the registry serves the index byte for byte"
+        );
+        let index: serde_json::Value = serde_json::from_slice(&raw.stdout)?;
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        let mut layers = Vec::new();
+        for (i, arch) in ["amd64", "arm64"].into_iter().enumerate() {
+            let entry = &index["manifests"][i];
+            assert_eq!(entry["platform"]["os"], "linux");
+            assert_eq!(entry["platform"]["architecture"], arch);
+            // skopeo picks the platform's image out of the index.
+            let image = skopeo(&[
+                "inspect",
+                "--tls-verify=false",
+                "--override-os",
+                "linux",
+                "--override-arch",
+                arch,
+                &tagged,
+            ])?;
+            assert_eq!(image["Architecture"], arch, "{name} {image}");
+            assert_eq!(image["Os"], "linux");
+            // (skopeo reports the digest the tag names: the index's.)
+            assert_eq!(image["Digest"], index_digest.as_str(), "{name} {arch}");
+            // The layers it read are those of the manifest the index names.
+            let by_digest = format!(
+                "docker://{base}/{name}@{}",
+                entry["digest"].as_str().unwrap_or_default()
+            );
+            let manifest = skopeo(&["inspect", "--raw", "--tls-verify=false", &by_digest])?;
+            let named: Vec<&serde_json::Value> = manifest["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| &l["digest"])
+                .collect();
+            let read: Vec<&serde_json::Value> =
+                image["Layers"].as_array().into_iter().flatten().collect();
+            assert_eq!(read, named, "{name} {arch}");
+            layers.push(image["Layers"].clone());
+        }
+        if name == "wine" {
+            // The model's layer is one blob, shared by both platforms.
+            let last = |l: &serde_json::Value| l.as_array().and_then(|a| a.last()).cloned();
+            assert_eq!(last(&layers[0]), last(&layers[1]), "{layers:?}");
+            assert_ne!(layers[0][0], layers[1][0], "each platform's own server");
+        }
+    }
+    let log = std::fs::read_to_string(bin.join("cross.log"))?;
+    assert!(log.contains("--target aarch64-unknown-linux-musl"), "{log}");
     Ok(())
 }

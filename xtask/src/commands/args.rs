@@ -146,9 +146,12 @@ impl From<ToolchainArg> for Kind {
 /// and how.
 #[derive(Args, Clone, Debug)]
 pub struct PlatformArg {
-    /// The images' platform, os/arch: linux/amd64 or linux/arm64 [default: this host's CPU]
-    #[arg(long, value_name = "OS/ARCH", value_parser = Platform::parse, global = true)]
-    pub platform: Option<Platform>,
+    /// The images' platforms, os/arch: linux/amd64, linux/arm64; several, comma-separated, make
+    /// an OCI image index (image build, image push) [default: the target's machines on deploy,
+    /// else this host's CPU]
+    #[arg(long, value_name = "OS/ARCH[,…]", value_parser = Platform::parse, value_delimiter = ',',
+          global = true)]
+    pub platform: Vec<Platform>,
     /// How its binaries are built
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub toolchain: ToolchainArg,
@@ -158,25 +161,64 @@ pub struct PlatformArg {
 }
 
 impl PlatformArg {
-    /// What to build for: this host's own binaries unless a platform,
+    /// One destination per platform given (each once, in the order given),
+    /// or this host's alone: this host's own binaries unless a platform,
     /// toolchain or glibc is given; then `toolchain::pick` with what this
     /// host has installed.
     ///
     /// # Errors
-    /// What `toolchain::pick` refuses, with the commands that would help.
-    pub fn destination(&self) -> Result<Destination> {
-        self.destination_on(None)
+    /// What `toolchain::pick` refuses for one of them.
+    pub fn destinations(&self) -> Result<Vec<Destination>> {
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in &self.platform {
+            if !platforms.contains(p) {
+                platforms.push(*p);
+            }
+        }
+        if platforms.is_empty() {
+            return Ok(vec![self.destination_for(None)?]);
+        }
+        platforms
+            .into_iter()
+            .map(|p| self.destination_for(Some(p)))
+            .collect()
     }
 
-    /// As `destination`, for images that run on `runs_on` unless
-    /// `--platform` says otherwise: this host's own native build where
-    /// that is the platform, else `toolchain::pick`.
+    /// The one platform given, if any.
     ///
     /// # Errors
-    /// As `destination`.
+    /// Several were given.
+    pub fn one(&self) -> Result<Option<Platform>> {
+        match self.platform.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => Ok(Some(*first)),
+            several => {
+                let names: Vec<String> = several.iter().map(ToString::to_string).collect();
+                bail!(
+                    "--platform {}: this command runs images of one platform; an image index of \
+                     several is `cargo xtask image build` or `image push` with that --platform",
+                    names.join(",")
+                )
+            }
+        }
+    }
+
+    /// What to build for images that run on `runs_on` unless `--platform`
+    /// says otherwise: this host's own native build where that is the
+    /// platform, else `toolchain::pick`.
+    ///
+    /// # Errors
+    /// Several platforms given (this command runs one); what
+    /// `toolchain::pick` refuses, with the commands that would help.
     pub fn destination_on(&self, runs_on: Option<Platform>) -> Result<Destination> {
+        let platform = self.one()?.or(runs_on);
+        self.destination_for(platform)
+    }
+
+    /// The destination for `platform` (None: this host's).
+    fn destination_for(&self, platform: Option<Platform>) -> Result<Destination> {
         let host = Destination::host();
-        let platform = self.platform.or(runs_on);
         let native_here = matches!(host.toolchain, toolchain::Toolchain::Native { .. });
         if platform.is_none_or(|p| p == host.platform && native_here)
             && self.toolchain == ToolchainArg::Auto

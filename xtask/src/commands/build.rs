@@ -23,10 +23,16 @@ pub struct BuildArgs {
 impl BuildArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
-        let to = self.platform.destination()?;
         let profile = self.profile.or(build::Profile::Release);
-        for b in build::build_for(cx, &specs, profile, &to)? {
-            println!("{}\t{}", b.spec.name, b.binary.display());
+        let several = self.platform.platform.len() > 1;
+        for to in self.platform.destinations()? {
+            for b in build::build_for(cx, &specs, profile, &to)? {
+                if several {
+                    println!("{}\t{}\t{}", b.spec.name, b.platform, b.binary.display());
+                } else {
+                    println!("{}\t{}", b.spec.name, b.binary.display());
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -101,7 +101,7 @@ impl DeployArgs {
                 // --platform wins: the machines are not asked (a cluster of
                 // several platforms, or one whose nodes this user may not
                 // list, still deploys).
-                let runs_on = match self.platform.platform {
+                let runs_on = match self.platform.one()? {
                     Some(_) => None,
                     None => match target.platform(cx, &session) {
                         Ok(p) => p,
@@ -118,7 +118,7 @@ impl DeployArgs {
                 let to = match self.platform.destination_on(runs_on) {
                     Ok(to) => to,
                     Err(e) => {
-                        let why = match (self.platform.platform, runs_on) {
+                        let why = match (self.platform.platform.first(), runs_on) {
                             (None, Some(p)) => format!("{name}'s machines run {p}"),
                             _ => format!("building for {name}"),
                         };
@@ -222,6 +222,7 @@ fn prebuilt(
                 // Pinned by digest: a new image is a new reference already.
                 id: String::new(),
                 size: 0,
+                platforms: Vec::new(),
             },
             reference,
         });

@@ -157,7 +157,12 @@ impl ImageArgs {
             // The registry answers and takes the credentials, before the build.
             p.preflight(cx, &first.settings.image)?;
         }
-        let to = self.platform.destination()?;
+        let to = if publisher.as_ref().is_some_and(|p| !p.pushes()) {
+            // An engine runs one platform's image; an index goes to a registry.
+            vec![self.platform.destination_on(None)?]
+        } else {
+            self.platform.destinations()?
+        };
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let mut builds = Vec::new();
         let publisher_none = publisher.is_none();
@@ -226,6 +231,9 @@ fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {
                 i.size as f64 / 1e6,
                 i.archive.display()
             );
+            if !i.platforms.is_empty() {
+                println!("  index   {}", i.platforms.join(", "));
+            }
         }
         Ok(())
     })?;

@@ -46,8 +46,13 @@ pub struct Image {
     pub digest: String,
     /// Config digest: the image ID engines show.
     pub id: String,
-    /// Uncompressed bytes: config plus layers.
+    /// Uncompressed bytes: config plus layers (each blob once, over every
+    /// platform of an index).
     pub size: u64,
+    /// The platforms of an image index (`linux/amd64`), in its order;
+    /// empty for an image of one platform. An index has no image ID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 fn images_dir(cx: &Ctx) -> PathBuf {
@@ -59,22 +64,33 @@ fn packages_dir(cx: &Ctx) -> PathBuf {
     build::target_dir(cx).join("kube-mlops").join("debs")
 }
 
-/// Builds the binaries for `to`'s platform, then one image per distinct
-/// image name.
+/// Builds the binaries for each of `to`'s platforms, then one image per
+/// distinct image name: for one platform, an image archive engines load;
+/// for several, an OCI image index over one image per platform (each as
+/// one platform alone would make it), in an image layout archive that
+/// registries take.
+///
+/// # Errors
+/// No destination; a host that builds its own (non-Linux) binaries; the
+/// docker builder for a model on ONNX Runtime or for several platforms; a
+/// failed build or assembly.
 pub fn build_images(
     cx: &Ctx,
     specs: &[ServiceSpec],
     builder: Builder,
     profile: build::Profile,
-    to: &build::Destination,
+    to: &[build::Destination],
 ) -> Result<Vec<Image>> {
-    if to.toolchain == build::toolchain::Toolchain::Host {
+    if let Some(d) = to
+        .iter()
+        .find(|d| d.toolchain == build::toolchain::Toolchain::Host)
+    {
         bail!(
             "images need Linux binaries, and this host ({}/{}) builds its own: give --platform \
              {} to cross-compile them (`cargo xtask doctor` says what that needs here)",
             std::env::consts::OS,
             std::env::consts::ARCH,
-            to.platform
+            d.platform
         );
     }
     // Refused before minutes of building, not after.
@@ -83,9 +99,134 @@ pub fn build_images(
     {
         bail!("{}", docker_builder_refuses(&s.name));
     }
-    // images_from keeps one image per image name.
-    let built = build::build_for(cx, specs, profile, to)?;
-    images_from(cx, &built, builder)
+    match to {
+        [] => bail!("no platform to build images for"),
+        [one] => {
+            // images_from keeps one image per image name.
+            let built = build::build_for(cx, specs, profile, one)?;
+            images_from(cx, &built, builder)
+        }
+        several => {
+            if builder == Builder::Docker {
+                bail!(
+                    "--builder docker builds one platform at a time; an image index of {} is \
+                     the native builder's (drop --builder docker)",
+                    platform_list(several)
+                );
+            }
+            let built = several
+                .iter()
+                .map(|d| build::build_for(cx, specs, profile, d))
+                .collect::<Result<Vec<_>>>()?;
+            indexes_from(cx, &built)
+        }
+    }
+}
+
+/// `linux/amd64, linux/arm64`.
+fn platform_list(to: &[build::Destination]) -> String {
+    let names: Vec<String> = to.iter().map(|d| d.platform.to_string()).collect();
+    names.join(", ")
+}
+
+/// One image index per distinct image name, over each platform's build
+/// of it (`built`: one list per platform, the same services in each).
+fn indexes_from(cx: &Ctx, built: &[Vec<Built>]) -> Result<Vec<Image>> {
+    let prov = Provenance::read(cx)?;
+    let dir = images_dir(cx);
+    let Some(first) = built.first() else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for b in first {
+        if !names.contains(&b.spec.settings.image.as_str()) {
+            names.push(&b.spec.settings.image);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let per_platform = built
+                .iter()
+                .map(|list| {
+                    list.iter()
+                        .find(|b| b.spec.settings.image == name)
+                        .with_context(|| format!("no build of image {name} for every platform"))
+                })
+                .collect::<Result<Vec<&Built>>>()?;
+            native_index(cx, &per_platform, &prov, &dir)
+        })
+        .collect()
+}
+
+/// The image index over `builds` (one image, one build per platform),
+/// assembled natively.
+fn native_index(
+    cx: &Ctx,
+    builds: &[&Built],
+    prov: &Provenance,
+    dir: &std::path::Path,
+) -> Result<Image> {
+    let Some(first) = builds.first() else {
+        bail!("an image index needs one platform at least");
+    };
+    let name = first.spec.settings.image.clone();
+    let reference = reference(cx, first, prov);
+    let archive = dir.join(format!("{name}.tar"));
+    let platforms: Vec<String> = builds.iter().map(|b| b.platform.to_string()).collect();
+    let what = format!(
+        "assemble {reference} for {} as an OCI image index (native, no daemon) into {}",
+        platforms.join(", "),
+        archive.display()
+    );
+    let cache = packages_dir(cx);
+    let assembled = cx.runner.effect(what, || {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let started = Instant::now();
+        let images = builds
+            .iter()
+            .map(|b| oci::assemble(&image_spec(b, prov, &cache)?))
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<(&str, &oci::Assembled)> = builds
+            .iter()
+            .map(|b| b.platform.oci_arch())
+            .zip(&images)
+            .collect();
+        let index = oci::index(&pairs)?;
+        // Each blob once: the platforms' images share a model's layer.
+        let mut blobs: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in &images {
+            blobs.insert(&a.config_digest, a.config.len());
+            for (d, l) in a.layer_digests.iter().zip(&a.layers) {
+                blobs.insert(d, l.len());
+            }
+        }
+        let image = Image {
+            name: name.clone(),
+            reference: reference.clone(),
+            tag: prov.tag(),
+            archive: archive.clone(),
+            digest: index.digest.clone(),
+            id: String::new(),
+            size: blobs.values().sum::<usize>() as u64,
+            platforms: platforms.clone(),
+        };
+        let refs: Vec<&oci::Assembled> = images.iter().collect();
+        keep_or_write(dir, &image, started, || {
+            oci::write_index_archive(
+                &refs,
+                &index,
+                &reference,
+                &prov.tag(),
+                u64::try_from(prov.epoch).unwrap_or(0),
+                &archive,
+            )
+        })
+    })?;
+    Ok(assembled.unwrap_or_else(|| Image {
+        platforms: platforms.clone(),
+        ..placeholder(name, reference, prov, archive)
+    }))
 }
 
 /// One image per distinct image name among already built binaries.
@@ -337,27 +478,48 @@ fn assemble(
         id: assembled.config_digest.clone(),
         size: (assembled.config.len() + assembled.layers.iter().map(Vec::len).sum::<usize>())
             as u64,
+        platforms: Vec::new(),
     };
-    let record = record_path(dir, &name);
+    keep_or_write(dir, &image, started, || {
+        oci::write_archive(&assembled, reference, &prov.tag(), spec.epoch, archive)
+    })
+}
+
+/// Writes `image`'s archive with `write` and records it, unless the record
+/// of the last build says the same image is there already; `image` either
+/// way.
+fn keep_or_write(
+    dir: &std::path::Path,
+    image: &Image,
+    started: Instant,
+    write: impl FnOnce() -> Result<()>,
+) -> Result<Image> {
+    let record = record_path(dir, &image.name);
     let previous: Option<Image> = std::fs::read(&record)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    if previous.as_ref() == Some(&image) && archive.exists() {
+    if previous.as_ref() == Some(image) && image.archive.exists() {
         eprintln!(
-            "==> image {reference} is up to date ({}); inputs unchanged",
-            image.digest
+            "==> image {} is up to date ({}); inputs unchanged",
+            image.reference, image.digest
         );
-        return Ok(image);
+        return Ok(image.clone());
     }
-    oci::write_archive(&assembled, reference, &prov.tag(), spec.epoch, archive)?;
-    files::write_whole(&record, &serde_json::to_vec_pretty(&image)?)?;
+    write()?;
+    files::write_whole(&record, &serde_json::to_vec_pretty(image)?)?;
     eprintln!(
-        "  ✓ assembled {reference} in {:.2}s: {} ({:.1} MB)",
+        "  ✓ assembled {} in {:.2}s: {} ({:.1} MB{})",
+        image.reference,
         started.elapsed().as_secs_f64(),
         image.digest,
-        image.size as f64 / 1e6
+        image.size as f64 / 1e6,
+        if image.platforms.is_empty() {
+            String::new()
+        } else {
+            format!(", an index of {}", image.platforms.join(", "))
+        }
     );
-    Ok(image)
+    Ok(image.clone())
 }
 
 fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Result<Image> {
@@ -405,6 +567,7 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
             id: oci::sha256(&blobs.config),
             size: (blobs.config.len() + blobs.layers.iter().map(Vec::len).sum::<usize>()) as u64,
             archive: archive.clone(),
+            platforms: Vec::new(),
         })
     })?;
     Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
@@ -429,5 +592,6 @@ fn placeholder(name: String, reference: String, prov: &Provenance, archive: Path
         digest: "sha256:<computed when built>".into(),
         id: String::new(),
         size: 0,
+        platforms: Vec::new(),
     }
 }

@@ -8,7 +8,9 @@
 //! The result is one uncompressed tarball that is both an OCI image layout
 //! (`oci-layout`, `index.json`, `blobs/sha256/...`) and a docker-archive
 //! (`manifest.json`), which docker/podman load, minikube image load, kind load
-//! image-archive and skopeo all read.
+//! image-archive and skopeo all read. Images of several platforms make an
+//! OCI image index instead (`index`, `write_index_archive`): an image
+//! layout only, which registries and skopeo read and engines do not load.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -16,8 +18,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use oci_spec::image::{
-    ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, RootFsBuilder, SCHEMA_VERSION,
+    ConfigBuilder, Descriptor, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, PlatformBuilder,
+    RootFsBuilder, SCHEMA_VERSION,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -332,16 +335,7 @@ pub fn write_archive(
                 .media_type(MediaType::ImageManifest)
                 .digest(a.digest.parse::<oci_spec::image::Digest>()?)
                 .size(a.manifest.len() as u64)
-                .annotations(std::collections::HashMap::from([
-                    (
-                        "org.opencontainers.image.ref.name".to_string(),
-                        tag.to_string(),
-                    ),
-                    (
-                        "io.containerd.image.name".to_string(),
-                        reference.to_string(),
-                    ),
-                ]))
+                .annotations(names(reference, tag))
                 .build()?,
         ])
         .build()?;
@@ -350,19 +344,51 @@ pub fn write_archive(
         repo_tags: vec![reference.to_string()],
         layers: a.layer_digests.iter().map(|d| blob_path(d)).collect(),
     }];
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut files = layout_files(&index)?;
+    files.insert("manifest.json".into(), canonical_json(&docker)?);
+    insert_image(&mut files, a);
+    write_layout(&files, epoch, path)
+}
+
+/// The annotations that name an image layout's image: its tag (the OCI
+/// layout's `ref.name`) and its whole reference (containerd's).
+fn names(reference: &str, tag: &str) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        (
+            "org.opencontainers.image.ref.name".to_string(),
+            tag.to_string(),
+        ),
+        (
+            "io.containerd.image.name".to_string(),
+            reference.to_string(),
+        ),
+    ])
+}
+
+/// `oci-layout` and `index.json` of an image layout whose `index.json` is
+/// `index`.
+fn layout_files(index: &ImageIndex) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
     files.insert(
         "oci-layout".into(),
         br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
     );
-    files.insert("index.json".into(), canonical_json(&index)?);
-    files.insert("manifest.json".into(), canonical_json(&docker)?);
+    files.insert("index.json".into(), canonical_json(index)?);
+    Ok(files)
+}
+
+/// `a`'s config, layers and manifest, as blobs of an image layout.
+fn insert_image(files: &mut BTreeMap<String, Vec<u8>>, a: &Assembled) {
     files.insert(blob_path(&a.config_digest), a.config.clone());
     for (digest, layer) in a.layer_digests.iter().zip(&a.layers) {
         files.insert(blob_path(digest), layer.clone());
     }
     files.insert(blob_path(&a.digest), a.manifest.clone());
+}
 
+/// Writes `files` as one tarball, every header fixed but path, size and
+/// contents.
+fn write_layout(files: &BTreeMap<String, Vec<u8>>, epoch: u64, path: &Path) -> Result<()> {
     // Written whole: two builds at once (two shells, a deploy beside an
     // `image push`) each leave a whole archive, and a reader keeps the file
     // it opened.
@@ -371,7 +397,7 @@ pub fn write_archive(
         for dir in ["blobs/", "blobs/sha256/"] {
             tar.append(&header(dir, 0, 0o755, true, epoch)?, std::io::empty())?;
         }
-        for (name, bytes) in &files {
+        for (name, bytes) in files {
             tar.append(
                 &header(name, bytes.len() as u64, 0o644, false, epoch)?,
                 &bytes[..],
@@ -382,14 +408,147 @@ pub fn write_archive(
     })
 }
 
-/// The config and layers of an image archive, read through its
-/// docker-archive manifest (ours, or one `docker save` wrote).
-pub struct ArchiveBlobs {
+/// The media type of an OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An OCI image index (image-spec v1.1, image-index.md): one manifest per
+/// platform, each with its `platform` (`os` linux, `architecture` the OCI
+/// name), in the order given; canonical JSON, so the same images give the
+/// same digest.
+pub struct Index {
+    pub bytes: Vec<u8>,
+    /// `sha256:...` of `bytes`: the digest a registry reports for the tag.
+    pub digest: String,
+}
+
+/// The index over `images`: (OCI architecture name, image) pairs.
+///
+/// # Errors
+/// Two images of one architecture; a digest oci-spec refuses.
+pub fn index(images: &[(&str, &Assembled)]) -> Result<Index> {
+    let mut manifests = Vec::new();
+    for (i, (arch, image)) in images.iter().enumerate() {
+        if images[..i].iter().any(|(a, _)| a == arch) {
+            bail!("an image index holds one image per platform; linux/{arch} came twice");
+        }
+        manifests.push(
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageManifest)
+                .digest(image.digest.parse::<oci_spec::image::Digest>()?)
+                .size(image.manifest.len() as u64)
+                .platform(
+                    PlatformBuilder::default()
+                        .architecture(*arch)
+                        .os("linux")
+                        .build()?,
+                )
+                .build()?,
+        );
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()?;
+    let bytes = canonical_json(&index)?;
+    Ok(Index {
+        digest: sha256(&bytes),
+        bytes,
+    })
+}
+
+/// Writes `index` and its `images` as one OCI image layout tarball whose
+/// `index.json` names the index `reference` (tag `tag`). Blobs the images
+/// share (a model's layer) are stored once.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_index_archive(
+    images: &[&Assembled],
+    index: &Index,
+    reference: &str,
+    tag: &str,
+    epoch: u64,
+    path: &Path,
+) -> Result<()> {
+    let top = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![
+            DescriptorBuilder::default()
+                .media_type(MediaType::ImageIndex)
+                .digest(index.digest.parse::<oci_spec::image::Digest>()?)
+                .size(index.bytes.len() as u64)
+                .annotations(names(reference, tag))
+                .build()?,
+        ])
+        .build()?;
+    let mut files = layout_files(&top)?;
+    for a in images {
+        insert_image(&mut files, a);
+    }
+    files.insert(blob_path(&index.digest), index.bytes.clone());
+    write_layout(&files, epoch, path)
+}
+
+/// One platform's image read back from an index archive.
+pub struct IndexedImage {
+    pub manifest: Vec<u8>,
     pub config: Vec<u8>,
     pub layers: Vec<Vec<u8>>,
 }
 
-pub fn read_archive(path: &Path) -> Result<ArchiveBlobs> {
+/// An index archive's index and images, in the index's order.
+pub struct IndexBlobs {
+    pub index: Vec<u8>,
+    pub images: Vec<IndexedImage>,
+}
+
+/// The index an archive holds, when its `index.json` names an image index
+/// (`write_index_archive`'s); None for a one-platform image archive.
+///
+/// # Errors
+/// Not an image layout; a blob it names is missing.
+pub fn read_index_archive(path: &Path) -> Result<Option<IndexBlobs>> {
+    let files = tar_files(path)?;
+    let Some(layout) = files.get("index.json") else {
+        return Ok(None);
+    };
+    let layout: ImageIndex = serde_json::from_slice(layout)
+        .with_context(|| format!("{}: index.json is not an OCI image index", path.display()))?;
+    let [top] = layout.manifests().as_slice() else {
+        return Ok(None);
+    };
+    if *top.media_type() != MediaType::ImageIndex {
+        return Ok(None);
+    }
+    let take = |d: &Descriptor| {
+        let name = blob_path(d.digest().as_ref());
+        files
+            .get(&name)
+            .cloned()
+            .with_context(|| format!("{} lacks {name}", path.display()))
+    };
+    let index = take(top)?;
+    let parsed: ImageIndex = serde_json::from_slice(&index)?;
+    let images = parsed
+        .manifests()
+        .iter()
+        .map(|d| {
+            let manifest = take(d)?;
+            let m: ImageManifest = serde_json::from_slice(&manifest)?;
+            Ok(IndexedImage {
+                config: take(m.config())?,
+                layers: m.layers().iter().map(&take).collect::<Result<_>>()?,
+                manifest,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(IndexBlobs { index, images }))
+}
+
+/// Every regular file of a tarball, by path (`./` dropped).
+fn tar_files(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open image archive {}", path.display()))?;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -406,6 +565,18 @@ pub fn read_archive(path: &Path) -> Result<ArchiveBlobs> {
             files.insert(name, bytes);
         }
     }
+    Ok(files)
+}
+
+/// The config and layers of an image archive, read through its
+/// docker-archive manifest (ours, or one `docker save` wrote).
+pub struct ArchiveBlobs {
+    pub config: Vec<u8>,
+    pub layers: Vec<Vec<u8>>,
+}
+
+pub fn read_archive(path: &Path) -> Result<ArchiveBlobs> {
+    let files = tar_files(path)?;
     let manifest = files.get("manifest.json").with_context(|| {
         format!(
             "{} has no manifest.json: not an image archive",
@@ -620,6 +791,78 @@ mod tests {
             s
         })?;
         assert_eq!(again.digest, one.digest, "reproducible");
+        Ok(())
+    }
+
+    #[test]
+    fn an_index_names_each_platform_shares_the_model_layer_and_is_reproducible() -> Result<()> {
+        let image = |binary: &[u8], arch: &str| {
+            assemble(&ImageSpec {
+                files: Vec::new(),
+                model_files: vec![("models/iris.onnx".into(), b"iris".to_vec())],
+                arch: arch.into(),
+                ..spec(binary)
+            })
+        };
+        let (amd, arm) = (image(b"x86-64", "amd64")?, image(b"aarch64", "arm64")?);
+        let made = index(&[("amd64", &amd), ("arm64", &arm)])?;
+        assert_eq!(made.digest, sha256(&made.bytes));
+        let again = index(&[
+            ("amd64", &image(b"x86-64", "amd64")?),
+            ("arm64", &image(b"aarch64", "arm64")?),
+        ])?;
+        assert_eq!(again.digest, made.digest, "reproducible");
+        let parsed: serde_json::Value = serde_json::from_slice(&made.bytes)?;
+        assert_eq!(parsed["mediaType"], OCI_INDEX);
+        let platforms: Vec<(String, String, String)> = parsed["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["digest"].as_str().unwrap_or_default().to_string(),
+                    m["platform"]["os"].as_str().unwrap_or_default().to_string(),
+                    m["platform"]["architecture"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            platforms,
+            [
+                (amd.digest.clone(), "linux".into(), "amd64".into()),
+                (arm.digest.clone(), "linux".into(), "arm64".into()),
+            ]
+        );
+        assert_eq!(
+            amd.layer_digests[1], arm.layer_digests[1],
+            "one model layer"
+        );
+        assert_ne!(amd.layer_digests[0], arm.layer_digests[0]);
+        let err = index(&[("amd64", &amd), ("amd64", &amd)]).err();
+        assert!(
+            err.is_some_and(|e| e.to_string().contains("linux/amd64 came twice")),
+            "a platform twice is refused"
+        );
+
+        // Written, read back: the index and each image, blobs shared once.
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("index.tar");
+        write_index_archive(&[&amd, &arm], &made, "reg/acct/iris:1", "1", 1, &path)?;
+        let first = std::fs::read(&path)?;
+        write_index_archive(&[&amd, &arm], &made, "reg/acct/iris:1", "1", 1, &path)?;
+        assert_eq!(first, std::fs::read(&path)?, "byte-identical archives");
+        let back = read_index_archive(&path)?.context("no index read back")?;
+        assert_eq!(back.index, made.bytes);
+        assert_eq!(back.images.len(), 2);
+        assert_eq!(back.images[1].manifest, arm.manifest);
+        assert_eq!(back.images[1].config, arm.config);
+        assert_eq!(back.images[1].layers, arm.layers);
+        // A one-platform archive is not an index.
+        write_archive(&amd, "reg/acct/iris:1", "1", 1, &path)?;
+        assert!(read_index_archive(&path)?.is_none());
         Ok(())
     }
 

@@ -59,24 +59,49 @@ pub fn push(
     insecure: bool,
     siblings: &[String],
 ) -> Result<Pushed> {
-    let blobs = oci::read_archive(archive)?;
-    let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
-    let upload = Upload::open(repository, insecure)?;
     let mut pushed = Pushed {
         digest: String::new(),
         uploaded: 0,
         skipped: 0,
         mounted: Vec::new(),
     };
-    for blob in blobs.layers.iter().chain(std::iter::once(&blobs.config)) {
-        match upload.blob_from(blob, siblings)? {
-            Sent::Uploaded => pushed.uploaded += 1,
-            Sent::There => pushed.skipped += 1,
-            Sent::Mounted(from) => pushed.mounted.push(from),
+    // An image index: each platform's image by digest, then the index
+    // under the tag (what `docker buildx` and ko push).
+    if let Some(index) = oci::read_index_archive(archive)? {
+        let upload = Upload::open(repository, insecure)?;
+        for image in &index.images {
+            pushed.send(&upload, &image.layers, &image.config, siblings)?;
+            upload.manifest_by_digest(&image.manifest, OCI_MANIFEST)?;
         }
+        pushed.digest = upload.manifest(tag, &index.index, oci::OCI_INDEX)?;
+        return Ok(pushed);
     }
+    let blobs = oci::read_archive(archive)?;
+    let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
+    let upload = Upload::open(repository, insecure)?;
+    pushed.send(&upload, &blobs.layers, &blobs.config, siblings)?;
     pushed.digest = upload.manifest(tag, &manifest, OCI_MANIFEST)?;
     Ok(pushed)
+}
+
+impl Pushed {
+    /// Sends an image's layers and config, counting how each got there.
+    fn send(
+        &mut self,
+        upload: &Upload,
+        layers: &[Vec<u8>],
+        config: &[u8],
+        siblings: &[String],
+    ) -> Result<()> {
+        for blob in layers.iter().map(Vec::as_slice).chain([config]) {
+            match upload.blob_from(blob, siblings)? {
+                Sent::Uploaded => self.uploaded += 1,
+                Sent::There => self.skipped += 1,
+                Sent::Mounted(from) => self.mounted.push(from),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a blob reached the repository.
@@ -309,16 +334,31 @@ impl Upload {
 
     /// Puts `manifest` (bytes as given) under `tag`; returns its digest.
     pub fn manifest(&self, tag: &str, manifest: &[u8], media_type: &str) -> Result<String> {
-        let reference: Reference = format!("{}:{tag}", self.repository)
+        self.put_manifest(&format!("{}:{tag}", self.repository), manifest, media_type)
+    }
+
+    /// Puts `manifest` (bytes as given) under its own digest, untagged (an
+    /// image an index names); returns the digest.
+    pub fn manifest_by_digest(&self, manifest: &[u8], media_type: &str) -> Result<String> {
+        let digest = oci::sha256(manifest);
+        self.put_manifest(
+            &format!("{}@{digest}", self.repository),
+            manifest,
+            media_type,
+        )
+    }
+
+    fn put_manifest(&self, name: &str, manifest: &[u8], media_type: &str) -> Result<String> {
+        let reference: Reference = name
             .parse()
-            .with_context(|| format!("{}:{tag} is not a valid image reference", self.repository))?;
+            .with_context(|| format!("{name} is not a valid image reference"))?;
         self.rt
             .block_on(self.client.push_manifest_raw(
                 &reference,
                 manifest.to_vec(),
                 media_type.parse()?,
             ))
-            .with_context(|| format!("pushing the manifest of {}:{tag}", self.repository))?;
+            .with_context(|| format!("pushing the manifest of {name}"))?;
         Ok(oci::sha256(manifest))
     }
 }
