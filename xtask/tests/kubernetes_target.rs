@@ -297,6 +297,12 @@ fn deploy_status_and_teardown_on_minikube_through_the_engine() -> Result {
             .find(|l| l.starts_with("iris-model "))
             .ok_or_else(|| format!("no iris-model row: {stdout}"))?;
         assert!(row.contains("no longer in the settings"), "{row}");
+        // And says where its URLs come from (minikube's driver decides).
+        assert!(
+            stdout.contains("minikube driver: ")
+                && stdout.contains("service URLs from `minikube service --url`"),
+            "{stdout}"
+        );
 
         // Each pod template names its image's ID, so that a rebuilt image
         // under the same tag rolls out.

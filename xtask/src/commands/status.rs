@@ -24,7 +24,8 @@ impl StatusArgs {
         let session = target.open(cx)?;
         let specs = services::all(&cx.config, &cx.root);
         let rows = target.status(cx, &session, &specs)?;
-        let undeployed = crate::build::workspace::undeployed_lines(cx);
+        let mut notes = target.notes(cx, &session);
+        notes.extend(crate::build::workspace::undeployed_lines(cx));
         let healthy = rows.iter().all(|r| r.healthy);
         // A dry run's verdict is its plan (blockers included), not health.
         let code = match cx.runner.unless_dry_run(|| Ok(healthy))? {
@@ -58,7 +59,7 @@ impl StatusArgs {
                 "target": cx.target(self.target.target).as_str(),
                 "healthy": healthy,
                 "services": services,
-                "notes": undeployed,
+                "notes": notes,
             }));
             return Ok(code);
         }
@@ -72,7 +73,7 @@ impl StatusArgs {
                 r.state
             );
         }
-        for line in undeployed {
+        for line in notes {
             println!("{line}");
         }
         Ok(code)

@@ -91,6 +91,12 @@ pub trait Target {
     /// The base URL of each service, as reachable from this machine.
     fn urls(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>>;
 
+    /// Lines `status` adds under its table: how services are reached,
+    /// where that depends on the setup. Changes nothing.
+    fn notes(&self, _cx: &Ctx, _session: &Session) -> Vec<String> {
+        Vec::new()
+    }
+
     /// One row per service in `specs`, in that order. Changes nothing.
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>>;
 

@@ -63,6 +63,23 @@ pub trait Cluster {
         Ok(())
     }
 
+    /// How this machine reaches its services, where that depends on the
+    /// setup (minikube's driver): a line for `status`. None: nothing to
+    /// say.
+    fn reached_by(&self, _cx: &Ctx) -> Option<String> {
+        None
+    }
+
+    /// The platform its nodes run when the API cannot say (the cluster is
+    /// not up yet; a dry run): from its settings or its container engine.
+    /// None: this host's.
+    ///
+    /// # Errors
+    /// An engine that reports a platform images are not built for.
+    fn planned_platform(&self, _cx: &Ctx) -> Result<Option<crate::build::platform::Platform>> {
+        Ok(None)
+    }
+
     /// The cargo profile its services are built with: `release` where
     /// images are loaded into a local cluster's node.
     fn profile(&self) -> crate::build::Profile {
