@@ -245,6 +245,40 @@ impl Destination {
             toolchain: Toolchain::for_host(),
         }
     }
+
+    /// For `platform` (None: this host's) with the toolchain of `kind`
+    /// (`--toolchain`) and `glibc` (`--glibc`): this host's own build where
+    /// it is native and nothing else was asked, else `toolchain::pick`
+    /// with what this host has installed.
+    ///
+    /// # Errors
+    /// What `toolchain::pick` refuses, with the commands that would help.
+    pub fn pick(
+        platform: Option<Platform>,
+        kind: toolchain::Kind,
+        glibc: Option<&str>,
+    ) -> Result<Self> {
+        let host = Self::host();
+        let native_here = matches!(host.toolchain, Toolchain::Native { .. });
+        if platform.is_none_or(|p| p == host.platform && native_here)
+            && kind == toolchain::Kind::Auto
+            && glibc.is_none()
+        {
+            return Ok(host);
+        }
+        let platform = platform.unwrap_or(host.platform);
+        let toolchain = toolchain::pick(
+            kind,
+            toolchain::Host::here(),
+            platform,
+            glibc,
+            &toolchain::Installed::detect(),
+        )?;
+        Ok(Self {
+            platform,
+            toolchain,
+        })
+    }
 }
 
 /// As `build`, for `to`'s platform with its toolchain. The models are
@@ -268,19 +302,7 @@ pub fn build_for(
     if *to == Destination::host() {
         models::check(cx, &built)?;
     } else {
-        // What another toolchain made is checked at once, not when an
-        // image is assembled from it.
-        cx.runner.unless_dry_run(|| {
-            built.iter().try_for_each(|b| {
-                let bytes = std::fs::read(&b.binary)
-                    .with_context(|| format!("cannot read {}", b.binary.display()))?;
-                crate::build::platform::check_binary(
-                    &format!("{} (built by {})", b.binary.display(), to.toolchain),
-                    &bytes,
-                    to.platform,
-                )
-            })
-        })?;
+        check_built(cx, &built, to)?;
     }
     Ok(built)
 }
@@ -311,26 +333,49 @@ impl BuildTarget<'_> {
     }
 }
 
-/// As `build`, but cargo builds only what `specs` need (`dev SERVICE`:
-/// the loop's services, not every service of the settings).
+/// As `build_for`, but cargo builds only what `specs` need (`dev
+/// SERVICE`: the loop's services, not every service of the settings).
 ///
 /// # Errors
-/// As `build`.
-pub fn build_only(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
+/// As `build_for`.
+pub fn build_only(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    profile: Profile,
+    to: &Destination,
+) -> Result<Vec<Built>> {
     let packages = workspace::packages(cx)?;
     workspace::check(cx, specs, &packages)?;
     let built = build_checked(
         cx,
         specs,
         profile,
-        &BuildTarget {
-            dir: None,
-            to: &Destination::host(),
-        },
+        &BuildTarget { dir: None, to },
         &Selection::of_specs(specs, &packages),
     )?;
-    models::check(cx, &built)?;
+    if *to == Destination::host() {
+        models::check(cx, &built)?;
+    } else {
+        check_built(cx, &built, to)?;
+    }
     Ok(built)
+}
+
+/// What another toolchain made, checked against `to`'s platform at once,
+/// not when an image is assembled from it.
+fn check_built(cx: &Ctx, built: &[Built], to: &Destination) -> Result<()> {
+    cx.runner.unless_dry_run(|| {
+        built.iter().try_for_each(|b| {
+            let bytes = std::fs::read(&b.binary)
+                .with_context(|| format!("cannot read {}", b.binary.display()))?;
+            crate::build::platform::check_binary(
+                &format!("{} (built by {})", b.binary.display(), to.toolchain),
+                &bytes,
+                to.platform,
+            )
+        })
+    })?;
+    Ok(())
 }
 
 /// Builds `specs`' binaries as `build` does, in another target directory

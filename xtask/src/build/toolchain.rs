@@ -71,11 +71,15 @@ impl Installed {
                     .filter(|l| !l.is_empty())
                     .collect()
             });
+        // PyPI's zig, for whichever Python this host calls by which name
+        // (`python` and the `py` launcher on Windows).
         let zig = on_path("zig")
-            || std::process::Command::new("python3")
-                .args(["-c", "import ziglang"])
-                .output()
-                .is_ok_and(|o| o.status.success());
+            || ["python3", "python", "py"].into_iter().any(|python| {
+                std::process::Command::new(python)
+                    .args(["-c", "import ziglang"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            });
         Self {
             rust_targets,
             zigbuild: on_path("cargo-zigbuild"),
@@ -84,13 +88,20 @@ impl Installed {
         }
     }
 
-    /// The commands that install what zigbuild lacks here to build for
-    /// `triple` (the std's own triple, no glibc version), in order: rustup,
-    /// the target's std, then zig and cargo-zigbuild from PyPI.
-    fn zigbuild_lacks(&self, triple: &str) -> Vec<String> {
+    /// The commands that install what zigbuild lacks on `host` to build
+    /// for `triple` (the std's own triple, no glibc version), in order:
+    /// rustup, the target's std, then zig and cargo-zigbuild from PyPI
+    /// (Windows: rustup-init.exe, and pip through the `py` launcher, as
+    /// python.org's installer sets it up).
+    fn zigbuild_lacks(&self, host: Host<'_>, triple: &str) -> Vec<String> {
+        let windows = host.os == "windows";
         let mut commands = Vec::new();
         if self.rust_targets.is_none() {
-            commands.push("curl --proto '=https' -sSf https://sh.rustup.rs | sh".to_string());
+            commands.push(if windows {
+                "download and run rustup-init.exe from https://rustup.rs".to_string()
+            } else {
+                "curl --proto '=https' -sSf https://sh.rustup.rs | sh".to_string()
+            });
         }
         if !self.has_target(triple) {
             commands.push(format!("rustup target add {triple}"));
@@ -100,7 +111,12 @@ impl Installed {
             .filter_map(|(lacking, package)| lacking.then_some(package))
             .collect();
         if !pip.is_empty() {
-            commands.push(format!("pip install {}", pip.join(" ")));
+            let pip_install = if windows {
+                "py -m pip install"
+            } else {
+                "pip install"
+            };
+            commands.push(format!("{pip_install} {}", pip.join(" ")));
         }
         commands
     }
@@ -253,7 +269,7 @@ pub fn pick(
                 None => musl,
             };
             let std_triple = triple.split_once(".").map_or(triple.as_str(), |(b, _)| b);
-            let missing = installed.zigbuild_lacks(std_triple);
+            let missing = installed.zigbuild_lacks(host, std_triple);
             if !missing.is_empty() {
                 bail!(
                     "--toolchain zigbuild for {triple} needs what this host lacks: run {}",
@@ -357,7 +373,7 @@ pub fn choose(
     if installed.cross {
         return Ok(Toolchain::Cross { triple });
     }
-    let zigbuild = installed.zigbuild_lacks(&triple);
+    let zigbuild = installed.zigbuild_lacks(host, &triple);
     Err(Missing {
         platform,
         host: host.to_string(),
@@ -482,6 +498,26 @@ mod tests {
         };
         assert_eq!(missing(&no_rustup).len(), 2);
         assert!(missing(&no_rustup)[0].contains("sh.rustup.rs"));
+        // Windows: rustup's installer and the `py` launcher's pip.
+        let on_windows = |tools: &Installed| {
+            choose(WINDOWS, Platform::LINUX_AMD64, tools)
+                .err()
+                .map(|m| m.zigbuild)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            on_windows(&Installed {
+                rust_targets: None,
+                zigbuild: false,
+                zig: false,
+                cross: false,
+            }),
+            [
+                "download and run rustup-init.exe from https://rustup.rs",
+                "rustup target add x86_64-unknown-linux-musl",
+                "py -m pip install ziglang cargo-zigbuild"
+            ]
+        );
 
         let said = choose(
             LINUX_X86,

@@ -7,7 +7,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use anyhow::{Result, bail};
 
 use crate::build::platform::Platform;
-use crate::build::toolchain::{self, Host, Installed, Kind};
+use crate::build::toolchain::Kind;
 use crate::build::{Destination, Profile};
 use crate::ground::runner::Progress;
 use crate::ground::settings::TargetName;
@@ -218,25 +218,6 @@ impl PlatformArg {
 
     /// The destination for `platform` (None: this host's).
     fn destination_for(&self, platform: Option<Platform>) -> Result<Destination> {
-        let host = Destination::host();
-        let native_here = matches!(host.toolchain, toolchain::Toolchain::Native { .. });
-        if platform.is_none_or(|p| p == host.platform && native_here)
-            && self.toolchain == ToolchainArg::Auto
-            && self.glibc.is_none()
-        {
-            return Ok(host);
-        }
-        let platform = platform.unwrap_or(host.platform);
-        let toolchain = toolchain::pick(
-            self.toolchain.into(),
-            Host::here(),
-            platform,
-            self.glibc.as_deref(),
-            &Installed::detect(),
-        )?;
-        Ok(Destination {
-            platform,
-            toolchain,
-        })
+        Destination::pick(platform, self.toolchain.into(), self.glibc.as_deref())
     }
 }

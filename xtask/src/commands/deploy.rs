@@ -15,6 +15,7 @@ use crate::build::Built;
 use crate::ground::context::Ctx;
 use crate::ground::lock::Kind;
 use crate::ground::services;
+use crate::ground::settings::TargetName;
 use crate::image::Image;
 use crate::release::hydrate;
 use crate::targets;
@@ -49,6 +50,46 @@ pub struct DeployArgs {
 }
 
 impl DeployArgs {
+    /// What to build for: `--platform`, else the platform of the target's
+    /// machines (asked of its nodes or engine), else this host's. Where
+    /// that cannot be asked or built, a dry run lists why and plans this
+    /// host's build; a real run stops.
+    fn destination(
+        &self,
+        cx: &Ctx,
+        name: TargetName,
+        target: &dyn Target,
+        session: &targets::target::Session,
+    ) -> Result<build::Destination> {
+        // --platform wins: the machines are not asked (a cluster of
+        // several platforms, or one whose nodes this user may not list,
+        // still deploys).
+        let runs_on = match self.platform.one()? {
+            Some(_) => None,
+            None => match target.platform(cx, session) {
+                Ok(p) => p,
+                Err(e) => {
+                    cx.runner.precondition(e.context(format!(
+                        "asking {name} which platform its machines run (give --platform to \
+                         choose it yourself)"
+                    )))?;
+                    None
+                }
+            },
+        };
+        match self.platform.destination_on(runs_on) {
+            Ok(to) => Ok(to),
+            Err(e) => {
+                let why = match (self.platform.platform.first(), runs_on) {
+                    (None, Some(p)) => format!("{name}'s machines run {p}"),
+                    _ => format!("building for {name}"),
+                };
+                cx.runner.precondition(e.context(why))?;
+                Ok(build::Destination::host())
+            }
+        }
+    }
+
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
@@ -57,7 +98,9 @@ impl DeployArgs {
             let mut session = kube.open(cx)?;
             force_conflicts(&mut session, self.force_conflicts);
             let profile = self.profile.or(kube.profile());
-            let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile)?;
+            // Asked once the CRD is known to be there, before the build.
+            let to = || self.destination(cx, name, &kube, &session);
+            let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile, &to)?;
             if cx.json() {
                 let models: Vec<serde_json::Value> = deployed
                     .models
@@ -98,34 +141,7 @@ impl DeployArgs {
         let delivered = match &self.images {
             Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
             None => {
-                // --platform wins: the machines are not asked (a cluster of
-                // several platforms, or one whose nodes this user may not
-                // list, still deploys).
-                let runs_on = match self.platform.one()? {
-                    Some(_) => None,
-                    None => match target.platform(cx, &session) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            // A dry run lists it and plans this host's build.
-                            cx.runner.precondition(e.context(format!(
-                                "asking {name} which platform its machines run (give \
-                                 --platform to choose it yourself)"
-                            )))?;
-                            None
-                        }
-                    },
-                };
-                let to = match self.platform.destination_on(runs_on) {
-                    Ok(to) => to,
-                    Err(e) => {
-                        let why = match (self.platform.platform.first(), runs_on) {
-                            (None, Some(p)) => format!("{name}'s machines run {p}"),
-                            _ => format!("building for {name}"),
-                        };
-                        cx.runner.precondition(e.context(why))?;
-                        build::Destination::host()
-                    }
-                };
+                let to = self.destination(cx, name, target.as_ref(), &session)?;
                 let built = build::build_for(cx, &specs, self.profile.or(target.profile()), &to)?;
                 target
                     .deliver(cx, &session, built)

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::ground::context::Ctx;
 use crate::ground::services;
+use crate::ground::settings::TargetName;
 use crate::image::{self, Builder, Image};
 use crate::publish::publisher::Publisher;
 use crate::publish::{docker, kind, minikube, registry};
@@ -55,6 +56,26 @@ pub enum LoadInto {
 }
 
 impl LoadInto {
+    /// The platform of the engine or node it loads into (its engine's for
+    /// docker and kind, and for minikube with the Docker or Podman
+    /// driver); None: this host's.
+    fn runs_on(self, cx: &Ctx) -> Result<Option<crate::build::platform::Platform>> {
+        match self {
+            Self::Docker => crate::targets::engine_platform(cx),
+            Self::Minikube | Self::Kind => {
+                let name = if self == Self::Kind {
+                    TargetName::Kind
+                } else {
+                    TargetName::Minikube
+                };
+                match crate::targets::clusters::for_name(name) {
+                    Some(cluster) => cluster.planned_platform(cx),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
     fn publisher(self) -> Box<dyn Publisher> {
         match self {
             Self::Docker => Box::new(docker::Docker),
@@ -73,7 +94,8 @@ pub enum ImageCommand {
         #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
         builder: BuilderArg,
     },
-    /// Build, then load the images into docker, minikube or kind
+    /// Build (for the engine's or node's platform unless --platform), then load the images into
+    /// docker, minikube or kind
     Load {
         /// Services whose images to load (default: all)
         services: Vec<String>,
@@ -115,6 +137,7 @@ pub enum ImageCommand {
 
 impl ImageArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+        let mut load_into = None;
         let (services, builder, publisher): (_, _, Option<Box<dyn Publisher>>) = match self.command
         {
             ImageCommand::Build { services, builder } => (services, builder, None),
@@ -122,7 +145,10 @@ impl ImageArgs {
                 services,
                 into,
                 builder,
-            } => (services, builder, Some(into.publisher())),
+            } => {
+                load_into = Some(into);
+                (services, builder, Some(into.publisher()))
+            }
             ImageCommand::Push {
                 services,
                 registry,
@@ -157,11 +183,17 @@ impl ImageArgs {
             // The registry answers and takes the credentials, before the build.
             p.preflight(cx, &first.settings.image)?;
         }
-        let to = if publisher.as_ref().is_some_and(|p| !p.pushes()) {
-            // An engine runs one platform's image; an index goes to a registry.
-            vec![self.platform.destination_on(None)?]
-        } else {
-            self.platform.destinations()?
+        let to = match load_into {
+            // An engine runs one platform's image, its own unless
+            // --platform says otherwise; an index goes to a registry.
+            Some(into) => {
+                let runs_on = match self.platform.one()? {
+                    Some(_) => None,
+                    None => into.runs_on(cx)?,
+                };
+                vec![self.platform.destination_on(runs_on)?]
+            }
+            None => self.platform.destinations()?,
         };
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let mut builds = Vec::new();

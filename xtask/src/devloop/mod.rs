@@ -49,6 +49,13 @@ pub struct Options {
     pub debounce: Duration,
 }
 
+/// What every round builds with: the loop's options and the platform the
+/// target's machines run.
+struct Round<'a> {
+    opts: &'a Options,
+    to: build::Destination,
+}
+
 /// What runs now, per service: the last version that came up and passed
 /// its smoke test.
 #[derive(Default)]
@@ -66,11 +73,20 @@ struct Good {
 pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options) -> Result<Ended> {
     let session = target.open(cx)?;
     target.prepare(cx, &session, true)?;
+    // Built for the target's machines (a local cluster's node on a Mac
+    // runs Linux), as deploy does.
+    let runs_on = target
+        .platform(cx, &session)
+        .context("asking which platform the target's machines run")?;
+    let round = Round {
+        opts,
+        to: build::Destination::pick(runs_on, build::toolchain::Kind::Auto, None)?,
+    };
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
     // Under --dry-run the plan is the first round's: nothing to watch.
     if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {
         let mut good = Good::default();
-        iterate(cx, target, &session, specs, "start", opts, &mut good);
+        iterate(cx, target, &session, specs, "start", &round, &mut good);
         cx.runner.step(format!(
             "watch {} director(ies) and redeploy what each change affects, until Ctrl-C",
             plan.watches().len()
@@ -95,7 +111,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     // all: a broken crate fails every service's round): built again with
     // the next change, whatever it touches, so no edit is forgotten.
     let mut pending: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    if !iterate(cx, target, &session, specs, "start", opts, &mut good) {
+    if !iterate(cx, target, &session, specs, "start", &round, &mut good) {
         pending.extend(specs.iter().map(|s| s.name.clone()));
     }
     if crate::ground::interrupt::interrupted() {
@@ -194,7 +210,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
             .filter(|s| affected.contains(&s.name) || pending.contains(&s.name))
             .cloned()
             .collect();
-        if iterate(cx, target, &session, &chosen, &what, opts, &mut good) {
+        if iterate(cx, target, &session, &chosen, &what, &round, &mut good) {
             for s in &chosen {
                 pending.remove(&s.name);
             }
@@ -274,12 +290,12 @@ fn iterate(
     session: &Session,
     specs: &[ServiceSpec],
     what: &str,
-    opts: &Options,
+    round: &Round<'_>,
     good: &mut Good,
 ) -> bool {
     if matches!(cx.runner.unless_dry_run(|| Ok(())), Ok(None)) {
         // The plan records the round's steps; there is nothing to report.
-        if let Err(e) = build::build_only(cx, specs, opts.profile)
+        if let Err(e) = build::build_only(cx, specs, round.opts.profile, &round.to)
             .and_then(|b| target.deliver(cx, session, b))
             .and_then(|d| target.apply(cx, session, &d))
         {
@@ -288,7 +304,9 @@ fn iterate(
         return true;
     }
     let started = Instant::now();
-    let built = match build::build_only(cx, specs, opts.profile).and_then(|b| keep(cx, b, good)) {
+    let built = match build::build_only(cx, specs, round.opts.profile, &round.to)
+        .and_then(|b| keep(cx, b, good))
+    {
         Ok(b) => b,
         Err(_) if crate::ground::interrupt::interrupted() => {
             // cargo died of the same Ctrl-C; the handler is tearing down.

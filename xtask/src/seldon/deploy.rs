@@ -28,11 +28,20 @@ pub struct Deployed {
     pub models: Vec<(String, String)>,
 }
 
+/// Deploys the services with `seldon = true` as SeldonDeployments on
+/// `kube`'s cluster, their binaries built for what `to` says (the
+/// platform of its nodes; asked once Seldon Core is known to be there),
+/// then calls each through the ingress as the tutorial does.
+///
+/// # Errors
+/// Stale manifests, no Seldon CRD, no Seldon service, a failed build,
+/// delivery, rollout or call.
 pub fn deploy(
     cx: &Ctx,
     kube: &Kube,
     session: &Session,
     profile: build::Profile,
+    to: &dyn Fn() -> Result<build::Destination>,
 ) -> Result<Deployed> {
     // Before anything else: the manifests must be what the settings say.
     crate::manifests::refuse_stale(cx, &specs_all(cx))?;
@@ -67,7 +76,7 @@ pub fn deploy(
              default (`cargo xtask model add`)"
         );
     }
-    let built = build::build(cx, &specs, profile)?;
+    let built = build::build_for(cx, &specs, profile, &to()?)?;
     let delivered = kube.deliver(cx, session, built)?;
     let s = &cx.config.seldon;
     kube.apply_dir(

@@ -170,28 +170,9 @@ impl Target for Docker {
         }
     }
 
-    /// The engine's own platform (`docker info`; `podman info` names
-    /// its fields otherwise): Docker Desktop's and podman machine's Linux
-    /// VM on a Mac is the Mac's CPU, not macOS.
+    /// The engine's own platform (`engine_platform`).
     fn platform(&self, cx: &Ctx, _session: &Session) -> Result<Option<Platform>> {
-        let docker = engine_cli();
-        let format = if docker == "podman" {
-            "{{.Host.OS}}/{{.Host.Arch}}"
-        } else {
-            "{{.OSType}}/{{.Architecture}}"
-        };
-        // A read (a dry run asks too). An engine that does not answer is
-        // named where it is used; the build is then this host's.
-        let out = cx.runner.probe(
-            cmd!(cx.sh, "{docker} info --format {format}"),
-            "reading the engine's platform (the images are built for it)",
-            Duration::from_secs(15),
-        )?;
-        let reported = out.stdout.trim();
-        if !out.success || reported.is_empty() {
-            return Ok(None);
-        }
-        Platform::of_reported(reported).map(Some)
+        engine_platform(cx)
     }
 
     fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
@@ -543,4 +524,31 @@ fn wait_one(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// The container engine's own platform (`docker info`; `podman info` names
+/// its fields otherwise): Docker Desktop's and podman machine's Linux VM
+/// on a Mac is the Mac's CPU, not macOS. None when the engine does not
+/// answer (it is named where it is used; the build is then this host's).
+///
+/// # Errors
+/// The engine reports a platform images are not built for.
+pub fn engine_platform(cx: &Ctx) -> Result<Option<Platform>> {
+    let docker = engine_cli();
+    let format = if docker == "podman" {
+        "{{.Host.OS}}/{{.Host.Arch}}"
+    } else {
+        "{{.OSType}}/{{.Architecture}}"
+    };
+    // A read (a dry run asks too).
+    let out = cx.runner.probe(
+        cmd!(cx.sh, "{docker} info --format {format}"),
+        "reading the engine's platform (the images are built for it)",
+        Duration::from_secs(15),
+    )?;
+    let reported = out.stdout.trim();
+    if !out.success || reported.is_empty() {
+        return Ok(None);
+    }
+    Platform::of_reported(reported).map(Some)
 }

@@ -255,7 +255,8 @@ impl Target for Kube {
     fn platform(&self, cx: &Ctx, session: &Session) -> Result<Option<Platform>> {
         let platforms = self.engine(session)?.platforms(cx)?;
         match platforms.as_slice() {
-            [] => Ok(None),
+            // Not up yet (or a dry run without it): what it will run.
+            [] => self.cluster.planned_platform(cx),
             [one] => Ok(Some(*one)),
             several => bail!(
                 "the cluster's nodes run {}: one image is built for one platform (give \
@@ -309,6 +310,10 @@ impl Target for Kube {
             .iter()
             .map(|spec| self.cluster.service_url(cx, engine, &state, spec))
             .collect()
+    }
+
+    fn notes(&self, cx: &Ctx, _session: &Session) -> Vec<String> {
+        self.cluster.reached_by(cx).into_iter().collect()
     }
 
     fn status(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<StatusRow>> {

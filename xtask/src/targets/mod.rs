@@ -11,6 +11,8 @@ pub mod kube;
 mod local;
 pub mod target;
 
+pub use docker::engine_platform;
+
 use crate::ground::settings::TargetName;
 use crate::targets::target::Target;
 

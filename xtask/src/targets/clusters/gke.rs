@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use xshell::cmd;
 
 use super::cluster::Cluster;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::poll::{self, Waited};
@@ -23,6 +24,24 @@ use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
 
 pub struct Gke;
+
+/// The platform of a Compute Engine machine type's CPU: the Arm series
+/// (T2A, Ampere Altra; C4A and N4A, Google Axion: `t2a-standard-4`,
+/// `c4a-highcpu-8`) run linux/arm64, every other series (`e2-standard-2`,
+/// `n2d-…`, `c3-…`) linux/amd64. Source: Compute Engine's machine families
+/// guide, "Arm" series.
+pub fn machine_platform(machine_type: &str) -> Platform {
+    let series = machine_type
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if matches!(series.as_str(), "t2a" | "c4a" | "n4a") {
+        Platform::LINUX_ARM64
+    } else {
+        Platform::LINUX_AMD64
+    }
+}
 
 /// One text wherever the project is missing, so that a dry run names the
 /// cause once.
@@ -111,6 +130,12 @@ impl Cluster for Gke {
 
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
         problems(cx).unwrap_or_else(|e| vec![format!("{e:#}")])
+    }
+
+    /// The machine type's CPU (`[gke] machine_type`: what `cluster up`
+    /// creates the nodes with).
+    fn planned_platform(&self, cx: &Ctx) -> Result<Option<Platform>> {
+        Ok(Some(machine_platform(&cx.config.gke.machine_type)))
     }
 
     fn up(&self, cx: &Ctx) -> Result<()> {
@@ -440,4 +465,25 @@ fn confirm(question: &str) -> Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Platform, machine_platform};
+
+    #[test]
+    fn arm_machine_series_run_arm64_and_the_rest_amd64() {
+        for arm in ["t2a-standard-4", "c4a-highcpu-8", "N4A-standard-2"] {
+            assert_eq!(machine_platform(arm), Platform::LINUX_ARM64, "{arm}");
+        }
+        for x86 in [
+            "e2-standard-2",
+            "n2d-standard-4",
+            "c3-highcpu-8",
+            "n1-standard-1",
+            "",
+        ] {
+            assert_eq!(machine_platform(x86), Platform::LINUX_AMD64, "{x86}");
+        }
+    }
 }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use xshell::cmd;
 
 use super::cluster::Cluster;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::runner::Probe;
 use crate::ground::services::ServiceSpec;
@@ -70,6 +71,11 @@ impl Cluster for Kind {
             "cluster status",
             Duration::from_secs(60),
         )
+    }
+
+    /// kind's nodes are containers of the local engine: its platform.
+    fn planned_platform(&self, cx: &Ctx) -> Result<Option<Platform>> {
+        crate::targets::docker::engine_platform(cx)
     }
 
     fn publisher(&self, _cx: &Ctx) -> Box<dyn Publisher> {
