@@ -191,6 +191,38 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
         assert!(!target.exists(), "{args:?}: nothing is built");
     }
 
+    // A dry run lists it as what would stop a real run, and plans on.
+    for args in [
+        &["--dry-run", "build", "--platform", other.0][..],
+        &["--dry-run", "image", "build", "--platform", other.0],
+    ] {
+        let out = xtask(dir.path(), &tools, &target, args)?;
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "would stop here: {} binaries cannot be built on this host",
+                other.0
+            )) && stdout.contains(&format!("rustup target add {}-unknown-linux-musl", other.1)),
+            "{args:?}: {stdout}"
+        );
+    }
+    // The local target runs this host's binaries: another platform is
+    // refused before anything is built.
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &["deploy", "--platform", other.0],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the local target runs this host's own binaries"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("==> building"), "nothing is built: {stderr}");
+
     // A native build of another CPU, and --glibc without zigbuild, are
     // refused before anything runs.
     let out = xtask(
@@ -344,6 +376,12 @@ fn two_platforms_make_one_reproducible_index_that_skopeo_reads_per_architecture(
     let (second, _) = xtask(&["image", "build", "--platform", both])?;
     assert_eq!(digest_under(&second, "/test-api:"), Some(test_api.clone()));
     assert_eq!(digest_under(&second, "/wine:"), Some(model.clone()));
+    // Whatever the order the platforms are given in.
+    let (reversed, _) = xtask(&["image", "build", "--platform", "linux/arm64,linux/amd64"])?;
+    assert_eq!(
+        digest_under(&reversed, "/test-api:"),
+        Some(test_api.clone())
+    );
 
     // An engine runs one platform: loading an index is refused up front.
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -35,6 +35,10 @@ impl Platform {
     /// Another OS or architecture, naming the ones supported.
     pub fn parse(text: &str) -> Result<Self> {
         let arch = match text.trim() {
+            "" => bail!(
+                "an empty platform: give os/architecture values separated by commas, such as \
+                 linux/amd64,linux/arm64"
+            ),
             "linux/amd64" => Arch::Amd64,
             "linux/arm64" | "linux/arm64/v8" => Arch::Arm64,
             other => bail!(
@@ -225,7 +229,12 @@ mod tests {
     fn platforms_parse_as_oci_names_them() -> Result<()> {
         assert_eq!(Platform::parse("linux/amd64")?, Platform::LINUX_AMD64);
         assert_eq!(Platform::parse("linux/arm64/v8")?, Platform::LINUX_ARM64);
-        for wrong in ["darwin/arm64", "amd64", "linux/386", ""] {
+        let empty = Platform::parse(" ").err().map(|e| e.to_string());
+        assert!(
+            empty.is_some_and(|e| e.contains("an empty platform")),
+            "an empty entry of a list is named as such"
+        );
+        for wrong in ["darwin/arm64", "amd64", "linux/386"] {
             let err = Platform::parse(wrong).err().map(|e| e.to_string());
             assert!(
                 err.as_deref()

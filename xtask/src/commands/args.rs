@@ -146,9 +146,10 @@ impl From<ToolchainArg> for Kind {
 /// and how.
 #[derive(Args, Clone, Debug)]
 pub struct PlatformArg {
-    /// The images' platforms, os/arch: linux/amd64, linux/arm64; several, comma-separated, make
-    /// an OCI image index (image build, image push) [default: the target's machines on deploy,
-    /// else this host's CPU]
+    /// The images' platform, os/arch: linux/amd64 or linux/arm64 [default: where the images run:
+    /// the target's machines (deploy), the engine or node (image load); else this host's CPU].
+    /// image build, image push and build take several, comma-separated (in any order): an OCI
+    /// image index
     #[arg(long, value_name = "OS/ARCH[,…]", value_parser = Platform::parse, value_delimiter = ',',
           global = true)]
     pub platform: Vec<Platform>,
@@ -161,7 +162,7 @@ pub struct PlatformArg {
 }
 
 impl PlatformArg {
-    /// One destination per platform given (each once, in the order given),
+    /// One destination per platform given (each once, amd64 before arm64),
     /// or this host's alone: this host's own binaries unless a platform,
     /// toolchain or glibc is given; then `toolchain::pick` with what this
     /// host has installed.
@@ -169,12 +170,11 @@ impl PlatformArg {
     /// # Errors
     /// What `toolchain::pick` refuses for one of them.
     pub fn destinations(&self) -> Result<Vec<Destination>> {
-        let mut platforms: Vec<Platform> = Vec::new();
-        for p in &self.platform {
-            if !platforms.contains(p) {
-                platforms.push(*p);
-            }
-        }
+        // One order whatever the order given: an index's digest depends
+        // on its manifests' order.
+        let mut platforms: Vec<Platform> = self.platform.clone();
+        platforms.sort_unstable();
+        platforms.dedup();
         if platforms.is_empty() {
             return Ok(vec![self.destination_for(None)?]);
         }

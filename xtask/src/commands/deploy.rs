@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::args::ProfileArg;
@@ -54,6 +54,10 @@ impl DeployArgs {
     /// machines (asked of its nodes or engine), else this host's. Where
     /// that cannot be asked or built, a dry run lists why and plans this
     /// host's build; a real run stops.
+    ///
+    /// # Errors
+    /// `--platform` on the local target (it runs this host's binaries), or
+    /// one the target's machines do not run; what cannot be built here.
     fn destination(
         &self,
         cx: &Ctx,
@@ -61,27 +65,47 @@ impl DeployArgs {
         target: &dyn Target,
         session: &targets::target::Session,
     ) -> Result<build::Destination> {
-        // --platform wins: the machines are not asked (a cluster of
-        // several platforms, or one whose nodes this user may not list,
-        // still deploys).
-        let runs_on = match self.platform.one()? {
-            Some(_) => None,
-            None => match target.platform(cx, session) {
-                Ok(p) => p,
-                Err(e) => {
-                    cx.runner.precondition(e.context(format!(
-                        "asking {name} which platform its machines run (give --platform to \
-                         choose it yourself)"
-                    )))?;
-                    None
-                }
-            },
+        let given = self.platform.one()?;
+        if name == TargetName::Local
+            && let Some(p) = given.filter(|p| *p != build::platform::host_platform())
+        {
+            bail!(
+                "--platform {p}: the local target runs this host's own binaries; another \
+                 platform's images run on --target docker or a cluster"
+            );
+        }
+        let machines = if name == TargetName::Docker {
+            "the docker engine runs".to_string()
+        } else {
+            format!("{name}'s machines run")
+        };
+        let asked = target.platform(cx, session);
+        let runs_on = match (given, asked) {
+            // The machines, when they answer, must run what was asked for;
+            // a cluster of several platforms, or one whose nodes this user
+            // may not list, still deploys with --platform.
+            (Some(p), Ok(Some(runs))) if p != runs => {
+                cx.runner.precondition(anyhow::anyhow!(
+                    "{machines} {runs}, not {p} (--platform): their images would die with \
+                     `exec format error`; drop --platform, or give --platform {runs}"
+                ))?;
+                None
+            }
+            (Some(_), _) => None,
+            (None, Ok(p)) => p,
+            (None, Err(e)) => {
+                cx.runner.precondition(e.context(format!(
+                    "asking {name} which platform its machines run (give --platform to choose \
+                     it yourself)"
+                )))?;
+                None
+            }
         };
         match self.platform.destination_on(runs_on) {
             Ok(to) => Ok(to),
             Err(e) => {
-                let why = match (self.platform.platform.first(), runs_on) {
-                    (None, Some(p)) => format!("{name}'s machines run {p}"),
+                let why = match (given, runs_on) {
+                    (None, Some(p)) => format!("{machines} {p}"),
                     _ => format!("building for {name}"),
                 };
                 cx.runner.precondition(e.context(why))?;
@@ -125,7 +149,7 @@ impl DeployArgs {
         }
         let target = targets::for_name(name);
         if self.force_conflicts && target.overlay(cx).is_none() {
-            anyhow::bail!(
+            bail!(
                 "--force-conflicts takes over fields on a Kubernetes target (minikube, kind, \
                  gke); {name} has no field managers: drop it"
             );

@@ -56,23 +56,25 @@ pub enum LoadInto {
 }
 
 impl LoadInto {
-    /// The platform of the engine or node it loads into (its engine's for
-    /// docker and kind, and for minikube with the Docker or Podman
-    /// driver); None: this host's.
+    /// The platform of the engine or nodes it loads into: the engine's
+    /// (`docker info`) for docker; a cluster's nodes where its API answers
+    /// on the expected kube context, else what the cluster will run (its
+    /// engine's platform with a container driver). None: this host's.
     fn runs_on(self, cx: &Ctx) -> Result<Option<crate::build::platform::Platform>> {
-        match self {
-            Self::Docker => crate::targets::engine_platform(cx),
-            Self::Minikube | Self::Kind => {
-                let name = if self == Self::Kind {
-                    TargetName::Kind
-                } else {
-                    TargetName::Minikube
-                };
-                match crate::targets::clusters::for_name(name) {
-                    Some(cluster) => cluster.planned_platform(cx),
-                    None => Ok(None),
-                }
-            }
+        let name = match self {
+            Self::Docker => return crate::targets::engine_platform(cx),
+            Self::Minikube => TargetName::Minikube,
+            Self::Kind => TargetName::Kind,
+        };
+        let target = crate::targets::for_name(name);
+        if let Ok(session) = target.open(cx)
+            && let Ok(Some(p)) = target.platform(cx, &session)
+        {
+            return Ok(Some(p));
+        }
+        match crate::targets::clusters::for_name(name) {
+            Some(cluster) => cluster.planned_platform(cx),
+            None => Ok(None),
         }
     }
 
@@ -183,6 +185,12 @@ impl ImageArgs {
             // The registry answers and takes the credentials, before the build.
             p.preflight(cx, &first.settings.image)?;
         }
+        if builder == BuilderArg::Docker && self.platform.platform.len() > 1 {
+            anyhow::bail!(
+                "--builder docker builds one platform at a time; an image index of several is \
+                 the native builder's (drop --builder docker)"
+            );
+        }
         let to = match load_into {
             // An engine runs one platform's image, its own unless
             // --platform says otherwise; an index goes to a registry.
@@ -191,9 +199,17 @@ impl ImageArgs {
                     Some(_) => None,
                     None => into.runs_on(cx)?,
                 };
-                vec![self.platform.destination_on(runs_on)?]
+                self.platform.destination_on(runs_on).map(|d| vec![d])
             }
-            None => self.platform.destinations()?,
+            None => self.platform.destinations(),
+        };
+        // A dry run lists what this host lacks and plans this host's build.
+        let to = match to {
+            Ok(to) => to,
+            Err(e) => {
+                cx.runner.precondition(e)?;
+                vec![crate::build::Destination::host()]
+            }
         };
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let mut builds = Vec::new();
@@ -204,7 +220,7 @@ impl ImageArgs {
                     print_images(cx, &images)?;
                 }
                 for i in &images {
-                    builds.push(artifact(&i.name, &i.reference, &i.digest));
+                    builds.push(artifact(i, &i.reference, &i.digest));
                 }
             }
             Some(p) => {
@@ -218,7 +234,7 @@ impl ImageArgs {
                         }
                         None => (pinned.clone(), image.digest.clone()),
                     };
-                    builds.push(artifact(&image.name, &tagged, &digest));
+                    builds.push(artifact(image, &tagged, &digest));
                 }
             }
         }
@@ -244,13 +260,18 @@ impl ImageArgs {
 }
 
 /// One entry of Skaffold's build-artifacts list: `tagged` is
-/// `repository:tag`, pinned with `@digest`.
-fn artifact(name: &str, tagged: &str, digest: &str) -> serde_json::Value {
-    serde_json::json!({
-        "imageName": name,
+/// `repository:tag`, pinned with `@digest`; an image index's platforms
+/// (`linux/amd64`) under `platforms`.
+fn artifact(image: &Image, tagged: &str, digest: &str) -> serde_json::Value {
+    let mut entry = serde_json::json!({
+        "imageName": image.name,
         "tag": format!("{tagged}@{digest}"),
         "digest": digest,
-    })
+    });
+    if !image.platforms.is_empty() {
+        entry["platforms"] = image.platforms.clone().into();
+    }
+    entry
 }
 
 fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {

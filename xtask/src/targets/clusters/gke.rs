@@ -27,16 +27,16 @@ pub struct Gke;
 
 /// The platform of a Compute Engine machine type's CPU: the Arm series
 /// (T2A, Ampere Altra; C4A and N4A, Google Axion: `t2a-standard-4`,
-/// `c4a-highcpu-8`) run linux/arm64, every other series (`e2-standard-2`,
-/// `n2d-…`, `c3-…`) linux/amd64. Source: Compute Engine's machine families
-/// guide, "Arm" series.
+/// `c4a-highcpu-8`; A4X, NVIDIA Grace: `a4x-highgpu-4g`) run linux/arm64,
+/// every other series (`e2-standard-2`, `n2d-…`, `c3-…`) linux/amd64.
+/// Source: Compute Engine's machine families guide, "Arm" series.
 pub fn machine_platform(machine_type: &str) -> Platform {
     let series = machine_type
         .split('-')
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if matches!(series.as_str(), "t2a" | "c4a" | "n4a") {
+    if matches!(series.as_str(), "t2a" | "c4a" | "n4a" | "a4x") {
         Platform::LINUX_ARM64
     } else {
         Platform::LINUX_AMD64
@@ -473,7 +473,12 @@ mod tests {
 
     #[test]
     fn arm_machine_series_run_arm64_and_the_rest_amd64() {
-        for arm in ["t2a-standard-4", "c4a-highcpu-8", "N4A-standard-2"] {
+        for arm in [
+            "t2a-standard-4",
+            "c4a-highcpu-8",
+            "N4A-standard-2",
+            "a4x-highgpu-4g",
+        ] {
             assert_eq!(machine_platform(arm), Platform::LINUX_ARM64, "{arm}");
         }
         for x86 in [

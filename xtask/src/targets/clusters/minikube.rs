@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
 use super::cluster::Cluster;
@@ -284,7 +284,14 @@ impl Cluster for Minikube {
         let found = cx.runner.unless_dry_run(|| {
             let p = cx
                 .runner
-                .probe(cmd(), "finding the service URL", Duration::from_secs(60))?;
+                .probe(cmd(), "finding the service URL", Duration::from_secs(60))
+                .context(
+                    "minikube printed no URL and did not return: it holds a tunnel open where \
+                     this host cannot reach the node (the Docker or Podman driver outside \
+                     Linux, under WSL, on a remote or rootless engine); `cargo xtask status \
+                     --target minikube` says which URL source was chosen, and `kubectl \
+                     port-forward` reaches the service meanwhile",
+                )?;
             let url = p
                 .stdout
                 .lines()
