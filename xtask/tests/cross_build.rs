@@ -221,7 +221,10 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
         stderr.contains("the local target runs this host's own binaries"),
         "{stderr}"
     );
-    assert!(!stderr.contains("==> building"), "nothing is built: {stderr}");
+    assert!(
+        !stderr.contains("==> building"),
+        "nothing is built: {stderr}"
+    );
 
     // A native build of another CPU, and --glibc without zigbuild, are
     // refused before anything runs.

@@ -327,24 +327,17 @@ pub fn write_archive(
     epoch: u64,
     path: &Path,
 ) -> Result<()> {
-    let index = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![
-            DescriptorBuilder::default()
-                .media_type(MediaType::ImageManifest)
-                .digest(a.digest.parse::<oci_spec::image::Digest>()?)
-                .size(a.manifest.len() as u64)
-                .annotations(names(reference, tag))
-                .build()?,
-        ])
-        .build()?;
     let docker = vec![DockerArchiveEntry {
         config: blob_path(&a.config_digest),
         repo_tags: vec![reference.to_string()],
         layers: a.layer_digests.iter().map(|d| blob_path(d)).collect(),
     }];
-    let mut files = layout_files(&index)?;
+    let top = (
+        MediaType::ImageManifest,
+        a.digest.as_str(),
+        a.manifest.len(),
+    );
+    let mut files = layout_files(top, reference, tag)?;
     files.insert("manifest.json".into(), canonical_json(&docker)?);
     insert_image(&mut files, a);
     write_layout(&files, epoch, path)
@@ -365,15 +358,32 @@ fn names(reference: &str, tag: &str) -> std::collections::HashMap<String, String
     ])
 }
 
-/// `oci-layout` and `index.json` of an image layout whose `index.json` is
-/// `index`.
-fn layout_files(index: &ImageIndex) -> Result<BTreeMap<String, Vec<u8>>> {
+/// `oci-layout` and `index.json` of an image layout holding one image or
+/// image index, `top`: its media type, digest and size, named `reference`
+/// (tag `tag`).
+fn layout_files(
+    (media_type, digest, size): (MediaType, &str, usize),
+    reference: &str,
+    tag: &str,
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![
+            DescriptorBuilder::default()
+                .media_type(media_type)
+                .digest(digest.parse::<oci_spec::image::Digest>()?)
+                .size(size as u64)
+                .annotations(names(reference, tag))
+                .build()?,
+        ])
+        .build()?;
     let mut files = BTreeMap::new();
     files.insert(
         "oci-layout".into(),
         br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
     );
-    files.insert("index.json".into(), canonical_json(index)?);
+    files.insert("index.json".into(), canonical_json(&index)?);
     Ok(files)
 }
 
@@ -471,19 +481,12 @@ pub fn write_index_archive(
     epoch: u64,
     path: &Path,
 ) -> Result<()> {
-    let top = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![
-            DescriptorBuilder::default()
-                .media_type(MediaType::ImageIndex)
-                .digest(index.digest.parse::<oci_spec::image::Digest>()?)
-                .size(index.bytes.len() as u64)
-                .annotations(names(reference, tag))
-                .build()?,
-        ])
-        .build()?;
-    let mut files = layout_files(&top)?;
+    let top = (
+        MediaType::ImageIndex,
+        index.digest.as_str(),
+        index.bytes.len(),
+    );
+    let mut files = layout_files(top, reference, tag)?;
     for a in images {
         insert_image(&mut files, a);
     }
