@@ -131,6 +131,43 @@ fn an_empty_xtask_config_means_unset_and_a_missing_one_is_an_error() -> Result {
 }
 
 #[test]
+fn a_target_whose_machines_run_a_platform_this_host_cannot_build_is_not_ready() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    // An engine that answers, on a CPU this host has no std for.
+    let other = if std::env::consts::ARCH == "aarch64" {
+        ("x86_64", "linux/amd64")
+    } else {
+        ("aarch64", "linux/arm64")
+    };
+    fake(
+        bin.path(),
+        "docker",
+        &format!(
+            r#"case "$*" in
+  "--version") echo 'Docker version 27.0.0' ;;
+  "version --format {{{{.Server.Version}}}}") echo '27.0.0' ;;
+  "info --format {{{{.OSType}}}}/{{{{.Architecture}}}}") echo 'linux/{}' ;;
+  *) exit 1 ;;
+esac"#,
+            other.0
+        ),
+    )?;
+    let out = doctor(bin.path(), &["--target", "docker"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("target docker: NOT ready:"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "the docker engine runs {}: {} binaries cannot be built on this host",
+            other.1, other.1
+        )) && stdout.contains(&format!("rustup target add {}-unknown-linux-musl", other.0)),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_target_whose_tools_are_there_but_cannot_run_is_not_ready_and_says_why() -> Result {
     let bin = tempfile::tempdir()?;
     fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;

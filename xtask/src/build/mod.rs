@@ -298,6 +298,9 @@ pub fn build_for(
     workspace::check(cx, &services::all(&cx.config, &cx.root), &packages)?;
     let selection = Selection::of(&cx.config, &cx.root, &packages);
     let target = BuildTarget { dir: None, to };
+    if *to != Destination::host() {
+        eprintln!("==> binaries for {}: {}", to.platform, to.toolchain);
+    }
     let built = build_checked(cx, specs, profile, &target, &selection)?;
     if *to == Destination::host() {
         models::check(cx, &built)?;
@@ -451,11 +454,20 @@ fn cargo_build(
         let made = if target.to.toolchain.reports_host_paths() {
             executables(&out.stdout)
         } else {
-            selection
+            let made: Vec<(String, PathBuf)> = selection
                 .binaries
                 .iter()
                 .map(|(_, bin)| (bin.clone(), out_dir.join(bin)))
-                .collect()
+                .collect();
+            if let Some((bin, path)) = made.iter().find(|(_, path)| !path.is_file()) {
+                bail!(
+                    "{} succeeded but left no `{bin}` at {}: is it the cross-compiling tool \
+                     it claims to be?",
+                    target.to.toolchain,
+                    path.display()
+                );
+            }
+            made
         };
         keep(
             made,
@@ -596,10 +608,15 @@ fn build_checked(
             Toolchain::Native { .. } | Toolchain::Host
         )
     {
+        let fix = if target.to.platform == host_platform() && std::env::consts::OS == "linux" {
+            "drop --toolchain (this host builds it natively)"
+        } else {
+            "build on a Linux host of that CPU"
+        };
         bail!(
             "services.{}: runtime = \"onnxruntime\" is built natively only (the model server \
              links against the C runtime ONNX Runtime's library needs), and this host builds \
-             {} with {}: build on a Linux host of that CPU, or use runtime = \"tract\"",
+             {} with {}: {fix}, or use runtime = \"tract\"",
             s.name,
             target.to.platform,
             target.to.toolchain

@@ -134,8 +134,8 @@ impl fmt::Display for Platform {
 pub fn check_binary(what: &str, bytes: &[u8], platform: Platform) -> Result<()> {
     let refuse = |is: String| -> Result<()> {
         bail!(
-            "{what} is {is}, and the image is for {platform}: images need Linux ELF binaries \
-             of the image's architecture (`cargo xtask doctor` says how this host builds them)"
+            "{what} is {is}, and the build is for {platform}: its images need Linux ELF \
+             binaries of that architecture (`cargo xtask doctor` says how this host builds them)"
         )
     };
     match FileKind::parse(bytes) {
@@ -310,7 +310,7 @@ mod tests {
         .unwrap_or_default();
         assert!(
             err.starts_with("target/release/test-api is an AArch64 binary (linux/arm64)")
-                && err.contains("the image is for linux/amd64"),
+                && err.contains("the build is for linux/amd64"),
             "{err}"
         );
         let err = check_binary("x", &header(elf::EM_X86_64, 0), Platform::LINUX_ARM64)

@@ -66,18 +66,14 @@ impl DeployArgs {
         session: &targets::target::Session,
     ) -> Result<build::Destination> {
         let given = self.platform.one()?;
-        if name == TargetName::Local
-            && let Some(p) = given.filter(|p| *p != build::platform::host_platform())
-        {
-            bail!(
-                "--platform {p}: the local target runs this host's own binaries; another \
-                 platform's images run on --target docker or a cluster"
-            );
-        }
-        let machines = if name == TargetName::Docker {
-            "the docker engine runs".to_string()
-        } else {
-            format!("{name}'s machines run")
+        let Some(machines) = target.machines_run() else {
+            if let Some(p) = given.filter(|p| *p != build::platform::host_platform()) {
+                bail!(
+                    "--platform {p}: the {name} target runs this host's own binaries; another \
+                     platform's images run on --target docker or a cluster"
+                );
+            }
+            return self.platform.destination_on(None);
         };
         let asked = target.platform(cx, session);
         let runs_on = match (given, asked) {

@@ -70,7 +70,8 @@ impl DoctorArgs {
             .filter(|r| !r.ok && needs.contains(&r.tool.name))
             .map(|r| r.tool.name)
             .collect();
-        let blockers = t.blockers(cx);
+        let mut blockers = t.blockers(cx);
+        blockers.extend(platform_blocker(cx, target, t.as_ref()));
         println!();
         if missing.is_empty() && blockers.is_empty() {
             println!("target {target}: ready (it has what it needs, and it answers)");
@@ -103,7 +104,8 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
         .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
         .map(|r| r.tool.name)
         .collect();
-    let blockers = t.blockers(cx);
+    let mut blockers = t.blockers(cx);
+    blockers.extend(platform_blocker(cx, target, t.as_ref()));
     let ready = missing.is_empty() && blockers.is_empty();
     let doc = serde_json::json!({
         "settings": cx.config_source.as_ref().map(|p| p.display().to_string()),
@@ -220,6 +222,21 @@ fn extra_details(cx: &Ctx, name: &str) -> String {
 }
 
 /// How this host builds each platform's binaries, or what it lacks.
+/// What stops this host from building for the platform `target`'s
+/// machines run (its engine's or nodes', as deploy asks them), with the
+/// commands that would let it; None when it can, or when the machines
+/// cannot be asked (the target's other blockers say why).
+fn platform_blocker(
+    cx: &Ctx,
+    name: TargetName,
+    target: &dyn targets::target::Target,
+) -> Option<String> {
+    let machines = target.machines_run()?;
+    let runs_on = targets::machines_platform(cx, name).ok()??;
+    let e = crate::build::Destination::pick(Some(runs_on), toolchain::Kind::Auto, None).err()?;
+    Some(format!("{machines} {runs_on}: {e:#}"))
+}
+
 fn platforms() -> Vec<(Platform, Result<Toolchain, Missing>)> {
     let installed = Installed::detect();
     Platform::ALL

@@ -56,24 +56,17 @@ pub enum LoadInto {
 }
 
 impl LoadInto {
-    /// The platform of the engine or nodes it loads into: the engine's
-    /// (`docker info`) for docker; a cluster's nodes where its API answers
-    /// on the expected kube context, else what the cluster will run (its
-    /// engine's platform with a container driver). None: this host's.
+    /// The platform of the engine or nodes it loads into, asked as a
+    /// deploy to the target of the same name asks it (`docker info`, the
+    /// nodes), else what the cluster will run. None: this host's.
     fn runs_on(self, cx: &Ctx) -> Result<Option<crate::build::platform::Platform>> {
-        let name = match self {
-            Self::Docker => return crate::targets::engine_platform(cx),
-            Self::Minikube => TargetName::Minikube,
-            Self::Kind => TargetName::Kind,
-        };
-        let target = crate::targets::for_name(name);
-        if let Ok(session) = target.open(cx)
-            && let Ok(Some(p)) = target.platform(cx, &session)
-        {
-            return Ok(Some(p));
-        }
-        match crate::targets::clusters::for_name(name) {
-            Some(cluster) => cluster.planned_platform(cx),
+        let name = self.to_possible_value().and_then(|v| {
+            TargetName::ALL
+                .into_iter()
+                .find(|t| t.as_str() == v.get_name())
+        });
+        match name {
+            Some(name) => crate::targets::machines_platform(cx, name),
             None => Ok(None),
         }
     }

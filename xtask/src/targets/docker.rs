@@ -141,6 +141,10 @@ impl Started {
 }
 
 impl Target for Docker {
+    fn machines_run(&self) -> Option<String> {
+        Some("the docker engine runs".into())
+    }
+
     fn tools(&self) -> &'static [&'static str] {
         &["cargo", "docker"]
     }

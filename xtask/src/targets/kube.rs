@@ -204,6 +204,10 @@ impl Target for Kube {
         )
     }
 
+    fn machines_run(&self) -> Option<String> {
+        Some(format!("{}'s machines run", self.cluster.name()))
+    }
+
     fn tools(&self) -> &'static [&'static str] {
         self.cluster.tools()
     }

@@ -11,8 +11,6 @@ pub mod kube;
 mod local;
 pub mod target;
 
-pub use docker::engine_platform;
-
 use crate::ground::settings::TargetName;
 use crate::targets::target::Target;
 
@@ -28,5 +26,28 @@ pub fn for_name(name: TargetName) -> Box<dyn Target> {
                 None => unreachable!("every Kubernetes target has a cluster kind"),
             }
         }
+    }
+}
+
+/// The platform the machines of `name`'s target run, asked as a deploy
+/// asks them where the target answers (a cluster on its expected kube
+/// context, the docker engine), else what a cluster will run
+/// (`Cluster::planned_platform`). None: this host's.
+///
+/// # Errors
+/// A cluster's engine reports a platform images are not built for.
+pub fn machines_platform(
+    cx: &crate::ground::context::Ctx,
+    name: TargetName,
+) -> anyhow::Result<Option<crate::build::platform::Platform>> {
+    let target = for_name(name);
+    if let Ok(session) = target.open(cx)
+        && let Ok(Some(p)) = target.platform(cx, &session)
+    {
+        return Ok(Some(p));
+    }
+    match clusters::for_name(name) {
+        Some(cluster) => cluster.planned_platform(cx),
+        None => Ok(None),
     }
 }

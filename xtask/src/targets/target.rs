@@ -91,6 +91,12 @@ pub trait Target {
     /// The base URL of each service, as reachable from this machine.
     fn urls(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>>;
 
+    /// How messages name the machines its images run on, with the verb:
+    /// `kind's machines run`, `the docker engine runs`. None where no image
+    /// runs: the local target runs this host's own binaries, so no other
+    /// platform can run there.
+    fn machines_run(&self) -> Option<String>;
+
     /// Lines `status` adds under its table: how services are reached,
     /// where that depends on the setup. Changes nothing.
     fn notes(&self, _cx: &Ctx, _session: &Session) -> Vec<String> {

@@ -47,6 +47,10 @@ struct State {
 }
 
 impl Target for Local {
+    fn machines_run(&self) -> Option<String> {
+        None
+    }
+
     fn tools(&self) -> &'static [&'static str] {
         &["cargo"]
     }
