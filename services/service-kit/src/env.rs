@@ -41,7 +41,7 @@ pub struct ServeEnv {
     /// `MAX_CONCURRENT_REQUESTS`: requests whose payload is read and
     /// processed at once (the rest queue, first come first served), which
     /// bounds memory at about this many times the per-request peak; see
-    /// the README's memory arithmetic. Default 4.
+    /// the model server README's memory arithmetic. Default 4.
     pub max_concurrent_requests: usize,
 }
 

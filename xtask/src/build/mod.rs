@@ -552,8 +552,8 @@ fn announce(selection: &Selection, profile: Profile, out_dir: &std::path::Path) 
 }
 
 /// About how long a first build in `profile` takes here, said as "about N
-/// min on this machine's C cores". Measured on two cores (README,
-/// Figures), scaled by this machine's.
+/// min on this machine's C cores". Measured on two cores (docs/figures.md,
+/// the cold builds), scaled by this machine's.
 fn first_build_time(profile: Profile, onnx: bool) -> String {
     let two_core_minutes: f64 = match (profile, onnx) {
         (Profile::Release, false) => 1.5,

@@ -86,7 +86,7 @@ pub struct ModelSettings {
 /// `runtime = "tract" | "onnxruntime"`: tract is built into the model
 /// server (pure Rust, a static binary on an empty base); ONNX Runtime is
 /// its C++ library, loaded at start-up from the pinned `onnxruntime` wheel
-/// (a dynamically linked server on a C runtime base). The README's runtime
+/// (a dynamically linked server on a C runtime base). docs/figures.md's runtime
 /// figures say which is faster for which graphs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,7 +196,7 @@ fn ok_status() -> u16 {
 }
 
 /// Requests and limits; the defaults fit the services' memory bound (see
-/// the README's memory table).
+/// the model server's README, "Memory").
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resources {

@@ -14,7 +14,7 @@ const CHUNK_ROWS: usize = 1024;
 /// The most elements a request's outputs may hold together, by default:
 /// as many as the largest request may send (`Limits::for_body` of the
 /// default 1 MiB `MAX_BODY_BYTES`), which keeps a reply within the memory
-/// bound the README's "Memory" section derives.
+/// bound its README's "Memory" section derives.
 pub const MAX_OUTPUT_ELEMENTS: usize = 1 << 19;
 
 pub struct OnnxModel {
@@ -330,7 +330,7 @@ impl Model for OnnxModel {
             Engine::OnnxRuntime(sessions) => {
                 let outputs = sessions.run(&self.name, inputs)?;
                 // ONNX Runtime sizes its outputs as it runs: the bound is
-                // kept on what it gives back (see the README's "Memory").
+                // kept on what it gives back (see its README's "Memory").
                 let total: usize = outputs.iter().map(|t| t.data().len()).sum();
                 if total > self.max_output {
                     return Err(ModelError::BadInput(format!(
