@@ -245,6 +245,19 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
         "{}",
         text(&out.stderr)
     );
+    // A version that is not one is a usage error, as clap's are (exit 2).
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &["build", "--toolchain", "zigbuild", "--glibc", "banana"],
+    )?;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("give a glibc version such as 2.17"),
+        "{}",
+        text(&out.stderr)
+    );
     Ok(())
 }
 

@@ -228,6 +228,18 @@ impl Toolchain {
     }
 }
 
+/// `text` as a glibc version for zigbuild's triple suffix (`2.17`: dot-
+/// separated numbers), for `--glibc`.
+///
+/// # Errors
+/// Anything else, with an example of a version.
+pub fn glibc_version(text: &str) -> Result<String> {
+    if text.is_empty() || !text.split('.').all(|n| n.parse::<u32>().is_ok()) {
+        bail!("--glibc {text:?}: give a glibc version such as 2.17");
+    }
+    Ok(text.to_string())
+}
+
 /// The toolchain `kind` for `platform`: `Auto` is `choose`; the others
 /// are taken as asked, zigbuild linking against `glibc` (a version, as
 /// in `2.17`: a dynamically linked binary for a host or a base with that
@@ -260,12 +272,11 @@ pub fn pick(
         },
         Kind::Zigbuild => {
             let triple = match glibc {
-                Some(v) => {
-                    if v.is_empty() || !v.split('.').all(|n| n.parse::<u32>().is_ok()) {
-                        bail!("--glibc {v:?}: give a glibc version such as 2.17");
-                    }
-                    format!("{}-unknown-linux-gnu.{v}", platform.rust_arch())
-                }
+                Some(v) => format!(
+                    "{}-unknown-linux-gnu.{}",
+                    platform.rust_arch(),
+                    glibc_version(v)?
+                ),
                 None => musl,
             };
             let std_triple = triple.split_once(".").map_or(triple.as_str(), |(b, _)| b);

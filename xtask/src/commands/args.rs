@@ -157,7 +157,8 @@ pub struct PlatformArg {
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub toolchain: ToolchainArg,
     /// With --toolchain zigbuild: link against this glibc version (2.17), dynamically, instead of musl
-    #[arg(long, value_name = "VERSION", global = true)]
+    #[arg(long, value_name = "VERSION", value_parser = crate::build::toolchain::glibc_version,
+          global = true)]
     pub glibc: Option<String>,
 }
 

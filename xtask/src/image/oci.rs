@@ -112,7 +112,11 @@ pub fn assemble(spec: &ImageSpec) -> Result<Assembled> {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let mut labels = std::collections::HashMap::new();
     labels.extend(spec.labels.clone());
-    let config = ImageConfigurationBuilder::default()
+    let config = match variant(spec.arch.as_str()) {
+        Some(v) => ImageConfigurationBuilder::default().variant(v),
+        None => ImageConfigurationBuilder::default(),
+    };
+    let config = config
         .architecture(spec.arch.as_str())
         .os("linux")
         .created(spec.created.clone())
@@ -431,6 +435,13 @@ pub struct Index {
     pub digest: String,
 }
 
+/// The CPU variant OCI's platform table gives `arch` (image-spec v1.1,
+/// image-index.md: `arm64` is `v8`), as `docker buildx` and ko write it
+/// in indexes and configs; none for `amd64`.
+fn variant(arch: &str) -> Option<&'static str> {
+    (arch == "arm64").then_some("v8")
+}
+
 /// The index over `images`: (OCI architecture name, image) pairs.
 ///
 /// # Errors
@@ -446,12 +457,13 @@ pub fn index(images: &[(&str, &Assembled)]) -> Result<Index> {
                 .media_type(MediaType::ImageManifest)
                 .digest(image.digest.parse::<oci_spec::image::Digest>()?)
                 .size(image.manifest.len() as u64)
-                .platform(
-                    PlatformBuilder::default()
-                        .architecture(*arch)
-                        .os("linux")
-                        .build()?,
-                )
+                .platform({
+                    let platform = match variant(arch) {
+                        Some(v) => PlatformBuilder::default().variant(v),
+                        None => PlatformBuilder::default(),
+                    };
+                    platform.architecture(*arch).os("linux").build()?
+                })
                 .build()?,
         );
     }
@@ -817,28 +829,31 @@ mod tests {
         assert_eq!(again.digest, made.digest, "reproducible");
         let parsed: serde_json::Value = serde_json::from_slice(&made.bytes)?;
         assert_eq!(parsed["mediaType"], OCI_INDEX);
-        let platforms: Vec<(String, String, String)> = parsed["manifests"]
+        let field =
+            |m: &serde_json::Value, k: &str| m["platform"][k].as_str().map(ToString::to_string);
+        let platforms: Vec<_> = parsed["manifests"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|m| {
                 (
                     m["digest"].as_str().unwrap_or_default().to_string(),
-                    m["platform"]["os"].as_str().unwrap_or_default().to_string(),
-                    m["platform"]["architecture"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
+                    field(m, "os"),
+                    field(m, "architecture"),
+                    field(m, "variant"),
                 )
             })
             .collect();
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             platforms,
             [
-                (amd.digest.clone(), "linux".into(), "amd64".into()),
-                (arm.digest.clone(), "linux".into(), "arm64".into()),
+                (amd.digest.clone(), some("linux"), some("amd64"), None),
+                (arm.digest.clone(), some("linux"), some("arm64"), some("v8")),
             ]
         );
+        let config: serde_json::Value = serde_json::from_slice(&arm.config)?;
+        assert_eq!(config["variant"], "v8", "the config says it too");
         assert_eq!(
             amd.layer_digests[1], arm.layer_digests[1],
             "one model layer"
