@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use xshell::cmd;
 
 use super::context::Ctx;
-use super::runner::quote;
+use super::runner::{Blocked, Cause, quote};
 
 const PROBE: Duration = Duration::from_secs(15);
 
@@ -31,7 +31,7 @@ pub fn names(cx: &Ctx) -> Result<Vec<String>> {
         PROBE,
     )?;
     if !p.success {
-        bail!("`kubectl config get-contexts` failed: {}", p.stderr.trim());
+        return Err(p.failure());
     }
     Ok(p.stdout
         .lines()
@@ -85,26 +85,30 @@ fn guarded(cx: &Ctx, target: &str, want: &str, explicit: Option<&str>) -> Result
             } else {
                 format!("--target {target} expects `{want}`")
             };
-            bail!(
-                "there is no kube context `{h}` in the kubeconfig: {create}; \
-                 `cargo xtask context list` shows the contexts there are"
-            );
+            return Err(Blocked::error(
+                Cause::KubeContext,
+                format!(
+                    "there is no kube context `{h}` in the kubeconfig: {create}; \
+                     `cargo xtask context list` shows the contexts there are"
+                ),
+            ));
         }
     }
     // Every real run is refused; a dry run lists why and plans on with the
     // context the target expects.
     let refusal = match have {
         Some(h) if h == want => return Ok(Some(h)),
-        Some(h) => anyhow::anyhow!(
+        Some(h) => format!(
             "refusing to act on kube context `{h}`: --target {target} expects `{want}`.\n  \
              switch with `cargo xtask context use {w}` (or `kubectl config use-context {w}`), \
              or start it with `cargo xtask cluster up --target {target}`"
         ),
-        None => anyhow::anyhow!(
+        None => format!(
             "no kube context is selected; --target {target} expects `{want}`: \
              run `cargo xtask cluster up --target {target}` or `cargo xtask context use {w}`"
         ),
     };
-    cx.runner.precondition(refusal)?;
+    cx.runner
+        .precondition(Blocked::error(Cause::KubeContext, refusal))?;
     Ok(None)
 }

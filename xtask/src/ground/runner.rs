@@ -7,6 +7,7 @@
 //! status and stderr tail on failure, and under `--dry-run` records what it
 //! would do instead: every task can print its whole plan.
 
+mod blocked;
 mod display;
 mod pump;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub use blocked::{Blocked, Cause};
 pub use display::{quote, shown};
 
 use super::tools;
@@ -53,6 +55,28 @@ pub struct Probe {
     pub success: bool,
     pub stdout: String,
     pub stderr: String,
+    /// The command as shown.
+    line: String,
+    /// What its failure comes from, where that is a known cause.
+    cause: Option<Cause>,
+}
+
+impl Probe {
+    /// Its failure as an error, "`<command>` failed: <stderr>", of the
+    /// cause a dry run recognises (the tool could not start; kubectl found
+    /// no such context).
+    pub fn failure(&self) -> anyhow::Error {
+        self.failure_saying(format!("`{}` failed: {}", self.line, self.stderr.trim()))
+    }
+
+    /// `message` as the error of this probe's failure: of its cause, as
+    /// `failure`.
+    pub fn failure_saying(&self, message: String) -> anyhow::Error {
+        match &self.cause {
+            Some(c) => Blocked::error(c.clone(), message),
+            None => anyhow::anyhow!(message),
+        }
+    }
 }
 
 pub struct Runner {
@@ -64,7 +88,7 @@ pub struct Runner {
     home: PathBuf,
     plan: RefCell<Vec<String>>,
     /// Preconditions a dry run found unmet (see `precondition`).
-    blockers: RefCell<Vec<String>>,
+    blockers: RefCell<blocked::Blockers>,
     /// stdout carries one JSON document: children's stdout goes to stderr.
     format: Format,
     /// A dry run's result document, printed inside the plan's.
@@ -84,7 +108,7 @@ impl Runner {
             spinners,
             home,
             plan: RefCell::new(Vec::new()),
-            blockers: RefCell::new(Vec::new()),
+            blockers: RefCell::new(blocked::Blockers::default()),
             format: Format::Text,
             result: RefCell::new(None),
         }
@@ -121,7 +145,7 @@ impl Runner {
     pub fn locate(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         match self.find(program, purpose) {
             Err(e) if self.dry_run => {
-                self.block(format!("{e:#}"));
+                self.block(&e);
                 Ok(PathBuf::from(program))
             }
             found => found,
@@ -137,9 +161,12 @@ impl Runner {
             bail!("`{program}` does not exist; it is needed for {purpose}");
         }
         which::which(program).map_err(|_| {
-            anyhow::anyhow!(
-                "`{program}` was not found on PATH; it is needed for {purpose}.\n  install it: {}\n  then check with: cargo xtask doctor",
-                tools::install_hint(program)
+            Blocked::error(
+                Cause::MissingTool(program.to_string()),
+                format!(
+                    "`{program}` was not found on PATH; it is needed for {purpose}.\n  install it: {}\n  then check with: cargo xtask doctor",
+                    tools::install_hint(program)
+                ),
             )
         })
     }
@@ -162,33 +189,15 @@ impl Runner {
         if !self.dry_run {
             return Err(problem);
         }
-        self.block(format!("{problem:#}"));
+        self.block(&problem);
         Ok(())
     }
 
-    /// Records a dry run's blocker, unless an earlier one is its cause: a
-    /// tool already missing (for another purpose, or a command of it that
-    /// could not start), or the missing kube context (a command that found
-    /// no such context). One cause, one line.
-    fn block(&self, text: String) {
-        let mut blockers = self.blockers.borrow_mut();
-        let missing: Vec<String> = blockers
-            .iter()
-            .filter_map(|b| {
-                let rest = b.strip_prefix('`')?;
-                let (tool, tail) = rest.split_once('`')?;
-                tail.starts_with(" was not found on PATH")
-                    .then(|| tool.to_string())
-            })
-            .collect();
-        let derived = missing.iter().any(|tool| {
-            text.starts_with(&format!("`{tool}` was not found on PATH"))
-                || text.contains(&format!("cannot start `{tool} "))
-        }) || (text.contains("context was not found")
-            && blockers.iter().any(|b| b.contains("kube context")));
-        if !derived && !blockers.contains(&text) {
-            blockers.push(text);
-        }
+    /// Records a dry run's blocker, unless an earlier one has its cause
+    /// (a tool already missing, the kube context, the GKE project) or its
+    /// text: one cause, one line.
+    fn block(&self, problem: &anyhow::Error) {
+        self.blockers.borrow_mut().add(problem);
     }
 
     /// An effect that is not a command (a file written, a process
@@ -283,6 +292,7 @@ impl Runner {
     ) -> Result<Probe> {
         let cmd = cmd.into();
         let line = shown(&cmd);
+        let program = cmd.get_program().to_string_lossy().into_owned();
         let started = duct_of(&self.resolved(cmd, purpose)?)
             .stdout_capture()
             .stderr_capture()
@@ -297,16 +307,27 @@ impl Runner {
                     success: false,
                     stdout: String::new(),
                     stderr: format!("cannot start `{line}`: {e}"),
+                    cause: Some(Cause::MissingTool(program)),
+                    line,
                 });
             }
             Err(e) => return Err(e).with_context(|| format!("cannot start `{line}`")),
         };
         match handle.wait_timeout(timeout)? {
-            Some(out) => Ok(Probe {
-                success: out.status.success(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }),
+            Some(out) => {
+                let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                // kubectl's words for a context the kubeconfig lacks.
+                let cause = stderr
+                    .contains("context was not found")
+                    .then_some(Cause::KubeContext);
+                Ok(Probe {
+                    success: out.status.success(),
+                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                    stderr,
+                    line,
+                    cause,
+                })
+            }
             None => {
                 let _ = handle.kill();
                 bail!("`{line}` did not answer within {}s", timeout.as_secs())
@@ -397,7 +418,7 @@ impl Runner {
         }
         if !blockers.is_empty() {
             println!("A real run would stop here first; fix these, then run again:");
-            for b in blockers.iter() {
+            for b in blockers.texts() {
                 println!("  - would stop here: {}", b.replace('\n', "\n    "));
             }
             println!();
@@ -420,7 +441,7 @@ impl Runner {
     fn plan_document(&self, failed: Option<&anyhow::Error>) -> serde_json::Value {
         serde_json::json!({
             "dry_run": true,
-            "blockers": *self.blockers.borrow(),
+            "blockers": self.blockers.borrow().texts(),
             "plan": *self.plan.borrow(),
             "error": failed.map(|e| format!("{e:#}")),
             "result": *self.result.borrow(),
@@ -461,7 +482,7 @@ impl Runner {
         let on_path = !program.contains(std::path::MAIN_SEPARATOR);
         if on_path && let Err(missing) = self.find(&program, purpose) {
             // A real run would stop at this step: listed first, too.
-            self.block(format!("{missing:#}"));
+            self.block(&missing);
             line.push_str(&format!(
                 "  [not installed: {}]",
                 tools::install_hint(&program)
@@ -687,15 +708,31 @@ mod tests {
     fn a_dry_run_names_each_cause_once() -> Result<()> {
         let sh = Shell::new()?;
         let r = quiet(true);
-        r.precondition(anyhow::anyhow!("no kube context is selected; run x"))?;
+        r.precondition(Blocked::error(
+            Cause::KubeContext,
+            "no kube context is selected; run x",
+        ))?;
         r.run(cmd!(sh, "no-such-tool-xyz install"), "installing")?;
         r.run(cmd!(sh, "no-such-tool-xyz upgrade"), "upgrading")?;
-        r.precondition(anyhow::anyhow!(
-            "`no-such-tool-xyz list` failed: cannot start `no-such-tool-xyz list`: No such file"
-        ))?;
-        r.precondition(anyhow::anyhow!(
-            "`kubectl get ns` could not tell: context was not found for specified context: m"
-        ))?;
+        // A probe of the missing tool fails as it cannot start, and its
+        // failure names that cause.
+        let probe = r.probe(
+            cmd!(sh, "no-such-tool-xyz list"),
+            "listing",
+            Duration::from_secs(5),
+        )?;
+        assert!(!probe.success);
+        r.precondition(probe.failure().context("listing what is installed"))?;
+        // kubectl run against a context the kubeconfig lacks.
+        let kubectl = r.probe(
+            cmd!(
+                sh,
+                "sh -c 'echo \"error: context was not found for specified context: m\" >&2; exit 1'"
+            ),
+            "reading",
+            Duration::from_secs(5),
+        )?;
+        r.precondition(kubectl.failure())?;
         r.precondition(anyhow::anyhow!("the CRD is missing"))?;
         let doc = r.plan_document(None);
         let blockers = doc["blockers"].as_array().context("blockers")?;
@@ -703,7 +740,8 @@ mod tests {
         assert!(
             blockers[1]
                 .as_str()
-                .is_some_and(|b| b.starts_with("`no-such-tool-xyz` was not found"))
+                .is_some_and(|b| b.starts_with("`no-such-tool-xyz` was not found")),
+            "{blockers:?}"
         );
         assert_eq!(blockers[2], "the CRD is missing");
         Ok(())

@@ -57,9 +57,9 @@ pub fn lookup(cx: &Ctx, get: impl Into<Command>) -> Result<Lookup> {
     if err.contains("(NotFound)") || err.contains("doesn't have a resource type") {
         return Ok(Lookup::Absent);
     }
-    cx.runner.precondition(anyhow::anyhow!(
-        "`{line}` could not tell whether it exists: {err}"
-    ))?;
+    cx.runner.precondition(
+        p.failure_saying(format!("`{line}` could not tell whether it exists: {err}")),
+    )?;
     Ok(Lookup::Unknown)
 }
 

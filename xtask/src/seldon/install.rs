@@ -50,8 +50,7 @@ pub fn release(cx: &Ctx, context: &str, name: &str, namespace: &str) -> Result<O
     let p = cx.runner.probe(cmd, "checking Helm releases", PROBE)?;
     if !p.success {
         // A dry run (no helm, no cluster) plans on as if it were absent.
-        cx.runner
-            .precondition(anyhow::anyhow!("`{line}` failed: {}", p.stderr.trim()))?;
+        cx.runner.precondition(p.failure())?;
         return Ok(None);
     }
     let out = p.stdout.trim();

@@ -67,9 +67,9 @@ fn inspect(cx: &Ctx, container: &str) -> Result<Option<(String, bool, String)>> 
             return Ok(None);
         }
         // A dry run without an engine plans on as if there were none.
-        cx.runner.precondition(anyhow::anyhow!(
+        cx.runner.precondition(probe.failure_saying(format!(
             "`{docker} inspect {container}` could not tell whether it exists: {err}"
-        ))?;
+        )))?;
         return Ok(None);
     }
     let line = probe.stdout.trim();
@@ -365,10 +365,10 @@ fn unconfigured(cx: &Ctx) -> Result<Vec<(String, String)>> {
         PROBE,
     )?;
     if !listed.success {
-        cx.runner.precondition(anyhow::anyhow!(
+        cx.runner.precondition(listed.failure_saying(format!(
             "`{docker} ps` could not list kube-mlops's containers: {}",
             listed.stderr.trim()
-        ))?;
+        )))?;
     }
     Ok(listed
         .stdout

@@ -153,7 +153,10 @@ impl Engine {
             std::time::Duration::from_secs(60),
         )?;
         if !out.success {
-            bail!("`kube-engine platforms` failed: {}", out.stderr.trim());
+            return Err(out.failure_saying(format!(
+                "`kube-engine platforms` failed: {}",
+                out.stderr.trim()
+            )));
         }
         let mut platforms: Vec<Platform> = out
             .stdout

@@ -17,7 +17,7 @@ use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
-use crate::ground::runner::shown;
+
 use crate::ground::services::{self, ServiceSpec};
 use crate::image::{self, Builder};
 use crate::targets::clusters::cluster::Cluster;
@@ -137,13 +137,11 @@ impl Kube {
         }
         let (binary, context) = (engine.binary(cx)?, &engine.context);
         let status: Command = cmd!(cx.sh, "{binary} --context {context} status --json").into();
-        let line = shown(&status);
         let out = cx
             .runner
             .probe(status, "reading what is deployed", STATUS_TIMEOUT)?;
         if !out.success {
-            cx.runner
-                .precondition(anyhow::anyhow!("`{line}` failed: {}", out.stderr.trim()))?;
+            cx.runner.precondition(out.failure())?;
             return Ok(None);
         }
         Ok(Some(

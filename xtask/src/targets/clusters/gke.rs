@@ -16,7 +16,7 @@ use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::poll::{self, Waited};
-use crate::ground::runner::{Probe, quote};
+use crate::ground::runner::{Blocked, Cause, Probe, quote};
 use crate::ground::services::ServiceSpec;
 use crate::ground::settings::TargetName;
 use crate::publish::publisher::Publisher;
@@ -43,10 +43,15 @@ pub fn machine_platform(machine_type: &str) -> Platform {
     }
 }
 
-/// One text wherever the project is missing, so that a dry run names the
-/// cause once.
-const NO_PROJECT: &str = "--target gke needs a Google Cloud project: set `project` under [gke] \
-     in xtask.toml, or gcloud's default with `gcloud config set project PROJECT_ID`";
+/// The missing project, as every step that needs it refuses: of one cause,
+/// so that a dry run names it once.
+fn no_project() -> anyhow::Error {
+    Blocked::error(
+        Cause::GcpProject,
+        "--target gke needs a Google Cloud project: set `project` under [gke] in xtask.toml, \
+         or gcloud's default with `gcloud config set project PROJECT_ID`",
+    )
+}
 
 /// The project GKE works in: `gke.project`, else gcloud's configured
 /// project (`gcloud config get-value project`, what gcloud itself would
@@ -119,7 +124,7 @@ impl Cluster for Gke {
     fn context(&self, cx: &Ctx) -> Result<String> {
         let g = &cx.config.gke;
         match project(cx) {
-            "" => bail!(NO_PROJECT),
+            "" => Err(no_project()),
             p => Ok(format!("gke_{p}_{}_{}", g.zone, g.cluster)),
         }
     }
@@ -129,7 +134,10 @@ impl Cluster for Gke {
     }
 
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
-        problems(cx).unwrap_or_else(|e| vec![format!("{e:#}")])
+        match problems(cx) {
+            Ok(found) => found.iter().map(|e| format!("{e:#}")).collect(),
+            Err(e) => vec![format!("{e:#}")],
+        }
     }
 
     /// The machine type's CPU (`[gke] machine_type`: what `cluster up`
@@ -168,7 +176,7 @@ impl Cluster for Gke {
     fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
         let g = &cx.config.gke;
         if project(cx).is_empty() {
-            cx.runner.precondition(anyhow::anyhow!(NO_PROJECT))?;
+            cx.runner.precondition(no_project())?;
         }
         let what = format!(
             "GKE cluster {} in {} ({})",
@@ -323,7 +331,7 @@ fn preflight(cx: &Ctx) -> Result<()> {
     // plans on.
     let gaps = !problems.is_empty();
     for p in problems {
-        cx.runner.precondition(anyhow::anyhow!(p))?;
+        cx.runner.precondition(p)?;
     }
     if gaps {
         return Ok(());
@@ -354,17 +362,16 @@ fn account(cx: &Ctx) -> Result<Option<String>> {
 ///
 /// # Errors
 /// gcloud failing in a way that says nothing about these.
-pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
+pub fn problems(cx: &Ctx) -> Result<Vec<anyhow::Error>> {
     let mut found = Vec::new();
     if account(cx)?.is_none() {
-        found.push(
+        found.push(anyhow::anyhow!(
             "gcloud has no active account: run `gcloud auth login` (or activate a service account)"
-                .to_string(),
-        );
+        ));
     }
     let project = project(cx);
     if project.is_empty() {
-        found.push(NO_PROJECT.to_string());
+        found.push(no_project());
     } else if found.is_empty() {
         let p = cx.runner.probe(
             cmd!(
@@ -375,12 +382,12 @@ pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
             Duration::from_secs(60),
         )?;
         if !p.success {
-            found.push(format!(
+            found.push(p.failure_saying(format!(
                 "`gcloud services list --project {project}` failed: {}",
                 p.stderr.trim()
-            ));
+            )));
         } else if p.stdout.trim().is_empty() {
-            found.push(format!(
+            found.push(anyhow::anyhow!(
                 "the Kubernetes Engine API is not enabled in project {project}: run `gcloud services enable container.googleapis.com --project {}`",
                 quote(project)
             ));
@@ -391,12 +398,11 @@ pub fn problems(cx: &Ctx) -> Result<Vec<String>> {
         .locate("gke-gcloud-auth-plugin", "reaching GKE clusters")
         .is_err()
     {
-        found.push(
+        found.push(anyhow::anyhow!(
             "gke-gcloud-auth-plugin is not installed (kubectl needs it for GKE): run \
              `gcloud components install gke-gcloud-auth-plugin` (or apt-get install \
              google-cloud-cli-gke-gcloud-auth-plugin)"
-                .to_string(),
-        );
+        ));
     }
     Ok(found)
 }
