@@ -173,7 +173,7 @@ fn keygen(cx: &Ctx, key: &std::path::Path) -> Result<ExitCode> {
             public.display()
         ),
         || {
-            let pair = signing::Key::generate();
+            let pair = signing::Key::generate()?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

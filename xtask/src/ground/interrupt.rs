@@ -17,13 +17,23 @@ static CRITICAL: AtomicUsize = AtomicUsize::new(0);
 static INSTALL: Once = Once::new();
 static EXITING: Once = Once::new();
 
-/// Installs the Ctrl-C handler (once; `main` calls it).
+/// Installs the handler of Ctrl-C, SIGTERM and SIGHUP (once; `main`
+/// calls it): a thread of its own waits for them, so that the cleanups
+/// run outside the signal handler.
 pub fn install() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     INSTALL.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            if CRITICAL.load(Ordering::SeqCst) == 0 {
-                clean_up_and_exit();
+        // Without the handler (it cannot fail on Linux), a signal kills
+        // the process as it would have anyway.
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                if CRITICAL.load(Ordering::SeqCst) == 0 {
+                    clean_up_and_exit();
+                }
             }
         });
     });

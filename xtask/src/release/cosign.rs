@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn tags_and_manifests_have_cosigns_shape() -> Result<()> {
         assert_eq!(tag_for("sha256:ab12", "sig"), "sha256-ab12.sig");
-        let key = Key::generate();
+        let key = Key::generate()?;
         let layer = signature_layer(&key, "r/x", "sha256:ab12");
         let (config, manifest) = artifact(&[layer])?;
         let m: serde_json::Value = serde_json::from_slice(&manifest)?;

@@ -62,9 +62,23 @@ impl Key {
             })
     }
 
-    /// A new random key.
-    pub fn generate() -> Self {
-        Key(SigningKey::random(&mut rand_core::OsRng))
+    /// A new random key: 32 bytes from the operating system's generator
+    /// (rand's `OsRng`), drawn again in the rare case (about 2^-32) that
+    /// they are not a scalar below the curve's order.
+    ///
+    /// # Errors
+    /// The operating system's generator failing.
+    pub fn generate() -> Result<Self> {
+        use rand::TryRngCore as _;
+        loop {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng
+                .try_fill_bytes(&mut bytes)
+                .context("the operating system's random number generator failed")?;
+            if let Ok(key) = SigningKey::from_slice(&bytes) {
+                return Ok(Key(key));
+            }
+        }
     }
 
     /// The private key as PEM PKCS#8.
@@ -164,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_generated_pair_round_trips_and_verifies() -> Result<()> {
-        let key = Key::generate();
+        let key = Key::generate()?;
         let pem = key.private_pem()?;
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
         let dir = tempfile::tempdir()?;
