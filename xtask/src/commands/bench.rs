@@ -102,6 +102,54 @@ fn batch() -> Vec<f32> {
         .collect()
 }
 
+/// `bench protocols`: Seldon v1 beside the Open Inference Protocol v2,
+/// JSON and binary, on `server`: the tutorial tensor (identity), iris, and
+/// a float32 `[32, 256]` batch through identity.
+fn protocol_cases(server: &std::path::Path) -> Vec<Case> {
+    let case = |label, model, path, body| Case {
+        label,
+        binary: server.to_path_buf(),
+        env: vec![("MODEL", model)],
+        path,
+        body,
+    };
+    let [v1, v2, binary] = batch_bodies();
+    vec![
+        case(
+            "tensor v1",
+            "identity",
+            "/api/v1.0/predictions",
+            Body::json(TUTORIAL_PAYLOAD),
+        ),
+        case(
+            "tensor v2",
+            "identity",
+            "/v2/models/identity/infer",
+            Body::json(TUTORIAL_V2),
+        ),
+        case(
+            "iris v1",
+            "iris",
+            "/api/v1.0/predictions",
+            Body::json(IRIS_PAYLOAD),
+        ),
+        case(
+            "iris v2",
+            "iris",
+            "/v2/models/iris/infer",
+            Body::json(IRIS_V2),
+        ),
+        case("32x256 v1", "identity", "/api/v1.0/predictions", v1),
+        case("32x256 v2", "identity", "/v2/models/identity/infer", v2),
+        case(
+            "32x256 binary",
+            "identity",
+            "/v2/models/identity/infer",
+            binary,
+        ),
+    ]
+}
+
 /// The batch as Seldon v1 JSON, Open Inference Protocol JSON, and OIP
 /// with the binary tensor data extension.
 fn batch_bodies() -> [Option<Body>; 3] {
@@ -232,51 +280,7 @@ impl BenchArgs {
                     body: Body::json(IRIS_PAYLOAD),
                 },
             ],
-            BenchSubject::Protocols => {
-                let server = release.join("model-server");
-                let case = |label, model, path, body| Case {
-                    label,
-                    binary: server.clone(),
-                    env: vec![("MODEL", model)],
-                    path,
-                    body,
-                };
-                let [v1, v2, binary] = batch_bodies();
-                vec![
-                    case(
-                        "tensor v1",
-                        "identity",
-                        "/api/v1.0/predictions",
-                        Body::json(TUTORIAL_PAYLOAD),
-                    ),
-                    case(
-                        "tensor v2",
-                        "identity",
-                        "/v2/models/identity/infer",
-                        Body::json(TUTORIAL_V2),
-                    ),
-                    case(
-                        "iris v1",
-                        "iris",
-                        "/api/v1.0/predictions",
-                        Body::json(IRIS_PAYLOAD),
-                    ),
-                    case(
-                        "iris v2",
-                        "iris",
-                        "/v2/models/iris/infer",
-                        Body::json(IRIS_V2),
-                    ),
-                    case("32x256 v1", "identity", "/api/v1.0/predictions", v1),
-                    case("32x256 v2", "identity", "/v2/models/identity/infer", v2),
-                    case(
-                        "32x256 binary",
-                        "identity",
-                        "/v2/models/identity/infer",
-                        binary,
-                    ),
-                ]
-            }
+            BenchSubject::Protocols => protocol_cases(&release.join("model-server")),
             BenchSubject::Images | BenchSubject::DevLoop | BenchSubject::Runtimes => {
                 bail!("measured apart from the servers' throughput")
             }

@@ -196,22 +196,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
     let graphs = cx.root.join("services/model-server/tests/graphs");
     let scratch = tempfile::tempdir()?;
     let cases = cases();
-    let mut spec = Vec::new();
-    for (i, case) in cases.iter().chain([&batch_case()]).enumerate() {
-        std::fs::write(
-            scratch.path().join(format!("{}.bin", case.label())),
-            inputs(case, i as u64),
-        )?;
-        spec.push(serde_json::json!({
-            "label": case.label(),
-            "model": graphs.join(format!("{}.onnx", case.model)),
-            "input": case.input,
-            "shape": case.shape,
-            "seconds": SECONDS,
-        }));
-    }
-    let spec_path = scratch.path().join("cases.json");
-    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    let spec_path = write_inputs(scratch.path(), &graphs, &cases)?;
     let script = cx.root.join("services/model-server/scripts/bench_floor.py");
     let placement = Placement::here();
     let out = cx.runner.run(
@@ -274,6 +259,49 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
             .median_ms;
         rows.push((case, floor_ms, ours));
     }
+    print_table(&floor, profile, &placement, &rows, &compute, transport_ms)?;
+    let batch_floor = floor
+        .cases
+        .get(&batch_case().label())
+        .context("no floor for the batch")?
+        .median_ms;
+    batching(cx, &server, batch_floor)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes each case's (and the batch's) request data, `<label>.bin`, and
+/// the floor script's list of cases, `cases.json`, into `dir`; returns the
+/// list's path.
+fn write_inputs(dir: &Path, graphs: &Path, cases: &[Case]) -> Result<std::path::PathBuf> {
+    let mut spec = Vec::new();
+    for (i, case) in cases.iter().chain([&batch_case()]).enumerate() {
+        std::fs::write(
+            dir.join(format!("{}.bin", case.label())),
+            inputs(case, i as u64),
+        )?;
+        spec.push(serde_json::json!({
+            "label": case.label(),
+            "model": graphs.join(format!("{}.onnx", case.model)),
+            "input": case.input,
+            "shape": case.shape,
+            "seconds": SECONDS,
+        }));
+    }
+    let spec_path = dir.join("cases.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    Ok(spec_path)
+}
+
+/// The figures: each case's latency on both runtimes against the floor
+/// and the bar, the server's own time per request, and the transport's.
+fn print_table(
+    floor: &Floor,
+    profile: build::Profile,
+    placement: &Placement,
+    rows: &[(&Case, f64, Vec<f64>)],
+    compute: &[(&Case, Vec<f64>)],
+    transport_ms: f64,
+) -> Result<()> {
     println!(
         "end-to-end median latency, one connection, OIP v2 binary; floor: onnxruntime {} in-process, 1 thread; server: 1 instance, 1 thread; {} profile; {}",
         floor.version,
@@ -284,7 +312,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
         "{:<8} {:>6} {:>10} {:>18} {:>18} {:>10}  VERDICT (faster runtime)",
         "MODEL", "ROWS", "FLOOR MS", "TRACT MS", "ONNXRUNTIME MS", "BAR MS"
     );
-    for (case, floor_ms, ours) in &rows {
+    for (case, floor_ms, ours) in rows {
         let bar = floor_ms * FLOOR_FACTOR + FLOOR_PLUS_MS;
         let shown = |ms: f64| format!("{ms:.3} ({:.1}x)", ms / floor_ms);
         let (best, best_ms) = RUNTIMES
@@ -309,7 +337,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
          run, encode; the rest is transport): the floor runs back to back with warm caches, a \
          served run after the HTTP stack's"
     );
-    for (case, ms) in &compute {
+    for (case, ms) in compute {
         println!(
             "{:<8} {:>6} {:>10} {:>18.3} {:>18.3}",
             case.model, case.shape[0], "", ms[0], ms[1]
@@ -319,13 +347,7 @@ pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode>
         "transport here: {transport_ms:.3} ms for a request that computes nothing (GET \
          /v2/health/live, same client and connection); the bar's 0.15 ms is meant for it"
     );
-    let batch_floor = floor
-        .cases
-        .get(&batch_case().label())
-        .context("no floor for the batch")?
-        .median_ms;
-    batching(cx, &server, batch_floor)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The median milliseconds of a request the server answers without

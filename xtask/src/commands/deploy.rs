@@ -114,34 +114,7 @@ impl DeployArgs {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
-            let kube = kubernetes(name)?;
-            let mut session = kube.open(cx)?;
-            force_conflicts(&mut session, self.force_conflicts);
-            let profile = self.profile.or(kube.profile());
-            // Asked once the CRD is known to be there, before the build.
-            let to = || self.destination(cx, name, &kube, &session);
-            let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile, &to)?;
-            if cx.json() {
-                let models: Vec<serde_json::Value> = deployed
-                    .models
-                    .iter()
-                    .map(|(model, url)| serde_json::json!({ "name": model, "url": url }))
-                    .collect();
-                cx.emit(&serde_json::json!({
-                    "target": name.as_str(),
-                    "seldon": true,
-                    "services": models,
-                }));
-                return Ok(ExitCode::SUCCESS);
-            }
-            cx.runner.unless_dry_run(|| {
-                println!("Deployed to Seldon Core on {name}:");
-                for (model, url) in &deployed.models {
-                    println!("  {model:<18} {url}");
-                }
-                Ok(())
-            })?;
-            return Ok(ExitCode::SUCCESS);
+            return self.deploy_seldon(cx, name);
         }
         let target = targets::for_name(name);
         if self.force_conflicts && target.overlay(cx).is_none() {
@@ -201,6 +174,39 @@ impl DeployArgs {
             println!("Deployed to {name}:");
             for (spec, url) in specs.iter().zip(&urls) {
                 println!("  {:<14} {url}", spec.name);
+            }
+            Ok(())
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `deploy --seldon`: the models as SeldonDeployments on `name`'s
+    /// cluster, called through the ingress.
+    fn deploy_seldon(&self, cx: &Ctx, name: TargetName) -> Result<ExitCode> {
+        let kube = kubernetes(name)?;
+        let mut session = kube.open(cx)?;
+        force_conflicts(&mut session, self.force_conflicts);
+        let profile = self.profile.or(kube.profile());
+        // Asked once the CRD is known to be there, before the build.
+        let to = || self.destination(cx, name, &kube, &session);
+        let deployed = crate::seldon::deploy::deploy(cx, &kube, &session, profile, &to)?;
+        if cx.json() {
+            let models: Vec<serde_json::Value> = deployed
+                .models
+                .iter()
+                .map(|(model, url)| serde_json::json!({ "name": model, "url": url }))
+                .collect();
+            cx.emit(&serde_json::json!({
+                "target": name.as_str(),
+                "seldon": true,
+                "services": models,
+            }));
+            return Ok(ExitCode::SUCCESS);
+        }
+        cx.runner.unless_dry_run(|| {
+            println!("Deployed to Seldon Core on {name}:");
+            for (model, url) in &deployed.models {
+                println!("  {model:<18} {url}");
             }
             Ok(())
         })?;

@@ -184,72 +184,94 @@ impl ImageArgs {
                  the native builder's (drop --builder docker)"
             );
         }
-        let to = match load_into {
-            // An engine runs one platform's image, its own unless
-            // --platform says otherwise; an index goes to a registry.
-            Some(into) => {
-                let runs_on = match self.platform.one()? {
-                    Some(_) => None,
-                    None => into.runs_on(cx)?,
-                };
-                self.platform.destination_on(runs_on).map(|d| vec![d])
-            }
-            None => self.platform.destinations(),
-        };
-        // A dry run lists what this host lacks and plans this host's build.
-        let to = match to {
-            Ok(to) => to,
-            Err(e) => {
-                cx.runner.precondition(e)?;
-                vec![crate::build::Destination::host()]
-            }
-        };
+        let to = destinations(cx, &self.platform, load_into)?;
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
-        let mut builds = Vec::new();
         let publisher_none = publisher.is_none();
-        match publisher {
+        let builds: Vec<serde_json::Value> = match publisher {
             None => {
                 if !cx.json() {
                     print_images(cx, &images)?;
                 }
-                for i in &images {
-                    builds.push(artifact(i, &i.reference, &i.digest));
-                }
+                images
+                    .iter()
+                    .map(|i| artifact(i, &i.reference, &i.digest))
+                    .collect()
             }
-            Some(p) => {
-                for image in &images {
-                    let pinned = p.publish(cx, image)?;
-                    // A push pins by the digest the registry reported; a
-                    // load keeps the tagged reference.
-                    let (tagged, digest) = match pinned.split_once('@') {
-                        Some((repository, digest)) => {
-                            (format!("{repository}:{}", image.tag), digest.to_string())
-                        }
-                        None => (pinned.clone(), image.digest.clone()),
-                    };
-                    builds.push(artifact(image, &tagged, &digest));
-                }
-            }
-        }
-        // `--output json`: the --file-output document, with each image's
-        // size (bytes, uncompressed) and archive when it was only built.
-        let mut shown = builds.clone();
-        if publisher_none {
-            for (entry, i) in shown.iter_mut().zip(&images) {
-                entry["size"] = i.size.into();
-                entry["archive"] = i.archive.display().to_string().into();
-            }
-        }
-        cx.emit(&serde_json::json!({ "builds": shown }));
-        if let Some(file) = &self.file_output {
-            cx.runner.effect(format!("write {}", file.display()), || {
-                let doc = serde_json::json!({ "builds": builds });
-                std::fs::write(file, serde_json::to_vec_pretty(&doc)?)
-                    .with_context(|| format!("cannot write {}", file.display()))
-            })?;
-        }
+            Some(p) => publish(cx, p.as_ref(), &images)?,
+        };
+        let built = publisher_none.then_some(images.as_slice());
+        report(cx, &builds, built, self.file_output.as_deref())?;
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `--output json`'s document and `--file-output`'s file: the build
+/// artifacts, and in the JSON each image's size (bytes, uncompressed) and
+/// archive when they were only `built`.
+fn report(
+    cx: &Ctx,
+    builds: &[serde_json::Value],
+    built: Option<&[Image]>,
+    file_output: Option<&std::path::Path>,
+) -> Result<()> {
+    let mut shown = builds.to_vec();
+    for (entry, i) in shown.iter_mut().zip(built.unwrap_or_default()) {
+        entry["size"] = i.size.into();
+        entry["archive"] = i.archive.display().to_string().into();
+    }
+    cx.emit(&serde_json::json!({ "builds": shown }));
+    if let Some(file) = file_output {
+        cx.runner.effect(format!("write {}", file.display()), || {
+            let doc = serde_json::json!({ "builds": builds });
+            std::fs::write(file, serde_json::to_vec_pretty(&doc)?)
+                .with_context(|| format!("cannot write {}", file.display()))
+        })?;
+    }
+    Ok(())
+}
+
+/// What to build for: an engine runs one platform's image (`into`'s own
+/// unless --platform says otherwise); an index goes to a registry. A dry
+/// run lists what this host lacks and plans this host's build.
+fn destinations(
+    cx: &Ctx,
+    platform: &super::args::PlatformArg,
+    into: Option<LoadInto>,
+) -> Result<Vec<crate::build::Destination>> {
+    let to = match into {
+        Some(into) => {
+            let runs_on = match platform.one()? {
+                Some(_) => None,
+                None => into.runs_on(cx)?,
+            };
+            platform.destination_on(runs_on).map(|d| vec![d])
+        }
+        None => platform.destinations(),
+    };
+    match to {
+        Ok(to) => Ok(to),
+        Err(e) => {
+            cx.runner.precondition(e)?;
+            Ok(vec![crate::build::Destination::host()])
+        }
+    }
+}
+
+/// Each image published by `p`, as build-artifact entries: a push pins by
+/// the digest the registry reported; a load keeps the tagged reference.
+fn publish(cx: &Ctx, p: &dyn Publisher, images: &[Image]) -> Result<Vec<serde_json::Value>> {
+    let mut builds = Vec::new();
+    for image in images {
+        let pinned = p.publish(cx, image)?;
+        let (tagged, digest) = match pinned.split_once('@') {
+            Some((repository, digest)) => {
+                (format!("{repository}:{}", image.tag), digest.to_string())
+            }
+            None => (pinned.clone(), image.digest.clone()),
+        };
+        builds.push(artifact(image, &tagged, &digest));
+    }
+    Ok(builds)
 }
 
 /// One entry of Skaffold's build-artifacts list: `tagged` is

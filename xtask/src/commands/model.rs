@@ -76,15 +76,7 @@ impl ModelArgs {
             no_seldon,
             runtime,
         } = self.command;
-        names::dns1123_label(&name)
-            .map_err(|why| anyhow::anyhow!("the model's name {name:?} {why}"))?;
-        if cx.config.services.0.iter().any(|s| s.name == name) {
-            bail!("there is already a service {name:?} in the settings; pick another name");
-        }
-        adding::not_a_preset(&name)?;
-        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            bail!("the model's name {name:?} must start with a letter (a Kubernetes Service name)");
-        }
+        check_new_name(cx, &name)?;
         let Some(settings_file) = cx.config_source.clone() else {
             bail!(
                 "there is no settings file to add the model to: create xtask.toml at the \
@@ -108,114 +100,218 @@ impl ModelArgs {
         let (found, runtime_note) = on_runtime(cx, &server, &onnx, output.as_deref(), runtime)
             .with_context(|| format!("--onnx {}", onnx.display()))?;
         fits(&found, class_names.as_deref(), feature_names.as_deref())?;
-        // A tabular model ([N, features]) gets a Seldon v1 contract; any
-        // other graph is smoke-tested over the Open Inference Protocol.
-        let tabular = found.features > 0;
-        let shape = if tabular {
-            format!(
-                "float32 [N, {}] in, {} column(s) out{}",
-                found.features,
-                found.outputs,
-                found
-                    .class_names
-                    .as_ref()
-                    .map(|c| format!(" ({})", c.join(", ")))
-                    .unwrap_or_default()
-            )
-        } else {
-            format!(
-                "{} in; {} out",
-                Signature::show(&found.signature.inputs),
-                Signature::show(&found.signature.outputs)
-            )
-        };
+        let shape = shape_of(&found);
         eprintln!("  ✓ {} loads: {shape}", onnx.display());
-        if !tabular && contract.is_some() {
-            bail!(
-                "--contract describes a Seldon v1 model with one [N, features] input; this one \
-                 takes {} (its smoke test is an Open Inference Protocol inference instead)",
-                Signature::show(&found.signature.inputs)
-            );
-        }
-
+        let tabular = found.features > 0;
+        let contract_text = contract_for(&found, contract.as_deref(), feature_names.as_deref())?;
         let base = settings_file.parent().unwrap_or(Path::new("."));
-        let models = base.join("models");
         let model_rel = format!("models/{name}.onnx");
         let contract_rel = format!("models/{name}.contract.json");
-        let contract_text = match &contract {
-            Some(path) => Some(given_contract(path, found.features, found.outputs)?),
-            None if tabular => Some(derived_contract(&found, feature_names.as_deref())),
-            None => None,
-        };
-        std::fs::create_dir_all(&models)
-            .with_context(|| format!("cannot create {}", models.display()))?;
         let (model_file, contract_file) = (base.join(&model_rel), base.join(&contract_rel));
-        let mut created = Vec::new();
-        if !model_file.exists() {
-            created.push(model_file.clone());
-        }
-        if contract_text.is_some() && !contract_file.exists() {
-            created.push(contract_file.clone());
-        }
-        copy_new(&onnx, &model_file)?;
-        if let Some(text) = &contract_text {
-            write_new(&contract_file, text)?;
-        }
+        let contract_file = contract_text.as_ref().map(|text| (contract_file, text));
+        let created = write_model_files(&onnx, &model_file, contract_file.clone())?;
 
-        let mut entries = vec![
-            ("model", Entry::Str("onnx".into())),
-            ("model_path", Entry::Str(model_rel.clone())),
-            ("port", Entry::Int(i64::from(port))),
-        ];
-        if contract_text.is_some() {
-            entries.push(("contract", Entry::Str(contract_rel.clone())));
+        let entries = Table {
+            model_path: model_rel,
+            port,
+            contract: contract_text.is_some().then_some(contract_rel),
+            class_names,
+            feature_names,
+            output,
+            runtime: found.runtime.clone(),
+            // Seldon's executor carries v1 to this model; one v1 cannot
+            // feed is served over the Open Inference Protocol only, so not
+            // by Seldon.
+            seldon: !no_seldon && tabular,
         }
-        if let Some(c) = class_names {
-            entries.push(("class_names", Entry::List(c)));
-        }
-        if let Some(f) = feature_names {
-            entries.push(("feature_names", Entry::List(f)));
-        }
-        if let Some(o) = output {
-            entries.push(("output", Entry::Str(o)));
-        }
-        entries.push(("runtime", Entry::Str(found.runtime.clone())));
-        // Seldon's executor carries v1 to this model; one v1 cannot feed is
-        // served over the Open Inference Protocol only, so not by Seldon.
-        if no_seldon || !tabular {
-            entries.push(("seldon", Entry::Bool(false)));
-        }
-        let text = std::fs::read_to_string(&settings_file)
-            .with_context(|| format!("cannot read {}", settings_file.display()))?;
+        .entries();
         let comment = format!(
             "{} ({shape}), added by `cargo xtask model add`; {runtime_note}.",
             onnx.file_name()
                 .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
         );
-        let edited = settings_edit::spell_out_defaults(&text)
-            .and_then(|t| settings_edit::add_service(&t, &name, &comment, &entries))?;
-        adding::commit(cx, &settings_file, &edited, &created)?;
-        println!(
-            "added [services.{name}] to {} (port {port})",
-            settings_file.display()
-        );
-        println!("copied the model to {}", model_file.display());
-        if contract_text.is_some() {
-            println!("wrote its contract to {}", contract_file.display());
-        } else {
-            println!(
-                "its smoke test: POST zeros of every input to \
-                 http://127.0.0.1:{port}/v2/models/{name}/infer (Open Inference Protocol); \
-                 `deploy --seldon` leaves it out (seldon = false): Seldon v1 cannot feed it"
-            );
-        }
-        println!(
-            "\nnext: cargo xtask deploy {name}            # on this machine: http://127.0.0.1:{port}\n      \
-             cargo xtask deploy --target kind {name}\n      \
-             cargo xtask deploy --seldon --target minikube"
+        add_table(cx, &settings_file, &name, &comment, &entries, &created)?;
+        report(
+            &settings_file,
+            &name,
+            port,
+            &model_file,
+            contract_file.as_ref().map(|(f, _)| f.as_path()),
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The new service's table in `xtask.toml`.
+struct Table {
+    model_path: String,
+    port: u16,
+    contract: Option<String>,
+    class_names: Option<Vec<String>>,
+    feature_names: Option<Vec<String>>,
+    output: Option<String>,
+    runtime: String,
+    seldon: bool,
+}
+
+impl Table {
+    /// Its keys in the order they are written, the defaults left out.
+    fn entries(self) -> Vec<(&'static str, Entry)> {
+        let mut entries = vec![
+            ("model", Entry::Str("onnx".into())),
+            ("model_path", Entry::Str(self.model_path)),
+            ("port", Entry::Int(i64::from(self.port))),
+        ];
+        if let Some(c) = self.contract {
+            entries.push(("contract", Entry::Str(c)));
+        }
+        for (key, names) in [
+            ("class_names", self.class_names),
+            ("feature_names", self.feature_names),
+        ] {
+            if let Some(n) = names {
+                entries.push((key, Entry::List(n)));
+            }
+        }
+        if let Some(o) = self.output {
+            entries.push(("output", Entry::Str(o)));
+        }
+        entries.push(("runtime", Entry::Str(self.runtime)));
+        if !self.seldon {
+            entries.push(("seldon", Entry::Bool(false)));
+        }
+        entries
+    }
+}
+
+/// Adds `[services.<name>]` with `entries` and `comment` to
+/// `settings_file` (its comments and layout kept, the defaults spelled
+/// out), then regenerates the manifests; on a failure the `created` files
+/// are removed again (`adding::commit`).
+fn add_table(
+    cx: &Ctx,
+    settings_file: &Path,
+    name: &str,
+    comment: &str,
+    entries: &[(&str, Entry)],
+    created: &[PathBuf],
+) -> Result<()> {
+    let text = std::fs::read_to_string(settings_file)
+        .with_context(|| format!("cannot read {}", settings_file.display()))?;
+    let edited = settings_edit::spell_out_defaults(&text)
+        .and_then(|t| settings_edit::add_service(&t, name, comment, entries))?;
+    adding::commit(cx, settings_file, &edited, created).map(|_| ())
+}
+
+/// The model's contract: `given` checked against it, else one derived
+/// from a tabular model ([N, features]); none for any other graph, which
+/// is smoke-tested over the Open Inference Protocol.
+///
+/// # Errors
+/// `given` for a model that is not tabular, or that does not fit it.
+fn contract_for(
+    found: &Inspection,
+    given: Option<&Path>,
+    feature_names: Option<&[String]>,
+) -> Result<Option<String>> {
+    let tabular = found.features > 0;
+    match given {
+        Some(_) if !tabular => bail!(
+            "--contract describes a Seldon v1 model with one [N, features] input; this one \
+             takes {} (its smoke test is an Open Inference Protocol inference instead)",
+            Signature::show(&found.signature.inputs)
+        ),
+        Some(path) => Ok(Some(given_contract(path, found.features, found.outputs)?)),
+        None if tabular => Ok(Some(derived_contract(found, feature_names))),
+        None => Ok(None),
+    }
+}
+
+/// Refuses a name a new model cannot have: not a DNS-1035 label, a
+/// service's already, a preset's.
+fn check_new_name(cx: &Ctx, name: &str) -> Result<()> {
+    names::dns1123_label(name).map_err(|why| anyhow::anyhow!("the model's name {name:?} {why}"))?;
+    if cx.config.services.0.iter().any(|s| s.name == name) {
+        bail!("there is already a service {name:?} in the settings; pick another name");
+    }
+    adding::not_a_preset(name)?;
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!("the model's name {name:?} must start with a letter (a Kubernetes Service name)");
+    }
+    Ok(())
+}
+
+/// What the model takes and gives, said in one line: a tabular model's
+/// columns (and class names), else every input and output.
+fn shape_of(found: &Inspection) -> String {
+    if found.features > 0 {
+        format!(
+            "float32 [N, {}] in, {} column(s) out{}",
+            found.features,
+            found.outputs,
+            found
+                .class_names
+                .as_ref()
+                .map(|c| format!(" ({})", c.join(", ")))
+                .unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{} in; {} out",
+            Signature::show(&found.signature.inputs),
+            Signature::show(&found.signature.outputs)
+        )
+    }
+}
+
+/// Copies `onnx` to `model_file` and writes the contract (file, text),
+/// refusing to replace either; returns the files this created, for
+/// `adding::commit` to remove when the settings cannot be written.
+fn write_model_files(
+    onnx: &Path,
+    model_file: &Path,
+    contract: Option<(PathBuf, &String)>,
+) -> Result<Vec<PathBuf>> {
+    if let Some(models) = model_file.parent() {
+        std::fs::create_dir_all(models)
+            .with_context(|| format!("cannot create {}", models.display()))?;
+    }
+    let mut created = Vec::new();
+    if !model_file.exists() {
+        created.push(model_file.to_path_buf());
+    }
+    if let Some((file, _)) = &contract
+        && !file.exists()
+    {
+        created.push(file.clone());
+    }
+    copy_new(onnx, model_file)?;
+    if let Some((file, text)) = &contract {
+        write_new(file, text)?;
+    }
+    Ok(created)
+}
+
+/// What `model add` did, and the commands that serve the model next.
+fn report(settings_file: &Path, name: &str, port: u16, model_file: &Path, contract: Option<&Path>) {
+    println!(
+        "added [services.{name}] to {} (port {port})",
+        settings_file.display()
+    );
+    println!("copied the model to {}", model_file.display());
+    match contract {
+        Some(file) => println!("wrote its contract to {}", file.display()),
+        None => println!(
+            "its smoke test: POST zeros of every input to \
+             http://127.0.0.1:{port}/v2/models/{name}/infer (Open Inference Protocol); \
+             `deploy --seldon` leaves it out (seldon = false): Seldon v1 cannot feed it"
+        ),
+    }
+    println!(
+        "\nnext: cargo xtask deploy {name}            # on this machine: http://127.0.0.1:{port}\n      \
+         cargo xtask deploy --target kind {name}\n      \
+         cargo xtask deploy --seldon --target minikube"
+    );
 }
 
 /// How much faster ONNX Runtime must be for `model add` to pick it: 1.5
@@ -265,7 +361,22 @@ fn on_runtime(
         }
         None => {}
     }
-    match (tract(), onnxruntime()) {
+    pick(tract(), onnxruntime())
+}
+
+/// The runtime `model add` writes down when both were tried: ONNX Runtime
+/// where it is `ONNXRUNTIME_MARGIN` times and `ONNXRUNTIME_SAVING_SECS`
+/// faster, else tract; the one that loads the model where only one does;
+/// with the note the settings' comment gets.
+///
+/// # Errors
+/// Neither loads it: both reasons.
+fn pick(
+    tract: Result<Inspection>,
+    onnxruntime: Result<Inspection>,
+) -> Result<(Inspection, String)> {
+    let ms = |i: &Inspection| i.seconds_per_run * 1e3;
+    match (tract, onnxruntime) {
         (Ok(t), Ok(o)) => {
             let measured = format!(
                 "one row: tract {:.3} ms, onnxruntime {:.3} ms a run",

@@ -44,28 +44,7 @@ const RESERVED: [&str; 6] = ["test", "std", "core", "alloc", "proc-macro", "self
 impl ServiceArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let ServiceCommand::Add { name, port } = self.command;
-        names::dns1123_label(&name)
-            .map_err(|why| anyhow::anyhow!("the service's name {name:?} {why}"))?;
-        if !name.starts_with(|c: char| c.is_ascii_lowercase()) || RESERVED.contains(&name.as_str())
-        {
-            bail!("{name:?} cannot name a crate: start with a letter, and avoid {RESERVED:?}");
-        }
-        if cx.config.services.0.iter().any(|s| s.name == name) {
-            bail!("there is already a service {name:?} in the settings; pick another name");
-        }
-        if let Some(p) = workspace::packages(cx)?
-            .into_iter()
-            .find(|p| p.name == name)
-        {
-            if p.bins.is_empty() {
-                bail!("the workspace already has a library {name:?}; pick another name");
-            }
-            bail!(
-                "the workspace already has a package {name:?}: declare it with \
-                 [services.{name}] in xtask.toml, or pick another name"
-            );
-        }
-        adding::not_a_preset(&name)?;
+        check_new_name(cx, &name)?;
         let Some(settings_file) = cx.config_source.clone() else {
             bail!(
                 "there is no settings file to add the service to: create xtask.toml at the \
@@ -124,6 +103,32 @@ impl ServiceArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Refuses a name a new crate cannot have: not a DNS-1035 label, a
+/// reserved one, a service's, a workspace package's, a preset's.
+fn check_new_name(cx: &Ctx, name: &str) -> Result<()> {
+    names::dns1123_label(name)
+        .map_err(|why| anyhow::anyhow!("the service's name {name:?} {why}"))?;
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) || RESERVED.contains(&name) {
+        bail!("{name:?} cannot name a crate: start with a letter, and avoid {RESERVED:?}");
+    }
+    if cx.config.services.0.iter().any(|s| s.name == name) {
+        bail!("there is already a service {name:?} in the settings; pick another name");
+    }
+    if let Some(p) = workspace::packages(cx)?
+        .into_iter()
+        .find(|p| p.name == name)
+    {
+        if p.bins.is_empty() {
+            bail!("the workspace already has a library {name:?}; pick another name");
+        }
+        bail!(
+            "the workspace already has a package {name:?}: declare it with \
+             [services.{name}] in xtask.toml, or pick another name"
+        );
+    }
+    adding::not_a_preset(name)
 }
 
 /// Writes the crate: Cargo.toml, src/main.rs, and a Dockerfile for

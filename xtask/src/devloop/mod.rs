@@ -11,8 +11,8 @@
 mod logs;
 pub mod watch;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,7 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
     // Under --dry-run the plan is the first round's: nothing to watch.
     if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {
-        let mut good = Good::default();
-        iterate(cx, target, &session, specs, "start", &round, &mut good);
+        plan_round(cx, target, &session, specs, &round);
         cx.runner.step(format!(
             "watch {} director(ies) and redeploy what each change affects, until Ctrl-C",
             plan.watches().len()
@@ -95,8 +94,134 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
     }
     // Watching starts before the first build, so that a file saved while
     // it runs is not lost: it makes the next round.
+    let (mut watcher, rx) = changes()?;
+    let mut armed = Armed::default();
+    armed.arm(&mut watcher, &plan.watches())?;
+    let mut rounds = Rounds {
+        cx,
+        target,
+        session,
+        round,
+        good: Good::default(),
+        pending: BTreeSet::new(),
+        settings_broken: false,
+    };
+    rounds.redeploy(specs, "start");
+    if crate::ground::interrupt::interrupted() {
+        return Ok(Ended::Quiet);
+    }
+    if opts.logs {
+        stream_logs(cx, target, specs);
+    }
+    eprintln!(
+        "==> watching {} director(ies); Ctrl-C stops (and tears down what dev started)",
+        plan.watches().len()
+    );
+    loop {
+        let Ok(first) = rx.recv() else {
+            return Ok(Ended::Quiet);
+        };
+        let changed = settle(first, &rx, opts.debounce);
+        // A directory replaced (or created) since it was watched is
+        // watched again: its old watch sees nothing any more. One that
+        // cannot be is said, and the loop goes on with the rest.
+        if let Err(e) = armed.arm(&mut watcher, &plan.watches()) {
+            eprintln!("==> {e:#}");
+        }
+        if let Some(ended) = rounds.on_change(specs, &plan, &changed) {
+            return Ok(ended);
+        }
+    }
+}
+
+/// The loop's state from round to round.
+struct Rounds<'a> {
+    cx: &'a Ctx,
+    target: &'a dyn Target,
+    session: Session,
+    round: Round<'a>,
+    good: Good,
+    /// Services whose last build failed (one cargo invocation builds them
+    /// all: a broken crate fails every service's round): built again with
+    /// the next change, whatever it touches, so no edit is forgotten.
+    pending: BTreeSet<String>,
+    /// Whether the last change to the settings did not load.
+    settings_broken: bool,
+}
+
+impl Rounds<'_> {
+    /// What a burst of saves (`changed`) calls for: the loop started again
+    /// with new settings (its end), or a round for the services it
+    /// affects and those whose last build failed.
+    fn on_change(
+        &mut self,
+        specs: &[ServiceSpec],
+        plan: &watch::Plan,
+        changed: &[PathBuf],
+    ) -> Option<Ended> {
+        if changed.is_empty() {
+            return None;
+        }
+        if let Some(settings) = plan.settings.as_ref().filter(|s| changed.contains(s))
+            && let Some(ended) = self.reload(specs, settings)
+        {
+            return Some(ended);
+        }
+        let affected = plan.affected(changed);
+        if affected.is_empty() {
+            return None;
+        }
+        let what = describe(self.cx, &plan.inputs_among(changed));
+        eprintln!("==> {what} changed: redeploying {}", affected.join(", "));
+        let chosen: Vec<ServiceSpec> = specs
+            .iter()
+            .filter(|s| affected.contains(&s.name) || self.pending.contains(&s.name))
+            .cloned()
+            .collect();
+        self.redeploy(&chosen, &what);
+        None
+    }
+
+    /// The settings file changed (see `reload`).
+    fn reload(&mut self, specs: &[ServiceSpec], settings: &Path) -> Option<Ended> {
+        let (cx, target, session) = (self.cx, self.target, &self.session);
+        reload(
+            cx,
+            target,
+            session,
+            specs,
+            settings,
+            &mut self.settings_broken,
+        )
+    }
+
+    /// One round for `chosen`, after a change described as `what`.
+    fn redeploy(&mut self, chosen: &[ServiceSpec], what: &str) {
+        let (cx, target, session) = (self.cx, self.target, &self.session);
+        let built = iterate(
+            cx,
+            target,
+            session,
+            chosen,
+            what,
+            &self.round,
+            &mut self.good,
+        );
+        for s in chosen {
+            if built {
+                self.pending.remove(&s.name);
+            } else {
+                self.pending.insert(s.name.clone());
+            }
+        }
+    }
+}
+
+/// A file watcher (nothing watched yet) and the paths of each event it
+/// sees but reads.
+fn changes() -> Result<(notify::RecommendedWatcher, mpsc::Receiver<Vec<PathBuf>>)> {
     let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(e) = event
             && !e.kind.is_access()
         {
@@ -104,118 +229,88 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         }
     })
     .context("cannot watch files")?;
-    let mut armed = Armed::default();
-    armed.arm(&mut watcher, &plan.watches())?;
-    let mut good = Good::default();
-    // Services whose last build failed (one cargo invocation builds them
-    // all: a broken crate fails every service's round): built again with
-    // the next change, whatever it touches, so no edit is forgotten.
-    let mut pending: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    if !iterate(cx, target, &session, specs, "start", &round, &mut good) {
-        pending.extend(specs.iter().map(|s| s.name.clone()));
-    }
-    if crate::ground::interrupt::interrupted() {
-        return Ok(Ended::Quiet);
-    }
-    if opts.logs {
-        for spec in specs {
-            match target.log_source(cx, spec) {
-                Some(source) => logs::stream(spec.name.clone(), source),
-                None => eprintln!(
-                    "   {}: logs are not streamed on this target; `cargo xtask logs -f {}` shows them",
-                    spec.name, spec.name
-                ),
-            }
+    Ok((watcher, rx))
+}
+
+/// Every service's log lines streamed with its name, where the target
+/// can; where it cannot, said with the command that shows them.
+fn stream_logs(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec]) {
+    for spec in specs {
+        match target.log_source(cx, spec) {
+            Some(source) => logs::stream(spec.name.clone(), source),
+            None => eprintln!(
+                "   {}: logs are not streamed on this target; `cargo xtask logs -f {}` shows them",
+                spec.name, spec.name
+            ),
         }
     }
-    eprintln!(
-        "==> watching {} director(ies); Ctrl-C stops (and tears down what dev started)",
-        plan.watches().len()
-    );
-    // Whether the last change to the settings did not load.
-    let mut settings_broken = false;
-    loop {
-        let Ok(first) = rx.recv() else {
-            return Ok(Ended::Quiet);
-        };
-        let mut changed: Vec<PathBuf> = first;
-        // Editors save in bursts: wait until it is quiet.
-        while let Ok(more) = rx.recv_timeout(opts.debounce) {
-            changed.extend(more);
-        }
-        // A directory replaced (or created) since it was watched is
-        // watched again: its old watch sees nothing any more. One that
-        // cannot be is said, and the loop goes on with the rest.
-        if let Err(e) = armed.arm(&mut watcher, &plan.watches()) {
-            eprintln!("==> {e:#}");
-        }
-        changed.retain(|p| watch::relevant(p));
-        changed.sort();
-        changed.dedup();
-        if changed.is_empty() {
-            continue;
-        }
-        if let Some(settings) = plan.settings.as_ref().filter(|s| changed.contains(s)) {
-            // Only settings that load restart the loop; a half-edited file
-            // keeps the running one.
-            match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
-                Ok(loaded) => {
-                    eprintln!(
-                        "==> {} {}: starting the dev loop again with the new settings",
-                        settings.display(),
-                        if settings_broken {
-                            "loads again"
-                        } else {
-                            "changed"
-                        }
-                    );
-                    // What left the settings is ours to stop: nothing
-                    // else would know it runs.
-                    let kept = crate::ground::services::names(&loaded.config);
-                    let gone: Vec<ServiceSpec> = specs
-                        .iter()
-                        .filter(|s| !kept.contains(&s.name))
-                        .cloned()
-                        .collect();
-                    let removed: Vec<String> = gone.iter().map(|s| s.name.clone()).collect();
-                    if !gone.is_empty() {
-                        eprintln!(
-                            "==> {} left the settings: stopping {}",
-                            removed.join(", "),
-                            if removed.len() == 1 { "it" } else { "them" }
-                        );
-                        if let Err(e) = target.teardown(cx, &session, &gone) {
-                            eprintln!("{e:#}");
-                        }
-                    }
-                    return Ok(Ended::SettingsChanged { removed });
-                }
-                Err(e) => {
-                    settings_broken = true;
-                    eprintln!(
-                        "==> {} changed but does not load ({e:#}); still running with the previous settings",
-                        settings.display()
-                    );
+}
+
+/// The paths of a burst of saves: `first`, and what arrives until
+/// `debounce` passes quietly (editors save in bursts), the irrelevant ones
+/// left out, each once.
+fn settle(
+    first: Vec<PathBuf>,
+    rx: &mpsc::Receiver<Vec<PathBuf>>,
+    debounce: Duration,
+) -> Vec<PathBuf> {
+    let mut changed = first;
+    while let Ok(more) = rx.recv_timeout(debounce) {
+        changed.extend(more);
+    }
+    changed.retain(|p| watch::relevant(p));
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// The settings file changed: when it loads, the services that left it
+/// are stopped and the loop ends to start again with the new settings;
+/// when it does not, that is said (`broken` remembers it, for the save
+/// that mends it) and the loop goes on with the old ones.
+fn reload(
+    cx: &Ctx,
+    target: &dyn Target,
+    session: &Session,
+    specs: &[ServiceSpec],
+    settings: &Path,
+    broken: &mut bool,
+) -> Option<Ended> {
+    match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
+        Ok(loaded) => {
+            eprintln!(
+                "==> {} {}: starting the dev loop again with the new settings",
+                settings.display(),
+                if *broken { "loads again" } else { "changed" }
+            );
+            // What left the settings is ours to stop: nothing else would
+            // know it runs.
+            let kept = crate::ground::services::names(&loaded.config);
+            let gone: Vec<ServiceSpec> = specs
+                .iter()
+                .filter(|s| !kept.contains(&s.name))
+                .cloned()
+                .collect();
+            let removed: Vec<String> = gone.iter().map(|s| s.name.clone()).collect();
+            if !gone.is_empty() {
+                eprintln!(
+                    "==> {} left the settings: stopping {}",
+                    removed.join(", "),
+                    if removed.len() == 1 { "it" } else { "them" }
+                );
+                if let Err(e) = target.teardown(cx, session, &gone) {
+                    eprintln!("{e:#}");
                 }
             }
+            Some(Ended::SettingsChanged { removed })
         }
-        let affected = plan.affected(&changed);
-        if affected.is_empty() {
-            continue;
-        }
-        let what = describe(cx, &plan.inputs_among(&changed));
-        eprintln!("==> {what} changed: redeploying {}", affected.join(", "));
-        let chosen: Vec<ServiceSpec> = specs
-            .iter()
-            .filter(|s| affected.contains(&s.name) || pending.contains(&s.name))
-            .cloned()
-            .collect();
-        if iterate(cx, target, &session, &chosen, &what, &round, &mut good) {
-            for s in &chosen {
-                pending.remove(&s.name);
-            }
-        } else {
-            pending.extend(chosen.iter().map(|s| s.name.clone()));
+        Err(e) => {
+            *broken = true;
+            eprintln!(
+                "==> {} changed but does not load ({e:#}); still running with the previous settings",
+                settings.display()
+            );
+            None
         }
     }
 }
@@ -294,13 +389,7 @@ fn iterate(
     good: &mut Good,
 ) -> bool {
     if matches!(cx.runner.unless_dry_run(|| Ok(())), Ok(None)) {
-        // The plan records the round's steps; there is nothing to report.
-        if let Err(e) = build::build_only(cx, specs, round.opts.profile, &round.to)
-            .and_then(|b| target.deliver(cx, session, b))
-            .and_then(|d| target.apply(cx, session, &d))
-        {
-            eprintln!("{e:#}");
-        }
+        plan_round(cx, target, session, specs, round);
         return true;
     }
     let started = Instant::now();
@@ -315,14 +404,7 @@ fn iterate(
         Err(e) => {
             // The compiler's error first, then the verdict.
             eprintln!("{e:#}");
-            for s in specs {
-                println!(
-                    "✗ {:<14} {what}: build or model check failed after {:.1}s; {}",
-                    s.name,
-                    started.elapsed().as_secs_f64(),
-                    serving(good, s, true)
-                );
-            }
+            failed_build(specs, good, what, started.elapsed().as_secs_f64());
             return false;
         }
     };
@@ -352,36 +434,14 @@ fn iterate(
         }
     };
     let urls = target.urls(cx, session, specs).unwrap_or_default();
-    let mut failed = Vec::new();
-    for (spec, url) in specs.iter().zip(&urls) {
-        let smoke_started = Instant::now();
-        match smoke::check(cx, spec, url) {
-            Ok(()) => {
-                println!(
-                    "✓ {:<14} {what}: build {build_secs:.1}s, deploy {deploy_secs:.1}s, smoke {:.1}s ({:.1}s) {url}",
-                    spec.name,
-                    smoke_started.elapsed().as_secs_f64(),
-                    started.elapsed().as_secs_f64()
-                );
-                if let Some(b) = delivered.built.iter().find(|b| b.spec.name == spec.name) {
-                    good.built.insert(spec.name.clone(), b.clone());
-                }
-                if let Some(d) = delivered.image_of(spec) {
-                    good.images.insert(
-                        spec.name.clone(),
-                        Delivery {
-                            image: d.image.clone(),
-                            reference: d.reference.clone(),
-                        },
-                    );
-                }
-            }
-            Err(e) => {
-                eprintln!("{e:#}");
-                failed.push(spec.clone());
-            }
-        }
-    }
+    let failed = smoke_each(cx, specs, &urls, |spec, url, smoke_secs| {
+        println!(
+            "✓ {:<14} {what}: build {build_secs:.1}s, deploy {deploy_secs:.1}s, smoke {smoke_secs:.1}s ({:.1}s) {url}",
+            spec.name,
+            started.elapsed().as_secs_f64()
+        );
+        good.keep(spec, &delivered);
+    });
     if !failed.is_empty() {
         let back = rollback(cx, target, session, &failed, good);
         for s in &failed {
@@ -393,6 +453,76 @@ fn iterate(
         }
     }
     true
+}
+
+/// Smoke-tests each of `specs` at its URL (`urls`, in order): `passed`
+/// gets each that passes, with the seconds its test took; the failures
+/// are said and returned.
+fn smoke_each(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    urls: &[String],
+    mut passed: impl FnMut(&ServiceSpec, &str, f64),
+) -> Vec<ServiceSpec> {
+    let mut failed = Vec::new();
+    for (spec, url) in specs.iter().zip(urls) {
+        let started = Instant::now();
+        match smoke::check(cx, spec, url) {
+            Ok(()) => passed(spec, url, started.elapsed().as_secs_f64()),
+            Err(e) => {
+                eprintln!("{e:#}");
+                failed.push(spec.clone());
+            }
+        }
+    }
+    failed
+}
+
+/// Each of `specs`' line when their build (or model check) failed after
+/// `secs`: what serves instead.
+fn failed_build(specs: &[ServiceSpec], good: &Good, what: &str, secs: f64) {
+    for s in specs {
+        let left = serving(good, s, true);
+        println!(
+            "✗ {:<14} {what}: build or model check failed after {secs:.1}s; {left}",
+            s.name
+        );
+    }
+}
+
+/// A dry run's round: its steps are the plan, and there is nothing to
+/// report.
+fn plan_round(
+    cx: &Ctx,
+    target: &dyn Target,
+    session: &Session,
+    specs: &[ServiceSpec],
+    round: &Round<'_>,
+) {
+    if let Err(e) = build::build_only(cx, specs, round.opts.profile, &round.to)
+        .and_then(|b| target.deliver(cx, session, b))
+        .and_then(|d| target.apply(cx, session, &d))
+    {
+        eprintln!("{e:#}");
+    }
+}
+
+impl Good {
+    /// `spec`'s build and image in `delivered` are what serves now.
+    fn keep(&mut self, spec: &ServiceSpec, delivered: &Delivered) {
+        if let Some(b) = delivered.built.iter().find(|b| b.spec.name == spec.name) {
+            self.built.insert(spec.name.clone(), b.clone());
+        }
+        if let Some(d) = delivered.image_of(spec) {
+            self.images.insert(
+                spec.name.clone(),
+                Delivery {
+                    image: d.image.clone(),
+                    reference: d.reference.clone(),
+                },
+            );
+        }
+    }
 }
 
 /// What the user is left with, for a failure line; `came_back`: whether

@@ -70,21 +70,7 @@ impl RunLock {
     /// The lock file cannot be created; a dev loop holds it; this is a
     /// loop and another run holds it.
     pub fn take(path: &Path, kind: Kind, command: &str) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let mut file = open(path)?;
         let mut announced = false;
         // A holder writes its name just after it takes the lock: a moment
         // to read it, so the message names who to wait for.
@@ -112,27 +98,7 @@ impl RunLock {
                     _cleanup: None,
                 });
             }
-            let who = holder.as_ref().map_or_else(
-                || "another run".to_string(),
-                |h| format!("`{}` (pid {})", h.command, h.pid),
-            );
-            let holder_loops = holder.as_ref().is_some_and(|h| h.kind == Kind::Loop);
-            if holder_loops {
-                let pid = holder.as_ref().map_or(0, |h| h.pid);
-                bail!(
-                    "{who} is running the services of this checkout on this target ({} holds \
-                     its lock): stop it first (Ctrl-C in its terminal, or `kill -INT {pid}`); \
-                     it redeploys what you edit by itself",
-                    path.display()
-                );
-            }
-            if kind == Kind::Loop {
-                bail!(
-                    "{who} is changing what runs on this target ({} holds its lock): wait until \
-                     it ends, then start the dev loop again",
-                    path.display()
-                );
-            }
+            let who = refuse_beside(holder.as_ref(), kind, path)?;
             if !announced {
                 eprintln!(
                     "==> waiting for {who} to finish: it is changing what runs on this target \
@@ -165,6 +131,52 @@ impl RunLock {
             _cleanup: cleanup,
         })
     }
+}
+
+/// The lock file at `path`, its directory made (mode 0700) when missing.
+fn open(path: &Path) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))
+}
+
+/// Who holds the lock at `path`, to wait for; an error where a `kind`
+/// run does not wait beside it: nothing runs beside a dev loop, and a dev
+/// loop does not start beside a deploy or teardown.
+fn refuse_beside(holder: Option<&Holder>, kind: Kind, path: &Path) -> Result<String> {
+    let who = holder.map_or_else(
+        || "another run".to_string(),
+        |h| format!("`{}` (pid {})", h.command, h.pid),
+    );
+    if let Some(h) = holder.filter(|h| h.kind == Kind::Loop) {
+        bail!(
+            "{who} is running the services of this checkout on this target ({} holds \
+             its lock): stop it first (Ctrl-C in its terminal, or `kill -INT {}`); \
+             it redeploys what you edit by itself",
+            path.display(),
+            h.pid
+        );
+    }
+    if kind == Kind::Loop {
+        bail!(
+            "{who} is changing what runs on this target ({} holds its lock): wait until \
+             it ends, then start the dev loop again",
+            path.display()
+        );
+    }
+    Ok(who)
 }
 
 impl std::fmt::Debug for RunLock {

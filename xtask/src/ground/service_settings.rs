@@ -343,115 +343,9 @@ impl<'de> Deserialize<'de> for Services {
 /// A table's keys over the built-in service of the same name, if any.
 fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<ServiceSettings> {
     let at = format!("services.{name}");
-    names::dns1123_label(&name).map_err(|why| anyhow::anyhow!("[{at}]: the name {why}"))?;
-    // Kubernetes names Services with DNS-1035 labels: a letter first.
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        bail!(
-            "[{at}]: the name must start with a letter (Kubernetes Service names are DNS-1035 labels)"
-        );
-    }
-    for (key, names) in [
-        ("class_names", &raw.class_names),
-        ("feature_names", &raw.feature_names),
-    ] {
-        for (i, n) in names.iter().flatten().enumerate() {
-            if n.trim().is_empty() || n.contains(',') {
-                bail!(
-                    "{at}.{key}: name {i} ({n:?}) is empty or holds a comma; names are plain words"
-                );
-            }
-            if names.iter().flatten().take(i).any(|m| m == n) {
-                bail!("{at}.{key}: {n:?} is there twice; each column needs its own name");
-            }
-        }
-    }
-    let model_keys = raw.model_path.is_some()
-        || raw.class_names.is_some()
-        || raw.feature_names.is_some()
-        || raw.output.is_some()
-        || raw.contract.is_some()
-        || raw.runtime.is_some();
-    let base_kind = base.map(|b| &b.kind);
-    let base_model = match base_kind {
-        Some(ServiceKind::Model(m)) if raw.package.is_none() => Some(m.model),
-        _ => None,
-    };
-    let kind = match (raw.model.or(base_model), &raw.package, base_kind) {
-        (Some(_), Some(_), _) => {
-            bail!("[{at}] has both `model` and `package`: a service is one or the other")
-        }
-        (Some(model), None, _) => {
-            if raw.bin.is_some() || raw.smoke.is_some() {
-                bail!(
-                    "[{at}]: `bin` and `smoke` are for crates; a model is checked with its \
-                     `contract`"
-                );
-            }
-
-            if model == ModelName::Onnx && raw.model_path.is_none() {
-                bail!(
-                    "{at}.model = \"onnx\" needs model_path, the .onnx file (relative to the \
-                     settings file); `cargo xtask model add {name} --onnx FILE` writes both"
-                );
-            }
-            if model == ModelName::Identity
-                && (raw.class_names.is_some()
-                    || raw.feature_names.is_some()
-                    || raw.output.is_some())
-            {
-                bail!(
-                    "{at}: class_names, feature_names and output are for iris and onnx; the \
-                     identity model returns what it is sent"
-                );
-            }
-            if model == ModelName::Identity && raw.runtime.is_some() {
-                bail!(
-                    "{at}.runtime is for iris and onnx models; the identity model computes \
-                     nothing"
-                );
-            }
-            if model != ModelName::Onnx && raw.model_path.is_some() {
-                bail!(
-                    "{at}.model_path is only for model = \"onnx\"; {} is built into the server",
-                    model.as_str()
-                );
-            }
-            ServiceKind::Model(ModelSettings {
-                model,
-                model_path: raw.model_path,
-                class_names: raw.class_names,
-                feature_names: raw.feature_names,
-                output: raw.output,
-                contract: raw.contract,
-                runtime: raw.runtime.unwrap_or_default(),
-            })
-        }
-        (None, package, base_kind) => {
-            if model_keys {
-                bail!(
-                    "[{at}]: model_path, class_names, feature_names, output, contract and runtime \
-                     are keys of models (`model = \"onnx\"`, iris or identity; runtime: onnx and \
-                     iris), not of crates"
-                );
-            }
-            let (base_package, base_bin, base_smoke) = match base_kind {
-                Some(ServiceKind::Crate {
-                    package,
-                    bin,
-                    smoke,
-                }) => (Some(package.clone()), bin.clone(), smoke.clone()),
-                _ => (None, None, None),
-            };
-            ServiceKind::Crate {
-                package: package
-                    .clone()
-                    .or(base_package)
-                    .unwrap_or_else(|| name.clone()),
-                bin: raw.bin.or(base_bin),
-                smoke: raw.smoke.or(base_smoke),
-            }
-        }
-    };
+    check_name(&at, &name)?;
+    check_column_names(&at, &raw)?;
+    let kind = kind_of(&at, &name, &raw, base)?;
     // The built-in's image only while the service stays the same kind.
     let same_kind = base.is_some_and(|b| {
         matches!(
@@ -487,69 +381,10 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
     if let Some(n) = &raw.seldon_name {
         names::dns1123_label(n).map_err(|why| anyhow::anyhow!("{at}.seldon_name = {n:?} {why}"))?;
     }
-    for (key, value) in [
-        (
-            "cpu_request",
-            raw.resources.as_ref().map(|r| &r.cpu_request),
-        ),
-        (
-            "memory_request",
-            raw.resources.as_ref().map(|r| &r.memory_request),
-        ),
-        ("cpu_limit", raw.resources.as_ref().map(|r| &r.cpu_limit)),
-        (
-            "memory_limit",
-            raw.resources.as_ref().map(|r| &r.memory_limit),
-        ),
-    ] {
-        if let Some(v) = value {
-            quantity(v).map_err(|why| anyhow::anyhow!("{at}.resources.{key} = {v:?} {why}"))?;
-        }
-    }
     if let Some(r) = &raw.resources {
-        for (request, limit, what) in [
-            (&r.cpu_request, &r.cpu_limit, "cpu"),
-            (&r.memory_request, &r.memory_limit, "memory"),
-        ] {
-            if quantity(request)? > quantity(limit)? {
-                bail!(
-                    "{at}.resources: {what}_request {request:?} is above {what}_limit {limit:?}; \
-                     Kubernetes refuses a request above its limit"
-                );
-            }
-        }
+        check_resources(&at, r)?;
     }
-    for key in raw.env.iter().flat_map(BTreeMap::keys) {
-        let ok = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
-            bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
-        }
-        const OURS: [&str; 11] = [
-            "PORT",
-            "BIND_ADDR",
-            "MODEL",
-            "MODEL_NAME",
-            "MODEL_PATH",
-            "POD_IP",
-            "CLASS_NAMES",
-            "FEATURE_NAMES",
-            "OUTPUT",
-            "RUNTIME",
-            "ORT_DYLIB_PATH",
-        ];
-        if OURS.contains(&key.as_str()) {
-            bail!(
-                "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
-                 (port, model, model_path, class_names, feature_names, output, runtime and \
-                 its library; MODEL_NAME is the service's name) and, for \
-                 BIND_ADDR, from [local] bind (containers listen on every address)"
-            );
-        }
-    }
+    check_env(&at, raw.env.iter().flat_map(BTreeMap::keys))?;
     Ok(ServiceSettings {
         seldon: raw
             .seldon
@@ -571,6 +406,187 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             .unwrap_or_default(),
         line: 0,
     })
+}
+
+/// A service's name names its Kubernetes Service: a DNS-1035 label.
+fn check_name(at: &str, name: &str) -> Result<()> {
+    names::dns1123_label(name).map_err(|why| anyhow::anyhow!("[{at}]: the name {why}"))?;
+    // Kubernetes names Services with DNS-1035 labels: a letter first.
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!(
+            "[{at}]: the name must start with a letter (Kubernetes Service names are DNS-1035 labels)"
+        );
+    }
+    Ok(())
+}
+
+/// `class_names` and `feature_names`: plain words, each once.
+fn check_column_names(at: &str, raw: &Raw) -> Result<()> {
+    for (key, names) in [
+        ("class_names", &raw.class_names),
+        ("feature_names", &raw.feature_names),
+    ] {
+        for (i, n) in names.iter().flatten().enumerate() {
+            if n.trim().is_empty() || n.contains(',') {
+                bail!(
+                    "{at}.{key}: name {i} ({n:?}) is empty or holds a comma; names are plain words"
+                );
+            }
+            if names.iter().flatten().take(i).any(|m| m == n) {
+                bail!("{at}.{key}: {n:?} is there twice; each column needs its own name");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A model or a crate, from the table's keys over the built-in `base`'s.
+fn kind_of(at: &str, name: &str, raw: &Raw, base: Option<&ServiceSettings>) -> Result<ServiceKind> {
+    let base_kind = base.map(|b| &b.kind);
+    let base_model = match base_kind {
+        Some(ServiceKind::Model(m)) if raw.package.is_none() => Some(m.model),
+        _ => None,
+    };
+    match (raw.model.or(base_model), &raw.package) {
+        (Some(_), Some(_)) => {
+            bail!("[{at}] has both `model` and `package`: a service is one or the other")
+        }
+        (Some(model), None) => {
+            check_model_keys(at, name, model, raw)?;
+            Ok(ServiceKind::Model(ModelSettings {
+                model,
+                model_path: raw.model_path.clone(),
+                class_names: raw.class_names.clone(),
+                feature_names: raw.feature_names.clone(),
+                output: raw.output.clone(),
+                contract: raw.contract.clone(),
+                runtime: raw.runtime.unwrap_or_default(),
+            }))
+        }
+        (None, package) => {
+            let model_keys = raw.model_path.is_some()
+                || raw.class_names.is_some()
+                || raw.feature_names.is_some()
+                || raw.output.is_some()
+                || raw.contract.is_some()
+                || raw.runtime.is_some();
+            if model_keys {
+                bail!(
+                    "[{at}]: model_path, class_names, feature_names, output, contract and runtime \
+                     are keys of models (`model = \"onnx\"`, iris or identity; runtime: onnx and \
+                     iris), not of crates"
+                );
+            }
+            let (base_package, base_bin, base_smoke) = match base_kind {
+                Some(ServiceKind::Crate {
+                    package,
+                    bin,
+                    smoke,
+                }) => (Some(package.clone()), bin.clone(), smoke.clone()),
+                _ => (None, None, None),
+            };
+            Ok(ServiceKind::Crate {
+                package: package
+                    .clone()
+                    .or(base_package)
+                    .unwrap_or_else(|| name.to_string()),
+                bin: raw.bin.clone().or(base_bin),
+                smoke: raw.smoke.clone().or(base_smoke),
+            })
+        }
+    }
+}
+
+/// The keys a `model` service may have: crates' keys refused, and each
+/// model's own.
+fn check_model_keys(at: &str, name: &str, model: ModelName, raw: &Raw) -> Result<()> {
+    if raw.bin.is_some() || raw.smoke.is_some() {
+        bail!("[{at}]: `bin` and `smoke` are for crates; a model is checked with its `contract`");
+    }
+    if model == ModelName::Onnx && raw.model_path.is_none() {
+        bail!(
+            "{at}.model = \"onnx\" needs model_path, the .onnx file (relative to the \
+             settings file); `cargo xtask model add {name} --onnx FILE` writes both"
+        );
+    }
+    if model == ModelName::Identity
+        && (raw.class_names.is_some() || raw.feature_names.is_some() || raw.output.is_some())
+    {
+        bail!(
+            "{at}: class_names, feature_names and output are for iris and onnx; the \
+             identity model returns what it is sent"
+        );
+    }
+    if model == ModelName::Identity && raw.runtime.is_some() {
+        bail!("{at}.runtime is for iris and onnx models; the identity model computes nothing");
+    }
+    if model != ModelName::Onnx && raw.model_path.is_some() {
+        bail!(
+            "{at}.model_path is only for model = \"onnx\"; {} is built into the server",
+            model.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Each quantity is one, and no request is above its limit.
+fn check_resources(at: &str, r: &Resources) -> Result<()> {
+    for (key, v) in [
+        ("cpu_request", &r.cpu_request),
+        ("memory_request", &r.memory_request),
+        ("cpu_limit", &r.cpu_limit),
+        ("memory_limit", &r.memory_limit),
+    ] {
+        quantity(v).map_err(|why| anyhow::anyhow!("{at}.resources.{key} = {v:?} {why}"))?;
+    }
+    for (request, limit, what) in [
+        (&r.cpu_request, &r.cpu_limit, "cpu"),
+        (&r.memory_request, &r.memory_limit, "memory"),
+    ] {
+        if quantity(request)? > quantity(limit)? {
+            bail!(
+                "{at}.resources: {what}_request {request:?} is above {what}_limit {limit:?}; \
+                 Kubernetes refuses a request above its limit"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `env`'s names: variable names, none of those kube-mlops sets itself.
+fn check_env<'a>(at: &str, keys: impl Iterator<Item = &'a String>) -> Result<()> {
+    const OURS: [&str; 11] = [
+        "PORT",
+        "BIND_ADDR",
+        "MODEL",
+        "MODEL_NAME",
+        "MODEL_PATH",
+        "POD_IP",
+        "CLASS_NAMES",
+        "FEATURE_NAMES",
+        "OUTPUT",
+        "RUNTIME",
+        "ORT_DYLIB_PATH",
+    ];
+    for key in keys {
+        let ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            bail!("{at}.env: {key:?} is not an environment variable name (letters, digits, _)");
+        }
+        if OURS.contains(&key.as_str()) {
+            bail!(
+                "{at}.env sets {key}, which kube-mlops sets itself from the service's keys \
+                 (port, model, model_path, class_names, feature_names, output, runtime and \
+                 its library; MODEL_NAME is the service's name) and, for \
+                 BIND_ADDR, from [local] bind (containers listen on every address)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Brackets the byte offset of the table an error is about.

@@ -25,10 +25,19 @@ const GRACE_SECS: u32 = 20;
 
 /// `deploy/base/<service>.yaml`.
 pub fn service(spec: &ServiceSpec) -> String {
+    format!(
+        "{}---\n{}---\n{}",
+        deployment(spec),
+        kube_service(spec),
+        network_policy(&spec.name)
+    )
+}
+
+/// The service's Deployment: one hardened container, probes, limits.
+fn deployment(spec: &ServiceSpec) -> String {
     let name = &spec.name;
     let component = component(spec);
     let s = &spec.settings;
-    let r = &s.resources;
     let mut env = vec![
         ("PORT".to_string(), CONTAINER_PORT.to_string()),
         ("SHUTDOWN_DRAIN_SECS".to_string(), DRAIN_SECS.to_string()),
@@ -91,8 +100,18 @@ spec:
               path: /healthz
               port: http
             periodSeconds: 10
-{limits}---
-apiVersion: v1
+{limits}"#,
+        pod_security = yaml::pod_security(6),
+        limits = yaml::container_limits(&s.resources, 10),
+    )
+}
+
+/// The Service in front of it, on the settings' port.
+fn kube_service(spec: &ServiceSpec) -> String {
+    let name = &spec.name;
+    let component = component(spec);
+    format!(
+        r#"apiVersion: v1
 kind: Service
 metadata:
   name: {name}
@@ -108,8 +127,16 @@ spec:
     - name: http
       port: {service_port}
       targetPort: http
----
-# Only the service port, and only from this namespace and the ingress and
+"#,
+        service_port = spec.settings.port,
+    )
+}
+
+/// Its NetworkPolicy: ingress to the service port only, from its own
+/// namespace and the ingress and Seldon namespaces.
+fn network_policy(name: &str) -> String {
+    format!(
+        r#"# Only the service port, and only from this namespace and the ingress and
 # Seldon namespaces (overlays that expose a LoadBalancer open the port to it).
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -132,10 +159,7 @@ spec:
               - key: kubernetes.io/metadata.name
                 operator: In
                 values: ["seldon", "seldon-system", "ambassador", "istio-system"]
-"#,
-        service_port = s.port,
-        pod_security = yaml::pod_security(6),
-        limits = yaml::container_limits(r, 10),
+"#
     )
 }
 

@@ -77,11 +77,80 @@ pub fn out_dir(cx: &Ctx, version: &semver::Version) -> PathBuf {
 /// The first step that fails, with what to do.
 pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     let started = now();
-    // 1. Preflight.
-    let (facts, problems) = preflight::check(cx, &opts.version)?;
+    let facts = preflight(cx, &opts.version)?;
+    // The hydrated manifests come last: find kubectl before anything is pushed.
+    cx.runner
+        .locate("kubectl", "rendering the hydrated manifests")?;
+    let key = match signing::Key::load(opts.sign_key.as_deref()) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            cx.runner.precondition(e)?;
+            None
+        }
+    };
+    let base = opts
+        .registry
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", cx.config.registry.host, cx.config.registry.account));
+    let specs = services::select(&cx.config, &cx.root, &opts.services)?;
+    let uploads = open_registry(cx, &base, &unique_images(&specs), opts.insecure)?;
+    let done = Done::reported_on_interrupt(&facts.version);
+    let (built, images, reproducibility) = build_twice(cx, &specs, opts.reproducibility_check)?;
+    let Some(uploads) = uploads else {
+        plan_rest(cx, &facts.version, opts);
+        return Ok(Vec::new());
+    };
+    let Some(key) = key else {
+        bail!("no signing key");
+    };
+    let out = out_dir(cx, &facts.version);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let record = Record::gather(cx, reproducibility, started)?;
+    let mut released = Vec::new();
+    for image in &images {
+        let upload = &uploads[&image.name];
+        let repository = format!("{base}/{}", image.name);
+        let siblings: Vec<String> = images
+            .iter()
+            .filter(|i| i.name != image.name)
+            .map(|i| format!("{base}/{}", i.name))
+            .collect();
+        let tags = push_tagged(image, upload, &repository, &siblings, &facts, opts)?;
+        done.add(format!("pushed {repository}@{} unsigned", image.digest));
+        let spec = built
+            .iter()
+            .find(|b| b.spec.settings.image == image.name)
+            .context("no binary for an image")?;
+        let (bom, statement) = describe(&record, spec, image, &repository, &facts)?;
+        let sbom = out.join(format!("{}.cdx.json", image.name));
+        let provenance = out.join(format!("{}.provenance.json", image.name));
+        std::fs::write(&sbom, serde_json::to_vec_pretty(&bom)?)?;
+        std::fs::write(&provenance, serde_json::to_vec_pretty(&statement)?)?;
+        let (sig_tag, att_tag) = sign(upload, &key, &repository, &image.digest, bom, &statement)?;
+        done.add(format!("signed {repository}@{}", image.digest));
+        released.push(Released {
+            image_name: image.name.clone(),
+            tag: format!("{repository}:{}@{}", tags[0], image.digest),
+            repository,
+            digest: image.digest.clone(),
+            tags,
+            signature: sig_tag,
+            attestations: att_tag,
+            sbom,
+            provenance,
+        });
+    }
+    write_files(cx, &out, &released, &facts.notes, &key)?;
+    tag(cx, opts.tag, &facts)?;
+    Ok(released)
+}
+
+/// Step 1, the preflight: every problem is a precondition (a real run stops at
+/// the first, a dry run lists each and goes on).
+fn preflight(cx: &Ctx, version: &str) -> Result<preflight::Facts> {
+    let (facts, problems) = preflight::check(cx, version)?;
     let passed = problems.is_empty();
     for p in problems {
-        // A real run stops at the first; a dry run lists each and goes on.
         cx.runner.precondition(p)?;
     }
     cx.runner.step(if passed {
@@ -100,28 +169,22 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             facts.version
         )
     });
-    // The hydrated manifests come last: find kubectl before anything is pushed.
-    cx.runner
-        .locate("kubectl", "rendering the hydrated manifests")?;
-    let key = match signing::Key::load(opts.sign_key.as_deref()) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            cx.runner.precondition(e)?;
-            None
-        }
-    };
-    let base = opts
-        .registry
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", cx.config.registry.host, cx.config.registry.account));
-    let specs = services::select(&cx.config, &cx.root, &opts.services)?;
-    let images_of = unique_images(&specs);
-    // The registry answers and takes our credentials, before any build
-    // (a read: a dry run checks it too).
+    Ok(facts)
+}
+
+/// The registry answers and takes our credentials, before any build (a
+/// read: a dry run checks it too): one upload per image name, or None in
+/// a dry run.
+fn open_registry(
+    cx: &Ctx,
+    base: &str,
+    images_of: &[ServiceSpec],
+    insecure: bool,
+) -> Result<Option<BTreeMap<String, Upload>>> {
     let mut opened = BTreeMap::new();
-    for s in &images_of {
+    for s in images_of {
         let repo = format!("{base}/{}", s.settings.image);
-        match Upload::open(&repo, opts.insecure) {
+        match Upload::open(&repo, insecure) {
             Ok(u) => {
                 opened.insert(s.settings.image.clone(), u);
             }
@@ -131,18 +194,27 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             }
         }
     }
-    let uploads: Option<BTreeMap<String, Upload>> = cx.runner.unless_dry_run(|| Ok(opened))?;
+    let uploads = cx.runner.unless_dry_run(|| Ok(opened))?;
     cx.runner.step(format!(
         "registry {base}{} answers and accepts the credentials",
-        if opts.insecure { " (plain HTTP)" } else { "" }
+        if insecure { " (plain HTTP)" } else { "" }
     ));
+    Ok(uploads)
+}
 
-    // Ctrl-C from here on says what is done and how to finish.
-    let done: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
-    let _interrupted = {
-        let (done, version) = (std::sync::Arc::clone(&done), facts.version.to_string());
-        crate::ground::interrupt::on_interrupt(move || {
-            let done = done.lock().map(|d| d.clone()).unwrap_or_default();
+/// What is done so far, which Ctrl-C reports with how to finish, while
+/// this value lives.
+struct Done {
+    steps: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _guard: crate::ground::interrupt::Guard,
+}
+
+impl Done {
+    fn reported_on_interrupt(version: &semver::Version) -> Self {
+        let steps: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let (seen, version) = (std::sync::Arc::clone(&steps), version.to_string());
+        let _guard = crate::ground::interrupt::on_interrupt(move || {
+            let done = seen.lock().map(|d| d.clone()).unwrap_or_default();
             if done.is_empty() {
                 eprintln!("\n==> release {version} interrupted before anything was pushed");
             } else {
@@ -153,20 +225,30 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
                     done.join("; ")
                 );
             }
-        })
-    };
-    let record = |what: String| {
-        if let Ok(mut d) = done.lock() {
+        });
+        Self { steps, _guard }
+    }
+
+    fn add(&self, what: String) {
+        if let Ok(mut d) = self.steps.lock() {
             d.push(what);
         }
-    };
+    }
+}
 
-    // 2. Build twice; compare.
-    let built_a = build::build(cx, &specs, Profile::Dist)?;
-    let images = image::images_from(cx, &built_a, Builder::Native)?;
-    let reproducibility = if opts.reproducibility_check {
+/// Step 2: every image in the size profile; with `check`, built again in a
+/// second target directory and the digests compared. The first build's
+/// binaries and images, and the verdict the provenance records.
+fn build_twice(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    check: bool,
+) -> Result<(Vec<Built>, Vec<Image>, &'static str)> {
+    let built = build::build(cx, specs, Profile::Dist)?;
+    let images = image::images_from(cx, &built, Builder::Native)?;
+    let verdict = if check {
         let second = build::target_dir(cx).join("reproducibility");
-        let built_b = build::build_in(cx, &specs, Profile::Dist, &second)?;
+        let built_b = build::build_in(cx, specs, Profile::Dist, &second)?;
         cx.runner
             .step("compare every image's digest between the two builds");
         cx.runner
@@ -177,156 +259,193 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             .step("reproducibility NOT checked (--skip-reproducibility-check)");
         "skipped (--skip-reproducibility-check)"
     };
+    Ok((built, images, verdict))
+}
 
-    let Some(uploads) = uploads else {
-        plan_rest(cx, &facts.version, opts);
-        return Ok(Vec::new());
-    };
-    let Some(key) = key else {
-        bail!("no signing key");
-    };
-    let out = out_dir(cx, &facts.version);
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let lockfile = std::fs::read(cx.root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
-    let lock_digest = oci::sha256(&lockfile);
-    let checksums = sbom::checksums(&String::from_utf8_lossy(&lockfile))?;
-    let crates = sbom::crates(cx)?;
-    let rustc = rustc_version(cx)?;
-    let timestamp = image::naming::Provenance::read(cx)?.created()?;
-    let command = invocation(std::env::args().skip(1));
-    // The build's command; crt-static comes from the xtask as rustc
-    // wrapper (build::link), said after it.
-    let build_command = {
-        let mut c = crate::build::static_command(cx, Profile::Dist);
-        c.args(crate::build::selection(cx)?.build_args());
-        let mut words: Vec<String> = std::iter::once("cargo".to_string())
-            .chain(
-                c.get_args()
-                    .map(|a| crate::ground::runner::quote(&a.to_string_lossy())),
-            )
-            .collect();
-        if crate::build::static_target().is_some() {
-            words.push("(RUSTC_WORKSPACE_WRAPPER: cargo xtask, crt-static on binaries)".into());
-        }
-        words.join(" ")
-    };
+/// What every image's SBOM and provenance record of the build.
+struct Record {
+    lock_digest: String,
+    checksums: BTreeMap<(String, String), String>,
+    crates: BTreeMap<String, std::collections::BTreeSet<sbom::Crate>>,
+    rustc: String,
+    /// The commit's time (RFC 3339): the SBOM's, so that it is reproducible.
+    timestamp: String,
+    source: String,
+    /// This command line, the signing key's path masked.
+    command: String,
+    /// The cargo invocation that built the binaries.
+    build_command: String,
+    reproducibility: &'static str,
+    started: String,
+}
 
-    let mut released = Vec::new();
-    for image in &images {
-        let upload = &uploads[&image.name];
-        let repository = format!("{base}/{}", image.name);
-        // 3. Push by digest, then the tags.
-        let siblings: Vec<String> = images
-            .iter()
-            .filter(|i| i.name != image.name)
-            .map(|i| format!("{base}/{}", i.name))
-            .collect();
-        let pushed = crate::publish::push::push(
-            &image.archive,
-            &repository,
-            &format!("v{}", facts.version),
-            opts.insecure,
-            &siblings,
-        )
-        .with_context(|| format!("pushing {repository}"))?;
-        if pushed.digest != image.digest {
-            bail!(
-                "the registry holds {repository} as {}, not the built {}",
-                pushed.digest,
-                image.digest
-            );
-        }
-        let tags = tags(&facts.version, &facts.commit, opts.latest);
-        let blobs = oci::read_archive(&image.archive)?;
-        let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
-        for t in &tags[1..] {
-            upload.manifest(t, &manifest, crate::publish::push::OCI_MANIFEST)?;
-        }
-        eprintln!(
-            "  ✓ pushed {repository}@{} ({} blob(s) uploaded, {} there), tagged {}",
-            image.digest,
-            pushed.uploaded,
-            pushed.skipped,
-            tags.join(", ")
-        );
-        record(format!("pushed {repository}@{} unsigned", image.digest));
-        // 4. SBOM; 5. provenance.
-        let spec = built_a
-            .iter()
-            .find(|b| b.spec.settings.image == image.name)
-            .context("no binary for an image")?;
-        let bom = sbom::document(&sbom::Contents {
-            repository: &repository,
-            digest: &image.digest,
-            version: &facts.version.to_string(),
-            files: image::files_of(spec)?,
-            packages: image::base_packages(spec)?,
-            crates: crates
-                .get(&spec.spec.package)
-                .context("cargo tree listed no crates")?,
-            checksums: &checksums,
-            timestamp: &timestamp,
-        })?;
-        let statement = provenance::statement(&provenance::Build {
-            repository: &repository,
-            digest: &image.digest,
-            source: &image::naming::Provenance::read(cx)?.source,
-            commit: &facts.commit,
-            version: &facts.version.to_string(),
-            profile: Profile::Dist.as_str(),
-            command: &command,
-            build_command: &build_command,
-            rustc: &rustc,
-            lockfile: &lock_digest,
+impl Record {
+    fn gather(cx: &Ctx, reproducibility: &'static str, started: String) -> Result<Self> {
+        let lockfile =
+            std::fs::read(cx.root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+        let made = image::naming::Provenance::read(cx)?;
+        // crt-static comes from the xtask as rustc wrapper (build::link),
+        // said after the command.
+        let build_command = {
+            let mut c = crate::build::static_command(cx, Profile::Dist);
+            c.args(crate::build::selection(cx)?.build_args());
+            let mut words: Vec<String> = std::iter::once("cargo".to_string())
+                .chain(
+                    c.get_args()
+                        .map(|a| crate::ground::runner::quote(&a.to_string_lossy())),
+                )
+                .collect();
+            if crate::build::static_target().is_some() {
+                words.push("(RUSTC_WORKSPACE_WRAPPER: cargo xtask, crt-static on binaries)".into());
+            }
+            words.join(" ")
+        };
+        Ok(Self {
+            lock_digest: oci::sha256(&lockfile),
+            checksums: sbom::checksums(&String::from_utf8_lossy(&lockfile))?,
+            crates: sbom::crates(cx)?,
+            rustc: rustc_version(cx)?,
+            timestamp: made.created()?,
+            source: made.source,
+            command: invocation(std::env::args().skip(1)),
+            build_command,
             reproducibility,
-            started: &started,
-            finished: &now(),
-        });
-        let sbom_path = out.join(format!("{}.cdx.json", image.name));
-        let provenance_path = out.join(format!("{}.provenance.json", image.name));
-        std::fs::write(&sbom_path, serde_json::to_vec_pretty(&bom)?)?;
-        std::fs::write(&provenance_path, serde_json::to_vec_pretty(&statement)?)?;
-        // 6. Sign.
-        let sig_tag = cosign::tag_for(&image.digest, "sig");
-        let att_tag = cosign::tag_for(&image.digest, "att");
-        cosign::push(
-            upload,
-            &sig_tag,
-            &[cosign::signature_layer(&key, &repository, &image.digest)],
-        )?;
-        let sbom_statement = provenance::sbom_statement(&repository, &image.digest, bom);
-        cosign::push(
-            upload,
-            &att_tag,
-            &[
-                cosign::attestation_layer(
-                    &key,
-                    &serde_json::to_vec(&sbom_statement)?,
-                    provenance::CYCLONEDX,
-                )?,
-                cosign::attestation_layer(
-                    &key,
-                    &serde_json::to_vec(&statement)?,
-                    provenance::SLSA_PROVENANCE,
-                )?,
-            ],
-        )?;
-        eprintln!("  ✓ signed {repository}: {sig_tag}, attestations {att_tag}");
-        record(format!("signed {repository}@{}", image.digest));
-        released.push(Released {
-            image_name: image.name.clone(),
-            tag: format!("{repository}:{}@{}", tags[0], image.digest),
-            repository: repository.clone(),
-            digest: image.digest.clone(),
-            tags,
-            signature: format!("{repository}:{sig_tag}"),
-            attestations: format!("{repository}:{att_tag}"),
-            sbom: sbom_path,
-            provenance: provenance_path,
-        });
+            started,
+        })
     }
+}
 
-    // 7. Hydrated manifests, notes, checksums.
+/// Step 3: `image` pushed by digest under its version tag, then the other tags;
+/// returns the tags, the version's first.
+fn push_tagged(
+    image: &Image,
+    upload: &Upload,
+    repository: &str,
+    siblings: &[String],
+    facts: &preflight::Facts,
+    opts: &Options,
+) -> Result<Vec<String>> {
+    let pushed = crate::publish::push::push(
+        &image.archive,
+        repository,
+        &format!("v{}", facts.version),
+        opts.insecure,
+        siblings,
+    )
+    .with_context(|| format!("pushing {repository}"))?;
+    if pushed.digest != image.digest {
+        bail!(
+            "the registry holds {repository} as {}, not the built {}",
+            pushed.digest,
+            image.digest
+        );
+    }
+    let tags = tags(&facts.version, &facts.commit, opts.latest);
+    let blobs = oci::read_archive(&image.archive)?;
+    let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
+    for t in &tags[1..] {
+        upload.manifest(t, &manifest, crate::publish::push::OCI_MANIFEST)?;
+    }
+    eprintln!(
+        "  ✓ pushed {repository}@{} ({} blob(s) uploaded, {} there), tagged {}",
+        image.digest,
+        pushed.uploaded,
+        pushed.skipped,
+        tags.join(", ")
+    );
+    Ok(tags)
+}
+
+/// Steps 4 and 5: the image's SBOM and its provenance statement.
+fn describe(
+    record: &Record,
+    spec: &Built,
+    image: &Image,
+    repository: &str,
+    facts: &preflight::Facts,
+) -> Result<(serde_json::Value, serde_json::Value)> {
+    let version = facts.version.to_string();
+    let bom = sbom::document(&sbom::Contents {
+        repository,
+        digest: &image.digest,
+        version: &version,
+        files: image::files_of(spec)?,
+        packages: image::base_packages(spec)?,
+        crates: record
+            .crates
+            .get(&spec.spec.package)
+            .context("cargo tree listed no crates")?,
+        checksums: &record.checksums,
+        timestamp: &record.timestamp,
+    })?;
+    let statement = provenance::statement(&provenance::Build {
+        repository,
+        digest: &image.digest,
+        source: &record.source,
+        commit: &facts.commit,
+        version: &version,
+        profile: Profile::Dist.as_str(),
+        command: &record.command,
+        build_command: &record.build_command,
+        rustc: &record.rustc,
+        lockfile: &record.lock_digest,
+        reproducibility: record.reproducibility,
+        started: &record.started,
+        finished: &now(),
+    });
+    Ok((bom, statement))
+}
+
+/// Step 6: the image signed and its SBOM and provenance attested, in cosign's
+/// layout; returns the signature's and the attestations' references.
+fn sign(
+    upload: &Upload,
+    key: &signing::Key,
+    repository: &str,
+    digest: &str,
+    bom: serde_json::Value,
+    statement: &serde_json::Value,
+) -> Result<(String, String)> {
+    let sig_tag = cosign::tag_for(digest, "sig");
+    let att_tag = cosign::tag_for(digest, "att");
+    cosign::push(
+        upload,
+        &sig_tag,
+        &[cosign::signature_layer(key, repository, digest)],
+    )?;
+    let sbom_statement = provenance::sbom_statement(repository, digest, bom);
+    cosign::push(
+        upload,
+        &att_tag,
+        &[
+            cosign::attestation_layer(
+                key,
+                &serde_json::to_vec(&sbom_statement)?,
+                provenance::CYCLONEDX,
+            )?,
+            cosign::attestation_layer(
+                key,
+                &serde_json::to_vec(statement)?,
+                provenance::SLSA_PROVENANCE,
+            )?,
+        ],
+    )?;
+    eprintln!("  ✓ signed {repository}: {sig_tag}, attestations {att_tag}");
+    Ok((
+        format!("{repository}:{sig_tag}"),
+        format!("{repository}:{att_tag}"),
+    ))
+}
+
+/// Step 7: the hydrated manifests, release notes, public key and checksums in
+/// `out`.
+fn write_files(
+    cx: &Ctx,
+    out: &Path,
+    released: &[Released],
+    notes: &str,
+    key: &signing::Key,
+) -> Result<()> {
     let pins: Vec<hydrate::Pin> = released
         .iter()
         .map(|r| hydrate::Pin {
@@ -335,17 +454,21 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             digest: r.digest.clone(),
         })
         .collect();
-    hydrate::write_all(cx, &out, &pins)?;
-    std::fs::write(out.join("RELEASE_NOTES.md"), format!("{}\n", facts.notes))?;
+    hydrate::write_all(cx, out, &pins)?;
+    std::fs::write(out.join("RELEASE_NOTES.md"), format!("{notes}\n"))?;
     std::fs::write(out.join("cosign.pub"), key.public_pem()?)?;
-    write_sums(&out)?;
-    // 8. Tag.
-    if opts.tag && facts.tagged {
+    write_sums(out)
+}
+
+/// Step 8: the commit tagged `vX.Y.Z` (annotated, the notes as its message),
+/// when asked and not tagged already.
+fn tag(cx: &Ctx, asked: bool, facts: &preflight::Facts) -> Result<()> {
+    if asked && facts.tagged {
         eprintln!(
             "==> v{} already tags this commit; not tagging again",
             facts.version
         );
-    } else if opts.tag {
+    } else if asked {
         let tag = format!("v{}", facts.version);
         let notes = &facts.notes;
         cx.runner.run(
@@ -354,7 +477,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
         )?;
         eprintln!("==> tagged {tag}; push it with `git push origin {tag}`");
     }
-    Ok(released)
+    Ok(())
 }
 
 /// The plan's remaining steps under --dry-run.

@@ -3,6 +3,7 @@
 //! workspace's, and a CHANGELOG.md section for it (Keep a Changelog,
 //! https://keepachangelog.com/en/1.1.0/), whose text becomes the notes.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -109,34 +110,12 @@ pub fn check(cx: &Ctx, version: &str) -> Result<(Facts, Vec<anyhow::Error>)> {
         Ok(_) => {}
         Err(e) => problems.push(e),
     }
-    let changelog = cx.root.join("CHANGELOG.md");
-    let notes = match std::fs::read_to_string(&changelog) {
-        Err(_) => {
-            problems.push(anyhow::anyhow!(
-                "cannot read {}: a release needs a CHANGELOG.md (Keep a Changelog format) with a `## [{version}]` section",
-                changelog.display()
-            ));
+    let notes = match notes(&cx.root.join("CHANGELOG.md"), &version) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push(e);
             String::new()
         }
-        Ok(text) => section(&text, &version).unwrap_or_else(|| {
-            let heading = format!("[{version}]");
-            let empty = text.lines().any(|l| {
-                l.strip_prefix("## ")
-                    .is_some_and(|h| h.trim_start().starts_with(&heading))
-            });
-            problems.push(if empty {
-                anyhow::anyhow!(
-                    "{}'s `## [{version}]` section is empty: write the release's notes under it (Keep a Changelog), commit, and release again",
-                    changelog.display()
-                )
-            } else {
-                anyhow::anyhow!(
-                    "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
-                    changelog.display()
-                )
-            });
-            String::new()
-        }),
     };
     Ok((
         Facts {
@@ -148,6 +127,37 @@ pub fn check(cx: &Ctx, version: &str) -> Result<(Facts, Vec<anyhow::Error>)> {
         },
         problems,
     ))
+}
+
+/// The release notes: the text of `changelog`'s `## [version]` section.
+///
+/// # Errors
+/// No such file, no such section, or an empty one, saying what to write.
+fn notes(changelog: &Path, version: &Version) -> Result<String> {
+    let text = std::fs::read_to_string(changelog).map_err(|_| {
+        anyhow::anyhow!(
+            "cannot read {}: a release needs a CHANGELOG.md (Keep a Changelog format) with a `## [{version}]` section",
+            changelog.display()
+        )
+    })?;
+    if let Some(notes) = section(&text, version) {
+        return Ok(notes);
+    }
+    let heading = format!("[{version}]");
+    let empty = text.lines().any(|l| {
+        l.strip_prefix("## ")
+            .is_some_and(|h| h.trim_start().starts_with(&heading))
+    });
+    if empty {
+        bail!(
+            "{}'s `## [{version}]` section is empty: write the release's notes under it (Keep a Changelog), commit, and release again",
+            changelog.display()
+        );
+    }
+    bail!(
+        "{} has no `## [{version}] - YYYY-MM-DD` section: write the release's notes there (Keep a Changelog), commit, and release again",
+        changelog.display()
+    )
 }
 
 /// The greatest semver among `git tag --list 'v*'`'s lines (others ignored).

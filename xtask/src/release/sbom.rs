@@ -158,11 +158,9 @@ fn serial(digest: &str) -> Result<UrnUuid> {
     .map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
-/// The CycloneDX 1.5 document for one image, as JSON.
-///
-/// # Errors
-/// A bad digest, or the library refusing to write the document.
-pub fn document(c: &Contents) -> Result<serde_json::Value> {
+/// The image's components: the crates compiled into its binary (from
+/// crates.io, then the workspace's), its base's packages, and its files.
+fn components(c: &Contents) -> Vec<Component> {
     let mut components = Vec::new();
     for k in c.crates.iter().filter(|k| !k.local) {
         let mut comp = Component::new(
@@ -219,6 +217,15 @@ pub fn document(c: &Contents) -> Result<serde_json::Value> {
         ));
         components.push(comp);
     }
+    components
+}
+
+/// The CycloneDX 1.5 document for one image, as JSON.
+///
+/// # Errors
+/// A bad digest, or the library refusing to write the document.
+pub fn document(c: &Contents) -> Result<serde_json::Value> {
+    let components = components(c);
     let mut image = Component::new(
         Classification::Container,
         c.repository,

@@ -60,8 +60,30 @@ pub fn signatures(reference: &str, key_file: &Path, insecure: bool) -> Result<Ve
     let registry = Download::open(&repository, insecure)?;
     let (_, digest) = registry.manifest(&wanted)?;
 
+    check_signature(&registry, &key, &digest)?;
+    let (seen, statement_of_build) = attestations(&registry, &key, &digest)?;
+    if !seen.iter().any(|k| k == provenance::CYCLONEDX) {
+        bail!("no signed SBOM attestation for {digest}");
+    }
+    let statement = statement_of_build.context("no signed provenance attestation")?;
+    let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    Ok(Verified {
+        repository,
+        digest,
+        commit: params["source"]["digest"]["gitCommit"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        profile: params["profile"].as_str().unwrap_or("dist").to_string(),
+        attestations: seen,
+    })
+}
+
+/// The image's cosign signature (`sha256-<digest>.sig`) verifies with
+/// `key` and names `digest`.
+fn check_signature(registry: &Download, key: &VerifyingKey, digest: &str) -> Result<()> {
     let (sig_manifest, _) = registry
-        .manifest(&cosign::tag_for(&digest, "sig"))
+        .manifest(&cosign::tag_for(digest, "sig"))
         .context("no signature: was the image released with `cargo xtask release`?")?;
     let m: Value = serde_json::from_slice(&sig_manifest)?;
     let layer = &m["layers"][0];
@@ -73,14 +95,23 @@ pub fn signatures(reference: &str, key_file: &Path, insecure: bool) -> Result<Ve
                 .context("the .sig layer carries no signature annotation")?,
         )
         .context("the signature annotation is not base64")?;
-    verify_der(&key, &payload, &sig, "image signature")?;
+    verify_der(key, &payload, &sig, "image signature")?;
     let named: Value = serde_json::from_slice(&payload)?;
-    if named["critical"]["image"]["docker-manifest-digest"] != digest.as_str() {
+    if named["critical"]["image"]["docker-manifest-digest"] != digest {
         bail!("the signature is for another image than {digest}");
     }
+    Ok(())
+}
 
+/// The attestations (`sha256-<digest>.att`): each verifies with `key` and
+/// is about `digest`; their predicate types, and the provenance statement.
+fn attestations(
+    registry: &Download,
+    key: &VerifyingKey,
+    digest: &str,
+) -> Result<(Vec<String>, Option<Value>)> {
     let (att_manifest, _) = registry
-        .manifest(&cosign::tag_for(&digest, "att"))
+        .manifest(&cosign::tag_for(digest, "att"))
         .context("no attestations")?;
     let m: Value = serde_json::from_slice(&att_manifest)?;
     let mut seen = Vec::new();
@@ -105,7 +136,7 @@ pub fn signatures(reference: &str, key_file: &Path, insecure: bool) -> Result<Ve
             )
             .context("the envelope's signature is not base64")?;
         verify_der(
-            &key,
+            key,
             &signing::pae(payload_type, &statement),
             &sig,
             "attestation",
@@ -129,21 +160,7 @@ pub fn signatures(reference: &str, key_file: &Path, insecure: bool) -> Result<Ve
         }
         seen.push(kind);
     }
-    if !seen.iter().any(|k| k == provenance::CYCLONEDX) {
-        bail!("no signed SBOM attestation for {digest}");
-    }
-    let statement = statement_of_build.context("no signed provenance attestation")?;
-    let params = &statement["predicate"]["buildDefinition"]["externalParameters"];
-    Ok(Verified {
-        repository,
-        digest,
-        commit: params["source"]["digest"]["gitCommit"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        profile: params["profile"].as_str().unwrap_or("dist").to_string(),
-        attestations: seen,
-    })
+    Ok((seen, statement_of_build))
 }
 
 /// Rebuilds `v`'s image from the commit its provenance names, in a git

@@ -45,26 +45,7 @@ pub fn deploy(
 ) -> Result<Deployed> {
     // Before anything else: the manifests must be what the settings say.
     crate::manifests::refuse_stale(cx, &specs_all(cx))?;
-    let engine = kube.engine(session)?;
-    let context = engine.context.clone();
-    // Before anything is built: without the CRD, nothing can be applied.
-    let found = if engine.reached {
-        lookup(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))?
-    } else {
-        Lookup::Unknown
-    };
-    match found {
-        Lookup::Found(_) => {}
-        Lookup::Absent => cx.runner.precondition(anyhow::anyhow!(
-            "Seldon Core is not installed on {context} (no {CRD} CRD).\n  \
-             Install it with `cargo xtask seldon install --target {}`, then run this again.",
-            kube.cluster().name()
-        ))?,
-        // Not reached (listed as such): nothing is claimed about it.
-        Lookup::Unknown => cx.runner.step(format!(
-            "check that Seldon Core is installed on {context} (its {CRD} CRD)"
-        )),
-    }
+    require_crd(cx, kube, session)?;
     kube.prepare(cx, session, true)?;
     let specs: Vec<_> = services::all(&cx.config, &cx.root)
         .into_iter()
@@ -116,6 +97,31 @@ pub fn deploy(
         models.push((name.clone(), url));
     }
     Ok(Deployed { models })
+}
+
+/// Before anything is built: without Seldon's CRD, nothing can be
+/// applied (a precondition; a dry run that did not reach the cluster
+/// claims nothing about it).
+fn require_crd(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
+    let engine = kube.engine(session)?;
+    let context = engine.context.clone();
+    let found = if engine.reached {
+        lookup(cx, cmd!(cx.sh, "kubectl --context {context} get crd {CRD}"))?
+    } else {
+        Lookup::Unknown
+    };
+    match found {
+        Lookup::Found(_) => {}
+        Lookup::Absent => cx.runner.precondition(anyhow::anyhow!(
+            "Seldon Core is not installed on {context} (no {CRD} CRD).\n  \
+             Install it with `cargo xtask seldon install --target {}`, then run this again.",
+            kube.cluster().name()
+        ))?,
+        Lookup::Unknown => cx.runner.step(format!(
+            "check that Seldon Core is installed on {context} (its {CRD} CRD)"
+        )),
+    }
+    Ok(())
 }
 
 fn specs_all(cx: &Ctx) -> Vec<services::ServiceSpec> {

@@ -153,12 +153,15 @@ pub fn run(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
     })
 }
 
-/// The contract over the Open Inference Protocol: each request's rows
-/// sent as the model's one input (named and typed as its metadata at `url`
-/// says), and the output a v1 client would get (the one named like
-/// probabilities, else the first floating-point one) checked against the
-/// targets as v1 checks them.
-fn run_v2(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
+/// The model's one input (its metadata entry) and the name of the output
+/// checked against the targets: the floating-point one whose name says
+/// probabilities, else the first floating-point one; read from `url`, the
+/// model's OIP v2 metadata.
+///
+/// # Errors
+/// The metadata not there or not JSON, several inputs, no floating-point
+/// output.
+fn v2_input_and_answer(url: &str) -> Result<(serde_json::Value, String)> {
     let (status, body) = http::get(url, Duration::from_secs(10))
         .with_context(|| format!("cannot reach {url}: is the model server running?"))?;
     if status != 200 {
@@ -196,6 +199,16 @@ fn run_v2(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
         .and_then(|o| o["name"].as_str())
         .with_context(|| format!("the model at {url} has no floating-point output"))?
         .to_string();
+    Ok((input.clone(), answer))
+}
+
+/// The contract over the Open Inference Protocol: each request's rows
+/// sent as the model's one input (named and typed as its metadata at `url`
+/// says), and the output a v1 client would get (the one named like
+/// probabilities, else the first floating-point one) checked against the
+/// targets as v1 checks them.
+fn run_v2(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
+    let (input, answer) = v2_input_and_answer(url)?;
     let infer = format!("{url}/infer");
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut failures = Vec::new();

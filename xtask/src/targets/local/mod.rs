@@ -418,31 +418,8 @@ fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
         },
     };
     let sha = exe.sha256.clone();
-    if let Some(st) = running(cx, &spec.name)? {
-        let same = st.binary == exe.path
-            && st.binary_sha256 == sha
-            && st.port == port
-            && st.env == spec.host_env
-            && st.bind == cx.config.local.bind.to_string();
-        if same && http::ready(&base_url(cx, spec)) {
-            eprintln!(
-                "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
-                spec.name, st.pid, port
-            );
-            return Ok(());
-        }
-        let why = if st.binary_sha256.is_empty() {
-            "its record in the run directory is gone (deleted?)"
-        } else if same {
-            "not healthy"
-        } else {
-            "binary, port or settings changed"
-        };
-        cx.runner
-            .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
-        stop(cx, &spec.name, &st)?;
-    } else {
-        remove_state(cx, &spec.name)?;
+    if kept_running(cx, spec, &exe)? {
+        return Ok(());
     }
     cx.runner.unless_dry_run(|| {
         ensure_port_free(cx, spec)?;
@@ -492,6 +469,40 @@ fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
     let path = state_path(cx, &spec.name);
     std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Whether `spec` runs healthy from the same binary (`exe`), port and
+/// settings, and is left alone; otherwise what runs of it is stopped (or
+/// its stale record removed), saying why, for a new start.
+fn kept_running(cx: &Ctx, spec: &ServiceSpec, exe: &copies::Copy) -> Result<bool> {
+    let Some(st) = running(cx, &spec.name)? else {
+        remove_state(cx, &spec.name)?;
+        return Ok(false);
+    };
+    let port = spec.settings.port;
+    let same = st.binary == exe.path
+        && st.binary_sha256 == exe.sha256
+        && st.port == port
+        && st.env == spec.host_env
+        && st.bind == cx.config.local.bind.to_string();
+    if same && http::ready(&base_url(cx, spec)) {
+        eprintln!(
+            "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
+            spec.name, st.pid, port
+        );
+        return Ok(true);
+    }
+    let why = if st.binary_sha256.is_empty() {
+        "its record in the run directory is gone (deleted?)"
+    } else if same {
+        "not healthy"
+    } else {
+        "binary, port or settings changed"
+    };
+    cx.runner
+        .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
+    stop(cx, &spec.name, &st)?;
+    Ok(false)
 }
 
 fn ensure_port_free(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
