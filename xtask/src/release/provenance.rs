@@ -9,7 +9,7 @@ pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const SLSA_PROVENANCE: &str = "https://slsa.dev/provenance/v1";
 pub const CYCLONEDX: &str = "https://cyclonedx.org/bom";
 /// Ours: what the build parameters below mean.
-pub const BUILD_TYPE: &str = "https://github.com/kube-mlops/kube-mlops/blob/main/README.md#release";
+pub const BUILD_TYPE: &str = "https://github.com/kube-mlops/kube-mlops/blob/main/docs/releases.md";
 
 /// What went into one image's build.
 pub struct Build<'a> {
