@@ -76,6 +76,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
+            ground::interrupt::exit_if_interrupted();
             eprintln!("error: {e:#}");
             if json && !planned {
                 // Scripts read stdout: one document, even for a failure.

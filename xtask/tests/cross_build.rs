@@ -206,6 +206,22 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
             )) && stdout.contains(&format!("rustup target add {}-unknown-linux-musl", other.1)),
             "{args:?}: {stdout}"
         );
+        // It plans the build that would run once that is installed, not
+        // this host's own.
+        assert!(
+            stdout.contains(&format!(
+                "cargo zigbuild --profile release --target {}-unknown-linux-musl",
+                other.1
+            )),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            !stdout.contains(&format!(
+                "--target {}-unknown-linux-gnu",
+                std::env::consts::ARCH
+            )),
+            "{args:?}: {stdout}"
+        );
     }
     // The local target runs this host's binaries: another platform is
     // refused before anything is built.
@@ -494,5 +510,79 @@ fn two_platforms_make_one_reproducible_index_that_skopeo_reads_per_architecture(
     }
     let log = std::fs::read_to_string(bin.join("cross.log"))?;
     assert!(log.contains("--target aarch64-unknown-linux-musl"), "{log}");
+    Ok(())
+}
+
+#[test]
+fn ctrl_c_sent_to_the_xtask_alone_stops_cross_too() -> Result {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    let log = dir.path().join("cross.log");
+    // A cross that builds forever, and says when SIGINT reaches it (the real
+    // one stops its build container then).
+    std::fs::write(
+        bin.join("cross"),
+        format!(
+            "#!/bin/sh\n\
+             trap 'echo interrupted >> \"{log}\"; exit 130' INT\n\
+             echo \"started $$\" >> \"{log}\"\n\
+             while true; do sleep 0.1; done\n",
+            log = log.display()
+        ),
+    )?;
+    std::fs::set_permissions(bin.join("cross"), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(dir.path().join("xtask.toml"), "[services.test-api]\n")?;
+    let other = if std::env::consts::ARCH == "aarch64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--config")
+        .arg(dir.path().join("xtask.toml"))
+        .args(["--progress=never", "build", "--platform", other])
+        .args(["--toolchain", "cross"])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let cross_pid = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(pid) = text.strip_prefix("started ") {
+            break pid.trim().parse::<i32>()?;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = xtask.kill();
+            return Err("cross never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // SIGINT to the xtask's pid only, not to its process group.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(xtask.id())?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+    let status = xtask.wait()?;
+    assert_eq!(status.signal(), Some(2), "dies of SIGINT: {status}");
+    assert!(
+        std::fs::read_to_string(&log)?.contains("interrupted"),
+        "SIGINT was passed on to cross"
+    );
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(cross_pid), None).is_ok();
+    assert!(
+        !alive,
+        "cross ({cross_pid}) still runs after the xtask died"
+    );
     Ok(())
 }

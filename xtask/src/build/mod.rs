@@ -281,6 +281,22 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// What `pick` would give for `platform` (None: this host's) once
+    /// this host has what it lacks: a dry run that lists the missing
+    /// tools as blockers plans this build, not this host's own.
+    pub fn planned(platform: Option<Platform>, kind: toolchain::Kind, glibc: Option<&str>) -> Self {
+        let host = Self::host();
+        let Some(platform) = platform else {
+            return host;
+        };
+        Self {
+            platform,
+            toolchain: toolchain::planned(kind, toolchain::Host::here(), platform, glibc),
+        }
+    }
+}
+
 /// As `build`, for `to`'s platform with its toolchain. The models are
 /// checked only when the binaries run here (another platform's model
 /// server cannot load them on this host).

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 use crate::build::platform::Platform;
+use crate::ground::runner::{Blocked, Cause};
 
 /// The machine the xtask runs on, as Rust names it
 /// (`std::env::consts::OS` and `ARCH`: `linux`/`macos`/`windows`,
@@ -295,10 +296,38 @@ pub fn pick(
         }
         Kind::Cross => {
             if !installed.cross {
-                bail!("--toolchain cross: `cross` is not on the PATH (`cargo install cross`)");
+                // The runner's own refusal of a missing cross is the same
+                // cause: a dry run lists it once.
+                return Err(Blocked::error(
+                    Cause::MissingTool("cross".into()),
+                    "--toolchain cross: `cross` is not on the PATH (`cargo install cross`)",
+                ));
             }
             Ok(Toolchain::Cross { triple: musl })
         }
+    }
+}
+
+/// What a build of `platform` with `kind` and `glibc` would use once this
+/// host has what `pick` found missing (a dry run plans it): the native
+/// build where `host` is Linux on the platform's CPU and nothing else was
+/// asked, else the toolchain asked for, zigbuild for `Auto` (the first
+/// remedy `Missing` names).
+pub fn planned(kind: Kind, host: Host<'_>, platform: Platform, glibc: Option<&str>) -> Toolchain {
+    let native = host.os == "linux" && Platform::of_rust_arch(host.arch) == Some(platform);
+    let gnu = format!("{}-unknown-linux-gnu", platform.rust_arch());
+    match (kind, glibc) {
+        (Kind::Zigbuild | Kind::Auto, Some(v)) => Toolchain::Zigbuild {
+            triple: format!("{gnu}.{v}"),
+        },
+        (Kind::Native, _) => Toolchain::Native { triple: gnu },
+        (Kind::Auto, None) if native => Toolchain::Native { triple: gnu },
+        (Kind::Auto | Kind::Zigbuild, None) => Toolchain::Zigbuild {
+            triple: musl_triple(platform),
+        },
+        (Kind::Cross, _) => Toolchain::Cross {
+            triple: musl_triple(platform),
+        },
     }
 }
 
@@ -544,6 +573,60 @@ mod tests {
              `rustup target add aarch64-unknown-linux-musl` and `pip install ziglang \
              cargo-zigbuild`; or install cross (`cargo install cross`, with a container engine)"
         );
+    }
+
+    #[test]
+    fn a_dry_run_plans_the_toolchain_the_remedy_installs() {
+        let zig = |t: &str| Toolchain::Zigbuild { triple: t.into() };
+        let cases = [
+            // What `Missing` names first: zigbuild.
+            (
+                Kind::Auto,
+                MAC_ARM,
+                Platform::LINUX_ARM64,
+                None,
+                zig("aarch64-unknown-linux-musl"),
+            ),
+            (
+                Kind::Auto,
+                LINUX_X86,
+                Platform::LINUX_ARM64,
+                None,
+                zig("aarch64-unknown-linux-musl"),
+            ),
+            (
+                Kind::Auto,
+                LINUX_ARM,
+                Platform::LINUX_ARM64,
+                None,
+                Toolchain::Native {
+                    triple: "aarch64-unknown-linux-gnu".into(),
+                },
+            ),
+            (
+                Kind::Cross,
+                LINUX_X86,
+                Platform::LINUX_ARM64,
+                None,
+                Toolchain::Cross {
+                    triple: "aarch64-unknown-linux-musl".into(),
+                },
+            ),
+            (
+                Kind::Zigbuild,
+                MAC_ARM,
+                Platform::LINUX_AMD64,
+                Some("2.17"),
+                zig("x86_64-unknown-linux-gnu.2.17"),
+            ),
+        ];
+        for (kind, host, platform, glibc, expected) in cases {
+            assert_eq!(
+                planned(kind, host, platform, glibc),
+                expected,
+                "{kind:?} on {host} for {platform}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::build::platform::Platform;
 use crate::build::toolchain::Kind;
 use crate::build::{Destination, Profile};
-use crate::ground::runner::Progress;
+use crate::ground::runner::{Progress, Runner};
 use crate::ground::settings::TargetName;
 use crate::targets::clusters;
 use crate::targets::kube::Kube;
@@ -166,23 +166,69 @@ impl PlatformArg {
     /// One destination per platform given (each once, amd64 before arm64),
     /// or this host's alone: this host's own binaries unless a platform,
     /// toolchain or glibc is given; then `toolchain::pick` with what this
-    /// host has installed.
+    /// host has installed. A dry run goes on past what this host lacks:
+    /// each refusal goes to `runner` (a blocker under `--dry-run`, else
+    /// the error) and that platform is planned with the toolchain the
+    /// remedy installs (`Destination::planned`).
     ///
     /// # Errors
-    /// What `toolchain::pick` refuses for one of them.
-    pub fn destinations(&self) -> Result<Vec<Destination>> {
-        // One order whatever the order given: an index's digest depends
-        // on its manifests' order.
+    /// A refusal, outside a dry run.
+    pub fn destinations_or_planned(&self, runner: &Runner) -> Result<Vec<Destination>> {
+        self.platforms()
+            .into_iter()
+            .map(|p| self.destination_or_planned(runner, p))
+            .collect()
+    }
+
+    /// As `destination_on`, going on past a refusal as
+    /// `destinations_or_planned` does; `why` is said before the refusal.
+    ///
+    /// # Errors
+    /// Several platforms given; a refusal, outside a dry run.
+    pub fn destination_on_or_planned(
+        &self,
+        runner: &Runner,
+        runs_on: Option<Platform>,
+        why: Option<String>,
+    ) -> Result<Destination> {
+        let platform = self.one()?.or(runs_on);
+        match self.destination_for(platform) {
+            Ok(to) => Ok(to),
+            Err(e) => {
+                runner.precondition(match why {
+                    Some(why) => e.context(why),
+                    None => e,
+                })?;
+                Ok(self.planned_for(platform))
+            }
+        }
+    }
+
+    /// The platforms given, each once, in one order whatever the order
+    /// given (an index's digest depends on its manifests' order); `[None]`
+    /// (this host's) when none is.
+    fn platforms(&self) -> Vec<Option<Platform>> {
         let mut platforms: Vec<Platform> = self.platform.clone();
         platforms.sort_unstable();
         platforms.dedup();
         if platforms.is_empty() {
-            return Ok(vec![self.destination_for(None)?]);
+            return vec![None];
         }
-        platforms
-            .into_iter()
-            .map(|p| self.destination_for(Some(p)))
-            .collect()
+        platforms.into_iter().map(Some).collect()
+    }
+
+    fn destination_or_planned(&self, runner: &Runner, p: Option<Platform>) -> Result<Destination> {
+        match self.destination_for(p) {
+            Ok(to) => Ok(to),
+            Err(e) => {
+                runner.precondition(e)?;
+                Ok(self.planned_for(p))
+            }
+        }
+    }
+
+    fn planned_for(&self, platform: Option<Platform>) -> Destination {
+        Destination::planned(platform, self.toolchain.into(), self.glibc.as_deref())
     }
 
     /// The one platform given, if any.

@@ -25,15 +25,9 @@ impl BuildArgs {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let profile = self.profile.or(build::Profile::Release);
         let several = self.platform.platform.len() > 1;
-        // A dry run lists what this host lacks and plans this host's build.
-        let destinations = match self.platform.destinations() {
-            Ok(to) => to,
-            Err(e) => {
-                cx.runner.precondition(e)?;
-                vec![build::Destination::host()]
-            }
-        };
-        for to in destinations {
+        // A dry run lists what this host lacks and plans the build it
+        // would make once installed.
+        for to in self.platform.destinations_or_planned(&cx.runner)? {
             for b in build::build_for(cx, &specs, profile, &to)? {
                 if several {
                     println!("{}\t{}\t{}", b.spec.name, b.platform, b.binary.display());

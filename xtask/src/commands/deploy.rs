@@ -97,17 +97,12 @@ impl DeployArgs {
                 None
             }
         };
-        match self.platform.destination_on(runs_on) {
-            Ok(to) => Ok(to),
-            Err(e) => {
-                let why = match (given, runs_on) {
-                    (None, Some(p)) => format!("{machines} {p}"),
-                    _ => format!("building for {name}"),
-                };
-                cx.runner.precondition(e.context(why))?;
-                Ok(build::Destination::host())
-            }
-        }
+        let why = match (given, runs_on) {
+            (None, Some(p)) => format!("{machines} {p}"),
+            _ => format!("building for {name}"),
+        };
+        self.platform
+            .destination_on_or_planned(&cx.runner, runs_on, Some(why))
     }
 
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {

@@ -232,28 +232,24 @@ fn report(
 
 /// What to build for: an engine runs one platform's image (`into`'s own
 /// unless --platform says otherwise); an index goes to a registry. A dry
-/// run lists what this host lacks and plans this host's build.
+/// run lists what this host lacks and plans the build it would make once
+/// installed.
 fn destinations(
     cx: &Ctx,
     platform: &super::args::PlatformArg,
     into: Option<LoadInto>,
 ) -> Result<Vec<crate::build::Destination>> {
-    let to = match into {
+    match into {
         Some(into) => {
             let runs_on = match platform.one()? {
                 Some(_) => None,
                 None => into.runs_on(cx)?,
             };
-            platform.destination_on(runs_on).map(|d| vec![d])
+            Ok(vec![
+                platform.destination_on_or_planned(&cx.runner, runs_on, None)?,
+            ])
         }
-        None => platform.destinations(),
-    };
-    match to {
-        Ok(to) => Ok(to),
-        Err(e) => {
-            cx.runner.precondition(e)?;
-            Ok(vec![crate::build::Destination::host()])
-        }
+        None => platform.destinations_or_planned(&cx.runner),
     }
 }
 

@@ -100,3 +100,43 @@ fn clean_up_and_exit() {
         std::process::exit(130);
     });
 }
+
+/// Passes Ctrl-C on to the child `pid` while the returned guard lives:
+/// when the signal reached the xtask alone (`kill -INT`, a supervisor, a
+/// terminal's SIGHUP), a running `cargo` or `cross` (which stops its build
+/// container on SIGINT) must not outlive it. The child gets SIGINT, up to
+/// ten seconds to exit, then SIGKILL.
+#[must_use = "the forwarding ends with its guard"]
+pub fn forward_to(pid: u32) -> Guard {
+    on_interrupt(move || stop(pid))
+}
+
+/// SIGINT, then SIGKILL if `pid` still runs ten seconds later. A child the
+/// terminal interrupted too may be gone already: nothing to do then.
+fn stop(pid: u32) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let pid = Pid::from_raw(raw);
+    if kill(pid, Signal::SIGINT).is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The thread that waits on the child reaps it: then the pid is gone.
+    while std::time::Instant::now() < deadline {
+        if kill(pid, None).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+/// For `main`, when a command failed: if Ctrl-C arrived, the failure is
+/// its doing (a child died of it), so the cleanups run and the process
+/// dies of SIGINT instead of reporting it; otherwise returns.
+pub fn exit_if_interrupted() {
+    if interrupted() {
+        clean_up_and_exit();
+    }
+}

@@ -272,10 +272,14 @@ impl Runner {
             // stdout is the JSON document's alone.
             resolved.stdout(Stdio::from(std::io::stderr()));
         }
-        let status = resolved
+        let mut child = resolved
             .stdin(Stdio::null())
-            .status()
+            .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
+        let _forward = crate::ground::interrupt::forward_to(child.id());
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{line}`"))?;
         if !status.success() {
             bail!("`{line}` failed ({status}) while {purpose}");
         }
@@ -393,7 +397,14 @@ impl Runner {
             .unchecked()
             .start()
             .with_context(|| format!("cannot start `{line}`"))?;
-        Ok(Some(Attached(handle)))
+        let forward = handle
+            .pids()
+            .first()
+            .map(|&pid| crate::ground::interrupt::forward_to(pid));
+        Ok(Some(Attached {
+            handle,
+            _forward: forward,
+        }))
     }
 
     /// Prints what `--dry-run` recorded; after an error (`failed`), only
@@ -512,6 +523,7 @@ impl Runner {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
+        let _forward = crate::ground::interrupt::forward_to(child.id());
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // From a thread: a command that writes before it has read all
             // its input must not wait on us. Dropping the pipe closes it.
@@ -539,12 +551,16 @@ impl Runner {
 }
 
 /// A background process killed when dropped.
-pub struct Attached(duct::Handle);
+pub struct Attached {
+    handle: duct::Handle,
+    /// Ctrl-C passed on to it while it runs.
+    _forward: Option<crate::ground::interrupt::Guard>,
+}
 
 impl Attached {
     /// Whether it has exited already, with what it wrote to stderr.
     pub fn exited(&self) -> Option<String> {
-        match self.0.try_wait() {
+        match self.handle.try_wait() {
             Ok(Some(out)) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
             Ok(None) => None,
             Err(e) => Some(e.to_string()),
@@ -554,7 +570,7 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = self.handle.kill();
     }
 }
 

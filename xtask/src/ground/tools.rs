@@ -79,6 +79,14 @@ pub const TOOLS: &[Tool] = &[
         macos: "brew install helm",
     },
     Tool {
+        name: "cross",
+        version_args: &["--version"],
+        version_exits_0: true,
+        also_for: "another platform's binaries, in a container (--toolchain cross)",
+        debian: "cargo install cross (it needs a container engine)",
+        macos: "cargo install cross (it needs a container engine)",
+    },
+    Tool {
         name: "skopeo",
         version_args: &["--version"],
         version_exits_0: true,
