@@ -1064,3 +1064,141 @@ fn deploy_on_gke_waits_until_the_load_balancer_carries_traffic() -> Result {
     );
     Ok(())
 }
+
+/// Pushes a one-layer image for `linux/<arch>` (OCI's name) to
+/// `registry/repository:v1` with skopeo, from an OCI layout made here;
+/// returns `repository:v1@digest` as a pins file names it.
+fn push_image_for(registry: &str, repository: &str, arch: &str) -> Result<String> {
+    use sha2::Digest;
+    let sha = |b: &[u8]| format!("sha256:{:x}", sha2::Sha256::digest(b));
+    let layout = tempfile::tempdir()?;
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    let blob = |bytes: &[u8]| -> Result<(String, usize)> {
+        let digest = sha(bytes);
+        std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes)?;
+        Ok((digest, bytes.len()))
+    };
+    // An empty tar: two zero blocks.
+    let (layer, layer_size) = blob(&[0u8; 1024])?;
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]}, "config": {},
+    });
+    let (config, config_size) = blob(&serde_json::to_vec(&config)?)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": layer_size}],
+    });
+    let (manifest, manifest_size) = blob(&serde_json::to_vec(&manifest)?)?;
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "v1"}}],
+    });
+    std::fs::write(
+        layout.path().join("index.json"),
+        serde_json::to_vec(&index)?,
+    )?;
+    let digest_file = layout.path().join("digest");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--digestfile"])
+        .arg(&digest_file)
+        .arg(format!("oci:{}:v1", layout.path().display()))
+        .arg(format!("docker://{registry}/{repository}:v1"))
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("skopeo copy: {}", text(&out.stderr)).into());
+    }
+    let digest = std::fs::read_to_string(digest_file)?;
+    Ok(format!("{registry}/{repository}:v1@{}", digest.trim()))
+}
+
+#[test]
+fn pinned_images_of_another_platform_are_refused_before_anything_is_applied() -> Result {
+    let Ok(registry) = std::env::var("KMLOPS_TEST_REGISTRY") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs KMLOPS_TEST_REGISTRY"
+        );
+        eprintln!("SKIPPED: KMLOPS_TEST_REGISTRY is not set (.ci/container-stack.sh)");
+        return Ok(());
+    };
+    // kind's nodes run arm64; one pinned image is amd64's, one arm64's.
+    let mut setup = Setup::default();
+    setup.node.architecture = Some("arm64".into());
+    let port = free_port()?;
+    let stage = Stage::with(
+        setup,
+        "kind-dev",
+        &[("kind", KIND)],
+        &format!("[kind]\ncluster = \"dev\"\n[services.test-api]\nport = {port}\n"),
+    )?;
+    let repository = format!("kmlops-pins-{}/test-api", std::process::id());
+    let pins = |tag: String, name: &str| -> Result<String> {
+        let file = stage.tools.dir.path().join(name);
+        std::fs::write(
+            &file,
+            serde_json::json!({"builds": [{"imageName": "test-api", "tag": tag}]}).to_string(),
+        )?;
+        Ok(file.display().to_string())
+    };
+    let amd64 = push_image_for(&registry, &repository, "amd64")?;
+    let (out, log) = stage.xtask(
+        &[
+            "deploy",
+            "--target",
+            "kind",
+            "--images",
+            &pins(amd64.clone(), "amd64.json")?,
+        ],
+        &[],
+    )?;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let pinned = amd64.replace(":v1@", "@");
+    assert!(
+        stderr.contains(&format!(
+            "test-api is pinned to {pinned}, an image for linux/amd64; kind's machines run \
+             linux/arm64: its pods would die with `exec format error`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("image push --platform linux/arm64"),
+        "{stderr}"
+    );
+    assert!(log.is_empty(), "nothing is loaded: {log:?}");
+    assert!(stage.deployments()?.is_empty(), "nothing is applied");
+
+    // An arm64 image passes the check (a dry run: the fake runs no pods).
+    let arm64 = push_image_for(&registry, &repository, "arm64")?;
+    let (out, _) = stage.xtask(
+        &[
+            "--dry-run",
+            "deploy",
+            "--target",
+            "kind",
+            "--images",
+            &pins(arm64, "arm64.json")?,
+        ],
+        &[],
+    )?;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("would stop here"), "{stdout}");
+    assert!(
+        stdout.contains("no build: 1 image(s) pinned by digest"),
+        "{stdout}"
+    );
+    Ok(())
+}

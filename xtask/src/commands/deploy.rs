@@ -12,6 +12,7 @@ use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
 use crate::build;
 use crate::build::Built;
+use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::lock::Kind;
 use crate::ground::services;
@@ -39,7 +40,8 @@ pub struct DeployArgs {
     pub platform: super::args::PlatformArg,
     /// Deploy prebuilt images pinned by digest instead of building (a
     /// Kubernetes target; FILE as `release` or `image push` wrote it with
-    /// --file-output)
+    /// --file-output; each image must be for the platform of the target's
+    /// machines, as its registry says)
     #[arg(long, value_name = "FILE", conflicts_with = "seldon")]
     pub images: Option<std::path::PathBuf>,
     /// Take over the fields another field manager set on our objects (after
@@ -75,8 +77,33 @@ impl DeployArgs {
             }
             return self.platform.destination_on(None);
         };
+        let runs_on = self.machines_platform(cx, name, target, session, &machines)?;
+        let why = match (given, runs_on) {
+            (None, Some(p)) => format!("{machines} {p}"),
+            _ => format!("building for {name}"),
+        };
+        self.platform
+            .destination_on_or_planned(&cx.runner, runs_on, Some(why))
+    }
+
+    /// The platform `target`'s machines run, asked of them, where
+    /// `--platform` does not say (None where it does, or where they cannot
+    /// say and a dry run goes on).
+    ///
+    /// # Errors
+    /// `--platform` other than what they answer; no answer (give
+    /// `--platform`); outside a dry run.
+    fn machines_platform(
+        &self,
+        cx: &Ctx,
+        name: TargetName,
+        target: &dyn Target,
+        session: &targets::target::Session,
+        machines: &str,
+    ) -> Result<Option<build::platform::Platform>> {
+        let given = self.platform.one()?;
         let asked = target.platform(cx, session);
-        let runs_on = match (given, asked) {
+        Ok(match (given, asked) {
             // The machines, when they answer, must run what was asked for;
             // a cluster of several platforms, or one whose nodes this user
             // may not list, still deploys with --platform.
@@ -96,13 +123,7 @@ impl DeployArgs {
                 )))?;
                 None
             }
-        };
-        let why = match (given, runs_on) {
-            (None, Some(p)) => format!("{machines} {p}"),
-            _ => format!("building for {name}"),
-        };
-        self.platform
-            .destination_on_or_planned(&cx.runner, runs_on, Some(why))
+        })
     }
 
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
@@ -127,7 +148,21 @@ impl DeployArgs {
             .prepare(cx, &session, self.images.is_none())
             .with_context(|| format!("preparing target {name}"))?;
         let delivered = match &self.images {
-            Some(file) => prebuilt(cx, target.as_ref(), &specs, file)?,
+            Some(file) => {
+                // The platform the pinned images must be for.
+                let needed = match target
+                    .machines_run()
+                    .filter(|_| target.overlay(cx).is_some())
+                {
+                    Some(machines) => {
+                        let asked =
+                            self.machines_platform(cx, name, target.as_ref(), &session, &machines)?;
+                        self.platform.one()?.or(asked).map(|p| (p, machines))
+                    }
+                    None => None,
+                };
+                prebuilt(cx, target.as_ref(), &specs, file, needed)?
+            }
             None => {
                 let to = self.destination(cx, name, target.as_ref(), &session)?;
                 let built = build::build_for(cx, &specs, self.profile.or(target.profile()), &to)?;
@@ -223,6 +258,7 @@ fn prebuilt(
     target: &dyn Target,
     specs: &[services::ServiceSpec],
     file: &std::path::Path,
+    needed: Option<(Platform, String)>,
 ) -> Result<Delivered> {
     if target.overlay(cx).is_none() {
         anyhow::bail!(
@@ -264,6 +300,11 @@ fn prebuilt(
             reference,
         });
     }
+    if let Some((platform, machines)) = &needed {
+        for d in &images {
+            check_platform(cx, file, &d.image, platform, machines)?;
+        }
+    }
     cx.runner.step(format!(
         "no build: {} image(s) pinned by digest in {}",
         images.len(),
@@ -279,4 +320,57 @@ fn prebuilt(
         })
         .collect();
     Ok(Delivered { built, images })
+}
+
+/// Refuses `image` (pinned by digest in `file`) unless the registry says
+/// it is for `platform` (a single image of it, or an index with an entry
+/// for it): `machines` (`kind's machines run`) would otherwise die with
+/// `exec format error`. A registry this host cannot read leaves the check
+/// undone, said as a warning.
+///
+/// # Errors
+/// An image of other platforms (outside a dry run).
+fn check_platform(
+    cx: &Ctx,
+    file: &std::path::Path,
+    image: &Image,
+    platform: &Platform,
+    machines: &str,
+) -> Result<()> {
+    let (repository, digest) = image
+        .reference
+        .split_once('@')
+        .unwrap_or((image.reference.as_str(), image.digest.as_str()));
+    let read = crate::publish::pull::Download::open_for_digests(repository)
+        .and_then(|registry| registry.platforms(digest));
+    let platforms = match read {
+        Ok(platforms) => platforms,
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read which platforms {} is for ({e:#}); deploying it unchecked",
+                image.reference
+            );
+            return Ok(());
+        }
+    };
+    if platforms
+        .iter()
+        .any(|p| Platform::parse(p).is_ok_and(|p| p == *platform))
+    {
+        return Ok(());
+    }
+    cx.runner.precondition(anyhow::anyhow!(
+        "{}: {} is pinned to {}, an image for {}; {machines} {platform}: its pods would die \
+         with `exec format error`. Pin an image built for {platform}: `cargo xtask image push \
+         --platform {platform} --file-output FILE` writes one (several platforms, comma-\
+         separated, make an image index)",
+        file.display(),
+        image.name,
+        image.reference,
+        if platforms.is_empty() {
+            "no platform".to_string()
+        } else {
+            platforms.join(", ")
+        }
+    ))
 }
