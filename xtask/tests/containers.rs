@@ -989,3 +989,180 @@ fn a_model_on_onnx_runtime_serves_locally_and_from_its_c_runtime_base() -> Resul
     );
     Ok(())
 }
+
+/// A stand-in for the Rust image (none can be pulled here), tagged
+/// `tag`: a static `cargo` that checks the sources are in /src, then
+/// leaves for each `--bin` a copy of `payload` (itself when None) where
+/// cargo would (`/src/target/<triple>/<profile>/<bin>`).
+fn fake_rust_image(dir: &std::path::Path, tag: &str, payload: Option<&[u8]>) -> Result {
+    let source = dir.join("fake_cargo.rs");
+    std::fs::write(
+        &source,
+        r#"fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| {
+        let i = args.iter().position(|a| a == flag).expect(flag);
+        args[i + 1].clone()
+    };
+    if !std::path::Path::new("/src/Cargo.lock").is_file() {
+        eprintln!("no sources in /src");
+        std::process::exit(1);
+    }
+    let out = std::path::Path::new("/src/target").join(get("--target")).join(get("--profile"));
+    std::fs::create_dir_all(&out).unwrap();
+    let payload = std::path::Path::new("/payload");
+    let from = if payload.is_file() { payload.to_path_buf() } else { std::env::current_exe().unwrap() };
+    for (i, a) in args.iter().enumerate() {
+        if a == "--bin" {
+            std::fs::copy(&from, out.join(&args[i + 1])).unwrap();
+        }
+    }
+}
+"#,
+    )?;
+    let context = dir.join(format!("context-{}", tag.replace([':', '/'], "-")));
+    std::fs::create_dir_all(&context)?;
+    // The workspace's toolchain (rust-toolchain.toml), linked statically:
+    // the image has no C library.
+    let out = Command::new("rustc")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .args([
+            "--edition",
+            "2021",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(context.join("cargo"))
+        .arg(&source)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("rustc: {}", text(&out.stderr)).into());
+    }
+    let mut dockerfile =
+        "FROM scratch\nCOPY cargo /usr/local/cargo/bin/cargo\nENV PATH=/usr/local/cargo/bin\n"
+            .to_string();
+    if let Some(payload) = payload {
+        std::fs::write(context.join("payload"), payload)?;
+        dockerfile.push_str("COPY payload /payload\n");
+    }
+    std::fs::write(context.join("Dockerfile"), dockerfile)?;
+    let out = Command::new("docker")
+        .args(["build", "--quiet", "--tag", tag])
+        .arg(&context)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("docker build: {}", text(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+#[test]
+fn the_docker_builder_compiles_in_its_container_and_checks_what_it_made() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let id = std::process::id();
+    let rust = format!("localhost/kmlops-fake-rust-{id}:1");
+    fake_rust_image(dir.path(), &rust, None)?;
+    let settings = |builder: &str| -> Result<std::path::PathBuf> {
+        let file = dir.path().join("xtask.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[registry]\nhost = \"localhost\"\naccount = \"kmlops-source\"\n\
+                 [services.test-api]\n\
+                 [images]\ndir = \"images\"\nrust_builder = \"{builder}\"\n"
+            ),
+        )?;
+        Ok(file)
+    };
+    let xtask = |config: &std::path::Path| -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(config)
+            .args(["--progress=never", "image", "build", "test-api"])
+            .args(["--builder", "docker", "--toolchain", "docker"])
+            .output()?)
+    };
+    let result = (|| -> Result {
+        let out = xtask(&settings(&rust)?)?;
+        let (stdout, stderr) = ok(out)?;
+        assert!(
+            stderr.contains("inside docker build (the docker builder)"),
+            "{stderr}"
+        );
+        // The multi-stage Dockerfile: the build stage on the pinned image,
+        // cargo in exec form with this host's triple, the binary on scratch.
+        let dockerfile =
+            std::fs::read_to_string(dir.path().join("images/test-api-source-context/Dockerfile"))?;
+        let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+        for line in [
+            format!("FROM {rust} AS build"),
+            format!(
+                "RUN [\"cargo\",\"build\",\"--profile\",\"release\",\"--target\",\"{triple}\",\
+                 \"--locked\",\"--package\",\"test-api\",\"--bin\",\"test-api\""
+            ),
+            "FROM scratch".into(),
+            format!(
+                "COPY --from=build /src/target/{triple}/release/test-api /usr/local/bin/test-api"
+            ),
+            "USER 65532:65532".into(),
+        ] {
+            assert!(dockerfile.contains(&line), "{line} in:\n{dockerfile}");
+        }
+        let archive = dir.path().join("images/test-api.docker.tar");
+        let config = skopeo_json(&[
+            "inspect",
+            "--config",
+            &format!("docker-archive:{}", archive.display()),
+        ])?;
+        assert_eq!(config["config"]["User"], "65532:65532", "{config}");
+        assert!(stdout.contains("/test-api:"), "{stdout}");
+
+        // What the container made is checked as any binary an image packs:
+        // one of another CPU is refused, naming both.
+        let mut other = std::fs::read(
+            dir.path()
+                .join(format!("context-{}/cargo", rust.replace([':', '/'], "-"))),
+        )?;
+        let (machine, named) = if std::env::consts::ARCH == "aarch64" {
+            (62u16, "an x86-64 binary (linux/amd64)")
+        } else {
+            (183u16, "an AArch64 binary (linux/arm64)")
+        };
+        other[18..20].copy_from_slice(&machine.to_le_bytes());
+        let wrong = format!("localhost/kmlops-fake-rust-{id}:other");
+        fake_rust_image(dir.path(), &wrong, Some(&other))?;
+        let out = xtask(&settings(&wrong)?)?;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("/usr/local/bin/test-api of ")
+                && stderr.contains(&format!("is {named}, and the build is for linux/")),
+            "{stderr}"
+        );
+        Ok(())
+    })();
+    for tag in [
+        rust.clone(),
+        format!("localhost/kmlops-fake-rust-{id}:other"),
+    ] {
+        let _ = Command::new("docker")
+            .args(["rmi", "--force", &tag])
+            .output();
+    }
+    // The images it built, whatever their tags.
+    if let Ok(out) = Command::new("docker")
+        .args(["images", "--quiet", "localhost/kmlops-source/test-api"])
+        .output()
+    {
+        for image in text(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker")
+                .args(["rmi", "--force", image])
+                .output();
+        }
+    }
+    result
+}

@@ -223,6 +223,43 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
             "{args:?}: {stdout}"
         );
     }
+    // The docker builder compiles what this host cannot in its container:
+    // nothing stops a dry run, which plans that `docker build`.
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &[
+            "--dry-run",
+            "image",
+            "build",
+            "--builder",
+            "docker",
+            "--platform",
+            other.0,
+        ],
+    )?;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("would stop here"), "{stdout}");
+    assert!(
+        stdout.contains("a multi-stage Dockerfile on docker.io/library/rust:1.95.0")
+            && stdout.contains(&format!("build --platform {}", other.0)),
+        "{stdout}"
+    );
+    // Binaries on this host are not what it makes.
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &["build", "--toolchain", "docker"],
+    )?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--toolchain docker compiles inside the docker builder's"),
+        "{}",
+        text(&out.stderr)
+    );
     // The local target runs this host's binaries: another platform is
     // refused before anything is built.
     let out = xtask(

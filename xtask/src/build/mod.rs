@@ -618,6 +618,13 @@ fn build_checked(
     target: &BuildTarget<'_>,
     selection: &Selection,
 ) -> Result<Vec<Built>> {
+    if let Toolchain::Docker { .. } = target.to.toolchain {
+        bail!(
+            "--toolchain docker compiles inside the docker builder's Dockerfile, so it makes \
+             images, not binaries on this host: use it with `cargo xtask image build` or `image \
+             push` and --builder docker, or give another --toolchain"
+        );
+    }
     if let Some(s) = specs.iter().find(|s| s.runtime() == Runtime::Onnxruntime)
         && !matches!(
             target.to.toolchain,

@@ -2,7 +2,9 @@
 //! on a Linux host of the same CPU (the static glibc build, `link`);
 //! otherwise cross-compiled to a static musl binary, with `cargo
 //! zigbuild` (zig from PyPI as the linker, the target's std from rustup)
-//! or the user's own `cross`. The choice is a function of the host, the
+//! or the user's own `cross`; or compiled inside the docker builder's
+//! multi-stage Dockerfile, on the pinned Rust image (`Toolchain::Docker`,
+//! `image build --builder docker`). The choice is a function of the host, the
 //! platform and what is installed, so that every combination is tested
 //! with the host faked; `Installed::detect` is what asks this machine.
 
@@ -145,6 +147,11 @@ pub enum Toolchain {
     /// `cross build --target <triple>`: a static musl binary, built in
     /// cross's container.
     Cross { triple: String },
+    /// `cargo build --target <triple>` (a glibc triple, linked
+    /// statically) inside `docker build`, in the build stage of the docker
+    /// builder's multi-stage Dockerfile on the pinned Rust image: the
+    /// binaries are made in the image, never on this host.
+    Docker { triple: String },
 }
 
 /// Which toolchain is asked for (`--toolchain`).
@@ -155,6 +162,7 @@ pub enum Kind {
     Native,
     Zigbuild,
     Cross,
+    Docker,
 }
 
 impl Toolchain {
@@ -173,9 +181,10 @@ impl Toolchain {
     pub fn triple(&self) -> Option<&str> {
         match self {
             Self::Host => None,
-            Self::Native { triple } | Self::Zigbuild { triple } | Self::Cross { triple } => {
-                Some(triple)
-            }
+            Self::Native { triple }
+            | Self::Zigbuild { triple }
+            | Self::Cross { triple }
+            | Self::Docker { triple } => Some(triple),
         }
     }
 
@@ -184,7 +193,7 @@ impl Toolchain {
     /// adds what is built.
     pub fn command(&self, cargo: &str, profile: &str) -> (String, Vec<String>) {
         let (program, subcommand) = match self {
-            Self::Host | Self::Native { .. } => (cargo, "build"),
+            Self::Host | Self::Native { .. } | Self::Docker { .. } => (cargo, "build"),
             Self::Zigbuild { .. } => (cargo, "zigbuild"),
             Self::Cross { .. } => ("cross", "build"),
         };
@@ -202,7 +211,7 @@ impl Toolchain {
     /// build's binaries.
     pub fn own_target_dir(&self, target: &Path) -> Option<PathBuf> {
         match self {
-            Self::Host | Self::Native { .. } => None,
+            Self::Host | Self::Native { .. } | Self::Docker { .. } => None,
             Self::Zigbuild { .. } => Some(target.join("zigbuild")),
             Self::Cross { .. } => Some(target.join("cross")),
         }
@@ -225,7 +234,7 @@ impl Toolchain {
     /// this host (cross's cargo runs in a container, whose paths they
     /// name).
     pub fn reports_host_paths(&self) -> bool {
-        !matches!(self, Self::Cross { .. })
+        !matches!(self, Self::Cross { .. } | Self::Docker { .. })
     }
 }
 
@@ -294,6 +303,9 @@ pub fn pick(
             }
             Ok(Toolchain::Zigbuild { triple })
         }
+        Kind::Docker => Ok(Toolchain::Docker {
+            triple: format!("{}-unknown-linux-gnu", platform.rust_arch()),
+        }),
         Kind::Cross => {
             if !installed.cross {
                 // The runner's own refusal of a missing cross is the same
@@ -328,6 +340,7 @@ pub fn planned(kind: Kind, host: Host<'_>, platform: Platform, glibc: Option<&st
         (Kind::Cross, _) => Toolchain::Cross {
             triple: musl_triple(platform),
         },
+        (Kind::Docker, _) => Toolchain::Docker { triple: gnu },
     }
 }
 
@@ -338,6 +351,10 @@ impl fmt::Display for Toolchain {
             Self::Native { triple } => write!(f, "cargo build --target {triple} (native, static)"),
             Self::Zigbuild { triple } => write!(f, "cargo zigbuild --target {triple}"),
             Self::Cross { triple } => write!(f, "cross build --target {triple}"),
+            Self::Docker { triple } => write!(
+                f,
+                "cargo build --target {triple} inside docker build (the docker builder)"
+            ),
         }
     }
 }
@@ -354,10 +371,12 @@ pub struct Missing {
 }
 
 impl Missing {
-    /// What to do: the zigbuild path's commands, or cross.
+    /// What to do: the zigbuild path's commands, or cross, or (for images) the
+    /// docker builder.
     pub fn remedy(&self) -> String {
         format!(
-            "run {}; or install cross (`cargo install cross`, with a container engine)",
+            "run {}; or install cross (`cargo install cross`, with a container engine); or, for \
+             images, --builder docker (it compiles in the pinned Rust image)",
             self.zigbuild
                 .iter()
                 .map(|c| format!("`{c}`"))
@@ -571,7 +590,8 @@ mod tests {
             said,
             "linux/arm64 binaries cannot be built on this host (linux/x86_64) yet: run \
              `rustup target add aarch64-unknown-linux-musl` and `pip install ziglang \
-             cargo-zigbuild`; or install cross (`cargo install cross`, with a container engine)"
+             cargo-zigbuild`; or install cross (`cargo install cross`, with a container engine); \
+             or, for images, --builder docker (it compiles in the pinned Rust image)"
         );
     }
 

@@ -129,6 +129,9 @@ pub enum ToolchainArg {
     Zigbuild,
     /// cross build: static musl binaries, in cross's container
     Cross,
+    /// cargo build in the pinned Rust image, inside the docker builder's multi-stage Dockerfile
+    /// (image build|push --builder docker; its default where this host cannot build the platform)
+    Docker,
 }
 
 impl From<ToolchainArg> for Kind {
@@ -138,6 +141,7 @@ impl From<ToolchainArg> for Kind {
             ToolchainArg::Native => Self::Native,
             ToolchainArg::Zigbuild => Self::Zigbuild,
             ToolchainArg::Cross => Self::Cross,
+            ToolchainArg::Docker => Self::Docker,
         }
     }
 }
@@ -202,6 +206,33 @@ impl PlatformArg {
                 Ok(self.planned_for(platform))
             }
         }
+    }
+
+    /// The docker builder's destination for its one platform (`runs_on`
+    /// unless `--platform` says): this host's own build where it can make
+    /// it, else the docker builder compiles in its container
+    /// (`Toolchain::Docker`). None where `--toolchain` or `--glibc` asks
+    /// for a toolchain: then that one is picked as for any builder.
+    ///
+    /// # Errors
+    /// Several platforms given.
+    pub fn docker_builder_destination(
+        &self,
+        runs_on: Option<Platform>,
+    ) -> Result<Option<Destination>> {
+        if self.toolchain != ToolchainArg::Auto || self.glibc.is_some() {
+            return Ok(None);
+        }
+        let platform = self.one()?.or(runs_on);
+        Ok(Some(
+            Destination::pick(platform, Kind::Auto, None)
+                .ok()
+                .filter(|d| d.toolchain != crate::build::toolchain::Toolchain::Host)
+                .unwrap_or_else(|| {
+                    let platform = platform.unwrap_or_else(crate::build::host_platform);
+                    Destination::planned(Some(platform), Kind::Docker, None)
+                }),
+        ))
     }
 
     /// The platforms given, each once, in one order whatever the order

@@ -184,7 +184,7 @@ impl ImageArgs {
                  the native builder's (drop --builder docker)"
             );
         }
-        let to = destinations(cx, &self.platform, load_into)?;
+        let to = destinations(cx, &self.platform, load_into, builder)?;
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let publisher_none = publisher.is_none();
         let builds: Vec<serde_json::Value> = match publisher {
@@ -233,12 +233,23 @@ fn report(
 /// What to build for: an engine runs one platform's image (`into`'s own
 /// unless --platform says otherwise); an index goes to a registry. A dry
 /// run lists what this host lacks and plans the build it would make once
-/// installed.
+/// installed. The docker builder compiles in its container what this host
+/// cannot build.
 fn destinations(
     cx: &Ctx,
     platform: &super::args::PlatformArg,
     into: Option<LoadInto>,
+    builder: BuilderArg,
 ) -> Result<Vec<crate::build::Destination>> {
+    if builder == BuilderArg::Docker {
+        let runs_on = match (platform.one()?, into) {
+            (None, Some(into)) => into.runs_on(cx)?,
+            _ => None,
+        };
+        if let Some(to) = platform.docker_builder_destination(runs_on)? {
+            return Ok(vec![to]);
+        }
+    }
     match into {
         Some(into) => {
             let runs_on = match platform.one()? {

@@ -156,6 +156,11 @@ fn ip_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::net::IpAddr
 pub struct Images {
     /// Where image archives go; relative to the settings file.
     pub dir: PathBuf,
+    /// The image the docker builder compiles the services in where this
+    /// host cannot build the platform (`--toolchain docker`); None:
+    /// `docker.io/library/rust:<channel>`, the channel
+    /// `rust-toolchain.toml` pins.
+    pub rust_builder: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -171,6 +176,7 @@ impl Default for Images {
     fn default() -> Self {
         Self {
             dir: "target/xtask/images".into(),
+            rust_builder: None,
         }
     }
 }

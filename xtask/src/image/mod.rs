@@ -101,6 +101,15 @@ pub fn build_images(
     }
     match to {
         [] => bail!("no platform to build images for"),
+        [one] if matches!(one.toolchain, build::toolchain::Toolchain::Docker { .. }) => {
+            if builder != Builder::Docker {
+                bail!(
+                    "--toolchain docker compiles in the docker builder's container: add \
+                     --builder docker, or give another --toolchain"
+                );
+            }
+            from_source(cx, specs, profile, one)
+        }
         [one] => {
             // images_from keeps one image per image name.
             let built = build::build_for(cx, specs, profile, one)?;
@@ -121,6 +130,191 @@ pub fn build_images(
             indexes_from(cx, &built)
         }
     }
+}
+
+/// The docker builder's images of `specs` for `to` (a `Toolchain::Docker`
+/// destination), each compiled from the workspace's sources inside `docker
+/// build` (`dockerfile::FromSource`); cargo builds every service of the
+/// settings there, as on this host, so each image's build stage is the
+/// same and the engine's cache builds it once.
+///
+/// # Errors
+/// No git to list the sources; a failed `docker build`; a binary whose
+/// platform or linking is not the image's.
+fn from_source(
+    cx: &Ctx,
+    specs: &[ServiceSpec],
+    profile: build::Profile,
+    to: &build::Destination,
+) -> Result<Vec<Image>> {
+    let prov = Provenance::read(cx)?;
+    let dir = images_dir(cx);
+    let builder = rust_builder(cx)?;
+    let (program, mut cargo) = to.toolchain.command("cargo", profile.as_str());
+    cargo.insert(0, program);
+    cargo.push("--locked".into());
+    cargo.extend(build::selection(cx)?.build_args());
+    let sources = workspace_sources(cx)?;
+    eprintln!(
+        "==> binaries for {}: {} ({builder})",
+        to.platform, to.toolchain
+    );
+    let mut images: Vec<Image> = Vec::new();
+    for spec in specs {
+        if images.iter().any(|i| i.name == spec.settings.image) {
+            continue;
+        }
+        let b = Built {
+            spec: spec.clone(),
+            binary: PathBuf::new(),
+            runtime_library: None,
+            platform: to.platform,
+        };
+        let built = to
+            .toolchain
+            .out_dir(std::path::Path::new("target"), profile.as_str())
+            .join(&spec.bin);
+        let dockerfile = dockerfile::FromSource {
+            builder: &builder,
+            cargo: &cargo,
+            built: &built.to_string_lossy(),
+            bin: &spec.bin,
+            port: CONTAINER_PORT,
+        };
+        images.push(compiled_in_docker(
+            cx,
+            &b,
+            &dockerfile,
+            (&prov, &dir),
+            &sources,
+        )?);
+    }
+    Ok(images)
+}
+
+/// One image of `from_source`: its context staged, `docker build`, then
+/// the binary it made read back from the saved archive and checked as the
+/// native builder checks the binaries it packs.
+fn compiled_in_docker(
+    cx: &Ctx,
+    b: &Built,
+    dockerfile: &dockerfile::FromSource<'_>,
+    (prov, dir): (&Provenance, &std::path::Path),
+    sources: &[PathBuf],
+) -> Result<Image> {
+    let name = b.spec.settings.image.clone();
+    let reference = reference(cx, b, prov);
+    let archive = dir.join(format!("{name}.docker.tar"));
+    let context = dir.join(format!("{name}-source-context"));
+    cx.runner.effect(
+        format!(
+            "stage the build context {} (the workspace's sources, a multi-stage Dockerfile \
+             on {})",
+            context.display(),
+            dockerfile.builder
+        ),
+        || {
+            dockerfile::stage_from_source(
+                &context,
+                &dockerfile.text(),
+                &model_files(b)?,
+                &cx.root,
+                sources,
+            )
+        },
+    )?;
+    let labels: Vec<(String, String)> = labels(b, prov)?.into_iter().collect();
+    dockerfile::build(
+        cx,
+        &context.join("Dockerfile"),
+        &context,
+        (&reference, b.platform),
+        &labels,
+        archive.clone(),
+    )?;
+    let built = cx.runner.unless_dry_run(|| {
+        let blobs = oci::read_archive(&archive)?;
+        let path = format!("usr/local/bin/{}", b.spec.bin);
+        let binary = dockerfile::file_in_layers(&blobs.layers, &path)?;
+        let what = format!(
+            "/{path} of {reference} (service {}, built in {})",
+            b.spec.name, dockerfile.builder
+        );
+        platform::check_binary(&what, &binary, b.platform)?;
+        platform::check_static(&what, &binary)?;
+        let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
+        Ok(Image {
+            name: name.clone(),
+            reference: reference.clone(),
+            tag: prov.tag(),
+            digest: oci::sha256(&manifest),
+            id: oci::sha256(&blobs.config),
+            size: (blobs.config.len() + blobs.layers.iter().map(Vec::len).sum::<usize>()) as u64,
+            archive: archive.clone(),
+            platforms: Vec::new(),
+        })
+    })?;
+    Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
+}
+
+/// The image the docker builder compiles in: `[images] rust_builder`, else
+/// Docker Hub's `rust` image of the channel `rust-toolchain.toml` pins.
+///
+/// # Errors
+/// No `rust-toolchain.toml` channel to pin, without the setting.
+fn rust_builder(cx: &Ctx) -> Result<String> {
+    if let Some(image) = &cx.config.images.rust_builder {
+        return Ok(image.clone());
+    }
+    let file = cx.root.join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {} to pin the Rust image", file.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", file.display()))?;
+    let channel = doc
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(toml::Value::as_str)
+        .with_context(|| {
+            format!(
+                "{} pins no toolchain.channel: set [images] rust_builder to the image to \
+                 compile in",
+                file.display()
+            )
+        })?;
+    Ok(format!("docker.io/library/rust:{channel}"))
+}
+
+/// The workspace's files as git lists them (tracked, and untracked ones
+/// .gitignore does not leave out), relative to the root: what a build
+/// from source copies into its container.
+///
+/// # Errors
+/// Not a git work tree, or no git.
+fn workspace_sources(cx: &Ctx) -> Result<Vec<PathBuf>> {
+    let root = &cx.root;
+    let listed = cx.runner.probe(
+        xshell::cmd!(
+            cx.sh,
+            "git -C {root} ls-files -z --cached --others --exclude-standard"
+        ),
+        "listing the workspace's sources for the docker builder",
+        std::time::Duration::from_secs(30),
+    )?;
+    if !listed.success {
+        return Err(listed.failure_saying(format!(
+            "the docker builder copies the workspace's sources as git lists them, and `git \
+             ls-files` failed in {}: {}",
+            root.display(),
+            listed.stderr.trim()
+        )));
+    }
+    Ok(listed
+        .stdout
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .collect())
 }
 
 /// `linux/amd64, linux/arm64`.
