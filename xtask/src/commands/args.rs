@@ -10,7 +10,7 @@ use crate::build::platform::Platform;
 use crate::build::toolchain::Kind;
 use crate::build::{Destination, Profile};
 use crate::ground::runner::{Progress, Runner};
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{Config, TargetName};
 use crate::targets::clusters;
 use crate::targets::kube::Kube;
 
@@ -64,8 +64,8 @@ impl From<OutputArg> for crate::ground::runner::Format {
 }
 
 /// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
-pub fn seldon_target(name: TargetName) -> Result<Kube> {
-    match clusters::for_name(name) {
+pub fn seldon_target(name: TargetName, config: &Config) -> Result<Kube> {
+    match clusters::for_name(name, config) {
         Some(cluster) => Ok(Kube::new(cluster)),
         None => {
             bail!(

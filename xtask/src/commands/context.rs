@@ -42,7 +42,7 @@ pub enum ContextCommand {
 
 /// Which target a context belongs to, by the naming each cluster's tool uses.
 fn target_of(cx: &Ctx, name: &str) -> Option<TargetName> {
-    clusters::all()
+    clusters::all(&cx.config)
         .into_iter()
         .find(|c| c.context(cx).ok().as_deref() == Some(name))
         .map(|c| c.name())
@@ -74,7 +74,7 @@ impl ContextArgs {
             },
             ContextCommand::Check { target, context } => {
                 let name = cx.target(target.target);
-                let Some(cluster) = clusters::for_name(name) else {
+                let Some(cluster) = clusters::for_name(name, &cx.config) else {
                     bail!("target {name} has no kube context");
                 };
                 let want = cluster.context(cx)?;

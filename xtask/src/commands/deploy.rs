@@ -132,7 +132,7 @@ impl DeployArgs {
         if self.seldon {
             return self.deploy_seldon(cx, name);
         }
-        let target = targets::for_name(name);
+        let target = targets::for_name(name, &cx.config);
         if self.force_conflicts && target.overlay(cx).is_none() {
             bail!(
                 "--force-conflicts takes over fields on a Kubernetes target (minikube, kind, \
@@ -213,7 +213,7 @@ impl DeployArgs {
     /// `deploy --seldon`: the models as SeldonDeployments on `name`'s
     /// cluster, called through the ingress.
     fn deploy_seldon(&self, cx: &Ctx, name: TargetName) -> Result<ExitCode> {
-        let kube = kubernetes(name)?;
+        let kube = kubernetes(name, &cx.config)?;
         let mut session = kube.open(cx)?;
         force_conflicts(&mut session, self.force_conflicts);
         let profile = self.profile.or(kube.profile());

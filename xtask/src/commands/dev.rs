@@ -37,7 +37,7 @@ pub struct DevArgs {
 impl DevArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = targets::for_name(name);
+        let target = targets::for_name(name, &cx.config);
         target.dev_loop()?;
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();

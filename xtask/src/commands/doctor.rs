@@ -63,7 +63,7 @@ impl DoctorArgs {
         for line in crate::build::workspace::undeployed_lines(cx) {
             println!("{line}");
         }
-        let t = targets::for_name(target);
+        let t = targets::for_name(target, &cx.config);
         let needs = t.tools();
         let missing: Vec<&str> = rows
             .iter()
@@ -98,7 +98,7 @@ impl DoctorArgs {
 /// commands that install it], "error"}], "target": {"name", "ready",
 /// "missing", "blockers"}}`.
 fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
-    let t = targets::for_name(target);
+    let t = targets::for_name(target, &cx.config);
     let missing: Vec<&str> = rows
         .iter()
         .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
@@ -253,7 +253,12 @@ fn first_line(s: &str) -> Option<&str> {
 fn needed_by(tool: &Tool) -> Vec<String> {
     TargetName::ALL
         .into_iter()
-        .filter(|t| targets::for_name(*t).tools().contains(&tool.name))
+        // What a target needs does not depend on its settings.
+        .filter(|t| {
+            targets::for_name(*t, &crate::ground::settings::Config::default())
+                .tools()
+                .contains(&tool.name)
+        })
         .map(|t| t.to_string())
         .collect()
 }

@@ -71,11 +71,17 @@ impl LoadInto {
         }
     }
 
-    fn publisher(self) -> Box<dyn Publisher> {
+    /// Where it loads, as `config` names it (kind's cluster, minikube's
+    /// profile).
+    fn publisher(self, config: &crate::ground::settings::Config) -> Box<dyn Publisher> {
         match self {
             Self::Docker => Box::new(docker::Docker),
-            Self::Minikube => Box::new(minikube::Minikube),
-            Self::Kind => Box::new(kind::Kind),
+            Self::Minikube => Box::new(minikube::Minikube {
+                profile: config.minikube.profile.clone(),
+            }),
+            Self::Kind => Box::new(kind::Kind {
+                cluster: config.kind.cluster.clone(),
+            }),
         }
     }
 }
@@ -142,7 +148,7 @@ impl ImageArgs {
                 builder,
             } => {
                 load_into = Some(into);
-                (services, builder, Some(into.publisher()))
+                (services, builder, Some(into.publisher(&cx.config)))
             }
             ImageCommand::Push {
                 services,
@@ -156,6 +162,7 @@ impl ImageArgs {
                     base: registry,
                     insecure,
                     siblings: services::image_names(&cx.config),
+                    settings: cx.config.registry.clone(),
                 })),
             ),
             ImageCommand::Verify {

@@ -26,7 +26,7 @@ pub struct LogsArgs {
 
 impl LogsArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let target = targets::for_name(cx.target(self.target.target));
+        let target = targets::for_name(cx.target(self.target.target), &cx.config);
         let spec = services::select(&cx.config, &cx.root, std::slice::from_ref(&self.service))?;
         let session = target.open(cx)?;
         target.logs(cx, &session, &spec[0], self.tail, self.follow)?;

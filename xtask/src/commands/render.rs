@@ -34,7 +34,7 @@ pub struct RenderArgs {
 impl RenderArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = targets::for_name(name);
+        let target = targets::for_name(name, &cx.config);
         let (overlay, file_name) = if self.seldon {
             (
                 cx.config.kubernetes.manifests_dir.join("seldon"),

@@ -31,7 +31,7 @@ pub enum SeldonCommand {
 impl SeldonArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let kube = seldon_target(name)?;
+        let kube = seldon_target(name, &cx.config)?;
         let _lock = match self.command {
             SeldonCommand::Status => None,
             _ => lock_target(cx, name, crate::ground::lock::Kind::Run)?,

@@ -20,7 +20,7 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let target = targets::for_name(cx.target(self.target.target));
+        let target = targets::for_name(cx.target(self.target.target), &cx.config);
         let session = target.open(cx)?;
         let specs = services::all(&cx.config, &cx.root);
         let rows = target.status(cx, &session, &specs)?;

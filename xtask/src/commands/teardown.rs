@@ -43,7 +43,7 @@ impl TeardownArgs {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
-            let kube = kubernetes(name)?;
+            let kube = kubernetes(name, &cx.config)?;
             let session = kube.open(cx)?;
             crate::seldon::deploy::teardown(cx, &kube, &session)?;
             if self.all {
@@ -56,14 +56,14 @@ impl TeardownArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let cluster = clusters::for_name(name);
+        let cluster = clusters::for_name(name, &cx.config);
         if self.cluster && cluster.is_none() {
             bail!(
                 "--cluster: target {name} has no cluster; use it with {}",
                 clusters::names()
             );
         }
-        let target = targets::for_name(name);
+        let target = targets::for_name(name, &cx.config);
         let session = target.open(cx)?;
         // A name the settings no longer have may still run there (its
         // table was removed): teardown stops such leftovers anyway, so it

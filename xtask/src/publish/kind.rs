@@ -8,11 +8,14 @@ use super::publisher::Publisher;
 use crate::ground::context::Ctx;
 use crate::image::Image;
 
-pub struct Kind;
+/// Loads into the kind cluster named `cluster` (`[kind] cluster`).
+pub struct Kind {
+    pub cluster: String,
+}
 
 impl Publisher for Kind {
-    fn destination(&self, cx: &Ctx) -> String {
-        format!("kind cluster {}", cx.config.kind.cluster)
+    fn destination(&self, _cx: &Ctx) -> String {
+        format!("kind cluster {}", self.cluster)
     }
 
     fn publish(&self, cx: &Ctx, image: &Image) -> Result<String> {
@@ -21,7 +24,7 @@ impl Publisher for Kind {
             image.reference,
             self.destination(cx)
         ));
-        let (cluster, archive) = (&cx.config.kind.cluster, &image.archive);
+        let (cluster, archive) = (&self.cluster, &image.archive);
         cx.runner.run(
             cmd!(cx.sh, "kind load image-archive --name {cluster} {archive}"),
             "loading images into kind",

@@ -8,11 +8,14 @@ use super::publisher::Publisher;
 use crate::ground::context::Ctx;
 use crate::image::Image;
 
-pub struct Minikube;
+/// Loads into the minikube profile `profile` (`[minikube] profile`).
+pub struct Minikube {
+    pub profile: String,
+}
 
 impl Publisher for Minikube {
-    fn destination(&self, cx: &Ctx) -> String {
-        format!("minikube profile {}", cx.config.minikube.profile)
+    fn destination(&self, _cx: &Ctx) -> String {
+        format!("minikube profile {}", self.profile)
     }
 
     fn publish(&self, cx: &Ctx, image: &Image) -> Result<String> {
@@ -21,7 +24,7 @@ impl Publisher for Minikube {
             image.reference,
             self.destination(cx)
         ));
-        let (profile, archive) = (&cx.config.minikube.profile, &image.archive);
+        let (profile, archive) = (&self.profile, &image.archive);
         cx.runner.run(
             cmd!(cx.sh, "minikube image load --profile {profile} {archive}"),
             "loading images into minikube",

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use super::publisher::Publisher;
 use super::push;
 use crate::ground::context::Ctx;
+use crate::ground::settings;
 use crate::image::Image;
 
 pub struct Registry {
@@ -18,6 +19,8 @@ pub struct Registry {
     /// The names of the other images that go to the same place (the
     /// settings' images): a blob one of them has is mounted, not uploaded.
     pub siblings: Vec<String>,
+    /// `[registry]`: where images are named after without a `base`.
+    pub settings: settings::Registry,
 }
 
 impl Registry {
@@ -51,21 +54,19 @@ impl Publisher for Registry {
         true
     }
 
-    fn destination(&self, cx: &Ctx) -> String {
+    fn destination(&self, _cx: &Ctx) -> String {
         match &self.base {
             Some(b) => b.clone(),
-            None => format!("{}/{}", cx.config.registry.host, cx.config.registry.account),
+            None => format!("{}/{}", self.settings.host, self.settings.account),
         }
     }
 
     fn preflight(&self, cx: &Ctx, image: &str) -> Result<()> {
         let repository = match &self.base {
             Some(b) => format!("{}/{image}", b.trim_end_matches('/')),
-            None => crate::image::naming::repository(
-                &cx.config.registry.host,
-                &cx.config.registry.account,
-                image,
-            ),
+            None => {
+                crate::image::naming::repository(&self.settings.host, &self.settings.account, image)
+            }
         };
         if repository.contains('<') {
             return Ok(()); // a placeholder: its cause is a blocker already

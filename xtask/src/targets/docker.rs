@@ -21,31 +21,27 @@ use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::runner::{Progress, Runner};
 use crate::ground::services::ServiceSpec;
+use crate::ground::settings;
 use crate::ground::tools::engine_cli;
 use crate::image::{self, Builder};
 use crate::publish::docker::Docker as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::target::{Delivered, Delivery, LogSource, Session, StatusRow, Target};
 
-pub struct Docker;
+/// The docker target: `[docker]`'s container names and published
+/// address, `[local]`'s timeouts (the same a local service gets), and the
+/// settings' service names (other containers of the prefix are leftovers).
+pub struct Docker {
+    pub settings: settings::Docker,
+    /// Seconds a deploy waits for a container's readiness.
+    pub ready_timeout_secs: u64,
+    /// Seconds teardown waits after SIGTERM before SIGKILL.
+    pub stop_grace_secs: u64,
+    pub services: Vec<String>,
+}
 
 const POLL: Duration = Duration::from_millis(100);
 const PROBE: Duration = Duration::from_secs(30);
-
-fn name(cx: &Ctx, spec: &ServiceSpec) -> String {
-    format!("{}-{}", cx.config.docker.name_prefix, spec.name)
-}
-
-/// What `docker run` is given, as one string: a changed one means restart.
-fn settings_key(cx: &Ctx, spec: &ServiceSpec) -> String {
-    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "{}:{}|{}",
-        cx.config.docker.publish_address,
-        spec.settings.port,
-        env.join(",")
-    )
-}
 
 /// `(image id, running, settings key)` of the container, None when there
 /// is no such container, an error when the engine cannot tell (it does not
@@ -140,6 +136,187 @@ impl Started {
     }
 }
 
+impl Docker {
+    fn name(&self, spec: &ServiceSpec) -> String {
+        format!("{}-{}", self.settings.name_prefix, spec.name)
+    }
+
+    /// What `docker run` is given, as one string: a changed one means restart.
+    fn settings_key(&self, spec: &ServiceSpec) -> String {
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "{}:{}|{}",
+            self.settings.publish_address,
+            spec.settings.port,
+            env.join(",")
+        )
+    }
+
+    /// Our containers (by label and name prefix) whose service the settings
+    /// do not have: (service, container).
+    fn unconfigured(&self, cx: &Ctx) -> Result<Vec<(String, String)>> {
+        let docker = engine_cli();
+        let configured = self.services.clone();
+        let prefix = format!("{}-", self.settings.name_prefix);
+        let label = format!("label={MANAGED_BY}");
+        let format = "{{.Names}}";
+        let listed = cx.runner.probe(
+            cmd!(
+                cx.sh,
+                "{docker} ps --all --filter {label} --format {format}"
+            ),
+            "listing containers",
+            PROBE,
+        )?;
+        if !listed.success {
+            cx.runner.precondition(listed.failure_saying(format!(
+                "`{docker} ps` could not list kube-mlops's containers: {}",
+                listed.stderr.trim()
+            )))?;
+        }
+        Ok(listed
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter_map(|container| {
+                let service = container.strip_prefix(&prefix)?;
+                (!configured.iter().any(|s| s == service))
+                    .then(|| (service.to_string(), container.to_string()))
+            })
+            .collect())
+    }
+
+    fn url(&self, spec: &ServiceSpec) -> String {
+        format!(
+            "http://{}:{}",
+            self.settings.publish_address, spec.settings.port
+        )
+    }
+
+    /// Starts `spec`'s container unless the one running has the same image and
+    /// settings and is healthy.
+    fn start_one(
+        &self,
+        cx: &Ctx,
+        delivered: &Delivered,
+        spec: &ServiceSpec,
+        started: &Started,
+    ) -> Result<()> {
+        let docker = engine_cli();
+        let container = self.name(spec);
+        let delivery = delivered
+            .image_of(spec)
+            .with_context(|| format!("no image was built for {}", spec.name))?;
+        let key = self.settings_key(spec);
+        if let Some((id, running, old_key)) = inspect(cx, &container)? {
+            let same = id == delivery.image.id.trim_start_matches("sha256:") && old_key == key;
+            if same && running && http::ready(&self.url(spec)) {
+                eprintln!(
+                    "==> {}: already running and healthy ({container}); image unchanged",
+                    spec.name
+                );
+                return Ok(());
+            }
+            cx.runner.step(format!(
+                "{}: replacing container {container} (image or settings changed, or not healthy)",
+                spec.name
+            ));
+            cx.runner.run(
+                cmd!(cx.sh, "{docker} rm --force {container}"),
+                "replacing containers",
+            )?;
+        }
+        let addr = self.settings.publish_address.as_str();
+        let port = spec.settings.port;
+        cx.runner.unless_dry_run(|| {
+            net::port_free(addr, port).map_err(|e| {
+                anyhow::anyhow!(
+                    "port {port} for {} is not free on {addr} ({e}): stop what uses it, or set `port` \
+                     under [services.{}] in xtask.toml to a free one",
+                    spec.name,
+                    spec.name
+                )
+            })
+        })?;
+        let service = format!("kube-mlops.service={}", spec.name);
+        let settings = format!("kube-mlops.settings={key}");
+        let publish = format!("{addr}:{port}:{CONTAINER_PORT}");
+        let env = spec
+            .env
+            .iter()
+            .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")]);
+        let reference = &delivery.reference;
+        let run = cmd!(
+            cx.sh,
+            "{docker} run --detach --name {container} --label {MANAGED_BY} --label {service} --label {settings} --publish {publish} --read-only --cap-drop ALL --security-opt no-new-privileges {env...} {reference}"
+        );
+        started.add(&container);
+        // Ctrl-C waits for this `docker run`: its container would appear after a
+        // cleanup that ran meanwhile.
+        interrupt::critical(|| cx.runner.run(run, "starting containers")).map(drop)
+    }
+
+    fn wait_one(&self, cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
+        let container = self.name(spec);
+        let base = self.url(spec);
+        let timeout = Duration::from_secs(self.ready_timeout_secs);
+        let what = format!(
+            "wait up to {}s until GET {base}/readyz answers 200",
+            timeout.as_secs()
+        );
+        let (docker, format) = (engine_cli(), "{{.State.Status}} {{.State.ExitCode}}");
+        // The container's state, "gone" when the engine has no such container
+        // any more, or what the engine said when it could not tell.
+        let state = || match cx.runner.probe(
+            cmd!(cx.sh, "{docker} inspect --format {format} {container}"),
+            "inspecting containers",
+            PROBE,
+        ) {
+            Ok(p) if p.success => p.stdout.trim().to_string(),
+            Ok(p) if p.stderr.to_ascii_lowercase().contains("no such") => "gone".to_string(),
+            Ok(p) => format!("unknown: {}", p.stderr.trim()),
+            Err(e) => format!("unknown: {e:#}"),
+        };
+        cx.runner.effect(what, || {
+            let waited = poll::until(timeout, POLL, || {
+                if let Check::Done(()) = http::readiness(&base) {
+                    return Ok(Check::Done(()));
+                }
+                let state = state();
+                if state == "gone" {
+                    bail!(
+                        "container {container} ({}) was removed before it was ready: something else \
+                         removed it (`docker rm`, or a teardown run by hand); deploy again",
+                        spec.name
+                    );
+                }
+                if state.starts_with("exited") || state.starts_with("dead") {
+                    let code = state.split_whitespace().nth(1).unwrap_or("?");
+                    bail!(
+                        "container {container} ({}) exited with code {code} before it was ready{}",
+                        spec.name,
+                        logs_tail(cx, &container)
+                    );
+                }
+                Ok(Check::NotYet(state))
+            })?;
+            match waited {
+                Waited::Done { after, .. } => {
+                    eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
+                    Ok(())
+                }
+                Waited::TimedOut { last } => bail!(
+                    "{} was not ready within {}s (container {container}: {last}){}",
+                    spec.name,
+                    timeout.as_secs(),
+                    logs_tail(cx, &container)
+                ),
+            }
+        })?;
+        Ok(())
+    }
+}
+
 impl Target for Docker {
     fn machines_run(&self) -> Option<String> {
         Some("the docker engine runs".into())
@@ -204,12 +381,12 @@ impl Target for Docker {
         let result = delivered
             .built
             .iter()
-            .try_for_each(|b| start_one(cx, delivered, &b.spec, &started))
+            .try_for_each(|b| self.start_one(cx, delivered, &b.spec, &started))
             .and_then(|()| {
                 delivered
                     .built
                     .iter()
-                    .try_for_each(|b| wait_one(cx, &b.spec))
+                    .try_for_each(|b| self.wait_one(cx, &b.spec))
             });
         if result.is_err() {
             started.remove();
@@ -217,8 +394,8 @@ impl Target for Docker {
         result
     }
 
-    fn urls(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
-        Ok(specs.iter().map(|s| url(cx, s)).collect())
+    fn urls(&self, _cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        Ok(specs.iter().map(|s| self.url(s)).collect())
     }
 
     fn status(
@@ -230,14 +407,14 @@ impl Target for Docker {
         let mut rows = specs
             .iter()
             .map(|spec| {
-                let container = name(cx, spec);
+                let container = self.name(spec);
                 let (state, healthy, url) = match inspect(cx, &container)? {
                     None => ("no container".to_string(), false, None),
                     Some((_, false, _)) => {
                         (format!("container {container} is not running"), false, None)
                     }
                     Some((id, true, _)) => {
-                        let base = url(cx, spec);
+                        let base = self.url(spec);
                         let short = &id[..id.len().min(12)];
                         match http::get(&format!("{base}/readyz"), Duration::from_secs(2)) {
                             Ok((200, _)) => (
@@ -263,7 +440,7 @@ impl Target for Docker {
             })
             .collect::<Result<Vec<_>>>()?;
         // Containers of ours whose service the settings no longer have.
-        for (service, container) in unconfigured(cx)? {
+        for (service, container) in self.unconfigured(cx)? {
             if rows.iter().any(|r| r.service == service) {
                 continue;
             }
@@ -280,10 +457,10 @@ impl Target for Docker {
         Ok(rows)
     }
 
-    fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
+    fn log_source(&self, _cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
         Some(LogSource::Container {
             cli: engine_cli().to_string(),
-            name: name(cx, spec),
+            name: self.name(spec),
         })
     }
 
@@ -299,7 +476,7 @@ impl Target for Docker {
         let tail = tail.map(|n| ["--tail".to_string(), n.to_string()]);
         let tail = tail.iter().flatten();
         let follow = follow.then_some("--follow");
-        let container = name(cx, spec);
+        let container = self.name(spec);
         cx.runner.run_inherited(
             cmd!(cx.sh, "{docker} logs {tail...} {follow...} {container}"),
             "showing container logs",
@@ -311,9 +488,9 @@ impl Target for Docker {
         let mut removed = Vec::new();
         // SIGTERM and the same grace as the local target, then removal: a
         // service finishes its requests in flight.
-        let grace = cx.config.local.stop_grace_secs.to_string();
+        let grace = self.stop_grace_secs.to_string();
         for spec in specs {
-            let container = name(cx, spec);
+            let container = self.name(spec);
             if inspect(cx, &container)?.is_none() {
                 eprintln!("==> {}: no container", spec.name);
                 continue;
@@ -331,7 +508,7 @@ impl Target for Docker {
         // Containers of services removed from the settings since. (Not
         // those of services still in the settings that this teardown was
         // not asked for.)
-        for (service, container) in unconfigured(cx)? {
+        for (service, container) in self.unconfigured(cx)? {
             if specs.iter().any(|s| s.name == service) {
                 continue;
             }
@@ -346,40 +523,6 @@ impl Target for Docker {
         }
         Ok(removed)
     }
-}
-
-/// Our containers (by label and name prefix) whose service the settings
-/// do not have: (service, container).
-fn unconfigured(cx: &Ctx) -> Result<Vec<(String, String)>> {
-    let docker = engine_cli();
-    let configured = crate::ground::services::names(&cx.config);
-    let prefix = format!("{}-", cx.config.docker.name_prefix);
-    let label = format!("label={MANAGED_BY}");
-    let format = "{{.Names}}";
-    let listed = cx.runner.probe(
-        cmd!(
-            cx.sh,
-            "{docker} ps --all --filter {label} --format {format}"
-        ),
-        "listing containers",
-        PROBE,
-    )?;
-    if !listed.success {
-        cx.runner.precondition(listed.failure_saying(format!(
-            "`{docker} ps` could not list kube-mlops's containers: {}",
-            listed.stderr.trim()
-        )))?;
-    }
-    Ok(listed
-        .stdout
-        .lines()
-        .map(str::trim)
-        .filter_map(|container| {
-            let service = container.strip_prefix(&prefix)?;
-            (!configured.iter().any(|s| s == service))
-                .then(|| (service.to_string(), container.to_string()))
-        })
-        .collect())
 }
 
 /// The engine's version, or why no engine answers and how to start one.
@@ -404,130 +547,6 @@ fn engine_version(cx: &Ctx) -> Result<String> {
         );
     }
     Ok(probe.stdout.trim().to_string())
-}
-
-fn url(cx: &Ctx, spec: &ServiceSpec) -> String {
-    format!(
-        "http://{}:{}",
-        cx.config.docker.publish_address, spec.settings.port
-    )
-}
-
-/// Starts `spec`'s container unless the one running has the same image and
-/// settings and is healthy.
-fn start_one(cx: &Ctx, delivered: &Delivered, spec: &ServiceSpec, started: &Started) -> Result<()> {
-    let docker = engine_cli();
-    let container = name(cx, spec);
-    let delivery = delivered
-        .image_of(spec)
-        .with_context(|| format!("no image was built for {}", spec.name))?;
-    let key = settings_key(cx, spec);
-    if let Some((id, running, old_key)) = inspect(cx, &container)? {
-        let same = id == delivery.image.id.trim_start_matches("sha256:") && old_key == key;
-        if same && running && http::ready(&url(cx, spec)) {
-            eprintln!(
-                "==> {}: already running and healthy ({container}); image unchanged",
-                spec.name
-            );
-            return Ok(());
-        }
-        cx.runner.step(format!(
-            "{}: replacing container {container} (image or settings changed, or not healthy)",
-            spec.name
-        ));
-        cx.runner.run(
-            cmd!(cx.sh, "{docker} rm --force {container}"),
-            "replacing containers",
-        )?;
-    }
-    let addr = cx.config.docker.publish_address.as_str();
-    let port = spec.settings.port;
-    cx.runner.unless_dry_run(|| {
-        net::port_free(addr, port).map_err(|e| {
-            anyhow::anyhow!(
-                "port {port} for {} is not free on {addr} ({e}): stop what uses it, or set `port` \
-                 under [services.{}] in xtask.toml to a free one",
-                spec.name,
-                spec.name
-            )
-        })
-    })?;
-    let service = format!("kube-mlops.service={}", spec.name);
-    let settings = format!("kube-mlops.settings={key}");
-    let publish = format!("{addr}:{port}:{CONTAINER_PORT}");
-    let env = spec
-        .env
-        .iter()
-        .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")]);
-    let reference = &delivery.reference;
-    let run = cmd!(
-        cx.sh,
-        "{docker} run --detach --name {container} --label {MANAGED_BY} --label {service} --label {settings} --publish {publish} --read-only --cap-drop ALL --security-opt no-new-privileges {env...} {reference}"
-    );
-    started.add(&container);
-    // Ctrl-C waits for this `docker run`: its container would appear after a
-    // cleanup that ran meanwhile.
-    interrupt::critical(|| cx.runner.run(run, "starting containers")).map(drop)
-}
-
-fn wait_one(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
-    let container = name(cx, spec);
-    let base = url(cx, spec);
-    let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
-    let what = format!(
-        "wait up to {}s until GET {base}/readyz answers 200",
-        timeout.as_secs()
-    );
-    let (docker, format) = (engine_cli(), "{{.State.Status}} {{.State.ExitCode}}");
-    // The container's state, "gone" when the engine has no such container
-    // any more, or what the engine said when it could not tell.
-    let state = || match cx.runner.probe(
-        cmd!(cx.sh, "{docker} inspect --format {format} {container}"),
-        "inspecting containers",
-        PROBE,
-    ) {
-        Ok(p) if p.success => p.stdout.trim().to_string(),
-        Ok(p) if p.stderr.to_ascii_lowercase().contains("no such") => "gone".to_string(),
-        Ok(p) => format!("unknown: {}", p.stderr.trim()),
-        Err(e) => format!("unknown: {e:#}"),
-    };
-    cx.runner.effect(what, || {
-        let waited = poll::until(timeout, POLL, || {
-            if let Check::Done(()) = http::readiness(&base) {
-                return Ok(Check::Done(()));
-            }
-            let state = state();
-            if state == "gone" {
-                bail!(
-                    "container {container} ({}) was removed before it was ready: something else \
-                     removed it (`docker rm`, or a teardown run by hand); deploy again",
-                    spec.name
-                );
-            }
-            if state.starts_with("exited") || state.starts_with("dead") {
-                let code = state.split_whitespace().nth(1).unwrap_or("?");
-                bail!(
-                    "container {container} ({}) exited with code {code} before it was ready{}",
-                    spec.name,
-                    logs_tail(cx, &container)
-                );
-            }
-            Ok(Check::NotYet(state))
-        })?;
-        match waited {
-            Waited::Done { after, .. } => {
-                eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
-                Ok(())
-            }
-            Waited::TimedOut { last } => bail!(
-                "{} was not ready within {}s (container {container}: {last}){}",
-                spec.name,
-                timeout.as_secs(),
-                logs_tail(cx, &container)
-            ),
-        }
-    })?;
-    Ok(())
 }
 
 /// The container engine's own platform (`docker info`; `podman info` names

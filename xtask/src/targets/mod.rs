@@ -11,17 +11,25 @@ pub mod kube;
 mod local;
 pub mod target;
 
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{Config, TargetName};
 use crate::targets::target::Target;
 
-/// The target of that name. (Exhaustive: a new `TargetName` must be
-/// placed here.)
-pub fn for_name(name: TargetName) -> Box<dyn Target> {
+/// The target of that name, holding its settings from `config`.
+/// (Exhaustive: a new `TargetName` must be placed here.)
+pub fn for_name(name: TargetName, config: &Config) -> Box<dyn Target> {
     match name {
-        TargetName::Local => Box::new(local::Local),
-        TargetName::Docker => Box::new(docker::Docker),
+        TargetName::Local => Box::new(local::Local {
+            settings: config.local.clone(),
+            services: crate::ground::services::names(config),
+        }),
+        TargetName::Docker => Box::new(docker::Docker {
+            settings: config.docker.clone(),
+            ready_timeout_secs: config.local.ready_timeout_secs,
+            stop_grace_secs: config.local.stop_grace_secs,
+            services: crate::ground::services::names(config),
+        }),
         TargetName::Minikube | TargetName::Kind | TargetName::Gke => {
-            match clusters::for_name(name) {
+            match clusters::for_name(name, config) {
                 Some(cluster) => Box::new(kube::Kube::new(cluster)),
                 None => unreachable!("every Kubernetes target has a cluster kind"),
             }
@@ -40,13 +48,13 @@ pub fn machines_platform(
     cx: &crate::ground::context::Ctx,
     name: TargetName,
 ) -> anyhow::Result<Option<crate::build::platform::Platform>> {
-    let target = for_name(name);
+    let target = for_name(name, &cx.config);
     if let Ok(session) = target.open(cx)
         && let Ok(Some(p)) = target.platform(cx, &session)
     {
         return Ok(Some(p));
     }
-    match clusters::for_name(name) {
+    match clusters::for_name(name, &cx.config) {
         Some(cluster) => cluster.planned_platform(cx),
         None => Ok(None),
     }

@@ -18,12 +18,35 @@ use crate::ground::http;
 use crate::ground::poll::{self, Waited};
 use crate::ground::runner::{Blocked, Cause, Probe, quote};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{self, Config, TargetName};
 use crate::publish::publisher::Publisher;
 use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
 
-pub struct Gke;
+/// The GKE cluster `[gke]` describes; images pushed to `[registry]` when
+/// set (else the project's Artifact Registry); its services in `namespace`.
+pub struct Gke {
+    settings: settings::Gke,
+    registry: settings::Registry,
+    /// Every image name of the settings: siblings a push mounts from.
+    images: Vec<String>,
+    namespace: String,
+    /// Seconds to wait for a LoadBalancer's address to carry traffic.
+    address_timeout_secs: u64,
+}
+
+impl Gke {
+    /// GKE with its settings from `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            settings: config.gke.clone(),
+            registry: config.registry.clone(),
+            images: crate::ground::services::image_names(config),
+            namespace: config.kubernetes.namespace.clone(),
+            address_timeout_secs: config.kubernetes.address_timeout_secs,
+        }
+    }
+}
 
 /// The platform of a Compute Engine machine type's CPU: the Arm series
 /// (T2A, Ampere Altra; C4A and N4A, Google Axion: `t2a-standard-4`,
@@ -53,13 +76,13 @@ fn no_project() -> anyhow::Error {
     )
 }
 
-/// The project GKE works in: `gke.project`, else gcloud's configured
+/// The project GKE works in: `g.project`, else gcloud's configured
 /// project (`gcloud config get-value project`, what gcloud itself would
 /// use), said once on stderr; "" when neither is set. Read once per run.
 /// A deploy still acts only on the context `gke_<project>_<zone>_<cluster>`.
-pub fn project(cx: &Ctx) -> &str {
+pub fn project<'a>(cx: &'a Ctx, g: &settings::Gke) -> &'a str {
     cx.gke_project.get_or_init(|| {
-        let set = cx.config.gke.project.trim();
+        let set = g.project.trim();
         if !set.is_empty() {
             return set.to_string();
         }
@@ -95,8 +118,8 @@ pub fn project(cx: &Ctx) -> &str {
 }
 
 /// `project`, or `<project>` in a dry run's plan when there is none.
-fn project_or_placeholder(cx: &Ctx) -> &str {
-    match project(cx) {
+fn project_or_placeholder<'a>(cx: &'a Ctx, g: &settings::Gke) -> &'a str {
+    match project(cx, g) {
         "" => "<project>",
         p => p,
     }
@@ -122,8 +145,8 @@ impl Cluster for Gke {
     }
 
     fn context(&self, cx: &Ctx) -> Result<String> {
-        let g = &cx.config.gke;
-        match project(cx) {
+        let g = &self.settings;
+        match project(cx, g) {
             "" => Err(no_project()),
             p => Ok(format!("gke_{p}_{}_{}", g.zone, g.cluster)),
         }
@@ -134,7 +157,7 @@ impl Cluster for Gke {
     }
 
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
-        match problems(cx) {
+        match problems(cx, &self.settings) {
             Ok(found) => found.iter().map(|e| format!("{e:#}")).collect(),
             Err(e) => vec![format!("{e:#}")],
         }
@@ -142,19 +165,19 @@ impl Cluster for Gke {
 
     /// The machine type's CPU (`[gke] machine_type`: what `cluster up`
     /// creates the nodes with).
-    fn planned_platform(&self, cx: &Ctx) -> Result<Option<Platform>> {
-        Ok(Some(machine_platform(&cx.config.gke.machine_type)))
+    fn planned_platform(&self, _cx: &Ctx) -> Result<Option<Platform>> {
+        Ok(Some(machine_platform(&self.settings.machine_type)))
     }
 
     fn up(&self, cx: &Ctx) -> Result<()> {
-        preflight(cx)?;
-        let g = &cx.config.gke;
+        let g = &self.settings;
+        preflight(cx, g)?;
         let (cluster, nodes, machine, zone, project) = (
             &g.cluster,
             g.num_nodes.to_string(),
             &g.machine_type,
             &g.zone,
-            project_or_placeholder(cx),
+            project_or_placeholder(cx, g),
         );
         cx.runner.run(
             cmd!(
@@ -174,21 +197,21 @@ impl Cluster for Gke {
     }
 
     fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
-        let g = &cx.config.gke;
-        if project(cx).is_empty() {
+        let g = &self.settings;
+        if project(cx, g).is_empty() {
             cx.runner.precondition(no_project())?;
         }
         let what = format!(
             "GKE cluster {} in {} ({})",
             g.cluster,
-            project_or_placeholder(cx),
+            project_or_placeholder(cx, g),
             g.zone
         );
         let ask = || confirm(&format!("Delete the {what}?"));
         if !confirmed && cx.runner.unless_dry_run(ask)? == Some(false) {
             bail!("not deleting the {what} without confirmation: pass --yes");
         }
-        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx));
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, g));
         cx.runner.run(
             cmd!(
                 cx.sh,
@@ -200,8 +223,8 @@ impl Cluster for Gke {
     }
 
     fn status(&self, cx: &Ctx) -> Result<Probe> {
-        let g = &cx.config.gke;
-        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx));
+        let g = &self.settings;
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, g));
         cx.runner.probe(
             cmd!(
                 cx.sh,
@@ -215,15 +238,20 @@ impl Cluster for Gke {
     fn publisher(&self, cx: &Ctx) -> Box<dyn Publisher> {
         // Pinned by digest: the cluster runs exactly what was built. Without
         // a [registry] setting, into the project's own Artifact Registry.
+        let set = self.registry.set;
         let registry = Registry {
-            base: (!cx.config.registry.set).then(|| artifact_registry(cx)),
+            base: (!set).then(|| artifact_registry(cx, &self.settings)),
             insecure: false,
-            siblings: crate::ground::services::image_names(&cx.config),
+            siblings: self.images.clone(),
+            settings: self.registry.clone(),
         };
-        if cx.config.registry.set {
+        if set {
             Box::new(registry)
         } else {
-            Box::new(ArtifactRegistry(registry))
+            Box::new(ArtifactRegistry {
+                registry,
+                gke: self.settings.clone(),
+            })
         }
     }
 
@@ -234,11 +262,11 @@ impl Cluster for Gke {
         _state: &Path,
         spec: &ServiceSpec,
     ) -> Result<String> {
-        let namespace = &cx.config.kubernetes.namespace;
+        let namespace = &self.namespace;
         Ok(match engine.load_balancer(cx, namespace, &spec.name)? {
             Some(address) => {
                 let url = format!("http://{address}:{}", spec.settings.port);
-                let secs = cx.config.kubernetes.address_timeout_secs;
+                let secs = self.address_timeout_secs;
                 through_load_balancer(cx, &url, namespace, &spec.name, secs)?;
                 url
             }
@@ -324,9 +352,9 @@ fn through_load_balancer(
 
 /// What GKE needs before anything is created: gcloud, an account, a
 /// project, and the Kubernetes Engine API enabled. Each gap is named.
-fn preflight(cx: &Ctx) -> Result<()> {
+fn preflight(cx: &Ctx, g: &settings::Gke) -> Result<()> {
     cx.runner.locate("gcloud", "creating a GKE cluster")?;
-    let problems = problems(cx)?;
+    let problems = problems(cx, g)?;
     // A real run stops at the first gap; a dry run lists every one and
     // plans on.
     let gaps = !problems.is_empty();
@@ -339,7 +367,7 @@ fn preflight(cx: &Ctx) -> Result<()> {
     eprintln!(
         "==> gcloud: account {}, project {}",
         account(cx)?.unwrap_or_default(),
-        project(cx)
+        project(cx, g)
     );
     Ok(())
 }
@@ -362,14 +390,14 @@ fn account(cx: &Ctx) -> Result<Option<String>> {
 ///
 /// # Errors
 /// gcloud failing in a way that says nothing about these.
-pub fn problems(cx: &Ctx) -> Result<Vec<anyhow::Error>> {
+pub fn problems(cx: &Ctx, g: &settings::Gke) -> Result<Vec<anyhow::Error>> {
     let mut found = Vec::new();
     if account(cx)?.is_none() {
         found.push(anyhow::anyhow!(
             "gcloud has no active account: run `gcloud auth login` (or activate a service account)"
         ));
     }
-    let project = project(cx);
+    let project = project(cx, g);
     if project.is_empty() {
         found.push(no_project());
     } else if found.is_empty() {
@@ -411,11 +439,14 @@ pub fn problems(cx: &Ctx) -> Result<Vec<anyhow::Error>> {
 /// `[registry]`: its credentials come from gcloud (`gcloud auth
 /// configure-docker`), so an active account is checked first and named as
 /// the cause.
-struct ArtifactRegistry(Registry);
+struct ArtifactRegistry {
+    registry: Registry,
+    gke: settings::Gke,
+}
 
 impl Publisher for ArtifactRegistry {
     fn destination(&self, cx: &Ctx) -> String {
-        self.0.destination(cx)
+        self.registry.destination(cx)
     }
 
     fn pushes(&self) -> bool {
@@ -423,15 +454,15 @@ impl Publisher for ArtifactRegistry {
     }
 
     fn preflight(&self, cx: &Ctx, image: &str) -> Result<()> {
-        let base = artifact_registry(cx);
+        let base = artifact_registry(cx, &self.gke);
         let host = base.split('/').next().unwrap_or_default().to_string();
         eprintln!(
             "==> no [registry] in the settings: pushing to Artifact Registry {base} (create the \
              repository once: gcloud artifacts repositories create kube-mlops \
              --repository-format=docker --location={} --project {}); set [registry] to push \
              elsewhere",
-            region(&cx.config.gke.zone),
-            project_or_placeholder(cx)
+            region(&self.gke.zone),
+            project_or_placeholder(cx, &self.gke)
         );
         if which::which("gcloud").is_ok() && account(cx)?.is_none() {
             return cx.runner.precondition(anyhow::anyhow!(
@@ -439,11 +470,11 @@ impl Publisher for ArtifactRegistry {
                  auth login`, then `gcloud auth configure-docker {host}`"
             ));
         }
-        self.0.preflight(cx, image)
+        self.registry.preflight(cx, image)
     }
 
     fn publish(&self, cx: &Ctx, image: &crate::image::Image) -> Result<String> {
-        self.0.publish(cx, image)
+        self.registry.publish(cx, image)
     }
 }
 
@@ -454,11 +485,11 @@ fn region(zone: &str) -> &str {
 
 /// `<region>-docker.pkg.dev/<project>/kube-mlops`: the project's Artifact
 /// Registry repository for the cluster's region.
-pub fn artifact_registry(cx: &Ctx) -> String {
+pub fn artifact_registry(cx: &Ctx, g: &settings::Gke) -> String {
     format!(
         "{}-docker.pkg.dev/{}/kube-mlops",
-        region(&cx.config.gke.zone),
-        project_or_placeholder(cx)
+        region(&g.zone),
+        project_or_placeholder(cx, g)
     )
 }
 

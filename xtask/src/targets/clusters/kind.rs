@@ -13,21 +13,24 @@ use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::runner::Probe;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{self, TargetName};
 use crate::publish::kind::Kind as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::{self, Engine};
 
-pub struct Kind;
+/// The kind cluster `[kind] cluster`, its services in `namespace`.
+pub struct Kind {
+    pub settings: settings::Kind,
+    pub namespace: String,
+}
 
 impl Cluster for Kind {
     fn name(&self) -> TargetName {
         TargetName::Kind
     }
 
-    fn context(&self, cx: &Ctx) -> Result<String> {
-        let config = &cx.config;
-        Ok(format!("kind-{}", config.kind.cluster))
+    fn context(&self, _cx: &Ctx) -> Result<String> {
+        Ok(format!("kind-{}", self.settings.cluster))
     }
 
     fn tools(&self) -> &'static [&'static str] {
@@ -35,7 +38,7 @@ impl Cluster for Kind {
     }
 
     fn up(&self, cx: &Ctx) -> Result<()> {
-        let cluster = &cx.config.kind.cluster;
+        let cluster = &self.settings.cluster;
         let exists = cx
             .runner
             .probe(
@@ -57,7 +60,7 @@ impl Cluster for Kind {
     }
 
     fn down(&self, cx: &Ctx, _confirmed: bool) -> Result<()> {
-        let cluster = &cx.config.kind.cluster;
+        let cluster = &self.settings.cluster;
         cx.runner.run(
             cmd!(cx.sh, "kind delete cluster --name {cluster}"),
             "deleting a kind cluster",
@@ -79,7 +82,9 @@ impl Cluster for Kind {
     }
 
     fn publisher(&self, _cx: &Ctx) -> Box<dyn Publisher> {
-        Box::new(Load)
+        Box::new(Load {
+            cluster: self.settings.cluster.clone(),
+        })
     }
 
     fn service_url(
@@ -89,7 +94,7 @@ impl Cluster for Kind {
         state: &Path,
         spec: &ServiceSpec,
     ) -> Result<String> {
-        let namespace = &cx.config.kubernetes.namespace;
+        let namespace = &self.namespace;
         engine.forward(
             cx,
             state,

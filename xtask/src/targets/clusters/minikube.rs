@@ -16,12 +16,16 @@ use crate::build::toolchain::Host;
 use crate::ground::context::Ctx;
 use crate::ground::runner::{Probe, shown};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{self, TargetName};
 use crate::publish::minikube::Minikube as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::{self, Engine};
 
-pub struct Minikube;
+/// The minikube profile `[minikube] profile`, its services in `namespace`.
+pub struct Minikube {
+    pub settings: settings::Minikube,
+    pub namespace: String,
+}
 
 /// How a service's URL is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,9 +185,8 @@ impl Cluster for Minikube {
         TargetName::Minikube
     }
 
-    fn context(&self, cx: &Ctx) -> Result<String> {
-        let config = &cx.config;
-        Ok(config.minikube.profile.clone())
+    fn context(&self, _cx: &Ctx) -> Result<String> {
+        Ok(self.settings.profile.clone())
     }
 
     fn tools(&self) -> &'static [&'static str] {
@@ -191,7 +194,7 @@ impl Cluster for Minikube {
     }
 
     fn up(&self, cx: &Ctx) -> Result<()> {
-        let m = &cx.config.minikube;
+        let m = &self.settings;
         let (profile, memory, cpus) = (&m.profile, m.memory_mb.to_string(), m.cpus.to_string());
         cx.runner.run(
             cmd!(
@@ -204,7 +207,7 @@ impl Cluster for Minikube {
     }
 
     fn down(&self, cx: &Ctx, _confirmed: bool) -> Result<()> {
-        let profile = &cx.config.minikube.profile;
+        let profile = &self.settings.profile;
         cx.runner.run(
             cmd!(cx.sh, "minikube delete --profile {profile}"),
             "deleting minikube",
@@ -214,7 +217,7 @@ impl Cluster for Minikube {
 
     /// `minikube status`, then how services are reached on it.
     fn status(&self, cx: &Ctx) -> Result<Probe> {
-        let profile = &cx.config.minikube.profile;
+        let profile = &self.settings.profile;
         let mut probe = cx.runner.probe(
             cmd!(cx.sh, "minikube status --profile {profile}"),
             "cluster status",
@@ -231,7 +234,7 @@ impl Cluster for Minikube {
     /// The driver, and where service URLs come from with it (`url_source`).
     fn reached_by(&self, cx: &Ctx) -> Option<String> {
         let host = Host::here();
-        let (driver, linux) = reach(cx, &cx.config.minikube.profile, host);
+        let (driver, linux) = reach(cx, &self.settings.profile, host);
         Some(format!(
             "minikube driver: {}; {}",
             driver.as_deref().unwrap_or("unknown"),
@@ -242,7 +245,7 @@ impl Cluster for Minikube {
     /// With the Docker or Podman driver the node is a container of the
     /// local engine: its platform. A VM driver runs the host's CPU.
     fn planned_platform(&self, cx: &Ctx) -> Result<Option<Platform>> {
-        let profile = &cx.config.minikube.profile;
+        let profile = &self.settings.profile;
         match Self::driver(cx, profile).as_deref() {
             Some("docker" | "podman") => crate::targets::docker::engine_platform(cx),
             _ => Ok(None),
@@ -250,7 +253,9 @@ impl Cluster for Minikube {
     }
 
     fn publisher(&self, _cx: &Ctx) -> Box<dyn Publisher> {
-        Box::new(Load)
+        Box::new(Load {
+            profile: self.settings.profile.clone(),
+        })
     }
 
     fn service_url(
@@ -260,11 +265,7 @@ impl Cluster for Minikube {
         state: &Path,
         spec: &ServiceSpec,
     ) -> Result<String> {
-        let (profile, namespace, name) = (
-            &cx.config.minikube.profile,
-            &cx.config.kubernetes.namespace,
-            &spec.name,
-        );
+        let (profile, namespace, name) = (&self.settings.profile, &self.namespace, &spec.name);
         let host = Host::here();
         let (driver, linux) = reach(cx, profile, host);
         if url_source(host, driver.as_deref(), linux) == UrlSource::PortForward {

@@ -10,25 +10,39 @@ mod minikube;
 
 pub use cluster::Cluster;
 
-use crate::ground::settings::TargetName;
+use crate::ground::settings::{Config, TargetName};
 
-/// The cluster behind a Kubernetes target; None for local and docker.
-pub fn for_name(name: TargetName) -> Option<Box<dyn Cluster>> {
+/// The cluster behind a Kubernetes target, holding its settings from
+/// `config` (read here, once); None for local and docker.
+pub fn for_name(name: TargetName, config: &Config) -> Option<Box<dyn Cluster>> {
+    let namespace = config.kubernetes.namespace.clone();
     match name {
-        TargetName::Minikube => Some(Box::new(minikube::Minikube)),
-        TargetName::Kind => Some(Box::new(kind::Kind)),
-        TargetName::Gke => Some(Box::new(gke::Gke)),
+        TargetName::Minikube => Some(Box::new(minikube::Minikube {
+            settings: config.minikube.clone(),
+            namespace,
+        })),
+        TargetName::Kind => Some(Box::new(kind::Kind {
+            settings: config.kind.clone(),
+            namespace,
+        })),
+        TargetName::Gke => Some(Box::new(gke::Gke::new(config))),
         TargetName::Local | TargetName::Docker => None,
     }
 }
 
-/// Every cluster kind.
-pub fn all() -> Vec<Box<dyn Cluster>> {
-    TargetName::ALL.into_iter().filter_map(for_name).collect()
+/// Every cluster kind, with its settings from `config`.
+pub fn all(config: &Config) -> Vec<Box<dyn Cluster>> {
+    TargetName::ALL
+        .into_iter()
+        .filter_map(|name| for_name(name, config))
+        .collect()
 }
 
 /// The cluster kinds' target names, for messages: `minikube, kind or gke`.
 pub fn names() -> String {
-    let names: Vec<&str> = all().iter().map(|c| c.name().as_str()).collect();
+    let names: Vec<&str> = all(&Config::default())
+        .iter()
+        .map(|c| c.name().as_str())
+        .collect();
     crate::ground::settings::one_of(&names)
 }

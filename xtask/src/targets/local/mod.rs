@@ -26,9 +26,16 @@ use crate::ground::interrupt;
 use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::services::ServiceSpec;
+use crate::ground::settings;
 use crate::targets::target::{Delivered, LogSource, Session, StatusRow, Target};
 
-pub struct Local;
+/// The local target: `[local]`'s run directory, bind address and
+/// timeouts; `services`, the settings' service names (a run directory's
+/// other services are leftovers).
+pub struct Local {
+    pub settings: settings::Local,
+    pub services: Vec<String>,
+}
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -61,14 +68,14 @@ impl Target for Local {
 
     fn prepare(&self, cx: &Ctx, _session: &Session, _delivering: bool) -> Result<()> {
         // Before anything is built or stopped: services can listen there.
-        let bind = cx.config.local.bind;
+        let bind = self.settings.bind;
         if let Err(e) = std::net::TcpListener::bind((bind, 0)) {
             cx.runner.precondition(anyhow::anyhow!(
                 "local.bind = \"{bind}\" cannot be listened on here ({e}): use 127.0.0.1 (this \
                  machine only), 0.0.0.0 (every address) or an address of this machine (`ip addr`)"
             ))?;
         }
-        let dir = &cx.config.local.run_dir;
+        let dir = &self.settings.run_dir;
         cx.runner.effect(format!("create {}", dir.display()), || {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the run directory {}", dir.display()))
@@ -88,7 +95,7 @@ impl Target for Local {
     fn apply(&self, cx: &Ctx, _session: &Session, delivered: &Delivered) -> Result<()> {
         // What this run starts is stopped again if it fails or is
         // interrupted; once every service is ready, it stays: it is deployed.
-        let started = Started::new(Duration::from_secs(cx.config.local.stop_grace_secs));
+        let started = Started::new(Duration::from_secs(self.settings.stop_grace_secs));
         let _cleanup = interrupt::on_interrupt({
             let started = started.clone();
             move || started.stop_all()
@@ -96,17 +103,17 @@ impl Target for Local {
         let result = delivered
             .built
             .iter()
-            .try_for_each(|b| apply_one(cx, b, &started))
+            .try_for_each(|b| self.apply_one(cx, b, &started))
             .and_then(|()| {
-                let timeout = Duration::from_secs(cx.config.local.ready_timeout_secs);
+                let timeout = Duration::from_secs(self.settings.ready_timeout_secs);
                 delivered.built.iter().try_for_each(|b| {
-                    let url = format!("{}/readyz", base_url(cx, &b.spec));
+                    let url = format!("{}/readyz", self.base_url(&b.spec));
                     let what = format!(
                         "wait up to {}s until GET {url} answers 200",
                         timeout.as_secs()
                     );
                     cx.runner
-                        .effect(what, || wait_ready(cx, &b.spec, timeout))
+                        .effect(what, || self.wait_ready(&b.spec, timeout))
                         .map(drop)
                 })
             });
@@ -116,23 +123,23 @@ impl Target for Local {
         result
     }
 
-    fn urls(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
-        Ok(specs.iter().map(|s| base_url(cx, s)).collect())
+    fn urls(&self, _cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
+        Ok(specs.iter().map(|s| self.base_url(s)).collect())
     }
 
     fn status(
         &self,
-        cx: &Ctx,
+        _cx: &Ctx,
         _session: &Session,
         specs: &[ServiceSpec],
     ) -> Result<Vec<StatusRow>> {
         let mut rows = specs
             .iter()
             .map(|spec| {
-                let (state, healthy, url) = match running(cx, &spec.name)? {
+                let (state, healthy, url) = match self.running(&spec.name)? {
                     None => ("stopped".to_string(), false, None),
                     Some(st) => {
-                        let url = format!("http://{}:{}", url_host(cx), st.port);
+                        let url = format!("http://{}:{}", self.url_host(), st.port);
                         match http::get(&format!("{url}/readyz"), Duration::from_secs(2)) {
                             Ok((200, _)) => {
                                 (format!("running, ready (pid {})", st.pid), true, Some(url))
@@ -163,12 +170,12 @@ impl Target for Local {
             .collect::<Result<Vec<_>>>()?;
         // Services of this run directory that still run although the
         // settings no longer have them: shown, so they can be stopped.
-        for name in unconfigured(cx)? {
+        for name in self.unconfigured()? {
             if rows.iter().any(|r| r.service == name) {
                 continue;
             }
-            if let Some(st) = running(cx, &name)? {
-                let url = format!("http://{}:{}", url_host(cx), st.port);
+            if let Some(st) = self.running(&name)? {
+                let url = format!("http://{}:{}", self.url_host(), st.port);
                 rows.push(StatusRow {
                     service: name,
                     state: format!(
@@ -183,23 +190,23 @@ impl Target for Local {
         Ok(rows)
     }
 
-    fn log_source(&self, cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
-        Some(LogSource::File(log_path(cx, spec)))
+    fn log_source(&self, _cx: &Ctx, spec: &ServiceSpec) -> Option<LogSource> {
+        Some(LogSource::File(self.log_path(spec)))
     }
 
     fn logs(
         &self,
-        cx: &Ctx,
+        _cx: &Ctx,
         _session: &Session,
         spec: &ServiceSpec,
         tail: Option<usize>,
         follow: bool,
     ) -> Result<()> {
-        let path = log_path(cx, spec);
+        let path = self.log_path(spec);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => {
-                if let Some(st) = running(cx, &spec.name)? {
+                if let Some(st) = self.running(&spec.name)? {
                     bail!(
                         "the log of {} ({}) is gone ({e}; the run directory was deleted?) while \
                          it still runs (pid {}): `cargo xtask deploy {}` restarts it with a new log",
@@ -244,34 +251,34 @@ impl Target for Local {
     fn teardown(&self, cx: &Ctx, _session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
         let mut stopped = Vec::new();
         for spec in specs {
-            match running(cx, &spec.name)? {
+            match self.running(&spec.name)? {
                 Some(st) => {
-                    stop(cx, &spec.name, &st)?;
+                    self.stop(cx, &spec.name, &st)?;
                     stopped.push(spec.name.clone());
                 }
                 None => {
                     eprintln!("==> {}: not running", spec.name);
-                    remove_state(cx, &spec.name)?;
+                    self.remove_state(cx, &spec.name)?;
                 }
             }
-            forget_copies(cx, &spec.name)?;
+            self.forget_copies(cx, &spec.name)?;
         }
         // Services deployed earlier and removed from the settings since
         // (not those still in the settings that were not asked for).
-        for name in unconfigured(cx)? {
+        for name in self.unconfigured()? {
             if specs.iter().any(|s| s.name == name) {
                 continue;
             }
-            match running(cx, &name)? {
+            match self.running(&name)? {
                 Some(st) => {
                     eprintln!("==> {name}: no longer in the settings, but still running");
-                    stop(cx, &name, &st)?;
-                    forget_copies(cx, &name)?;
+                    self.stop(cx, &name, &st)?;
+                    self.forget_copies(cx, &name)?;
                     stopped.push(name);
                 }
                 None => {
-                    remove_state(cx, &name)?;
-                    forget_copies(cx, &name)?;
+                    self.remove_state(cx, &name)?;
+                    self.forget_copies(cx, &name)?;
                 }
             }
         }
@@ -279,330 +286,335 @@ impl Target for Local {
     }
 }
 
-/// Where this machine reaches what listens on `[local] bind`: loopback for
-/// the unspecified address (every address), else the address itself.
-fn url_host(cx: &Ctx) -> String {
-    match cx.config.local.bind {
-        std::net::IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
-        std::net::IpAddr::V6(a) if a.is_unspecified() => "[::1]".into(),
-        std::net::IpAddr::V4(a) => a.to_string(),
-        std::net::IpAddr::V6(a) => format!("[{a}]"),
-    }
-}
-
-fn base_url(cx: &Ctx, spec: &ServiceSpec) -> String {
-    format!("http://{}:{}", url_host(cx), spec.settings.port)
-}
-
-/// Services of this run directory (state files, running processes) that
-/// the settings do not have, sorted.
-fn unconfigured(cx: &Ctx) -> Result<Vec<String>> {
-    let configured = crate::ground::services::names(&cx.config);
-    let mut names = state_names(cx)?;
-    names.extend(
-        processes::discover(&cx.config.local.run_dir)
-            .into_iter()
-            .map(|f| f.name),
-    );
-    names.retain(|n| !configured.contains(n));
-    names.sort();
-    names.dedup();
-    Ok(names)
-}
-
-/// Removes a stopped service's binary copies (`<run_dir>/bin`).
-fn forget_copies(cx: &Ctx, name: &str) -> Result<()> {
-    cx.runner
-        .unless_dry_run(|| {
-            copies::prune(&cx.config.local.run_dir, name, None);
-            Ok(())
-        })
-        .map(drop)
-}
-
-fn state_path(cx: &Ctx, name: &str) -> PathBuf {
-    cx.config.local.run_dir.join(format!("{name}.json"))
-}
-
-/// The services with a state file in the run directory: what this target
-/// started, whatever the settings say now.
-fn state_names(cx: &Ctx) -> Result<Vec<String>> {
-    let dir = &cx.config.local.run_dir;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".json").map(String::from)
-        })
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-fn log_path(cx: &Ctx, spec: &ServiceSpec) -> PathBuf {
-    cx.config.local.run_dir.join(format!("{}.log", spec.name))
-}
-
-fn read_state(cx: &Ctx, name: &str) -> Result<Option<State>> {
-    let path = state_path(cx, name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
-            format!(
-                "corrupt state file {}: delete it and stop the service by hand",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn remove_state(cx: &Ctx, name: &str) -> Result<()> {
-    let path = state_path(cx, name);
-    if !path.exists() {
-        return Ok(());
-    }
-    cx.runner.effect(
-        format!("remove {}", path.display()),
-        || match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {}", path.display()))
-            }
-            _ => Ok(()),
-        },
-    )?;
-    Ok(())
-}
-
-/// The recorded state when its process is still alive and is still ours;
-/// else a process found running as this service of this run directory
-/// (its state file lost: it counts as changed, so a deploy replaces it).
-fn running(cx: &Ctx, name: &str) -> Result<Option<State>> {
-    if let Some(st) = read_state(cx, name)?.filter(|st| processes::alive(st.pid, &st.binary)) {
-        return Ok(Some(st));
-    }
-    Ok(processes::discover(&cx.config.local.run_dir)
-        .into_iter()
-        .find(|f| f.name == name)
-        .map(|f| State {
-            pid: f.pid,
-            port: f.port.unwrap_or_default(),
-            binary: f.binary,
-            binary_sha256: String::new(),
-            env: Vec::new(),
-            bind: String::new(),
-        }))
-}
-
-fn apply_one(cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
-    let spec = &b.spec;
-    let port = spec.settings.port;
-    let run_dir = &cx.config.local.run_dir;
-    // What starts is a copy, hashed as it is taken (`copies`). Under
-    // --dry-run nothing is copied, and a binary not built yet counts as
-    // changed.
-    let exe = match cx
-        .runner
-        .unless_dry_run(|| copies::take(run_dir, &spec.name, &b.binary))?
-    {
-        Some(copy) => copy,
-        None if b.binary.exists() => copies::would_take(run_dir, &spec.name, &b.binary)?,
-        None => copies::Copy {
-            sha256: String::new(),
-            path: b.binary.clone(),
-        },
-    };
-    let sha = exe.sha256.clone();
-    if kept_running(cx, spec, &exe)? {
-        return Ok(());
-    }
-    cx.runner.unless_dry_run(|| {
-        ensure_port_free(cx, spec)?;
-        let log = log_path(cx, spec);
-        if log.exists() {
-            std::fs::rename(&log, log.with_extension("log.1"))
-                .with_context(|| format!("cannot rotate {}", log.display()))?;
+impl Local {
+    /// Where this machine reaches what listens on `[local] bind`: loopback for
+    /// the unspecified address (every address), else the address itself.
+    fn url_host(&self) -> String {
+        match self.settings.bind {
+            std::net::IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".into(),
+            std::net::IpAddr::V6(a) if a.is_unspecified() => "[::1]".into(),
+            std::net::IpAddr::V4(a) => a.to_string(),
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
         }
-        Ok(())
-    })?;
-    let mut cmd = Command::new(&exe.path);
-    cmd.env("PORT", port.to_string())
-        .env("BIND_ADDR", cx.config.local.bind.to_string())
-        .env("LOG_FORMAT", "json")
-        .envs(spec.host_env.iter().map(|(k, v)| (k, v)))
-        .env(processes::SERVICE_VAR, &spec.name)
-        .env(
-            processes::RUN_DIR_VAR,
-            processes::run_dir_key(&cx.config.local.run_dir),
-        )
-        .current_dir(&cx.root);
-    let running = format!("running {}", spec.name);
-    // Ctrl-C waits for the start and its record: a process that appeared
-    // after the cleanup ran would be left behind.
-    let Some(pid) = interrupt::critical(|| {
-        let pid = cx
-            .runner
-            .spawn_detached(cmd, &running, &log_path(cx, spec))?;
-        if let Some(pid) = pid {
-            started.add(&spec.name, pid, &exe.path, state_path(cx, &spec.name));
-        }
-        Ok::<_, anyhow::Error>(pid)
-    })?
-    else {
-        return Ok(());
-    };
-    // The copies of builds that no longer run.
-    copies::prune(run_dir, &spec.name, Some(&exe.path));
-    let st = State {
-        pid,
-        port,
-        binary: exe.path.clone(),
-        binary_sha256: sha,
-        env: spec.host_env.clone(),
-        bind: cx.config.local.bind.to_string(),
-    };
-    let path = state_path(cx, &spec.name);
-    std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
+    }
 
-/// Whether `spec` runs healthy from the same binary (`exe`), port and
-/// settings, and is left alone; otherwise what runs of it is stopped (or
-/// its stale record removed), saying why, for a new start.
-fn kept_running(cx: &Ctx, spec: &ServiceSpec, exe: &copies::Copy) -> Result<bool> {
-    let Some(st) = running(cx, &spec.name)? else {
-        remove_state(cx, &spec.name)?;
-        return Ok(false);
-    };
-    let port = spec.settings.port;
-    let same = st.binary == exe.path
-        && st.binary_sha256 == exe.sha256
-        && st.port == port
-        && st.env == spec.host_env
-        && st.bind == cx.config.local.bind.to_string();
-    if same && http::ready(&base_url(cx, spec)) {
-        eprintln!(
-            "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
-            spec.name, st.pid, port
+    fn base_url(&self, spec: &ServiceSpec) -> String {
+        format!("http://{}:{}", self.url_host(), spec.settings.port)
+    }
+
+    /// Services of this run directory (state files, running processes) that
+    /// the settings do not have, sorted.
+    fn unconfigured(&self) -> Result<Vec<String>> {
+        let configured = self.services.clone();
+        let mut names = self.state_names()?;
+        names.extend(
+            processes::discover(&self.settings.run_dir)
+                .into_iter()
+                .map(|f| f.name),
         );
-        return Ok(true);
+        names.retain(|n| !configured.contains(n));
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
-    let why = if st.binary_sha256.is_empty() {
-        "its record in the run directory is gone (deleted?)"
-    } else if same {
-        "not healthy"
-    } else {
-        "binary, port or settings changed"
-    };
-    cx.runner
-        .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
-    stop(cx, &spec.name, &st)?;
-    Ok(false)
-}
 
-fn ensure_port_free(cx: &Ctx, spec: &ServiceSpec) -> Result<()> {
-    let port = spec.settings.port;
-    let bind = cx.config.local.bind.to_string();
-    net::port_free(&bind, port).map_err(|e| {
-        // One of ours under another name (renamed, or removed from the
-        // settings) says how to stop it.
-        let ours = processes::discover(&cx.config.local.run_dir)
-            .into_iter()
-            .find(|f| f.port == Some(port) && f.name != spec.name);
-        match ours {
-            Some(f) => anyhow::anyhow!(
-                "port {port} for {} is held by {} (pid {}), which this checkout started and \
-                 its settings no longer name: `cargo xtask teardown` stops it",
-                spec.name,
-                f.name,
-                f.pid
-            ),
-            None => anyhow::anyhow!(
-                "port {port} for {} is not free on {bind} ({e}): stop what uses it, or set \
-                 `port` under [services.{}] in xtask.toml to a free one",
-                spec.name,
-                spec.name
-            ),
-        }
-    })
-}
+    /// Removes a stopped service's binary copies (`<run_dir>/bin`).
+    fn forget_copies(&self, cx: &Ctx, name: &str) -> Result<()> {
+        cx.runner
+            .unless_dry_run(|| {
+                copies::prune(&self.settings.run_dir, name, None);
+                Ok(())
+            })
+            .map(drop)
+    }
 
-fn wait_ready(cx: &Ctx, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
-    let base = base_url(cx, spec);
-    let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
-        Check::Done(()) => Ok(Check::Done(())),
-        // Gone twice, 200 ms apart: a single look at /proc can catch a
-        // process between fork and exec.
-        Check::NotYet(_)
-            if running(cx, &spec.name)?.is_none() && {
-                std::thread::sleep(Duration::from_millis(200));
-                running(cx, &spec.name)?.is_none()
-            } =>
-        {
-            bail!(
-                "{} exited before it was ready.{}",
-                spec.name,
-                log_tail(cx, spec)
-            )
+    fn state_path(&self, name: &str) -> PathBuf {
+        self.settings.run_dir.join(format!("{name}.json"))
+    }
+
+    /// The services with a state file in the run directory: what this target
+    /// started, whatever the settings say now.
+    fn state_names(&self) -> Result<Vec<String>> {
+        let dir = &self.settings.run_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".json").map(String::from)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn log_path(&self, spec: &ServiceSpec) -> PathBuf {
+        self.settings.run_dir.join(format!("{}.log", spec.name))
+    }
+
+    fn read_state(&self, name: &str) -> Result<Option<State>> {
+        let path = self.state_path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
+                format!(
+                    "corrupt state file {}: delete it and stop the service by hand",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
-        not_yet => Ok(not_yet),
-    })?;
-    match waited {
-        Waited::Done { after, .. } => {
-            eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
-            Ok(())
+    }
+
+    fn remove_state(&self, cx: &Ctx, name: &str) -> Result<()> {
+        let path = self.state_path(name);
+        if !path.exists() {
+            return Ok(());
         }
-        Waited::TimedOut { last } => bail!(
-            "{} was not ready within {}s (last: {last}){}.{}",
-            spec.name,
-            timeout.as_secs(),
-            if last.contains("the probe's timeout") {
-                ""
-            } else {
-                "; raise local.ready_timeout_secs in xtask.toml if it needs longer to start"
+        cx.runner.effect(
+            format!("remove {}", path.display()),
+            || match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot remove {}", path.display()))
+                }
+                _ => Ok(()),
             },
-            log_tail(cx, spec)
-        ),
+        )?;
+        Ok(())
     }
-}
 
-/// The last lines of a service's log, for error messages.
-fn log_tail(cx: &Ctx, spec: &ServiceSpec) -> String {
-    let path = log_path(cx, spec);
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(10)..];
-    if tail.is_empty() {
-        return format!("\n  (its log {} is empty)", path.display());
+    /// The recorded state when its process is still alive and is still ours;
+    /// else a process found running as this service of this run directory
+    /// (its state file lost: it counts as changed, so a deploy replaces it).
+    fn running(&self, name: &str) -> Result<Option<State>> {
+        if let Some(st) = self
+            .read_state(name)?
+            .filter(|st| processes::alive(st.pid, &st.binary))
+        {
+            return Ok(Some(st));
+        }
+        Ok(processes::discover(&self.settings.run_dir)
+            .into_iter()
+            .find(|f| f.name == name)
+            .map(|f| State {
+                pid: f.pid,
+                port: f.port.unwrap_or_default(),
+                binary: f.binary,
+                binary_sha256: String::new(),
+                env: Vec::new(),
+                bind: String::new(),
+            }))
     }
-    let mut out = format!("\n  last lines of {}:", path.display());
-    for l in tail {
-        out.push_str("\n    ");
-        out.push_str(l);
-    }
-    out
-}
 
-/// SIGTERM, then SIGKILL after the grace period; the state file goes.
-fn stop(cx: &Ctx, name: &str, st: &State) -> Result<()> {
-    let grace = Duration::from_secs(cx.config.local.stop_grace_secs);
-    let what = format!(
-        "stop {} (pid {}): SIGTERM, SIGKILL after {}s",
-        name,
-        st.pid,
-        grace.as_secs()
-    );
-    cx.runner.effect(&what, || {
-        // Said first: a service that drains takes a while.
-        eprintln!("==> {what}");
-        processes::stop(name, st.pid, &st.binary, grace)
-    })?;
-    remove_state(cx, name)
+    fn apply_one(&self, cx: &Ctx, b: &Built, started: &Started) -> Result<()> {
+        let spec = &b.spec;
+        let port = spec.settings.port;
+        let run_dir = &self.settings.run_dir;
+        // What starts is a copy, hashed as it is taken (`copies`). Under
+        // --dry-run nothing is copied, and a binary not built yet counts as
+        // changed.
+        let exe = match cx
+            .runner
+            .unless_dry_run(|| copies::take(run_dir, &spec.name, &b.binary))?
+        {
+            Some(copy) => copy,
+            None if b.binary.exists() => copies::would_take(run_dir, &spec.name, &b.binary)?,
+            None => copies::Copy {
+                sha256: String::new(),
+                path: b.binary.clone(),
+            },
+        };
+        let sha = exe.sha256.clone();
+        if self.kept_running(cx, spec, &exe)? {
+            return Ok(());
+        }
+        cx.runner.unless_dry_run(|| {
+            self.ensure_port_free(spec)?;
+            let log = self.log_path(spec);
+            if log.exists() {
+                std::fs::rename(&log, log.with_extension("log.1"))
+                    .with_context(|| format!("cannot rotate {}", log.display()))?;
+            }
+            Ok(())
+        })?;
+        let mut cmd = Command::new(&exe.path);
+        cmd.env("PORT", port.to_string())
+            .env("BIND_ADDR", self.settings.bind.to_string())
+            .env("LOG_FORMAT", "json")
+            .envs(spec.host_env.iter().map(|(k, v)| (k, v)))
+            .env(processes::SERVICE_VAR, &spec.name)
+            .env(
+                processes::RUN_DIR_VAR,
+                processes::run_dir_key(&self.settings.run_dir),
+            )
+            .current_dir(&cx.root);
+        let running = format!("running {}", spec.name);
+        // Ctrl-C waits for the start and its record: a process that appeared
+        // after the cleanup ran would be left behind.
+        let Some(pid) = interrupt::critical(|| {
+            let pid = cx
+                .runner
+                .spawn_detached(cmd, &running, &self.log_path(spec))?;
+            if let Some(pid) = pid {
+                started.add(&spec.name, pid, &exe.path, self.state_path(&spec.name));
+            }
+            Ok::<_, anyhow::Error>(pid)
+        })?
+        else {
+            return Ok(());
+        };
+        // The copies of builds that no longer run.
+        copies::prune(run_dir, &spec.name, Some(&exe.path));
+        let st = State {
+            pid,
+            port,
+            binary: exe.path.clone(),
+            binary_sha256: sha,
+            env: spec.host_env.clone(),
+            bind: self.settings.bind.to_string(),
+        };
+        let path = self.state_path(&spec.name);
+        std::fs::write(&path, serde_json::to_vec_pretty(&st)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Whether `spec` runs healthy from the same binary (`exe`), port and
+    /// settings, and is left alone; otherwise what runs of it is stopped (or
+    /// its stale record removed), saying why, for a new start.
+    fn kept_running(&self, cx: &Ctx, spec: &ServiceSpec, exe: &copies::Copy) -> Result<bool> {
+        let Some(st) = self.running(&spec.name)? else {
+            self.remove_state(cx, &spec.name)?;
+            return Ok(false);
+        };
+        let port = spec.settings.port;
+        let same = st.binary == exe.path
+            && st.binary_sha256 == exe.sha256
+            && st.port == port
+            && st.env == spec.host_env
+            && st.bind == self.settings.bind.to_string();
+        if same && http::ready(&self.base_url(spec)) {
+            eprintln!(
+                "==> {}: already running and healthy (pid {}, port {}); binary unchanged",
+                spec.name, st.pid, port
+            );
+            return Ok(true);
+        }
+        let why = if st.binary_sha256.is_empty() {
+            "its record in the run directory is gone (deleted?)"
+        } else if same {
+            "not healthy"
+        } else {
+            "binary, port or settings changed"
+        };
+        cx.runner
+            .step(format!("{}: {why}; restarting (pid {})", spec.name, st.pid));
+        self.stop(cx, &spec.name, &st)?;
+        Ok(false)
+    }
+
+    fn ensure_port_free(&self, spec: &ServiceSpec) -> Result<()> {
+        let port = spec.settings.port;
+        let bind = self.settings.bind.to_string();
+        net::port_free(&bind, port).map_err(|e| {
+            // One of ours under another name (renamed, or removed from the
+            // settings) says how to stop it.
+            let ours = processes::discover(&self.settings.run_dir)
+                .into_iter()
+                .find(|f| f.port == Some(port) && f.name != spec.name);
+            match ours {
+                Some(f) => anyhow::anyhow!(
+                    "port {port} for {} is held by {} (pid {}), which this checkout started and \
+                     its settings no longer name: `cargo xtask teardown` stops it",
+                    spec.name,
+                    f.name,
+                    f.pid
+                ),
+                None => anyhow::anyhow!(
+                    "port {port} for {} is not free on {bind} ({e}): stop what uses it, or set \
+                     `port` under [services.{}] in xtask.toml to a free one",
+                    spec.name,
+                    spec.name
+                ),
+            }
+        })
+    }
+
+    fn wait_ready(&self, spec: &ServiceSpec, timeout: Duration) -> Result<()> {
+        let base = self.base_url(spec);
+        let waited = poll::until(timeout, POLL, || match http::readiness(&base) {
+            Check::Done(()) => Ok(Check::Done(())),
+            // Gone twice, 200 ms apart: a single look at /proc can catch a
+            // process between fork and exec.
+            Check::NotYet(_)
+                if self.running(&spec.name)?.is_none() && {
+                    std::thread::sleep(Duration::from_millis(200));
+                    self.running(&spec.name)?.is_none()
+                } =>
+            {
+                bail!(
+                    "{} exited before it was ready.{}",
+                    spec.name,
+                    self.log_tail(spec)
+                )
+            }
+            not_yet => Ok(not_yet),
+        })?;
+        match waited {
+            Waited::Done { after, .. } => {
+                eprintln!("  ✓ {} ready after {:.1}s", spec.name, after.as_secs_f64());
+                Ok(())
+            }
+            Waited::TimedOut { last } => bail!(
+                "{} was not ready within {}s (last: {last}){}.{}",
+                spec.name,
+                timeout.as_secs(),
+                if last.contains("the probe's timeout") {
+                    ""
+                } else {
+                    "; raise local.ready_timeout_secs in xtask.toml if it needs longer to start"
+                },
+                self.log_tail(spec)
+            ),
+        }
+    }
+
+    /// The last lines of a service's log, for error messages.
+    fn log_tail(&self, spec: &ServiceSpec) -> String {
+        let path = self.log_path(spec);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(10)..];
+        if tail.is_empty() {
+            return format!("\n  (its log {} is empty)", path.display());
+        }
+        let mut out = format!("\n  last lines of {}:", path.display());
+        for l in tail {
+            out.push_str("\n    ");
+            out.push_str(l);
+        }
+        out
+    }
+
+    /// SIGTERM, then SIGKILL after the grace period; the state file goes.
+    fn stop(&self, cx: &Ctx, name: &str, st: &State) -> Result<()> {
+        let grace = Duration::from_secs(self.settings.stop_grace_secs);
+        let what = format!(
+            "stop {} (pid {}): SIGTERM, SIGKILL after {}s",
+            name,
+            st.pid,
+            grace.as_secs()
+        );
+        cx.runner.effect(&what, || {
+            // Said first: a service that drains takes a while.
+            eprintln!("==> {what}");
+            processes::stop(name, st.pid, &st.binary, grace)
+        })?;
+        self.remove_state(cx, name)
+    }
 }
 
 /// Processes this run started: stopped again (and their state files
