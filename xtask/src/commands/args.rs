@@ -66,7 +66,7 @@ impl From<OutputArg> for crate::ground::runner::Format {
 /// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
 pub fn seldon_target(name: TargetName, config: &Config) -> Result<Kube> {
     match clusters::for_name(name, config) {
-        Some(cluster) => Ok(Kube::new(cluster)),
+        Some(cluster) => Ok(Kube::new(cluster, config)),
         None => {
             bail!(
                 "Seldon Core runs on Kubernetes: use --target {} (not {name})",

@@ -59,11 +59,11 @@ pub fn deploy(
     }
     let built = build::build_for(cx, &specs, profile, &to()?)?;
     let delivered = kube.deliver(cx, session, built)?;
-    let s = &cx.config.seldon;
+    let s = kube.seldon();
     kube.apply_dir(
         cx,
         session,
-        &cx.config.kubernetes.manifests_dir.join("seldon"),
+        &kube.manifests_dir().join("seldon"),
         &s.namespace,
         &[],
         &delivered.images,

@@ -9,7 +9,7 @@ use xshell::cmd;
 use super::common::{CRD, PROBE, exists, get, ingress_service};
 use crate::ground::context::Ctx;
 use crate::ground::runner::{quote, shown};
-use crate::ground::settings::Ingress;
+use crate::ground::settings::{Ingress, Seldon};
 use crate::targets::kube::Kube;
 use crate::targets::target::Session;
 
@@ -134,8 +134,7 @@ fn ensure_namespace(cx: &Ctx, context: &str, ns: &str) -> Result<()> {
 
 /// `helm upgrade --install` of the operator at the pinned chart version;
 /// `how` says whether it installs or upgrades.
-fn install_operator(cx: &Ctx, context: &str, how: &str) -> Result<()> {
-    let s = &cx.config.seldon;
+fn install_operator(cx: &Ctx, s: &Seldon, context: &str, how: &str) -> Result<()> {
     ensure_namespace(cx, context, &s.operator_namespace)?;
     cx.runner.step(format!(
         "{how} the Seldon Core operator {} with Helm",
@@ -166,9 +165,9 @@ fn install_operator(cx: &Ctx, context: &str, how: &str) -> Result<()> {
 pub fn install(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
     let context = kube.engine(session)?.context.clone();
     let target = kube.cluster().name();
-    let s = &cx.config.seldon;
+    let s = kube.seldon();
     rbac(cx, kube, &context)?;
-    ingress(cx, &context)?;
+    ingress(cx, s, &context)?;
     match release(cx, &context, OPERATOR_RELEASE, &s.operator_namespace)? {
         Some(r) if r.version() == s.chart_version && r.status == "deployed" => {
             println!(
@@ -179,10 +178,11 @@ pub fn install(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
         }
         Some(r) => install_operator(
             cx,
+            s,
             &context,
             &format!("upgrade from {} ({}) to", r.version(), r.status),
         )?,
-        None => install_operator(cx, &context, "install")?,
+        None => install_operator(cx, s, &context, "install")?,
     }
     ensure_namespace(cx, &context, &s.namespace)?;
     cx.runner.unless_dry_run(|| {
@@ -238,8 +238,7 @@ fn rbac(cx: &Ctx, kube: &Kube, context: &str) -> Result<()> {
 
 /// Ambassador: installed with Helm unless `install_ingress = false` (then
 /// required). Istio: always required, with its `seldon-gateway`.
-fn ingress(cx: &Ctx, context: &str) -> Result<()> {
-    let s = &cx.config.seldon;
+fn ingress(cx: &Ctx, s: &Seldon, context: &str) -> Result<()> {
     let (ns, svc, _) = ingress_service(s);
     match s.ingress {
         Ingress::Ambassador if s.install_ingress => {
@@ -308,7 +307,7 @@ fn ingress(cx: &Ctx, context: &str) -> Result<()> {
 
 pub fn uninstall(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
     let context = kube.engine(session)?.context.clone();
-    let s = &cx.config.seldon;
+    let s = kube.seldon();
     let mut removed = false;
     let uninstall = |release: &str, namespace: &str, purpose: &str| {
         cx.runner.run(

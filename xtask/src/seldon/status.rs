@@ -7,6 +7,7 @@ use xshell::cmd;
 use super::common::{CRD, PROBE, exists, ingress_service};
 use super::install::{OPERATOR_RELEASE, release};
 use crate::ground::context::Ctx;
+use crate::ground::settings::Seldon;
 use crate::targets::kube::Kube;
 use crate::targets::target::Session;
 
@@ -23,13 +24,13 @@ pub fn status(cx: &Ctx, kube: &Kube, session: &Session) -> Result<Vec<Row>> {
     Ok(vec![
         operator(cx, kube, context)?,
         crd(cx, context)?,
-        ingress(cx, context)?,
-        namespace(cx, context)?,
+        ingress(cx, kube.seldon(), context)?,
+        namespace(cx, kube.seldon(), context)?,
     ])
 }
 
 fn operator(cx: &Ctx, kube: &Kube, context: &str) -> Result<Row> {
-    let s = &cx.config.seldon;
+    let s = kube.seldon();
     let Some(r) = release(cx, context, OPERATOR_RELEASE, &s.operator_namespace)? else {
         return Ok(Row {
             what: "operator",
@@ -82,8 +83,8 @@ fn crd(cx: &Ctx, context: &str) -> Result<Row> {
     })
 }
 
-fn ingress(cx: &Ctx, context: &str) -> Result<Row> {
-    let (ns, svc, _) = ingress_service(&cx.config.seldon);
+fn ingress(cx: &Ctx, s: &Seldon, context: &str) -> Result<Row> {
+    let (ns, svc, _) = ingress_service(s);
     let ok = exists(
         cx,
         cmd!(
@@ -98,8 +99,8 @@ fn ingress(cx: &Ctx, context: &str) -> Result<Row> {
     })
 }
 
-fn namespace(cx: &Ctx, context: &str) -> Result<Row> {
-    let ns = &cx.config.seldon.namespace;
+fn namespace(cx: &Ctx, s: &Seldon, context: &str) -> Result<Row> {
+    let ns = &s.namespace;
     let ok = exists(
         cx,
         cmd!(cx.sh, "kubectl --context {context} get namespace {ns}"),

@@ -14,6 +14,7 @@ use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::net;
 use crate::ground::poll;
+use crate::ground::settings;
 
 /// Use this engine binary instead of building one (a prebuilt or installed engine).
 const OVERRIDE: &str = "KMLOPS_KUBE_ENGINE";
@@ -29,15 +30,23 @@ pub struct Engine {
     /// `kubectl edit`) instead of failing on the conflict; the engine names
     /// whose fields it takes. `deploy --force-conflicts`.
     pub force_conflicts: bool,
+    /// Seconds `apply` waits for every rollout (`[kubernetes]`).
+    pub rollout_timeout_secs: u64,
+    /// Seconds `load_balancer` waits for an external address.
+    pub address_timeout_secs: u64,
     binary: OnceCell<PathBuf>,
 }
 
 impl Engine {
-    pub fn new(context: String) -> Self {
+    /// The engine on kube context `context`, with `[kubernetes]`'s
+    /// timeouts.
+    pub fn new(context: String, kubernetes: &settings::Kubernetes) -> Self {
         Self {
             context,
             reached: true,
             force_conflicts: false,
+            rollout_timeout_secs: kubernetes.rollout_timeout_secs,
+            address_timeout_secs: kubernetes.address_timeout_secs,
             binary: OnceCell::new(),
         }
     }
@@ -90,7 +99,7 @@ impl Engine {
         ids: &[(String, String)],
     ) -> Result<()> {
         let (engine, context) = (self.binary(cx)?, &self.context);
-        let timeout = cx.config.kubernetes.rollout_timeout_secs.to_string();
+        let timeout = self.rollout_timeout_secs.to_string();
         // Repeated flags, one pair per service and per image.
         let only = only.iter().flat_map(|s| ["--only", s]);
         let images = images
@@ -120,7 +129,7 @@ impl Engine {
         service: &str,
     ) -> Result<Option<String>> {
         let (engine, context) = (self.binary(cx)?, &self.context);
-        let timeout = cx.config.kubernetes.address_timeout_secs.to_string();
+        let timeout = self.address_timeout_secs.to_string();
         let out = cx.runner.run(
             cmd!(
                 cx.sh,
@@ -246,17 +255,16 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Key of the background port-forward to the ingress (minikube, kind).
 const INGRESS_FORWARD: &str = "seldon-ingress";
 
-/// The ingress through a port-forward on `seldon.local_port` of this
-/// machine (clusters without external load balancers): host and port.
+/// The ingress through a port-forward on `local` (`[seldon] local_port`)
+/// of this machine (clusters without external load balancers): host and
+/// port.
 pub fn forward_ingress(
     cx: &Ctx,
     engine: &Engine,
     state: &Path,
-    namespace: &str,
-    service: &str,
-    port: u16,
+    (namespace, service, port): (&str, &str, u16),
+    local: u16,
 ) -> Result<(String, u16)> {
-    let local = cx.config.seldon.local_port;
     engine.forward(
         cx,
         state,

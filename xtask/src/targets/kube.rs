@@ -19,6 +19,7 @@ use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
 
 use crate::ground::services::{self, ServiceSpec};
+use crate::ground::settings;
 use crate::image::{self, Builder};
 use crate::targets::clusters::cluster::Cluster;
 use crate::targets::engine::{self, Engine};
@@ -27,25 +28,47 @@ use crate::targets::target::{Delivered, Delivery, Session, StatusRow, Target};
 /// How long reading what is deployed may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A Kubernetes target: its cluster, `[kubernetes]` and the settings'
+/// service and image names.
 pub struct Kube {
     cluster: Box<dyn Cluster>,
+    kubernetes: settings::Kubernetes,
+    seldon: settings::Seldon,
+    services: Vec<String>,
+    images: Vec<String>,
 }
 
 impl Kube {
-    pub fn new(cluster: Box<dyn Cluster>) -> Self {
-        Self { cluster }
+    /// The target on `cluster`, with its settings from `config`.
+    pub fn new(cluster: Box<dyn Cluster>, config: &settings::Config) -> Self {
+        Self {
+            cluster,
+            kubernetes: config.kubernetes.clone(),
+            seldon: config.seldon.clone(),
+            services: services::names(config),
+            images: services::image_names(config),
+        }
     }
 
     pub fn cluster(&self) -> &dyn Cluster {
         self.cluster.as_ref()
     }
 
+    /// `[seldon]`: how Seldon Core is installed here and where its
+    /// resources go.
+    pub fn seldon(&self) -> &settings::Seldon {
+        &self.seldon
+    }
+
+    /// `[kubernetes] manifests_dir`: the generated and hand-written
+    /// manifests.
+    pub fn manifests_dir(&self) -> &std::path::Path {
+        &self.kubernetes.manifests_dir
+    }
+
     /// Where rendered manifests, port-forward pids and logs go.
-    pub fn state_dir(&self, cx: &Ctx) -> PathBuf {
-        cx.config
-            .kubernetes
-            .state_dir
-            .join(self.cluster.name().as_str())
+    pub fn state_dir(&self) -> PathBuf {
+        self.kubernetes.state_dir.join(self.cluster.name().as_str())
     }
 
     /// The session's engine (every Kubernetes session has one).
@@ -73,7 +96,7 @@ impl Kube {
             cmd!(cx.sh, "kubectl kustomize {source}"),
             "rendering the kustomize overlay",
         )?;
-        let dir = self.state_dir(cx);
+        let dir = self.state_dir();
         let name = source
             .file_name()
             .map_or("manifest".into(), |n| n.to_string_lossy());
@@ -108,12 +131,12 @@ impl Kube {
     ) -> Result<(String, u16)> {
         let engine = self.engine(session)?;
         self.cluster
-            .ingress(cx, engine, &self.state_dir(cx), namespace, service, port)
+            .ingress(cx, engine, &self.state_dir(), namespace, service, port)
     }
 
     /// Stops the background port-forward to the ingress, if any.
     pub fn stop_ingress(&self, cx: &Ctx) -> Result<()> {
-        engine::stop_ingress_forward(cx, &self.state_dir(cx))
+        engine::stop_ingress_forward(cx, &self.state_dir())
     }
 }
 
@@ -184,18 +207,17 @@ impl Target for Kube {
         found
     }
 
-    fn manifests(&self, cx: &Ctx) -> Option<PathBuf> {
-        Some(cx.config.kubernetes.manifests_dir.clone())
+    fn manifests(&self, _cx: &Ctx) -> Option<PathBuf> {
+        Some(self.kubernetes.manifests_dir.clone())
     }
 
     fn dev_loop(&self) -> Result<()> {
         self.cluster.dev_loop()
     }
 
-    fn overlay(&self, cx: &Ctx) -> Option<PathBuf> {
+    fn overlay(&self, _cx: &Ctx) -> Option<PathBuf> {
         Some(
-            cx.config
-                .kubernetes
+            self.kubernetes
                 .manifests_dir
                 .join("overlays")
                 .join(self.cluster.name().as_str()),
@@ -220,7 +242,7 @@ impl Target for Kube {
             }
         };
         let guarded = kubecontext::guard(cx, name.as_str(), &want, None)?;
-        let mut engine = Engine::new(guarded.context);
+        let mut engine = Engine::new(guarded.context, &self.kubernetes);
         engine.reached = guarded.approved;
         Ok(Session { kube: Some(engine) })
     }
@@ -243,10 +265,7 @@ impl Target for Kube {
         }
         // Where images go takes them (a registry: it answers and accepts
         // the credentials), before minutes of building.
-        if let Some(first) = services::image_names(&cx.config)
-            .first()
-            .filter(|_| delivering)
-        {
+        if let Some(first) = self.images.first().filter(|_| delivering) {
             self.cluster.publisher(cx).preflight(cx, first)?;
         }
         // Built before any image is pushed, so a build failure changes nothing.
@@ -299,7 +318,7 @@ impl Target for Kube {
             cx,
             session,
             &overlay,
-            &cx.config.kubernetes.namespace,
+            &self.kubernetes.namespace,
             &only,
             &delivered.images,
         )
@@ -307,7 +326,7 @@ impl Target for Kube {
 
     fn urls(&self, cx: &Ctx, session: &Session, specs: &[ServiceSpec]) -> Result<Vec<String>> {
         let engine = self.engine(session)?;
-        let state = self.state_dir(cx);
+        let state = self.state_dir();
         specs
             .iter()
             .map(|spec| self.cluster.service_url(cx, engine, &state, spec))
@@ -323,7 +342,7 @@ impl Target for Kube {
             return Ok(unreached(specs));
         };
         // Deployments of ours whose service the settings no longer have.
-        let configured = services::names(&cx.config);
+        let configured = &self.services;
         let extra = rows
             .iter()
             .filter(|r| r.kind == "deployment" && !configured.contains(&r.name))
@@ -374,7 +393,7 @@ impl Target for Kube {
     ) -> Result<()> {
         let engine = self.engine(session)?;
         let (binary, context) = (engine.binary(cx)?, &engine.context);
-        let namespace = &cx.config.kubernetes.namespace;
+        let namespace = &self.kubernetes.namespace;
         let selector = format!("app.kubernetes.io/name={}", spec.name);
         let tail = tail.map_or_else(Vec::new, |n| vec!["--tail".to_string(), n.to_string()]);
         let follow = follow.then_some("--follow");
@@ -391,7 +410,7 @@ impl Target for Kube {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
-        let state = self.state_dir(cx);
+        let state = self.state_dir();
         for spec in specs {
             engine::stop_forward(cx, &state, &spec.name)?;
         }

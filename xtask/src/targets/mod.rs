@@ -30,7 +30,7 @@ pub fn for_name(name: TargetName, config: &Config) -> Box<dyn Target> {
         }),
         TargetName::Minikube | TargetName::Kind | TargetName::Gke => {
             match clusters::for_name(name, config) {
-                Some(cluster) => Box::new(kube::Kube::new(cluster)),
+                Some(cluster) => Box::new(kube::Kube::new(cluster, config)),
                 None => unreachable!("every Kubernetes target has a cluster kind"),
             }
         }

@@ -22,6 +22,8 @@ use crate::targets::engine::{self, Engine};
 pub struct Kind {
     pub settings: settings::Kind,
     pub namespace: String,
+    /// `[seldon] local_port`: where this machine reaches the ingress.
+    pub ingress_local_port: u16,
 }
 
 impl Cluster for Kind {
@@ -115,6 +117,12 @@ impl Cluster for Kind {
         service: &str,
         port: u16,
     ) -> Result<(String, u16)> {
-        engine::forward_ingress(cx, engine, state, namespace, service, port)
+        engine::forward_ingress(
+            cx,
+            engine,
+            state,
+            (namespace, service, port),
+            self.ingress_local_port,
+        )
     }
 }

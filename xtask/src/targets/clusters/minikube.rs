@@ -25,6 +25,8 @@ use crate::targets::engine::{self, Engine};
 pub struct Minikube {
     pub settings: settings::Minikube,
     pub namespace: String,
+    /// `[seldon] local_port`: where this machine reaches the ingress.
+    pub ingress_local_port: u16,
 }
 
 /// How a service's URL is found.
@@ -326,7 +328,13 @@ impl Cluster for Minikube {
         service: &str,
         port: u16,
     ) -> Result<(String, u16)> {
-        engine::forward_ingress(cx, engine, state, namespace, service, port)
+        engine::forward_ingress(
+            cx,
+            engine,
+            state,
+            (namespace, service, port),
+            self.ingress_local_port,
+        )
     }
 }
 

@@ -20,10 +20,12 @@ pub fn for_name(name: TargetName, config: &Config) -> Option<Box<dyn Cluster>> {
         TargetName::Minikube => Some(Box::new(minikube::Minikube {
             settings: config.minikube.clone(),
             namespace,
+            ingress_local_port: config.seldon.local_port,
         })),
         TargetName::Kind => Some(Box::new(kind::Kind {
             settings: config.kind.clone(),
             namespace,
+            ingress_local_port: config.seldon.local_port,
         })),
         TargetName::Gke => Some(Box::new(gke::Gke::new(config))),
         TargetName::Local | TargetName::Docker => None,
