@@ -256,7 +256,8 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
     )?;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("--toolchain docker compiles inside the docker builder's"),
+        text(&out.stderr)
+            .contains("--toolchain docker compiles inside `docker build`, so it makes images"),
         "{}",
         text(&out.stderr)
     );
@@ -558,15 +559,17 @@ fn ctrl_c_sent_to_the_xtask_alone_stops_cross_too() -> Result {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin)?;
     let log = dir.path().join("cross.log");
-    // A cross that builds forever, and says when SIGINT reaches it (the real
-    // one stops its build container then).
+    // A cross that builds forever in a child of its own (as cargo-zigbuild
+    // runs cargo, and cargo rustc), and says when SIGINT reaches it (the
+    // real one stops its build container then). The child must get the
+    // signal too: the shell waits for it before running its trap.
     std::fs::write(
         bin.join("cross"),
         format!(
             "#!/bin/sh\n\
              trap 'echo interrupted >> \"{log}\"; exit 130' INT\n\
-             echo \"started $$\" >> \"{log}\"\n\
-             while true; do sleep 0.1; done\n",
+             sh -c 'echo \"child $$\" >> \"{log}\"; while true; do sleep 0.1; done'\n\
+             echo \"started $$\" >> \"{log}\"\n",
             log = log.display()
         ),
     )?;
@@ -596,14 +599,14 @@ fn ctrl_c_sent_to_the_xtask_alone_stops_cross_too() -> Result {
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let started = std::time::Instant::now();
-    let cross_pid = loop {
+    let child_pid = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(pid) = text.strip_prefix("started ") {
+        if let Some(pid) = text.strip_prefix("child ") {
             break pid.trim().parse::<i32>()?;
         }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = xtask.kill();
-            return Err("cross never started".into());
+            return Err("cross's child never started".into());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -616,10 +619,11 @@ fn ctrl_c_sent_to_the_xtask_alone_stops_cross_too() -> Result {
         std::fs::read_to_string(&log)?.contains("interrupted"),
         "SIGINT was passed on to cross"
     );
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(cross_pid), None).is_ok();
+    // Its child too: nothing of the build outlives the xtask.
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child_pid), None).is_ok();
     assert!(
         !alive,
-        "cross ({cross_pid}) still runs after the xtask died"
+        "cross's child ({child_pid}) still runs after the xtask died"
     );
     Ok(())
 }

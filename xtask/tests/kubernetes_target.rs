@@ -1200,5 +1200,24 @@ fn pinned_images_of_another_platform_are_refused_before_anything_is_applied() ->
         stdout.contains("no build: 1 image(s) pinned by digest"),
         "{stdout}"
     );
+
+    // A digest the registry does not have: the nodes could not pull it.
+    let missing = format!("{registry}/{repository}:v1@sha256:{}", "0".repeat(64));
+    let (out, _) = stage.xtask(
+        &[
+            "--dry-run",
+            "deploy",
+            "--target",
+            "kind",
+            "--images",
+            &pins(missing, "missing.json")?,
+        ],
+        &[],
+    )?;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("which its registry does not serve: its pods would not start"),
+        "{stdout}"
+    );
     Ok(())
 }

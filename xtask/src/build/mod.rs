@@ -287,9 +287,10 @@ impl Destination {
     /// tools as blockers plans this build, not this host's own.
     pub fn planned(platform: Option<Platform>, kind: toolchain::Kind, glibc: Option<&str>) -> Self {
         let host = Self::host();
-        let Some(platform) = platform else {
+        if platform.is_none() && kind == toolchain::Kind::Auto && glibc.is_none() {
             return host;
-        };
+        }
+        let platform = platform.unwrap_or(host.platform);
         Self {
             platform,
             toolchain: toolchain::planned(kind, toolchain::Host::here(), platform, glibc),
@@ -620,9 +621,9 @@ fn build_checked(
 ) -> Result<Vec<Built>> {
     if let Toolchain::Docker { .. } = target.to.toolchain {
         bail!(
-            "--toolchain docker compiles inside the docker builder's Dockerfile, so it makes \
-             images, not binaries on this host: use it with `cargo xtask image build` or `image \
-             push` and --builder docker, or give another --toolchain"
+            "--toolchain docker compiles inside `docker build`, so it makes images, not binaries \
+             on this host: use it with `cargo xtask deploy` (the docker target or a cluster) or \
+             `image build|load|push`, or give another --toolchain"
         );
     }
     if let Some(s) = specs.iter().find(|s| s.runtime() == Runtime::Onnxruntime)

@@ -29,18 +29,20 @@ impl Platform {
     pub const LINUX_ARM64: Self = Self { arch: Arch::Arm64 };
 
     /// An OCI platform string: `linux/amd64`, `linux/arm64` (also
-    /// `linux/arm64/v8`, the variant arm64 images carry).
+    /// `linux/arm64/v8`, the variant arm64 images carry), in any case,
+    /// with the CPU names containerd's `platforms.Normalize` also takes
+    /// (`x86_64`, `aarch64`).
     ///
     /// # Errors
     /// Another OS or architecture, naming the ones supported.
     pub fn parse(text: &str) -> Result<Self> {
-        let arch = match text.trim() {
+        let arch = match text.trim().to_ascii_lowercase().as_str() {
             "" => bail!(
                 "an empty platform: give os/architecture values separated by commas, such as \
                  linux/amd64,linux/arm64"
             ),
-            "linux/amd64" => Arch::Amd64,
-            "linux/arm64" | "linux/arm64/v8" => Arch::Arm64,
+            "linux/amd64" | "linux/x86_64" | "linux/x86-64" => Arch::Amd64,
+            "linux/arm64" | "linux/arm64/v8" | "linux/aarch64" => Arch::Arm64,
             other => bail!(
                 "platform {other:?}: give linux/amd64 or linux/arm64 (os/architecture, as OCI \
                  and `docker build --platform` name them)"
@@ -229,6 +231,10 @@ mod tests {
     fn platforms_parse_as_oci_names_them() -> Result<()> {
         assert_eq!(Platform::parse("linux/amd64")?, Platform::LINUX_AMD64);
         assert_eq!(Platform::parse("linux/arm64/v8")?, Platform::LINUX_ARM64);
+        // The CPU names and case docker also takes.
+        assert_eq!(Platform::parse("linux/x86_64")?, Platform::LINUX_AMD64);
+        assert_eq!(Platform::parse("Linux/AMD64")?, Platform::LINUX_AMD64);
+        assert_eq!(Platform::parse("linux/aarch64")?, Platform::LINUX_ARM64);
         let empty = Platform::parse(" ").err().map(|e| e.to_string());
         assert!(
             empty.is_some_and(|e| e.contains("an empty platform")),

@@ -376,7 +376,8 @@ impl Missing {
     pub fn remedy(&self) -> String {
         format!(
             "run {}; or install cross (`cargo install cross`, with a container engine); or, for \
-             images, --builder docker (it compiles in the pinned Rust image)",
+             images, give --toolchain docker (it compiles in the pinned Rust image, inside \
+             `docker build`)",
             self.zigbuild
                 .iter()
                 .map(|c| format!("`{c}`"))
@@ -591,7 +592,8 @@ mod tests {
             "linux/arm64 binaries cannot be built on this host (linux/x86_64) yet: run \
              `rustup target add aarch64-unknown-linux-musl` and `pip install ziglang \
              cargo-zigbuild`; or install cross (`cargo install cross`, with a container engine); \
-             or, for images, --builder docker (it compiles in the pinned Rust image)"
+             or, for images, give --toolchain docker (it compiles in the pinned Rust image, \
+             inside `docker build`)"
         );
     }
 

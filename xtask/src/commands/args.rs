@@ -129,8 +129,9 @@ pub enum ToolchainArg {
     Zigbuild,
     /// cross build: static musl binaries, in cross's container
     Cross,
-    /// cargo build in the pinned Rust image, inside the docker builder's multi-stage Dockerfile
-    /// (image build|push --builder docker; its default where this host cannot build the platform)
+    /// cargo build in the pinned Rust image, inside `docker build` (a multi-stage Dockerfile):
+    /// images only (deploy, image build|load|push); --builder docker's default where this host
+    /// cannot build the platform
     Docker,
 }
 
@@ -297,5 +298,30 @@ impl PlatformArg {
     /// The destination for `platform` (None: this host's).
     fn destination_for(&self, platform: Option<Platform>) -> Result<Destination> {
         Destination::pick(platform, self.toolchain.into(), self.glibc.as_deref())
+    }
+}
+
+/// Says, before a build in `docker build` (`--toolchain docker`) for
+/// another platform than the container engine's, that its build stage
+/// runs under emulation: only where the engine has it (binfmt_misc with
+/// QEMU, as Docker Desktop does), and several times slower.
+pub fn note_emulation(cx: &crate::ground::context::Ctx, to: &[Destination]) {
+    let in_docker = to.iter().filter(|d| {
+        matches!(
+            d.toolchain,
+            crate::build::toolchain::Toolchain::Docker { .. }
+        )
+    });
+    for d in in_docker {
+        if let Ok(Some(engine)) = crate::targets::machines_platform(cx, TargetName::Docker)
+            && engine != d.platform
+        {
+            eprintln!(
+                "note: the container engine runs {engine}: compiling for {} in `docker build` \
+                 runs under emulation, which the engine must have (binfmt_misc with QEMU; \
+                 Docker Desktop has it) and which is several times slower",
+                d.platform
+            );
+        }
     }
 }

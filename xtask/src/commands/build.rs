@@ -24,18 +24,33 @@ impl BuildArgs {
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let specs = services::select(&cx.config, &cx.root, &self.services)?;
         let profile = self.profile.or(build::Profile::Release);
-        let several = self.platform.platform.len() > 1;
+        // Several different ones (`linux/amd64,linux/amd64` is one).
+        let several = {
+            let mut given = self.platform.platform.clone();
+            given.sort_unstable();
+            given.dedup();
+            given.len() > 1
+        };
         // A dry run lists what this host lacks and plans the build it
         // would make once installed.
+        let mut binaries = Vec::new();
         for to in self.platform.destinations_or_planned(&cx.runner)? {
             for b in build::build_for(cx, &specs, profile, &to)? {
-                if several {
+                if cx.json() {
+                    binaries.push(serde_json::json!({
+                        "service": b.spec.name,
+                        "platform": b.platform.to_string(),
+                        "binary": b.binary,
+                    }));
+                } else if several {
                     println!("{}\t{}\t{}", b.spec.name, b.platform, b.binary.display());
                 } else {
                     println!("{}\t{}", b.spec.name, b.binary.display());
                 }
             }
         }
+        // `{"binaries": [{"service", "platform", "binary"}]}`.
+        cx.emit(&serde_json::json!({ "binaries": binaries }));
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -75,7 +75,15 @@ impl DeployArgs {
                      platform's images run on --target docker or a cluster"
                 );
             }
-            return self.platform.destination_on(None);
+            let to = self.platform.destination_on(None)?;
+            if let build::toolchain::Toolchain::Docker { .. } = to.toolchain {
+                bail!(
+                    "--toolchain docker makes images, and the {name} target runs this host's \
+                     own binaries: deploy images with --target docker or a cluster, or drop \
+                     --toolchain docker"
+                );
+            }
+            return Ok(to);
         };
         let runs_on = self.machines_platform(cx, name, target, session, &machines)?;
         let why = match (given, runs_on) {
@@ -149,15 +157,16 @@ impl DeployArgs {
             .with_context(|| format!("preparing target {name}"))?;
         let delivered = match &self.images {
             Some(file) => {
-                // The platform the pinned images must be for.
+                // The platform the pinned images must be for: what the
+                // machines answer (nothing is built, so --platform only
+                // stands in where they cannot say).
                 let needed = match target
                     .machines_run()
                     .filter(|_| target.overlay(cx).is_some())
                 {
                     Some(machines) => {
-                        let asked =
-                            self.machines_platform(cx, name, target.as_ref(), &session, &machines)?;
-                        self.platform.one()?.or(asked).map(|p| (p, machines))
+                        let asked = target.platform(cx, &session).ok().flatten();
+                        asked.or(self.platform.one()?).map(|p| (p, machines))
                     }
                     None => None,
                 };
@@ -165,10 +174,35 @@ impl DeployArgs {
             }
             None => {
                 let to = self.destination(cx, name, target.as_ref(), &session)?;
-                let built = build::build_for(cx, &specs, self.profile.or(target.profile()), &to)?;
-                target
-                    .deliver(cx, &session, built)
-                    .with_context(|| format!("delivering to {name}"))?
+                let profile = self.profile.or(target.profile());
+                if let build::toolchain::Toolchain::Docker { .. } = to.toolchain {
+                    // Compiled inside `docker build`: images, no binaries here.
+                    super::args::note_emulation(cx, std::slice::from_ref(&to));
+                    let images = crate::image::build_images(
+                        cx,
+                        &specs,
+                        crate::image::Builder::Docker,
+                        profile,
+                        std::slice::from_ref(&to),
+                    )?;
+                    let built = specs
+                        .iter()
+                        .map(|s| Built {
+                            spec: s.clone(),
+                            binary: std::path::PathBuf::new(),
+                            runtime_library: None,
+                            platform: to.platform,
+                        })
+                        .collect();
+                    target
+                        .deliver_images(cx, &session, built, images)
+                        .with_context(|| format!("delivering to {name}"))?
+                } else {
+                    let built = build::build_for(cx, &specs, profile, &to)?;
+                    target
+                        .deliver(cx, &session, built)
+                        .with_context(|| format!("delivering to {name}"))?
+                }
             }
         };
         target
@@ -325,11 +359,12 @@ fn prebuilt(
 /// Refuses `image` (pinned by digest in `file`) unless the registry says
 /// it is for `platform` (a single image of it, or an index with an entry
 /// for it): `machines` (`kind's machines run`) would otherwise die with
-/// `exec format error`. A registry this host cannot read leaves the check
+/// `exec format error`. A registry this host cannot reach leaves the check
 /// undone, said as a warning.
 ///
 /// # Errors
-/// An image of other platforms (outside a dry run).
+/// An image of other platforms, or one the registry does not serve
+/// (outside a dry run).
 fn check_platform(
     cx: &Ctx,
     file: &std::path::Path,
@@ -341,16 +376,29 @@ fn check_platform(
         .reference
         .split_once('@')
         .unwrap_or((image.reference.as_str(), image.digest.as_str()));
-    let read = crate::publish::pull::Download::open_for_digests(repository)
-        .and_then(|registry| registry.platforms(digest));
-    let platforms = match read {
-        Ok(platforms) => platforms,
+    let registry = match crate::publish::pull::Download::open_for_digests(repository) {
+        Ok(registry) => registry,
         Err(e) => {
             eprintln!(
-                "warning: cannot read which platforms {} is for ({e:#}); deploying it unchecked",
+                "warning: cannot reach the registry of {} to read which platforms it is for \
+                 ({e:#}); deploying it unchecked",
                 image.reference
             );
             return Ok(());
+        }
+    };
+    // The registry answered: an image it does not have (or cannot show) is
+    // one the nodes cannot pull either.
+    let platforms = match registry.platforms(digest) {
+        Ok(platforms) => platforms,
+        Err(e) => {
+            return cx.runner.precondition(e.context(format!(
+                "{}: {} is pinned to {}, which its registry does not serve: its pods would \
+                 not start (ImagePullBackOff); pin an image that was pushed there",
+                file.display(),
+                image.name,
+                image.reference
+            )));
         }
     };
     if platforms

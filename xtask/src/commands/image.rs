@@ -192,6 +192,7 @@ impl ImageArgs {
             );
         }
         let to = destinations(cx, &self.platform, load_into, builder)?;
+        super::args::note_emulation(cx, &to);
         let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
         let publisher_none = publisher.is_none();
         let builds: Vec<serde_json::Value> = match publisher {

@@ -28,9 +28,6 @@ pub struct Ctx {
     pub runner: Runner,
     /// Commands run in the workspace root.
     pub sh: Shell,
-    /// The GKE project once found (`gke.project`, else gcloud's config):
-    /// see `targets::clusters::gke::project`.
-    pub gke_project: std::sync::OnceLock<String>,
 }
 
 impl Ctx {
@@ -54,7 +51,6 @@ impl Ctx {
             config_source: loaded.source,
             sh,
             root,
-            gke_project: std::sync::OnceLock::new(),
         })
     }
 

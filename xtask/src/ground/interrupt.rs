@@ -101,35 +101,38 @@ fn clean_up_and_exit() {
     });
 }
 
-/// Passes Ctrl-C on to the child `pid` while the returned guard lives:
-/// when the signal reached the xtask alone (`kill -INT`, a supervisor, a
-/// terminal's SIGHUP), a running `cargo` or `cross` (which stops its build
-/// container on SIGINT) must not outlive it. The child gets SIGINT, up to
-/// ten seconds to exit, then SIGKILL.
+/// Passes Ctrl-C on to the process group led by the child `pid` (the
+/// runner starts each child in a group of its own) while the returned
+/// guard lives: a running `cargo`, `cargo zigbuild` with the cargo and
+/// rustc it starts, or `cross` (which stops its build container on
+/// SIGINT) must not outlive the xtask, whether the terminal, `kill -INT`,
+/// a supervisor or a hang-up stopped it. The group gets SIGINT, up to ten
+/// seconds to be gone, then SIGKILL.
 #[must_use = "the forwarding ends with its guard"]
 pub fn forward_to(pid: u32) -> Guard {
-    on_interrupt(move || stop(pid))
+    on_interrupt(move || stop_group(pid))
 }
 
-/// SIGINT, then SIGKILL if `pid` still runs ten seconds later. A child the
-/// terminal interrupted too may be gone already: nothing to do then.
-fn stop(pid: u32) {
-    use nix::sys::signal::{Signal, kill};
+/// SIGINT to the group `pgid`, then SIGKILL if any of it is left ten
+/// seconds later.
+fn stop_group(pgid: u32) {
+    use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let pid = Pid::from_raw(raw);
-    if kill(pid, Signal::SIGINT).is_err() {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    let group = Pid::from_raw(raw);
+    if killpg(group, Signal::SIGINT).is_err() {
         return;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    // The thread that waits on the child reaps it: then the pid is gone.
+    // The thread that waits on the leader reaps it; the group is gone
+    // when its last member is.
     while std::time::Instant::now() < deadline {
-        if kill(pid, None).is_err() {
+        if killpg(group, None).is_err() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let _ = kill(pid, Signal::SIGKILL);
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 /// For `main`, when a command failed: if Ctrl-C arrived, the failure is

@@ -14,6 +14,7 @@ mod pump;
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -274,6 +275,7 @@ impl Runner {
         }
         let mut child = resolved
             .stdin(Stdio::null())
+            .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
         let _forward = crate::ground::interrupt::forward_to(child.id());
@@ -365,7 +367,6 @@ impl Runner {
             .stdout_file(file.try_clone()?)
             .stderr_file(file)
             .before_spawn(|c| {
-                use std::os::unix::process::CommandExt;
                 c.process_group(0);
                 Ok(())
             })
@@ -395,6 +396,10 @@ impl Runner {
             .stdout_null()
             .stderr_capture()
             .unchecked()
+            .before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            })
             .start()
             .with_context(|| format!("cannot start `{line}`"))?;
         let forward = handle
@@ -513,7 +518,11 @@ impl Runner {
     ) -> Result<Output> {
         let started = Instant::now();
         let live = display::Live::start(line, self.spinners, self.verbose);
+        // A process group of its own: Ctrl-C reaches its whole tree through
+        // `interrupt::forward_to` (cargo-zigbuild's cargo, rustc), whether
+        // the terminal or a `kill` sent it.
         let mut child = cmd
+            .process_group(0)
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {

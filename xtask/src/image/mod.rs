@@ -93,30 +93,26 @@ pub fn build_images(
             d.platform
         );
     }
+    let in_docker =
+        |d: &build::Destination| matches!(d.toolchain, build::toolchain::Toolchain::Docker { .. });
     // Refused before minutes of building, not after.
-    if builder == Builder::Docker
+    if (builder == Builder::Docker || to.iter().any(in_docker))
         && let Some(s) = specs.iter().find(|s| s.runtime() == Runtime::Onnxruntime)
     {
         bail!("{}", docker_builder_refuses(&s.name));
     }
     match to {
         [] => bail!("no platform to build images for"),
-        [one] if matches!(one.toolchain, build::toolchain::Toolchain::Docker { .. }) => {
-            if builder != Builder::Docker {
-                bail!(
-                    "--toolchain docker compiles in the docker builder's container: add \
-                     --builder docker, or give another --toolchain"
-                );
-            }
-            from_source(cx, specs, profile, one)
-        }
+        // Compiled inside `docker build`: the docker builder, whichever
+        // was named.
+        [one] if in_docker(one) => from_source(cx, specs, profile, one),
         [one] => {
             // images_from keeps one image per image name.
             let built = build::build_for(cx, specs, profile, one)?;
             images_from(cx, &built, builder)
         }
         several => {
-            if builder == Builder::Docker {
+            if builder == Builder::Docker || several.iter().any(in_docker) {
                 bail!(
                     "--builder docker builds one platform at a time; an image index of {} is \
                      the native builder's (drop --builder docker)",
@@ -231,7 +227,16 @@ fn compiled_in_docker(
         (&reference, b.platform),
         &labels,
         archive.clone(),
-    )?;
+    )
+    .with_context(|| {
+        format!(
+            "compiling {} in {} for {}: where the image cannot be pulled (no network, a \
+             mirror), pull it first (`docker pull --platform {} {}`) or set [images] \
+             rust_builder to a Rust image this engine has; where the build stage cannot run \
+             that platform, the engine needs emulation for it (binfmt_misc with QEMU)",
+            b.spec.name, dockerfile.builder, b.platform, b.platform, dockerfile.builder
+        )
+    })?;
     let built = cx.runner.unless_dry_run(|| {
         let blobs = oci::read_archive(&archive)?;
         let path = format!("usr/local/bin/{}", b.spec.bin);
@@ -309,10 +314,13 @@ fn workspace_sources(cx: &Ctx) -> Result<Vec<PathBuf>> {
             listed.stderr.trim()
         )));
     }
+    // The Rust image is the toolchain: rust-toolchain.toml would have
+    // rustup in the build stage download its components (rustfmt, clippy)
+    // that a build does not use.
     Ok(listed
         .stdout
         .split('\0')
-        .filter(|f| !f.is_empty())
+        .filter(|f| !f.is_empty() && !matches!(*f, "rust-toolchain.toml" | "rust-toolchain"))
         .map(PathBuf::from)
         .collect())
 }

@@ -356,11 +356,22 @@ impl Target for Docker {
         engine_platform(cx)
     }
 
-    fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
+    fn deliver(&self, cx: &Ctx, session: &Session, built: Vec<Built>) -> Result<Delivered> {
         cx.runner.step(
             "deliver: build images (native, no daemon) and load them into the container engine",
         );
-        let images = image::images_from(cx, &built, Builder::Native)?
+        let images = image::images_from(cx, &built, Builder::Native)?;
+        self.deliver_images(cx, session, built, images)
+    }
+
+    fn deliver_images(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        built: Vec<Built>,
+        images: Vec<image::Image>,
+    ) -> Result<Delivered> {
+        let images = images
             .into_iter()
             .map(|image| {
                 let reference = Load.publish(cx, &image)?;

@@ -292,9 +292,20 @@ impl Target for Kube {
         }
     }
 
-    fn deliver(&self, cx: &Ctx, _session: &Session, built: Vec<Built>) -> Result<Delivered> {
+    fn deliver(&self, cx: &Ctx, session: &Session, built: Vec<Built>) -> Result<Delivered> {
+        let images = image::images_from(cx, &built, Builder::Native)?;
+        self.deliver_images(cx, session, built, images)
+    }
+
+    fn deliver_images(
+        &self,
+        cx: &Ctx,
+        _session: &Session,
+        built: Vec<Built>,
+        images: Vec<image::Image>,
+    ) -> Result<Delivered> {
         let publisher = self.cluster.publisher(cx);
-        let images = image::images_from(cx, &built, Builder::Native)?
+        let images = images
             .into_iter()
             .map(|image| {
                 let reference = publisher.publish(cx, &image)?;

@@ -84,6 +84,26 @@ pub trait Target {
     /// nothing), saying which before it happens.
     fn deliver(&self, cx: &Ctx, session: &Session, built: Vec<Built>) -> Result<Delivered>;
 
+    /// As `deliver`, for images made already (`--toolchain docker`: by
+    /// `docker build`, from source, with no binaries on this host; `built`
+    /// names their services).
+    ///
+    /// # Errors
+    /// A target that runs binaries, not images (the default); what
+    /// publishing fails on.
+    fn deliver_images(
+        &self,
+        _cx: &Ctx,
+        _session: &Session,
+        _built: Vec<Built>,
+        _images: Vec<crate::image::Image>,
+    ) -> Result<Delivered> {
+        anyhow::bail!(
+            "this target runs this host's own binaries, and --toolchain docker makes images: \
+             deploy images with --target docker or a cluster, or drop --toolchain docker"
+        )
+    }
+
     /// Starts or updates the services, leaving unchanged ones alone, and
     /// returns once every one is ready, or explains why one is not.
     fn apply(&self, cx: &Ctx, session: &Session, delivered: &Delivered) -> Result<()>;

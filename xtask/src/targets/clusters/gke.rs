@@ -33,6 +33,8 @@ pub struct Gke {
     namespace: String,
     /// Seconds to wait for a LoadBalancer's address to carry traffic.
     address_timeout_secs: u64,
+    /// The project, found once (`project`).
+    project: std::sync::OnceLock<String>,
 }
 
 impl Gke {
@@ -44,6 +46,7 @@ impl Gke {
             images: crate::ground::services::image_names(config),
             namespace: config.kubernetes.namespace.clone(),
             address_timeout_secs: config.kubernetes.address_timeout_secs,
+            project: std::sync::OnceLock::new(),
         }
     }
 }
@@ -80,9 +83,9 @@ fn no_project() -> anyhow::Error {
 /// project (`gcloud config get-value project`, what gcloud itself would
 /// use), said once on stderr; "" when neither is set. Read once per run.
 /// A deploy still acts only on the context `gke_<project>_<zone>_<cluster>`.
-pub fn project<'a>(cx: &'a Ctx, g: &settings::Gke) -> &'a str {
-    cx.gke_project.get_or_init(|| {
-        let set = g.project.trim();
+pub fn project<'a>(cx: &Ctx, g: &'a Gke) -> &'a str {
+    g.project.get_or_init(|| {
+        let set = g.settings.project.trim();
         if !set.is_empty() {
             return set.to_string();
         }
@@ -118,7 +121,7 @@ pub fn project<'a>(cx: &'a Ctx, g: &settings::Gke) -> &'a str {
 }
 
 /// `project`, or `<project>` in a dry run's plan when there is none.
-fn project_or_placeholder<'a>(cx: &'a Ctx, g: &settings::Gke) -> &'a str {
+fn project_or_placeholder<'a>(cx: &Ctx, g: &'a Gke) -> &'a str {
     match project(cx, g) {
         "" => "<project>",
         p => p,
@@ -146,7 +149,7 @@ impl Cluster for Gke {
 
     fn context(&self, cx: &Ctx) -> Result<String> {
         let g = &self.settings;
-        match project(cx, g) {
+        match project(cx, self) {
             "" => Err(no_project()),
             p => Ok(format!("gke_{p}_{}_{}", g.zone, g.cluster)),
         }
@@ -157,7 +160,7 @@ impl Cluster for Gke {
     }
 
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
-        match problems(cx, &self.settings) {
+        match problems(cx, self) {
             Ok(found) => found.iter().map(|e| format!("{e:#}")).collect(),
             Err(e) => vec![format!("{e:#}")],
         }
@@ -171,13 +174,13 @@ impl Cluster for Gke {
 
     fn up(&self, cx: &Ctx) -> Result<()> {
         let g = &self.settings;
-        preflight(cx, g)?;
+        preflight(cx, self)?;
         let (cluster, nodes, machine, zone, project) = (
             &g.cluster,
             g.num_nodes.to_string(),
             &g.machine_type,
             &g.zone,
-            project_or_placeholder(cx, g),
+            project_or_placeholder(cx, self),
         );
         cx.runner.run(
             cmd!(
@@ -198,20 +201,20 @@ impl Cluster for Gke {
 
     fn down(&self, cx: &Ctx, confirmed: bool) -> Result<()> {
         let g = &self.settings;
-        if project(cx, g).is_empty() {
+        if project(cx, self).is_empty() {
             cx.runner.precondition(no_project())?;
         }
         let what = format!(
             "GKE cluster {} in {} ({})",
             g.cluster,
-            project_or_placeholder(cx, g),
+            project_or_placeholder(cx, self),
             g.zone
         );
         let ask = || confirm(&format!("Delete the {what}?"));
         if !confirmed && cx.runner.unless_dry_run(ask)? == Some(false) {
             bail!("not deleting the {what} without confirmation: pass --yes");
         }
-        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, g));
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, self));
         cx.runner.run(
             cmd!(
                 cx.sh,
@@ -224,7 +227,7 @@ impl Cluster for Gke {
 
     fn status(&self, cx: &Ctx) -> Result<Probe> {
         let g = &self.settings;
-        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, g));
+        let (cluster, zone, project) = (&g.cluster, &g.zone, project_or_placeholder(cx, self));
         cx.runner.probe(
             cmd!(
                 cx.sh,
@@ -240,7 +243,7 @@ impl Cluster for Gke {
         // a [registry] setting, into the project's own Artifact Registry.
         let set = self.registry.set;
         let registry = Registry {
-            base: (!set).then(|| artifact_registry(cx, &self.settings)),
+            base: (!set).then(|| artifact_registry(cx, self)),
             insecure: false,
             siblings: self.images.clone(),
             settings: self.registry.clone(),
@@ -250,7 +253,8 @@ impl Cluster for Gke {
         } else {
             Box::new(ArtifactRegistry {
                 registry,
-                gke: self.settings.clone(),
+                region: region(&self.settings.zone).to_string(),
+                project: project_or_placeholder(cx, self).to_string(),
             })
         }
     }
@@ -352,7 +356,7 @@ fn through_load_balancer(
 
 /// What GKE needs before anything is created: gcloud, an account, a
 /// project, and the Kubernetes Engine API enabled. Each gap is named.
-fn preflight(cx: &Ctx, g: &settings::Gke) -> Result<()> {
+fn preflight(cx: &Ctx, g: &Gke) -> Result<()> {
     cx.runner.locate("gcloud", "creating a GKE cluster")?;
     let problems = problems(cx, g)?;
     // A real run stops at the first gap; a dry run lists every one and
@@ -390,7 +394,7 @@ fn account(cx: &Ctx) -> Result<Option<String>> {
 ///
 /// # Errors
 /// gcloud failing in a way that says nothing about these.
-pub fn problems(cx: &Ctx, g: &settings::Gke) -> Result<Vec<anyhow::Error>> {
+pub fn problems(cx: &Ctx, g: &Gke) -> Result<Vec<anyhow::Error>> {
     let mut found = Vec::new();
     if account(cx)?.is_none() {
         found.push(anyhow::anyhow!(
@@ -441,7 +445,10 @@ pub fn problems(cx: &Ctx, g: &settings::Gke) -> Result<Vec<anyhow::Error>> {
 /// the cause.
 struct ArtifactRegistry {
     registry: Registry,
-    gke: settings::Gke,
+    /// The zone's region and the project, for the hint that creates the
+    /// repository.
+    region: String,
+    project: String,
 }
 
 impl Publisher for ArtifactRegistry {
@@ -454,15 +461,14 @@ impl Publisher for ArtifactRegistry {
     }
 
     fn preflight(&self, cx: &Ctx, image: &str) -> Result<()> {
-        let base = artifact_registry(cx, &self.gke);
+        let base = self.registry.destination(cx);
         let host = base.split('/').next().unwrap_or_default().to_string();
         eprintln!(
             "==> no [registry] in the settings: pushing to Artifact Registry {base} (create the \
              repository once: gcloud artifacts repositories create kube-mlops \
              --repository-format=docker --location={} --project {}); set [registry] to push \
              elsewhere",
-            region(&self.gke.zone),
-            project_or_placeholder(cx, &self.gke)
+            self.region, self.project
         );
         if which::which("gcloud").is_ok() && account(cx)?.is_none() {
             return cx.runner.precondition(anyhow::anyhow!(
@@ -485,10 +491,10 @@ fn region(zone: &str) -> &str {
 
 /// `<region>-docker.pkg.dev/<project>/kube-mlops`: the project's Artifact
 /// Registry repository for the cluster's region.
-pub fn artifact_registry(cx: &Ctx, g: &settings::Gke) -> String {
+pub fn artifact_registry(cx: &Ctx, g: &Gke) -> String {
     format!(
         "{}-docker.pkg.dev/{}/kube-mlops",
-        region(&g.zone),
+        region(&g.settings.zone),
         project_or_placeholder(cx, g)
     )
 }
