@@ -1014,7 +1014,11 @@ fn fake_rust_image(dir: &std::path::Path, tag: &str, payload: Option<&[u8]>) -> 
     let from = if payload.is_file() { payload.to_path_buf() } else { std::env::current_exe().unwrap() };
     for (i, a) in args.iter().enumerate() {
         if a == "--bin" {
-            std::fs::copy(&from, out.join(&args[i + 1])).unwrap();
+            // An executable, as cargo leaves it.
+            let to = out.join(&args[i + 1]);
+            std::fs::copy(&from, &to).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
 }
@@ -1156,6 +1160,91 @@ fn the_docker_builder_compiles_in_its_container_and_checks_what_it_made() -> Res
     // The images it built, whatever their tags.
     if let Ok(out) = Command::new("docker")
         .args(["images", "--quiet", "localhost/kmlops-source/test-api"])
+        .output()
+    {
+        for image in text(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker")
+                .args(["rmi", "--force", image])
+                .output();
+        }
+    }
+    result
+}
+
+#[test]
+fn deploy_with_the_docker_toolchain_runs_what_docker_build_compiled() -> Result {
+    if !engine() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let id = std::process::id();
+    let (port, prefix) = (free_port()?, format!("kmlops-test-tcdocker-{id}"));
+    let config = dir.path().join("xtask.toml");
+    let rust = format!("localhost/kmlops-fake-rust-{id}:deploy");
+    std::fs::write(
+        &config,
+        format!(
+            "[registry]\nhost = \"localhost\"\naccount = \"kmlops-tcdocker\"\n\
+             [services.test-api]\nport = {port}\n\
+             [images]\ndir = \"images\"\nrust_builder = \"{rust}\"\n\
+             [local]\nrun_dir = \"run\"\n[docker]\nname_prefix = \"{prefix}\"\n"
+        ),
+    )?;
+    let xtask = |args: &[&str]| -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--progress=never")
+            .args(args)
+            .output()?)
+    };
+    // The stand-in Rust image "compiles" the real static test-api: what
+    // this host's release build made.
+    let (built, _) = ok(xtask(&["build", "test-api"])?)?;
+    let binary = built
+        .split_whitespace()
+        .nth(1)
+        .ok_or(format!("no binary in {built}"))?;
+    fake_rust_image(dir.path(), &rust, Some(&std::fs::read(binary)?))?;
+    let result = (|| -> Result {
+        let (stdout, stderr) = ok(xtask(&[
+            "deploy",
+            "--target",
+            "docker",
+            "--toolchain",
+            "docker",
+            "test-api",
+        ])?)?;
+        assert!(stderr.contains("inside docker build"), "{stderr}");
+        assert!(stderr.contains("docker build --platform"), "{stderr}");
+        assert!(
+            stdout.contains(&format!("http://127.0.0.1:{port}")),
+            "{stdout}"
+        );
+        let body = text(
+            &Command::new("curl")
+                .args(["-fsS"])
+                .arg(format!("http://127.0.0.1:{port}/test_api"))
+                .output()?
+                .stdout,
+        );
+        assert!(body.contains("you've reached"), "{body}");
+        // The local target runs binaries: refused before anything is built.
+        let out = xtask(&["deploy", "--target", "local", "--toolchain", "docker"])?;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("--toolchain docker makes images, and the local target"),
+            "{}",
+            text(&out.stderr)
+        );
+        Ok(())
+    })();
+    let _ = xtask(&["teardown", "--target", "docker"]);
+    let _ = Command::new("docker")
+        .args(["rmi", "--force", &rust])
+        .output();
+    if let Ok(out) = Command::new("docker")
+        .args(["images", "--quiet", "localhost/kmlops-tcdocker/test-api"])
         .output()
     {
         for image in text(&out.stdout).split_whitespace() {

@@ -247,6 +247,28 @@ fn a_platform_this_host_cannot_build_says_what_to_install() -> Result {
             && stdout.contains(&format!("build --platform {}", other.0)),
         "{stdout}"
     );
+    // zigbuild with --glibc links dynamically: no image can run that, and
+    // a dry run says so before anything is built.
+    let out = xtask(
+        dir.path(),
+        &tools,
+        &target,
+        &[
+            "--dry-run",
+            "image",
+            "build",
+            "--toolchain",
+            "zigbuild",
+            "--glibc",
+            "2.17",
+        ],
+    )?;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("would stop here: cargo zigbuild --target")
+            && stdout.contains("links glibc dynamically, and images run on an empty base"),
+        "{stdout}"
+    );
     // Binaries on this host are not what it makes.
     let out = xtask(
         dir.path(),

@@ -230,6 +230,13 @@ impl Toolchain {
         }
     }
 
+    /// Whether its binaries link glibc dynamically (zigbuild with
+    /// `--glibc`: a triple with a glibc version): they run on a host or
+    /// base with that glibc, not in an image on an empty base.
+    pub fn links_glibc_dynamically(&self) -> bool {
+        matches!(self, Self::Zigbuild { triple } if triple.contains('.'))
+    }
+
     /// Whether cargo's JSON messages name the binaries where they are on
     /// this host (cross's cargo runs in a container, whose paths they
     /// name).

@@ -313,7 +313,7 @@ pub fn note_emulation(cx: &crate::ground::context::Ctx, to: &[Destination]) {
         )
     });
     for d in in_docker {
-        if let Ok(Some(engine)) = crate::targets::machines_platform(cx, TargetName::Docker)
+        if let Ok(Some(engine)) = crate::targets::engine_platform(cx)
             && engine != d.platform
         {
             eprintln!(

@@ -90,8 +90,16 @@ impl DeployArgs {
             (None, Some(p)) => format!("{machines} {p}"),
             _ => format!("building for {name}"),
         };
-        self.platform
-            .destination_on_or_planned(&cx.runner, runs_on, Some(why))
+        let to = self
+            .platform
+            .destination_on_or_planned(&cx.runner, runs_on, Some(why))?;
+        if to.toolchain.links_glibc_dynamically() {
+            cx.runner.precondition(anyhow::anyhow!(
+                "{}",
+                crate::image::glibc_refused(&to.toolchain)
+            ))?;
+        }
+        Ok(to)
     }
 
     /// The platform `target`'s machines run, asked of them, where
@@ -134,6 +142,72 @@ impl DeployArgs {
         })
     }
 
+    /// Makes the services' images or binaries reach `target`: the images
+    /// `--images` pins (nothing is built), images compiled inside `docker
+    /// build` (`--toolchain docker`), or a build here, delivered.
+    ///
+    /// # Errors
+    /// What the build, the pins' check or the delivery refuses.
+    fn deliver(
+        &self,
+        cx: &Ctx,
+        name: TargetName,
+        target: &dyn Target,
+        session: &targets::target::Session,
+        specs: &[services::ServiceSpec],
+    ) -> Result<Delivered> {
+        Ok(match &self.images {
+            Some(file) => {
+                // The platform the pinned images must be for: what the
+                // machines answer (nothing is built, so --platform only
+                // stands in where they cannot say).
+                let needed = match target
+                    .machines_run()
+                    .filter(|_| target.overlay(cx).is_some())
+                {
+                    Some(machines) => {
+                        let asked = target.platform(cx, session).ok().flatten();
+                        asked.or(self.platform.one()?).map(|p| (p, machines))
+                    }
+                    None => None,
+                };
+                prebuilt(cx, target, specs, file, needed)?
+            }
+            None => {
+                let to = self.destination(cx, name, target, session)?;
+                let profile = self.profile.or(target.profile());
+                if let build::toolchain::Toolchain::Docker { .. } = to.toolchain {
+                    // Compiled inside `docker build`: images, no binaries here.
+                    super::args::note_emulation(cx, std::slice::from_ref(&to));
+                    let images = crate::image::build_images(
+                        cx,
+                        specs,
+                        crate::image::Builder::Docker,
+                        profile,
+                        std::slice::from_ref(&to),
+                    )?;
+                    let built = specs
+                        .iter()
+                        .map(|s| Built {
+                            spec: s.clone(),
+                            binary: std::path::PathBuf::new(),
+                            runtime_library: None,
+                            platform: to.platform,
+                        })
+                        .collect();
+                    target
+                        .deliver_images(cx, session, built, images)
+                        .with_context(|| format!("delivering to {name}"))?
+                } else {
+                    let built = build::build_for(cx, specs, profile, &to)?;
+                    target
+                        .deliver(cx, session, built)
+                        .with_context(|| format!("delivering to {name}"))?
+                }
+            }
+        })
+    }
+
     pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
@@ -155,56 +229,7 @@ impl DeployArgs {
         target
             .prepare(cx, &session, self.images.is_none())
             .with_context(|| format!("preparing target {name}"))?;
-        let delivered = match &self.images {
-            Some(file) => {
-                // The platform the pinned images must be for: what the
-                // machines answer (nothing is built, so --platform only
-                // stands in where they cannot say).
-                let needed = match target
-                    .machines_run()
-                    .filter(|_| target.overlay(cx).is_some())
-                {
-                    Some(machines) => {
-                        let asked = target.platform(cx, &session).ok().flatten();
-                        asked.or(self.platform.one()?).map(|p| (p, machines))
-                    }
-                    None => None,
-                };
-                prebuilt(cx, target.as_ref(), &specs, file, needed)?
-            }
-            None => {
-                let to = self.destination(cx, name, target.as_ref(), &session)?;
-                let profile = self.profile.or(target.profile());
-                if let build::toolchain::Toolchain::Docker { .. } = to.toolchain {
-                    // Compiled inside `docker build`: images, no binaries here.
-                    super::args::note_emulation(cx, std::slice::from_ref(&to));
-                    let images = crate::image::build_images(
-                        cx,
-                        &specs,
-                        crate::image::Builder::Docker,
-                        profile,
-                        std::slice::from_ref(&to),
-                    )?;
-                    let built = specs
-                        .iter()
-                        .map(|s| Built {
-                            spec: s.clone(),
-                            binary: std::path::PathBuf::new(),
-                            runtime_library: None,
-                            platform: to.platform,
-                        })
-                        .collect();
-                    target
-                        .deliver_images(cx, &session, built, images)
-                        .with_context(|| format!("delivering to {name}"))?
-                } else {
-                    let built = build::build_for(cx, &specs, profile, &to)?;
-                    target
-                        .deliver(cx, &session, built)
-                        .with_context(|| format!("delivering to {name}"))?
-                }
-            }
-        };
+        let delivered = self.deliver(cx, name, target.as_ref(), &session, &specs)?;
         target
             .apply(cx, &session, &delivered)
             .with_context(|| format!("deploying to {name}"))?;

@@ -93,6 +93,10 @@ pub fn build_images(
             d.platform
         );
     }
+    if let Some(d) = to.iter().find(|d| d.toolchain.links_glibc_dynamically()) {
+        cx.runner
+            .precondition(anyhow::anyhow!("{}", glibc_refused(&d.toolchain)))?;
+    }
     let in_docker =
         |d: &build::Destination| matches!(d.toolchain, build::toolchain::Toolchain::Docker { .. });
     // Refused before minutes of building, not after.
@@ -323,6 +327,16 @@ fn workspace_sources(cx: &Ctx) -> Result<Vec<PathBuf>> {
         .filter(|f| !f.is_empty() && !matches!(*f, "rust-toolchain.toml" | "rust-toolchain"))
         .map(PathBuf::from)
         .collect())
+}
+
+/// Why `toolchain` (zigbuild with `--glibc`) cannot build an image's
+/// binaries.
+pub fn glibc_refused(toolchain: &build::toolchain::Toolchain) -> String {
+    format!(
+        "{toolchain} links glibc dynamically, and images run on an empty base with no C \
+         library: drop --glibc for images (it is for `cargo xtask build`, binaries for a host \
+         with that glibc)"
+    )
 }
 
 /// `linux/amd64, linux/arm64`.

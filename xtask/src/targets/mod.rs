@@ -6,6 +6,8 @@
 
 pub mod clusters;
 mod docker;
+
+pub use docker::engine_platform;
 pub mod engine;
 pub mod kube;
 mod local;
