@@ -19,6 +19,19 @@ pub struct Built {
     pub platform: Platform,
 }
 
+impl Built {
+    /// `spec` for `platform` with no binary on this host: its image made
+    /// elsewhere (inside `docker build`, or pinned by digest).
+    pub fn elsewhere(spec: ServiceSpec, platform: Platform) -> Self {
+        Self {
+            spec,
+            binary: PathBuf::new(),
+            runtime_library: None,
+            platform,
+        }
+    }
+}
+
 /// The cargo that runs us (`cargo xtask` sets $CARGO), else the one on PATH.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

@@ -188,12 +188,7 @@ impl DeployArgs {
                     )?;
                     let built = specs
                         .iter()
-                        .map(|s| Built {
-                            spec: s.clone(),
-                            binary: std::path::PathBuf::new(),
-                            runtime_library: None,
-                            platform: to.platform,
-                        })
+                        .map(|s| Built::elsewhere(s.clone(), to.platform))
                         .collect();
                     target
                         .deliver_images(cx, session, built, images)
@@ -371,12 +366,7 @@ fn prebuilt(
     ));
     let built = specs
         .iter()
-        .map(|s| Built {
-            spec: s.clone(),
-            binary: std::path::PathBuf::new(),
-            runtime_library: None,
-            platform: crate::build::host_platform(),
-        })
+        .map(|s| Built::elsewhere(s.clone(), crate::build::host_platform()))
         .collect();
     Ok(Delivered { built, images })
 }

@@ -164,12 +164,7 @@ fn from_source(
         if images.iter().any(|i| i.name == spec.settings.image) {
             continue;
         }
-        let b = Built {
-            spec: spec.clone(),
-            binary: PathBuf::new(),
-            runtime_library: None,
-            platform: to.platform,
-        };
+        let b = Built::elsewhere(spec.clone(), to.platform);
         let built = to
             .toolchain
             .out_dir(std::path::Path::new("target"), profile.as_str())
@@ -251,17 +246,13 @@ fn compiled_in_docker(
         );
         platform::check_binary(&what, &binary, b.platform)?;
         platform::check_static(&what, &binary)?;
-        let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
-        Ok(Image {
-            name: name.clone(),
-            reference: reference.clone(),
-            tag: prov.tag(),
-            digest: oci::sha256(&manifest),
-            id: oci::sha256(&blobs.config),
-            size: (blobs.config.len() + blobs.layers.iter().map(Vec::len).sum::<usize>()) as u64,
-            archive: archive.clone(),
-            platforms: Vec::new(),
-        })
+        saved(
+            &blobs,
+            name.clone(),
+            reference.clone(),
+            prov,
+            archive.clone(),
+        )
     })?;
     Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
 }
@@ -774,19 +765,40 @@ fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) ->
     )?;
     let built = cx.runner.unless_dry_run(|| {
         let blobs = oci::read_archive(&archive)?;
-        let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
-        Ok(Image {
-            name: name.clone(),
-            reference: reference.clone(),
-            tag: prov.tag(),
-            digest: oci::sha256(&manifest),
-            id: oci::sha256(&blobs.config),
-            size: (blobs.config.len() + blobs.layers.iter().map(Vec::len).sum::<usize>()) as u64,
-            archive: archive.clone(),
-            platforms: Vec::new(),
-        })
+        saved(
+            &blobs,
+            name.clone(),
+            reference.clone(),
+            prov,
+            archive.clone(),
+        )
     })?;
     Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
+}
+
+/// The image `docker save` wrote to `archive` (read as `blobs`), as the
+/// rest of the xtask names it.
+///
+/// # Errors
+/// A config or layer the manifest cannot describe.
+fn saved(
+    blobs: &oci::ArchiveBlobs,
+    name: String,
+    reference: String,
+    prov: &Provenance,
+    archive: PathBuf,
+) -> Result<Image> {
+    let manifest = oci::manifest_for(&blobs.config, &blobs.layers)?;
+    Ok(Image {
+        name,
+        reference,
+        tag: prov.tag(),
+        digest: oci::sha256(&manifest),
+        id: oci::sha256(&blobs.config),
+        size: (blobs.config.len() + blobs.layers.iter().map(Vec::len).sum::<usize>()) as u64,
+        archive,
+        platforms: Vec::new(),
+    })
 }
 
 /// Why `--builder docker` cannot build the image of `service`, a model on

@@ -25,8 +25,7 @@ use crate::ground::settings;
 use crate::ground::tools::engine_cli;
 use crate::image::{self, Builder};
 use crate::publish::docker::Docker as Load;
-use crate::publish::publisher::Publisher;
-use crate::targets::target::{Delivered, Delivery, LogSource, Session, StatusRow, Target};
+use crate::targets::target::{Delivered, LogSource, Session, StatusRow, Target};
 
 /// The docker target: `[docker]`'s container names and published
 /// address, `[local]`'s timeouts (the same a local service gets), and the
@@ -371,14 +370,7 @@ impl Target for Docker {
         built: Vec<Built>,
         images: Vec<image::Image>,
     ) -> Result<Delivered> {
-        let images = images
-            .into_iter()
-            .map(|image| {
-                let reference = Load.publish(cx, &image)?;
-                Ok(Delivery { image, reference })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Delivered { built, images })
+        Delivered::published(cx, &Load, built, images)
     }
 
     fn apply(&self, cx: &Ctx, _session: &Session, delivered: &Delivered) -> Result<()> {

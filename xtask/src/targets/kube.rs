@@ -305,14 +305,7 @@ impl Target for Kube {
         images: Vec<image::Image>,
     ) -> Result<Delivered> {
         let publisher = self.cluster.publisher(cx);
-        let images = images
-            .into_iter()
-            .map(|image| {
-                let reference = publisher.publish(cx, &image)?;
-                Ok(Delivery { image, reference })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Delivered { built, images })
+        Delivered::published(cx, publisher.as_ref(), built, images)
     }
 
     fn apply(&self, cx: &Ctx, session: &Session, delivered: &Delivered) -> Result<()> {

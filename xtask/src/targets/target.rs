@@ -24,6 +24,29 @@ pub struct Delivery {
     pub reference: String,
 }
 
+impl Delivered {
+    /// `images` published by `publisher` (loaded or pushed), each with the
+    /// reference it runs under, beside the services `built` names.
+    ///
+    /// # Errors
+    /// The first image the publisher cannot take.
+    pub fn published(
+        cx: &Ctx,
+        publisher: &dyn crate::publish::publisher::Publisher,
+        built: Vec<Built>,
+        images: Vec<Image>,
+    ) -> anyhow::Result<Self> {
+        let images = images
+            .into_iter()
+            .map(|image| {
+                let reference = publisher.publish(cx, &image)?;
+                Ok(Delivery { image, reference })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { built, images })
+    }
+}
+
 /// What `deliver` made of the built services, for `apply`.
 pub struct Delivered {
     pub built: Vec<Built>,
