@@ -271,6 +271,10 @@ fn burst(file: &str, model: &str, features: Option<usize>) -> Result {
     env.push(("MODEL", model));
     // Only sooner: clients that never read are dropped after 3 s.
     env.push(("SEND_TIMEOUT_SECS", "3"));
+    // Only later: an unoptimised build on two shared cores queues requests
+    // for longer than the default 5 s, and a refused request would end the
+    // test, where a longer wait only keeps more requests in memory at once.
+    env.push(("MAX_QUEUE_WAIT_MS", "300000"));
     let s = Server::start(env!("CARGO_BIN_EXE_model-server"), &env)?;
     let max = service_kit::ServeEnv::from_lookup(|k| {
         env.iter()
