@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let options = cli.global.options();
     let json = options.output == ground::runner::Format::Json;
     let mut planned = false;
-    let result = ground::context::Ctx::new(&options).and_then(|cx| {
+    let result = commands::invocation::Invocation::new(&options).and_then(|cx| {
         let outcome = match cli.command {
             Command::Doctor(a) => a.run(&cx),
             Command::Build(a) => a.run(&cx),
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             Command::Model(a) => a.run(&cx),
             Command::Completions(a) => a.run(
                 <commands::Cli as clap::CommandFactory>::command(),
-                &ground::services::names(&cx.config),
+                &ground::services::names(&cx.config.services),
             ),
             Command::Service(a) => a.run(&cx),
             Command::Cluster(a) => a.run(&cx),

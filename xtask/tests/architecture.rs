@@ -277,3 +277,89 @@ fn dry_run_is_decided_in_one_place() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn the_settings_are_read_in_the_command_layer_only() -> Result {
+    // Construct, don't consult: the commands read the settings and hand
+    // the layers below values holding their own. Below them, the settings
+    // file's type (`Config`) and its loader (`Loaded`) appear only where
+    // they are defined, and in the two registries that make targets and
+    // cluster kinds of them (`targets::for_name`, `clusters::for_name`).
+    let registries = ["ground::settings", "targets", "targets::clusters"];
+    for (module, text) in modules()? {
+        if layer(&module) >= layer("commands") || registries.contains(&module.as_str()) {
+            continue;
+        }
+        // Code outside string literals (Docker's and minikube's JSON keys
+        // name a `Config` of their own).
+        let outside = without_strings(
+            text.split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or(&text),
+        );
+        let words: BTreeSet<&str> = outside
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        for settings in ["Config", "Loaded"] {
+            assert!(
+                !words.contains(settings),
+                "{module} uses the settings' {settings}: take the values it needs instead"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `text` without its comments and the contents of its string literals
+/// (plain, raw, byte), char literals such as `'"'` skipped.
+fn without_strings(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '/' && chars.get(i + 1) == Some(&'/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c == '\'' {
+            // A char literal ('x', '\n', '\''), not a lifetime ('a).
+            let end = if chars.get(i + 1) == Some(&'\\') {
+                (i + 3..chars.len().min(i + 12)).find(|&j| chars[j] == '\'')
+            } else {
+                Some(i + 2).filter(|&j| chars.get(j) == Some(&'\''))
+            };
+            if let Some(end) = end {
+                i = end + 1;
+                continue;
+            }
+        }
+        if c == 'r' && matches!(chars.get(i + 1), Some('#' | '"')) {
+            let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
+            if chars.get(i + 1 + hashes) == Some(&'"') {
+                let close: String = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                let rest: String = chars[i + 2 + hashes..].iter().collect();
+                let len = rest.find(&close).map_or(rest.len(), |n| n + close.len());
+                i += 2 + hashes + rest[..len].chars().count();
+                out.push(' ');
+                continue;
+            }
+        }
+        if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            out.push(' ');
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}

@@ -123,22 +123,14 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Every service of the settings. No service running the model server
-    /// with an ONNX model (iris, onnx) builds it without its `onnx` feature:
-    /// tract is most of a cold build (minutes on two cores). Cargo turns off
-    /// default features for every package of an invocation at once, so the
-    /// other packages' `default` features (from `packages`) are named back.
-    pub fn of(
-        config: &crate::ground::settings::Config,
-        root: &std::path::Path,
-        packages: &[workspace::Package],
-    ) -> Self {
-        Self::of_specs(&services::all(config, root), packages)
-    }
-
-    /// What `specs` alone need (the dev loop's services): their binaries,
-    /// and the model server's ONNX runtime only if one of them uses it;
-    /// none for models on ONNX Runtime.
+    /// What `specs` need (every service of the settings, for a deploy; the
+    /// dev loop's services alone): their binaries, and the model server's
+    /// ONNX runtime only if one of them uses it; none for models on ONNX
+    /// Runtime. No service running the model server with an ONNX model
+    /// (iris, onnx) builds it without its `onnx` feature: tract is most of a
+    /// cold build (minutes on two cores). Cargo turns off default features
+    /// for every package of an invocation at once, so the other packages'
+    /// `default` features (from `packages`) are named back.
     pub fn of_specs(specs: &[ServiceSpec], packages: &[workspace::Package]) -> Self {
         // Models on ONNX Runtime run the dynamically linked model server,
         // built on its own (`onnxruntime_server`).
@@ -204,28 +196,31 @@ impl Selection {
     }
 }
 
-/// The selection of `cargo xtask deploy` (reads the workspace's metadata).
+/// The selection of `cargo xtask deploy`, of `all` (every service of the
+/// settings); reads the workspace's metadata.
 ///
 /// # Errors
 /// `cargo metadata` failing.
-pub fn selection(cx: &Ctx) -> Result<Selection> {
-    Ok(Selection::of(
-        &cx.config,
-        &cx.root,
-        &workspace::packages(cx)?,
-    ))
+pub fn selection(cx: &Ctx, all: &[ServiceSpec]) -> Result<Selection> {
+    Ok(Selection::of_specs(all, &workspace::packages(cx)?))
 }
 
 /// Builds `specs`' binaries, after checking their packages exist, then
-/// checks their ONNX models load (`models::check`). Cargo builds every
-/// service of the settings at once, as a deploy does (feature unification
-/// makes a subset's binaries differ from the same sources built together).
+/// checks their ONNX models load (`models::check`). Cargo builds `all`
+/// (every service of the settings) at once, as a deploy does (feature
+/// unification makes a subset's binaries differ from the same sources
+/// built together).
 ///
 /// # Errors
 /// A package or binary not in the workspace, a failed build, a model that
 /// cannot be served.
-pub fn build(cx: &Ctx, specs: &[ServiceSpec], profile: Profile) -> Result<Vec<Built>> {
-    build_for(cx, specs, profile, &Destination::host())
+pub fn build(
+    cx: &Ctx,
+    all: &[ServiceSpec],
+    specs: &[ServiceSpec],
+    profile: Profile,
+) -> Result<Vec<Built>> {
+    build_for(cx, all, specs, profile, &Destination::host())
 }
 
 /// The platform binaries are built for and the toolchain that builds
@@ -307,13 +302,14 @@ impl Destination {
 /// than the native one.
 pub fn build_for(
     cx: &Ctx,
+    all: &[ServiceSpec],
     specs: &[ServiceSpec],
     profile: Profile,
     to: &Destination,
 ) -> Result<Vec<Built>> {
     let packages = workspace::packages(cx)?;
-    workspace::check(cx, &services::all(&cx.config, &cx.root), &packages)?;
-    let selection = Selection::of(&cx.config, &cx.root, &packages);
+    workspace::check(all, &packages)?;
+    let selection = Selection::of_specs(all, &packages);
     let target = BuildTarget { dir: None, to };
     if *to != Destination::host() {
         eprintln!("==> binaries for {}: {}", to.platform, to.toolchain);
@@ -365,7 +361,7 @@ pub fn build_only(
     to: &Destination,
 ) -> Result<Vec<Built>> {
     let packages = workspace::packages(cx)?;
-    workspace::check(cx, specs, &packages)?;
+    workspace::check(specs, &packages)?;
     let built = build_checked(
         cx,
         specs,
@@ -405,6 +401,7 @@ fn check_built(cx: &Ctx, built: &[Built], to: &Destination) -> Result<()> {
 /// A failed build.
 pub fn build_in(
     cx: &Ctx,
+    all: &[ServiceSpec],
     specs: &[ServiceSpec],
     profile: Profile,
     target_dir: &std::path::Path,
@@ -417,7 +414,7 @@ pub fn build_in(
             dir: Some(target_dir),
             to: &Destination::host(),
         },
-        &selection(cx)?,
+        &selection(cx, all)?,
     )
 }
 
@@ -813,7 +810,7 @@ mod tests {
             package("wine-api", true),
         ];
         let plain = crate::ground::settings::Config::default();
-        let s = Selection::of(&plain, root, &packages);
+        let s = Selection::of_specs(&services::all(&plain.services, root), &packages);
         assert_eq!(s.features, ["--no-default-features"]);
         assert_eq!(s.packages(), ["test-api", "model-server"]);
         assert!(
@@ -825,7 +822,7 @@ mod tests {
         let with_crate = crate::ground::settings::parse(
             "[services.model-server]\n[services.wine-api]\nport = 7000\n",
         )?;
-        let s = Selection::of(&with_crate, root, &packages);
+        let s = Selection::of_specs(&services::all(&with_crate.services, root), &packages);
         assert_eq!(
             s.features,
             ["--no-default-features", "--features", "wine-api/default"]
@@ -845,21 +842,33 @@ mod tests {
 
         // iris (or an onnx model) needs the runtime: default features.
         let iris = crate::ground::settings::parse("[services.test-api]\n[services.iris-model]\n")?;
-        assert!(Selection::of(&iris, root, &packages).features.is_empty());
+        assert!(
+            Selection::of_specs(&services::all(&iris.services, root), &packages)
+                .features
+                .is_empty()
+        );
         // A model on ONNX Runtime runs the dynamically linked server, built
         // apart: the static one is built (without tract) only for identity.
         let ort = crate::ground::settings::parse(
             "[services.model-server]\n[services.iris-model]\nruntime = \"onnxruntime\"\n",
         )?;
-        let s = Selection::of(&ort, root, &packages);
+        let s = Selection::of_specs(&services::all(&ort.services, root), &packages);
         assert_eq!(s.packages(), ["model-server"]);
         assert_eq!(s.features, ["--no-default-features"]);
         let alone =
             crate::ground::settings::parse("[services.iris-model]\nruntime = \"onnxruntime\"\n")?;
-        assert!(Selection::of(&alone, root, &packages).binaries.is_empty());
+        assert!(
+            Selection::of_specs(&services::all(&alone.services, root), &packages)
+                .binaries
+                .is_empty()
+        );
         // No model server at all: nothing to turn off.
         let api = crate::ground::settings::parse("[services.test-api]\n")?;
-        assert!(Selection::of(&api, root, &packages).features.is_empty());
+        assert!(
+            Selection::of_specs(&services::all(&api.services, root), &packages)
+                .features
+                .is_empty()
+        );
         Ok(())
     }
 
@@ -870,7 +879,7 @@ mod tests {
         let config = crate::ground::settings::parse(
             "[services.test-api]\n[services.iris-model]\n[services.model-server]\n",
         )?;
-        let specs = services::all(&config, root);
+        let specs = services::all(&config.services, root);
         let api: Vec<ServiceSpec> = specs
             .iter()
             .filter(|s| s.name == "test-api")
@@ -889,7 +898,11 @@ mod tests {
         let s = Selection::of_specs(&identity, &packages);
         assert_eq!(s.features, ["--no-default-features"]);
         // Deploy builds them all, with the runtime.
-        assert!(Selection::of(&config, root, &packages).features.is_empty());
+        assert!(
+            Selection::of_specs(&services::all(&config.services, root), &packages)
+                .features
+                .is_empty()
+        );
         Ok(())
     }
 

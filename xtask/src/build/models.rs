@@ -120,7 +120,7 @@ pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
             if let ServiceKind::Model(m) = &b.spec.settings.kind
                 && m.model == ModelName::Iris
             {
-                fits(cx, &b.spec, &IRIS)?;
+                fits(&b.spec, &IRIS)?;
             }
             if let ServiceKind::Model(m) = &b.spec.settings.kind
                 && m.model == ModelName::Onnx
@@ -132,10 +132,10 @@ pub fn check(cx: &Ctx, built: &[Built]) -> Result<()> {
                             "services.{}.model_path = {:?} ({})",
                             b.spec.name,
                             file.display(),
-                            located(cx, &b.spec)
+                            located(&b.spec)
                         )
                     })?;
-                fits(cx, &b.spec, &found)?;
+                fits(&b.spec, &found)?;
             }
         }
         Ok(())
@@ -154,11 +154,11 @@ fn runtime_env(b: &Built) -> Vec<(String, String)> {
 }
 
 /// The names and the contract the settings give fit what the model takes.
-fn fits(cx: &Ctx, spec: &ServiceSpec, found: &Inspection) -> Result<()> {
+fn fits(spec: &ServiceSpec, found: &Inspection) -> Result<()> {
     let ServiceKind::Model(m) = &spec.settings.kind else {
         return Ok(());
     };
-    let at = |key: &str| format!("services.{}.{key} ({})", spec.name, located(cx, spec));
+    let at = |key: &str| format!("services.{}.{key} ({})", spec.name, located(spec));
     if let Some(f) = &m.feature_names
         && f.len() != found.features
     {

@@ -2,7 +2,7 @@
 //! whether a service's `package` and `bin` exist, and which binary crates
 //! under services/ no service deploys.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -99,8 +99,8 @@ pub fn packages(cx: &Ctx) -> Result<Vec<Package>> {
 }
 
 /// Where a service's table is, for errors: `xtask.toml:12`.
-pub fn located(cx: &Ctx, spec: &ServiceSpec) -> String {
-    let file = cx.config_source.as_ref().map_or_else(
+pub fn located(spec: &ServiceSpec) -> String {
+    let file = spec.settings.file.as_ref().map_or_else(
         || "the built-in settings".into(),
         |p| p.display().to_string(),
     );
@@ -115,7 +115,7 @@ pub fn located(cx: &Ctx, spec: &ServiceSpec) -> String {
 /// # Errors
 /// The first service whose package or binary is not in the workspace,
 /// naming the key, the line and the file, and what there is.
-pub fn check(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Result<()> {
+pub fn check(specs: &[ServiceSpec], packages: &[Package]) -> Result<()> {
     for spec in specs {
         let ServiceKind::Crate { bin, .. } = &spec.settings.kind else {
             continue;
@@ -131,7 +131,7 @@ pub fn check(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Result<()
                  with binaries: {} (`cargo xtask service add {}` creates one)",
                 spec.name,
                 spec.package,
-                located(cx, spec),
+                located(spec),
                 names.join(", "),
                 spec.name
             );
@@ -142,7 +142,7 @@ pub fn check(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Result<()
                 "services.{}.{key} ({}): package {} has no binary {:?}; its binaries: {} (set \
                  `bin`)",
                 spec.name,
-                located(cx, spec),
+                located(spec),
                 p.name,
                 spec.bin,
                 if p.bins.is_empty() {
@@ -176,15 +176,12 @@ pub fn undeployed(cx: &Ctx, specs: &[ServiceSpec], packages: &[Package]) -> Vec<
 
 /// `<crate>  not deployed: add [services.<crate>] to <file>` for each
 /// binary crate under services/ that no service deploys; empty when the
-/// workspace cannot be read (doctor reports cargo itself).
-pub fn undeployed_lines(cx: &Ctx) -> Vec<String> {
-    let specs = crate::ground::services::all(&cx.config, &cx.root);
-    let file = cx
-        .config_source
-        .as_ref()
-        .map_or_else(|| "xtask.toml".into(), |p| p.display().to_string());
+/// workspace cannot be read (doctor reports cargo itself). `specs`: every
+/// service of the settings; `file`: the settings file (None: built in).
+pub fn undeployed_lines(cx: &Ctx, specs: &[ServiceSpec], file: Option<&Path>) -> Vec<String> {
+    let file = file.map_or_else(|| "xtask.toml".into(), |p| p.display().to_string());
     packages(cx)
-        .map(|p| undeployed(cx, &specs, &p))
+        .map(|p| undeployed(cx, specs, &p))
         .unwrap_or_default()
         .into_iter()
         .map(|name| format!("{name:<14} not deployed: add [services.{name}] to {file}"))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::ground::interrupt;
 use crate::ground::services;
 use crate::ground::settings::Loaded;
@@ -19,7 +19,12 @@ use crate::manifests::{self, Difference};
 /// # Errors
 /// Settings that do not load (the reason, named by key and line), files
 /// that cannot be written.
-pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf]) -> Result<Loaded> {
+pub fn commit(
+    cx: &Invocation,
+    settings_file: &Path,
+    edited: &str,
+    created: &[PathBuf],
+) -> Result<Loaded> {
     let undo = || {
         for f in created {
             let _ = std::fs::remove_file(f);
@@ -42,8 +47,8 @@ pub fn commit(cx: &Ctx, settings_file: &Path, edited: &str, created: &[PathBuf])
             anyhow::bail!("the settings with the addition do not load; nothing was changed: {why}");
         }
     };
-    let specs = services::all(&loaded.config, &cx.root);
-    let files = manifests::generate(&loaded.config, &specs);
+    let specs = services::all(&loaded.config.services, &cx.root);
+    let files = manifests::generate(&super::invocation::manifests_of(&loaded.config), &specs);
     let dir = loaded.config.kubernetes.manifests_dir.clone();
     let written = interrupt::critical(|| -> Result<Vec<Difference>> {
         let changes = manifests::write(&dir, &files)?;

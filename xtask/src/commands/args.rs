@@ -10,7 +10,9 @@ use crate::build::platform::Platform;
 use crate::build::toolchain::Kind;
 use crate::build::{Destination, Profile};
 use crate::ground::runner::{Progress, Runner};
-use crate::ground::settings::{Config, TargetName};
+use crate::ground::settings::TargetName;
+
+use super::invocation::Invocation;
 use crate::targets::clusters;
 use crate::targets::kube::Kube;
 
@@ -64,9 +66,9 @@ impl From<OutputArg> for crate::ground::runner::Format {
 }
 
 /// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
-pub fn seldon_target(name: TargetName, config: &Config) -> Result<Kube> {
-    match clusters::for_name(name, config) {
-        Some(cluster) => Ok(Kube::new(cluster, config)),
+pub fn seldon_target(cx: &Invocation, name: TargetName) -> Result<Kube> {
+    match cx.kube_for(name) {
+        Some(kube) => Ok(kube),
         None => {
             bail!(
                 "Seldon Core runs on Kubernetes: use --target {} (not {name})",
@@ -108,7 +110,7 @@ impl ProfileArg {
 /// # Errors
 /// A dev loop holds it, or (for a loop) another run does.
 pub fn lock_target(
-    cx: &crate::ground::context::Ctx,
+    cx: &super::invocation::Invocation,
     target: TargetName,
     kind: crate::ground::lock::Kind,
 ) -> Result<Option<crate::ground::lock::RunLock>> {
@@ -305,7 +307,7 @@ impl PlatformArg {
 /// another platform than the container engine's, that its build stage
 /// runs under emulation: only where the engine has it (binfmt_misc with
 /// QEMU, as Docker Desktop does), and several times slower.
-pub fn note_emulation(cx: &crate::ground::context::Ctx, to: &[Destination]) {
+pub fn note_emulation(cx: &super::invocation::Invocation, to: &[Destination]) {
     let in_docker = to.iter().filter(|d| {
         matches!(
             d.toolchain,

@@ -10,13 +10,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use xshell::cmd;
 
+use super::invocation::Invocation;
 use crate::build;
-use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::net;
 use crate::ground::poll::{self, Check, Waited};
 use crate::ground::runner::Attached;
-use crate::ground::services;
 use crate::ground::tools::engine_cli;
 use crate::image::{self, Builder, Image};
 use crate::publish::docker::Docker as Load;
@@ -176,7 +175,7 @@ fn batch_bodies() -> [Option<Body>; 3] {
 }
 
 impl BenchArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         if let BenchSubject::Images = self.subject {
             return images(cx, self.profile.or(build::Profile::Dist));
         }
@@ -220,11 +219,11 @@ impl BenchArgs {
     /// The servers to measure, built: the services exactly as `cargo xtask
     /// deploy` builds them (the same command, the same packages, so the
     /// same binaries), and for test-api a reference.
-    fn cases(&self, cx: &Ctx) -> Result<Vec<Case>> {
+    fn cases(&self, cx: &Invocation) -> Result<Vec<Case>> {
         let profile = self.profile.or(build::Profile::Release);
         let release = build::release_dir(cx, profile);
         let mut deploy_build = build::static_command(cx, profile);
-        deploy_build.args(build::selection(cx)?.build_args());
+        deploy_build.args(build::selection(cx, &cx.all_services())?.build_args());
         if matches!(
             self.subject,
             BenchSubject::ModelServer | BenchSubject::Protocols
@@ -291,7 +290,7 @@ impl BenchArgs {
     /// None under `--dry-run`.
     fn measure_all<'a>(
         &self,
-        cx: &Ctx,
+        cx: &Invocation,
         cases: &'a [Case],
     ) -> Result<Option<Vec<(&'a str, Figures)>>> {
         let mut rounds: Vec<Vec<Figures>> = cases.iter().map(|_| Vec::new()).collect();
@@ -358,18 +357,19 @@ impl BenchArgs {
 
 /// The image issue's figures: sizes, assembly time against the docker
 /// builder, how fast a service stops, and a redeploy with nothing changed.
-fn images(cx: &Ctx, profile: build::Profile) -> Result<ExitCode> {
+fn images(cx: &Invocation, profile: build::Profile) -> Result<ExitCode> {
     const TEST_API_MAX: u64 = 5_000_000;
     const MODEL_SERVER_MAX: u64 = 15_000_000;
     // A model server with ONNX Runtime: its C runtime base and library.
     const ONNXRUNTIME_MAX: u64 = 60_000_000;
-    let specs = services::all(&cx.config, &cx.root);
-    let built = build::build(cx, &specs, profile)?;
+    let specs = cx.all_services();
+    let setup = cx.image_setup();
+    let built = build::build(cx, &specs, &specs, profile)?;
     let Some(figures) = cx.runner.unless_dry_run(|| {
         // Fresh assembly: forget earlier records so nothing is skipped.
         let _ = std::fs::remove_dir_all(&cx.config.images.dir);
         let start = Instant::now();
-        let native = image::images_from(cx, &built, Builder::Native)?;
+        let native = image::images_from(cx, &setup, &built, Builder::Native)?;
         let native_secs = start.elapsed().as_secs_f64();
         // The docker builder's Dockerfiles build FROM scratch: not for
         // ONNX Runtime's images.
@@ -379,7 +379,7 @@ fn images(cx: &Ctx, profile: build::Profile) -> Result<ExitCode> {
             .cloned()
             .collect();
         let start = Instant::now();
-        image::images_from(cx, &scratch, Builder::Docker)?;
+        image::images_from(cx, &setup, &scratch, Builder::Docker)?;
         let docker_secs = start.elapsed().as_secs_f64();
         let test_api = native
             .iter()
@@ -441,7 +441,7 @@ fn images(cx: &Ctx, profile: build::Profile) -> Result<ExitCode> {
 
 /// Seconds `docker stop` takes on a running test-api (it handles SIGTERM
 /// as PID 1).
-fn stop_time(cx: &Ctx, test_api: &Image) -> Result<f64> {
+fn stop_time(cx: &Invocation, test_api: &Image) -> Result<f64> {
     Load.publish(cx, test_api)?;
     let docker = engine_cli();
     let name = format!("{}-bench-stop", cx.config.docker.name_prefix);
@@ -487,7 +487,7 @@ fn stop_time(cx: &Ctx, test_api: &Image) -> Result<f64> {
 }
 
 /// Seconds a second `deploy --target docker` takes, with nothing changed.
-fn redeploy_time(cx: &Ctx) -> Result<f64> {
+fn redeploy_time(cx: &Invocation) -> Result<f64> {
     let me = std::env::current_exe()?;
     let xtask = |args: &[&str]| cmd!(cx.sh, "{me} --progress=never {args...}");
     cx.runner
@@ -502,7 +502,7 @@ fn redeploy_time(cx: &Ctx) -> Result<f64> {
 }
 
 /// One wrk run against `case`, started on a free port. None under `--dry-run`.
-fn measure(cx: &Ctx, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
+fn measure(cx: &Invocation, case: &Case, args: &BenchArgs) -> Result<Option<Figures>> {
     let port = net::free_port()?;
     let mut server = Command::new(&case.binary);
     server
@@ -555,8 +555,8 @@ fn wait_answering(server: &Attached, url: &str) -> Result<()> {
 }
 
 /// The image of the service built from the test-api package.
-fn test_api_image(cx: &Ctx) -> String {
-    crate::ground::services::all(&cx.config, &cx.root)
+fn test_api_image(cx: &Invocation) -> String {
+    cx.all_services()
         .into_iter()
         .find(|s| s.package == "test-api")
         .map_or_else(|| "test-api".into(), |s| s.settings.image)

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use xshell::cmd;
 
+use super::invocation::Invocation;
 use crate::build;
-use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::interrupt;
 use crate::ground::net;
@@ -73,7 +73,7 @@ const EDITS: [Edit; 2] = [
 /// A step that fails (the clone, the deploy, the dev loop not starting, an
 /// edit's anchor not found in the source, an edit not served within 300 s),
 /// with its output.
-pub fn run(cx: &Ctx, profile: build::Profile) -> Result<ExitCode> {
+pub fn run(cx: &Invocation, profile: build::Profile) -> Result<ExitCode> {
     let profile_name = profile.as_str();
     let scratch = std::env::temp_dir().join(format!("kube-mlops-bench-{}", std::process::id()));
     let clone = Clone::new(scratch);

@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use rand::{Rng, SeedableRng};
 use xshell::cmd;
 
+use super::invocation::Invocation;
 use crate::build;
-use crate::ground::context::Ctx;
 use crate::ground::net;
 
 /// Issue 22: with batching, at least 5x the throughput without; p99
@@ -192,7 +192,7 @@ struct FloorCase {
 /// # Errors
 /// No Python with onnxruntime (`KMLOPS_PYTHON`, else `python3`), a build
 /// that fails, a server that does not start or answers other than 200.
-pub fn run(cx: &Ctx, profile: build::Profile, python: &Path) -> Result<ExitCode> {
+pub fn run(cx: &Invocation, profile: build::Profile, python: &Path) -> Result<ExitCode> {
     let graphs = cx.root.join("services/model-server/tests/graphs");
     let scratch = tempfile::tempdir()?;
     let cases = cases();
@@ -353,7 +353,7 @@ fn print_table(
 /// The median milliseconds of a request the server answers without
 /// computing (the liveness probe), timed as the cases are: what the
 /// loopback, the HTTP stack and the client cost on this machine.
-fn transport(cx: &Ctx, server: &Server<'_>) -> Result<f64> {
+fn transport(cx: &Invocation, server: &Server<'_>) -> Result<f64> {
     let running = Running::start(server, "mlp", "tract", &[])?;
     Ok(load(cx, server.placement, &running, "/v2/health/live", 1, None)?.p50_ms)
 }
@@ -362,7 +362,7 @@ fn transport(cx: &Ctx, server: &Server<'_>) -> Result<f64> {
 /// `connections` connections (a `script` sets the request), from the
 /// client's CPUs.
 fn load(
-    cx: &Ctx,
+    cx: &Invocation,
     placement: &Placement,
     running: &Running,
     path: &str,
@@ -389,7 +389,7 @@ fn load(
 
 /// 64 clients sending one MLP row each over OIP v2 binary, on ONNX
 /// Runtime: with dynamic batching (up to 64 rows, 2 ms), and without.
-fn batching(cx: &Ctx, server: &Server<'_>, batch_floor_ms: f64) -> Result<()> {
+fn batching(cx: &Invocation, server: &Server<'_>, batch_floor_ms: f64) -> Result<()> {
     let case = Case {
         model: "mlp",
         input: "input",
@@ -467,7 +467,7 @@ fn inputs(case: &Case, seed: u64) -> Vec<u8> {
 /// (`model_compute_duration_seconds` from its `/metrics`). `data`: the
 /// case's input elements, little-endian float32.
 fn serve_and_time(
-    cx: &Ctx,
+    cx: &Invocation,
     server: &Server<'_>,
     runtime: &str,
     case: &Case,
@@ -596,7 +596,7 @@ struct Server<'a> {
 /// costs least), or for a request slower than `SLOW_MS` the median of
 /// `MIN_RUNS` (tract on the tree ensemble takes seconds a request).
 fn time_requests(
-    cx: &Ctx,
+    cx: &Invocation,
     placement: &Placement,
     running: &Running,
     runtime: &str,

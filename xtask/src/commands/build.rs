@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use super::invocation::Invocation;
 use crate::build;
-use crate::ground::context::Ctx;
-use crate::ground::services;
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -21,8 +20,8 @@ pub struct BuildArgs {
 }
 
 impl BuildArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let specs = services::select(&cx.config, &cx.root, &self.services)?;
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
+        let specs = cx.select(&self.services)?;
         let profile = self.profile.or(build::Profile::Release);
         // Several different ones (`linux/amd64,linux/amd64` is one).
         let several = {
@@ -34,8 +33,9 @@ impl BuildArgs {
         // A dry run lists what this host lacks and plans the build it
         // would make once installed.
         let mut binaries = Vec::new();
+        let all = cx.all_services();
         for to in self.platform.destinations_or_planned(&cx.runner)? {
-            for b in build::build_for(cx, &specs, profile, &to)? {
+            for b in build::build_for(cx, &all, &specs, profile, &to)? {
                 if cx.json() {
                     binaries.push(serde_json::json!({
                         "service": b.spec.name,

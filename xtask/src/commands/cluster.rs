@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
 use super::args::{TargetArg, lock_target};
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::targets::clusters::{self, api};
 
 #[derive(Args)]
@@ -34,9 +34,9 @@ pub enum ClusterCommand {
 }
 
 impl ClusterArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let Some(cluster) = clusters::for_name(name, &cx.config) else {
+        let Some(cluster) = cx.cluster_for(name) else {
             bail!("--target {name} has no cluster; use {}", clusters::names());
         };
         // Up and down change what runs there: one at a time, as deploy.

@@ -8,10 +8,9 @@ use clap::{Args, Subcommand};
 use xshell::cmd;
 
 use super::args::TargetArg;
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::ground::kubecontext;
 use crate::ground::settings::TargetName;
-use crate::targets::clusters;
 
 #[derive(Args)]
 pub struct ContextArgs {
@@ -41,15 +40,15 @@ pub enum ContextCommand {
 }
 
 /// Which target a context belongs to, by the naming each cluster's tool uses.
-fn target_of(cx: &Ctx, name: &str) -> Option<TargetName> {
-    clusters::all(&cx.config)
+fn target_of(cx: &Invocation, name: &str) -> Option<TargetName> {
+    cx.clusters()
         .into_iter()
         .find(|c| c.context(cx).ok().as_deref() == Some(name))
         .map(|c| c.name())
 }
 
 impl ContextArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         match self.command {
             ContextCommand::List => {
                 let current = kubecontext::current(cx)?;
@@ -74,7 +73,7 @@ impl ContextArgs {
             },
             ContextCommand::Check { target, context } => {
                 let name = cx.target(target.target);
-                let Some(cluster) = clusters::for_name(name, &cx.config) else {
+                let Some(cluster) = cx.cluster_for(name) else {
                     bail!("target {name} has no kube context");
                 };
                 let want = cluster.context(cx)?;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::verify::contract::{self, Endpoint, Options};
 
 #[derive(Args)]
@@ -81,7 +81,7 @@ impl From<EndpointArg> for Endpoint {
 }
 
 impl ContractTestArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let contract = contract::load(&self.contract)?;
         let port = match self.port {
             Some(p) => p,
@@ -127,7 +127,7 @@ impl ContractTestArgs {
 
 /// The model's v2 name: `--model`, else the name of the service on
 /// `port`. Only predictions go over v2, and only straight to the server.
-fn v2_model(cx: &Ctx, port: u16, args: &ContractTestArgs) -> Result<String> {
+fn v2_model(cx: &Invocation, port: u16, args: &ContractTestArgs) -> Result<String> {
     if args.endpoint != EndpointArg::Predict || args.api.is_some() || args.form {
         anyhow::bail!(
             "--protocol v2 sends predictions straight to the model server: it does not go with \
@@ -152,7 +152,7 @@ fn v2_model(cx: &Ctx, port: u16, args: &ContractTestArgs) -> Result<String> {
 }
 
 /// The default port: the first service running the iris model.
-fn iris_port(cx: &Ctx) -> Result<u16> {
+fn iris_port(cx: &Invocation) -> Result<u16> {
     use crate::ground::settings::{ModelName, ServiceKind};
     cx.config
         .services

@@ -10,10 +10,10 @@ use super::args::ProfileArg;
 use super::args::TargetArg;
 use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
+use super::invocation::Invocation;
 use crate::build;
 use crate::build::Built;
 use crate::build::platform::Platform;
-use crate::ground::context::Ctx;
 use crate::ground::lock::Kind;
 use crate::ground::services;
 use crate::ground::settings::TargetName;
@@ -62,7 +62,7 @@ impl DeployArgs {
     /// one the target's machines do not run; what cannot be built here.
     fn destination(
         &self,
-        cx: &Ctx,
+        cx: &Invocation,
         name: TargetName,
         target: &dyn Target,
         session: &targets::target::Session,
@@ -111,7 +111,7 @@ impl DeployArgs {
     /// `--platform`); outside a dry run.
     fn machines_platform(
         &self,
-        cx: &Ctx,
+        cx: &Invocation,
         name: TargetName,
         target: &dyn Target,
         session: &targets::target::Session,
@@ -150,7 +150,7 @@ impl DeployArgs {
     /// What the build, the pins' check or the delivery refuses.
     fn deliver(
         &self,
-        cx: &Ctx,
+        cx: &Invocation,
         name: TargetName,
         target: &dyn Target,
         session: &targets::target::Session,
@@ -181,6 +181,7 @@ impl DeployArgs {
                     super::args::note_emulation(cx, std::slice::from_ref(&to));
                     let images = crate::image::build_images(
                         cx,
+                        &cx.image_setup(),
                         specs,
                         crate::image::Builder::Docker,
                         profile,
@@ -194,7 +195,7 @@ impl DeployArgs {
                         .deliver_images(cx, session, built, images)
                         .with_context(|| format!("delivering to {name}"))?
                 } else {
-                    let built = build::build_for(cx, specs, profile, &to)?;
+                    let built = build::build_for(cx, &cx.all_services(), specs, profile, &to)?;
                     target
                         .deliver(cx, session, built)
                         .with_context(|| format!("delivering to {name}"))?
@@ -203,20 +204,20 @@ impl DeployArgs {
         })
     }
 
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
             return self.deploy_seldon(cx, name);
         }
-        let target = targets::for_name(name, &cx.config);
+        let target = cx.target_for(name);
         if self.force_conflicts && target.overlay(cx).is_none() {
             bail!(
                 "--force-conflicts takes over fields on a Kubernetes target (minikube, kind, \
                  gke); {name} has no field managers: drop it"
             );
         }
-        let specs = services::select(&cx.config, &cx.root, &self.services)?;
+        let specs = cx.select(&self.services)?;
         let mut session = target
             .open(cx)
             .with_context(|| format!("preparing target {name}"))?;
@@ -266,8 +267,8 @@ impl DeployArgs {
 
     /// `deploy --seldon`: the models as SeldonDeployments on `name`'s
     /// cluster, called through the ingress.
-    fn deploy_seldon(&self, cx: &Ctx, name: TargetName) -> Result<ExitCode> {
-        let kube = kubernetes(name, &cx.config)?;
+    fn deploy_seldon(&self, cx: &Invocation, name: TargetName) -> Result<ExitCode> {
+        let kube = kubernetes(cx, name)?;
         let mut session = kube.open(cx)?;
         force_conflicts(&mut session, self.force_conflicts);
         let profile = self.profile.or(kube.profile());
@@ -308,7 +309,7 @@ fn force_conflicts(session: &mut targets::target::Session, force: bool) {
 /// What `--images FILE` delivers: nothing is built; each service runs the
 /// image FILE pins for its image name.
 fn prebuilt(
-    cx: &Ctx,
+    cx: &Invocation,
     target: &dyn Target,
     specs: &[services::ServiceSpec],
     file: &std::path::Path,
@@ -381,7 +382,7 @@ fn prebuilt(
 /// An image of other platforms, or one the registry does not serve
 /// (outside a dry run).
 fn check_platform(
-    cx: &Ctx,
+    cx: &Invocation,
     file: &std::path::Path,
     image: &Image,
     platform: &Platform,

@@ -8,12 +8,12 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::{ProfileArg, TargetArg, lock_target};
+use super::invocation::Invocation;
 use crate::devloop;
-use crate::ground::context::Ctx;
 use crate::ground::interrupt;
 use crate::ground::lock;
 use crate::ground::services;
-use crate::targets;
+use crate::ground::settings::Loaded;
 
 #[derive(Args)]
 pub struct DevArgs {
@@ -35,11 +35,11 @@ pub struct DevArgs {
 }
 
 impl DevArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = targets::for_name(name, &cx.config);
+        let target = cx.target_for(name);
         target.dev_loop()?;
-        let specs = services::select(&cx.config, &cx.root, &self.services)?;
+        let specs = cx.select(&self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
         let _lock = lock_target(cx, name, lock::Kind::Loop)?;
         let _kept = self.keep.then(|| {
@@ -89,6 +89,15 @@ impl DevArgs {
             profile: self.profile.or(target.profile()),
             logs: !self.no_logs,
             debounce: Duration::from_millis(self.debounce_ms),
+            settings: cx.config_source.clone(),
+            reload: {
+                let (file, root) = (cx.config_source.clone(), cx.root.clone());
+                Box::new(move || {
+                    let loaded = Loaded::load(file.as_deref(), &root)?;
+                    Ok(services::names(&loaded.config.services))
+                })
+            },
+            keep_dir: cx.config.local.run_dir.join("dev"),
         };
         if let devloop::Ended::SettingsChanged { removed } =
             devloop::run(cx, target.as_ref(), &specs, &opts)?

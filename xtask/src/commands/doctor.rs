@@ -11,9 +11,9 @@ use serde_json::Value;
 use xshell::cmd;
 
 use super::args::TargetArg;
+use super::invocation::Invocation;
 use crate::build::platform::Platform;
 use crate::build::toolchain::{self, Host, Installed, Missing, Toolchain};
-use crate::ground::context::Ctx;
 use crate::ground::runner::shown;
 use crate::ground::settings::TargetName;
 use crate::ground::tools::{TOOLS, Tool, install_hint};
@@ -36,7 +36,7 @@ struct Row {
 }
 
 impl DoctorArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let target = cx.target(self.target.target);
         let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
         if cx.json() {
@@ -58,12 +58,14 @@ impl DoctorArgs {
                 ),
             }
         }
-        let names = crate::ground::services::names(&cx.config);
+        let names = crate::ground::services::names(&cx.config.services);
         println!("\nservices: {}", names.join(", "));
-        for line in crate::build::workspace::undeployed_lines(cx) {
+        let all = cx.all_services();
+        for line in crate::build::workspace::undeployed_lines(cx, &all, cx.config_source.as_deref())
+        {
             println!("{line}");
         }
-        let t = targets::for_name(target, &cx.config);
+        let t = cx.target_for(target);
         let needs = t.tools();
         let missing: Vec<&str> = rows
             .iter()
@@ -97,8 +99,8 @@ impl DoctorArgs {
 /// [{"platform", "toolchain", "triple"} or {"platform", "missing": [the
 /// commands that install it], "error"}], "target": {"name", "ready",
 /// "missing", "blockers"}}`.
-fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
-    let t = targets::for_name(target, &cx.config);
+fn json(cx: &Invocation, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
+    let t = cx.target_for(target);
     let missing: Vec<&str> = rows
         .iter()
         .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
@@ -116,7 +118,7 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
             "details": r.details,
             "needed_by": needed(r.tool),
         })).collect::<Vec<_>>(),
-        "services": crate::ground::services::names(&cx.config),
+        "services": crate::ground::services::names(&cx.config.services),
         "platforms": platforms().into_iter().map(|(platform, toolchain)| match toolchain {
             Ok(t) => serde_json::json!({
                 "platform": platform.to_string(),
@@ -144,7 +146,7 @@ fn json(cx: &Ctx, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
     })
 }
 
-fn check(cx: &Ctx, tool: &'static Tool) -> Row {
+fn check(cx: &Invocation, tool: &'static Tool) -> Row {
     let mut row = Row {
         tool,
         ok: false,
@@ -188,7 +190,7 @@ fn check(cx: &Ctx, tool: &'static Tool) -> Row {
 
 /// What else matters about a tool: is an engine behind docker, which kube
 /// context is current, which Google account and project are active.
-fn extra_details(cx: &Ctx, name: &str) -> String {
+fn extra_details(cx: &Invocation, name: &str) -> String {
     let query = |args: &[&str]| {
         cx.runner
             .probe(cmd!(cx.sh, "{name} {args...}"), "doctor", TIMEOUT)
@@ -227,12 +229,12 @@ fn extra_details(cx: &Ctx, name: &str) -> String {
 /// commands that would let it; None when it can, or when the machines
 /// cannot be asked (the target's other blockers say why).
 fn platform_blocker(
-    cx: &Ctx,
+    cx: &Invocation,
     name: TargetName,
     target: &dyn targets::target::Target,
 ) -> Option<String> {
     let machines = target.machines_run()?;
-    let runs_on = targets::machines_platform(cx, name).ok()??;
+    let runs_on = cx.machines_platform(name).ok()??;
     let e = crate::build::Destination::pick(Some(runs_on), toolchain::Kind::Auto, None).err()?;
     Some(format!("{machines} {runs_on}: {e:#}"))
 }
@@ -255,9 +257,13 @@ fn needed_by(tool: &Tool) -> Vec<String> {
         .into_iter()
         // What a target needs does not depend on its settings.
         .filter(|t| {
-            targets::for_name(*t, &crate::ground::settings::Config::default())
-                .tools()
-                .contains(&tool.name)
+            targets::for_name(
+                *t,
+                &crate::ground::settings::Config::default(),
+                &Default::default(),
+            )
+            .tools()
+            .contains(&tool.name)
         })
         .map(|t| t.to_string())
         .collect()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::ground::services;
 use crate::ground::settings::TargetName;
 use crate::image::{self, Builder, Image};
@@ -59,14 +59,14 @@ impl LoadInto {
     /// The platform of the engine or nodes it loads into, asked as a
     /// deploy to the target of the same name asks it (`docker info`, the
     /// nodes), else what the cluster will run. None: this host's.
-    fn runs_on(self, cx: &Ctx) -> Result<Option<crate::build::platform::Platform>> {
+    fn runs_on(self, cx: &Invocation) -> Result<Option<crate::build::platform::Platform>> {
         let name = self.to_possible_value().and_then(|v| {
             TargetName::ALL
                 .into_iter()
                 .find(|t| t.as_str() == v.get_name())
         });
         match name {
-            Some(name) => crate::targets::machines_platform(cx, name),
+            Some(name) => cx.machines_platform(name),
             None => Ok(None),
         }
     }
@@ -137,7 +137,7 @@ pub enum ImageCommand {
 }
 
 impl ImageArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let mut load_into = None;
         let (services, builder, publisher): (_, _, Option<Box<dyn Publisher>>) = match self.command
         {
@@ -161,7 +161,7 @@ impl ImageArgs {
                 Some(Box::new(registry::Registry {
                     base: registry,
                     insecure,
-                    siblings: services::image_names(&cx.config),
+                    siblings: services::image_names(&cx.config.services),
                     settings: cx.config.registry.clone(),
                 })),
             ),
@@ -180,7 +180,7 @@ impl ImageArgs {
             } else {
                 crate::build::Profile::Release
             });
-        let specs = services::select(&cx.config, &cx.root, &services)?;
+        let specs = cx.select(&services)?;
         if let (Some(p), Some(first)) = (&publisher, specs.first()) {
             // The registry answers and takes the credentials, before the build.
             p.preflight(cx, &first.settings.image)?;
@@ -193,7 +193,8 @@ impl ImageArgs {
         }
         let to = destinations(cx, &self.platform, load_into, builder)?;
         super::args::note_emulation(cx, &to);
-        let images = image::build_images(cx, &specs, builder.into(), profile, &to)?;
+        let images =
+            image::build_images(cx, &cx.image_setup(), &specs, builder.into(), profile, &to)?;
         let publisher_none = publisher.is_none();
         let builds: Vec<serde_json::Value> = match publisher {
             None => {
@@ -217,7 +218,7 @@ impl ImageArgs {
 /// artifacts, and in the JSON each image's size (bytes, uncompressed) and
 /// archive when they were only `built`.
 fn report(
-    cx: &Ctx,
+    cx: &Invocation,
     builds: &[serde_json::Value],
     built: Option<&[Image]>,
     file_output: Option<&std::path::Path>,
@@ -244,7 +245,7 @@ fn report(
 /// installed. The docker builder compiles in its container what this host
 /// cannot build.
 fn destinations(
-    cx: &Ctx,
+    cx: &Invocation,
     platform: &super::args::PlatformArg,
     into: Option<LoadInto>,
     builder: BuilderArg,
@@ -274,7 +275,7 @@ fn destinations(
 
 /// Each image published by `p`, as build-artifact entries: a push pins by
 /// the digest the registry reported; a load keeps the tagged reference.
-fn publish(cx: &Ctx, p: &dyn Publisher, images: &[Image]) -> Result<Vec<serde_json::Value>> {
+fn publish(cx: &Invocation, p: &dyn Publisher, images: &[Image]) -> Result<Vec<serde_json::Value>> {
     let mut builds = Vec::new();
     for image in images {
         let pinned = p.publish(cx, image)?;
@@ -304,7 +305,7 @@ fn artifact(image: &Image, tagged: &str, digest: &str) -> serde_json::Value {
     entry
 }
 
-fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {
+fn print_images(cx: &Invocation, images: &[Image]) -> Result<()> {
     cx.runner.unless_dry_run(|| {
         for i in images {
             println!(
@@ -325,7 +326,7 @@ fn print_images(cx: &Ctx, images: &[Image]) -> Result<()> {
 
 /// `image verify`: signatures and attestations, then the rebuild.
 fn verify(
-    cx: &Ctx,
+    cx: &Invocation,
     reference: &str,
     key: &std::path::Path,
     insecure: bool,

@@ -6,9 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::TargetArg;
-use crate::ground::context::Ctx;
-use crate::ground::services;
-use crate::targets;
+use super::invocation::Invocation;
 
 #[derive(Args)]
 pub struct LogsArgs {
@@ -25,9 +23,9 @@ pub struct LogsArgs {
 }
 
 impl LogsArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let target = targets::for_name(cx.target(self.target.target), &cx.config);
-        let spec = services::select(&cx.config, &cx.root, std::slice::from_ref(&self.service))?;
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
+        let target = cx.target_for(cx.target(self.target.target));
+        let spec = cx.select(std::slice::from_ref(&self.service))?;
         let session = target.open(cx)?;
         target.logs(cx, &session, &spec[0], self.tail, self.follow)?;
         Ok(ExitCode::SUCCESS)

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::ground::context::Ctx;
-use crate::ground::services;
+use super::invocation::Invocation;
 use crate::manifests::{self, Difference};
 
 #[derive(Args)]
@@ -19,10 +18,11 @@ pub struct ManifestsArgs {
 }
 
 impl ManifestsArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let specs = services::all(&cx.config, &cx.root);
-        let files = manifests::generate(&cx.config, &specs);
-        let dir = &cx.config.kubernetes.manifests_dir;
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
+        let specs = cx.all_services();
+        let m = cx.manifests();
+        let files = manifests::generate(&m, &specs);
+        let dir = &m.dir;
         if self.check {
             let differences = manifests::differences(dir, &files)?;
             if differences.is_empty() {

@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod dev;
 pub mod doctor;
 pub mod image;
+pub mod invocation;
 pub mod logs;
 pub mod manifests;
 pub mod model;

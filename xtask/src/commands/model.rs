@@ -11,9 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::adding;
+use super::invocation::Invocation;
 use crate::build;
 use crate::build::models::{Inspection, Signature};
-use crate::ground::context::Ctx;
 use crate::ground::names;
 use crate::ground::settings_edit::{self, Entry};
 
@@ -64,7 +64,7 @@ pub enum ModelCommand {
 }
 
 impl ModelArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let ModelCommand::Add {
             name,
             onnx,
@@ -189,7 +189,7 @@ impl Table {
 /// out), then regenerates the manifests; on a failure the `created` files
 /// are removed again (`adding::commit`).
 fn add_table(
-    cx: &Ctx,
+    cx: &Invocation,
     settings_file: &Path,
     name: &str,
     comment: &str,
@@ -229,7 +229,7 @@ fn contract_for(
 
 /// Refuses a name a new model cannot have: not a DNS-1035 label, a
 /// service's already, a preset's.
-fn check_new_name(cx: &Ctx, name: &str) -> Result<()> {
+fn check_new_name(cx: &Invocation, name: &str) -> Result<()> {
     names::dns1123_label(name).map_err(|why| anyhow::anyhow!("the model's name {name:?} {why}"))?;
     if cx.config.services.0.iter().any(|s| s.name == name) {
         bail!("there is already a service {name:?} in the settings; pick another name");
@@ -326,7 +326,7 @@ const ONNXRUNTIME_SAVING_SECS: f64 = 50e-6;
 /// (`ONNXRUNTIME_MARGIN`, `ONNXRUNTIME_SAVING_SECS`); the inspection, whose `runtime` is the choice,
 /// and a note saying why it was chosen.
 fn on_runtime(
-    cx: &Ctx,
+    cx: &Invocation,
     static_server: &Path,
     onnx: &Path,
     output: Option<&str>,

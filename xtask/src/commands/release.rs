@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::release::{self, bump, preflight, signing};
 
 #[derive(Args)]
@@ -71,7 +71,7 @@ pub enum PartArg {
 }
 
 impl ReleaseArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         match self.command {
             Some(ReleaseCommand::Bump { part, to }) => return bump_version(cx, part, to),
             Some(ReleaseCommand::Keygen { key }) => return keygen(cx, &key),
@@ -98,13 +98,18 @@ impl ReleaseArgs {
         }
         let opts = release::Options {
             version,
-            registry: self.registry,
+            registry: self.registry.unwrap_or_else(|| {
+                let r = &cx.config.registry;
+                format!("{}/{}", r.host, r.account)
+            }),
             insecure: self.insecure,
             sign_key: self.sign_key,
             tag: !self.no_tag,
             latest: self.latest,
             reproducibility_check: !self.skip_reproducibility_check,
-            services: self.services,
+            services: cx.select(&self.services)?,
+            setup: cx.image_setup(),
+            manifests_dir: cx.config.kubernetes.manifests_dir.clone(),
         };
         let version = opts.version.to_string();
         let released = release::run(cx, &opts)?;
@@ -131,7 +136,7 @@ impl ReleaseArgs {
     }
 }
 
-fn bump_version(cx: &Ctx, part: Option<PartArg>, to: Option<String>) -> Result<ExitCode> {
+fn bump_version(cx: &Invocation, part: Option<PartArg>, to: Option<String>) -> Result<ExitCode> {
     let current = crate::ground::toml_files::workspace_version(&cx.root.join("Cargo.toml"))?;
     let next = match (to, part) {
         (Some(v), _) => preflight::parse_version(&v)?,
@@ -156,7 +161,7 @@ fn bump_version(cx: &Ctx, part: Option<PartArg>, to: Option<String>) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn keygen(cx: &Ctx, key: &std::path::Path) -> Result<ExitCode> {
+fn keygen(cx: &Invocation, key: &std::path::Path) -> Result<ExitCode> {
     let public = PathBuf::from(format!("{}.pub", key.display()));
     for p in [key, public.as_path()] {
         if p.exists() {

@@ -10,9 +10,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::TargetArg;
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::release::hydrate;
-use crate::targets;
 
 #[derive(Args)]
 pub struct RenderArgs {
@@ -32,9 +31,9 @@ pub struct RenderArgs {
 }
 
 impl RenderArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = targets::for_name(name, &cx.config);
+        let target = cx.target_for(name);
         let (overlay, file_name) = if self.seldon {
             (
                 cx.config.kubernetes.manifests_dir.join("seldon"),
@@ -52,7 +51,7 @@ impl RenderArgs {
         let pins = hydrate::pins_from_file(&self.images)?;
         // Every image the services run must be pinned, as deploy --images
         // requires: an unpinned one would be pulled by its bare name.
-        for spec in crate::ground::services::all(&cx.config, &cx.root) {
+        for spec in cx.all_services() {
             if !pins.iter().any(|p| p.name == spec.settings.image) {
                 anyhow::bail!(
                     "{} pins no image named {} (service {}); render needs every service's image \

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::args::{TargetArg, lock_target, seldon_target};
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::seldon;
 use crate::targets::target::Target;
 
@@ -29,9 +29,9 @@ pub enum SeldonCommand {
 }
 
 impl SeldonArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let kube = seldon_target(name, &cx.config)?;
+        let kube = seldon_target(cx, name)?;
         let _lock = match self.command {
             SeldonCommand::Status => None,
             _ => lock_target(cx, name, crate::ground::lock::Kind::Run)?,

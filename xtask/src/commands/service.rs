@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::adding;
+use super::invocation::Invocation;
 use crate::build::workspace;
-use crate::ground::context::Ctx;
 use crate::ground::names;
 use crate::ground::settings_edit::{self, Entry};
 
@@ -42,7 +42,7 @@ const COMMENT: &str = "A service crate (services/<name>), added by `cargo xtask 
 const RESERVED: [&str; 6] = ["test", "std", "core", "alloc", "proc-macro", "self"];
 
 impl ServiceArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let ServiceCommand::Add { name, port } = self.command;
         check_new_name(cx, &name)?;
         let Some(settings_file) = cx.config_source.clone() else {
@@ -107,7 +107,7 @@ impl ServiceArgs {
 
 /// Refuses a name a new crate cannot have: not a DNS-1035 label, a
 /// reserved one, a service's, a workspace package's, a preset's.
-fn check_new_name(cx: &Ctx, name: &str) -> Result<()> {
+fn check_new_name(cx: &Invocation, name: &str) -> Result<()> {
     names::dns1123_label(name)
         .map_err(|why| anyhow::anyhow!("the service's name {name:?} {why}"))?;
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) || RESERVED.contains(&name) {

@@ -7,10 +7,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::TargetArg;
-use crate::ground::context::Ctx;
-use crate::ground::services;
+use super::invocation::Invocation;
 use crate::ground::settings::ServiceKind;
-use crate::targets;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -19,13 +17,17 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
-        let target = targets::for_name(cx.target(self.target.target), &cx.config);
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
+        let target = cx.target_for(cx.target(self.target.target));
         let session = target.open(cx)?;
-        let specs = services::all(&cx.config, &cx.root);
+        let specs = cx.all_services();
         let rows = target.status(cx, &session, &specs)?;
         let mut notes = target.notes(cx, &session);
-        notes.extend(crate::build::workspace::undeployed_lines(cx));
+        notes.extend(crate::build::workspace::undeployed_lines(
+            cx,
+            &cx.all_services(),
+            cx.config_source.as_deref(),
+        ));
         let healthy = rows.iter().all(|r| r.healthy);
         // A dry run's verdict is its plan (blockers included), not health.
         let code = match cx.runner.unless_dry_run(|| Ok(healthy))? {

@@ -10,12 +10,12 @@ use clap::Args;
 use super::args::TargetArg;
 use super::args::lock_target;
 use super::args::seldon_target as kubernetes;
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 use crate::ground::interrupt;
 use crate::ground::lock::Kind;
 use crate::ground::services;
+use crate::targets::clusters;
 use crate::targets::target::Target;
-use crate::targets::{self, clusters};
 
 #[derive(Args)]
 pub struct TeardownArgs {
@@ -39,11 +39,11 @@ pub struct TeardownArgs {
 }
 
 impl TeardownArgs {
-    pub fn run(self, cx: &Ctx) -> Result<ExitCode> {
+    pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let _lock = lock_target(cx, name, Kind::Run)?;
         if self.seldon {
-            let kube = kubernetes(name, &cx.config)?;
+            let kube = kubernetes(cx, name)?;
             let session = kube.open(cx)?;
             crate::seldon::deploy::teardown(cx, &kube, &session)?;
             if self.all {
@@ -56,19 +56,19 @@ impl TeardownArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let cluster = clusters::for_name(name, &cx.config);
+        let cluster = cx.cluster_for(name);
         if self.cluster && cluster.is_none() {
             bail!(
                 "--cluster: target {name} has no cluster; use it with {}",
                 clusters::names()
             );
         }
-        let target = targets::for_name(name, &cx.config);
+        let target = cx.target_for(name);
         let session = target.open(cx)?;
         // A name the settings no longer have may still run there (its
         // table was removed): teardown stops such leftovers anyway, so it
         // is not refused; it is an error only if nothing of that name ran.
-        let configured = services::names(&cx.config);
+        let configured = services::names(&cx.config.services);
         let (known, unknown): (Vec<String>, Vec<String>) = self
             .services
             .iter()
@@ -77,7 +77,7 @@ impl TeardownArgs {
         let specs = if !self.services.is_empty() && known.is_empty() {
             Vec::new()
         } else {
-            services::select(&cx.config, &cx.root, &known)?
+            cx.select(&known)?
         };
         // A Ctrl-C here leaves some services running: say how to finish.
         let _interrupted = interrupt::on_interrupt({

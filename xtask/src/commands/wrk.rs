@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::ground::context::Ctx;
+use super::invocation::Invocation;
 
 /// What wrk measured.
 pub struct Figures {
@@ -34,7 +34,7 @@ impl Body {
 
 /// A wrk script that POSTs `body` (JSON, or the binary extension's form
 /// with its header length), read from a file beside it.
-pub fn lua_script(cx: &Ctx, label: &str, body: &Body) -> Result<PathBuf> {
+pub fn lua_script(cx: &Invocation, label: &str, body: &Body) -> Result<PathBuf> {
     let dir = cx.root.join("target/xtask/bench");
     let stem = label.replace(' ', "-");
     let path = dir.join(format!("{stem}.lua"));

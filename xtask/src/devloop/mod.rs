@@ -47,6 +47,14 @@ pub struct Options {
     /// Quiet time after a change before the loop acts (editors write in
     /// bursts).
     pub debounce: Duration,
+    /// The settings file (None: the built-in settings): watched, and a
+    /// change to it starts the loop again.
+    pub settings: Option<PathBuf>,
+    /// The settings file read again: its services' names, or why it does
+    /// not load.
+    pub reload: Box<dyn Fn() -> Result<Vec<String>>>,
+    /// Where what runs is kept (`<[local] run_dir>/dev`, `keep`).
+    pub keep_dir: PathBuf,
 }
 
 /// What every round builds with: the loop's options and the platform the
@@ -82,7 +90,12 @@ pub fn run(cx: &Ctx, target: &dyn Target, specs: &[ServiceSpec], opts: &Options)
         opts,
         to: build::Destination::pick(runs_on, build::toolchain::Kind::Auto, None)?,
     };
-    let plan = watch::Plan::new(cx, specs, target.manifests(cx).as_deref())?;
+    let plan = watch::Plan::new(
+        cx,
+        specs,
+        target.manifests(cx).as_deref(),
+        opts.settings.as_deref(),
+    )?;
     // Under --dry-run the plan is the first round's: nothing to watch.
     if cx.runner.unless_dry_run(|| Ok(()))?.is_none() {
         plan_round(cx, target, &session, specs, &round);
@@ -187,10 +200,9 @@ impl Rounds<'_> {
         let (cx, target, session) = (self.cx, self.target, &self.session);
         reload(
             cx,
-            target,
-            session,
+            (target, session),
             specs,
-            settings,
+            (settings, self.round.opts.reload.as_ref()),
             &mut self.settings_broken,
         )
     }
@@ -270,14 +282,13 @@ fn settle(
 /// that mends it) and the loop goes on with the old ones.
 fn reload(
     cx: &Ctx,
-    target: &dyn Target,
-    session: &Session,
+    (target, session): (&dyn Target, &Session),
     specs: &[ServiceSpec],
-    settings: &Path,
+    (settings, load): (&Path, &dyn Fn() -> Result<Vec<String>>),
     broken: &mut bool,
 ) -> Option<Ended> {
-    match crate::ground::settings::Loaded::load(cx.config_source.as_deref(), &cx.root) {
-        Ok(loaded) => {
+    match load() {
+        Ok(kept) => {
             eprintln!(
                 "==> {} {}: starting the dev loop again with the new settings",
                 settings.display(),
@@ -285,7 +296,6 @@ fn reload(
             );
             // What left the settings is ours to stop: nothing else would
             // know it runs.
-            let kept = crate::ground::services::names(&loaded.config);
             let gone: Vec<ServiceSpec> = specs
                 .iter()
                 .filter(|s| !kept.contains(&s.name))
@@ -394,7 +404,7 @@ fn iterate(
     }
     let started = Instant::now();
     let built = match build::build_only(cx, specs, round.opts.profile, &round.to)
-        .and_then(|b| keep(cx, b, good))
+        .and_then(|b| keep(cx, &round.opts.keep_dir, b, good))
     {
         Ok(b) => b,
         Err(_) if crate::ground::interrupt::interrupted() => {
@@ -572,17 +582,16 @@ fn rollback(
     }
 }
 
-/// Copies each built binary to `<run_dir>/dev/<bin>-<sha256 prefix>`, and
-/// each model file to `<run_dir>/dev/<service>-<sha256 prefix>.onnx` (once
+/// Copies each built binary to `<dir>/<bin>-<sha256 prefix>`, and each
+/// model file to `<dir>/<service>-<sha256 prefix>.onnx` (once
 /// per content), and points `Built` there: what runs never changes under
 /// the loop, so a version that fails leaves the last good one, binary and
 /// model, to start again. The model server runs its kept copy with its own
 /// file watching off (`MODEL_RELOAD_SECS=0`): the loop decides when a new
 /// model serves, after it loaded. Copies no longer needed go (`prune`).
-fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
-    let dir = cx.config.local.run_dir.join("dev");
+fn keep(cx: &Ctx, dir: &Path, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
     let made = cx.runner.unless_dry_run(|| {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
     })?;
     if made.is_none() {
         return Ok(built); // a dry run keeps nothing
@@ -593,12 +602,12 @@ fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
             let Ok(bytes) = std::fs::read(&b.binary) else {
                 return Ok(b); // under --dry-run nothing was built
             };
-            let binary = keep_copy(&dir, &b.spec.bin, "", &bytes, 0o755)?;
+            let binary = keep_copy(dir, &b.spec.bin, "", &bytes, 0o755)?;
             let mut spec = b.spec;
             if let Some(model) = &spec.model_file {
                 let bytes = std::fs::read(model)
                     .with_context(|| format!("cannot read {}", model.display()))?;
-                let kept = keep_copy(&dir, &spec.name, ".onnx", &bytes, 0o644)?;
+                let kept = keep_copy(dir, &spec.name, ".onnx", &bytes, 0o644)?;
                 spec.host_env
                     .retain(|(k, _)| k != "MODEL_PATH" && k != "MODEL_RELOAD_SECS");
                 spec.host_env
@@ -614,7 +623,7 @@ fn keep(cx: &Ctx, built: Vec<Built>, good: &Good) -> Result<Vec<Built>> {
             })
         })
         .collect::<Result<Vec<Built>>>()
-        .inspect(|kept| prune(&dir, kept, good))
+        .inspect(|kept| prune(dir, kept, good))
 }
 
 /// `<dir>/<stem>-<sha256 prefix><suffix>` holding `bytes` (written once,

@@ -45,8 +45,14 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 impl Plan {
-    /// `manifests`: the generated manifests' directory, for cluster targets.
-    pub fn new(cx: &Ctx, specs: &[ServiceSpec], manifests: Option<&Path>) -> Result<Self> {
+    /// `manifests`: the generated manifests' directory, for cluster targets;
+    /// `settings`: the settings file (None: built in).
+    pub fn new(
+        cx: &Ctx,
+        specs: &[ServiceSpec],
+        manifests: Option<&Path>,
+        settings: Option<&Path>,
+    ) -> Result<Self> {
         let packages = workspace::packages(cx)?;
         let inputs = specs
             .iter()
@@ -65,7 +71,7 @@ impl Plan {
             .collect();
         Ok(Self {
             inputs,
-            settings: cx.config_source.as_deref().map(resolved),
+            settings: settings.map(resolved),
         })
     }
 

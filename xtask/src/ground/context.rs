@@ -1,5 +1,7 @@
-//! What every task gets: the workspace root, the settings, the runner, and
-//! an xshell `Shell` rooted at the workspace for writing commands.
+//! What every task gets: the workspace root, the runner (with the output
+//! mode), and an xshell `Shell` rooted at the workspace for writing
+//! commands. The settings are not here: the commands read them and hand
+//! the layers below values made from them.
 
 use std::path::PathBuf;
 
@@ -7,7 +9,6 @@ use anyhow::Result;
 use xshell::Shell;
 
 use super::runner::{Format, Progress, Runner};
-use super::settings::{Config, Loaded, TargetName};
 
 /// How the command line asked the xtask to behave.
 pub struct Options {
@@ -22,21 +23,24 @@ pub struct Options {
 
 pub struct Ctx {
     pub root: PathBuf,
-    pub config: Config,
-    /// The settings file read, or None for the built-in defaults.
-    pub config_source: Option<PathBuf>,
     pub runner: Runner,
     /// Commands run in the workspace root.
     pub sh: Shell,
 }
 
 impl Ctx {
+    /// The context of `options`, in the workspace of `--config`'s file
+    /// when it is a workspace's root, else the one this xtask was built
+    /// from.
+    ///
+    /// # Errors
+    /// `--config`'s directory has a Cargo.toml that does not parse; no
+    /// shell.
     pub fn new(options: &Options) -> Result<Self> {
         let root = match options.config.as_deref() {
             Some(settings) => workspace_of(settings)?.unwrap_or_else(workspace_root),
             None => workspace_root(),
         };
-        let loaded = Loaded::load(options.config.as_deref(), &root)?;
         let sh = Shell::new()?;
         sh.change_dir(&root);
         Ok(Self {
@@ -47,8 +51,6 @@ impl Ctx {
                 root.clone(),
             )
             .with_format(options.output),
-            config: loaded.config,
-            config_source: loaded.source,
             sh,
             root,
         })
@@ -63,11 +65,6 @@ impl Ctx {
     /// (`Runner::emit`).
     pub fn emit(&self, doc: &serde_json::Value) {
         self.runner.emit(doc);
-    }
-
-    /// `--target` when given, else the configured default.
-    pub fn target(&self, arg: Option<TargetName>) -> TargetName {
-        arg.unwrap_or(self.config.default_target)
     }
 }
 

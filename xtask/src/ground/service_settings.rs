@@ -46,6 +46,9 @@ pub struct ServiceSettings {
     /// 1-based line of the table in the settings file (0: built in), for
     /// errors found after parsing.
     pub line: usize,
+    /// The settings file the table is in (None: built in, or parsed from
+    /// text alone), for errors found after parsing.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,6 +267,7 @@ fn builtin() -> Vec<ServiceSettings> {
         seldon: true,
         seldon_name: format!("seldon-{name}"),
         line: 0,
+        file: None,
     };
     vec![
         ServiceSettings {
@@ -281,6 +285,7 @@ fn builtin() -> Vec<ServiceSettings> {
             seldon: false,
             seldon_name: "seldon-test-api".into(),
             line: 0,
+            file: None,
         },
         // The tutorial's name for the identity model's SeldonDeployment.
         ServiceSettings {
@@ -405,6 +410,7 @@ fn resolve(name: String, raw: Raw, base: Option<&ServiceSettings>) -> Result<Ser
             .or(base.map(|b| b.resources.clone()))
             .unwrap_or_default(),
         line: 0,
+        file: None,
     })
 }
 

@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 use std::path::PathBuf;
 
 use super::settings::{
-    Config, HttpSmoke, ModelName, NamedSmoke, Runtime, ServiceKind, ServiceSettings, SmokeSettings,
+    HttpSmoke, ModelName, NamedSmoke, Runtime, ServiceKind, ServiceSettings, Services,
+    SmokeSettings,
 };
 
 /// Where an ONNX model's file is inside its image.
@@ -142,14 +143,14 @@ impl ServiceSpec {
 }
 
 /// Every service's name, in deploy order (the settings file's).
-pub fn names(config: &Config) -> Vec<String> {
-    config.services.0.iter().map(|s| s.name.clone()).collect()
+pub fn names(services: &Services) -> Vec<String> {
+    services.0.iter().map(|s| s.name.clone()).collect()
 }
 
 /// The settings' image names, each once, in order (services may share one).
-pub fn image_names(config: &Config) -> Vec<String> {
+pub fn image_names(services: &Services) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for s in &config.services.0 {
+    for s in &services.0 {
         if !out.contains(&s.image) {
             out.push(s.image.clone());
         }
@@ -158,9 +159,8 @@ pub fn image_names(config: &Config) -> Vec<String> {
 }
 
 /// Every deployable service, in deploy order (the settings file's).
-pub fn all(config: &Config, root: &std::path::Path) -> Vec<ServiceSpec> {
-    config
-        .services
+pub fn all(services: &Services, root: &std::path::Path) -> Vec<ServiceSpec> {
+    services
         .0
         .iter()
         .map(|s| ServiceSpec::from_settings(root, s))
@@ -173,11 +173,11 @@ pub fn all(config: &Config, root: &std::path::Path) -> Vec<ServiceSpec> {
 /// # Errors
 /// A name that is not a service, with the list of known ones.
 pub fn select(
-    config: &Config,
+    services: &Services,
     root: &std::path::Path,
     names: &[String],
 ) -> Result<Vec<ServiceSpec>> {
-    let all = all(config, root);
+    let all = all(services, root);
     if let Some(n) = names.iter().find(|n| !all.iter().any(|s| s.name == **n)) {
         bail!(
             "unknown service `{n}`; known services: {}",
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_default_is_the_tutorials_two_services() {
-        let names: Vec<_> = all(&Config::default(), Path::new("/w"))
+        let names: Vec<_> = all(&Services::default(), Path::new("/w"))
             .into_iter()
             .map(|s| s.name)
             .collect();
@@ -212,7 +212,7 @@ mod tests {
         let config = crate::ground::settings::parse(
             "[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
         )?;
-        let all = all(&config, Path::new("/w"));
+        let all = all(&config.services, Path::new("/w"));
         let api = &all[0];
         assert_eq!(
             (api.package.as_str(), api.bin.as_str()),
@@ -243,7 +243,7 @@ mod tests {
             "[services.iris-model]\nruntime = \"onnxruntime\"\n\
              [services.plain]\nmodel = \"iris\"\nport = 5009\nruntime = \"tract\"\n",
         )?;
-        let all = all(&config, Path::new("/w"));
+        let all = all(&config.services, Path::new("/w"));
         let env = |e: &[(String, String)], k: &str| {
             e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
         };
@@ -291,7 +291,7 @@ mod tests {
              class_names = [\"a\", \"b\"]\nenv = { LOG_FORMAT = \"json\" }\n",
         )?;
         config.services.0[0].image = "wine".into();
-        let wine = &all(&config, Path::new("/w"))[0];
+        let wine = &all(&config.services, Path::new("/w"))[0];
         let env = |e: &[(String, String)], k: &str| {
             e.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
         };
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn unknown_service_lists_known_ones() {
         let err =
-            select(&Config::default(), Path::new("/w"), &["nope".into()]).expect_err("unknown");
+            select(&Services::default(), Path::new("/w"), &["nope".into()]).expect_err("unknown");
         assert!(err.to_string().contains("unknown service `nope`"), "{err}");
         assert!(
             err.to_string()
@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn a_service_named_twice_is_selected_once_in_deploy_order() -> Result<()> {
         let names = ["model-server", "test-api", "model-server"].map(String::from);
-        let picked = select(&Config::default(), Path::new("/w"), &names)?;
+        let picked = select(&Services::default(), Path::new("/w"), &names)?;
         let picked: Vec<_> = picked.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(picked, ["test-api", "model-server"]);
         Ok(())
@@ -334,8 +334,8 @@ mod tests {
     #[test]
     fn empty_selection_is_all() -> Result<()> {
         assert_eq!(
-            select(&Config::default(), Path::new("/w"), &[])?.len(),
-            all(&Config::default(), Path::new("/w")).len()
+            select(&Services::default(), Path::new("/w"), &[])?.len(),
+            all(&Services::default(), Path::new("/w")).len()
         );
         Ok(())
     }

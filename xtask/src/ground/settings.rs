@@ -397,6 +397,7 @@ impl Loaded {
         config.kubernetes.state_dir = base.join(&config.kubernetes.state_dir);
         config.kubernetes.manifests_dir = base.join(&config.kubernetes.manifests_dir);
         for service in &mut config.services.0 {
+            service.file = Some(path.clone());
             if let ServiceKind::Model(m) = &mut service.kind {
                 for (key, path) in [
                     ("model_path", &mut m.model_path),

@@ -20,7 +20,7 @@ use crate::ground::context::Ctx;
 use crate::ground::conventions::CONTAINER_PORT;
 use crate::ground::files;
 use crate::ground::services::{MODELS_DIR, ServiceSpec};
-use crate::ground::settings::Runtime;
+use crate::ground::settings::{self, Runtime};
 use naming::Provenance;
 
 /// How an image is made.
@@ -55,8 +55,15 @@ pub struct Image {
     pub platforms: Vec<String>,
 }
 
-fn images_dir(cx: &Ctx) -> PathBuf {
-    cx.config.images.dir.clone()
+/// What images are made with, from the settings: `[images]` (where they
+/// go, what the docker builder compiles in), `[registry]` (what names
+/// them), and every service of the settings (cargo builds them together,
+/// `build::Selection`).
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub images: settings::Images,
+    pub registry: settings::Registry,
+    pub all: Vec<ServiceSpec>,
 }
 
 /// Where the C runtime base's Debian packages are kept once downloaded.
@@ -76,6 +83,7 @@ fn packages_dir(cx: &Ctx) -> PathBuf {
 /// failed build or assembly.
 pub fn build_images(
     cx: &Ctx,
+    setup: &Setup,
     specs: &[ServiceSpec],
     builder: Builder,
     profile: build::Profile,
@@ -109,11 +117,11 @@ pub fn build_images(
         [] => bail!("no platform to build images for"),
         // Compiled inside `docker build`: the docker builder, whichever
         // was named.
-        [one] if in_docker(one) => from_source(cx, specs, profile, one),
+        [one] if in_docker(one) => from_source(cx, setup, specs, profile, one),
         [one] => {
             // images_from keeps one image per image name.
-            let built = build::build_for(cx, specs, profile, one)?;
-            images_from(cx, &built, builder)
+            let built = build::build_for(cx, &setup.all, specs, profile, one)?;
+            images_from(cx, setup, &built, builder)
         }
         several => {
             if builder == Builder::Docker || several.iter().any(in_docker) {
@@ -125,9 +133,9 @@ pub fn build_images(
             }
             let built = several
                 .iter()
-                .map(|d| build::build_for(cx, specs, profile, d))
+                .map(|d| build::build_for(cx, &setup.all, specs, profile, d))
                 .collect::<Result<Vec<_>>>()?;
-            indexes_from(cx, &built)
+            indexes_from(cx, setup, &built)
         }
     }
 }
@@ -143,17 +151,18 @@ pub fn build_images(
 /// platform or linking is not the image's.
 fn from_source(
     cx: &Ctx,
+    setup: &Setup,
     specs: &[ServiceSpec],
     profile: build::Profile,
     to: &build::Destination,
 ) -> Result<Vec<Image>> {
     let prov = Provenance::read(cx)?;
-    let dir = images_dir(cx);
-    let builder = rust_builder(cx)?;
+    let dir = setup.images.dir.clone();
+    let builder = rust_builder(cx, setup.images.rust_builder.as_deref())?;
     let (program, mut cargo) = to.toolchain.command("cargo", profile.as_str());
     cargo.insert(0, program);
     cargo.push("--locked".into());
-    cargo.extend(build::selection(cx)?.build_args());
+    cargo.extend(build::selection(cx, &setup.all)?.build_args());
     let sources = workspace_sources(cx)?;
     eprintln!(
         "==> binaries for {}: {} ({builder})",
@@ -178,6 +187,7 @@ fn from_source(
         };
         images.push(compiled_in_docker(
             cx,
+            &setup.registry,
             &b,
             &dockerfile,
             (&prov, &dir),
@@ -192,13 +202,14 @@ fn from_source(
 /// native builder checks the binaries it packs.
 fn compiled_in_docker(
     cx: &Ctx,
+    registry: &settings::Registry,
     b: &Built,
     dockerfile: &dockerfile::FromSource<'_>,
     (prov, dir): (&Provenance, &std::path::Path),
     sources: &[PathBuf],
 ) -> Result<Image> {
     let name = b.spec.settings.image.clone();
-    let reference = reference(cx, b, prov);
+    let reference = reference(registry, b, prov);
     let archive = dir.join(format!("{name}.docker.tar"));
     let context = dir.join(format!("{name}-source-context"));
     cx.runner.effect(
@@ -257,14 +268,15 @@ fn compiled_in_docker(
     Ok(built.unwrap_or_else(|| placeholder(name, reference, prov, archive)))
 }
 
-/// The image the docker builder compiles in: `[images] rust_builder`, else
-/// Docker Hub's `rust` image of the channel `rust-toolchain.toml` pins.
+/// The image the docker builder compiles in: `setting` (`[images]
+/// rust_builder`), else Docker Hub's `rust` image of the channel
+/// `rust-toolchain.toml` pins.
 ///
 /// # Errors
 /// No `rust-toolchain.toml` channel to pin, without the setting.
-fn rust_builder(cx: &Ctx) -> Result<String> {
-    if let Some(image) = &cx.config.images.rust_builder {
-        return Ok(image.clone());
+fn rust_builder(cx: &Ctx, setting: Option<&str>) -> Result<String> {
+    if let Some(image) = setting {
+        return Ok(image.to_string());
     }
     let file = cx.root.join("rust-toolchain.toml");
     let text = std::fs::read_to_string(&file)
@@ -338,9 +350,9 @@ fn platform_list(to: &[build::Destination]) -> String {
 
 /// One image index per distinct image name, over each platform's build
 /// of it (`built`: one list per platform, the same services in each).
-fn indexes_from(cx: &Ctx, built: &[Vec<Built>]) -> Result<Vec<Image>> {
+fn indexes_from(cx: &Ctx, setup: &Setup, built: &[Vec<Built>]) -> Result<Vec<Image>> {
     let prov = Provenance::read(cx)?;
-    let dir = images_dir(cx);
+    let dir = setup.images.dir.clone();
     let Some(first) = built.first() else {
         return Ok(Vec::new());
     };
@@ -361,7 +373,7 @@ fn indexes_from(cx: &Ctx, built: &[Vec<Built>]) -> Result<Vec<Image>> {
                         .with_context(|| format!("no build of image {name} for every platform"))
                 })
                 .collect::<Result<Vec<&Built>>>()?;
-            native_index(cx, &per_platform, &prov, &dir)
+            native_index(cx, &setup.registry, &per_platform, (&prov, &dir))
         })
         .collect()
 }
@@ -370,15 +382,15 @@ fn indexes_from(cx: &Ctx, built: &[Vec<Built>]) -> Result<Vec<Image>> {
 /// assembled natively.
 fn native_index(
     cx: &Ctx,
+    registry: &settings::Registry,
     builds: &[&Built],
-    prov: &Provenance,
-    dir: &std::path::Path,
+    (prov, dir): (&Provenance, &std::path::Path),
 ) -> Result<Image> {
     let Some(first) = builds.first() else {
         bail!("an image index needs one platform at least");
     };
     let name = first.spec.settings.image.clone();
-    let reference = reference(cx, first, prov);
+    let reference = reference(registry, first, prov);
     let archive = dir.join(format!("{name}.tar"));
     let platforms: Vec<String> = builds.iter().map(|b| b.platform.to_string()).collect();
     let what = format!(
@@ -437,7 +449,12 @@ fn native_index(
 }
 
 /// One image per distinct image name among already built binaries.
-pub fn images_from(cx: &Ctx, built: &[Built], builder: Builder) -> Result<Vec<Image>> {
+pub fn images_from(
+    cx: &Ctx,
+    setup: &Setup,
+    built: &[Built],
+    builder: Builder,
+) -> Result<Vec<Image>> {
     let mut unique: Vec<&Built> = Vec::new();
     for b in built {
         if !unique
@@ -448,18 +465,18 @@ pub fn images_from(cx: &Ctx, built: &[Built], builder: Builder) -> Result<Vec<Im
         }
     }
     let prov = Provenance::read(cx)?;
-    let dir = images_dir(cx);
+    let dir = setup.images.dir.as_path();
+    let registry = &setup.registry;
     unique
         .into_iter()
         .map(|b| match builder {
-            Builder::Native => native(cx, b, &prov, &dir),
-            Builder::Docker => with_docker(cx, b, &prov, &dir),
+            Builder::Native => native(cx, registry, b, (&prov, dir)),
+            Builder::Docker => with_docker(cx, registry, b, (&prov, dir)),
         })
         .collect()
 }
 
-fn reference(cx: &Ctx, b: &Built, prov: &Provenance) -> String {
-    let r = &cx.config.registry;
+fn reference(r: &settings::Registry, b: &Built, prov: &Provenance) -> String {
     format!(
         "{}:{}",
         naming::repository(&r.host, &r.account, &b.spec.settings.image),
@@ -511,9 +528,14 @@ fn record_path(dir: &std::path::Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json"))
 }
 
-fn native(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Result<Image> {
+fn native(
+    cx: &Ctx,
+    registry: &settings::Registry,
+    b: &Built,
+    (prov, dir): (&Provenance, &std::path::Path),
+) -> Result<Image> {
     let name = b.spec.settings.image.clone();
-    let reference = reference(cx, b, prov);
+    let reference = reference(registry, b, prov);
     let archive = dir.join(format!("{name}.tar"));
     let what = format!(
         "assemble {reference} (native, no daemon) from {} into {}",
@@ -729,12 +751,17 @@ fn keep_or_write(
     Ok(image.clone())
 }
 
-fn with_docker(cx: &Ctx, b: &Built, prov: &Provenance, dir: &std::path::Path) -> Result<Image> {
+fn with_docker(
+    cx: &Ctx,
+    registry: &settings::Registry,
+    b: &Built,
+    (prov, dir): (&Provenance, &std::path::Path),
+) -> Result<Image> {
     let name = b.spec.settings.image.clone();
     if b.runtime_library.is_some() {
         bail!("{}", docker_builder_refuses(&b.spec.name));
     }
-    let reference = reference(cx, b, prov);
+    let reference = reference(registry, b, prov);
     let archive = dir.join(format!("{name}.docker.tar"));
     let context = dir.join(format!("{name}-context"));
     let dockerfile = cx

@@ -8,7 +8,7 @@
 use super::yaml::{self, GENERATED, quoted, yaml_env};
 use crate::ground::conventions::CONTAINER_PORT;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{Config, ServiceKind};
+use crate::ground::settings::ServiceKind;
 
 /// `app.kubernetes.io/component`: what the service is.
 fn component(spec: &ServiceSpec) -> &'static str {
@@ -164,8 +164,7 @@ spec:
 }
 
 /// `deploy/base/namespace.yaml`.
-pub fn namespace(config: &Config) -> String {
-    let ns = &config.kubernetes.namespace;
+pub fn namespace(ns: &str) -> String {
     format!(
         r#"{GENERATED}
 apiVersion: v1
@@ -180,8 +179,7 @@ metadata:
 }
 
 /// `deploy/base/kustomization.yaml`.
-pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
-    let ns = &config.kubernetes.namespace;
+pub fn kustomization(ns: &str, specs: &[ServiceSpec]) -> String {
     let ours = yaml::ours(ns);
     let resources: String = specs
         .iter()
@@ -230,8 +228,7 @@ spec:
 /// `deploy/components/load-balancer/`: for overlays that expose the
 /// services as LoadBalancers (minikube, gke), whose traffic comes from
 /// outside the cluster: one policy opening each service's port to it.
-pub fn load_balancer(config: &Config, specs: &[ServiceSpec]) -> [String; 2] {
-    let ns = &config.kubernetes.namespace;
+pub fn load_balancer(ns: &str, specs: &[ServiceSpec]) -> [String; 2] {
     let ours = yaml::ours(ns);
     let names: Vec<String> = specs.iter().map(|s| quoted(&s.name)).collect();
     let names = names.join(", ");
@@ -271,8 +268,7 @@ spec:
 }
 
 /// `deploy/components/pdb/kustomization.yaml`.
-pub fn pdb_component(config: &Config) -> String {
-    let ns = &config.kubernetes.namespace;
+pub fn pdb_component(ns: &str) -> String {
     let ours = yaml::ours(ns);
     format!(
         r#"{GENERATED}

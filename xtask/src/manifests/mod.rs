@@ -16,7 +16,6 @@ use anyhow::{Context, Result};
 
 use crate::ground::context::Ctx;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::Config;
 pub use yaml::GENERATED;
 #[cfg(test)]
 use yaml::yaml_env;
@@ -30,15 +29,28 @@ const GENERATED_DIRS: [&str; 4] = [
     "seldon",
 ];
 
-/// Every generated file: path relative to the manifests directory, and
-/// text.
-pub fn generate(config: &Config, specs: &[ServiceSpec]) -> Vec<(PathBuf, String)> {
+/// What the generated manifests are made from besides the services: where
+/// they live and the namespaces they name.
+#[derive(Clone, Debug)]
+pub struct Manifests {
+    /// `[kubernetes] manifests_dir`: the generated and hand-written files.
+    pub dir: PathBuf,
+    /// `[kubernetes] namespace`: the services' Deployments and Services.
+    pub namespace: String,
+    /// `[seldon] namespace`: the SeldonDeployments.
+    pub seldon_namespace: String,
+}
+
+/// Every generated file of `specs` (every service of the settings): path
+/// relative to the manifests directory, and text.
+pub fn generate(m: &Manifests, specs: &[ServiceSpec]) -> Vec<(PathBuf, String)> {
+    let (ns, seldon_ns) = (m.namespace.as_str(), m.seldon_namespace.as_str());
     let mut files = vec![
         (
             "base/kustomization.yaml".into(),
-            kubernetes::kustomization(config, specs),
+            kubernetes::kustomization(ns, specs),
         ),
-        ("base/namespace.yaml".into(), kubernetes::namespace(config)),
+        ("base/namespace.yaml".into(), kubernetes::namespace(ns)),
     ];
     for spec in specs {
         files.push((
@@ -46,7 +58,7 @@ pub fn generate(config: &Config, specs: &[ServiceSpec]) -> Vec<(PathBuf, String)
             kubernetes::service(spec),
         ));
     }
-    let [lb_kustomization, lb_policy] = kubernetes::load_balancer(config, specs);
+    let [lb_kustomization, lb_policy] = kubernetes::load_balancer(ns, specs);
     files.push((
         "components/load-balancer/kustomization.yaml".into(),
         lb_kustomization,
@@ -57,7 +69,7 @@ pub fn generate(config: &Config, specs: &[ServiceSpec]) -> Vec<(PathBuf, String)
     ));
     files.push((
         "components/pdb/kustomization.yaml".into(),
-        kubernetes::pdb_component(config),
+        kubernetes::pdb_component(ns),
     ));
     files.push(("components/pdb/pdb.yaml".into(), kubernetes::pdbs(specs)));
     let models: Vec<ServiceSpec> = specs
@@ -67,9 +79,9 @@ pub fn generate(config: &Config, specs: &[ServiceSpec]) -> Vec<(PathBuf, String)
         .collect();
     files.push((
         "seldon/kustomization.yaml".into(),
-        seldon::kustomization(config, &models),
+        seldon::kustomization(seldon_ns, &models),
     ));
-    files.push(("seldon/namespace.yaml".into(), seldon::namespace(config)));
+    files.push(("seldon/namespace.yaml".into(), seldon::namespace(seldon_ns)));
     for spec in &models {
         files.push((
             format!("seldon/{}.yaml", spec.name).into(),
@@ -197,9 +209,9 @@ fn generated_on_disk(root: &Path) -> Result<Vec<PathBuf>> {
 ///
 /// # Errors
 /// Stale manifests (a real run); files that cannot be read.
-pub fn refuse_stale(cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
-    let files = generate(&cx.config, specs);
-    let stale = differences(&cx.config.kubernetes.manifests_dir, &files)?;
+pub fn refuse_stale(cx: &Ctx, m: &Manifests, specs: &[ServiceSpec]) -> Result<()> {
+    let files = generate(m, specs);
+    let stale = differences(&m.dir, &files)?;
     if stale.is_empty() {
         return Ok(());
     }
@@ -214,7 +226,7 @@ pub fn refuse_stale(cx: &Ctx, specs: &[ServiceSpec]) -> Result<()> {
     cx.runner.precondition(anyhow::anyhow!(
         "the manifests in {} are not what the settings generate ({}): run `cargo xtask \
          manifests` to regenerate them (`cargo xtask manifests --check` shows the diff)",
-        cx.config.kubernetes.manifests_dir.display(),
+        m.dir.display(),
         names.join(", ")
     ))
 }
@@ -248,8 +260,13 @@ mod tests {
         let config = crate::ground::settings::parse(
             "[services.test-api]\n[services.model-server]\n[services.iris-model]\n",
         )?;
-        let specs = services::all(&config, dir.path());
-        let files = generate(&config, &specs);
+        let specs = services::all(&config.services, dir.path());
+        let m = Manifests {
+            dir: dir.path().into(),
+            namespace: config.kubernetes.namespace.clone(),
+            seldon_namespace: config.seldon.namespace.clone(),
+        };
+        let files = generate(&m, &specs);
         assert!(
             differences(dir.path(), &files)?
                 .iter()
@@ -258,7 +275,7 @@ mod tests {
         write(dir.path(), &files)?;
         assert!(differences(dir.path(), &files)?.is_empty());
         // A service removed from the settings: its file goes.
-        let fewer = generate(&config, &specs[..2]);
+        let fewer = generate(&m, &specs[..2]);
         let d = differences(dir.path(), &fewer)?;
         assert!(
             d.contains(&Difference::Extra("base/iris-model.yaml".into())),

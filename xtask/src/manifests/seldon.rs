@@ -6,7 +6,6 @@
 
 use super::yaml::{self, GENERATED, yaml_env};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::Config;
 
 /// The label `teardown --seldon` deletes by.
 pub const STACK_LABEL: (&str, &str) = ("kube-mlops.io/stack", "seldon");
@@ -54,8 +53,7 @@ spec:
 }
 
 /// `deploy/seldon/namespace.yaml`.
-pub fn namespace(config: &Config) -> String {
-    let ns = &config.seldon.namespace;
+pub fn namespace(ns: &str) -> String {
     format!(
         r#"{GENERATED}
 apiVersion: v1
@@ -74,8 +72,7 @@ metadata:
 }
 
 /// `deploy/seldon/kustomization.yaml`.
-pub fn kustomization(config: &Config, specs: &[ServiceSpec]) -> String {
-    let ns = &config.seldon.namespace;
+pub fn kustomization(ns: &str, specs: &[ServiceSpec]) -> String {
     let ours = yaml::ours(ns);
     let (stack_key, stack_value) = STACK_LABEL;
     let resources: String = specs

@@ -175,14 +175,14 @@ pub fn pull_pinned(rendered: &str) -> String {
     out
 }
 
-/// Renders every overlay under deploy/overlays with `pins` into
-/// `<out>/manifests/<overlay>.yaml`, and deploy/seldon (when there) into
-/// `<out>/manifests/seldon.yaml`.
+/// Renders every overlay under `<manifests_dir>/overlays` with `pins` into
+/// `<out>/manifests/<overlay>.yaml`, and `<manifests_dir>/seldon` (when
+/// there) into `<out>/manifests/seldon.yaml`.
 ///
 /// # Errors
 /// An unreadable overlay directory, `kubectl kustomize` failing.
-pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
-    let overlays = cx.config.kubernetes.manifests_dir.join("overlays");
+pub fn write_all(cx: &Ctx, manifests_dir: &Path, out: &Path, pins: &[Pin]) -> Result<()> {
+    let overlays = manifests_dir.join("overlays");
     let manifests = out.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     let mut names: Vec<_> = std::fs::read_dir(&overlays)
@@ -196,7 +196,7 @@ pub fn write_all(cx: &Ctx, out: &Path, pins: &[Pin]) -> Result<()> {
         .into_iter()
         .map(|n| (n.clone(), overlays.join(n)))
         .collect();
-    let seldon = cx.config.kubernetes.manifests_dir.join("seldon");
+    let seldon = manifests_dir.join("seldon");
     if seldon.join("kustomization.yaml").exists() {
         sources.push(("seldon".to_string(), seldon));
     }

@@ -26,22 +26,27 @@ use xshell::cmd;
 
 use crate::build::{self, Built, Profile};
 use crate::ground::context::Ctx;
-use crate::ground::services::{self, ServiceSpec};
+use crate::ground::services::ServiceSpec;
 use crate::image::{self, Builder, Image, oci};
 use crate::publish::push::Upload;
 
-/// What the user asked for.
+/// What the user asked for, and what the settings give it.
 pub struct Options {
     pub version: String,
-    /// `HOST/ACCOUNT`; None: `[registry]` in xtask.toml.
-    pub registry: Option<String>,
+    /// `HOST/ACCOUNT` the images go to (`--registry`, else `[registry]`).
+    pub registry: String,
     pub insecure: bool,
     pub sign_key: Option<PathBuf>,
     pub tag: bool,
     pub latest: bool,
     pub reproducibility_check: bool,
-    /// Services to release (default: all).
-    pub services: Vec<String>,
+    /// The services to release, in deploy order.
+    pub services: Vec<ServiceSpec>,
+    /// How the images are made (with every service of the settings).
+    pub setup: image::Setup,
+    /// `[kubernetes] manifests_dir`: the overlays and Seldon manifests the
+    /// release renders with its pins.
+    pub manifests_dir: PathBuf,
 }
 
 /// One released image, as `--file-output` and the text report give it.
@@ -88,14 +93,12 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             None
         }
     };
-    let base = opts
-        .registry
-        .clone()
-        .unwrap_or_else(|| format!("{}/{}", cx.config.registry.host, cx.config.registry.account));
-    let specs = services::select(&cx.config, &cx.root, &opts.services)?;
-    let uploads = open_registry(cx, &base, &unique_images(&specs), opts.insecure)?;
+    let base = &opts.registry;
+    let specs = &opts.services;
+    let uploads = open_registry(cx, base, &unique_images(specs), opts.insecure)?;
     let done = Done::reported_on_interrupt(&facts.version);
-    let (built, images, reproducibility) = build_twice(cx, &specs, opts.reproducibility_check)?;
+    let (built, images, reproducibility) =
+        build_twice(cx, &opts.setup, specs, opts.reproducibility_check)?;
     let Some(uploads) = uploads else {
         plan_rest(cx, &facts.version, opts);
         return Ok(Vec::new());
@@ -105,7 +108,7 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
     };
     let out = out_dir(cx, &facts.version);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let record = Record::gather(cx, reproducibility, started)?;
+    let record = Record::gather(cx, &opts.setup.all, reproducibility, started)?;
     let mut released = Vec::new();
     for image in &images {
         let upload = &uploads[&image.name];
@@ -140,7 +143,13 @@ pub fn run(cx: &Ctx, opts: &Options) -> Result<Vec<Released>> {
             provenance,
         });
     }
-    write_files(cx, &out, &released, &facts.notes, &key)?;
+    write_files(
+        cx,
+        (&opts.manifests_dir, &out),
+        &released,
+        &facts.notes,
+        &key,
+    )?;
     tag(cx, opts.tag, &facts)?;
     Ok(released)
 }
@@ -241,14 +250,15 @@ impl Done {
 /// binaries and images, and the verdict the provenance records.
 fn build_twice(
     cx: &Ctx,
+    setup: &image::Setup,
     specs: &[ServiceSpec],
     check: bool,
 ) -> Result<(Vec<Built>, Vec<Image>, &'static str)> {
-    let built = build::build(cx, specs, Profile::Dist)?;
-    let images = image::images_from(cx, &built, Builder::Native)?;
+    let built = build::build(cx, &setup.all, specs, Profile::Dist)?;
+    let images = image::images_from(cx, setup, &built, Builder::Native)?;
     let verdict = if check {
         let second = build::target_dir(cx).join("reproducibility");
-        let built_b = build::build_in(cx, specs, Profile::Dist, &second)?;
+        let built_b = build::build_in(cx, &setup.all, specs, Profile::Dist, &second)?;
         cx.runner
             .step("compare every image's digest between the two builds");
         cx.runner
@@ -280,7 +290,13 @@ struct Record {
 }
 
 impl Record {
-    fn gather(cx: &Ctx, reproducibility: &'static str, started: String) -> Result<Self> {
+    /// `all`: every service of the settings (what cargo builds).
+    fn gather(
+        cx: &Ctx,
+        all: &[ServiceSpec],
+        reproducibility: &'static str,
+        started: String,
+    ) -> Result<Self> {
         let lockfile =
             std::fs::read(cx.root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
         let made = image::naming::Provenance::read(cx)?;
@@ -288,7 +304,7 @@ impl Record {
         // said after the command.
         let build_command = {
             let mut c = crate::build::static_command(cx, Profile::Dist);
-            c.args(crate::build::selection(cx)?.build_args());
+            c.args(crate::build::selection(cx, all)?.build_args());
             let mut words: Vec<String> = std::iter::once("cargo".to_string())
                 .chain(
                     c.get_args()
@@ -303,7 +319,7 @@ impl Record {
         Ok(Self {
             lock_digest: oci::sha256(&lockfile),
             checksums: sbom::checksums(&String::from_utf8_lossy(&lockfile))?,
-            crates: sbom::crates(cx)?,
+            crates: sbom::crates(cx, all)?,
             rustc: rustc_version(cx)?,
             timestamp: made.created()?,
             source: made.source,
@@ -437,11 +453,11 @@ fn sign(
     ))
 }
 
-/// Step 7: the hydrated manifests, release notes, public key and checksums in
-/// `out`.
+/// Step 7: the hydrated manifests (of those in `manifests_dir`), release
+/// notes, public key and checksums in `out`.
 fn write_files(
     cx: &Ctx,
-    out: &Path,
+    (manifests_dir, out): (&Path, &Path),
     released: &[Released],
     notes: &str,
     key: &signing::Key,
@@ -454,7 +470,7 @@ fn write_files(
             digest: r.digest.clone(),
         })
         .collect();
-    hydrate::write_all(cx, out, &pins)?;
+    hydrate::write_all(cx, manifests_dir, out, &pins)?;
     std::fs::write(out.join("RELEASE_NOTES.md"), format!("{notes}\n"))?;
     std::fs::write(out.join("cosign.pub"), key.public_pem()?)?;
     write_sums(out)

@@ -20,6 +20,7 @@ use xshell::cmd;
 
 use crate::build::{self, cargo};
 use crate::ground::context::Ctx;
+use crate::ground::services::ServiceSpec;
 use crate::image::oci;
 
 /// A crate as `cargo tree` names it.
@@ -32,16 +33,16 @@ pub struct Crate {
     pub local: bool,
 }
 
-/// The crates compiled into each of `packages`' binaries, as the release
-/// builds them (all service packages in one resolution, as
-/// `build::selection`), keyed by package.
+/// The crates compiled into each service package's binaries, as the
+/// release builds them (`all`, every service of the settings, in one
+/// resolution, as `build::selection`), keyed by package.
 ///
 /// # Errors
 /// `cargo tree` failing, or printing what cannot be parsed.
-pub fn crates(cx: &Ctx) -> Result<BTreeMap<String, BTreeSet<Crate>>> {
+pub fn crates(cx: &Ctx, all: &[ServiceSpec]) -> Result<BTreeMap<String, BTreeSet<Crate>>> {
     let cargo = cargo();
     let triple = build::static_target().unwrap_or("all");
-    let selected = build::selection(cx)?.package_args();
+    let selected = build::selection(cx, all)?.package_args();
     let format = "{p}\t{l}";
     // --no-dedupe: with several roots, cargo tree prints a crate's subtree
     // only under the first root that reaches it; each SBOM needs its own.

@@ -14,7 +14,7 @@ use crate::build;
 use crate::ground::context::Ctx;
 use crate::ground::http;
 use crate::ground::poll::{self, Check, Waited};
-use crate::ground::services::{self, Smoke};
+use crate::ground::services::Smoke;
 use crate::targets::kube::Kube;
 use crate::targets::target::{Session, Target};
 use crate::verify::contract::{self, Endpoint};
@@ -44,12 +44,14 @@ pub fn deploy(
     to: &dyn Fn() -> Result<build::Destination>,
 ) -> Result<Deployed> {
     // Before anything else: the manifests must be what the settings say.
-    crate::manifests::refuse_stale(cx, &specs_all(cx))?;
+    crate::manifests::refuse_stale(cx, &kube.manifests(), kube.all_services())?;
     require_crd(cx, kube, session)?;
     kube.prepare(cx, session, true)?;
-    let specs: Vec<_> = services::all(&cx.config, &cx.root)
-        .into_iter()
+    let specs: Vec<_> = kube
+        .all_services()
+        .iter()
         .filter(|s| s.settings.seldon)
+        .cloned()
         .collect();
     if specs.is_empty() {
         bail!(
@@ -57,7 +59,7 @@ pub fn deploy(
              default (`cargo xtask model add`)"
         );
     }
-    let built = build::build_for(cx, &specs, profile, &to()?)?;
+    let built = build::build_for(cx, kube.all_services(), &specs, profile, &to()?)?;
     let delivered = kube.deliver(cx, session, built)?;
     let s = kube.seldon();
     kube.apply_dir(
@@ -122,10 +124,6 @@ fn require_crd(cx: &Ctx, kube: &Kube, session: &Session) -> Result<()> {
         )),
     }
     Ok(())
-}
-
-fn specs_all(cx: &Ctx) -> Vec<services::ServiceSpec> {
-    services::all(&cx.config, &cx.root)
 }
 
 /// Waits until the ingress routes `url` (anything but 404/503 and refused

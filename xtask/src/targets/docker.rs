@@ -37,6 +37,8 @@ pub struct Docker {
     /// Seconds teardown waits after SIGTERM before SIGKILL.
     pub stop_grace_secs: u64,
     pub services: Vec<String>,
+    /// How its images are made.
+    pub setup: image::Setup,
 }
 
 const POLL: Duration = Duration::from_millis(100);
@@ -359,7 +361,7 @@ impl Target for Docker {
         cx.runner.step(
             "deliver: build images (native, no daemon) and load them into the container engine",
         );
-        let images = image::images_from(cx, &built, Builder::Native)?;
+        let images = image::images_from(cx, &self.setup, &built, Builder::Native)?;
         self.deliver_images(cx, session, built, images)
     }
 

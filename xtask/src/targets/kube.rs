@@ -18,7 +18,7 @@ use crate::ground::context::Ctx;
 use crate::ground::conventions::MANAGED_BY;
 use crate::ground::kubecontext;
 
-use crate::ground::services::{self, ServiceSpec};
+use crate::ground::services::ServiceSpec;
 use crate::ground::settings;
 use crate::image::{self, Builder};
 use crate::targets::clusters::cluster::Cluster;
@@ -28,25 +28,46 @@ use crate::targets::target::{Delivered, Delivery, Session, StatusRow, Target};
 /// How long reading what is deployed may take.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A Kubernetes target: its cluster, `[kubernetes]` and the settings'
-/// service and image names.
+/// A Kubernetes target: its cluster, `[kubernetes]`, `[seldon]`, and how
+/// its images are made (with every service of the settings).
 pub struct Kube {
     cluster: Box<dyn Cluster>,
     kubernetes: settings::Kubernetes,
     seldon: settings::Seldon,
+    setup: image::Setup,
+    /// Every service's name, in deploy order.
     services: Vec<String>,
-    images: Vec<String>,
 }
 
 impl Kube {
-    /// The target on `cluster`, with its settings from `config`.
-    pub fn new(cluster: Box<dyn Cluster>, config: &settings::Config) -> Self {
+    /// The target on `cluster`, with its settings.
+    pub fn new(
+        cluster: Box<dyn Cluster>,
+        kubernetes: settings::Kubernetes,
+        seldon: settings::Seldon,
+        setup: image::Setup,
+    ) -> Self {
         Self {
             cluster,
-            kubernetes: config.kubernetes.clone(),
-            seldon: config.seldon.clone(),
-            services: services::names(config),
-            images: services::image_names(config),
+            kubernetes,
+            seldon,
+            services: setup.all.iter().map(|s| s.name.clone()).collect(),
+            setup,
+        }
+    }
+
+    /// Every service of the settings, in deploy order.
+    pub fn all_services(&self) -> &[ServiceSpec] {
+        &self.setup.all
+    }
+
+    /// The generated manifests this target applies: `[kubernetes]
+    /// manifests_dir`, in its namespaces.
+    pub fn manifests(&self) -> crate::manifests::Manifests {
+        crate::manifests::Manifests {
+            dir: self.kubernetes.manifests_dir.clone(),
+            namespace: self.kubernetes.namespace.clone(),
+            seldon_namespace: self.seldon.namespace.clone(),
         }
     }
 
@@ -250,7 +271,7 @@ impl Target for Kube {
     fn prepare(&self, cx: &Ctx, session: &Session, delivering: bool) -> Result<()> {
         // Before anything is built: the manifests must be what the settings
         // say (status, logs and teardown work whatever they are).
-        crate::manifests::refuse_stale(cx, &services::all(&cx.config, &cx.root))?;
+        crate::manifests::refuse_stale(cx, &self.manifests(), self.all_services())?;
         let engine = self.engine(session)?;
         eprintln!(
             "==> kube context {} (the one --target {} expects)",
@@ -265,8 +286,10 @@ impl Target for Kube {
         }
         // Where images go takes them (a registry: it answers and accepts
         // the credentials), before minutes of building.
-        if let Some(first) = self.images.first().filter(|_| delivering) {
-            self.cluster.publisher(cx).preflight(cx, first)?;
+        if let Some(first) = self.setup.all.first().filter(|_| delivering) {
+            self.cluster
+                .publisher(cx)
+                .preflight(cx, &first.settings.image)?;
         }
         // Built before any image is pushed, so a build failure changes nothing.
         engine.binary(cx)?;
@@ -293,7 +316,7 @@ impl Target for Kube {
     }
 
     fn deliver(&self, cx: &Ctx, session: &Session, built: Vec<Built>) -> Result<Delivered> {
-        let images = image::images_from(cx, &built, Builder::Native)?;
+        let images = image::images_from(cx, &self.setup, &built, Builder::Native)?;
         self.deliver_images(cx, session, built, images)
     }
 
@@ -426,8 +449,7 @@ impl Target for Kube {
             .filter(|r| r.kind == "deployment")
             .map(|r| r.name)
             .collect();
-        let all = crate::ground::services::all(&cx.config, &cx.root);
-        if specs.len() < all.len() {
+        if specs.len() < self.all_services().len() {
             // Some services (the dev loop's): theirs only; the ingress stays.
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
             let selector = format!(

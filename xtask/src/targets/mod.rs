@@ -14,49 +14,60 @@ mod local;
 pub mod target;
 
 use crate::ground::settings::{Config, TargetName};
+use crate::targets::clusters::Cluster;
 use crate::targets::target::Target;
 
-/// The target of that name, holding its settings from `config`.
-/// (Exhaustive: a new `TargetName` must be placed here.)
-pub fn for_name(name: TargetName, config: &Config) -> Box<dyn Target> {
+/// The target of that name, holding its settings from `config` and
+/// `setup` (how its images are made, every service of the settings): the
+/// registry where the settings become targets, as `clusters::for_name`
+/// is for cluster kinds. (Exhaustive: a new `TargetName` must be placed
+/// here.)
+pub fn for_name(name: TargetName, config: &Config, setup: &crate::image::Setup) -> Box<dyn Target> {
+    let services = crate::ground::services::names(&config.services);
     match name {
         TargetName::Local => Box::new(local::Local {
             settings: config.local.clone(),
-            services: crate::ground::services::names(config),
+            services,
         }),
         TargetName::Docker => Box::new(docker::Docker {
             settings: config.docker.clone(),
             ready_timeout_secs: config.local.ready_timeout_secs,
             stop_grace_secs: config.local.stop_grace_secs,
-            services: crate::ground::services::names(config),
+            services,
+            setup: setup.clone(),
         }),
         TargetName::Minikube | TargetName::Kind | TargetName::Gke => {
             match clusters::for_name(name, config) {
-                Some(cluster) => Box::new(kube::Kube::new(cluster, config)),
+                Some(cluster) => Box::new(kube::Kube::new(
+                    cluster,
+                    config.kubernetes.clone(),
+                    config.seldon.clone(),
+                    setup.clone(),
+                )),
                 None => unreachable!("every Kubernetes target has a cluster kind"),
             }
         }
     }
 }
 
-/// The platform the machines of `name`'s target run, asked as a deploy
-/// asks them where the target answers (a cluster on its expected kube
-/// context, the docker engine), else what a cluster will run
+/// The platform the machines of `target` run, asked as a deploy asks them
+/// where the target answers (a cluster on its expected kube context, the
+/// docker engine), else what its `cluster` will run
 /// (`Cluster::planned_platform`). None: this host's.
 ///
 /// # Errors
 /// A cluster's engine reports a platform images are not built for.
 pub fn machines_platform(
     cx: &crate::ground::context::Ctx,
-    name: TargetName,
+    target: &dyn Target,
+    cluster: Option<&dyn Cluster>,
 ) -> anyhow::Result<Option<crate::build::platform::Platform>> {
-    let target = for_name(name, &cx.config);
     if let Ok(session) = target.open(cx)
         && let Ok(Some(p)) = target.platform(cx, &session)
     {
         return Ok(Some(p));
     }
-    match clusters::for_name(name, &cx.config) {
+    match cluster {
         Some(cluster) => cluster.planned_platform(cx),
         None => Ok(None),
     }

@@ -18,7 +18,7 @@ use crate::ground::http;
 use crate::ground::poll::{self, Waited};
 use crate::ground::runner::{Blocked, Cause, Probe, quote};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{self, Config, TargetName};
+use crate::ground::settings::{self, TargetName};
 use crate::publish::publisher::Publisher;
 use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
@@ -26,29 +26,15 @@ use crate::targets::engine::Engine;
 /// The GKE cluster `[gke]` describes; images pushed to `[registry]` when
 /// set (else the project's Artifact Registry); its services in `namespace`.
 pub struct Gke {
-    settings: settings::Gke,
-    registry: settings::Registry,
+    pub(super) settings: settings::Gke,
+    pub(super) registry: settings::Registry,
     /// Every image name of the settings: siblings a push mounts from.
-    images: Vec<String>,
-    namespace: String,
+    pub(super) images: Vec<String>,
+    pub(super) namespace: String,
     /// Seconds to wait for a LoadBalancer's address to carry traffic.
-    address_timeout_secs: u64,
+    pub(super) address_timeout_secs: u64,
     /// The project, found once (`project`).
-    project: std::sync::OnceLock<String>,
-}
-
-impl Gke {
-    /// GKE with its settings from `config`.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            settings: config.gke.clone(),
-            registry: config.registry.clone(),
-            images: crate::ground::services::image_names(config),
-            namespace: config.kubernetes.namespace.clone(),
-            address_timeout_secs: config.kubernetes.address_timeout_secs,
-            project: std::sync::OnceLock::new(),
-        }
-    }
+    pub(super) project: std::sync::OnceLock<String>,
 }
 
 /// The platform of a Compute Engine machine type's CPU: the Arm series

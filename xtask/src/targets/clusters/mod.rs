@@ -1,6 +1,7 @@
-//! The cluster kinds, one file each behind the [`Cluster`] trait. Adding
-//! one (say k3d) is a new file here, its `TargetName` variant, and a line
-//! in [`for_name`].
+//! The cluster kinds, one file each behind the [`Cluster`] trait, and the
+//! registry that makes them from the settings ([`for_name`]). Adding one
+//! (say k3d) is a new file here, its `TargetName` variant, and a line in
+//! [`for_name`].
 
 pub mod api;
 pub mod cluster;
@@ -27,7 +28,14 @@ pub fn for_name(name: TargetName, config: &Config) -> Option<Box<dyn Cluster>> {
             namespace,
             ingress_local_port: config.seldon.local_port,
         })),
-        TargetName::Gke => Some(Box::new(gke::Gke::new(config))),
+        TargetName::Gke => Some(Box::new(gke::Gke {
+            settings: config.gke.clone(),
+            registry: config.registry.clone(),
+            images: crate::ground::services::image_names(&config.services),
+            namespace,
+            address_timeout_secs: config.kubernetes.address_timeout_secs,
+            project: std::sync::OnceLock::new(),
+        })),
         TargetName::Local | TargetName::Docker => None,
     }
 }
