@@ -43,8 +43,21 @@ pub trait Cluster {
         spec: &ServiceSpec,
     ) -> Result<String>;
 
+    /// The port on this machine the ingress is forwarded to, for a
+    /// cluster reached through a port-forward (kind, minikube); None for
+    /// one whose ingress has an address of its own (GKE's LoadBalancer,
+    /// which overrides `ingress`).
+    fn ingress_local_port(&self) -> Option<u16> {
+        None
+    }
+
     /// Where the ingress `namespace/service` (listening on `port`) answers
-    /// this machine: host and port.
+    /// this machine: host and port. By default a port-forward to
+    /// `ingress_local_port` (`engine::forward_ingress`).
+    ///
+    /// # Errors
+    /// The forward fails; a cluster without a local ingress port that
+    /// does not say its own way.
     fn ingress(
         &self,
         cx: &Ctx,
@@ -53,7 +66,18 @@ pub trait Cluster {
         namespace: &str,
         service: &str,
         port: u16,
-    ) -> Result<(String, u16)>;
+    ) -> Result<(String, u16)> {
+        let Some(local) = self.ingress_local_port() else {
+            anyhow::bail!("{} has no way to reach its ingress", self.name());
+        };
+        crate::targets::engine::forward_ingress(
+            cx,
+            engine,
+            state,
+            (namespace, service, port),
+            local,
+        )
+    }
 
     /// Why `cargo xtask dev` does not run on it (`Target::dev_loop`).
     ///

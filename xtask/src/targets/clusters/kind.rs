@@ -16,7 +16,7 @@ use crate::ground::services::ServiceSpec;
 use crate::ground::settings::{self, TargetName};
 use crate::publish::kind::Kind as Load;
 use crate::publish::publisher::Publisher;
-use crate::targets::engine::{self, Engine};
+use crate::targets::engine::Engine;
 
 /// The kind cluster `[kind] cluster`, its services in `namespace`.
 pub struct Kind {
@@ -108,21 +108,7 @@ impl Cluster for Kind {
         )
     }
 
-    fn ingress(
-        &self,
-        cx: &Ctx,
-        engine: &Engine,
-        state: &Path,
-        namespace: &str,
-        service: &str,
-        port: u16,
-    ) -> Result<(String, u16)> {
-        engine::forward_ingress(
-            cx,
-            engine,
-            state,
-            (namespace, service, port),
-            self.ingress_local_port,
-        )
+    fn ingress_local_port(&self) -> Option<u16> {
+        Some(self.ingress_local_port)
     }
 }

@@ -19,7 +19,7 @@ use crate::ground::services::ServiceSpec;
 use crate::ground::settings::{self, TargetName};
 use crate::publish::minikube::Minikube as Load;
 use crate::publish::publisher::Publisher;
-use crate::targets::engine::{self, Engine};
+use crate::targets::engine::Engine;
 
 /// The minikube profile `[minikube] profile`, its services in `namespace`.
 pub struct Minikube {
@@ -319,22 +319,8 @@ impl Cluster for Minikube {
         }
     }
 
-    fn ingress(
-        &self,
-        cx: &Ctx,
-        engine: &Engine,
-        state: &Path,
-        namespace: &str,
-        service: &str,
-        port: u16,
-    ) -> Result<(String, u16)> {
-        engine::forward_ingress(
-            cx,
-            engine,
-            state,
-            (namespace, service, port),
-            self.ingress_local_port,
-        )
+    fn ingress_local_port(&self) -> Option<u16> {
+        Some(self.ingress_local_port)
     }
 }
 
