@@ -245,16 +245,26 @@ impl Toolchain {
     }
 }
 
-/// `text` as a glibc version for zigbuild's triple suffix (`2.17`: dot-
-/// separated numbers), for `--glibc`.
+/// `text` as a glibc version for zigbuild's triple suffix, for `--glibc`:
+/// `2.N`, N at least 17 (Rust's std needs glibc 2.17 on Linux). Whether
+/// zig knows a newer one is zig's to say when it links (its
+/// `lib/libc/glibc/abilists`).
 ///
 /// # Errors
 /// Anything else, with an example of a version.
 pub fn glibc_version(text: &str) -> Result<String> {
-    if text.is_empty() || !text.split('.').all(|n| n.parse::<u32>().is_ok()) {
-        bail!("--glibc {text:?}: give a glibc version such as 2.17");
+    let minor = text
+        .strip_prefix("2.")
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|m| m.parse::<u32>().ok());
+    match minor {
+        Some(m) if m >= 17 => Ok(text.to_string()),
+        Some(_) => bail!(
+            "--glibc {text:?}: Rust's standard library needs glibc 2.17 or newer; give 2.17 for \
+             the oldest systems it runs on"
+        ),
+        None => bail!("--glibc {text:?}: give a glibc version such as 2.17 (2.N)"),
     }
-    Ok(text.to_string())
 }
 
 /// The toolchain `kind` for `platform`: `Auto` is `choose`; the others
@@ -656,6 +666,17 @@ mod tests {
                 "{kind:?} on {host} for {platform}"
             );
         }
+    }
+
+    #[test]
+    fn glibc_versions_are_2_n_from_2_17() {
+        assert_eq!(glibc_version("2.17").ok().as_deref(), Some("2.17"));
+        assert_eq!(glibc_version("2.31").ok().as_deref(), Some("2.31"));
+        for refused in ["", "2", "2.", "2.+20", "3.1", "2.17.1", "x", "2.16"] {
+            assert!(glibc_version(refused).is_err(), "{refused:?} taken");
+        }
+        let old = glibc_version("2.12").expect_err("2.12 taken");
+        assert!(old.to_string().contains("2.17 or newer"), "{old}");
     }
 
     #[test]

@@ -326,14 +326,17 @@ fn prebuilt(
     for spec in specs {
         let image = &spec.settings.image;
         let pin = pins.iter().find(|p| &p.name == image).with_context(|| {
+            let has = if pins.is_empty() {
+                "its \"builds\" list is empty".to_string()
+            } else {
+                let names: Vec<&str> = pins.iter().map(|p| p.name.as_str()).collect();
+                format!("its images: {}", names.join(", "))
+            };
             format!(
-                "{} pins no image named {image} (service {}); its images: {}",
+                "{} pins no image named {image} (service {}); {has}: make it with `cargo \
+                 xtask image push --file-output FILE` or `cargo xtask release`",
                 file.display(),
                 spec.name,
-                pins.iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
             )
         })?;
         if images.iter().any(|d| &d.image.name == image) {

@@ -193,6 +193,9 @@ impl ImageArgs {
         }
         let to = destinations(cx, &self.platform, load_into, builder)?;
         super::args::note_emulation(cx, &to);
+        if let (Some(into), Some(asked)) = (load_into, self.platform.one()?) {
+            note_foreign(cx, into, asked);
+        }
         let images =
             image::build_images(cx, &cx.image_setup(), &specs, builder.into(), profile, &to)?;
         let publisher_none = publisher.is_none();
@@ -270,6 +273,23 @@ fn destinations(
             ])
         }
         None => platform.destinations_or_planned(&cx.runner),
+    }
+}
+
+/// Says, before the build, when `--platform` asks for images of another
+/// platform than the engine or nodes `into` loads into run: they load,
+/// and run there only under emulation (or not at all).
+fn note_foreign(cx: &Invocation, into: LoadInto, asked: crate::build::platform::Platform) {
+    if let Ok(Some(runs)) = into.runs_on(cx)
+        && runs != asked
+    {
+        let into = into
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string());
+        eprintln!(
+            "note: {into} runs {runs}: {asked} images load there, but run only under \
+             emulation (binfmt_misc with QEMU), if at all; drop --platform to build for {runs}"
+        );
     }
 }
 

@@ -45,6 +45,15 @@ impl Pin {
                 "{name}: {digest:?} is not a digest (sha256: and 64 lower-case hex digits)"
             );
         }
+        if repository.starts_with('[') {
+            // The distribution reference grammar (and oci-spec's, which
+            // pushes and pulls here) has no IPv6 literal.
+            anyhow::bail!(
+                "{name}: {repository:?} names its registry by an IPv6 address, which image \
+                 references here cannot hold: name the registry by a host name (localhost, or \
+                 one /etc/hosts maps to the address)"
+            );
+        }
         let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c);
         if repository.is_empty() || !repository.chars().all(allowed) {
             anyhow::bail!(

@@ -558,10 +558,22 @@ fn engine_version(cx: &Ctx) -> Result<String> {
 /// its fields otherwise): Docker Desktop's and podman machine's Linux VM
 /// on a Mac is the Mac's CPU, not macOS. None when the engine does not
 /// answer (it is named where it is used; the build is then this host's).
+/// Asked once per run: the engine's CPU does not change under it, and a
+/// command that asks twice (the platform to load for, then whether a
+/// build emulates) says so once.
 ///
 /// # Errors
 /// The engine reports a platform images are not built for.
 pub fn engine_platform(cx: &Ctx) -> Result<Option<Platform>> {
+    static ANSWER: std::sync::OnceLock<Option<Platform>> = std::sync::OnceLock::new();
+    if let Some(known) = ANSWER.get() {
+        return Ok(*known);
+    }
+    let answer = ask_engine_platform(cx)?;
+    Ok(*ANSWER.get_or_init(|| answer))
+}
+
+fn ask_engine_platform(cx: &Ctx) -> Result<Option<Platform>> {
     let docker = engine_cli();
     let format = if docker == "podman" {
         "{{.Host.OS}}/{{.Host.Arch}}"
