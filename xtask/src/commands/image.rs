@@ -193,7 +193,9 @@ impl ImageArgs {
         }
         let to = destinations(cx, &self.platform, load_into, builder)?;
         super::args::note_emulation(cx, &to);
-        if let (Some(into), Some(asked)) = (load_into, self.platform.one()?) {
+        if let Some(into) = load_into
+            && let Some(asked) = self.platform.one()?
+        {
             note_foreign(cx, into, asked);
         }
         let images =
