@@ -362,12 +362,11 @@ fn images(cx: &Invocation, profile: build::Profile) -> Result<ExitCode> {
     const MODEL_SERVER_MAX: u64 = 15_000_000;
     // A model server with ONNX Runtime: its C runtime base and library.
     const ONNXRUNTIME_MAX: u64 = 60_000_000;
-    let specs = cx.all_services();
     let setup = cx.image_setup();
-    let built = build::build(cx, &specs, &specs, profile)?;
+    let built = build::build(cx, &setup.all, &setup.all, profile)?;
     let Some(figures) = cx.runner.unless_dry_run(|| {
         // Fresh assembly: forget earlier records so nothing is skipped.
-        let _ = std::fs::remove_dir_all(&cx.config.images.dir);
+        let _ = std::fs::remove_dir_all(&setup.images.dir);
         let start = Instant::now();
         let native = image::images_from(cx, &setup, &built, Builder::Native)?;
         let native_secs = start.elapsed().as_secs_f64();

@@ -35,6 +35,23 @@ pub struct DevArgs {
 }
 
 impl DevArgs {
+    /// The loop's options: the target's `profile` unless --profile, and
+    /// the settings file it reads again when it changes.
+    fn options(&self, cx: &Invocation, profile: crate::build::Profile) -> devloop::Options {
+        let (file, root) = (cx.config_source.clone(), cx.root.clone());
+        devloop::Options {
+            profile: self.profile.or(profile),
+            logs: !self.no_logs,
+            debounce: Duration::from_millis(self.debounce_ms),
+            settings: cx.config_source.clone(),
+            reload: Box::new(move || {
+                let loaded = Loaded::load(file.as_deref(), &root)?;
+                Ok(services::names(&loaded.config.services))
+            }),
+            keep_dir: cx.config.local.run_dir.join("dev"),
+        }
+    }
+
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
         let target = cx.target_for(name);
@@ -85,20 +102,7 @@ impl DevArgs {
                 }
             })
         });
-        let opts = devloop::Options {
-            profile: self.profile.or(target.profile()),
-            logs: !self.no_logs,
-            debounce: Duration::from_millis(self.debounce_ms),
-            settings: cx.config_source.clone(),
-            reload: {
-                let (file, root) = (cx.config_source.clone(), cx.root.clone());
-                Box::new(move || {
-                    let loaded = Loaded::load(file.as_deref(), &root)?;
-                    Ok(services::names(&loaded.config.services))
-                })
-            },
-            keep_dir: cx.config.local.run_dir.join("dev"),
-        };
+        let opts = self.options(cx, target.profile());
         if let devloop::Ended::SettingsChanged { removed } =
             devloop::run(cx, target.as_ref(), &specs, &opts)?
         {
