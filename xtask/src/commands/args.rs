@@ -18,7 +18,7 @@ use crate::targets::kube::Kube;
 
 #[derive(Args, Clone, Debug)]
 pub struct TargetArg {
-    /// Where to run: local, docker, minikube, kind, gke (default: `default_target` in xtask.toml)
+    /// Where to run (default: `default_target` in xtask.toml)
     #[arg(long, short = 't', global = true, value_parser = target_parser())]
     pub target: Option<TargetName>,
 }
@@ -26,9 +26,11 @@ pub struct TargetArg {
 /// `--target`'s values, each with what it is.
 pub fn target_parser() -> impl TypedValueParser<Value = TargetName> {
     PossibleValuesParser::new(
-        TargetName::ALL.map(|t| PossibleValue::new(t.as_str()).help(t.about())),
+        crate::targets::all()
+            .into_iter()
+            .map(|(t, about)| PossibleValue::new(t.as_str()).help(about)),
     )
-    .try_map(|s| s.parse::<TargetName>())
+    .try_map(|s| crate::targets::named(&s))
 }
 
 /// `--progress`.

@@ -213,8 +213,9 @@ impl DeployArgs {
         let target = cx.target_for(name);
         if self.force_conflicts && target.overlay(cx).is_none() {
             bail!(
-                "--force-conflicts takes over fields on a Kubernetes target (minikube, kind, \
-                 gke); {name} has no field managers: drop it"
+                "--force-conflicts takes over fields on a Kubernetes target ({}); {name} has no \
+                 field managers: drop it",
+                crate::targets::clusters::names()
             );
         }
         let specs = cx.select(&self.services)?;
@@ -317,8 +318,9 @@ fn prebuilt(
 ) -> Result<Delivered> {
     if target.overlay(cx).is_none() {
         anyhow::bail!(
-            "--images deploys prebuilt images to a Kubernetes target (minikube, kind, gke); \
-             this target runs what it builds here: drop --images"
+            "--images deploys prebuilt images to a Kubernetes target ({}); this target runs \
+             what it builds here: drop --images",
+            crate::targets::clusters::names()
         );
     }
     let pins = hydrate::pins_from_file(file)?;

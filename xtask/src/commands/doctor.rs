@@ -251,10 +251,11 @@ fn first_line(s: &str) -> Option<&str> {
     s.lines().map(str::trim).find(|l| !l.is_empty())
 }
 
-/// The targets that need `tool`, in `TargetName::ALL` order.
+/// The targets that need `tool`, in `targets::all` order.
 fn needed_by(tool: &Tool) -> Vec<String> {
-    TargetName::ALL
+    targets::all()
         .into_iter()
+        .map(|(t, _)| t)
         // What a target needs does not depend on its settings.
         .filter(|t| {
             targets::for_name(

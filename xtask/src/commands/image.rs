@@ -9,7 +9,6 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::invocation::Invocation;
 use crate::ground::services;
-use crate::ground::settings::TargetName;
 use crate::image::{self, Builder, Image};
 use crate::publish::publisher::Publisher;
 use crate::publish::{docker, kind, minikube, registry};
@@ -60,11 +59,9 @@ impl LoadInto {
     /// deploy to the target of the same name asks it (`docker info`, the
     /// nodes), else what the cluster will run. None: this host's.
     fn runs_on(self, cx: &Invocation) -> Result<Option<crate::build::platform::Platform>> {
-        let name = self.to_possible_value().and_then(|v| {
-            TargetName::ALL
-                .into_iter()
-                .find(|t| t.as_str() == v.get_name())
-        });
+        let name = self
+            .to_possible_value()
+            .and_then(|v| crate::targets::named(v.get_name()).ok());
         match name {
             Some(name) => cx.machines_platform(name),
             None => Ok(None),

@@ -14,6 +14,20 @@ use crate::ground::settings::{Config, Loaded, TargetName};
 use crate::targets::clusters::{self, Cluster};
 use crate::targets::target::Target;
 
+/// `default_target` of `loaded`, among the targets there are.
+///
+/// # Errors
+/// No target is called so: the file, and the names there are.
+fn default_target(loaded: &Loaded) -> Result<TargetName> {
+    crate::targets::named(&loaded.config.default_target).map_err(|e| {
+        let file = loaded.source.as_ref().map_or_else(
+            || "the built-in settings".into(),
+            |p| p.display().to_string(),
+        );
+        anyhow::anyhow!("invalid settings in {file}: default_target: {e}")
+    })
+}
+
 /// The generated manifests of `config`: `[kubernetes] manifests_dir` and
 /// the namespaces they name.
 pub fn manifests_of(config: &Config) -> crate::manifests::Manifests {
@@ -28,6 +42,8 @@ pub fn manifests_of(config: &Config) -> crate::manifests::Manifests {
 pub struct Invocation {
     cx: Ctx,
     pub config: Config,
+    /// `default_target`, a name of `targets::all`.
+    default_target: TargetName,
     /// The settings file read, or None for the built-in defaults.
     pub config_source: Option<PathBuf>,
 }
@@ -44,20 +60,23 @@ impl Invocation {
     /// The context of `options` and the settings it names.
     ///
     /// # Errors
-    /// As `Ctx::new`; settings that do not load.
+    /// As `Ctx::new`; settings that do not load, or whose
+    /// `default_target` is no target.
     pub fn new(options: &Options) -> Result<Self> {
         let cx = Ctx::new(options)?;
         let loaded = Loaded::load(options.config.as_deref(), &cx.root)?;
+        let default_target = default_target(&loaded)?;
         Ok(Self {
             cx,
             config: loaded.config,
+            default_target,
             config_source: loaded.source,
         })
     }
 
     /// `--target` when given, else the configured default.
     pub fn target(&self, arg: Option<TargetName>) -> TargetName {
-        arg.unwrap_or(self.config.default_target)
+        arg.unwrap_or(self.default_target)
     }
 
     /// Every service of the settings, in deploy order.
@@ -129,5 +148,21 @@ impl Invocation {
             self.target_for(name).as_ref(),
             self.cluster_for(name).as_deref(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_target_is_rejected() {
+        let loaded = Loaded {
+            config: crate::ground::settings::parse("default_target = \"mars\"\n").expect("parses"),
+            source: None,
+        };
+        let e = format!("{:#}", default_target(&loaded).expect_err("mars taken"));
+        assert!(e.contains("mars"), "{e}");
+        assert!(e.contains("local, docker, minikube"), "{e}");
     }
 }

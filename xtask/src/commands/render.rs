@@ -42,8 +42,10 @@ impl RenderArgs {
         } else {
             let overlay = target.overlay(cx).with_context(|| {
                 format!(
-                    "the {} target applies no manifests; render one of the Kubernetes targets (minikube, kind, gke), or --seldon",
-                    name.as_str()
+                    "the {} target applies no manifests; render one of the Kubernetes targets \
+                     ({}), or --seldon",
+                    name.as_str(),
+                    crate::targets::clusters::names()
                 )
             })?;
             (overlay, name.as_str().to_string())

@@ -27,7 +27,7 @@ pub struct TeardownArgs {
     /// With --seldon: also uninstall Seldon Core, its ingress and namespaces
     #[arg(long, requires = "seldon")]
     pub all: bool,
-    /// Also delete the cluster (`cluster down`; minikube, kind, gke)
+    /// Also delete the cluster (`cluster down`, on a cluster target)
     #[arg(long, conflicts_with = "seldon")]
     pub cluster: bool,
     /// With --cluster: do not ask before deleting a GKE cluster

@@ -17,36 +17,72 @@ use crate::ground::settings::{Config, TargetName};
 use crate::targets::clusters::Cluster;
 use crate::targets::target::Target;
 
+/// Background processes on this machine.
+pub const LOCAL: TargetName = TargetName::named("local");
+/// Containers through the docker CLI.
+pub const DOCKER: TargetName = TargetName::named("docker");
+
+/// Every target with what it is (for `--help`): local and docker, then
+/// the cluster kinds in their registry's order (`clusters::KINDS`).
+pub fn all() -> Vec<(TargetName, &'static str)> {
+    [
+        (LOCAL, "Background processes on this machine"),
+        (
+            DOCKER,
+            "Containers through the docker CLI (Docker Engine or podman)",
+        ),
+    ]
+    .into_iter()
+    .chain(clusters::KINDS.iter().map(|k| (k.name, k.about)))
+    .collect()
+}
+
+/// The target called `name`.
+///
+/// # Errors
+/// No target is called so, with the names there are.
+pub fn named(name: &str) -> Result<TargetName, String> {
+    let all = all();
+    all.iter()
+        .map(|(t, _)| *t)
+        .find(|t| t.as_str() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|(t, _)| t.as_str()).collect();
+            format!(
+                "unknown target {name:?}: expected {}",
+                crate::ground::settings::one_of(&names)
+            )
+        })
+}
+
 /// The target of that name, holding its settings from `config` and
 /// `setup` (how its images are made, every service of the settings): the
 /// registry where the settings become targets, as `clusters::for_name`
-/// is for cluster kinds. (Exhaustive: a new `TargetName` must be placed
-/// here.)
+/// is for cluster kinds.
 pub fn for_name(name: TargetName, config: &Config, setup: &crate::image::Setup) -> Box<dyn Target> {
     let services = crate::ground::services::names(&config.services);
     match name {
-        TargetName::Local => Box::new(local::Local {
+        LOCAL => Box::new(local::Local {
             settings: config.local.clone(),
             services,
         }),
-        TargetName::Docker => Box::new(docker::Docker {
+        DOCKER => Box::new(docker::Docker {
             settings: config.docker.clone(),
             ready_timeout_secs: config.local.ready_timeout_secs,
             stop_grace_secs: config.local.stop_grace_secs,
             services,
             setup: setup.clone(),
         }),
-        TargetName::Minikube | TargetName::Kind | TargetName::Gke => {
-            match clusters::for_name(name, config) {
-                Some(cluster) => Box::new(kube::Kube::new(
-                    cluster,
-                    config.kubernetes.clone(),
-                    config.seldon.clone(),
-                    setup.clone(),
-                )),
-                None => unreachable!("every Kubernetes target has a cluster kind"),
-            }
-        }
+        _ => match clusters::for_name(name, config) {
+            Some(cluster) => Box::new(kube::Kube::new(
+                cluster,
+                config.kubernetes.clone(),
+                config.seldon.clone(),
+                setup.clone(),
+            )),
+            // Every name comes from `all`: local, docker or a cluster kind.
+            None => unreachable!("{name} is neither local, docker nor a cluster kind"),
+        },
     }
 }
 

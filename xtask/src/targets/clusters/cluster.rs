@@ -11,6 +11,15 @@ use crate::ground::settings::TargetName;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
 
+/// A cluster kind: the target it is, what it is (for `--help`), and how
+/// the settings make one (`clusters::KINDS` lists them).
+pub struct ClusterKind {
+    pub name: TargetName,
+    pub about: &'static str,
+    /// The cluster, holding its settings from the settings.
+    pub make: fn(&crate::ground::settings::Config) -> Box<dyn Cluster>,
+}
+
 pub trait Cluster {
     /// The target this cluster kind is (`--target`, the overlay's directory).
     fn name(&self) -> TargetName;

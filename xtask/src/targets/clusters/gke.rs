@@ -23,6 +23,22 @@ use crate::publish::publisher::Publisher;
 use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
 
+/// `--target gke`.
+pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
+    name: TargetName::named("gke"),
+    about: "A GKE cluster on Google Cloud",
+    make: |config| {
+        Box::new(Gke {
+            settings: config.gke.clone(),
+            registry: config.registry.clone(),
+            images: crate::ground::services::image_names(&config.services),
+            namespace: config.kubernetes.namespace.clone(),
+            address_timeout_secs: config.kubernetes.address_timeout_secs,
+            project: std::sync::OnceLock::new(),
+        })
+    },
+};
+
 /// The GKE cluster `[gke]` describes; images pushed to `[registry]` when
 /// set (else the project's Artifact Registry); its services in `namespace`.
 pub struct Gke {
@@ -116,7 +132,7 @@ fn project_or_placeholder<'a>(cx: &Ctx, g: &'a Gke) -> &'a str {
 
 impl Cluster for Gke {
     fn name(&self) -> TargetName {
-        TargetName::Gke
+        KIND.name
     }
 
     fn dev_loop(&self) -> Result<()> {

@@ -18,6 +18,19 @@ use crate::publish::kind::Kind as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
 
+/// `--target kind`.
+pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
+    name: TargetName::named("kind"),
+    about: "A local kind cluster",
+    make: |config| {
+        Box::new(Kind {
+            settings: config.kind.clone(),
+            namespace: config.kubernetes.namespace.clone(),
+            ingress_local_port: config.seldon.local_port,
+        })
+    },
+};
+
 /// The kind cluster `[kind] cluster`, its services in `namespace`.
 pub struct Kind {
     pub settings: settings::Kind,
@@ -28,7 +41,7 @@ pub struct Kind {
 
 impl Cluster for Kind {
     fn name(&self) -> TargetName {
-        TargetName::Kind
+        KIND.name
     }
 
     fn context(&self, _cx: &Ctx) -> Result<String> {

@@ -21,6 +21,19 @@ use crate::publish::minikube::Minikube as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
 
+/// `--target minikube`.
+pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
+    name: TargetName::named("minikube"),
+    about: "A local minikube cluster",
+    make: |config| {
+        Box::new(Minikube {
+            settings: config.minikube.clone(),
+            namespace: config.kubernetes.namespace.clone(),
+            ingress_local_port: config.seldon.local_port,
+        })
+    },
+};
+
 /// The minikube profile `[minikube] profile`, its services in `namespace`.
 pub struct Minikube {
     pub settings: settings::Minikube,
@@ -184,7 +197,7 @@ impl Minikube {
 
 impl Cluster for Minikube {
     fn name(&self) -> TargetName {
-        TargetName::Minikube
+        KIND.name
     }
 
     fn context(&self, _cx: &Ctx) -> Result<String> {
