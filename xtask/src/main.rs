@@ -16,7 +16,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 use commands::{Cli, Command};
 
@@ -40,7 +40,8 @@ fn main() -> ExitCode {
         }
         default_hook(info);
     }));
-    let cli = Cli::parse();
+    let cli =
+        Cli::from_arg_matches(&commands::command().get_matches()).unwrap_or_else(|e| e.exit());
     ground::interrupt::install();
     let options = cli.global.options();
     let json = options.output == ground::runner::Format::Json;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
             Command::Manifests(a) => a.run(&cx),
             Command::Model(a) => a.run(&cx),
             Command::Completions(a) => a.run(
-                <commands::Cli as clap::CommandFactory>::command(),
+                commands::command(),
                 &ground::services::names(&cx.config.services),
             ),
             Command::Service(a) => a.run(&cx),

@@ -106,9 +106,7 @@ pub enum Command {
     )]
     Deploy(deploy::DeployArgs),
     /// Deploy, then watch the sources and redeploy what a change affects (like skaffold dev)
-    #[command(
-        after_help = "Examples:\n  cargo xtask dev\n  cargo xtask dev test-api --no-logs\n  cargo xtask dev --target docker wine\n\nTargets: local, docker, minikube, kind (not gke).\nCtrl-C stops the loop and tears down what it started (--keep leaves it running)."
-    )]
+    // Its after_help names the targets it runs on: `command()`.
     Dev(dev::DevArgs),
     /// Show whether each service is running and healthy (exit 1 if any is not)
     #[command(after_help = "Examples:\n  cargo xtask status")]
@@ -186,12 +184,61 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The command line: `Cli`'s, with the help that lists targets made from
+/// their registries (`targets::all`) at run time.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let (runs, refuses): (Vec<_>, Vec<_>) = crate::targets::all()
+        .into_iter()
+        .map(|(t, _)| t)
+        .partition(|t| {
+            crate::targets::for_name(
+                *t,
+                &crate::ground::settings::Config::default(),
+                &Default::default(),
+            )
+            .dev_loop()
+            .is_ok()
+        });
+    let names = |v: &[crate::ground::settings::TargetName]| {
+        v.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    let not = if refuses.is_empty() {
+        String::new()
+    } else {
+        format!(" (not {})", names(&refuses))
+    };
+    Cli::command().mut_subcommand("dev", |c| {
+        c.after_help(format!(
+            "Examples:\n  cargo xtask dev\n  cargo xtask dev test-api --no-logs\n  cargo xtask dev \
+             --target docker wine\n\nTargets: {}{not}.\nCtrl-C stops the loop and tears down \
+             what it started (--keep leaves it running).",
+            names(&runs)
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     /// clap's own consistency checks over every subcommand.
     #[test]
     fn the_command_line_is_consistent() {
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        super::command().debug_assert();
+    }
+
+    /// The dev loop's help names the targets it runs on, from the
+    /// registries.
+    #[test]
+    fn the_dev_loop_names_its_targets() {
+        let mut dev = super::command()
+            .find_subcommand("dev")
+            .cloned()
+            .expect("dev");
+        let help = dev.render_long_help().to_string();
+        assert!(
+            help.contains("Targets: local, docker, minikube, kind (not gke)."),
+            "{help}"
+        );
     }
 
     /// A subcommand's argument with a global one's id (`output`) panics
