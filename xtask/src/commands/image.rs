@@ -9,9 +9,10 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::invocation::Invocation;
 use crate::ground::services;
+use crate::ground::settings::TargetName;
 use crate::image::{self, Builder, Image};
 use crate::publish::publisher::Publisher;
-use crate::publish::{docker, kind, minikube, registry};
+use crate::publish::{docker, registry};
 
 #[derive(Args)]
 pub struct ImageArgs {
@@ -46,40 +47,26 @@ impl From<BuilderArg> for Builder {
     }
 }
 
-/// `image load --into`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoadInto {
-    Docker,
-    Minikube,
-    Kind,
+/// `image load --into`'s values: the docker engine, and each cluster kind
+/// whose node loads images itself (`ClusterKind::loads_images`).
+fn load_into_parser() -> impl clap::builder::TypedValueParser<Value = TargetName> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let kinds = crate::targets::clusters::KINDS
+        .iter()
+        .filter(|k| k.loads_images)
+        .map(|k| PossibleValue::new(k.name.as_str()).help(k.about));
+    PossibleValuesParser::new(
+        std::iter::once(PossibleValue::new("docker").help("The container engine")).chain(kinds),
+    )
+    .try_map(|s| crate::targets::named(&s))
 }
 
-impl LoadInto {
-    /// The platform of the engine or nodes it loads into, asked as a
-    /// deploy to the target of the same name asks it (`docker info`, the
-    /// nodes), else what the cluster will run. None: this host's.
-    fn runs_on(self, cx: &Invocation) -> Result<Option<crate::build::platform::Platform>> {
-        let name = self
-            .to_possible_value()
-            .and_then(|v| crate::targets::named(v.get_name()).ok());
-        match name {
-            Some(name) => cx.machines_platform(name),
-            None => Ok(None),
-        }
-    }
-
-    /// Where it loads, as `config` names it (kind's cluster, minikube's
-    /// profile).
-    fn publisher(self, config: &crate::ground::settings::Config) -> Box<dyn Publisher> {
-        match self {
-            Self::Docker => Box::new(docker::Docker),
-            Self::Minikube => Box::new(minikube::Minikube {
-                profile: config.minikube.profile.clone(),
-            }),
-            Self::Kind => Box::new(kind::Kind {
-                cluster: config.kind.cluster.clone(),
-            }),
-        }
+/// Where `image load --into` loads: the docker engine, or the cluster's
+/// node, as the cluster names it (kind's cluster, minikube's profile).
+fn load_publisher(cx: &Invocation, into: TargetName) -> Box<dyn Publisher> {
+    match cx.cluster_for(into) {
+        Some(cluster) => cluster.publisher(cx),
+        None => Box::new(docker::Docker),
     }
 }
 
@@ -93,13 +80,13 @@ pub enum ImageCommand {
         builder: BuilderArg,
     },
     /// Build (for the engine's or node's platform unless --platform), then load the images into
-    /// docker, minikube or kind
+    /// the docker engine or a local cluster's node
     Load {
         /// Services whose images to load (default: all)
         services: Vec<String>,
-        /// Where to load them: the docker engine, or a minikube or kind cluster's node
-        #[arg(long, value_enum, default_value_t = LoadInto::Docker)]
-        into: LoadInto,
+        /// Where to load them: the docker engine, or a local cluster's node
+        #[arg(long, value_parser = load_into_parser(), default_value = "docker")]
+        into: TargetName,
         #[arg(long, value_enum, default_value_t = BuilderArg::Native)]
         builder: BuilderArg,
     },
@@ -145,7 +132,7 @@ impl ImageArgs {
                 builder,
             } => {
                 load_into = Some(into);
-                (services, builder, Some(into.publisher(&cx.config)))
+                (services, builder, Some(load_publisher(cx, into)))
             }
             ImageCommand::Push {
                 services,
@@ -249,12 +236,12 @@ fn report(
 fn destinations(
     cx: &Invocation,
     platform: &super::args::PlatformArg,
-    into: Option<LoadInto>,
+    into: Option<TargetName>,
     builder: BuilderArg,
 ) -> Result<Vec<crate::build::Destination>> {
     if builder == BuilderArg::Docker {
         let runs_on = match (platform.one()?, into) {
-            (None, Some(into)) => into.runs_on(cx)?,
+            (None, Some(into)) => cx.machines_platform(into)?,
             _ => None,
         };
         if let Some(to) = platform.docker_builder_destination(runs_on)? {
@@ -265,7 +252,7 @@ fn destinations(
         Some(into) => {
             let runs_on = match platform.one()? {
                 Some(_) => None,
-                None => into.runs_on(cx)?,
+                None => cx.machines_platform(into)?,
             };
             Ok(vec![
                 platform.destination_on_or_planned(&cx.runner, runs_on, None)?,
@@ -278,13 +265,10 @@ fn destinations(
 /// Says, before the build, when `--platform` asks for images of another
 /// platform than the engine or nodes `into` loads into run: they load,
 /// and run there only under emulation (or not at all).
-fn note_foreign(cx: &Invocation, into: LoadInto, asked: crate::build::platform::Platform) {
-    if let Ok(Some(runs)) = into.runs_on(cx)
+fn note_foreign(cx: &Invocation, into: TargetName, asked: crate::build::platform::Platform) {
+    if let Ok(Some(runs)) = cx.machines_platform(into)
         && runs != asked
     {
-        let into = into
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string());
         eprintln!(
             "note: {into} runs {runs}: {asked} images load there, but run only under \
              emulation (binfmt_misc with QEMU), if at all; drop --platform to build for {runs}"

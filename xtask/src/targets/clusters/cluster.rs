@@ -16,6 +16,9 @@ use crate::targets::engine::Engine;
 pub struct ClusterKind {
     pub name: TargetName,
     pub about: &'static str,
+    /// Whether `image load --into <name>` loads into its node (a local
+    /// cluster: its images need no registry).
+    pub loads_images: bool,
     /// The cluster, holding its settings from the settings.
     pub make: fn(&crate::ground::settings::Config) -> Box<dyn Cluster>,
 }

@@ -27,6 +27,7 @@ use crate::targets::engine::Engine;
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("gke"),
     about: "A GKE cluster on Google Cloud",
+    loads_images: false,
     make: |config| {
         Box::new(Gke {
             settings: config.gke.clone(),

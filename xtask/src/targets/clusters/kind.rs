@@ -22,6 +22,7 @@ use crate::targets::engine::Engine;
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("kind"),
     about: "A local kind cluster",
+    loads_images: true,
     make: |config| {
         Box::new(Kind {
             settings: config.kind.clone(),

@@ -25,6 +25,7 @@ use crate::targets::engine::Engine;
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("minikube"),
     about: "A local minikube cluster",
+    loads_images: true,
     make: |config| {
         Box::new(Minikube {
             settings: config.minikube.clone(),
