@@ -16,7 +16,7 @@ use crate::build::platform::Platform;
 use crate::build::toolchain::{self, Host, Installed, Missing, Toolchain};
 use crate::ground::runner::shown;
 use crate::ground::settings::TargetName;
-use crate::ground::tools::{TOOLS, Tool, install_hint};
+use crate::ground::tools::{Tool, hint};
 use crate::targets;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ struct Row {
 impl DoctorArgs {
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let target = cx.target(self.target.target);
-        let rows: Vec<Row> = TOOLS.iter().map(|t| check(cx, t)).collect();
+        let rows: Vec<Row> = cx.runner.tools().iter().map(|t| check(cx, t)).collect();
         if cx.json() {
             return json(cx, target, &rows);
         }
@@ -155,7 +155,7 @@ fn check(cx: &Invocation, tool: &'static Tool) -> Row {
         details: String::new(),
     };
     if cx.runner.locate(tool.name, "doctor").is_err() {
-        row.details = format!("install: {}", install_hint(tool.name));
+        row.details = format!("install: {}", hint(tool));
         return row;
     }
     let (name, args) = (tool.name, tool.version_args);

@@ -63,7 +63,10 @@ impl Invocation {
     /// As `Ctx::new`; settings that do not load, or whose
     /// `default_target` is no target.
     pub fn new(options: &Options) -> Result<Self> {
-        let cx = Ctx::new(options)?;
+        let mut cx = Ctx::new(options)?;
+        for kind in crate::targets::clusters::KINDS {
+            cx.runner.know(kind.tools);
+        }
         let loaded = Loaded::load(options.config.as_deref(), &cx.root)?;
         let default_target = default_target(&loaded)?;
         Ok(Self {

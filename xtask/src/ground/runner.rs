@@ -94,6 +94,9 @@ pub struct Runner {
     format: Format,
     /// A dry run's result document, printed inside the plan's.
     result: RefCell<Option<serde_json::Value>>,
+    /// The tools it can say how to install: `tools::TOOLS` and those
+    /// `know` adds (the cluster kinds' own).
+    tools: Vec<&'static tools::Tool>,
 }
 
 impl Runner {
@@ -112,7 +115,18 @@ impl Runner {
             blockers: RefCell::new(blocked::Blockers::default()),
             format: Format::Text,
             result: RefCell::new(None),
+            tools: tools::TOOLS.iter().collect(),
         }
+    }
+
+    /// Adds `more` to the tools it can say how to install.
+    pub fn know(&mut self, more: &'static [tools::Tool]) {
+        self.tools.extend(more);
+    }
+
+    /// Every tool it knows, `tools::TOOLS` first.
+    pub fn tools(&self) -> &[&'static tools::Tool] {
+        &self.tools
     }
 
     /// Prints `doc` on stdout under `Format::Json`; a dry run keeps it for
@@ -166,7 +180,7 @@ impl Runner {
                 Cause::MissingTool(program.to_string()),
                 format!(
                     "`{program}` was not found on PATH; it is needed for {purpose}.\n  install it: {}\n  then check with: cargo xtask doctor",
-                    tools::install_hint(program)
+                    tools::install_hint(&self.tools, program)
                 ),
             )
         })
@@ -501,7 +515,7 @@ impl Runner {
             self.block(&missing);
             line.push_str(&format!(
                 "  [not installed: {}]",
-                tools::install_hint(&program)
+                tools::install_hint(&self.tools, &program)
             ));
         }
         self.plan.borrow_mut().push(line);
@@ -626,14 +640,16 @@ mod tests {
 
     #[test]
     fn known_tools_have_install_hints_for_both_systems() {
+        let known: Vec<&tools::Tool> = tools::TOOLS.iter().collect();
         for t in tools::TOOLS {
-            let hint = tools::install_hint(t.name);
+            let hint = tools::install_hint(&known, t.name);
             assert!(
                 hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "),
                 "{hint}"
             );
         }
-        assert!(tools::install_hint("minikube").contains("brew install minikube"));
+        assert!(tools::install_hint(&known, "helm").contains("brew install helm"));
+        assert!(tools::install_hint(&known, "nope").contains("package manager"));
     }
 
     #[test]

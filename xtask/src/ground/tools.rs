@@ -1,5 +1,6 @@
 //! The external tools the xtask drives: how to ask each its version and how
-//! to install it. (Which targets need which tool, each target says.)
+//! to install it. (Which targets need which tool, each target says; a
+//! cluster kind's own tool, such as `kind`, is in its file.)
 
 pub struct Tool {
     pub name: &'static str,
@@ -39,36 +40,12 @@ pub const TOOLS: &[Tool] = &[
         macos: "brew install podman",
     },
     Tool {
-        name: "minikube",
-        version_args: &["version", "--short"],
-        version_exits_0: true,
-        also_for: "",
-        debian: "install the minikube .deb from the minikube releases page",
-        macos: "brew install minikube",
-    },
-    Tool {
-        name: "kind",
-        version_args: &["version"],
-        version_exits_0: true,
-        also_for: "",
-        debian: "go install sigs.k8s.io/kind@latest (or the release binary)",
-        macos: "brew install kind",
-    },
-    Tool {
         name: "kubectl",
         version_args: &["version", "--client"],
         version_exits_0: true,
         also_for: "context list/use, kustomize",
         debian: "apt-get install kubectl (from the Kubernetes apt repository)",
         macos: "brew install kubectl",
-    },
-    Tool {
-        name: "gcloud",
-        version_args: &["version"],
-        version_exits_0: true,
-        also_for: "",
-        debian: "apt-get install google-cloud-cli (from the Google Cloud apt repository)",
-        macos: "brew install --cask google-cloud-sdk",
     },
     Tool {
         name: "helm",
@@ -104,14 +81,15 @@ pub const TOOLS: &[Tool] = &[
     },
 ];
 
-pub fn find(name: &str) -> Option<&'static Tool> {
-    TOOLS.iter().find(|t| t.name == name)
+/// How to install `t`, for errors and the doctor's table.
+pub fn hint(t: &Tool) -> String {
+    format!("Debian/Ubuntu: {}; macOS: {}", t.debian, t.macos)
 }
 
-/// The install hint for `name`, for errors and the doctor's table.
-pub fn install_hint(name: &str) -> String {
-    match find(name) {
-        Some(t) => format!("Debian/Ubuntu: {}; macOS: {}", t.debian, t.macos),
+/// How to install `name`, one of `known` or not.
+pub fn install_hint(known: &[&Tool], name: &str) -> String {
+    match known.iter().find(|t| t.name == name) {
+        Some(t) => hint(t),
         None => format!("install `{name}` with your package manager"),
     }
 }

@@ -19,6 +19,9 @@ pub struct ClusterKind {
     /// Whether `image load --into <name>` loads into its node (a local
     /// cluster: its images need no registry).
     pub loads_images: bool,
+    /// The tools only this kind drives (`minikube`, `kind`, `gcloud`):
+    /// how `doctor` asks their versions and how to install them.
+    pub tools: &'static [crate::ground::tools::Tool],
     /// The cluster, holding its settings from the settings.
     pub make: fn(&crate::ground::settings::Config) -> Box<dyn Cluster>,
 }

@@ -28,6 +28,14 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("gke"),
     about: "A GKE cluster on Google Cloud",
     loads_images: false,
+    tools: &[crate::ground::tools::Tool {
+        name: "gcloud",
+        version_args: &["version"],
+        version_exits_0: true,
+        also_for: "",
+        debian: "apt-get install google-cloud-cli (from the Google Cloud apt repository)",
+        macos: "brew install --cask google-cloud-sdk",
+    }],
     make: |config| {
         Box::new(Gke {
             settings: config.gke.clone(),

@@ -23,6 +23,14 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("kind"),
     about: "A local kind cluster",
     loads_images: true,
+    tools: &[crate::ground::tools::Tool {
+        name: "kind",
+        version_args: &["version"],
+        version_exits_0: true,
+        also_for: "",
+        debian: "go install sigs.k8s.io/kind@latest (or the release binary)",
+        macos: "brew install kind",
+    }],
     make: |config| {
         Box::new(Kind {
             settings: config.kind.clone(),

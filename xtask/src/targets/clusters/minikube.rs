@@ -26,6 +26,14 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
     name: TargetName::named("minikube"),
     about: "A local minikube cluster",
     loads_images: true,
+    tools: &[crate::ground::tools::Tool {
+        name: "minikube",
+        version_args: &["version", "--short"],
+        version_exits_0: true,
+        also_for: "",
+        debian: "install the minikube .deb from the minikube releases page",
+        macos: "brew install minikube",
+    }],
     make: |config| {
         Box::new(Minikube {
             settings: config.minikube.clone(),

@@ -37,3 +37,32 @@ pub fn names() -> String {
     let names: Vec<&str> = KINDS.iter().map(|k| k.name.as_str()).collect();
     crate::ground::settings::one_of(&names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_own_name_and_says_how_to_install_its_tools() {
+        let mut names: Vec<&str> = KINDS.iter().map(|k| k.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len(), "{names:?}");
+        for kind in KINDS {
+            for tool in kind.tools {
+                let hint = crate::ground::tools::hint(tool);
+                assert!(
+                    hint.starts_with("Debian/Ubuntu: ") && hint.contains("; macOS: "),
+                    "{}: {hint}",
+                    kind.name
+                );
+            }
+        }
+        let minikube = KINDS.iter().find(|k| k.name.as_str() == "minikube");
+        assert!(
+            minikube
+                .and_then(|k| k.tools.first())
+                .is_some_and(|t| crate::ground::tools::hint(t).contains("brew install minikube"))
+        );
+    }
+}
