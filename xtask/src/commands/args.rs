@@ -69,7 +69,7 @@ impl From<OutputArg> for crate::ground::runner::Format {
 
 /// The Kubernetes target Seldon Core runs on, or an error saying it needs one.
 pub fn seldon_target(cx: &Invocation, name: TargetName) -> Result<Kube> {
-    match cx.kube_for(name) {
+    match cx.kube_for(name)? {
         Some(kube) => Ok(kube),
         None => {
             bail!(

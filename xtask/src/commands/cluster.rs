@@ -36,7 +36,7 @@ pub enum ClusterCommand {
 impl ClusterArgs {
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let Some(cluster) = cx.cluster_for(name) else {
+        let Some(cluster) = cx.cluster_for(name)? else {
             bail!("--target {name} has no cluster; use {}", clusters::names());
         };
         // Up and down change what runs there: one at a time, as deploy.

@@ -42,6 +42,7 @@ pub enum ContextCommand {
 /// Which target a context belongs to, by the naming each cluster's tool uses.
 fn target_of(cx: &Invocation, name: &str) -> Option<TargetName> {
     cx.clusters()
+        .ok()?
         .into_iter()
         .find(|c| c.context(cx).ok().as_deref() == Some(name))
         .map(|c| c.name())
@@ -73,7 +74,7 @@ impl ContextArgs {
             },
             ContextCommand::Check { target, context } => {
                 let name = cx.target(target.target);
-                let Some(cluster) = cx.cluster_for(name) else {
+                let Some(cluster) = cx.cluster_for(name)? else {
                     bail!("target {name} has no kube context");
                 };
                 let want = cluster.context(cx)?;

@@ -210,7 +210,7 @@ impl DeployArgs {
         if self.seldon {
             return self.deploy_seldon(cx, name);
         }
-        let target = cx.target_for(name);
+        let target = cx.target_for(name)?;
         if self.force_conflicts && target.overlay(cx).is_none() {
             bail!(
                 "--force-conflicts takes over fields on a Kubernetes target ({}); {name} has no \

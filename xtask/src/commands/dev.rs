@@ -54,7 +54,7 @@ impl DevArgs {
 
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = cx.target_for(name);
+        let target = cx.target_for(name)?;
         target.dev_loop()?;
         let specs = cx.select(&self.services)?;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();

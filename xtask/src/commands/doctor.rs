@@ -65,7 +65,7 @@ impl DoctorArgs {
         {
             println!("{line}");
         }
-        let t = cx.target_for(target);
+        let t = cx.target_for(target)?;
         let needs = t.tools();
         let missing: Vec<&str> = rows
             .iter()
@@ -100,7 +100,7 @@ impl DoctorArgs {
 /// commands that install it], "error"}], "target": {"name", "ready",
 /// "missing", "blockers"}}`.
 fn json(cx: &Invocation, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
-    let t = cx.target_for(target);
+    let t = cx.target_for(target)?;
     let missing: Vec<&str> = rows
         .iter()
         .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
@@ -263,8 +263,7 @@ fn needed_by(tool: &Tool) -> Vec<String> {
                 &crate::ground::settings::Config::default(),
                 &Default::default(),
             )
-            .tools()
-            .contains(&tool.name)
+            .is_ok_and(|t| t.tools().contains(&tool.name))
         })
         .map(|t| t.to_string())
         .collect()

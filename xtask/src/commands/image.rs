@@ -63,11 +63,14 @@ fn load_into_parser() -> impl clap::builder::TypedValueParser<Value = TargetName
 
 /// Where `image load --into` loads: the docker engine, or the cluster's
 /// node, as the cluster names it (kind's cluster, minikube's profile).
-fn load_publisher(cx: &Invocation, into: TargetName) -> Box<dyn Publisher> {
-    match cx.cluster_for(into) {
+///
+/// # Errors
+/// As `Invocation::cluster_for`.
+fn load_publisher(cx: &Invocation, into: TargetName) -> Result<Box<dyn Publisher>> {
+    Ok(match cx.cluster_for(into)? {
         Some(cluster) => cluster.publisher(cx),
         None => Box::new(docker::Docker),
-    }
+    })
 }
 
 #[derive(Subcommand)]
@@ -132,7 +135,7 @@ impl ImageArgs {
                 builder,
             } => {
                 load_into = Some(into);
-                (services, builder, Some(load_publisher(cx, into)))
+                (services, builder, Some(load_publisher(cx, into)?))
             }
             ImageCommand::Push {
                 services,

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::ground::context::{Ctx, Options};
 use crate::ground::services::{self, ServiceSpec};
@@ -20,12 +20,19 @@ use crate::targets::target::Target;
 /// No target is called so: the file, and the names there are.
 fn default_target(loaded: &Loaded) -> Result<TargetName> {
     crate::targets::named(&loaded.config.default_target).map_err(|e| {
-        let file = loaded.source.as_ref().map_or_else(
-            || "the built-in settings".into(),
-            |p| p.display().to_string(),
-        );
-        anyhow::anyhow!("invalid settings in {file}: default_target: {e}")
+        anyhow::anyhow!(
+            "invalid settings in {}: default_target: {e}",
+            shown(loaded.source.as_deref())
+        )
     })
+}
+
+/// The settings file for messages (None: the built-in settings).
+fn shown(file: Option<&std::path::Path>) -> String {
+    file.map_or_else(
+        || "the built-in settings".into(),
+        |p| p.display().to_string(),
+    )
 }
 
 /// The generated manifests of `config`: `[kubernetes] manifests_dir` and
@@ -69,6 +76,8 @@ impl Invocation {
         }
         let loaded = Loaded::load(options.config.as_deref(), &cx.root)?;
         let default_target = default_target(&loaded)?;
+        clusters::check(&loaded.config)
+            .with_context(|| format!("invalid settings in {}", shown(loaded.source.as_deref())))?;
         Ok(Self {
             cx,
             config: loaded.config,
@@ -111,30 +120,43 @@ impl Invocation {
     }
 
     /// The target `name`, holding its settings.
-    pub fn target_for(&self, name: TargetName) -> Box<dyn Target> {
+    ///
+    /// # Errors
+    /// As `targets::for_name` (not for settings `new` checked).
+    pub fn target_for(&self, name: TargetName) -> Result<Box<dyn Target>> {
         crate::targets::for_name(name, &self.config, &self.image_setup())
     }
 
     /// The cluster behind `name`, holding its settings; None for local and
     /// docker.
-    pub fn cluster_for(&self, name: TargetName) -> Option<Box<dyn Cluster>> {
+    ///
+    /// # Errors
+    /// As `clusters::for_name` (not for settings `new` checked).
+    pub fn cluster_for(&self, name: TargetName) -> Result<Option<Box<dyn Cluster>>> {
         clusters::for_name(name, &self.config)
     }
 
     /// The Kubernetes target `name` (its cluster, `[kubernetes]`,
     /// `[seldon]`, how its images are made); None for local and docker.
-    pub fn kube_for(&self, name: TargetName) -> Option<crate::targets::kube::Kube> {
-        let cluster = self.cluster_for(name)?;
-        Some(crate::targets::kube::Kube::new(
-            cluster,
-            self.config.kubernetes.clone(),
-            self.config.seldon.clone(),
-            self.image_setup(),
-        ))
+    ///
+    /// # Errors
+    /// As `cluster_for`.
+    pub fn kube_for(&self, name: TargetName) -> Result<Option<crate::targets::kube::Kube>> {
+        Ok(self.cluster_for(name)?.map(|cluster| {
+            crate::targets::kube::Kube::new(
+                cluster,
+                self.config.kubernetes.clone(),
+                self.config.seldon.clone(),
+                self.image_setup(),
+            )
+        }))
     }
 
     /// Every cluster kind, holding its settings.
-    pub fn clusters(&self) -> Vec<Box<dyn Cluster>> {
+    ///
+    /// # Errors
+    /// As `clusters::all` (not for settings `new` checked).
+    pub fn clusters(&self) -> Result<Vec<Box<dyn Cluster>>> {
         clusters::all(&self.config)
     }
 
@@ -148,8 +170,8 @@ impl Invocation {
     ) -> Result<Option<crate::build::platform::Platform>> {
         crate::targets::machines_platform(
             self,
-            self.target_for(name).as_ref(),
-            self.cluster_for(name).as_deref(),
+            self.target_for(name)?.as_ref(),
+            self.cluster_for(name)?.as_deref(),
         )
     }
 }

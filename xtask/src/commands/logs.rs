@@ -24,7 +24,7 @@ pub struct LogsArgs {
 
 impl LogsArgs {
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
-        let target = cx.target_for(cx.target(self.target.target));
+        let target = cx.target_for(cx.target(self.target.target))?;
         let spec = cx.select(std::slice::from_ref(&self.service))?;
         let session = target.open(cx)?;
         target.logs(cx, &session, &spec[0], self.tail, self.follow)?;

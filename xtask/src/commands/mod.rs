@@ -197,8 +197,7 @@ pub fn command() -> clap::Command {
                 &crate::ground::settings::Config::default(),
                 &Default::default(),
             )
-            .dev_loop()
-            .is_ok()
+            .is_ok_and(|t| t.dev_loop().is_ok())
         });
     let names = |v: &[crate::ground::settings::TargetName]| {
         v.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")

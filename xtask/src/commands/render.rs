@@ -33,7 +33,7 @@ pub struct RenderArgs {
 impl RenderArgs {
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
         let name = cx.target(self.target.target);
-        let target = cx.target_for(name);
+        let target = cx.target_for(name)?;
         let (overlay, file_name) = if self.seldon {
             (
                 cx.config.kubernetes.manifests_dir.join("seldon"),

@@ -18,7 +18,7 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn run(self, cx: &Invocation) -> Result<ExitCode> {
-        let target = cx.target_for(cx.target(self.target.target));
+        let target = cx.target_for(cx.target(self.target.target))?;
         let session = target.open(cx)?;
         let specs = cx.all_services();
         let rows = target.status(cx, &session, &specs)?;

@@ -56,14 +56,14 @@ impl TeardownArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let cluster = cx.cluster_for(name);
+        let cluster = cx.cluster_for(name)?;
         if self.cluster && cluster.is_none() {
             bail!(
                 "--cluster: target {name} has no cluster; use it with {}",
                 clusters::names()
             );
         }
-        let target = cx.target_for(name);
+        let target = cx.target_for(name)?;
         let session = target.open(cx)?;
         // A name the settings no longer have may still run there (its
         // table was removed): teardown stops such leftovers anyway, so it

@@ -3,6 +3,7 @@
 //! so a partial file or none at all works. Unknown keys and wrong types are
 //! errors that name the key, the line and the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -46,8 +47,11 @@ impl std::fmt::Display for TargetName {
     }
 }
 
+// Not deny_unknown_fields, which serde does not combine with `flatten`:
+// a top-level key no table takes lands in `clusters`, where the commands
+// refuse it.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     /// Target used when `--target` is not given (a name of
     /// `targets::all`, checked when the commands read the settings).
@@ -57,9 +61,11 @@ pub struct Config {
     pub local: Local,
     pub images: Images,
     pub docker: Docker,
-    pub minikube: Minikube,
-    pub kind: Kind,
-    pub gke: Gke,
+    /// The cluster kinds' tables (`[minikube]`, `[kind]`, `[gke]`), as
+    /// written: each kind reads its own (`targets::clusters::KINDS`), and
+    /// the commands refuse a table no kind reads.
+    #[serde(flatten)]
+    pub clusters: BTreeMap<String, toml::Value>,
     pub kubernetes: Kubernetes,
     pub seldon: Seldon,
 }
@@ -146,30 +152,6 @@ impl Default for Docker {
     }
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Minikube {
-    pub profile: String,
-    pub memory_mb: u32,
-    pub cpus: u32,
-}
-
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Kind {
-    pub cluster: String,
-}
-
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Gke {
-    pub project: String,
-    pub zone: String,
-    pub cluster: String,
-    pub machine_type: String,
-    pub num_nodes: u32,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -179,9 +161,7 @@ impl Default for Config {
             local: Local::default(),
             images: Images::default(),
             docker: Docker::default(),
-            minikube: Minikube::default(),
-            kind: Kind::default(),
-            gke: Gke::default(),
+            clusters: BTreeMap::new(),
             kubernetes: Kubernetes::default(),
             seldon: Seldon::default(),
         }
@@ -205,36 +185,6 @@ impl Default for Local {
             ready_timeout_secs: 30,
             stop_grace_secs: 10,
             bind: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        }
-    }
-}
-
-impl Default for Minikube {
-    fn default() -> Self {
-        Self {
-            profile: "minikube".into(),
-            memory_mb: 4096,
-            cpus: 2,
-        }
-    }
-}
-
-impl Default for Kind {
-    fn default() -> Self {
-        Self {
-            cluster: "kube-mlops".into(),
-        }
-    }
-}
-
-impl Default for Gke {
-    fn default() -> Self {
-        Self {
-            project: String::new(),
-            zone: "us-central1-a".into(),
-            cluster: "k8s-test-cluster".into(),
-            machine_type: "e2-standard-2".into(),
-            num_nodes: 3,
         }
     }
 }
@@ -424,7 +374,7 @@ fn check_names(c: &Config) -> Result<()> {
             bail!("{key} = {value:?} is not valid in an image reference: {why}");
         }
     }
-    let checks: [(&str, &str, NameCheck); 8] = [
+    let checks: [(&str, &str, NameCheck); 4] = [
         (
             "kubernetes.namespace",
             &c.kubernetes.namespace,
@@ -445,21 +395,9 @@ fn check_names(c: &Config) -> Result<()> {
             &c.docker.name_prefix,
             names::container_name,
         ),
-        (
-            "minikube.profile",
-            &c.minikube.profile,
-            names::container_name,
-        ),
-        ("kind.cluster", &c.kind.cluster, names::dns1123_label),
-        ("gke.cluster", &c.gke.cluster, names::gke_cluster),
-        ("gke.zone", &c.gke.zone, |z| names::gcloud_id(z, 2, 63)),
     ];
     for (key, value, check) in checks {
         check(value).map_err(|why| anyhow::anyhow!("{key} = {value:?} {why}"))?;
-    }
-    if !c.gke.project.is_empty() {
-        names::gcloud_id(&c.gke.project, 6, 30)
-            .map_err(|why| anyhow::anyhow!("gke.project = {:?} {why}", c.gke.project))?;
     }
     Ok(())
 }
@@ -485,8 +423,7 @@ mod tests {
         assert!(e.contains("must be a DNS-1123 label"), "{e}");
         let e = err("[docker]\nname_prefix = \"a b\"");
         assert!(e.starts_with("docker.name_prefix = \"a b\" must be"), "{e}");
-        let e = err("[gke]\nproject = \"My Project\"");
-        assert!(e.starts_with("gke.project"), "{e}");
+        // A cluster kind's names: its file's tests.
     }
 
     #[test]
@@ -497,6 +434,11 @@ mod tests {
         for s in &mut parsed.services.0 {
             s.line = 0;
         }
+        // The cluster kinds' tables are theirs to check (each kind's
+        // tests compare its table here with its defaults).
+        let kinds: Vec<&str> = parsed.clusters.keys().map(String::as_str).collect();
+        assert_eq!(kinds, ["gke", "kind", "minikube"]);
+        parsed.clusters.clear();
         assert_eq!(parsed, Config::default());
         Ok(())
     }
@@ -513,8 +455,8 @@ mod tests {
             parse("[services.test-api]\nport = 8080\nimage = \"x\"\n[gke]\nproject = \"my-proj\"")?;
         assert_eq!(c.services.0.len(), 1, "the tables declare the services");
         assert_eq!(c.services.0[0].port, 8080);
-        assert_eq!(c.gke.project, "my-proj");
-        assert_eq!(c.gke.zone, Gke::default().zone);
+        // A cluster kind's table is its kind's to read, as written.
+        assert_eq!(c.clusters["gke"]["project"].as_str(), Some("my-proj"));
         Ok(())
     }
 

@@ -59,9 +59,16 @@ pub fn named(name: &str) -> Result<TargetName, String> {
 /// `setup` (how its images are made, every service of the settings): the
 /// registry where the settings become targets, as `clusters::for_name`
 /// is for cluster kinds.
-pub fn for_name(name: TargetName, config: &Config, setup: &crate::image::Setup) -> Box<dyn Target> {
+///
+/// # Errors
+/// A cluster kind's table is not what it takes; a name that is no target.
+pub fn for_name(
+    name: TargetName,
+    config: &Config,
+    setup: &crate::image::Setup,
+) -> anyhow::Result<Box<dyn Target>> {
     let services = crate::ground::services::names(&config.services);
-    match name {
+    Ok(match name {
         LOCAL => Box::new(local::Local {
             settings: config.local.clone(),
             services,
@@ -73,17 +80,16 @@ pub fn for_name(name: TargetName, config: &Config, setup: &crate::image::Setup) 
             services,
             setup: setup.clone(),
         }),
-        _ => match clusters::for_name(name, config) {
+        _ => match clusters::for_name(name, config)? {
             Some(cluster) => Box::new(kube::Kube::new(
                 cluster,
                 config.kubernetes.clone(),
                 config.seldon.clone(),
                 setup.clone(),
             )),
-            // Every name comes from `all`: local, docker or a cluster kind.
-            None => unreachable!("{name} is neither local, docker nor a cluster kind"),
+            None => anyhow::bail!("{name} is neither local, docker nor a cluster kind"),
         },
-    }
+    })
 }
 
 /// The platform the machines of `target` run, asked as a deploy asks them

@@ -11,6 +11,21 @@ use crate::ground::settings::TargetName;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
 
+/// `[name]` of `config` as `T`, with `T`'s defaults where the table or a
+/// key is absent: a cluster kind's settings table.
+///
+/// # Errors
+/// Not a table, a key `T` does not take, a value of another type.
+pub fn table<T: serde::de::DeserializeOwned + Default>(
+    config: &crate::ground::settings::Config,
+    name: TargetName,
+) -> anyhow::Result<T> {
+    match config.clusters.get(name.as_str()) {
+        None => Ok(T::default()),
+        Some(value) => T::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("[{name}]: {e}")),
+    }
+}
+
 /// A cluster kind: the target it is, what it is (for `--help`), and how
 /// the settings make one (`clusters::KINDS` lists them).
 pub struct ClusterKind {
@@ -22,8 +37,12 @@ pub struct ClusterKind {
     /// The tools only this kind drives (`minikube`, `kind`, `gcloud`):
     /// how `doctor` asks their versions and how to install them.
     pub tools: &'static [crate::ground::tools::Tool],
-    /// The cluster, holding its settings from the settings.
-    pub make: fn(&crate::ground::settings::Config) -> Box<dyn Cluster>,
+    /// The cluster, holding its settings: its own table (`clusters::table`)
+    /// and what it shares with the others.
+    ///
+    /// # Errors
+    /// Its table is not what it takes.
+    pub make: fn(&crate::ground::settings::Config) -> Result<Box<dyn Cluster>>,
 }
 
 pub trait Cluster {

@@ -15,6 +15,7 @@ use super::cluster::Cluster;
 use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
 use crate::ground::http;
+use crate::ground::names;
 use crate::ground::poll::{self, Waited};
 use crate::ground::runner::{Blocked, Cause, Probe, quote};
 use crate::ground::services::ServiceSpec;
@@ -22,6 +23,45 @@ use crate::ground::settings::{self, TargetName};
 use crate::publish::publisher::Publisher;
 use crate::publish::registry::Registry;
 use crate::targets::engine::Engine;
+
+/// `[gke]`: the project (empty: gcloud's), zone, cluster, machine type and node count `cluster up` creates.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub project: String,
+    pub zone: String,
+    pub cluster: String,
+    pub machine_type: String,
+    pub num_nodes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            project: String::new(),
+            zone: "us-central1-a".into(),
+            cluster: "k8s-test-cluster".into(),
+            machine_type: "e2-standard-2".into(),
+            num_nodes: 3,
+        }
+    }
+}
+
+impl Settings {
+    /// # Errors
+    /// A cluster, zone or project name Google Cloud would refuse.
+    fn check(self) -> Result<Self> {
+        names::gke_cluster(&self.cluster)
+            .map_err(|why| anyhow::anyhow!("gke.cluster = {:?} {why}", self.cluster))?;
+        names::gcloud_id(&self.zone, 2, 63)
+            .map_err(|why| anyhow::anyhow!("gke.zone = {:?} {why}", self.zone))?;
+        if !self.project.is_empty() {
+            names::gcloud_id(&self.project, 6, 30)
+                .map_err(|why| anyhow::anyhow!("gke.project = {:?} {why}", self.project))?;
+        }
+        Ok(self)
+    }
+}
 
 /// `--target gke`.
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
@@ -37,21 +77,21 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
         macos: "brew install --cask google-cloud-sdk",
     }],
     make: |config| {
-        Box::new(Gke {
-            settings: config.gke.clone(),
+        Ok(Box::new(Gke {
+            settings: super::cluster::table::<Settings>(config, KIND.name)?.check()?,
             registry: config.registry.clone(),
             images: crate::ground::services::image_names(&config.services),
             namespace: config.kubernetes.namespace.clone(),
             address_timeout_secs: config.kubernetes.address_timeout_secs,
             project: std::sync::OnceLock::new(),
-        })
+        }))
     },
 };
 
 /// The GKE cluster `[gke]` describes; images pushed to `[registry]` when
 /// set (else the project's Artifact Registry); its services in `namespace`.
 pub struct Gke {
-    pub(super) settings: settings::Gke,
+    pub(super) settings: Settings,
     pub(super) registry: settings::Registry,
     /// Every image name of the settings: siblings a push mounts from.
     pub(super) images: Vec<String>,
@@ -523,7 +563,25 @@ fn confirm(question: &str) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Platform, machine_platform};
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_anything_uses_them() -> anyhow::Result<()> {
+        let config = crate::ground::settings::parse("[gke]\nproject = \"My Project\"")?;
+        let e = format!("{:#}", super::super::check(&config).expect_err("taken"));
+        assert!(e.starts_with("gke.project"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_committed_settings_spell_out_the_defaults() -> anyhow::Result<()> {
+        let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+        assert_eq!(
+            super::super::cluster::table::<Settings>(&config, KIND.name)?,
+            Settings::default()
+        );
+        Ok(())
+    }
 
     #[test]
     fn arm_machine_series_run_arm64_and_the_rest_amd64() {

@@ -11,12 +11,38 @@ use xshell::cmd;
 use super::cluster::Cluster;
 use crate::build::platform::Platform;
 use crate::ground::context::Ctx;
+use crate::ground::names;
 use crate::ground::runner::Probe;
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{self, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::kind::Kind as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
+
+/// `[kind]`: the cluster `cluster up` creates (`kind-<cluster>` its context).
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub cluster: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cluster: "kube-mlops".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// # Errors
+    /// A cluster name that is not a DNS-1123 label.
+    fn check(self) -> Result<Self> {
+        names::dns1123_label(&self.cluster)
+            .map_err(|why| anyhow::anyhow!("kind.cluster = {:?} {why}", self.cluster))?;
+        Ok(self)
+    }
+}
 
 /// `--target kind`.
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
@@ -32,17 +58,17 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
         macos: "brew install kind",
     }],
     make: |config| {
-        Box::new(Kind {
-            settings: config.kind.clone(),
+        Ok(Box::new(Kind {
+            settings: super::cluster::table::<Settings>(config, KIND.name)?.check()?,
             namespace: config.kubernetes.namespace.clone(),
             ingress_local_port: config.seldon.local_port,
-        })
+        }))
     },
 };
 
 /// The kind cluster `[kind] cluster`, its services in `namespace`.
 pub struct Kind {
-    pub settings: settings::Kind,
+    pub settings: Settings,
     pub namespace: String,
     /// `[seldon] local_port`: where this machine reaches the ingress.
     pub ingress_local_port: u16,
@@ -132,5 +158,20 @@ impl Cluster for Kind {
 
     fn ingress_local_port(&self) -> Option<u16> {
         Some(self.ingress_local_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_settings_spell_out_the_defaults() -> anyhow::Result<()> {
+        let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+        assert_eq!(
+            super::super::cluster::table::<Settings>(&config, KIND.name)?,
+            Settings::default()
+        );
+        Ok(())
     }
 }

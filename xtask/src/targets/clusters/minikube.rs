@@ -14,12 +14,42 @@ use super::cluster::Cluster;
 use crate::build::platform::Platform;
 use crate::build::toolchain::Host;
 use crate::ground::context::Ctx;
+use crate::ground::names;
 use crate::ground::runner::{Probe, shown};
 use crate::ground::services::ServiceSpec;
-use crate::ground::settings::{self, TargetName};
+use crate::ground::settings::TargetName;
 use crate::publish::minikube::Minikube as Load;
 use crate::publish::publisher::Publisher;
 use crate::targets::engine::Engine;
+
+/// `[minikube]`: the profile `cluster up` starts, its memory (MB) and CPUs.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub profile: String,
+    pub memory_mb: u32,
+    pub cpus: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            profile: "minikube".into(),
+            memory_mb: 4096,
+            cpus: 2,
+        }
+    }
+}
+
+impl Settings {
+    /// # Errors
+    /// A profile a shell or minikube's container would refuse.
+    fn check(self) -> Result<Self> {
+        names::container_name(&self.profile)
+            .map_err(|why| anyhow::anyhow!("minikube.profile = {:?} {why}", self.profile))?;
+        Ok(self)
+    }
+}
 
 /// `--target minikube`.
 pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
@@ -35,17 +65,17 @@ pub const KIND: super::cluster::ClusterKind = super::cluster::ClusterKind {
         macos: "brew install minikube",
     }],
     make: |config| {
-        Box::new(Minikube {
-            settings: config.minikube.clone(),
+        Ok(Box::new(Minikube {
+            settings: super::cluster::table::<Settings>(config, KIND.name)?.check()?,
             namespace: config.kubernetes.namespace.clone(),
             ingress_local_port: config.seldon.local_port,
-        })
+        }))
     },
 };
 
 /// The minikube profile `[minikube] profile`, its services in `namespace`.
 pub struct Minikube {
-    pub settings: settings::Minikube,
+    pub settings: Settings,
     pub namespace: String,
     /// `[seldon] local_port`: where this machine reaches the ingress.
     pub ingress_local_port: u16,
@@ -349,6 +379,16 @@ impl Cluster for Minikube {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_settings_spell_out_the_defaults() -> anyhow::Result<()> {
+        let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+        assert_eq!(
+            super::super::cluster::table::<Settings>(&config, KIND.name)?,
+            Settings::default()
+        );
+        Ok(())
+    }
 
     #[test]
     fn the_docker_driver_outside_linux_is_reached_by_port_forward() {

@@ -20,16 +20,44 @@ pub const KINDS: &[&ClusterKind] = &[&minikube::KIND, &kind::KIND, &gke::KIND];
 
 /// The cluster behind a Kubernetes target, holding its settings from
 /// `config` (read here, once); None for local and docker.
-pub fn for_name(name: TargetName, config: &Config) -> Option<Box<dyn Cluster>> {
+///
+/// # Errors
+/// Its table in the settings is not what the kind takes.
+pub fn for_name(name: TargetName, config: &Config) -> anyhow::Result<Option<Box<dyn Cluster>>> {
     KINDS
         .iter()
         .find(|k| k.name == name)
         .map(|k| (k.make)(config))
+        .transpose()
 }
 
 /// Every cluster kind, with its settings from `config`.
-pub fn all(config: &Config) -> Vec<Box<dyn Cluster>> {
+///
+/// # Errors
+/// As `for_name`.
+pub fn all(config: &Config) -> anyhow::Result<Vec<Box<dyn Cluster>>> {
     KINDS.iter().map(|k| (k.make)(config)).collect()
+}
+
+/// Checks the cluster kinds' tables of `config`: each names a kind, and
+/// is what the kind takes.
+///
+/// # Errors
+/// A table no kind reads (a misspelt one: the kinds are named), or one
+/// its kind refuses.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    if let Some(other) = config
+        .clusters
+        .keys()
+        .find(|k| !KINDS.iter().any(|kind| kind.name.as_str() == k.as_str()))
+    {
+        anyhow::bail!(
+            "`{other}` is no setting: the tables are local, docker, registry, images, \
+             kubernetes, seldon, services, and one per cluster kind ({})",
+            names()
+        );
+    }
+    all(config).map(|_| ())
 }
 
 /// The cluster kinds' target names, for messages: `minikube, kind or gke`.
@@ -41,6 +69,23 @@ pub fn names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_no_kind_reads_or_a_key_its_kind_does_not_take_is_refused() {
+        let refused = |text: &str| {
+            let config = crate::ground::settings::parse(text).expect("parses");
+            format!("{:#}", check(&config).expect_err("taken"))
+        };
+        let e = refused("[kinds]\ncluster = \"x\"\n");
+        assert!(e.contains("`kinds` is no setting"), "{e}");
+        assert!(e.contains("minikube, kind or gke"), "{e}");
+        let e = refused("[kind]\nclutser = \"x\"\n");
+        assert!(e.contains("[kind]") && e.contains("clutser"), "{e}");
+        let e = refused("[kind]\ncluster = \"Bad_Name\"\n");
+        assert!(e.contains("kind.cluster = \"Bad_Name\""), "{e}");
+        let config = crate::ground::settings::parse("[kind]\ncluster = \"dev\"\n").expect("parses");
+        assert!(check(&config).is_ok());
+    }
 
     #[test]
     fn each_kind_has_its_own_name_and_says_how_to_install_its_tools() {
