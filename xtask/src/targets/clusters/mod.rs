@@ -78,7 +78,7 @@ mod tests {
         };
         let e = refused("[kinds]\ncluster = \"x\"\n");
         assert!(e.contains("`kinds` is no setting"), "{e}");
-        assert!(e.contains("minikube, kind or gke"), "{e}");
+        assert!(e.contains("(minikube, kind"), "{e}");
         let e = refused("[kind]\nclutser = \"x\"\n");
         assert!(e.contains("[kind]") && e.contains("clutser"), "{e}");
         let e = refused("[kind]\ncluster = \"Bad_Name\"\n");
