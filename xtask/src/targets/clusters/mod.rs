@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cluster;
 mod gke;
+mod k3d;
 mod kind;
 mod minikube;
 
@@ -16,7 +17,7 @@ use crate::ground::settings::{Config, TargetName};
 
 /// The cluster kinds, one line each: `--target`'s values and help, the
 /// completions and every list of kinds in a message come from here.
-pub const KINDS: &[&ClusterKind] = &[&minikube::KIND, &kind::KIND, &gke::KIND];
+pub const KINDS: &[&ClusterKind] = &[&minikube::KIND, &kind::KIND, &gke::KIND, &k3d::KIND];
 
 /// The cluster behind a Kubernetes target, holding its settings from
 /// `config` (read here, once); None for local and docker.
