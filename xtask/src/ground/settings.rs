@@ -234,7 +234,7 @@ pub struct Seldon {
     /// The Ambassador chart installed when `install_ingress` (ambassador only).
     pub ambassador_chart_repo: String,
     pub ambassador_chart_version: String,
-    /// Local port of the port-forward to the ingress (minikube, kind).
+    /// Local port of the port-forward to the ingress (the local clusters).
     pub local_port: u16,
 }
 
