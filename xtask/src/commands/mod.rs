@@ -42,8 +42,9 @@ use args::{OutputArg, ProgressArg};
     version,
     about = "Build, deploy, test and tear down the kube-mlops services",
     long_about = "Takes the services in services/ from source to a running, smoke-tested \
-deployment: on this machine (local), in containers (docker), on minikube or kind, \
-or on GKE. Settings come from xtask.toml at the workspace root.",
+deployment: on this machine (local), in containers (docker), or on a local or \
+GKE Kubernetes cluster (--target lists them). Settings come from xtask.toml at the workspace \
+root.",
     after_help = "Examples:\n  cargo xtask doctor\n  cargo xtask deploy              # build and run locally, smoke-test, print URLs\n  cargo xtask status\n  cargo xtask logs test-api\n  cargo xtask teardown\n  cargo xtask deploy --dry-run   # print the plan, change nothing\n  cargo xtask cluster up --target minikube && cargo xtask deploy --target minikube\n  cargo xtask seldon install --target minikube && cargo xtask deploy --seldon --target minikube"
 )]
 pub struct Cli {
