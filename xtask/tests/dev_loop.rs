@@ -86,11 +86,13 @@ fn start_loop(ws: &Path, args: &[&str]) -> Result<(Stopper, mpsc::Receiver<Strin
 }
 
 fn get(url: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    agent.get(url).call().ok()?.body_mut().read_to_string().ok()
+    let resp = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .ok()?;
+    // As before: an answer other than 2xx is no page.
+    resp.error_for_status().ok()?.text().ok()
 }
 
 /// Waits for a line of the loop's output that starts with `what` (the
@@ -614,18 +616,14 @@ fn a_model_that_fails_its_check_leaves_the_last_good_one_serving_locally() -> Re
 fn predict_row(url: &str) -> Result<serde_json::Value> {
     let row =
         r#"{"data":{"ndarray":[[13.7,1.67,2.25,16.4,118,2.6,2.9,0.21,1.62,5.85,0.92,3.2,1060]]}}"#;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    Ok(serde_json::from_str(
-        &agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(row)?
-            .body_mut()
-            .read_to_string()?,
-    )?)
+    let resp = reqwest::blocking::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(row)
+        .timeout(Duration::from_secs(5))
+        .send()?
+        .error_for_status()?;
+    Ok(serde_json::from_str(&resp.text()?)?)
 }
 
 /// `rename_save` for bytes.

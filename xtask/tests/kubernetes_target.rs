@@ -754,15 +754,13 @@ fn nodes_of_another_cpu_get_images_built_for_it_or_say_what_to_install() -> Resu
     Ok(())
 }
 
-/// A GET with ureq: status and body, 4xx/5xx included.
+/// A GET: status and body, 4xx/5xx included.
 fn http_get(url: &str) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut resp = agent.get(url).call()?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+    let resp = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()?;
+    Ok((resp.status().as_u16(), resp.text()?))
 }
 
 #[test]

@@ -92,16 +92,13 @@ const TUTORIAL: &str =
     r#"{"data":{"names":["a","b"],"tensor":{"shape":[2,2],"values":[0,0,1,1]}}}"#;
 
 fn post(url: &str, body: &str) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut resp = agent
+    let resp = reqwest::blocking::Client::new()
         .post(url)
         .header("content-type", "application/json")
-        .send(body)?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+        .body(body.to_string())
+        .timeout(Duration::from_secs(5))
+        .send()?;
+    Ok((resp.status().as_u16(), resp.text()?))
 }
 
 fn text(b: &[u8]) -> String {
@@ -117,13 +114,11 @@ fn ok(out: &Output) -> Result<(String, String)> {
 }
 
 fn get(url: &str) -> Result<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut resp = agent.get(url).call()?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+    let resp = reqwest::blocking::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()?;
+    Ok((resp.status().as_u16(), resp.text()?))
 }
 
 fn alive(pid: u32) -> bool {

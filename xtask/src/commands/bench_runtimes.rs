@@ -605,30 +605,26 @@ fn time_requests(
 ) -> Result<f64> {
     let path = format!("/v2/models/{}/infer", case.model);
     let url = format!("http://127.0.0.1:{}{path}", running.port);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(600)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
     let (header, body) = binary_request(case, data);
     let once = || -> Result<f64> {
         let start = Instant::now();
-        let mut resp = agent
+        let resp = client
             .post(&url)
             .header("inference-header-content-length", header.len().to_string())
             .header("content-type", "application/octet-stream")
-            .send(&body[..])?;
-        let answer = resp
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .read_to_vec()?;
+            .body(body.clone())
+            .send()?;
+        let status = resp.status();
+        let answer = resp.bytes()?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if resp.status() != 200 {
+        if status != 200 {
             bail!(
                 "{} on {runtime}: {} {}",
                 case.label(),
-                resp.status(),
+                status,
                 String::from_utf8_lossy(&answer)
             );
         }

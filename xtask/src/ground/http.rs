@@ -2,45 +2,64 @@
 //! Any status is a result; only a transport failure (refused, timed out) is
 //! an error.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use reqwest::blocking::{Client, RequestBuilder};
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
+/// One client for the run. No idle connections are kept: the server at an
+/// address may be replaced between two calls (the dev loop, a redeploy).
+fn client() -> Result<&'static Client> {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let made = Client::builder()
+        .pool_max_idle_per_host(0)
         .build()
-        .into()
+        .context("making an HTTP client")?;
+    Ok(CLIENT.get_or_init(|| made))
 }
 
-fn read(mut resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<(u16, String)> {
+fn call(request: RequestBuilder, timeout: Duration, what: &str) -> Result<(u16, String)> {
+    let resp = request
+        .timeout(timeout)
+        .send()
+        .with_context(|| what.to_string())?;
     let status = resp.status().as_u16();
     let body = resp
-        .body_mut()
-        .read_to_string()
+        .text()
         .with_context(|| format!("reading the body of {what}"))?;
     Ok((status, body))
 }
 
+/// A GET of `url`: the status and the body, whatever the status.
+///
+/// # Errors
+/// A transport failure (refused, no answer within `timeout`).
 pub fn get(url: &str, timeout: Duration) -> Result<(u16, String)> {
-    let what = format!("GET {url}");
-    let resp = agent(timeout)
-        .get(url)
-        .call()
-        .with_context(|| what.clone())?;
-    read(resp, &what)
+    call(client()?.get(url), timeout, &format!("GET {url}"))
 }
 
-/// A POST of `body` with `content_type`.
+/// A POST of `body` with `content_type`: the status and the body.
+///
+/// # Errors
+/// A transport failure (refused, no answer within `timeout`).
 pub fn post(url: &str, content_type: &str, body: &str, timeout: Duration) -> Result<(u16, String)> {
-    let what = format!("POST {url}");
-    let resp = agent(timeout)
+    let request = client()?
         .post(url)
         .header("content-type", content_type)
-        .send(body)
-        .with_context(|| what.clone())?;
-    read(resp, &what)
+        .body(body.to_string());
+    call(request, timeout, &format!("POST {url}"))
+}
+
+/// Whether `err` (from `get` or `post`) is a timeout.
+pub fn timed_out(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+    })
 }
 
 /// Whether `base` answers `GET /readyz` with 200 (every service's
@@ -64,12 +83,36 @@ pub fn readiness(base: &str) -> super::poll::Check<()> {
     match get(&url, PROBE_TIMEOUT) {
         Ok((200, _)) => super::poll::Check::Done(()),
         Ok((code, body)) => super::poll::Check::NotYet(format!("{url} answered {code}: {body}")),
-        Err(e) if format!("{e:#}").contains("timeout") => super::poll::Check::NotYet(format!(
+        Err(e) if timed_out(&e) => super::poll::Check::NotYet(format!(
             "GET {url} did not answer within {}s, the probe's timeout (as Kubernetes' default \
              timeoutSeconds): the service's /readyz itself is slow (ARTIFICIAL_LATENCY_MS? a \
              busy process?), which a longer deploy deadline does not change",
             PROBE_TIMEOUT.as_secs()
         )),
         Err(e) => super::poll::Check::NotYet(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_never_answers_is_a_timeout_and_a_closed_port_is_not() -> Result<()> {
+        // Accepted by the kernel's backlog, never answered.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/readyz", silent.local_addr()?);
+        let err = get(&url, Duration::from_millis(200))
+            .err()
+            .context("answered")?;
+        assert!(timed_out(&err), "{err:#}");
+        assert!(format!("{err:#}").contains(&url), "{err:#}");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let err = get(&format!("http://{closed}/"), Duration::from_secs(5))
+            .err()
+            .context("answered")?;
+        assert!(!timed_out(&err), "{err:#}");
+        Ok(())
     }
 }

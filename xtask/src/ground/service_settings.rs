@@ -320,7 +320,12 @@ struct Raw {
 
 impl<'de> Deserialize<'de> for Services {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let tables = indexmap::IndexMap::<Spanned<String>, Spanned<Raw>>::deserialize(d)?;
+        // Keyed by name (a `Spanned` orders by its value), then put back in
+        // the file's order by where each table starts.
+        let mut tables: Vec<_> = BTreeMap::<Spanned<String>, Spanned<Raw>>::deserialize(d)?
+            .into_iter()
+            .collect();
+        tables.sort_by_key(|(name, _)| name.span().start);
         let builtin = builtin();
         tables
             .into_iter()

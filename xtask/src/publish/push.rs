@@ -135,14 +135,10 @@ impl std::error::Error for PlainHttp {}
 
 /// Whether `registry` answers the distribution API over plain HTTP.
 fn answers_plain_http(registry: &str) -> bool {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(5)))
-        .build()
-        .into();
-    agent
-        .get(&format!("http://{registry}/v2/"))
-        .call()
+    reqwest::blocking::Client::new()
+        .get(format!("http://{registry}/v2/"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
         .is_ok_and(|r| {
             r.headers().contains_key("docker-distribution-api-version")
                 || matches!(r.status().as_u16(), 200 | 401)

@@ -111,15 +111,12 @@ fn proxy_one(conn: std::net::TcpStream, routes: &[(String, std::net::SocketAddr)
             });
             let (status, answer) = match routed {
                 Some(url) => {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
-                    let mut resp = agent
+                    let resp = reqwest::blocking::Client::new()
                         .post(&url)
                         .header("content-type", &content_type)
-                        .send(&body[..])?;
-                    (resp.status().as_u16(), resp.body_mut().read_to_string()?)
+                        .body(body)
+                        .send()?;
+                    (resp.status().as_u16(), resp.text()?)
                 }
                 None => (404, "no route".to_string()),
             };

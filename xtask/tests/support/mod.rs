@@ -189,25 +189,19 @@ pub fn answers_like_scikit_learn(url: &str) -> Result<serde_json::Value> {
     Ok(answer)
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 /// POSTs the JSON `body` to `url`: the status and body of the answer.
 pub fn post_json(url: &str, body: &str) -> Result<(u16, String)> {
-    let mut resp = agent()
+    let resp = reqwest::blocking::Client::new()
         .post(url)
         .header("content-type", "application/json")
-        .send(body.as_bytes())?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string()?))
+        .body(body.to_string())
+        .send()?;
+    Ok((resp.status().as_u16(), resp.text()?))
 }
 
 /// The body of `GET url`, whatever its status.
 pub fn get(url: &str) -> Result<String> {
-    Ok(agent().get(url).call()?.body_mut().read_to_string()?)
+    Ok(reqwest::blocking::get(url)?.text()?)
 }
 
 /// Whether a container engine answers `docker version`; panics in CI when

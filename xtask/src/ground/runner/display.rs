@@ -51,8 +51,13 @@ pub fn quote(word: &str) -> String {
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
     if plain {
         word.to_owned()
+    } else if word.contains('\0') {
+        // No shell word holds a NUL: shown, not quoted.
+        format!("{word:?}")
     } else {
-        shlex::try_quote(word).map_or_else(|_| format!("{word:?}"), |q| q.into_owned())
+        // POSIX single quotes keep every byte but `'` itself, which is
+        // closed, escaped and reopened.
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -164,5 +169,24 @@ mod tests {
             "   Compiling tract-core v0.23.9"
         ));
         assert!(!machine_readable(Stream::Stdout, "pulling layer 1 of 3"));
+    }
+
+    #[test]
+    fn a_quoted_word_splits_back_to_itself() {
+        for word in [
+            "plain-1.0",
+            "",
+            "two words",
+            "it's",
+            "'''",
+            "$HOME `id` \\ \"x\"",
+            "line\nbreak",
+            "ünï",
+        ] {
+            let q = quote(word);
+            assert_eq!(shlex::split(&q), Some(vec![word.to_owned()]), "{q}");
+        }
+        assert_eq!(quote("a:b/c@d"), "a:b/c@d");
+        assert_eq!(quote("nul\0"), r#""nul\0""#);
     }
 }
