@@ -15,8 +15,10 @@ use support::{CLUSTERS, Result, text};
 const K3D: &[(&str, &str)] = &[(
     "k3d",
     r#"case "$1 $2" in
-  "cluster list") if [ "$3" = "-o" ]; then echo "${FAKE_K3D_CLUSTERS-[]}"; else echo "NAME SERVERS AGENTS LOADBALANCER"; fi ;;
+  "cluster list") if [ -n "$FAKE_K3D_LIST_FAIL" ]; then echo 'FATA[0000] failed to list clusters: the runtime does not answer' >&2; exit 1; fi
+    if [ "$3" = "-o" ]; then echo "${FAKE_K3D_CLUSTERS-[]}"; else echo "NAME SERVERS AGENTS LOADBALANCER"; fi ;;
   "cluster create") add_context "k3d-$3" ;;
+  "cluster start") ;;
   "cluster delete") remove_context "k3d-$3" ;;
   "image import") if [ -n "$FAKE_K3D_FAIL" ]; then echo 'ERRO[0000] failed to import images in node k3d-dev-server-0' >&2; exit 1; fi ;;
 esac"#,
@@ -38,7 +40,7 @@ fn done(log: &[String]) -> Vec<&str> {
 }
 
 #[test]
-fn k3d_creates_only_a_missing_cluster_and_deletes_it() -> Result {
+fn k3d_creates_a_missing_cluster_starts_a_stopped_one_and_deletes_it() -> Result {
     let f = stage()?;
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "k3d"],
@@ -55,11 +57,42 @@ fn k3d_creates_only_a_missing_cluster_and_deletes_it() -> Result {
     assert_eq!(f.current_context()?, "k3d-dev");
     let (out, log) = f.xtask(
         &["cluster", "up", "--target", "k3d"],
-        &[("FAKE_K3D_CLUSTERS", r#"[{"name":"dev"}]"#)],
+        &[(
+            "FAKE_K3D_CLUSTERS",
+            r#"[{"name":"dev","serversCount":1,"serversRunning":1}]"#,
+        )],
     )?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("k3d cluster dev exists already"));
     assert_eq!(done(&log), ["kubectl --context k3d-dev cluster-info"]);
+    // Stopped (`k3d cluster stop`, a reboot): started, not created again.
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "k3d"],
+        &[(
+            "FAKE_K3D_CLUSTERS",
+            r#"[{"name":"dev","serversCount":1,"serversRunning":0}]"#,
+        )],
+    )?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        done(&log),
+        [
+            "k3d cluster start dev --wait",
+            "kubectl --context k3d-dev cluster-info"
+        ]
+    );
+    // A list that fails is k3d's error, not a missing cluster.
+    let (out, log) = f.xtask(
+        &["cluster", "up", "--target", "k3d"],
+        &[("FAKE_K3D_LIST_FAIL", "1")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`k3d cluster list -o json` failed: FATA[0000] failed to list clusters"),
+        "{stderr}"
+    );
+    assert!(done(&log).is_empty(), "{log:?}");
     let (out, log) = f.xtask(&["cluster", "down", "--target", "k3d"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(log, ["k3d cluster delete dev"]);

@@ -437,7 +437,7 @@ mod tests {
         // The cluster kinds' tables are theirs to check (each kind's
         // tests compare its table here with its defaults).
         let kinds: Vec<&str> = parsed.clusters.keys().map(String::as_str).collect();
-        assert_eq!(kinds, ["gke", "kind", "minikube"]);
+        assert_eq!(kinds, ["gke", "k3d", "kind", "minikube"]);
         parsed.clusters.clear();
         assert_eq!(parsed, Config::default());
         Ok(())

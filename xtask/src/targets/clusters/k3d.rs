@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, bail};
 use xshell::cmd;
 
 use super::cluster::Cluster;
@@ -27,7 +27,8 @@ use crate::targets::engine::Engine;
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub cluster: String,
-    /// Agent (worker) nodes `k3d cluster create --agents` adds.
+    /// Agent (worker) nodes `k3d cluster create --agents` adds, at most
+    /// `MAX_AGENTS`.
     pub agents: u32,
 }
 
@@ -40,13 +41,38 @@ impl Default for Settings {
     }
 }
 
+/// The longest cluster name k3d takes: its `DefaultClusterNameMaxLength`
+/// (pkg/types), which keeps `k3d-<cluster>-server-0` and the like within
+/// the 64 characters of a container's name.
+const MAX_NAME: usize = 32;
+
+/// The most agents `[k3d] agents` may ask for: each is a container of this
+/// machine's engine running a kubelet, so more is a typo, not a cluster.
+const MAX_AGENTS: u32 = 16;
+
 impl Settings {
     /// # Errors
     /// A cluster name that is not a DNS-1123 label (k3d names its node
-    /// containers, their hostnames, and the context after it).
+    /// containers, their hostnames, and the context after it) or is longer
+    /// than k3d takes; more agents than `MAX_AGENTS`.
     fn check(self) -> Result<Self> {
         names::dns1123_label(&self.cluster)
             .map_err(|why| anyhow::anyhow!("k3d.cluster = {:?} {why}", self.cluster))?;
+        let length = self.cluster.chars().count();
+        if length > MAX_NAME {
+            bail!(
+                "k3d.cluster = {:?} has {length} characters; k3d takes at most {MAX_NAME} \
+                 (it names the node containers after it): choose a shorter name",
+                self.cluster
+            );
+        }
+        if self.agents > MAX_AGENTS {
+            bail!(
+                "k3d.agents = {} is more than {MAX_AGENTS}: each agent is a container on this \
+                 machine; ask for fewer",
+                self.agents
+            );
+        }
         Ok(self)
     }
 }
@@ -81,16 +107,50 @@ pub struct K3d {
     pub ingress_local_port: u16,
 }
 
-/// The names in `k3d cluster list -o json` (an array of clusters, each
-/// with its `name`).
-fn cluster_names(json: &str) -> Vec<String> {
-    serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect()
+/// A cluster as `k3d cluster list -o json` prints it (k3d's
+/// `PrintClusters`: `name`, and how many of its server and agent nodes
+/// there are and run).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    name: String,
+    #[serde(default)]
+    servers_count: u32,
+    #[serde(default)]
+    servers_running: u32,
+    #[serde(default)]
+    agents_count: u32,
+    #[serde(default)]
+    agents_running: u32,
+}
+
+/// What `cluster up` finds of its cluster.
+#[derive(Debug, PartialEq)]
+enum State {
+    Missing,
+    /// Some of its nodes are stopped (`k3d cluster stop`, a reboot).
+    Stopped,
+    Running,
+}
+
+/// `cluster`'s state in the output of `k3d cluster list -o json`.
+///
+/// # Errors
+/// Output that is not k3d's list of clusters.
+fn state_of(json: &str, cluster: &str) -> Result<State> {
+    let listed: Vec<Listed> = serde_json::from_str(json).with_context(|| {
+        format!(
+            "`k3d cluster list -o json` printed no list of clusters: {}",
+            json.trim().chars().take(200).collect::<String>()
+        )
+    })?;
+    Ok(match listed.iter().find(|c| c.name == cluster) {
+        None => State::Missing,
+        Some(c) if c.servers_running < c.servers_count || c.agents_running < c.agents_count => {
+            State::Stopped
+        }
+        Some(_) => State::Running,
+    })
 }
 
 impl Cluster for K3d {
@@ -108,26 +168,37 @@ impl Cluster for K3d {
 
     fn up(&self, cx: &Ctx) -> Result<()> {
         let cluster = &self.settings.cluster;
-        let exists = cx
-            .runner
-            .probe(
-                cmd!(cx.sh, "k3d cluster list -o json"),
-                "listing k3d clusters",
-                Duration::from_secs(30),
-            )
-            .ok()
-            .is_some_and(|p| cluster_names(&p.stdout).contains(cluster));
-        if exists {
-            eprintln!("==> k3d cluster {cluster} exists already");
+        let listed = cx.runner.probe(
+            cmd!(cx.sh, "k3d cluster list -o json"),
+            "listing k3d clusters",
+            Duration::from_secs(30),
+        )?;
+        let state = if listed.success {
+            state_of(&listed.stdout, cluster)?
         } else {
-            let agents = self.settings.agents.to_string();
-            cx.runner.run(
-                cmd!(
-                    cx.sh,
-                    "k3d cluster create {cluster} --agents {agents} --wait"
-                ),
-                "creating a k3d cluster",
-            )?;
+            // Under --dry-run a blocker, and the plan goes on as for a
+            // missing cluster; otherwise the error.
+            cx.runner.precondition(listed.failure())?;
+            State::Missing
+        };
+        match state {
+            State::Running => eprintln!("==> k3d cluster {cluster} exists already"),
+            State::Stopped => {
+                cx.runner.run(
+                    cmd!(cx.sh, "k3d cluster start {cluster} --wait"),
+                    "starting the stopped k3d cluster",
+                )?;
+            }
+            State::Missing => {
+                let agents = self.settings.agents.to_string();
+                cx.runner.run(
+                    cmd!(
+                        cx.sh,
+                        "k3d cluster create {cluster} --agents {agents} --wait"
+                    ),
+                    "creating a k3d cluster",
+                )?;
+            }
         }
         Ok(())
     }
@@ -214,10 +285,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_cluster_list_is_read_by_name() {
-        let json = r#"[{"name":"kube-mlops","serversRunning":1},{"name":"dev"}]"#;
-        assert_eq!(cluster_names(json), ["kube-mlops", "dev"]);
-        assert!(cluster_names("not json").is_empty());
+    fn the_cluster_list_is_read_by_name_and_running_nodes() -> anyhow::Result<()> {
+        let json = r#"[{"name":"kube-mlops","serversCount":1,"serversRunning":1,
+            "agentsCount":2,"agentsRunning":2},
+            {"name":"dev","serversCount":1,"serversRunning":0,"agentsCount":0,"agentsRunning":0},
+            {"name":"half","serversCount":1,"serversRunning":1,"agentsCount":2,"agentsRunning":1}]"#;
+        assert_eq!(state_of(json, "kube-mlops")?, State::Running);
+        assert_eq!(state_of(json, "dev")?, State::Stopped);
+        assert_eq!(state_of(json, "half")?, State::Stopped);
+        assert_eq!(state_of(json, "other")?, State::Missing);
+        assert_eq!(state_of("[]", "dev")?, State::Missing);
+        let e = state_of("FATA[0000] runtime failed", "dev").expect_err("read");
+        assert!(
+            format!("{e:#}").contains("printed no list of clusters: FATA"),
+            "{e:#}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_committed_settings_spell_out_the_defaults() -> anyhow::Result<()> {
+        let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+        assert!(config.clusters.contains_key(KIND.name.as_str()));
+        assert_eq!(
+            super::super::cluster::table::<Settings>(&config, KIND.name)?,
+            Settings::default()
+        );
+        Ok(())
     }
 
     #[test]
@@ -230,6 +324,24 @@ mod tests {
             .check()
             .expect_err("taken");
         assert!(e.to_string().starts_with("k3d.cluster = \"Dev_1\""), "{e}");
+        for (table, says) in [
+            (
+                format!("cluster = \"{}\"", "a".repeat(33)),
+                "has 33 characters",
+            ),
+            ("agents = 17".to_string(), "k3d.agents = 17 is more than 16"),
+        ] {
+            let config = crate::ground::settings::parse(&format!("[k3d]\n{table}\n"))?;
+            let e = super::super::cluster::table::<Settings>(&config, KIND.name)?
+                .check()
+                .expect_err("taken");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let config = crate::ground::settings::parse(&format!(
+            "[k3d]\ncluster = \"{}\"\nagents = 16\n",
+            "a".repeat(32)
+        ))?;
+        super::super::cluster::table::<Settings>(&config, KIND.name)?.check()?;
         Ok(())
     }
 }

@@ -89,15 +89,17 @@ impl Cluster for Kind {
 
     fn up(&self, cx: &Ctx) -> Result<()> {
         let cluster = &self.settings.cluster;
-        let exists = cx
-            .runner
-            .probe(
-                cmd!(cx.sh, "kind get clusters"),
-                "listing kind clusters",
-                Duration::from_secs(30),
-            )
-            .ok()
-            .is_some_and(|p| p.stdout.lines().any(|l| l.trim() == cluster));
+        let listed = cx.runner.probe(
+            cmd!(cx.sh, "kind get clusters"),
+            "listing kind clusters",
+            Duration::from_secs(30),
+        )?;
+        if !listed.success {
+            // A list that fails is kind's error, not a missing cluster
+            // (under --dry-run: a blocker, and the create is planned).
+            cx.runner.precondition(listed.failure())?;
+        }
+        let exists = listed.stdout.lines().any(|l| l.trim() == cluster);
         if exists {
             eprintln!("==> kind cluster {cluster} exists already");
         } else {
@@ -168,6 +170,7 @@ mod tests {
     #[test]
     fn the_committed_settings_spell_out_the_defaults() -> anyhow::Result<()> {
         let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+        assert!(config.clusters.contains_key(KIND.name.as_str()));
         assert_eq!(
             super::super::cluster::table::<Settings>(&config, KIND.name)?,
             Settings::default()
