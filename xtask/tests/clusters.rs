@@ -717,7 +717,7 @@ fn the_dev_loop_refuses_gke_up_front_and_runs_nothing() -> Result {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("the dev loop runs on local, docker, minikube and kind, not gke"),
+        stderr.contains("the dev loop runs on local, docker and the local clusters"),
         "{stderr}"
     );
     assert!(stderr.contains("cargo xtask dev --target kind"), "{stderr}");

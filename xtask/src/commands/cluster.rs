@@ -1,4 +1,4 @@
-//! `cargo xtask cluster up|down|status --target minikube|kind|gke`: what
+//! `cargo xtask cluster up|down|status --target minikube|kind|k3d|gke`: what
 //! each cluster kind's tool does (see targets/clusters), then a wait until
 //! the API server answers, and cluster-info facts.
 

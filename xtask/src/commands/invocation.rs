@@ -76,7 +76,7 @@ impl Invocation {
         }
         let loaded = Loaded::load(options.config.as_deref(), &cx.root)?;
         let default_target = default_target(&loaded)?;
-        clusters::check(&loaded.config)
+        clusters::check(&loaded.config, &loaded.text)
             .with_context(|| format!("invalid settings in {}", shown(loaded.source.as_deref())))?;
         Ok(Self {
             cx,
@@ -185,6 +185,7 @@ mod tests {
         let loaded = Loaded {
             config: crate::ground::settings::parse("default_target = \"mars\"\n").expect("parses"),
             source: None,
+            text: String::new(),
         };
         let e = format!("{:#}", default_target(&loaded).expect_err("mars taken"));
         assert!(e.contains("mars"), "{e}");

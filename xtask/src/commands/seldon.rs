@@ -1,4 +1,4 @@
-//! `cargo xtask seldon install|uninstall|status --target minikube|kind|gke`.
+//! `cargo xtask seldon install|uninstall|status --target minikube|kind|k3d|gke`.
 
 use std::process::ExitCode;
 

@@ -266,6 +266,8 @@ pub struct Loaded {
     pub config: Config,
     /// The file read, or None for built-in defaults.
     pub source: Option<PathBuf>,
+    /// Its text ("" for the defaults), to place later errors on a line.
+    pub text: String,
 }
 
 impl Loaded {
@@ -285,6 +287,7 @@ impl Loaded {
             return Ok(Self {
                 config,
                 source: None,
+                text: String::new(),
             });
         };
         let text = std::fs::read_to_string(&path)
@@ -328,8 +331,32 @@ impl Loaded {
         Ok(Self {
             config,
             source: Some(path),
+            text,
         })
     }
+}
+
+/// The 1-based line in the settings `text` of what `message` is about in
+/// its table `table`: the key the message names first (in backticks, as
+/// serde names keys, or as `table.key =`), else the table's header. None
+/// when `text` has no such table.
+pub fn line_in_table(text: &str, table: &str, message: &str) -> Option<usize> {
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let key = doc.key(table)?;
+    let named = doc.get(table)?.as_table_like().and_then(|t| {
+        t.iter()
+            .filter_map(|(k, _)| {
+                let at = [format!("`{k}`"), format!("{table}.{k} ")]
+                    .iter()
+                    .filter_map(|m| message.find(m.as_str()))
+                    .min()?;
+                Some((at, t.key(k)?))
+            })
+            .min_by_key(|(at, _)| *at)
+            .map(|(_, k)| k)
+    });
+    let span = named.unwrap_or(key).span()?;
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
 }
 
 /// Parses and checks what serde cannot.

@@ -186,10 +186,10 @@ impl Cluster for Gke {
 
     fn dev_loop(&self) -> Result<()> {
         bail!(
-            "the dev loop runs on local, docker, minikube and kind, not gke: every round \
-             would push images over the network and wait for a remote rollout. Iterate \
-             with `cargo xtask dev --target kind` (or minikube), then `cargo xtask deploy \
-             --target gke`"
+            "the dev loop runs on local, docker and the local clusters (`cargo xtask dev \
+             --help` names them), not gke: every round would push images over the network \
+             and wait for a remote rollout. Iterate with `cargo xtask dev --target kind` (or \
+             another local cluster), then `cargo xtask deploy --target gke`"
         )
     }
 
@@ -567,9 +567,13 @@ mod tests {
 
     #[test]
     fn names_are_checked_before_anything_uses_them() -> anyhow::Result<()> {
-        let config = crate::ground::settings::parse("[gke]\nproject = \"My Project\"")?;
-        let e = format!("{:#}", super::super::check(&config).expect_err("taken"));
-        assert!(e.starts_with("gke.project"), "{e}");
+        let text = "[gke]\nproject = \"My Project\"";
+        let config = crate::ground::settings::parse(text)?;
+        let e = format!(
+            "{:#}",
+            super::super::check(&config, text).expect_err("taken")
+        );
+        assert!(e.starts_with("line 2: gke.project"), "{e}");
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::ground::settings::{Config, TargetName};
 
 /// The cluster kinds, one line each: `--target`'s values and help, the
 /// completions and every list of kinds in a message come from here.
-pub const KINDS: &[&ClusterKind] = &[&minikube::KIND, &kind::KIND, &gke::KIND, &k3d::KIND];
+pub const KINDS: &[&ClusterKind] = &[&minikube::KIND, &kind::KIND, &k3d::KIND, &gke::KIND];
 
 /// The cluster behind a Kubernetes target, holding its settings from
 /// `config` (read here, once); None for local and docker.
@@ -46,19 +46,31 @@ pub fn all(config: &Config) -> anyhow::Result<Vec<Box<dyn Cluster>>> {
 /// # Errors
 /// A table no kind reads (a misspelt one: the kinds are named), or one
 /// its kind refuses.
-pub fn check(config: &Config) -> anyhow::Result<()> {
+pub fn check(config: &Config, text: &str) -> anyhow::Result<()> {
+    // "line N: " where the settings file has what the message is about.
+    let at = |table: &str, message: &str| {
+        crate::ground::settings::line_in_table(text, table, message)
+            .map_or_else(String::new, |n| format!("line {n}: "))
+    };
     if let Some(other) = config
         .clusters
         .keys()
         .find(|k| !KINDS.iter().any(|kind| kind.name.as_str() == k.as_str()))
     {
         anyhow::bail!(
-            "`{other}` is no setting: the tables are local, docker, registry, images, \
+            "{}`{other}` is no setting: the tables are local, docker, registry, images, \
              kubernetes, seldon, services, and one per cluster kind ({})",
+            at(other, ""),
             names()
         );
     }
-    all(config).map(|_| ())
+    for kind in KINDS {
+        if let Err(e) = (kind.make)(config) {
+            let message = format!("{e:#}");
+            anyhow::bail!("{}{message}", at(kind.name.as_str(), &message));
+        }
+    }
+    Ok(())
 }
 
 /// The cluster kinds' target names, for messages: `minikube, kind or gke`.
@@ -75,17 +87,26 @@ mod tests {
     fn a_table_no_kind_reads_or_a_key_its_kind_does_not_take_is_refused() {
         let refused = |text: &str| {
             let config = crate::ground::settings::parse(text).expect("parses");
-            format!("{:#}", check(&config).expect_err("taken"))
+            format!("{:#}", check(&config, text).expect_err("taken"))
         };
         let e = refused("[kinds]\ncluster = \"x\"\n");
-        assert!(e.contains("`kinds` is no setting"), "{e}");
+        assert!(e.starts_with("line 1: `kinds` is no setting"), "{e}");
         assert!(e.contains("(minikube, kind"), "{e}");
-        let e = refused("[kind]\nclutser = \"x\"\n");
-        assert!(e.contains("[kind]") && e.contains("clutser"), "{e}");
-        let e = refused("[kind]\ncluster = \"Bad_Name\"\n");
-        assert!(e.contains("kind.cluster = \"Bad_Name\""), "{e}");
-        let config = crate::ground::settings::parse("[kind]\ncluster = \"dev\"\n").expect("parses");
-        assert!(check(&config).is_ok());
+        // The line of the key the error names, not of another it lists.
+        let e = refused("[k3d]\ncluster = \"dev\"\nagentz = 1\n");
+        assert!(
+            e.starts_with("line 3: [k3d]: unknown field `agentz`, expected `cluster`"),
+            "{e}"
+        );
+        let e = refused("[k3d]\nagents = \"two\"\n");
+        assert!(e.starts_with("line 2: [k3d]: invalid type"), "{e}");
+        let e = refused("default_target = \"local\"\n\n[kind]\ncluster = \"Bad_Name\"\n");
+        assert!(e.starts_with("line 4: kind.cluster = \"Bad_Name\""), "{e}");
+        let e = refused("[gke]\nnum_nodes = 1\n\n[kind]\ncluster = \"Bad_Name\"\n");
+        assert!(e.starts_with("line 5: kind.cluster"), "{e}");
+        let text = "[kind]\ncluster = \"dev\"\n";
+        let config = crate::ground::settings::parse(text).expect("parses");
+        assert!(check(&config, text).is_ok());
     }
 
     #[test]
