@@ -382,3 +382,52 @@ fn the_other_platform_is_built_with_what_is_installed_or_says_what_to_install() 
     );
     Ok(())
 }
+
+#[test]
+fn a_cluster_whose_api_server_does_not_answer_is_not_ready() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    fake(bin.path(), "docker", "echo 'Docker version 27.0.0'")?;
+    fake(bin.path(), "kind", "echo 'kind v0.27.0'")?;
+    fake(
+        bin.path(),
+        "kubectl",
+        r#"case "$*" in
+  "config get-contexts --output name") echo 'kind-kube-mlops' ;;
+  *"get --raw /readyz") echo 'The connection to the server 127.0.0.1:40123 was refused' >&2; exit 1 ;;
+  *) echo 'Client Version: v1.32.4' ;;
+esac"#,
+    )?;
+    let out = doctor(bin.path(), &["--target", "kind"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the API server of kube context `kind-kube-mlops` does not answer (`kubectl \
+             --context kind-kube-mlops get --raw /readyz` failed): start the cluster with \
+             `cargo xtask cluster up --target kind`"
+        ),
+        "{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_dry_run_of_doctor_reports_missing_tools_in_its_table_only() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["--progress=never", "--dry-run", "doctor"])
+        .env("PATH", bin.path())
+        .env_remove("XTASK_CONFIG")
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(row(&stdout, "helm").contains("missing"), "{stdout}");
+    assert!(!stdout.contains("would stop here"), "{stdout}");
+    assert!(!stderr.contains("would stop here"), "{stderr}");
+    Ok(())
+}

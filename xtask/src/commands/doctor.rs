@@ -72,11 +72,15 @@ impl DoctorArgs {
             .filter(|r| !r.ok && needs.contains(&r.tool.name))
             .map(|r| r.tool.name)
             .collect();
-        let mut blockers = t.blockers(cx);
-        blockers.extend(platform_blocker(cx, target, t.as_ref()));
+        let blockers = blockers(cx, target, t.as_ref());
         println!();
         if missing.is_empty() && blockers.is_empty() {
-            println!("target {target}: ready (it has what it needs, and it answers)");
+            let answers = if cx.cluster_for(target)?.is_some() {
+                ", its kube context is there and its API server answers"
+            } else {
+                ""
+            };
+            println!("target {target}: ready (the tools it needs are here{answers})");
             return Ok(ExitCode::SUCCESS);
         }
         if missing.is_empty() {
@@ -106,8 +110,7 @@ fn json(cx: &Invocation, target: TargetName, rows: &[Row]) -> Result<ExitCode> {
         .filter(|r| !r.ok && t.tools().contains(&r.tool.name))
         .map(|r| r.tool.name)
         .collect();
-    let mut blockers = t.blockers(cx);
-    blockers.extend(platform_blocker(cx, target, t.as_ref()));
+    let blockers = blockers(cx, target, t.as_ref());
     let ready = missing.is_empty() && blockers.is_empty();
     let doc = serde_json::json!({
         "settings": cx.config_source.as_ref().map(|p| p.display().to_string()),
@@ -154,7 +157,7 @@ fn check(cx: &Invocation, tool: &'static Tool) -> Row {
         version: "-".into(),
         details: String::new(),
     };
-    if cx.runner.locate(tool.name, "doctor").is_err() {
+    if !cx.runner.on_path(tool.name) {
         row.details = format!("install: {}", hint(tool));
         return row;
     }
@@ -228,6 +231,21 @@ fn extra_details(cx: &Invocation, name: &str) -> String {
 /// machines run (its engine's or nodes', as deploy asks them), with the
 /// commands that would let it; None when it can, or when the machines
 /// cannot be asked (the target's other blockers say why).
+/// What keeps `target` from working beyond its tools; its machines'
+/// platform is asked only of a target that answers (on a cluster that
+/// reads the nodes, through kube-engine, built for it).
+fn blockers(
+    cx: &Invocation,
+    name: TargetName,
+    target: &dyn targets::target::Target,
+) -> Vec<String> {
+    let mut found = target.blockers(cx);
+    if found.is_empty() {
+        found.extend(platform_blocker(cx, name, target));
+    }
+    found
+}
+
 fn platform_blocker(
     cx: &Invocation,
     name: TargetName,

@@ -167,6 +167,12 @@ impl Runner {
         }
     }
 
+    /// Whether `program` is there (on PATH, or the file a path names): a
+    /// question, never a dry run's blocker (`doctor` reports it itself).
+    pub fn on_path(&self, program: &str) -> bool {
+        self.find(program, "").is_ok()
+    }
+
     fn find(&self, program: &str, purpose: &str) -> Result<PathBuf> {
         if program.contains('/') {
             let p = PathBuf::from(program);

@@ -343,7 +343,7 @@ impl Target for Docker {
     }
 
     fn blockers(&self, cx: &Ctx) -> Vec<String> {
-        if cx.runner.locate(engine_cli(), "doctor").is_err() {
+        if !cx.runner.on_path(engine_cli()) {
             return Vec::new(); // the tool row says so
         }
         match engine_version(cx) {

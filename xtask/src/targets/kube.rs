@@ -216,14 +216,19 @@ impl Target for Kube {
         let mut found = self.cluster.blockers(cx);
         if found.is_empty()
             && let Ok(want) = self.cluster.context(cx)
-            && cx.runner.locate("kubectl", "doctor").is_ok()
+            && cx.runner.on_path("kubectl")
             && let Ok(names) = kubecontext::names(cx)
-            && !names.contains(&want)
         {
-            found.push(format!(
-                "there is no kube context `{want}` yet: run `cargo xtask cluster up --target {}`",
-                self.cluster.name()
-            ));
+            let up = format!("cargo xtask cluster up --target {}", self.cluster.name());
+            if !names.contains(&want) {
+                found.push(format!("there is no kube context `{want}` yet: run `{up}`"));
+            } else if !super::clusters::api::ready(cx, &want, "doctor") {
+                found.push(format!(
+                    "the API server of kube context `{want}` does not answer \
+                     (`kubectl --context {want} get --raw /readyz` failed): start the cluster \
+                     with `{up}`"
+                ));
+            }
         }
         found
     }
