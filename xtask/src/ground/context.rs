@@ -38,7 +38,21 @@ impl Ctx {
     /// shell.
     pub fn new(options: &Options) -> Result<Self> {
         let root = match options.config.as_deref() {
-            Some(settings) => workspace_of(settings)?.unwrap_or_else(workspace_root),
+            Some(settings) => match workspace_of(settings)? {
+                Some(root) => root,
+                None => {
+                    // Two directories are in play: say which is which.
+                    let root = workspace_root();
+                    eprintln!(
+                        "==> {} is not at a Cargo workspace's root: the services are built \
+                         from {}; the paths in the settings are relative to the settings \
+                         file's own directory",
+                        settings.display(),
+                        root.display()
+                    );
+                    root
+                }
+            },
             None => workspace_root(),
         };
         let sh = Shell::new()?;
