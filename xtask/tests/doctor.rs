@@ -226,7 +226,7 @@ fn gke_takes_gclouds_project_when_the_settings_have_none() -> Result {
         bin.path(),
         "kubectl",
         r#"case "$*" in
-  "config get-contexts --output name") echo 'gke_proj-from-gcloud_us-central1-a_k8s-test-cluster' ;;
+  "config get-contexts --output name"|"config current-context") echo 'gke_proj-from-gcloud_us-central1-a_k8s-test-cluster' ;;
   *) echo 'Client Version: v1.32.4' ;;
 esac"#,
     )?;
@@ -429,5 +429,34 @@ fn a_dry_run_of_doctor_reports_missing_tools_in_its_table_only() -> Result {
     assert!(row(&stdout, "helm").contains("missing"), "{stdout}");
     assert!(!stdout.contains("would stop here"), "{stdout}");
     assert!(!stderr.contains("would stop here"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_cluster_whose_context_is_not_the_current_one_is_not_ready() -> Result {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    fake(bin.path(), "docker", "echo 'Docker version 27.0.0'")?;
+    fake(bin.path(), "kind", "echo 'kind v0.27.0'")?;
+    fake(
+        bin.path(),
+        "kubectl",
+        r#"case "$*" in
+  "config get-contexts --output name") printf 'kind-kube-mlops\nminikube\n' ;;
+  "config current-context") echo 'minikube' ;;
+  *"get --raw /readyz") echo ok ;;
+  *) echo 'Client Version: v1.32.4' ;;
+esac"#,
+    )?;
+    let out = doctor(bin.path(), &["--target", "kind"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the current kube context is `minikube`, and --target kind acts only on \
+             `kind-kube-mlops`: switch with `cargo xtask context use kind-kube-mlops`"
+        ),
+        "{stdout}"
+    );
     Ok(())
 }

@@ -8,29 +8,58 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use reqwest::blocking::{Client, RequestBuilder};
 
-/// One client for the run. No idle connections are kept: the server at an
-/// address may be replaced between two calls (the dev loop, a redeploy).
-fn client() -> Result<&'static Client> {
-    static CLIENT: OnceLock<Client> = OnceLock::new();
-    if let Some(c) = CLIENT.get() {
+/// The client for `url`, one per run. No idle connections are kept: the
+/// server at an address may be replaced between two calls (the dev loop,
+/// a redeploy). This machine's own addresses (the local target, the
+/// port-forwards) are reached directly, whatever `HTTP_PROXY` says, as
+/// kubectl and curl's `localhost` do; others through the environment's
+/// proxy.
+fn client(url: &str) -> Result<&'static Client> {
+    static DIRECT: OnceLock<Client> = OnceLock::new();
+    static PROXIED: OnceLock<Client> = OnceLock::new();
+    let direct = loopback(url);
+    let cell = if direct { &DIRECT } else { &PROXIED };
+    if let Some(c) = cell.get() {
         return Ok(c);
     }
-    let made = Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .context("making an HTTP client")?;
-    Ok(CLIENT.get_or_init(|| made))
+    let mut builder = Client::builder().pool_max_idle_per_host(0);
+    if direct {
+        builder = builder.no_proxy();
+    }
+    let made = builder.build().context("making an HTTP client")?;
+    Ok(cell.get_or_init(|| made))
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn loopback(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 fn call(request: RequestBuilder, timeout: Duration, what: &str) -> Result<(u16, String)> {
-    let resp = request
-        .timeout(timeout)
-        .send()
-        .with_context(|| what.to_string())?;
+    // reqwest's errors repeat the URL, which `what` names already.
+    let failed = |e: reqwest::Error, doing: &str| {
+        let slow = e.is_timeout();
+        let e = anyhow::Error::new(e.without_url());
+        if slow {
+            e.context(format!(
+                "{what}: no answer within {}s {doing}",
+                timeout.as_secs_f64()
+            ))
+        } else {
+            e.context(format!("{what} {doing}").trim_end().to_string())
+        }
+    };
+    let resp = request.timeout(timeout).send().map_err(|e| failed(e, ""))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .text()
-        .with_context(|| format!("reading the body of {what}"))?;
+    let body = resp.text().map_err(|e| failed(e, "(reading the body)"))?;
     Ok((status, body))
 }
 
@@ -39,7 +68,7 @@ fn call(request: RequestBuilder, timeout: Duration, what: &str) -> Result<(u16, 
 /// # Errors
 /// A transport failure (refused, no answer within `timeout`).
 pub fn get(url: &str, timeout: Duration) -> Result<(u16, String)> {
-    call(client()?.get(url), timeout, &format!("GET {url}"))
+    call(client(url)?.get(url), timeout, &format!("GET {url}"))
 }
 
 /// A POST of `body` with `content_type`: the status and the body.
@@ -47,7 +76,7 @@ pub fn get(url: &str, timeout: Duration) -> Result<(u16, String)> {
 /// # Errors
 /// A transport failure (refused, no answer within `timeout`).
 pub fn post(url: &str, content_type: &str, body: &str, timeout: Duration) -> Result<(u16, String)> {
-    let request = client()?
+    let request = client(url)?
         .post(url)
         .header("content-type", content_type)
         .body(body.to_string());
@@ -114,5 +143,20 @@ mod tests {
             .context("answered")?;
         assert!(!timed_out(&err), "{err:#}");
         Ok(())
+    }
+
+    #[test]
+    fn this_machines_addresses_are_told_from_others() {
+        for url in [
+            "http://127.0.0.1:5000/readyz",
+            "http://127.8.0.1/",
+            "http://localhost:8003/seldon",
+            "http://[::1]:5001/v2",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in ["http://10.0.0.7/", "http://example.com/", "not a url"] {
+            assert!(!loopback(url), "{url}");
+        }
     }
 }

@@ -178,6 +178,11 @@ impl Session {
             } else {
                 ClientProtocol::Https
             },
+            // A registry that takes the connection and never answers
+            // fails the call instead of hanging it (an idle read, not a
+            // whole upload, is what is timed).
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
             ..ClientConfig::default()
         });
         let auth = credentials(&registry);

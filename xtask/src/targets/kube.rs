@@ -228,6 +228,16 @@ impl Target for Kube {
                      (`kubectl --context {want} get --raw /readyz` failed): start the cluster \
                      with `{up}`"
                 ));
+            } else if let Ok(have) = kubecontext::current(cx)
+                && have.as_deref() != Some(want.as_str())
+            {
+                // What every command on this target would refuse.
+                found.push(format!(
+                    "the current kube context is {}, and --target {} acts only on `{want}`: \
+                     switch with `cargo xtask context use {want}`",
+                    have.map_or_else(|| "not set".to_string(), |h| format!("`{h}`")),
+                    self.cluster.name()
+                ));
             }
         }
         found

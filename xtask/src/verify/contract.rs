@@ -162,8 +162,8 @@ pub fn run(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
 /// The metadata not there or not JSON, several inputs, no floating-point
 /// output.
 fn v2_input_and_answer(url: &str) -> Result<(serde_json::Value, String)> {
-    let (status, body) = http::get(url, Duration::from_secs(10))
-        .with_context(|| format!("cannot reach {url}: is the model server running?"))?;
+    let (status, body) =
+        http::get(url, Duration::from_secs(30)).map_err(|e| unreachable(e, url))?;
     if status != 200 {
         bail!("GET {url} answered {status}: {}", super::bounded(&body));
     }
@@ -236,7 +236,7 @@ fn run_v2(url: &str, contract: &Contract, opts: &Options) -> Result<Report> {
             println!("request {i}: {body}");
         }
         let (status, text) = http::post(&infer, "application/json", &body, Duration::from_secs(30))
-            .with_context(|| format!("cannot reach {infer}"))?;
+            .map_err(|e| unreachable(e, &infer))?;
         if opts.print {
             println!("response {i}: HTTP {status} {text}");
         }
@@ -278,9 +278,22 @@ fn send(url: &str, body: &str, form: bool) -> Result<(u16, String)> {
     } else {
         http::post(url, "application/json", body, timeout)
     };
-    result.with_context(|| {
-        format!("cannot reach {url}: is the model server running? (cargo xtask deploy, or set --host/--port)")
-    })
+    result.map_err(|e| unreachable(e, url))
+}
+
+/// A failed call to the model at `url`: a server that took the request
+/// and did not answer is slow, not missing.
+fn unreachable(e: anyhow::Error, url: &str) -> anyhow::Error {
+    if http::timed_out(&e) {
+        e.context(format!(
+            "the model server at {url} took the request and did not answer: is it busy or stuck?"
+        ))
+    } else {
+        e.context(format!(
+            "cannot reach {url}: is the model server running? (cargo xtask deploy, or set \
+             --host/--port)"
+        ))
+    }
 }
 
 fn check(
@@ -404,5 +417,29 @@ mod tests {
         );
         assert!(text.contains("request 2:\n    - HTTP 500: boom"), "{text}");
         assert!(text.contains("--seed 42"), "{text}");
+    }
+
+    #[test]
+    fn a_server_that_takes_the_request_and_stays_silent_is_called_slow() -> Result<()> {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/predict", silent.local_addr()?);
+        let e = http::get(&url, Duration::from_millis(200))
+            .err()
+            .context("answered")?;
+        let said = format!("{:#}", unreachable(e, &url));
+        assert!(
+            said.contains("took the request and did not answer"),
+            "{said}"
+        );
+        assert!(said.contains("no answer within 0.2s"), "{said}");
+        assert_eq!(said.matches(&url).count(), 2, "{said}");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let url = format!("http://{closed}/predict");
+        let e = http::get(&url, Duration::from_secs(5))
+            .err()
+            .context("answered")?;
+        let said = format!("{:#}", unreachable(e, &url));
+        assert!(said.contains("is the model server running?"), "{said}");
+        Ok(())
     }
 }

@@ -22,7 +22,28 @@ pub fn table<T: serde::de::DeserializeOwned + Default>(
 ) -> anyhow::Result<T> {
     match config.clusters.get(name.as_str()) {
         None => Ok(T::default()),
-        Some(value) => T::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("[{name}]: {e}")),
+        Some(value) if !value.is_table() => {
+            let t = value.type_str();
+            let a = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            anyhow::bail!(
+                "[{name}] is {a} {t}, not a table: write its settings under a `[{name}]` \
+                 header, one `key = value` a line"
+            )
+        }
+        // toml's message, on one line ("… in `agents`" ends it).
+        Some(value) => T::deserialize(value.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "[{name}]: {}",
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }),
     }
 }
 

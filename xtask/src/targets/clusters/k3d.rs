@@ -56,8 +56,6 @@ impl Settings {
     /// containers, their hostnames, and the context after it) or is longer
     /// than k3d takes; more agents than `MAX_AGENTS`.
     fn check(self) -> Result<Self> {
-        names::dns1123_label(&self.cluster)
-            .map_err(|why| anyhow::anyhow!("k3d.cluster = {:?} {why}", self.cluster))?;
         let length = self.cluster.chars().count();
         if length > MAX_NAME {
             bail!(
@@ -66,6 +64,8 @@ impl Settings {
                 self.cluster
             );
         }
+        names::dns1123_label(&self.cluster)
+            .map_err(|why| anyhow::anyhow!("k3d.cluster = {:?} {why}", self.cluster))?;
         if self.agents > MAX_AGENTS {
             bail!(
                 "k3d.agents = {} is more than {MAX_AGENTS}: each agent is a container on this \

@@ -100,6 +100,14 @@ mod tests {
         );
         let e = refused("[k3d]\nagents = \"two\"\n");
         assert!(e.starts_with("line 2: [k3d]: invalid type"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = refused("k3d = \"x\"\n");
+        assert!(
+            e.starts_with("line 1: [k3d] is a string, not a table"),
+            "{e}"
+        );
+        let e = refused("[[kind]]\ncluster = \"x\"\n");
+        assert!(e.contains("[kind] is an array, not a table"), "{e}");
         let e = refused("default_target = \"local\"\n\n[kind]\ncluster = \"Bad_Name\"\n");
         assert!(e.starts_with("line 4: kind.cluster = \"Bad_Name\""), "{e}");
         let e = refused("[gke]\nnum_nodes = 1\n\n[kind]\ncluster = \"Bad_Name\"\n");
