@@ -404,8 +404,9 @@ esac"#,
     assert!(
         stdout.contains(
             "the API server of kube context `kind-kube-mlops` does not answer (`kubectl \
-             --context kind-kube-mlops get --raw /readyz` failed): start the cluster with \
-             `cargo xtask cluster up --target kind`"
+             --context kind-kube-mlops get --raw /readyz`: The connection to the server \
+             127.0.0.1:40123 was refused): start the cluster with `cargo xtask cluster up \
+             --target kind`"
         ),
         "{stdout}"
     );

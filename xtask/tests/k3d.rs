@@ -17,7 +17,7 @@ const K3D: &[(&str, &str)] = &[(
     r#"case "$1 $2" in
   "cluster list") if [ -n "$FAKE_K3D_LIST_FAIL" ]; then echo 'FATA[0000] failed to list clusters: the runtime does not answer' >&2; exit 1; fi
     if [ "$3" = "-o" ]; then echo "${FAKE_K3D_CLUSTERS-[]}"; else echo "NAME SERVERS AGENTS LOADBALANCER"; fi ;;
-  "cluster create") add_context "k3d-$3" ;;
+  "cluster create") [ -n "$FAKE_K3D_NO_CONTEXT" ] || add_context "k3d-$3" ;;
   "cluster start") ;;
   "cluster delete") remove_context "k3d-$3" ;;
   "image import") if [ -n "$FAKE_K3D_FAIL" ]; then echo 'ERRO[0000] failed to import images in node k3d-dev-server-0' >&2; exit 1; fi ;;
@@ -96,6 +96,19 @@ fn k3d_creates_a_missing_cluster_starts_a_stopped_one_and_deletes_it() -> Result
     let (out, log) = f.xtask(&["cluster", "down", "--target", "k3d"], &[])?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(log, ["k3d cluster delete dev"]);
+    // A create that leaves no context fails at once, not after the wait.
+    let started = std::time::Instant::now();
+    let (out, _) = f.xtask(
+        &["cluster", "up", "--target", "k3d"],
+        &[("FAKE_K3D_CLUSTERS", "[]"), ("FAKE_K3D_NO_CONTEXT", "1")],
+    )?;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the kubeconfig has no context `k3d-dev`"),
+        "{stderr}"
+    );
+    assert!(started.elapsed().as_secs() < 60, "{stderr}");
     Ok(())
 }
 

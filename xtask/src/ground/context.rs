@@ -40,6 +40,8 @@ impl Ctx {
         let root = match options.config.as_deref() {
             Some(settings) => match workspace_of(settings)? {
                 Some(root) => root,
+                // A file that is not there fails with its own error later.
+                None if !settings.is_file() => workspace_root(),
                 None => {
                     // Two directories are in play: say which is which.
                     let root = workspace_root();

@@ -222,10 +222,10 @@ impl Target for Kube {
             let up = format!("cargo xtask cluster up --target {}", self.cluster.name());
             if !names.contains(&want) {
                 found.push(format!("there is no kube context `{want}` yet: run `{up}`"));
-            } else if !super::clusters::api::ready(cx, &want, "doctor") {
+            } else if let Some(why) = super::clusters::api::unready(cx, &want, "doctor") {
                 found.push(format!(
                     "the API server of kube context `{want}` does not answer \
-                     (`kubectl --context {want} get --raw /readyz` failed): start the cluster \
+                     (`kubectl --context {want} get --raw /readyz`: {why}): start the cluster \
                      with `{up}`"
                 ));
             } else if let Ok(have) = kubecontext::current(cx)

@@ -14,13 +14,28 @@ pub const API_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Whether `context`'s API server answers `/readyz`.
 pub fn ready(cx: &Ctx, context: &str, purpose: &str) -> bool {
-    cx.runner
-        .probe(
-            cmd!(cx.sh, "kubectl --context {context} get --raw /readyz"),
-            purpose,
-            Duration::from_secs(15),
-        )
-        .is_ok_and(|p| p.success)
+    unready(cx, context, purpose).is_none()
+}
+
+/// Why `context`'s API server does not answer `/readyz` within 15 s
+/// (kubectl's error), or None when it does.
+pub fn unready(cx: &Ctx, context: &str, purpose: &str) -> Option<String> {
+    match cx.runner.probe(
+        cmd!(cx.sh, "kubectl --context {context} get --raw /readyz"),
+        purpose,
+        Duration::from_secs(15),
+    ) {
+        Ok(p) if p.success => None,
+        Ok(p) => Some(
+            p.stderr
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("no output")
+                .to_string(),
+        ),
+        Err(e) => Some(format!("{e:#}")),
+    }
 }
 
 /// Polls the API server's /readyz under a deadline, then prints cluster-info.
@@ -44,6 +59,18 @@ pub fn wait_ready(cx: &Ctx, context: &str) -> Result<()> {
                     Duration::from_secs(15),
                 ) {
                     Ok(p) if p.success => Check::Done(()),
+                    // kubectl's words: no wait makes a missing context appear.
+                    Ok(p)
+                        if p.stderr
+                            .contains(&format!("context \"{context}\" does not exist")) =>
+                    {
+                        bail!(
+                            "the cluster tool returned, but the kubeconfig has no context \
+                             `{context}` ({}): check which kubeconfig it wrote \
+                             (KUBECONFIG) and `cargo xtask context list`",
+                            p.stderr.trim()
+                        )
+                    }
                     Ok(p) => Check::NotYet(p.stderr.trim().to_string()),
                     Err(e) => Check::NotYet(format!("{e:#}")),
                 },
