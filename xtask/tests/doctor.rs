@@ -385,13 +385,7 @@ fn the_other_platform_is_built_with_what_is_installed_or_says_what_to_install() 
 
 #[test]
 fn a_cluster_whose_api_server_does_not_answer_is_not_ready() -> Result {
-    let bin = tempfile::tempdir()?;
-    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
-    fake(bin.path(), "docker", "echo 'Docker version 27.0.0'")?;
-    fake(bin.path(), "kind", "echo 'kind v0.27.0'")?;
-    fake(
-        bin.path(),
-        "kubectl",
+    let bin = kind_tools(
         r#"case "$*" in
   "config get-contexts --output name") echo 'kind-kube-mlops' ;;
   *"get --raw /readyz") echo 'The connection to the server 127.0.0.1:40123 was refused' >&2; exit 1 ;;
@@ -435,13 +429,7 @@ fn a_dry_run_of_doctor_reports_missing_tools_in_its_table_only() -> Result {
 
 #[test]
 fn a_cluster_whose_context_is_not_the_current_one_is_not_ready() -> Result {
-    let bin = tempfile::tempdir()?;
-    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
-    fake(bin.path(), "docker", "echo 'Docker version 27.0.0'")?;
-    fake(bin.path(), "kind", "echo 'kind v0.27.0'")?;
-    fake(
-        bin.path(),
-        "kubectl",
+    let bin = kind_tools(
         r#"case "$*" in
   "config get-contexts --output name") printf 'kind-kube-mlops\nminikube\n' ;;
   "config current-context") echo 'minikube' ;;
@@ -460,4 +448,14 @@ esac"#,
         "{stdout}"
     );
     Ok(())
+}
+
+/// A PATH with cargo, docker and kind that answer, and kubectl as `script`.
+fn kind_tools(script: &str) -> Result<tempfile::TempDir> {
+    let bin = tempfile::tempdir()?;
+    fake(bin.path(), "cargo", "echo 'cargo 1.95.0 (fake)'")?;
+    fake(bin.path(), "docker", "echo 'Docker version 27.0.0'")?;
+    fake(bin.path(), "kind", "echo 'kind v0.27.0'")?;
+    fake(bin.path(), "kubectl", script)?;
+    Ok(bin)
 }

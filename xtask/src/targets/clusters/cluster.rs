@@ -47,6 +47,22 @@ pub fn table<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Checks that the committed `xtask.toml` has `[name]`, with `T`'s
+/// defaults spelled out: each kind's test.
+#[cfg(test)]
+pub fn spelled_out<T>(name: TargetName) -> anyhow::Result<()>
+where
+    T: serde::de::DeserializeOwned + Default + PartialEq + std::fmt::Debug,
+{
+    let config = crate::ground::settings::parse(include_str!("../../../../xtask.toml"))?;
+    anyhow::ensure!(
+        config.clusters.contains_key(name.as_str()),
+        "xtask.toml has no [{name}]"
+    );
+    assert_eq!(table::<T>(&config, name)?, T::default());
+    Ok(())
+}
+
 /// A cluster kind: the target it is, what it is (for `--help`), and how
 /// the settings make one (`clusters::KINDS` lists them).
 pub struct ClusterKind {
