@@ -14,7 +14,10 @@ use reqwest::blocking::{Client, RequestBuilder};
 /// port-forwards) are reached directly, whatever `HTTP_PROXY` says, as
 /// kubectl and curl's `localhost` do; others through the environment's
 /// proxy.
-fn client(url: &str) -> Result<&'static Client> {
+///
+/// # Errors
+/// The TLS backend cannot be set up.
+pub fn client(url: &str) -> Result<&'static Client> {
     static DIRECT: OnceLock<Client> = OnceLock::new();
     static PROXIED: OnceLock<Client> = OnceLock::new();
     let direct = loopback(url);

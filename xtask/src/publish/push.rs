@@ -135,8 +135,12 @@ impl std::error::Error for PlainHttp {}
 
 /// Whether `registry` answers the distribution API over plain HTTP.
 fn answers_plain_http(registry: &str) -> bool {
-    reqwest::blocking::Client::new()
-        .get(format!("http://{registry}/v2/"))
+    let url = format!("http://{registry}/v2/");
+    let Ok(client) = crate::ground::http::client(&url) else {
+        return false;
+    };
+    client
+        .get(&url)
         .timeout(std::time::Duration::from_secs(5))
         .send()
         .is_ok_and(|r| {
